@@ -1,0 +1,528 @@
+//! Command-line interface: a thin face over the library. Every command that reports takes
+//! `--json`; the JSON shapes are documented in the README.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use snapstore::{Bound, CodecChoice, CommitOptions, Repo, DEFAULT_REPO_DIR};
+
+#[derive(Parser)]
+#[command(
+    name = "snapstore",
+    version,
+    about = "Versioned, error-bounded storage for checkpoints and frame sequences"
+)]
+struct Cli {
+    /// Repository directory.
+    #[arg(long, global = true, env = "SNAPSTORE_REPO", default_value = DEFAULT_REPO_DIR)]
+    repo: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a repository.
+    Init,
+    /// Store a safetensors checkpoint as a new snapshot.
+    Commit {
+        /// The checkpoint file.
+        file: PathBuf,
+        /// Message.
+        #[arg(short, long, default_value = "")]
+        message: String,
+        /// Branch to commit on (default: HEAD's branch).
+        #[arg(long)]
+        branch: Option<String>,
+        /// Metadata as KEY=VALUE (repeatable), e.g. --meta epoch=3 --meta acc=0.91.
+        #[arg(long = "meta", value_name = "KEY=VALUE")]
+        meta: Vec<String>,
+        /// Entropy coders: auto, zstd or lzma.
+        #[arg(long, default_value = "auto")]
+        codec: CodecChoice,
+        /// Error bound: lossless, rel:EPS or abs:EPS (default: the branch's configured bound).
+        #[arg(long)]
+        bound: Option<String>,
+        /// Store a keyframe (no reference) at least every K snapshots.
+        #[arg(long, value_name = "K")]
+        keyframe_every: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a snapshot (or some tensors) as a safetensors file.
+    Checkout {
+        /// Snapshot: HEAD, HEAD~N, branch, tag or id prefix.
+        #[arg(value_name = "REF")]
+        spec: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Only these tensors (repeatable).
+        #[arg(long = "tensor", value_name = "NAME")]
+        tensors: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List snapshots, newest first.
+    Log {
+        /// Start here (default HEAD).
+        #[arg(value_name = "REF")]
+        spec: Option<String>,
+        /// At most N snapshots.
+        #[arg(short = 'n', long)]
+        limit: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a snapshot: per tensor dtype, shape, encoding, stored bytes and ratio.
+    Show {
+        /// Snapshot.
+        #[arg(value_name = "REF", default_value = "HEAD")]
+        spec: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two snapshots, or a snapshot against a safetensors file.
+    Diff {
+        /// First snapshot.
+        #[arg(value_name = "REF")]
+        a: String,
+        /// Second snapshot, or a safetensors file.
+        #[arg(value_name = "REF|FILE")]
+        b: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create, list (no NAME) or delete tags.
+    Tag {
+        /// Tag name.
+        name: Option<String>,
+        /// Snapshot to tag (default HEAD).
+        #[arg(value_name = "REF", default_value = "HEAD")]
+        spec: String,
+        /// Delete the tag.
+        #[arg(short, long)]
+        delete: bool,
+    },
+    /// Create, list (no NAME) or delete branches.
+    Branch {
+        /// Branch name.
+        name: Option<String>,
+        /// Start point (default HEAD).
+        #[arg(value_name = "REF")]
+        spec: Option<String>,
+        /// Delete the branch.
+        #[arg(short, long)]
+        delete: bool,
+    },
+    /// Make HEAD name another branch.
+    Switch {
+        /// Branch.
+        branch: String,
+    },
+    /// Repository totals: logical bytes, stored bytes, ratio, dedup savings.
+    Stats {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete objects no ref reaches.
+    Gc {
+        /// Report only.
+        #[arg(long)]
+        dry_run: bool,
+        /// Leave packs younger than this many seconds (a concurrent commit may own them).
+        #[arg(long, default_value_t = 3600)]
+        grace: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify every object and snapshot; exits non-zero when anything is damaged.
+    Fsck {
+        /// Rebuild the index from the packs first.
+        #[arg(long)]
+        rebuild_index: bool,
+        /// Only re-hash objects; skip decoding every tensor.
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read or set a setting: keyframe_every, bound (for HEAD's branch).
+    Config {
+        /// Setting name.
+        key: String,
+        /// New value.
+        value: Option<String>,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let repo_dir = cli.repo;
+    match cli.command {
+        Command::Init => {
+            let repo = Repo::init(&repo_dir)?;
+            println!(
+                "initialized empty snapstore repository in {}",
+                repo.path().display()
+            );
+        }
+        Command::Commit {
+            file,
+            message,
+            branch,
+            meta,
+            codec,
+            bound,
+            keyframe_every,
+            json,
+        } => {
+            let repo = Repo::open(&repo_dir)?;
+            let opts = CommitOptions {
+                message,
+                branch,
+                meta: parse_meta(&meta)?,
+                codec,
+                keyframe_every,
+                bound: bound.map(|b| b.parse::<Bound>()).transpose()?,
+                ..CommitOptions::default()
+            };
+            let r = repo.commit_file(&file, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "[{} {}] {} tensors, {} -> {} ({:.2}x), {} delta, {} keyframe, {} dedup, {:.2}s",
+                    r.branch,
+                    r.snapshot.short(),
+                    r.tensors,
+                    human(r.logical_bytes),
+                    human(r.stored_bytes),
+                    ratio(r.logical_bytes, r.stored_bytes),
+                    r.deltas,
+                    r.keyframes,
+                    r.deduplicated,
+                    r.seconds
+                );
+            }
+        }
+        Command::Checkout {
+            spec,
+            output,
+            tensors,
+            json,
+        } => {
+            let repo = Repo::open(&repo_dir)?;
+            let names = (!tensors.is_empty()).then_some(&tensors[..]);
+            let r = repo.checkout_to_file(&spec, &output, names)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "wrote {} ({} tensors, {}) from {} in {:.2}s",
+                    r.path.display(),
+                    r.tensors,
+                    human(r.bytes),
+                    r.snapshot.short(),
+                    r.seconds
+                );
+            }
+        }
+        Command::Log { spec, limit, json } => {
+            let repo = Repo::open(&repo_dir)?;
+            let entries = repo.log(spec.as_deref(), limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                for e in entries {
+                    let meta: Vec<String> =
+                        e.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!(
+                        "{} {} {:>10} -> {:>10} {} {}{}",
+                        e.id.short(),
+                        e.branch,
+                        human(e.logical_bytes),
+                        human(e.stored_bytes),
+                        e.bound,
+                        e.message,
+                        if meta.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [{}]", meta.join(" "))
+                        }
+                    );
+                }
+            }
+        }
+        Command::Show { spec, json } => {
+            let repo = Repo::open(&repo_dir)?;
+            let (id, m) = repo.show(&spec)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"id": id, "manifest": &*m}))?
+                );
+            } else {
+                println!("snapshot {id}");
+                println!(
+                    "parents  {}",
+                    m.parents
+                        .iter()
+                        .map(|p| p.short())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                println!(
+                    "branch   {}   bound {}   keyframe every {}",
+                    m.branch, m.bound, m.keyframe_every
+                );
+                println!("message  {}", m.message);
+                for (k, v) in &m.meta {
+                    println!("meta     {k}={v}");
+                }
+                println!(
+                    "{:<40} {:>6} {:<16} {:<10} {:>10} {:>10} {:>8} {:>5}",
+                    "tensor", "dtype", "shape", "encoding", "bytes", "stored", "ratio", "depth"
+                );
+                for t in &m.tensors {
+                    println!(
+                        "{:<40} {:>6} {:<16} {:<10} {:>10} {:>10} {:>8} {:>5}",
+                        t.name,
+                        t.dtype.to_string(),
+                        format!("{:?}", t.shape),
+                        format!("{:?}", t.encoding).to_lowercase(),
+                        human(t.len),
+                        human(t.stored_bytes()),
+                        if t.stored_bytes() == 0 {
+                            "dedup".to_string()
+                        } else {
+                            format!("{:.2}x", ratio(t.len, t.stored_bytes()))
+                        },
+                        t.depth
+                    );
+                }
+                println!(
+                    "total {} -> {} ({:.2}x)",
+                    human(m.logical_bytes()),
+                    human(m.stored_bytes()),
+                    ratio(m.logical_bytes(), m.stored_bytes())
+                );
+            }
+        }
+        Command::Diff { a, b, json } => {
+            let repo = Repo::open(&repo_dir)?;
+            let rows = if Path::new(&b).is_file() {
+                repo.diff_file(&a, Path::new(&b))?
+            } else {
+                repo.diff(&a, &b)?
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<40} {:<8} {:>12} {:>12} {:>12} {:>9}",
+                    "tensor", "status", "elements", "max_abs", "max_rel", "changed"
+                );
+                for r in rows {
+                    println!(
+                        "{:<40} {:<8} {:>12} {:>12.4e} {:>12.4e} {:>8.2}%",
+                        r.name,
+                        r.status,
+                        r.elements,
+                        r.max_abs,
+                        r.max_rel,
+                        r.changed_fraction * 100.0
+                    );
+                }
+            }
+        }
+        Command::Tag { name, spec, delete } => {
+            let repo = Repo::open(&repo_dir)?;
+            match (name, delete) {
+                (None, _) => {
+                    for (n, id) in repo.list_refs()?.1 {
+                        println!("{n} {}", id.short());
+                    }
+                }
+                (Some(n), true) => repo.delete_ref(&format!("tags/{n}"))?,
+                (Some(n), false) => {
+                    let id = repo.create_tag(&n, &spec)?;
+                    println!("tag {n} -> {}", id.short());
+                }
+            }
+        }
+        Command::Branch { name, spec, delete } => {
+            let repo = Repo::open(&repo_dir)?;
+            match (name, delete) {
+                (None, _) => {
+                    let head = repo.head_branch()?;
+                    for (n, id) in repo.list_refs()?.0 {
+                        println!("{} {n} {}", if n == head { "*" } else { " " }, id.short());
+                    }
+                }
+                (Some(n), true) => repo.delete_ref(&format!("heads/{n}"))?,
+                (Some(n), false) => match repo.create_branch(&n, spec.as_deref())? {
+                    Some(id) => println!("branch {n} -> {}", id.short()),
+                    None => println!("branch {n} (empty)"),
+                },
+            }
+        }
+        Command::Switch { branch } => {
+            let repo = Repo::open(&repo_dir)?;
+            repo.switch_branch(&branch)?;
+            println!("HEAD -> {branch}");
+        }
+        Command::Stats { json } => {
+            let repo = Repo::open(&repo_dir)?;
+            let s = repo.stats()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("snapshots    {}", s.snapshots);
+                println!("branches     {}   tags {}", s.branches, s.tags);
+                println!("logical      {}", human(s.logical_bytes));
+                println!(
+                    "stored       {} in {} packs",
+                    human(s.stored_bytes),
+                    s.packs
+                );
+                println!("ratio        {:.2}x", s.ratio);
+                println!("dedup saved  {}", human(s.dedup_bytes));
+            }
+        }
+        Command::Gc {
+            dry_run,
+            grace,
+            json,
+        } => {
+            let repo = Repo::open(&repo_dir)?;
+            let r = repo.gc(dry_run, Duration::from_secs(grace))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{}{} objects in {} packs removed, {} packs rewritten, {} freed; {} snapshots kept",
+                    if dry_run { "would remove: " } else { "" },
+                    r.removed_objects,
+                    r.removed_packs,
+                    r.rewritten_packs,
+                    human(r.freed_bytes),
+                    r.live_snapshots
+                );
+            }
+        }
+        Command::Fsck {
+            rebuild_index,
+            quick,
+            json,
+        } => {
+            let repo = Repo::open(&repo_dir)?;
+            if rebuild_index {
+                let n = repo.rebuild_index()?;
+                if !json {
+                    println!("index rebuilt: {n} objects");
+                }
+            }
+            let r = repo.fsck(quick)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({"clean": r.is_clean(), "report": r}))?
+                );
+            } else {
+                println!(
+                    "{} packs, {} objects re-hashed, {} snapshots, {} tensors verified",
+                    r.packs, r.objects, r.snapshots, r.tensors_verified
+                );
+                for p in &r.problems {
+                    println!(
+                        "DAMAGED {} ({}): {}",
+                        p.object,
+                        p.pack.as_deref().unwrap_or("?"),
+                        p.problem
+                    );
+                    for (s, t) in &p.breaks {
+                        if t.is_empty() {
+                            println!("  breaks snapshot {s}");
+                        } else {
+                            println!("  breaks snapshot {s} tensor {t:?}");
+                        }
+                    }
+                }
+            }
+            if !r.is_clean() {
+                bail!("fsck found {} problem(s)", r.problems.len());
+            }
+        }
+        Command::Config { key, value } => {
+            let repo = Repo::open(&repo_dir)?;
+            let stored_key = match key.as_str() {
+                "keyframe_every" => key.clone(),
+                "bound" => format!("bound.{}", repo.head_branch()?),
+                other => bail!("unknown setting {other:?} (known: keyframe_every, bound)"),
+            };
+            match value {
+                None => println!("{}", repo.config_get(&stored_key)?.unwrap_or_default()),
+                Some(v) => {
+                    if key == "bound" {
+                        v.parse::<Bound>()?;
+                    } else {
+                        v.parse::<u32>()
+                            .ok()
+                            .filter(|k| *k >= 1)
+                            .context("keyframe_every must be a positive integer")?;
+                    }
+                    repo.config_set(&stored_key, &v)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_meta(items: &[String]) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("--meta {kv:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+fn ratio(logical: u64, stored: u64) -> f64 {
+    if stored == 0 {
+        f64::INFINITY
+    } else {
+        logical as f64 / stored as f64
+    }
+}
+
+fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,209 @@
+//! The entropy stage: each section of a chunk is stored as-is, with Zstd, or with LZMA,
+//! whichever is smallest among the coders the caller allows.
+
+use std::fmt;
+use std::io::Read;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How one section's bytes are stored. The discriminants are on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Entropy {
+    /// Bytes kept as they are (incompressible data).
+    Stored = 0,
+    /// Zstandard frame.
+    Zstd = 1,
+    /// XZ/LZMA2 stream.
+    Lzma = 2,
+}
+
+impl TryFrom<u8> for Entropy {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        match v {
+            0 => Ok(Entropy::Stored),
+            1 => Ok(Entropy::Zstd),
+            2 => Ok(Entropy::Lzma),
+            other => Err(other),
+        }
+    }
+}
+
+/// Which coders a commit may use (`--codec`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodecChoice {
+    /// Zstd everywhere, and LZMA too on sections small enough that trying it costs little.
+    #[default]
+    Auto,
+    /// Zstd only (fastest).
+    Zstd,
+    /// Zstd and LZMA on every section, smallest kept (slowest, smallest).
+    Lzma,
+}
+
+impl fmt::Display for CodecChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CodecChoice::Auto => "auto",
+            CodecChoice::Zstd => "zstd",
+            CodecChoice::Lzma => "lzma",
+        })
+    }
+}
+
+impl FromStr for CodecChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(CodecChoice::Auto),
+            "zstd" => Ok(CodecChoice::Zstd),
+            "lzma" => Ok(CodecChoice::Lzma),
+            other => Err(format!("unknown codec {other:?} (use auto, zstd or lzma)")),
+        }
+    }
+}
+
+/// Zstd level: fast enough to keep up with the disk, within a few percent of level 19 on
+/// float planes (measured in BENCHMARKS.md).
+const ZSTD_LEVEL: i32 = 3;
+/// Under `auto`, LZMA is also tried on sections whose Zstd output is at most this long.
+const AUTO_LZMA_MAX: usize = 16 * 1024;
+const LZMA_PRESET: u32 = 6;
+
+/// Compresses `data` with the best allowed coder. Returns the coder and the stored bytes.
+pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
+    if data.is_empty() {
+        return (Entropy::Stored, Vec::new());
+    }
+    let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
+    if let Ok(z) = zstd_compress(data) {
+        if z.len() < best.2 {
+            best = (Entropy::Zstd, None, z.len());
+            best.1 = Some(z);
+        }
+    }
+    let try_lzma = match choice {
+        CodecChoice::Zstd => false,
+        CodecChoice::Lzma => true,
+        CodecChoice::Auto => best.2 <= AUTO_LZMA_MAX && best.0 != Entropy::Stored,
+    };
+    if try_lzma {
+        if let Some(out) = lzma_compress(data).filter(|o| o.len() < best.2) {
+            best = (Entropy::Lzma, Some(out), 0);
+        }
+    }
+    match best {
+        (kind, Some(bytes), _) => (kind, bytes),
+        _ => (Entropy::Stored, data.to_vec()),
+    }
+}
+
+thread_local! {
+    // Creating a Zstd context costs more than compressing a small section: keep one per thread.
+    static ZSTD_COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static ZSTD_DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    ZSTD_COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(ZSTD_LEVEL)?);
+        }
+        c.as_mut().expect("set above").compress(data)
+    })
+}
+
+fn zstd_decompress(stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    ZSTD_DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        d.as_mut().expect("set above").decompress(stored, raw_len)
+    })
+}
+
+/// LZMA2 in an XZ stream, with the dictionary sized to the input: the preset's 8 MiB
+/// dictionary would cost more to allocate and clear than a small section takes to compress.
+fn lzma_compress(data: &[u8]) -> Option<Vec<u8>> {
+    let mut opts = xz2::stream::LzmaOptions::new_preset(LZMA_PRESET).ok()?;
+    let dict = (data.len() as u32).next_power_of_two().clamp(4096, 8 << 20);
+    opts.dict_size(dict);
+    let mut filters = xz2::stream::Filters::new();
+    filters.lzma2(&opts);
+    let stream =
+        xz2::stream::Stream::new_stream_encoder(&filters, xz2::stream::Check::None).ok()?;
+    let mut out = Vec::new();
+    xz2::read::XzEncoder::new_stream(data, stream)
+        .read_to_end(&mut out)
+        .ok()?;
+    Some(out)
+}
+
+/// Decompresses a section into exactly `raw_len` bytes; anything else is an error (this also
+/// stops decompression bombs: output never grows past `raw_len`).
+pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    let out = match kind {
+        Entropy::Stored => stored.to_vec(),
+        Entropy::Zstd => zstd_decompress(stored, raw_len).map_err(|e| format!("zstd: {e}"))?,
+        Entropy::Lzma => {
+            let mut out = Vec::with_capacity(raw_len);
+            xz2::read::XzDecoder::new(stored)
+                .take(raw_len as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("lzma: {e}"))?;
+            out
+        }
+    };
+    if out.len() != raw_len {
+        return Err(format!(
+            "section decodes to {} bytes, expected {raw_len}",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_choice_round_trips() {
+        let compressible = vec![3u8; 10_000];
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..10_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect();
+        for choice in [CodecChoice::Auto, CodecChoice::Zstd, CodecChoice::Lzma] {
+            for data in [&compressible, &noise, &Vec::new()] {
+                let (kind, stored) = compress(data, choice);
+                assert!(stored.len() <= data.len());
+                assert_eq!(&decompress(kind, &stored, data.len()).unwrap(), data);
+            }
+        }
+        let (kind, _) = compress(&noise, CodecChoice::Auto);
+        assert_eq!(kind, Entropy::Stored);
+        let (kind, _) = compress(&compressible, CodecChoice::Zstd);
+        assert_eq!(kind, Entropy::Zstd);
+    }
+
+    #[test]
+    fn wrong_length_is_an_error() {
+        let (kind, stored) = compress(&[1u8; 1000], CodecChoice::Lzma);
+        assert!(decompress(kind, &stored, 999).is_err());
+        assert!(decompress(kind, &stored, 1001).is_err());
+        assert!(decompress(Entropy::Zstd, b"garbage", 10).is_err());
+    }
+}

@@ -1,0 +1,9 @@
+//! Codecs: byte planes, the entropy stage, and the chunk object that carries them.
+
+pub mod chunk;
+pub mod delta;
+pub mod entropy;
+pub mod lossy;
+pub mod planes;
+
+pub use entropy::CodecChoice;

@@ -1,0 +1,81 @@
+//! Byte planes: element bytes regrouped so all byte-0s come first, then all byte-1s, and so on.
+//! Exponent bytes of floats are nearly constant and compress well once apart from the noisy
+//! mantissa bytes.
+
+/// Splits `data` (a whole number of `unit`-byte elements) into `unit` planes, plane-major.
+pub fn split(data: &[u8], unit: usize) -> Vec<u8> {
+    debug_assert_eq!(data.len() % unit, 0);
+    if unit == 1 {
+        return data.to_vec();
+    }
+    let n = data.len() / unit;
+    let mut out = vec![0u8; data.len()];
+    match unit {
+        2 => split_fixed::<2>(data, &mut out, n),
+        4 => split_fixed::<4>(data, &mut out, n),
+        8 => split_fixed::<8>(data, &mut out, n),
+        _ => {
+            for (i, elem) in data.chunks_exact(unit).enumerate() {
+                for (b, &byte) in elem.iter().enumerate() {
+                    out[b * n + i] = byte;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn split_fixed<const U: usize>(data: &[u8], out: &mut [u8], n: usize) {
+    let (planes, _) = out.split_at_mut(U * n);
+    let slices: [&mut [u8]; U] = split_into(planes, n);
+    for (i, elem) in data.chunks_exact(U).enumerate() {
+        for b in 0..U {
+            slices[b][i] = elem[b];
+        }
+    }
+}
+
+fn split_into<const U: usize>(mut buf: &mut [u8], n: usize) -> [&mut [u8]; U] {
+    std::array::from_fn(|_| {
+        let (head, tail) = std::mem::take(&mut buf).split_at_mut(n);
+        buf = tail;
+        head
+    })
+}
+
+/// Inverse of [`split`].
+pub fn merge(planes: &[u8], unit: usize) -> Vec<u8> {
+    debug_assert_eq!(planes.len() % unit, 0);
+    if unit == 1 {
+        return planes.to_vec();
+    }
+    let n = planes.len() / unit;
+    let mut out = vec![0u8; planes.len()];
+    for (i, elem) in out.chunks_exact_mut(unit).enumerate() {
+        for (b, byte) in elem.iter_mut().enumerate() {
+            *byte = planes[b * n + i];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_layout() {
+        let data = [1, 2, 3, 4, 5, 6, 7, 8];
+        assert_eq!(split(&data, 4), vec![1, 5, 2, 6, 3, 7, 4, 8]);
+        assert_eq!(split(&data, 2), vec![1, 3, 5, 7, 2, 4, 6, 8]);
+    }
+
+    proptest! {
+        #[test]
+        fn split_merge_round_trip(unit in prop::sample::select(vec![1usize, 2, 3, 4, 8]), n in 0usize..300, seed in any::<u64>()) {
+            let data: Vec<u8> = (0..n * unit).map(|i| (seed.wrapping_mul(i as u64 + 1) >> 13) as u8).collect();
+            prop_assert_eq!(merge(&split(&data, unit), unit), data);
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The crate's one error type. Every variant names what failed (a file, a ref, an object, a
+//! tensor) so a user can act on the message alone.
+
+use std::path::PathBuf;
+
+/// What is wrong with a safetensors file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SafetensorsProblem {
+    /// Fewer than the 8 bytes that give the header length.
+    #[error("file is {0} bytes, too short for the 8-byte header length")]
+    TooShort(u64),
+    /// The header length points past the end of the file.
+    #[error("header length {header} goes past the end of the file ({file} bytes)")]
+    HeaderPastEnd {
+        /// Declared header length.
+        header: u64,
+        /// File length.
+        file: u64,
+    },
+    /// The header is larger than the format allows.
+    #[error("header of {0} bytes is over the 100 MB limit")]
+    HeaderTooLarge(u64),
+    /// The header is not UTF-8 JSON of the expected shape.
+    #[error("malformed header JSON: {0}")]
+    MalformedHeader(String),
+    /// A dtype name that is not known.
+    #[error("tensor {tensor:?} has unknown dtype {dtype:?}")]
+    UnknownDtype {
+        /// Tensor name.
+        tensor: String,
+        /// The unknown spelling.
+        dtype: String,
+    },
+    /// Shape and dtype disagree with the data offsets.
+    #[error("tensor {tensor:?}: shape {shape:?} of {dtype} needs {expected} bytes but its offsets give {actual}")]
+    LengthMismatch {
+        /// Tensor name.
+        tensor: String,
+        /// Declared shape.
+        shape: Vec<u64>,
+        /// Declared dtype.
+        dtype: String,
+        /// Bytes the shape needs.
+        expected: String,
+        /// Bytes between the offsets.
+        actual: u64,
+    },
+    /// Offsets leave a gap, overlap, or run backwards.
+    #[error("tensor {tensor:?}: data offsets [{start}, {end}) do not follow the previous tensor (expected start {expected_start})")]
+    BadOffsets {
+        /// Tensor name.
+        tensor: String,
+        /// Declared start.
+        start: u64,
+        /// Declared end.
+        end: u64,
+        /// Where the previous tensor ended.
+        expected_start: u64,
+    },
+    /// The data section is not exactly covered by the tensors (truncated file or trailing bytes).
+    #[error(
+        "tensors cover {covered} data bytes but the file holds {actual} (truncated or padded file)"
+    )]
+    DataSizeMismatch {
+        /// Bytes covered by the offsets.
+        covered: u64,
+        /// Bytes actually present after the header.
+        actual: u64,
+    },
+    /// A tensor name that snapstore refuses (empty, NUL, too long, or `__metadata__`).
+    #[error("invalid tensor name {0:?}")]
+    BadTensorName(String),
+}
+
+/// Every way a snapstore operation can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // ---- input and output files ----
+    /// Reading or writing a user file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A safetensors file failed validation.
+    #[error("{path}: not a valid safetensors file: {problem}")]
+    BadSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: Box<SafetensorsProblem>,
+    },
+    /// A tensor handed to the library is inconsistent.
+    #[error("tensor {tensor:?}: {problem}")]
+    BadTensor {
+        /// Tensor name.
+        tensor: String,
+        /// What is wrong.
+        problem: Box<SafetensorsProblem>,
+    },
+
+    // ---- repository ----
+    /// No repository where one was expected.
+    #[error("no snapstore repository at {0} (run `snapstore init` first)")]
+    NoRepository(PathBuf),
+    /// `init` on a directory that already holds a repository.
+    #[error("a snapstore repository already exists at {0}")]
+    RepositoryExists(PathBuf),
+    /// The repository was written by a newer snapstore.
+    #[error(
+        "repository {path} has format version {found}; this snapstore reads up to {supported}"
+    )]
+    FormatTooNew {
+        /// Repository directory.
+        path: PathBuf,
+        /// Version on disk.
+        found: u32,
+        /// Highest version this build reads.
+        supported: u32,
+    },
+    /// Another process held the index lock for too long.
+    #[error("repository {path} is busy: another snapstore process held its index for {waited_ms} ms; retry")]
+    Busy {
+        /// Repository directory.
+        path: PathBuf,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// The sled index failed.
+    #[error("repository index: {0}")]
+    Index(#[from] sled::Error),
+    /// The index refers to something the object store lacks, or holds garbage.
+    #[error("repository index is inconsistent: {0} (run `snapstore fsck --rebuild-index`)")]
+    IndexInconsistent(String),
+
+    // ---- refs ----
+    /// A ref that names no snapshot.
+    #[error("unknown ref {0:?}")]
+    UnknownRef(String),
+    /// A snapshot id prefix that matches more than one snapshot.
+    #[error("ref {prefix:?} is ambiguous: it matches {count} snapshots")]
+    AmbiguousRef {
+        /// The prefix given.
+        prefix: String,
+        /// How many snapshots it matches.
+        count: usize,
+    },
+    /// A branch or tag name that cannot be used.
+    #[error("invalid ref name {0:?}: use letters, digits, '.', '_', '-' and '/' (no '..', no leading '/' or '-')")]
+    BadRefName(String),
+    /// Creating a tag or branch that exists.
+    #[error("ref {0:?} already exists")]
+    RefExists(String),
+    /// The branch has no snapshot yet.
+    #[error("branch {0:?} has no snapshots yet")]
+    EmptyBranch(String),
+
+    // ---- objects ----
+    /// An object is missing from every pack.
+    #[error("object {id} is missing from the repository")]
+    MissingObject {
+        /// Object id (hex).
+        id: String,
+    },
+    /// An object's bytes do not hash to its id, or cannot be decoded.
+    #[error("object {id} in {pack} is damaged: {problem}")]
+    CorruptObject {
+        /// Object id (hex).
+        id: String,
+        /// Pack file holding it.
+        pack: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A pack file cannot be read.
+    #[error("pack {pack} is damaged: {problem}")]
+    CorruptPack {
+        /// Pack file.
+        pack: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Checkout produced bytes that do not match the manifest's hash.
+    #[error("tensor {tensor:?} of snapshot {snapshot} decoded to bytes whose blake3 does not match the manifest")]
+    HashMismatch {
+        /// Tensor name.
+        tensor: String,
+        /// Snapshot id.
+        snapshot: String,
+    },
+    /// A tensor the snapshot does not have.
+    #[error("snapshot {snapshot} has no tensor {tensor:?}")]
+    TensorNotFound {
+        /// Tensor name.
+        tensor: String,
+        /// Snapshot id.
+        snapshot: String,
+    },
+    /// A stored chunk or manifest could not be decoded.
+    #[error("cannot decode {what}: {problem}")]
+    Decode {
+        /// What was being decoded.
+        what: String,
+        /// Why it failed.
+        problem: String,
+    },
+
+    // ---- arguments ----
+    /// A command-line or API argument is invalid.
+    #[error("invalid {what}: {problem}")]
+    InvalidArgument {
+        /// The argument.
+        what: &'static str,
+        /// Why.
+        problem: String,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An invalid argument.
+    pub fn invalid(what: &'static str, problem: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            what,
+            problem: problem.into(),
+        }
+    }
+
+    /// A decode failure.
+    pub fn decode(what: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Decode {
+            what: what.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Result with the crate's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,44 @@
+//! # snapstore
+//!
+//! A content-addressed versioning store for neural-network checkpoints (safetensors, every
+//! dtype) and frame sequences. Each snapshot is stored against its parent: exactly (byte planes
+//! and XOR deltas), or within an error bound you choose (Delta-DNN log-quantized deltas), so a
+//! training run's checkpoints cost a fraction of their size.
+//!
+//! ```
+//! use snapstore::{CommitOptions, Dtype, Repo, TensorInput};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let repo = Repo::init(dir.path().join("repo"))?;
+//! let weights: Vec<u8> = (0..1024).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect();
+//! let tensors = [TensorInput { name: "fc.weight".into(), dtype: Dtype::F32, shape: vec![32, 32], data: &weights }];
+//! let report = repo.commit_tensors(&tensors, None, &CommitOptions { message: "epoch 1".into(), ..Default::default() })?;
+//! let back = repo.checkout("HEAD", None)?;
+//! assert_eq!(back.tensor("fc.weight").unwrap().data, weights);
+//! assert_eq!(back.snapshot, report.snapshot);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The repository model and the invariants every codec keeps are described in the README.
+#![deny(missing_docs)]
+
+mod codec;
+mod dtype;
+mod error;
+mod fsutil;
+mod repo;
+mod safetensors_io;
+mod store;
+
+pub use codec::CodecChoice;
+pub use dtype::{Dtype, ALL_DTYPES};
+pub use error::{Error, Result, SafetensorsProblem};
+pub use fsutil::FAIL_WRITES_ENV;
+pub use repo::{
+    CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow, FsckProblem,
+    FsckReport, GcReport, LogEntry, Repo, Stats, TensorDiff, TensorInput, DEFAULT_KEYFRAME_EVERY,
+    DEFAULT_REPO_DIR, FORMAT_VERSION,
+};
+pub use safetensors_io::SafetensorsFile;
+pub use store::manifest::{Bound, Encoding, Manifest, TensorEntry};
+pub use store::object_id::ObjectId;

@@ -1,0 +1,227 @@
+//! Checkout: rebuild tensors from their chunks (following delta references), verify each
+//! tensor's blake3 against the manifest, and hand them back in memory or as a safetensors file.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::reader::ObjectReader;
+use super::refs::resolve;
+use super::Repo;
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+use crate::fsutil::AtomicFile;
+use crate::safetensors_io::{canonical_header, write_header_prefix};
+use crate::store::manifest::{Manifest, TensorEntry};
+use crate::store::object_id::ObjectId;
+
+/// Chunks decoded at once per tensor; bounds memory.
+const WINDOW_CHUNKS: usize = 64;
+
+/// A tensor checked out into memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedOutTensor {
+    /// Name.
+    pub name: String,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Element bytes.
+    pub data: Vec<u8>,
+}
+
+/// A snapshot checked out into memory.
+#[derive(Clone, Debug)]
+pub struct Checkout {
+    /// Snapshot id.
+    pub snapshot: ObjectId,
+    /// The safetensors `__metadata__`.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// User metadata of the snapshot.
+    pub meta: BTreeMap<String, String>,
+    /// Tensors, in file order.
+    pub tensors: Vec<CheckedOutTensor>,
+}
+
+impl Checkout {
+    /// A tensor by name.
+    pub fn tensor(&self, name: &str) -> Option<&CheckedOutTensor> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+}
+
+/// What a checkout to a file did.
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckoutReport {
+    /// Snapshot id.
+    pub snapshot: ObjectId,
+    /// File written.
+    pub path: PathBuf,
+    /// Tensors written.
+    pub tensors: usize,
+    /// Tensor bytes written.
+    pub bytes: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+struct Prepared {
+    snapshot: ObjectId,
+    manifest: Arc<Manifest>,
+    selected: Vec<TensorEntry>,
+    reader: ObjectReader,
+}
+
+impl Repo {
+    fn prepare_checkout(&self, spec: &str, names: Option<&[String]>) -> Result<Prepared> {
+        let index = self.index()?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        let snapshot = resolve(&index, &mut reader, spec)?;
+        let manifest = reader.load_manifest(&index, &snapshot)?;
+        let selected: Vec<TensorEntry> = match names {
+            None => manifest.tensors.clone(),
+            Some(names) => names
+                .iter()
+                .map(|n| {
+                    manifest
+                        .tensor(n)
+                        .cloned()
+                        .ok_or_else(|| Error::TensorNotFound {
+                            tensor: n.clone(),
+                            snapshot: snapshot.hex(),
+                        })
+                })
+                .collect::<Result<_>>()?,
+        };
+        reader.load_closure(&index, selected.iter())?;
+        Ok(Prepared {
+            snapshot,
+            manifest,
+            selected,
+            reader,
+        })
+    }
+
+    /// Checks out a snapshot (or some of its tensors) into memory.
+    pub fn checkout(&self, spec: &str, names: Option<&[String]>) -> Result<Checkout> {
+        let p = self.prepare_checkout(spec, names)?;
+        let tensors = p
+            .selected
+            .iter()
+            .map(|e| {
+                let mut data = Vec::with_capacity(e.len as usize);
+                decode_tensor(&p.reader, &p.snapshot, e, &mut |bytes| {
+                    data.extend_from_slice(bytes);
+                    Ok(())
+                })?;
+                Ok(CheckedOutTensor {
+                    name: e.name.clone(),
+                    dtype: e.dtype,
+                    shape: e.shape.clone(),
+                    data,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Checkout {
+            snapshot: p.snapshot,
+            metadata: p.manifest.metadata.clone(),
+            meta: p.manifest.meta.clone(),
+            tensors,
+        })
+    }
+
+    /// Checks out a snapshot (or some tensors) as a safetensors file, written atomically. The
+    /// whole snapshot reproduces the committed file byte for byte.
+    pub fn checkout_to_file(
+        &self,
+        spec: &str,
+        path: &Path,
+        names: Option<&[String]>,
+    ) -> Result<CheckoutReport> {
+        let started = Instant::now();
+        let p = self.prepare_checkout(spec, names)?;
+        let (header, order): (Vec<u8>, Vec<&TensorEntry>) =
+            match names {
+                None => (
+                    p.manifest.header.as_bytes().to_vec(),
+                    p.selected.iter().collect(),
+                ),
+                Some(_) => {
+                    let specs: Vec<(String, Dtype, Vec<u64>)> = p
+                        .selected
+                        .iter()
+                        .map(|e| (e.name.clone(), e.dtype, e.shape.clone()))
+                        .collect();
+                    let (raw, infos) = canonical_header(p.manifest.metadata.as_ref(), &specs)
+                        .map_err(|problem| Error::BadTensor {
+                            tensor: String::new(),
+                            problem: Box::new(problem),
+                        })?;
+                    let order = infos
+                        .iter()
+                        .map(|i| {
+                            p.selected
+                                .iter()
+                                .find(|e| e.name == i.name)
+                                .expect("selected")
+                        })
+                        .collect();
+                    (raw, order)
+                }
+            };
+        let mut out = AtomicFile::create(path)?;
+        write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
+        let mut bytes = 0u64;
+        for e in &order {
+            decode_tensor(&p.reader, &p.snapshot, e, &mut |chunk| {
+                out.write_all(chunk).map_err(|err| Error::io(path, err))
+            })?;
+            bytes += e.len;
+        }
+        out.commit()?;
+        Ok(CheckoutReport {
+            snapshot: p.snapshot,
+            path: path.to_path_buf(),
+            tensors: order.len(),
+            bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Decodes one tensor a window of chunks at a time, passes the bytes on in order, and checks
+/// the blake3 of the whole against the manifest before returning.
+pub(crate) fn decode_tensor(
+    reader: &ObjectReader,
+    snapshot: &ObjectId,
+    entry: &TensorEntry,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut hasher = blake3::Hasher::new();
+    let indices: Vec<usize> = (0..entry.chunks.len()).collect();
+    let mut total = 0u64;
+    for window in indices.chunks(WINDOW_CHUNKS) {
+        let decoded: Vec<Vec<u8>> = window
+            .par_iter()
+            .map(|&i| reader.decode_chunk(entry, i))
+            .collect::<Result<_>>()?;
+        for d in &decoded {
+            hasher.update(d);
+            total += d.len() as u64;
+            sink(d)?;
+        }
+    }
+    if total != entry.len || ObjectId::from(hasher.finalize()) != entry.hash {
+        return Err(Error::HashMismatch {
+            tensor: entry.name.clone(),
+            snapshot: snapshot.hex(),
+        });
+    }
+    Ok(())
+}

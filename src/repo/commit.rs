@@ -1,0 +1,497 @@
+//! Commit: tensors in, one new pack and a manifest out, then a compare-and-swap of the branch.
+//!
+//! The work runs in three phases so the index (one process at a time) is held only briefly:
+//! 1. hash every tensor and, with the index open, look up the parent snapshot, the delta
+//!    references and duplicates;
+//! 2. with the index closed, code the chunks on all cores, a bounded window at a time, into a
+//!    new pack made durable by an atomic rename;
+//! 3. with the index open again, record the pack and move the branch (retrying on a race).
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::reader::ObjectReader;
+use super::refs::{branch_key, check_ref_name};
+use super::{Repo, DEFAULT_KEYFRAME_EVERY};
+use crate::codec::chunk;
+use crate::codec::CodecChoice;
+use crate::dtype::Dtype;
+use crate::error::{Error, Result, SafetensorsProblem};
+use crate::safetensors_io::{canonical_header, SafetensorsFile};
+use crate::store::index::Index;
+use crate::store::manifest::{
+    Bound, ChunkRef, Encoding, Manifest, TensorEntry, TensorRef, MANIFEST_FORMAT,
+};
+use crate::store::object_id::ObjectId;
+use crate::store::pack::{ObjectKind, PackWriter};
+
+/// Default chunk size: large enough for good compression, small enough for all cores to share
+/// one tensor.
+pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
+/// Bytes of input coded per window; bounds memory whatever the checkpoint size.
+const WINDOW_BYTES: usize = 64 << 20;
+
+/// A tensor handed to [`Repo::commit_tensors`].
+#[derive(Clone, Debug)]
+pub struct TensorInput<'a> {
+    /// Name (unique within the snapshot).
+    pub name: String,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Little-endian element bytes, `dtype.byte_len(product(shape))` long.
+    pub data: &'a [u8],
+}
+
+/// Options of a commit.
+#[derive(Clone, Debug)]
+pub struct CommitOptions {
+    /// Commit message.
+    pub message: String,
+    /// Branch to commit on (default: the branch HEAD names).
+    pub branch: Option<String>,
+    /// User metadata (`--meta key=value`).
+    pub meta: BTreeMap<String, String>,
+    /// Entropy coders allowed.
+    pub codec: CodecChoice,
+    /// Keyframe interval (default: the repository's `keyframe_every`, else 8).
+    pub keyframe_every: Option<u32>,
+    /// Error bound (default: the branch's configured bound, else lossless).
+    pub bound: Option<Bound>,
+    /// Chunk size in bytes.
+    pub chunk_bytes: usize,
+}
+
+impl Default for CommitOptions {
+    fn default() -> Self {
+        CommitOptions {
+            message: String::new(),
+            branch: None,
+            meta: BTreeMap::new(),
+            codec: CodecChoice::Auto,
+            keyframe_every: None,
+            bound: None,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+        }
+    }
+}
+
+/// What a commit did.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommitReport {
+    /// The new snapshot.
+    pub snapshot: ObjectId,
+    /// Its parent, if any.
+    pub parent: Option<ObjectId>,
+    /// Branch moved.
+    pub branch: String,
+    /// Number of tensors.
+    pub tensors: usize,
+    /// Tensor bytes in the snapshot.
+    pub logical_bytes: u64,
+    /// Bytes this snapshot added to the repository.
+    pub stored_bytes: u64,
+    /// Tensors stored as references to identical bytes already present.
+    pub deduplicated: usize,
+    /// Tensors coded against a reference.
+    pub deltas: usize,
+    /// Tensors coded alone.
+    pub keyframes: usize,
+    /// Wall time in seconds.
+    pub seconds: f64,
+}
+
+/// How one tensor will be stored.
+enum Plan {
+    /// Identical bytes exist: reuse that entry's chunks.
+    Reuse(TensorEntry),
+    /// Code it, optionally against a reference.
+    Code { reference: Option<(TensorRef, u32)> },
+}
+
+impl Repo {
+    /// Commits a safetensors file. The file is validated first; a bad file leaves the repository
+    /// untouched and the error names the file and the problem.
+    pub fn commit_file(&self, path: &Path, opts: &CommitOptions) -> Result<CommitReport> {
+        let file = SafetensorsFile::open(path)?;
+        let header = file.header();
+        let inputs: Vec<TensorInput> = header
+            .tensors
+            .iter()
+            .map(|t| TensorInput {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                data: file.tensor_bytes(t),
+            })
+            .collect();
+        let raw = String::from_utf8(header.raw.clone()).map_err(|e| Error::BadSafetensors {
+            path: path.to_path_buf(),
+            problem: Box::new(SafetensorsProblem::MalformedHeader(e.to_string())),
+        })?;
+        let source = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let release = |t: usize, r: Range<usize>| file.release(&header.tensors[t], r);
+        self.commit_inner(
+            &inputs,
+            header.metadata.clone(),
+            raw,
+            source,
+            opts,
+            &release,
+        )
+    }
+
+    /// Commits tensors held in memory (no file needed). `metadata` becomes the safetensors
+    /// `__metadata__` of a checkout.
+    pub fn commit_tensors(
+        &self,
+        tensors: &[TensorInput],
+        metadata: Option<BTreeMap<String, String>>,
+        opts: &CommitOptions,
+    ) -> Result<CommitReport> {
+        let mut names = HashSet::new();
+        for t in tensors {
+            let bad = |problem| Error::BadTensor {
+                tensor: t.name.clone(),
+                problem: Box::new(problem),
+            };
+            crate::safetensors_io::check_name(&t.name).map_err(bad)?;
+            if !names.insert(t.name.as_str()) {
+                return Err(Error::invalid(
+                    "tensors",
+                    format!("tensor name {:?} appears twice", t.name),
+                ));
+            }
+            let expected = t
+                .shape
+                .iter()
+                .try_fold(1u64, |a, &d| a.checked_mul(d))
+                .and_then(|n| t.dtype.byte_len(n));
+            if expected != Some(t.data.len() as u64) {
+                return Err(bad(SafetensorsProblem::LengthMismatch {
+                    tensor: t.name.clone(),
+                    shape: t.shape.clone(),
+                    dtype: t.dtype.to_string(),
+                    expected: expected
+                        .map_or_else(|| "an impossible number of".into(), |n| n.to_string()),
+                    actual: t.data.len() as u64,
+                }));
+            }
+        }
+        let specs: Vec<(String, Dtype, Vec<u64>)> = tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
+            .collect();
+        let (raw, order) =
+            canonical_header(metadata.as_ref(), &specs).map_err(|problem| Error::BadTensor {
+                tensor: String::new(),
+                problem: Box::new(problem),
+            })?;
+        // Store tensors in the order the header lays them out.
+        let ordered: Vec<TensorInput> = order
+            .iter()
+            .map(|info| {
+                tensors
+                    .iter()
+                    .find(|t| t.name == info.name)
+                    .expect("header lists the given tensors")
+                    .clone()
+            })
+            .collect();
+        let raw = String::from_utf8(raw).expect("canonical header is UTF-8");
+        self.commit_inner(&ordered, metadata, raw, None, opts, &|_, _| {})
+    }
+
+    fn commit_inner(
+        &self,
+        inputs: &[TensorInput],
+        metadata: Option<BTreeMap<String, String>>,
+        header: String,
+        source: Option<String>,
+        opts: &CommitOptions,
+        release: &(dyn Fn(usize, Range<usize>) + Sync),
+    ) -> Result<CommitReport> {
+        let started = Instant::now();
+        if opts.chunk_bytes < 4096 || opts.chunk_bytes > chunk::MAX_CHUNK_BYTES / 2 {
+            return Err(Error::invalid(
+                "chunk size",
+                format!("{} bytes is outside 4 KiB..128 MiB", opts.chunk_bytes),
+            ));
+        }
+        crate::fsutil::remove_stale_temps(&self.packs_dir());
+
+        // Phase 1: hashes, then the parent, references and duplicates from the index.
+        let hashes: Vec<ObjectId> = inputs
+            .par_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let mut h = blake3::Hasher::new();
+                h.update_rayon(t.data);
+                release(i, 0..t.data.len());
+                ObjectId::from(h.finalize())
+            })
+            .collect();
+
+        let index = self.index()?;
+        let branch = match &opts.branch {
+            Some(b) => {
+                check_ref_name(b)?;
+                b.clone()
+            }
+            None => index.head_branch()?,
+        };
+        let keyframe_every = match opts.keyframe_every {
+            Some(k) => k,
+            None => index
+                .config_get("keyframe_every")?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_KEYFRAME_EVERY),
+        }
+        .max(1);
+        let bound = match opts.bound {
+            Some(b) => b,
+            None => match index.config_get(&format!("bound.{branch}"))? {
+                Some(s) => s.parse()?,
+                None => Bound::Lossless,
+            },
+        };
+        let parent = index.get_ref(&branch_key(&branch))?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        let parent_manifest = match &parent {
+            Some(p) => Some(reader.load_manifest(&index, p)?),
+            None => None,
+        };
+        let mut plans = Vec::with_capacity(inputs.len());
+        let mut closure = Vec::new();
+        for (t, hash) in inputs.iter().zip(&hashes) {
+            let prev = parent_manifest.as_ref().and_then(|m| m.tensor(&t.name));
+            let same_layout = prev.filter(|p| p.dtype == t.dtype && p.shape == t.shape);
+            let plan = if let Some(p) = same_layout.filter(|p| p.hash == *hash) {
+                Plan::Reuse(p.clone())
+            } else if let Some(e) = find_duplicate(&index, &mut reader, hash, t.data.len() as u64)?
+            {
+                Plan::Reuse(e)
+            } else {
+                let reference = same_layout
+                    .filter(|p| p.depth < keyframe_every && p.len == t.data.len() as u64)
+                    .map(|p| {
+                        closure.push(p.clone());
+                        let r = TensorRef {
+                            snapshot: parent.expect("a parent entry implies a parent"),
+                            tensor: p.name.clone(),
+                        };
+                        (r, p.depth)
+                    });
+                Plan::Code { reference }
+            };
+            plans.push(plan);
+        }
+        reader.load_closure(&index, closure.iter())?;
+        drop(index);
+
+        // Phase 2: code chunks a window at a time into a new pack.
+        let mut pack = PackWriter::create(&self.packs_dir())?;
+        let mut chunk_lists: Vec<Vec<ChunkRef>> = vec![Vec::new(); inputs.len()];
+        let jobs: Vec<(usize, usize)> = plans
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| matches!(p, Plan::Code { .. }))
+            .flat_map(|(t, _)| {
+                let n = inputs[t].data.len().div_ceil(opts.chunk_bytes).max(1);
+                (0..n).map(move |i| (t, i))
+            })
+            .collect();
+        let per_window = (WINDOW_BYTES / opts.chunk_bytes).max(rayon::current_num_threads());
+        let mut stored_bytes = 0u64;
+        for window in jobs.chunks(per_window) {
+            let coded: Vec<(usize, usize, ObjectId, Vec<u8>)> = window
+                .par_iter()
+                .map(|&(t, i)| {
+                    let input = &inputs[t];
+                    let range = chunk_range(input.data.len(), opts.chunk_bytes, i);
+                    let data = &input.data[range.clone()];
+                    let reference = match &plans[t] {
+                        Plan::Code {
+                            reference: Some((r, _)),
+                        } => {
+                            let m = reader.manifest(&r.snapshot).expect("closure loaded");
+                            let e = m.tensor(&r.tensor).expect("closure loaded");
+                            Some(reader.decode_chunk(e, i)?)
+                        }
+                        _ => None,
+                    };
+                    let obj = chunk::encode_lossless(
+                        data,
+                        input.dtype.unit_bytes(),
+                        input.dtype.is_float(),
+                        reference.as_deref(),
+                        opts.codec,
+                    );
+                    release(t, range);
+                    Ok((t, i, ObjectId::of(&obj), obj))
+                })
+                .collect::<Result<_>>()?;
+            for (t, i, id, obj) in coded {
+                debug_assert_eq!(chunk_lists[t].len(), i);
+                if !pack.contains(&id) {
+                    stored_bytes += obj.len() as u64;
+                }
+                pack.add(ObjectKind::Chunk, id, &obj)?;
+                chunk_lists[t].push(ChunkRef {
+                    id,
+                    stored: obj.len() as u64,
+                });
+            }
+        }
+
+        let mut report = CommitReport {
+            snapshot: ObjectId([0; 32]),
+            parent,
+            branch: branch.clone(),
+            tensors: inputs.len(),
+            logical_bytes: inputs.iter().map(|t| t.data.len() as u64).sum(),
+            stored_bytes,
+            deduplicated: 0,
+            deltas: 0,
+            keyframes: 0,
+            seconds: 0.0,
+        };
+        let entries: Vec<TensorEntry> = plans
+            .into_iter()
+            .zip(chunk_lists)
+            .zip(inputs.iter().zip(&hashes))
+            .map(|((plan, chunks), (t, hash))| match plan {
+                Plan::Reuse(mut e) => {
+                    report.deduplicated += 1;
+                    e.name = t.name.clone();
+                    e.dtype = t.dtype;
+                    e.shape = t.shape.clone();
+                    e.encoding = Encoding::Dedup;
+                    e
+                }
+                Plan::Code { reference } => {
+                    let (encoding, depth) = match &reference {
+                        Some((_, d)) => {
+                            report.deltas += 1;
+                            (Encoding::ExactDelta, d + 1)
+                        }
+                        None => {
+                            report.keyframes += 1;
+                            (Encoding::Planes, 1)
+                        }
+                    };
+                    TensorEntry {
+                        name: t.name.clone(),
+                        dtype: t.dtype,
+                        shape: t.shape.clone(),
+                        len: t.data.len() as u64,
+                        hash: *hash,
+                        encoding,
+                        bound: Bound::Lossless,
+                        chunk_bytes: opts.chunk_bytes as u64,
+                        chunks,
+                        reference: reference.map(|(r, _)| r),
+                        depth,
+                        stats: BTreeMap::new(),
+                    }
+                }
+            })
+            .collect();
+        let mut manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            parents: parent.into_iter().collect(),
+            message: opts.message.clone(),
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            branch: branch.clone(),
+            source,
+            metadata,
+            meta: opts.meta.clone(),
+            header,
+            keyframe_every,
+            bound,
+            tensors: entries,
+        };
+
+        // Phase 3: publish. Retry with the new branch tip as parent if another commit won.
+        let mut expected_parent = parent;
+        loop {
+            let bytes = manifest.to_bytes();
+            let id = ObjectId::of(&bytes);
+            pack.add(ObjectKind::Manifest, id, &bytes)?;
+            let (pack_name, pack_entries) = pack.finish()?;
+            let index = self.index()?;
+            if !self.packs_dir().join(format!("{pack_name}.pack")).exists() {
+                return Err(Error::IndexInconsistent(format!(
+                    "pack {pack_name} vanished before it was recorded (a concurrent gc?); nothing was committed"
+                )));
+            }
+            index.add_pack(&pack_name, &pack_entries)?;
+            match index.cas_ref(&branch_key(&branch), expected_parent, Some(id))? {
+                Ok(()) => {
+                    for t in manifest
+                        .tensors
+                        .iter()
+                        .filter(|t| t.bound == Bound::Lossless)
+                    {
+                        if t.encoding != Encoding::Dedup {
+                            index.add_tensor(&t.hash, &id, &t.name)?;
+                        }
+                    }
+                    index.flush()?;
+                    report.snapshot = id;
+                    report.parent = expected_parent;
+                    report.seconds = started.elapsed().as_secs_f64();
+                    return Ok(report);
+                }
+                Err(current) => {
+                    // Another commit moved the branch: keep our coded tensors (their references
+                    // stay valid) and put the snapshot on top of the new tip.
+                    manifest.parents = current.into_iter().collect();
+                    expected_parent = current;
+                    pack = PackWriter::create(&self.packs_dir())?;
+                }
+            }
+        }
+    }
+}
+
+/// Byte range of chunk `i` of a tensor of `len` bytes.
+fn chunk_range(len: usize, chunk_bytes: usize, i: usize) -> Range<usize> {
+    let start = i * chunk_bytes;
+    start..(start + chunk_bytes).min(len)
+}
+
+/// A stored tensor with exactly these bytes, found through the dedup index.
+fn find_duplicate(
+    index: &Index,
+    reader: &mut ObjectReader,
+    hash: &ObjectId,
+    len: u64,
+) -> Result<Option<TensorEntry>> {
+    let Some((snapshot, name)) = index.find_tensor(hash)? else {
+        return Ok(None);
+    };
+    // The index is a hint: a snapshot removed by gc, or an entry that no longer matches, is skipped.
+    let Ok(m) = reader.load_manifest(index, &snapshot) else {
+        return Ok(None);
+    };
+    let found = m
+        .tensor(&name)
+        .filter(|e| e.hash == *hash && e.len == len && e.bound == Bound::Lossless)
+        .cloned();
+    if let Some(e) = &found {
+        // A reused entry must still be decodable: all its objects must be indexed.
+        if reader.load_closure(index, std::iter::once(e)).is_err() {
+            return Ok(None);
+        }
+    }
+    Ok(found)
+}

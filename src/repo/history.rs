@@ -1,0 +1,352 @@
+//! History and inspection: log, show, diff and stats.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::checkout::decode_tensor;
+use super::reader::ObjectReader;
+use super::refs::resolve;
+use super::Repo;
+use crate::dtype::Dtype;
+use crate::error::Result;
+use crate::safetensors_io::SafetensorsFile;
+use crate::store::index::Index;
+use crate::store::manifest::{Encoding, Manifest};
+use crate::store::object_id::ObjectId;
+
+/// One line of `log`.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogEntry {
+    /// Snapshot id.
+    pub id: ObjectId,
+    /// Parents.
+    pub parents: Vec<ObjectId>,
+    /// Message.
+    pub message: String,
+    /// Seconds since the epoch.
+    pub time: u64,
+    /// Branch committed on.
+    pub branch: String,
+    /// User metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Bound.
+    pub bound: String,
+    /// Number of tensors.
+    pub tensors: usize,
+    /// Tensor bytes.
+    pub logical_bytes: u64,
+    /// Bytes this snapshot added.
+    pub stored_bytes: u64,
+}
+
+/// How one tensor differs between two sides of a diff.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct TensorDiff {
+    /// Tensor name.
+    pub name: String,
+    /// `same`, `changed`, `added`, `removed`, or `layout` (dtype or shape changed).
+    pub status: &'static str,
+    /// Elements compared.
+    pub elements: u64,
+    /// Largest |b - a|.
+    pub max_abs: f64,
+    /// Largest |b - a| / |a| over elements with a != 0.
+    pub max_rel: f64,
+    /// Fraction of elements whose bits differ.
+    pub changed_fraction: f64,
+}
+
+/// Alias kept for the CLI's table rows.
+pub type DiffRow = TensorDiff;
+
+/// Repository totals.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    /// Snapshots reachable from refs.
+    pub snapshots: usize,
+    /// Branches.
+    pub branches: usize,
+    /// Tags.
+    pub tags: usize,
+    /// Sum of tensor bytes over reachable snapshots.
+    pub logical_bytes: u64,
+    /// Bytes of all pack files on disk.
+    pub stored_bytes: u64,
+    /// logical / stored.
+    pub ratio: f64,
+    /// Tensor bytes that cost nothing because identical bytes were already stored.
+    pub dedup_bytes: u64,
+    /// Pack files.
+    pub packs: usize,
+}
+
+/// Every snapshot reachable from any ref, newest first along each branch.
+pub(crate) fn reachable_snapshots(
+    index: &Index,
+    reader: &mut ObjectReader,
+) -> Result<Vec<ObjectId>> {
+    let mut seen = HashSet::new();
+    let mut order = Vec::new();
+    let mut todo: Vec<ObjectId> = index
+        .list_refs("heads/")?
+        .into_iter()
+        .chain(index.list_refs("tags/")?)
+        .map(|(_, id)| id)
+        .collect();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        order.push(id);
+        let m = reader.load_manifest(index, &id)?;
+        todo.extend(m.parents.iter().copied());
+    }
+    Ok(order)
+}
+
+impl Repo {
+    /// The first-parent history from `spec` (default HEAD), newest first.
+    pub fn log(&self, spec: Option<&str>, limit: Option<usize>) -> Result<Vec<LogEntry>> {
+        let index = self.index()?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut next = match resolve(&index, &mut reader, spec.unwrap_or("HEAD")) {
+            Ok(id) => Some(id),
+            Err(crate::Error::EmptyBranch(_)) if spec.is_none() => None,
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        while let Some(id) = next {
+            if limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+            let m = reader.load_manifest(&index, &id)?;
+            out.push(LogEntry {
+                id,
+                parents: m.parents.clone(),
+                message: m.message.clone(),
+                time: m.time,
+                branch: m.branch.clone(),
+                meta: m.meta.clone(),
+                bound: m.bound.to_string(),
+                tensors: m.tensors.len(),
+                logical_bytes: m.logical_bytes(),
+                stored_bytes: m.stored_bytes(),
+            });
+            next = m.parents.first().copied();
+        }
+        Ok(out)
+    }
+
+    /// A snapshot's manifest.
+    pub fn show(&self, spec: &str) -> Result<(ObjectId, Arc<Manifest>)> {
+        let index = self.index()?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        let id = resolve(&index, &mut reader, spec)?;
+        let m = reader.load_manifest(&index, &id)?;
+        Ok((id, m))
+    }
+
+    /// Compares two snapshots tensor by tensor (`b` against `a`).
+    pub fn diff(&self, a: &str, b: &str) -> Result<Vec<TensorDiff>> {
+        let left = self.checkout(a, None)?;
+        let right = self.checkout(b, None)?;
+        let right_tensors: Vec<(&str, Dtype, &[u64], &[u8])> = right
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.dtype, &t.shape[..], &t.data[..]))
+            .collect();
+        Ok(diff_tensors(
+            left.tensors
+                .iter()
+                .map(|t| (t.name.as_str(), t.dtype, &t.shape[..], &t.data[..]))
+                .collect(),
+            right_tensors,
+        ))
+    }
+
+    /// Compares a snapshot against a safetensors file: relative errors are taken against the
+    /// file's values, so this checks a lossy snapshot's bound against its original.
+    pub fn diff_file(&self, spec: &str, file: &Path) -> Result<Vec<TensorDiff>> {
+        let f = SafetensorsFile::open(file)?;
+        let snap = self.checkout(spec, None)?;
+        let file_tensors = f
+            .header()
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.dtype, &t.shape[..], f.tensor_bytes(t)))
+            .collect();
+        let snap_tensors = snap
+            .tensors
+            .iter()
+            .map(|t| (t.name.as_str(), t.dtype, &t.shape[..], &t.data[..]))
+            .collect();
+        Ok(diff_tensors(file_tensors, snap_tensors))
+    }
+
+    /// Totals over the repository.
+    pub fn stats(&self) -> Result<Stats> {
+        let index = self.index()?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        let snaps = reachable_snapshots(&index, &mut reader)?;
+        let mut logical = 0;
+        let mut dedup = 0;
+        for id in &snaps {
+            let m = reader.load_manifest(&index, id)?;
+            logical += m.logical_bytes();
+            dedup += m
+                .tensors
+                .iter()
+                .filter(|t| t.encoding == Encoding::Dedup)
+                .map(|t| t.len)
+                .sum::<u64>();
+        }
+        let packs = crate::store::pack::list_packs(&self.packs_dir())?;
+        let stored: u64 = packs
+            .iter()
+            .filter_map(|p| std::fs::metadata(self.packs_dir().join(format!("{p}.pack"))).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(Stats {
+            snapshots: snaps.len(),
+            branches: index.list_refs("heads/")?.len(),
+            tags: index.list_refs("tags/")?.len(),
+            logical_bytes: logical,
+            stored_bytes: stored,
+            ratio: if stored == 0 {
+                0.0
+            } else {
+                logical as f64 / stored as f64
+            },
+            dedup_bytes: dedup,
+            packs: packs.len(),
+        })
+    }
+
+    /// Decodes one tensor of a snapshot without writing anything (used by fsck).
+    pub(crate) fn verify_tensor(
+        reader: &ObjectReader,
+        snapshot: &ObjectId,
+        entry: &crate::store::manifest::TensorEntry,
+    ) -> Result<()> {
+        decode_tensor(reader, snapshot, entry, &mut |_| Ok(()))
+    }
+}
+
+type Side<'a> = Vec<(&'a str, Dtype, &'a [u64], &'a [u8])>;
+
+fn diff_tensors(a: Side, b: Side) -> Vec<TensorDiff> {
+    let mut out = Vec::new();
+    let empty = |name: &str, status| TensorDiff {
+        name: name.to_string(),
+        status,
+        elements: 0,
+        max_abs: 0.0,
+        max_rel: 0.0,
+        changed_fraction: 0.0,
+    };
+    for (name, dt, shape, data) in &a {
+        match b.iter().find(|t| t.0 == *name) {
+            None => out.push(empty(name, "removed")),
+            Some((_, dt2, shape2, _)) if dt2 != dt || shape2 != shape => {
+                out.push(empty(name, "layout"))
+            }
+            Some((_, _, _, data2)) => {
+                let (elements, max_abs, max_rel, changed) = compare(*dt, data, data2);
+                out.push(TensorDiff {
+                    name: name.to_string(),
+                    status: if changed == 0 { "same" } else { "changed" },
+                    elements,
+                    max_abs,
+                    max_rel,
+                    changed_fraction: if elements == 0 {
+                        0.0
+                    } else {
+                        changed as f64 / elements as f64
+                    },
+                });
+            }
+        }
+    }
+    for (name, ..) in &b {
+        if !a.iter().any(|t| t.0 == *name) {
+            out.push(empty(name, "added"));
+        }
+    }
+    out
+}
+
+/// Element-wise comparison: (elements, max abs diff, max rel diff, elements whose bits differ).
+/// Types without a numeric reading here (F8, sub-byte, complex) are compared byte-wise.
+fn compare(dtype: Dtype, a: &[u8], b: &[u8]) -> (u64, f64, f64, u64) {
+    let unit = dtype.unit_bytes();
+    let value: Option<fn(&[u8]) -> f64> = match dtype {
+        Dtype::F32 => Some(|x| f32::from_le_bytes(x.try_into().unwrap()) as f64),
+        Dtype::F64 => Some(|x| f64::from_le_bytes(x.try_into().unwrap())),
+        Dtype::F16 => Some(|x| half::f16::from_le_bytes(x.try_into().unwrap()).to_f64()),
+        Dtype::BF16 => Some(|x| half::bf16::from_le_bytes(x.try_into().unwrap()).to_f64()),
+        Dtype::I8 => Some(|x| x[0] as i8 as f64),
+        Dtype::U8 | Dtype::Bool => Some(|x| x[0] as f64),
+        Dtype::I16 => Some(|x| i16::from_le_bytes(x.try_into().unwrap()) as f64),
+        Dtype::U16 => Some(|x| u16::from_le_bytes(x.try_into().unwrap()) as f64),
+        Dtype::I32 => Some(|x| i32::from_le_bytes(x.try_into().unwrap()) as f64),
+        Dtype::U32 => Some(|x| u32::from_le_bytes(x.try_into().unwrap()) as f64),
+        Dtype::I64 => Some(|x| i64::from_le_bytes(x.try_into().unwrap()) as f64),
+        Dtype::U64 => Some(|x| u64::from_le_bytes(x.try_into().unwrap()) as f64),
+        _ => None,
+    };
+    let (mut max_abs, mut max_rel, mut changed) = (0.0f64, 0.0f64, 0u64);
+    let n = (a.len() / unit) as u64;
+    for (x, y) in a.chunks_exact(unit).zip(b.chunks_exact(unit)) {
+        if x == y {
+            continue;
+        }
+        changed += 1;
+        let Some(value) = value else { continue };
+        let (va, vb) = (value(x), value(y));
+        let d = if va.is_nan() || vb.is_nan() || va.is_infinite() || vb.is_infinite() {
+            if va.to_bits() == vb.to_bits() || (va == vb) {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            (vb - va).abs()
+        };
+        max_abs = max_abs.max(d);
+        if va != 0.0 {
+            max_rel = max_rel.max(d / va.abs());
+        } else if d > 0.0 {
+            max_rel = f64::INFINITY;
+        }
+    }
+    (n, max_abs, max_rel, changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compare_measures_errors() {
+        let a: Vec<u8> = [1.0f32, 2.0, -4.0, 0.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let b: Vec<u8> = [1.0f32, 2.2, -4.0, 0.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let (n, abs, rel, changed) = compare(Dtype::F32, &a, &b);
+        assert_eq!((n, changed), (4, 1));
+        assert!((abs - 0.2).abs() < 1e-6 && (rel - 0.1).abs() < 1e-6);
+        let c: Vec<u8> = [1.0f32, 2.0, -4.0, f32::NAN]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let (_, abs, _, _) = compare(Dtype::F32, &a, &c);
+        assert!(abs.is_infinite());
+    }
+}

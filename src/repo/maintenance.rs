@@ -1,0 +1,356 @@
+//! Housekeeping: `gc` removes what no ref reaches, `fsck` re-hashes everything and names the
+//! damage, `rebuild_index` recovers the index from the packs.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::history::reachable_snapshots;
+use super::reader::ObjectReader;
+use super::Repo;
+use crate::error::{Error, Result};
+use crate::store::index::Index;
+use crate::store::manifest::{Bound, Encoding, Manifest};
+use crate::store::object_id::ObjectId;
+use crate::store::pack::{list_packs, PackEntry, PackReader, PackWriter};
+
+/// What `gc` removed (or would remove with `dry_run`).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct GcReport {
+    /// Snapshots kept.
+    pub live_snapshots: usize,
+    /// Objects kept.
+    pub live_objects: usize,
+    /// Objects removed.
+    pub removed_objects: usize,
+    /// Packs deleted whole.
+    pub removed_packs: usize,
+    /// Packs rewritten without their dead objects.
+    pub rewritten_packs: usize,
+    /// Bytes freed on disk.
+    pub freed_bytes: u64,
+    /// Whether anything was actually deleted.
+    pub dry_run: bool,
+}
+
+/// One damaged or missing object and what it breaks.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FsckProblem {
+    /// Object id, or the pack name for a damaged pack.
+    pub object: String,
+    /// Pack holding it, if known.
+    pub pack: Option<String>,
+    /// What is wrong.
+    pub problem: String,
+    /// Snapshots and tensors that can no longer be checked out: `(snapshot, tensor)`; the
+    /// tensor is empty when the manifest itself is lost.
+    pub breaks: Vec<(String, String)>,
+}
+
+/// Result of `fsck`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FsckReport {
+    /// Packs read.
+    pub packs: usize,
+    /// Objects re-hashed.
+    pub objects: usize,
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Tensors decoded and verified against their blake3.
+    pub tensors_verified: usize,
+    /// Everything found wrong.
+    pub problems: Vec<FsckProblem>,
+}
+
+impl FsckReport {
+    /// True when nothing is damaged.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Object ids a snapshot needs: its manifest, its chunks and, through delta references, the
+/// manifests and chunks of the tensors it is coded against.
+fn snapshot_closure(
+    index: &Index,
+    reader: &mut ObjectReader,
+    snapshot: &ObjectId,
+) -> Result<HashMap<ObjectId, Vec<String>>> {
+    // object -> tensors of this snapshot that need it
+    let mut needs: HashMap<ObjectId, Vec<String>> = HashMap::new();
+    needs.entry(*snapshot).or_default().push(String::new());
+    let m = reader.load_manifest(index, snapshot)?;
+    for t in &m.tensors {
+        let mut entry = t.clone();
+        let mut hops = 0;
+        loop {
+            for c in &entry.chunks {
+                needs.entry(c.id).or_default().push(t.name.clone());
+            }
+            let Some(r) = entry.reference.clone() else {
+                break;
+            };
+            hops += 1;
+            if hops > 100_000 {
+                return Err(Error::decode(
+                    format!("tensor {:?}", t.name),
+                    "reference cycle",
+                ));
+            }
+            needs.entry(r.snapshot).or_default().push(t.name.clone());
+            let rm = match reader.load_manifest(index, &r.snapshot) {
+                Ok(rm) => rm,
+                Err(_) => break,
+            };
+            match rm.tensor(&r.tensor) {
+                Some(next) => entry = next.clone(),
+                None => break,
+            }
+        }
+    }
+    Ok(needs)
+}
+
+impl Repo {
+    /// Deletes every object no ref reaches. Packs younger than `grace` are left alone (a commit
+    /// in another process may be about to record them).
+    pub fn gc(&self, dry_run: bool, grace: Duration) -> Result<GcReport> {
+        let index = self.index()?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        let snaps = reachable_snapshots(&index, &mut reader)?;
+        let mut live: HashSet<ObjectId> = HashSet::new();
+        for s in &snaps {
+            live.extend(snapshot_closure(&index, &mut reader, s)?.into_keys());
+        }
+        let mut report = GcReport {
+            live_snapshots: snaps.len(),
+            live_objects: live.len(),
+            dry_run,
+            ..GcReport::default()
+        };
+        let dir = self.packs_dir();
+        for name in list_packs(&dir)? {
+            let path = dir.join(format!("{name}.pack"));
+            let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let young = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age < grace);
+            let mut pack = PackReader::open(&dir, &name)?;
+            let entries = pack.entries()?;
+            let (keep, drop): (Vec<PackEntry>, Vec<PackEntry>) =
+                entries.into_iter().partition(|e| live.contains(&e.id));
+            if drop.is_empty() || young {
+                continue;
+            }
+            report.removed_objects += drop.len();
+            if keep.is_empty() {
+                report.removed_packs += 1;
+                report.freed_bytes += meta.len();
+            } else {
+                report.rewritten_packs += 1;
+                report.freed_bytes += drop.iter().map(|e| e.len + 9).sum::<u64>();
+            }
+            if dry_run {
+                continue;
+            }
+            if !keep.is_empty() {
+                let mut w = PackWriter::create(&dir)?;
+                for e in &keep {
+                    w.add(e.kind, e.id, &pack.read(e)?)?;
+                }
+                let (new_name, new_entries) = w.finish()?;
+                index.add_pack(&new_name, &new_entries)?;
+            }
+            for e in &drop {
+                index.remove_object(&e.id)?;
+            }
+            index.flush()?;
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+        crate::fsutil::remove_stale_temps(&dir);
+        if !dry_run {
+            rebuild_tensor_index(&index, &mut reader, &snaps)?;
+            index.flush()?;
+        }
+        Ok(report)
+    }
+
+    /// Re-hashes every object in every pack, checks every reachable snapshot can find all its
+    /// objects and, unless `quick`, decodes every tensor and checks its blake3. Names each damaged
+    /// object and the snapshots and tensors it breaks.
+    pub fn fsck(&self, quick: bool) -> Result<FsckReport> {
+        let index = self.index()?;
+        let dir = self.packs_dir();
+        let mut report = FsckReport::default();
+        let mut damaged: BTreeMap<ObjectId, (Option<String>, String)> = BTreeMap::new();
+        let mut present: HashSet<ObjectId> = HashSet::new();
+        let mut damaged_packs: Vec<(String, String)> = Vec::new();
+        for name in list_packs(&dir)? {
+            report.packs += 1;
+            let mut pack = PackReader::open(&dir, &name)?;
+            let entries = match pack.entries() {
+                Ok(e) => e,
+                Err(e) => {
+                    damaged_packs.push((name.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            for e in entries {
+                report.objects += 1;
+                match pack.read(&e) {
+                    Ok(_) => {
+                        present.insert(e.id);
+                    }
+                    Err(err) => {
+                        damaged.insert(e.id, (Some(name.clone()), err.to_string()));
+                    }
+                }
+            }
+        }
+        // Objects the index places in a damaged pack (or anywhere absent) are lost too.
+        for loc in index.all_locations()? {
+            if !present.contains(&loc.entry.id) && !damaged.contains_key(&loc.entry.id) {
+                let why = damaged_packs
+                    .iter()
+                    .find(|(p, _)| *p == loc.pack)
+                    .map_or_else(
+                        || "missing from its pack".to_string(),
+                        |(_, w)| format!("its pack is damaged: {w}"),
+                    );
+                damaged.insert(loc.entry.id, (Some(loc.pack.clone()), why));
+            }
+        }
+        let mut reader = ObjectReader::new(dir.clone());
+        let snaps = match reachable_snapshots(&index, &mut reader) {
+            Ok(s) => s,
+            Err(_) => {
+                // Walk what we can: refs whose history is intact.
+                let mut ok = Vec::new();
+                for (_, id) in index
+                    .list_refs("heads/")?
+                    .into_iter()
+                    .chain(index.list_refs("tags/")?)
+                {
+                    ok.push(id);
+                }
+                ok
+            }
+        };
+        let mut breaks: BTreeMap<ObjectId, Vec<(String, String)>> = BTreeMap::new();
+        for s in &snaps {
+            report.snapshots += 1;
+            let needs = match snapshot_closure(&index, &mut reader, s) {
+                Ok(n) => n,
+                Err(err) => {
+                    damaged.entry(*s).or_insert((None, err.to_string()));
+                    breaks.entry(*s).or_default().push((s.hex(), String::new()));
+                    continue;
+                }
+            };
+            for (obj, tensors) in &needs {
+                let known_bad = damaged.contains_key(obj);
+                if !known_bad && !present.contains(obj) {
+                    damaged.insert(*obj, (None, "missing from the repository".into()));
+                }
+                if damaged.contains_key(obj) {
+                    let list = breaks.entry(*obj).or_default();
+                    for t in tensors {
+                        list.push((s.hex(), t.clone()));
+                    }
+                }
+            }
+            if quick {
+                continue;
+            }
+            let Ok(m) = reader.load_manifest(&index, s) else {
+                continue;
+            };
+            let m: std::sync::Arc<Manifest> = m;
+            if reader.load_closure(&index, m.tensors.iter()).is_err() {
+                continue;
+            }
+            for t in &m.tensors {
+                let intact = needs
+                    .iter()
+                    .filter(|(_, ts)| ts.contains(&t.name))
+                    .all(|(o, _)| !damaged.contains_key(o));
+                if !intact {
+                    continue;
+                }
+                report.tensors_verified += 1;
+                if let Err(err) = Repo::verify_tensor(&reader, s, t) {
+                    let key = t.chunks.first().map_or(*s, |c| c.id);
+                    damaged.entry(key).or_insert((
+                        None,
+                        format!("tensor does not decode to its recorded bytes: {err}"),
+                    ));
+                    breaks
+                        .entry(key)
+                        .or_default()
+                        .push((s.hex(), t.name.clone()));
+                }
+            }
+        }
+        for (pack, why) in damaged_packs {
+            report.problems.push(FsckProblem {
+                object: pack.clone(),
+                pack: Some(pack),
+                problem: why,
+                breaks: Vec::new(),
+            });
+        }
+        for (id, (pack, problem)) in damaged {
+            let mut b = breaks.remove(&id).unwrap_or_default();
+            b.sort();
+            b.dedup();
+            report.problems.push(FsckProblem {
+                object: id.hex(),
+                pack,
+                problem,
+                breaks: b,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Rebuilds the object and dedup indexes from the packs (refs and config are kept).
+    pub fn rebuild_index(&self) -> Result<usize> {
+        let index = self.index()?;
+        index.clear_objects()?;
+        let dir = self.packs_dir();
+        let mut count = 0;
+        for name in list_packs(&dir)? {
+            let mut pack = PackReader::open(&dir, &name)?;
+            let Ok(entries) = pack.entries() else {
+                continue;
+            };
+            count += entries.len();
+            index.add_pack(&name, &entries)?;
+        }
+        let mut reader = ObjectReader::new(dir);
+        let snaps = reachable_snapshots(&index, &mut reader)?;
+        rebuild_tensor_index(&index, &mut reader, &snaps)?;
+        index.flush()?;
+        Ok(count)
+    }
+}
+
+fn rebuild_tensor_index(
+    index: &Index,
+    reader: &mut ObjectReader,
+    snaps: &[ObjectId],
+) -> Result<()> {
+    index.clear_tensors()?;
+    for s in snaps {
+        let m = reader.load_manifest(index, s)?;
+        for t in &m.tensors {
+            if t.bound == Bound::Lossless && t.encoding != Encoding::Dedup {
+                index.add_tensor(&t.hash, s, &t.name)?;
+            }
+        }
+    }
+    Ok(())
+}

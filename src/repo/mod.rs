@@ -1,0 +1,111 @@
+//! A repository on disk and the operations on it. Each submodule is one family of commands.
+
+mod checkout;
+mod commit;
+mod history;
+mod maintenance;
+mod reader;
+mod refs;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::store::index::Index;
+
+pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
+pub use commit::{CommitOptions, CommitReport, TensorInput};
+pub use history::{DiffRow, LogEntry, Stats, TensorDiff};
+pub use maintenance::{FsckProblem, FsckReport, GcReport};
+
+/// Repository format version written by this build; newer ones are refused.
+pub const FORMAT_VERSION: u32 = 1;
+/// Default repository directory.
+pub const DEFAULT_REPO_DIR: &str = ".snapstore";
+/// Default keyframe interval: at most this many decodes per checkout.
+pub const DEFAULT_KEYFRAME_EVERY: u32 = 8;
+
+#[derive(Serialize, Deserialize)]
+struct FormatFile {
+    snapstore_format: u32,
+}
+
+/// A snapstore repository.
+#[derive(Clone, Debug)]
+pub struct Repo {
+    dir: PathBuf,
+}
+
+impl Repo {
+    /// Creates a repository in `dir` (which may exist but must not hold one).
+    pub fn init(dir: impl AsRef<Path>) -> Result<Repo> {
+        let dir = dir.as_ref().to_path_buf();
+        if dir.join("FORMAT").exists() {
+            return Err(Error::RepositoryExists(dir));
+        }
+        std::fs::create_dir_all(dir.join("packs")).map_err(|e| Error::io(&dir, e))?;
+        let repo = Repo { dir };
+        {
+            let index = Index::open(&repo.dir)?;
+            index.set_head_branch("main")?;
+            index.flush()?;
+        }
+        let format = serde_json::to_vec_pretty(&FormatFile {
+            snapstore_format: FORMAT_VERSION,
+        })
+        .expect("serializes");
+        // FORMAT is written last: a directory without it is not a repository yet.
+        fsutil::write_atomic(&repo.dir.join("FORMAT"), &format)?;
+        Ok(repo)
+    }
+
+    /// Opens an existing repository.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Repo> {
+        let dir = dir.as_ref().to_path_buf();
+        let format_path = dir.join("FORMAT");
+        let bytes = match std::fs::read(&format_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NoRepository(dir))
+            }
+            Err(e) => return Err(Error::io(format_path, e)),
+        };
+        let format: FormatFile = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::decode(format_path.display().to_string(), e.to_string()))?;
+        if format.snapstore_format > FORMAT_VERSION {
+            return Err(Error::FormatTooNew {
+                path: dir,
+                found: format.snapstore_format,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(Repo { dir })
+    }
+
+    /// The repository directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn packs_dir(&self) -> PathBuf {
+        self.dir.join("packs")
+    }
+
+    fn index(&self) -> Result<Index> {
+        Index::open(&self.dir)
+    }
+
+    /// Reads a config value (`keyframe_every`, `bound.BRANCH`, ...).
+    pub fn config_get(&self, key: &str) -> Result<Option<String>> {
+        self.index()?.config_get(key)
+    }
+
+    /// Sets a config value.
+    pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
+        let index = self.index()?;
+        index.config_set(key, value)?;
+        index.flush()
+    }
+}

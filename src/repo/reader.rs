@@ -1,0 +1,170 @@
+//! Reading snapshots back: manifests, object locations and the chunk decoder that follows
+//! delta references. Everything a read needs is gathered while the index is open, so decoding
+//! runs with the index closed and other processes free to commit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::codec::chunk::{self, ChunkCodec};
+use crate::error::{Error, Result};
+use crate::store::index::{Index, Location};
+use crate::store::manifest::{Manifest, TensorEntry, TensorRef};
+use crate::store::object_id::ObjectId;
+use crate::store::pack::{ObjectKind, PackReader};
+
+/// Decodes tensors of already-loaded snapshots.
+pub(crate) struct ObjectReader {
+    packs_dir: PathBuf,
+    locations: HashMap<ObjectId, Location>,
+    manifests: HashMap<ObjectId, Arc<Manifest>>,
+    packs: Mutex<HashMap<String, Arc<PackReader>>>,
+}
+
+impl ObjectReader {
+    pub fn new(packs_dir: PathBuf) -> Self {
+        ObjectReader {
+            packs_dir,
+            locations: HashMap::new(),
+            manifests: HashMap::new(),
+            packs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Reads (and caches) a snapshot manifest.
+    pub fn load_manifest(&mut self, index: &Index, id: &ObjectId) -> Result<Arc<Manifest>> {
+        if let Some(m) = self.manifests.get(id) {
+            return Ok(m.clone());
+        }
+        let loc = self.locate(index, id)?;
+        if loc.entry.kind != ObjectKind::Manifest {
+            return Err(Error::UnknownRef(id.hex()));
+        }
+        let bytes = self.read_object(id)?;
+        let m = Arc::new(Manifest::from_bytes(&bytes, id)?);
+        self.manifests.insert(*id, m.clone());
+        Ok(m)
+    }
+
+    fn locate(&mut self, index: &Index, id: &ObjectId) -> Result<Location> {
+        if let Some(l) = self.locations.get(id) {
+            return Ok(l.clone());
+        }
+        let loc = index
+            .locate(id)?
+            .ok_or_else(|| Error::MissingObject { id: id.hex() })?;
+        self.locations.insert(*id, loc.clone());
+        Ok(loc)
+    }
+
+    /// Loads every manifest and chunk location needed to decode `entries`, following delta
+    /// references down to their keyframes.
+    pub fn load_closure<'a>(
+        &mut self,
+        index: &Index,
+        entries: impl IntoIterator<Item = &'a TensorEntry>,
+    ) -> Result<()> {
+        let mut todo: Vec<TensorEntry> = entries.into_iter().cloned().collect();
+        while let Some(entry) = todo.pop() {
+            for c in &entry.chunks {
+                self.locate(index, &c.id)?;
+            }
+            if let Some(r) = &entry.reference {
+                let m = self.load_manifest(index, &r.snapshot)?;
+                let next = m.tensor(&r.tensor).ok_or_else(|| Error::TensorNotFound {
+                    tensor: r.tensor.clone(),
+                    snapshot: r.snapshot.hex(),
+                })?;
+                if !next
+                    .chunks
+                    .iter()
+                    .all(|c| self.locations.contains_key(&c.id))
+                    || next.reference.is_some()
+                {
+                    todo.push(next.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A loaded manifest.
+    pub fn manifest(&self, id: &ObjectId) -> Option<&Arc<Manifest>> {
+        self.manifests.get(id)
+    }
+
+    /// Reads and verifies an object whose location was loaded.
+    pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let loc = self
+            .locations
+            .get(id)
+            .ok_or_else(|| Error::MissingObject { id: id.hex() })?;
+        let pack = {
+            let mut packs = self.packs.lock().expect("pack cache lock");
+            match packs.get(&loc.pack) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = Arc::new(PackReader::open(&self.packs_dir, &loc.pack)?);
+                    packs.insert(loc.pack.clone(), p.clone());
+                    p
+                }
+            }
+        };
+        pack.read(&loc.entry)
+    }
+
+    fn reference_entry(&self, r: &TensorRef) -> Result<&TensorEntry> {
+        let m = self
+            .manifests
+            .get(&r.snapshot)
+            .ok_or_else(|| Error::MissingObject {
+                id: r.snapshot.hex(),
+            })?;
+        m.tensor(&r.tensor).ok_or_else(|| Error::TensorNotFound {
+            tensor: r.tensor.clone(),
+            snapshot: r.snapshot.hex(),
+        })
+    }
+
+    /// Decodes chunk `i` of `entry`, decoding its reference chunk first where needed.
+    pub fn decode_chunk(&self, entry: &TensorEntry, i: usize) -> Result<Vec<u8>> {
+        let what = || format!("chunk {i} of tensor {:?}", entry.name);
+        let cref = entry
+            .chunks
+            .get(i)
+            .ok_or_else(|| Error::decode(what(), "no such chunk"))?;
+        let obj = self.read_object(&cref.id)?;
+        let parsed = chunk::read_chunk(&obj).map_err(|p| Error::decode(what(), p))?;
+        let expected = entry.chunk_range(i).len();
+        if parsed.raw_len != expected {
+            return Err(Error::decode(
+                what(),
+                format!(
+                    "holds {} bytes, manifest expects {expected}",
+                    parsed.raw_len
+                ),
+            ));
+        }
+        let reference = if chunk::needs_reference(&parsed) {
+            let r = entry
+                .reference
+                .as_ref()
+                .ok_or_else(|| Error::decode(what(), "coded against a reference but has none"))?;
+            let ref_entry = self.reference_entry(r)?;
+            if ref_entry.len != entry.len || ref_entry.chunk_bytes != entry.chunk_bytes {
+                return Err(Error::decode(what(), "reference tensor has another layout"));
+            }
+            Some(self.decode_chunk(ref_entry, i)?)
+        } else {
+            None
+        };
+        match parsed.codec {
+            ChunkCodec::Planes => chunk::decode_lossless(parsed, reference.as_deref())
+                .map_err(|p| Error::decode(what(), p)),
+            ChunkCodec::LogDelta => {
+                crate::codec::lossy::decode(entry.dtype, parsed, reference.as_deref())
+                    .map_err(|p| Error::decode(what(), p))
+            }
+        }
+    }
+}

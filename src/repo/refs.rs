@@ -1,0 +1,205 @@
+//! Ref names and resolution: `HEAD`, `HEAD~N`, branches, tags, full ids and unique id prefixes.
+
+use super::reader::ObjectReader;
+use super::Repo;
+use crate::error::{Error, Result};
+use crate::store::index::Index;
+use crate::store::object_id::ObjectId;
+use crate::store::pack::ObjectKind;
+
+/// Named refs with their snapshots.
+pub type RefList = Vec<(String, ObjectId)>;
+
+/// Checks a branch or tag name: no path tricks, no control characters, bounded length.
+pub fn check_ref_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && !name.starts_with(['/', '-', '.'])
+        && !name.ends_with(['/', '.'])
+        && !name.contains("..")
+        && !name.contains("//")
+        && name != "HEAD"
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRefName(name.chars().take(80).collect()))
+    }
+}
+
+/// The ref key of a branch.
+pub fn branch_key(name: &str) -> String {
+    format!("heads/{name}")
+}
+
+/// The ref key of a tag.
+pub fn tag_key(name: &str) -> String {
+    format!("tags/{name}")
+}
+
+/// Resolves a ref expression to a snapshot id.
+pub(crate) fn resolve(index: &Index, reader: &mut ObjectReader, spec: &str) -> Result<ObjectId> {
+    let (base, back) = match spec.rsplit_once('~') {
+        Some((b, n)) => {
+            let n: usize = if n.is_empty() {
+                1
+            } else {
+                n.parse().map_err(|_| Error::UnknownRef(spec.to_string()))?
+            };
+            (b, n)
+        }
+        None => (spec, 0),
+    };
+    let mut id = resolve_base(index, base)?;
+    for _ in 0..back {
+        let m = reader.load_manifest(index, &id)?;
+        id = *m
+            .parents
+            .first()
+            .ok_or_else(|| Error::UnknownRef(spec.to_string()))?;
+    }
+    Ok(id)
+}
+
+fn resolve_base(index: &Index, base: &str) -> Result<ObjectId> {
+    if base == "HEAD" {
+        let branch = index.head_branch()?;
+        return index
+            .get_ref(&branch_key(&branch))?
+            .ok_or(Error::EmptyBranch(branch));
+    }
+    for key in [branch_key(base), tag_key(base)] {
+        if let Some(id) = index.get_ref(&key)? {
+            return Ok(id);
+        }
+    }
+    resolve_prefix(index, base)
+}
+
+fn resolve_prefix(index: &Index, prefix: &str) -> Result<ObjectId> {
+    let hex_ok =
+        prefix.len() >= 4 && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex_ok {
+        return Err(Error::UnknownRef(prefix.to_string()));
+    }
+    let prefix = prefix.to_ascii_lowercase();
+    let matches: Vec<ObjectId> = index
+        .all_locations()?
+        .into_iter()
+        .filter(|l| l.entry.kind == ObjectKind::Manifest && l.entry.id.hex().starts_with(&prefix))
+        .map(|l| l.entry.id)
+        .collect();
+    match matches.len() {
+        0 => Err(Error::UnknownRef(prefix)),
+        1 => Ok(matches[0]),
+        count => Err(Error::AmbiguousRef { prefix, count }),
+    }
+}
+
+impl Repo {
+    /// Resolves a ref expression (`HEAD`, `HEAD~2`, `main`, a tag, an id prefix) to a snapshot.
+    pub fn resolve(&self, spec: &str) -> Result<ObjectId> {
+        let index = self.index()?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        resolve(&index, &mut reader, spec)
+    }
+
+    /// Creates a branch at `at` (default HEAD's snapshot, or empty when there is none).
+    pub fn create_branch(&self, name: &str, at: Option<&str>) -> Result<Option<ObjectId>> {
+        check_ref_name(name)?;
+        let index = self.index()?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        let target = match at {
+            Some(spec) => Some(resolve(&index, &mut reader, spec)?),
+            None => match resolve(&index, &mut reader, "HEAD") {
+                Ok(id) => Some(id),
+                Err(Error::EmptyBranch(_)) => None,
+                Err(e) => return Err(e),
+            },
+        };
+        let key = branch_key(name);
+        if index.get_ref(&key)?.is_some() {
+            return Err(Error::RefExists(name.to_string()));
+        }
+        if let Some(id) = target {
+            index
+                .cas_ref(&key, None, Some(id))?
+                .map_err(|_| Error::RefExists(name.to_string()))?;
+        }
+        index.flush()?;
+        Ok(target)
+    }
+
+    /// Points HEAD at a branch (which need not have snapshots yet).
+    pub fn switch_branch(&self, name: &str) -> Result<()> {
+        check_ref_name(name)?;
+        let index = self.index()?;
+        index.set_head_branch(name)?;
+        index.flush()
+    }
+
+    /// The branch HEAD names.
+    pub fn head_branch(&self) -> Result<String> {
+        self.index()?.head_branch()
+    }
+
+    /// Creates a tag at `at`.
+    pub fn create_tag(&self, name: &str, at: &str) -> Result<ObjectId> {
+        check_ref_name(name)?;
+        let index = self.index()?;
+        let mut reader = ObjectReader::new(self.packs_dir());
+        let id = resolve(&index, &mut reader, at)?;
+        index
+            .cas_ref(&tag_key(name), None, Some(id))?
+            .map_err(|_| Error::RefExists(name.to_string()))?;
+        index.flush()?;
+        Ok(id)
+    }
+
+    /// Deletes a tag or branch ref (the snapshots stay until `gc`).
+    pub fn delete_ref(&self, key: &str) -> Result<()> {
+        let index = self.index()?;
+        let old = index
+            .get_ref(key)?
+            .ok_or_else(|| Error::UnknownRef(key.to_string()))?;
+        index
+            .cas_ref(key, Some(old), None)?
+            .map_err(|_| Error::UnknownRef(key.to_string()))?;
+        index.flush()
+    }
+
+    /// Branches and tags with their snapshots.
+    pub fn list_refs(&self) -> Result<(RefList, RefList)> {
+        let index = self.index()?;
+        Ok((index.list_refs("heads/")?, index.list_refs("tags/")?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_names() {
+        for good in ["main", "exp/lr-3e-4", "v1.0", "a_b"] {
+            assert!(check_ref_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "/abs",
+            "a//b",
+            "a..b",
+            "-x",
+            "HEAD",
+            "a b",
+            "x\0",
+            "end/",
+            &"x".repeat(201),
+        ] {
+            assert!(check_ref_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

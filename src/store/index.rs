@@ -1,0 +1,246 @@
+//! The sled index: refs, config, and lookups that can all be rebuilt from the packs.
+//!
+//! sled lets one process hold a database at a time, so snapstore opens it only for the short
+//! moments it needs it and waits (bounded) while another process has it.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::object_id::ObjectId;
+use super::pack::{ObjectKind, PackEntry};
+use crate::error::{Error, Result};
+
+/// How long to wait for another process to release the index, unless
+/// `SNAPSTORE_LOCK_TIMEOUT` (seconds) says otherwise.
+const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// Where an object is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// Pack name (hex).
+    pub pack: String,
+    /// The pack trailer entry.
+    pub entry: PackEntry,
+}
+
+/// An open index. Drop it to release the lock.
+pub struct Index {
+    db: sled::Db,
+    refs: sled::Tree,
+    objects: sled::Tree,
+    config: sled::Tree,
+    tensors: sled::Tree,
+}
+
+impl Index {
+    /// Opens the index in `dir`, waiting while another process holds it.
+    pub fn open(repo: &Path) -> Result<Self> {
+        let dir = repo.join("index");
+        let wait = std::env::var("SNAPSTORE_LOCK_TIMEOUT")
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .map_or(DEFAULT_LOCK_WAIT, Duration::from_secs_f64);
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        let db = loop {
+            match sled::Config::new().path(&dir).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if start.elapsed() >= wait {
+                        return Err(Error::Busy {
+                            path: repo.to_path_buf(),
+                            waited_ms: start.elapsed().as_millis() as u64,
+                        });
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(Index {
+            refs: db.open_tree("refs")?,
+            objects: db.open_tree("objects")?,
+            config: db.open_tree("config")?,
+            tensors: db.open_tree("tensors")?,
+            db,
+        })
+    }
+
+    /// Makes every change so far durable.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ---- refs ----
+
+    /// The snapshot a ref (`heads/NAME`, `tags/NAME`) points to.
+    pub fn get_ref(&self, name: &str) -> Result<Option<ObjectId>> {
+        Ok(self
+            .refs
+            .get(name.as_bytes())?
+            .and_then(|v| ObjectId::from_slice(&v)))
+    }
+
+    /// Sets `name` to `new` if it still points to `old` (`None`: does not exist). Returns the
+    /// current value when it moved.
+    pub fn cas_ref(
+        &self,
+        name: &str,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+    ) -> Result<std::result::Result<(), Option<ObjectId>>> {
+        let res = self.refs.compare_and_swap(
+            name.as_bytes(),
+            old.as_ref().map(|o| &o.0[..]),
+            new.as_ref().map(|n| &n.0[..]),
+        )?;
+        Ok(res.map_err(|e| e.current.and_then(|v| ObjectId::from_slice(&v))))
+    }
+
+    /// All refs under `prefix` (e.g. `heads/`), name without the prefix.
+    pub fn list_refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
+        let mut out = Vec::new();
+        for kv in self.refs.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = kv?;
+            if let (Ok(name), Some(id)) = (std::str::from_utf8(&k), ObjectId::from_slice(&v)) {
+                out.push((name[prefix.len()..].to_string(), id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The branch HEAD names.
+    pub fn head_branch(&self) -> Result<String> {
+        Ok(self
+            .config
+            .get(b"HEAD")?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .unwrap_or_else(|| "main".to_string()))
+    }
+
+    /// Points HEAD at a branch.
+    pub fn set_head_branch(&self, branch: &str) -> Result<()> {
+        self.config.insert(b"HEAD", branch.as_bytes())?;
+        Ok(())
+    }
+
+    // ---- config ----
+
+    /// A config value.
+    pub fn config_get(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .config
+            .get(format!("cfg.{key}").as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Sets a config value.
+    pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
+        self.config
+            .insert(format!("cfg.{key}").as_bytes(), value.as_bytes())?;
+        Ok(())
+    }
+
+    // ---- object locations ----
+
+    /// Records every object of a pack.
+    pub fn add_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<()> {
+        let pack_id: ObjectId = pack
+            .parse()
+            .map_err(|e: String| Error::IndexInconsistent(e))?;
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            batch.insert(&e.id.0[..], encode_location(&pack_id, e));
+        }
+        self.objects.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Where an object is, if indexed.
+    pub fn locate(&self, id: &ObjectId) -> Result<Option<Location>> {
+        let Some(v) = self.objects.get(id.0)? else {
+            return Ok(None);
+        };
+        decode_location(id, &v)
+            .map(Some)
+            .ok_or_else(|| Error::IndexInconsistent(format!("bad location record for {id}")))
+    }
+
+    /// Every indexed object.
+    pub fn all_locations(&self) -> Result<Vec<Location>> {
+        let mut out = Vec::new();
+        for kv in self.objects.iter() {
+            let (k, v) = kv?;
+            let id = ObjectId::from_slice(&k)
+                .ok_or_else(|| Error::IndexInconsistent("bad object key".into()))?;
+            out.push(
+                decode_location(&id, &v)
+                    .ok_or_else(|| Error::IndexInconsistent(format!("bad location for {id}")))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Forgets an object (after gc removed its pack).
+    pub fn remove_object(&self, id: &ObjectId) -> Result<()> {
+        self.objects.remove(id.0)?;
+        Ok(())
+    }
+
+    // ---- tensor dedup ----
+
+    /// A stored tensor with these exact bytes: (snapshot, tensor name).
+    pub fn find_tensor(&self, hash: &ObjectId) -> Result<Option<(ObjectId, String)>> {
+        let Some(v) = self.tensors.get(hash.0)? else {
+            return Ok(None);
+        };
+        let snap = ObjectId::from_slice(v.get(..32).unwrap_or_default());
+        Ok(snap.map(|s| (s, String::from_utf8_lossy(&v[32..]).into_owned())))
+    }
+
+    /// Remembers where a tensor's exact bytes are stored.
+    pub fn add_tensor(&self, hash: &ObjectId, snapshot: &ObjectId, name: &str) -> Result<()> {
+        let mut v = snapshot.0.to_vec();
+        v.extend_from_slice(name.as_bytes());
+        self.tensors.insert(hash.0, v)?;
+        Ok(())
+    }
+
+    /// Empties the tensor dedup index (gc and rebuild refill it).
+    pub fn clear_tensors(&self) -> Result<()> {
+        self.tensors.clear()?;
+        Ok(())
+    }
+
+    /// Empties the object index before a rebuild.
+    pub fn clear_objects(&self) -> Result<()> {
+        self.objects.clear()?;
+        Ok(())
+    }
+}
+
+fn encode_location(pack: &ObjectId, e: &PackEntry) -> Vec<u8> {
+    let mut v = Vec::with_capacity(49);
+    v.extend_from_slice(&pack.0);
+    v.push(e.kind as u8);
+    v.extend_from_slice(&e.offset.to_le_bytes());
+    v.extend_from_slice(&e.len.to_le_bytes());
+    v
+}
+
+fn decode_location(id: &ObjectId, v: &[u8]) -> Option<Location> {
+    if v.len() != 49 {
+        return None;
+    }
+    Some(Location {
+        pack: ObjectId::from_slice(&v[..32])?.hex(),
+        entry: PackEntry {
+            id: *id,
+            kind: ObjectKind::try_from(v[32]).ok()?,
+            offset: u64::from_le_bytes(v[33..41].try_into().ok()?),
+            len: u64::from_le_bytes(v[41..49].try_into().ok()?),
+        },
+    })
+}

@@ -1,0 +1,207 @@
+//! The snapshot manifest: everything needed to rebuild a checkpoint from objects. Stored as a
+//! JSON object; the snapshot id is the blake3 of those bytes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::object_id::ObjectId;
+use crate::dtype::Dtype;
+use crate::error::{Error, Result};
+
+/// Manifest format version written by this build.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// How a tensor's chunks are coded, summarised for `show`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encoding {
+    /// Exact, byte planes, no reference.
+    Planes,
+    /// Exact, byte planes of the element-wise difference to the reference.
+    ExactDelta,
+    /// Error-bounded log-quantized codes against the reference.
+    LogDelta,
+    /// Same bytes as a tensor stored earlier: its chunks are reused.
+    Dedup,
+}
+
+/// The error bound a tensor was stored under.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "eps", rename_all = "lowercase")]
+pub enum Bound {
+    /// Bit-exact.
+    Lossless,
+    /// `|A' - A| <= eps * |A|` per element.
+    Rel(f64),
+    /// `|A' - A| <= eps` per element.
+    Abs(f64),
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bound::Lossless => f.write_str("lossless"),
+            Bound::Rel(e) => write!(f, "rel:{e}"),
+            Bound::Abs(e) => write!(f, "abs:{e}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Bound {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| Error::invalid("bound", format!("{s:?}: {why}"));
+        if s == "lossless" {
+            return Ok(Bound::Lossless);
+        }
+        let (kind, eps) = s
+            .split_once(':')
+            .ok_or_else(|| bad("use lossless, rel:EPS or abs:EPS"))?;
+        let eps: f64 = eps.parse().map_err(|_| bad("EPS is not a number"))?;
+        match kind {
+            "rel" if eps > 0.0 && eps < 1.0 => Ok(Bound::Rel(eps)),
+            "rel" => Err(bad("a relative bound must lie in (0, 1)")),
+            "abs" if eps > 0.0 && eps.is_finite() => Ok(Bound::Abs(eps)),
+            "abs" => Err(bad("an absolute bound must be positive and finite")),
+            _ => Err(bad("use lossless, rel:EPS or abs:EPS")),
+        }
+    }
+}
+
+/// A tensor of another snapshot, used as a delta reference.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TensorRef {
+    /// Snapshot id.
+    pub snapshot: ObjectId,
+    /// Tensor name in that snapshot.
+    pub tensor: String,
+}
+
+/// One stored chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// Object id of the coded chunk.
+    pub id: ObjectId,
+    /// Its stored size in bytes.
+    pub stored: u64,
+}
+
+/// One tensor of a snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TensorEntry {
+    /// Name.
+    pub name: String,
+    /// Element type.
+    pub dtype: Dtype,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Byte length.
+    pub len: u64,
+    /// blake3 of the bytes checkout produces.
+    pub hash: ObjectId,
+    /// How it is coded.
+    pub encoding: Encoding,
+    /// Error bound.
+    pub bound: Bound,
+    /// Bytes per chunk (the last may be shorter).
+    pub chunk_bytes: u64,
+    /// Chunks in order.
+    pub chunks: Vec<ChunkRef>,
+    /// Delta reference, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<TensorRef>,
+    /// Decodes a checkout of this tensor needs (1 for a keyframe).
+    pub depth: u32,
+    /// Codec statistics (fraction of zero codes, exceptions), where the codec records them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stats: BTreeMap<String, f64>,
+}
+
+impl TensorEntry {
+    /// Stored bytes of this entry's own chunks (zero for a dedup).
+    pub fn stored_bytes(&self) -> u64 {
+        if self.encoding == Encoding::Dedup {
+            0
+        } else {
+            self.chunks.iter().map(|c| c.stored).sum()
+        }
+    }
+
+    /// Byte range of chunk `i`.
+    pub fn chunk_range(&self, i: usize) -> std::ops::Range<usize> {
+        let start = i as u64 * self.chunk_bytes;
+        let end = (start + self.chunk_bytes).min(self.len);
+        start as usize..end as usize
+    }
+}
+
+/// A snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Manifest format version.
+    pub format: u32,
+    /// Parent snapshots (empty for the first on a branch).
+    pub parents: Vec<ObjectId>,
+    /// Commit message.
+    pub message: String,
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    /// Branch it was committed on.
+    pub branch: String,
+    /// Where the tensors came from (file name), if a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The safetensors `__metadata__`, if there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// User metrics and tags (`--meta key=value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    /// The safetensors header exactly as committed, so checkout reproduces the file.
+    pub header: String,
+    /// Keyframe interval in force.
+    pub keyframe_every: u32,
+    /// Bound asked for.
+    pub bound: Bound,
+    /// Tensors in file order.
+    pub tensors: Vec<TensorEntry>,
+}
+
+impl Manifest {
+    /// Serializes to the stored bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("manifest serializes")
+    }
+
+    /// Parses stored bytes.
+    pub fn from_bytes(bytes: &[u8], id: &ObjectId) -> Result<Self> {
+        let m: Manifest = serde_json::from_slice(bytes)
+            .map_err(|e| Error::decode(format!("manifest {id}"), e.to_string()))?;
+        if m.format > MANIFEST_FORMAT {
+            return Err(Error::decode(
+                format!("manifest {id}"),
+                format!(
+                    "format {} is newer than this snapstore ({MANIFEST_FORMAT})",
+                    m.format
+                ),
+            ));
+        }
+        Ok(m)
+    }
+
+    /// The entry for a tensor.
+    pub fn tensor(&self, name: &str) -> Option<&TensorEntry> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Total tensor bytes.
+    pub fn logical_bytes(&self) -> u64 {
+        self.tensors.iter().map(|t| t.len).sum()
+    }
+
+    /// Bytes stored for this snapshot alone.
+    pub fn stored_bytes(&self) -> u64 {
+        self.tensors.iter().map(TensorEntry::stored_bytes).sum()
+    }
+}

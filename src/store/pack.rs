@@ -1,0 +1,325 @@
+//! Pack files: many objects in one immutable file, so a commit of 10,000 tensors writes one
+//! file, not 10,000.
+//!
+//! ```text
+//! "SNAPPACK" [version u32 LE]
+//! object*:  [kind u8][len u64 LE][payload]
+//! trailer:  entry* = [id 32][kind u8][offset u64 LE][len u64 LE]
+//! footer:   [count u64 LE][blake3 of trailer 32]["SNAPEND!"]
+//! ```
+//! A pack is named after the blake3 of its trailer. Every payload is checked against its id
+//! when read, and the trailer against its hash, so any flipped byte is detected.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::object_id::ObjectId;
+use crate::error::{Error, Result};
+use crate::fsutil::AtomicFile;
+
+const MAGIC: &[u8; 8] = b"SNAPPACK";
+const END_MAGIC: &[u8; 8] = b"SNAPEND!";
+const PACK_VERSION: u32 = 1;
+const HEADER_LEN: u64 = 12;
+const ENTRY_LEN: usize = 32 + 1 + 8 + 8;
+const FOOTER_LEN: u64 = 8 + 32 + 8;
+/// Largest object accepted when reading.
+pub const MAX_OBJECT_BYTES: u64 = 1 << 30;
+
+/// What an object holds. The discriminants are on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ObjectKind {
+    /// A coded chunk of a tensor.
+    Chunk = 1,
+    /// A snapshot manifest.
+    Manifest = 2,
+}
+
+impl TryFrom<u8> for ObjectKind {
+    type Error = u8;
+    fn try_from(v: u8) -> Result<Self, u8> {
+        match v {
+            1 => Ok(ObjectKind::Chunk),
+            2 => Ok(ObjectKind::Manifest),
+            other => Err(other),
+        }
+    }
+}
+
+/// Where an object lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Object id.
+    pub id: ObjectId,
+    /// Object kind.
+    pub kind: ObjectKind,
+    /// Payload offset in the pack file.
+    pub offset: u64,
+    /// Payload length.
+    pub len: u64,
+}
+
+/// Writes a new pack; nothing is visible until [`PackWriter::finish`].
+pub struct PackWriter {
+    dir: PathBuf,
+    file: AtomicFile,
+    offset: u64,
+    entries: Vec<PackEntry>,
+    seen: HashSet<ObjectId>,
+}
+
+impl PackWriter {
+    /// Starts a pack in `dir`.
+    pub fn create(dir: &Path) -> Result<Self> {
+        let mut file = AtomicFile::create(&dir.join("incoming.pack"))?;
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&PACK_VERSION.to_le_bytes());
+        file.write_all(&header)
+            .map_err(|e| Error::io(file.temp_path().to_path_buf(), e))?;
+        Ok(PackWriter {
+            dir: dir.to_path_buf(),
+            file,
+            offset: HEADER_LEN,
+            entries: Vec::new(),
+            seen: HashSet::new(),
+        })
+    }
+
+    /// Appends an object unless this pack already holds it.
+    pub fn add(&mut self, kind: ObjectKind, id: ObjectId, payload: &[u8]) -> Result<()> {
+        if !self.seen.insert(id) {
+            return Ok(());
+        }
+        let mut head = [0u8; 9];
+        head[0] = kind as u8;
+        head[1..].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        let tmp = self.file.temp_path().to_path_buf();
+        self.file.write_all(&head).map_err(|e| Error::io(&tmp, e))?;
+        self.file
+            .write_all(payload)
+            .map_err(|e| Error::io(&tmp, e))?;
+        self.entries.push(PackEntry {
+            id,
+            kind,
+            offset: self.offset + 9,
+            len: payload.len() as u64,
+        });
+        self.offset += 9 + payload.len() as u64;
+        Ok(())
+    }
+
+    /// True when the pack holds `id`.
+    pub fn contains(&self, id: &ObjectId) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Writes the trailer, makes the pack durable and visible, and returns its name and entries.
+    pub fn finish(mut self) -> Result<(String, Vec<PackEntry>)> {
+        let mut trailer = Vec::with_capacity(self.entries.len() * ENTRY_LEN);
+        for e in &self.entries {
+            trailer.extend_from_slice(&e.id.0);
+            trailer.push(e.kind as u8);
+            trailer.extend_from_slice(&e.offset.to_le_bytes());
+            trailer.extend_from_slice(&e.len.to_le_bytes());
+        }
+        let hash = blake3::hash(&trailer);
+        let name = ObjectId::from(hash).hex();
+        let tmp = self.file.temp_path().to_path_buf();
+        let mut footer = (self.entries.len() as u64).to_le_bytes().to_vec();
+        footer.extend_from_slice(hash.as_bytes());
+        footer.extend_from_slice(END_MAGIC);
+        self.file
+            .write_all(&trailer)
+            .map_err(|e| Error::io(&tmp, e))?;
+        self.file
+            .write_all(&footer)
+            .map_err(|e| Error::io(&tmp, e))?;
+        let target = self.dir.join(format!("{name}.pack"));
+        // Re-target the atomic file at its content name.
+        let PackWriter { mut file, .. } = self;
+        file.retarget(&target);
+        file.commit()?;
+        Ok((name, self.entries))
+    }
+}
+
+/// Reads objects from one pack file.
+pub struct PackReader {
+    name: String,
+    file: File,
+}
+
+impl PackReader {
+    /// Opens the pack named `name` in `dir`.
+    pub fn open(dir: &Path, name: &str) -> Result<Self> {
+        let path = dir.join(format!("{name}.pack"));
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::CorruptPack {
+                pack: name.to_string(),
+                problem: "pack file is missing".into(),
+            },
+            _ => Error::io(&path, e),
+        })?;
+        Ok(PackReader {
+            name: name.to_string(),
+            file,
+        })
+    }
+
+    /// Reads one object and checks it hashes to its id.
+    pub fn read(&self, entry: &PackEntry) -> Result<Vec<u8>> {
+        let damaged = |problem: String| Error::CorruptObject {
+            id: entry.id.hex(),
+            pack: self.name.clone(),
+            problem,
+        };
+        if entry.len > MAX_OBJECT_BYTES {
+            return Err(damaged(format!(
+                "declared length {} is over the limit",
+                entry.len
+            )));
+        }
+        let mut buf = vec![0u8; entry.len as usize];
+        self.file
+            .read_exact_at(&mut buf, entry.offset)
+            .map_err(|e| {
+                damaged(format!(
+                    "cannot read {} bytes at {}: {e}",
+                    entry.len, entry.offset
+                ))
+            })?;
+        if ObjectId::of(&buf) != entry.id {
+            return Err(damaged("content does not hash to its id".into()));
+        }
+        Ok(buf)
+    }
+
+    /// Reads and verifies the trailer: the list of objects in the pack.
+    pub fn entries(&mut self) -> Result<Vec<PackEntry>> {
+        let damaged = |problem: String| Error::CorruptPack {
+            pack: self.name.clone(),
+            problem,
+        };
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| damaged(e.to_string()))?
+            .len();
+        if len < HEADER_LEN + FOOTER_LEN {
+            return Err(damaged(format!("only {len} bytes")));
+        }
+        let mut head = [0u8; HEADER_LEN as usize];
+        self.file
+            .read_exact_at(&mut head, 0)
+            .map_err(|e| damaged(e.to_string()))?;
+        if &head[..8] != MAGIC {
+            return Err(damaged("bad magic".into()));
+        }
+        let version = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
+        if version != PACK_VERSION {
+            return Err(damaged(format!("pack version {version} is not supported")));
+        }
+        let mut footer = [0u8; FOOTER_LEN as usize];
+        self.file
+            .read_exact_at(&mut footer, len - FOOTER_LEN)
+            .map_err(|e| damaged(e.to_string()))?;
+        if &footer[40..] != END_MAGIC {
+            return Err(damaged("bad end marker (truncated?)".into()));
+        }
+        let count = u64::from_le_bytes(footer[..8].try_into().expect("8 bytes"));
+        let trailer_len = count
+            .checked_mul(ENTRY_LEN as u64)
+            .filter(|&t| t <= len - HEADER_LEN - FOOTER_LEN)
+            .ok_or_else(|| damaged(format!("object count {count} does not fit the file")))?;
+        let mut trailer = vec![0u8; trailer_len as usize];
+        self.file
+            .seek(SeekFrom::Start(len - FOOTER_LEN - trailer_len))
+            .and_then(|_| self.file.read_exact(&mut trailer))
+            .map_err(|e| damaged(e.to_string()))?;
+        if blake3::hash(&trailer).as_bytes() != &footer[8..40] {
+            return Err(damaged("trailer does not match its hash".into()));
+        }
+        let body_end = len - FOOTER_LEN - trailer_len;
+        trailer
+            .chunks_exact(ENTRY_LEN)
+            .map(|e| {
+                let entry = PackEntry {
+                    id: ObjectId::from_slice(&e[..32]).expect("32 bytes"),
+                    kind: ObjectKind::try_from(e[32])
+                        .map_err(|k| damaged(format!("unknown object kind {k}")))?,
+                    offset: u64::from_le_bytes(e[33..41].try_into().expect("8 bytes")),
+                    len: u64::from_le_bytes(e[41..49].try_into().expect("8 bytes")),
+                };
+                let inside = entry.offset >= HEADER_LEN
+                    && entry
+                        .offset
+                        .checked_add(entry.len)
+                        .is_some_and(|end| end <= body_end);
+                if inside {
+                    Ok(entry)
+                } else {
+                    Err(damaged(format!(
+                        "object {} lies outside the pack body",
+                        entry.id
+                    )))
+                }
+            })
+            .collect()
+    }
+}
+
+/// Names of all packs in `dir`.
+pub fn list_packs(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".pack") {
+            if stem.len() == 64 && stem.bytes().all(|b| b.is_ascii_hexdigit()) {
+                names.push(stem.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_and_detect_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = PackWriter::create(dir.path()).unwrap();
+        let a = b"hello".to_vec();
+        let b = vec![9u8; 1000];
+        w.add(ObjectKind::Chunk, ObjectId::of(&a), &a).unwrap();
+        w.add(ObjectKind::Manifest, ObjectId::of(&b), &b).unwrap();
+        w.add(ObjectKind::Chunk, ObjectId::of(&a), &a).unwrap();
+        let (name, entries) = w.finish().unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(list_packs(dir.path()).unwrap(), vec![name.clone()]);
+        let mut r = PackReader::open(dir.path(), &name).unwrap();
+        assert_eq!(r.entries().unwrap(), entries);
+        assert_eq!(r.read(&entries[1]).unwrap(), b);
+
+        let path = dir.path().join(format!("{name}.pack"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[(entries[1].offset + 3) as usize] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        let r = PackReader::open(dir.path(), &name).unwrap();
+        assert!(matches!(
+            r.read(&entries[1]),
+            Err(Error::CorruptObject { .. })
+        ));
+        assert_eq!(r.read(&entries[0]).unwrap(), a);
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let mut r = PackReader::open(dir.path(), &name).unwrap();
+        assert!(matches!(r.entries(), Err(Error::CorruptPack { .. })));
+    }
+}
