@@ -230,7 +230,7 @@ fn stored_len(sections: &[Section]) -> usize {
 pub fn needs_reference(chunk: &ParsedChunk) -> bool {
     match chunk.codec {
         ChunkCodec::Planes => chunk.transform != Transform::None as u8,
-        ChunkCodec::LogDelta => true,
+        ChunkCodec::LogDelta => chunk.transform & super::lossy::KEYFRAME == 0,
     }
 }
 

@@ -1,13 +1,475 @@
-//! Error-bounded log-quantized delta chunks (Delta-DNN).
+//! Error-bounded chunks (Delta-DNN): log-quantized codes against the reconstructed reference,
+//! exceptions kept exactly, the codes packed by zero-run RLE or narrow byte planes (whichever
+//! is smaller) and then the entropy stage.
+//!
+//! A keyframe (no reference) under a relative bound is coded against `sign(A) * 1.0`, so its codes
+//! are the quantized `ln|A|`; the sign bits are stored beside them. Under an absolute bound the
+//! keyframe reference is zero.
+//!
+//! Sections: `[params][codes][exception positions][exception values][signs]`; the transform
+//! byte holds [`KEYFRAME`] and [`NARROW_CODES`] flags.
 
-use super::chunk::ParsedChunk;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::chunk::{write_chunk, ChunkCodec, ParsedChunk, Section};
+use super::entropy::CodecChoice;
+use super::logquant::{self, ErrorBound, FloatKind, PowerTable, QuantizedChunk};
+use super::planes;
 use crate::dtype::Dtype;
+use crate::store::manifest::Bound;
 
-/// Decodes a [`super::chunk::ChunkCodec::LogDelta`] chunk against its reference.
+/// Transform flag: coded without a reference.
+pub(crate) const KEYFRAME: u8 = 1;
+/// Transform flag: codes stored as narrow little-endian integers in byte planes, not RLE.
+const NARROW_CODES: u8 = 2;
+/// Largest code magnitude: covers the whole F32 range for every bound we accept.
+const MAX_CODE_LIMIT: u32 = 1 << 20;
+
+/// What coding one chunk measured, summed per tensor into the manifest.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChunkStats {
+    /// Elements.
+    pub elements: u64,
+    /// Elements whose code is 0 (and not an exception).
+    pub zero_codes: u64,
+    /// Elements stored exactly.
+    pub exceptions: u64,
+    /// Order-0 entropy of the codes, in bits, times the element count.
+    pub entropy_bits: f64,
+    /// Bytes the packed codes took.
+    pub code_bytes: u64,
+}
+
+impl ChunkStats {
+    /// Adds another chunk's figures.
+    pub fn add(&mut self, o: &ChunkStats) {
+        self.elements += o.elements;
+        self.zero_codes += o.zero_codes;
+        self.exceptions += o.exceptions;
+        self.entropy_bits += o.entropy_bits;
+        self.code_bytes += o.code_bytes;
+    }
+}
+
+fn float_kind(dtype: Dtype) -> Option<FloatKind> {
+    match dtype {
+        Dtype::F16 => Some(FloatKind::F16),
+        Dtype::BF16 => Some(FloatKind::BF16),
+        Dtype::F32 => Some(FloatKind::F32),
+        Dtype::F64 => Some(FloatKind::F64),
+        _ => None,
+    }
+}
+
+fn error_bound(bound: Bound) -> Option<ErrorBound> {
+    match bound {
+        Bound::Rel(e) => Some(ErrorBound::Relative(e)),
+        Bound::Abs(e) => Some(ErrorBound::Absolute(e)),
+        Bound::Lossless => None,
+    }
+}
+
+/// Code range for a bound: enough steps to span the F32 exponent range in the log domain.
+fn max_code_for(bound: ErrorBound) -> u32 {
+    match bound {
+        ErrorBound::Relative(e) => {
+            ((90.0 / (2.0 * e.ln_1p())).ceil() as u32).clamp(1, MAX_CODE_LIMIT)
+        }
+        ErrorBound::Absolute(_) => MAX_CODE_LIMIT,
+    }
+}
+
+/// The power table for `(bound, max_code)`, built once per process.
+fn table(bound: ErrorBound, max_code: u32) -> Result<Arc<PowerTable>, String> {
+    static CACHE: OnceLock<Mutex<HashMap<(u8, u64, u32), Arc<PowerTable>>>> = OnceLock::new();
+    let key = match bound {
+        ErrorBound::Relative(e) => (1, e.to_bits(), max_code),
+        ErrorBound::Absolute(e) => (2, e.to_bits(), max_code),
+    };
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(t) = cache.lock().expect("table cache").get(&key) {
+        return Ok(t.clone());
+    }
+    let t = Arc::new(PowerTable::new(bound, max_code).map_err(|e| e.to_string())?);
+    cache.lock().expect("table cache").insert(key, t.clone());
+    Ok(t)
+}
+
+/// True when `dtype` can be stored under a lossy bound.
+pub fn supports(dtype: Dtype) -> bool {
+    float_kind(dtype).is_some()
+}
+
+/// `±1.0` in `kind` with the sign of each element of `target` (the keyframe predictor).
+fn sign_reference(kind: FloatKind, target: &[u8]) -> Vec<u8> {
+    let one: &[u8] = match kind {
+        FloatKind::F16 => &[0x00, 0x3c],
+        FloatKind::BF16 => &[0x80, 0x3f],
+        FloatKind::F32 => &[0x00, 0x00, 0x80, 0x3f],
+        FloatKind::F64 => &[0, 0, 0, 0, 0, 0, 0xf0, 0x3f],
+    };
+    let w = kind.size();
+    let mut out = Vec::with_capacity(target.len());
+    for e in target.chunks_exact(w) {
+        let neg = e[w - 1] & 0x80;
+        out.extend_from_slice(&one[..w - 1]);
+        out.push(one[w - 1] | neg);
+    }
+    out
+}
+
+fn pack_signs(kind: FloatKind, target: &[u8]) -> Vec<u8> {
+    let w = kind.size();
+    let n = target.len() / w;
+    let mut bits = vec![0u8; n.div_ceil(8)];
+    for (i, e) in target.chunks_exact(w).enumerate() {
+        bits[i / 8] |= (e[w - 1] >> 7) << (i % 8);
+    }
+    bits
+}
+
+fn unpack_sign_reference(kind: FloatKind, bits: &[u8], n: usize) -> Result<Vec<u8>, String> {
+    if bits.len() != n.div_ceil(8) {
+        return Err(format!(
+            "sign section holds {} bytes for {n} elements",
+            bits.len()
+        ));
+    }
+    let w = kind.size();
+    let mut fake = vec![0u8; n * w];
+    for i in 0..n {
+        fake[i * w + w - 1] = ((bits[i / 8] >> (i % 8)) & 1) << 7;
+    }
+    Ok(sign_reference(kind, &fake))
+}
+
+/// Zero-run RLE of codes into varints: an odd token `2k+1` is a run of `k` zeros, an even token
+/// `2z` a nonzero code whose zigzag value is `z`.
+fn rle_encode(codes: &[i32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(codes.len() / 4 + 16);
+    let mut run = 0u64;
+    for &c in codes {
+        if c == 0 {
+            run += 1;
+            continue;
+        }
+        if run > 0 {
+            put_varint(&mut out, (run << 1) | 1);
+            run = 0;
+        }
+        let z = ((c << 1) ^ (c >> 31)) as u32 as u64;
+        put_varint(&mut out, z << 1);
+    }
+    if run > 0 {
+        put_varint(&mut out, (run << 1) | 1);
+    }
+    out
+}
+
+fn rle_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
+    let mut out = Vec::with_capacity(n);
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let t = get_varint(bytes, &mut pos)?;
+        if t & 1 == 1 {
+            let run = (t >> 1) as usize;
+            if run > n - out.len() {
+                return Err("zero run goes past the chunk".into());
+            }
+            out.resize(out.len() + run, 0);
+        } else {
+            if out.len() == n {
+                return Err("more codes than elements".into());
+            }
+            let z = (t >> 1) as u32;
+            out.push(((z >> 1) as i32) ^ -((z & 1) as i32));
+        }
+    }
+    if out.len() != n {
+        return Err(format!("{} codes for {n} elements", out.len()));
+    }
+    Ok(out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *bytes.get(*pos).ok_or("truncated varint")?;
+        *pos += 1;
+        v |= ((b & 0x7f) as u64) << shift;
+        if b < 0x80 {
+            return Ok(v);
+        }
+    }
+    Err("varint too long".into())
+}
+
+/// Codes as little-endian integers of the narrowest width that holds them, in byte planes.
+fn narrow_encode(codes: &[i32]) -> Vec<u8> {
+    let max = codes.iter().map(|c| c.unsigned_abs()).max().unwrap_or(0);
+    let w = if max < 128 {
+        1
+    } else if max < 32768 {
+        2
+    } else {
+        4
+    };
+    let mut bytes = Vec::with_capacity(codes.len() * w);
+    for &c in codes {
+        bytes.extend_from_slice(&c.to_le_bytes()[..w]);
+    }
+    planes::split(&bytes, w)
+}
+
+fn narrow_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let w = bytes.len() / n;
+    if !matches!(w, 1 | 2 | 4) || bytes.len() != w * n {
+        return Err(format!("{} code bytes for {n} elements", bytes.len()));
+    }
+    let merged = planes::merge(bytes, w);
+    Ok(merged
+        .chunks_exact(w)
+        .map(|b| match w {
+            1 => b[0] as i8 as i32,
+            2 => i16::from_le_bytes([b[0], b[1]]) as i32,
+            _ => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        })
+        .collect())
+}
+
+fn positions_encode(pos: &[u32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pos.len() * 2);
+    let mut prev = 0u32;
+    for &p in pos {
+        put_varint(&mut out, (p - prev) as u64);
+        prev = p;
+    }
+    out
+}
+
+fn positions_decode(bytes: &[u8]) -> Result<Vec<u32>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut prev = 0u64;
+    while pos < bytes.len() {
+        prev += get_varint(bytes, &mut pos)?;
+        out.push(u32::try_from(prev).map_err(|_| "exception position overflows")?);
+    }
+    Ok(out)
+}
+
+/// Codes `target` within `bound` against `reference` (the reconstructed parent chunk), or as a
+/// keyframe when there is none. Returns the chunk object, the reconstruction the decoder will
+/// produce (the next snapshot's reference), and what it measured.
+pub fn encode(
+    dtype: Dtype,
+    bound: Bound,
+    target: &[u8],
+    reference: Option<&[u8]>,
+    choice: CodecChoice,
+) -> Result<(Vec<u8>, Vec<u8>, ChunkStats), String> {
+    let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot be stored lossy"))?;
+    let eb = error_bound(bound).ok_or("lossless bound given to the lossy codec")?;
+    let max_code = max_code_for(eb);
+    let table = table(eb, max_code)?;
+    let keyframe = reference.is_none();
+    let (reference, signs) = match (reference, eb) {
+        (Some(r), _) => (r.to_vec(), Vec::new()),
+        (None, ErrorBound::Relative(_)) => (sign_reference(kind, target), pack_signs(kind, target)),
+        (None, ErrorBound::Absolute(_)) => (vec![0u8; target.len()], Vec::new()),
+    };
+    let (q, recon) =
+        logquant::quantize(kind, target, &reference, &table).map_err(|e| e.to_string())?;
+    let rle = super::entropy::compress(&rle_encode(&q.codes), choice);
+    let narrow = super::entropy::compress(&narrow_encode(&q.codes), choice);
+    let (codes_flag, codes_section) = if narrow.1.len() < rle.1.len() {
+        (NARROW_CODES, (narrow, narrow_encode(&q.codes).len()))
+    } else {
+        (0, (rle, rle_encode(&q.codes).len()))
+    };
+    let mut params = vec![match eb {
+        ErrorBound::Relative(_) => 1u8,
+        ErrorBound::Absolute(_) => 2u8,
+    }];
+    let eps = match eb {
+        ErrorBound::Relative(e) | ErrorBound::Absolute(e) => e,
+    };
+    params.extend_from_slice(&eps.to_le_bytes());
+    params.extend_from_slice(&max_code.to_le_bytes());
+    let ((entropy, stored), raw_len) = codes_section;
+    let code_bytes = stored.len() as u64;
+    let sections = vec![
+        Section::compress(&params, CodecChoice::Zstd),
+        Section {
+            entropy,
+            raw_len,
+            stored,
+        },
+        Section::compress(&positions_encode(&q.exception_positions), choice),
+        Section::compress(&planes::split(&q.exception_values, kind.size()), choice),
+        Section::compress(&signs, choice),
+    ];
+    let flags = codes_flag | if keyframe { KEYFRAME } else { 0 };
+    let n = (target.len() / kind.size()) as u64;
+    let exceptions = q.exception_positions.len() as u64;
+    let stats = ChunkStats {
+        elements: n,
+        zero_codes: q.codes.iter().filter(|&&c| c == 0).count() as u64 - exceptions,
+        exceptions,
+        entropy_bits: logquant::code_entropy_bits(&q.codes) * n as f64,
+        code_bytes,
+    };
+    Ok((
+        write_chunk(
+            ChunkCodec::LogDelta,
+            kind.size(),
+            target.len(),
+            flags,
+            &sections,
+        ),
+        recon,
+        stats,
+    ))
+}
+
+/// Decodes a [`ChunkCodec::LogDelta`] chunk against its reference (none for a keyframe).
 pub fn decode(
-    _dtype: Dtype,
-    _chunk: ParsedChunk,
-    _reference: Option<&[u8]>,
+    dtype: Dtype,
+    chunk: ParsedChunk,
+    reference: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
-    Err("log-delta chunks are not supported by this build yet".into())
+    let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
+    if chunk.unit != kind.size() || chunk.raw_len % kind.size() != 0 {
+        return Err(format!(
+            "element width {} does not match {dtype}",
+            chunk.unit
+        ));
+    }
+    let [params, codes, positions, values, signs]: [Vec<u8>; 5] = chunk
+        .sections
+        .try_into()
+        .map_err(|s: Vec<Vec<u8>>| format!("{} sections, expected 5", s.len()))?;
+    if params.len() != 13 {
+        return Err("bad parameter section".into());
+    }
+    let eps = f64::from_le_bytes(params[1..9].try_into().expect("8 bytes"));
+    let max_code = u32::from_le_bytes(params[9..13].try_into().expect("4 bytes"));
+    let eb = match params[0] {
+        1 => ErrorBound::Relative(eps),
+        2 => ErrorBound::Absolute(eps),
+        k => return Err(format!("unknown bound kind {k}")),
+    };
+    if max_code > MAX_CODE_LIMIT {
+        return Err(format!("code range {max_code} over the limit"));
+    }
+    let table = table(eb, max_code)?;
+    let n = chunk.raw_len / kind.size();
+    let codes = if chunk.transform & NARROW_CODES != 0 {
+        narrow_decode(&codes, n)?
+    } else {
+        rle_decode(&codes, n)?
+    };
+    let q = QuantizedChunk {
+        codes,
+        exception_positions: positions_decode(&positions)?,
+        exception_values: planes::merge(&values, kind.size()),
+    };
+    let reference = if chunk.transform & KEYFRAME != 0 {
+        match eb {
+            ErrorBound::Relative(_) => unpack_sign_reference(kind, &signs, n)?,
+            ErrorBound::Absolute(_) => vec![0u8; chunk.raw_len],
+        }
+    } else {
+        let r = reference.ok_or("delta chunk without its reference")?;
+        if r.len() != chunk.raw_len {
+            return Err(format!(
+                "reference is {} bytes, expected {}",
+                r.len(),
+                chunk.raw_len
+            ));
+        }
+        r.to_vec()
+    };
+    logquant::dequantize(kind, &reference, &q, &table).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::chunk::read_chunk;
+    use proptest::prelude::*;
+
+    fn f32s(v: &[f32]) -> Vec<u8> {
+        v.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn rle_round_trips_and_rejects_garbage() {
+        let codes = vec![0, 0, 0, 5, -3, 0, 0, 1, 0];
+        assert_eq!(rle_decode(&rle_encode(&codes), codes.len()).unwrap(), codes);
+        assert!(rle_decode(&rle_encode(&codes), codes.len() - 1).is_err());
+        assert!(rle_decode(&[0xff, 0xff], 3).is_err());
+        assert_eq!(
+            narrow_decode(&narrow_encode(&codes), codes.len()).unwrap(),
+            codes
+        );
+    }
+
+    #[test]
+    fn keyframe_and_delta_meet_the_bound() {
+        let a: Vec<f32> = (0..5000).map(|i| ((i as f32) * 0.37).sin() * 0.1).collect();
+        let b: Vec<f32> = a.iter().map(|x| x * 1.001 + 1e-6).collect();
+        let (obj, recon_a, _) = encode(
+            Dtype::F32,
+            Bound::Rel(0.01),
+            &f32s(&a),
+            None,
+            CodecChoice::Auto,
+        )
+        .unwrap();
+        let parsed = read_chunk(&obj).unwrap();
+        assert!(parsed.transform & KEYFRAME != 0);
+        assert_eq!(decode(Dtype::F32, parsed, None).unwrap(), recon_a);
+        let (obj, recon_b, stats) = encode(
+            Dtype::F32,
+            Bound::Rel(0.01),
+            &f32s(&b),
+            Some(&recon_a),
+            CodecChoice::Auto,
+        )
+        .unwrap();
+        assert!(stats.zero_codes as f64 > 0.5 * stats.elements as f64);
+        assert_eq!(
+            decode(Dtype::F32, read_chunk(&obj).unwrap(), Some(&recon_a)).unwrap(),
+            recon_b
+        );
+        for (x, y) in b.iter().zip(recon_b.chunks_exact(4)) {
+            let y = f32::from_le_bytes(y.try_into().unwrap());
+            assert!(
+                (y as f64 - *x as f64).abs() <= 0.01 * (*x as f64).abs(),
+                "{x} -> {y}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_lossy_chunks_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(p) = read_chunk(&bytes) {
+                let _ = decode(Dtype::F32, p, Some(&[0u8; 64]));
+            }
+        }
+    }
 }

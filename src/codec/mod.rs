@@ -3,6 +3,7 @@
 pub mod chunk;
 pub mod delta;
 pub mod entropy;
+pub mod logquant;
 pub mod lossy;
 pub mod planes;
 

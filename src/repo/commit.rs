@@ -19,6 +19,7 @@ use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
 use super::{Repo, DEFAULT_KEYFRAME_EVERY};
 use crate::codec::chunk;
+use crate::codec::lossy::{self, ChunkStats};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result, SafetensorsProblem};
@@ -111,8 +112,11 @@ pub struct CommitReport {
 enum Plan {
     /// Identical bytes exist: reuse that entry's chunks.
     Reuse(TensorEntry),
-    /// Code it, optionally against a reference.
-    Code { reference: Option<(TensorRef, u32)> },
+    /// Code it, optionally against a reference, exactly or within a bound.
+    Code {
+        reference: Option<(TensorRef, u32)>,
+        bound: Bound,
+    },
 }
 
 impl Repo {
@@ -272,12 +276,25 @@ impl Repo {
         for (t, hash) in inputs.iter().zip(&hashes) {
             let prev = parent_manifest.as_ref().and_then(|m| m.tensor(&t.name));
             let same_layout = prev.filter(|p| p.dtype == t.dtype && p.shape == t.shape);
-            let plan = if let Some(p) = same_layout.filter(|p| p.hash == *hash) {
+            let tensor_bound = if lossy::supports(t.dtype) {
+                bound
+            } else {
+                Bound::Lossless
+            };
+            let unchanged =
+                same_layout.filter(|p| p.source_hash == *hash && p.bound == tensor_bound);
+            let duplicate = if unchanged.is_none() && tensor_bound == Bound::Lossless {
+                find_duplicate(&index, &mut reader, hash, t.data.len() as u64)?
+            } else {
+                None
+            };
+            let plan = if let Some(p) = unchanged {
                 Plan::Reuse(p.clone())
-            } else if let Some(e) = find_duplicate(&index, &mut reader, hash, t.data.len() as u64)?
-            {
+            } else if let Some(e) = duplicate {
                 Plan::Reuse(e)
             } else {
+                // Delta against the parent's tensor unless the chain would pass the keyframe
+                // interval (then this tensor starts a new chain).
                 let reference = same_layout
                     .filter(|p| p.depth < keyframe_every && p.len == t.data.len() as u64)
                     .map(|p| {
@@ -288,7 +305,10 @@ impl Repo {
                         };
                         (r, p.depth)
                     });
-                Plan::Code { reference }
+                Plan::Code {
+                    reference,
+                    bound: tensor_bound,
+                }
             };
             plans.push(plan);
         }
@@ -298,6 +318,8 @@ impl Repo {
         // Phase 2: code chunks a window at a time into a new pack.
         let mut pack = PackWriter::create(&self.packs_dir())?;
         let mut chunk_lists: Vec<Vec<ChunkRef>> = vec![Vec::new(); inputs.len()];
+        let mut recon_hashers: Vec<blake3::Hasher> = vec![blake3::Hasher::new(); inputs.len()];
+        let mut tensor_stats: Vec<ChunkStats> = vec![ChunkStats::default(); inputs.len()];
         let jobs: Vec<(usize, usize)> = plans
             .iter()
             .enumerate()
@@ -310,39 +332,46 @@ impl Repo {
         let per_window = (WINDOW_BYTES / opts.chunk_bytes).max(rayon::current_num_threads());
         let mut stored_bytes = 0u64;
         for window in jobs.chunks(per_window) {
-            let coded: Vec<(usize, usize, ObjectId, Vec<u8>)> = window
+            let coded: Vec<CodedChunk> = window
                 .par_iter()
                 .map(|&(t, i)| {
                     let input = &inputs[t];
                     let range = chunk_range(input.data.len(), opts.chunk_bytes, i);
-                    let data = &input.data[range.clone()];
-                    let reference = match &plans[t] {
-                        Plan::Code {
-                            reference: Some((r, _)),
-                        } => {
+                    let Plan::Code { reference, bound } = &plans[t] else {
+                        unreachable!("only coded tensors have jobs")
+                    };
+                    let reference = match reference {
+                        Some((r, _)) => {
                             let m = reader.manifest(&r.snapshot).expect("closure loaded");
                             let e = m.tensor(&r.tensor).expect("closure loaded");
                             Some(reader.decode_chunk(e, i)?)
                         }
-                        _ => None,
+                        None => None,
                     };
-                    let obj = chunk::encode_lossless(
-                        data,
-                        input.dtype.unit_bytes(),
-                        input.dtype.is_float(),
-                        reference.as_deref(),
-                        opts.codec,
-                    );
+                    let data = &input.data[range.clone()];
+                    let coded = code_chunk(input, data, *bound, reference.as_deref(), opts.codec)
+                        .map_err(|p| {
+                        Error::decode(format!("chunk {i} of tensor {:?}", input.name), p)
+                    })?;
                     release(t, range);
-                    Ok((t, i, ObjectId::of(&obj), obj))
+                    Ok(coded.with_position(t, i))
                 })
                 .collect::<Result<_>>()?;
-            for (t, i, id, obj) in coded {
+            for c in coded {
+                let CodedChunk { t, i, id, obj, .. } = &c;
+                let (t, i, id) = (*t, *i, *id);
+                if let Some(r) = &c.reconstruction {
+                    recon_hashers[t].update(r);
+                }
+                if let Some(s) = &c.stats {
+                    tensor_stats[t].add(s);
+                }
+                let obj = obj.as_slice();
                 debug_assert_eq!(chunk_lists[t].len(), i);
                 if !pack.contains(&id) {
                     stored_bytes += obj.len() as u64;
                 }
-                pack.add(ObjectKind::Chunk, id, &obj)?;
+                pack.add(ObjectKind::Chunk, id, obj)?;
                 chunk_lists[t].push(ChunkRef {
                     id,
                     stored: obj.len() as u64,
@@ -366,42 +395,76 @@ impl Repo {
             .into_iter()
             .zip(chunk_lists)
             .zip(inputs.iter().zip(&hashes))
-            .map(|((plan, chunks), (t, hash))| match plan {
-                Plan::Reuse(mut e) => {
-                    report.deduplicated += 1;
-                    e.name = t.name.clone();
-                    e.dtype = t.dtype;
-                    e.shape = t.shape.clone();
-                    e.encoding = Encoding::Dedup;
-                    e
-                }
-                Plan::Code { reference } => {
-                    let (encoding, depth) = match &reference {
-                        Some((_, d)) => {
-                            report.deltas += 1;
-                            (Encoding::ExactDelta, d + 1)
-                        }
-                        None => {
-                            report.keyframes += 1;
-                            (Encoding::Planes, 1)
-                        }
-                    };
-                    TensorEntry {
-                        name: t.name.clone(),
-                        dtype: t.dtype,
-                        shape: t.shape.clone(),
-                        len: t.data.len() as u64,
-                        hash: *hash,
-                        encoding,
-                        bound: Bound::Lossless,
-                        chunk_bytes: opts.chunk_bytes as u64,
-                        chunks,
-                        reference: reference.map(|(r, _)| r),
-                        depth,
-                        stats: BTreeMap::new(),
+            .zip(recon_hashers.iter().zip(&tensor_stats))
+            .map(
+                |(((plan, chunks), (t, hash)), (recon_hash, st))| match plan {
+                    Plan::Reuse(mut e) => {
+                        report.deduplicated += 1;
+                        e.name = t.name.clone();
+                        e.dtype = t.dtype;
+                        e.shape = t.shape.clone();
+                        e.encoding = Encoding::Dedup;
+                        e
                     }
-                }
-            })
+                    Plan::Code { reference, bound } => {
+                        let lossy = bound != Bound::Lossless;
+                        let (encoding, depth) = match (&reference, lossy) {
+                            (Some((_, d)), _) => {
+                                report.deltas += 1;
+                                (
+                                    if lossy {
+                                        Encoding::LogDelta
+                                    } else {
+                                        Encoding::ExactDelta
+                                    },
+                                    d + 1,
+                                )
+                            }
+                            (None, _) => {
+                                report.keyframes += 1;
+                                (
+                                    if lossy {
+                                        Encoding::LogDelta
+                                    } else {
+                                        Encoding::Planes
+                                    },
+                                    1,
+                                )
+                            }
+                        };
+                        let mut stats = BTreeMap::new();
+                        if lossy && st.elements > 0 {
+                            let n = st.elements as f64;
+                            stats.insert("zero_codes".to_string(), st.zero_codes as f64 / n);
+                            stats.insert("exceptions".to_string(), st.exceptions as f64 / n);
+                            stats.insert("code_entropy_bits".to_string(), st.entropy_bits / n);
+                            stats.insert(
+                                "code_bits_packed".to_string(),
+                                st.code_bytes as f64 * 8.0 / n,
+                            );
+                        }
+                        TensorEntry {
+                            name: t.name.clone(),
+                            dtype: t.dtype,
+                            shape: t.shape.clone(),
+                            len: t.data.len() as u64,
+                            hash: if lossy {
+                                ObjectId::from(recon_hash.finalize())
+                            } else {
+                                *hash
+                            },
+                            source_hash: *hash,
+                            encoding,
+                            bound,
+                            chunk_bytes: opts.chunk_bytes as u64,
+                            chunks,
+                            reference: reference.map(|(r, _)| r),
+                            depth,
+                            stats,
+                        }
+                    }
+                },
+            )
             .collect();
         let mut manifest = Manifest {
             format: MANIFEST_FORMAT,
@@ -461,6 +524,67 @@ impl Repo {
             }
         }
     }
+}
+
+/// One coded chunk on its way into the pack.
+struct CodedChunk {
+    t: usize,
+    i: usize,
+    id: ObjectId,
+    obj: Vec<u8>,
+    /// What checkout will produce, when it differs from the input (lossy).
+    reconstruction: Option<Vec<u8>>,
+    stats: Option<ChunkStats>,
+}
+
+impl CodedChunk {
+    fn with_position(mut self, t: usize, i: usize) -> Self {
+        self.t = t;
+        self.i = i;
+        self
+    }
+}
+
+/// Under a relative bound a chunk with more exceptions than this fraction is also coded exactly,
+/// and the smaller kept (e.g. BF16 under a bound finer than its precision).
+const EXCEPTION_FALLBACK: f64 = 0.2;
+
+/// Codes one chunk exactly or within `bound`.
+fn code_chunk(
+    input: &TensorInput,
+    data: &[u8],
+    bound: Bound,
+    reference: Option<&[u8]>,
+    codec: CodecChoice,
+) -> std::result::Result<CodedChunk, String> {
+    let exact = || {
+        chunk::encode_lossless(
+            data,
+            input.dtype.unit_bytes(),
+            input.dtype.is_float(),
+            reference,
+            codec,
+        )
+    };
+    let done = |obj: Vec<u8>, reconstruction, stats| CodedChunk {
+        t: 0,
+        i: 0,
+        id: ObjectId::of(&obj),
+        obj,
+        reconstruction,
+        stats,
+    };
+    if bound == Bound::Lossless {
+        return Ok(done(exact(), None, None));
+    }
+    let (obj, recon, stats) = lossy::encode(input.dtype, bound, data, reference, codec)?;
+    if (stats.exceptions as f64) > EXCEPTION_FALLBACK * stats.elements as f64 {
+        let plain = exact();
+        if plain.len() < obj.len() {
+            return Ok(done(plain, Some(data.to_vec()), Some(stats)));
+        }
+    }
+    Ok(done(obj, Some(recon), Some(stats)))
 }
 
 /// Byte range of chunk `i` of a tensor of `len` bytes.

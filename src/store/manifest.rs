@@ -100,6 +100,8 @@ pub struct TensorEntry {
     pub len: u64,
     /// blake3 of the bytes checkout produces.
     pub hash: ObjectId,
+    /// blake3 of the bytes committed (equal to `hash` when lossless).
+    pub source_hash: ObjectId,
     /// How it is coded.
     pub encoding: Encoding,
     /// Error bound.

@@ -1,0 +1,1858 @@
+//! Error-bounded, log-quantized deltas between two snapshots of a tensor chunk
+//! (Delta-DNN, ICPP 2020).
+//!
+//! The encoder maps every target element `A` to an integer code `M` relative to
+//! the *reconstructed* reference `B'` (what the decoder also has):
+//!
+//! * relative bound `eps`: `M ~ round(ln(A / B') / ln(r))` with
+//!   `r = (1 + eps)^2`, decoded as `A' = round_dtype(B' * table[M])`;
+//! * absolute bound `eps`: `M ~ round((A - B') / (2 eps))`, decoded as
+//!   `A' = round_dtype(B' + table[M])`.
+//!
+//! Every coded element satisfies the bound *after* rounding to the element
+//! type, because the encoder runs the exact decoder on each candidate code.
+//! Elements that cannot be coded are stored as raw-bit exceptions.
+//!
+//! # Decoder contract (bit-exact, reproducible on a GPU)
+//!
+//! For an element with code `m` and reference bits `b_bits`:
+//!
+//! * `m == 0`: `A'` is a bit copy of `B'` (no arithmetic, so `-0.0`, NaN
+//!   payloads and infinities are preserved);
+//! * `m != 0`: `b = B'` widened exactly to `f64`; `x = b * T[m + max_code]`
+//!   (relative) or `x = b + T[m + max_code]` (absolute), one correctly rounded
+//!   `f64` operation, no FMA; `A'` = `x` rounded to the element type with
+//!   round-to-nearest-even directly from `f64` (overflow gives infinity,
+//!   gradual underflow to subnormals / signed zero);
+//! * exception positions are then overwritten with their stored raw bytes.
+//!
+//! `T` is [`PowerTable::values`]; see [`PowerTable::new`] for how it is built.
+//!
+//! # Encoder policy
+//!
+//! * `A == B'` bitwise (any value, NaN included): code 0, never an exception.
+//! * Code 0 is also taken whenever `B'` itself meets the bound against `A`.
+//! * Otherwise `m0 = round(est)` (`f64::round`, halves away from zero) with
+//!   `est = ln(A / B') / ln(r)` or `(A - B') / (2 eps)`, then the neighbour on
+//!   the side of `est`, then the other neighbour; codes beyond `max_code` are
+//!   skipped. The first candidate whose exact decode passes the check wins.
+//! * Exception (raw bits stored, code 0): no candidate passes, which covers
+//!   NaN/Inf in `A` or `B'`, and in relative mode zero `A` or `B'` (either
+//!   sign) and sign flips. In absolute mode a zero target is an ordinary value:
+//!   `-0.0` may come back as `+0.0` (numerically within the bound).
+//! * The check is `|A' - A| <= eps' * |A|` (or `<= eps'`) in `f64` with
+//!   `eps' = eps * (1 - 2^-50)`, which implies the bound with `eps` in exact
+//!   arithmetic (and hence also in plain `f64` evaluation).
+
+use std::collections::HashMap;
+use std::fmt;
+
+/// Largest accepted `max_code`.
+const MAX_CODE_LIMIT: u32 = 1 << 20;
+
+/// Safety factor `1 - 2^-50` applied to the bound used by the encoder's check,
+/// so that the `f64` evaluation of `|A' - A| <= eps * |A|` (or `<= eps`)
+/// implies the bound in exact arithmetic despite the rounding of the check.
+const CHECK_MARGIN: f64 = 1.0 - 1.0 / (1u64 << 50) as f64;
+
+/// `2^-960`: below this `|A|` the relative check of an `f64` element is done on
+/// values scaled by [`SCALE_UP`] so that `eps * |A|` cannot be subnormal.
+const SMALL_F64: f64 = f64::from_bits((1023 - 960) << 52);
+/// `2^600`, an exact power-of-two scale.
+const SCALE_UP: f64 = f64::from_bits((1023 + 600) << 52);
+
+/// Element types the quantizer handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatKind {
+    F16,
+    BF16,
+    F32,
+    F64,
+}
+
+impl FloatKind {
+    /// Size of one element in bytes.
+    pub fn size(self) -> usize {
+        match self {
+            FloatKind::F16 | FloatKind::BF16 => 2,
+            FloatKind::F32 => 4,
+            FloatKind::F64 => 8,
+        }
+    }
+}
+
+/// Per-element error bound.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ErrorBound {
+    /// `|A' - A| <= eps * |A|`, `0 < eps < 1`.
+    Relative(f64),
+    /// `|A' - A| <= eps`, `eps > 0`.
+    Absolute(f64),
+}
+
+/// Errors reported by this module (never panics on bad input).
+#[derive(Clone, Debug, PartialEq)]
+pub enum QuantError {
+    /// The bound is non-finite, `<= 0`, `>= 1` (relative), or degenerate
+    /// (relative `eps` so small that `1 + eps == 1`, absolute `2 * eps` overflows).
+    InvalidBound(ErrorBound),
+    /// `max_code` is 0 or larger than `1 << 20`.
+    InvalidMaxCode(u32),
+    /// Two lengths that must agree do not.
+    LengthMismatch {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    /// A byte buffer is not a whole number of elements.
+    UnalignedLength { len: usize, elem_size: usize },
+    /// More elements than a `u32` exception position can address.
+    TooManyElements(usize),
+    /// Exception position out of range, unsorted or duplicated.
+    BadExceptionPosition { index: usize, position: u32 },
+    /// The code stored at an exception position is not 0.
+    ExceptionCodeNotZero { position: u32, code: i32 },
+    /// A code outside `-max_code..=max_code`.
+    CodeOutOfRange {
+        index: usize,
+        code: i32,
+        max_code: u32,
+    },
+}
+
+impl fmt::Display for QuantError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QuantError::InvalidBound(b) => write!(f, "invalid error bound {b:?}"),
+            QuantError::InvalidMaxCode(m) => {
+                write!(f, "invalid max_code {m} (must be 1..={MAX_CODE_LIMIT})")
+            }
+            QuantError::LengthMismatch {
+                what,
+                expected,
+                actual,
+            } => write!(f, "length mismatch for {what}: expected {expected}, got {actual}"),
+            QuantError::UnalignedLength { len, elem_size } => write!(
+                f,
+                "buffer of {len} bytes is not a multiple of the element size {elem_size}"
+            ),
+            QuantError::TooManyElements(n) => {
+                write!(f, "{n} elements exceed the u32 exception position range")
+            }
+            QuantError::BadExceptionPosition { index, position } => write!(
+                f,
+                "exception #{index} has position {position} that is out of range, unsorted or duplicated"
+            ),
+            QuantError::ExceptionCodeNotZero { position, code } => {
+                write!(f, "exception at position {position} carries non-zero code {code}")
+            }
+            QuantError::CodeOutOfRange {
+                index,
+                code,
+                max_code,
+            } => write!(f, "code {code} at index {index} is outside +-{max_code}"),
+        }
+    }
+}
+
+impl std::error::Error for QuantError {}
+
+/// Decode table shared by encoder and decoder (and uploaded to the GPU).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PowerTable {
+    bound: ErrorBound,
+    max_code: u32,
+    values: Vec<f64>,
+    /// Encoder only: `eps * CHECK_MARGIN`.
+    eps_check: f64,
+    /// Encoder only: codes per unit of `ln(A/B')` (relative) or of `A - B'` (absolute).
+    inv_step: f64,
+}
+
+impl PowerTable {
+    /// Builds the table, `values()[m + max_code]` for `m` in `-max_code..=max_code`.
+    ///
+    /// Relative (`0 < eps < 1`, finite, `1 + eps > 1`): `s = 1 + eps`, `r = s * s`
+    /// (each an f64 operation, round-to-nearest-even). `S_0 = r`,
+    /// `S_{k+1} = S_k * S_k`. For `m >= 1`, `P_m` is the left-to-right product
+    /// `((1.0 * S_{k0}) * S_{k1}) * ...` over the set bits `k0 < k1 < ...` of `m`
+    /// (binary exponentiation, at most 21 rounded multiplies). Entries:
+    /// `T[0] = 1.0`, `T[m] = P_m`, `T[-m] = 1.0 / P_m` (one rounded division;
+    /// very large `m` may give `inf` / `0.0`, which simply never passes the
+    /// encoder's check). No `ln`/`exp`/`pow` is used.
+    ///
+    /// Absolute (`eps > 0`, finite, `2 * eps` finite): `T[m] = (2.0 * eps) * (m as f64)`,
+    /// one correctly rounded product (`2.0 * eps` and `m as f64` are exact).
+    pub fn new(bound: ErrorBound, max_code: u32) -> Result<Self, QuantError> {
+        if max_code == 0 || max_code > MAX_CODE_LIMIT {
+            return Err(QuantError::InvalidMaxCode(max_code));
+        }
+        let n = max_code as usize;
+        let mut values = vec![0.0f64; 2 * n + 1];
+        let (eps, inv_step) = match bound {
+            ErrorBound::Relative(eps) => {
+                if !(eps.is_finite() && eps > 0.0 && eps < 1.0 && 1.0 + eps > 1.0) {
+                    return Err(QuantError::InvalidBound(bound));
+                }
+                let s = 1.0 + eps;
+                let r = s * s;
+                let mut squares = [0.0f64; 21];
+                squares[0] = r;
+                for k in 1..squares.len() {
+                    squares[k] = squares[k - 1] * squares[k - 1];
+                }
+                values[n] = 1.0;
+                for m in 1..=n {
+                    let mut acc = 1.0f64;
+                    let mut e = m;
+                    let mut k = 0;
+                    while e != 0 {
+                        if e & 1 == 1 {
+                            acc *= squares[k];
+                        }
+                        e >>= 1;
+                        k += 1;
+                    }
+                    values[n + m] = acc;
+                    values[n - m] = 1.0 / acc;
+                }
+                (eps, 1.0 / r.ln())
+            }
+            ErrorBound::Absolute(eps) => {
+                let two_eps = 2.0 * eps;
+                if !(eps.is_finite() && eps > 0.0 && two_eps.is_finite()) {
+                    return Err(QuantError::InvalidBound(bound));
+                }
+                for (i, v) in values.iter_mut().enumerate() {
+                    *v = two_eps * (i as f64 - n as f64);
+                }
+                (eps, 1.0 / two_eps)
+            }
+        };
+        Ok(PowerTable {
+            bound,
+            max_code,
+            values,
+            eps_check: eps * CHECK_MARGIN,
+            inv_step,
+        })
+    }
+
+    /// The bound this table was built for.
+    #[allow(dead_code)] // read by the CUDA backend and tests
+    pub fn bound(&self) -> ErrorBound {
+        self.bound
+    }
+
+    /// Largest code magnitude.
+    #[allow(dead_code)] // read by the CUDA backend and tests
+    pub fn max_code(&self) -> u32 {
+        self.max_code
+    }
+
+    /// Table entries, length `2 * max_code + 1`, index `m + max_code`.
+    #[allow(dead_code)] // uploaded by the CUDA backend
+    pub fn values(&self) -> &[f64] {
+        &self.values
+    }
+}
+
+/// Result of quantizing one chunk. Exceptions are sorted ascending by position.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QuantizedChunk {
+    /// One code per element; 0 at exceptions.
+    pub codes: Vec<i32>,
+    /// Strictly ascending element indices of exceptions.
+    pub exception_positions: Vec<u32>,
+    /// Raw little-endian bytes, `kind.size()` per exception, same order.
+    pub exception_values: Vec<u8>,
+}
+
+// ---------------------------------------------------------------------------
+// Element access and rounding.
+
+/// Rounds an `f64` to a binary format with `EXP` exponent bits and `MAN`
+/// stored mantissa bits (f16: 5/10, bf16: 8/7), round-to-nearest-even,
+/// directly from the `f64` bits (no intermediate format, so no double rounding).
+/// Overflow gives infinity, tiny values round to subnormals or signed zero.
+/// NaN maps to a quiet NaN keeping the sign and the top mantissa bits.
+#[inline]
+fn round_f64_to_narrow<const EXP: u32, const MAN: u32>(x: f64) -> u16 {
+    const F64_MAN_MASK: u64 = (1 << 52) - 1;
+    let bits = x.to_bits();
+    let sign = ((bits >> 48) & 0x8000) as u16;
+    let abs = bits & 0x7fff_ffff_ffff_ffff;
+    let exp_mask: u16 = ((1u16 << EXP) - 1) << MAN;
+    if abs >= 0x7ff0_0000_0000_0000 {
+        if abs == 0x7ff0_0000_0000_0000 {
+            return sign | exp_mask;
+        }
+        let payload = ((abs & F64_MAN_MASK) >> (52 - MAN)) as u16;
+        return sign | exp_mask | (1 << (MAN - 1)) | payload;
+    }
+    let bias = (1i32 << (EXP - 1)) - 1;
+    let max_biased = (1i32 << EXP) - 2;
+    let e64 = (abs >> 52) as i32;
+    let te = e64 - 1023 + bias;
+    if te > max_biased {
+        return sign | exp_mask;
+    }
+    let (val, shift) = if te >= 1 {
+        // Re-bias the exponent in place: `val >> shift` is then the target
+        // encoding (exponent and mantissa) truncated.
+        (abs - (((1023 - bias) as u64) << 52), 52 - MAN)
+    } else {
+        if e64 == 0 {
+            // f64 zero or subnormal: far below half the smallest target subnormal.
+            return sign;
+        }
+        let shift = 52 - MAN + (1 - te) as u32;
+        if shift >= 54 {
+            // sig < 2^53, so sig / 2^shift < 1/2: rounds to zero.
+            return sign;
+        }
+        // Full significand; `val >> shift` counts target subnormal units.
+        ((abs & F64_MAN_MASK) | (1 << 52), shift)
+    };
+    // Round to nearest, ties to even: add half - 1, plus 1 when the kept LSB is
+    // odd. A carry out of the mantissa bumps the exponent (normal -> next
+    // binade, subnormal -> smallest normal, largest finite -> infinity).
+    let r = (val + ((1u64 << (shift - 1)) - 1) + ((val >> shift) & 1)) >> shift;
+    sign | r as u16
+}
+
+/// `f64` -> IEEE binary16 bits, round-to-nearest-even.
+#[inline]
+fn f64_to_f16_bits(x: f64) -> u16 {
+    round_f64_to_narrow::<5, 10>(x)
+}
+
+/// `f64` -> bfloat16 bits, round-to-nearest-even.
+#[inline]
+fn f64_to_bf16_bits(x: f64) -> u16 {
+    round_f64_to_narrow::<8, 7>(x)
+}
+
+trait Elem {
+    type Raw: Copy + AsRef<[u8]>;
+    const IS_F64: bool;
+    fn chunks(bytes: &[u8]) -> &[Self::Raw];
+    fn chunks_mut(bytes: &mut [u8]) -> &mut [Self::Raw];
+    fn load(raw: Self::Raw) -> u64;
+    fn to_raw(bits: u64) -> Self::Raw;
+    /// Exact widening of the element bits to `f64`.
+    fn widen(bits: u64) -> f64;
+    /// Round-to-nearest-even from `f64` to the element type.
+    fn narrow(x: f64) -> u64;
+}
+
+struct F16Elem;
+struct Bf16Elem;
+struct F32Elem;
+struct F64Elem;
+
+impl Elem for F16Elem {
+    type Raw = [u8; 2];
+    const IS_F64: bool = false;
+    fn chunks(bytes: &[u8]) -> &[[u8; 2]] {
+        bytes.as_chunks::<2>().0
+    }
+    fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; 2]] {
+        bytes.as_chunks_mut::<2>().0
+    }
+    #[inline(always)]
+    fn load(raw: [u8; 2]) -> u64 {
+        u64::from(u16::from_le_bytes(raw))
+    }
+    #[inline(always)]
+    fn to_raw(bits: u64) -> [u8; 2] {
+        (bits as u16).to_le_bytes()
+    }
+    #[inline(always)]
+    fn widen(bits: u64) -> f64 {
+        half::f16::from_bits(bits as u16).to_f64()
+    }
+    #[inline(always)]
+    fn narrow(x: f64) -> u64 {
+        u64::from(f64_to_f16_bits(x))
+    }
+}
+
+impl Elem for Bf16Elem {
+    type Raw = [u8; 2];
+    const IS_F64: bool = false;
+    fn chunks(bytes: &[u8]) -> &[[u8; 2]] {
+        bytes.as_chunks::<2>().0
+    }
+    fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; 2]] {
+        bytes.as_chunks_mut::<2>().0
+    }
+    #[inline(always)]
+    fn load(raw: [u8; 2]) -> u64 {
+        u64::from(u16::from_le_bytes(raw))
+    }
+    #[inline(always)]
+    fn to_raw(bits: u64) -> [u8; 2] {
+        (bits as u16).to_le_bytes()
+    }
+    #[inline(always)]
+    fn widen(bits: u64) -> f64 {
+        f64::from(f32::from_bits((bits as u32) << 16))
+    }
+    #[inline(always)]
+    fn narrow(x: f64) -> u64 {
+        u64::from(f64_to_bf16_bits(x))
+    }
+}
+
+impl Elem for F32Elem {
+    type Raw = [u8; 4];
+    const IS_F64: bool = false;
+    fn chunks(bytes: &[u8]) -> &[[u8; 4]] {
+        bytes.as_chunks::<4>().0
+    }
+    fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; 4]] {
+        bytes.as_chunks_mut::<4>().0
+    }
+    #[inline(always)]
+    fn load(raw: [u8; 4]) -> u64 {
+        u64::from(u32::from_le_bytes(raw))
+    }
+    #[inline(always)]
+    fn to_raw(bits: u64) -> [u8; 4] {
+        (bits as u32).to_le_bytes()
+    }
+    #[inline(always)]
+    fn widen(bits: u64) -> f64 {
+        f64::from(f32::from_bits(bits as u32))
+    }
+    #[inline(always)]
+    fn narrow(x: f64) -> u64 {
+        // `as` from f64 to f32 is round-to-nearest-even in Rust.
+        u64::from((x as f32).to_bits())
+    }
+}
+
+impl Elem for F64Elem {
+    type Raw = [u8; 8];
+    const IS_F64: bool = true;
+    fn chunks(bytes: &[u8]) -> &[[u8; 8]] {
+        bytes.as_chunks::<8>().0
+    }
+    fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; 8]] {
+        bytes.as_chunks_mut::<8>().0
+    }
+    #[inline(always)]
+    fn load(raw: [u8; 8]) -> u64 {
+        u64::from_le_bytes(raw)
+    }
+    #[inline(always)]
+    fn to_raw(bits: u64) -> [u8; 8] {
+        bits.to_le_bytes()
+    }
+    #[inline(always)]
+    fn widen(bits: u64) -> f64 {
+        f64::from_bits(bits)
+    }
+    #[inline(always)]
+    fn narrow(x: f64) -> u64 {
+        x.to_bits()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bound modes.
+
+trait Mode {
+    /// Whether a zero target can be coded (absolute mode) or is an exception.
+    const ZERO_TARGET_OK: bool;
+    /// Unrounded code estimate; NaN when the element cannot be coded.
+    fn estimate(a: f64, b: f64, inv_step: f64) -> f64;
+    /// The single decode operation.
+    fn apply(b: f64, t: f64) -> f64;
+    /// Encoder check of the (already dtype-rounded) reconstruction `x` against `a`.
+    fn within<K: Elem>(x: f64, a: f64, eps_check: f64) -> bool;
+}
+
+struct Rel;
+struct Abs;
+
+impl Mode for Rel {
+    const ZERO_TARGET_OK: bool = false;
+    #[inline(always)]
+    fn estimate(a: f64, b: f64, inv_step: f64) -> f64 {
+        // Branch-free: every uncoverable input makes `ln(a / b)` non-finite and
+        // hence an exception: a sign flip gives a negative ratio (ln = NaN), a
+        // zero / infinite / NaN operand gives a ratio of 0, inf or NaN. For F64
+        // a valid-looking ratio may overflow to inf or underflow to 0; no finite
+        // table entry can represent it, so an exception is right there too.
+        (a / b).ln() * inv_step
+    }
+    #[inline(always)]
+    fn apply(b: f64, t: f64) -> f64 {
+        b * t
+    }
+    #[inline(always)]
+    fn within<K: Elem>(x: f64, a: f64, eps_check: f64) -> bool {
+        let (x, a) = if K::IS_F64 && a.abs() < SMALL_F64 {
+            (x * SCALE_UP, a * SCALE_UP)
+        } else {
+            (x, a)
+        };
+        (x - a).abs() <= eps_check * a.abs()
+    }
+}
+
+impl Mode for Abs {
+    const ZERO_TARGET_OK: bool = true;
+    #[inline(always)]
+    fn estimate(a: f64, b: f64, inv_step: f64) -> f64 {
+        if a.is_finite() && b.is_finite() {
+            (a - b) * inv_step
+        } else {
+            f64::NAN
+        }
+    }
+    #[inline(always)]
+    fn apply(b: f64, t: f64) -> f64 {
+        b + t
+    }
+    #[inline(always)]
+    fn within<K: Elem>(x: f64, a: f64, eps_check: f64) -> bool {
+        (x - a).abs() <= eps_check
+    }
+}
+
+struct Params<'a> {
+    table: &'a [f64],
+    max_code: u32,
+    max_f: f64,
+    inv_step: f64,
+    eps_check: f64,
+}
+
+impl<'a> Params<'a> {
+    fn new(table: &'a PowerTable) -> Self {
+        Params {
+            table: &table.values,
+            max_code: table.max_code,
+            max_f: f64::from(table.max_code),
+            inv_step: table.inv_step,
+            eps_check: table.eps_check,
+        }
+    }
+}
+
+/// Codes one element whose bits differ from the reference. Returns the code
+/// and the reconstruction bits, or `None` for an exception. Code 0 (a copy
+/// of `B'`) is taken whenever `B'` itself meets the bound (cheap, and the best
+/// code for entropy). Otherwise the candidates are `m0 = round(estimate)`,
+/// then the neighbour on the side of the unrounded estimate, then the other
+/// neighbour; the first that passes the exact decode-and-check wins.
+#[inline(always)]
+fn encode_one<K: Elem, M: Mode>(a_bits: u64, b_bits: u64, p: &Params<'_>) -> Option<(i32, u64)> {
+    let a = K::widen(a_bits);
+    let b = K::widen(b_bits);
+    // `a` finite (and non-zero for relative) makes this check sound for any
+    // `b`: NaN, infinite, zero (relative) or sign-flipped (relative) `b` fail it.
+    if a.is_finite() && (M::ZERO_TARGET_OK || a != 0.0) && M::within::<K>(b, a, p.eps_check) {
+        return Some((0, b_bits));
+    }
+    let est = M::estimate(a, b, p.inv_step);
+    let m0f = est.round();
+    if !m0f.is_finite() || m0f.abs() > p.max_f + 1.0 {
+        return None;
+    }
+    let m0 = m0f as i32;
+    let second = if est >= m0f { 1 } else { -1 };
+    for m in [m0, m0 + second, m0 - second] {
+        if m.unsigned_abs() > p.max_code {
+            continue;
+        }
+        let x_bits = if m == 0 {
+            b_bits
+        } else {
+            let t = p.table[(m + p.max_code as i32) as usize];
+            K::narrow(M::apply(b, t))
+        };
+        if M::within::<K>(K::widen(x_bits), a, p.eps_check) {
+            return Some((m, x_bits));
+        }
+    }
+    None
+}
+
+fn encode<K: Elem, M: Mode>(
+    target: &[u8],
+    reference: &[u8],
+    table: &PowerTable,
+) -> (QuantizedChunk, Vec<u8>) {
+    let p = Params::new(table);
+    let ts = K::chunks(target);
+    let rs = K::chunks(reference);
+    let mut codes = vec![0i32; ts.len()];
+    let mut recon = reference.to_vec();
+    let mut exception_positions = Vec::new();
+    let mut exception_values = Vec::new();
+    let outs = K::chunks_mut(&mut recon);
+    for (i, (((&ta, &rb), code), out)) in ts
+        .iter()
+        .zip(rs)
+        .zip(codes.iter_mut())
+        .zip(outs.iter_mut())
+        .enumerate()
+    {
+        let a_bits = K::load(ta);
+        let b_bits = K::load(rb);
+        if a_bits == b_bits {
+            continue; // code 0, reconstruction already holds B'.
+        }
+        match encode_one::<K, M>(a_bits, b_bits, &p) {
+            Some((m, x_bits)) => {
+                *code = m;
+                *out = K::to_raw(x_bits);
+            }
+            None => {
+                *out = ta;
+                exception_positions.push(i as u32);
+                exception_values.extend_from_slice(ta.as_ref());
+            }
+        }
+    }
+    (
+        QuantizedChunk {
+            codes,
+            exception_positions,
+            exception_values,
+        },
+        recon,
+    )
+}
+
+fn decode<K: Elem, M: Mode>(reference: &[u8], codes: &[i32], p: &Params<'_>, out: &mut [u8]) {
+    let off = p.max_code as i32;
+    for ((&rb, &m), o) in K::chunks(reference)
+        .iter()
+        .zip(codes)
+        .zip(K::chunks_mut(out))
+    {
+        let b_bits = K::load(rb);
+        let x = K::narrow(M::apply(K::widen(b_bits), p.table[(m + off) as usize]));
+        *o = K::to_raw(if m == 0 { b_bits } else { x });
+    }
+}
+
+fn element_count(kind: FloatKind, len: usize) -> Result<usize, QuantError> {
+    let size = kind.size();
+    if !len.is_multiple_of(size) {
+        return Err(QuantError::UnalignedLength {
+            len,
+            elem_size: size,
+        });
+    }
+    Ok(len / size)
+}
+
+/// Quantizes `target` against the reconstructed `reference` (raw little-endian
+/// element bytes of `kind`, equal length). Returns the chunk and the
+/// reconstruction `A'` (what [`dequantize`] will produce), against which the
+/// next snapshot must be coded.
+pub fn quantize(
+    kind: FloatKind,
+    target: &[u8],
+    reference: &[u8],
+    table: &PowerTable,
+) -> Result<(QuantizedChunk, Vec<u8>), QuantError> {
+    if target.len() != reference.len() {
+        return Err(QuantError::LengthMismatch {
+            what: "reference bytes",
+            expected: target.len(),
+            actual: reference.len(),
+        });
+    }
+    let n = element_count(kind, target.len())?;
+    if n > 0 && u32::try_from(n - 1).is_err() {
+        return Err(QuantError::TooManyElements(n));
+    }
+    let (t, r) = (target, reference);
+    Ok(match (table.bound, kind) {
+        (ErrorBound::Relative(_), FloatKind::F16) => encode::<F16Elem, Rel>(t, r, table),
+        (ErrorBound::Relative(_), FloatKind::BF16) => encode::<Bf16Elem, Rel>(t, r, table),
+        (ErrorBound::Relative(_), FloatKind::F32) => encode::<F32Elem, Rel>(t, r, table),
+        (ErrorBound::Relative(_), FloatKind::F64) => encode::<F64Elem, Rel>(t, r, table),
+        (ErrorBound::Absolute(_), FloatKind::F16) => encode::<F16Elem, Abs>(t, r, table),
+        (ErrorBound::Absolute(_), FloatKind::BF16) => encode::<Bf16Elem, Abs>(t, r, table),
+        (ErrorBound::Absolute(_), FloatKind::F32) => encode::<F32Elem, Abs>(t, r, table),
+        (ErrorBound::Absolute(_), FloatKind::F64) => encode::<F64Elem, Abs>(t, r, table),
+    })
+}
+
+/// Rebuilds `A'` from the reference and the chunk (see the module docs for
+/// the exact decode rule). Validates everything first; never panics.
+pub fn dequantize(
+    kind: FloatKind,
+    reference: &[u8],
+    chunk: &QuantizedChunk,
+    table: &PowerTable,
+) -> Result<Vec<u8>, QuantError> {
+    let size = kind.size();
+    let n = element_count(kind, reference.len())?;
+    if chunk.codes.len() != n {
+        return Err(QuantError::LengthMismatch {
+            what: "codes",
+            expected: n,
+            actual: chunk.codes.len(),
+        });
+    }
+    let expected_values = chunk.exception_positions.len().saturating_mul(size);
+    if chunk.exception_values.len() != expected_values {
+        return Err(QuantError::LengthMismatch {
+            what: "exception values bytes",
+            expected: expected_values,
+            actual: chunk.exception_values.len(),
+        });
+    }
+    let max_code = table.max_code;
+    let worst = chunk
+        .codes
+        .iter()
+        .map(|c| c.unsigned_abs())
+        .max()
+        .unwrap_or(0);
+    if worst > max_code {
+        if let Some((index, &code)) = chunk
+            .codes
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.unsigned_abs() > max_code)
+        {
+            return Err(QuantError::CodeOutOfRange {
+                index,
+                code,
+                max_code,
+            });
+        }
+    }
+    let mut prev: Option<u32> = None;
+    for (index, &position) in chunk.exception_positions.iter().enumerate() {
+        let sorted = prev.is_none_or(|q| q < position);
+        if position as usize >= n || !sorted {
+            return Err(QuantError::BadExceptionPosition { index, position });
+        }
+        let code = chunk.codes[position as usize];
+        if code != 0 {
+            return Err(QuantError::ExceptionCodeNotZero { position, code });
+        }
+        prev = Some(position);
+    }
+
+    let mut out = vec![0u8; reference.len()];
+    let p = Params::new(table);
+    let (r, c) = (reference, chunk.codes.as_slice());
+    match (table.bound, kind) {
+        (ErrorBound::Relative(_), FloatKind::F16) => decode::<F16Elem, Rel>(r, c, &p, &mut out),
+        (ErrorBound::Relative(_), FloatKind::BF16) => decode::<Bf16Elem, Rel>(r, c, &p, &mut out),
+        (ErrorBound::Relative(_), FloatKind::F32) => decode::<F32Elem, Rel>(r, c, &p, &mut out),
+        (ErrorBound::Relative(_), FloatKind::F64) => decode::<F64Elem, Rel>(r, c, &p, &mut out),
+        (ErrorBound::Absolute(_), FloatKind::F16) => decode::<F16Elem, Abs>(r, c, &p, &mut out),
+        (ErrorBound::Absolute(_), FloatKind::BF16) => decode::<Bf16Elem, Abs>(r, c, &p, &mut out),
+        (ErrorBound::Absolute(_), FloatKind::F32) => decode::<F32Elem, Abs>(r, c, &p, &mut out),
+        (ErrorBound::Absolute(_), FloatKind::F64) => decode::<F64Elem, Abs>(r, c, &p, &mut out),
+    }
+    for (&position, value) in chunk
+        .exception_positions
+        .iter()
+        .zip(chunk.exception_values.chunks_exact(size))
+    {
+        let start = position as usize * size;
+        out[start..start + size].copy_from_slice(value);
+    }
+    Ok(out)
+}
+
+/// Order-0 (empirical) entropy of a code slice in bits per element; 0 for an
+/// empty slice.
+pub fn code_entropy_bits(codes: &[i32]) -> f64 {
+    let (Some(&lo), Some(&hi)) = (codes.iter().min(), codes.iter().max()) else {
+        return 0.0;
+    };
+    let n = codes.len() as f64;
+    let term = |c: u64| {
+        if c == 0 {
+            0.0
+        } else {
+            let p = c as f64 / n;
+            -p * p.log2()
+        }
+    };
+    let span = (i64::from(hi) - i64::from(lo)) as u64 + 1;
+    let h: f64 = if span <= 1 << 22 {
+        let mut counts = vec![0u64; span as usize];
+        for &c in codes {
+            counts[(i64::from(c) - i64::from(lo)) as usize] += 1;
+        }
+        counts.into_iter().map(term).sum()
+    } else {
+        let mut counts: HashMap<i32, u64> = HashMap::new();
+        for &c in codes {
+            *counts.entry(c).or_insert(0) += 1;
+        }
+        counts.into_values().map(term).sum()
+    };
+    if h > 0.0 {
+        h
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ALL_KINDS: [FloatKind; 4] = [
+        FloatKind::F16,
+        FloatKind::BF16,
+        FloatKind::F32,
+        FloatKind::F64,
+    ];
+
+    // ---- independent helpers (use `half` / std, not the module's code) ----
+
+    fn val(kind: FloatKind, bits: u64) -> f64 {
+        match kind {
+            FloatKind::F16 => half::f16::from_bits(bits as u16).to_f64(),
+            FloatKind::BF16 => half::bf16::from_bits(bits as u16).to_f64(),
+            FloatKind::F32 => f64::from(f32::from_bits(bits as u32)),
+            FloatKind::F64 => f64::from_bits(bits),
+        }
+    }
+
+    /// Test-data generation only (half's f64 -> bf16 is not RNE; irrelevant here).
+    fn from_f64(kind: FloatKind, x: f64) -> u64 {
+        match kind {
+            FloatKind::F16 => u64::from(half::f16::from_f64(x).to_bits()),
+            FloatKind::BF16 => u64::from(half::bf16::from_f64(x).to_bits()),
+            FloatKind::F32 => u64::from((x as f32).to_bits()),
+            FloatKind::F64 => x.to_bits(),
+        }
+    }
+
+    fn mask(kind: FloatKind) -> u64 {
+        match kind.size() {
+            8 => u64::MAX,
+            s => (1u64 << (8 * s)) - 1,
+        }
+    }
+
+    fn to_bytes(kind: FloatKind, bits: &[u64]) -> Vec<u8> {
+        let s = kind.size();
+        bits.iter()
+            .flat_map(|b| b.to_le_bytes()[..s].to_vec())
+            .collect()
+    }
+
+    fn from_bytes(kind: FloatKind, bytes: &[u8]) -> Vec<u64> {
+        bytes
+            .chunks_exact(kind.size())
+            .map(|c| {
+                let mut a = [0u8; 8];
+                a[..c.len()].copy_from_slice(c);
+                u64::from_le_bytes(a)
+            })
+            .collect()
+    }
+
+    fn specials(kind: FloatKind) -> Vec<u64> {
+        match kind {
+            FloatKind::F16 => vec![
+                0x0000, 0x8000, 0x7c00, 0xfc00, 0x7e00, 0x7d23, 0xfe55, 0x0001, 0x8001, 0x03ff,
+                0x0400, 0x7bff, 0xfbff, 0x3c00, 0xbc00, 0x3c01,
+            ],
+            FloatKind::BF16 => vec![
+                0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0x7f91, 0xffc5, 0x0001, 0x8001, 0x007f,
+                0x0080, 0x7f7f, 0xff7f, 0x3f80, 0xbf80, 0x3f81,
+            ],
+            FloatKind::F32 => vec![
+                0x0000_0000,
+                0x8000_0000,
+                0x7f80_0000,
+                0xff80_0000,
+                0x7fc0_0000,
+                0x7f80_0123,
+                0xffc0_4567,
+                0x0000_0001,
+                0x8000_0001,
+                0x007f_ffff,
+                0x0080_0000,
+                0x7f7f_ffff,
+                0xff7f_ffff,
+                0x3f80_0000,
+                0xbf80_0000,
+                0x3f80_0001,
+            ],
+            FloatKind::F64 => vec![
+                0,
+                1 << 63,
+                0x7ff0_0000_0000_0000,
+                0xfff0_0000_0000_0000,
+                0x7ff8_0000_0000_0000,
+                0x7ff0_0000_0000_1234,
+                0xfff8_dead_beef_0000,
+                1,
+                (1 << 63) | 1,
+                0x000f_ffff_ffff_ffff,
+                0x0010_0000_0000_0000,
+                0x7fef_ffff_ffff_ffff,
+                0xffef_ffff_ffff_ffff,
+                1.0f64.to_bits(),
+                (-1.0f64).to_bits(),
+                1.0f64.to_bits() + 1,
+            ],
+        }
+    }
+
+    /// Independent reference of the bound, in plain f64 from the bits.
+    fn meets_bound(kind: FloatKind, bound: ErrorBound, target: u64, recon: u64) -> bool {
+        let a = val(kind, target);
+        let ap = val(kind, recon);
+        match bound {
+            ErrorBound::Relative(eps) => (ap - a).abs() <= eps * a.abs(),
+            ErrorBound::Absolute(eps) => (ap - a).abs() <= eps,
+        }
+    }
+
+    // ---- rounding: exhaustive against an exact, construction-based reference ----
+
+    /// All positive finite values of a 16-bit format, indexed by their bits.
+    fn positive_values(kind: FloatKind) -> &'static [f64] {
+        static F16: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+        static BF16: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+        let (cell, inf) = if kind == FloatKind::F16 {
+            (&F16, 0x7c00)
+        } else {
+            (&BF16, 0x7f80)
+        };
+        cell.get_or_init(|| (0..inf).map(|b| val(kind, b)).collect())
+    }
+
+    fn narrow_bits(kind: FloatKind, x: f64) -> u16 {
+        match kind {
+            FloatKind::F16 => f64_to_f16_bits(x),
+            FloatKind::BF16 => f64_to_bf16_bits(x),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Exact RNE reference by bracketing in the sorted table of representable
+    /// values and comparing with the (exactly representable) midpoint.
+    fn ref_round(x: f64, vals: &[f64]) -> u16 {
+        let sign: u16 = if x.is_sign_negative() { 0x8000 } else { 0 };
+        let ax = x.abs();
+        let last = vals.len() - 1;
+        // The would-be next value after max: 2^(emax+1).
+        let next = vals[last] + (vals[last] - vals[last - 1]);
+        let i = vals.partition_point(|&v| v <= ax) - 1;
+        let lo = vals[i];
+        let hi = if i < last { vals[i + 1] } else { next };
+        if ax >= hi {
+            return sign | vals.len() as u16; // infinity
+        }
+        let mid = lo + (hi - lo) / 2.0;
+        let pick = if ax < mid {
+            i
+        } else if ax > mid || i % 2 == 1 {
+            i + 1
+        } else {
+            i
+        };
+        sign | pick as u16
+    }
+
+    /// Independent f64 -> kind rounding (RNE) for non-NaN `x`.
+    fn ref_narrow(kind: FloatKind, x: f64) -> u64 {
+        match kind {
+            FloatKind::F16 | FloatKind::BF16 => u64::from(ref_round(x, positive_values(kind))),
+            FloatKind::F32 => u64::from((x as f32).to_bits()),
+            FloatKind::F64 => x.to_bits(),
+        }
+    }
+
+    fn exhaustive_rounding(kind: FloatKind) {
+        let vals = positive_values(kind);
+        let n = vals.len();
+        let max = vals[n - 1];
+        let next = max + (max - vals[n - 2]);
+        for i in 0..n {
+            let lo = vals[i];
+            let hi = if i + 1 < n { vals[i + 1] } else { next };
+            let mid = lo + (hi - lo) / 2.0;
+            let even = if i % 2 == 0 { i } else { i + 1 };
+            let mut cases: Vec<(f64, usize)> = vec![
+                (lo, i),
+                (lo.next_up(), i),
+                (mid, even),
+                (mid.next_up(), i + 1),
+                (mid.next_down(), i),
+                (lo + (hi - lo) * 0.25, i),
+                (lo + (hi - lo) * 0.75, i + 1),
+            ];
+            if lo > 0.0 {
+                cases.push((lo.next_down(), i));
+            }
+            for (x, want) in cases {
+                for s in [0u16, 0x8000] {
+                    let xs = if s == 0 { x } else { -x };
+                    let got = narrow_bits(kind, xs);
+                    assert_eq!(got, s | want as u16, "{kind:?} x={xs:e} i={i}");
+                    assert_eq!(ref_round(xs, vals), got, "{kind:?} ref x={xs:e}");
+                }
+            }
+        }
+        // Beyond the overflow threshold and special inputs.
+        let inf = n as u16;
+        for x in [next, next * 1.5, 1e300, f64::MAX, f64::INFINITY] {
+            assert_eq!(narrow_bits(kind, x), inf);
+            assert_eq!(narrow_bits(kind, -x), 0x8000 | inf);
+        }
+        for x in [f64::MIN_POSITIVE, 5e-324, 1e-300, 0.0] {
+            assert_eq!(narrow_bits(kind, x), 0);
+            assert_eq!(narrow_bits(kind, -x), 0x8000);
+        }
+        for nan in [f64::NAN, -f64::NAN, f64::from_bits(0x7ff0_0000_0000_0001)] {
+            let b = narrow_bits(kind, nan);
+            assert!(
+                val(kind, u64::from(b)).is_nan(),
+                "{kind:?} {nan:?} -> {b:#x}"
+            );
+            assert_eq!(b & 0x8000 != 0, nan.is_sign_negative());
+        }
+        // Every representable value (incl. negatives) round-trips.
+        for b in 0..=u16::MAX {
+            let v = val(kind, u64::from(b));
+            if !v.is_nan() {
+                assert_eq!(narrow_bits(kind, v), b);
+            }
+        }
+    }
+
+    #[test]
+    fn bf16_rounding_exhaustive() {
+        exhaustive_rounding(FloatKind::BF16);
+    }
+
+    #[test]
+    fn f16_rounding_exhaustive() {
+        exhaustive_rounding(FloatKind::F16);
+    }
+
+    #[test]
+    fn narrow_rounding_matches_half_on_f32_inputs() {
+        // f32 -> bf16 / f16 in `half` are RNE; an f32 is exact in f64 so a single
+        // rounding from f64 must agree.
+        let mut bits = 0u32;
+        loop {
+            let f = f32::from_bits(bits);
+            let x = f64::from(f);
+            let b = f64_to_bf16_bits(x);
+            let h = f64_to_f16_bits(x);
+            if f.is_nan() {
+                assert!(half::bf16::from_bits(b).is_nan());
+                assert!(half::f16::from_bits(h).is_nan());
+            } else {
+                assert_eq!(b, half::bf16::from_f32(f).to_bits(), "bf16 {f:e}");
+                assert_eq!(h, half::f16::from_f32(f).to_bits(), "f16 {f:e}");
+            }
+            match bits.checked_add(997) {
+                Some(nb) => bits = nb,
+                None => break,
+            }
+        }
+    }
+
+    #[test]
+    fn double_rounding_would_differ() {
+        // Documents why f64 -> f32 -> bf16 is not the definition: 1 + 2^-8 + 2^-30
+        // is just above the bf16 midpoint, but rounds to it in f32 and then ties to even.
+        let x = 1.0 + 2f64.powi(-8) + 2f64.powi(-30);
+        assert_eq!(f64_to_bf16_bits(x), 0x3f81);
+        assert_eq!(half::bf16::from_f32(x as f32).to_bits(), 0x3f80);
+        let y = 1.0 + 2f64.powi(-11) + 2f64.powi(-40);
+        assert_eq!(f64_to_f16_bits(y), 0x3c01);
+    }
+
+    proptest! {
+        #[test]
+        fn narrow_rounding_matches_reference_random(bits in any::<u64>(), e in -30.0f64..20.0, m in 1.0f64..2.0) {
+            let vb = positive_values(FloatKind::BF16);
+            let vh = positive_values(FloatKind::F16);
+            for x in [f64::from_bits(bits), m * 2f64.powf(e.round()), -(m * 2f64.powf(e.round() * 6.0))] {
+                if x.is_nan() {
+                    prop_assert!(half::bf16::from_bits(f64_to_bf16_bits(x)).is_nan());
+                    prop_assert!(half::f16::from_bits(f64_to_f16_bits(x)).is_nan());
+                } else {
+                    prop_assert_eq!(f64_to_bf16_bits(x), ref_round(x, vb));
+                    prop_assert_eq!(f64_to_f16_bits(x), ref_round(x, vh));
+                }
+            }
+        }
+    }
+
+    // ---- power table ----
+
+    #[test]
+    fn power_table_validation() {
+        use ErrorBound::*;
+        for b in [
+            Relative(0.0),
+            Relative(-0.1),
+            Relative(1.0),
+            Relative(1.5),
+            Relative(f64::NAN),
+            Relative(f64::INFINITY),
+            Relative(1e-20),
+            Absolute(0.0),
+            Absolute(-1.0),
+            Absolute(f64::NAN),
+            Absolute(f64::INFINITY),
+            Absolute(f64::MAX),
+        ] {
+            match PowerTable::new(b, 10) {
+                Err(QuantError::InvalidBound(got)) => {
+                    assert_eq!(format!("{got:?}"), format!("{b:?}"))
+                }
+                other => panic!("{b:?} accepted: {other:?}"),
+            }
+        }
+        for m in [0, MAX_CODE_LIMIT + 1, u32::MAX] {
+            assert_eq!(
+                PowerTable::new(Relative(0.01), m),
+                Err(QuantError::InvalidMaxCode(m))
+            );
+        }
+        assert!(PowerTable::new(Relative(0.01), MAX_CODE_LIMIT).is_ok());
+        assert!(PowerTable::new(Absolute(1e-300), 1).is_ok());
+        let e = PowerTable::new(Relative(2.0), 1).unwrap_err();
+        assert!(e.to_string().contains("invalid error bound"));
+        let _: &dyn std::error::Error = &e;
+    }
+
+    #[test]
+    fn power_table_values() {
+        let eps = 0.01;
+        let t = PowerTable::new(ErrorBound::Relative(eps), 1000).unwrap();
+        assert_eq!(t.bound(), ErrorBound::Relative(eps));
+        assert_eq!(t.max_code(), 1000);
+        let v = t.values();
+        assert_eq!(v.len(), 2001);
+        assert_eq!(v[1000], 1.0);
+        let r = (1.0 + eps) * (1.0 + eps);
+        assert_eq!(v[1001], r);
+        assert_eq!(v[999], 1.0 / r);
+        assert_eq!(v[1002], r * r);
+        assert_eq!(v[1003], r * (r * r));
+        for m in -1000i32..=1000 {
+            let exact = (1.0f64 + eps).powf(2.0 * f64::from(m));
+            let got = v[(m + 1000) as usize];
+            assert!((got / exact - 1.0).abs() < 1e-12, "m={m} {got} {exact}");
+        }
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        // Deterministic.
+        assert_eq!(t, PowerTable::new(ErrorBound::Relative(eps), 1000).unwrap());
+
+        let t = PowerTable::new(ErrorBound::Absolute(0.3), 50).unwrap();
+        for (i, &x) in t.values().iter().enumerate() {
+            assert_eq!(x, 0.6 * (i as f64 - 50.0));
+        }
+        // Huge codes saturate instead of producing NaN.
+        let t = PowerTable::new(ErrorBound::Relative(0.9), MAX_CODE_LIMIT).unwrap();
+        assert!(t.values().iter().all(|x| !x.is_nan()));
+        assert_eq!(t.values()[0], 0.0);
+        assert_eq!(*t.values().last().unwrap(), f64::INFINITY);
+    }
+
+    // ---- exact decode formula ----
+
+    #[test]
+    fn decode_uses_table_product_and_rne() {
+        let t = PowerTable::new(ErrorBound::Relative(0.05), 100).unwrap();
+        let b = [1.7f32, -3.25, 1e-40, 7.0];
+        let codes = vec![3, -7, 2, 0];
+        let reference = to_bytes(
+            FloatKind::F32,
+            &b.iter().map(|x| u64::from(x.to_bits())).collect::<Vec<_>>(),
+        );
+        let chunk = QuantizedChunk {
+            codes: codes.clone(),
+            ..Default::default()
+        };
+        let out = from_bytes(
+            FloatKind::F32,
+            &dequantize(FloatKind::F32, &reference, &chunk, &t).unwrap(),
+        );
+        for i in 0..4 {
+            let want = (f64::from(b[i]) * t.values()[(codes[i] + 100) as usize]) as f32;
+            assert_eq!(out[i], u64::from(want.to_bits()));
+        }
+        // Absolute, bf16: 1.0 + 2*0.5*3 = 4.0; -0.0 with code 0 stays -0.0.
+        let t = PowerTable::new(ErrorBound::Absolute(0.5), 10).unwrap();
+        let reference = to_bytes(FloatKind::BF16, &[0x3f80, 0x8000, 0x7fc1]);
+        let chunk = QuantizedChunk {
+            codes: vec![3, 0, 0],
+            ..Default::default()
+        };
+        let out = from_bytes(
+            FloatKind::BF16,
+            &dequantize(FloatKind::BF16, &reference, &chunk, &t).unwrap(),
+        );
+        assert_eq!(out, vec![0x4080, 0x8000, 0x7fc1]);
+        // bf16 decode rounds once from f64: 1 + 2^-8 + 2^-30 -> 0x3f81 (not 0x3f80).
+        let eps = (2f64.powi(-8) + 2f64.powi(-30)) / 2.0;
+        let t = PowerTable::new(ErrorBound::Absolute(eps), 4).unwrap();
+        let reference = to_bytes(FloatKind::BF16, &[0x3f80]);
+        let chunk = QuantizedChunk {
+            codes: vec![1],
+            ..Default::default()
+        };
+        let out = dequantize(FloatKind::BF16, &reference, &chunk, &t).unwrap();
+        assert_eq!(from_bytes(FloatKind::BF16, &out), vec![0x3f81]);
+        // f16 rounding from the f64 result: 1.0 + 2*eps with eps = 2^-12 is a tie -> 1.0.
+        let t = PowerTable::new(ErrorBound::Absolute(2f64.powi(-12)), 4).unwrap();
+        let reference = to_bytes(FloatKind::F16, &[0x3c00, 0x3c00]);
+        let chunk = QuantizedChunk {
+            codes: vec![1, 3],
+            ..Default::default()
+        };
+        let out = from_bytes(
+            FloatKind::F16,
+            &dequantize(FloatKind::F16, &reference, &chunk, &t).unwrap(),
+        );
+        assert_eq!(out, vec![0x3c00, 0x3c02]);
+    }
+
+    // ---- quantize behaviour ----
+
+    #[test]
+    fn identical_input_gives_zero_codes_and_no_exceptions() {
+        for kind in ALL_KINDS {
+            let mut bits = specials(kind);
+            bits.extend((0..200u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & mask(kind)));
+            let bytes = to_bytes(kind, &bits);
+            for bound in [ErrorBound::Relative(0.01), ErrorBound::Absolute(0.01)] {
+                let t = PowerTable::new(bound, 127).unwrap();
+                let (chunk, recon) = quantize(kind, &bytes, &bytes, &t).unwrap();
+                assert!(chunk.codes.iter().all(|&c| c == 0));
+                assert!(chunk.exception_positions.is_empty());
+                assert!(chunk.exception_values.is_empty());
+                assert_eq!(recon, bytes);
+                assert_eq!(dequantize(kind, &bytes, &chunk, &t).unwrap(), bytes);
+                assert_eq!(code_entropy_bits(&chunk.codes), 0.0);
+            }
+        }
+    }
+
+    /// Tiny deterministic PRNG for non-proptest tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn sym(&mut self) -> f64 {
+            2.0 * self.unit() - 1.0
+        }
+    }
+
+    #[test]
+    fn nearly_equal_neighbours_give_mostly_zero_codes() {
+        let mut rng = Rng(0x1234_5678);
+        for kind in [FloatKind::F32, FloatKind::F64] {
+            let n = 10_000;
+            let b: Vec<f64> = (0..n)
+                .map(|_| {
+                    let m = 0.1 + 9.9 * rng.unit();
+                    if rng.next() & 1 == 0 {
+                        m
+                    } else {
+                        -m
+                    }
+                })
+                .collect();
+            let rb: Vec<u64> = b.iter().map(|&x| from_f64(kind, x)).collect();
+            let ta: Vec<u64> = rb
+                .iter()
+                .map(|&x| from_f64(kind, val(kind, x) * (1.0 + 1e-4 * rng.sym())))
+                .collect();
+            let (tb, rbb) = (to_bytes(kind, &ta), to_bytes(kind, &rb));
+            for bound in [ErrorBound::Relative(1e-2), ErrorBound::Absolute(1e-2)] {
+                let t = PowerTable::new(bound, 32767).unwrap();
+                let (chunk, recon) = quantize(kind, &tb, &rbb, &t).unwrap();
+                let zeros = chunk.codes.iter().filter(|&&c| c == 0).count();
+                assert!(zeros as f64 > 0.95 * n as f64, "{kind:?} {bound:?} {zeros}");
+                assert!(chunk.exception_positions.is_empty());
+                assert!(code_entropy_bits(&chunk.codes) < 0.3);
+                for (x, y) in ta.iter().zip(from_bytes(kind, &recon)) {
+                    assert!(meets_bound(kind, bound, *x, y));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn uncoverable_elements_are_exact_exceptions() {
+        let kind = FloatKind::F32;
+        let f = |x: f32| u64::from(x.to_bits());
+        let nan = 0x7fc0_1234u64;
+        // (target, reference)
+        let pairs = [
+            (f(1.0), f(-1.0)), // sign flip
+            (f(0.0), f(1.0)),  // zero A
+            (f(-0.0), f(0.0)), // signed zero mismatch
+            (f(1.0), f(0.0)),  // zero B'
+            (nan, f(1.0)),     // NaN A
+            (f(1.0), nan),     // NaN B'
+            (f(f32::INFINITY), f(1.0)),
+            (f(1.0), f(f32::NEG_INFINITY)),
+            (f(1e30), f(1e-30)), // |M| > max_code
+            (f(1.0), f(1.0)),    // equal: not an exception
+            (f(1.02), f(1.0)),   // coded
+        ];
+        let ta: Vec<u64> = pairs.iter().map(|p| p.0).collect();
+        let rb: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+        let t = PowerTable::new(ErrorBound::Relative(0.01), 1000).unwrap();
+        let (chunk, recon) =
+            quantize(kind, &to_bytes(kind, &ta), &to_bytes(kind, &rb), &t).unwrap();
+        assert_eq!(chunk.exception_positions, (0..9).collect::<Vec<u32>>());
+        assert_eq!(from_bytes(kind, &chunk.exception_values), ta[..9].to_vec());
+        assert_eq!(from_bytes(kind, &recon)[..9], ta[..9]);
+        assert_eq!(chunk.codes[..10], [0; 10]);
+        assert_eq!(chunk.codes[10], 1);
+        // Absolute: zeros and sign flips are fine, NaN/Inf are not.
+        let t = PowerTable::new(ErrorBound::Absolute(0.5), 1000).unwrap();
+        let (chunk, _) = quantize(kind, &to_bytes(kind, &ta), &to_bytes(kind, &rb), &t).unwrap();
+        assert_eq!(chunk.exception_positions, vec![4, 5, 6, 7, 8]);
+        assert_eq!(chunk.codes[0], 2);
+        assert_eq!(chunk.codes[1], -1);
+        assert_eq!(chunk.codes[2], 0);
+    }
+
+    #[test]
+    fn keyframes() {
+        let kind = FloatKind::F32;
+        let mut rng = Rng(99);
+        let ta: Vec<u64> = (0..500)
+            .map(|i| {
+                if i % 10 == 0 {
+                    0
+                } else {
+                    from_f64(kind, 3.0 * rng.sym())
+                }
+            })
+            .collect();
+        let zeros = vec![0u8; 2000];
+        let tb = to_bytes(kind, &ta);
+        // Absolute keyframe against zeros: everything coded.
+        let t = PowerTable::new(ErrorBound::Absolute(0.01), 32767).unwrap();
+        let (chunk, recon) = quantize(kind, &tb, &zeros, &t).unwrap();
+        assert!(chunk.exception_positions.is_empty());
+        for (x, y) in ta.iter().zip(from_bytes(kind, &recon)) {
+            assert!(meets_bound(kind, ErrorBound::Absolute(0.01), *x, y));
+        }
+        // Relative keyframe against zeros: every non-zero element is an exception.
+        let t = PowerTable::new(ErrorBound::Relative(0.01), 32767).unwrap();
+        let (chunk, recon) = quantize(kind, &tb, &zeros, &t).unwrap();
+        let nonzero = ta.iter().filter(|&&x| x != 0).count();
+        assert_eq!(chunk.exception_positions.len(), nonzero);
+        assert_eq!(recon, tb);
+        assert_eq!(dequantize(kind, &zeros, &chunk, &t).unwrap(), tb);
+    }
+
+    #[test]
+    fn neighbour_retry_rescues_rounding_failures() {
+        // f16 with eps = 0.1: every normal a within range is coverable, but for
+        // some a the nearest code fails after rounding to f16 and a neighbour
+        // must be used.
+        let kind = FloatKind::F16;
+        let eps = 0.1;
+        let t = PowerTable::new(ErrorBound::Relative(eps), 100).unwrap();
+        let p = Params::new(&t);
+        let b_bits = 0x3c00u64; // 1.0
+        let mut rescued = 0;
+        for a_bits in 0x2000u64..0x5000 {
+            let a = val(kind, a_bits);
+            let got = encode_one::<F16Elem, Rel>(a_bits, b_bits, &p);
+            let (m, x) = got.unwrap_or_else(|| panic!("exception for {a}"));
+            assert!(meets_bound(kind, ErrorBound::Relative(eps), a_bits, x));
+            let est = Rel::estimate(a, 1.0, t.inv_step);
+            if m != 0 && m as f64 != est.round() {
+                rescued += 1;
+            }
+        }
+        assert!(rescued > 0);
+    }
+
+    #[test]
+    fn f64_tiny_and_huge_relative() {
+        let kind = FloatKind::F64;
+        let t = PowerTable::new(ErrorBound::Relative(0.3), 32767).unwrap();
+        let ta: [f64; 7] = [5e-324, 1e-320, 3e-310, 1e150, 1e-150, -2.5e-315, 1e300];
+        let rb: [f64; 7] = [7e-324, 1.1e-320, 1e-308, 1e-150, 1e150, -2.4e-315, 1e-300];
+        let tb: Vec<u64> = ta.iter().map(|x| x.to_bits()).collect();
+        let rbb: Vec<u64> = rb.iter().map(|x| x.to_bits()).collect();
+        let (chunk, recon) =
+            quantize(kind, &to_bytes(kind, &tb), &to_bytes(kind, &rbb), &t).unwrap();
+        let recon = from_bytes(kind, &recon);
+        let exc = &chunk.exception_positions;
+        for i in 0..ta.len() {
+            if exc.contains(&(i as u32)) {
+                assert_eq!(recon[i], tb[i]);
+            } else {
+                assert!(meets_bound(kind, t.bound(), tb[i], recon[i]), "{i}");
+            }
+        }
+        // Ratios of 1e+-300 are coded; a ratio beyond f64 range cannot be.
+        assert!(!exc.contains(&3) && !exc.contains(&4));
+        assert!(chunk.codes[3] > 1000 && chunk.codes[4] < -1000);
+        assert!(exc.contains(&6));
+        assert!(!exc.contains(&0) && !exc.contains(&1) && !exc.contains(&2));
+    }
+
+    // ---- error cases ----
+
+    #[test]
+    fn error_cases_do_not_panic() {
+        let kind = FloatKind::F32;
+        let t = PowerTable::new(ErrorBound::Relative(0.01), 10).unwrap();
+        let a = to_bytes(kind, &[1, 2, 3]);
+        assert!(matches!(
+            quantize(kind, &a, &a[..8], &t),
+            Err(QuantError::LengthMismatch { .. })
+        ));
+        assert!(matches!(
+            quantize(kind, &a[..10], &a[..10], &t),
+            Err(QuantError::UnalignedLength { .. })
+        ));
+        assert!(matches!(
+            dequantize(kind, &a[..11], &QuantizedChunk::default(), &t),
+            Err(QuantError::UnalignedLength { .. })
+        ));
+        let good = QuantizedChunk {
+            codes: vec![0, 10, 0],
+            exception_positions: vec![0, 2],
+            exception_values: vec![0; 8],
+        };
+        assert!(dequantize(kind, &a, &good, &t).is_ok());
+        type Expect = fn(&QuantError) -> bool;
+        let cases: Vec<(QuantizedChunk, Expect)> = vec![
+            (
+                QuantizedChunk {
+                    codes: vec![0, 0],
+                    ..good.clone()
+                },
+                |e| matches!(e, QuantError::LengthMismatch { what: "codes", .. }),
+            ),
+            (
+                QuantizedChunk {
+                    exception_values: vec![0; 7],
+                    ..good.clone()
+                },
+                |e| matches!(e, QuantError::LengthMismatch { .. }),
+            ),
+            (
+                QuantizedChunk {
+                    exception_positions: vec![0, 3],
+                    ..good.clone()
+                },
+                |e| {
+                    matches!(
+                        e,
+                        QuantError::BadExceptionPosition {
+                            index: 1,
+                            position: 3
+                        }
+                    )
+                },
+            ),
+            (
+                QuantizedChunk {
+                    exception_positions: vec![2, 0],
+                    ..good.clone()
+                },
+                |e| matches!(e, QuantError::BadExceptionPosition { index: 1, .. }),
+            ),
+            (
+                QuantizedChunk {
+                    exception_positions: vec![2, 2],
+                    ..good.clone()
+                },
+                |e| matches!(e, QuantError::BadExceptionPosition { index: 1, .. }),
+            ),
+            (
+                QuantizedChunk {
+                    exception_positions: vec![u32::MAX, 0],
+                    ..good.clone()
+                },
+                |e| matches!(e, QuantError::BadExceptionPosition { index: 0, .. }),
+            ),
+            (
+                QuantizedChunk {
+                    codes: vec![0, 11, 0],
+                    ..good.clone()
+                },
+                |e| {
+                    matches!(
+                        e,
+                        QuantError::CodeOutOfRange {
+                            index: 1,
+                            code: 11,
+                            ..
+                        }
+                    )
+                },
+            ),
+            (
+                QuantizedChunk {
+                    codes: vec![0, i32::MIN, 0],
+                    ..good.clone()
+                },
+                |e| matches!(e, QuantError::CodeOutOfRange { index: 1, .. }),
+            ),
+            (
+                QuantizedChunk {
+                    codes: vec![0, 0, -3],
+                    ..good.clone()
+                },
+                |e| {
+                    matches!(
+                        e,
+                        QuantError::ExceptionCodeNotZero {
+                            position: 2,
+                            code: -3
+                        }
+                    )
+                },
+            ),
+        ];
+        for (chunk, ok) in cases {
+            let e = dequantize(kind, &a, &chunk, &t).unwrap_err();
+            assert!(ok(&e), "{e:?}");
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn entropy() {
+        assert_eq!(code_entropy_bits(&[]), 0.0);
+        assert_eq!(code_entropy_bits(&[5; 10]), 0.0);
+        assert!((code_entropy_bits(&[0, 1, 0, 1]) - 1.0).abs() < 1e-12);
+        assert!((code_entropy_bits(&[-3, 7, 0, 9]) - 2.0).abs() < 1e-12);
+        let wide = [i32::MIN, i32::MAX, 0, 0];
+        assert!((code_entropy_bits(&wide) - 1.5).abs() < 1e-12);
+        let h = code_entropy_bits(&[0, 0, 0, 1]);
+        let want = -(0.75f64 * 0.75f64.log2() + 0.25 * 0.25f64.log2());
+        assert!((h - want).abs() < 1e-12);
+    }
+
+    // ---- property tests ----
+
+    #[derive(Clone, Debug)]
+    enum Recipe {
+        Raw(u64, u64),
+        Equal(u64),
+        Near(f64, f64),
+        RawNear(u64, f64),
+        Moderate(f64, f64),
+        Flip(f64, f64),
+        Special(usize, usize),
+    }
+
+    fn magnitude() -> impl Strategy<Value = f64> {
+        (any::<bool>(), -3.0f64..3.0).prop_map(|(neg, e)| {
+            let v = 10f64.powf(e);
+            if neg {
+                -v
+            } else {
+                v
+            }
+        })
+    }
+
+    fn rel_noise() -> impl Strategy<Value = f64> {
+        prop_oneof![-0.5f64..0.5, -1e-2f64..1e-2, -1e-4f64..1e-4, -1e-7f64..1e-7]
+    }
+
+    fn recipe() -> impl Strategy<Value = Recipe> {
+        prop_oneof![
+            2 => (any::<u64>(), any::<u64>()).prop_map(|(a, b)| Recipe::Raw(a, b)),
+            2 => any::<u64>().prop_map(Recipe::Equal),
+            4 => (magnitude(), rel_noise()).prop_map(|(b, r)| Recipe::Near(b, r)),
+            2 => (any::<u64>(), rel_noise()).prop_map(|(b, r)| Recipe::RawNear(b, r)),
+            3 => (-10.0f64..10.0, -1.0f64..1.0).prop_map(|(b, d)| Recipe::Moderate(b, d)),
+            1 => (magnitude(), rel_noise()).prop_map(|(b, r)| Recipe::Flip(b, r)),
+            2 => (0usize..64, 0usize..64).prop_map(|(i, j)| Recipe::Special(i, j)),
+        ]
+    }
+
+    fn materialize(kind: FloatKind, r: &Recipe) -> (u64, u64) {
+        let m = mask(kind);
+        let sp = specials(kind);
+        match *r {
+            Recipe::Raw(a, b) => (a & m, b & m),
+            Recipe::Equal(a) => (a & m, a & m),
+            Recipe::Near(b, rel) => {
+                let b = from_f64(kind, b);
+                (from_f64(kind, val(kind, b) * (1.0 + rel)), b)
+            }
+            Recipe::RawNear(b, rel) => {
+                let b = b & m;
+                (from_f64(kind, val(kind, b) * (1.0 + rel)), b)
+            }
+            Recipe::Moderate(b, d) => {
+                let b = from_f64(kind, b);
+                (from_f64(kind, val(kind, b) + d), b)
+            }
+            Recipe::Flip(b, rel) => {
+                let b = from_f64(kind, b);
+                (from_f64(kind, -val(kind, b) * (1.0 + rel)), b)
+            }
+            Recipe::Special(i, j) => (sp[i % sp.len()], sp[j % sp.len()]),
+        }
+    }
+
+    fn kind_strategy() -> impl Strategy<Value = FloatKind> {
+        prop_oneof![
+            Just(FloatKind::F16),
+            Just(FloatKind::BF16),
+            Just(FloatKind::F32),
+            Just(FloatKind::F64)
+        ]
+    }
+
+    fn bound_strategy() -> impl Strategy<Value = ErrorBound> {
+        (any::<bool>(), -4.0f64..0.3f64.log10()).prop_map(|(rel, e)| {
+            let eps = 10f64.powf(e);
+            if rel {
+                ErrorBound::Relative(eps)
+            } else {
+                ErrorBound::Absolute(eps)
+            }
+        })
+    }
+
+    fn max_code_strategy() -> impl Strategy<Value = u32> {
+        prop_oneof![1u32..=8, 1u32..=32767]
+    }
+
+    /// Full contract check of one quantize/dequantize round.
+    fn check_round(
+        kind: FloatKind,
+        table: &PowerTable,
+        ta: &[u64],
+        rb: &[u64],
+    ) -> Result<Vec<u64>, TestCaseError> {
+        let bound = table.bound();
+        let (tb, rbb) = (to_bytes(kind, ta), to_bytes(kind, rb));
+        let (chunk, recon) = quantize(kind, &tb, &rbb, table).unwrap();
+        prop_assert_eq!(chunk.codes.len(), ta.len());
+        prop_assert!(chunk.exception_positions.windows(2).all(|w| w[0] < w[1]));
+        prop_assert_eq!(
+            chunk.exception_values.len(),
+            chunk.exception_positions.len() * kind.size()
+        );
+        let recon_bits = from_bytes(kind, &recon);
+        let exc_vals = from_bytes(kind, &chunk.exception_values);
+        let mut exc = chunk.exception_positions.iter().zip(&exc_vals).peekable();
+        for i in 0..ta.len() {
+            let code = chunk.codes[i];
+            prop_assert!(code.unsigned_abs() <= table.max_code());
+            if exc.peek().is_some_and(|(&p, _)| p as usize == i) {
+                let (_, &v) = exc.next().unwrap();
+                prop_assert_eq!(v, ta[i], "exception value {}", i);
+                prop_assert_eq!(recon_bits[i], ta[i], "exception recon {}", i);
+                prop_assert_eq!(code, 0);
+                prop_assert!(ta[i] != rb[i], "equal element made an exception");
+            } else if ta[i] == rb[i] {
+                prop_assert_eq!(code, 0);
+                prop_assert_eq!(recon_bits[i], ta[i]);
+            } else if code == 0 {
+                // Code 0 is a bit copy of the reference.
+                prop_assert_eq!(recon_bits[i], rb[i]);
+                prop_assert!(meets_bound(kind, bound, ta[i], recon_bits[i]));
+            } else {
+                let (a, b) = (val(kind, ta[i]), val(kind, rb[i]));
+                prop_assert!(a.is_finite() && b.is_finite());
+                if let ErrorBound::Relative(_) = bound {
+                    prop_assert!(a != 0.0 && b != 0.0 && (a > 0.0) == (b > 0.0));
+                }
+                // The decode formula, with an independent RNE reference.
+                let t = table.values()[(code + table.max_code() as i32) as usize];
+                let x = match bound {
+                    ErrorBound::Relative(_) => b * t,
+                    ErrorBound::Absolute(_) => b + t,
+                };
+                prop_assert_eq!(
+                    recon_bits[i],
+                    ref_narrow(kind, x),
+                    "decode formula at {}",
+                    i
+                );
+                prop_assert!(
+                    meets_bound(kind, bound, ta[i], recon_bits[i]),
+                    "bound violated at {}: a={:e} recon={:e} code={}",
+                    i,
+                    a,
+                    val(kind, recon_bits[i]),
+                    code
+                );
+            }
+        }
+        prop_assert!(exc.next().is_none());
+        let dec = dequantize(kind, &rbb, &chunk, table).unwrap();
+        prop_assert_eq!(
+            &dec,
+            &recon,
+            "dequantize differs from quantize's reconstruction"
+        );
+        Ok(recon_bits)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(384))]
+
+        #[test]
+        fn quantize_contract(
+            kind in kind_strategy(),
+            bound in bound_strategy(),
+            max_code in max_code_strategy(),
+            recipes in prop::collection::vec(recipe(), 0..120),
+        ) {
+            let table = PowerTable::new(bound, max_code).unwrap();
+            let (ta, rb): (Vec<u64>, Vec<u64>) =
+                recipes.iter().map(|r| materialize(kind, r)).unzip();
+            check_round(kind, &table, &ta, &rb)?;
+        }
+
+        /// Relative mode never gives up on an element that is provably coverable:
+        /// both normal, same sign, away from overflow, code in range, and
+        /// eps^2 > 8 u (u = unit roundoff of the type), so that the nearest code
+        /// or its lower neighbour meets the bound with slack ~eps^2/2 > u.
+        #[test]
+        fn relative_covers_coverable(
+            kind in kind_strategy(),
+            t in 0.0f64..1.0,
+            max_code in 16u32..=32767,
+            pairs in prop::collection::vec((magnitude(), -0.9f64..4.0), 1..100),
+        ) {
+            let u = match kind {
+                FloatKind::F16 => 2f64.powi(-11),
+                FloatKind::BF16 => 2f64.powi(-8),
+                FloatKind::F32 => 2f64.powi(-24),
+                FloatKind::F64 => 2f64.powi(-53),
+            };
+            let lo = (8.0 * u).sqrt().max(1e-4) * 1.01;
+            let eps = lo * (0.3 / lo).powf(t);
+            let table = PowerTable::new(ErrorBound::Relative(eps), max_code).unwrap();
+            let (ta, rb): (Vec<u64>, Vec<u64>) = pairs
+                .iter()
+                .map(|&(b, r)| {
+                    let b = from_f64(kind, b);
+                    (from_f64(kind, val(kind, b) * (1.0 + r)), b)
+                })
+                .unzip();
+            check_round(kind, &table, &ta, &rb)?;
+            let (chunk, _) =
+                quantize(kind, &to_bytes(kind, &ta), &to_bytes(kind, &rb), &table).unwrap();
+            let (min_normal, max) = match kind {
+                FloatKind::F16 => (2f64.powi(-14), 65504.0),
+                FloatKind::BF16 => (2f64.powi(-126), 3.38e38),
+                FloatKind::F32 => (f64::from(f32::MIN_POSITIVE), f64::from(f32::MAX)),
+                FloatKind::F64 => (f64::MIN_POSITIVE, f64::MAX),
+            };
+            let step = 2.0 * (1.0 + eps).ln();
+            for &p in &chunk.exception_positions {
+                let (a, b) = (val(kind, ta[p as usize]), val(kind, rb[p as usize]));
+                let ok = |x: f64| x.abs() >= 4.0 * min_normal && x.abs() <= max / 4.0;
+                let coverable = ok(a) && ok(b) && (a > 0.0) == (b > 0.0)
+                    && ((a / b).ln() / step).abs() <= f64::from(max_code) - 2.0;
+                prop_assert!(!coverable, "coverable element {} became an exception: a={:e} b={:e} eps={}", p, a, b, eps);
+            }
+        }
+    }
+
+    /// Value of a non-negative f64 in units of 2^-1074 (exact, small values only).
+    fn units(bits: u64) -> u128 {
+        let (exp, man) = ((bits >> 52) & 0x7ff, bits & ((1 << 52) - 1));
+        if exp == 0 {
+            u128::from(man)
+        } else {
+            u128::from(man | 1 << 52) << (exp - 1)
+        }
+    }
+
+    proptest! {
+        /// For f64 subnormal targets the relative bound holds in exact integer
+        /// arithmetic, not just in (rounded) f64 evaluation.
+        #[test]
+        fn f64_subnormal_relative_bound_is_exact(
+            eps in 1e-4f64..0.3,
+            pairs in prop::collection::vec(
+                (prop_oneof![1u64..64, 1u64..(1 << 52)], 0.2f64..5.0), 1..64),
+        ) {
+            let kind = FloatKind::F64;
+            let table = PowerTable::new(ErrorBound::Relative(eps), 32767).unwrap();
+            let (ta, rb): (Vec<u64>, Vec<u64>) = pairs
+                .iter()
+                .map(|&(k, r)| (k, ((k as f64 * r).round() as u64).max(1)))
+                .unzip();
+            let recon = check_round(kind, &table, &ta, &rb)?;
+            let eb = eps.to_bits();
+            let mant = u128::from((eb & ((1 << 52) - 1)) | 1 << 52);
+            let shift = 1075 - ((eb >> 52) & 0x7ff) as u32;
+            for (&t, &x) in ta.iter().zip(&recon) {
+                let (k, kx) = (units(t), units(x));
+                let d = k.abs_diff(kx);
+                prop_assert!(d == 0 || (d << shift) <= mant * k, "k={} recon={} eps={}", k, kx, eps);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Closed loop: 50 snapshots, each coded against the previous
+        /// reconstruction; every step meets the bound against its own target.
+        #[test]
+        fn closed_loop_chain(
+            kind in kind_strategy(),
+            bound in bound_strategy(),
+            seed in any::<u64>(),
+        ) {
+            let n = 64;
+            let mut rng = Rng(seed | 1);
+            let table = PowerTable::new(bound, 32767).unwrap();
+            let mut target: Vec<f64> = (0..n).map(|_| 2.0 * rng.sym()).collect();
+            let mut prev_recon = vec![0u64; n]; // keyframe reference: zeros
+            let mut prev_decoded = to_bytes(kind, &prev_recon);
+            for step in 0..50 {
+                let ta: Vec<u64> = target.iter().map(|&x| from_f64(kind, x)).collect();
+                let recon = check_round(kind, &table, &ta, &prev_recon)?;
+                // The decoder, fed only its own previous output, follows the encoder.
+                let (chunk, _) =
+                    quantize(kind, &to_bytes(kind, &ta), &to_bytes(kind, &prev_recon), &table)
+                        .unwrap();
+                prev_decoded = dequantize(kind, &prev_decoded, &chunk, &table).unwrap();
+                prop_assert_eq!(from_bytes(kind, &prev_decoded), recon.clone(), "step {}", step);
+                prev_recon = recon;
+                for x in &mut target {
+                    *x = *x * (1.0 + 0.01 * rng.sym()) + 0.001 * rng.sym();
+                }
+            }
+        }
+    }
+}
