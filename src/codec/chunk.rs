@@ -2,8 +2,12 @@
 //! stored with its own entropy coder.
 //!
 //! ```text
-//! [format u8 = 1][codec u8][unit u8][raw_len u64 LE][transform u8][sections u8]
-//! section: [entropy u8][raw_len u64 LE][stored_len u64 LE][stored bytes]
+//! [format u8 = 1][codec u8][unit u8][raw_len varint][transform u8][sections u8]
+//! section: [entropy u8][raw_len varint][stored_len varint][stored bytes]
+//! ```
+//! Lengths are LEB128 varints so a small tensor's chunk costs a few bytes of framing, not a
+//! hundred.
+//! ```text
 //! ```
 
 use super::delta::{self, Transform};
@@ -70,16 +74,24 @@ pub fn write_chunk(
     out.push(CHUNK_FORMAT);
     out.push(codec as u8);
     out.push(unit as u8);
-    out.extend_from_slice(&(raw_len as u64).to_le_bytes());
+    put_varint(&mut out, raw_len as u64);
     out.push(transform);
     out.push(sections.len() as u8);
     for s in sections {
         out.push(s.entropy as u8);
-        out.extend_from_slice(&(s.raw_len as u64).to_le_bytes());
-        out.extend_from_slice(&(s.stored.len() as u64).to_le_bytes());
+        put_varint(&mut out, s.raw_len as u64);
+        put_varint(&mut out, s.stored.len() as u64);
         out.extend_from_slice(&s.stored);
     }
     out
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 /// A parsed chunk header with its decoded sections.
@@ -157,7 +169,19 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn len(&mut self) -> Result<usize, String> {
-        let v = u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes"));
+        let mut v = 0u64;
+        let mut shift = 0;
+        loop {
+            let b = self.u8()?;
+            if shift > 56 {
+                return Err("length varint too long".into());
+            }
+            v |= ((b & 0x7f) as u64) << shift;
+            shift += 7;
+            if b < 0x80 {
+                break;
+            }
+        }
         if v > MAX_CHUNK_BYTES as u64 {
             return Err(format!(
                 "declared length {v} is over the {MAX_CHUNK_BYTES} limit"
@@ -307,8 +331,10 @@ mod tests {
         for cut in 0..good.len() {
             assert!(decode(&good[..cut], None).is_err(), "cut at {cut}");
         }
-        let mut bomb = good.clone();
-        bomb[3..11].copy_from_slice(&u64::MAX.to_le_bytes());
+        let mut bomb = good[..3].to_vec();
+        bomb.extend_from_slice(&[0xff; 9]);
+        bomb.push(0x01);
+        bomb.extend_from_slice(&good[4..]);
         assert!(decode(&bomb, None).is_err());
         let mut bad_codec = good.clone();
         bad_codec[1] = 99;

@@ -9,6 +9,9 @@ use super::object_id::ObjectId;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 
+/// Largest manifest JSON accepted when reading (a decompression-bomb guard).
+const MAX_MANIFEST_BYTES: usize = 1 << 30;
+
 /// Manifest format version written by this build.
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -171,14 +174,18 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Serializes to the stored bytes.
+    /// Serializes to the stored bytes: Zstd-compressed JSON (tensor names and headers repeat a
+    /// lot; a small-tensor model's manifests were 8% of a lossy trajectory before compression).
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("manifest serializes")
+        let json = serde_json::to_vec(self).expect("manifest serializes");
+        zstd::bulk::compress(&json, 9).expect("in-memory zstd cannot fail")
     }
 
     /// Parses stored bytes.
     pub fn from_bytes(bytes: &[u8], id: &ObjectId) -> Result<Self> {
-        let m: Manifest = serde_json::from_slice(bytes)
+        let json = zstd::bulk::decompress(bytes, MAX_MANIFEST_BYTES)
+            .map_err(|e| Error::decode(format!("manifest {id}"), e.to_string()))?;
+        let m: Manifest = serde_json::from_slice(&json)
             .map_err(|e| Error::decode(format!("manifest {id}"), e.to_string()))?;
         if m.format > MANIFEST_FORMAT {
             return Err(Error::decode(
