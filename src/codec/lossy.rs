@@ -270,6 +270,56 @@ fn positions_decode(bytes: &[u8]) -> Result<Vec<u32>, String> {
     Ok(out)
 }
 
+/// True for values the store promises to return bit-exactly under any bound: NaN, ±Inf, ±0
+/// and subnormals (the exponent field is all ones or all zeros).
+fn is_special(kind: FloatKind, e: &[u8]) -> bool {
+    let exp = match kind {
+        FloatKind::F16 => (u16::from_le_bytes([e[0], e[1]]) >> 10) as u32 & 0x1f,
+        FloatKind::BF16 => (u16::from_le_bytes([e[0], e[1]]) >> 7) as u32 & 0xff,
+        FloatKind::F32 => (u32::from_le_bytes(e.try_into().expect("4 bytes")) >> 23) & 0xff,
+        FloatKind::F64 => {
+            ((u64::from_le_bytes(e.try_into().expect("8 bytes")) >> 52) & 0x7ff) as u32
+        }
+    };
+    let max = match kind {
+        FloatKind::F16 => 0x1f,
+        FloatKind::BF16 | FloatKind::F32 => 0xff,
+        FloatKind::F64 => 0x7ff,
+    };
+    exp == 0 || exp == max
+}
+
+/// Turns every special value that did not come back bit-exactly (a subnormal quantized within
+/// the bound, -0.0 rebuilt as +0.0 under an absolute bound) into an exception.
+fn keep_specials_exact(kind: FloatKind, target: &[u8], q: &mut QuantizedChunk, recon: &mut [u8]) {
+    let w = kind.size();
+    let extra: Vec<u32> = target
+        .chunks_exact(w)
+        .zip(recon.chunks_exact(w))
+        .enumerate()
+        .filter(|(_, (t, r))| t != r && is_special(kind, t))
+        .map(|(i, _)| i as u32)
+        .collect();
+    if extra.is_empty() {
+        return;
+    }
+    let mut merged: Vec<(u32, Vec<u8>)> = q
+        .exception_positions
+        .iter()
+        .zip(q.exception_values.chunks_exact(w))
+        .map(|(&p, v)| (p, v.to_vec()))
+        .collect();
+    for p in extra {
+        let i = p as usize;
+        q.codes[i] = 0;
+        recon[i * w..(i + 1) * w].copy_from_slice(&target[i * w..(i + 1) * w]);
+        merged.push((p, target[i * w..(i + 1) * w].to_vec()));
+    }
+    merged.sort_by_key(|(p, _)| *p);
+    q.exception_positions = merged.iter().map(|(p, _)| *p).collect();
+    q.exception_values = merged.into_iter().flat_map(|(_, v)| v).collect();
+}
+
 /// Codes `target` within `bound` against `reference` (the reconstructed parent chunk), or as a
 /// keyframe when there is none. Returns the chunk object, the reconstruction the decoder will
 /// produce (the next snapshot's reference), and what it measured.
@@ -290,8 +340,9 @@ pub fn encode(
         (None, ErrorBound::Relative(_)) => (sign_reference(kind, target), pack_signs(kind, target)),
         (None, ErrorBound::Absolute(_)) => (vec![0u8; target.len()], Vec::new()),
     };
-    let (q, recon) =
+    let (mut q, mut recon) =
         logquant::quantize(kind, target, &reference, &table).map_err(|e| e.to_string())?;
+    keep_specials_exact(kind, target, &mut q, &mut recon);
     let rle = super::entropy::compress(&rle_encode(&q.codes), choice);
     let narrow = super::entropy::compress(&narrow_encode(&q.codes), choice);
     let (codes_flag, codes_section) = if narrow.1.len() < rle.1.len() {

@@ -4,6 +4,8 @@ mod checkout;
 mod commit;
 mod history;
 mod maintenance;
+#[cfg(test)]
+mod props;
 mod reader;
 mod refs;
 
