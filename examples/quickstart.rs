@@ -38,7 +38,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let mut weights: Vec<Vec<f32>> = shapes
         .iter()
-        .map(|(_, s)| (0..s.iter().product::<u64>()).map(|_| rng.next_f32() * 0.1).collect())
+        .map(|(_, s)| {
+            (0..s.iter().product::<u64>())
+                .map(|_| rng.next_f32() * 0.1)
+                .collect()
+        })
         .collect();
     let mut best = (0.0f64, String::new());
     for epoch in 0..12 {
@@ -48,7 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 *x += lr * rng.next_f32() * x.abs().max(1e-3);
             }
         }
-        let accuracy = 0.97 - 0.5 * (-(epoch as f64) / 3.0).exp() + 0.002 * ((epoch * 7 % 5) as f64);
+        let accuracy =
+            0.97 - 0.5 * (-(epoch as f64) / 3.0).exp() + 0.002 * ((epoch * 7 % 5) as f64);
         let bytes: Vec<Vec<u8>> = weights
             .iter()
             .map(|w| w.iter().flat_map(|x| x.to_le_bytes()).collect())

@@ -200,7 +200,7 @@ pub fn encode_lossless(
     reference: Option<&[u8]>,
     choice: CodecChoice,
 ) -> Vec<u8> {
-    let unit = if unit > 0 && raw.len() % unit == 0 {
+    let unit = if unit > 0 && raw.len().is_multiple_of(unit) {
         unit
     } else {
         1

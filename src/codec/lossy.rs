@@ -82,7 +82,8 @@ fn max_code_for(bound: ErrorBound) -> u32 {
 
 /// The power table for `(bound, max_code)`, built once per process.
 fn table(bound: ErrorBound, max_code: u32) -> Result<Arc<PowerTable>, String> {
-    static CACHE: OnceLock<Mutex<HashMap<(u8, u64, u32), Arc<PowerTable>>>> = OnceLock::new();
+    type Cache = Mutex<HashMap<(u8, u64, u32), Arc<PowerTable>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = match bound {
         ErrorBound::Relative(e) => (1, e.to_bits(), max_code),
         ErrorBound::Absolute(e) => (2, e.to_bits(), max_code),
@@ -402,7 +403,7 @@ pub fn decode(
     reference: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
-    if chunk.unit != kind.size() || chunk.raw_len % kind.size() != 0 {
+    if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
         return Err(format!(
             "element width {} does not match {dtype}",
             chunk.unit
