@@ -88,6 +88,10 @@ impl Repo {
             None => manifest.tensors.clone(),
             Some(names) => names
                 .iter()
+                .enumerate()
+                // A name asked for twice is written once: a safetensors file cannot hold it twice.
+                .filter(|(i, n)| !names[..*i].contains(n))
+                .map(|(_, n)| n)
                 .map(|n| {
                     manifest
                         .tensor(n)

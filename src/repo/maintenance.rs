@@ -316,9 +316,11 @@ impl Repo {
         Ok(report)
     }
 
-    /// Rebuilds the object and dedup indexes from the packs (refs and config are kept).
+    /// Rebuilds the object and dedup indexes from the packs and restores refs from the ref log
+    /// where the index lost them.
     pub fn rebuild_index(&self) -> Result<usize> {
         let index = self.index()?;
+        index.restore_refs_from_log()?;
         index.clear_objects()?;
         let dir = self.packs_dir();
         let mut count = 0;

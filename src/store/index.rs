@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::object_id::ObjectId;
 use super::pack::{ObjectKind, PackEntry};
+use super::reflog::RefLog;
 use crate::error::{Error, Result};
 
 /// How long to wait for another process to release the index, unless
@@ -25,6 +26,7 @@ pub struct Location {
 
 /// An open index. Drop it to release the lock.
 pub struct Index {
+    reflog: RefLog,
     db: sled::Db,
     refs: sled::Tree,
     objects: sled::Tree,
@@ -59,6 +61,7 @@ impl Index {
             }
         };
         Ok(Index {
+            reflog: RefLog::new(repo),
             refs: db.open_tree("refs")?,
             objects: db.open_tree("objects")?,
             config: db.open_tree("config")?,
@@ -96,7 +99,13 @@ impl Index {
             old.as_ref().map(|o| &o.0[..]),
             new.as_ref().map(|n| &n.0[..]),
         )?;
-        Ok(res.map_err(|e| e.current.and_then(|v| ObjectId::from_slice(&v))))
+        match res {
+            Ok(()) => {
+                self.reflog.record(name, new.map(|n| n.hex()).as_deref())?;
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(e.current.and_then(|v| ObjectId::from_slice(&v)))),
+        }
     }
 
     /// All refs under `prefix` (e.g. `heads/`), name without the prefix.
@@ -123,7 +132,25 @@ impl Index {
     /// Points HEAD at a branch.
     pub fn set_head_branch(&self, branch: &str) -> Result<()> {
         self.config.insert(b"HEAD", branch.as_bytes())?;
+        self.reflog.record("HEAD", Some(branch))?;
         Ok(())
+    }
+
+    /// Restores refs and HEAD that the ref log knows but the index lacks (after the index was
+    /// lost). Returns how many refs were restored.
+    pub fn restore_refs_from_log(&self) -> Result<usize> {
+        let logged = self.reflog.replay()?;
+        let mut restored = 0;
+        for (key, id) in &logged.refs {
+            if self.refs.get(key.as_bytes())?.is_none() {
+                self.refs.insert(key.as_bytes(), &id.0[..])?;
+                restored += 1;
+            }
+        }
+        if let (Some(head), None) = (&logged.head, self.config.get(b"HEAD")?) {
+            self.config.insert(b"HEAD", head.as_bytes())?;
+        }
+        Ok(restored)
     }
 
     // ---- config ----

@@ -4,3 +4,4 @@ pub mod index;
 pub mod manifest;
 pub mod object_id;
 pub mod pack;
+pub mod reflog;

@@ -52,8 +52,11 @@ impl fmt::Debug for ObjectId {
 impl FromStr for ObjectId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() != 64 {
-            return Err(format!("object id {s:?} is not 64 hex digits"));
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "object id {:?} is not 64 hex digits",
+                s.chars().take(80).collect::<String>()
+            ));
         }
         let mut out = [0u8; 32];
         for (i, byte) in out.iter_mut().enumerate() {

@@ -1,0 +1,224 @@
+//! Crash safety: `kill -9` at any moment of a commit leaves a repository that fsck passes, whose
+//! HEAD is either the old snapshot or the complete new one, and that takes the next commit.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+/// F32 elements of the large tensor: 64 MiB.
+const BIG_ELEMENTS: usize = 16 << 20;
+
+/// Every commit here is a keyframe: the write path a kill can interrupt (pack temp file, rename,
+/// index update) is the same as for deltas, and keyframes keep the test fast.
+const KEYFRAMES: [&str; 2] = ["--keyframe-every", "1"];
+
+/// Checkpoints of a large "training run": the big tensor drifts by small noise each generation
+/// and a small tensor changes completely.
+struct Run {
+    rng: Rng,
+    big: Vec<f32>,
+}
+
+impl Run {
+    fn new(seed: u64) -> Run {
+        let mut rng = Rng::new(seed);
+        let big = (0..BIG_ELEMENTS).map(|_| rng.unit()).collect();
+        Run { rng, big }
+    }
+
+    /// Advances one generation and writes it to `path`; returns the file bytes.
+    fn next_file(&mut self, path: &Path, generation: usize) -> Vec<u8> {
+        // Perturb a strided subset: cheap to generate, yet touches every chunk.
+        let stride = 7 + generation % 5;
+        let mut i = self.rng.below(stride as u64) as usize;
+        while i < self.big.len() {
+            self.big[i] += self.rng.unit() * 1e-3;
+            i += stride;
+        }
+        let tensors = vec![
+            Tensor {
+                name: "big.weight".into(),
+                dtype: snapstore::Dtype::F32,
+                shape: vec![4096, 4096],
+                data: f32_to_bytes(&self.big),
+            },
+            Tensor::f32(&mut self.rng, "head.bias", &[1000], 1.0),
+        ];
+        let meta = metadata(&[("generation", &generation.to_string())]);
+        write_safetensors(path, &tensors, Some(&meta))
+    }
+}
+
+/// HEAD's snapshot id and its first parent, if any.
+fn head(repo: &Path) -> Option<(String, Option<String>)> {
+    let log = run_json(repo, &["log", "-n", "1"]);
+    let entry = log.as_array().unwrap().first()?.clone();
+    Some((
+        entry["id"].as_str().unwrap().to_string(),
+        entry["parents"][0].as_str().map(str::to_string),
+    ))
+}
+
+/// Files in `repo/packs`: (temp files with their sizes, number of finished packs).
+fn packs_dir_state(repo: &Path) -> (Vec<(String, u64)>, usize) {
+    let mut temps = Vec::new();
+    let mut packs = 0;
+    for e in std::fs::read_dir(repo.join("packs")).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") {
+            temps.push((name, e.metadata().map_or(0, |m| m.len())));
+        } else if name.ends_with(".pack") {
+            packs += 1;
+        }
+    }
+    (temps, packs)
+}
+
+/// When to kill a running commit.
+#[derive(Clone, Copy, Debug)]
+enum KillPoint {
+    /// This long after spawning (hashing, planning, coding).
+    After(Duration),
+    /// Once the pack being written holds at least this many bytes.
+    TempPackAtLeast(u64),
+    /// Once the new pack has been renamed into place (the index is being updated), plus a delay.
+    PackPublished(Duration),
+}
+
+/// Waits for `point` (or for the commit to end), then SIGKILLs the child. Returns whether the
+/// commit exited successfully on its own.
+fn kill_at(repo: &Path, child: &mut Child, point: KillPoint) -> bool {
+    let started = Instant::now();
+    let packs_before = packs_dir_state(repo).1;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        let reached = match point {
+            KillPoint::After(d) => started.elapsed() >= d,
+            KillPoint::TempPackAtLeast(n) => packs_dir_state(repo).0.iter().any(|t| t.1 >= n),
+            KillPoint::PackPublished(d) => {
+                if packs_dir_state(repo).1 > packs_before {
+                    std::thread::sleep(d);
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if reached || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    // SIGKILL on Unix; an error only means it already exited.
+    let _ = child.kill();
+    child.wait().unwrap().success()
+}
+
+#[test]
+fn kill_9_during_commit_leaves_old_or_complete_new_snapshot() {
+    let (dir, repo) = init_repo();
+    let file = dir.path().join("ckpt.safetensors");
+    let out = dir.path().join("out.safetensors");
+    let mut training = Run::new(41);
+    let mut jitter = Rng::new(42);
+    let mut ms = |base: u64, spread: u64| Duration::from_millis(base + jitter.below(spread + 1));
+
+    let mut bytes = training.next_file(&file, 0);
+    let started = Instant::now();
+    run_ok(
+        &repo,
+        &[
+            &["commit", file.to_str().unwrap(), "-m", "g0"][..],
+            &KEYFRAMES,
+        ]
+        .concat(),
+    );
+    let full = started.elapsed();
+    eprintln!("uninterrupted commit of 64 MiB: {full:?}");
+
+    let points = [
+        KillPoint::After(Duration::ZERO),
+        KillPoint::After(ms(5, 10)),
+        KillPoint::After(ms(30, 40)),
+        KillPoint::TempPackAtLeast(1 << 20),
+        KillPoint::TempPackAtLeast((12 + jitter.below(8)) << 20),
+        KillPoint::TempPackAtLeast((36 + jitter.below(8)) << 20),
+        KillPoint::PackPublished(Duration::ZERO),
+        KillPoint::PackPublished(Duration::from_micros(500 + jitter.below(1500))),
+        KillPoint::After(full.mul_f64(0.6 + jitter.unit().abs() as f64 * 0.3)),
+        KillPoint::After(full.mul_f64(1.0 + jitter.unit().abs() as f64 * 0.5)),
+    ];
+    let (mut landed, mut killed) = (0, 0);
+    let mut generation = 0;
+    for (attempt, point) in points.into_iter().enumerate() {
+        let before = head(&repo).expect("HEAD exists").0;
+        let mut child = command(&repo)
+            .args([
+                "commit",
+                file.to_str().unwrap(),
+                "-m",
+                &format!("g{generation}"),
+            ])
+            .args(KEYFRAMES)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let succeeded = kill_at(&repo, &mut child, point);
+
+        let o = run(&repo, &["fsck", "--quick"]);
+        assert!(
+            o.status.success(),
+            "attempt {attempt} (kill at {point:?}): fsck failed:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let (now, parent) = head(&repo).expect("HEAD survives");
+        if now != before {
+            // The commit got through before the kill: it must be whole and on the old HEAD.
+            landed += 1;
+            assert_eq!(
+                parent.as_deref(),
+                Some(before.as_str()),
+                "attempt {attempt}"
+            );
+            run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+            assert!(
+                std::fs::read(&out).unwrap() == bytes,
+                "attempt {attempt} ({point:?}): new HEAD does not check out as the committed file"
+            );
+            // Next attempt commits a new generation.
+            generation += 1;
+            bytes = training.next_file(&file, generation);
+        } else {
+            killed += 1;
+            assert!(
+                !succeeded,
+                "attempt {attempt}: commit succeeded but HEAD did not move"
+            );
+        }
+    }
+    eprintln!("{killed} commits killed, {landed} landed");
+    assert!(killed >= 3, "too few commits were interrupted ({killed})");
+
+    // The repository takes the next commit, checks out byte for byte, leaves no temp files,
+    // and passes a full fsck; gc then clears what the killed commits left behind.
+    generation += 1;
+    let bytes = training.next_file(&file, generation);
+    let before = head(&repo).unwrap().0;
+    let c = run_json(&repo, &["commit", file.to_str().unwrap(), "-m", "after"]);
+    assert_eq!(c["parent"], before.as_str());
+    run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+    assert!(std::fs::read(&out).unwrap() == bytes);
+    let (temps, _) = packs_dir_state(&repo);
+    assert!(temps.is_empty(), "stale temp files in packs/: {temps:?}");
+    assert_fsck_clean(&repo);
+    run_ok(&repo, &["gc", "--grace", "0"]);
+    assert_fsck_clean(&repo);
+    run_ok(&repo, &["checkout", "HEAD~1", "-o", out.to_str().unwrap()]);
+    assert_eq!(head(&repo).unwrap().0, c["snapshot"].as_str().unwrap());
+}

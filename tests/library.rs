@@ -1,0 +1,850 @@
+//! The library API: in-memory commits and checkouts, history, diff, keyframes, gc, fsck and
+//! index recovery, plus property tests over dtypes, shapes, names and metadata.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use proptest::prelude::{
+    any, prop_assert, prop_assert_eq, prop_assume, prop_oneof, proptest, Just, ProptestConfig,
+    Strategy,
+};
+use snapstore::{CommitOptions, Dtype, Encoding, ObjectId, Repo, ALL_DTYPES};
+use tempfile::TempDir;
+
+use crate::util::*;
+
+fn new_repo() -> (TempDir, Repo) {
+    let dir = tempdir();
+    let repo = Repo::init(dir.path().join("repo")).expect("init");
+    (dir, repo)
+}
+
+fn opts(message: &str) -> CommitOptions {
+    CommitOptions {
+        message: message.into(),
+        ..CommitOptions::default()
+    }
+}
+
+fn commit(repo: &Repo, tensors: &[Tensor], message: &str) -> ObjectId {
+    repo.commit_tensors(&inputs(tensors), None, &opts(message))
+        .expect("commit")
+        .snapshot
+}
+
+/// The checked-out tensors of `spec`, as owned test tensors sorted by name.
+fn checkout_sorted(repo: &Repo, spec: &str) -> Vec<Tensor> {
+    let co = repo.checkout(spec, None).expect("checkout");
+    by_name(
+        co.tensors
+            .into_iter()
+            .map(|t| Tensor {
+                name: t.name,
+                dtype: t.dtype,
+                shape: t.shape,
+                data: t.data,
+            })
+            .collect(),
+    )
+}
+
+fn pack_names(repo: &Repo) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo.path().join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".pack"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn commit_tensors_then_checkout_in_memory_is_bit_exact() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(21);
+    let tensors = every_dtype_tensors(&mut rng);
+    let meta = metadata(&[("format", "pt"), ("note", "in memory")]);
+    let user_meta = metadata(&[("epoch", "1"), ("acc", "0.5")]);
+    let report = repo
+        .commit_tensors(
+            &inputs(&tensors),
+            Some(meta.clone()),
+            &CommitOptions {
+                message: "m".into(),
+                meta: user_meta.clone(),
+                ..CommitOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(report.tensors, tensors.len());
+    assert_eq!(
+        report.logical_bytes,
+        tensors.iter().map(|t| t.data.len() as u64).sum::<u64>()
+    );
+    let co = repo.checkout("HEAD", None).unwrap();
+    assert_eq!(co.snapshot, report.snapshot);
+    assert_eq!(co.metadata, Some(meta));
+    assert_eq!(co.meta, user_meta);
+    assert_eq!(checkout_sorted(&repo, "HEAD"), by_name(tensors.clone()));
+
+    // A subset by name, in the order asked for.
+    let names = vec!["t19.F4".to_string(), "t00.BOOL".to_string()];
+    let part = repo.checkout("HEAD", Some(&names)).unwrap();
+    let got: Vec<&str> = part.tensors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(got, ["t19.F4", "t00.BOOL"]);
+    assert_eq!(
+        part.tensor("t19.F4").unwrap().data,
+        tensors.iter().find(|t| t.name == "t19.F4").unwrap().data
+    );
+}
+
+#[test]
+fn checkout_to_file_parses_with_the_safetensors_crate() {
+    let (dir, repo) = new_repo();
+    let mut rng = Rng::new(22);
+    let tensors = every_dtype_tensors(&mut rng);
+    let meta = metadata(&[("format", "pt")]);
+    repo.commit_tensors(&inputs(&tensors), Some(meta.clone()), &opts("x"))
+        .unwrap();
+    let out = dir.path().join("out.safetensors");
+    let r = repo.checkout_to_file("HEAD", &out, None).unwrap();
+    assert_eq!(r.tensors, tensors.len());
+    let bytes = std::fs::read(&out).unwrap();
+    let (got, got_meta) = parse_safetensors(&bytes);
+    assert_eq!(got, by_name(tensors.clone()));
+    assert_eq!(got_meta, Some(meta.clone()));
+    // With a single metadata key the layout is fully determined: it must be exactly what the
+    // safetensors crate writes.
+    assert!(bytes == serialize(&tensors, Some(&meta)), "layout differs");
+}
+
+#[test]
+fn commit_file_then_checkout_to_file_is_byte_identical() {
+    let (dir, repo) = new_repo();
+    let mut rng = Rng::new(23);
+    let tensors = every_dtype_tensors(&mut rng);
+    let path = dir.path().join("in.safetensors");
+    let meta = metadata(&[("a", "1"), ("b", "2"), ("c", "3")]);
+    let bytes = write_safetensors(&path, &tensors, Some(&meta));
+    let r = repo.commit_file(&path, &opts("file")).unwrap();
+    let out = dir.path().join("out.safetensors");
+    repo.checkout_to_file(&r.snapshot.hex(), &out, None)
+        .unwrap();
+    assert!(std::fs::read(&out).unwrap() == bytes);
+    let (_, m) = repo.show("HEAD").unwrap();
+    assert_eq!(m.source.as_deref(), Some("in.safetensors"));
+    assert_eq!(m.metadata.as_ref(), Some(&meta));
+}
+
+#[test]
+fn commit_tensors_rejects_inconsistent_input_and_changes_nothing() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(24);
+    let good = Tensor::f32(&mut rng, "w", &[4, 4], 1.0);
+    commit(&repo, std::slice::from_ref(&good), "first");
+    let before = repo.log(None, None).unwrap().len();
+
+    let mut short = good.clone();
+    short.data.pop();
+    let err = repo
+        .commit_tensors(&inputs(&[short]), None, &opts("bad"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"w\"") && err.contains("needs 64 bytes"),
+        "{err}"
+    );
+
+    let err = repo
+        .commit_tensors(&inputs(&[good.clone(), good.clone()]), None, &opts("dup"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("appears twice"), "{err}");
+
+    for bad_name in ["", "__metadata__", "a\0b"] {
+        let mut t = good.clone();
+        t.name = bad_name.into();
+        let err = repo
+            .commit_tensors(&inputs(&[t]), None, &opts("name"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid tensor name"), "{bad_name:?}: {err}");
+    }
+    assert_eq!(repo.log(None, None).unwrap().len(), before);
+    assert!(repo.fsck(false).unwrap().is_clean());
+}
+
+#[test]
+fn log_and_show_describe_the_history() {
+    let (_dir, repo) = new_repo();
+    assert!(repo.log(None, None).unwrap().is_empty());
+    let steps = trajectory(25, 3, &[("w", &[8, 8])]);
+    let ids: Vec<ObjectId> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| commit(&repo, s, &format!("step {i}")))
+        .collect();
+    let log = repo.log(None, None).unwrap();
+    let logged: Vec<ObjectId> = log.iter().map(|e| e.id).collect();
+    assert_eq!(logged, [ids[2], ids[1], ids[0]]);
+    assert_eq!(log[0].parents, [ids[1]]);
+    assert!(log[2].parents.is_empty());
+    assert_eq!(log[1].message, "step 1");
+    assert_eq!(log[0].logical_bytes, 256);
+    assert_eq!(repo.log(Some("HEAD~1"), Some(1)).unwrap()[0].id, ids[1]);
+    assert_eq!(repo.log(None, Some(2)).unwrap().len(), 2);
+
+    let (id, m) = repo.show("HEAD~2").unwrap();
+    assert_eq!(id, ids[0]);
+    assert_eq!(m.message, "step 0");
+    assert_eq!(m.branch, "main");
+    assert_eq!(m.tensors.len(), 1);
+    assert_eq!(m.tensors[0].shape, [8, 8]);
+    assert_eq!(m.tensors[0].dtype, Dtype::F32);
+    let (_, head) = repo.show("HEAD").unwrap();
+    assert_eq!(head.parents, [ids[1]]);
+    assert_eq!(head.tensors[0].encoding, Encoding::ExactDelta);
+    assert_eq!(head.tensors[0].depth, 3);
+}
+
+#[test]
+fn diff_reports_same_and_changed_with_max_abs() {
+    let (_dir, repo) = new_repo();
+    let base: Vec<f32> = (0..64).map(|i| i as f32 * 0.5).collect();
+    let a = Tensor {
+        name: "w".into(),
+        dtype: Dtype::F32,
+        shape: vec![8, 8],
+        data: f32_to_bytes(&base),
+    };
+    let mut rng = Rng::new(26);
+    let other = Tensor::random(&mut rng, "ids", Dtype::I32, &[16]);
+    commit(&repo, &[a.clone(), other.clone()], "a");
+    commit(&repo, &[a.clone(), other.clone()], "a again");
+    let mut changed = base.clone();
+    changed[10] += 0.25;
+    changed[20] -= 0.125;
+    let b = Tensor {
+        data: f32_to_bytes(&changed),
+        ..a.clone()
+    };
+    commit(&repo, &[b, other.clone()], "b");
+
+    let same = repo.diff("HEAD~2", "HEAD~1").unwrap();
+    assert_eq!(same.len(), 2);
+    assert!(same.iter().all(|r| r.status == "same"), "{same:?}");
+
+    let rows = repo.diff("HEAD~1", "HEAD").unwrap();
+    let w = rows.iter().find(|r| r.name == "w").unwrap();
+    assert_eq!(w.status, "changed");
+    assert_eq!(w.elements, 64);
+    assert_eq!(w.max_abs, 0.25);
+    assert_eq!(w.max_rel, 0.25 / 5.0);
+    assert_eq!(w.changed_fraction, 2.0 / 64.0);
+    assert_eq!(
+        rows.iter().find(|r| r.name == "ids").unwrap().status,
+        "same"
+    );
+
+    // Added, removed and layout changes.
+    let reshaped = Tensor {
+        shape: vec![4, 4],
+        ..other.clone()
+    };
+    let extra = Tensor::f32(&mut rng, "extra", &[3], 1.0);
+    commit(&repo, &[reshaped, extra], "c");
+    let rows = repo.diff("HEAD~1", "HEAD").unwrap();
+    let status = |n: &str| rows.iter().find(|r| r.name == n).unwrap().status;
+    assert_eq!(status("w"), "removed");
+    assert_eq!(status("ids"), "layout");
+    assert_eq!(status("extra"), "added");
+}
+
+#[test]
+fn keyframe_every_bounds_the_delta_chain_depth() {
+    let (_dir, repo) = new_repo();
+    let steps = trajectory(27, 8, &[("w", &[32, 32]), ("b", &[32])]);
+    let keyframes = CommitOptions {
+        keyframe_every: Some(3),
+        ..CommitOptions::default()
+    };
+    for s in &steps {
+        repo.commit_tensors(&inputs(s), None, &keyframes).unwrap();
+    }
+    let mut depths = Vec::new();
+    for back in (0..steps.len()).rev() {
+        let (_, m) = repo.show(&format!("HEAD~{back}")).unwrap();
+        assert_eq!(m.keyframe_every, 3);
+        for t in &m.tensors {
+            assert!(
+                t.depth <= 3,
+                "{} at HEAD~{back} has depth {}",
+                t.name,
+                t.depth
+            );
+            assert_eq!(t.reference.is_none(), t.depth == 1);
+        }
+        depths.push(m.tensor("w").unwrap().depth);
+    }
+    assert_eq!(depths, [1, 2, 3, 1, 2, 3, 1, 2]);
+    for (back, s) in steps.iter().rev().enumerate() {
+        assert_eq!(
+            checkout_sorted(&repo, &format!("HEAD~{back}")),
+            by_name(s.clone())
+        );
+    }
+}
+
+#[test]
+fn shape_change_stores_the_tensor_without_reference() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(28);
+    let first = vec![Tensor::f32(&mut rng, "w", &[16, 16], 1.0)];
+    let second = vec![Tensor::f32(&mut rng, "w", &[8, 32], 1.0)];
+    let third = vec![Tensor::f32(&mut rng, "w", &[8, 32], 1.0)];
+    commit(&repo, &first, "1");
+    commit(&repo, &second, "2");
+    commit(&repo, &third, "3");
+    let (_, m) = repo.show("HEAD~1").unwrap();
+    let w = m.tensor("w").unwrap();
+    assert_eq!(w.depth, 1);
+    assert!(w.reference.is_none());
+    assert_eq!(w.encoding, Encoding::Planes);
+    let (_, m) = repo.show("HEAD").unwrap();
+    assert_eq!(m.tensor("w").unwrap().depth, 2, "same shape again: a delta");
+    assert_eq!(checkout_sorted(&repo, "HEAD~2"), first);
+    assert_eq!(checkout_sorted(&repo, "HEAD~1"), second);
+    assert_eq!(checkout_sorted(&repo, "HEAD"), third);
+}
+
+#[test]
+fn gc_after_deleting_a_branch_removes_only_its_objects() {
+    let (_dir, repo) = new_repo();
+    let main_steps = trajectory(29, 2, &[("w", &[64, 64]), ("b", &[64])]);
+    let main_ids: Vec<ObjectId> = main_steps
+        .iter()
+        .map(|s| commit(&repo, s, "main"))
+        .collect();
+
+    repo.create_branch("exp", None).unwrap();
+    let mut rng = Rng::new(30);
+    let on_exp = |tensors: &[Tensor]| {
+        repo.commit_tensors(
+            &inputs(tensors),
+            None,
+            &CommitOptions {
+                branch: Some("exp".into()),
+                ..CommitOptions::default()
+            },
+        )
+        .unwrap()
+        .snapshot
+    };
+    let e1 = vec![
+        Tensor::f32(&mut rng, "w", &[64, 64], 1.0),
+        Tensor::f32(&mut rng, "b", &[64], 1.0),
+    ];
+    let e2 = vec![
+        Tensor::f32(&mut rng, "w", &[64, 64], 1.0),
+        Tensor::f32(&mut rng, "b", &[64], 1.0),
+    ];
+    let e1_id = on_exp(&e1);
+    let e2_id = on_exp(&e2);
+    // main picks up exp's first weights unchanged: stored as a dedup of exp's chunks.
+    let shared = vec![e1[0].clone(), main_steps[1][1].clone()];
+    let shared_id = commit(&repo, &shared, "shared");
+    let (_, m) = repo.show("HEAD").unwrap();
+    assert_eq!(m.tensor("w").unwrap().encoding, Encoding::Dedup);
+
+    repo.delete_ref("heads/exp").unwrap();
+    let stored_before = repo.stats().unwrap().stored_bytes;
+    let packs_before = pack_names(&repo);
+
+    let dry = repo.gc(true, Duration::ZERO).unwrap();
+    assert!(dry.dry_run && dry.removed_objects > 0, "{dry:?}");
+    assert_eq!(pack_names(&repo), packs_before, "dry run deleted packs");
+
+    let report = repo.gc(false, Duration::ZERO).unwrap();
+    assert_eq!(report.live_snapshots, 3);
+    assert_eq!(report.removed_objects, dry.removed_objects);
+    assert!(report.removed_packs >= 1, "{report:?}");
+    assert!(report.freed_bytes > 0);
+    let stats = repo.stats().unwrap();
+    assert_eq!(stats.snapshots, 3);
+    assert!(stats.stored_bytes < stored_before);
+    // exp's own snapshots are gone...
+    for gone in [e1_id, e2_id] {
+        assert!(repo.checkout(&gone.hex(), None).is_err());
+    }
+    // ...everything still reachable checks out, including the tensor shared with exp.
+    assert_eq!(
+        checkout_sorted(&repo, &main_ids[0].hex()),
+        by_name(main_steps[0].clone())
+    );
+    assert_eq!(
+        checkout_sorted(&repo, &main_ids[1].hex()),
+        by_name(main_steps[1].clone())
+    );
+    assert_eq!(checkout_sorted(&repo, &shared_id.hex()), by_name(shared));
+    assert!(repo.fsck(false).unwrap().is_clean());
+    // A second gc finds nothing more.
+    assert_eq!(repo.gc(false, Duration::ZERO).unwrap().removed_objects, 0);
+}
+
+#[test]
+fn gc_keeps_young_packs_within_grace() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(31);
+    commit(&repo, &[Tensor::f32(&mut rng, "w", &[32], 1.0)], "1");
+    repo.create_branch("tmp", None).unwrap();
+    repo.commit_tensors(
+        &inputs(&[Tensor::f32(&mut rng, "w", &[32], 1.0)]),
+        None,
+        &CommitOptions {
+            branch: Some("tmp".into()),
+            ..CommitOptions::default()
+        },
+    )
+    .unwrap();
+    repo.delete_ref("heads/tmp").unwrap();
+    let packs = pack_names(&repo);
+    let r = repo.gc(false, Duration::from_secs(3600)).unwrap();
+    assert_eq!(r.removed_objects, 0);
+    assert_eq!(pack_names(&repo), packs);
+}
+
+/// Pack trailer entries (id, kind, offset, len), read with the documented layout.
+fn pack_entries(path: &Path) -> Vec<(ObjectId, u8, u64, u64)> {
+    let bytes = std::fs::read(path).unwrap();
+    let footer = &bytes[bytes.len() - 48..];
+    assert_eq!(&footer[40..], b"SNAPEND!");
+    let count = u64::from_le_bytes(footer[..8].try_into().unwrap()) as usize;
+    let trailer = &bytes[bytes.len() - 48 - count * 49..bytes.len() - 48];
+    trailer
+        .chunks_exact(49)
+        .map(|e| {
+            (
+                ObjectId::from_slice(&e[..32]).unwrap(),
+                e[32],
+                u64::from_le_bytes(e[33..41].try_into().unwrap()),
+                u64::from_le_bytes(e[41..49].try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fsck_names_a_damaged_object_and_checkout_refuses_it() {
+    let (dir, repo) = new_repo();
+    let mut rng = Rng::new(32);
+    let s1 = vec![
+        Tensor::f32(&mut rng, "w", &[128, 128], 1.0),
+        Tensor::f32(&mut rng, "b", &[128], 1.0),
+    ];
+    let s2 = vec![
+        Tensor::f32(&mut rng, "w", &[128, 128], 1.0),
+        Tensor::f32(&mut rng, "b", &[128], 1.0),
+    ];
+    let id1 = commit(&repo, &s1, "1");
+    let packs1 = pack_names(&repo);
+    let id2 = commit(&repo, &s2, "2");
+    let new_pack: Vec<String> = pack_names(&repo)
+        .into_iter()
+        .filter(|p| !packs1.contains(p))
+        .collect();
+    assert_eq!(new_pack.len(), 1);
+    let pack_path = repo.path().join("packs").join(&new_pack[0]);
+
+    // Flip one byte in the middle of the largest chunk of snapshot 2.
+    let (victim, _, offset, len) = pack_entries(&pack_path)
+        .into_iter()
+        .filter(|e| e.1 == 1)
+        .max_by_key(|e| e.3)
+        .unwrap();
+    let mut bytes = std::fs::read(&pack_path).unwrap();
+    bytes[(offset + len / 2) as usize] ^= 0x40;
+    std::fs::write(&pack_path, &bytes).unwrap();
+
+    let report = repo.fsck(false).unwrap();
+    assert!(!report.is_clean());
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.object == victim.hex())
+        .unwrap_or_else(|| panic!("fsck does not name {victim}: {report:#?}"));
+    assert_eq!(
+        p.pack.as_deref(),
+        Some(new_pack[0].trim_end_matches(".pack"))
+    );
+    assert!(
+        p.breaks.contains(&(id2.hex(), "w".to_string())),
+        "{:?}",
+        p.breaks
+    );
+    assert!(p.breaks.iter().all(|(s, _)| *s != id1.hex()));
+
+    // Checkout of the damaged snapshot fails loudly and writes no file.
+    let err = repo.checkout(&id2.hex(), None).unwrap_err().to_string();
+    assert!(
+        err.contains("damaged") && err.contains(&victim.hex()),
+        "{err}"
+    );
+    let out = dir.path().join("out.safetensors");
+    assert!(repo.checkout_to_file("HEAD", &out, None).is_err());
+    assert!(!out.exists());
+    // The undamaged tensor and the earlier snapshot are still readable.
+    let b = repo.checkout("HEAD", Some(&["b".to_string()])).unwrap();
+    assert_eq!(b.tensors[0].data, s2[1].data);
+    assert_eq!(checkout_sorted(&repo, &id1.hex()), by_name(s1));
+
+    // The binary agrees: fsck exits non-zero and names the object.
+    let o = run(repo.path(), &["fsck"]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains(&victim.hex()), "{}", stdout(&o));
+}
+
+/// A repository with three snapshots on main (two tagged) and one on a branch, then its index
+/// directory deleted.
+fn repo_with_lost_index() -> (TempDir, Repo, Vec<(ObjectId, Vec<Tensor>)>) {
+    let (dir, repo) = new_repo();
+    let steps = trajectory(33, 4, &[("w", &[32, 32])]);
+    let mut snaps = Vec::new();
+    for s in &steps[..3] {
+        snaps.push((commit(&repo, s, "main"), s.clone()));
+    }
+    repo.create_tag("first", "HEAD~2").unwrap();
+    repo.create_tag("last", "HEAD").unwrap();
+    repo.create_branch("side", Some("HEAD~1")).unwrap();
+    let side = repo
+        .commit_tensors(
+            &inputs(&steps[3]),
+            None,
+            &CommitOptions {
+                branch: Some("side".into()),
+                ..CommitOptions::default()
+            },
+        )
+        .unwrap()
+        .snapshot;
+    snaps.push((side, steps[3].clone()));
+    std::fs::remove_dir_all(repo.path().join("index")).unwrap();
+    (dir, repo, snaps)
+}
+
+#[test]
+fn rebuild_index_after_losing_the_index_restores_checkout_by_id() {
+    let (_dir, repo, snaps) = repo_with_lost_index();
+    let repo = Repo::open(repo.path()).unwrap();
+    let objects = repo.rebuild_index().unwrap();
+    // 4 manifests and at least one chunk per snapshot.
+    assert!(objects >= 8, "{objects}");
+    for (id, tensors) in &snaps {
+        assert_eq!(checkout_sorted(&repo, &id.hex()), by_name(tensors.clone()));
+        assert_eq!(
+            checkout_sorted(&repo, &id.short()),
+            by_name(tensors.clone())
+        );
+    }
+    assert!(repo.fsck(false).unwrap().is_clean());
+}
+
+#[test]
+fn rebuild_index_after_losing_the_index_restores_refs() {
+    let (_dir, repo, snaps) = repo_with_lost_index();
+    let repo = Repo::open(repo.path()).unwrap();
+    repo.rebuild_index().unwrap();
+    assert_eq!(repo.resolve("HEAD").unwrap(), snaps[2].0);
+    assert_eq!(repo.resolve("main").unwrap(), snaps[2].0);
+    assert_eq!(repo.resolve("side").unwrap(), snaps[3].0);
+    assert_eq!(repo.log(None, None).unwrap().len(), 3);
+    let (branches, _tags) = repo.list_refs().unwrap();
+    let names: Vec<&str> = branches.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["main", "side"]);
+}
+
+#[test]
+fn fsck_rebuild_index_through_the_binary_keeps_the_repository_usable() {
+    let (dir, repo) = new_repo();
+    let steps = trajectory(34, 2, &[("w", &[16, 16])]);
+    let ids: Vec<ObjectId> = steps.iter().map(|s| commit(&repo, s, "x")).collect();
+    let out = run_ok(repo.path(), &["fsck", "--rebuild-index"]);
+    assert!(out.contains("index rebuilt"), "{out}");
+    assert_eq!(repo.resolve("HEAD").unwrap(), ids[1]);
+    let file = dir.path().join("o.safetensors");
+    repo.checkout_to_file("HEAD~1", &file, None).unwrap();
+    let (got, _) = parse_safetensors(&std::fs::read(&file).unwrap());
+    assert_eq!(got, by_name(steps[0].clone()));
+}
+
+#[test]
+fn object_id_parse_rejects_non_hex_without_panicking() {
+    assert!("zz".repeat(32).parse::<ObjectId>().is_err());
+    assert!("ab".parse::<ObjectId>().is_err());
+    let id = ObjectId::of(b"x");
+    assert_eq!(id.hex().parse::<ObjectId>().unwrap(), id);
+}
+
+#[test]
+fn object_id_parse_of_multibyte_text_returns_an_error() {
+    let text = format!("a{}a", "é".repeat(31));
+    assert_eq!(text.len(), 64);
+    let parsed = std::panic::catch_unwind(|| text.parse::<ObjectId>());
+    assert!(matches!(parsed, Ok(Err(_))), "parse panicked");
+}
+
+#[test]
+fn bench_checkpoints_round_trip_byte_identical() {
+    let Some(bench) = bench_dir() else {
+        eprintln!("skipping: ../shared/bench is missing");
+        return;
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (corpus, pattern) in [("digits-mlp", "epoch_"), ("cnn-digits/bf16", "epoch_")] {
+        let Ok(dir) = std::fs::read_dir(bench.join(corpus)) else {
+            eprintln!("skipping {corpus}: not in ../shared/bench");
+            continue;
+        };
+        let mut found: Vec<PathBuf> = dir
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let n = p.file_name().unwrap().to_string_lossy();
+                n.starts_with(pattern) && n.ends_with(".safetensors")
+            })
+            .collect();
+        found.sort();
+        files.extend(found.into_iter().take(12));
+    }
+    if files.is_empty() {
+        eprintln!("skipping: no checkpoints found in ../shared/bench");
+        return;
+    }
+    let (dir, repo) = new_repo();
+    let mut ids = Vec::new();
+    let mut logical = 0;
+    for f in &files {
+        let r = repo.commit_file(f, &opts("bench")).unwrap();
+        logical += r.logical_bytes;
+        ids.push(r.snapshot);
+    }
+    let out = dir.path().join("out.safetensors");
+    for (id, f) in ids.iter().zip(&files) {
+        repo.checkout_to_file(&id.hex(), &out, None).unwrap();
+        assert!(
+            std::fs::read(&out).unwrap() == std::fs::read(f).unwrap(),
+            "{} does not round-trip",
+            f.display()
+        );
+    }
+    let stats = repo.stats().unwrap();
+    assert_eq!(stats.logical_bytes, logical);
+    // Consecutive epochs of real training share structure: the store is smaller than the data.
+    assert!(stats.ratio > 1.0, "{stats:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property tests.
+
+/// A tensor description: dtype, shape, and a seed and style for its bytes.
+#[derive(Clone, Debug)]
+struct Spec {
+    dtype: Dtype,
+    shape: Vec<u64>,
+    seed: u64,
+    style: u8,
+}
+
+impl Spec {
+    fn build(&self, name: &str, generation: u64) -> Tensor {
+        let n: u64 = self.shape.iter().product();
+        let len = self.dtype.byte_len(n).unwrap() as usize;
+        let mut rng = Rng::new(self.seed);
+        let mut data = match self.style {
+            0 => rng.bytes(len),
+            1 => vec![0; len],
+            _ => (0..len).map(|i| (i / 7) as u8).collect(),
+        };
+        // Later generations change a few bytes, so commits exercise delta coding.
+        let mut r = Rng::new(self.seed ^ generation.wrapping_mul(0xA5A5));
+        for _ in 0..generation.min(len as u64) {
+            let i = r.below(len as u64) as usize;
+            data[i] = data[i].wrapping_add(1 + r.below(255) as u8);
+        }
+        Tensor {
+            name: name.into(),
+            dtype: self.dtype,
+            shape: self.shape.clone(),
+            data,
+        }
+    }
+}
+
+fn spec_strategy() -> impl Strategy<Value = Spec> {
+    (
+        proptest::sample::select(ALL_DTYPES.to_vec()),
+        proptest::collection::vec(0u64..6, 0..4),
+        any::<u64>(),
+        0u8..3,
+    )
+        .prop_map(|(dtype, mut shape, seed, style)| {
+            let n: u64 = shape.iter().product();
+            if dtype.byte_len(n).is_none() {
+                // Sub-byte types: four times as many elements always end on a byte.
+                shape.push(4);
+            }
+            Spec {
+                dtype,
+                shape,
+                seed,
+                style,
+            }
+        })
+}
+
+fn name_strategy() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z][a-z0-9_.]{0,10}",
+        "\\PC{1,8}",
+        Just("with \"quotes\" and \\".to_string()),
+    ]
+    .prop_filter("reserved name", |n| {
+        n != "__metadata__" && !n.contains('\0')
+    })
+}
+
+fn tensors_strategy() -> impl Strategy<Value = BTreeMap<String, Spec>> {
+    proptest::collection::btree_map(name_strategy(), spec_strategy(), 0..6)
+}
+
+fn metadata_strategy() -> impl Strategy<Value = Option<BTreeMap<String, String>>> {
+    proptest::option::of(proptest::collection::btree_map(
+        "\\PC{0,8}",
+        "\\PC{0,12}",
+        0..4,
+    ))
+}
+
+fn build_all(specs: &BTreeMap<String, Spec>, generation: u64) -> Vec<Tensor> {
+    specs
+        .iter()
+        .map(|(name, s)| s.build(name, generation))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        // The minimal failing input is printed; no regression files in the source tree.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn prop_commit_tensors_then_checkout_equals_input(
+        specs in tensors_strategy(),
+        meta in metadata_strategy(),
+    ) {
+        let (dir, repo) = new_repo();
+        let v1 = build_all(&specs, 0);
+        let v2 = build_all(&specs, 3);
+        repo.commit_tensors(&inputs(&v1), meta.clone(), &opts("v1")).unwrap();
+        repo.commit_tensors(&inputs(&v2), meta.clone(), &opts("v2")).unwrap();
+        for (spec, want) in [("HEAD~1", &v1), ("HEAD", &v2)] {
+            let co = repo.checkout(spec, None).unwrap();
+            prop_assert_eq!(&co.metadata, &meta);
+            let got = checkout_sorted(&repo, spec);
+            prop_assert_eq!(&got, &by_name(want.clone()));
+            let out = dir.path().join("o.safetensors");
+            repo.checkout_to_file(spec, &out, None).unwrap();
+            let (parsed, parsed_meta) = parse_safetensors(&std::fs::read(&out).unwrap());
+            prop_assert_eq!(&parsed, &got);
+            prop_assert_eq!(&parsed_meta, &meta);
+        }
+    }
+
+    #[test]
+    fn prop_safetensors_file_round_trips_byte_identical(
+        specs in tensors_strategy(),
+        meta in metadata_strategy(),
+    ) {
+        // For no tensors and an empty metadata map, safetensors 0.8 writes `{},"__metadata__":{}}`
+        // (its map length hint counts metadata entries, not the key): invalid JSON that it cannot
+        // read back either. snapstore rightly refuses that file, so it is no round-trip case.
+        prop_assume!(!(specs.is_empty() && meta.as_ref().is_some_and(BTreeMap::is_empty)));
+        let (dir, repo) = new_repo();
+        let input = dir.path().join("in.safetensors");
+        let out = dir.path().join("out.safetensors");
+        let mut written = Vec::new();
+        for generation in [0, 5] {
+            let bytes = write_safetensors(&input, &build_all(&specs, generation), meta.as_ref());
+            let r = repo.commit_file(&input, &opts("file")).unwrap();
+            written.push((r.snapshot, bytes));
+        }
+        for (id, bytes) in &written {
+            repo.checkout_to_file(&id.hex(), &out, None).unwrap();
+            prop_assert!(std::fs::read(&out).unwrap() == *bytes);
+        }
+    }
+}
+
+#[test]
+fn dedup_across_names_and_dtypes_checks_out_with_the_new_layout() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(35);
+    let a = Tensor::f32(&mut rng, "a", &[8], 1.0);
+    commit(&repo, std::slice::from_ref(&a), "a");
+    let b = Tensor {
+        name: "b".into(),
+        dtype: Dtype::I32,
+        shape: vec![2, 4],
+        data: a.data.clone(),
+    };
+    let c = Tensor {
+        name: "c".into(),
+        dtype: Dtype::U8,
+        shape: vec![32],
+        data: a.data.clone(),
+    };
+    let r = repo
+        .commit_tensors(&inputs(&[b.clone(), c.clone()]), None, &opts("bc"))
+        .unwrap();
+    assert_eq!(r.deduplicated, 2);
+    assert_eq!(r.stored_bytes, 0);
+    let (_, m) = repo.show("HEAD").unwrap();
+    assert!(m.tensors.iter().all(|t| t.encoding == Encoding::Dedup));
+    assert_eq!(checkout_sorted(&repo, "HEAD"), vec![b, c]);
+    assert_eq!(checkout_sorted(&repo, "HEAD~1"), vec![a]);
+}
+
+#[test]
+fn fsck_names_a_damaged_manifest() {
+    let (_dir, repo) = new_repo();
+    let steps = trajectory(36, 2, &[("w", &[16, 16])]);
+    let id1 = commit(&repo, &steps[0], "1");
+    let packs1 = pack_names(&repo);
+    let id2 = commit(&repo, &steps[1], "2");
+    let pack = pack_names(&repo)
+        .into_iter()
+        .find(|p| !packs1.contains(p))
+        .unwrap();
+    let path = repo.path().join("packs").join(&pack);
+    let (id, _, offset, len) = pack_entries(&path).into_iter().find(|e| e.1 == 2).unwrap();
+    assert_eq!(id, id2);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(offset + len / 3) as usize] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let report = repo.fsck(false).unwrap();
+    let p = report
+        .problems
+        .iter()
+        .find(|p| p.object == id2.hex())
+        .unwrap_or_else(|| panic!("fsck does not name manifest {id2}: {report:#?}"));
+    assert!(p.breaks.contains(&(id2.hex(), String::new())), "{p:?}");
+    let err = repo.checkout("HEAD", None).unwrap_err().to_string();
+    assert!(err.contains("damaged"), "{err}");
+    assert_eq!(
+        checkout_sorted(&repo, &id1.hex()),
+        by_name(steps[0].clone())
+    );
+}

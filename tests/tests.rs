@@ -1,0 +1,8 @@
+//! snapstore's integration tests: one binary (one link step), one module per area.
+
+mod util;
+
+mod bad_input;
+mod cli;
+mod crash;
+mod library;
