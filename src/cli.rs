@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use snapstore::{Bound, CodecChoice, CommitOptions, Repo, DEFAULT_REPO_DIR};
+use snapstore::{Bound, CodecChoice, CommitOptions, Repo, Rounding, DEFAULT_REPO_DIR};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,9 @@ enum Command {
         /// Store a keyframe (no reference) at least every K snapshots.
         #[arg(long, value_name = "K")]
         keyframe_every: Option<u32>,
+        /// Rounding of lossy delta codes: dither (unbiased, tracks slow drift) or nearest.
+        #[arg(long, default_value = "dither")]
+        rounding: Rounding,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -189,6 +192,7 @@ pub fn run() -> Result<()> {
             codec,
             bound,
             keyframe_every,
+            rounding,
             json,
         } => {
             let repo = Repo::open(&repo_dir)?;
@@ -199,6 +203,7 @@ pub fn run() -> Result<()> {
                 codec,
                 keyframe_every,
                 bound: bound.map(|b| b.parse::<Bound>()).transpose()?,
+                rounding,
                 ..CommitOptions::default()
             };
             let r = repo.commit_file(&file, &opts)?;

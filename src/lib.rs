@@ -30,6 +30,7 @@ mod repo;
 mod safetensors_io;
 mod store;
 
+pub use codec::lossy::Rounding;
 pub use codec::CodecChoice;
 pub use dtype::{Dtype, ALL_DTYPES};
 pub use error::{Error, Result, SafetensorsProblem};

@@ -167,6 +167,8 @@ pub struct PowerTable {
     eps_check: f64,
     /// Encoder only: codes per unit of `ln(A/B')` (relative) or of `A - B'` (absolute).
     inv_step: f64,
+    /// Encoder only: round codes stochastically (unbiased) instead of to nearest.
+    dither: bool,
 }
 
 impl PowerTable {
@@ -235,7 +237,31 @@ impl PowerTable {
             values,
             eps_check: eps * CHECK_MARGIN,
             inv_step,
+            dither: false,
         })
+    }
+
+    /// A table whose codes step at half the bound (`step` is `sqrt(1+eps)-1` relative, `eps/2`
+    /// absolute) and whose encoder rounds stochastically: `M = floor(x + u)` with `u` a
+    /// deterministic hash of the element, so `E[A'] = A` and slow drift is tracked instead of
+    /// frozen, while `|x - M| < 1` fine step keeps every element within `eps`. Decoding is the
+    /// same table lookup; only the step differs.
+    pub fn dithered(bound: ErrorBound, max_code: u32) -> Result<Self, QuantError> {
+        let step = match bound {
+            ErrorBound::Relative(eps) => ErrorBound::Relative((1.0 + eps).sqrt() - 1.0),
+            ErrorBound::Absolute(eps) => ErrorBound::Absolute(eps / 2.0),
+        };
+        let check = match bound {
+            ErrorBound::Relative(e) | ErrorBound::Absolute(e) => e,
+        };
+        let mut t = Self::new(step, max_code)?;
+        if !(check.is_finite() && check > 0.0) {
+            return Err(QuantError::InvalidBound(bound));
+        }
+        t.bound = bound;
+        t.eps_check = check * CHECK_MARGIN;
+        t.dither = true;
+        Ok(t)
     }
 
     /// The bound this table was built for.
@@ -529,6 +555,7 @@ struct Params<'a> {
     max_f: f64,
     inv_step: f64,
     eps_check: f64,
+    dither: bool,
 }
 
 impl<'a> Params<'a> {
@@ -539,6 +566,7 @@ impl<'a> Params<'a> {
             max_f: f64::from(table.max_code),
             inv_step: table.inv_step,
             eps_check: table.eps_check,
+            dither: table.dither,
         }
     }
 }
@@ -549,16 +577,34 @@ impl<'a> Params<'a> {
 /// code for entropy). Otherwise the candidates are `m0 = round(estimate)`,
 /// then the neighbour on the side of the unrounded estimate, then the other
 /// neighbour; the first that passes the exact decode-and-check wins.
+///
+/// Dithered tables skip the code-0 shortcut and try `floor(estimate + u)` first, `u` in `[0, 1)`
+/// hashed from the element's position and bits.
 #[inline(always)]
-fn encode_one<K: Elem, M: Mode>(a_bits: u64, b_bits: u64, p: &Params<'_>) -> Option<(i32, u64)> {
+fn encode_one<K: Elem, M: Mode>(
+    i: usize,
+    a_bits: u64,
+    b_bits: u64,
+    p: &Params<'_>,
+) -> Option<(i32, u64)> {
     let a = K::widen(a_bits);
     let b = K::widen(b_bits);
     // `a` finite (and non-zero for relative) makes this check sound for any
     // `b`: NaN, infinite, zero (relative) or sign-flipped (relative) `b` fail it.
-    if a.is_finite() && (M::ZERO_TARGET_OK || a != 0.0) && M::within::<K>(b, a, p.eps_check) {
+    if !p.dither
+        && a.is_finite()
+        && (M::ZERO_TARGET_OK || a != 0.0)
+        && M::within::<K>(b, a, p.eps_check)
+    {
         return Some((0, b_bits));
     }
     let est = M::estimate(a, b, p.inv_step);
+    if p.dither && est.is_finite() && est.abs() <= p.max_f {
+        let m = (est + dither_u(i, a_bits, b_bits)).floor() as i32;
+        if let Some(x_bits) = try_code::<K, M>(m, a, b, b_bits, p) {
+            return Some((m, x_bits));
+        }
+    }
     let m0f = est.round();
     if !m0f.is_finite() || m0f.abs() > p.max_f + 1.0 {
         return None;
@@ -566,20 +612,39 @@ fn encode_one<K: Elem, M: Mode>(a_bits: u64, b_bits: u64, p: &Params<'_>) -> Opt
     let m0 = m0f as i32;
     let second = if est >= m0f { 1 } else { -1 };
     for m in [m0, m0 + second, m0 - second] {
-        if m.unsigned_abs() > p.max_code {
-            continue;
-        }
-        let x_bits = if m == 0 {
-            b_bits
-        } else {
-            let t = p.table[(m + p.max_code as i32) as usize];
-            K::narrow(M::apply(b, t))
-        };
-        if M::within::<K>(K::widen(x_bits), a, p.eps_check) {
+        if let Some(x_bits) = try_code::<K, M>(m, a, b, b_bits, p) {
             return Some((m, x_bits));
         }
     }
     None
+}
+
+/// Decodes code `m` against `b` and returns the bits when they meet the bound for `a`.
+#[inline(always)]
+fn try_code<K: Elem, M: Mode>(m: i32, a: f64, b: f64, b_bits: u64, p: &Params<'_>) -> Option<u64> {
+    if m.unsigned_abs() > p.max_code {
+        return None;
+    }
+    let x_bits = if m == 0 {
+        b_bits
+    } else {
+        let t = p.table[(m + p.max_code as i32) as usize];
+        K::narrow(M::apply(b, t))
+    };
+    M::within::<K>(K::widen(x_bits), a, p.eps_check).then_some(x_bits)
+}
+
+/// A uniform value in `[0, 1)` from an element's position and bits (splitmix64), so dithered
+/// encoding is deterministic: the same input always gives the same codes.
+#[inline(always)]
+fn dither_u(i: usize, a_bits: u64, b_bits: u64) -> f64 {
+    let mut z = (i as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(a_bits.rotate_left(17) ^ b_bits);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn encode<K: Elem, M: Mode>(
@@ -607,7 +672,7 @@ fn encode<K: Elem, M: Mode>(
         if a_bits == b_bits {
             continue; // code 0, reconstruction already holds B'.
         }
-        match encode_one::<K, M>(a_bits, b_bits, &p) {
+        match encode_one::<K, M>(i, a_bits, b_bits, &p) {
             Some((m, x_bits)) => {
                 *code = m;
                 *out = K::to_raw(x_bits);
@@ -1386,7 +1451,7 @@ mod tests {
         let mut rescued = 0;
         for a_bits in 0x2000u64..0x5000 {
             let a = val(kind, a_bits);
-            let got = encode_one::<F16Elem, Rel>(a_bits, b_bits, &p);
+            let got = encode_one::<F16Elem, Rel>(0, a_bits, b_bits, &p);
             let (m, x) = got.unwrap_or_else(|| panic!("exception for {a}"));
             assert!(meets_bound(kind, ErrorBound::Relative(eps), a_bits, x));
             let est = Rel::estimate(a, 1.0, t.inv_step);

@@ -19,7 +19,7 @@ use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
 use super::{Repo, DEFAULT_KEYFRAME_EVERY};
 use crate::codec::chunk;
-use crate::codec::lossy::{self, ChunkStats};
+use crate::codec::lossy::{self, ChunkStats, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result, SafetensorsProblem};
@@ -67,6 +67,8 @@ pub struct CommitOptions {
     pub bound: Option<Bound>,
     /// Chunk size in bytes.
     pub chunk_bytes: usize,
+    /// How lossy delta codes are rounded.
+    pub rounding: Rounding,
 }
 
 impl Default for CommitOptions {
@@ -79,6 +81,7 @@ impl Default for CommitOptions {
             keyframe_every: None,
             bound: None,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            rounding: Rounding::default(),
         }
     }
 }
@@ -349,8 +352,15 @@ impl Repo {
                         None => None,
                     };
                     let data = &input.data[range.clone()];
-                    let coded = code_chunk(input, data, *bound, reference.as_deref(), opts.codec)
-                        .map_err(|p| {
+                    let coded = code_chunk(
+                        input,
+                        data,
+                        *bound,
+                        reference.as_deref(),
+                        opts.rounding,
+                        opts.codec,
+                    )
+                    .map_err(|p| {
                         Error::decode(format!("chunk {i} of tensor {:?}", input.name), p)
                     })?;
                     release(t, range);
@@ -555,6 +565,7 @@ fn code_chunk(
     data: &[u8],
     bound: Bound,
     reference: Option<&[u8]>,
+    rounding: Rounding,
     codec: CodecChoice,
 ) -> std::result::Result<CodedChunk, String> {
     let exact = || {
@@ -577,7 +588,7 @@ fn code_chunk(
     if bound == Bound::Lossless {
         return Ok(done(exact(), None, None));
     }
-    let (obj, recon, stats) = lossy::encode(input.dtype, bound, data, reference, codec)?;
+    let (obj, recon, stats) = lossy::encode(input.dtype, bound, data, reference, rounding, codec)?;
     if (stats.exceptions as f64) > EXCEPTION_FALLBACK * stats.elements as f64 {
         let plain = exact();
         if plain.len() < obj.len() {
