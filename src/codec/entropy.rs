@@ -17,6 +17,8 @@ pub enum Entropy {
     Zstd = 1,
     /// XZ/LZMA2 stream.
     Lzma = 2,
+    /// Order-0 rANS (see `codec::rans`): beats Huffman-based Zstd on skewed, structureless data.
+    Rans = 3,
 }
 
 impl TryFrom<u8> for Entropy {
@@ -26,6 +28,7 @@ impl TryFrom<u8> for Entropy {
             0 => Ok(Entropy::Stored),
             1 => Ok(Entropy::Zstd),
             2 => Ok(Entropy::Lzma),
+            3 => Ok(Entropy::Rans),
             other => Err(other),
         }
     }
@@ -84,6 +87,15 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
             best = (Entropy::Zstd, None, z.len());
             best.1 = Some(z);
         }
+    }
+    let rans_may_win = super::rans::estimated_size(data) < best.2;
+    if let Some(r) = rans_may_win
+        .then(|| super::rans::encode(data))
+        .flatten()
+        .filter(|r| r.len() < best.2)
+    {
+        best = (Entropy::Rans, None, r.len());
+        best.1 = Some(r);
     }
     let try_lzma = match choice {
         CodecChoice::Zstd => false,
@@ -152,6 +164,7 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> Result<Vec<u8
     let out = match kind {
         Entropy::Stored => stored.to_vec(),
         Entropy::Zstd => zstd_decompress(stored, raw_len).map_err(|e| format!("zstd: {e}"))?,
+        Entropy::Rans => super::rans::decode(stored, raw_len)?,
         Entropy::Lzma => {
             let mut out = Vec::with_capacity(raw_len);
             xz2::read::XzDecoder::new(stored)

@@ -6,5 +6,6 @@ pub mod entropy;
 pub mod logquant;
 pub mod lossy;
 pub mod planes;
+pub mod rans;
 
 pub use entropy::CodecChoice;

@@ -1,0 +1,221 @@
+//! Order-0 range asymmetric numeral system (rANS) coder over bytes.
+//!
+//! Zstd codes literals with Huffman, which cannot spend less than one bit per byte: dithered
+//! delta codes with an entropy of ~1.3 bits took ~1.7 bits under Zstd. rANS with a static
+//! 12-bit frequency table reaches the order-0 entropy within a fraction of a percent.
+//!
+//! Stream: `[symbols u8 (0 = 256)] ([symbol u8][freq varint])* [state 4 bytes][bytes...]`.
+
+const SCALE_BITS: u32 = 12;
+const TOTAL: u32 = 1 << SCALE_BITS;
+/// Lower end of the normalized state interval.
+const LOW: u32 = 1 << 23;
+
+/// Frequencies scaled to sum to [`TOTAL`], every present symbol at least 1.
+fn normalize(counts: &[u64; 256]) -> [u32; 256] {
+    let n: u64 = counts.iter().sum();
+    let mut f = [0u32; 256];
+    if n == 0 {
+        return f;
+    }
+    for (fs, &c) in f.iter_mut().zip(counts) {
+        if c > 0 {
+            *fs = ((c as u128 * TOTAL as u128 / n as u128) as u32).max(1);
+        }
+    }
+    let mut sum: i64 = f.iter().map(|&x| x as i64).sum();
+    // Give or take the rounding difference from the largest symbols, never below 1.
+    while sum != TOTAL as i64 {
+        let (i, _) = f
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, &x)| x)
+            .expect("256 entries");
+        if sum > TOTAL as i64 {
+            let take = (sum - TOTAL as i64).min(f[i] as i64 - 1);
+            if take == 0 {
+                break;
+            }
+            f[i] -= take as u32;
+            sum -= take;
+        } else {
+            f[i] += (TOTAL as i64 - sum) as u32;
+            sum = TOTAL as i64;
+        }
+    }
+    f
+}
+
+/// Bytes [`encode`] would produce for `data`, estimated from its order-0 entropy in one cheap
+/// pass, so callers run the coder only where it can win.
+pub fn estimated_size(data: &[u8]) -> usize {
+    let mut counts = [0u64; 256];
+    for &b in data {
+        counts[b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| -(c as f64) * (c as f64 / n).log2())
+        .sum();
+    let symbols = counts.iter().filter(|&&c| c > 0).count();
+    (bits / 8.0) as usize + 3 * symbols + 5
+}
+
+/// Encodes `data`. Returns `None` when the data is empty or has more distinct symbols than the
+/// table can give a nonzero frequency (never for bytes; kept for safety).
+pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
+    if data.is_empty() {
+        return None;
+    }
+    let mut counts = [0u64; 256];
+    for &b in data {
+        counts[b as usize] += 1;
+    }
+    let freq = normalize(&counts);
+    if freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
+        return None;
+    }
+    let mut start = [0u32; 256];
+    let mut acc = 0;
+    for s in 0..256 {
+        start[s] = acc;
+        acc += freq[s];
+    }
+    let mut out = Vec::with_capacity(data.len() / 2 + 16);
+    let mut x: u32 = LOW;
+    for &b in data.iter().rev() {
+        let (st, fr) = (start[b as usize], freq[b as usize]);
+        let x_max = ((LOW >> SCALE_BITS) << 8) * fr;
+        while x >= x_max {
+            out.push(x as u8);
+            x >>= 8;
+        }
+        x = ((x / fr) << SCALE_BITS) + (x % fr) + st;
+    }
+    // Emitted highest byte first, so after the reversal below the state reads little-endian.
+    out.extend(x.to_le_bytes().iter().rev());
+    out.reverse();
+    let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
+    let mut stream = vec![present.len() as u8];
+    for &s in &present {
+        stream.push(s as u8);
+        let mut v = freq[s];
+        while v >= 0x80 {
+            stream.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        stream.push(v as u8);
+    }
+    stream.extend_from_slice(&out);
+    Some(stream)
+}
+
+/// Decodes exactly `len` symbols; malformed input is an error, never a panic.
+pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
+    let mut pos = 0;
+    let mut next = |what: &str| -> Result<u8, String> {
+        let b = *stream
+            .get(pos)
+            .ok_or_else(|| format!("rANS stream truncated in {what}"))?;
+        pos += 1;
+        Ok(b)
+    };
+    let n = match next("table")? {
+        0 => 256,
+        k => k as usize,
+    };
+    let mut freq = [0u32; 256];
+    for _ in 0..n {
+        let s = next("table")? as usize;
+        let mut v = 0u32;
+        for shift in (0..21).step_by(7) {
+            let b = next("table")?;
+            v |= ((b & 0x7f) as u32) << shift;
+            if b < 0x80 {
+                break;
+            }
+        }
+        if v == 0 || freq[s] != 0 {
+            return Err("bad rANS frequency table".into());
+        }
+        freq[s] = v;
+    }
+    if freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
+        return Err("rANS frequencies do not sum to the table size".into());
+    }
+    let mut start = [0u32; 256];
+    let mut slot_symbol = vec![0u8; TOTAL as usize];
+    let mut acc = 0u32;
+    for s in 0..256 {
+        start[s] = acc;
+        for slot in acc..acc + freq[s] {
+            slot_symbol[slot as usize] = s as u8;
+        }
+        acc += freq[s];
+    }
+    let body = &stream[pos..];
+    if body.len() < 4 {
+        return Err("rANS stream truncated in state".into());
+    }
+    let mut x = u32::from_le_bytes(body[..4].try_into().expect("4 bytes"));
+    let mut p = 4;
+    let mut out = Vec::with_capacity(len);
+    for _ in 0..len {
+        let slot = x & (TOTAL - 1);
+        let s = slot_symbol[slot as usize];
+        out.push(s);
+        x = freq[s as usize] * (x >> SCALE_BITS) + slot - start[s as usize];
+        while x < LOW {
+            let b = *body.get(p).ok_or("rANS stream truncated in data")?;
+            p += 1;
+            x = (x << 8) | b as u32;
+        }
+    }
+    if p != body.len() {
+        return Err(format!("{} trailing bytes after rANS data", body.len() - p));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn skewed_data_reaches_its_entropy() {
+        let mut x = 12345u64;
+        let data: Vec<u8> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 100 {
+                    0..=79 => 0,
+                    80..=89 => 1,
+                    _ => 255,
+                }
+            })
+            .collect();
+        let enc = encode(&data).unwrap();
+        let entropy_bits = -(0.8f64 * 0.8f64.log2() + 2.0 * 0.1 * 0.1f64.log2());
+        let bits = enc.len() as f64 * 8.0 / data.len() as f64;
+        assert!(bits < entropy_bits * 1.01, "{bits} vs {entropy_bits}");
+        assert_eq!(decode(&enc, data.len()).unwrap(), data);
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(data in prop::collection::vec(any::<u8>(), 1..3000)) {
+            let enc = encode(&data).unwrap();
+            prop_assert_eq!(decode(&enc, data.len()).unwrap(), data);
+        }
+
+        #[test]
+        fn hostile_streams_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300), len in 0usize..500) {
+            let _ = decode(&bytes, len);
+        }
+    }
+}
