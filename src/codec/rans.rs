@@ -176,6 +176,11 @@ pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
     if p != body.len() {
         return Err(format!("{} trailing bytes after rANS data", body.len() - p));
     }
+    // Decoding runs the encoder backwards, so it must end in the encoder's initial state; any
+    // other state means a wrong length or damaged data.
+    if x != LOW {
+        return Err("rANS stream does not end where it started (wrong length?)".into());
+    }
     Ok(out)
 }
 
