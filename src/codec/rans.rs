@@ -4,7 +4,8 @@
 //! delta codes with an entropy of ~1.3 bits took ~1.7 bits under Zstd. rANS with a static
 //! 12-bit frequency table reaches the order-0 entropy within a fraction of a percent.
 //!
-//! Stream: `[symbols u8 (0 = 256)] ([symbol u8][freq varint])* [state 4 bytes][bytes...]`.
+//! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [state 4 bytes]
+//! [bytes...]`. The count is explicit because a one-symbol stream carries no length otherwise.
 
 const SCALE_BITS: u32 = 12;
 const TOTAL: u32 = 1 << SCALE_BITS;
@@ -98,15 +99,12 @@ pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
     out.extend(x.to_le_bytes().iter().rev());
     out.reverse();
     let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
-    let mut stream = vec![present.len() as u8];
+    let mut stream = Vec::with_capacity(out.len() + 3 * present.len() + 12);
+    put_varint(&mut stream, data.len() as u64);
+    stream.push(present.len() as u8);
     for &s in &present {
         stream.push(s as u8);
-        let mut v = freq[s];
-        while v >= 0x80 {
-            stream.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        stream.push(v as u8);
+        put_varint(&mut stream, freq[s] as u64);
     }
     stream.extend_from_slice(&out);
     Some(stream)
