@@ -110,6 +110,14 @@ pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
     Some(stream)
 }
 
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 /// Decodes exactly `len` symbols; malformed input is an error, never a panic.
 pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
     let mut pos = 0;
@@ -120,6 +128,17 @@ pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
         pos += 1;
         Ok(b)
     };
+    let mut count = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = next("count")?;
+        count |= ((b & 0x7f) as u64) << shift;
+        if b < 0x80 {
+            break;
+        }
+    }
+    if count != len as u64 {
+        return Err(format!("rANS stream holds {count} symbols, expected {len}"));
+    }
     let n = match next("table")? {
         0 => 256,
         k => k as usize,
