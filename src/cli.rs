@@ -300,16 +300,32 @@ pub fn run() -> Result<()> {
                     println!("meta     {k}={v}");
                 }
                 println!(
-                    "{:<40} {:>6} {:<16} {:<10} {:>10} {:>10} {:>8} {:>5}",
-                    "tensor", "dtype", "shape", "encoding", "bytes", "stored", "ratio", "depth"
+                    "{:<40} {:>6} {:<16} {:<12} {:<12} {:>10} {:>10} {:>8} {:>5} {:>7} {:>7}",
+                    "tensor",
+                    "dtype",
+                    "shape",
+                    "encoding",
+                    "bound",
+                    "bytes",
+                    "stored",
+                    "ratio",
+                    "depth",
+                    "zero%",
+                    "exact%"
                 );
                 for t in &m.tensors {
+                    let stat = |k: &str| {
+                        t.stats
+                            .get(k)
+                            .map_or("-".to_string(), |v| format!("{:.1}", v * 100.0))
+                    };
                     println!(
-                        "{:<40} {:>6} {:<16} {:<10} {:>10} {:>10} {:>8} {:>5}",
+                        "{:<40} {:>6} {:<16} {:<12} {:<12} {:>10} {:>10} {:>8} {:>5} {:>7} {:>7}",
                         t.name,
                         t.dtype.to_string(),
                         format!("{:?}", t.shape),
-                        format!("{:?}", t.encoding).to_lowercase(),
+                        serde_json::to_value(t.encoding)?.as_str().unwrap_or("?"),
+                        t.bound.to_string(),
                         human(t.len),
                         human(t.stored_bytes()),
                         if t.stored_bytes() == 0 {
@@ -317,7 +333,9 @@ pub fn run() -> Result<()> {
                         } else {
                             format!("{:.2}x", ratio(t.len, t.stored_bytes()))
                         },
-                        t.depth
+                        t.depth,
+                        stat("zero_codes"),
+                        stat("exceptions"),
                     );
                 }
                 println!(

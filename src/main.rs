@@ -3,6 +3,11 @@
 mod cli;
 
 fn main() {
+    // SAFETY: called first thing, before any thread exists; restoring the default SIGPIPE action
+    // makes `snapstore log | head` end quietly like other Unix tools instead of panicking.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     if let Err(err) = cli::run() {
         eprintln!("error: {err:#}");
         std::process::exit(1);
