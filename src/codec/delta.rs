@@ -31,18 +31,23 @@ impl TryFrom<u8> for Transform {
 }
 
 macro_rules! width_impl {
-    ($fwd:ident, $inv:ident, $u:ty, $i:ty, $n:expr) => {
+    ($map:ident, $fwd:ident, $inv:ident, $u:ty, $i:ty, $n:expr) => {
+        /// Order-preserving integer image of a float's bits (identity for integers).
+        #[inline(always)]
+        fn $map(v: $u, float: bool) -> $u {
+            const BITS: u32 = $n * 8;
+            if !float {
+                v
+            } else if v >> (BITS - 1) == 1 {
+                !v
+            } else {
+                v | (1 << (BITS - 1))
+            }
+        }
+
         fn $fwd(data: &[u8], reference: &[u8], float: bool, out: &mut [u8]) {
             const BITS: u32 = $n * 8;
-            let map = |v: $u| -> $u {
-                if !float {
-                    v
-                } else if v >> (BITS - 1) == 1 {
-                    !v
-                } else {
-                    v | (1 << (BITS - 1))
-                }
-            };
+            let map = |v: $u| $map(v, float);
             for ((a, b), o) in data
                 .chunks_exact($n)
                 .zip(reference.chunks_exact($n))
@@ -58,15 +63,7 @@ macro_rules! width_impl {
 
         fn $inv(delta: &[u8], reference: &[u8], float: bool, out: &mut [u8]) {
             const BITS: u32 = $n * 8;
-            let map = |v: $u| -> $u {
-                if !float {
-                    v
-                } else if v >> (BITS - 1) == 1 {
-                    !v
-                } else {
-                    v | (1 << (BITS - 1))
-                }
-            };
+            let map = |v: $u| $map(v, float);
             let unmap = |m: $u| -> $u {
                 if !float {
                     m
@@ -90,10 +87,10 @@ macro_rules! width_impl {
     };
 }
 
-width_impl!(fwd8, inv8, u8, i8, 1);
-width_impl!(fwd16, inv16, u16, i16, 2);
-width_impl!(fwd32, inv32, u32, i32, 4);
-width_impl!(fwd64, inv64, u64, i64, 8);
+width_impl!(map8, fwd8, inv8, u8, i8, 1);
+width_impl!(map16, fwd16, inv16, u16, i16, 2);
+width_impl!(map32, fwd32, inv32, u32, i32, 4);
+width_impl!(map64, fwd64, inv64, u64, i64, 8);
 
 fn is_float(t: Transform) -> bool {
     t == Transform::FloatSub
