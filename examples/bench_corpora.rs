@@ -15,7 +15,9 @@
 //! Environment: `SNAPSTORE_BENCH_DUMP=DIR` also writes the last decoded checkpoint of each
 //! corpus and bound to `DIR/<corpus>__<bound>.safetensors` (to score it with the corpus's
 //! `eval.py`, e.g. for `cnn-digits`, which needs torch). `RAYON_NUM_THREADS=1` runs snapstore on
-//! one thread (the peers in `peers.py` are single-threaded).
+//! one thread (the peers in `peers.py` are single-threaded). `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma`
+//! picks the commits' entropy coders (default `auto`). `SNAPSTORE_BENCH_ROUNDING=dither|nearest|both`
+//! picks how lossy codes are rounded (default `both`: one row per rounding mode and bound).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use safetensors::{Dtype as StDtype, SafeTensors};
-use snapstore::{Bound, CheckedOutTensor, CommitOptions, Encoding, Repo};
+use snapstore::{Bound, CheckedOutTensor, CodecChoice, CommitOptions, Encoding, Repo, Rounding};
 
 const MB: f64 = 1e6;
 
@@ -38,6 +40,20 @@ struct Corpus {
     file_bytes: u64,
     /// Sum of tensor bytes (what snapstore calls logical bytes).
     tensor_bytes: u64,
+}
+
+/// Settings taken from the environment.
+struct Config {
+    codec: CodecChoice,
+    roundings: Vec<Rounding>,
+    dump: Option<PathBuf>,
+}
+
+fn rounding_name(r: Rounding) -> &'static str {
+    match r {
+        Rounding::Nearest => "nearest",
+        Rounding::Dither => "dither",
+    }
 }
 
 /// One row of a result table.
@@ -86,11 +102,29 @@ fn main() -> Result<()> {
         ]
     };
     let dump = std::env::var_os("SNAPSTORE_BENCH_DUMP").map(PathBuf::from);
+    let roundings = match std::env::var("SNAPSTORE_BENCH_ROUNDING").as_deref() {
+        Ok("both") | Err(_) => vec![Rounding::Dither, Rounding::Nearest],
+        Ok(s) => vec![s.parse().map_err(anyhow::Error::msg)?],
+    };
     if let Some(d) = &dump {
         std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
+    let codec: CodecChoice = match std::env::var("SNAPSTORE_BENCH_CODEC") {
+        Ok(s) => s.parse().map_err(anyhow::Error::msg)?,
+        Err(_) => CodecChoice::Auto,
+    };
+    let cfg = Config {
+        codec,
+        roundings,
+        dump,
+    };
     println!(
-        "# snapstore bench_corpora ({} rayon threads, bench dir {})\n",
+        "# snapstore bench_corpora (codec {codec}, rounding {}, {} rayon threads, bench dir {})\n",
+        cfg.roundings
+            .iter()
+            .map(|r| rounding_name(*r))
+            .collect::<Vec<_>>()
+            .join("+"),
         rayon::current_num_threads(),
         bench_dir.display()
     );
@@ -105,7 +139,7 @@ fn main() -> Result<()> {
             println!("skipping {name}: no checkpoints in {}\n", dir.display());
             continue;
         }
-        run_corpus(&corpus, dump.as_deref())?;
+        run_corpus(&corpus, &cfg)?;
     }
     Ok(())
 }
@@ -152,7 +186,7 @@ const BOUNDS: [Bound; 5] = [
     Bound::Rel(1e-1),
 ];
 
-fn run_corpus(corpus: &Corpus, dump: Option<&Path>) -> Result<()> {
+fn run_corpus(corpus: &Corpus, cfg: &Config) -> Result<()> {
     println!(
         "## {} ({} snapshots, {} file bytes, {} tensor bytes)\n",
         corpus.name,
@@ -197,11 +231,24 @@ fn run_corpus(corpus: &Corpus, dump: Option<&Path>) -> Result<()> {
     let mut code_stats = Vec::new();
     let mut extra = Vec::new();
     for bound in BOUNDS {
-        let (row, cs, note) =
-            snapstore_row(corpus, bound, mlp.as_ref(), acc_orig.as_deref(), dump)?;
-        rows.push(row);
-        code_stats.push((bound, cs));
-        extra.push(note);
+        let roundings: Vec<Option<Rounding>> = if bound == Bound::Lossless {
+            vec![None]
+        } else {
+            cfg.roundings.iter().map(|r| Some(*r)).collect()
+        };
+        for rounding in roundings {
+            let (row, cs, note) = snapstore_row(
+                corpus,
+                bound,
+                rounding,
+                cfg,
+                mlp.as_ref(),
+                acc_orig.as_deref(),
+            )?;
+            code_stats.push((format!("{} {}", row.method, row.bound), cs));
+            rows.push(row);
+            extra.push(note);
+        }
     }
 
     println!("| method | bound | ratio | stored | commit MB/s | checkout MB/s | max_rel_err | acc_last (orig -> decoded) |");
@@ -242,7 +289,7 @@ fn run_corpus(corpus: &Corpus, dump: Option<&Path>) -> Result<()> {
     if code_stats.iter().any(|(_, c)| c.elements > 0.0) {
         println!("Log-quantized code statistics (manifest `stats`, element-weighted mean over all lossy-coded tensors of all snapshots; `delta` = tensors coded against a reference):");
         println!();
-        println!("| bound | code_entropy_bits | code_bits_packed | zero_codes | exceptions | delta: code_entropy_bits | delta: code_bits_packed | delta: zero_codes | delta: exceptions |");
+        println!("| method, bound | code_entropy_bits | code_bits_packed | zero_codes | exceptions | delta: code_entropy_bits | delta: code_bits_packed | delta: zero_codes | delta: exceptions |");
         println!("|---|---|---|---|---|---|---|---|---|");
         for (b, c) in &code_stats {
             if c.elements == 0.0 {
@@ -315,14 +362,21 @@ fn zstd_row(corpus: &Corpus) -> Result<Row> {
 fn snapstore_row(
     corpus: &Corpus,
     bound: Bound,
+    rounding: Option<Rounding>,
+    cfg: &Config,
     mlp: Option<&Mlp>,
     acc_orig: Option<&[f64]>,
-    dump: Option<&Path>,
 ) -> Result<(Row, CodeStats, String)> {
+    let method = match rounding {
+        Some(r) => format!("snapstore {}", rounding_name(r)),
+        None => "snapstore".to_string(),
+    };
     let tmp = tempfile::tempdir()?;
     let repo = Repo::init(tmp.path().join("repo"))?;
     let opts = CommitOptions {
         bound: Some(bound),
+        codec: cfg.codec,
+        rounding: rounding.unwrap_or_default(),
         message: String::new(),
         ..Default::default()
     };
@@ -424,11 +478,11 @@ fn snapstore_row(
         if bound == Bound::Lossless && back != *corpus.raws.last().unwrap() {
             bail!("lossless checkout of the last snapshot is not byte-identical to its file");
         }
-        if let Some(d) = dump {
+        if let Some(d) = &cfg.dump {
             let name = format!(
                 "{}__{}.safetensors",
                 corpus.name.replace('/', "_"),
-                bound.to_string().replace(':', "_")
+                format!("{method}_{bound}").replace([':', ' '], "_")
             );
             std::fs::copy(&out, d.join(&name))?;
         }
@@ -443,17 +497,17 @@ fn snapstore_row(
     }
     if acc.is_some() {
         note.push_str(&format!(
-            "{} {bound}: largest test-accuracy drop over all {n} checkpoints (original - decoded, Rust forward pass): {:.4}. ",
+            "{} {method} {bound}: largest test-accuracy drop over all {n} checkpoints (original - decoded, Rust forward pass): {:.4}. ",
             corpus.name, max_drop
         ));
     }
     note.push_str(&format!(
-        "{} {bound}: packs {} B, whole repo dir (packs + index + refs) {} B, logical {} B, stats().ratio {:.2}, commit seconds {:.3} (sum of CommitReport.seconds {:.3}), checkout seconds {:.3}.",
+        "{} {method} {bound}: packs {} B, whole repo dir (packs + index + refs) {} B, logical {} B, stats().ratio {:.2}, commit seconds {:.3} (sum of CommitReport.seconds {:.3}), checkout seconds {:.3}.",
         corpus.name, stats.stored_bytes, repo_dir_bytes, stats.logical_bytes, stats.ratio, commit_secs, reported_secs, checkout_secs
     ));
     Ok((
         Row {
-            method: "snapstore".into(),
+            method,
             bound: bound.to_string(),
             ratio_tensor: corpus.tensor_bytes as f64 / stats.stored_bytes as f64,
             ratio_file: corpus.file_bytes as f64 / stats.stored_bytes as f64,

@@ -14,7 +14,8 @@
 //! Phases: write `epoch_1.safetensors`; commit it (lossless, no parent: byte planes); write
 //! `epoch_2.safetensors` (every weight times `1 + 1e-3 * noise`); commit it (lossless delta
 //! against epoch 1); check out epoch 2 to a file and compare it byte for byte with the
-//! original. After each phase the process's peak resident set so far (`VmHWM` from
+//! original. `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma` picks the commit's entropy coders (default
+//! `auto`). After each phase the process's peak resident set so far (`VmHWM` from
 //! `/proc/self/status`) is printed; `/usr/bin/time -v` reports the same final peak as
 //! "Maximum resident set size".
 
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use snapstore::{Bound, CommitOptions, Repo};
+use snapstore::{Bound, CodecChoice, CommitOptions, Repo};
 
 const MIB: u64 = 1 << 20;
 const TENSOR_BYTES: u64 = 128 * MIB;
@@ -42,10 +43,14 @@ fn main() -> Result<()> {
         .get(1)
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
+    let codec: CodecChoice = match std::env::var("SNAPSTORE_BENCH_CODEC") {
+        Ok(s) => s.parse().map_err(anyhow::Error::msg)?,
+        Err(_) => CodecChoice::Auto,
+    };
     let tmp = tempfile::tempdir_in(&base)?;
     let tensors = layout(size);
     println!(
-        "big_checkpoint: {} bytes of F32 tensors ({} tensors), {} rayon threads, in {}",
+        "big_checkpoint: {} bytes of F32 tensors ({} tensors), codec {codec}, {} rayon threads, in {}",
         size,
         tensors.len(),
         rayon::current_num_threads(),
@@ -70,6 +75,7 @@ fn main() -> Result<()> {
     let opts = CommitOptions {
         bound: Some(Bound::Lossless),
         message: "epoch 1".into(),
+        codec,
         ..Default::default()
     };
     let t = Instant::now();

@@ -9,7 +9,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use snapstore::{Bound, CodecChoice, CommitOptions, Repo, Rounding, DEFAULT_REPO_DIR};
+use snapstore::backend::{doctor, Backend, BackendChoice};
+
+use snapstore::{
+    is_frames, load_npy, load_png_dir, write_npy, write_pngs, Bound, CodecChoice, CommitOptions,
+    Dtype, FrameDtype, FrameSeq, Repo, Rounding, SafetensorsFile, DEFAULT_REPO_DIR,
+};
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +26,9 @@ struct Cli {
     /// Repository directory.
     #[arg(long, global = true, env = "SNAPSTORE_REPO", default_value = DEFAULT_REPO_DIR)]
     repo: PathBuf,
+    /// Where the delta math runs: auto (CUDA when a GPU loads, else the CPU), cpu or cuda.
+    #[arg(long, global = true, env = "SNAPSTORE_BACKEND", default_value = "auto")]
+    backend: BackendChoice,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,7 +53,8 @@ enum Command {
         /// Entropy coders: auto, zstd or lzma.
         #[arg(long, default_value = "auto")]
         codec: CodecChoice,
-        /// Error bound: lossless, rel:EPS or abs:EPS (default: the branch's configured bound).
+        /// Error bound: lossless, rel:EPS, abs:EPS, or auto (searched with --eval-cmd; see
+        /// `snapstore search`) (default: the branch's configured bound).
         #[arg(long)]
         bound: Option<String>,
         /// Store a keyframe (no reference) at least every K snapshots.
@@ -57,7 +66,19 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        auto: snapstore::AutoArgs,
+        /// What FILE holds: auto (a directory of PNGs or a .npy is a frame sequence),
+        /// tensors, or frames (a safetensors file with one [T,H,W(,C)] array).
+        #[arg(long, default_value = "auto")]
+        kind: InputKind,
+        /// Frames per group for a frame sequence (each group starts with a keyframe).
+        #[arg(long, value_name = "K", default_value_t = snapstore::DEFAULT_FRAME_GROUP)]
+        group: usize,
     },
+    /// Choose an error bound for a checkpoint: the relative bound maximizing
+    /// alpha*ratio + (1-alpha)*kept accuracy without losing more than --max-loss.
+    Search(snapstore::SearchCommand),
     /// Write a snapshot (or some tensors) as a safetensors file.
     Checkout {
         /// Snapshot: HEAD, HEAD~N, branch, tag or id prefix.
@@ -69,6 +90,10 @@ enum Command {
         /// Only these tensors (repeatable).
         #[arg(long = "tensor", value_name = "NAME")]
         tensors: Vec<String>,
+        /// For a frame sequence: only frames A..B. The output is a directory of PNGs, a .npy
+        /// file, or (whole sequence only) a .safetensors file.
+        #[arg(long, value_name = "A..B")]
+        frames: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -164,6 +189,8 @@ enum Command {
         json: bool,
     },
     /// Read or set a setting: keyframe_every, bound (for HEAD's branch).
+    /// Print the compute backend: device, driver and NVRTC versions, or why the CPU is used.
+    Doctor,
     Config {
         /// Setting name.
         key: String,
@@ -176,7 +203,17 @@ enum Command {
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
     let repo_dir = cli.repo;
+    if cli.backend == BackendChoice::Cuda && !matches!(cli.command, Command::Doctor) {
+        Backend::cuda().context("--backend cuda")?;
+    }
     match cli.command {
+        Command::Doctor => match doctor(cli.backend) {
+            Ok(report) => println!("{report}"),
+            Err(report) => {
+                println!("{report}");
+                bail!("--backend cuda: no usable CUDA device (reason above)");
+            }
+        },
         Command::Init => {
             let repo = Repo::init(&repo_dir)?;
             println!(
@@ -194,8 +231,13 @@ pub fn run() -> Result<()> {
             keyframe_every,
             rounding,
             json,
+            auto,
+            kind,
+            group,
         } => {
             let repo = Repo::open(&repo_dir)?;
+            let auto_bound = bound.as_deref() == Some("auto");
+            let bound = bound.filter(|_| !auto_bound);
             let opts = CommitOptions {
                 message,
                 branch,
@@ -206,18 +248,29 @@ pub fn run() -> Result<()> {
                 rounding,
                 ..CommitOptions::default()
             };
-            let r = repo.commit_file(&file, &opts)?;
+            if auto_bound {
+                return snapstore::commit_auto_cli(&repo, &file, opts, &auto, json);
+            }
+            auto.reject_without_auto()?;
+            let r = match load_frames(&file, kind)? {
+                Some(seq) => repo.commit_frames(&seq, group, &opts)?,
+                None => repo.commit_file(&file, &opts)?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
-                    "[{} {}] {} tensors, {} -> {} ({:.2}x), {} delta, {} keyframe, {} dedup, {:.2}s",
+                    "[{} {}] {} tensors, {} -> {} ({}), {} delta, {} keyframe, {} dedup, {:.2}s",
                     r.branch,
                     r.snapshot.short(),
                     r.tensors,
                     human(r.logical_bytes),
                     human(r.stored_bytes),
-                    ratio(r.logical_bytes, r.stored_bytes),
+                    if r.stored_bytes == 0 {
+                        "all deduplicated".to_string()
+                    } else {
+                        format!("{:.2}x", ratio(r.logical_bytes, r.stored_bytes))
+                    },
                     r.deltas,
                     r.keyframes,
                     r.deduplicated,
@@ -225,13 +278,51 @@ pub fn run() -> Result<()> {
                 );
             }
         }
+        Command::Search(cmd) => {
+            snapstore::run_search_command(&Repo::open(&repo_dir)?, &cmd)?;
+        }
         Command::Checkout {
             spec,
             output,
             tensors,
+            frames,
             json,
         } => {
             let repo = Repo::open(&repo_dir)?;
+            let sequence = is_frames(&repo.show(&spec)?.1);
+            let wants_file = output.extension().is_some_and(|e| e == "safetensors");
+            if sequence && (frames.is_some() || !wants_file) {
+                let (a, b) = frames
+                    .as_deref()
+                    .map(parse_range)
+                    .transpose()?
+                    .unwrap_or((None, None));
+                let t = repo.show(&spec)?.1.tensors[0].shape[0] as usize;
+                let range = a.unwrap_or(0)..b.unwrap_or(t);
+                let seq = repo.checkout_frames(&spec, Some(range.clone()))?;
+                if output.extension().is_some_and(|e| e == "npy") {
+                    write_npy(&seq, &output, 0..seq.t)?;
+                } else {
+                    write_pngs(&seq, &output, 0..seq.t)?;
+                }
+                if json {
+                    println!(
+                        "{}",
+                        json!({"path": output, "frames": [range.start, range.end]})
+                    );
+                } else {
+                    println!(
+                        "wrote frames {}..{} to {}",
+                        range.start,
+                        range.end,
+                        output.display()
+                    );
+                }
+                return Ok(());
+            }
+            if frames.is_some() {
+                bail!("--frames applies to frame-sequence snapshots; {spec} holds tensors");
+            }
             let names = (!tensors.is_empty()).then_some(&tensors[..]);
             let r = repo.checkout_to_file(&spec, &output, names)?;
             if json {
@@ -348,6 +439,23 @@ pub fn run() -> Result<()> {
         }
         Command::Diff { a, b, json } => {
             let repo = Repo::open(&repo_dir)?;
+            let path = Path::new(&b);
+            if is_frames(&repo.show(&a)?.1)
+                && (path.is_dir() || path.extension().is_some_and(|e| e == "npy"))
+            {
+                let original =
+                    load_frames(path, InputKind::Auto)?.context("not a frame sequence")?;
+                let rows = repo.diff_frames(&a, &original)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    println!("{:>6} {:>12} {:>10}", "frame", "max_abs", "psnr_db");
+                    for (i, r) in rows.iter().enumerate() {
+                        println!("{i:>6} {:>12.4e} {:>10.2}", r.max_abs_err, r.psnr);
+                    }
+                }
+                return Ok(());
+            }
             let rows = if Path::new(&b).is_file() {
                 repo.diff_file(&a, Path::new(&b))?
             } else {
@@ -515,6 +623,66 @@ pub fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a committed path holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum InputKind {
+    /// Decide from the path: a directory or a .npy file is a frame sequence.
+    Auto,
+    /// A safetensors checkpoint.
+    Tensors,
+    /// A frame sequence.
+    Frames,
+}
+
+/// Loads `path` as a frame sequence when it is one (or `--kind frames` says so).
+fn load_frames(path: &Path, kind: InputKind) -> Result<Option<FrameSeq>> {
+    let is_npy = path.extension().is_some_and(|e| e == "npy");
+    match kind {
+        InputKind::Tensors => Ok(None),
+        _ if path.is_dir() => Ok(Some(load_png_dir(path)?)),
+        _ if is_npy => Ok(Some(load_npy(path)?)),
+        InputKind::Frames => {
+            let file = SafetensorsFile::open(path)?;
+            let [t] = &file.header().tensors[..] else {
+                bail!(
+                    "{}: a frame sequence file must hold exactly one [T,H,W(,C)] tensor",
+                    path.display()
+                );
+            };
+            let dtype = match t.dtype {
+                Dtype::U8 => FrameDtype::U8,
+                Dtype::U16 => FrameDtype::U16,
+                Dtype::F32 => FrameDtype::F32,
+                other => bail!(
+                    "{}: frames of {other} are not supported (U8, U16 or F32)",
+                    path.display()
+                ),
+            };
+            let seq = FrameSeq::from_raw(dtype, &t.shape, file.tensor_bytes(t).to_vec())
+                .with_context(|| path.display().to_string())?;
+            Ok(Some(seq))
+        }
+        InputKind::Auto => Ok(None),
+    }
+}
+
+/// Parses `A..B` (either end optional) into a frame range.
+fn parse_range(s: &str) -> Result<(Option<usize>, Option<usize>)> {
+    let (a, b) = s
+        .split_once("..")
+        .context("--frames wants A..B, e.g. 10..20")?;
+    let num = |x: &str| -> Result<Option<usize>> {
+        if x.is_empty() {
+            Ok(None)
+        } else {
+            Ok(Some(x.parse().with_context(|| {
+                format!("--frames: {x:?} is not a frame number")
+            })?))
+        }
+    };
+    Ok((num(a)?, num(b)?))
 }
 
 fn parse_meta(items: &[String]) -> Result<BTreeMap<String, String>> {

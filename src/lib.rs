@@ -22,24 +22,41 @@
 //! The repository model and the invariants every codec keeps are described in the README.
 #![deny(missing_docs)]
 
+// Lets src/search/tests.rs compile examples/search_digits.rs (which names `snapstore::`).
+#[cfg(test)]
+extern crate self as snapstore;
+
 mod codec;
 mod dtype;
 mod error;
+mod frames;
 mod fsutil;
+mod gpu;
 mod repo;
 mod safetensors_io;
+mod search;
 mod store;
 
 pub use codec::lossy::Rounding;
 pub use codec::CodecChoice;
 pub use dtype::{Dtype, ALL_DTYPES};
 pub use error::{Error, Result, SafetensorsProblem};
+pub use frames::{
+    frame_metrics, load_npy, load_png_dir, write_npy, write_pngs, FrameBound, FrameDims,
+    FrameDtype, FrameError, FrameMetrics, FrameSeq,
+};
 pub use fsutil::FAIL_WRITES_ENV;
+pub use gpu::backend;
 pub use repo::{
-    CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow, FsckProblem,
-    FsckReport, GcReport, LogEntry, Repo, Stats, TensorDiff, TensorInput, DEFAULT_KEYFRAME_EVERY,
-    DEFAULT_REPO_DIR, FORMAT_VERSION,
+    is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,
+    FsckProblem, FsckReport, GcReport, LogEntry, Repo, Stats, TensorDiff, TensorInput,
+    DEFAULT_FRAME_GROUP, DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR, FORMAT_VERSION, FRAMES_TENSOR,
 };
 pub use safetensors_io::SafetensorsFile;
+pub use search::{
+    commit_auto_cli, default_candidates, last_number, log_range, parse_range, plot_svg,
+    run_search_command, AutoArgs, AutoCommitReport, AutoOptions, CandidateRow, ChosenBound,
+    CommandEvaluator, Evaluator, SearchArgs, SearchCommand, SearchOptions, SearchReport,
+};
 pub use store::manifest::{Bound, Encoding, Manifest, TensorEntry};
 pub use store::object_id::ObjectId;

@@ -5,4 +5,5 @@ mod util;
 mod bad_input;
 mod cli;
 mod crash;
+mod gpu;
 mod library;

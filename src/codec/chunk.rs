@@ -26,6 +26,8 @@ pub enum ChunkCodec {
     Planes = 1,
     /// Error-bounded log-quantized codes against the reference (see `codec::lossy`).
     LogDelta = 2,
+    /// A group of frames, coded by `frames::encode_group` (one stored section).
+    FrameGroup = 3,
 }
 
 impl TryFrom<u8> for ChunkCodec {
@@ -34,6 +36,7 @@ impl TryFrom<u8> for ChunkCodec {
         match v {
             1 => Ok(ChunkCodec::Planes),
             2 => Ok(ChunkCodec::LogDelta),
+            3 => Ok(ChunkCodec::FrameGroup),
             other => Err(format!("unknown chunk codec {other}")),
         }
     }
@@ -255,6 +258,7 @@ pub fn needs_reference(chunk: &ParsedChunk) -> bool {
     match chunk.codec {
         ChunkCodec::Planes => chunk.transform != Transform::None as u8,
         ChunkCodec::LogDelta => chunk.transform & super::lossy::KEYFRAME == 0,
+        ChunkCodec::FrameGroup => false,
     }
 }
 

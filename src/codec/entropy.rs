@@ -38,10 +38,11 @@ impl TryFrom<u8> for Entropy {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CodecChoice {
-    /// Zstd everywhere, and LZMA too on sections small enough that trying it costs little.
+    /// The default: Zstd and rANS, smallest kept. LZMA is left out because on the shared
+    /// corpora it saved at most 0.59% while taking most of the commit time (BENCHMARKS.md).
     #[default]
     Auto,
-    /// Zstd and rANS only, no LZMA (fastest).
+    /// Zstd and rANS only, no LZMA (today the same as `auto`).
     Zstd,
     /// Zstd and LZMA on every section, smallest kept (slowest, smallest).
     Lzma,
@@ -72,8 +73,6 @@ impl FromStr for CodecChoice {
 /// Zstd level: fast enough to keep up with the disk, within a few percent of level 19 on
 /// float planes (measured in BENCHMARKS.md).
 const ZSTD_LEVEL: i32 = 3;
-/// Under `auto`, LZMA is also tried on sections whose Zstd output is at most this long.
-const AUTO_LZMA_MAX: usize = 16 * 1024;
 const LZMA_PRESET: u32 = 6;
 
 /// Compresses `data` with the best allowed coder. Returns the coder and the stored bytes.
@@ -100,7 +99,7 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
     let try_lzma = match choice {
         CodecChoice::Zstd => false,
         CodecChoice::Lzma => true,
-        CodecChoice::Auto => best.2 <= AUTO_LZMA_MAX && best.0 != Entropy::Stored,
+        CodecChoice::Auto => false,
     };
     if try_lzma {
         if let Some(out) = lzma_compress(data).filter(|o| o.len() < best.2) {

@@ -71,15 +71,19 @@ pub struct CheckoutReport {
     pub seconds: f64,
 }
 
-struct Prepared {
-    snapshot: ObjectId,
-    manifest: Arc<Manifest>,
-    selected: Vec<TensorEntry>,
-    reader: ObjectReader,
+pub(super) struct Prepared {
+    pub snapshot: ObjectId,
+    pub manifest: Arc<Manifest>,
+    pub selected: Vec<TensorEntry>,
+    pub reader: ObjectReader,
 }
 
 impl Repo {
-    fn prepare_checkout(&self, spec: &str, names: Option<&[String]>) -> Result<Prepared> {
+    pub(super) fn prepare_checkout(
+        &self,
+        spec: &str,
+        names: Option<&[String]>,
+    ) -> Result<Prepared> {
         let index = self.index()?;
         let mut reader = ObjectReader::new(self.packs_dir());
         let snapshot = resolve(&index, &mut reader, spec)?;

@@ -23,6 +23,7 @@ use crate::codec::lossy::{self, ChunkStats, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result, SafetensorsProblem};
+use crate::frames::{decode_group, encode_group, FrameBound, FrameDims, FrameDtype};
 use crate::safetensors_io::{canonical_header, SafetensorsFile};
 use crate::store::index::Index;
 use crate::store::manifest::{
@@ -150,6 +151,7 @@ impl Repo {
             raw,
             source,
             opts,
+            None,
             &release,
         )
     }
@@ -212,16 +214,18 @@ impl Repo {
             })
             .collect();
         let raw = String::from_utf8(raw).expect("canonical header is UTF-8");
-        self.commit_inner(&ordered, metadata, raw, None, opts, &|_, _| {})
+        self.commit_inner(&ordered, metadata, raw, None, opts, None, &|_, _| {})
     }
 
-    fn commit_inner(
+    #[allow(clippy::too_many_arguments)] // one private entry point behind three public ones
+    pub(super) fn commit_inner(
         &self,
         inputs: &[TensorInput],
         metadata: Option<BTreeMap<String, String>>,
         header: String,
         source: Option<String>,
         opts: &CommitOptions,
+        frames: Option<FrameLayout>,
         release: &(dyn Fn(usize, Range<usize>) + Sync),
     ) -> Result<CommitReport> {
         let started = Instant::now();
@@ -231,6 +235,11 @@ impl Repo {
                 format!("{} bytes is outside 4 KiB..128 MiB", opts.chunk_bytes),
             ));
         }
+        // A frame sequence is chunked by groups of frames, each coded on its own.
+        let chunk_size = match &frames {
+            Some(f) => f.group_bytes(),
+            None => opts.chunk_bytes,
+        };
         crate::fsutil::remove_stale_temps(&self.packs_dir());
 
         // Phase 1: hashes, then the parent, references and duplicates from the index.
@@ -279,7 +288,7 @@ impl Repo {
         for (t, hash) in inputs.iter().zip(&hashes) {
             let prev = parent_manifest.as_ref().and_then(|m| m.tensor(&t.name));
             let same_layout = prev.filter(|p| p.dtype == t.dtype && p.shape == t.shape);
-            let tensor_bound = if lossy::supports(t.dtype) {
+            let tensor_bound = if lossy::supports(t.dtype) || frames.is_some() {
                 bound
             } else {
                 Bound::Lossless
@@ -293,6 +302,12 @@ impl Repo {
             };
             let plan = if let Some(p) = unchanged {
                 Plan::Reuse(p.clone())
+            } else if frames.is_some() {
+                // Groups of frames are self-contained: no reference to the parent.
+                Plan::Code {
+                    reference: None,
+                    bound: tensor_bound,
+                }
             } else if let Some(e) = duplicate {
                 Plan::Reuse(e)
             } else {
@@ -328,18 +343,18 @@ impl Repo {
             .enumerate()
             .filter(|(_, p)| matches!(p, Plan::Code { .. }))
             .flat_map(|(t, _)| {
-                let n = inputs[t].data.len().div_ceil(opts.chunk_bytes).max(1);
+                let n = inputs[t].data.len().div_ceil(chunk_size).max(1);
                 (0..n).map(move |i| (t, i))
             })
             .collect();
-        let per_window = (WINDOW_BYTES / opts.chunk_bytes).max(rayon::current_num_threads());
+        let per_window = (WINDOW_BYTES / chunk_size).max(rayon::current_num_threads());
         let mut stored_bytes = 0u64;
         for window in jobs.chunks(per_window) {
             let coded: Vec<CodedChunk> = window
                 .par_iter()
                 .map(|&(t, i)| {
                     let input = &inputs[t];
-                    let range = chunk_range(input.data.len(), opts.chunk_bytes, i);
+                    let range = chunk_range(input.data.len(), chunk_size, i);
                     let Plan::Code { reference, bound } = &plans[t] else {
                         unreachable!("only coded tensors have jobs")
                     };
@@ -352,14 +367,17 @@ impl Repo {
                         None => None,
                     };
                     let data = &input.data[range.clone()];
-                    let coded = code_chunk(
-                        input,
-                        data,
-                        *bound,
-                        reference.as_deref(),
-                        opts.rounding,
-                        opts.codec,
-                    )
+                    let coded = match &frames {
+                        Some(f) => code_frame_group(f, data, *bound, opts.codec),
+                        None => code_chunk(
+                            input,
+                            data,
+                            *bound,
+                            reference.as_deref(),
+                            opts.rounding,
+                            opts.codec,
+                        ),
+                    }
                     .map_err(|p| {
                         Error::decode(format!("chunk {i} of tensor {:?}", input.name), p)
                     })?;
@@ -417,7 +435,7 @@ impl Repo {
                         e
                     }
                     Plan::Code { reference, bound } => {
-                        let lossy = bound != Bound::Lossless;
+                        let lossy = bound != Bound::Lossless && frames.is_none();
                         let (encoding, depth) = match (&reference, lossy) {
                             (Some((_, d)), _) => {
                                 report.deltas += 1;
@@ -458,15 +476,19 @@ impl Repo {
                             dtype: t.dtype,
                             shape: t.shape.clone(),
                             len: t.data.len() as u64,
-                            hash: if lossy {
+                            hash: if bound != Bound::Lossless {
                                 ObjectId::from(recon_hash.finalize())
                             } else {
                                 *hash
                             },
                             source_hash: *hash,
-                            encoding,
+                            encoding: if frames.is_some() {
+                                Encoding::Frames
+                            } else {
+                                encoding
+                            },
                             bound,
-                            chunk_bytes: opts.chunk_bytes as u64,
+                            chunk_bytes: chunk_size as u64,
                             chunks,
                             reference: reference.map(|(r, _)| r),
                             depth,
@@ -596,6 +618,60 @@ fn code_chunk(
         }
     }
     Ok(done(obj, Some(recon), Some(stats)))
+}
+
+/// How a frame sequence is laid out and grouped.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FrameLayout {
+    pub dims: FrameDims,
+    pub dtype: FrameDtype,
+    /// Frames per group (keyframe interval).
+    pub group: usize,
+}
+
+impl FrameLayout {
+    fn group_bytes(&self) -> usize {
+        self.group * self.dims.elements().unwrap_or(0) * self.dtype.size()
+    }
+}
+
+/// Codes one group of frames; a bounded group is decoded again to hash what checkout will see.
+fn code_frame_group(
+    f: &FrameLayout,
+    data: &[u8],
+    bound: Bound,
+    codec: CodecChoice,
+) -> std::result::Result<CodedChunk, String> {
+    let fb = match bound {
+        Bound::Lossless => FrameBound::Lossless,
+        Bound::Abs(e) => FrameBound::Abs(e),
+        Bound::Rel(e) => FrameBound::Rel(e),
+    };
+    let group = encode_group(f.dims, f.dtype, data, fb, codec)?;
+    let reconstruction = match bound {
+        Bound::Lossless => None,
+        _ => Some(decode_group(&group, f.dims, f.dtype)?),
+    };
+    let section = chunk::Section {
+        entropy: crate::codec::entropy::Entropy::Stored,
+        raw_len: group.len(),
+        stored: group,
+    };
+    let obj = chunk::write_chunk(
+        chunk::ChunkCodec::FrameGroup,
+        f.dtype.size(),
+        data.len(),
+        0,
+        &[section],
+    );
+    Ok(CodedChunk {
+        t: 0,
+        i: 0,
+        id: ObjectId::of(&obj),
+        obj,
+        reconstruction,
+        stats: None,
+    })
 }
 
 /// Byte range of chunk `i` of a tensor of `len` bytes.

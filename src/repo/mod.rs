@@ -2,6 +2,7 @@
 
 mod checkout;
 mod commit;
+mod frames;
 mod history;
 mod maintenance;
 #[cfg(test)]
@@ -19,6 +20,7 @@ use crate::store::index::Index;
 
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
 pub use commit::{CommitOptions, CommitReport, TensorInput};
+pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, LogEntry, Stats, TensorDiff};
 pub use maintenance::{FsckProblem, FsckReport, GcReport};
 

@@ -165,6 +165,16 @@ impl ObjectReader {
                 crate::codec::lossy::decode(entry.dtype, parsed, reference.as_deref())
                     .map_err(|p| Error::decode(what(), p))
             }
+            ChunkCodec::FrameGroup => {
+                let (dims, dtype) =
+                    super::frames::layout_of(entry).map_err(|p| Error::decode(what(), p))?;
+                let [group]: [Vec<u8>; 1] = parsed
+                    .sections
+                    .try_into()
+                    .map_err(|_| Error::decode(what(), "a frame group holds one section"))?;
+                crate::frames::decode_group(&group, dims, dtype)
+                    .map_err(|p| Error::decode(what(), p))
+            }
         }
     }
 }

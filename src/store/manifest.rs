@@ -27,6 +27,9 @@ pub enum Encoding {
     LogDelta,
     /// Same bytes as a tensor stored earlier: its chunks are reused.
     Dedup,
+    /// A frame sequence `[T,H,W(,C)]`, one chunk per group of frames (temporal + spatial
+    /// prediction inside the group).
+    Frames,
 }
 
 /// The error bound a tensor was stored under.

@@ -1,0 +1,1021 @@
+//! A group of consecutive frames coded as one object: random access is by group, and groups
+//! encode and decode in parallel.
+//!
+//! The first frame of a group is a keyframe, predicted spatially (2D Lorenzo `W + N - NW` on the
+//! reconstructed neighbours). Each later frame is predicted from the previous *reconstructed*
+//! frame, either directly (temporal) or by a 3D Lorenzo (the previous frame plus a Lorenzo
+//! prediction of the temporal difference), or spatially (scene cuts); with more than one channel
+//! a channel may also add the previous channel's residual (colour planes move together). Every
+//! frame tries each predictor and keeps the cheapest; the choice is recorded per frame.
+//!
+//! Residuals are quantized against the prediction (see [`FrameBound`]), then split into
+//! [`CONTEXTS`] streams by a context from the neighbouring code magnitudes; each stream is
+//! packed as zero-run RLE varints or narrow byte planes (the smaller after the entropy stage)
+//! and goes through the entropy stage (Zstd or LZMA). Elements a bound cannot hold (NaN, Inf,
+//! a reconstruction off by more than the bound after rounding) are stored exactly.
+//!
+//! # Object layout (version 1)
+//!
+//! ```text
+//! u8        version (GROUP_VERSION = 1)
+//! u8        dtype (0 U8, 1 U16, 2 F32)
+//! u8        bound kind (0 lossless, 1 absolute, 2 relative)
+//! f64 LE    bound value (0 when lossless)
+//! varint    h, w, c, k (frames in the group)
+//! u8        context shift (code magnitudes are shifted right by this before bucketing)
+//! k x u8    frame modes: predictor (0 spatial, 1 temporal, 2 3D Lorenzo) | 0x10 inter-channel
+//! u8        stream count (= CONTEXTS)
+//! per stream:
+//!   varint  codes in the stream; when nonzero:
+//!   u8      packing (0 = RLE varints, 1..=8 = byte planes of that many bytes per code)
+//!   u8      entropy coder (0 stored, 1 Zstd, 2 LZMA)
+//!   varint  packed length, varint stored length, the stored bytes
+//! exceptions:
+//!   varint  count; when nonzero: u8 entropy coder, varint raw length, varint stored length,
+//!           bytes = count varint position gaps (element index in the group; first absolute,
+//!           then gap - 1), then count exact element values (little-endian)
+//! ```
+//!
+//! Codes: integers (U8, U16 and the order-preserving integer image of F32 bits) code
+//! `q = round((x - pred) / (2E + 1))` against a prediction clamped to the value range, so
+//! `|x - x'| <= E` exactly; lossless codes are residuals modulo `2^bits` (NaN payloads survive).
+//! F32 under an absolute bound codes `q = round((x - pred) / 2E)` in f64 and checks the rounded
+//! reconstruction. F32 under a relative bound `r` codes the integer image within
+//! `D = floor(r * 2^22)` steps (a step of the image is at most `2^-22 |x|`), and checks
+//! `|x - x'| <= r |x|` on every element.
+
+use super::pack::{self, CodeReader};
+use super::predict::{
+    self, FloatAbs, IntBounded, IntKind, Lossless, Padded, Quant, Visit, CONTEXTS, INTER_CHANNEL,
+    PRED_LORENZO3, PRED_SPATIAL, PRED_TEMPORAL,
+};
+use super::{FrameDims, FrameDtype};
+use crate::codec::entropy::{compress, decompress, CodecChoice, Entropy};
+
+/// Version byte of a group object.
+pub const GROUP_VERSION: u8 = 1;
+/// Most elements one group may hold (a decoder refuses larger declarations before allocating).
+pub const MAX_GROUP_ELEMENTS: usize = 1 << 28;
+
+/// Stream packing byte: binarized (bitmaps of zero / sign / magnitude levels).
+const PACK_BITS: u8 = 9;
+const KIND_LOSSLESS: u8 = 0;
+const KIND_ABS: u8 = 1;
+const KIND_REL: u8 = 2;
+/// Largest image step a relative bound may ask for.
+const MAX_REL_STEPS: f64 = (1u64 << 30) as f64;
+
+/// How closely decoded frames must match the original.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FrameBound {
+    /// Bit-exact.
+    Lossless,
+    /// `|x - x'| <= E` for every element (integers use `floor(E)`). NaN and Inf are kept exactly.
+    Abs(f64),
+    /// `|x - x'| <= E |x|` for every element (F32 only); zeros, NaN and Inf are kept exactly.
+    Rel(f64),
+}
+
+/// The bound as the coder applies it.
+#[derive(Clone, Copy, Debug)]
+enum Coding {
+    Lossless,
+    IntAbs(i64),
+    FloatAbs(f64),
+    Rel(f64, i64),
+}
+
+/// Resolves a bound for a dtype; the same function runs on both sides, so the stored
+/// (kind, value) pair fully determines the coding.
+fn resolve(dtype: FrameDtype, kind: u8, value: f64) -> Result<Coding, String> {
+    if kind != KIND_LOSSLESS && !(value.is_finite() && value >= 0.0) {
+        return Err(format!("bound {value} must be finite and not negative"));
+    }
+    match (kind, dtype) {
+        (KIND_LOSSLESS, _) => Ok(Coding::Lossless),
+        (KIND_ABS, FrameDtype::F32) if value == 0.0 => Ok(Coding::Lossless),
+        (KIND_ABS, FrameDtype::F32) => Ok(Coding::FloatAbs(value)),
+        (KIND_ABS, d) => {
+            let max = if d == FrameDtype::U8 { 255.0 } else { 65535.0 };
+            Ok(Coding::IntAbs(value.floor().min(max) as i64))
+        }
+        (KIND_REL, FrameDtype::F32) if value == 0.0 => Ok(Coding::Lossless),
+        (KIND_REL, FrameDtype::F32) => {
+            let steps = (value * (1u64 << 22) as f64).floor().min(MAX_REL_STEPS);
+            Ok(Coding::Rel(value, steps as i64))
+        }
+        (KIND_REL, d) => Err(format!("a relative bound needs F32 frames, not {d}")),
+        (k, _) => Err(format!("unknown bound kind {k}")),
+    }
+}
+
+impl FrameBound {
+    fn kind_value(self) -> (u8, f64) {
+        match self {
+            FrameBound::Lossless => (KIND_LOSSLESS, 0.0),
+            FrameBound::Abs(e) => (KIND_ABS, e),
+            FrameBound::Rel(e) => (KIND_REL, e),
+        }
+    }
+}
+
+/// Elements in a group of `k` frames, checked against [`MAX_GROUP_ELEMENTS`].
+fn group_elements(dims: FrameDims, k: usize) -> Result<usize, String> {
+    if dims.h == 0 || dims.w == 0 || dims.c == 0 || k == 0 {
+        return Err(format!(
+            "empty group: {k} frames of {}x{}x{}",
+            dims.h, dims.w, dims.c
+        ));
+    }
+    dims.elements()
+        .and_then(|e| e.checked_mul(k))
+        .filter(|&n| n <= MAX_GROUP_ELEMENTS)
+        .ok_or_else(|| {
+            format!(
+                "group of {k} frames of {}x{}x{} is over {MAX_GROUP_ELEMENTS} elements",
+                dims.h, dims.w, dims.c
+            )
+        })
+}
+
+/// Codes `frames` (a whole number of frames of `dims`, little-endian `dtype`) as one object.
+/// Errors name a bad bound, a length that is not whole frames, or a group that is too large.
+pub fn encode_group(
+    dims: FrameDims,
+    dtype: FrameDtype,
+    frames: &[u8],
+    bound: FrameBound,
+    choice: CodecChoice,
+) -> Result<Vec<u8>, String> {
+    let frame_bytes = dims
+        .elements()
+        .and_then(|e| e.checked_mul(dtype.size()))
+        .filter(|&b| b > 0)
+        .ok_or_else(|| format!("bad frame shape {}x{}x{}", dims.h, dims.w, dims.c))?;
+    if !frames.len().is_multiple_of(frame_bytes) {
+        return Err(format!(
+            "{} bytes are not whole frames of {frame_bytes} bytes",
+            frames.len()
+        ));
+    }
+    let k = frames.len() / frame_bytes;
+    group_elements(dims, k)?;
+    let (kind, value) = bound.kind_value();
+    let coding = resolve(dtype, kind, value)?;
+    let enc = match (coding, dtype) {
+        (Coding::Lossless, FrameDtype::U8) => {
+            encode_frames(&Lossless::<1> { kind: IntKind::U8 }, dims, frames)
+        }
+        (Coding::Lossless, FrameDtype::U16) => {
+            encode_frames(&Lossless::<2> { kind: IntKind::U16 }, dims, frames)
+        }
+        (Coding::Lossless, FrameDtype::F32) => encode_frames(
+            &Lossless::<4> {
+                kind: IntKind::F32Image,
+            },
+            dims,
+            frames,
+        ),
+        (Coding::IntAbs(e), FrameDtype::U8) => encode_frames(
+            &IntBounded::<1> {
+                kind: IntKind::U8,
+                max: 255,
+                e,
+                rel: None,
+            },
+            dims,
+            frames,
+        ),
+        (Coding::IntAbs(e), _) => encode_frames(
+            &IntBounded::<2> {
+                kind: IntKind::U16,
+                max: 65535,
+                e,
+                rel: None,
+            },
+            dims,
+            frames,
+        ),
+        (Coding::FloatAbs(e), _) => encode_frames(&FloatAbs { e }, dims, frames),
+        (Coding::Rel(r, steps), _) => encode_frames(
+            &IntBounded::<4> {
+                kind: IntKind::F32Image,
+                max: u32::MAX as i64,
+                e: steps,
+                rel: Some(r),
+            },
+            dims,
+            frames,
+        ),
+    };
+    let mut out = vec![GROUP_VERSION, dtype.code(), kind];
+    out.extend_from_slice(&value.to_le_bytes());
+    for v in [dims.h, dims.w, dims.c, k] {
+        pack::put_varint(&mut out, v as u64);
+    }
+    let shift = context_shift(&enc.codes);
+    out.push(shift as u8);
+    out.extend_from_slice(&enc.modes);
+    write_streams(
+        &mut out,
+        &split_contexts(&enc.codes, dims, k, shift),
+        choice,
+    );
+    write_exceptions(&mut out, &enc.exceptions, frames, dtype.size(), choice);
+    Ok(out)
+}
+
+/// What the predictor pass produced for a group.
+struct Encoded {
+    modes: Vec<u8>,
+    /// Every element's code, group order (exceptions code 0).
+    codes: Vec<i64>,
+    /// Element indices (group order) stored exactly.
+    exceptions: Vec<usize>,
+}
+
+/// The encoder's side of [`Visit`]: quantizes the input frame, records codes and exceptions.
+struct EncVisit<'a, Q: Quant> {
+    q: &'a Q,
+    x: &'a [Q::W],
+    codes: Vec<i64>,
+    exceptions: Vec<usize>,
+    cost: u64,
+}
+
+impl<Q: Quant> Visit<Q::W> for EncVisit<'_, Q> {
+    #[inline]
+    fn visit(&mut self, e: usize, _p: usize, _ch: usize, pred: Q::W) -> Result<Q::W, String> {
+        let x = self.x[e];
+        match self.q.encode(x, pred) {
+            Some((code, r)) => {
+                self.codes.push(code);
+                // Elias-gamma length of the zigzagged code: a cheap stand-in for its entropy.
+                let z = pack::zigzag(code) + 1;
+                self.cost += 2 * u64::from(63 - z.leading_zeros()) + 1;
+                Ok(r)
+            }
+            None => {
+                self.codes.push(0);
+                self.exceptions.push(e);
+                self.cost += 64;
+                Ok(x)
+            }
+        }
+    }
+}
+
+/// Predictor modes a frame tries.
+fn candidates(first: bool, c: usize) -> Vec<u8> {
+    let preds: &[u8] = if first {
+        &[PRED_SPATIAL]
+    } else {
+        &[PRED_TEMPORAL, PRED_LORENZO3, PRED_SPATIAL]
+    };
+    let flags: &[u8] = if c > 1 { &[0, INTER_CHANNEL] } else { &[0] };
+    preds
+        .iter()
+        .flat_map(|&p| flags.iter().map(move |&f| p | f))
+        .collect()
+}
+
+fn encode_frames<Q: Quant>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded {
+    let g = Padded {
+        h: dims.h,
+        w: dims.w,
+        c: dims.c,
+    };
+    let fe = g.h * g.w * g.c;
+    let k = frames.len() / (fe * Q::SIZE);
+    let mut out = Encoded {
+        modes: Vec::with_capacity(k),
+        codes: Vec::with_capacity(k * fe),
+        exceptions: Vec::new(),
+    };
+    let mut prev: Vec<Q::W> = Vec::new();
+    let mut best_cur = vec![Q::W::default(); g.len()];
+    let mut cur = vec![Q::W::default(); g.len()];
+    for f in 0..k {
+        let raw = &frames[f * fe * Q::SIZE..(f + 1) * fe * Q::SIZE];
+        let x: Vec<Q::W> = raw.chunks_exact(Q::SIZE).map(|b| q.load(b)).collect();
+        let mut best: Option<(u8, EncVisit<'_, Q>)> = None;
+        for mode in candidates(f == 0, g.c) {
+            let mut v = EncVisit {
+                q,
+                x: &x,
+                codes: Vec::with_capacity(fe),
+                exceptions: Vec::new(),
+                cost: 0,
+            };
+            if predict::walk_frame(g, mode, &prev, &mut cur, &mut v).is_err() {
+                continue; // unreachable: temporal modes are only tried with a previous frame
+            }
+            if best.as_ref().is_none_or(|(_, b)| v.cost < b.cost) {
+                best = Some((mode, v));
+                std::mem::swap(&mut best_cur, &mut cur);
+            }
+        }
+        let (mode, v) = best.expect("spatial mode always succeeds");
+        out.modes.push(mode);
+        out.codes.extend_from_slice(&v.codes);
+        out.exceptions
+            .extend(v.exceptions.iter().map(|&e| f * fe + e));
+        std::mem::swap(&mut prev, &mut best_cur);
+        if best_cur.len() != g.len() {
+            best_cur = vec![Q::W::default(); g.len()];
+        }
+    }
+    out
+}
+
+/// Context shift for a group: keeps the typical code magnitude in the low context buckets.
+fn context_shift(codes: &[i64]) -> u32 {
+    if codes.is_empty() {
+        return 0;
+    }
+    let sum: u128 = codes.iter().map(|&c| u128::from(c.unsigned_abs())).sum();
+    let mean = (sum / codes.len() as u128).min(u64::MAX as u128) as u64;
+    (64 - mean.leading_zeros()).saturating_sub(4)
+}
+
+/// Splits the codes into context streams, in the order the decoder will ask for them.
+fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Vec<Vec<i64>> {
+    let g = Padded {
+        h: dims.h,
+        w: dims.w,
+        c: dims.c,
+    };
+    let fe = g.h * g.w * g.c;
+    let mut streams = vec![Vec::new(); CONTEXTS];
+    let mut mags = vec![0u32; g.len()];
+    for f in 0..k {
+        let fc = &codes[f * fe..(f + 1) * fe];
+        let mut e = 0;
+        for y in 0..g.h {
+            for x in 0..g.w {
+                let p0 = g.at(y, x);
+                for ch in 0..g.c {
+                    let code = fc[e];
+                    let ctx = predict::context(&mags, g, p0 + ch, ch, shift);
+                    mags[p0 + ch] = predict::mag(code);
+                    streams[ctx].push(code);
+                    e += 1;
+                }
+            }
+        }
+    }
+    streams
+}
+
+fn write_section(out: &mut Vec<u8>, raw: &[u8], choice: CodecChoice) {
+    let (kind, stored) = compress(raw, choice);
+    out.push(kind as u8);
+    pack::put_varint(out, raw.len() as u64);
+    pack::put_varint(out, stored.len() as u64);
+    out.extend_from_slice(&stored);
+}
+
+fn write_streams(out: &mut Vec<u8>, streams: &[Vec<i64>], choice: CodecChoice) {
+    out.push(streams.len() as u8);
+    for s in streams {
+        pack::put_varint(out, s.len() as u64);
+        if s.is_empty() {
+            continue;
+        }
+        let rle = pack::pack_rle(s);
+        let width = pack::narrow_width(s);
+        let narrow = pack::pack_narrow(s, width);
+        let (rk, rs) = compress(&rle, choice);
+        let (nk, ns) = compress(&narrow, choice);
+        let bits = pack::pack_bits(s);
+        let (bk, bs) = compress(&bits, choice);
+        let mut best = (0, rle.len(), rk, rs);
+        if ns.len() < best.3.len() {
+            best = (width, narrow.len(), nk, ns);
+        }
+        if bs.len() < best.3.len() {
+            best = (PACK_BITS, bits.len(), bk, bs);
+        }
+        let (packing, raw, kind, stored) = best;
+        out.push(packing);
+        out.push(kind as u8);
+        pack::put_varint(out, raw as u64);
+        pack::put_varint(out, stored.len() as u64);
+        out.extend_from_slice(&stored);
+    }
+}
+
+fn write_exceptions(
+    out: &mut Vec<u8>,
+    exceptions: &[usize],
+    frames: &[u8],
+    size: usize,
+    choice: CodecChoice,
+) {
+    pack::put_varint(out, exceptions.len() as u64);
+    if exceptions.is_empty() {
+        return;
+    }
+    let mut raw = Vec::new();
+    let mut next = 0;
+    for &e in exceptions {
+        pack::put_varint(&mut raw, (e - next) as u64);
+        next = e + 1;
+    }
+    for &e in exceptions {
+        raw.extend_from_slice(&frames[e * size..(e + 1) * size]);
+    }
+    write_section(out, &raw, choice);
+}
+
+/// Reads a group object's fields, failing on anything short or out of range.
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn u8(&mut self) -> Result<u8, String> {
+        let v = *self.b.get(self.pos).ok_or("truncated group object")?;
+        self.pos += 1;
+        Ok(v)
+    }
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or("truncated group object")?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+    fn varint(&mut self) -> Result<u64, String> {
+        pack::get_varint(self.b, &mut self.pos)
+    }
+    /// A varint that must be at most `max`.
+    fn len(&mut self, max: usize, what: &str) -> Result<usize, String> {
+        let v = self.varint()?;
+        if v > max as u64 {
+            return Err(format!("{what} {v} is over the limit {max}"));
+        }
+        Ok(v as usize)
+    }
+    /// An entropy-coded section of exactly `raw_len` bytes (`raw_len` at most `max`).
+    fn section(&mut self, max: usize, what: &str) -> Result<Vec<u8>, String> {
+        let kind = self.u8()?;
+        let kind = Entropy::try_from(kind).map_err(|k| format!("{what}: unknown coder {k}"))?;
+        let raw_len = self.len(max, what)?;
+        let stored_len = self.len(self.b.len(), what)?;
+        let stored = self.bytes(stored_len)?;
+        decompress(kind, stored, raw_len).map_err(|e| format!("{what}: {e}"))
+    }
+}
+
+/// Decodes a group object made by [`encode_group`] for frames of `dims` and `dtype` into its
+/// frames (little-endian, `[k, h, w, c]`). Hostile bytes give an error, never a panic; declared
+/// lengths are checked before anything is allocated.
+pub fn decode_group(obj: &[u8], dims: FrameDims, dtype: FrameDtype) -> Result<Vec<u8>, String> {
+    let mut cur = Cursor { b: obj, pos: 0 };
+    let version = cur.u8()?;
+    if version != GROUP_VERSION {
+        return Err(format!(
+            "group object version {version} (this build reads {GROUP_VERSION})"
+        ));
+    }
+    let dt = cur.u8()?;
+    if FrameDtype::from_code(dt) != Some(dtype) {
+        return Err(format!("group object dtype code {dt} is not {dtype}"));
+    }
+    let kind = cur.u8()?;
+    let value = f64::from_le_bytes(cur.bytes(8)?.try_into().expect("8 bytes"));
+    let coding = resolve(dtype, kind, value)?;
+    let mut d = [0usize; 4];
+    for v in &mut d {
+        *v = cur.len(MAX_GROUP_ELEMENTS, "dimension")?;
+    }
+    let [h, w, c, k] = d;
+    if (h, w, c) != (dims.h, dims.w, dims.c) {
+        return Err(format!(
+            "group object holds {h}x{w}x{c} frames, expected {}x{}x{}",
+            dims.h, dims.w, dims.c
+        ));
+    }
+    let total = group_elements(dims, k)?;
+    let shift = u32::from(cur.u8()?);
+    if shift > 63 {
+        return Err(format!("context shift {shift} is over 63"));
+    }
+    let modes = cur.bytes(k)?.to_vec();
+    if let Some(m) = modes.iter().find(|&&m| !predict::mode_is_valid(m)) {
+        return Err(format!("unknown frame mode {m:#x}"));
+    }
+    if modes[0] & !INTER_CHANNEL != PRED_SPATIAL {
+        return Err("the first frame of a group is not a keyframe".into());
+    }
+    let readers = read_streams(&mut cur, total)?;
+    let size = dtype.size();
+    let exceptions = read_exceptions(&mut cur, total, size)?;
+    if cur.pos != obj.len() {
+        return Err(format!(
+            "{} trailing bytes after the group object",
+            obj.len() - cur.pos
+        ));
+    }
+    let mut out = vec![0u8; total * size];
+    let mut dec = Decoder {
+        readers,
+        exceptions,
+        next_exc: 0,
+        shift,
+        out: &mut out,
+        base: 0,
+    };
+    match coding {
+        Coding::Lossless => match dtype {
+            FrameDtype::U8 => dec.run(&Lossless::<1> { kind: IntKind::U8 }, dims, &modes)?,
+            FrameDtype::U16 => dec.run(&Lossless::<2> { kind: IntKind::U16 }, dims, &modes)?,
+            FrameDtype::F32 => dec.run(
+                &Lossless::<4> {
+                    kind: IntKind::F32Image,
+                },
+                dims,
+                &modes,
+            )?,
+        },
+        Coding::IntAbs(e) if dtype == FrameDtype::U8 => dec.run(
+            &IntBounded::<1> {
+                kind: IntKind::U8,
+                max: 255,
+                e,
+                rel: None,
+            },
+            dims,
+            &modes,
+        )?,
+        Coding::IntAbs(e) => dec.run(
+            &IntBounded::<2> {
+                kind: IntKind::U16,
+                max: 65535,
+                e,
+                rel: None,
+            },
+            dims,
+            &modes,
+        )?,
+        Coding::FloatAbs(e) => dec.run(&FloatAbs { e }, dims, &modes)?,
+        Coding::Rel(r, steps) => dec.run(
+            &IntBounded::<4> {
+                kind: IntKind::F32Image,
+                max: u32::MAX as i64,
+                e: steps,
+                rel: Some(r),
+            },
+            dims,
+            &modes,
+        )?,
+    }
+    Ok(out)
+}
+
+fn read_streams(cur: &mut Cursor<'_>, total: usize) -> Result<Vec<CodeReader>, String> {
+    let n = cur.u8()? as usize;
+    if n != CONTEXTS {
+        return Err(format!("{n} code streams, expected {CONTEXTS}"));
+    }
+    let mut readers = Vec::with_capacity(n);
+    let mut seen = 0usize;
+    for _ in 0..n {
+        let count = cur.len(total - seen, "stream code count")?;
+        seen += count;
+        if count == 0 {
+            readers.push(CodeReader::Narrow {
+                planes: Vec::new(),
+                n: 0,
+                width: 1,
+                i: 0,
+            });
+            continue;
+        }
+        let packing = cur.u8()?;
+        let reader = match packing {
+            0 => CodeReader::Rle {
+                bytes: cur.section(count * 10, "RLE stream")?,
+                pos: 0,
+                zeros: 0,
+            },
+            1..=8 => {
+                let width = packing as usize;
+                let planes = cur.section(count * width, "plane stream")?;
+                if planes.len() != count * width {
+                    return Err("plane stream of the wrong length".into());
+                }
+                CodeReader::Narrow {
+                    planes,
+                    n: count,
+                    width,
+                    i: 0,
+                }
+            }
+            PACK_BITS => {
+                let bytes = cur.section(count * 11 + 64, "binarized stream")?;
+                pack::bits_reader(bytes, count)?
+            }
+            p => return Err(format!("unknown stream packing {p}")),
+        };
+        readers.push(reader);
+    }
+    if seen != total {
+        return Err(format!("streams hold {seen} codes, the group has {total}"));
+    }
+    Ok(readers)
+}
+
+/// Exception positions (strictly increasing, inside the group) and their exact bytes.
+fn read_exceptions(
+    cur: &mut Cursor<'_>,
+    total: usize,
+    size: usize,
+) -> Result<Vec<(usize, Vec<u8>)>, String> {
+    let count = cur.len(total, "exception count")?;
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let raw = cur.section(count * (10 + size), "exceptions")?;
+    let mut pos = 0;
+    let mut next = 0u64;
+    let mut at = Vec::with_capacity(count);
+    for _ in 0..count {
+        let e = next
+            .checked_add(pack::get_varint(&raw, &mut pos)?)
+            .filter(|&e| e < total as u64)
+            .ok_or("exception position outside the group")?;
+        at.push(e as usize);
+        next = e + 1;
+    }
+    if raw.len() - pos != count * size {
+        return Err("exception values of the wrong length".into());
+    }
+    Ok(at
+        .into_iter()
+        .zip(raw[pos..].chunks_exact(size))
+        .map(|(e, v)| (e, v.to_vec()))
+        .collect())
+}
+
+/// The decoder's state across the frames of a group.
+struct Decoder<'a> {
+    readers: Vec<CodeReader>,
+    exceptions: Vec<(usize, Vec<u8>)>,
+    next_exc: usize,
+    shift: u32,
+    out: &'a mut [u8],
+    /// Group index of the current frame's first element.
+    base: usize,
+}
+
+struct DecVisit<'a, 'b, Q: Quant> {
+    q: &'a Q,
+    d: &'a mut Decoder<'b>,
+    mags: &'a mut [u32],
+    g: Padded,
+}
+
+impl<Q: Quant> Visit<Q::W> for DecVisit<'_, '_, Q> {
+    #[inline]
+    fn visit(&mut self, e: usize, p: usize, ch: usize, pred: Q::W) -> Result<Q::W, String> {
+        let d = &mut *self.d;
+        let ctx = predict::context(self.mags, self.g, p, ch, d.shift);
+        let code = d.readers[ctx].next_code()?;
+        self.mags[p] = predict::mag(code);
+        let at = d.base + e;
+        let slot = &mut d.out[at * Q::SIZE..(at + 1) * Q::SIZE];
+        match d.exceptions.get(d.next_exc) {
+            Some((pos, bytes)) if *pos == at => {
+                d.next_exc += 1;
+                slot.copy_from_slice(bytes);
+                Ok(self.q.load(bytes))
+            }
+            _ => {
+                let r = self.q.decode(code, pred);
+                self.q.store(r, slot);
+                Ok(r)
+            }
+        }
+    }
+}
+
+impl Decoder<'_> {
+    fn run<Q: Quant>(&mut self, q: &Q, dims: FrameDims, modes: &[u8]) -> Result<(), String> {
+        let g = Padded {
+            h: dims.h,
+            w: dims.w,
+            c: dims.c,
+        };
+        let fe = g.h * g.w * g.c;
+        let mut prev: Vec<Q::W> = Vec::new();
+        let mut cur = vec![Q::W::default(); g.len()];
+        let mut mags = vec![0u32; g.len()];
+        for (f, &mode) in modes.iter().enumerate() {
+            self.base = f * fe;
+            let mut v = DecVisit {
+                q,
+                d: self,
+                mags: &mut mags,
+                g,
+            };
+            predict::walk_frame(g, mode, &prev, &mut cur, &mut v)?;
+            if prev.len() != g.len() {
+                prev = vec![Q::W::default(); g.len()];
+            }
+            std::mem::swap(&mut prev, &mut cur);
+        }
+        if self.readers.iter().any(|r| !r.finished()) {
+            return Err("code streams hold more codes than the group".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A smooth evolving field (2D heat equation with a moving source), `t` frames of `h x w`
+    /// F32: the kind of sequence a simulation writes.
+    pub(crate) fn heat_sequence(t: usize, h: usize, w: usize) -> Vec<u8> {
+        let mut u = vec![0f32; h * w];
+        let mut out = Vec::with_capacity(t * h * w * 4);
+        for step in 0..t * 4 {
+            let (sy, sx) = (
+                h / 2 + ((step as f32 * 0.05).sin() * h as f32 * 0.3) as usize,
+                w / 2 + ((step as f32 * 0.03).cos() * w as f32 * 0.3) as usize,
+            );
+            u[sy * w + sx] += 50.0;
+            let prev = u.clone();
+            for y in 0..h {
+                for x in 0..w {
+                    let at = |yy: usize, xx: usize| prev[yy.min(h - 1) * w + xx.min(w - 1)];
+                    let lap = at(y.wrapping_sub(1).min(h - 1), x)
+                        + at(y + 1, x)
+                        + at(y, x.wrapping_sub(1).min(w - 1))
+                        + at(y, x + 1)
+                        - 4.0 * prev[y * w + x];
+                    u[y * w + x] = prev[y * w + x] + 0.2 * lap - 0.001 * prev[y * w + x];
+                }
+            }
+            if step % 4 == 3 {
+                out.extend(u.iter().flat_map(|v| v.to_le_bytes()));
+            }
+        }
+        out
+    }
+
+    fn check_abs(dtype: FrameDtype, orig: &[u8], dec: &[u8], e: f64) {
+        assert_eq!(orig.len(), dec.len());
+        let s = dtype.size();
+        for (a, b) in orig.chunks_exact(s).zip(dec.chunks_exact(s)) {
+            let (x, y) = match dtype {
+                FrameDtype::U8 => (f64::from(a[0]), f64::from(b[0])),
+                FrameDtype::U16 => (
+                    f64::from(u16::from_le_bytes([a[0], a[1]])),
+                    f64::from(u16::from_le_bytes([b[0], b[1]])),
+                ),
+                FrameDtype::F32 => {
+                    let (x, y) = (
+                        f32::from_le_bytes(a.try_into().unwrap()),
+                        f32::from_le_bytes(b.try_into().unwrap()),
+                    );
+                    if !x.is_finite() {
+                        assert_eq!(x.to_bits(), y.to_bits());
+                        continue;
+                    }
+                    (f64::from(x), f64::from(y))
+                }
+            };
+            assert!((x - y).abs() <= e, "{x} decoded as {y}, bound {e}");
+        }
+    }
+
+    fn round_trip(dims: FrameDims, dtype: FrameDtype, data: &[u8], bound: FrameBound) -> Vec<u8> {
+        let obj = encode_group(dims, dtype, data, bound, CodecChoice::Auto).unwrap();
+        decode_group(&obj, dims, dtype).unwrap()
+    }
+
+    fn dims_strategy() -> impl Strategy<Value = (FrameDims, usize)> {
+        (1usize..9, 1usize..9, 1usize..5, 1usize..6)
+            .prop_map(|(h, w, c, k)| (FrameDims { h, w, c }, k))
+    }
+
+    /// Smooth-ish integers: a random walk, so predictors see structure and noise.
+    fn walk(seed: u64, n: usize, max: i64) -> Vec<i64> {
+        let mut x = seed | 1;
+        let mut v = max / 2;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v = (v + (x % 9) as i64 - 4).clamp(0, max);
+                if x.is_multiple_of(97) {
+                    (x % (max as u64 + 1)) as i64
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn integers_stay_within_the_bound(
+            (dims, k) in dims_strategy(), seed in any::<u64>(), e in 0u32..9, wide in any::<bool>(),
+        ) {
+            let n = dims.elements().unwrap() * k;
+            let (dtype, data): (FrameDtype, Vec<u8>) = if wide {
+                (FrameDtype::U16, walk(seed, n, 65535).iter().flat_map(|&v| (v as u16).to_le_bytes()).collect())
+            } else {
+                (FrameDtype::U8, walk(seed, n, 255).iter().map(|&v| v as u8).collect())
+            };
+            let dec = round_trip(dims, dtype, &data, FrameBound::Abs(f64::from(e)));
+            check_abs(dtype, &data, &dec, f64::from(e));
+            prop_assert_eq!(round_trip(dims, dtype, &data, FrameBound::Lossless), data);
+        }
+
+        #[test]
+        fn floats_stay_within_the_bound(
+            (dims, k) in dims_strategy(),
+            vals in prop::collection::vec(prop_oneof![
+                8 => -1e3f32..1e3,
+                1 => any::<f32>(),
+                1 => Just(0.0f32),
+            ], 512),
+            e in prop_oneof![Just(1e-6f64), 1e-4f64..10.0],
+            rel in 1e-5f64..0.3,
+        ) {
+            let n = dims.elements().unwrap() * k;
+            let data: Vec<u8> = vals.iter().cycle().take(n).flat_map(|v| v.to_le_bytes()).collect();
+            let dec = round_trip(dims, FrameDtype::F32, &data, FrameBound::Abs(e));
+            check_abs(FrameDtype::F32, &data, &dec, e);
+            let dec = round_trip(dims, FrameDtype::F32, &data, FrameBound::Rel(rel));
+            for (a, b) in data.chunks_exact(4).zip(dec.chunks_exact(4)) {
+                let (x, y) = (f32::from_le_bytes(a.try_into().unwrap()), f32::from_le_bytes(b.try_into().unwrap()));
+                if x.is_finite() {
+                    prop_assert!((f64::from(x) - f64::from(y)).abs() <= rel * f64::from(x).abs(), "{} -> {}", x, y);
+                } else {
+                    prop_assert_eq!(x.to_bits(), y.to_bits());
+                }
+            }
+            prop_assert_eq!(round_trip(dims, FrameDtype::F32, &data, FrameBound::Lossless), data);
+        }
+
+        #[test]
+        fn hostile_objects_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let dims = FrameDims { h: 3, w: 4, c: 2 };
+            for dtype in [FrameDtype::U8, FrameDtype::U16, FrameDtype::F32] {
+                let _ = decode_group(&bytes, dims, dtype);
+            }
+        }
+
+        #[test]
+        fn corrupted_objects_never_panic(seed in any::<u64>(), flips in prop::collection::vec((any::<usize>(), any::<u8>()), 1..4)) {
+            let dims = FrameDims { h: 5, w: 6, c: 3 };
+            let data: Vec<u8> = walk(seed, 5 * 6 * 3 * 3, 255).iter().map(|&v| v as u8).collect();
+            for bound in [FrameBound::Lossless, FrameBound::Abs(2.0)] {
+                let mut obj = encode_group(dims, FrameDtype::U8, &data, bound, CodecChoice::Zstd).unwrap();
+                for &(at, v) in &flips {
+                    let i = at % obj.len();
+                    obj[i] ^= v | 1;
+                }
+                let _ = decode_group(&obj, dims, FrameDtype::U8);
+                obj.truncate(seed as usize % obj.len());
+                let _ = decode_group(&obj, dims, FrameDtype::U8);
+            }
+        }
+    }
+
+    #[test]
+    fn lossless_keeps_every_f32_bit_pattern() {
+        let specials = [
+            f32::NAN.to_bits(),
+            0x7fc1_2345,
+            0xffa0_0001,
+            0x7f80_0001,
+            (-0.0f32).to_bits(),
+            0,
+            f32::INFINITY.to_bits(),
+            f32::NEG_INFINITY.to_bits(),
+            1,
+            0x8000_0001,
+            f32::MAX.to_bits(),
+        ];
+        let data: Vec<u8> = (0..3 * 4 * 4)
+            .map(|i| {
+                if i % 3 == 0 {
+                    specials[i % specials.len()]
+                } else {
+                    (i as f32 * 0.1).to_bits()
+                }
+            })
+            .flat_map(|b: u32| b.to_le_bytes())
+            .collect();
+        let dims = FrameDims { h: 4, w: 4, c: 1 };
+        assert_eq!(
+            round_trip(dims, FrameDtype::F32, &data, FrameBound::Lossless),
+            data
+        );
+        // Under a bound, non-finite values (payloads included) come back exactly too.
+        for bound in [FrameBound::Abs(0.5), FrameBound::Rel(0.01)] {
+            let dec = round_trip(dims, FrameDtype::F32, &data, bound);
+            for (a, b) in data.chunks_exact(4).zip(dec.chunks_exact(4)) {
+                let x = f32::from_le_bytes(a.try_into().unwrap());
+                if !x.is_finite() {
+                    assert_eq!(a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn u8_abs_1_uses_step_3() {
+        let dims = FrameDims { h: 1, w: 6, c: 1 };
+        let data = [100u8, 101, 102, 103, 104, 105];
+        let dec = round_trip(dims, FrameDtype::U8, &data, FrameBound::Abs(1.0));
+        check_abs(FrameDtype::U8, &data, &dec, 1.0);
+        assert_eq!(dec, [99, 102, 102, 102, 105, 105]); // multiples of 3 around the predictions
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let dims = FrameDims { h: 2, w: 2, c: 1 };
+        let enc = |dtype, len, bound| {
+            encode_group(dims, dtype, &vec![0u8; len], bound, CodecChoice::Auto)
+        };
+        assert!(enc(FrameDtype::U8, 5, FrameBound::Lossless).is_err());
+        assert!(enc(FrameDtype::U8, 0, FrameBound::Lossless).is_err());
+        assert!(enc(FrameDtype::U8, 4, FrameBound::Rel(0.1)).is_err());
+        assert!(enc(FrameDtype::F32, 16, FrameBound::Abs(-1.0)).is_err());
+        assert!(enc(FrameDtype::F32, 16, FrameBound::Rel(f64::NAN)).is_err());
+        let obj = enc(FrameDtype::U8, 8, FrameBound::Lossless).unwrap();
+        assert!(decode_group(&obj, dims, FrameDtype::U16).is_err());
+        assert!(decode_group(&obj, FrameDims { h: 4, w: 1, c: 1 }, FrameDtype::U8).is_err());
+        let mut v2 = obj.clone();
+        v2[0] = 2;
+        assert!(decode_group(&v2, dims, FrameDtype::U8)
+            .unwrap_err()
+            .contains("version"));
+        let mut long = obj.clone();
+        long.push(0);
+        assert!(decode_group(&long, dims, FrameDtype::U8).is_err());
+        assert_eq!(
+            decode_group(&obj, dims, FrameDtype::U8).unwrap(),
+            vec![0u8; 8]
+        );
+    }
+
+    #[test]
+    fn huge_declared_group_is_refused_before_allocating() {
+        let dims = FrameDims {
+            h: 1000,
+            w: 1000,
+            c: 3,
+        };
+        let mut obj = vec![GROUP_VERSION, 0, 0];
+        obj.extend_from_slice(&0f64.to_le_bytes());
+        for v in [1000u64, 1000, 3, 1 << 20] {
+            pack::put_varint(&mut obj, v);
+        }
+        let err = decode_group(&obj, dims, FrameDtype::U8).unwrap_err();
+        assert!(err.contains("over"), "{err}");
+    }
+
+    #[test]
+    fn smooth_floats_compress_and_keep_the_bound() {
+        let (t, h, w) = (6, 24, 20);
+        let data = heat_sequence(t, h, w);
+        let dims = FrameDims { h, w, c: 1 };
+        for e in [1e-3, 1e-2] {
+            let obj = encode_group(
+                dims,
+                FrameDtype::F32,
+                &data,
+                FrameBound::Abs(e),
+                CodecChoice::Auto,
+            )
+            .unwrap();
+            assert!(
+                obj.len() * 4 < data.len(),
+                "abs {e}: {} of {}",
+                obj.len(),
+                data.len()
+            );
+            check_abs(
+                FrameDtype::F32,
+                &data,
+                &decode_group(&obj, dims, FrameDtype::F32).unwrap(),
+                e,
+            );
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Frame sequences (image or scientific frames over time): reading them from a directory of PNGs,
+//! a `.npy` array or raw bytes, writing them back, coding a group of frames into one object
+//! (exactly or within an absolute / relative bound), and measuring what a bounded code lost.
+//!
+//! A sequence is `[T, H, W, C]`, row-major, little-endian, one [`FrameDtype`] throughout. Groups
+//! of consecutive frames are coded independently ([`encode_group`]), so groups encode in parallel
+//! and a checkout of frame `i` decodes one group.
+
+mod codec;
+mod metrics;
+mod npy;
+mod pack;
+mod predict;
+mod reader;
+mod writer;
+
+pub use codec::{decode_group, encode_group, FrameBound};
+pub use metrics::{frame_metrics, FrameMetrics};
+pub use reader::{load_npy, load_png_dir, FrameSeq};
+pub use writer::{write_npy, write_pngs};
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Element type of a frame sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrameDtype {
+    /// 8-bit unsigned (8-bit PNGs, `|u1`).
+    U8,
+    /// 16-bit unsigned, little-endian (16-bit PNGs, `<u2`).
+    U16,
+    /// 32-bit IEEE float, little-endian (`<f4`, simulation output).
+    F32,
+}
+
+impl FrameDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            FrameDtype::U8 => 1,
+            FrameDtype::U16 => 2,
+            FrameDtype::F32 => 4,
+        }
+    }
+
+    /// The code stored in a group object.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            FrameDtype::U8 => 0,
+            FrameDtype::U16 => 1,
+            FrameDtype::F32 => 2,
+        }
+    }
+
+    /// Inverse of [`FrameDtype::code`].
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(FrameDtype::U8),
+            1 => Some(FrameDtype::U16),
+            2 => Some(FrameDtype::F32),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FrameDtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FrameDtype::U8 => "U8",
+            FrameDtype::U16 => "U16",
+            FrameDtype::F32 => "F32",
+        })
+    }
+}
+
+/// The shape of one frame: height, width, channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FrameDims {
+    /// Rows.
+    pub h: usize,
+    /// Columns.
+    pub w: usize,
+    /// Channels (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA, or any count for raw arrays).
+    pub c: usize,
+}
+
+impl FrameDims {
+    /// Elements in one frame (`None` on overflow).
+    pub fn elements(self) -> Option<usize> {
+        self.h.checked_mul(self.w)?.checked_mul(self.c)
+    }
+}
+
+/// What went wrong reading, writing or checking a frame sequence. Every message names the file
+/// (or frame) and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// An operating-system error on a file or directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A directory holds no frame files.
+    #[error("{0}: no frames (no *.png files in the directory)")]
+    EmptyDir(PathBuf),
+    /// A file in a frame directory is not a readable PNG.
+    #[error("{path}: not a PNG frame: {reason}")]
+    NotPng {
+        /// The file.
+        path: PathBuf,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A frame differs from the first frame in size, bit depth or channel count.
+    #[error("{path}: frame does not match the first frame ({first}): {what}")]
+    Mismatch {
+        /// The first odd frame.
+        path: PathBuf,
+        /// The first frame's file name.
+        first: String,
+        /// What differs, e.g. "size 64x48, expected 320x180".
+        what: String,
+    },
+    /// A `.npy` file the reader refuses.
+    #[error("{path}: bad .npy file: {problem}")]
+    Npy {
+        /// The file (`<bytes>` when parsed from memory).
+        path: PathBuf,
+        /// The problem.
+        problem: String,
+    },
+    /// A shape or length that does not describe a `[T,H,W]` or `[T,H,W,C]` sequence.
+    #[error("bad frame shape: {0}")]
+    Shape(String),
+    /// A frame name that is not a plain file name.
+    #[error("frame name {name:?} refused: {reason}")]
+    BadName {
+        /// The name as given.
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// A frame range outside the sequence.
+    #[error("frame range {start}..{end} is outside the sequence of {t} frames")]
+    Range {
+        /// First frame asked for.
+        start: usize,
+        /// One past the last frame asked for.
+        end: usize,
+        /// Frames in the sequence.
+        t: usize,
+    },
+    /// The sequence cannot be written in the asked format.
+    #[error("cannot write {what}: {reason}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+        /// Why it cannot be done.
+        reason: String,
+    },
+}

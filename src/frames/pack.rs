@@ -1,0 +1,355 @@
+//! Packing of residual codes into bytes before the entropy stage: zigzag varints with zero runs
+//! collapsed (RLE), or narrow little-endian integers split into byte planes. Readers hand the
+//! codes back one at a time and fail (never panic) on short or malformed input.
+
+/// Zero runs at least this long become one run token.
+const MIN_RUN: u64 = 8;
+/// RLE token: one zero code.
+const TOKEN_ZERO: u64 = 0;
+/// RLE token: a run of `MIN_RUN + n` zeros, `n` in the next varint.
+const TOKEN_RUN: u64 = 1;
+
+/// Signed to unsigned, small magnitudes first: 0, -1, 1, -2, ...
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// Inverse of [`zigzag`].
+pub(crate) fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+/// Appends `v` as an LEB128 varint.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads an LEB128 varint at `*pos`, advancing it; fails on truncation or more than 64 bits.
+pub(crate) fn get_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for i in 0..10 {
+        let b = *bytes
+            .get(*pos)
+            .ok_or_else(|| "truncated varint".to_string())?;
+        *pos += 1;
+        if i == 9 && b > 1 {
+            return Err("varint over 64 bits".into());
+        }
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("varint over 64 bits".into())
+}
+
+/// Zigzag varints, zero runs of [`MIN_RUN`] or more collapsed into one token.
+pub(crate) fn pack_rle(codes: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(codes.len());
+    let mut i = 0;
+    while i < codes.len() {
+        if codes[i] == 0 {
+            let run = codes[i..].iter().take_while(|&&c| c == 0).count();
+            if run as u64 >= MIN_RUN {
+                put_varint(&mut out, TOKEN_RUN);
+                put_varint(&mut out, run as u64 - MIN_RUN);
+            } else {
+                out.extend(std::iter::repeat_n(TOKEN_ZERO as u8, run));
+            }
+            i += run;
+        } else {
+            // zigzag of a nonzero code is >= 1, so the token is >= 2; codes stay far below 2^63.
+            put_varint(&mut out, zigzag(codes[i]).saturating_add(1));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Bytes per code needed to hold every zigzagged code of `codes` (1 to 8).
+pub(crate) fn narrow_width(codes: &[i64]) -> u8 {
+    let max = codes.iter().map(|&c| zigzag(c)).max().unwrap_or(0);
+    (((64 - max.leading_zeros()) as u8).div_ceil(8)).max(1)
+}
+
+/// Zigzagged codes as `width`-byte little-endian integers, split into `width` byte planes.
+pub(crate) fn pack_narrow(codes: &[i64], width: u8) -> Vec<u8> {
+    let n = codes.len();
+    let mut out = vec![0u8; n * width as usize];
+    for (i, &c) in codes.iter().enumerate() {
+        let z = zigzag(c);
+        for b in 0..width as usize {
+            out[b * n + i] = (z >> (8 * b)) as u8;
+        }
+    }
+    out
+}
+
+/// Magnitude levels coded as bitmaps by [`pack_bits`]; larger magnitudes escape to varints.
+pub(crate) const BIT_LEVELS: usize = 4;
+
+/// Binarized codes: the counts of each bitmap (varints), then bitmaps (LSB first) of
+/// `code != 0` (one bit per code), the sign of each nonzero code, and for `k` in
+/// `1..=BIT_LEVELS` whether `|code| > k` (one bit per code with `|code| >= k`), then varints of
+/// `|code| - BIT_LEVELS - 1` for the rest. Each bitmap byte carries eight binary decisions, so
+/// the entropy stage's byte coder can spend well under one bit on a skewed decision.
+pub(crate) fn pack_bits(codes: &[i64]) -> Vec<u8> {
+    let mut maps: Vec<Vec<bool>> = vec![Vec::new(); BIT_LEVELS + 2];
+    let mut esc = Vec::new();
+    for &c in codes {
+        maps[0].push(c != 0);
+        if c == 0 {
+            continue;
+        }
+        maps[1].push(c < 0);
+        let m = c.unsigned_abs();
+        for k in 1..=BIT_LEVELS as u64 {
+            maps[k as usize + 1].push(m > k);
+            if m <= k {
+                break;
+            }
+        }
+        if m > BIT_LEVELS as u64 {
+            put_varint(&mut esc, m - BIT_LEVELS as u64 - 1);
+        }
+    }
+    let mut out = Vec::new();
+    for m in &maps[1..] {
+        put_varint(&mut out, m.len() as u64);
+    }
+    for m in &maps {
+        let mut bytes = vec![0u8; m.len().div_ceil(8)];
+        for (i, &b) in m.iter().enumerate() {
+            bytes[i / 8] |= u8::from(b) << (i % 8);
+        }
+        out.extend_from_slice(&bytes);
+    }
+    out.extend_from_slice(&esc);
+    out
+}
+
+/// One bitmap inside a binarized stream.
+pub(crate) struct Bitmap {
+    start: usize,
+    len: usize,
+    next: usize,
+}
+
+/// Reads the layout of a binarized stream of `n` codes: the bitmaps and where escapes start.
+pub(crate) fn bits_reader(bytes: Vec<u8>, n: usize) -> Result<CodeReader, String> {
+    let mut pos = 0;
+    let mut lens = vec![n];
+    for _ in 0..=BIT_LEVELS {
+        let v = get_varint(&bytes, &mut pos)?;
+        let prev = *lens.last().expect("nonempty");
+        if v > prev as u64 {
+            return Err("binarized stream: a bitmap longer than the one before".into());
+        }
+        lens.push(v as usize);
+    }
+    let mut maps = Vec::with_capacity(lens.len());
+    for len in lens {
+        maps.push(Bitmap {
+            start: pos,
+            len,
+            next: 0,
+        });
+        pos += len.div_ceil(8);
+    }
+    if pos > bytes.len() {
+        return Err("binarized stream shorter than its bitmaps".into());
+    }
+    Ok(CodeReader::Bits {
+        bytes,
+        maps,
+        esc: pos,
+    })
+}
+
+/// Hands back the codes of one packed stream, one at a time.
+pub(crate) enum CodeReader {
+    /// RLE varints.
+    Rle {
+        /// The packed bytes.
+        bytes: Vec<u8>,
+        /// Read position.
+        pos: usize,
+        /// Zeros left in the current run.
+        zeros: u64,
+    },
+    /// Byte planes.
+    Narrow {
+        /// The planes, plane-major.
+        planes: Vec<u8>,
+        /// Codes in the stream.
+        n: usize,
+        /// Bytes per code.
+        width: usize,
+        /// Next code.
+        i: usize,
+    },
+    /// Binarized ([`pack_bits`]).
+    Bits {
+        /// The packed bytes.
+        bytes: Vec<u8>,
+        /// Zero flags, signs, then one map per level.
+        maps: Vec<Bitmap>,
+        /// Read position of the escapes.
+        esc: usize,
+    },
+}
+
+#[inline]
+fn take_bit(bytes: &[u8], map: &mut Bitmap) -> Result<bool, String> {
+    if map.next >= map.len {
+        return Err("binarized stream exhausted".into());
+    }
+    let i = map.next;
+    map.next += 1;
+    Ok(bytes[map.start + i / 8] >> (i % 8) & 1 == 1)
+}
+
+impl CodeReader {
+    /// The next code; an error when the stream is exhausted or malformed.
+    #[inline]
+    pub(crate) fn next_code(&mut self) -> Result<i64, String> {
+        match self {
+            CodeReader::Rle { bytes, pos, zeros } => {
+                if *zeros > 0 {
+                    *zeros -= 1;
+                    return Ok(0);
+                }
+                match get_varint(bytes, pos)? {
+                    TOKEN_ZERO => Ok(0),
+                    TOKEN_RUN => {
+                        let extra = get_varint(bytes, pos)?;
+                        *zeros = extra
+                            .checked_add(MIN_RUN - 1)
+                            .ok_or_else(|| "zero run too long".to_string())?;
+                        Ok(0)
+                    }
+                    t => Ok(unzigzag(t - 1)),
+                }
+            }
+            CodeReader::Narrow {
+                planes,
+                n,
+                width,
+                i,
+            } => {
+                if *i >= *n {
+                    return Err("code stream exhausted".into());
+                }
+                let mut z = 0u64;
+                for b in 0..*width {
+                    z |= u64::from(planes[b * *n + *i]) << (8 * b);
+                }
+                *i += 1;
+                Ok(unzigzag(z))
+            }
+            CodeReader::Bits { bytes, maps, esc } => {
+                if !take_bit(bytes, &mut maps[0])? {
+                    return Ok(0);
+                }
+                let neg = take_bit(bytes, &mut maps[1])?;
+                let mut m = 1u64;
+                for k in 1..=BIT_LEVELS {
+                    if !take_bit(bytes, &mut maps[k + 1])? {
+                        break;
+                    }
+                    m = k as u64 + 1;
+                }
+                if m > BIT_LEVELS as u64 {
+                    m = get_varint(bytes, esc)?
+                        .checked_add(m)
+                        .filter(|&m| m <= i64::MAX as u64)
+                        .ok_or_else(|| "escape too large".to_string())?;
+                }
+                Ok(if neg { -(m as i64) } else { m as i64 })
+            }
+        }
+    }
+
+    /// True when every code has been read (and nothing is left over).
+    pub(crate) fn finished(&self) -> bool {
+        match self {
+            CodeReader::Rle { bytes, pos, zeros } => *zeros == 0 && *pos == bytes.len(),
+            CodeReader::Narrow { n, i, .. } => *i == *n,
+            CodeReader::Bits { bytes, maps, esc } => {
+                *esc == bytes.len() && maps.iter().all(|m| m.next == m.len)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn read_all(mut r: CodeReader, n: usize) -> Vec<i64> {
+        let v: Vec<i64> = (0..n).map(|_| r.next_code().unwrap()).collect();
+        assert!(r.finished());
+        assert!(r.next_code().is_err() || matches!(r, CodeReader::Rle { .. }));
+        v
+    }
+
+    proptest! {
+        #[test]
+        fn packings_round_trip(codes in prop::collection::vec(
+            prop_oneof![Just(0i64), Just(0i64), Just(0i64), -300i64..300, any::<i32>().prop_map(i64::from)],
+            0..400,
+        )) {
+            let rle = CodeReader::Rle { bytes: pack_rle(&codes), pos: 0, zeros: 0 };
+            prop_assert_eq!(read_all(rle, codes.len()), codes.clone());
+            let width = narrow_width(&codes);
+            let nar = CodeReader::Narrow {
+                planes: pack_narrow(&codes, width), n: codes.len(), width: width as usize, i: 0,
+            };
+            prop_assert_eq!(read_all(nar, codes.len()), codes.clone());
+            let bits = bits_reader(pack_bits(&codes), codes.len()).unwrap();
+            prop_assert_eq!(read_all(bits, codes.len()), codes);
+        }
+
+        #[test]
+        fn hostile_bits_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64), n in 0usize..100) {
+            if let Ok(mut r) = bits_reader(bytes, n) {
+                for _ in 0..n + 2 {
+                    if r.next_code().is_err() {
+                        break;
+                    }
+                }
+                let _ = r.finished();
+            }
+        }
+
+        #[test]
+        fn hostile_rle_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let mut r = CodeReader::Rle { bytes, pos: 0, zeros: 0 };
+            for _ in 0..200 {
+                if r.next_code().is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn varint_edges() {
+        for v in [0, 1, 127, 128, u64::MAX / 2, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, v);
+            let mut pos = 0;
+            assert_eq!(get_varint(&b, &mut pos).unwrap(), v);
+            assert_eq!(pos, b.len());
+        }
+        assert!(get_varint(&[0xff; 10], &mut 0).is_err());
+        assert!(get_varint(&[0x80], &mut 0).is_err());
+        assert_eq!(zigzag(i64::MIN), u64::MAX);
+        assert_eq!(unzigzag(u64::MAX), i64::MIN);
+    }
+}

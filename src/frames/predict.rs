@@ -1,0 +1,429 @@
+//! Prediction and quantization of one frame, shared by the encoder and the decoder so both walk
+//! the same reconstructed values in the same order (closed loop: error never accumulates).
+//!
+//! Frames are held *padded*: one zero row above and one zero column to the left, so the
+//! neighbours W, N, NW and NE of every element exist and edges need no branches.
+
+use std::ops::{Add, Sub};
+
+/// Predictor kinds (low nibble of a frame's mode byte).
+pub(crate) const PRED_SPATIAL: u8 = 0;
+/// Previous reconstructed frame at the same place.
+pub(crate) const PRED_TEMPORAL: u8 = 1;
+/// 3D Lorenzo: the previous frame plus a 2D Lorenzo prediction of the temporal difference.
+pub(crate) const PRED_LORENZO3: u8 = 2;
+/// Mode flag: channel 1 adds channel 0's prediction residual, later channels add
+/// `(2 r[c-1] + r[c-2]) / 3` of the two channels before them (colour planes move together).
+pub(crate) const INTER_CHANNEL: u8 = 0x10;
+
+/// True for a mode byte the decoder understands.
+pub(crate) fn mode_is_valid(mode: u8) -> bool {
+    mode & !INTER_CHANNEL <= PRED_LORENZO3
+}
+
+/// Working-value arithmetic the predictors need beyond `+` and `-`.
+pub(crate) trait Mix: Copy + Default + Add<Output = Self> + Sub<Output = Self> {
+    /// `(2a + b) / 3`: the inter-channel residual estimate from the two previous channels.
+    fn mix(a: Self, b: Self) -> Self;
+}
+
+impl Mix for i64 {
+    #[inline]
+    fn mix(a: i64, b: i64) -> i64 {
+        (a.wrapping_mul(2).wrapping_add(b)).div_euclid(3)
+    }
+}
+
+impl Mix for f64 {
+    #[inline]
+    fn mix(a: f64, b: f64) -> f64 {
+        (2.0 * a + b) / 3.0
+    }
+}
+
+/// How element values are quantized against a prediction (one per dtype and bound).
+pub(crate) trait Quant {
+    /// The working value: `i64` for integer images, `f64` for floats under an absolute bound.
+    type W: Mix;
+    /// Bytes per element.
+    const SIZE: usize;
+    /// The working value of one element's bytes (exactly `SIZE` of them).
+    fn load(&self, b: &[u8]) -> Self::W;
+    /// Writes a reconstructed working value back as element bytes.
+    fn store(&self, v: Self::W, out: &mut [u8]);
+    /// Code and reconstruction of `x` against `pred`, or `None` when `x` must be stored exactly.
+    fn encode(&self, x: Self::W, pred: Self::W) -> Option<(i64, Self::W)>;
+    /// Reconstruction of `code` against `pred` (any code: hostile input must not panic).
+    fn decode(&self, code: i64, pred: Self::W) -> Self::W;
+}
+
+/// How integer images map to bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IntKind {
+    /// One byte.
+    U8,
+    /// Two bytes, little-endian.
+    U16,
+    /// An F32 as its order-preserving integer image (`u32`): negative floats have all bits
+    /// flipped, positive ones the sign bit set, so the image increases with the float.
+    F32Image,
+}
+
+impl IntKind {
+    fn load(self, b: &[u8]) -> i64 {
+        match self {
+            IntKind::U8 => i64::from(b[0]),
+            IntKind::U16 => i64::from(u16::from_le_bytes([b[0], b[1]])),
+            IntKind::F32Image => i64::from(f32_image(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        }
+    }
+
+    fn store(self, v: i64, out: &mut [u8]) {
+        match self {
+            IntKind::U8 => out[0] = v as u8,
+            IntKind::U16 => out[..2].copy_from_slice(&(v as u16).to_le_bytes()),
+            IntKind::F32Image => out[..4].copy_from_slice(&f32_from_image(v as u32).to_le_bytes()),
+        }
+    }
+}
+
+/// Order-preserving integer image of F32 bits.
+pub(crate) fn f32_image(bits: u32) -> u32 {
+    if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    }
+}
+
+/// Inverse of [`f32_image`] (returns bits).
+pub(crate) fn f32_from_image(img: u32) -> u32 {
+    if img & 0x8000_0000 != 0 {
+        img & 0x7fff_ffff
+    } else {
+        !img
+    }
+}
+
+/// Exact coding of integer images: residuals modulo `2^bits`, wrapped to the signed range.
+pub(crate) struct Lossless<const SIZE: usize> {
+    pub(crate) kind: IntKind,
+}
+
+impl<const S: usize> Lossless<S> {
+    const BITS: u32 = 8 * S as u32;
+    #[inline]
+    fn wrap(v: i64) -> i64 {
+        // Sign-extend the low BITS bits.
+        (v << (64 - Self::BITS)) >> (64 - Self::BITS)
+    }
+}
+
+impl<const S: usize> Quant for Lossless<S> {
+    type W = i64;
+    const SIZE: usize = S;
+    #[inline]
+    fn load(&self, b: &[u8]) -> i64 {
+        self.kind.load(b)
+    }
+    #[inline]
+    fn store(&self, v: i64, out: &mut [u8]) {
+        self.kind.store(v, out)
+    }
+    #[inline]
+    fn encode(&self, x: i64, pred: i64) -> Option<(i64, i64)> {
+        Some((Self::wrap(x.wrapping_sub(pred)), x))
+    }
+    #[inline]
+    fn decode(&self, code: i64, pred: i64) -> i64 {
+        let m = 1i64 << Self::BITS;
+        pred.wrapping_add(code).rem_euclid(m)
+    }
+}
+
+/// Integer images within `e` steps: `q = round((x - pred) / (2e + 1))`, reconstruction clamped
+/// to `[0, max]`. For F32 images (relative bound) every reconstruction is checked against
+/// `|x - x'| <= rel |x|` and failures are stored exactly.
+pub(crate) struct IntBounded<const SIZE: usize> {
+    pub(crate) kind: IntKind,
+    /// Largest image value.
+    pub(crate) max: i64,
+    /// Allowed image difference.
+    pub(crate) e: i64,
+    /// Relative bound to check (F32 images only).
+    pub(crate) rel: Option<f64>,
+}
+
+impl<const S: usize> IntBounded<S> {
+    #[inline]
+    fn step(&self) -> i64 {
+        2 * self.e + 1
+    }
+}
+
+impl<const S: usize> Quant for IntBounded<S> {
+    type W = i64;
+    const SIZE: usize = S;
+    #[inline]
+    fn load(&self, b: &[u8]) -> i64 {
+        self.kind.load(b)
+    }
+    #[inline]
+    fn store(&self, v: i64, out: &mut [u8]) {
+        self.kind.store(v, out)
+    }
+    #[inline]
+    fn encode(&self, x: i64, pred: i64) -> Option<(i64, i64)> {
+        let pred = pred.clamp(0, self.max);
+        let s = self.step();
+        let q = (x - pred + self.e).div_euclid(s);
+        let r = (pred + q * s).clamp(0, self.max);
+        if let Some(rel) = self.rel {
+            let xf = f32::from_bits(f32_from_image(x as u32));
+            let rf = f32::from_bits(f32_from_image(r as u32));
+            let ok = xf.is_finite()
+                && rf.is_finite()
+                && (f64::from(xf) - f64::from(rf)).abs() <= rel * f64::from(xf).abs();
+            if !ok {
+                return None;
+            }
+        }
+        Some((q, r))
+    }
+    #[inline]
+    fn decode(&self, code: i64, pred: i64) -> i64 {
+        let pred = pred.clamp(0, self.max);
+        pred.saturating_add(code.saturating_mul(self.step()))
+            .clamp(0, self.max)
+    }
+}
+
+/// Largest code magnitude under a float absolute bound; beyond it the element is an exception.
+const FLOAT_MAX_CODE: f64 = (1u64 << 52) as f64;
+
+/// F32 within an absolute bound `e`: `q = round((x - pred) / 2e)`, `x' = f32(pred + 2e q)`,
+/// checked `|x - x'| <= e`; non-finite values and failures are stored exactly.
+pub(crate) struct FloatAbs {
+    pub(crate) e: f64,
+}
+
+impl FloatAbs {
+    #[inline]
+    fn clean(pred: f64) -> f64 {
+        if pred.is_finite() {
+            pred
+        } else {
+            0.0
+        }
+    }
+}
+
+impl Quant for FloatAbs {
+    type W = f64;
+    const SIZE: usize = 4;
+    #[inline]
+    fn load(&self, b: &[u8]) -> f64 {
+        f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    #[inline]
+    fn store(&self, v: f64, out: &mut [u8]) {
+        out[..4].copy_from_slice(&(v as f32).to_le_bytes())
+    }
+    #[inline]
+    fn encode(&self, x: f64, pred: f64) -> Option<(i64, f64)> {
+        let pred = Self::clean(pred);
+        let q = ((x - pred) / (2.0 * self.e)).round();
+        if q.is_nan() || q.abs() > FLOAT_MAX_CODE {
+            return None; // also NaN / infinite x
+        }
+        let r = f64::from((pred + q * (2.0 * self.e)) as f32);
+        ((x - r).abs() <= self.e).then_some((q as i64, r))
+    }
+    #[inline]
+    fn decode(&self, code: i64, pred: f64) -> f64 {
+        let pred = Self::clean(pred);
+        f64::from((pred + code as f64 * (2.0 * self.e)) as f32)
+    }
+}
+
+/// The geometry of a padded frame buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Padded {
+    pub(crate) h: usize,
+    pub(crate) w: usize,
+    pub(crate) c: usize,
+}
+
+impl Padded {
+    /// Elements in a padded buffer (one extra row and column).
+    pub(crate) fn len(self) -> usize {
+        (self.h + 1) * (self.w + 1) * self.c
+    }
+    /// Elements in one padded row.
+    pub(crate) fn row(self) -> usize {
+        (self.w + 1) * self.c
+    }
+    /// Padded index of element (y, x, channel 0).
+    #[inline]
+    pub(crate) fn at(self, y: usize, x: usize) -> usize {
+        ((y + 1) * (self.w + 1) + x + 1) * self.c
+    }
+}
+
+/// What happens at each element, in raster order: the encoder quantizes the input, the decoder
+/// reads a code. Gets the frame index `e` (unpadded, within the frame), the padded index `p`, the
+/// channel, and the prediction; returns the reconstruction.
+pub(crate) trait Visit<W> {
+    /// Codes (or decodes) one element.
+    fn visit(&mut self, e: usize, p: usize, ch: usize, pred: W) -> Result<W, String>;
+}
+
+/// Walks one frame with predictor `mode`, writing reconstructions into `cur` (padded, border
+/// zero). `prev` is the previous reconstructed frame (padded), needed by temporal modes.
+pub(crate) fn walk_frame<W, V>(
+    g: Padded,
+    mode: u8,
+    prev: &[W],
+    cur: &mut [W],
+    v: &mut V,
+) -> Result<(), String>
+where
+    W: Mix,
+    V: Visit<W>,
+{
+    let pred_kind = mode & !INTER_CHANNEL;
+    let inter = mode & INTER_CHANNEL != 0;
+    let (c, rs) = (g.c, g.row());
+    if pred_kind != PRED_SPATIAL && prev.len() != g.len() {
+        return Err("temporal predictor without a previous frame".into());
+    }
+    let mut e = 0;
+    for y in 0..g.h {
+        for x in 0..g.w {
+            let p0 = g.at(y, x);
+            let (mut res1, mut res2) = (W::default(), W::default());
+            for ch in 0..c {
+                let p = p0 + ch;
+                let (wv, nv, nwv) = (cur[p - c], cur[p - rs], cur[p - rs - c]);
+                let base = match pred_kind {
+                    PRED_SPATIAL => wv + nv - nwv,
+                    PRED_TEMPORAL => prev[p],
+                    _ => {
+                        let lp = prev[p - c] + prev[p - rs] - prev[p - rs - c];
+                        prev[p] + ((wv + nv - nwv) - lp)
+                    }
+                };
+                let pred = match ch {
+                    _ if !inter => base,
+                    0 => base,
+                    1 => base + res1,
+                    _ => base + W::mix(res1, res2),
+                };
+                let r = v.visit(e, p, ch, pred)?;
+                cur[p] = r;
+                res2 = res1;
+                res1 = r - base;
+                e += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Context of an element from the code magnitudes already seen (`mags`, padded like the frame):
+/// W, N, NW, NE in the same channel and the previous channel of the same pixel, bucketed on a
+/// half-octave scale after `shift`. Channels after the first use their own set of contexts.
+#[inline]
+pub(crate) fn context(mags: &[u32], g: Padded, p: usize, ch: usize, shift: u32) -> usize {
+    let (c, rs) = (g.c, g.row());
+    let mut a = mags[p - c] as u64
+        + mags[p - rs] as u64
+        + mags[p - rs - c] as u64
+        + mags[p - rs + c] as u64;
+    if ch > 0 {
+        a += 2 * mags[p - 1] as u64;
+    }
+    if ch > 1 {
+        a += mags[p - 2] as u64;
+    }
+    let b = bucket(a >> shift);
+    if ch > 0 {
+        b + CONTEXTS_PER_SET
+    } else {
+        b
+    }
+}
+
+/// Contexts per set (first channel / later channels).
+pub(crate) const CONTEXTS_PER_SET: usize = 16;
+/// Streams in a group object.
+pub(crate) const CONTEXTS: usize = 2 * CONTEXTS_PER_SET;
+
+#[inline]
+fn bucket(a: u64) -> usize {
+    if a < 4 {
+        return a as usize;
+    }
+    let top = 63 - a.leading_zeros();
+    let half = (a >> (top - 1)) & 1;
+    ((2 * top as u64 + half) as usize).min(CONTEXTS_PER_SET - 1)
+}
+
+/// Magnitude of a code as kept for contexts.
+#[inline]
+pub(crate) fn mag(code: i64) -> u32 {
+    code.unsigned_abs().min(u32::MAX as u64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_orders_floats() {
+        let xs = [
+            f32::NEG_INFINITY,
+            -2.0,
+            -1e-30,
+            -0.0,
+            0.0,
+            1e-30,
+            1.0,
+            f32::INFINITY,
+        ];
+        let imgs: Vec<u32> = xs.iter().map(|x| f32_image(x.to_bits())).collect();
+        assert!(imgs.windows(2).all(|w| w[0] < w[1]));
+        for x in xs {
+            assert_eq!(f32_from_image(f32_image(x.to_bits())), x.to_bits());
+        }
+        let nan = 0x7fc1_2345u32;
+        assert_eq!(f32_from_image(f32_image(nan)), nan);
+    }
+
+    #[test]
+    fn buckets_are_monotone_and_bounded() {
+        let b: Vec<usize> = (0..5000u64).map(bucket).collect();
+        assert!(b.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(bucket(u64::MAX), CONTEXTS_PER_SET - 1);
+        assert_eq!(&b[..6], &[0, 1, 2, 3, 4, 4]);
+    }
+
+    #[test]
+    fn integer_bound_is_exact() {
+        let q = IntBounded::<1> {
+            kind: IntKind::U8,
+            max: 255,
+            e: 2,
+            rel: None,
+        };
+        for x in 0..256 {
+            for pred in [-300, -1, 0, 7, 128, 254, 255, 256, 999] {
+                let (code, r) = q.encode(x, pred).unwrap();
+                assert!((x - r).abs() <= 2 && (0..=255).contains(&r));
+                assert_eq!(q.decode(code, pred), r);
+            }
+        }
+        assert_eq!(q.decode(i64::MAX, 0), 255);
+        assert_eq!(q.decode(i64::MIN, 0), 0);
+    }
+}

@@ -1,0 +1,366 @@
+//! Loading a frame sequence: a directory of PNG frames, a `.npy` array, or raw bytes with a
+//! shape (what a safetensors tensor gives).
+
+use std::fs;
+use std::io::BufReader;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use super::{npy, FrameDims, FrameDtype, FrameError};
+
+/// A sequence of frames held in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FrameSeq {
+    /// Element type.
+    pub dtype: FrameDtype,
+    /// Frames.
+    pub t: usize,
+    /// Rows per frame.
+    pub h: usize,
+    /// Columns per frame.
+    pub w: usize,
+    /// Channels per pixel.
+    pub c: usize,
+    /// Elements, little-endian, `[T, H, W, C]` row-major.
+    pub data: Vec<u8>,
+    /// The frame file names when the sequence came from PNGs (one per frame), else empty.
+    pub names: Vec<String>,
+}
+
+impl FrameSeq {
+    /// A sequence from raw little-endian bytes of shape `[T,H,W]` or `[T,H,W,C]`. Every
+    /// dimension must be at least 1 and `bytes` exactly as long as the shape needs.
+    pub fn from_raw(dtype: FrameDtype, shape: &[u64], bytes: Vec<u8>) -> Result<Self, FrameError> {
+        let (t, h, w, c) = match *shape {
+            [t, h, w] => (t, h, w, 1),
+            [t, h, w, c] => (t, h, w, c),
+            _ => {
+                return Err(FrameError::Shape(format!(
+                    "shape {shape:?} is not [T,H,W] or [T,H,W,C]"
+                )))
+            }
+        };
+        if shape.contains(&0) {
+            return Err(FrameError::Shape(format!(
+                "shape {shape:?} has a zero dimension"
+            )));
+        }
+        let need = [t, h, w, c]
+            .iter()
+            .try_fold(dtype.size() as u64, |acc, &d| acc.checked_mul(d))
+            .filter(|&n| n <= usize::MAX as u64)
+            .ok_or_else(|| FrameError::Shape(format!("shape {shape:?} is too large")))?;
+        if need != bytes.len() as u64 {
+            return Err(FrameError::Shape(format!(
+                "shape {shape:?} of {dtype} needs {need} bytes, got {}",
+                bytes.len()
+            )));
+        }
+        Ok(FrameSeq {
+            dtype,
+            t: t as usize,
+            h: h as usize,
+            w: w as usize,
+            c: c as usize,
+            data: bytes,
+            names: Vec::new(),
+        })
+    }
+
+    /// The shape of one frame.
+    pub fn dims(&self) -> FrameDims {
+        FrameDims {
+            h: self.h,
+            w: self.w,
+            c: self.c,
+        }
+    }
+
+    /// Bytes per frame.
+    pub fn frame_bytes(&self) -> usize {
+        self.h * self.w * self.c * self.dtype.size()
+    }
+
+    /// The bytes of frames `range` (an error when the range is empty, reversed or too long).
+    pub fn frames(&self, range: Range<usize>) -> Result<&[u8], FrameError> {
+        if range.start >= range.end || range.end > self.t {
+            return Err(FrameError::Range {
+                start: range.start,
+                end: range.end,
+                t: self.t,
+            });
+        }
+        let fb = self.frame_bytes();
+        Ok(&self.data[range.start * fb..range.end * fb])
+    }
+}
+
+/// Loads a `.npy` file (see [`parse_npy`](super::parse_npy) for what is accepted).
+pub fn load_npy(path: &Path) -> Result<FrameSeq, FrameError> {
+    let bytes = fs::read(path).map_err(|source| FrameError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    npy::parse_npy(&bytes).map_err(|problem| FrameError::Npy {
+        path: path.to_path_buf(),
+        problem,
+    })
+}
+
+/// One decoded PNG.
+struct Png {
+    dtype: FrameDtype,
+    w: usize,
+    h: usize,
+    c: usize,
+    /// Little-endian samples.
+    data: Vec<u8>,
+}
+
+fn decode_png(path: &Path) -> Result<Png, FrameError> {
+    let file = fs::File::open(path).map_err(|source| FrameError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let not_png = |reason: String| FrameError::NotPng {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut dec = png::Decoder::new(BufReader::new(file));
+    // Palettes become RGB(A), low bit depths 8 bits, tRNS an alpha channel; 16 bits stay.
+    dec.set_transformations(png::Transformations::EXPAND);
+    let mut reader = dec.read_info().map_err(|e| not_png(e.to_string()))?;
+    let mut buf = vec![0u8; reader.output_buffer_size()];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| not_png(e.to_string()))?;
+    buf.truncate(info.buffer_size());
+    let c = info.color_type.samples();
+    let (w, h) = (info.width as usize, info.height as usize);
+    let line = w
+        * c
+        * if info.bit_depth == png::BitDepth::Sixteen {
+            2
+        } else {
+            1
+        };
+    let mut data = Vec::with_capacity(line * h);
+    for row in buf.chunks(info.line_size).take(h) {
+        data.extend_from_slice(&row[..line]);
+    }
+    let dtype = match info.bit_depth {
+        png::BitDepth::Sixteen => {
+            for s in data.chunks_exact_mut(2) {
+                s.swap(0, 1); // PNG samples are big-endian
+            }
+            FrameDtype::U16
+        }
+        png::BitDepth::Eight => FrameDtype::U8,
+        d => {
+            return Err(not_png(format!(
+                "unexpected bit depth {d:?} after expansion"
+            )))
+        }
+    };
+    Ok(Png {
+        dtype,
+        w,
+        h,
+        c,
+        data,
+    })
+}
+
+fn describe(p: &Png) -> String {
+    format!("{}x{}, {} channel(s), {}", p.w, p.h, p.c, p.dtype)
+}
+
+/// Loads the `*.png` files of `dir` (extension in any case), sorted by file name, as frames (8 or
+/// 16 bits; gray, gray+alpha, RGB, RGBA; palettes expanded). Other files, hidden files and
+/// subdirectories are skipped, so frames may sit beside other files; a `.png` file that does not
+/// decode is an error naming it. All frames must match the first in size, bit depth and
+/// channels; a directory without frames is an error.
+pub fn load_png_dir(dir: &Path) -> Result<FrameSeq, FrameError> {
+    let io = |source| FrameError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_png = Path::new(&name)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+        if !is_png || name.starts_with('.') || entry.file_type().map_err(io)?.is_dir() {
+            continue;
+        }
+        files.push((name, entry.path()));
+    }
+    if files.is_empty() {
+        return Err(FrameError::EmptyDir(dir.to_path_buf()));
+    }
+    files.sort();
+    let first = decode_png(&files[0].1)?;
+    let mut data = Vec::with_capacity(first.data.len() * files.len());
+    data.extend_from_slice(&first.data);
+    for (_, path) in &files[1..] {
+        let p = decode_png(path)?;
+        if (p.w, p.h, p.c, p.dtype) != (first.w, first.h, first.c, first.dtype) {
+            let what = if (p.w, p.h) != (first.w, first.h) {
+                format!("size {}x{}, expected {}x{}", p.w, p.h, first.w, first.h)
+            } else if p.dtype != first.dtype {
+                format!("{}, expected {}", p.dtype, first.dtype)
+            } else {
+                format!("{} channel(s), expected {}", p.c, first.c)
+            };
+            return Err(FrameError::Mismatch {
+                path: path.clone(),
+                first: format!("{} ({})", files[0].0, describe(&first)),
+                what,
+            });
+        }
+        data.extend_from_slice(&p.data);
+    }
+    Ok(FrameSeq {
+        dtype: first.dtype,
+        t: files.len(),
+        h: first.h,
+        w: first.w,
+        c: first.c,
+        data,
+        names: files.into_iter().map(|(n, _)| n).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::write_pngs;
+
+    fn seq(dtype: FrameDtype, t: usize, h: usize, w: usize, c: usize) -> FrameSeq {
+        let n = t * h * w * c * dtype.size();
+        let data = (0..n).map(|i| (i * 31 + i / 7) as u8).collect();
+        FrameSeq::from_raw(dtype, &[t as u64, h as u64, w as u64, c as u64], data).unwrap()
+    }
+
+    #[test]
+    fn png_round_trip_8_and_16_bit() {
+        for (dtype, c) in [
+            (FrameDtype::U8, 1),
+            (FrameDtype::U8, 4),
+            (FrameDtype::U16, 1),
+            (FrameDtype::U16, 4),
+            (FrameDtype::U8, 2),
+            (FrameDtype::U16, 3),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = seq(dtype, 3, 5, 7, c);
+            write_pngs(&s, dir.path(), 0..3).unwrap();
+            let back = load_png_dir(dir.path()).unwrap();
+            assert_eq!(
+                back.names,
+                ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
+            );
+            assert_eq!(back.data, s.data, "{dtype} c={c}");
+            assert_eq!(
+                (back.dtype, back.t, back.h, back.w, back.c),
+                (dtype, 3, 5, 7, c)
+            );
+        }
+    }
+
+    #[test]
+    fn palette_png_expands_to_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.png");
+        let f = fs::File::create(&path).unwrap();
+        let mut enc = png::Encoder::new(f, 2, 1);
+        enc.set_color(png::ColorType::Indexed);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_palette(vec![10, 20, 30, 40, 50, 60]);
+        enc.write_header()
+            .unwrap()
+            .write_image_data(&[1, 0])
+            .unwrap();
+        let s = load_png_dir(dir.path()).unwrap();
+        assert_eq!((s.c, s.dtype), (3, FrameDtype::U8));
+        assert_eq!(s.data, [40, 50, 60, 10, 20, 30]);
+    }
+
+    #[test]
+    fn mixed_directory_names_the_odd_frame() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = seq(FrameDtype::U8, 2, 4, 4, 3);
+        write_pngs(&a, dir.path(), 0..2).unwrap();
+        let mut b = seq(FrameDtype::U8, 1, 5, 4, 3);
+        b.names = vec!["frame_00001b.png".into()];
+        write_pngs(&b, dir.path(), 0..1).unwrap();
+        let err = load_png_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("frame_00001b.png") && err.contains("size 4x5, expected 4x4"),
+            "{err}"
+        );
+        // Another channel count, then another bit depth.
+        let dir = tempfile::tempdir().unwrap();
+        write_pngs(&a, dir.path(), 0..2).unwrap();
+        let mut g = seq(FrameDtype::U8, 1, 4, 4, 1);
+        g.names = vec!["frame_00009.png".into()];
+        write_pngs(&g, dir.path(), 0..1).unwrap();
+        let err = load_png_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("frame_00009.png") && err.contains("1 channel(s), expected 3"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        write_pngs(&a, dir.path(), 0..2).unwrap();
+        let mut d = seq(FrameDtype::U16, 1, 4, 4, 3);
+        d.names = vec!["frame_00009.png".into()];
+        write_pngs(&d, dir.path(), 0..1).unwrap();
+        let err = load_png_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("frame_00009.png") && err.contains("U16, expected U8"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_and_non_png_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_png_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, FrameError::EmptyDir(_)), "{err}");
+        write_pngs(&seq(FrameDtype::U8, 1, 2, 2, 1), dir.path(), 0..1).unwrap();
+        fs::write(dir.path().join("notes.txt"), b"hello").unwrap();
+        assert_eq!(
+            load_png_dir(dir.path()).unwrap().t,
+            1,
+            "other files are skipped"
+        );
+        fs::write(dir.path().join("broken.PNG"), b"hello").unwrap();
+        let err = load_png_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("broken.PNG") && err.contains("not a PNG"),
+            "{err}"
+        );
+        let only_text = tempfile::tempdir().unwrap();
+        fs::write(only_text.path().join("notes.txt"), b"hello").unwrap();
+        assert!(matches!(
+            load_png_dir(only_text.path()),
+            Err(FrameError::EmptyDir(_))
+        ));
+        assert!(load_png_dir(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn from_raw_checks_shape_and_length() {
+        assert!(FrameSeq::from_raw(FrameDtype::U8, &[2, 2, 2], vec![0; 8]).is_ok());
+        assert!(FrameSeq::from_raw(FrameDtype::U8, &[2, 2, 2], vec![0; 7]).is_err());
+        assert!(FrameSeq::from_raw(FrameDtype::F32, &[2, 2, 2], vec![0; 8]).is_err());
+        assert!(FrameSeq::from_raw(FrameDtype::U8, &[8], vec![0; 8]).is_err());
+        assert!(FrameSeq::from_raw(FrameDtype::U8, &[0, 2, 2], vec![]).is_err());
+        assert!(FrameSeq::from_raw(FrameDtype::U8, &[u64::MAX, 2, 2, 2], vec![]).is_err());
+        let s = seq(FrameDtype::U16, 4, 2, 3, 1);
+        assert_eq!(s.frames(1..3).unwrap().len(), 2 * 12);
+        assert!(s.frames(3..5).is_err() && s.frames(2..2).is_err());
+    }
+}

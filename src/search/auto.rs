@@ -1,0 +1,196 @@
+//! `commit --bound auto`: search the bound, commit with the choice, remember it for the branch.
+//!
+//! The chosen bound becomes the branch's default bound (config `bound.BRANCH`), so plain
+//! commits keep using it. With `research_every = N`, an automatic commit searches again only
+//! when `N` commits have been made since the last search (counted in config
+//! `search.since.BRANCH`, the searching commit counting as 1; `N` itself is remembered in
+//! `search.research_every.BRANCH`); in between it reuses the remembered bound. Without it every
+//! automatic commit searches (N = 1). A search failure commits nothing and changes no setting.
+//!
+//! A searched snapshot records in its meta `search.bound`, `search.ratio`, `search.accuracy`,
+//! `search.baseline_accuracy`, `search.loss` and `search.evaluations`; a snapshot that reused
+//! the remembered bound records `search.reused_bound`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{Evaluator, SearchOptions, SearchReport};
+use crate::error::{Error, Result};
+use crate::repo::{CommitOptions, CommitReport, Repo, TensorInput};
+use crate::store::manifest::Bound;
+
+/// How `--bound auto` searches.
+#[derive(Clone, Debug, Default)]
+pub struct AutoOptions {
+    /// The search itself (its codec, keyframe interval and chunk size are taken from the
+    /// commit's options).
+    pub search: SearchOptions,
+    /// Search again every N automatic commits on the branch (default: the branch's remembered
+    /// value, else 1 = every commit).
+    pub research_every: Option<u32>,
+}
+
+/// What an automatic commit did.
+#[derive(Clone, Debug, Serialize)]
+pub struct AutoCommitReport {
+    /// The commit.
+    #[serde(flatten)]
+    pub commit: CommitReport,
+    /// Bound committed under (`rel:E` or `lossless`).
+    pub bound: String,
+    /// Whether this commit searched (else it reused the remembered bound).
+    pub searched: bool,
+    /// Search interval in commits.
+    pub research_every: u32,
+    /// Automatic commits since the last search, this one included.
+    pub commits_since_search: u32,
+    /// The search, when there was one.
+    pub search: Option<SearchReport>,
+}
+
+fn since_key(branch: &str) -> String {
+    format!("search.since.{branch}")
+}
+
+fn every_key(branch: &str) -> String {
+    format!("search.research_every.{branch}")
+}
+
+impl Repo {
+    /// Commits a safetensors file under an automatically searched bound (see the module docs of
+    /// `search`). `opts.bound` is ignored.
+    pub fn commit_file_auto(
+        &self,
+        path: &Path,
+        opts: &CommitOptions,
+        auto: &AutoOptions,
+        evaluator: &mut Evaluator,
+    ) -> Result<AutoCommitReport> {
+        self.commit_auto_inner(
+            opts,
+            auto,
+            &mut |repo, branch, search| {
+                repo.search_file_on(path, None, Some(branch), search, evaluator)
+            },
+            &|repo, o| repo.commit_file(path, o),
+        )
+    }
+
+    /// Commits tensors held in memory under an automatically searched bound. `opts.bound` is
+    /// ignored.
+    pub fn commit_tensors_auto(
+        &self,
+        tensors: &[TensorInput],
+        metadata: Option<BTreeMap<String, String>>,
+        opts: &CommitOptions,
+        auto: &AutoOptions,
+        evaluator: &mut Evaluator,
+    ) -> Result<AutoCommitReport> {
+        self.commit_auto_inner(
+            opts,
+            auto,
+            &mut |repo, branch, search| {
+                repo.search_inner(tensors.to_vec(), None, Some(branch), search, evaluator)
+            },
+            &|repo, o| repo.commit_tensors(tensors, metadata.clone(), o),
+        )
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn commit_auto_inner(
+        &self,
+        opts: &CommitOptions,
+        auto: &AutoOptions,
+        search: &mut dyn FnMut(&Repo, &str, &SearchOptions) -> Result<SearchReport>,
+        commit: &dyn Fn(&Repo, &CommitOptions) -> Result<CommitReport>,
+    ) -> Result<AutoCommitReport> {
+        if auto.research_every == Some(0) {
+            return Err(Error::invalid("research interval", "must be at least 1"));
+        }
+        let branch = match &opts.branch {
+            Some(b) => b.clone(),
+            None => self.head_branch()?,
+        };
+        let every = match auto.research_every {
+            Some(n) => n,
+            None => self
+                .config_get(&every_key(&branch))?
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n >= 1)
+                .unwrap_or(1),
+        };
+        let since: Option<u32> = self
+            .config_get(&since_key(&branch))?
+            .and_then(|v| v.parse().ok());
+        let remembered: Option<Bound> = match self.config_get(&format!("bound.{branch}"))? {
+            Some(s) => s.parse().ok(),
+            None => None,
+        };
+        let mut o = opts.clone();
+        o.branch = Some(branch.clone());
+        let reuse = match (remembered, since) {
+            (Some(b), Some(n)) if n < every => Some((b, n)),
+            _ => None,
+        };
+        let (report, searched, since_now) = if let Some((b, n)) = reuse {
+            o.bound = Some(b);
+            o.meta.insert("search.reused_bound".into(), b.to_string());
+            let c = commit(self, &o)?;
+            (
+                AutoCommitReport {
+                    commit: c,
+                    bound: b.to_string(),
+                    searched: false,
+                    research_every: every,
+                    commits_since_search: n + 1,
+                    search: None,
+                },
+                None,
+                n + 1,
+            )
+        } else {
+            let s = search(self, &branch, &auto.search.clone().for_commit(opts))?;
+            let chosen = s.bound();
+            o.bound = Some(chosen);
+            let meta = [
+                ("search.bound", chosen.to_string()),
+                ("search.ratio", format!("{:.4}", s.chosen.ratio)),
+                ("search.accuracy", format!("{}", s.chosen.accuracy)),
+                (
+                    "search.baseline_accuracy",
+                    format!("{}", s.baseline_accuracy),
+                ),
+                ("search.loss", format!("{}", s.chosen.loss)),
+                ("search.evaluations", s.evaluations.to_string()),
+            ];
+            for (k, v) in meta {
+                o.meta.insert(k.into(), v);
+            }
+            let c = commit(self, &o)?;
+            let b = chosen.to_string();
+            (
+                AutoCommitReport {
+                    commit: c,
+                    bound: b.clone(),
+                    searched: true,
+                    research_every: every,
+                    commits_since_search: 1,
+                    search: Some(s),
+                },
+                Some(b),
+                1,
+            )
+        };
+        // Settings change only once the commit has landed.
+        if let Some(b) = searched {
+            self.config_set(&format!("bound.{branch}"), &b)?;
+        }
+        self.config_set(&since_key(&branch), &since_now.to_string())?;
+        if let Some(n) = auto.research_every {
+            self.config_set(&every_key(&branch), &n.to_string())?;
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,282 @@
+//! An evaluator that runs a shell command on each candidate written as a safetensors file
+//! (`--eval-cmd 'python eval.py {path}'`).
+//!
+//! The command runs through `sh -c` with `{path}` replaced by the shell-quoted path of the
+//! candidate (appended as the last argument when the command has no `{path}`; the path is also
+//! in `$SNAPSTORE_CANDIDATE`). The last number it prints on stdout is the accuracy (`99.4%`
+//! reads as 0.994). A non-zero exit, no number, NaN or infinity, or running past the timeout
+//! (the command and everything it started are killed) is an error naming the command.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::repo::CheckedOutTensor;
+use crate::safetensors_io::{canonical_header, write_header_prefix};
+
+/// Stdout kept for parsing, and stderr kept for error messages (the last bytes).
+const KEEP_STDOUT: usize = 1 << 20;
+const KEEP_STDERR: usize = 2000;
+
+/// Runs a shell command on each candidate; see the module docs.
+#[derive(Debug)]
+pub struct CommandEvaluator {
+    command: String,
+    timeout: Option<Duration>,
+    metadata: Option<BTreeMap<String, String>>,
+    dir: PathBuf,
+    calls: usize,
+}
+
+impl CommandEvaluator {
+    /// An evaluator running `command`, killed after `timeout` (none: no limit). Candidates are
+    /// written to a private temporary directory removed on drop.
+    pub fn new(command: &str, timeout: Option<Duration>) -> Result<Self> {
+        if command.trim().is_empty() {
+            return Err(Error::invalid("eval command", "the command is empty"));
+        }
+        let base = std::env::temp_dir();
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = base.join(format!(
+            "snapstore-search-{}-{stamp}-{seq}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(CommandEvaluator {
+            command: command.to_string(),
+            timeout,
+            metadata: None,
+            dir,
+            calls: 0,
+        })
+    }
+
+    /// Writes this safetensors `__metadata__` into every candidate file.
+    pub fn with_metadata(mut self, metadata: Option<BTreeMap<String, String>>) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// The command as given.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// Times the command has run.
+    pub fn calls(&self) -> usize {
+        self.calls
+    }
+
+    /// Writes `tensors` as a safetensors file, runs the command on it and returns the accuracy.
+    pub fn evaluate(&mut self, tensors: &[CheckedOutTensor]) -> std::result::Result<f64, String> {
+        let path = self
+            .dir
+            .join(format!("candidate-{}.safetensors", self.calls));
+        write_candidate(&path, self.metadata.as_ref(), tensors)
+            .map_err(|e| format!("writing the candidate for `{}`: {e}", self.command))?;
+        let result = self.run_on_file(&path);
+        let _ = std::fs::remove_file(&path);
+        result
+    }
+
+    /// Runs the command on an existing file and returns the last number it printed.
+    pub fn run_on_file(&mut self, path: &Path) -> std::result::Result<f64, String> {
+        self.calls += 1;
+        let quoted = shell_quote(&path.to_string_lossy());
+        let line = if self.command.contains("{path}") {
+            self.command.replace("{path}", &quoted)
+        } else {
+            format!("{} {quoted}", self.command)
+        };
+        let (status, stdout, stderr) = run_with_timeout(&line, path, self.timeout)
+            .map_err(|e| format!("eval command `{}`: {e}", self.command))?;
+        let stderr_note = if stderr.trim().is_empty() {
+            String::new()
+        } else {
+            format!("; its stderr ends with: {}", stderr.trim())
+        };
+        if !status.success() {
+            return Err(format!(
+                "eval command `{}` failed ({status}){stderr_note}",
+                self.command
+            ));
+        }
+        match last_number(&stdout) {
+            None => Err(format!(
+                "eval command `{}` printed no number on stdout (the last number printed is the accuracy){stderr_note}",
+                self.command
+            )),
+            Some(v) if !v.is_finite() => Err(format!(
+                "eval command `{}` printed {v} as the accuracy",
+                self.command
+            )),
+            Some(v) => Ok(v),
+        }
+    }
+
+    /// This evaluator as the closure the search takes.
+    pub fn as_evaluator(
+        &mut self,
+    ) -> impl FnMut(&[CheckedOutTensor]) -> std::result::Result<f64, String> + '_ {
+        move |t| self.evaluate(t)
+    }
+}
+
+impl Drop for CommandEvaluator {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write_candidate(
+    path: &Path,
+    metadata: Option<&BTreeMap<String, String>>,
+    tensors: &[CheckedOutTensor],
+) -> std::result::Result<(), String> {
+    let specs: Vec<_> = tensors
+        .iter()
+        .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
+        .collect();
+    let (raw, order) = canonical_header(metadata, &specs).map_err(|e| e.to_string())?;
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let io = |e: std::io::Error| format!("{}: {e}", path.display());
+    write_header_prefix(&mut out, &raw).map_err(io)?;
+    for info in &order {
+        let t = tensors
+            .iter()
+            .find(|t| t.name == info.name)
+            .expect("the header lists the given tensors");
+        out.write_all(&t.data).map_err(io)?;
+    }
+    out.flush().map_err(io)
+}
+
+/// `s` quoted for `sh`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// The last number in `text`: tokens split at whitespace and `,;:=()[]{}<>"'|`, a trailing
+/// `.` dropped, and `N%` read as `N / 100`. `nan` and `inf` count as numbers (so that a NaN
+/// printed last is reported as such, not skipped).
+pub fn last_number(text: &str) -> Option<f64> {
+    text.split(|c: char| c.is_whitespace() || ",;:=()[]{}<>\"'|".contains(c))
+        .filter_map(|tok| {
+            let tok = tok.trim_end_matches('.');
+            let (tok, scale) = match tok.strip_suffix('%') {
+                Some(t) => (t, 0.01),
+                None => (tok, 1.0),
+            };
+            // Rust also parses "infinity"/"nan" in any case; nothing else that is not a number.
+            tok.parse::<f64>().ok().map(|v| v * scale)
+        })
+        .next_back()
+}
+
+type Outcome = (std::process::ExitStatus, String, String);
+
+fn run_with_timeout(
+    line: &str,
+    candidate: &Path,
+    timeout: Option<Duration>,
+) -> std::result::Result<Outcome, String> {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(line)
+        .env("SNAPSTORE_CANDIDATE", candidate)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(unix)]
+    {
+        // Its own process group, so a timeout kills what the shell started too.
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
+    let (tx, rx) = mpsc::channel::<(bool, String)>();
+    let spawn_reader = |mut r: Box<dyn Read + Send>, is_stdout: bool| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let keep = if is_stdout { KEEP_STDOUT } else { KEEP_STDERR };
+            let mut kept: Vec<u8> = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * keep {
+                    kept.drain(..kept.len() - keep);
+                }
+            }
+            if kept.len() > keep {
+                kept.drain(..kept.len() - keep);
+            }
+            let _ = tx.send((is_stdout, String::from_utf8_lossy(&kept).into_owned()));
+        });
+    };
+    spawn_reader(Box::new(child.stdout.take().expect("piped")), true);
+    spawn_reader(Box::new(child.stderr.take().expect("piped")), false);
+    drop(tx);
+
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(2);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(format!("waiting for it: {e}")),
+        }
+        if let Some(limit) = timeout {
+            if started.elapsed() >= limit {
+                kill_tree(&mut child);
+                let _ = child.wait();
+                return Err(format!(
+                    "timed out after {:.1} s (--eval-timeout) and was killed",
+                    limit.as_secs_f64()
+                ));
+            }
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    };
+    // Collect the output; a background process still holding the pipes is not waited for
+    // past the timeout (or a few seconds without one).
+    let deadline = Instant::now()
+        + timeout
+            .map(|t| t.saturating_sub(started.elapsed()))
+            .unwrap_or(Duration::from_secs(5))
+            .max(Duration::from_millis(200));
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    for _ in 0..2 {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok((true, s)) => stdout = s,
+            Ok((false, s)) => stderr = s,
+            Err(_) => break,
+        }
+    }
+    Ok((status, stdout, stderr))
+}
+
+fn kill_tree(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        // The child leads its own process group (not yet reaped, so the id is still ours).
+        let pid = child.id() as libc::pid_t;
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory is touched.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+}

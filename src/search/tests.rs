@@ -1,0 +1,664 @@
+//! Tests of the bound search: synthetic evaluators with known answers, the exclusion rule, the
+//! evaluator-call count, the commit mirror (the evaluated reconstruction is what checkout
+//! returns, the coded size what the commit stores), `--eval-cmd` failures leaving the repository
+//! unchanged, the plot, and the digits trajectory when its corpus is present.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::dtype::Dtype;
+use crate::repo::{CommitOptions, Repo, TensorInput};
+
+/// Deterministic pseudo-random weights, roughly N(0, 0.05), no zeros.
+fn weights(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            let mut acc = 0.0f32;
+            for _ in 0..4 {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                acc += ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5;
+            }
+            let v = acc * 0.05;
+            if v == 0.0 {
+                1e-3
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+fn bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn floats(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// An epoch of a fake training run: the weights drift a little each epoch.
+fn epoch(k: usize) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let base = weights(60_000, 7);
+    let drift = weights(60_000, 100 + k as u64);
+    let w: Vec<f32> = base
+        .iter()
+        .zip(&drift)
+        .map(|(b, d)| b + 0.02 * k as f32 * d)
+        .collect();
+    let bias = weights(300, 11 + k as u64);
+    let steps: Vec<u8> = (k as i64 * 100).to_le_bytes().to_vec();
+    (bytes(&w), bytes(&bias), steps)
+}
+
+fn inputs<'a>(w: &'a [u8], b: &'a [u8], steps: &'a [u8]) -> Vec<TensorInput<'a>> {
+    vec![
+        TensorInput {
+            name: "fc.weight".into(),
+            dtype: Dtype::F32,
+            shape: vec![200, 300],
+            data: w,
+        },
+        TensorInput {
+            name: "fc.bias".into(),
+            dtype: Dtype::F32,
+            shape: vec![300],
+            data: b,
+        },
+        TensorInput {
+            name: "steps".into(),
+            dtype: Dtype::I64,
+            shape: vec![1],
+            data: steps,
+        },
+    ]
+}
+
+/// Largest relative error of the float tensors against the originals.
+fn max_rel(original: &[TensorInput], got: &[crate::CheckedOutTensor]) -> f64 {
+    let mut worst = 0.0f64;
+    for t in got.iter().filter(|t| t.dtype == Dtype::F32) {
+        let o = original.iter().find(|o| o.name == t.name).unwrap();
+        for (a, b) in floats(o.data).iter().zip(floats(&t.data)) {
+            worst = worst.max(((b as f64 - *a as f64) / *a as f64).abs());
+        }
+    }
+    worst
+}
+
+fn quiet(opts: SearchOptions) -> SearchOptions {
+    SearchOptions {
+        progress: false,
+        ..opts
+    }
+}
+
+fn new_repo() -> (tempfile::TempDir, Repo) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::init(dir.path().join("repo")).unwrap();
+    (dir, repo)
+}
+
+/// accuracy = 0.99 - 5 * (largest relative error): admissible iff the realized error is at
+/// most 4e-4 under max loss 0.002.
+fn linear_search(alpha: f64) -> SearchReport {
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let mut ev = |got: &[crate::CheckedOutTensor]| Ok(0.99 - 5.0 * max_rel(&t, got));
+    repo.search_tensors(
+        &t,
+        None,
+        &quiet(SearchOptions {
+            alpha,
+            max_loss: 0.002,
+            ..SearchOptions::default()
+        }),
+        &mut ev,
+    )
+    .unwrap()
+}
+
+#[test]
+fn default_candidates_are_log_spaced() {
+    let c = default_candidates();
+    assert_eq!(c.len(), DEFAULT_RANGE_POINTS);
+    assert_eq!(c[0], 1e-4);
+    assert_eq!(*c.last().unwrap(), 0.2);
+    assert!(c.windows(2).all(|w| w[1] / w[0] > 1.4 && w[1] / w[0] < 1.9));
+    assert_eq!(parse_range("1e-3:1e-1:3").unwrap(), vec![0.001, 0.01, 0.1]);
+    assert!(parse_range("0:1").is_err());
+    assert!(parse_range("x").is_err());
+}
+
+#[test]
+fn high_alpha_takes_the_largest_admissible_bound() {
+    let r = linear_search(0.99);
+    assert_eq!(r.baseline_accuracy, 0.99);
+    assert!(!r.fell_back_to_lossless);
+    // Largest candidate whose error keeps the loss within 0.002 (realized error ~ the bound).
+    let admissible: Vec<f64> = r
+        .candidates
+        .iter()
+        .filter(|c| c.admissible == Some(true))
+        .map(|c| c.bound)
+        .collect();
+    assert!(r.chosen.bound <= 4e-4, "{}", r.chosen.bound);
+    assert_eq!(
+        r.chosen.bound,
+        admissible.iter().cloned().fold(0.0, f64::max)
+    );
+    // ...and it is the largest admissible candidate of all, evaluated or not.
+    let next = r
+        .candidates
+        .iter()
+        .find(|c| c.bound > r.chosen.bound)
+        .unwrap();
+    assert_eq!(next.admissible, Some(false), "the next bound was checked");
+    assert!(r.chosen.loss <= 0.002);
+    assert!(r.chosen.ratio > r.lossless_ratio);
+}
+
+#[test]
+fn low_alpha_takes_a_small_bound() {
+    let r = linear_search(0.01);
+    assert_eq!(r.chosen.bound, r.candidates[0].bound, "{:#?}", r.candidates);
+    let high = linear_search(0.99);
+    assert!(r.chosen.bound < high.chosen.bound);
+}
+
+#[test]
+fn excluded_candidates_never_score_and_calls_beat_a_full_scan() {
+    let r = linear_search(0.5);
+    for c in &r.candidates {
+        match c.admissible {
+            Some(false) => {
+                assert!(c.loss.unwrap() > 0.002);
+                assert!(c.score.is_none() && c.phi.is_none() && c.omega.is_none());
+            }
+            Some(true) => {
+                let (phi, omega, score) = (c.phi.unwrap(), c.omega.unwrap(), c.score.unwrap());
+                assert!((0.0..=1.0).contains(&phi) && (0.0..=1.0).contains(&omega));
+                assert!((score - (0.5 * phi + 0.5 * omega)).abs() < 1e-12);
+                assert!((omega - (1.0 - c.loss.unwrap() / 0.002).clamp(0.0, 1.0)).abs() < 1e-12);
+            }
+            None => assert!(!c.evaluated && c.accuracy.is_none()),
+        }
+    }
+    // Phi is relative to the best admissible ratio.
+    let best = r
+        .candidates
+        .iter()
+        .filter_map(|c| c.phi)
+        .fold(0.0, f64::max);
+    assert_eq!(best, 1.0);
+    assert_eq!(r.full_scan_evaluations, r.candidates.len() + 1);
+    assert!(
+        r.evaluations < r.full_scan_evaluations,
+        "{} of {}",
+        r.evaluations,
+        r.full_scan_evaluations
+    );
+    assert_eq!(
+        r.evaluations,
+        1 + r.candidates.iter().filter(|c| c.evaluated).count()
+    );
+    // The same choice as a full scan.
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let mut ev = |got: &[crate::CheckedOutTensor]| Ok(0.99 - 5.0 * max_rel(&t, got));
+    let full = repo
+        .search_tensors(
+            &t,
+            None,
+            &quiet(SearchOptions {
+                full_scan: true,
+                ..SearchOptions::default()
+            }),
+            &mut ev,
+        )
+        .unwrap();
+    assert_eq!(full.evaluations, full.full_scan_evaluations);
+    assert_eq!(full.chosen.bound, r.chosen.bound);
+}
+
+#[test]
+fn nothing_admissible_falls_back_to_lossless() {
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let mut ev =
+        |got: &[crate::CheckedOutTensor]| Ok(if max_rel(&t, got) == 0.0 { 0.9 } else { 0.5 });
+    let r = repo
+        .search_tensors(&t, None, &quiet(SearchOptions::default()), &mut ev)
+        .unwrap();
+    assert!(r.fell_back_to_lossless);
+    assert_eq!(r.bound(), Bound::Lossless);
+    assert_eq!(r.chosen.loss, 0.0);
+    assert_eq!(r.chosen.ratio, r.lossless_ratio);
+    assert!(r.candidates.iter().all(|c| c.score.is_none()));
+    // The coarse scan only: every other candidate.
+    assert_eq!(r.evaluations, 1 + 8, "{:#?}", r.candidates);
+}
+
+/// Once an admissible candidate loses nothing, no smaller bound can win: the scan stops there.
+#[test]
+fn a_lossless_frontier_ends_the_search() {
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    // Accuracy drops only past 1% error.
+    let mut ev =
+        |got: &[crate::CheckedOutTensor]| Ok(if max_rel(&t, got) > 0.01 { 0.8 } else { 0.9 });
+    let r = repo
+        .search_tensors(&t, None, &quiet(SearchOptions::default()), &mut ev)
+        .unwrap();
+    assert_eq!(r.chosen.bound, 0.0096, "{:#?}", r.candidates);
+    assert_eq!(r.chosen.loss, 0.0);
+    assert!(r.evaluations <= 6, "{} calls", r.evaluations);
+}
+
+#[test]
+fn ties_go_to_the_larger_bound() {
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let mut ev = |_: &[crate::CheckedOutTensor]| Ok(0.75);
+    let r = repo
+        .search_tensors(
+            &t,
+            None,
+            &quiet(SearchOptions {
+                alpha: 0.0,
+                candidates: vec![1e-3, 1e-2, 3e-2, 1e-1],
+                ..SearchOptions::default()
+            }),
+            &mut ev,
+        )
+        .unwrap();
+    assert_eq!(r.chosen.bound, 1e-1);
+}
+
+#[test]
+fn evaluator_errors_and_nan_are_errors() {
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let mut failing = |_: &[crate::CheckedOutTensor]| Err("no GPU".to_string());
+    let e = repo
+        .search_tensors(&t, None, &quiet(SearchOptions::default()), &mut failing)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no GPU"), "{e}");
+    let mut nan = |_: &[crate::CheckedOutTensor]| Ok(f64::NAN);
+    let e = repo
+        .search_tensors(&t, None, &quiet(SearchOptions::default()), &mut nan)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("NaN"), "{e}");
+    for bad in [
+        SearchOptions {
+            alpha: 1.5,
+            ..SearchOptions::default()
+        },
+        SearchOptions {
+            candidates: vec![],
+            ..SearchOptions::default()
+        },
+        SearchOptions {
+            candidates: vec![1.0],
+            ..SearchOptions::default()
+        },
+    ] {
+        let mut ev = |_: &[crate::CheckedOutTensor]| Ok(1.0);
+        assert!(repo.search_tensors(&t, None, &bad, &mut ev).is_err());
+    }
+}
+
+/// The search codes candidates exactly as the commit does: along a chain with deltas and a
+/// keyframe, the evaluated reconstruction is what checkout returns and the coded size is what
+/// the commit stores; the estimate is within a factor of two of it.
+#[test]
+fn candidates_mirror_the_commit_along_a_chain() {
+    let (_d, repo) = new_repo();
+    repo.config_set("keyframe_every", "2").unwrap();
+    for k in 0..4 {
+        let (w, b, s) = epoch(k);
+        let t = inputs(&w, &b, &s);
+        let mut seen: Vec<Vec<crate::CheckedOutTensor>> = Vec::new();
+        let mut ev = |got: &[crate::CheckedOutTensor]| {
+            seen.push(got.to_vec());
+            Ok(0.99 - 5.0 * max_rel(&t, got))
+        };
+        let opts = quiet(SearchOptions {
+            candidates: vec![1e-4, 3e-4, 1e-3],
+            max_loss: 0.01,
+            alpha: 0.9,
+            ..SearchOptions::default()
+        });
+        let r = repo.search_tensors(&t, None, &opts, &mut ev).unwrap();
+        let chosen = r.bound();
+        assert_eq!(chosen, Bound::Rel(1e-3), "{:#?}", r.candidates);
+        let c = repo
+            .commit_tensors(
+                &t,
+                None,
+                &CommitOptions {
+                    bound: Some(chosen),
+                    ..CommitOptions::default()
+                },
+            )
+            .unwrap();
+        let row = r.candidates.iter().find(|c| c.bound == 1e-3).unwrap();
+        assert_eq!(row.stored_bytes, Some(c.stored_bytes), "epoch {k}");
+        let est = row.est_over_real.unwrap();
+        assert!((0.5..2.0).contains(&est), "est/real {est} at epoch {k}");
+        let back = repo.checkout("HEAD", None).unwrap();
+        let evaluated = seen
+            .iter()
+            .find(|s| {
+                s.iter().all(|t| {
+                    back.tensor(&t.name)
+                        .is_some_and(|b| b.data == t.data && b.shape == t.shape)
+                })
+            })
+            .is_some();
+        assert!(
+            evaluated,
+            "checkout of epoch {k} differs from every evaluated candidate"
+        );
+        assert_eq!(r.parent, c.parent);
+    }
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/search_eval.sh")
+}
+
+fn script_cmd(mode: &str) -> String {
+    format!(
+        "sh '{}' {mode} {{path}}",
+        script().display().to_string().replace('\'', "'\\''")
+    )
+}
+
+fn write_file(dir: &Path, k: usize) -> PathBuf {
+    let (w, b, s) = epoch(k);
+    let t = inputs(&w, &b, &s);
+    let specs: Vec<_> = t
+        .iter()
+        .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
+        .collect();
+    let (raw, order) = crate::safetensors_io::canonical_header(None, &specs).unwrap();
+    let mut out = Vec::new();
+    crate::safetensors_io::write_header_prefix(&mut out, &raw).unwrap();
+    for info in order {
+        out.extend_from_slice(t.iter().find(|t| t.name == info.name).unwrap().data);
+    }
+    let p = dir.join(format!("epoch_{k}.safetensors"));
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+#[test]
+fn last_number_reads_what_evaluators_print() {
+    assert_eq!(last_number("acc 0.5\nfinal accuracy: 0.93\n"), Some(0.93));
+    assert_eq!(last_number("epoch 30 acc=0.9944."), Some(0.9944));
+    assert_eq!(last_number("top-1: 99.5%"), Some(0.995));
+    assert_eq!(last_number("[0.1, 0.25]"), Some(0.25));
+    assert!(last_number("accuracy nan").unwrap().is_nan());
+    assert_eq!(last_number("no digits here"), None);
+    assert_eq!(last_number(""), None);
+}
+
+#[test]
+fn eval_cmd_runs_on_the_candidate_file() {
+    let mut ev = CommandEvaluator::new(&script_cmd("ok"), Some(Duration::from_secs(60))).unwrap();
+    let (w, b, s) = epoch(0);
+    let t: Vec<crate::CheckedOutTensor> = inputs(&w, &b, &s)
+        .into_iter()
+        .map(|t| crate::CheckedOutTensor {
+            name: t.name,
+            dtype: t.dtype,
+            shape: t.shape,
+            data: t.data.to_vec(),
+        })
+        .collect();
+    let acc = ev.evaluate(&t).unwrap();
+    let size = 240_000 + 1_200 + 8 + 8 + {
+        let specs: Vec<_> = t
+            .iter()
+            .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
+            .collect();
+        crate::safetensors_io::canonical_header(None, &specs)
+            .unwrap()
+            .0
+            .len()
+    };
+    assert!(
+        (acc - (0.9 + (size % 1000) as f64 / 1e6)).abs() < 1e-9,
+        "{acc} for {size} bytes"
+    );
+    assert_eq!(ev.calls(), 1);
+}
+
+#[test]
+fn failing_silent_nan_and_slow_eval_cmds_commit_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::init(dir.path().join("repo")).unwrap();
+    let f0 = write_file(dir.path(), 0);
+    let f1 = write_file(dir.path(), 1);
+    repo.commit_file(&f0, &CommitOptions::default()).unwrap();
+    let before = repo.log(None, None).unwrap().len();
+    for (mode, expect, timeout) in [
+        ("fail", "failed", 60),
+        ("silent", "no number", 60),
+        ("nan", "NaN", 60),
+        ("sleep", "timed out", 1),
+    ] {
+        let cmd = script_cmd(mode);
+        let mut ev = CommandEvaluator::new(&cmd, Some(Duration::from_secs(timeout))).unwrap();
+        let started = Instant::now();
+        let err = repo
+            .commit_file_auto(
+                &f1,
+                &CommitOptions::default(),
+                &AutoOptions {
+                    search: quiet(SearchOptions::default()),
+                    research_every: Some(3),
+                },
+                &mut ev.as_evaluator(),
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(expect), "{mode}: {err}");
+        assert!(
+            err.contains("search_eval.sh"),
+            "{mode}: the command is named: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{mode} was not killed in time"
+        );
+        assert_eq!(repo.log(None, None).unwrap().len(), before, "{mode}");
+        assert_eq!(repo.config_get("bound.main").unwrap(), None, "{mode}");
+        assert_eq!(
+            repo.config_get("search.since.main").unwrap(),
+            None,
+            "{mode}"
+        );
+        assert_eq!(repo.config_get("search.research_every.main").unwrap(), None);
+    }
+}
+
+#[test]
+fn auto_commits_search_every_n_and_remember_the_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::init(dir.path().join("repo")).unwrap();
+    let mut searched = Vec::new();
+    for k in 0..5 {
+        let (w, b, s) = epoch(k);
+        let t = inputs(&w, &b, &s);
+        let mut ev = |got: &[crate::CheckedOutTensor]| Ok(0.99 - 5.0 * max_rel(&t, got));
+        let auto = AutoOptions {
+            search: quiet(SearchOptions {
+                alpha: 0.99,
+                ..SearchOptions::default()
+            }),
+            research_every: if k == 0 { Some(2) } else { None },
+        };
+        let r = repo
+            .commit_tensors_auto(&t, None, &CommitOptions::default(), &auto, &mut ev)
+            .unwrap();
+        searched.push(r.searched);
+        assert_eq!(r.research_every, 2);
+        let (_, m) = repo.show("HEAD").unwrap();
+        assert_eq!(m.bound.to_string(), r.bound);
+        if r.searched {
+            let s = r.search.as_ref().unwrap();
+            assert_eq!(m.meta["search.bound"], s.chosen.spec);
+            assert_eq!(m.meta["search.evaluations"], s.evaluations.to_string());
+            assert!(m.meta.contains_key("search.ratio") && m.meta.contains_key("search.accuracy"));
+            assert_eq!(
+                repo.config_get("bound.main").unwrap().unwrap(),
+                s.chosen.spec
+            );
+        } else {
+            assert_eq!(m.meta["search.reused_bound"], r.bound);
+        }
+    }
+    assert_eq!(searched, [true, false, true, false, true]);
+    assert_eq!(repo.config_get("search.since.main").unwrap().unwrap(), "1");
+    // A plain commit keeps using the remembered bound.
+    let (w, b, s) = epoch(5);
+    repo.commit_tensors(&inputs(&w, &b, &s), None, &CommitOptions::default())
+        .unwrap();
+    let (_, m) = repo.show("HEAD").unwrap();
+    assert_eq!(
+        Some(m.bound.to_string()),
+        repo.config_get("bound.main").unwrap()
+    );
+}
+
+/// Tags balance and nothing but whitespace lies outside the root element.
+fn well_formed_svg(text: &str) -> Result<usize, String> {
+    let body = text.trim_start();
+    let body = match body.strip_prefix("<?xml") {
+        Some(rest) => &rest[rest.find("?>").ok_or("unterminated XML declaration")? + 2..],
+        None => body,
+    };
+    let mut stack: Vec<String> = Vec::new();
+    let mut elements = 0;
+    let mut rest = body;
+    let mut closed_root = false;
+    while let Some(start) = rest.find('<') {
+        if closed_root && !rest[..start].trim().is_empty() {
+            return Err("text after the root element".into());
+        }
+        let end = rest[start..].find('>').ok_or("unterminated tag")? + start;
+        let tag = &rest[start + 1..end];
+        if let Some(name) = tag.strip_prefix('/') {
+            let open = stack.pop().ok_or("close without open")?;
+            if open != name.trim() {
+                return Err(format!("<{open}> closed by </{name}>"));
+            }
+            closed_root = stack.is_empty();
+        } else if !tag.starts_with('!') && !tag.starts_with('?') {
+            elements += 1;
+            let name: String = tag
+                .chars()
+                .take_while(|c| !c.is_whitespace() && *c != '/')
+                .collect();
+            if !tag.ends_with('/') {
+                stack.push(name);
+            } else {
+                closed_root = stack.is_empty();
+            }
+        }
+        rest = &rest[end + 1..];
+    }
+    if !stack.is_empty() {
+        return Err(format!("unclosed {stack:?}"));
+    }
+    Ok(elements)
+}
+
+#[test]
+fn plot_is_a_well_formed_svg() {
+    let r = linear_search(0.5);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("curve.svg");
+    plot_svg(&r, &path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("<svg"), "{text}");
+    let elements = well_formed_svg(&text).unwrap();
+    assert!(elements > 50, "{elements} elements");
+    assert!(text.contains("chosen rel:"), "the choice is labelled");
+    assert!(text.contains("accuracy") && text.contains("compression ratio"));
+    let table = cli::format_report(&r);
+    assert!(
+        table.contains("est/real") && table.contains("chosen rel:"),
+        "{table}"
+    );
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let r = linear_search(0.5);
+    let v: serde_json::Value = serde_json::to_value(&r).unwrap();
+    for k in ["bound", "ratio", "accuracy", "loss"] {
+        assert!(v["chosen"][k].is_number(), "chosen.{k}");
+    }
+    assert!(v["baseline_accuracy"].is_number());
+    assert!(v["evaluations"].is_number());
+    let c = v["candidates"].as_array().unwrap();
+    assert_eq!(c.len(), 16);
+    for k in [
+        "bound",
+        "est_ratio",
+        "ratio",
+        "accuracy",
+        "loss",
+        "phi",
+        "omega",
+        "score",
+        "evaluated",
+    ] {
+        assert!(c[0].get(k).is_some(), "candidates[].{k}");
+    }
+}
+
+#[allow(dead_code, unused_imports)]
+#[path = "../../examples/search_digits.rs"]
+mod digits_example;
+
+/// The digits MLP trajectory (`examples/search_digits.rs`): the last checkpoint loses no more
+/// than allowed and the trajectory compresses better than lossless, with fewer evaluator calls
+/// than full scans.
+#[test]
+fn digits_trajectory_keeps_accuracy_and_beats_lossless() {
+    let corpus = digits_example::corpus_dir();
+    if !corpus.join("testset.safetensors").exists() {
+        println!("skipping: no digits-mlp corpus at {}", corpus.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = digits_example::run(&corpus, dir.path(), 10, SearchOptions::default(), false).unwrap();
+    assert!(o.last_loss() <= o.max_loss, "loss {}", o.last_loss());
+    assert!(
+        o.ratio > o.lossless_ratio,
+        "{} vs lossless {}",
+        o.ratio,
+        o.lossless_ratio
+    );
+    assert!(o.evaluations < o.full_scan_evaluations);
+    assert_eq!(o.searches.len(), 4, "epochs 0, 10, 20, 30");
+}
