@@ -5,5 +5,7 @@ mod util;
 mod bad_input;
 mod cli;
 mod crash;
+mod frames;
 mod gpu;
 mod library;
+mod search;

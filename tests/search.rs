@@ -1,0 +1,85 @@
+//! The error-bound search through the binary: a failing, silent, NaN or slow evaluator is a
+//! clear error naming the command and nothing is committed; a working one commits its choice.
+
+use crate::util::*;
+
+fn evaluator(mode: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/search_eval.sh");
+    format!("sh {script} {mode} {{path}}")
+}
+
+fn trajectory_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    trajectory(21, 2, &[("w", &[64, 64]), ("b", &[64])])
+        .into_iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let p = dir.join(format!("e{i}.safetensors"));
+            write_safetensors(&p, &step, None);
+            p
+        })
+        .collect()
+}
+
+#[test]
+fn a_broken_evaluator_commits_nothing_and_names_the_command() {
+    let (dir, repo) = init_repo();
+    let files = trajectory_files(dir.path());
+    run_ok(&repo, &["commit", files[0].to_str().unwrap()]);
+    let before = repo_state(&repo);
+    for (mode, extra, expect) in [
+        ("fail", vec![], "exploded"),
+        ("silent", vec![], "number"),
+        ("nan", vec![], "nan"),
+        ("sleep", vec!["--eval-timeout", "1"], "time"),
+    ] {
+        let cmd = evaluator(mode);
+        let mut args = vec![
+            "commit",
+            files[1].to_str().unwrap(),
+            "--bound",
+            "auto",
+            "--eval-cmd",
+            &cmd,
+        ];
+        args.extend(extra.iter().copied());
+        let err = run_err(&repo, &args);
+        assert!(
+            err.contains("search_eval.sh"),
+            "{mode}: the error must name the command: {err}"
+        );
+        assert!(err.to_lowercase().contains(expect), "{mode}: {err}");
+        assert_eq!(repo_state(&repo), before, "{mode}: the repository changed");
+    }
+}
+
+#[test]
+fn a_working_evaluator_commits_the_searched_bound() {
+    let (dir, repo) = init_repo();
+    let files = trajectory_files(dir.path());
+    run_ok(&repo, &["commit", files[0].to_str().unwrap()]);
+    let cmd = evaluator("ok");
+    let out = run_json(
+        &repo,
+        &[
+            "commit",
+            files[1].to_str().unwrap(),
+            "--bound",
+            "auto",
+            "--eval-cmd",
+            &cmd,
+        ],
+    );
+    assert_eq!(out["searched"], true, "{out}");
+    let log = run_json(&repo, &["log"]);
+    let meta = &log[0]["meta"];
+    assert!(meta["search.bound"].is_string(), "{log}");
+    let search = run_json(
+        &repo,
+        &["search", files[1].to_str().unwrap(), "--eval-cmd", &cmd],
+    );
+    assert!(
+        search["evaluations"].as_u64().unwrap()
+            <= search["full_scan_evaluations"].as_u64().unwrap()
+    );
+    assert!(search["chosen"]["loss"].as_f64().unwrap() <= 0.002);
+}
