@@ -67,7 +67,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        auto: snapstore::AutoArgs,
+        auto: crate::search_cli::AutoArgs,
         /// What FILE holds: auto (a directory of PNGs or a .npy is a frame sequence),
         /// tensors, or frames (a safetensors file with one [T,H,W(,C)] array).
         #[arg(long, default_value = "auto")]
@@ -78,7 +78,7 @@ enum Command {
     },
     /// Choose an error bound for a checkpoint: the relative bound maximizing
     /// alpha*ratio + (1-alpha)*kept accuracy without losing more than --max-loss.
-    Search(snapstore::SearchCommand),
+    Search(crate::search_cli::SearchCommand),
     /// Write a snapshot (or some tensors) as a safetensors file.
     Checkout {
         /// Snapshot: HEAD, HEAD~N, branch, tag or id prefix.
@@ -249,7 +249,7 @@ pub fn run() -> Result<()> {
                 ..CommitOptions::default()
             };
             if auto_bound {
-                return snapstore::commit_auto_cli(&repo, &file, opts, &auto, json);
+                return crate::search_cli::commit_auto_cli(&repo, &file, opts, &auto, json);
             }
             auto.reject_without_auto()?;
             let r = match load_frames(&file, kind)? {
@@ -279,7 +279,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Search(cmd) => {
-            snapstore::run_search_command(&Repo::open(&repo_dir)?, &cmd)?;
+            crate::search_cli::run_search_command(&Repo::open(&repo_dir)?, &cmd)?;
         }
         Command::Checkout {
             spec,
@@ -294,7 +294,7 @@ pub fn run() -> Result<()> {
             if sequence && (frames.is_some() || !wants_file) {
                 let (a, b) = frames
                     .as_deref()
-                    .map(parse_range)
+                    .map(parse_frame_range)
                     .transpose()?
                     .unwrap_or((None, None));
                 let t = repo.show(&spec)?.1.tensors[0].shape[0] as usize;
@@ -669,7 +669,7 @@ fn load_frames(path: &Path, kind: InputKind) -> Result<Option<FrameSeq>> {
 }
 
 /// Parses `A..B` (either end optional) into a frame range.
-fn parse_range(s: &str) -> Result<(Option<usize>, Option<usize>)> {
+fn parse_frame_range(s: &str) -> Result<(Option<usize>, Option<usize>)> {
     let (a, b) = s
         .split_once("..")
         .context("--frames wants A..B, e.g. 10..20")?;
@@ -703,7 +703,7 @@ fn ratio(logical: u64, stored: u64) -> f64 {
     }
 }
 
-fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut u = 0;

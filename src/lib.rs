@@ -54,9 +54,9 @@ pub use repo::{
 };
 pub use safetensors_io::SafetensorsFile;
 pub use search::{
-    commit_auto_cli, default_candidates, last_number, log_range, parse_range, plot_svg,
-    run_search_command, AutoArgs, AutoCommitReport, AutoOptions, CandidateRow, ChosenBound,
-    CommandEvaluator, Evaluator, SearchArgs, SearchCommand, SearchOptions, SearchReport,
+    default_candidates, last_number, log_range, parse_range, plot_svg, AutoCommitReport,
+    AutoOptions, CandidateRow, ChosenBound, CommandEvaluator, Evaluator, SearchOptions,
+    SearchReport,
 };
 pub use store::manifest::{Bound, Encoding, Manifest, TensorEntry};
 pub use store::object_id::ObjectId;

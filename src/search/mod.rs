@@ -42,9 +42,9 @@
 
 mod auto;
 mod candidate;
-mod cli;
 mod eval_cmd;
 mod plot;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -63,7 +63,6 @@ use crate::store::object_id::ObjectId;
 use candidate::Prepared;
 
 pub use auto::{AutoCommitReport, AutoOptions};
-pub use cli::{commit_auto_cli, run_search_command, AutoArgs, SearchArgs, SearchCommand};
 pub use eval_cmd::{last_number, CommandEvaluator};
 pub use plot::plot_svg;
 
@@ -188,7 +187,9 @@ impl SearchOptions {
         self
     }
 
-    fn validated_candidates(&self) -> Result<Vec<f64>> {
+    /// The candidates, sorted and checked, with alpha and max loss checked too: the errors a
+    /// search would give before evaluating anything.
+    pub fn validated_candidates(&self) -> Result<Vec<f64>> {
         if !(0.0..=1.0).contains(&self.alpha) {
             return Err(Error::invalid(
                 "alpha",
@@ -329,7 +330,7 @@ impl Repo {
 
     /// As [`Repo::search_file`], with the parent being the tip of `branch` when `parent_spec`
     /// is `None`.
-    pub(crate) fn search_file_on(
+    pub fn search_file_on(
         &self,
         path: &Path,
         parent_spec: Option<&str>,

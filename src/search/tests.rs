@@ -603,7 +603,7 @@ fn plot_is_a_well_formed_svg() {
     assert!(elements > 50, "{elements} elements");
     assert!(text.contains("chosen rel:"), "the choice is labelled");
     assert!(text.contains("accuracy") && text.contains("compression ratio"));
-    let table = cli::format_report(&r);
+    let table = r.table();
     assert!(
         table.contains("est/real") && table.contains("chosen rel:"),
         "{table}"

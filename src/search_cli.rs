@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{
-    default_candidates, parse_range, plot_svg, AutoCommitReport, AutoOptions, CommandEvaluator,
-    SearchOptions, SearchReport,
-};
-use crate::repo::{CommitOptions, Repo};
-use crate::safetensors_io::SafetensorsFile;
 use anyhow::{bail, Context};
+
+use crate::cli::human;
+use snapstore::{
+    default_candidates, parse_range, plot_svg, AutoCommitReport, AutoOptions, CommandEvaluator,
+    CommitOptions, Repo, SafetensorsFile, SearchOptions,
+};
 
 /// How to evaluate and choose a bound (shared by `search` and `commit --bound auto`).
 #[derive(clap::Args, Clone, Debug)]
@@ -146,7 +146,7 @@ pub fn run_search_command(repo: &Repo, cmd: &SearchCommand) -> anyhow::Result<()
     if cmd.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", format_report(&report));
+        print!("{}", report.table());
         if let Some(p) = &cmd.search.plot {
             println!("plot written to {}", p.display());
         }
@@ -188,7 +188,7 @@ pub fn commit_auto_cli(
 
 fn print_auto(r: &AutoCommitReport) {
     match &r.search {
-        Some(s) => print!("{}", format_report(s)),
+        Some(s) => print!("{}", s.table()),
         None => println!(
             "reusing {} ({} commits since the last search; searching every {})",
             r.bound, r.commits_since_search, r.research_every
@@ -209,84 +209,4 @@ fn print_auto(r: &AutoCommitReport) {
         c.deduplicated,
         c.seconds
     );
-}
-
-fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
-    v.map_or_else(|| "-".into(), f)
-}
-
-/// The table `search` prints: one row per candidate, then the choice.
-pub(crate) fn format_report(r: &SearchReport) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "baseline accuracy {:.6}; lossless ratio {:.2}x; max loss {}; alpha {}",
-        r.baseline_accuracy, r.lossless_ratio, r.max_loss, r.alpha
-    );
-    let _ = writeln!(
-        s,
-        "  {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
-        "bound", "est_ratio", "ratio", "est/real", "accuracy", "loss", "Phi", "Omega", "score"
-    );
-    for c in &r.candidates {
-        let mark = if c.evaluated && (c.bound - r.chosen.bound).abs() == 0.0 {
-            '*'
-        } else if c.admissible == Some(false) {
-            'x'
-        } else {
-            ' '
-        };
-        let _ = writeln!(
-            s,
-            "{mark} {:>9} {:>8.2}x {:>9} {:>8} {:>9} {:>9} {:>6} {:>6} {:>6}",
-            format!("{}", c.bound),
-            c.est_ratio,
-            opt(c.ratio, |v| format!("{v:.2}x")),
-            opt(c.est_over_real, |v| format!("{v:.3}")),
-            opt(c.accuracy, |v| format!("{v:.6}")),
-            opt(c.loss, |v| format!("{v:+.5}")),
-            opt(c.phi, |v| format!("{v:.3}")),
-            opt(c.omega, |v| format!("{v:.3}")),
-            opt(c.score, |v| format!("{v:.3}")),
-        );
-    }
-    let _ = writeln!(
-        s,
-        "  (* chosen, x excluded: loss > max loss, - not evaluated)"
-    );
-    if r.fell_back_to_lossless {
-        let _ = writeln!(
-            s,
-            "no candidate keeps the loss within {}: choosing lossless ({:.2}x)",
-            r.max_loss, r.lossless_ratio
-        );
-    } else {
-        let _ = writeln!(
-            s,
-            "chosen {}: ratio {:.2}x, accuracy {:.6}, loss {:.5}",
-            r.chosen.spec, r.chosen.ratio, r.chosen.accuracy, r.chosen.loss
-        );
-    }
-    let _ = writeln!(
-        s,
-        "{} evaluator calls (a full scan makes {}), {:.1}s of {:.1}s in the evaluator",
-        r.evaluations, r.full_scan_evaluations, r.eval_seconds, r.seconds
-    );
-    s
-}
-
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.2} {}", UNITS[u])
-    }
 }
