@@ -101,7 +101,9 @@ fn resolve(dtype: FrameDtype, kind: u8, value: f64) -> Result<Coding, String> {
         }
         (KIND_REL, FrameDtype::F32) if value == 0.0 => Ok(Coding::Lossless),
         (KIND_REL, FrameDtype::F32) => {
-            let steps = (value * (1u64 << 22) as f64).floor().min(MAX_REL_STEPS);
+            // One step of the integer image is at most 2^-23 of |x| (at the bottom of a binade), so
+            // r * 2^23 steps use the whole bound; the per-element check catches the edges.
+            let steps = (value * (1u64 << 23) as f64).floor().min(MAX_REL_STEPS);
             Ok(Coding::Rel(value, steps as i64))
         }
         (KIND_REL, d) => Err(format!("a relative bound needs F32 frames, not {d}")),
