@@ -164,35 +164,7 @@ impl Repo {
         metadata: Option<BTreeMap<String, String>>,
         opts: &CommitOptions,
     ) -> Result<CommitReport> {
-        let mut names = HashSet::new();
-        for t in tensors {
-            let bad = |problem| Error::BadTensor {
-                tensor: t.name.clone(),
-                problem: Box::new(problem),
-            };
-            crate::safetensors_io::check_name(&t.name).map_err(bad)?;
-            if !names.insert(t.name.as_str()) {
-                return Err(Error::invalid(
-                    "tensors",
-                    format!("tensor name {:?} appears twice", t.name),
-                ));
-            }
-            let expected = t
-                .shape
-                .iter()
-                .try_fold(1u64, |a, &d| a.checked_mul(d))
-                .and_then(|n| t.dtype.byte_len(n));
-            if expected != Some(t.data.len() as u64) {
-                return Err(bad(SafetensorsProblem::LengthMismatch {
-                    tensor: t.name.clone(),
-                    shape: t.shape.clone(),
-                    dtype: t.dtype.to_string(),
-                    expected: expected
-                        .map_or_else(|| "an impossible number of".into(), |n| n.to_string()),
-                    actual: t.data.len() as u64,
-                }));
-            }
-        }
+        validate_inputs(tensors)?;
         let specs: Vec<(String, Dtype, Vec<u64>)> = tensors
             .iter()
             .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
@@ -672,6 +644,41 @@ fn code_frame_group(
         reconstruction,
         stats: None,
     })
+}
+
+/// Checks tensors handed in from memory: valid unique names, and byte lengths that match their
+/// shapes and dtypes. A file's tensors were checked by the header parser already.
+pub(crate) fn validate_inputs(tensors: &[TensorInput]) -> Result<()> {
+    let mut names = HashSet::new();
+    for t in tensors {
+        let bad = |problem| Error::BadTensor {
+            tensor: t.name.clone(),
+            problem: Box::new(problem),
+        };
+        crate::safetensors_io::check_name(&t.name).map_err(bad)?;
+        if !names.insert(t.name.as_str()) {
+            return Err(Error::invalid(
+                "tensors",
+                format!("tensor name {:?} appears twice", t.name),
+            ));
+        }
+        let expected = t
+            .shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .and_then(|n| t.dtype.byte_len(n));
+        if expected != Some(t.data.len() as u64) {
+            return Err(bad(SafetensorsProblem::LengthMismatch {
+                tensor: t.name.clone(),
+                shape: t.shape.clone(),
+                dtype: t.dtype.to_string(),
+                expected: expected
+                    .map_or_else(|| "an impossible number of".into(), |n| n.to_string()),
+                actual: t.data.len() as u64,
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// Byte range of chunk `i` of a tensor of `len` bytes.

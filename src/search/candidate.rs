@@ -102,32 +102,7 @@ impl<'a> Prepared<'a> {
                 format!("{chunk_bytes} bytes is outside 4 KiB..128 MiB"),
             ));
         }
-        let mut seen = std::collections::HashSet::new();
-        for t in &inputs {
-            if !seen.insert(t.name.as_str()) {
-                return Err(Error::invalid(
-                    "tensors",
-                    format!("tensor name {:?} appears twice", t.name),
-                ));
-            }
-            let expected = t
-                .shape
-                .iter()
-                .try_fold(1u64, |a, &d| a.checked_mul(d))
-                .and_then(|n| t.dtype.byte_len(n));
-            if expected != Some(t.data.len() as u64) {
-                return Err(Error::invalid(
-                    "tensors",
-                    format!(
-                        "tensor {:?}: shape {:?} of {} does not match its {} bytes",
-                        t.name,
-                        t.shape,
-                        t.dtype,
-                        t.data.len()
-                    ),
-                ));
-            }
-        }
+        crate::repo::validate_inputs(&inputs)?;
         let keyframe_every = match opts.keyframe_every {
             Some(k) => k,
             None => repo
