@@ -441,8 +441,8 @@ fn eight_writers_and_a_reader_lose_nothing() {
         );
     };
     check("main", &ids[..4].iter().collect::<Vec<_>>());
-    for w in 4..8 {
-        check(&format!("w{w}"), &[&ids[w]]);
+    for (w, list) in ids.iter().enumerate().skip(4) {
+        check(&format!("w{w}"), &[list]);
     }
     assert_fsck_clean(&repo);
 }
