@@ -51,12 +51,28 @@ pub fn merge(planes: &[u8], unit: usize) -> Vec<u8> {
     }
     let n = planes.len() / unit;
     let mut out = vec![0u8; planes.len()];
-    for (i, elem) in out.chunks_exact_mut(unit).enumerate() {
-        for (b, byte) in elem.iter_mut().enumerate() {
-            *byte = planes[b * n + i];
+    match unit {
+        2 => merge_fixed::<2>(planes, &mut out, n),
+        4 => merge_fixed::<4>(planes, &mut out, n),
+        8 => merge_fixed::<8>(planes, &mut out, n),
+        _ => {
+            for (i, elem) in out.chunks_exact_mut(unit).enumerate() {
+                for (b, byte) in elem.iter_mut().enumerate() {
+                    *byte = planes[b * n + i];
+                }
+            }
         }
     }
     out
+}
+
+fn merge_fixed<const U: usize>(planes: &[u8], out: &mut [u8], n: usize) {
+    let slices: [&[u8]; U] = std::array::from_fn(|b| &planes[b * n..(b + 1) * n]);
+    for (i, elem) in out.chunks_exact_mut(U).enumerate() {
+        for b in 0..U {
+            elem[b] = slices[b][i];
+        }
+    }
 }
 
 #[cfg(test)]

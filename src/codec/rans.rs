@@ -4,8 +4,8 @@
 //! delta codes with an entropy of ~1.3 bits took ~1.7 bits under Zstd. rANS with a static
 //! 12-bit frequency table reaches the order-0 entropy within a fraction of a percent.
 //!
-//! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [state 4 bytes]
-//! [bytes...]`. The count is explicit because a one-symbol stream carries no length otherwise.
+//! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [state 0, 4 bytes]
+//! [state 1, 4 bytes][bytes...]`; symbol `i` is coded with state `i % 2`. The count is explicit because a one-symbol stream carries no length otherwise.
 
 const SCALE_BITS: u32 = 12;
 const TOTAL: u32 = 1 << SCALE_BITS;
@@ -85,18 +85,22 @@ pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
         acc += freq[s];
     }
     let mut out = Vec::with_capacity(data.len() / 2 + 16);
-    let mut x: u32 = LOW;
-    for &b in data.iter().rev() {
+    // Two interleaved states (symbol i uses state i % 2) halve the decoder's dependency chain.
+    let mut xs: [u32; 2] = [LOW, LOW];
+    for (i, &b) in data.iter().enumerate().rev() {
+        let x = &mut xs[i & 1];
         let (st, fr) = (start[b as usize], freq[b as usize]);
         let x_max = ((LOW >> SCALE_BITS) << 8) * fr;
-        while x >= x_max {
-            out.push(x as u8);
-            x >>= 8;
+        while *x >= x_max {
+            out.push(*x as u8);
+            *x >>= 8;
         }
-        x = ((x / fr) << SCALE_BITS) + (x % fr) + st;
+        *x = ((*x / fr) << SCALE_BITS) + (*x % fr) + st;
     }
-    // Emitted highest byte first, so after the reversal below the state reads little-endian.
-    out.extend(x.to_le_bytes().iter().rev());
+    // Emitted highest byte first and state 1 before state 0, so after the reversal below the
+    // stream starts with state 0 then state 1, each little-endian.
+    out.extend(xs[1].to_le_bytes().iter().rev());
+    out.extend(xs[0].to_le_bytes().iter().rev());
     out.reverse();
     let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
     let mut stream = Vec::with_capacity(out.len() + 3 * present.len() + 12);
@@ -172,30 +176,39 @@ pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
         }
         acc += freq[s];
     }
+    // One lookup per symbol: (frequency, slot - start, symbol) for every slot.
+    let slots: Vec<(u32, u32, u8)> = slot_symbol
+        .iter()
+        .enumerate()
+        .map(|(slot, &s)| (freq[s as usize], slot as u32 - start[s as usize], s))
+        .collect();
     let body = &stream[pos..];
-    if body.len() < 4 {
+    if body.len() < 8 {
         return Err("rANS stream truncated in state".into());
     }
-    let mut x = u32::from_le_bytes(body[..4].try_into().expect("4 bytes"));
-    let mut p = 4;
-    let mut out = Vec::with_capacity(len);
-    for _ in 0..len {
-        let slot = x & (TOTAL - 1);
-        let s = slot_symbol[slot as usize];
-        out.push(s);
-        x = freq[s as usize] * (x >> SCALE_BITS) + slot - start[s as usize];
-        while x < LOW {
+    let mut xs = [
+        u32::from_le_bytes(body[..4].try_into().expect("4 bytes")),
+        u32::from_le_bytes(body[4..8].try_into().expect("4 bytes")),
+    ];
+    let mut p = 8;
+    let mut out = vec![0u8; len];
+    for (i, o) in out.iter_mut().enumerate() {
+        let x = &mut xs[i & 1];
+        let (fr, bias, s) = slots[(*x & (TOTAL - 1)) as usize];
+        *o = s;
+        *x = fr * (*x >> SCALE_BITS) + bias;
+        while *x < LOW {
             let b = *body.get(p).ok_or("rANS stream truncated in data")?;
             p += 1;
-            x = (x << 8) | b as u32;
+            *x = (*x << 8) | b as u32;
         }
     }
     if p != body.len() {
         return Err(format!("{} trailing bytes after rANS data", body.len() - p));
     }
-    // Decoding runs the encoder backwards, so it must end in the encoder's initial state; any
+    // Decoding runs the encoder backwards, so it must end in the encoder's initial states; any
     // other state means a wrong length or damaged data.
-    if x != LOW {
+    if xs != [LOW, LOW] {
         return Err("rANS stream does not end where it started (wrong length?)".into());
     }
     Ok(out)
