@@ -119,23 +119,25 @@ impl Repo {
     /// Checks out a snapshot (or some of its tensors) into memory.
     pub fn checkout(&self, spec: &str, names: Option<&[String]>) -> Result<Checkout> {
         let p = self.prepare_checkout(spec, names)?;
-        let tensors = p
-            .selected
+        let entries: Vec<&TensorEntry> = p.selected.iter().collect();
+        let mut data: Vec<Vec<u8>> = entries
             .iter()
-            .map(|e| {
-                let mut data = Vec::with_capacity(e.len as usize);
-                decode_tensor(&p.reader, &p.snapshot, e, &mut |bytes| {
-                    data.extend_from_slice(bytes);
-                    Ok(())
-                })?;
-                Ok(CheckedOutTensor {
-                    name: e.name.clone(),
-                    dtype: e.dtype,
-                    shape: e.shape.clone(),
-                    data,
-                })
+            .map(|e| Vec::with_capacity(e.len as usize))
+            .collect();
+        decode_tensors(&p.reader, &p.snapshot, &entries, &mut |t, bytes| {
+            data[t].extend_from_slice(bytes);
+            Ok(())
+        })?;
+        let tensors = entries
+            .iter()
+            .zip(data)
+            .map(|(e, data)| CheckedOutTensor {
+                name: e.name.clone(),
+                dtype: e.dtype,
+                shape: e.shape.clone(),
+                data,
             })
-            .collect::<Result<_>>()?;
+            .collect();
         Ok(Checkout {
             snapshot: p.snapshot,
             metadata: p.manifest.metadata.clone(),
@@ -185,13 +187,10 @@ impl Repo {
             };
         let mut out = AtomicFile::create(path)?;
         write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
-        let mut bytes = 0u64;
-        for e in &order {
-            decode_tensor(&p.reader, &p.snapshot, e, &mut |chunk| {
-                out.write_all(chunk).map_err(|err| Error::io(path, err))
-            })?;
-            bytes += e.len;
-        }
+        decode_tensors(&p.reader, &p.snapshot, &order, &mut |_, chunk| {
+            out.write_all(chunk).map_err(|err| Error::io(path, err))
+        })?;
+        let bytes = order.iter().map(|e| e.len).sum();
         out.commit()?;
         Ok(CheckoutReport {
             snapshot: p.snapshot,
@@ -203,33 +202,55 @@ impl Repo {
     }
 }
 
-/// Decodes one tensor a window of chunks at a time, passes the bytes on in order, and checks
-/// the blake3 of the whole against the manifest before returning.
-pub(crate) fn decode_tensor(
+/// Decodes tensors in order, a window of chunks at a time across tensors (so a checkpoint of
+/// many small tensors still uses every core), passes each tensor's bytes on in order as
+/// `sink(tensor index, bytes)`, and checks every tensor's blake3 against the manifest as soon as
+/// its last chunk is through.
+pub(crate) fn decode_tensors(
     reader: &ObjectReader,
     snapshot: &ObjectId,
-    entry: &TensorEntry,
-    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+    entries: &[&TensorEntry],
+    sink: &mut dyn FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<()> {
-    let mut hasher = blake3::Hasher::new();
-    let indices: Vec<usize> = (0..entry.chunks.len()).collect();
-    let mut total = 0u64;
-    for window in indices.chunks(WINDOW_CHUNKS) {
-        let decoded: Vec<Vec<u8>> = window
-            .par_iter()
-            .map(|&i| reader.decode_chunk(entry, i))
-            .collect::<Result<_>>()?;
-        for d in &decoded {
-            hasher.update(d);
-            total += d.len() as u64;
-            sink(d)?;
+    let jobs: Vec<(usize, usize)> = entries
+        .iter()
+        .enumerate()
+        .flat_map(|(t, e)| (0..e.chunks.len()).map(move |i| (t, i)))
+        .collect();
+    let mut hashers: Vec<Option<(blake3::Hasher, u64)>> = entries.iter().map(|_| None).collect();
+    let finish = |t: usize, hashers: &mut Vec<Option<(blake3::Hasher, u64)>>| -> Result<()> {
+        let e = entries[t];
+        let (h, total) = hashers[t]
+            .take()
+            .unwrap_or_else(|| (blake3::Hasher::new(), 0));
+        if total != e.len || ObjectId::from(h.finalize()) != e.hash {
+            return Err(Error::HashMismatch {
+                tensor: e.name.clone(),
+                snapshot: snapshot.hex(),
+            });
+        }
+        Ok(())
+    };
+    // Tensors with no chunks (never written by commit, but possible in a hostile manifest).
+    for (t, e) in entries.iter().enumerate() {
+        if e.chunks.is_empty() {
+            finish(t, &mut hashers)?;
         }
     }
-    if total != entry.len || ObjectId::from(hasher.finalize()) != entry.hash {
-        return Err(Error::HashMismatch {
-            tensor: entry.name.clone(),
-            snapshot: snapshot.hex(),
-        });
+    for window in jobs.chunks(WINDOW_CHUNKS) {
+        let decoded: Vec<Vec<u8>> = window
+            .par_iter()
+            .map(|&(t, i)| reader.decode_chunk(entries[t], i))
+            .collect::<Result<_>>()?;
+        for (&(t, i), d) in window.iter().zip(&decoded) {
+            let (h, total) = hashers[t].get_or_insert_with(|| (blake3::Hasher::new(), 0));
+            h.update(d);
+            *total += d.len() as u64;
+            sink(t, d)?;
+            if i + 1 == entries[t].chunks.len() {
+                finish(t, &mut hashers)?;
+            }
+        }
     }
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::checkout::decode_tensor;
+use super::checkout::decode_tensors;
 use super::reader::ObjectReader;
 use super::refs::resolve;
 use super::Repo;
@@ -231,7 +231,7 @@ impl Repo {
         snapshot: &ObjectId,
         entry: &crate::store::manifest::TensorEntry,
     ) -> Result<()> {
-        decode_tensor(reader, snapshot, entry, &mut |_| Ok(()))
+        decode_tensors(reader, snapshot, &[entry], &mut |_, _| Ok(()))
     }
 }
 
