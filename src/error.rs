@@ -129,7 +129,7 @@ pub enum Error {
         waited_ms: u64,
     },
     /// The sled index failed.
-    #[error("repository index: {0}")]
+    #[error("repository index: {0} (if the index is damaged, `snapstore fsck --rebuild-index` rebuilds it from the packs and refs.log)")]
     Index(#[from] sled::Error),
     /// The index refers to something the object store lacks, or holds garbage.
     #[error("repository index is inconsistent: {0} (run `snapstore fsck --rebuild-index`)")]

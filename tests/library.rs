@@ -848,3 +848,29 @@ fn fsck_names_a_damaged_manifest() {
         by_name(steps[0].clone())
     );
 }
+
+#[test]
+fn rebuild_index_replaces_an_index_sled_cannot_open() {
+    let (dir, repo_dir) = init_repo();
+    let file = dir.path().join("a.safetensors");
+    write_safetensors(
+        &file,
+        &[Tensor::f32(&mut Rng::new(4), "w", &[256], 1.0)],
+        None,
+    );
+    run_ok(&repo_dir, &["commit", file.to_str().unwrap()]);
+    run_ok(&repo_dir, &["tag", "v1"]);
+    let head = head_id(&repo_dir);
+    // Overwrite every file of the sled index with garbage.
+    for e in std::fs::read_dir(repo_dir.join("index")).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::write(e.path(), vec![0xA5u8; 4096]).unwrap();
+        }
+    }
+    let out = run_ok(&repo_dir, &["fsck", "--rebuild-index"]);
+    assert!(out.contains("index rebuilt"), "{out}");
+    assert_eq!(head_id(&repo_dir), head);
+    let o = dir.path().join("o.safetensors");
+    run_ok(&repo_dir, &["checkout", "v1", "-o", o.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&o).unwrap(), std::fs::read(&file).unwrap());
+}

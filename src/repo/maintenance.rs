@@ -318,8 +318,23 @@ impl Repo {
 
     /// Rebuilds the object and dedup indexes from the packs and restores refs from the ref log
     /// where the index lost them.
+    ///
+    /// An index that sled cannot open at all is moved aside to `index.damaged-<seconds>` and
+    /// a new one built; HEAD's branch and every ref come back from the ref log.
     pub fn rebuild_index(&self) -> Result<usize> {
-        let index = self.index()?;
+        let index = match self.index() {
+            Ok(index) => index,
+            Err(Error::Busy { path, waited_ms }) => return Err(Error::Busy { path, waited_ms }),
+            Err(_) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let from = self.dir.join("index");
+                let to = self.dir.join(format!("index.damaged-{stamp}"));
+                std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+                self.index()?
+            }
+        };
         index.restore_refs_from_log()?;
         index.clear_objects()?;
         let dir = self.packs_dir();
