@@ -31,6 +31,8 @@ mod dtype;
 mod error;
 mod frames;
 mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 mod gpu;
 mod repo;
 mod safetensors_io;

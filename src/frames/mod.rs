@@ -16,6 +16,7 @@ mod writer;
 
 pub use codec::{decode_group, encode_group, FrameBound};
 pub use metrics::{frame_metrics, FrameMetrics};
+pub use npy::parse_npy;
 pub use reader::{load_npy, load_png_dir, FrameSeq};
 pub use writer::{write_npy, write_pngs};
 

@@ -5,6 +5,6 @@ mod header;
 mod reader;
 mod writer;
 
-pub use header::{canonical_header, check_name};
+pub use header::{canonical_header, check_name, header_len, parse_header};
 pub use reader::SafetensorsFile;
 pub use writer::write_header_prefix;
