@@ -13,6 +13,7 @@
 use super::delta::{self, Transform};
 use super::entropy::{self, CodecChoice, Entropy};
 use super::planes;
+use super::varint::{get_varint, put_varint};
 
 const CHUNK_FORMAT: u8 = 1;
 /// Largest decoded chunk accepted; declared lengths above it are refused before allocating.
@@ -87,14 +88,6 @@ pub fn write_chunk(
         out.extend_from_slice(&s.stored);
     }
     out
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// A parsed chunk header with its decoded sections.
@@ -172,19 +165,7 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn len(&mut self) -> Result<usize, String> {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let b = self.u8()?;
-            if shift > 56 {
-                return Err("length varint too long".into());
-            }
-            v |= ((b & 0x7f) as u64) << shift;
-            shift += 7;
-            if b < 0x80 {
-                break;
-            }
-        }
+        let v = get_varint(self.buf, &mut self.pos)?;
         if v > MAX_CHUNK_BYTES as u64 {
             return Err(format!(
                 "declared length {v} is over the {MAX_CHUNK_BYTES} limit"

@@ -16,6 +16,7 @@ use super::chunk::{write_chunk, ChunkCodec, ParsedChunk, Section};
 use super::entropy::CodecChoice;
 use super::logquant::{self, ErrorBound, FloatKind, PowerTable, QuantizedChunk};
 use super::planes;
+use super::varint::{get_varint, put_varint};
 use crate::dtype::Dtype;
 use crate::store::manifest::Bound;
 
@@ -230,27 +231,6 @@ fn rle_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
         return Err(format!("{} codes for {n} elements", out.len()));
     }
     Ok(out)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*pos).ok_or("truncated varint")?;
-        *pos += 1;
-        v |= ((b & 0x7f) as u64) << shift;
-        if b < 0x80 {
-            return Ok(v);
-        }
-    }
-    Err("varint too long".into())
 }
 
 /// Codes as little-endian integers of the narrowest width that holds them, in byte planes.

@@ -7,5 +7,6 @@ pub mod logquant;
 pub mod lossy;
 pub mod planes;
 pub mod rans;
+pub mod varint;
 
 pub use entropy::CodecChoice;

@@ -7,6 +7,8 @@
 //! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [state 0, 4 bytes]
 //! [state 1, 4 bytes][bytes...]`; symbol `i` is coded with state `i % 2`. The count is explicit because a one-symbol stream carries no length otherwise.
 
+use super::varint::{get_varint, put_varint};
+
 const SCALE_BITS: u32 = 12;
 const TOTAL: u32 = 1 << SCALE_BITS;
 /// Lower end of the normalized state interval.
@@ -114,54 +116,30 @@ pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
     Some(stream)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 /// Decodes exactly `len` symbols; malformed input is an error, never a panic.
 pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
     let mut pos = 0;
-    let mut next = |what: &str| -> Result<u8, String> {
-        let b = *stream
-            .get(pos)
-            .ok_or_else(|| format!("rANS stream truncated in {what}"))?;
-        pos += 1;
+    let next = |pos: &mut usize| -> Result<u8, String> {
+        let b = *stream.get(*pos).ok_or("rANS stream truncated in table")?;
+        *pos += 1;
         Ok(b)
     };
-    let mut count = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = next("count")?;
-        count |= ((b & 0x7f) as u64) << shift;
-        if b < 0x80 {
-            break;
-        }
-    }
+    let count = get_varint(stream, &mut pos)?;
     if count != len as u64 {
         return Err(format!("rANS stream holds {count} symbols, expected {len}"));
     }
-    let n = match next("table")? {
+    let n = match next(&mut pos)? {
         0 => 256,
         k => k as usize,
     };
     let mut freq = [0u32; 256];
     for _ in 0..n {
-        let s = next("table")? as usize;
-        let mut v = 0u32;
-        for shift in (0..21).step_by(7) {
-            let b = next("table")?;
-            v |= ((b & 0x7f) as u32) << shift;
-            if b < 0x80 {
-                break;
-            }
-        }
-        if v == 0 || freq[s] != 0 {
+        let s = next(&mut pos)? as usize;
+        let v = get_varint(stream, &mut pos)?;
+        if v == 0 || v > TOTAL as u64 || freq[s] != 0 {
             return Err("bad rANS frequency table".into());
         }
-        freq[s] = v;
+        freq[s] = v as u32;
     }
     if freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
         return Err("rANS frequencies do not sum to the table size".into());

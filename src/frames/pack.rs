@@ -19,33 +19,7 @@ pub(crate) fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
-/// Appends `v` as an LEB128 varint.
-pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads an LEB128 varint at `*pos`, advancing it; fails on truncation or more than 64 bits.
-pub(crate) fn get_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, String> {
-    let mut v = 0u64;
-    for i in 0..10 {
-        let b = *bytes
-            .get(*pos)
-            .ok_or_else(|| "truncated varint".to_string())?;
-        *pos += 1;
-        if i == 9 && b > 1 {
-            return Err("varint over 64 bits".into());
-        }
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    Err("varint over 64 bits".into())
-}
+pub(crate) use crate::codec::varint::{get_varint, put_varint};
 
 /// Zigzag varints, zero runs of [`MIN_RUN`] or more collapsed into one token.
 pub(crate) fn pack_rle(codes: &[i64]) -> Vec<u8> {
