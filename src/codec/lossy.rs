@@ -367,12 +367,12 @@ pub fn encode(
     let (mut q, mut recon) =
         logquant::quantize(kind, target, &reference, &table).map_err(|e| e.to_string())?;
     keep_specials_exact(kind, target, &mut q, &mut recon);
-    let rle = super::entropy::compress(&rle_encode(&q.codes), choice);
-    let narrow = super::entropy::compress(&narrow_encode(&q.codes), choice);
-    let (codes_flag, codes_section) = if narrow.1.len() < rle.1.len() {
-        (NARROW_CODES, (narrow, narrow_encode(&q.codes).len()))
+    let rle = Section::compress(&rle_encode(&q.codes), choice);
+    let narrow = Section::compress(&narrow_encode(&q.codes), choice);
+    let (codes_flag, codes) = if narrow.stored.len() < rle.stored.len() {
+        (NARROW_CODES, narrow)
     } else {
-        (0, (rle, rle_encode(&q.codes).len()))
+        (0, rle)
     };
     let mut params = vec![match eb {
         ErrorBound::Relative(_) => 1u8,
@@ -384,15 +384,10 @@ pub fn encode(
     params.extend_from_slice(&eps.to_le_bytes());
     params.extend_from_slice(&max_code.to_le_bytes());
     params.push(rounding as u8);
-    let ((entropy, stored), raw_len) = codes_section;
-    let code_bytes = stored.len() as u64;
+    let code_bytes = codes.stored.len() as u64;
     let sections = vec![
         Section::compress(&params, CodecChoice::Zstd),
-        Section {
-            entropy,
-            raw_len,
-            stored,
-        },
+        codes,
         Section::compress(&positions_encode(&q.exception_positions), choice),
         Section::compress(&planes::split(&q.exception_values, kind.size()), choice),
         Section::compress(&signs, choice),
