@@ -289,7 +289,9 @@ pub fn run() -> Result<()> {
             json,
         } => {
             let repo = Repo::open(&repo_dir)?;
-            let sequence = is_frames(&repo.show(&spec)?.1);
+            // Resolve once: the snapshot read below is the one inspected here.
+            let (snapshot, manifest) = repo.show(&spec)?;
+            let sequence = is_frames(&manifest);
             let wants_file = output.extension().is_some_and(|e| e == "safetensors");
             if sequence && (frames.is_some() || !wants_file) {
                 let (a, b) = frames
@@ -297,9 +299,11 @@ pub fn run() -> Result<()> {
                     .map(parse_frame_range)
                     .transpose()?
                     .unwrap_or((None, None));
-                let t = repo.show(&spec)?.1.tensors[0].shape[0] as usize;
+                let t = manifest
+                    .tensor(snapstore::FRAMES_TENSOR)
+                    .map_or(0, |e| e.shape[0] as usize);
                 let range = a.unwrap_or(0)..b.unwrap_or(t);
-                let seq = repo.checkout_frames(&spec, Some(range.clone()))?;
+                let seq = repo.checkout_frames(&snapshot.hex(), Some(range.clone()))?;
                 if output.extension().is_some_and(|e| e == "npy") {
                     write_npy(&seq, &output, 0..seq.t)?;
                 } else {
@@ -324,7 +328,7 @@ pub fn run() -> Result<()> {
                 bail!("--frames applies to frame-sequence snapshots; {spec} holds tensors");
             }
             let names = (!tensors.is_empty()).then_some(&tensors[..]);
-            let r = repo.checkout_to_file(&spec, &output, names)?;
+            let r = repo.checkout_to_file(&snapshot.hex(), &output, names)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
