@@ -531,13 +531,14 @@ impl Repo {
 }
 
 /// One coded chunk on its way into the pack.
-struct CodedChunk {
+pub(crate) struct CodedChunk {
     t: usize,
     i: usize,
     id: ObjectId,
-    obj: Vec<u8>,
+    /// The chunk object.
+    pub(crate) obj: Vec<u8>,
     /// What checkout will produce, when it differs from the input (lossy).
-    reconstruction: Option<Vec<u8>>,
+    pub(crate) reconstruction: Option<Vec<u8>>,
     stats: Option<ChunkStats>,
 }
 
@@ -551,10 +552,11 @@ impl CodedChunk {
 
 /// Under a relative bound a chunk with more exceptions than this fraction is also coded exactly,
 /// and the smaller kept (e.g. BF16 under a bound finer than its precision).
-const EXCEPTION_FALLBACK: f64 = 0.2;
+pub(crate) const EXCEPTION_FALLBACK: f64 = 0.2;
 
-/// Codes one chunk exactly or within `bound`.
-fn code_chunk(
+/// Codes one chunk exactly or within `bound` (the error-bound search codes its candidates with
+/// this too, so a candidate is stored exactly as its commit would be).
+pub(crate) fn code_chunk(
     input: &TensorInput,
     data: &[u8],
     bound: Bound,

@@ -19,13 +19,12 @@ use crate::codec::lossy::{self, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::repo::{CheckedOutTensor, Repo, TensorInput, DEFAULT_KEYFRAME_EVERY};
+use crate::repo::{
+    code_chunk, CheckedOutTensor, Repo, TensorInput, DEFAULT_KEYFRAME_EVERY, EXCEPTION_FALLBACK,
+};
 use crate::store::manifest::{Bound, Manifest};
 use crate::store::object_id::ObjectId;
 
-/// Mirrors the commit's fallback: a lossy chunk with more exceptions than this fraction is also
-/// coded exactly and the smaller kept.
-const EXCEPTION_FALLBACK: f64 = 0.2;
 /// Framing of one lossy chunk object (header, five section headers, the parameter section),
 /// added to every estimate.
 const CHUNK_OVERHEAD: f64 = 40.0;
@@ -366,28 +365,14 @@ impl<'a> Prepared<'a> {
                 }
                 let data = &input.data[range.clone()];
                 let reference = plan.reference.as_ref().map(|r| &r[range]);
-                let (obj, recon, stats) = lossy::encode(
-                    input.dtype,
-                    bound,
-                    data,
-                    reference,
-                    self.rounding,
-                    self.codec,
-                )
-                .map_err(|p| Error::decode(format!("chunk {i} of tensor {:?}", input.name), p))?;
-                if (stats.exceptions as f64) > EXCEPTION_FALLBACK * stats.elements as f64 {
-                    let plain = chunk::encode_lossless(
-                        data,
-                        input.dtype.unit_bytes(),
-                        input.dtype.is_float(),
-                        reference,
-                        self.codec,
-                    );
-                    if plain.len() < obj.len() {
-                        return Ok((t, i, plain.len() as u64, data.to_vec()));
-                    }
-                }
-                Ok((t, i, obj.len() as u64, recon))
+                let coded = code_chunk(input, data, bound, reference, self.rounding, self.codec)
+                    .map_err(|p| {
+                        Error::decode(format!("chunk {i} of tensor {:?}", input.name), p)
+                    })?;
+                let recon = coded
+                    .reconstruction
+                    .expect("a bounded chunk carries its reconstruction");
+                Ok((t, i, coded.obj.len() as u64, recon))
             })
             .collect::<Result<_>>()?;
         let mut stored_bytes = self.fixed_bytes;
