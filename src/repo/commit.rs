@@ -315,7 +315,7 @@ impl Repo {
             .enumerate()
             .filter(|(_, p)| matches!(p, Plan::Code { .. }))
             .flat_map(|(t, _)| {
-                let n = inputs[t].data.len().div_ceil(chunk_size).max(1);
+                let n = chunk_count(inputs[t].data.len(), chunk_size);
                 (0..n).map(move |i| (t, i))
             })
             .collect();
@@ -684,9 +684,14 @@ pub(crate) fn validate_inputs(tensors: &[TensorInput]) -> Result<()> {
 }
 
 /// Byte range of chunk `i` of a tensor of `len` bytes.
-fn chunk_range(len: usize, chunk_bytes: usize, i: usize) -> Range<usize> {
+pub(crate) fn chunk_range(len: usize, chunk_bytes: usize, i: usize) -> Range<usize> {
     let start = i * chunk_bytes;
     start..(start + chunk_bytes).min(len)
+}
+
+/// Chunks of a tensor of `len` bytes (an empty tensor still has one, empty, chunk).
+pub(crate) fn chunk_count(len: usize, chunk_bytes: usize) -> usize {
+    len.div_ceil(chunk_bytes).max(1)
 }
 
 /// A stored tensor with exactly these bytes, found through the dedup index.

@@ -19,7 +19,9 @@ use crate::fsutil;
 use crate::store::index::Index;
 
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
-pub(crate) use commit::{code_chunk, validate_inputs, EXCEPTION_FALLBACK};
+pub(crate) use commit::{
+    chunk_count, chunk_range, code_chunk, validate_inputs, EXCEPTION_FALLBACK,
+};
 pub use commit::{CommitOptions, CommitReport, TensorInput};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, LogEntry, Stats, TensorDiff};

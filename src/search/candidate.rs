@@ -9,7 +9,6 @@
 //! reconstruction handed to the evaluator is bit for bit what checkout of that commit returns.
 
 use std::collections::HashMap;
-use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -20,7 +19,8 @@ use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::repo::{
-    code_chunk, CheckedOutTensor, Repo, TensorInput, DEFAULT_KEYFRAME_EVERY, EXCEPTION_FALLBACK,
+    chunk_count, chunk_range, code_chunk, CheckedOutTensor, Repo, TensorInput,
+    DEFAULT_KEYFRAME_EVERY, EXCEPTION_FALLBACK,
 };
 use crate::store::manifest::{Bound, Manifest};
 use crate::store::object_id::ObjectId;
@@ -73,15 +73,6 @@ pub(crate) struct Coded {
     pub(crate) stored_bytes: u64,
     /// The tensors checkout of that commit would return, in input order.
     pub(crate) tensors: Vec<CheckedOutTensor>,
-}
-
-fn chunk_range(len: usize, chunk_bytes: usize, i: usize) -> Range<usize> {
-    let start = i * chunk_bytes;
-    start..(start + chunk_bytes).min(len)
-}
-
-fn chunk_count(len: usize, chunk_bytes: usize) -> usize {
-    len.div_ceil(chunk_bytes).max(1)
 }
 
 impl<'a> Prepared<'a> {
