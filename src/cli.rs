@@ -203,6 +203,7 @@ enum Command {
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
     let repo_dir = cli.repo;
+    let backend = cli.backend;
     if cli.backend == BackendChoice::Cuda && !matches!(cli.command, Command::Doctor) {
         Backend::cuda().context("--backend cuda")?;
     }
@@ -235,7 +236,7 @@ pub fn run() -> Result<()> {
             kind,
             group,
         } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             let auto_bound = bound.as_deref() == Some("auto");
             let bound = bound.filter(|_| !auto_bound);
             let opts = CommitOptions {
@@ -279,7 +280,10 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Search(cmd) => {
-            crate::search_cli::run_search_command(&Repo::open(&repo_dir)?, &cmd)?;
+            crate::search_cli::run_search_command(
+                &Repo::open(&repo_dir)?.with_backend(backend),
+                &cmd,
+            )?;
         }
         Command::Checkout {
             spec,
@@ -288,7 +292,7 @@ pub fn run() -> Result<()> {
             frames,
             json,
         } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             // Resolve once: the snapshot read below is the one inspected here.
             let (snapshot, manifest) = repo.show(&spec)?;
             let sequence = is_frames(&manifest);
@@ -343,7 +347,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Log { spec, limit, json } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             let entries = repo.log(spec.as_deref(), limit)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -369,7 +373,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Show { spec, json } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             let (id, m) = repo.show(&spec)?;
             if json {
                 println!(
@@ -442,7 +446,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Diff { a, b, json } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             let path = Path::new(&b);
             if is_frames(&repo.show(&a)?.1)
                 && (path.is_dir() || path.extension().is_some_and(|e| e == "npy"))
@@ -486,7 +490,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Tag { name, spec, delete } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             match (name, delete) {
                 (None, _) => {
                     for (n, id) in repo.list_refs()?.1 {
@@ -501,7 +505,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Branch { name, spec, delete } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             match (name, delete) {
                 (None, _) => {
                     let head = repo.head_branch()?;
@@ -517,12 +521,12 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Switch { branch } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             repo.switch_branch(&branch)?;
             println!("HEAD -> {branch}");
         }
         Command::Stats { json } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             let s = repo.stats()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -544,7 +548,7 @@ pub fn run() -> Result<()> {
             grace,
             json,
         } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             let r = repo.gc(dry_run, Duration::from_secs(grace))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -565,7 +569,7 @@ pub fn run() -> Result<()> {
             quick,
             json,
         } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             if rebuild_index {
                 let n = repo.rebuild_index()?;
                 if !json {
@@ -604,7 +608,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Config { key, value } => {
-            let repo = Repo::open(&repo_dir)?;
+            let repo = Repo::open(&repo_dir)?.with_backend(backend);
             let stored_key = match key.as_str() {
                 "keyframe_every" => key.clone(),
                 "bound" => format!("bound.{}", repo.head_branch()?),

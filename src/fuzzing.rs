@@ -30,7 +30,7 @@ pub fn chunk_object(data: &[u8]) {
             chunk::ChunkCodec::LogDelta => {
                 for d in [Dtype::F16, Dtype::BF16, Dtype::F32, Dtype::F64] {
                     if let Ok(p) = chunk::read_chunk(data) {
-                        let _ = lossy::decode(d, p, r);
+                        let _ = lossy::decode(&lossy::CpuQuant, d, p, r);
                     }
                 }
             }

@@ -10,9 +10,10 @@ use std::process::{Command, Output};
 use snapstore::{Dtype, TensorInput};
 use tempfile::TempDir;
 
-/// Path of the `snapstore` binary under test.
-pub fn snapstore_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_snapstore")
+/// Path of the `snapstore` binary under test: the one cargo built, or `SNAPSTORE_TEST_BIN` when
+/// the test binary was carried to another machine (a GPU host without a Rust toolchain).
+pub fn snapstore_bin() -> String {
+    std::env::var("SNAPSTORE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_snapstore").into())
 }
 
 /// A fresh temporary directory; removed when dropped.

@@ -137,6 +137,54 @@ fn table(bound: ErrorBound, max_code: u32, rounding: Rounding) -> Result<Arc<Pow
     Ok(t)
 }
 
+/// Where the quantizer's element-wise math runs: the CPU ([`CpuQuant`]) or the CUDA backend.
+/// Both give bit-identical reconstructions, so a chunk coded by one decodes on the other.
+pub trait QuantEngine: Sync + Send {
+    /// `logquant::quantize`: codes, exceptions and the reconstruction the decoder will produce.
+    fn quantize(
+        &self,
+        kind: FloatKind,
+        target: &[u8],
+        reference: &[u8],
+        table: &PowerTable,
+    ) -> Result<(QuantizedChunk, Vec<u8>), String>;
+
+    /// `logquant::dequantize`.
+    fn dequantize(
+        &self,
+        kind: FloatKind,
+        reference: &[u8],
+        q: &QuantizedChunk,
+        table: &PowerTable,
+    ) -> Result<Vec<u8>, String>;
+}
+
+/// The quantizer on the calling CPU thread.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuQuant;
+
+impl QuantEngine for CpuQuant {
+    fn quantize(
+        &self,
+        kind: FloatKind,
+        target: &[u8],
+        reference: &[u8],
+        table: &PowerTable,
+    ) -> Result<(QuantizedChunk, Vec<u8>), String> {
+        logquant::quantize(kind, target, reference, table).map_err(|e| e.to_string())
+    }
+
+    fn dequantize(
+        &self,
+        kind: FloatKind,
+        reference: &[u8],
+        q: &QuantizedChunk,
+        table: &PowerTable,
+    ) -> Result<Vec<u8>, String> {
+        logquant::dequantize(kind, reference, q, table).map_err(|e| e.to_string())
+    }
+}
+
 /// True when `dtype` can be stored under a lossy bound.
 pub fn supports(dtype: Dtype) -> bool {
     float_kind(dtype).is_some()
@@ -344,6 +392,7 @@ fn keep_specials_exact(kind: FloatKind, target: &[u8], q: &mut QuantizedChunk, r
 /// keyframe when there is none. Returns the chunk object, the reconstruction the decoder will
 /// produce (the next snapshot's reference), and what it measured.
 pub fn encode(
+    engine: &dyn QuantEngine,
     dtype: Dtype,
     bound: Bound,
     target: &[u8],
@@ -364,8 +413,7 @@ pub fn encode(
         (None, ErrorBound::Relative(_)) => (sign_reference(kind, target), pack_signs(kind, target)),
         (None, ErrorBound::Absolute(_)) => (vec![0u8; target.len()], Vec::new()),
     };
-    let (mut q, mut recon) =
-        logquant::quantize(kind, target, &reference, &table).map_err(|e| e.to_string())?;
+    let (mut q, mut recon) = engine.quantize(kind, target, &reference, &table)?;
     keep_specials_exact(kind, target, &mut q, &mut recon);
     let rle = Section::compress(&rle_encode(&q.codes), choice);
     let narrow = Section::compress(&narrow_encode(&q.codes), choice);
@@ -417,6 +465,7 @@ pub fn encode(
 
 /// Decodes a [`ChunkCodec::LogDelta`] chunk against its reference (none for a keyframe).
 pub fn decode(
+    engine: &dyn QuantEngine,
     dtype: Dtype,
     chunk: ParsedChunk,
     reference: Option<&[u8]>,
@@ -478,7 +527,7 @@ pub fn decode(
         }
         r.to_vec()
     };
-    logquant::dequantize(kind, &reference, &q, &table).map_err(|e| e.to_string())
+    engine.dequantize(kind, &reference, &q, &table)
 }
 
 #[cfg(test)]
@@ -508,6 +557,7 @@ mod tests {
         let a: Vec<f32> = (0..5000).map(|i| ((i as f32) * 0.37).sin() * 0.1).collect();
         let b: Vec<f32> = a.iter().map(|x| x * 1.001 + 1e-6).collect();
         let (obj, recon_a, _) = encode(
+            &CpuQuant,
             Dtype::F32,
             Bound::Rel(0.01),
             &f32s(&a),
@@ -518,8 +568,12 @@ mod tests {
         .unwrap();
         let parsed = read_chunk(&obj).unwrap();
         assert!(parsed.transform & KEYFRAME != 0);
-        assert_eq!(decode(Dtype::F32, parsed, None).unwrap(), recon_a);
+        assert_eq!(
+            decode(&CpuQuant, Dtype::F32, parsed, None).unwrap(),
+            recon_a
+        );
         let (obj, recon_b, stats) = encode(
+            &CpuQuant,
             Dtype::F32,
             Bound::Rel(0.01),
             &f32s(&b),
@@ -530,7 +584,13 @@ mod tests {
         .unwrap();
         assert!(stats.zero_codes as f64 > 0.5 * stats.elements as f64);
         assert_eq!(
-            decode(Dtype::F32, read_chunk(&obj).unwrap(), Some(&recon_a)).unwrap(),
+            decode(
+                &CpuQuant,
+                Dtype::F32,
+                read_chunk(&obj).unwrap(),
+                Some(&recon_a)
+            )
+            .unwrap(),
             recon_b
         );
         for (x, y) in b.iter().zip(recon_b.chunks_exact(4)) {
@@ -546,7 +606,7 @@ mod tests {
         #[test]
         fn hostile_lossy_chunks_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             if let Ok(p) = read_chunk(&bytes) {
-                let _ = decode(Dtype::F32, p, Some(&[0u8; 64]));
+                let _ = decode(&CpuQuant, Dtype::F32, p, Some(&[0u8; 64]));
             }
         }
     }

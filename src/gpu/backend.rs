@@ -5,7 +5,8 @@
 //! [`Backend::quantize`] / [`Backend::dequantize`] (the error-bounded log quantizer),
 //! [`Backend::delta_planes`] / [`Backend::merge_planes`] (the exact float delta and byte planes)
 //! and [`Backend::code_histograms`] (code statistics for many candidate bounds in one pass).
-//! The commit and checkout paths do not route through it yet.
+//! Commit and checkout run the quantizer through it (the codec's `QuantEngine`, via the
+//! repository's [`LazyBackend`]); the entropy stage stays on the CPU threads.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,7 +20,7 @@ use super::pipeline::{GpuError, GpuQuantizer};
 use super::table::EncoderParams;
 use crate::codec::delta::{self, Transform};
 use crate::codec::logquant::{self, ErrorBound, FloatKind, PowerTable, QuantizedChunk};
-use crate::codec::lossy::Rounding;
+use crate::codec::lossy::{CpuQuant, QuantEngine, Rounding};
 use crate::codec::planes;
 use crate::dtype::Dtype;
 use crate::store::manifest::Bound;
@@ -193,10 +194,15 @@ pub struct Quantized {
     pub recon: Vec<u8>,
 }
 
+/// Quantizers (each with its own two streams and buffers) per CUDA backend: commit and checkout
+/// call the backend from every rayon thread, one chunk at a time, so several chunks are in
+/// flight on the device while other threads run the CPU entropy stage.
+const QUANTIZER_POOL: usize = 4;
+
 /// The CUDA device and its kernels (opaque).
 pub struct CudaBackend {
     dev: Arc<GpuDevice>,
-    quantizer: Mutex<GpuQuantizer>,
+    quantizers: Vec<Mutex<GpuQuantizer>>,
 }
 
 impl fmt::Debug for CudaBackend {
@@ -223,10 +229,19 @@ impl CudaBackend {
         )
     }
 
+    /// A free quantizer of the pool, else waits for one (chosen by thread, to spread waiters).
     fn q(&self) -> std::sync::MutexGuard<'_, GpuQuantizer> {
-        // A panic while holding the lock leaves no device state half-written that a later call
+        // A panic while holding a lock leaves no device state half-written that a later call
         // relies on (every call re-stages its inputs), so a poisoned lock is still usable.
-        self.quantizer.lock().unwrap_or_else(|p| p.into_inner())
+        for m in &self.quantizers {
+            match m.try_lock() {
+                Ok(g) => return g,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        let k = rayon::current_thread_index().unwrap_or(0) % self.quantizers.len();
+        self.quantizers[k].lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -311,10 +326,11 @@ impl Backend {
     /// 2^21, or `SNAPSTORE_GPU_WINDOW`). Device memory stays under about `58 * window` bytes.
     pub fn cuda_with_window(window: usize) -> Result<Backend, BackendError> {
         let dev = device::device().map_err(BackendError::Unavailable)?;
-        Ok(Backend::Cuda(CudaBackend {
-            quantizer: Mutex::new(GpuQuantizer::new(dev.clone(), window)),
-            dev,
-        }))
+        // Buffers are allocated on a quantizer's first use, so idle ones cost nothing.
+        let quantizers = (0..QUANTIZER_POOL)
+            .map(|_| Mutex::new(GpuQuantizer::new(dev.clone(), window)))
+            .collect();
+        Ok(Backend::Cuda(CudaBackend { quantizers, dev }))
     }
 
     /// The backend for a CLI choice (`cuda` without a device is an error naming the reason).
@@ -492,6 +508,110 @@ impl Backend {
                 .q()
                 .code_histograms(kind, relative, dither, target, reference, inv_steps)?),
         }
+    }
+}
+
+impl QuantEngine for Backend {
+    fn quantize(
+        &self,
+        kind: FloatKind,
+        target: &[u8],
+        reference: &[u8],
+        table: &PowerTable,
+    ) -> Result<(QuantizedChunk, Vec<u8>), String> {
+        match self {
+            Backend::Cpu { .. } => CpuQuant.quantize(kind, target, reference, table),
+            Backend::Cuda(c) => c
+                .q()
+                .quantize(kind, target, Some(reference), table)
+                .map_err(|e| BackendError::from(e).to_string()),
+        }
+    }
+
+    fn dequantize(
+        &self,
+        kind: FloatKind,
+        reference: &[u8],
+        q: &QuantizedChunk,
+        table: &PowerTable,
+    ) -> Result<Vec<u8>, String> {
+        match self {
+            Backend::Cpu { .. } => CpuQuant.dequantize(kind, reference, q, table),
+            Backend::Cuda(c) => c
+                .q()
+                .dequantize(kind, reference, q, table)
+                .map_err(|e| BackendError::from(e).to_string()),
+        }
+    }
+}
+
+/// A backend resolved on first use, so a command that never quantizes (a lossless commit, `log`)
+/// never pays for a CUDA context and the kernel compile.
+#[derive(Debug)]
+pub struct LazyBackend {
+    choice: BackendChoice,
+    backend: OnceLock<Backend>,
+}
+
+impl LazyBackend {
+    /// The backend `choice` will resolve to. `cuda` without a usable device resolves to the CPU
+    /// with the reason (the CLI refuses `--backend cuda` up front instead).
+    pub fn new(choice: BackendChoice) -> LazyBackend {
+        LazyBackend {
+            choice,
+            backend: OnceLock::new(),
+        }
+    }
+
+    /// An already resolved backend.
+    pub fn from_backend(backend: Backend) -> LazyBackend {
+        let choice = if backend.is_cuda() {
+            BackendChoice::Cuda
+        } else {
+            BackendChoice::Cpu
+        };
+        LazyBackend {
+            choice,
+            backend: OnceLock::from(backend),
+        }
+    }
+
+    /// What was asked for.
+    pub fn choice(&self) -> BackendChoice {
+        self.choice
+    }
+
+    /// The backend, resolving it now if needed.
+    pub fn get(&self) -> &Backend {
+        self.backend
+            .get_or_init(|| match Backend::select(self.choice) {
+                Ok(b) => b,
+                Err(e) => Backend::Cpu {
+                    reason: Some(e.to_string()),
+                },
+            })
+    }
+}
+
+impl QuantEngine for LazyBackend {
+    fn quantize(
+        &self,
+        kind: FloatKind,
+        target: &[u8],
+        reference: &[u8],
+        table: &PowerTable,
+    ) -> Result<(QuantizedChunk, Vec<u8>), String> {
+        QuantEngine::quantize(self.get(), kind, target, reference, table)
+    }
+
+    fn dequantize(
+        &self,
+        kind: FloatKind,
+        reference: &[u8],
+        q: &QuantizedChunk,
+        table: &PowerTable,
+    ) -> Result<Vec<u8>, String> {
+        QuantEngine::dequantize(self.get(), kind, reference, q, table)
     }
 }
 

@@ -85,7 +85,7 @@ impl Repo {
         names: Option<&[String]>,
     ) -> Result<Prepared> {
         let index = self.index()?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         let snapshot = resolve(&index, &mut reader, spec)?;
         let manifest = reader.load_manifest(&index, &snapshot)?;
         let selected: Vec<TensorEntry> = match names {

@@ -19,7 +19,7 @@ use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
 use super::{Repo, DEFAULT_KEYFRAME_EVERY};
 use crate::codec::chunk;
-use crate::codec::lossy::{self, ChunkStats, Rounding};
+use crate::codec::lossy::{self, ChunkStats, QuantEngine, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result, SafetensorsProblem};
@@ -250,7 +250,7 @@ impl Repo {
             },
         };
         let parent = index.get_ref(&branch_key(&branch))?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         let parent_manifest = match &parent {
             Some(p) => Some(reader.load_manifest(&index, p)?),
             None => None,
@@ -342,6 +342,7 @@ impl Repo {
                     let coded = match &frames {
                         Some(f) => code_frame_group(f, data, *bound, opts.codec),
                         None => code_chunk(
+                            reader.engine(),
                             input,
                             data,
                             *bound,
@@ -557,6 +558,7 @@ pub(crate) const EXCEPTION_FALLBACK: f64 = 0.2;
 /// Codes one chunk exactly or within `bound` (the error-bound search codes its candidates with
 /// this too, so a candidate is stored exactly as its commit would be).
 pub(crate) fn code_chunk(
+    engine: &dyn QuantEngine,
     input: &TensorInput,
     data: &[u8],
     bound: Bound,
@@ -584,7 +586,8 @@ pub(crate) fn code_chunk(
     if bound == Bound::Lossless {
         return Ok(done(exact(), None, None));
     }
-    let (obj, recon, stats) = lossy::encode(input.dtype, bound, data, reference, rounding, codec)?;
+    let (obj, recon, stats) =
+        lossy::encode(engine, input.dtype, bound, data, reference, rounding, codec)?;
     if (stats.exceptions as f64) > EXCEPTION_FALLBACK * stats.elements as f64 {
         let plain = exact();
         if plain.len() < obj.len() {

@@ -111,7 +111,7 @@ impl Repo {
     /// The first-parent history from `spec` (default HEAD), newest first.
     pub fn log(&self, spec: Option<&str>, limit: Option<usize>) -> Result<Vec<LogEntry>> {
         let index = self.index()?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         let mut next = match resolve(&index, &mut reader, spec.unwrap_or("HEAD")) {
             Ok(id) => Some(id),
             Err(crate::Error::EmptyBranch(_)) if spec.is_none() => None,
@@ -143,7 +143,7 @@ impl Repo {
     /// A snapshot's manifest.
     pub fn show(&self, spec: &str) -> Result<(ObjectId, Arc<Manifest>)> {
         let index = self.index()?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         let id = resolve(&index, &mut reader, spec)?;
         let m = reader.load_manifest(&index, &id)?;
         Ok((id, m))
@@ -189,7 +189,7 @@ impl Repo {
     /// Totals over the repository.
     pub fn stats(&self) -> Result<Stats> {
         let index = self.index()?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         let snaps = reachable_snapshots(&index, &mut reader)?;
         let mut logical = 0;
         let mut dedup = 0;

@@ -117,7 +117,7 @@ impl Repo {
     /// in another process may be about to record them).
     pub fn gc(&self, dry_run: bool, grace: Duration) -> Result<GcReport> {
         let index = self.index()?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         let snaps = reachable_snapshots(&index, &mut reader)?;
         let mut live: HashSet<ObjectId> = HashSet::new();
         for s in &snaps {

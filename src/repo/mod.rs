@@ -11,12 +11,15 @@ mod reader;
 mod refs;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::gpu::backend::{Backend, BackendChoice, LazyBackend};
 use crate::store::index::Index;
+use reader::ObjectReader;
 
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
 pub(crate) use commit::{
@@ -39,10 +42,16 @@ struct FormatFile {
     snapstore_format: u32,
 }
 
+fn default_backend() -> Arc<LazyBackend> {
+    Arc::new(LazyBackend::new(BackendChoice::Auto))
+}
+
 /// A snapstore repository.
 #[derive(Clone, Debug)]
 pub struct Repo {
     dir: PathBuf,
+    /// Where lossy chunks are quantized and dequantized (resolved on first use).
+    backend: Arc<LazyBackend>,
 }
 
 impl Repo {
@@ -53,7 +62,10 @@ impl Repo {
             return Err(Error::RepositoryExists(dir));
         }
         std::fs::create_dir_all(dir.join("packs")).map_err(|e| Error::io(&dir, e))?;
-        let repo = Repo { dir };
+        let repo = Repo {
+            dir,
+            backend: default_backend(),
+        };
         {
             let index = Index::open(&repo.dir)?;
             index.set_head_branch("main")?;
@@ -88,7 +100,32 @@ impl Repo {
                 supported: FORMAT_VERSION,
             });
         }
-        Ok(Repo { dir })
+        Ok(Repo {
+            dir,
+            backend: default_backend(),
+        })
+    }
+
+    /// The same repository with the quantizer on `choice` (default: `auto`, CUDA when a device
+    /// loads). Decoded data is bit-identical whichever backend runs.
+    pub fn with_backend(mut self, choice: BackendChoice) -> Repo {
+        self.backend = Arc::new(LazyBackend::new(choice));
+        self
+    }
+
+    /// The backend lossy chunks run on (resolving `auto` now).
+    pub fn backend(&self) -> &Backend {
+        self.backend.get()
+    }
+
+    /// The quantizer engine (for the bound search's candidates).
+    pub(crate) fn engine(&self) -> Arc<dyn crate::codec::lossy::QuantEngine> {
+        self.backend.clone()
+    }
+
+    /// A reader whose lossy chunks decode on this repository's backend.
+    fn reader(&self) -> ObjectReader {
+        ObjectReader::with_engine(self.packs_dir(), self.backend.clone())
     }
 
     /// The repository directory.

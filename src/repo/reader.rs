@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::codec::chunk::{self, ChunkCodec};
+use crate::codec::lossy::{self, CpuQuant, QuantEngine};
 use crate::error::{Error, Result};
 use crate::store::index::{Index, Location};
 use crate::store::manifest::{Manifest, TensorEntry, TensorRef};
@@ -19,16 +20,30 @@ pub(crate) struct ObjectReader {
     locations: HashMap<ObjectId, Location>,
     manifests: HashMap<ObjectId, Arc<Manifest>>,
     packs: Mutex<HashMap<String, Arc<PackReader>>>,
+    /// Runs the dequantizer of lossy chunks.
+    engine: Arc<dyn QuantEngine>,
 }
 
 impl ObjectReader {
+    /// A reader decoding lossy chunks on the CPU.
     pub fn new(packs_dir: PathBuf) -> Self {
+        ObjectReader::with_engine(packs_dir, Arc::new(CpuQuant))
+    }
+
+    /// A reader decoding lossy chunks on `engine`.
+    pub fn with_engine(packs_dir: PathBuf, engine: Arc<dyn QuantEngine>) -> Self {
         ObjectReader {
             packs_dir,
             locations: HashMap::new(),
             manifests: HashMap::new(),
             packs: Mutex::new(HashMap::new()),
+            engine,
         }
+    }
+
+    /// The engine lossy chunks are decoded (and, in a commit, coded) on.
+    pub fn engine(&self) -> &dyn QuantEngine {
+        self.engine.as_ref()
     }
 
     /// Reads (and caches) a snapshot manifest.
@@ -162,7 +177,7 @@ impl ObjectReader {
             ChunkCodec::Planes => chunk::decode_lossless(parsed, reference.as_deref())
                 .map_err(|p| Error::decode(what(), p)),
             ChunkCodec::LogDelta => {
-                crate::codec::lossy::decode(entry.dtype, parsed, reference.as_deref())
+                lossy::decode(self.engine(), entry.dtype, parsed, reference.as_deref())
                     .map_err(|p| Error::decode(what(), p))
             }
             ChunkCodec::FrameGroup => {

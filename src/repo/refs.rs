@@ -102,7 +102,7 @@ impl Repo {
     /// Resolves a ref expression (`HEAD`, `HEAD~2`, `main`, a tag, an id prefix) to a snapshot.
     pub fn resolve(&self, spec: &str) -> Result<ObjectId> {
         let index = self.index()?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         resolve(&index, &mut reader, spec)
     }
 
@@ -110,7 +110,7 @@ impl Repo {
     pub fn create_branch(&self, name: &str, at: Option<&str>) -> Result<Option<ObjectId>> {
         check_ref_name(name)?;
         let index = self.index()?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         let target = match at {
             Some(spec) => Some(resolve(&index, &mut reader, spec)?),
             None => match resolve(&index, &mut reader, "HEAD") {
@@ -149,7 +149,7 @@ impl Repo {
     pub fn create_tag(&self, name: &str, at: &str) -> Result<ObjectId> {
         check_ref_name(name)?;
         let index = self.index()?;
-        let mut reader = ObjectReader::new(self.packs_dir());
+        let mut reader = self.reader();
         let id = resolve(&index, &mut reader, at)?;
         index
             .cas_ref(&tag_key(name), None, Some(id))?

@@ -9,12 +9,13 @@
 //! reconstruction handed to the evaluator is bit for bit what checkout of that commit returns.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::SearchOptions;
 use crate::codec::chunk;
-use crate::codec::lossy::{self, Rounding};
+use crate::codec::lossy::{self, QuantEngine, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -57,6 +58,8 @@ pub(crate) struct Prepared<'a> {
     pub(crate) logical_bytes: u64,
     /// The parent snapshot, if any.
     pub(crate) parent: Option<ObjectId>,
+    /// The repository's quantizer, so candidates are coded as the commit will code them.
+    engine: Arc<dyn QuantEngine>,
 }
 
 /// Estimated sizes from one statistics pass.
@@ -197,6 +200,7 @@ impl<'a> Prepared<'a> {
             rounding,
             fixed_bytes: 0,
             parent: parent_id,
+            engine: repo.engine(),
         };
         prepared.fixed_bytes = prepared.exact_bytes(|p| !p.lossy);
         Ok(prepared)
@@ -356,10 +360,16 @@ impl<'a> Prepared<'a> {
                 }
                 let data = &input.data[range.clone()];
                 let reference = plan.reference.as_ref().map(|r| &r[range]);
-                let coded = code_chunk(input, data, bound, reference, self.rounding, self.codec)
-                    .map_err(|p| {
-                        Error::decode(format!("chunk {i} of tensor {:?}", input.name), p)
-                    })?;
+                let coded = code_chunk(
+                    self.engine.as_ref(),
+                    input,
+                    data,
+                    bound,
+                    reference,
+                    self.rounding,
+                    self.codec,
+                )
+                .map_err(|p| Error::decode(format!("chunk {i} of tensor {:?}", input.name), p))?;
                 let recon = coded
                     .reconstruction
                     .expect("a bounded chunk carries its reconstruction");
