@@ -188,9 +188,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Read or set a setting: keyframe_every, bound (for HEAD's branch).
     /// Print the compute backend: device, driver and NVRTC versions, or why the CPU is used.
     Doctor,
+    /// Read or set a setting: keyframe_every, bound (for HEAD's branch).
     Config {
         /// Setting name.
         key: String,

@@ -77,12 +77,13 @@ pub enum SafetensorsProblem {
 pub enum Error {
     // ---- input and output files ----
     /// Reading or writing a user file failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error (in the message, not a separate `source`, so a printed error chain
+        /// does not repeat it).
+        error: std::io::Error,
     },
     /// A safetensors file failed validation.
     #[error("{path}: not a valid safetensors file: {problem}")]
@@ -223,7 +224,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 
@@ -17,6 +18,33 @@ pub const TEMP_PREFIX: &str = ".tmp-";
 pub const FAIL_WRITES_ENV: &str = "SNAPSTORE_TEST_FAIL_WRITES_AFTER";
 
 static WRITTEN: AtomicU64 = AtomicU64::new(0);
+
+/// Test hook: when set to N, the N-th durable I/O step of this process (1-based) fails. The steps
+/// are every create, write, fsync and rename of [`AtomicFile`], every ref-log append and fsync,
+/// and every index update and flush, so a test can fail each one in turn and check that the
+/// repository is as it was.
+pub const FAIL_IO_AT_ENV: &str = "SNAPSTORE_TEST_FAIL_IO_AT";
+
+static IO_STEPS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one durable I/O step (`what` names it in the injected error).
+pub(crate) fn io_step(what: &str) -> io::Result<()> {
+    static FAIL_AT: OnceLock<Option<u64>> = OnceLock::new();
+    let fail_at = *FAIL_AT.get_or_init(|| {
+        std::env::var(FAIL_IO_AT_ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+    });
+    let Some(n) = fail_at else {
+        return Ok(());
+    };
+    if IO_STEPS.fetch_add(1, Ordering::Relaxed) + 1 == n {
+        return Err(io::Error::other(format!(
+            "injected I/O failure at step {n} ({what})"
+        )));
+    }
+    Ok(())
+}
 
 fn injected_failure(len: usize) -> io::Result<()> {
     let Some(limit) = std::env::var(FAIL_WRITES_ENV)
@@ -57,10 +85,8 @@ impl AtomicFile {
             std::process::id(),
             unique_suffix()
         ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
+        let file = io_step("create")
+            .and_then(|_| OpenOptions::new().write(true).create_new(true).open(&tmp))
             .map_err(|e| Error::io(&tmp, e))?;
         Ok(AtomicFile {
             tmp,
@@ -82,20 +108,39 @@ impl AtomicFile {
 
     /// Flushes, fsyncs, renames into place and fsyncs the directory.
     pub fn commit(mut self) -> Result<()> {
+        io_step("flush").map_err(|e| Error::io(&self.tmp, e))?;
         let writer = self.file.take().expect("file present until commit");
-        let file = writer
-            .into_inner()
-            .map_err(|e| Error::io(&self.tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&self.tmp, e))?;
+        let file = match writer.into_inner() {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = fs::remove_file(&self.tmp);
+                return Err(Error::io(&self.tmp, e.into_error()));
+            }
+        };
+        let synced = io_step("fsync").and_then(|_| file.sync_all());
         drop(file);
-        fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))?;
-        sync_dir(parent_dir(&self.target))
+        if let Err(e) = synced.and_then(|_| io_step("rename")) {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(Error::io(&self.tmp, e));
+        }
+        let replaced = self.target.exists();
+        if let Err(e) = fs::rename(&self.tmp, &self.target) {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(Error::io(&self.target, e));
+        }
+        let synced = sync_dir(parent_dir(&self.target));
+        if synced.is_err() && !replaced {
+            // Reported as failed, so it must not stay visible (a pack nobody records).
+            let _ = fs::remove_file(&self.target);
+        }
+        synced
     }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         injected_failure(buf.len())?;
+        io_step("write")?;
         self.file.as_mut().expect("file present").write(buf)
     }
 
@@ -124,7 +169,8 @@ fn parent_dir(path: &Path) -> &Path {
 
 /// Fsyncs a directory so a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    io_step("directory fsync")
+        .and_then(|_| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(dir, e))
 }

@@ -7,5 +7,6 @@ mod cli;
 mod crash;
 mod frames;
 mod gpu;
+mod io_failures;
 mod library;
 mod search;

@@ -489,46 +489,121 @@ impl Repo {
         };
 
         // Phase 3: publish. Retry with the new branch tip as parent if another commit won.
+        let key = branch_key(&branch);
         let mut expected_parent = parent;
         loop {
             let bytes = manifest.to_bytes();
             let id = ObjectId::of(&bytes);
             pack.add(ObjectKind::Manifest, id, &bytes)?;
             let (pack_name, pack_entries) = pack.finish()?;
-            let index = self.index()?;
-            if !self.packs_dir().join(format!("{pack_name}.pack")).exists() {
-                return Err(Error::IndexInconsistent(format!(
-                    "pack {pack_name} vanished before it was recorded (a concurrent gc?); nothing was committed"
-                )));
-            }
-            index.add_pack(&pack_name, &pack_entries)?;
-            match index.cas_ref(&branch_key(&branch), expected_parent, Some(id))? {
-                Ok(()) => {
-                    for t in manifest
-                        .tensors
-                        .iter()
-                        .filter(|t| t.bound == Bound::Lossless)
-                    {
-                        if t.encoding != Encoding::Dedup {
-                            index.add_tensor(&t.hash, &id, &t.name)?;
-                        }
-                    }
-                    index.flush()?;
+            let mut undo = Undo::default();
+            let published = self.publish(
+                &pack_name,
+                &pack_entries,
+                &key,
+                expected_parent,
+                id,
+                &manifest,
+                &mut undo,
+            );
+            match published {
+                Ok(None) => {
                     report.snapshot = id;
                     report.parent = expected_parent;
                     report.seconds = started.elapsed().as_secs_f64();
                     return Ok(report);
                 }
-                Err(current) => {
+                Ok(Some(current)) => {
                     // Another commit moved the branch: keep our coded tensors (their references
                     // stay valid) and put the snapshot on top of the new tip.
                     manifest.parents = current.into_iter().collect();
                     expected_parent = current;
                     pack = PackWriter::create(&self.packs_dir())?;
                 }
+                Err(e) => {
+                    self.undo_publish(&undo, &pack_name, &pack_entries, &key, expected_parent, id);
+                    return Err(e);
+                }
             }
         }
     }
+
+    /// Records a finished pack and moves `key` from `expected` to the snapshot `id`. `Ok(None)`:
+    /// published; `Ok(Some(current))`: another commit moved the branch to `current` first.
+    /// Whatever it changed is noted in `undo`, so a failure can be taken back.
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &self,
+        pack_name: &str,
+        pack_entries: &[crate::store::pack::PackEntry],
+        key: &str,
+        expected: Option<ObjectId>,
+        id: ObjectId,
+        manifest: &Manifest,
+        undo: &mut Undo,
+    ) -> Result<Option<Option<ObjectId>>> {
+        let index = self.index()?;
+        if !self.packs_dir().join(format!("{pack_name}.pack")).exists() {
+            return Err(Error::IndexInconsistent(format!(
+                "pack {pack_name} vanished before it was recorded (a concurrent gc?); nothing was committed"
+            )));
+        }
+        undo.objects = index.add_pack(pack_name, pack_entries)?;
+        if let Err(current) = index.cas_ref(key, expected, Some(id))? {
+            index.flush()?;
+            return Ok(Some(current));
+        }
+        undo.ref_moved = true;
+        for t in manifest
+            .tensors
+            .iter()
+            .filter(|t| t.bound == Bound::Lossless && t.encoding != Encoding::Dedup)
+        {
+            if index.add_tensor(&t.hash, &id, &t.name)? {
+                undo.tensors.push(t.hash);
+            }
+        }
+        index.flush()?;
+        Ok(None)
+    }
+
+    /// Takes back what a failed [`Repo::publish`] changed (best effort: the failure may be a full
+    /// disk): the ref, the index records and the pack file, so the repository is as it was.
+    fn undo_publish(
+        &self,
+        undo: &Undo,
+        pack_name: &str,
+        pack_entries: &[crate::store::pack::PackEntry],
+        key: &str,
+        old: Option<ObjectId>,
+        new: ObjectId,
+    ) {
+        let pack_path = self.packs_dir().join(format!("{pack_name}.pack"));
+        let Ok(index) = self.index() else {
+            return;
+        };
+        if undo.ref_moved {
+            let _ = index.cas_ref(key, Some(new), old);
+        }
+        let _ = index.forget_tensors(&undo.tensors);
+        let _ = index.forget_objects(&undo.objects);
+        // The pack goes unless the index still places an object in it (an identical pack
+        // written earlier by another commit).
+        let still_used = pack_entries
+            .iter()
+            .any(|e| matches!(index.locate(&e.id), Ok(Some(loc)) if loc.pack == pack_name));
+        if index.flush().is_ok() && !still_used {
+            let _ = std::fs::remove_file(&pack_path);
+        }
+    }
+}
+
+/// What a publish attempt changed, for [`Repo::undo_publish`].
+#[derive(Default)]
+struct Undo {
+    objects: Vec<ObjectId>,
+    tensors: Vec<ObjectId>,
+    ref_moved: bool,
 }
 
 /// One coded chunk on its way into the pack.

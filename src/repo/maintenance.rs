@@ -162,7 +162,7 @@ impl Repo {
                     w.add(e.kind, e.id, &pack.read(e)?)?;
                 }
                 let (new_name, new_entries) = w.finish()?;
-                index.add_pack(&new_name, &new_entries)?;
+                index.move_to_pack(&new_name, &new_entries)?;
             }
             for e in &drop {
                 index.remove_object(&e.id)?;

@@ -149,7 +149,13 @@ impl Repo {
     /// Sets a config value.
     pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
         let index = self.index()?;
+        let previous = index.config_get(key)?;
         index.config_set(key, value)?;
-        index.flush()
+        index.flush_or_undo(|i| {
+            let _ = match &previous {
+                Some(p) => i.config_set(key, p),
+                None => i.config_remove(key),
+            };
+        })
     }
 }

@@ -128,7 +128,11 @@ impl Repo {
                 .cas_ref(&key, None, Some(id))?
                 .map_err(|_| Error::RefExists(name.to_string()))?;
         }
-        index.flush()?;
+        index.flush_or_undo(|i| {
+            if let Some(id) = target {
+                let _ = i.cas_ref(&key, Some(id), None);
+            }
+        })?;
         Ok(target)
     }
 
@@ -136,8 +140,13 @@ impl Repo {
     pub fn switch_branch(&self, name: &str) -> Result<()> {
         check_ref_name(name)?;
         let index = self.index()?;
+        let previous = index.head_branch().ok();
         index.set_head_branch(name)?;
-        index.flush()
+        index.flush_or_undo(|i| {
+            if let Some(p) = previous {
+                let _ = i.set_head_branch(&p);
+            }
+        })
     }
 
     /// The branch HEAD names.
@@ -154,7 +163,9 @@ impl Repo {
         index
             .cas_ref(&tag_key(name), None, Some(id))?
             .map_err(|_| Error::RefExists(name.to_string()))?;
-        index.flush()?;
+        index.flush_or_undo(|i| {
+            let _ = i.cas_ref(&tag_key(name), Some(id), None);
+        })?;
         Ok(id)
     }
 
@@ -167,7 +178,9 @@ impl Repo {
         index
             .cas_ref(key, Some(old), None)?
             .map_err(|_| Error::UnknownRef(key.to_string()))?;
-        index.flush()
+        index.flush_or_undo(|i| {
+            let _ = i.cas_ref(key, None, Some(old));
+        })
     }
 
     /// Branches and tags with their snapshots.

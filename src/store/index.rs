@@ -3,7 +3,7 @@
 //! sled lets one process hold a database at a time, so snapstore opens it only for the short
 //! moments it needs it and waits (bounded) while another process has it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::object_id::ObjectId;
@@ -26,6 +26,8 @@ pub struct Location {
 
 /// An open index. Drop it to release the lock.
 pub struct Index {
+    /// The index directory (named in errors).
+    dir: PathBuf,
     reflog: RefLog,
     db: sled::Db,
     refs: sled::Tree,
@@ -61,6 +63,7 @@ impl Index {
             }
         };
         Ok(Index {
+            dir: dir.clone(),
             reflog: RefLog::new(repo),
             refs: db.open_tree("refs")?,
             objects: db.open_tree("objects")?,
@@ -72,7 +75,19 @@ impl Index {
 
     /// Makes every change so far durable.
     pub fn flush(&self) -> Result<()> {
+        self.step("index flush")?;
         self.db.flush()?;
+        Ok(())
+    }
+
+    /// Flushes; when that fails, takes the change back with `undo` (best effort), so a change
+    /// reported as failed is not made durable by a later flush.
+    pub fn flush_or_undo(&self, undo: impl FnOnce(&Index)) -> Result<()> {
+        if let Err(e) = self.flush() {
+            undo(self);
+            let _ = self.db.flush();
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -94,6 +109,7 @@ impl Index {
         old: Option<ObjectId>,
         new: Option<ObjectId>,
     ) -> Result<std::result::Result<(), Option<ObjectId>>> {
+        self.step("ref update")?;
         let res = self.refs.compare_and_swap(
             name.as_bytes(),
             old.as_ref().map(|o| &o.0[..]),
@@ -101,7 +117,15 @@ impl Index {
         )?;
         match res {
             Ok(()) => {
-                self.reflog.record(name, new.map(|n| n.hex()).as_deref())?;
+                if let Err(e) = self.reflog.record(name, new.map(|n| n.hex()).as_deref()) {
+                    // Unlogged, the move would be lost with the index: take it back.
+                    let _ = self.refs.compare_and_swap(
+                        name.as_bytes(),
+                        new.as_ref().map(|n| &n.0[..]),
+                        old.as_ref().map(|o| &o.0[..]),
+                    );
+                    return Err(e);
+                }
                 Ok(Ok(()))
             }
             Err(e) => Ok(Err(e.current.and_then(|v| ObjectId::from_slice(&v)))),
@@ -131,8 +155,15 @@ impl Index {
 
     /// Points HEAD at a branch.
     pub fn set_head_branch(&self, branch: &str) -> Result<()> {
-        self.config.insert(b"HEAD", branch.as_bytes())?;
-        self.reflog.record("HEAD", Some(branch))?;
+        self.step("HEAD update")?;
+        let previous = self.config.insert(b"HEAD", branch.as_bytes())?;
+        if let Err(e) = self.reflog.record("HEAD", Some(branch)) {
+            let _ = match previous {
+                Some(p) => self.config.insert(b"HEAD", p),
+                None => self.config.remove(b"HEAD"),
+            };
+            return Err(e);
+        }
         Ok(())
     }
 
@@ -165,21 +196,59 @@ impl Index {
 
     /// Sets a config value.
     pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
+        self.step("config update")?;
         self.config
             .insert(format!("cfg.{key}").as_bytes(), value.as_bytes())?;
         Ok(())
     }
 
+    /// Removes a config value.
+    pub fn config_remove(&self, key: &str) -> Result<()> {
+        self.config.remove(format!("cfg.{key}").as_bytes())?;
+        Ok(())
+    }
+
     // ---- object locations ----
 
-    /// Records every object of a pack.
-    pub fn add_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<()> {
+    /// Records the objects of a pack that the index does not know yet; returns their ids.
+    pub fn add_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<Vec<ObjectId>> {
+        // An object already stored keeps its location, so forgetting this pack's additions
+        // (a failed commit) never loses another pack's copy.
+        self.record_pack(pack, entries, false)
+    }
+
+    /// Points every object of `entries` at `pack` (gc rewrote them there).
+    pub fn move_to_pack(&self, pack: &str, entries: &[PackEntry]) -> Result<()> {
+        self.record_pack(pack, entries, true).map(|_| ())
+    }
+
+    fn record_pack(
+        &self,
+        pack: &str,
+        entries: &[PackEntry],
+        replace: bool,
+    ) -> Result<Vec<ObjectId>> {
         let pack_id: ObjectId = pack
             .parse()
             .map_err(|e: String| Error::IndexInconsistent(e))?;
+        self.step("object index update")?;
         let mut batch = sled::Batch::default();
+        let mut added = Vec::new();
         for e in entries {
-            batch.insert(&e.id.0[..], encode_location(&pack_id, e));
+            if replace || !self.objects.contains_key(e.id.0)? {
+                batch.insert(&e.id.0[..], encode_location(&pack_id, e));
+                added.push(e.id);
+            }
+        }
+        self.objects.apply_batch(batch)?;
+        Ok(added)
+    }
+
+    /// Forgets objects that [`Index::add_pack`] added (the commit that wrote them failed).
+    pub fn forget_objects(&self, ids: &[ObjectId]) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for id in ids {
+            batch.remove(&id.0[..]);
         }
         self.objects.apply_batch(batch)?;
         Ok(())
@@ -212,6 +281,7 @@ impl Index {
 
     /// Forgets an object (after gc removed its pack).
     pub fn remove_object(&self, id: &ObjectId) -> Result<()> {
+        self.step("object index update")?;
         self.objects.remove(id.0)?;
         Ok(())
     }
@@ -227,12 +297,28 @@ impl Index {
         Ok(snap.map(|s| (s, String::from_utf8_lossy(&v[32..]).into_owned())))
     }
 
-    /// Remembers where a tensor's exact bytes are stored.
-    pub fn add_tensor(&self, hash: &ObjectId, snapshot: &ObjectId, name: &str) -> Result<()> {
+    /// Remembers where a tensor's exact bytes are stored, unless a copy is already known.
+    /// Returns whether it was added.
+    pub fn add_tensor(&self, hash: &ObjectId, snapshot: &ObjectId, name: &str) -> Result<bool> {
+        self.step("tensor index update")?;
         let mut v = snapshot.0.to_vec();
         v.extend_from_slice(name.as_bytes());
-        self.tensors.insert(hash.0, v)?;
+        Ok(self
+            .tensors
+            .compare_and_swap(hash.0, None as Option<&[u8]>, Some(v))?
+            .is_ok())
+    }
+
+    /// Forgets tensors that [`Index::add_tensor`] added (the commit that stored them failed).
+    pub fn forget_tensors(&self, hashes: &[ObjectId]) -> Result<()> {
+        for h in hashes {
+            self.tensors.remove(h.0)?;
+        }
         Ok(())
+    }
+
+    fn step(&self, what: &str) -> Result<()> {
+        crate::fsutil::io_step(what).map_err(|e| Error::io(&self.dir, e))
     }
 
     /// Empties the tensor dedup index (gc and rebuild refill it).

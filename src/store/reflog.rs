@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use super::object_id::ObjectId;
 use crate::error::{Error, Result};
+use crate::fsutil::io_step;
 
 /// The ref log of a repository.
 pub struct RefLog {
@@ -36,13 +37,18 @@ impl RefLog {
 
     /// Appends one change durably.
     pub fn record(&self, key: &str, value: Option<&str>) -> Result<()> {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
+        let mut f = io_step("ref log open")
+            .and_then(|_| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+            })
             .map_err(|e| Error::io(&self.path, e))?;
         let line = format!("{key} {}\n", value.unwrap_or("-"));
-        f.write_all(line.as_bytes())
+        io_step("ref log append")
+            .and_then(|_| f.write_all(line.as_bytes()))
+            .and_then(|_| io_step("ref log fsync"))
             .and_then(|_| f.sync_data())
             .map_err(|e| Error::io(&self.path, e))
     }
