@@ -3,10 +3,11 @@
 
 use crate::codec::{chunk, lossy, rans};
 use crate::dtype::Dtype;
-use crate::frames::{decode_group, parse_npy, FrameDims, FrameDtype};
+use crate::frames::{decode_group, encode_group, parse_npy, FrameBound, FrameDims, FrameDtype};
 use crate::safetensors_io;
 use crate::store::manifest::Manifest;
 use crate::store::object_id::ObjectId;
+use crate::store::pack::PackReader;
 
 /// The safetensors header: the 8-byte length, then the JSON, checked against the data length.
 pub fn safetensors_header(data: &[u8]) {
@@ -63,9 +64,211 @@ pub fn frames(data: &[u8]) {
     }
 }
 
+/// A pack file: the trailer, then every object it lists (each read checks its record header
+/// and hash). The bytes go through a file because packs are read with positioned reads.
+pub fn pack(data: &[u8]) {
+    use std::sync::OnceLock;
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("snapstore-fuzz-pack-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&d);
+        d
+    });
+    let name = "0".repeat(64);
+    if std::fs::write(dir.join(format!("{name}.pack")), data).is_err() {
+        return;
+    }
+    if let Ok(mut reader) = PackReader::open(dir, &name) {
+        if let Ok(entries) = reader.entries() {
+            for e in entries.iter().take(64) {
+                let _ = reader.read(e);
+            }
+        }
+    }
+}
+
+/// Valid inputs for every target, made the way a real repository makes them (a commit of small
+/// tensors exactly, as a delta and under rel and abs bounds): the seeds of the fuzz corpora,
+/// written to `fuzz/seeds/` by `cargo test --release -- --ignored write_fuzz_seeds`.
+pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use crate::repo::{CommitOptions, Repo, TensorInput};
+    use crate::store::manifest::Bound;
+    use crate::store::pack::{list_packs, ObjectKind};
+    let mut out: Vec<(&'static str, Vec<u8>)> = Vec::new();
+    let dir = std::env::temp_dir().join(format!(
+        "snapstore-seeds-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    let repo = Repo::init(&dir).expect("temporary repository");
+    let mut x: Vec<f32> = (0..700)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0)
+        .collect();
+    for (k, bound) in [
+        Bound::Lossless,
+        Bound::Lossless,
+        Bound::Rel(0.01),
+        Bound::Abs(1e-3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (i, v) in x.iter_mut().enumerate() {
+            *v *= 1.0 + ((i + k) % 7) as f32 * 1e-3;
+        }
+        let f32s: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let bf16s: Vec<u8> = x
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
+            .collect();
+        let ints: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(k as u8 + 3)).collect();
+        let inputs = [
+            ("w", Dtype::F32, &f32s),
+            ("h", Dtype::BF16, &bf16s),
+            ("i", Dtype::U8, &ints),
+        ]
+        .map(|(name, dtype, data)| TensorInput {
+            name: name.into(),
+            dtype,
+            shape: vec![(data.len() / dtype.unit_bytes().max(1)) as u64],
+            data,
+        });
+        let opts = CommitOptions {
+            bound: Some(bound),
+            ..CommitOptions::default()
+        };
+        repo.commit_tensors(&inputs, None, &opts)
+            .expect("seed commit");
+        if k == 0 {
+            let mut file = format!(
+                "{{\"__metadata__\":{{\"epoch\":\"0\"}},\"w\":{{\"dtype\":\"F32\",\"shape\":[700],\"data_offsets\":[0,{}]}}}}",
+                f32s.len()
+            )
+            .into_bytes();
+            let mut st = (file.len() as u64).to_le_bytes().to_vec();
+            st.append(&mut file);
+            st.extend_from_slice(&f32s);
+            out.push(("safetensors_header", st));
+        }
+    }
+    let packs_dir = dir.join("packs");
+    for name in list_packs(&packs_dir).unwrap_or_default() {
+        if let Ok(bytes) = std::fs::read(packs_dir.join(format!("{name}.pack"))) {
+            out.push(("pack", bytes));
+        }
+        let Ok(mut reader) = PackReader::open(&packs_dir, &name) else {
+            continue;
+        };
+        for e in reader.entries().unwrap_or_default() {
+            if let Ok(obj) = reader.read(&e) {
+                let target = match e.kind {
+                    ObjectKind::Manifest => "manifest",
+                    _ => "chunk_object",
+                };
+                out.push((target, obj));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let skewed: Vec<u8> = (0..2000u32).map(|i| (i % 7 / 5) as u8).collect();
+    if let Some(r) = rans::encode(&skewed) {
+        let mut seed = vec![(skewed.len() / 16) as u8];
+        seed.extend_from_slice(&r);
+        out.push(("rans_stream", seed));
+    }
+    let frames = [
+        (FrameDtype::U8, FrameDims { h: 4, w: 5, c: 3 }),
+        (FrameDtype::U16, FrameDims { h: 3, w: 3, c: 1 }),
+        (FrameDtype::F32, FrameDims { h: 2, w: 7, c: 2 }),
+    ];
+    for (dtype, dims) in frames {
+        let n = 3 * dims.h * dims.w * dims.c * dtype.size();
+        let raw: Vec<u8> = (0..n).map(|i| (i * 13 % 29) as u8).collect();
+        let raw = if dtype == FrameDtype::F32 {
+            (0..n / 4)
+                .flat_map(|i| (i as f32 * 0.25).to_le_bytes())
+                .collect()
+        } else {
+            raw
+        };
+        for bound in [FrameBound::Lossless, FrameBound::Abs(2.0)] {
+            if let Ok(g) = encode_group(dims, dtype, &raw, bound, crate::CodecChoice::Auto) {
+                out.push(("frames", g));
+            }
+        }
+    }
+    let mut npy = b"\x93NUMPY\x01\x00".to_vec();
+    let mut header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3, 4), }".to_string();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    npy.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    npy.extend_from_slice(header.as_bytes());
+    npy.extend((0..24u8).map(|i| i * 9));
+    out.push(("frames", npy));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+
+    /// Every seed is accepted by the decoder it seeds (a seed the format no longer reads
+    /// would only test the first error path).
+    #[test]
+    fn seeds_are_valid_inputs() {
+        let seeds = super::seeds();
+        for target in [
+            "safetensors_header",
+            "chunk_object",
+            "rans_stream",
+            "manifest",
+            "frames",
+            "pack",
+        ] {
+            assert!(
+                seeds.iter().any(|(t, _)| *t == target),
+                "no seed for {target}"
+            );
+        }
+        for (target, bytes) in &seeds {
+            match *target {
+                "manifest" => {
+                    super::Manifest::from_bytes(bytes, &super::ObjectId::of(bytes))
+                        .expect("manifest seed");
+                }
+                "chunk_object" => {
+                    super::chunk::read_chunk(bytes).expect("chunk seed");
+                }
+                "pack" => {
+                    let dir = tempfile::tempdir().unwrap();
+                    let name = "1".repeat(64);
+                    std::fs::write(dir.path().join(format!("{name}.pack")), bytes).unwrap();
+                    let mut r = super::PackReader::open(dir.path(), &name).unwrap();
+                    for e in r.entries().expect("pack seed") {
+                        r.read(&e).expect("pack seed object");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Writes the seeds into `fuzz/seeds/TARGET/` (run when a format changes).
+    #[test]
+    #[ignore = "writes fuzz/seeds; run with --ignored write_fuzz_seeds"]
+    fn write_fuzz_seeds() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+        let _ = std::fs::remove_dir_all(&root);
+        for (k, (target, bytes)) in super::seeds().into_iter().enumerate() {
+            let d = root.join(target);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join(format!("seed-{k:03}")), bytes).unwrap();
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
@@ -77,6 +280,7 @@ mod tests {
             super::rans_stream(&data);
             super::manifest(&data);
             super::frames(&data);
+            super::pack(&data);
         }
     }
 }

@@ -4,6 +4,7 @@ mod util;
 
 mod bad_input;
 mod cli;
+mod corruption;
 mod crash;
 mod frames;
 mod gpu;

@@ -183,6 +183,21 @@ impl PackReader {
                 entry.len
             )));
         }
+        // The 9-byte record header before the payload repeats the trailer's kind and length:
+        // check it too, so no byte of a pack can be damaged unnoticed.
+        let mut head = [0u8; 9];
+        let head_at = entry
+            .offset
+            .checked_sub(9)
+            .ok_or_else(|| damaged(format!("offset {} leaves no record header", entry.offset)))?;
+        self.file
+            .read_exact_at(&mut head, head_at)
+            .map_err(|e| damaged(format!("cannot read the record header at {head_at}: {e}")))?;
+        if head[0] != entry.kind as u8 || head[1..] != entry.len.to_le_bytes() {
+            return Err(damaged(
+                "record header does not match the pack trailer".into(),
+            ));
+        }
         let mut buf = vec![0u8; entry.len as usize];
         self.file
             .read_exact_at(&mut buf, entry.offset)
