@@ -116,15 +116,24 @@ fn max_code_for(bound: ErrorBound, rounding: Rounding) -> u32 {
     }
 }
 
-/// The power table for `(bound, max_code, rounding)`, built once per process.
+/// Power tables kept per process.
+const TABLE_CACHE_ENTRIES: usize = 16;
+
+type TableCache = Mutex<HashMap<(u8, u64, u32, u8), Arc<PowerTable>>>;
+
+fn table_cache() -> &'static TableCache {
+    static CACHE: OnceLock<TableCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The power table for `(bound, max_code, rounding)`, built once per process (while fewer than
+/// [`TABLE_CACHE_ENTRIES`] others are kept).
 fn table(bound: ErrorBound, max_code: u32, rounding: Rounding) -> Result<Arc<PowerTable>, String> {
-    type Cache = Mutex<HashMap<(u8, u64, u32, u8), Arc<PowerTable>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
     let key = match bound {
         ErrorBound::Relative(e) => (1, e.to_bits(), max_code, rounding as u8),
         ErrorBound::Absolute(e) => (2, e.to_bits(), max_code, rounding as u8),
     };
-    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let cache = table_cache();
     if let Some(t) = cache.lock().expect("table cache").get(&key) {
         return Ok(t.clone());
     }
@@ -133,7 +142,13 @@ fn table(bound: ErrorBound, max_code: u32, rounding: Rounding) -> Result<Arc<Pow
         Rounding::Dither => PowerTable::dithered(bound, max_code),
     };
     let t = Arc::new(built.map_err(|e| e.to_string())?);
-    cache.lock().expect("table cache").insert(key, t.clone());
+    let mut cache = cache.lock().expect("table cache");
+    // A repository uses a handful of bounds; hostile chunks could name endless ones, so the
+    // cache is bounded (a table can be 16 MiB).
+    if cache.len() >= TABLE_CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(key, t.clone());
     Ok(t)
 }
 
@@ -599,6 +614,16 @@ mod tests {
                 (y as f64 - *x as f64).abs() <= 0.01 * (*x as f64).abs(),
                 "{x} -> {y}"
             );
+        }
+    }
+
+    #[test]
+    fn table_cache_stays_bounded_whatever_bounds_chunks_name() {
+        for k in 0..3 * TABLE_CACHE_ENTRIES {
+            let eps = 0.01 + k as f64 * 1e-4;
+            table(ErrorBound::Relative(eps), 100, Rounding::Dither).unwrap();
+            let len = table_cache().lock().unwrap().len();
+            assert!(len <= TABLE_CACHE_ENTRIES, "{len} tables cached");
         }
     }
 

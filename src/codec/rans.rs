@@ -154,33 +154,47 @@ pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
         }
         acc += freq[s];
     }
-    // One lookup per symbol: (frequency, slot - start, symbol) for every slot.
-    let slots: Vec<(u32, u32, u8)> = slot_symbol
+    // One lookup per symbol, packed in a u32: frequency - 1 (12 bits), slot - start (12 bits),
+    // symbol (8 bits).
+    let slots: Vec<u32> = slot_symbol
         .iter()
         .enumerate()
-        .map(|(slot, &s)| (freq[s as usize], slot as u32 - start[s as usize], s))
+        .map(|(slot, &s)| {
+            let (fr, st) = (freq[s as usize], start[s as usize]);
+            (fr - 1) | ((slot as u32 - st) << SCALE_BITS) | (u32::from(s) << 24)
+        })
         .collect();
     let body = &stream[pos..];
     if body.len() < 8 {
         return Err("rANS stream truncated in state".into());
     }
-    let mut xs = [
-        u32::from_le_bytes(body[..4].try_into().expect("4 bytes")),
-        u32::from_le_bytes(body[4..8].try_into().expect("4 bytes")),
-    ];
+    let mut x0 = u32::from_le_bytes(body[..4].try_into().expect("4 bytes"));
+    let mut x1 = u32::from_le_bytes(body[4..8].try_into().expect("4 bytes"));
     let mut p = 8;
-    let mut out = vec![0u8; len];
-    for (i, o) in out.iter_mut().enumerate() {
-        let x = &mut xs[i & 1];
-        let (fr, bias, s) = slots[(*x & (TOTAL - 1)) as usize];
-        *o = s;
+    let truncated = || "rANS stream truncated in data".to_string();
+    // One decode step: the symbol, then the state renormalized (at most two bytes read, as a
+    // decoded state is at least 2^11 and LOW is 2^23).
+    let step = |x: &mut u32, p: &mut usize| -> Result<u8, String> {
+        let e = slots[(*x & (TOTAL - 1)) as usize];
+        let (fr, bias) = ((e & (TOTAL - 1)) + 1, (e >> SCALE_BITS) & (TOTAL - 1));
         *x = fr * (*x >> SCALE_BITS) + bias;
         while *x < LOW {
-            let b = *body.get(p).ok_or("rANS stream truncated in data")?;
-            p += 1;
-            *x = (*x << 8) | b as u32;
+            let b = *body.get(*p).ok_or_else(truncated)?;
+            *p += 1;
+            *x = (*x << 8) | u32::from(b);
         }
+        Ok((e >> 24) as u8)
+    };
+    let mut out = vec![0u8; len];
+    let mut pairs = out.chunks_exact_mut(2);
+    for pair in &mut pairs {
+        pair[0] = step(&mut x0, &mut p)?;
+        pair[1] = step(&mut x1, &mut p)?;
     }
+    if let [last] = pairs.into_remainder() {
+        *last = step(&mut x0, &mut p)?;
+    }
+    let xs = [x0, x1];
     if p != body.len() {
         return Err(format!("{} trailing bytes after rANS data", body.len() - p));
     }
