@@ -66,6 +66,49 @@ pub fn estimated_size(data: &[u8]) -> usize {
     (bits / 8.0) as usize + 3 * symbols + 5
 }
 
+/// One symbol's encoder constants: `x -> ((x / freq) << SCALE_BITS) + x % freq + start`
+/// computed with a multiply by a reciprocal instead of a division (exact for every state the
+/// encoder can hold, which stays below 2^31).
+struct EncSymbol {
+    x_max: u32,
+    rcp: u32,
+    shift: u32,
+    bias: u32,
+    cmpl_freq: u32,
+}
+
+impl EncSymbol {
+    fn new(start: u32, freq: u32) -> EncSymbol {
+        let x_max = ((LOW >> SCALE_BITS) << 8) * freq;
+        let cmpl_freq = TOTAL - freq.min(TOTAL);
+        if freq < 2 {
+            // q = x - 1 (x >= 1), so x + bias + q * (TOTAL - 1) = x * TOTAL + start.
+            return EncSymbol {
+                x_max,
+                rcp: u32::MAX,
+                shift: 0,
+                bias: (start + TOTAL).wrapping_sub(1),
+                cmpl_freq,
+            };
+        }
+        let shift = 32 - (freq - 1).leading_zeros(); // ceil(log2(freq))
+        let rcp = ((1u64 << (shift + 31)) + u64::from(freq) - 1) / u64::from(freq);
+        EncSymbol {
+            x_max,
+            rcp: rcp as u32,
+            shift: shift - 1,
+            bias: start,
+            cmpl_freq,
+        }
+    }
+
+    fn apply(&self, x: u32) -> u32 {
+        let q = ((u64::from(x) * u64::from(self.rcp)) >> 32) as u32 >> self.shift;
+        x.wrapping_add(self.bias)
+            .wrapping_add(q.wrapping_mul(self.cmpl_freq))
+    }
+}
+
 /// Encodes `data`. Returns `None` when the data is empty or has more distinct symbols than the
 /// table can give a nonzero frequency (never for bytes; kept for safety).
 pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
@@ -86,18 +129,20 @@ pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
         start[s] = acc;
         acc += freq[s];
     }
+    let symbols: Vec<EncSymbol> = (0..256)
+        .map(|s| EncSymbol::new(start[s], freq[s]))
+        .collect();
     let mut out = Vec::with_capacity(data.len() / 2 + 16);
     // Two interleaved states (symbol i uses state i % 2) halve the decoder's dependency chain.
     let mut xs: [u32; 2] = [LOW, LOW];
     for (i, &b) in data.iter().enumerate().rev() {
         let x = &mut xs[i & 1];
-        let (st, fr) = (start[b as usize], freq[b as usize]);
-        let x_max = ((LOW >> SCALE_BITS) << 8) * fr;
-        while *x >= x_max {
+        let sym = &symbols[b as usize];
+        while *x >= sym.x_max {
             out.push(*x as u8);
             *x >>= 8;
         }
-        *x = ((*x / fr) << SCALE_BITS) + (*x % fr) + st;
+        *x = sym.apply(*x);
     }
     // Emitted highest byte first and state 1 before state 0, so after the reversal below the
     // stream starts with state 0 then state 1, each little-endian.
@@ -231,6 +276,30 @@ mod tests {
         let bits = enc.len() as f64 * 8.0 / data.len() as f64;
         assert!(bits < entropy_bits * 1.01, "{bits} vs {entropy_bits}");
         assert_eq!(decode(&enc, data.len()).unwrap(), data);
+    }
+
+    #[test]
+    fn reciprocal_step_equals_the_division() {
+        let mut r = 0x1234_5678u64;
+        for freq in (1..=TOTAL).step_by(1) {
+            let start = (TOTAL - freq) / 2;
+            let sym = EncSymbol::new(start, freq);
+            for k in 0..64u32 {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                // The states the encoder applies a symbol to: after renormalization
+                // x_max / 256 <= x < x_max (x_max <= 2^31), ends included.
+                let lo = sym.x_max >> 8;
+                let x = match k {
+                    0 => lo,
+                    1 => sym.x_max - 1,
+                    _ => lo + (r % u64::from(sym.x_max - lo)) as u32,
+                };
+                let want = ((x / freq) << SCALE_BITS) + x % freq + start;
+                assert_eq!(sym.apply(x), want, "freq {freq} x {x}");
+            }
+        }
     }
 
     proptest! {
