@@ -201,7 +201,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     let mut npy = b"\x93NUMPY\x01\x00".to_vec();
     let mut header = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3, 4), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -92,7 +92,7 @@ impl EncSymbol {
             };
         }
         let shift = 32 - (freq - 1).leading_zeros(); // ceil(log2(freq))
-        let rcp = ((1u64 << (shift + 31)) + u64::from(freq) - 1) / u64::from(freq);
+        let rcp = (1u64 << (shift + 31)).div_ceil(u64::from(freq));
         EncSymbol {
             x_max,
             rcp: rcp as u32,
