@@ -97,12 +97,12 @@ impl FrameDims {
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// An operating-system error on a file or directory.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not a `source`, so it prints once).
+        error: std::io::Error,
     },
     /// A directory holds no frame files.
     #[error("{0}: no frames (no *.png files in the directory)")]

@@ -97,9 +97,9 @@ impl FrameSeq {
 
 /// Loads a `.npy` file (see [`parse_npy`](super::parse_npy) for what is accepted).
 pub fn load_npy(path: &Path) -> Result<FrameSeq, FrameError> {
-    let bytes = fs::read(path).map_err(|source| FrameError::Io {
+    let bytes = fs::read(path).map_err(|error| FrameError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     npy::parse_npy(&bytes).map_err(|problem| FrameError::Npy {
         path: path.to_path_buf(),
@@ -118,9 +118,9 @@ struct Png {
 }
 
 fn decode_png(path: &Path) -> Result<Png, FrameError> {
-    let file = fs::File::open(path).map_err(|source| FrameError::Io {
+    let file = fs::File::open(path).map_err(|error| FrameError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let not_png = |reason: String| FrameError::NotPng {
         path: path.to_path_buf(),
@@ -181,9 +181,9 @@ fn describe(p: &Png) -> String {
 /// decode is an error naming it. All frames must match the first in size, bit depth and
 /// channels; a directory without frames is an error.
 pub fn load_png_dir(dir: &Path) -> Result<FrameSeq, FrameError> {
-    let io = |source| FrameError::Io {
+    let io = |error| FrameError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     };
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     for entry in fs::read_dir(dir).map_err(io)? {

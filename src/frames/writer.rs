@@ -88,17 +88,17 @@ pub fn write_pngs(
     };
     seq.frames(range.clone())?;
     let names = frame_names(seq, range.clone())?;
-    fs::create_dir_all(dir).map_err(|source| FrameError::Io {
+    fs::create_dir_all(dir).map_err(|error| FrameError::Io {
         path: dir.to_path_buf(),
-        source,
+        error,
     })?;
     let mut paths = Vec::with_capacity(names.len());
     let mut be = Vec::new();
     for (i, name) in range.zip(names) {
         let path = dir.join(name);
-        let io = |source| FrameError::Io {
+        let io = |error| FrameError::Io {
             path: path.clone(),
-            source,
+            error,
         };
         let mut frame = seq.frames(i..i + 1)?;
         if depth == png::BitDepth::Sixteen {
@@ -112,7 +112,7 @@ pub fn write_pngs(
         enc.set_depth(depth);
         let png_err = |e: png::EncodingError| FrameError::Io {
             path: path.clone(),
-            source: std::io::Error::other(e),
+            error: std::io::Error::other(e),
         };
         let mut writer = enc.write_header().map_err(png_err)?;
         writer.write_image_data(frame).map_err(png_err)?;
@@ -125,9 +125,9 @@ pub fn write_pngs(
 /// Writes frames `range` as one `.npy` file at `path` (see [`to_npy`](super::to_npy)).
 pub fn write_npy(seq: &FrameSeq, path: &Path, range: Range<usize>) -> Result<(), FrameError> {
     let bytes = npy::to_npy(seq, range)?;
-    fs::write(path, bytes).map_err(|source| FrameError::Io {
+    fs::write(path, bytes).map_err(|error| FrameError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
