@@ -26,7 +26,8 @@ struct Cli {
     /// Repository directory.
     #[arg(long, global = true, env = "SNAPSTORE_REPO", default_value = DEFAULT_REPO_DIR)]
     repo: PathBuf,
-    /// Where the delta math runs: auto (CUDA when a GPU loads, else the CPU), cpu or cuda.
+    /// Where the delta math runs: auto (CUDA for commits with >= 1 GiB under a bound when a GPU
+    /// loads, else the CPU), cpu or cuda.
     #[arg(long, global = true, env = "SNAPSTORE_BACKEND", default_value = "auto")]
     backend: BackendChoice,
     #[command(subcommand)]

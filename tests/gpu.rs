@@ -395,9 +395,9 @@ fn gpu_histograms_equal_cpu() {
                 let steps: Vec<f64> = (0..70)
                     .map(|j| {
                         let bound = if relative {
-                            Bound::Rel(1e-4 * 1.15f64.powi(j))
+                            Bound::Rel(1e-4 * 1.12f64.powi(j))
                         } else {
-                            Bound::Abs(1e-4 * 1.15f64.powi(j))
+                            Bound::Abs(1e-4 * 1.12f64.powi(j))
                         };
                         QuantParams::new(bound, rounding).inv_step().unwrap()
                     })

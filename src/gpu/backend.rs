@@ -42,7 +42,8 @@ pub const NO_CUDA_ENV: &str = device::DISABLE_ENV;
 /// Which backend to use (the CLI's `--backend`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BackendChoice {
-    /// CUDA when a device loads, else the CPU.
+    /// CUDA when a device loads, else the CPU. A repository narrows it: CUDA quantizes only
+    /// commits of at least `AUTO_CUDA_MIN_BYTES` under a bound, and decoding stays on the CPU.
     #[default]
     Auto,
     /// Always the CPU.

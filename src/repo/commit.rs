@@ -306,6 +306,13 @@ impl Repo {
         drop(index);
 
         // Phase 2: code chunks a window at a time into a new pack.
+        let lossy_bytes: u64 = plans
+            .iter()
+            .zip(inputs)
+            .filter(|(p, _)| matches!(p, Plan::Code { bound, .. } if *bound != Bound::Lossless))
+            .map(|(_, t)| t.data.len() as u64)
+            .sum();
+        let engine = self.encode_engine(if frames.is_some() { 0 } else { lossy_bytes });
         let mut pack = PackWriter::create(&self.packs_dir())?;
         let mut chunk_lists: Vec<Vec<ChunkRef>> = vec![Vec::new(); inputs.len()];
         let mut recon_hashers: Vec<blake3::Hasher> = vec![blake3::Hasher::new(); inputs.len()];
@@ -342,7 +349,7 @@ impl Repo {
                     let coded = match &frames {
                         Some(f) => code_frame_group(f, data, *bound, opts.codec),
                         None => code_chunk(
-                            reader.engine(),
+                            engine.as_ref(),
                             input,
                             data,
                             *bound,

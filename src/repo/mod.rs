@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::lossy::{CpuQuant, QuantEngine};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gpu::backend::{Backend, BackendChoice, LazyBackend};
@@ -34,6 +35,11 @@ pub use maintenance::{FsckProblem, FsckReport, GcReport};
 pub const FORMAT_VERSION: u32 = 1;
 /// Default repository directory.
 pub const DEFAULT_REPO_DIR: &str = ".snapstore";
+/// Under `--backend auto`, a commit quantizes on CUDA only when it holds at least this many bytes
+/// of tensors under a bound. Measured on an H200 host with 16 cores (BENCHMARKS.md): starting
+/// CUDA costs a process about 0.75 s (31 digits-mlp commits through the CLI took 24.2 s on CUDA,
+/// 0.72 s on the CPU), while a 1 GiB snapshot committed 1.19x faster on CUDA than on the CPU.
+pub const AUTO_CUDA_MIN_BYTES: u64 = 1 << 30;
 /// Default keyframe interval: at most this many decodes per checkout.
 pub const DEFAULT_KEYFRAME_EVERY: u32 = 8;
 
@@ -118,14 +124,26 @@ impl Repo {
         self.backend.get()
     }
 
-    /// The quantizer engine (for the bound search's candidates).
-    pub(crate) fn engine(&self) -> Arc<dyn crate::codec::lossy::QuantEngine> {
-        self.backend.clone()
+    /// The engine that quantizes a commit (or a search's candidates) of `lossy_bytes` bytes of
+    /// tensors under a bound: under `auto`, CUDA only for large snapshots (see
+    /// [`AUTO_CUDA_MIN_BYTES`]).
+    pub(crate) fn encode_engine(&self, lossy_bytes: u64) -> Arc<dyn QuantEngine> {
+        if self.backend.choice() == BackendChoice::Auto && lossy_bytes < AUTO_CUDA_MIN_BYTES {
+            Arc::new(CpuQuant)
+        } else {
+            self.backend.clone()
+        }
     }
 
-    /// A reader whose lossy chunks decode on this repository's backend.
+    /// A reader for this repository. Under `auto` lossy chunks decode on the CPU: on the H200
+    /// host, checking out 1 GiB snapshots through CUDA ran at 0.96x the CPU's rate
+    /// (BENCHMARKS.md), so only `--backend cuda` decodes there.
     fn reader(&self) -> ObjectReader {
-        ObjectReader::with_engine(self.packs_dir(), self.backend.clone())
+        let engine: Arc<dyn QuantEngine> = match self.backend.choice() {
+            BackendChoice::Auto => Arc::new(CpuQuant),
+            _ => self.backend.clone(),
+        };
+        ObjectReader::with_engine(self.packs_dir(), engine)
     }
 
     /// The repository directory.

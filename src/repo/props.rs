@@ -70,7 +70,14 @@ proptest! {
         relative in any::<bool>(),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::init(dir.path().join("r")).unwrap();
+        // Where a GPU is present the chain is coded and decoded on it (`auto` would keep these
+        // small snapshots on the CPU).
+        let choice = if crate::gpu::backend::Backend::cuda().is_ok() {
+            crate::gpu::backend::BackendChoice::Cuda
+        } else {
+            crate::gpu::backend::BackendChoice::Cpu
+        };
+        let repo = Repo::init(dir.path().join("r")).unwrap().with_backend(choice);
         let mut rng = Rng(seed);
         let mut w: Vec<f64> = (0..len).map(|_| (rng.unit() - 0.5) * 2.0).collect();
         let mut originals = Vec::new();

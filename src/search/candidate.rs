@@ -190,6 +190,12 @@ impl<'a> Prepared<'a> {
                 (0..chunk_count(inputs[t].data.len(), chunk_bytes)).map(move |i| (t, i))
             })
             .collect();
+        let lossy_bytes: u64 = plans
+            .iter()
+            .zip(&inputs)
+            .filter(|(p, _)| p.lossy)
+            .map(|(_, t)| t.data.len() as u64)
+            .sum();
         let mut prepared = Prepared {
             logical_bytes: inputs.iter().map(|t| t.data.len() as u64).sum(),
             inputs,
@@ -200,7 +206,7 @@ impl<'a> Prepared<'a> {
             rounding,
             fixed_bytes: 0,
             parent: parent_id,
-            engine: repo.engine(),
+            engine: repo.encode_engine(lossy_bytes),
         };
         prepared.fixed_bytes = prepared.exact_bytes(|p| !p.lossy);
         Ok(prepared)
