@@ -564,19 +564,6 @@ impl LazyBackend {
         }
     }
 
-    /// An already resolved backend.
-    pub fn from_backend(backend: Backend) -> LazyBackend {
-        let choice = if backend.is_cuda() {
-            BackendChoice::Cuda
-        } else {
-            BackendChoice::Cpu
-        };
-        LazyBackend {
-            choice,
-            backend: OnceLock::from(backend),
-        }
-    }
-
     /// What was asked for.
     pub fn choice(&self) -> BackendChoice {
         self.choice

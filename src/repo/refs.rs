@@ -125,14 +125,9 @@ impl Repo {
         }
         if let Some(id) = target {
             index
-                .cas_ref(&key, None, Some(id))?
+                .cas_ref_durably(&key, None, Some(id))?
                 .map_err(|_| Error::RefExists(name.to_string()))?;
         }
-        index.flush_or_undo(|i| {
-            if let Some(id) = target {
-                let _ = i.cas_ref(&key, Some(id), None);
-            }
-        })?;
         Ok(target)
     }
 
@@ -161,11 +156,8 @@ impl Repo {
         let mut reader = self.reader();
         let id = resolve(&index, &mut reader, at)?;
         index
-            .cas_ref(&tag_key(name), None, Some(id))?
+            .cas_ref_durably(&tag_key(name), None, Some(id))?
             .map_err(|_| Error::RefExists(name.to_string()))?;
-        index.flush_or_undo(|i| {
-            let _ = i.cas_ref(&tag_key(name), Some(id), None);
-        })?;
         Ok(id)
     }
 
@@ -176,11 +168,8 @@ impl Repo {
             .get_ref(key)?
             .ok_or_else(|| Error::UnknownRef(key.to_string()))?;
         index
-            .cas_ref(key, Some(old), None)?
-            .map_err(|_| Error::UnknownRef(key.to_string()))?;
-        index.flush_or_undo(|i| {
-            let _ = i.cas_ref(key, None, Some(old));
-        })
+            .cas_ref_durably(key, Some(old), None)?
+            .map_err(|_| Error::UnknownRef(key.to_string()))
     }
 
     /// Branches and tags with their snapshots.

@@ -132,6 +132,23 @@ impl Index {
         }
     }
 
+    /// [`Index::cas_ref`], then a flush; a failed flush takes the move back, so a ref change
+    /// reported as failed never becomes durable later.
+    pub fn cas_ref_durably(
+        &self,
+        name: &str,
+        old: Option<ObjectId>,
+        new: Option<ObjectId>,
+    ) -> Result<std::result::Result<(), Option<ObjectId>>> {
+        let moved = self.cas_ref(name, old, new)?;
+        if moved.is_ok() {
+            self.flush_or_undo(|i| {
+                let _ = i.cas_ref(name, new, old);
+            })?;
+        }
+        Ok(moved)
+    }
+
     /// All refs under `prefix` (e.g. `heads/`), name without the prefix.
     pub fn list_refs(&self, prefix: &str) -> Result<Vec<(String, ObjectId)>> {
         let mut out = Vec::new();
