@@ -119,7 +119,8 @@ impl Repo {
         self
     }
 
-    /// The backend lossy chunks run on (resolving `auto` now).
+    /// The backend the choice resolves to (resolving `auto` now). Under `auto` the repository
+    /// still quantizes small commits and decodes on the CPU (see [`AUTO_CUDA_MIN_BYTES`]).
     pub fn backend(&self) -> &Backend {
         self.backend.get()
     }
