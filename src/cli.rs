@@ -205,6 +205,7 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     let repo_dir = cli.repo;
     let backend = cli.backend;
+    let open = || -> snapstore::Result<Repo> { Ok(Repo::open(&repo_dir)?.with_backend(backend)) };
     if cli.backend == BackendChoice::Cuda && !matches!(cli.command, Command::Doctor) {
         Backend::cuda().context("--backend cuda")?;
     }
@@ -237,7 +238,7 @@ pub fn run() -> Result<()> {
             kind,
             group,
         } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             let auto_bound = bound.as_deref() == Some("auto");
             let bound = bound.filter(|_| !auto_bound);
             let opts = CommitOptions {
@@ -281,10 +282,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Search(cmd) => {
-            crate::search_cli::run_search_command(
-                &Repo::open(&repo_dir)?.with_backend(backend),
-                &cmd,
-            )?;
+            crate::search_cli::run_search_command(&open()?, &cmd)?;
         }
         Command::Checkout {
             spec,
@@ -293,7 +291,7 @@ pub fn run() -> Result<()> {
             frames,
             json,
         } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             // Resolve once: the snapshot read below is the one inspected here.
             let (snapshot, manifest) = repo.show(&spec)?;
             let sequence = is_frames(&manifest);
@@ -348,7 +346,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Log { spec, limit, json } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             let entries = repo.log(spec.as_deref(), limit)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -374,7 +372,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Show { spec, json } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             let (id, m) = repo.show(&spec)?;
             if json {
                 println!(
@@ -447,7 +445,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Diff { a, b, json } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             let path = Path::new(&b);
             if is_frames(&repo.show(&a)?.1)
                 && (path.is_dir() || path.extension().is_some_and(|e| e == "npy"))
@@ -491,7 +489,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Tag { name, spec, delete } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             match (name, delete) {
                 (None, _) => {
                     for (n, id) in repo.list_refs()?.1 {
@@ -506,7 +504,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Branch { name, spec, delete } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             match (name, delete) {
                 (None, _) => {
                     let head = repo.head_branch()?;
@@ -522,12 +520,12 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Switch { branch } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             repo.switch_branch(&branch)?;
             println!("HEAD -> {branch}");
         }
         Command::Stats { json } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             let s = repo.stats()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
@@ -549,7 +547,7 @@ pub fn run() -> Result<()> {
             grace,
             json,
         } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             let r = repo.gc(dry_run, Duration::from_secs(grace))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -570,7 +568,7 @@ pub fn run() -> Result<()> {
             quick,
             json,
         } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             if rebuild_index {
                 let n = repo.rebuild_index()?;
                 if !json {
@@ -609,7 +607,7 @@ pub fn run() -> Result<()> {
             }
         }
         Command::Config { key, value } => {
-            let repo = Repo::open(&repo_dir)?.with_backend(backend);
+            let repo = open()?;
             let stored_key = match key.as_str() {
                 "keyframe_every" => key.clone(),
                 "bound" => format!("bound.{}", repo.head_branch()?),

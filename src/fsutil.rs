@@ -110,16 +110,12 @@ impl AtomicFile {
     pub fn commit(mut self) -> Result<()> {
         io_step("flush").map_err(|e| Error::io(&self.tmp, e))?;
         let writer = self.file.take().expect("file present until commit");
-        let file = match writer.into_inner() {
-            Ok(f) => f,
-            Err(e) => {
-                let _ = fs::remove_file(&self.tmp);
-                return Err(Error::io(&self.tmp, e.into_error()));
-            }
-        };
-        let synced = io_step("fsync").and_then(|_| file.sync_all());
-        drop(file);
-        if let Err(e) = synced.and_then(|_| io_step("rename")) {
+        let staged = writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| io_step("fsync").and_then(|_| file.sync_all()))
+            .and_then(|_| io_step("rename"));
+        if let Err(e) = staged {
             let _ = fs::remove_file(&self.tmp);
             return Err(Error::io(&self.tmp, e));
         }

@@ -164,9 +164,7 @@ impl Repo {
                 let (new_name, new_entries) = w.finish()?;
                 index.move_to_pack(&new_name, &new_entries)?;
             }
-            for e in &drop {
-                index.remove_object(&e.id)?;
-            }
+            index.forget_objects(&drop.iter().map(|e| e.id).collect::<Vec<_>>())?;
             index.flush()?;
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }

@@ -41,11 +41,6 @@ impl ObjectReader {
         }
     }
 
-    /// The engine lossy chunks are decoded (and, in a commit, coded) on.
-    pub fn engine(&self) -> &dyn QuantEngine {
-        self.engine.as_ref()
-    }
-
     /// Reads (and caches) a snapshot manifest.
     pub fn load_manifest(&mut self, index: &Index, id: &ObjectId) -> Result<Arc<Manifest>> {
         if let Some(m) = self.manifests.get(id) {
@@ -176,10 +171,13 @@ impl ObjectReader {
         match parsed.codec {
             ChunkCodec::Planes => chunk::decode_lossless(parsed, reference.as_deref())
                 .map_err(|p| Error::decode(what(), p)),
-            ChunkCodec::LogDelta => {
-                lossy::decode(self.engine(), entry.dtype, parsed, reference.as_deref())
-                    .map_err(|p| Error::decode(what(), p))
-            }
+            ChunkCodec::LogDelta => lossy::decode(
+                self.engine.as_ref(),
+                entry.dtype,
+                parsed,
+                reference.as_deref(),
+            )
+            .map_err(|p| Error::decode(what(), p)),
             ChunkCodec::FrameGroup => {
                 let (dims, dtype) =
                     super::frames::layout_of(entry).map_err(|p| Error::decode(what(), p))?;

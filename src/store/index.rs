@@ -261,8 +261,10 @@ impl Index {
         Ok(added)
     }
 
-    /// Forgets objects that [`Index::add_pack`] added (the commit that wrote them failed).
+    /// Forgets objects: those gc dropped from a pack, or those [`Index::add_pack`] added for a
+    /// commit that failed.
     pub fn forget_objects(&self, ids: &[ObjectId]) -> Result<()> {
+        self.step("object index update")?;
         let mut batch = sled::Batch::default();
         for id in ids {
             batch.remove(&id.0[..]);
@@ -294,13 +296,6 @@ impl Index {
             );
         }
         Ok(out)
-    }
-
-    /// Forgets an object (after gc removed its pack).
-    pub fn remove_object(&self, id: &ObjectId) -> Result<()> {
-        self.step("object index update")?;
-        self.objects.remove(id.0)?;
-        Ok(())
     }
 
     // ---- tensor dedup ----
