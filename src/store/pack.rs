@@ -333,6 +333,13 @@ mod tests {
             Err(Error::CorruptObject { .. })
         ));
         assert_eq!(r.read(&entries[0]).unwrap(), a);
+        // A damaged record header (the kind byte before the payload) is caught too.
+        let mut header_hit = bytes.clone();
+        header_hit[(entries[0].offset - 9) as usize] ^= 1;
+        std::fs::write(&path, &header_hit).unwrap();
+        let r = PackReader::open(dir.path(), &name).unwrap();
+        let err = r.read(&entries[0]).unwrap_err().to_string();
+        assert!(err.contains("record header does not match"), "{err}");
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         let mut r = PackReader::open(dir.path(), &name).unwrap();
         assert!(matches!(r.entries(), Err(Error::CorruptPack { .. })));
