@@ -205,7 +205,12 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     let repo_dir = cli.repo;
     let backend = cli.backend;
-    let open = || -> snapstore::Result<Repo> { Ok(Repo::open(&repo_dir)?.with_backend(backend)) };
+    // One command per process: a decoded tip kept for a next commit would only cost a copy.
+    let open = || -> snapstore::Result<Repo> {
+        Ok(Repo::open(&repo_dir)?
+            .with_backend(backend)
+            .with_tip_cache(0))
+    };
     if cli.backend == BackendChoice::Cuda && !matches!(cli.command, Command::Doctor) {
         Backend::cuda().context("--backend cuda")?;
     }

@@ -1,7 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/`: each feeds arbitrary bytes to one parser or
 //! decoder. Not part of the supported API; every function must return, never panic.
 
-use crate::codec::{chunk, lossy, rans};
+use crate::codec::{chunk, lossy, rans, rans_v1};
 use crate::dtype::Dtype;
 use crate::frames::{decode_group, encode_group, parse_npy, FrameBound, FrameDims, FrameDtype};
 use crate::safetensors_io;
@@ -40,10 +40,11 @@ pub fn chunk_object(data: &[u8]) {
     }
 }
 
-/// The rANS stream decoder, for lengths taken from the first byte.
+/// Both rANS stream decoders, for lengths taken from the first byte.
 pub fn rans_stream(data: &[u8]) {
     if let Some((&len, rest)) = data.split_first() {
         let _ = rans::decode(rest, len as usize * 16);
+        let _ = rans_v1::decode(rest, len as usize * 16);
     }
 }
 
@@ -178,6 +179,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         seed.extend_from_slice(&r);
         out.push(("rans_stream", seed));
     }
+    out.push(("rans_stream", rans_v1::V1_STREAM.to_vec()));
     let frames = [
         (FrameDtype::U8, FrameDims { h: 4, w: 5, c: 3 }),
         (FrameDtype::U16, FrameDims { h: 3, w: 3, c: 1 }),

@@ -53,7 +53,7 @@ pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,
     FsckProblem, FsckReport, GcReport, LogEntry, Repo, Stats, TensorDiff, TensorInput,
     AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP, DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR,
-    FORMAT_VERSION, FRAMES_TENSOR,
+    DEFAULT_TIP_CACHE_BYTES, FORMAT_VERSION, FRAMES_TENSOR,
 };
 pub use safetensors_io::SafetensorsFile;
 pub use search::{

@@ -9,7 +9,7 @@ use proptest::prelude::{
     any, prop_assert, prop_assert_eq, prop_assume, prop_oneof, proptest, Just, ProptestConfig,
     Strategy,
 };
-use snapstore::{CommitOptions, Dtype, Encoding, ObjectId, Repo, ALL_DTYPES};
+use snapstore::{Bound, CommitOptions, Dtype, Encoding, ObjectId, Repo, ALL_DTYPES};
 use tempfile::TempDir;
 
 use crate::util::*;
@@ -873,4 +873,86 @@ fn rebuild_index_replaces_an_index_sled_cannot_open() {
     let o = dir.path().join("o.safetensors");
     run_ok(&repo_dir, &["checkout", "v1", "-o", o.to_str().unwrap()]);
     assert_eq!(std::fs::read(&o).unwrap(), std::fs::read(&file).unwrap());
+}
+
+/// The decoded tip a handle keeps must code exactly as decoding the parent would: the same
+/// chunk objects with and without it, exact and bounded, for a tensor reused unchanged and then
+/// changed, and when another handle moved the branch in between (the kept tip is then not the
+/// parent and must not be used).
+#[test]
+fn a_kept_tip_codes_the_same_chunks_as_decoding_the_parent() {
+    let mut steps = trajectory(31, 8, &[("w", &[64, 64]), ("b", &[64]), ("e", &[300, 40])]);
+    let mut rng = Rng::new(5);
+    let still = Tensor::f32(&mut rng, "still", &[40, 40], 0.5);
+    let moved = Tensor::f32(&mut rng, "still", &[40, 40], 0.5);
+    for (k, s) in steps.iter_mut().enumerate() {
+        s.push(if k < 4 { still.clone() } else { moved.clone() });
+    }
+    for bound in [Bound::Lossless, Bound::Rel(0.01)] {
+        let (_d1, cached) = new_repo();
+        let other = Repo::open(cached.path()).expect("second handle");
+        let (_d2, plain) = new_repo();
+        let plain = plain.with_tip_cache(0);
+        let o = CommitOptions {
+            bound: Some(bound),
+            chunk_bytes: 4096,
+            ..CommitOptions::default()
+        };
+        for (k, s) in steps.iter().enumerate() {
+            let via = if k % 3 == 2 { &other } else { &cached };
+            via.commit_tensors(&inputs(s), None, &o).unwrap();
+            plain.commit_tensors(&inputs(s), None, &o).unwrap();
+        }
+        for back in 0..steps.len() {
+            let spec = format!("HEAD~{back}");
+            let (_, a) = cached.show(&spec).unwrap();
+            let (_, b) = plain.show(&spec).unwrap();
+            for (ta, tb) in a.tensors.iter().zip(&b.tensors) {
+                assert_eq!(ta.chunks, tb.chunks, "{bound:?} {spec} {}", ta.name);
+                assert_eq!(ta.encoding, tb.encoding, "{bound:?} {spec} {}", ta.name);
+            }
+            assert_eq!(
+                checkout_sorted(&cached, &spec),
+                checkout_sorted(&plain, &spec)
+            );
+        }
+        let still_enc = |spec: &str| {
+            cached
+                .show(spec)
+                .unwrap()
+                .1
+                .tensor("still")
+                .unwrap()
+                .encoding
+        };
+        assert_eq!(still_enc("HEAD~5"), Encoding::Dedup, "the reuse path ran");
+    }
+}
+
+/// The kept tip is really what the next commit codes against: with the parent's chunks damaged
+/// on disk, the handle that committed the parent still commits, and a fresh handle (which must
+/// decode the parent) refuses.
+#[test]
+fn a_commit_through_the_same_handle_does_not_read_the_parent_back() {
+    let steps = trajectory(7, 3, &[("w", &[64, 64]), ("b", &[64])]);
+    let (_d, repo) = new_repo();
+    commit(&repo, &steps[0], "0");
+    let pack = repo.path().join("packs").join(&pack_names(&repo)[0]);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    for (_, kind, offset, len) in pack_entries(&pack) {
+        if kind == 1 {
+            bytes[(offset + len / 2) as usize] ^= 0x40;
+        }
+    }
+    std::fs::write(&pack, &bytes).unwrap();
+
+    let fresh = Repo::open(repo.path()).unwrap();
+    let err = fresh
+        .commit_tensors(&inputs(&steps[1]), None, &opts("via a fresh handle"))
+        .unwrap_err();
+    assert!(err.to_string().contains("is damaged"), "{err}");
+    let report = repo
+        .commit_tensors(&inputs(&steps[1]), None, &opts("1"))
+        .expect("coded against the kept tip");
+    assert_eq!(report.deltas, 2);
 }

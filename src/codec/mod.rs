@@ -7,6 +7,7 @@ pub mod logquant;
 pub mod lossy;
 pub mod planes;
 pub mod rans;
+pub mod rans_v1;
 pub mod varint;
 
 pub use entropy::CodecChoice;

@@ -4,18 +4,24 @@
 //! delta codes with an entropy of ~1.3 bits took ~1.7 bits under Zstd. rANS with a static
 //! 12-bit frequency table reaches the order-0 entropy within a fraction of a percent.
 //!
-//! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [state 0, 4 bytes]
-//! [state 1, 4 bytes][bytes...]`; symbol `i` is coded with state `i % 2`. The count is explicit because a one-symbol stream carries no length otherwise.
+//! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [4 states, 4 bytes
+//! each, little-endian][16-bit words, little-endian...]`. Symbol `i` is coded with state `i % 4`:
+//! four independent dependency chains keep the core busy. A state lives in [2^15, 2^31) and is
+//! renormalized by whole 16-bit words, so each symbol reads or writes at most one word and the
+//! step needs no branch. The count is explicit because a one-symbol stream carries no length
+//! otherwise. The earlier two-state, byte-renormalized stream is read by `rans_v1`.
 
 use super::varint::{get_varint, put_varint};
 
 const SCALE_BITS: u32 = 12;
 const TOTAL: u32 = 1 << SCALE_BITS;
 /// Lower end of the normalized state interval.
-const LOW: u32 = 1 << 23;
+const LOW: u32 = 1 << 15;
+/// Interleaved states.
+const STATES: usize = 4;
 
 /// Frequencies scaled to sum to [`TOTAL`], every present symbol at least 1.
-fn normalize(counts: &[u64; 256]) -> [u32; 256] {
+pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
     let n: u64 = counts.iter().sum();
     let mut f = [0u32; 256];
     if n == 0 {
@@ -49,14 +55,36 @@ fn normalize(counts: &[u64; 256]) -> [u32; 256] {
     f
 }
 
-/// Bytes [`encode`] would produce for `data`, estimated from its order-0 entropy in one cheap
-/// pass, so callers run the coder only where it can win.
-pub fn estimated_size(data: &[u8]) -> usize {
-    let mut counts = [0u64; 256];
-    for &b in data {
-        counts[b as usize] += 1;
+/// Byte histogram. Four tables, summed at the end, so runs of one byte value (the common case
+/// in delta planes) do not serialize on one counter.
+pub fn histogram(data: &[u8]) -> [u64; 256] {
+    let mut tables = [[0u32; 256]; 4];
+    let mut quads = data.chunks_exact(4);
+    for q in &mut quads {
+        tables[0][q[0] as usize] += 1;
+        tables[1][q[1] as usize] += 1;
+        tables[2][q[2] as usize] += 1;
+        tables[3][q[3] as usize] += 1;
     }
-    let n = data.len() as f64;
+    for &b in quads.remainder() {
+        tables[0][b as usize] += 1;
+    }
+    // u32 per table holds up to 4 GiB of input per call; sections are at most 256 MiB.
+    let mut counts = [0u64; 256];
+    for (s, c) in counts.iter_mut().enumerate() {
+        *c = tables.iter().map(|t| u64::from(t[s])).sum();
+    }
+    counts
+}
+
+/// Bytes [`encode`] would produce for data with this histogram, estimated from its order-0
+/// entropy, so callers run the coder only where it can win.
+pub fn estimated_size(counts: &[u64; 256]) -> usize {
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return 0;
+    }
+    let n = n as f64;
     let bits: f64 = counts
         .iter()
         .filter(|&&c| c > 0)
@@ -78,8 +106,16 @@ struct EncSymbol {
 }
 
 impl EncSymbol {
+    const ABSENT: EncSymbol = EncSymbol {
+        x_max: 0,
+        rcp: 0,
+        shift: 0,
+        bias: 0,
+        cmpl_freq: 0,
+    };
+
     fn new(start: u32, freq: u32) -> EncSymbol {
-        let x_max = ((LOW >> SCALE_BITS) << 8) * freq;
+        let x_max = ((LOW >> SCALE_BITS) << 16) * freq;
         let cmpl_freq = TOTAL - freq.min(TOTAL);
         if freq < 2 {
             // q = x - 1 (x >= 1), so x + bias + q * (TOTAL - 1) = x * TOTAL + start.
@@ -112,14 +148,17 @@ impl EncSymbol {
 /// Encodes `data`. Returns `None` when the data is empty or has more distinct symbols than the
 /// table can give a nonzero frequency (never for bytes; kept for safety).
 pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
+    encode_counted(data, &histogram(data), usize::MAX)
+}
+
+/// [`encode`] with the histogram already taken (`counts` must be `histogram(data)`), giving up
+/// (`None`) once the coded words pass `limit` bytes: a caller that has a smaller coding
+/// already need not pay for this one, nor clear a buffer twice the input's size.
+pub fn encode_counted(data: &[u8], counts: &[u64; 256], limit: usize) -> Option<Vec<u8>> {
     if data.is_empty() {
         return None;
     }
-    let mut counts = [0u64; 256];
-    for &b in data {
-        counts[b as usize] += 1;
-    }
-    let freq = normalize(&counts);
+    let freq = normalize(counts);
     if freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
         return None;
     }
@@ -129,58 +168,70 @@ pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
         start[s] = acc;
         acc += freq[s];
     }
-    let symbols: Vec<EncSymbol> = (0..256)
-        .map(|s| EncSymbol::new(start[s], freq[s]))
-        .collect();
-    let mut out = Vec::with_capacity(data.len() / 2 + 16);
-    // Two interleaved states (symbol i uses state i % 2) halve the decoder's dependency chain.
-    let mut xs: [u32; 2] = [LOW, LOW];
-    for (i, &b) in data.iter().enumerate().rev() {
-        let x = &mut xs[i & 1];
+    // Absent symbols are never coded: skip their reciprocals (small sections are common).
+    let symbols: [EncSymbol; 256] = std::array::from_fn(|s| match freq[s] {
+        0 => EncSymbol::ABSENT,
+        f => EncSymbol::new(start[s], f),
+    });
+    // Words are written backwards from the end, so the decoder reads them forwards. A symbol
+    // emits at most one word; two spare bytes let the store below be unconditional.
+    let mut words = vec![0u8; (2 * data.len()).min(limit) + 2];
+    let mut pos = words.len();
+    let mut xs = [LOW; STATES];
+    let mut put = |x: &mut u32, b: u8, pos: &mut usize| -> Option<()> {
         let sym = &symbols[b as usize];
-        while *x >= sym.x_max {
-            out.push(*x as u8);
-            *x >>= 8;
-        }
+        let emit = *x >= sym.x_max;
+        words[*pos - 2..*pos].copy_from_slice(&(*x as u16).to_le_bytes());
+        *pos -= 2 * usize::from(emit);
+        *x >>= 16 * u32::from(emit);
         *x = sym.apply(*x);
+        (*pos >= 2).then_some(())
+    };
+    let tail = data.len() % STATES;
+    let whole = data.len() - tail;
+    for (i, &b) in data[whole..].iter().enumerate().rev() {
+        put(&mut xs[i], b, &mut pos)?;
     }
-    // Emitted highest byte first and state 1 before state 0, so after the reversal below the
-    // stream starts with state 0 then state 1, each little-endian.
-    out.extend(xs[1].to_le_bytes().iter().rev());
-    out.extend(xs[0].to_le_bytes().iter().rev());
-    out.reverse();
+    for quad in data[..whole].chunks_exact(STATES).rev() {
+        for k in (0..STATES).rev() {
+            put(&mut xs[k], quad[k], &mut pos)?;
+        }
+    }
     let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
-    let mut stream = Vec::with_capacity(out.len() + 3 * present.len() + 12);
+    let mut stream = Vec::with_capacity(words.len() - pos + 3 * present.len() + 26);
     put_varint(&mut stream, data.len() as u64);
     stream.push(present.len() as u8);
     for &s in &present {
         stream.push(s as u8);
         put_varint(&mut stream, freq[s] as u64);
     }
-    stream.extend_from_slice(&out);
+    for x in xs {
+        stream.extend_from_slice(&x.to_le_bytes());
+    }
+    stream.extend_from_slice(&words[pos..]);
     Some(stream)
 }
 
-/// Decodes exactly `len` symbols; malformed input is an error, never a panic.
-pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
-    let mut pos = 0;
+/// Reads the symbol count and frequency table that open a stream (both stream versions share
+/// them), checking the count against `len`.
+pub(super) fn read_table(stream: &[u8], pos: &mut usize, len: usize) -> Result<[u32; 256], String> {
     let next = |pos: &mut usize| -> Result<u8, String> {
         let b = *stream.get(*pos).ok_or("rANS stream truncated in table")?;
         *pos += 1;
         Ok(b)
     };
-    let count = get_varint(stream, &mut pos)?;
+    let count = get_varint(stream, pos)?;
     if count != len as u64 {
         return Err(format!("rANS stream holds {count} symbols, expected {len}"));
     }
-    let n = match next(&mut pos)? {
+    let n = match next(pos)? {
         0 => 256,
         k => k as usize,
     };
     let mut freq = [0u32; 256];
     for _ in 0..n {
-        let s = next(&mut pos)? as usize;
-        let v = get_varint(stream, &mut pos)?;
+        let s = next(pos)? as usize;
+        let v = get_varint(stream, pos)?;
         if v == 0 || v > TOTAL as u64 || freq[s] != 0 {
             return Err("bad rANS frequency table".into());
         }
@@ -189,63 +240,109 @@ pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
     if freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
         return Err("rANS frequencies do not sum to the table size".into());
     }
-    let mut start = [0u32; 256];
-    let mut slot_symbol = vec![0u8; TOTAL as usize];
-    let mut acc = 0u32;
-    for s in 0..256 {
-        start[s] = acc;
-        for slot in acc..acc + freq[s] {
-            slot_symbol[slot as usize] = s as u8;
+    Ok(freq)
+}
+
+/// The decoder's table: for each of the [`TOTAL`] slots one packed u32 of frequency - 1
+/// (12 bits), slot - start (12 bits) and symbol (8 bits), so a step does one lookup.
+pub(super) type SlotTable = Box<[u32; TOTAL as usize]>;
+
+/// Builds the [`SlotTable`] of a frequency table that sums to [`TOTAL`].
+pub(super) fn slot_table(freq: &[u32; 256]) -> SlotTable {
+    let mut slots: SlotTable = Box::new([0; TOTAL as usize]);
+    let mut slot = 0;
+    for (s, &fr) in freq.iter().enumerate() {
+        for k in 0..fr {
+            slots[slot] = (fr - 1) | (k << SCALE_BITS) | ((s as u32) << 24);
+            slot += 1;
         }
-        acc += freq[s];
     }
-    // One lookup per symbol, packed in a u32: frequency - 1 (12 bits), slot - start (12 bits),
-    // symbol (8 bits).
-    let slots: Vec<u32> = slot_symbol
-        .iter()
-        .enumerate()
-        .map(|(slot, &s)| {
-            let (fr, st) = (freq[s as usize], start[s as usize]);
-            (fr - 1) | ((slot as u32 - st) << SCALE_BITS) | (u32::from(s) << 24)
-        })
-        .collect();
+    slots
+}
+
+/// One decode step's symbol and new (not yet renormalized) state.
+#[inline(always)]
+pub(super) fn step(slots: &SlotTable, x: u32) -> (u8, u32) {
+    let e = slots[(x & (TOTAL - 1)) as usize];
+    let (fr, bias) = ((e & (TOTAL - 1)) + 1, (e >> SCALE_BITS) & (TOTAL - 1));
+    ((e >> 24) as u8, fr * (x >> SCALE_BITS) + bias)
+}
+
+/// Renormalizes a decoded state with the next word `w` when it fell below [`LOW`], without a
+/// branch (renormalization is as unpredictable as the data). Returns the state and the bytes
+/// consumed (0 or 2).
+#[inline(always)]
+fn refill(x: u32, w: u16) -> (u32, usize) {
+    let need = u32::from(x < LOW);
+    let x = (x << (16 * need)) | (u32::from(w) & need.wrapping_neg());
+    (x, 2 * need as usize)
+}
+
+/// Decodes exactly `len` symbols; malformed input is an error, never a panic.
+pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
+    let mut pos = 0;
+    let freq = read_table(stream, &mut pos, len)?;
+    let slots = slot_table(&freq);
     let body = &stream[pos..];
-    if body.len() < 8 {
+    if body.len() < 4 * STATES {
         return Err("rANS stream truncated in state".into());
     }
-    let mut x0 = u32::from_le_bytes(body[..4].try_into().expect("4 bytes"));
-    let mut x1 = u32::from_le_bytes(body[4..8].try_into().expect("4 bytes"));
-    let mut p = 8;
-    let truncated = || "rANS stream truncated in data".to_string();
-    // One decode step: the symbol, then the state renormalized (at most two bytes read, as a
-    // decoded state is at least 2^11 and LOW is 2^23).
-    let step = |x: &mut u32, p: &mut usize| -> Result<u8, String> {
-        let e = slots[(*x & (TOTAL - 1)) as usize];
-        let (fr, bias) = ((e & (TOTAL - 1)) + 1, (e >> SCALE_BITS) & (TOTAL - 1));
-        *x = fr * (*x >> SCALE_BITS) + bias;
-        while *x < LOW {
-            let b = *body.get(*p).ok_or_else(truncated)?;
-            *p += 1;
-            *x = (*x << 8) | u32::from(b);
+    let mut xs = [0u32; STATES];
+    for (k, x) in xs.iter_mut().enumerate() {
+        *x = u32::from_le_bytes(body[4 * k..4 * k + 4].try_into().expect("4 bytes"));
+        // A state below LOW would read a word that was never written.
+        if *x < LOW {
+            return Err("rANS stream starts with a bad state".into());
         }
-        Ok((e >> 24) as u8)
-    };
+    }
+    let words = &body[4 * STATES..];
+    let mut p = 0;
     let mut out = vec![0u8; len];
-    let mut pairs = out.chunks_exact_mut(2);
-    for pair in &mut pairs {
-        pair[0] = step(&mut x0, &mut p)?;
-        pair[1] = step(&mut x1, &mut p)?;
+    let mut quads = out.chunks_exact_mut(STATES);
+    // Fast path: while a whole round of words is present, read without checking each one.
+    while words.len() - p >= 2 * STATES {
+        let Some(quad) = quads.next() else { break };
+        let round: &[u8; 2 * STATES] = words[p..p + 2 * STATES].try_into().expect("checked");
+        let mut used = 0;
+        for (k, o) in quad.iter_mut().enumerate() {
+            let (sym, x) = step(&slots, xs[k]);
+            *o = sym;
+            let w = u16::from_le_bytes([round[used], round[used + 1]]);
+            let (x, n) = refill(x, w);
+            xs[k] = x;
+            used += n;
+        }
+        p += used;
     }
-    if let [last] = pairs.into_remainder() {
-        *last = step(&mut x0, &mut p)?;
+    let truncated = || "rANS stream truncated in data".to_string();
+    let mut slow = |x: &mut u32, o: &mut u8| -> Result<(), String> {
+        let (sym, mut y) = step(&slots, *x);
+        *o = sym;
+        if y < LOW {
+            let w = words.get(p..p + 2).ok_or_else(truncated)?;
+            y = (y << 16) | u32::from(u16::from_le_bytes([w[0], w[1]]));
+            p += 2;
+        }
+        *x = y;
+        Ok(())
+    };
+    for quad in &mut quads {
+        for (k, o) in quad.iter_mut().enumerate() {
+            slow(&mut xs[k], o)?;
+        }
     }
-    let xs = [x0, x1];
-    if p != body.len() {
-        return Err(format!("{} trailing bytes after rANS data", body.len() - p));
+    for (k, o) in quads.into_remainder().iter_mut().enumerate() {
+        slow(&mut xs[k], o)?;
+    }
+    if p != words.len() {
+        return Err(format!(
+            "{} trailing bytes after rANS data",
+            words.len() - p
+        ));
     }
     // Decoding runs the encoder backwards, so it must end in the encoder's initial states; any
     // other state means a wrong length or damaged data.
-    if xs != [LOW, LOW] {
+    if xs != [LOW; STATES] {
         return Err("rANS stream does not end where it started (wrong length?)".into());
     }
     Ok(out)
@@ -289,8 +386,8 @@ mod tests {
                 r ^= r >> 7;
                 r ^= r << 17;
                 // The states the encoder applies a symbol to: after renormalization
-                // x_max / 256 <= x < x_max (x_max <= 2^31), ends included.
-                let lo = sym.x_max >> 8;
+                // x_max / 2^16 <= x < x_max (x_max <= 2^31), ends included.
+                let lo = sym.x_max >> 16;
                 let x = match k {
                     0 => lo,
                     1 => sym.x_max - 1,

@@ -304,6 +304,11 @@ impl Repo {
         }
         reader.load_closure(&index, closure.iter())?;
         drop(index);
+        // The parent decoded, if this handle committed it; frames never code against it.
+        let tip = parent
+            .filter(|_| frames.is_none())
+            .and_then(|p| self.tip.chunks_of(&p));
+        let mut next_tip = self.tip.collector();
 
         // Phase 2: code chunks a window at a time into a new pack.
         let lossy_bytes: u64 = plans
@@ -337,14 +342,18 @@ impl Repo {
                     let Plan::Code { reference, bound } = &plans[t] else {
                         unreachable!("only coded tensors have jobs")
                     };
-                    let reference = match reference {
-                        Some((r, _)) => {
+                    let cached = reference
+                        .as_ref()
+                        .and_then(|(r, _)| tip.as_ref()?.get(&(r.tensor.clone(), i)).cloned());
+                    let decoded = match (reference, &cached) {
+                        (Some((r, _)), None) => {
                             let m = reader.manifest(&r.snapshot).expect("closure loaded");
                             let e = m.tensor(&r.tensor).expect("closure loaded");
                             Some(reader.decode_chunk(e, i)?)
                         }
-                        None => None,
+                        _ => None,
                     };
+                    let reference = cached.as_deref().or(decoded.as_deref());
                     let data = &input.data[range.clone()];
                     let coded = match &frames {
                         Some(f) => code_frame_group(f, data, *bound, opts.codec),
@@ -353,7 +362,7 @@ impl Repo {
                             input,
                             data,
                             *bound,
-                            reference.as_deref(),
+                            reference,
                             opts.rounding,
                             opts.codec,
                         ),
@@ -368,8 +377,18 @@ impl Repo {
             for c in coded {
                 let CodedChunk { t, i, id, obj, .. } = &c;
                 let (t, i, id) = (*t, *i, *id);
-                if let Some(r) = &c.reconstruction {
-                    recon_hashers[t].update(r);
+                match &c.reconstruction {
+                    Some(r) => {
+                        recon_hashers[t].update(r);
+                        if frames.is_none() {
+                            next_tip.offer(&inputs[t].name, i, r);
+                        }
+                    }
+                    None if frames.is_none() => {
+                        let range = chunk_range(inputs[t].data.len(), chunk_size, i);
+                        next_tip.offer(&inputs[t].name, i, &inputs[t].data[range]);
+                    }
+                    None => {}
                 }
                 if let Some(s) = &c.stats {
                     tensor_stats[t].add(s);
@@ -386,6 +405,19 @@ impl Repo {
                 });
             }
         }
+
+        // Reused tensors decode to the input (exact) or to the parent's reconstruction.
+        for (plan, input) in plans.iter().zip(inputs) {
+            let Plan::Reuse(e) = plan else { continue };
+            for i in 0..e.chunks.len() {
+                if e.bound == Bound::Lossless {
+                    next_tip.offer(&input.name, i, &input.data[e.chunk_range(i)]);
+                } else if let Some(bytes) = tip.as_ref().and_then(|c| c.get(&(e.name.clone(), i))) {
+                    next_tip.offer_shared(&input.name, i, bytes.clone());
+                }
+            }
+        }
+        drop(tip);
 
         let mut report = CommitReport {
             snapshot: ObjectId([0; 32]),
@@ -515,6 +547,7 @@ impl Repo {
             );
             match published {
                 Ok(None) => {
+                    self.tip.keep(id, next_tip);
                     report.snapshot = id;
                     report.parent = expected_parent;
                     report.seconds = started.elapsed().as_secs_f64();

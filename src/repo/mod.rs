@@ -9,6 +9,7 @@ mod maintenance;
 mod props;
 mod reader;
 mod refs;
+mod tip_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::fsutil;
 use crate::gpu::backend::{Backend, BackendChoice, LazyBackend};
 use crate::store::index::Index;
 use reader::ObjectReader;
+use tip_cache::TipCache;
 
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
 pub(crate) use commit::{
@@ -42,6 +44,9 @@ pub const DEFAULT_REPO_DIR: &str = ".snapstore";
 pub const AUTO_CUDA_MIN_BYTES: u64 = 1 << 30;
 /// Default keyframe interval: at most this many decodes per checkout.
 pub const DEFAULT_KEYFRAME_EVERY: u32 = 8;
+/// Default bound of the decoded last commit a [`Repo`] keeps for the next one
+/// ([`Repo::with_tip_cache`]): one coding window.
+pub const DEFAULT_TIP_CACHE_BYTES: usize = 64 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct FormatFile {
@@ -58,6 +63,8 @@ pub struct Repo {
     dir: PathBuf,
     /// Where lossy chunks are quantized and dequantized (resolved on first use).
     backend: Arc<LazyBackend>,
+    /// The last commit made through this handle (or a clone of it), decoded.
+    tip: Arc<TipCache>,
 }
 
 impl Repo {
@@ -71,6 +78,7 @@ impl Repo {
         let repo = Repo {
             dir,
             backend: default_backend(),
+            tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
         };
         {
             let index = Index::open(&repo.dir)?;
@@ -109,7 +117,16 @@ impl Repo {
         Ok(Repo {
             dir,
             backend: default_backend(),
+            tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
         })
+    }
+
+    /// The same repository keeping at most `bytes` of its last commit decoded, so the next
+    /// commit on that branch codes against it without decoding the parent's chain (default
+    /// [`DEFAULT_TIP_CACHE_BYTES`]; 0 turns it off, as the CLI does: one commit per process).
+    pub fn with_tip_cache(mut self, bytes: usize) -> Repo {
+        self.tip = Arc::new(TipCache::new(bytes));
+        self
     }
 
     /// The same repository with the quantizer on `choice` (default: `auto`, CUDA when a device
