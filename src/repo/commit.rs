@@ -302,12 +302,17 @@ impl Repo {
             };
             plans.push(plan);
         }
-        reader.load_closure(&index, closure.iter())?;
-        drop(index);
-        // The parent decoded, if this handle committed it; frames never code against it.
+        // The parent decoded, if this handle committed it; frames never code against it. Only
+        // references it does not hold need their chains located.
         let tip = parent
             .filter(|_| frames.is_none())
             .and_then(|p| self.tip.chunks_of(&p));
+        let held = |e: &TensorEntry| {
+            tip.as_ref()
+                .is_some_and(|c| (0..e.chunks.len()).all(|i| c.contains_key(&(e.name.clone(), i))))
+        };
+        reader.load_closure(&index, closure.iter().filter(|e| !held(e)))?;
+        drop(index);
         let mut next_tip = self.tip.collector();
 
         // Phase 2: code chunks a window at a time into a new pack.
@@ -331,9 +336,13 @@ impl Repo {
                 (0..n).map(move |i| (t, i))
             })
             .collect();
-        let per_window = (WINDOW_BYTES / chunk_size).max(rayon::current_num_threads());
+        let job_bytes: Vec<usize> = jobs
+            .iter()
+            .map(|&(t, i)| chunk_range(inputs[t].data.len(), chunk_size, i).len())
+            .collect();
         let mut stored_bytes = 0u64;
-        for window in jobs.chunks(per_window) {
+        for range in windows(&job_bytes, WINDOW_BYTES) {
+            let window = &jobs[range];
             let coded: Vec<CodedChunk> = window
                 .par_iter()
                 .map(|&(t, i)| {
@@ -712,6 +721,24 @@ pub(crate) fn code_chunk(
     Ok(done(obj, Some(recon), Some(stats)))
 }
 
+/// Cuts consecutive jobs into windows of at most `limit` input bytes (at least one job each), so
+/// a checkpoint of many small tensors is coded in one parallel pass rather than many.
+fn windows(job_bytes: &[usize], limit: usize) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (k, &b) in job_bytes.iter().enumerate() {
+        if k > start && bytes + b > limit {
+            out.push(start..k);
+            (start, bytes) = (k, 0);
+        }
+        bytes += b;
+    }
+    if start < job_bytes.len() {
+        out.push(start..job_bytes.len());
+    }
+    out
+}
+
 /// How a frame sequence is laid out and grouped.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct FrameLayout {
@@ -837,4 +864,18 @@ fn find_duplicate(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::windows;
+
+    #[test]
+    fn windows_hold_at_most_the_limit_and_every_job_once() {
+        assert_eq!(windows(&[], 10), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(windows(&[3, 3, 3, 3], 10), [0..3, 3..4]);
+        assert_eq!(windows(&[3; 4], 12), vec![0..4usize]);
+        // A job over the limit gets a window of its own.
+        assert_eq!(windows(&[2, 20, 2, 2], 10), [0..1, 1..2, 2..4]);
+    }
 }
