@@ -18,6 +18,9 @@
 //! one thread (the peers in `peers.py` are single-threaded). `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma`
 //! picks the commits' entropy coders (default `auto`). `SNAPSTORE_BENCH_ROUNDING=dither|nearest|both`
 //! picks how lossy codes are rounded (default `both`: one row per rounding mode and bound).
+//! `SNAPSTORE_BENCH_TIP_CACHE=BYTES` bounds the decoded last commit the repository handle keeps
+//! (default `DEFAULT_TIP_CACHE_BYTES`; 0 measures commits that decode the parent's chain, as the
+//! CLI does).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,7 @@ struct Config {
     codec: CodecChoice,
     roundings: Vec<Rounding>,
     dump: Option<PathBuf>,
+    tip_cache: usize,
 }
 
 fn rounding_name(r: Rounding) -> &'static str {
@@ -113,19 +117,25 @@ fn main() -> Result<()> {
         Ok(s) => s.parse().map_err(anyhow::Error::msg)?,
         Err(_) => CodecChoice::Auto,
     };
+    let tip_cache = match std::env::var("SNAPSTORE_BENCH_TIP_CACHE") {
+        Ok(s) => s.parse().context("SNAPSTORE_BENCH_TIP_CACHE")?,
+        Err(_) => snapstore::DEFAULT_TIP_CACHE_BYTES,
+    };
     let cfg = Config {
         codec,
         roundings,
         dump,
+        tip_cache,
     };
     println!(
-        "# snapstore bench_corpora (codec {codec}, rounding {}, {} rayon threads, bench dir {})\n",
+        "# snapstore bench_corpora (codec {codec}, rounding {}, {} rayon threads, tip cache {} B, bench dir {})\n",
         cfg.roundings
             .iter()
             .map(|r| rounding_name(*r))
             .collect::<Vec<_>>()
             .join("+"),
         rayon::current_num_threads(),
+        cfg.tip_cache,
         bench_dir.display()
     );
     for name in &corpora {
@@ -372,7 +382,7 @@ fn snapstore_row(
         None => "snapstore".to_string(),
     };
     let tmp = tempfile::tempdir()?;
-    let repo = Repo::init(tmp.path().join("repo"))?;
+    let repo = Repo::init(tmp.path().join("repo"))?.with_tip_cache(cfg.tip_cache);
     let opts = CommitOptions {
         bound: Some(bound),
         codec: cfg.codec,

@@ -189,7 +189,7 @@ pub fn encode_lossless(
     } else {
         1
     };
-    let plain = || planes_sections(raw, unit, choice);
+    let plain = || sections_of_planes(&planes::split(raw, unit), unit, choice);
     let (transform, sections) = match reference.filter(|r| r.len() == raw.len()) {
         None => (Transform::None, plain()),
         Some(r) => {
@@ -198,7 +198,12 @@ pub fn encode_lossless(
             } else {
                 Transform::IntSub
             };
-            let d = planes_sections(&delta::forward(t, unit, raw, r), unit, choice);
+            let d = if matches!(unit, 1 | 2 | 4 | 8) {
+                delta::forward_planes(t, unit, raw, r)
+            } else {
+                planes::split(&delta::forward(t, unit, raw, r), unit)
+            };
+            let d = sections_of_planes(&d, unit, choice);
             // A delta that barely compresses means the tensor changed wholesale: check the plain
             // coding too and keep the smaller.
             if stored_len(&d) * 50 > raw.len() * 49 {
@@ -222,9 +227,9 @@ pub fn encode_lossless(
     )
 }
 
-fn planes_sections(data: &[u8], unit: usize, choice: CodecChoice) -> Vec<Section> {
-    let planes = planes::split(data, unit);
-    let n = data.len() / unit;
+/// One section per byte plane of `planes` (the output of a plane split).
+fn sections_of_planes(planes: &[u8], unit: usize, choice: CodecChoice) -> Vec<Section> {
+    let n = planes.len() / unit;
     (0..unit)
         .map(|b| Section::compress(&planes[b * n..(b + 1) * n], choice))
         .collect()
@@ -266,7 +271,8 @@ pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> Result<V
             sections[b].len()
         ));
     }
-    let data = planes::merge(&sections.concat(), unit);
+    let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
+    let mut data = planes::merge_slices(&slices, n);
     if transform == Transform::None {
         return Ok(data);
     }
@@ -277,7 +283,8 @@ pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> Result<V
             reference.len()
         ));
     }
-    Ok(delta::inverse(transform, unit, &data, reference))
+    delta::inverse_in_place(transform, unit, &mut data, reference);
+    Ok(data)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ impl TryFrom<u8> for Transform {
 }
 
 macro_rules! width_impl {
-    ($map:ident, $fwd:ident, $inv:ident, $u:ty, $i:ty, $n:expr) => {
+    ($map:ident, $zig:ident, $unzig:ident, $u:ty, $i:ty, $n:expr) => {
         /// Order-preserving integer image of a float's bits (identity for integers).
         #[inline(always)]
         fn $map(v: $u, float: bool) -> $u {
@@ -45,82 +45,119 @@ macro_rules! width_impl {
             }
         }
 
-        fn $fwd(data: &[u8], reference: &[u8], float: bool, out: &mut [u8]) {
+        /// One element's zigzagged difference against its reference.
+        #[inline(always)]
+        fn $zig(a: [u8; $n], b: [u8; $n], float: bool) -> [u8; $n] {
             const BITS: u32 = $n * 8;
-            let map = |v: $u| $map(v, float);
-            for ((a, b), o) in data
-                .chunks_exact($n)
-                .zip(reference.chunks_exact($n))
-                .zip(out.chunks_exact_mut($n))
-            {
-                let a = map(<$u>::from_le_bytes(a.try_into().unwrap()));
-                let b = map(<$u>::from_le_bytes(b.try_into().unwrap()));
-                let d = a.wrapping_sub(b) as $i;
-                let z = ((d << 1) ^ (d >> (BITS - 1))) as $u;
-                o.copy_from_slice(&z.to_le_bytes());
-            }
+            let a = $map(<$u>::from_le_bytes(a), float);
+            let b = $map(<$u>::from_le_bytes(b), float);
+            let d = a.wrapping_sub(b) as $i;
+            (((d << 1) ^ (d >> (BITS - 1))) as $u).to_le_bytes()
         }
 
-        fn $inv(delta: &[u8], reference: &[u8], float: bool, out: &mut [u8]) {
+        /// Inverse of the function above: the element from its difference and reference.
+        #[inline(always)]
+        fn $unzig(z: [u8; $n], b: [u8; $n], float: bool) -> [u8; $n] {
             const BITS: u32 = $n * 8;
-            let map = |v: $u| $map(v, float);
-            let unmap = |m: $u| -> $u {
-                if !float {
-                    m
-                } else if m >> (BITS - 1) == 1 {
-                    m & !(1 << (BITS - 1))
-                } else {
-                    !m
-                }
+            let z = <$u>::from_le_bytes(z);
+            let d = (z >> 1) ^ (z & 1).wrapping_neg();
+            let m = $map(<$u>::from_le_bytes(b), float).wrapping_add(d);
+            let v = if !float {
+                m
+            } else if m >> (BITS - 1) == 1 {
+                m & !(1 << (BITS - 1))
+            } else {
+                !m
             };
-            for ((z, b), o) in delta
-                .chunks_exact($n)
-                .zip(reference.chunks_exact($n))
-                .zip(out.chunks_exact_mut($n))
-            {
-                let z = <$u>::from_le_bytes(z.try_into().unwrap());
-                let d = (z >> 1) ^ (z & 1).wrapping_neg();
-                let b = map(<$u>::from_le_bytes(b.try_into().unwrap()));
-                o.copy_from_slice(&unmap(b.wrapping_add(d)).to_le_bytes());
-            }
+            v.to_le_bytes()
         }
     };
 }
 
-width_impl!(map8, fwd8, inv8, u8, i8, 1);
-width_impl!(map16, fwd16, inv16, u16, i16, 2);
-width_impl!(map32, fwd32, inv32, u32, i32, 4);
-width_impl!(map64, fwd64, inv64, u64, i64, 8);
+width_impl!(map8, zig8, unzig8, u8, i8, 1);
+width_impl!(map16, zig16, unzig16, u16, i16, 2);
+width_impl!(map32, zig32, unzig32, u32, i32, 4);
+width_impl!(map64, zig64, unzig64, u64, i64, 8);
 
 fn is_float(t: Transform) -> bool {
     t == Transform::FloatSub
 }
 
-/// Applies `t` (not `None`) to `data` against `reference`; both hold whole `unit`-byte
-/// elements. Units other than 1, 2, 4, 8 fall back to bytes.
-pub fn forward(t: Transform, unit: usize, data: &[u8], reference: &[u8]) -> Vec<u8> {
+/// Element by element into byte planes (see `planes`): `zig` gives an element's delta bytes.
+fn planes_of<const U: usize>(
+    data: &[u8],
+    reference: &[u8],
+    zig: impl Fn([u8; U], [u8; U]) -> [u8; U],
+) -> Vec<u8> {
+    let n = data.len() / U;
     let mut out = vec![0u8; data.len()];
-    let float = is_float(t);
-    match unit {
-        2 => fwd16(data, reference, float, &mut out),
-        4 => fwd32(data, reference, float, &mut out),
-        8 => fwd64(data, reference, float, &mut out),
-        _ => fwd8(data, reference, false, &mut out),
+    let planes: [&mut [u8]; U] = super::planes::split_into(&mut out, n);
+    for (i, (a, b)) in data
+        .chunks_exact(U)
+        .zip(reference.chunks_exact(U))
+        .enumerate()
+    {
+        let z = zig(
+            a.try_into().expect("U bytes"),
+            b.try_into().expect("U bytes"),
+        );
+        for k in 0..U {
+            planes[k][i] = z[k];
+        }
     }
     out
 }
 
-/// Inverse of [`forward`].
-pub fn inverse(t: Transform, unit: usize, delta: &[u8], reference: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8; delta.len()];
+/// Element by element in place: `unzig` turns an element's delta bytes back into its bytes.
+fn undo_in_place<const U: usize>(
+    data: &mut [u8],
+    reference: &[u8],
+    unzig: impl Fn([u8; U], [u8; U]) -> [u8; U],
+) {
+    for (z, b) in data.chunks_exact_mut(U).zip(reference.chunks_exact(U)) {
+        let v = unzig(
+            (&*z).try_into().expect("U bytes"),
+            b.try_into().expect("U bytes"),
+        );
+        z.copy_from_slice(&v);
+    }
+}
+
+/// Applies `t` (not `None`) to `data` against `reference`; both hold whole `unit`-byte
+/// elements. Units other than 1, 2, 4, 8 fall back to bytes.
+pub fn forward(t: Transform, unit: usize, data: &[u8], reference: &[u8]) -> Vec<u8> {
+    // Byte planes of one-byte elements are the elements themselves.
+    let unit = if matches!(unit, 2 | 4 | 8) { unit } else { 1 };
+    super::planes::merge(&forward_planes(t, unit, data, reference), unit)
+}
+
+/// `planes::split(&forward(..), unit)` in one pass: the delta written straight into planes.
+pub fn forward_planes(t: Transform, unit: usize, data: &[u8], reference: &[u8]) -> Vec<u8> {
     let float = is_float(t);
     match unit {
-        2 => inv16(delta, reference, float, &mut out),
-        4 => inv32(delta, reference, float, &mut out),
-        8 => inv64(delta, reference, float, &mut out),
-        _ => inv8(delta, reference, false, &mut out),
+        2 => planes_of::<2>(data, reference, |a, b| zig16(a, b, float)),
+        4 => planes_of::<4>(data, reference, |a, b| zig32(a, b, float)),
+        8 => planes_of::<8>(data, reference, |a, b| zig64(a, b, float)),
+        _ => planes_of::<1>(data, reference, |a, b| zig8(a, b, false)),
     }
+}
+
+/// Inverse of [`forward`].
+pub fn inverse(t: Transform, unit: usize, delta: &[u8], reference: &[u8]) -> Vec<u8> {
+    let mut out = delta.to_vec();
+    inverse_in_place(t, unit, &mut out, reference);
     out
+}
+
+/// [`inverse`] overwriting the delta with the data (no second buffer).
+pub fn inverse_in_place(t: Transform, unit: usize, data: &mut [u8], reference: &[u8]) {
+    let float = is_float(t);
+    match unit {
+        2 => undo_in_place::<2>(data, reference, |z, b| unzig16(z, b, float)),
+        4 => undo_in_place::<4>(data, reference, |z, b| unzig32(z, b, float)),
+        8 => undo_in_place::<8>(data, reference, |z, b| unzig64(z, b, float)),
+        _ => undo_in_place::<1>(data, reference, |z, b| unzig8(z, b, false)),
+    }
 }
 
 #[cfg(test)]
@@ -149,6 +186,8 @@ mod tests {
             let t = if float { Transform::FloatSub } else { Transform::IntSub };
             let d = forward(t, unit, a, b);
             prop_assert_eq!(inverse(t, unit, &d, b), a.to_vec());
+            let u = if matches!(unit, 2 | 4 | 8) { unit } else { 1 };
+            prop_assert_eq!(forward_planes(t, u, a, b), crate::codec::planes::split(&d, u));
         }
     }
 }

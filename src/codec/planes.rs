@@ -35,7 +35,8 @@ fn split_fixed<const U: usize>(data: &[u8], out: &mut [u8], n: usize) {
     }
 }
 
-fn split_into<const U: usize>(mut buf: &mut [u8], n: usize) -> [&mut [u8]; U] {
+/// `buf` cut into `U` consecutive slices of `n` bytes (the planes).
+pub(super) fn split_into<const U: usize>(mut buf: &mut [u8], n: usize) -> [&mut [u8]; U] {
     std::array::from_fn(|_| {
         let (head, tail) = std::mem::take(&mut buf).split_at_mut(n);
         buf = tail;
@@ -46,19 +47,31 @@ fn split_into<const U: usize>(mut buf: &mut [u8], n: usize) -> [&mut [u8]; U] {
 /// Inverse of [`split`].
 pub fn merge(planes: &[u8], unit: usize) -> Vec<u8> {
     debug_assert_eq!(planes.len() % unit, 0);
-    if unit == 1 {
-        return planes.to_vec();
-    }
     let n = planes.len() / unit;
-    let mut out = vec![0u8; planes.len()];
+    let slices: Vec<&[u8]> = planes.chunks_exact(n.max(1)).take(unit).collect();
+    if n == 0 {
+        return Vec::new();
+    }
+    merge_slices(&slices, n)
+}
+
+/// [`merge`] of planes held apart (`planes.len()` planes of `n` bytes each), without first
+/// joining them.
+pub fn merge_slices(planes: &[&[u8]], n: usize) -> Vec<u8> {
+    let unit = planes.len();
+    debug_assert!(planes.iter().all(|p| p.len() == n));
+    if unit == 1 {
+        return planes[0].to_vec();
+    }
+    let mut out = vec![0u8; n * unit];
     match unit {
-        2 => merge_fixed::<2>(planes, &mut out, n),
-        4 => merge_fixed::<4>(planes, &mut out, n),
-        8 => merge_fixed::<8>(planes, &mut out, n),
+        2 => merge_fixed::<2>(planes, &mut out),
+        4 => merge_fixed::<4>(planes, &mut out),
+        8 => merge_fixed::<8>(planes, &mut out),
         _ => {
             for (i, elem) in out.chunks_exact_mut(unit).enumerate() {
                 for (b, byte) in elem.iter_mut().enumerate() {
-                    *byte = planes[b * n + i];
+                    *byte = planes[b][i];
                 }
             }
         }
@@ -66,9 +79,12 @@ pub fn merge(planes: &[u8], unit: usize) -> Vec<u8> {
     out
 }
 
-fn merge_fixed<const U: usize>(planes: &[u8], out: &mut [u8], n: usize) {
-    let slices: [&[u8]; U] = std::array::from_fn(|b| &planes[b * n..(b + 1) * n]);
-    for (i, elem) in out.chunks_exact_mut(U).enumerate() {
+fn merge_fixed<const U: usize>(planes: &[&[u8]], out: &mut [u8]) {
+    let n = out.len() / U;
+    // Slices of exactly `n` bytes let the compiler drop the bounds checks in the loop.
+    let slices: [&[u8]; U] = std::array::from_fn(|b| &planes[b][..n]);
+    for (i, elem) in out.chunks_exact_mut(U).enumerate().take(n) {
+        let elem: &mut [u8; U] = elem.try_into().expect("U bytes");
         for b in 0..U {
             elem[b] = slices[b][i];
         }
