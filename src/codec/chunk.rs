@@ -198,12 +198,7 @@ pub fn encode_lossless(
             } else {
                 Transform::IntSub
             };
-            let d = if matches!(unit, 1 | 2 | 4 | 8) {
-                delta::forward_planes(t, unit, raw, r)
-            } else {
-                planes::split(&delta::forward(t, unit, raw, r), unit)
-            };
-            let d = sections_of_planes(&d, unit, choice);
+            let d = sections_of_planes(&delta::forward_planes(t, unit, raw, r), unit, choice);
             // A delta that barely compresses means the tensor changed wholesale: check the plain
             // coding too and keep the smaller.
             if stored_len(&d) * 50 > raw.len() * 49 {

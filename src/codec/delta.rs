@@ -123,33 +123,24 @@ fn undo_in_place<const U: usize>(
     }
 }
 
-/// Applies `t` (not `None`) to `data` against `reference`; both hold whole `unit`-byte
-/// elements. Units other than 1, 2, 4, 8 fall back to bytes.
-pub fn forward(t: Transform, unit: usize, data: &[u8], reference: &[u8]) -> Vec<u8> {
-    // Byte planes of one-byte elements are the elements themselves.
-    let unit = if matches!(unit, 2 | 4 | 8) { unit } else { 1 };
-    super::planes::merge(&forward_planes(t, unit, data, reference), unit)
-}
-
-/// `planes::split(&forward(..), unit)` in one pass: the delta written straight into planes.
+/// Applies `t` (not `None`) to `data` against `reference` (both whole `unit`-byte elements) and
+/// returns the delta's byte planes (see `planes`). 2-, 4- and 8-byte elements are differenced
+/// as integers, straight into the planes in one pass; other widths byte by byte.
 pub fn forward_planes(t: Transform, unit: usize, data: &[u8], reference: &[u8]) -> Vec<u8> {
     let float = is_float(t);
     match unit {
         2 => planes_of::<2>(data, reference, |a, b| zig16(a, b, float)),
         4 => planes_of::<4>(data, reference, |a, b| zig32(a, b, float)),
         8 => planes_of::<8>(data, reference, |a, b| zig64(a, b, float)),
-        _ => planes_of::<1>(data, reference, |a, b| zig8(a, b, false)),
+        _ => super::planes::split(
+            &planes_of::<1>(data, reference, |a, b| zig8(a, b, false)),
+            unit,
+        ),
     }
 }
 
-/// Inverse of [`forward`].
-pub fn inverse(t: Transform, unit: usize, delta: &[u8], reference: &[u8]) -> Vec<u8> {
-    let mut out = delta.to_vec();
-    inverse_in_place(t, unit, &mut out, reference);
-    out
-}
-
-/// [`inverse`] overwriting the delta with the data (no second buffer).
+/// Inverse of [`forward_planes`] once the planes are merged back into elements: overwrites the
+/// delta with the data (no second buffer).
 pub fn inverse_in_place(t: Transform, unit: usize, data: &mut [u8], reference: &[u8]) {
     let float = is_float(t);
     match unit {
@@ -163,7 +154,19 @@ pub fn inverse_in_place(t: Transform, unit: usize, data: &mut [u8], reference: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::planes;
     use proptest::prelude::*;
+
+    /// The delta with its bytes in element order.
+    fn forward(t: Transform, unit: usize, data: &[u8], reference: &[u8]) -> Vec<u8> {
+        planes::merge(&forward_planes(t, unit, data, reference), unit)
+    }
+
+    fn inverse(t: Transform, unit: usize, delta: &[u8], reference: &[u8]) -> Vec<u8> {
+        let mut out = delta.to_vec();
+        inverse_in_place(t, unit, &mut out, reference);
+        out
+    }
 
     #[test]
     fn close_floats_give_small_codes() {
@@ -186,8 +189,7 @@ mod tests {
             let t = if float { Transform::FloatSub } else { Transform::IntSub };
             let d = forward(t, unit, a, b);
             prop_assert_eq!(inverse(t, unit, &d, b), a.to_vec());
-            let u = if matches!(unit, 2 | 4 | 8) { unit } else { 1 };
-            prop_assert_eq!(forward_planes(t, u, a, b), crate::codec::planes::split(&d, u));
+            prop_assert_eq!(forward_planes(t, unit, a, b), planes::split(&d, unit));
         }
     }
 }

@@ -446,7 +446,7 @@ impl Backend {
                 Ok(c.q().delta_planes(unit, float, data, reference)?)
             }
             _ => Ok(match reference {
-                Some(r) => planes::split(&delta::forward(transform(float), unit, data, r), unit),
+                Some(r) => delta::forward_planes(transform(float), unit, data, r),
                 None => planes::split(data, unit),
             }),
         }
@@ -466,11 +466,11 @@ impl Backend {
                 Ok(c.q().merge_planes(unit, float, planes, reference)?)
             }
             _ => {
-                let merged = planes::merge(planes, unit);
-                Ok(match reference {
-                    Some(r) => delta::inverse(transform(float), unit, &merged, r),
-                    None => merged,
-                })
+                let mut merged = planes::merge(planes, unit);
+                if let Some(r) = reference {
+                    delta::inverse_in_place(transform(float), unit, &mut merged, r);
+                }
+                Ok(merged)
             }
         }
     }

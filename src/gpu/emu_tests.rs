@@ -508,7 +508,7 @@ fn emulated_planes_equal_the_cpu_transform() {
                     delta::Transform::IntSub
                 };
                 let want = if with_ref {
-                    planes::split(&delta::forward(t, unit, &data, &reference), unit)
+                    delta::forward_planes(t, unit, &data, &reference)
                 } else {
                     planes::split(&data, unit)
                 };

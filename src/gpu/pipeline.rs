@@ -585,7 +585,7 @@ impl GpuQuantizer {
         Ok(out)
     }
 
-    /// `planes::split(delta::forward(..))` on the GPU (`reference: None`: the plain split).
+    /// `delta::forward_planes(..)` on the GPU (`reference: None`: the plain split).
     /// `unit` must be 1, 2, 4 or 8.
     pub fn delta_planes(
         &mut self,
