@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 /// Prefix of temporary files; `gc` and the next commit remove stale ones.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
-/// Test hook: when set to N, writes through [`AtomicFile`] fail with "no space left on device"
+/// Test hook: when set to N, writes through `AtomicFile` fail with "no space left on device"
 /// once N bytes have been written in this process. Lets the test suite prove that a full disk
 /// leaves the repository unchanged without needing a small filesystem.
 pub const FAIL_WRITES_ENV: &str = "SNAPSTORE_TEST_FAIL_WRITES_AFTER";

@@ -95,7 +95,7 @@ impl FrameSeq {
     }
 }
 
-/// Loads a `.npy` file (see [`parse_npy`](super::parse_npy) for what is accepted).
+/// Loads a `.npy` file (see `parse_npy` for what is accepted).
 pub fn load_npy(path: &Path) -> Result<FrameSeq, FrameError> {
     let bytes = fs::read(path).map_err(|error| FrameError::Io {
         path: path.to_path_buf(),

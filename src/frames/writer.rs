@@ -122,7 +122,7 @@ pub fn write_pngs(
     Ok(paths)
 }
 
-/// Writes frames `range` as one `.npy` file at `path` (see [`to_npy`](super::to_npy)).
+/// Writes frames `range` as one `.npy` file at `path` (see `to_npy`).
 pub fn write_npy(seq: &FrameSeq, path: &Path, range: Range<usize>) -> Result<(), FrameError> {
     let bytes = npy::to_npy(seq, range)?;
     fs::write(path, bytes).map_err(|error| FrameError::Io {

@@ -105,7 +105,7 @@ fn round_sig(x: f64, digits: i32) -> f64 {
     .unwrap_or(x)
 }
 
-/// The default candidates: [`DEFAULT_RANGE_POINTS`] log-spaced bounds from 1e-4 to 0.2.
+/// The default candidates: `DEFAULT_RANGE_POINTS` log-spaced bounds from 1e-4 to 0.2.
 pub fn default_candidates() -> Vec<f64> {
     log_range(1e-4, 2e-1, DEFAULT_RANGE_POINTS)
 }
