@@ -48,10 +48,10 @@ pub(super) fn split_into<const U: usize>(mut buf: &mut [u8], n: usize) -> [&mut 
 pub fn merge(planes: &[u8], unit: usize) -> Vec<u8> {
     debug_assert_eq!(planes.len() % unit, 0);
     let n = planes.len() / unit;
-    let slices: Vec<&[u8]> = planes.chunks_exact(n.max(1)).take(unit).collect();
     if n == 0 {
         return Vec::new();
     }
+    let slices: Vec<&[u8]> = planes.chunks_exact(n).collect();
     merge_slices(&slices, n)
 }
 

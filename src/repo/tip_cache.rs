@@ -72,10 +72,9 @@ pub(crate) struct TipCollector {
 impl TipCollector {
     /// Keeps a copy of chunk `i` of `tensor` if there is room.
     pub fn offer(&mut self, tensor: &str, i: usize, bytes: &[u8]) {
+        // Checked before copying, so a chunk that does not fit costs nothing.
         if bytes.len() <= self.room {
-            self.room -= bytes.len();
-            self.chunks
-                .insert((tensor.to_string(), i), Arc::from(bytes));
+            self.offer_shared(tensor, i, Arc::from(bytes));
         }
     }
 
