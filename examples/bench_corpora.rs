@@ -16,8 +16,8 @@
 //! corpus and bound to `DIR/<corpus>__<bound>.safetensors` (to score it with the corpus's
 //! `eval.py`, e.g. for `cnn-digits`, which needs torch). `RAYON_NUM_THREADS=1` runs snapstore on
 //! one thread (the peers in `peers.py` are single-threaded). `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma`
-//! picks the commits' entropy coders (default `auto`). `SNAPSTORE_BENCH_ROUNDING=dither|nearest|both`
-//! picks how lossy codes are rounded (default `both`: one row per rounding mode and bound).
+//! picks the commits' entropy coders (default `auto`). `SNAPSTORE_BENCH_ROUNDING=lattice|dither|nearest|all`
+//! picks how lossy codes are rounded (default `all`: one row per rounding mode and bound).
 //! `SNAPSTORE_BENCH_TIP_CACHE=BYTES` bounds the decoded last commit the repository handle keeps
 //! (default `DEFAULT_TIP_CACHE_BYTES`; 0 measures commits that decode the parent's chain, as the
 //! CLI does).
@@ -57,6 +57,7 @@ fn rounding_name(r: Rounding) -> &'static str {
     match r {
         Rounding::Nearest => "nearest",
         Rounding::Dither => "dither",
+        Rounding::Lattice => "lattice",
     }
 }
 
@@ -107,7 +108,7 @@ fn main() -> Result<()> {
     };
     let dump = std::env::var_os("SNAPSTORE_BENCH_DUMP").map(PathBuf::from);
     let roundings = match std::env::var("SNAPSTORE_BENCH_ROUNDING").as_deref() {
-        Ok("both") | Err(_) => vec![Rounding::Dither, Rounding::Nearest],
+        Ok("all") | Err(_) => vec![Rounding::Lattice, Rounding::Dither, Rounding::Nearest],
         Ok(s) => vec![s.parse().map_err(anyhow::Error::msg)?],
     };
     if let Some(d) = &dump {

@@ -61,8 +61,9 @@ enum Command {
         /// Store a keyframe (no reference) at least every K snapshots.
         #[arg(long, value_name = "K")]
         keyframe_every: Option<u32>,
-        /// Rounding of lossy delta codes: dither (unbiased, tracks slow drift) or nearest.
-        #[arg(long, default_value = "dither")]
+        /// Rounding of lossy codes: lattice (a grid per element: unbiased, free for weights that
+        /// do not move), nearest (one global grid) or dither (half-step stochastic rounding).
+        #[arg(long, default_value = "lattice")]
         rounding: Rounding,
         /// Print JSON.
         #[arg(long)]

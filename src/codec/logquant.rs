@@ -47,6 +47,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
+/// Grid offsets per lattice: element `i` sits `lattice_slot(i) / 256` of a step off the global grid.
+const LATTICE_SLOTS: usize = 256;
+
 /// Largest accepted `max_code`.
 const MAX_CODE_LIMIT: u32 = 1 << 20;
 
@@ -112,6 +115,8 @@ pub enum QuantError {
     BadExceptionPosition { index: usize, position: u32 },
     /// The code stored at an exception position is not 0.
     ExceptionCodeNotZero { position: u32, code: i32 },
+    /// A lattice operation given a table built without offsets.
+    NotALattice,
     /// A code outside `-max_code..=max_code`.
     CodeOutOfRange {
         index: usize,
@@ -146,6 +151,7 @@ impl fmt::Display for QuantError {
             QuantError::ExceptionCodeNotZero { position, code } => {
                 write!(f, "exception at position {position} carries non-zero code {code}")
             }
+            QuantError::NotALattice => write!(f, "lattice coding needs a lattice table"),
             QuantError::CodeOutOfRange {
                 index,
                 code,
@@ -169,6 +175,11 @@ pub struct PowerTable {
     inv_step: f64,
     /// Encoder only: round codes stochastically (unbiased) instead of to nearest.
     dither: bool,
+    /// Encoder only: code 0 whenever the reference itself meets the bound (not on a lattice,
+    /// where code 0 must mean "same lattice point").
+    keep_reference: bool,
+    /// Lattice tables only: the per-element offsets `D[j]` (see [`PowerTable::lattice`]).
+    offsets: Vec<f64>,
 }
 
 impl PowerTable {
@@ -238,7 +249,65 @@ impl PowerTable {
             eps_check: eps * CHECK_MARGIN,
             inv_step,
             dither: false,
+            keep_reference: true,
+            offsets: Vec::new(),
         })
+    }
+
+    /// A table for lattice coding: every element lives on a log grid of its own, the full step
+    /// of [`PowerTable::new`] shifted by an offset `j / 256` step hashed from the element's
+    /// position (`lattice_slot`). Deltas round to the nearest point of that grid (so a weight that
+    /// does not move costs code 0, and one that drifts slowly is not frozen coherently with its
+    /// layer: the grids of its neighbours are offset differently). Elements coded with no usable
+    /// reference (keyframes, sign flips, a zero reference) land on their grid with
+    /// `x = (b * T[m]) * D[j]` (relative, `b = ±1`) or `(b + T[m]) + D[j]` (absolute, `b = 0`).
+    ///
+    /// `D` is built without `exp`/`ln`/`pow`, so every machine gets the same bits: relative,
+    /// `q_0 = r`, `q_{t+1} = sqrt(q_t)` (8 correctly rounded square roots, `q_8 = r^(1/256)`),
+    /// `P_j` the left-to-right product of `q_{8-b}` over the set bits `b` of `j` (ascending),
+    /// `D[j] = 1.0 / P_j`, `D[0] = 1.0`; absolute, `D[j] = -((2 * eps) * (j / 256))`.
+    pub fn lattice(bound: ErrorBound, max_code: u32) -> Result<Self, QuantError> {
+        let mut t = Self::new(bound, max_code)?;
+        t.keep_reference = false;
+        t.offsets = match bound {
+            ErrorBound::Relative(eps) => {
+                let s = 1.0 + eps;
+                let mut roots = [s * s; 9];
+                for k in 1..roots.len() {
+                    roots[k] = roots[k - 1].sqrt();
+                }
+                (0..LATTICE_SLOTS)
+                    .map(|j| {
+                        let mut acc = 1.0f64;
+                        for b in 0..8 {
+                            if j >> b & 1 == 1 {
+                                acc *= roots[8 - b];
+                            }
+                        }
+                        if j == 0 {
+                            1.0
+                        } else {
+                            1.0 / acc
+                        }
+                    })
+                    .collect()
+            }
+            ErrorBound::Absolute(eps) => (0..LATTICE_SLOTS)
+                .map(|j| -((2.0 * eps) * (j as f64 / LATTICE_SLOTS as f64)))
+                .collect(),
+        };
+        Ok(t)
+    }
+
+    /// True for a table built by [`PowerTable::lattice`].
+    pub fn is_lattice(&self) -> bool {
+        !self.offsets.is_empty()
+    }
+
+    /// Lattice offsets `D[j]`, empty for other tables.
+    #[allow(dead_code)] // for the CUDA backend once its kernels follow the lattice
+    pub fn offsets(&self) -> &[f64] {
+        &self.offsets
     }
 
     /// A table whose codes step at half the bound (`step` is `sqrt(1+eps)-1` relative, `eps/2`
@@ -556,6 +625,7 @@ struct Params<'a> {
     inv_step: f64,
     eps_check: f64,
     dither: bool,
+    keep_reference: bool,
 }
 
 impl<'a> Params<'a> {
@@ -567,6 +637,7 @@ impl<'a> Params<'a> {
             inv_step: table.inv_step,
             eps_check: table.eps_check,
             dither: table.dither,
+            keep_reference: table.keep_reference,
         }
     }
 }
@@ -591,7 +662,8 @@ fn encode_one<K: Elem, M: Mode>(
     let b = K::widen(b_bits);
     // `a` finite (and non-zero for relative) makes this check sound for any
     // `b`: NaN, infinite, zero (relative) or sign-flipped (relative) `b` fail it.
-    if !p.dither
+    if p.keep_reference
+        && !p.dither
         && a.is_finite()
         && (M::ZERO_TARGET_OK || a != 0.0)
         && M::within::<K>(b, a, p.eps_check)
@@ -707,6 +779,22 @@ fn decode<K: Elem, M: Mode>(reference: &[u8], codes: &[i32], p: &Params<'_>, out
     }
 }
 
+/// Runs `$f::<Elem, Mode>($args)` for the element type and bound mode of a table.
+macro_rules! by_kind_and_mode {
+    ($kind:expr, $bound:expr, $f:ident ( $($arg:expr),* )) => {
+        match ($bound, $kind) {
+            (ErrorBound::Relative(_), FloatKind::F16) => $f::<F16Elem, Rel>($($arg),*),
+            (ErrorBound::Relative(_), FloatKind::BF16) => $f::<Bf16Elem, Rel>($($arg),*),
+            (ErrorBound::Relative(_), FloatKind::F32) => $f::<F32Elem, Rel>($($arg),*),
+            (ErrorBound::Relative(_), FloatKind::F64) => $f::<F64Elem, Rel>($($arg),*),
+            (ErrorBound::Absolute(_), FloatKind::F16) => $f::<F16Elem, Abs>($($arg),*),
+            (ErrorBound::Absolute(_), FloatKind::BF16) => $f::<Bf16Elem, Abs>($($arg),*),
+            (ErrorBound::Absolute(_), FloatKind::F32) => $f::<F32Elem, Abs>($($arg),*),
+            (ErrorBound::Absolute(_), FloatKind::F64) => $f::<F64Elem, Abs>($($arg),*),
+        }
+    };
+}
+
 fn element_count(kind: FloatKind, len: usize) -> Result<usize, QuantError> {
     let size = kind.size();
     if !len.is_multiple_of(size) {
@@ -740,16 +828,7 @@ pub fn quantize(
         return Err(QuantError::TooManyElements(n));
     }
     let (t, r) = (target, reference);
-    Ok(match (table.bound, kind) {
-        (ErrorBound::Relative(_), FloatKind::F16) => encode::<F16Elem, Rel>(t, r, table),
-        (ErrorBound::Relative(_), FloatKind::BF16) => encode::<Bf16Elem, Rel>(t, r, table),
-        (ErrorBound::Relative(_), FloatKind::F32) => encode::<F32Elem, Rel>(t, r, table),
-        (ErrorBound::Relative(_), FloatKind::F64) => encode::<F64Elem, Rel>(t, r, table),
-        (ErrorBound::Absolute(_), FloatKind::F16) => encode::<F16Elem, Abs>(t, r, table),
-        (ErrorBound::Absolute(_), FloatKind::BF16) => encode::<Bf16Elem, Abs>(t, r, table),
-        (ErrorBound::Absolute(_), FloatKind::F32) => encode::<F32Elem, Abs>(t, r, table),
-        (ErrorBound::Absolute(_), FloatKind::F64) => encode::<F64Elem, Abs>(t, r, table),
-    })
+    Ok(by_kind_and_mode!(kind, table.bound, encode(t, r, table)))
 }
 
 /// Rebuilds `A'` from the reference and the chunk (see the module docs for
@@ -760,6 +839,22 @@ pub fn dequantize(
     chunk: &QuantizedChunk,
     table: &PowerTable,
 ) -> Result<Vec<u8>, QuantError> {
+    validate(kind, reference, chunk, table)?;
+    let mut out = vec![0u8; reference.len()];
+    let p = Params::new(table);
+    let (r, c) = (reference, chunk.codes.as_slice());
+    by_kind_and_mode!(kind, table.bound, decode(r, c, &p, &mut out));
+    overwrite_exceptions(kind, chunk, &mut out);
+    Ok(out)
+}
+
+/// Checks a chunk against its reference and table: lengths, code range, exception positions.
+fn validate(
+    kind: FloatKind,
+    reference: &[u8],
+    chunk: &QuantizedChunk,
+    table: &PowerTable,
+) -> Result<(), QuantError> {
     let size = kind.size();
     let n = element_count(kind, reference.len())?;
     if chunk.codes.len() != n {
@@ -778,25 +873,17 @@ pub fn dequantize(
         });
     }
     let max_code = table.max_code;
-    let worst = chunk
+    if let Some((index, &code)) = chunk
         .codes
         .iter()
-        .map(|c| c.unsigned_abs())
-        .max()
-        .unwrap_or(0);
-    if worst > max_code {
-        if let Some((index, &code)) = chunk
-            .codes
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.unsigned_abs() > max_code)
-        {
-            return Err(QuantError::CodeOutOfRange {
-                index,
-                code,
-                max_code,
-            });
-        }
+        .enumerate()
+        .find(|(_, c)| c.unsigned_abs() > max_code)
+    {
+        return Err(QuantError::CodeOutOfRange {
+            index,
+            code,
+            max_code,
+        });
     }
     let mut prev: Option<u32> = None;
     for (index, &position) in chunk.exception_positions.iter().enumerate() {
@@ -810,20 +897,11 @@ pub fn dequantize(
         }
         prev = Some(position);
     }
+    Ok(())
+}
 
-    let mut out = vec![0u8; reference.len()];
-    let p = Params::new(table);
-    let (r, c) = (reference, chunk.codes.as_slice());
-    match (table.bound, kind) {
-        (ErrorBound::Relative(_), FloatKind::F16) => decode::<F16Elem, Rel>(r, c, &p, &mut out),
-        (ErrorBound::Relative(_), FloatKind::BF16) => decode::<Bf16Elem, Rel>(r, c, &p, &mut out),
-        (ErrorBound::Relative(_), FloatKind::F32) => decode::<F32Elem, Rel>(r, c, &p, &mut out),
-        (ErrorBound::Relative(_), FloatKind::F64) => decode::<F64Elem, Rel>(r, c, &p, &mut out),
-        (ErrorBound::Absolute(_), FloatKind::F16) => decode::<F16Elem, Abs>(r, c, &p, &mut out),
-        (ErrorBound::Absolute(_), FloatKind::BF16) => decode::<Bf16Elem, Abs>(r, c, &p, &mut out),
-        (ErrorBound::Absolute(_), FloatKind::F32) => decode::<F32Elem, Abs>(r, c, &p, &mut out),
-        (ErrorBound::Absolute(_), FloatKind::F64) => decode::<F64Elem, Abs>(r, c, &p, &mut out),
-    }
+fn overwrite_exceptions(kind: FloatKind, chunk: &QuantizedChunk, out: &mut [u8]) {
+    let size = kind.size();
     for (&position, value) in chunk
         .exception_positions
         .iter()
@@ -832,7 +910,323 @@ pub fn dequantize(
         let start = position as usize * size;
         out[start..start + size].copy_from_slice(value);
     }
+}
+
+// ---------------------------------------------------------------------------
+// Lattice ("fresh") coding: an element placed on its own grid with no usable reference.
+
+/// The lattice offset slot of element `i` of a chunk (splitmix64 of the index, top 8 bits).
+/// Fixed for a position, so the grid of an element is the same in every snapshot.
+#[inline(always)]
+pub fn lattice_slot(i: usize) -> usize {
+    let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 56) as usize
+}
+
+/// The base a fresh element is coded from: `±1` by the target's sign (relative) or 0 (absolute).
+#[inline(always)]
+fn fresh_base<M: Mode>(negative: bool) -> f64 {
+    match (M::ZERO_TARGET_OK, negative) {
+        (true, _) => 0.0,
+        (false, false) => 1.0,
+        (false, true) => -1.0,
+    }
+}
+
+/// Decodes lattice code `m` of an element in slot `j` from base `b`: two correctly rounded
+/// `f64` operations in this order, then the element type's rounding.
+#[inline(always)]
+fn lattice_decode_one<K: Elem, M: Mode>(
+    j: usize,
+    b: f64,
+    m: i32,
+    p: &Params<'_>,
+    d: &[f64],
+) -> u64 {
+    K::narrow(M::apply(
+        M::apply(b, p.table[(m + p.max_code as i32) as usize]),
+        d[j],
+    ))
+}
+
+/// Codes `a_bits` from base `b` on the grid of slot `lattice_slot(i)`: nearest point first, then
+/// its neighbours, the first whose exact decode meets the bound. `None`: an exception.
+#[inline(always)]
+fn lattice_encode_one<K: Elem, M: Mode>(
+    i: usize,
+    a_bits: u64,
+    b: f64,
+    p: &Params<'_>,
+    d: &[f64],
+) -> Option<(i32, u64)> {
+    let a = K::widen(a_bits);
+    if !a.is_finite() || (!M::ZERO_TARGET_OK && a == 0.0) {
+        return None;
+    }
+    let j = lattice_slot(i);
+    let est = M::estimate(a, b, p.inv_step) + j as f64 / LATTICE_SLOTS as f64;
+    let m0f = est.round();
+    if !m0f.is_finite() || m0f.abs() > p.max_f + 1.0 {
+        return None;
+    }
+    let m0 = m0f as i32;
+    let second = if est >= m0f { 1 } else { -1 };
+    [m0, m0 + second, m0 - second]
+        .into_iter()
+        .filter(|m| m.unsigned_abs() <= p.max_code)
+        .map(|m| (m, lattice_decode_one::<K, M>(j, b, m, p, d)))
+        .find(|&(_, x_bits)| M::within::<K>(K::widen(x_bits), a, p.eps_check))
+}
+
+/// Elements coded on their lattice inside a delta chunk, where the reference could not hold
+/// them (a sign flip, a zero or non-finite reference). Positions strictly ascending.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FreshCodes {
+    /// Element indices.
+    pub positions: Vec<u32>,
+    /// Lattice codes, same order.
+    pub codes: Vec<i32>,
+    /// Sign of each element (relative bounds; all false under an absolute bound).
+    pub negative: Vec<bool>,
+}
+
+fn keyframe_lattice<K: Elem, M: Mode>(
+    target: &[u8],
+    reference: &[u8],
+    table: &PowerTable,
+) -> (QuantizedChunk, Vec<u8>) {
+    let p = Params::new(table);
+    let ts = K::chunks(target);
+    let rs = K::chunks(reference);
+    let mut q = QuantizedChunk {
+        codes: vec![0i32; ts.len()],
+        ..QuantizedChunk::default()
+    };
+    let mut recon = reference.to_vec();
+    let outs = K::chunks_mut(&mut recon);
+    for (i, ((&ta, &rb), out)) in ts.iter().zip(rs).zip(outs.iter_mut()).enumerate() {
+        let b = K::widen(K::load(rb));
+        match lattice_encode_one::<K, M>(i, K::load(ta), b, &p, &table.offsets) {
+            Some((m, x_bits)) => {
+                q.codes[i] = m;
+                *out = K::to_raw(x_bits);
+            }
+            None => {
+                *out = ta;
+                q.exception_positions.push(i as u32);
+                q.exception_values.extend_from_slice(ta.as_ref());
+            }
+        }
+    }
+    (q, recon)
+}
+
+fn keyframe_lattice_decode<K: Elem, M: Mode>(
+    reference: &[u8],
+    codes: &[i32],
+    table: &PowerTable,
+    out: &mut [u8],
+) {
+    let p = Params::new(table);
+    for (i, ((&rb, &m), o)) in K::chunks(reference)
+        .iter()
+        .zip(codes)
+        .zip(K::chunks_mut(out))
+        .enumerate()
+    {
+        let b = K::widen(K::load(rb));
+        *o = K::to_raw(lattice_decode_one::<K, M>(
+            lattice_slot(i),
+            b,
+            m,
+            &p,
+            &table.offsets,
+        ));
+    }
+}
+
+fn rescue<K: Elem, M: Mode>(
+    target: &[u8],
+    q: &mut QuantizedChunk,
+    recon: &mut [u8],
+    table: &PowerTable,
+) -> FreshCodes {
+    let p = Params::new(table);
+    let size = std::mem::size_of::<K::Raw>();
+    let ts = K::chunks(target);
+    let outs = K::chunks_mut(recon);
+    let mut fresh = FreshCodes::default();
+    let mut kept_positions = Vec::new();
+    let mut kept_values = Vec::new();
+    for (&pos, value) in q
+        .exception_positions
+        .iter()
+        .zip(q.exception_values.chunks_exact(size))
+    {
+        let i = pos as usize;
+        let a_bits = K::load(ts[i]);
+        let negative = K::widen(a_bits).is_sign_negative();
+        let b = fresh_base::<M>(negative);
+        match lattice_encode_one::<K, M>(i, a_bits, b, &p, &table.offsets) {
+            Some((m, x_bits)) => {
+                outs[i] = K::to_raw(x_bits);
+                fresh.positions.push(pos);
+                fresh.codes.push(m);
+                fresh.negative.push(negative && !M::ZERO_TARGET_OK);
+            }
+            None => {
+                kept_positions.push(pos);
+                kept_values.extend_from_slice(value);
+            }
+        }
+    }
+    q.exception_positions = kept_positions;
+    q.exception_values = kept_values;
+    fresh
+}
+
+fn fresh_decode<K: Elem, M: Mode>(fresh: &FreshCodes, table: &PowerTable, out: &mut [u8]) {
+    let p = Params::new(table);
+    let outs = K::chunks_mut(out);
+    for ((&pos, &m), &negative) in fresh
+        .positions
+        .iter()
+        .zip(&fresh.codes)
+        .zip(&fresh.negative)
+    {
+        let i = pos as usize;
+        let b = fresh_base::<M>(negative);
+        outs[i] = K::to_raw(lattice_decode_one::<K, M>(
+            lattice_slot(i),
+            b,
+            m,
+            &p,
+            &table.offsets,
+        ));
+    }
+}
+
+fn require_lattice(table: &PowerTable) -> Result<(), QuantError> {
+    if table.is_lattice() {
+        Ok(())
+    } else {
+        Err(QuantError::NotALattice)
+    }
+}
+
+/// Codes a keyframe on the lattice: every element from its base in `reference` (`±1` by sign
+/// under a relative bound, 0 under an absolute one). Returns the chunk (exceptions where no
+/// lattice point meets the bound) and the reconstruction.
+pub fn quantize_keyframe_lattice(
+    kind: FloatKind,
+    target: &[u8],
+    reference: &[u8],
+    table: &PowerTable,
+) -> Result<(QuantizedChunk, Vec<u8>), QuantError> {
+    require_lattice(table)?;
+    if target.len() != reference.len() {
+        return Err(QuantError::LengthMismatch {
+            what: "reference bytes",
+            expected: target.len(),
+            actual: reference.len(),
+        });
+    }
+    let n = element_count(kind, target.len())?;
+    if n > 0 && u32::try_from(n - 1).is_err() {
+        return Err(QuantError::TooManyElements(n));
+    }
+    Ok(by_kind_and_mode!(
+        kind,
+        table.bound,
+        keyframe_lattice(target, reference, table)
+    ))
+}
+
+/// Decodes a lattice keyframe (the inverse of [`quantize_keyframe_lattice`]).
+pub fn dequantize_keyframe_lattice(
+    kind: FloatKind,
+    reference: &[u8],
+    chunk: &QuantizedChunk,
+    table: &PowerTable,
+) -> Result<Vec<u8>, QuantError> {
+    require_lattice(table)?;
+    validate(kind, reference, chunk, table)?;
+    let mut out = vec![0u8; reference.len()];
+    by_kind_and_mode!(
+        kind,
+        table.bound,
+        keyframe_lattice_decode(reference, &chunk.codes, table, &mut out)
+    );
+    overwrite_exceptions(kind, chunk, &mut out);
     Ok(out)
+}
+
+/// Moves every exception of a delta chunk that its lattice can hold (within the bound) into
+/// [`FreshCodes`], updating the reconstruction. What stays an exception has no finite,
+/// non-zero (relative) representation within the bound.
+pub fn rescue_exceptions(
+    kind: FloatKind,
+    target: &[u8],
+    q: &mut QuantizedChunk,
+    recon: &mut [u8],
+    table: &PowerTable,
+) -> Result<FreshCodes, QuantError> {
+    require_lattice(table)?;
+    let n = element_count(kind, target.len())?;
+    if recon.len() != target.len() || q.codes.len() != n {
+        return Err(QuantError::LengthMismatch {
+            what: "reconstruction bytes",
+            expected: target.len(),
+            actual: recon.len(),
+        });
+    }
+    Ok(by_kind_and_mode!(
+        kind,
+        table.bound,
+        rescue(target, q, recon, table)
+    ))
+}
+
+/// Writes the fresh elements of a delta chunk over `out` (the decoded delta). Validates first.
+pub fn apply_fresh(
+    kind: FloatKind,
+    fresh: &FreshCodes,
+    out: &mut [u8],
+    table: &PowerTable,
+) -> Result<(), QuantError> {
+    require_lattice(table)?;
+    let n = element_count(kind, out.len())?;
+    for (what, len) in [
+        ("fresh codes", fresh.codes.len()),
+        ("fresh signs", fresh.negative.len()),
+    ] {
+        if len != fresh.positions.len() {
+            return Err(QuantError::LengthMismatch {
+                what,
+                expected: fresh.positions.len(),
+                actual: len,
+            });
+        }
+    }
+    let mut prev: Option<u32> = None;
+    for (index, (&position, &code)) in fresh.positions.iter().zip(&fresh.codes).enumerate() {
+        if position as usize >= n || prev.is_some_and(|q| q >= position) {
+            return Err(QuantError::BadExceptionPosition { index, position });
+        }
+        if code.unsigned_abs() > table.max_code {
+            return Err(QuantError::CodeOutOfRange {
+                index,
+                code,
+                max_code: table.max_code,
+            });
+        }
+        prev = Some(position);
+    }
+    by_kind_and_mode!(kind, table.bound, fresh_decode(fresh, table, out));
+    Ok(())
 }
 
 /// Order-0 (empirical) entropy of a code slice in bits per element; 0 for an
@@ -1919,5 +2313,190 @@ mod tests {
                 }
             }
         }
+    }
+
+    // ---- lattice coding ----
+
+    /// `±1` (relative, by the target's sign bit) or 0 (absolute): the keyframe base lossy.rs uses.
+    fn lattice_base(kind: FloatKind, bound: ErrorBound, ta: &[u64]) -> Vec<u64> {
+        ta.iter()
+            .map(|&t| match bound {
+                ErrorBound::Absolute(_) => 0,
+                ErrorBound::Relative(_) => {
+                    let negative = (t >> (8 * kind.size() - 1)) & 1 == 1;
+                    from_f64(kind, if negative { -1.0 } else { 1.0 })
+                }
+            })
+            .collect()
+    }
+
+    /// The bound for coded elements, exact bits for exceptions, and a decoder that agrees.
+    fn check_lattice_recon(
+        kind: FloatKind,
+        bound: ErrorBound,
+        ta: &[u64],
+        recon: &[u64],
+        exceptions: &[u32],
+    ) -> Result<(), TestCaseError> {
+        let m = mask(kind);
+        for (i, (&t, &x)) in ta.iter().zip(recon).enumerate() {
+            if exceptions.contains(&(i as u32)) {
+                prop_assert_eq!(x & m, t & m, "exception {} not exact", i);
+            } else if x & m == t & m {
+                // A copy of identical reference bits (NaN included).
+            } else {
+                prop_assert!(
+                    meets_bound(kind, bound, t, x),
+                    "element {}: {:e} -> {:e} out of {:?}",
+                    i,
+                    val(kind, t),
+                    val(kind, x),
+                    bound
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A lattice keyframe, then a lattice delta with rescued exceptions: every element
+        /// within the bound or exact, and the decoder rebuilds the encoder's reconstruction.
+        #[test]
+        fn lattice_contract(
+            kind in kind_strategy(),
+            bound in bound_strategy(),
+            recipes in prop::collection::vec(recipe(), 0..120),
+        ) {
+            let table = PowerTable::lattice(bound, 32767).unwrap();
+            let (ta, rb): (Vec<u64>, Vec<u64>) =
+                recipes.iter().map(|r| materialize(kind, r)).unzip();
+            // Keyframe of the references.
+            let base = to_bytes(kind, &lattice_base(kind, bound, &rb));
+            let (q, recon) =
+                quantize_keyframe_lattice(kind, &to_bytes(kind, &rb), &base, &table).unwrap();
+            prop_assert_eq!(&dequantize_keyframe_lattice(kind, &base, &q, &table).unwrap(), &recon);
+            check_lattice_recon(kind, bound, &rb, &from_bytes(kind, &recon), &q.exception_positions)?;
+            // A delta of the targets against that reconstruction.
+            let t_bytes = to_bytes(kind, &ta);
+            let (mut q, mut delta) = quantize(kind, &t_bytes, &recon, &table).unwrap();
+            let fresh = rescue_exceptions(kind, &t_bytes, &mut q, &mut delta, &table).unwrap();
+            let mut decoded = dequantize(kind, &recon, &q, &table).unwrap();
+            apply_fresh(kind, &fresh, &mut decoded, &table).unwrap();
+            prop_assert_eq!(&decoded, &delta);
+            check_lattice_recon(kind, bound, &ta, &from_bytes(kind, &delta), &q.exception_positions)?;
+        }
+    }
+
+    /// Sign flips and a zero reference are placed on the lattice, not stored exactly; a zero or
+    /// non-finite target stays exact.
+    #[test]
+    fn lattice_rescues_sign_flips_and_zero_references() {
+        let kind = FloatKind::F32;
+        let bound = ErrorBound::Relative(0.01);
+        let table = PowerTable::lattice(bound, 10000).unwrap();
+        let b = [0.5, -0.25, 0.0, 1.0, 3.0, f64::NAN];
+        let a = [-0.4, 0.3, 0.7, 0.0, f64::INFINITY, 2.0];
+        let rb: Vec<u64> = b.iter().map(|&x| from_f64(kind, x)).collect();
+        let ta: Vec<u64> = a.iter().map(|&x| from_f64(kind, x)).collect();
+        let t_bytes = to_bytes(kind, &ta);
+        let (mut q, mut recon) = quantize(kind, &t_bytes, &to_bytes(kind, &rb), &table).unwrap();
+        let fresh = rescue_exceptions(kind, &t_bytes, &mut q, &mut recon, &table).unwrap();
+        assert_eq!(fresh.positions, vec![0, 1, 2, 5]);
+        assert_eq!(fresh.negative, vec![true, false, false, false]);
+        assert_eq!(q.exception_positions, vec![3, 4]);
+        check_lattice_recon(
+            kind,
+            bound,
+            &ta,
+            &from_bytes(kind, &recon),
+            &q.exception_positions,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn lattice_offsets_come_from_square_roots() {
+        let eps = 0.05f64;
+        let t = PowerTable::lattice(ErrorBound::Relative(eps), 100).unwrap();
+        let d = t.offsets();
+        assert_eq!(d.len(), LATTICE_SLOTS);
+        assert_eq!(d[0], 1.0);
+        let r = (1.0 + eps) * (1.0 + eps);
+        assert_eq!(d[128], 1.0 / r.sqrt(), "half a step is one square root");
+        assert!(
+            d.windows(2).all(|w| w[1] < w[0]),
+            "offsets step down the grid"
+        );
+        assert!(d[255] > 1.0 / r);
+        let a = PowerTable::lattice(ErrorBound::Absolute(0.5), 100).unwrap();
+        assert_eq!(a.offsets()[128], -0.5);
+        let slots: std::collections::HashSet<usize> = (0..4096).map(lattice_slot).collect();
+        assert!(
+            slots.len() > 250,
+            "slots spread over the grid: {}",
+            slots.len()
+        );
+    }
+
+    fn mean_log_error(kind: FloatKind, ta: &[u64], recon: &[u8]) -> f64 {
+        let r = from_bytes(kind, recon);
+        ta.iter()
+            .zip(&r)
+            .map(|(&t, &x)| (val(kind, x) / val(kind, t)).ln())
+            .sum::<f64>()
+            / ta.len() as f64
+    }
+
+    /// The start-state trap: a layer drifting by a third of a step stays frozen (a coherent bias)
+    /// when its grid is centred on exact values, while the lattice moves a share of its weights
+    /// so the layer's mean follows; a weight that does not move costs code 0 on the lattice.
+    #[test]
+    fn lattice_tracks_slow_drift_and_keeps_still_weights_free() {
+        let kind = FloatKind::F32;
+        let eps = 0.05;
+        let step = 2.0 * (1.0f64 + eps).ln();
+        let mut rng = Rng(7);
+        let a0: Vec<u64> = (0..8192)
+            .map(|_| {
+                from_f64(
+                    kind,
+                    (0.5 + rng.sym().abs()) * if rng.sym() < 0.0 { -1.0 } else { 1.0 },
+                )
+            })
+            .collect();
+        let drifted: Vec<u64> = a0
+            .iter()
+            .map(|&b| from_f64(kind, val(kind, b) * (step / 3.0).exp()))
+            .collect();
+        let lattice = PowerTable::lattice(ErrorBound::Relative(eps), 1000).unwrap();
+        let base = to_bytes(kind, &lattice_base(kind, lattice.bound(), &a0));
+        let (_, key) =
+            quantize_keyframe_lattice(kind, &to_bytes(kind, &a0), &base, &lattice).unwrap();
+        let (still, _) = quantize(kind, &to_bytes(kind, &a0), &key, &lattice).unwrap();
+        assert!(
+            still.codes.iter().all(|&c| c == 0),
+            "unmoved weights cost code 0"
+        );
+        let (_, moved) = quantize(kind, &to_bytes(kind, &drifted), &key, &lattice).unwrap();
+        let lattice_bias = mean_log_error(kind, &drifted, &moved) / step;
+        let nearest = PowerTable::new(ErrorBound::Relative(eps), 1000).unwrap();
+        let (_, frozen) = quantize(
+            kind,
+            &to_bytes(kind, &drifted),
+            &to_bytes(kind, &a0),
+            &nearest,
+        )
+        .unwrap();
+        let frozen_bias = mean_log_error(kind, &drifted, &frozen) / step;
+        assert!(
+            lattice_bias.abs() < 0.03,
+            "lattice bias {lattice_bias} steps"
+        );
+        assert!(
+            frozen_bias < -0.3,
+            "exact start freezes the drift: {frozen_bias} steps"
+        );
     }
 }

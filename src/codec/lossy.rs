@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::chunk::{write_chunk, ChunkCodec, ParsedChunk, Section};
+use super::context;
 use super::entropy::CodecChoice;
-use super::logquant::{self, ErrorBound, FloatKind, PowerTable, QuantizedChunk};
+use super::logquant::{self, ErrorBound, FloatKind, FreshCodes, PowerTable, QuantizedChunk};
 use super::planes;
 use super::varint::{get_varint, put_varint};
 use crate::dtype::Dtype;
@@ -36,6 +37,8 @@ pub struct ChunkStats {
     pub zero_codes: u64,
     /// Elements stored exactly.
     pub exceptions: u64,
+    /// Elements the reference could not hold, placed on their lattice instead (sign flips, zeros).
+    pub fresh: u64,
     /// Order-0 entropy of the codes, in bits, times the element count.
     pub entropy_bits: f64,
     /// Bytes the packed codes took.
@@ -48,6 +51,7 @@ impl ChunkStats {
         self.elements += o.elements;
         self.zero_codes += o.zero_codes;
         self.exceptions += o.exceptions;
+        self.fresh += o.fresh;
         self.entropy_bits += o.entropy_bits;
         self.code_bytes += o.code_bytes;
     }
@@ -71,12 +75,17 @@ fn error_bound(bound: Bound) -> Option<ErrorBound> {
     }
 }
 
-/// How delta codes are rounded. The discriminants are on disk.
+/// How codes are rounded. The discriminants are on disk.
 ///
-/// Nearest rounding freezes a weight while it drifts less than a step from its reconstruction,
-/// so a whole slowly-moving layer keeps an old value: every element stays within the bound, yet
-/// accuracy suffers. Dithered rounding codes at half the step with `M = floor(x + u)`, so the
-/// reconstruction follows the drift on average (measured in BENCHMARKS.md).
+/// Nearest rounding on one global grid freezes a weight while it drifts less than a step from its
+/// reconstruction, so a whole slowly-moving layer keeps an old value: every element stays within
+/// the bound, yet accuracy suffers. Dithered rounding codes at half the step with
+/// `M = floor(x + u)`: unbiased, but a quantizer twice as fine (about a bit per element more) that
+/// re-randomizes weights that do not move. The lattice gives every element a grid of its own,
+/// offset by a hashed fraction of a step: a weight that does not move costs code 0, a layer that
+/// drifts slowly moves a share of its weights by a step each snapshot (unbiased across the layer),
+/// and elements the reference cannot hold (sign flips, zeros) are placed on their grid for a few
+/// bits instead of being stored exactly (measured in BENCHMARKS.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
@@ -84,8 +93,22 @@ pub enum Rounding {
     /// Round to the nearest code; keep the reference when it already meets the bound.
     Nearest = 0,
     /// Unbiased stochastic rounding at half the step.
-    #[default]
     Dither = 1,
+    /// Nearest point of a per-element grid (see [`PowerTable::lattice`]).
+    #[default]
+    Lattice = 2,
+}
+
+impl TryFrom<u8> for Rounding {
+    type Error = String;
+    fn try_from(v: u8) -> Result<Self, String> {
+        match v {
+            0 => Ok(Rounding::Nearest),
+            1 => Ok(Rounding::Dither),
+            2 => Ok(Rounding::Lattice),
+            r => Err(format!("unknown rounding {r}")),
+        }
+    }
 }
 
 impl std::str::FromStr for Rounding {
@@ -94,8 +117,9 @@ impl std::str::FromStr for Rounding {
         match s {
             "nearest" => Ok(Rounding::Nearest),
             "dither" => Ok(Rounding::Dither),
+            "lattice" => Ok(Rounding::Lattice),
             other => Err(format!(
-                "unknown rounding {other:?} (use nearest or dither)"
+                "unknown rounding {other:?} (use lattice, nearest or dither)"
             )),
         }
     }
@@ -113,6 +137,14 @@ fn max_code_for(bound: ErrorBound, rounding: Rounding) -> u32 {
             ((per_step * 90.0 / (2.0 * e.ln_1p())).ceil() as u32).clamp(1, MAX_CODE_LIMIT)
         }
         ErrorBound::Absolute(_) => MAX_CODE_LIMIT,
+    }
+}
+
+/// The bound whose lattice steps at half the step of `eb`'s.
+fn half_step(eb: ErrorBound) -> ErrorBound {
+    match eb {
+        ErrorBound::Relative(e) => ErrorBound::Relative((1.0 + e).sqrt() - 1.0),
+        ErrorBound::Absolute(e) => ErrorBound::Absolute(e / 2.0),
     }
 }
 
@@ -140,6 +172,7 @@ fn table(bound: ErrorBound, max_code: u32, rounding: Rounding) -> Result<Arc<Pow
     let built = match rounding {
         Rounding::Nearest => PowerTable::new(bound, max_code),
         Rounding::Dither => PowerTable::dithered(bound, max_code),
+        Rounding::Lattice => PowerTable::lattice(bound, max_code),
     };
     let t = Arc::new(built.map_err(|e| e.to_string())?);
     let mut cache = cache.lock().expect("table cache");
@@ -416,11 +449,17 @@ pub fn encode(
     choice: CodecChoice,
 ) -> Result<(Vec<u8>, Vec<u8>, ChunkStats), String> {
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot be stored lossy"))?;
-    let eb = error_bound(bound).ok_or("lossless bound given to the lossy codec")?;
     let keyframe = reference.is_none();
-    // Keyframes are dithered too: nearest rounding snaps every weight of a layer to one global
-    // log grid, a coherent error that cost cnn-digits 5.5 points of accuracy at rel 0.1, where
-    // the dithered keyframe lost none (BENCHMARKS.md).
+    let eb = error_bound(bound).ok_or("lossless bound given to the lossy codec")?;
+    // A lattice keyframe steps at half the delta step, well inside the bound (the chunk records
+    // its own step). A keyframe usually starts a run, a random initialisation or a loaded base,
+    // whose decisions hang on the thinnest margins; one more bit per element there is a small
+    // share of a chain (BENCHMARKS.md).
+    let eb = if keyframe && rounding == Rounding::Lattice {
+        half_step(eb)
+    } else {
+        eb
+    };
     let max_code = max_code_for(eb, rounding);
     let table = table(eb, max_code, rounding)?;
     let (reference, signs) = match (reference, eb) {
@@ -428,15 +467,25 @@ pub fn encode(
         (None, ErrorBound::Relative(_)) => (sign_reference(kind, target), pack_signs(kind, target)),
         (None, ErrorBound::Absolute(_)) => (vec![0u8; target.len()], Vec::new()),
     };
-    let (mut q, mut recon) = engine.quantize(kind, target, &reference, &table)?;
-    keep_specials_exact(kind, target, &mut q, &mut recon);
-    let rle = Section::compress(&rle_encode(&q.codes), choice);
-    let narrow = Section::compress(&narrow_encode(&q.codes), choice);
-    let (codes_flag, codes) = if narrow.stored.len() < rle.stored.len() {
-        (NARROW_CODES, narrow)
-    } else {
-        (0, rle)
+    let (mut q, mut recon, mut fresh) = match (rounding, keyframe) {
+        (Rounding::Lattice, true) => {
+            let (q, r) = logquant::quantize_keyframe_lattice(kind, target, &reference, &table)
+                .map_err(|e| e.to_string())?;
+            (q, r, FreshCodes::default())
+        }
+        (Rounding::Lattice, false) => {
+            let (mut q, mut r) = engine.quantize(kind, target, &reference, &table)?;
+            let f = logquant::rescue_exceptions(kind, target, &mut q, &mut r, &table)
+                .map_err(|e| e.to_string())?;
+            (q, r, f)
+        }
+        _ => {
+            let (q, r) = engine.quantize(kind, target, &reference, &table)?;
+            (q, r, FreshCodes::default())
+        }
     };
+    keep_specials_exact(kind, target, &mut q, &mut recon);
+    drop_fresh_exceptions(&mut fresh, &q.exception_positions);
     let mut params = vec![match eb {
         ErrorBound::Relative(_) => 1u8,
         ErrorBound::Absolute(_) => 2u8,
@@ -447,21 +496,61 @@ pub fn encode(
     params.extend_from_slice(&eps.to_le_bytes());
     params.extend_from_slice(&max_code.to_le_bytes());
     params.push(rounding as u8);
-    let code_bytes = codes.stored.len() as u64;
-    let sections = vec![
-        Section::compress(&params, CodecChoice::Zstd),
-        codes,
+    let mut sections = vec![Section::compress(&params, CodecChoice::Zstd)];
+    let exceptions = [
         Section::compress(&positions_encode(&q.exception_positions), choice),
         Section::compress(&planes::split(&q.exception_values, kind.size()), choice),
         Section::compress(&signs, choice),
     ];
+    let (codes_flag, code_bytes) = if rounding == Rounding::Lattice {
+        // [params][exceptions x3][fresh x3][code streams...]
+        sections.extend(exceptions);
+        sections.push(Section::compress(
+            &positions_encode(&fresh.positions),
+            choice,
+        ));
+        sections.push(Section::compress(&narrow_encode(&fresh.codes), choice));
+        let signs: &[bool] = match eb {
+            ErrorBound::Relative(_) => &fresh.negative,
+            ErrorBound::Absolute(_) => &[],
+        };
+        sections.push(Section::compress(&pack_bits(signs), choice));
+        let streams = if keyframe {
+            vec![q.codes.clone()]
+        } else {
+            let (classes, count) = context::classes(kind, &reference);
+            context::split(&q.codes, &classes, count)
+        };
+        let before = sections.len();
+        sections.extend(streams.iter().map(|c| code_stream_section(c, choice)));
+        let bytes = sections[before..]
+            .iter()
+            .map(|s| s.stored.len() as u64)
+            .sum();
+        (0, bytes)
+    } else {
+        // [params][codes][exceptions x3]
+        let rle = Section::compress(&rle_encode(&q.codes), choice);
+        let narrow = Section::compress(&narrow_encode(&q.codes), choice);
+        let (flag, codes) = if narrow.stored.len() < rle.stored.len() {
+            (NARROW_CODES, narrow)
+        } else {
+            (0, rle)
+        };
+        let bytes = codes.stored.len() as u64;
+        sections.push(codes);
+        sections.extend(exceptions);
+        (flag, bytes)
+    };
     let flags = codes_flag | if keyframe { KEYFRAME } else { 0 };
     let n = (target.len() / kind.size()) as u64;
     let exceptions = q.exception_positions.len() as u64;
+    let fresh_count = fresh.positions.len() as u64;
     let stats = ChunkStats {
         elements: n,
-        zero_codes: q.codes.iter().filter(|&&c| c == 0).count() as u64 - exceptions,
+        zero_codes: q.codes.iter().filter(|&&c| c == 0).count() as u64 - exceptions - fresh_count,
         exceptions,
+        fresh: fresh_count,
         entropy_bits: logquant::code_entropy_bits(&q.codes) * n as f64,
         code_bytes,
     };
@@ -486,24 +575,34 @@ pub fn decode(
     reference: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
+    let chunk_sections = chunk.sections.len();
     if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
         return Err(format!(
             "element width {} does not match {dtype}",
             chunk.unit
         ));
     }
-    let [params, codes, positions, values, signs]: [Vec<u8>; 5] = chunk
-        .sections
-        .try_into()
-        .map_err(|s: Vec<Vec<u8>>| format!("{} sections, expected 5", s.len()))?;
+    let mut sections = chunk.sections.into_iter();
+    let params = sections.next().unwrap_or_default();
     if params.len() != 14 {
         return Err("bad parameter section".into());
     }
-    let rounding = match params[13] {
-        0 => Rounding::Nearest,
-        1 => Rounding::Dither,
-        r => return Err(format!("unknown rounding {r}")),
+    let rounding = Rounding::try_from(params[13])?;
+    let lattice = rounding == Rounding::Lattice;
+    if (lattice && chunk_sections < 8) || (!lattice && chunk_sections != 5) {
+        return Err(format!(
+            "{chunk_sections} sections do not fit {rounding:?} codes"
+        ));
+    }
+    let mut next = || sections.next().unwrap_or_default();
+    let codes = if lattice { Vec::new() } else { next() };
+    let [positions, values, signs] = [next(), next(), next()];
+    let [fresh_positions, fresh_codes, fresh_signs] = if lattice {
+        [next(), next(), next()]
+    } else {
+        Default::default()
     };
+    let code_streams: Vec<Vec<u8>> = sections.collect();
     let eps = f64::from_le_bytes(params[1..9].try_into().expect("8 bytes"));
     let max_code = u32::from_le_bytes(params[9..13].try_into().expect("4 bytes"));
     let eb = match params[0] {
@@ -516,17 +615,8 @@ pub fn decode(
     }
     let table = table(eb, max_code, rounding)?;
     let n = chunk.raw_len / kind.size();
-    let codes = if chunk.transform & NARROW_CODES != 0 {
-        narrow_decode(&codes, n)?
-    } else {
-        rle_decode(&codes, n)?
-    };
-    let q = QuantizedChunk {
-        codes,
-        exception_positions: positions_decode(&positions)?,
-        exception_values: planes::merge(&values, kind.size()),
-    };
-    let reference = if chunk.transform & KEYFRAME != 0 {
+    let keyframe = chunk.transform & KEYFRAME != 0;
+    let reference = if keyframe {
         match eb {
             ErrorBound::Relative(_) => unpack_sign_reference(kind, &signs, n)?,
             ErrorBound::Absolute(_) => vec![0u8; chunk.raw_len],
@@ -542,7 +632,129 @@ pub fn decode(
         }
         r.to_vec()
     };
-    engine.dequantize(kind, &reference, &q, &table)
+    let codes = if lattice {
+        let (classes, count) = if keyframe {
+            (vec![0u8; n], 1)
+        } else {
+            context::classes(kind, &reference)
+        };
+        if code_streams.len() != count {
+            return Err(format!(
+                "{} code streams, expected {count}",
+                code_streams.len()
+            ));
+        }
+        let mut sizes = vec![0usize; count];
+        for &k in &classes {
+            sizes[usize::from(k)] += 1;
+        }
+        let streams = code_streams
+            .iter()
+            .zip(sizes)
+            .map(|(s, len)| code_stream_decode(s, len))
+            .collect::<Result<Vec<_>, _>>()?;
+        context::merge(&streams, &classes)?
+    } else if chunk.transform & NARROW_CODES != 0 {
+        narrow_decode(&codes, n)?
+    } else {
+        rle_decode(&codes, n)?
+    };
+    let q = QuantizedChunk {
+        codes,
+        exception_positions: positions_decode(&positions)?,
+        exception_values: planes::merge(&values, kind.size()),
+    };
+    match (rounding, keyframe) {
+        (Rounding::Lattice, true) => {
+            logquant::dequantize_keyframe_lattice(kind, &reference, &q, &table)
+                .map_err(|e| e.to_string())
+        }
+        (Rounding::Lattice, false) => {
+            let positions = positions_decode(&fresh_positions)?;
+            let fresh = FreshCodes {
+                codes: narrow_decode(&fresh_codes, positions.len())?,
+                negative: unpack_bits(&fresh_signs, positions.len(), eb)?,
+                positions,
+            };
+            let mut out = engine.dequantize(kind, &reference, &q, &table)?;
+            logquant::apply_fresh(kind, &fresh, &mut out, &table).map_err(|e| e.to_string())?;
+            Ok(out)
+        }
+        _ => engine.dequantize(kind, &reference, &q, &table),
+    }
+}
+
+/// One stream of codes as zero-run RLE or narrow byte planes, whichever stores smaller; the
+/// first raw byte says which (0 RLE, 1 narrow).
+fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
+    let mut rle = vec![0u8];
+    rle.extend(rle_encode(codes));
+    let mut narrow = vec![1u8];
+    narrow.extend(narrow_encode(codes));
+    let (rle, narrow) = (
+        Section::compress(&rle, choice),
+        Section::compress(&narrow, choice),
+    );
+    if narrow.stored.len() < rle.stored.len() {
+        narrow
+    } else {
+        rle
+    }
+}
+
+fn code_stream_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
+    match bytes.split_first() {
+        Some((0, rle)) => rle_decode(rle, n),
+        Some((1, narrow)) => narrow_decode(narrow, n),
+        _ => Err("code stream without its form byte".into()),
+    }
+}
+
+/// Removes from `fresh` the positions that ended as exceptions (both lists ascending), so every
+/// element is decoded by one rule.
+fn drop_fresh_exceptions(fresh: &mut FreshCodes, exceptions: &[u32]) {
+    if exceptions.is_empty() || fresh.positions.is_empty() {
+        return;
+    }
+    let mut e = exceptions.iter().peekable();
+    let mut keep = Vec::with_capacity(fresh.positions.len());
+    for &p in &fresh.positions {
+        while e.next_if(|&&x| x < p).is_some() {}
+        keep.push(e.peek() != Some(&&p));
+    }
+    let mut k = keep.iter();
+    fresh
+        .positions
+        .retain(|_| *k.next().expect("one flag each"));
+    let mut k = keep.iter();
+    fresh.codes.retain(|_| *k.next().expect("one flag each"));
+    let mut k = keep.iter();
+    fresh.negative.retain(|_| *k.next().expect("one flag each"));
+}
+
+fn pack_bits(flags: &[bool]) -> Vec<u8> {
+    let mut bits = vec![0u8; flags.len().div_ceil(8)];
+    for (i, &f) in flags.iter().enumerate() {
+        bits[i / 8] |= u8::from(f) << (i % 8);
+    }
+    bits
+}
+
+/// The fresh elements' signs: one bit each under a relative bound, none under an absolute one.
+fn unpack_bits(bits: &[u8], n: usize, eb: ErrorBound) -> Result<Vec<bool>, String> {
+    let want = match eb {
+        ErrorBound::Relative(_) => n.div_ceil(8),
+        ErrorBound::Absolute(_) => 0,
+    };
+    if bits.len() != want {
+        return Err(format!(
+            "fresh sign section holds {} bytes for {n} elements",
+            bits.len()
+        ));
+    }
+    Ok((0..n)
+        .map(|i| bits.get(i / 8).is_some_and(|b| (b >> (i % 8)) & 1 == 1))
+        .collect())
 }
 
 #[cfg(test)]

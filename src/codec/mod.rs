@@ -1,6 +1,7 @@
 //! Codecs: byte planes, the entropy stage, and the chunk object that carries them.
 
 pub mod chunk;
+pub mod context;
 pub mod delta;
 pub mod entropy;
 pub mod logquant;

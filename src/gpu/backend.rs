@@ -175,6 +175,7 @@ impl QuantParams {
         let built = match self.rounding {
             Rounding::Nearest => PowerTable::new(bound, self.max_code),
             Rounding::Dither => PowerTable::dithered(bound, self.max_code),
+            Rounding::Lattice => PowerTable::lattice(bound, self.max_code),
         };
         let t = Arc::new(built.map_err(|e| BackendError::Invalid(e.to_string()))?);
         cache.lock().expect("table cache").insert(key, t.clone());
@@ -379,8 +380,13 @@ impl Backend {
     ) -> Result<Quantized, BackendError> {
         let kind = float_kind(dtype)?;
         let table = params.table()?;
+        // The kernels do not follow the lattice yet (no GPU has run them): its tables stay on the
+        // CPU, which gives the same bits.
         let (chunk, recon) = match self {
-            Backend::Cpu { .. } => {
+            Backend::Cuda(c) if !table.is_lattice() => {
+                c.q().quantize(kind, target, reference, &table)?
+            }
+            _ => {
                 let keyframe;
                 let r = match reference {
                     Some(r) => r,
@@ -395,9 +401,12 @@ impl Backend {
                         &keyframe
                     }
                 };
-                logquant::quantize(kind, target, r, &table).map_err(invalid)?
+                if reference.is_none() && table.is_lattice() {
+                    logquant::quantize_keyframe_lattice(kind, target, r, &table).map_err(invalid)?
+                } else {
+                    logquant::quantize(kind, target, r, &table).map_err(invalid)?
+                }
             }
-            Backend::Cuda(c) => c.q().quantize(kind, target, reference, &table)?,
         };
         Ok(Quantized {
             codes: chunk.codes,
@@ -423,10 +432,10 @@ impl Backend {
             exception_values: q.exception_values.clone(),
         };
         match self {
-            Backend::Cpu { .. } => {
-                logquant::dequantize(kind, reference, &chunk, &table).map_err(invalid)
+            Backend::Cuda(c) if !table.is_lattice() => {
+                Ok(c.q().dequantize(kind, reference, &chunk, &table)?)
             }
-            Backend::Cuda(c) => Ok(c.q().dequantize(kind, reference, &chunk, &table)?),
+            _ => logquant::dequantize(kind, reference, &chunk, &table).map_err(invalid),
         }
     }
 
@@ -521,11 +530,11 @@ impl QuantEngine for Backend {
         table: &PowerTable,
     ) -> Result<(QuantizedChunk, Vec<u8>), String> {
         match self {
-            Backend::Cpu { .. } => CpuQuant.quantize(kind, target, reference, table),
-            Backend::Cuda(c) => c
+            Backend::Cuda(c) if !table.is_lattice() => c
                 .q()
                 .quantize(kind, target, Some(reference), table)
                 .map_err(|e| BackendError::from(e).to_string()),
+            _ => CpuQuant.quantize(kind, target, reference, table),
         }
     }
 
@@ -537,11 +546,11 @@ impl QuantEngine for Backend {
         table: &PowerTable,
     ) -> Result<Vec<u8>, String> {
         match self {
-            Backend::Cpu { .. } => CpuQuant.dequantize(kind, reference, q, table),
-            Backend::Cuda(c) => c
+            Backend::Cuda(c) if !table.is_lattice() => c
                 .q()
                 .dequantize(kind, reference, q, table)
                 .map_err(|e| BackendError::from(e).to_string()),
+            _ => CpuQuant.dequantize(kind, reference, q, table),
         }
     }
 }

@@ -112,13 +112,52 @@ pub struct CommitReport {
     pub seconds: f64,
 }
 
+/// Where a tensor stands in its chain of deltas.
+#[derive(Clone, Copy, Debug)]
+struct Chain {
+    depth: u32,
+    bytes: u64,
+    keyframe_bytes: u64,
+}
+
+impl Chain {
+    /// A chain continued after `parent`'s entry (not yet counting the new delta).
+    fn after(parent: &TensorEntry) -> Chain {
+        Chain {
+            depth: parent.depth,
+            bytes: parent.chain_bytes,
+            keyframe_bytes: parent.keyframe_bytes,
+        }
+    }
+
+    /// A new chain whose keyframe stored `stored` bytes.
+    fn start(stored: u64) -> Chain {
+        Chain {
+            depth: 1,
+            bytes: stored,
+            keyframe_bytes: stored,
+        }
+    }
+
+    /// This chain with one more delta of `stored` bytes. A parent written before chains were
+    /// budgeted has no byte counts: the chain keeps none, and only its depth limits it.
+    fn extend(self, stored: u64) -> Chain {
+        let known = self.keyframe_bytes > 0;
+        Chain {
+            depth: self.depth + 1,
+            bytes: if known { self.bytes + stored } else { 0 },
+            keyframe_bytes: self.keyframe_bytes,
+        }
+    }
+}
+
 /// How one tensor will be stored.
 enum Plan {
     /// Identical bytes exist: reuse that entry's chunks.
     Reuse(TensorEntry),
     /// Code it, optionally against a reference, exactly or within a bound.
     Code {
-        reference: Option<(TensorRef, u32)>,
+        reference: Option<(TensorRef, Chain)>,
         bound: Bound,
     },
 }
@@ -286,14 +325,14 @@ impl Repo {
                 // Delta against the parent's tensor unless the chain would pass the keyframe
                 // interval (then this tensor starts a new chain).
                 let reference = same_layout
-                    .filter(|p| p.depth < keyframe_every && p.len == t.data.len() as u64)
+                    .filter(|p| p.continues_chain(t.data.len() as u64, keyframe_every))
                     .map(|p| {
                         closure.push(p.clone());
                         let r = TensorRef {
                             snapshot: parent.expect("a parent entry implies a parent"),
                             tensor: p.name.clone(),
                         };
-                        (r, p.depth)
+                        (r, Chain::after(p))
                     });
                 Plan::Code {
                     reference,
@@ -457,8 +496,9 @@ impl Repo {
                     }
                     Plan::Code { reference, bound } => {
                         let lossy = bound != Bound::Lossless && frames.is_none();
-                        let (encoding, depth) = match (&reference, lossy) {
-                            (Some((_, d)), _) => {
+                        let stored: u64 = chunks.iter().map(|c| c.stored).sum();
+                        let (encoding, chain) = match (&reference, lossy) {
+                            (Some((_, c)), _) => {
                                 report.deltas += 1;
                                 (
                                     if lossy {
@@ -466,7 +506,7 @@ impl Repo {
                                     } else {
                                         Encoding::ExactDelta
                                     },
-                                    d + 1,
+                                    c.extend(stored),
                                 )
                             }
                             (None, _) => {
@@ -477,7 +517,7 @@ impl Repo {
                                     } else {
                                         Encoding::Planes
                                     },
-                                    1,
+                                    Chain::start(stored),
                                 )
                             }
                         };
@@ -486,6 +526,9 @@ impl Repo {
                             let n = st.elements as f64;
                             stats.insert("zero_codes".to_string(), st.zero_codes as f64 / n);
                             stats.insert("exceptions".to_string(), st.exceptions as f64 / n);
+                            if st.fresh > 0 {
+                                stats.insert("fresh".to_string(), st.fresh as f64 / n);
+                            }
                             stats.insert("code_entropy_bits".to_string(), st.entropy_bits / n);
                             stats.insert(
                                 "code_bits_packed".to_string(),
@@ -512,7 +555,9 @@ impl Repo {
                             chunk_bytes: chunk_size as u64,
                             chunks,
                             reference: reference.map(|(r, _)| r),
-                            depth,
+                            depth: chain.depth,
+                            chain_bytes: chain.bytes,
+                            keyframe_bytes: chain.keyframe_bytes,
                             stats,
                         }
                     }

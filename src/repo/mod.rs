@@ -42,8 +42,10 @@ pub const DEFAULT_REPO_DIR: &str = ".snapstore";
 /// CUDA costs a process about 0.75 s (31 digits-mlp commits through the CLI took 24.2 s on CUDA,
 /// 0.72 s on the CPU), while a 1 GiB snapshot committed 1.19x faster on CUDA than on the CPU.
 pub const AUTO_CUDA_MIN_BYTES: u64 = 1 << 30;
-/// Default keyframe interval: at most this many decodes per checkout.
-pub const DEFAULT_KEYFRAME_EVERY: u32 = 8;
+/// Default keyframe interval: at most this many decodes per checkout. Chains also end when their
+/// deltas outgrow [`crate::store::manifest::CHAIN_BUDGET`] keyframes, which early in a run
+/// (large deltas) comes first.
+pub const DEFAULT_KEYFRAME_EVERY: u32 = 32;
 /// Default bound of the decoded last commit a [`Repo`] keeps for the next one
 /// ([`Repo::with_tip_cache`]): one coding window.
 pub const DEFAULT_TIP_CACHE_BYTES: usize = 64 << 20;

@@ -138,7 +138,7 @@ impl<'a> Prepared<'a> {
                     .and_then(|m| m.tensor(&t.name))
                     .filter(|p| p.dtype == t.dtype && p.shape == t.shape);
                 let use_reference =
-                    prev.is_some_and(|p| p.depth < keyframe_every && p.len == t.data.len() as u64);
+                    prev.is_some_and(|p| p.continues_chain(t.data.len() as u64, keyframe_every));
                 let unchanged = prev
                     .filter(|p| {
                         let mut h = blake3::Hasher::new();
@@ -308,7 +308,7 @@ impl<'a> Prepared<'a> {
                 // by 1+e and take floor(x + u), u uniform: code floor(x) with probability
                 // 1 - frac(x), else floor(x) + 1. The histogram holds the expected counts.
                 let (step, dither) = match self.rounding {
-                    Rounding::Nearest => (2.0 * eps.ln_1p(), false),
+                    Rounding::Nearest | Rounding::Lattice => (2.0 * eps.ln_1p(), false),
                     Rounding::Dither => (eps.ln_1p(), true),
                 };
                 let inv = 1.0 / step;

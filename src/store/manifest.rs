@@ -93,6 +93,11 @@ pub struct ChunkRef {
     pub stored: u64,
 }
 
+/// Bytes a chain's deltas may take, in keyframes of that chain: a checkout reads at most
+/// `1 + CHAIN_BUDGET` keyframes' worth of bytes, and where chains end at this budget keyframes
+/// take about `1 / (1 + CHAIN_BUDGET)` of the stored bytes.
+pub const CHAIN_BUDGET: u64 = 8;
+
 /// One tensor of a snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TensorEntry {
@@ -121,12 +126,36 @@ pub struct TensorEntry {
     pub reference: Option<TensorRef>,
     /// Decodes a checkout of this tensor needs (1 for a keyframe).
     pub depth: u32,
+    /// Stored bytes of this tensor's chain: its keyframe and every delta up to this entry
+    /// (0 in manifests written before chains were budgeted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub chain_bytes: u64,
+    /// Stored bytes of the chain's keyframe (0: unknown, as above).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keyframe_bytes: u64,
     /// Codec statistics (fraction of zero codes, exceptions), where the codec records them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stats: BTreeMap<String, f64>,
 }
 
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
 impl TensorEntry {
+    /// Whether the next snapshot of this tensor (`len` bytes) may be coded against this entry:
+    /// its chain is shorter than `keyframe_every` decodes, and its deltas hold fewer bytes than
+    /// [`CHAIN_BUDGET`] keyframes, so a checkout reads at most that many keyframes' worth.
+    /// Early in a run, when deltas are nearly as large as a keyframe, this starts chains often
+    /// (a keyframe then costs little more than the delta it replaces); late in a run, when deltas
+    /// are small, chains grow to the decode cap.
+    pub fn continues_chain(&self, len: u64, keyframe_every: u32) -> bool {
+        let deltas = self.chain_bytes.saturating_sub(self.keyframe_bytes);
+        self.len == len
+            && self.depth < keyframe_every
+            && (self.keyframe_bytes == 0 || deltas < CHAIN_BUDGET * self.keyframe_bytes)
+    }
+
     /// Stored bytes of this entry's own chunks (zero for a dedup).
     pub fn stored_bytes(&self) -> u64 {
         if self.encoding == Encoding::Dedup {
