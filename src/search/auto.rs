@@ -7,9 +7,15 @@
 //! `search.research_every.BRANCH`); in between it reuses the remembered bound. Without it every
 //! automatic commit searches (N = 1). A search failure commits nothing and changes no setting.
 //!
+//! A reused bound is re-checked on the snapshot at hand first (two evaluations: the snapshot and
+//! its coding under the bound, coded by the commit's own planner): a bound that was safe early
+//! may not be later in a run, or the other way round. When it loses more than `max_loss`, the
+//! commit searches again at once and the interval restarts.
+//!
 //! A searched snapshot records in its meta `search.bound`, `search.ratio`, `search.accuracy`,
 //! `search.baseline_accuracy`, `search.loss` and `search.evaluations`; a snapshot that reused
-//! the remembered bound records `search.reused_bound`.
+//! the remembered bound records `search.reused_bound` and `search.reused_loss`; one whose
+//! remembered bound failed its check records `search.rejected_bound`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,6 +52,9 @@ pub struct AutoCommitReport {
     pub research_every: u32,
     /// Automatic commits since the last search, this one included.
     pub commits_since_search: u32,
+    /// The check of a remembered bound on this snapshot, when there was one (its only
+    /// candidate is the remembered bound; `fell_back_to_lossless` means it failed).
+    pub recheck: Option<SearchReport>,
     /// The search, when there was one.
     pub search: Option<SearchReport>,
 }
@@ -130,13 +139,33 @@ impl Repo {
         };
         let mut o = opts.clone();
         o.branch = Some(branch.clone());
-        let reuse = match (remembered, since) {
+        let due = match (remembered, since) {
             (Some(b), Some(n)) if n < every => Some((b, n)),
             _ => None,
         };
+        let recheck = match due {
+            Some((Bound::Rel(eps), _)) => {
+                let only = SearchOptions {
+                    candidates: vec![eps],
+                    full_scan: true,
+                    ..auto.search.clone().for_commit(opts)
+                };
+                Some(search(self, &branch, &only)?)
+            }
+            _ => None,
+        };
+        let rejected = recheck.as_ref().is_some_and(|r| r.fell_back_to_lossless);
+        let reuse = due.filter(|_| !rejected);
+        if let (true, Some((b, _))) = (rejected, due) {
+            o.meta.insert("search.rejected_bound".into(), b.to_string());
+        }
         let (report, searched, since_now) = if let Some((b, n)) = reuse {
             o.bound = Some(b);
             o.meta.insert("search.reused_bound".into(), b.to_string());
+            if let Some(r) = &recheck {
+                o.meta
+                    .insert("search.reused_loss".into(), format!("{}", r.chosen.loss));
+            }
             let c = commit(self, &o)?;
             (
                 AutoCommitReport {
@@ -146,6 +175,7 @@ impl Repo {
                     research_every: every,
                     commits_since_search: n + 1,
                     search: None,
+                    recheck,
                 },
                 None,
                 n + 1,
@@ -178,6 +208,7 @@ impl Repo {
                     research_every: every,
                     commits_since_search: 1,
                     search: Some(s),
+                    recheck,
                 },
                 Some(b),
                 1,

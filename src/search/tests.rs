@@ -522,8 +522,14 @@ fn auto_commits_search_every_n_and_remember_the_bound() {
             }),
             research_every: if k == 0 { Some(2) } else { None },
         };
+        // Nearest codes: realized error ~ the bound for keyframes and deltas alike, so every
+        // recheck of a reused bound passes and only the interval decides.
+        let commit = CommitOptions {
+            rounding: Rounding::Nearest,
+            ..CommitOptions::default()
+        };
         let r = repo
-            .commit_tensors_auto(&t, None, &CommitOptions::default(), &auto, &mut ev)
+            .commit_tensors_auto(&t, None, &commit, &auto, &mut ev)
             .unwrap();
         searched.push(r.searched);
         assert_eq!(r.research_every, 2);
@@ -553,6 +559,70 @@ fn auto_commits_search_every_n_and_remember_the_bound() {
         Some(m.bound.to_string()),
         repo.config_get("bound.main").unwrap()
     );
+}
+
+/// A remembered bound is checked on every snapshot that reuses it: when the model grows
+/// sensitive (here at k = 2 the same error costs ten times the accuracy), the commit searches
+/// again instead of storing a snapshot that lost more than `max_loss`.
+#[test]
+fn a_reused_bound_that_now_loses_accuracy_is_searched_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::init(dir.path().join("repo")).unwrap();
+    // Nearest codes: realized error ~ the bound for keyframes and deltas alike.
+    let commit = CommitOptions {
+        rounding: Rounding::Nearest,
+        ..CommitOptions::default()
+    };
+    let mut reports = Vec::new();
+    for k in 0..3 {
+        let (w, b, s) = epoch(k);
+        let t = inputs(&w, &b, &s);
+        let gain = if k < 2 { 5.0 } else { 50.0 };
+        let mut ev = |got: &[crate::CheckedOutTensor]| Ok(0.99 - gain * max_rel(&t, got));
+        let auto = AutoOptions {
+            search: quiet(SearchOptions {
+                alpha: 0.99,
+                ..SearchOptions::default()
+            }),
+            research_every: if k == 0 { Some(10) } else { None },
+        };
+        let r = repo
+            .commit_tensors_auto(&t, None, &commit, &auto, &mut ev)
+            .unwrap();
+        let (_, m) = repo.show("HEAD").unwrap();
+        reports.push((r, m));
+    }
+    let (first, _) = &reports[0];
+    assert!(first.searched && first.recheck.is_none());
+    let (second, m) = &reports[1];
+    assert!(!second.searched, "the bound still holds at k = 1");
+    let check = second.recheck.as_ref().expect("a reused bound is checked");
+    assert!(check.chosen.loss <= 0.002 && check.evaluations == 2);
+    assert_eq!(m.meta["search.reused_bound"], first.bound);
+    assert_eq!(
+        m.meta["search.reused_loss"],
+        format!("{}", check.chosen.loss)
+    );
+    let (third, m) = &reports[2];
+    assert!(third.searched, "the failed check searches again");
+    assert!(third.recheck.as_ref().unwrap().fell_back_to_lossless);
+    assert_eq!(m.meta["search.rejected_bound"], first.bound);
+    let eps = |s: &str| match s.parse::<Bound>().unwrap() {
+        Bound::Rel(e) => e,
+        _ => 0.0,
+    };
+    assert!(
+        eps(&third.bound) < eps(&first.bound),
+        "{} then {}",
+        first.bound,
+        third.bound
+    );
+    let loss = third.search.as_ref().unwrap().chosen.loss;
+    assert!(
+        loss <= 0.002,
+        "the new bound keeps the loss within the limit: {loss}"
+    );
+    assert_eq!(repo.config_get("bound.main").unwrap().unwrap(), third.bound);
 }
 
 /// Tags balance and nothing but whitespace lies outside the root element.
@@ -667,5 +737,22 @@ fn digits_trajectory_keeps_accuracy_and_beats_lossless() {
         o.lossless_ratio
     );
     assert!(o.evaluations < o.full_scan_evaluations);
-    assert_eq!(o.searches.len(), 4, "epochs 0, 10, 20, 30");
+    // Every snapshot, reused bound or not, keeps its loss within the limit (the rechecks).
+    assert!(
+        o.worst_loss.0 <= o.max_loss,
+        "epoch {} lost {}",
+        o.worst_loss.1,
+        o.worst_loss.0
+    );
+    // A search runs every 10 commits, or sooner where the remembered bound failed its check.
+    assert_eq!(o.searches[0].epoch, 0);
+    for w in o.searches.windows(2) {
+        let gap = w[1].epoch - w[0].epoch;
+        let ok = if w[1].after_rejection {
+            gap <= 10
+        } else {
+            gap == 10
+        };
+        assert!(ok, "search at epoch {} after {}", w[1].epoch, w[0].epoch);
+    }
 }
