@@ -9,5 +9,6 @@ mod crash;
 mod frames;
 mod gpu;
 mod io_failures;
+mod legacy;
 mod library;
 mod search;
