@@ -272,6 +272,27 @@ mod tests {
         }
     }
 
+    /// Every one-byte change and every truncation of the chunk seeds (lattice chunks with code
+    /// streams, fresh elements and exceptions among them) decodes or fails cleanly.
+    #[test]
+    fn damaged_chunk_seeds_never_panic() {
+        let seeds = super::seeds();
+        let chunks: Vec<&Vec<u8>> = seeds
+            .iter()
+            .filter(|(t, _)| *t == "chunk_object")
+            .map(|(_, b)| b)
+            .collect();
+        assert!(!chunks.is_empty());
+        for bytes in chunks {
+            for i in 0..bytes.len() {
+                let mut b = bytes.clone();
+                b[i] ^= 0x5a;
+                super::chunk_object(&b);
+                super::chunk_object(&bytes[..i]);
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
         /// The same entry points, on random bytes, in every CI run (the fuzzers go deeper).
