@@ -87,6 +87,11 @@ struct CodeStats {
     delta_packed: f64,
     delta_zeros: f64,
     delta_exceptions: f64,
+    /// Elements placed on their grid because the reference could not hold them.
+    fresh: f64,
+    /// Stored bytes of every lossy-coded tensor, and of those coded as keyframes.
+    stored: f64,
+    keyframe_stored: f64,
 }
 
 fn main() -> Result<()> {
@@ -298,21 +303,24 @@ fn run_corpus(corpus: &Corpus, cfg: &Config) -> Result<()> {
     }
     println!();
     if code_stats.iter().any(|(_, c)| c.elements > 0.0) {
-        println!("Log-quantized code statistics (manifest `stats`, element-weighted mean over all lossy-coded tensors of all snapshots; `delta` = tensors coded against a reference):");
+        println!("Log-quantized code statistics (manifest `stats`, element-weighted mean over all lossy-coded tensors of all snapshots; stored bits = their stored bytes per element, keyframe share = the part of those bytes in keyframes; `delta` = tensors coded against a reference):");
         println!();
-        println!("| method, bound | code_entropy_bits | code_bits_packed | zero_codes | exceptions | delta: code_entropy_bits | delta: code_bits_packed | delta: zero_codes | delta: exceptions |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("| method, bound | stored bits | keyframe share | code_entropy_bits | code_bits_packed | zero_codes | exceptions | fresh | delta: code_entropy_bits | delta: code_bits_packed | delta: zero_codes | delta: exceptions |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (b, c) in &code_stats {
             if c.elements == 0.0 {
                 continue;
             }
             let d = c.delta_elements.max(1.0);
             println!(
-                "| {b} | {:.3} | {:.3} | {:.4} | {:.5} | {:.3} | {:.3} | {:.4} | {:.5} |",
+                "| {b} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} | {:.5} | {:.5} | {:.3} | {:.3} | {:.4} | {:.5} |",
+                8.0 * c.stored / c.elements,
+                c.keyframe_stored / c.stored.max(1.0),
                 c.entropy / c.elements,
                 c.packed / c.elements,
                 c.zeros / c.elements,
                 c.exceptions / c.elements,
+                c.fresh / c.elements,
                 c.delta_entropy / d,
                 c.delta_packed / d,
                 c.delta_zeros / d,
@@ -457,6 +465,11 @@ fn snapstore_row(
             code.packed += g("code_bits_packed");
             code.zeros += g("zero_codes");
             code.exceptions += g("exceptions");
+            code.fresh += g("fresh");
+            code.stored += e.stored_bytes() as f64;
+            if e.reference.is_none() {
+                code.keyframe_stored += e.stored_bytes() as f64;
+            }
             if e.reference.is_some() {
                 code.delta_elements += elems;
                 code.delta_entropy += g("code_entropy_bits");

@@ -180,6 +180,8 @@ pub struct PowerTable {
     keep_reference: bool,
     /// Lattice tables only: the per-element offsets `D[j]` (see [`PowerTable::lattice`]).
     offsets: Vec<f64>,
+    /// Encoder only: the offset of slot `j` is `j * offset_steps` steps of this table.
+    offset_steps: f64,
 }
 
 impl PowerTable {
@@ -251,6 +253,7 @@ impl PowerTable {
             dither: false,
             keep_reference: true,
             offsets: Vec::new(),
+            offset_steps: 0.0,
         })
     }
 
@@ -269,33 +272,28 @@ impl PowerTable {
     pub fn lattice(bound: ErrorBound, max_code: u32) -> Result<Self, QuantError> {
         let mut t = Self::new(bound, max_code)?;
         t.keep_reference = false;
-        t.offsets = match bound {
-            ErrorBound::Relative(eps) => {
-                let s = 1.0 + eps;
-                let mut roots = [s * s; 9];
-                for k in 1..roots.len() {
-                    roots[k] = roots[k - 1].sqrt();
-                }
-                (0..LATTICE_SLOTS)
-                    .map(|j| {
-                        let mut acc = 1.0f64;
-                        for b in 0..8 {
-                            if j >> b & 1 == 1 {
-                                acc *= roots[8 - b];
-                            }
-                        }
-                        if j == 0 {
-                            1.0
-                        } else {
-                            1.0 / acc
-                        }
-                    })
-                    .collect()
-            }
-            ErrorBound::Absolute(eps) => (0..LATTICE_SLOTS)
-                .map(|j| -((2.0 * eps) * (j as f64 / LATTICE_SLOTS as f64)))
-                .collect(),
+        t.offsets = lattice_offsets(bound);
+        t.offset_steps = 1.0 / LATTICE_SLOTS as f64;
+        Ok(t)
+    }
+
+    /// The table a lattice keyframe is coded with: the step of `bound`'s lattice halved (`T` of
+    /// [`PowerTable::new`] for `sqrt(1+eps) - 1`, or `eps / 2` absolute, and its check), with
+    /// the offsets `D` of `bound`'s own lattice. The offsets span a whole delta step, so even
+    /// elements of equal value (a BatchNorm scale initialised to 1) start spread over the cells
+    /// of the grid their deltas will move on; with offsets of the half step they would cover
+    /// half a cell, and a layer drifting together would move with a bias.
+    pub fn lattice_keyframe(bound: ErrorBound, max_code: u32) -> Result<Self, QuantError> {
+        let half = match bound {
+            ErrorBound::Relative(e) => ErrorBound::Relative((1.0 + e).sqrt() - 1.0),
+            ErrorBound::Absolute(e) => ErrorBound::Absolute(e / 2.0),
         };
+        Self::new(bound, 1)?; // `bound` itself must be valid
+        let mut t = Self::new(half, max_code)?;
+        t.keep_reference = false;
+        t.offsets = lattice_offsets(bound);
+        // Offset slots in steps of this table: a delta step is two keyframe steps.
+        t.offset_steps = 2.0 / LATTICE_SLOTS as f64;
         Ok(t)
     }
 
@@ -349,6 +347,37 @@ impl PowerTable {
     #[allow(dead_code)] // uploaded by the CUDA backend
     pub fn values(&self) -> &[f64] {
         &self.values
+    }
+}
+
+/// The offsets `D[j]` of `bound`'s lattice (see [`PowerTable::lattice`]).
+fn lattice_offsets(bound: ErrorBound) -> Vec<f64> {
+    match bound {
+        ErrorBound::Relative(eps) => {
+            let s = 1.0 + eps;
+            let mut roots = [s * s; 9];
+            for k in 1..roots.len() {
+                roots[k] = roots[k - 1].sqrt();
+            }
+            (0..LATTICE_SLOTS)
+                .map(|j| {
+                    let mut acc = 1.0f64;
+                    for b in 0..8 {
+                        if j >> b & 1 == 1 {
+                            acc *= roots[8 - b];
+                        }
+                    }
+                    if j == 0 {
+                        1.0
+                    } else {
+                        1.0 / acc
+                    }
+                })
+                .collect()
+        }
+        ErrorBound::Absolute(eps) => (0..LATTICE_SLOTS)
+            .map(|j| -((2.0 * eps) * (j as f64 / LATTICE_SLOTS as f64)))
+            .collect(),
     }
 }
 
@@ -626,6 +655,7 @@ struct Params<'a> {
     eps_check: f64,
     dither: bool,
     keep_reference: bool,
+    offset_steps: f64,
 }
 
 impl<'a> Params<'a> {
@@ -638,6 +668,7 @@ impl<'a> Params<'a> {
             eps_check: table.eps_check,
             dither: table.dither,
             keep_reference: table.keep_reference,
+            offset_steps: table.offset_steps,
         }
     }
 }
@@ -967,7 +998,7 @@ fn lattice_encode_one<K: Elem, M: Mode>(
         return None;
     }
     let j = lattice_slot(i);
-    let est = M::estimate(a, b, p.inv_step) + j as f64 / LATTICE_SLOTS as f64;
+    let est = M::estimate(a, b, p.inv_step) + j as f64 * p.offset_steps;
     let m0f = est.round();
     if !m0f.is_finite() || m0f.abs() > p.max_f + 1.0 {
         return None;
@@ -1117,10 +1148,12 @@ fn require_lattice(table: &PowerTable) -> Result<(), QuantError> {
     }
 }
 
-/// Codes a keyframe on the lattice: every element from its base in `reference` (`±1` by sign
-/// under a relative bound, 0 under an absolute one). Returns the chunk (exceptions where no
-/// lattice point meets the bound) and the reconstruction.
-pub fn quantize_keyframe_lattice(
+/// Codes every element onto its lattice from its base in `reference`: `±1` by sign (relative)
+/// or 0 (absolute) for a keyframe, or the reconstructed parent for a delta that anchors a chain
+/// on the lattice (`x = (B' * T[m]) * D[j]`, so the offsets spread even a chain that starts from
+/// exact or finer values over whole cells). Returns the chunk (exceptions where no lattice point
+/// meets the bound) and the reconstruction.
+pub fn quantize_from_bases(
     kind: FloatKind,
     target: &[u8],
     reference: &[u8],
@@ -1145,8 +1178,8 @@ pub fn quantize_keyframe_lattice(
     ))
 }
 
-/// Decodes a lattice keyframe (the inverse of [`quantize_keyframe_lattice`]).
-pub fn dequantize_keyframe_lattice(
+/// Decodes what [`quantize_from_bases`] coded.
+pub fn dequantize_from_bases(
     kind: FloatKind,
     reference: &[u8],
     chunk: &QuantizedChunk,
@@ -2375,8 +2408,8 @@ mod tests {
             // Keyframe of the references.
             let base = to_bytes(kind, &lattice_base(kind, bound, &rb));
             let (q, recon) =
-                quantize_keyframe_lattice(kind, &to_bytes(kind, &rb), &base, &table).unwrap();
-            prop_assert_eq!(&dequantize_keyframe_lattice(kind, &base, &q, &table).unwrap(), &recon);
+                quantize_from_bases(kind, &to_bytes(kind, &rb), &base, &table).unwrap();
+            prop_assert_eq!(&dequantize_from_bases(kind, &base, &q, &table).unwrap(), &recon);
             check_lattice_recon(kind, bound, &rb, &from_bytes(kind, &recon), &q.exception_positions)?;
             // A delta of the targets against that reconstruction.
             let t_bytes = to_bytes(kind, &ta);
@@ -2451,7 +2484,9 @@ mod tests {
 
     /// The start-state trap: a layer drifting by a third of a step stays frozen (a coherent bias)
     /// when its grid is centred on exact values, while the lattice moves a share of its weights
-    /// so the layer's mean follows; a weight that does not move costs code 0 on the lattice.
+    /// so the layer's mean follows; a weight that does not move costs code 0 on the lattice. Half
+    /// the layer starts at exactly 1.0 (a BatchNorm scale): its keyframe must spread it over whole
+    /// delta cells too.
     #[test]
     fn lattice_tracks_slow_drift_and_keeps_still_weights_free() {
         let kind = FloatKind::F32;
@@ -2459,44 +2494,66 @@ mod tests {
         let step = 2.0 * (1.0f64 + eps).ln();
         let mut rng = Rng(7);
         let a0: Vec<u64> = (0..8192)
-            .map(|_| {
-                from_f64(
-                    kind,
-                    (0.5 + rng.sym().abs()) * if rng.sym() < 0.0 { -1.0 } else { 1.0 },
-                )
+            .map(|i| {
+                let x = if i % 2 == 0 {
+                    1.0
+                } else {
+                    0.5 + rng.sym().abs()
+                };
+                from_f64(kind, x * if rng.sym() < 0.0 { -1.0 } else { 1.0 })
             })
             .collect();
-        let drifted: Vec<u64> = a0
-            .iter()
-            .map(|&b| from_f64(kind, val(kind, b) * (step / 3.0).exp()))
-            .collect();
         let lattice = PowerTable::lattice(ErrorBound::Relative(eps), 1000).unwrap();
+        let keyframe = PowerTable::lattice_keyframe(ErrorBound::Relative(eps), 2000).unwrap();
         let base = to_bytes(kind, &lattice_base(kind, lattice.bound(), &a0));
-        let (_, key) =
-            quantize_keyframe_lattice(kind, &to_bytes(kind, &a0), &base, &lattice).unwrap();
+        let (_, key) = quantize_from_bases(kind, &to_bytes(kind, &a0), &base, &keyframe).unwrap();
+        let key_bias = mean_log_error(kind, &a0, &key) / step;
+        assert!(key_bias.abs() < 0.01, "keyframe bias {key_bias} steps");
+        // The first delta anchors the chain: a finer keyframe is within a quarter step of every
+        // weight, so grids anchored on it would be centred on the start values (the trap).
+        let (_, key) = quantize_from_bases(kind, &to_bytes(kind, &a0), &key, &lattice).unwrap();
         let (still, _) = quantize(kind, &to_bytes(kind, &a0), &key, &lattice).unwrap();
         assert!(
             still.codes.iter().all(|&c| c == 0),
             "unmoved weights cost code 0"
         );
-        let (_, moved) = quantize(kind, &to_bytes(kind, &drifted), &key, &lattice).unwrap();
-        let lattice_bias = mean_log_error(kind, &drifted, &moved) / step;
         let nearest = PowerTable::new(ErrorBound::Relative(eps), 1000).unwrap();
-        let (_, frozen) = quantize(
-            kind,
-            &to_bytes(kind, &drifted),
-            &to_bytes(kind, &a0),
-            &nearest,
-        )
-        .unwrap();
-        let frozen_bias = mean_log_error(kind, &drifted, &frozen) / step;
-        assert!(
-            lattice_bias.abs() < 0.03,
-            "lattice bias {lattice_bias} steps"
-        );
-        assert!(
-            frozen_bias < -0.3,
-            "exact start freezes the drift: {frozen_bias} steps"
-        );
+        for k in 1..=6 {
+            // k sixths of a step, as a layer drifts over several snapshots
+            let drifted: Vec<u64> = a0
+                .iter()
+                .map(|&b| from_f64(kind, val(kind, b) * (k as f64 * step / 6.0).exp()))
+                .collect();
+            let (_, moved) = quantize(kind, &to_bytes(kind, &drifted), &key, &lattice).unwrap();
+            let bias = mean_log_error(kind, &drifted, &moved) / step;
+            assert!(
+                bias.abs() < 0.03,
+                "lattice bias {bias} steps after {k}/6 step"
+            );
+            let ones: Vec<u64> = drifted.iter().step_by(2).copied().collect();
+            let moved_ones: Vec<u8> = moved
+                .chunks_exact(8)
+                .flat_map(|p| p[..4].to_vec())
+                .collect();
+            let ones_bias = mean_log_error(kind, &ones, &moved_ones) / step;
+            assert!(
+                ones_bias.abs() < 0.05,
+                "equal-valued weights: bias {ones_bias} steps after {k}/6"
+            );
+            if k == 2 {
+                let (_, frozen) = quantize(
+                    kind,
+                    &to_bytes(kind, &drifted),
+                    &to_bytes(kind, &a0),
+                    &nearest,
+                )
+                .unwrap();
+                let frozen_bias = mean_log_error(kind, &drifted, &frozen) / step;
+                assert!(
+                    frozen_bias < -0.3,
+                    "exact start freezes the drift: {frozen_bias} steps"
+                );
+            }
+        }
     }
 }

@@ -25,6 +25,48 @@ use crate::store::manifest::Bound;
 pub(crate) const KEYFRAME: u8 = 1;
 /// Transform flag: codes stored as narrow little-endian integers in byte planes, not RLE.
 const NARROW_CODES: u8 = 2;
+/// Transform flag (lattice): a delta that moves its parent onto the lattice ([`Basis::Anchor`]).
+const ANCHOR: u8 = 4;
+
+/// What a chunk is coded against.
+#[derive(Clone, Copy, Debug)]
+pub enum Basis<'a> {
+    /// Nothing: a keyframe.
+    Keyframe,
+    /// The reconstructed parent chunk, already on this chain's lattice.
+    Parent(&'a [u8]),
+    /// The reconstructed parent chunk of a chain that does not sit on the lattice yet: the first
+    /// delta after a keyframe (coded at half the step) or after a bound change. Every element is
+    /// placed from the parent onto its own grid, so the grids' offsets against the weights are
+    /// spread over whole cells and a layer drifting together moves without bias. Other
+    /// roundings read it as [`Basis::Parent`].
+    Anchor(&'a [u8]),
+}
+
+impl<'a> Basis<'a> {
+    /// The parent chunk, if any.
+    pub fn parent(self) -> Option<&'a [u8]> {
+        match self {
+            Basis::Keyframe => None,
+            Basis::Parent(r) | Basis::Anchor(r) => Some(r),
+        }
+    }
+
+    /// Whether a delta after `parent` anchors its chain on the lattice of `bound`: the parent
+    /// starts its chain (a keyframe, coded at half the step, or exact) or had another bound.
+    pub fn anchors_after(parent_depth: u32, parent_bound: Bound, bound: Bound) -> bool {
+        parent_depth <= 1 || parent_bound != bound
+    }
+
+    /// `Parent` or `Anchor` over `reference`, as [`Basis::anchors_after`] says.
+    pub fn delta(reference: &'a [u8], anchor: bool) -> Basis<'a> {
+        if anchor {
+            Basis::Anchor(reference)
+        } else {
+            Basis::Parent(reference)
+        }
+    }
+}
 /// Largest code magnitude: covers the whole F32 range for every bound we accept.
 const MAX_CODE_LIMIT: u32 = 1 << 20;
 
@@ -126,11 +168,10 @@ impl std::str::FromStr for Rounding {
 }
 
 /// Code range for a bound: enough steps to span the F32 exponent range in the log domain.
-fn max_code_for(bound: ErrorBound, rounding: Rounding) -> u32 {
-    let per_step = if rounding == Rounding::Dither {
-        2.0
-    } else {
-        1.0
+fn max_code_for(bound: ErrorBound, form: TableForm) -> u32 {
+    let per_step = match form {
+        TableForm::Dither | TableForm::LatticeKeyframe => 2.0,
+        TableForm::Nearest | TableForm::Lattice => 1.0,
     };
     match bound {
         ErrorBound::Relative(e) => {
@@ -140,11 +181,24 @@ fn max_code_for(bound: ErrorBound, rounding: Rounding) -> u32 {
     }
 }
 
-/// The bound whose lattice steps at half the step of `eb`'s.
-fn half_step(eb: ErrorBound) -> ErrorBound {
-    match eb {
-        ErrorBound::Relative(e) => ErrorBound::Relative((1.0 + e).sqrt() - 1.0),
-        ErrorBound::Absolute(e) => ErrorBound::Absolute(e / 2.0),
+/// Which power table a chunk is coded with: its rounding, and for the lattice whether it is a
+/// keyframe (coded at half the step, [`PowerTable::lattice_keyframe`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TableForm {
+    Nearest,
+    Dither,
+    Lattice,
+    LatticeKeyframe,
+}
+
+impl TableForm {
+    fn of(rounding: Rounding, keyframe: bool) -> TableForm {
+        match (rounding, keyframe) {
+            (Rounding::Nearest, _) => TableForm::Nearest,
+            (Rounding::Dither, _) => TableForm::Dither,
+            (Rounding::Lattice, false) => TableForm::Lattice,
+            (Rounding::Lattice, true) => TableForm::LatticeKeyframe,
+        }
     }
 }
 
@@ -158,21 +212,22 @@ fn table_cache() -> &'static TableCache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The power table for `(bound, max_code, rounding)`, built once per process (while fewer than
+/// The power table for `(bound, max_code, form)`, built once per process (while fewer than
 /// [`TABLE_CACHE_ENTRIES`] others are kept).
-fn table(bound: ErrorBound, max_code: u32, rounding: Rounding) -> Result<Arc<PowerTable>, String> {
+fn table(bound: ErrorBound, max_code: u32, form: TableForm) -> Result<Arc<PowerTable>, String> {
     let key = match bound {
-        ErrorBound::Relative(e) => (1, e.to_bits(), max_code, rounding as u8),
-        ErrorBound::Absolute(e) => (2, e.to_bits(), max_code, rounding as u8),
+        ErrorBound::Relative(e) => (1, e.to_bits(), max_code, form as u8),
+        ErrorBound::Absolute(e) => (2, e.to_bits(), max_code, form as u8),
     };
     let cache = table_cache();
     if let Some(t) = cache.lock().expect("table cache").get(&key) {
         return Ok(t.clone());
     }
-    let built = match rounding {
-        Rounding::Nearest => PowerTable::new(bound, max_code),
-        Rounding::Dither => PowerTable::dithered(bound, max_code),
-        Rounding::Lattice => PowerTable::lattice(bound, max_code),
+    let built = match form {
+        TableForm::Nearest => PowerTable::new(bound, max_code),
+        TableForm::Dither => PowerTable::dithered(bound, max_code),
+        TableForm::Lattice => PowerTable::lattice(bound, max_code),
+        TableForm::LatticeKeyframe => PowerTable::lattice_keyframe(bound, max_code),
     };
     let t = Arc::new(built.map_err(|e| e.to_string())?);
     let mut cache = cache.lock().expect("table cache");
@@ -444,32 +499,37 @@ pub fn encode(
     dtype: Dtype,
     bound: Bound,
     target: &[u8],
-    reference: Option<&[u8]>,
+    basis: Basis<'_>,
     rounding: Rounding,
     choice: CodecChoice,
 ) -> Result<(Vec<u8>, Vec<u8>, ChunkStats), String> {
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot be stored lossy"))?;
+    let reference = basis.parent();
     let keyframe = reference.is_none();
+    let anchor = rounding == Rounding::Lattice && matches!(basis, Basis::Anchor(_));
     let eb = error_bound(bound).ok_or("lossless bound given to the lossy codec")?;
-    // A lattice keyframe steps at half the delta step, well inside the bound (the chunk records
-    // its own step). A keyframe usually starts a run, a random initialisation or a loaded base,
-    // whose decisions hang on the thinnest margins; one more bit per element there is a small
-    // share of a chain (BENCHMARKS.md).
-    let eb = if keyframe && rounding == Rounding::Lattice {
-        half_step(eb)
-    } else {
-        eb
-    };
-    let max_code = max_code_for(eb, rounding);
-    let table = table(eb, max_code, rounding)?;
+    // A lattice keyframe steps at half the delta step, well inside the bound
+    // ([`PowerTable::lattice_keyframe`]). A keyframe usually starts a run, a random
+    // initialisation or a loaded base, whose decisions hang on the thinnest margins; one more bit
+    // per element there is a small share of a chain (BENCHMARKS.md).
+    let form = TableForm::of(rounding, keyframe);
+    let max_code = max_code_for(eb, form);
+    let table = table(eb, max_code, form)?;
     let (reference, signs) = match (reference, eb) {
         (Some(r), _) => (r.to_vec(), Vec::new()),
         (None, ErrorBound::Relative(_)) => (sign_reference(kind, target), pack_signs(kind, target)),
         (None, ErrorBound::Absolute(_)) => (vec![0u8; target.len()], Vec::new()),
     };
     let (mut q, mut recon, mut fresh) = match (rounding, keyframe) {
+        (Rounding::Lattice, false) if anchor => {
+            let (mut q, mut r) = logquant::quantize_from_bases(kind, target, &reference, &table)
+                .map_err(|e| e.to_string())?;
+            let f = logquant::rescue_exceptions(kind, target, &mut q, &mut r, &table)
+                .map_err(|e| e.to_string())?;
+            (q, r, f)
+        }
         (Rounding::Lattice, true) => {
-            let (q, r) = logquant::quantize_keyframe_lattice(kind, target, &reference, &table)
+            let (q, r) = logquant::quantize_from_bases(kind, target, &reference, &table)
                 .map_err(|e| e.to_string())?;
             (q, r, FreshCodes::default())
         }
@@ -542,7 +602,7 @@ pub fn encode(
         sections.extend(exceptions);
         (flag, bytes)
     };
-    let flags = codes_flag | if keyframe { KEYFRAME } else { 0 };
+    let flags = codes_flag | if keyframe { KEYFRAME } else { 0 } | if anchor { ANCHOR } else { 0 };
     let n = (target.len() / kind.size()) as u64;
     let exceptions = q.exception_positions.len() as u64;
     let fresh_count = fresh.positions.len() as u64;
@@ -613,9 +673,9 @@ pub fn decode(
     if max_code > MAX_CODE_LIMIT {
         return Err(format!("code range {max_code} over the limit"));
     }
-    let table = table(eb, max_code, rounding)?;
-    let n = chunk.raw_len / kind.size();
     let keyframe = chunk.transform & KEYFRAME != 0;
+    let table = table(eb, max_code, TableForm::of(rounding, keyframe))?;
+    let n = chunk.raw_len / kind.size();
     let reference = if keyframe {
         match eb {
             ErrorBound::Relative(_) => unpack_sign_reference(kind, &signs, n)?,
@@ -664,10 +724,10 @@ pub fn decode(
         exception_positions: positions_decode(&positions)?,
         exception_values: planes::merge(&values, kind.size()),
     };
+    let anchor = lattice && chunk.transform & ANCHOR != 0;
     match (rounding, keyframe) {
         (Rounding::Lattice, true) => {
-            logquant::dequantize_keyframe_lattice(kind, &reference, &q, &table)
-                .map_err(|e| e.to_string())
+            logquant::dequantize_from_bases(kind, &reference, &q, &table).map_err(|e| e.to_string())
         }
         (Rounding::Lattice, false) => {
             let positions = positions_decode(&fresh_positions)?;
@@ -676,7 +736,12 @@ pub fn decode(
                 negative: unpack_bits(&fresh_signs, positions.len(), eb)?,
                 positions,
             };
-            let mut out = engine.dequantize(kind, &reference, &q, &table)?;
+            let mut out = if anchor {
+                logquant::dequantize_from_bases(kind, &reference, &q, &table)
+                    .map_err(|e| e.to_string())?
+            } else {
+                engine.dequantize(kind, &reference, &q, &table)?
+            };
             logquant::apply_fresh(kind, &fresh, &mut out, &table).map_err(|e| e.to_string())?;
             Ok(out)
         }
@@ -788,7 +853,7 @@ mod tests {
             Dtype::F32,
             Bound::Rel(0.01),
             &f32s(&a),
-            None,
+            Basis::Keyframe,
             Rounding::Dither,
             CodecChoice::Auto,
         )
@@ -804,7 +869,7 @@ mod tests {
             Dtype::F32,
             Bound::Rel(0.01),
             &f32s(&b),
-            Some(&recon_a),
+            Basis::Parent(&recon_a),
             Rounding::Nearest,
             CodecChoice::Auto,
         )
@@ -829,11 +894,70 @@ mod tests {
         }
     }
 
+    /// A lattice chain: a keyframe at half the step, the anchoring first delta, plain deltas;
+    /// every chunk decodes to its encoder's reconstruction, within the bound, sign flips and
+    /// zero parents placed on the grid rather than stored exactly.
+    #[test]
+    fn lattice_chain_keyframe_anchor_deltas() {
+        let eps = 0.05;
+        let n = 20_000;
+        let mut x: Vec<f32> = (0..n)
+            .map(|i| ((i as f32) * 0.37).sin() * 0.1 + if i % 3 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let mut parent: Option<Vec<u8>> = None;
+        for step in 0..4 {
+            let basis = match (&parent, step) {
+                (None, _) => Basis::Keyframe,
+                (Some(p), 1) => Basis::Anchor(p),
+                (Some(p), _) => Basis::Parent(p),
+            };
+            let target = f32s(&x);
+            let (obj, recon, stats) = encode(
+                &CpuQuant,
+                Dtype::F32,
+                Bound::Rel(eps),
+                &target,
+                basis,
+                Rounding::Lattice,
+                CodecChoice::Auto,
+            )
+            .unwrap();
+            let parsed = read_chunk(&obj).unwrap();
+            assert_eq!(parsed.transform & ANCHOR != 0, step == 1, "step {step}");
+            assert_eq!(parsed.transform & KEYFRAME != 0, step == 0, "step {step}");
+            assert_eq!(
+                decode(&CpuQuant, Dtype::F32, parsed, parent.as_deref()).unwrap(),
+                recon,
+                "step {step}"
+            );
+            if step > 0 {
+                assert!(
+                    stats.fresh > 0 && stats.exceptions <= (n / 3) as u64,
+                    "step {step}: {stats:?}"
+                );
+            }
+            for (a, y) in x.iter().zip(recon.chunks_exact(4)) {
+                let y = f32::from_le_bytes(y.try_into().unwrap());
+                let exact = a.to_bits() == y.to_bits();
+                assert!(exact || (y as f64 - *a as f64).abs() <= eps * (*a as f64).abs());
+            }
+            parent = Some(recon);
+            // Drift, and flip the sign of some small weights.
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = if i % 97 == 0 {
+                    -*v * 0.5
+                } else {
+                    *v * 1.01 + 1e-4
+                };
+            }
+        }
+    }
+
     #[test]
     fn table_cache_stays_bounded_whatever_bounds_chunks_name() {
         for k in 0..3 * TABLE_CACHE_ENTRIES {
             let eps = 0.01 + k as f64 * 1e-4;
-            table(ErrorBound::Relative(eps), 100, Rounding::Dither).unwrap();
+            table(ErrorBound::Relative(eps), 100, TableForm::Dither).unwrap();
             let len = table_cache().lock().unwrap().len();
             assert!(len <= TABLE_CACHE_ENTRIES, "{len} tables cached");
         }

@@ -402,7 +402,7 @@ impl Backend {
                     }
                 };
                 if reference.is_none() && table.is_lattice() {
-                    logquant::quantize_keyframe_lattice(kind, target, r, &table).map_err(invalid)?
+                    logquant::quantize_from_bases(kind, target, r, &table).map_err(invalid)?
                 } else {
                     logquant::quantize(kind, target, r, &table).map_err(invalid)?
                 }

@@ -19,7 +19,7 @@ use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
 use super::{Repo, DEFAULT_KEYFRAME_EVERY};
 use crate::codec::chunk;
-use crate::codec::lossy::{self, ChunkStats, QuantEngine, Rounding};
+use crate::codec::lossy::{self, Basis, ChunkStats, QuantEngine, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result, SafetensorsProblem};
@@ -118,15 +118,18 @@ struct Chain {
     depth: u32,
     bytes: u64,
     keyframe_bytes: u64,
+    /// The next delta anchors the chain on the lattice ([`Basis::Anchor`]).
+    anchor: bool,
 }
 
 impl Chain {
-    /// A chain continued after `parent`'s entry (not yet counting the new delta).
-    fn after(parent: &TensorEntry) -> Chain {
+    /// A chain continued under `bound` after `parent`'s entry (not yet counting the new delta).
+    fn after(parent: &TensorEntry, bound: Bound) -> Chain {
         Chain {
             depth: parent.depth,
             bytes: parent.chain_bytes,
             keyframe_bytes: parent.keyframe_bytes,
+            anchor: Basis::anchors_after(parent.depth, parent.bound, bound),
         }
     }
 
@@ -136,6 +139,7 @@ impl Chain {
             depth: 1,
             bytes: stored,
             keyframe_bytes: stored,
+            anchor: false,
         }
     }
 
@@ -147,6 +151,7 @@ impl Chain {
             depth: self.depth + 1,
             bytes: if known { self.bytes + stored } else { 0 },
             keyframe_bytes: self.keyframe_bytes,
+            anchor: false,
         }
     }
 }
@@ -332,7 +337,7 @@ impl Repo {
                             snapshot: parent.expect("a parent entry implies a parent"),
                             tensor: p.name.clone(),
                         };
-                        (r, Chain::after(p))
+                        (r, Chain::after(p, tensor_bound))
                     });
                 Plan::Code {
                     reference,
@@ -401,7 +406,11 @@ impl Repo {
                         }
                         _ => None,
                     };
-                    let reference = cached.as_deref().or(decoded.as_deref());
+                    let anchor = reference.as_ref().is_some_and(|(_, c)| c.anchor);
+                    let basis = match cached.as_deref().or(decoded.as_deref()) {
+                        Some(r) => Basis::delta(r, anchor),
+                        None => Basis::Keyframe,
+                    };
                     let data = &input.data[range.clone()];
                     let coded = match &frames {
                         Some(f) => code_frame_group(f, data, *bound, opts.codec),
@@ -410,7 +419,7 @@ impl Repo {
                             input,
                             data,
                             *bound,
-                            reference,
+                            basis,
                             opts.rounding,
                             opts.codec,
                         ),
@@ -731,10 +740,11 @@ pub(crate) fn code_chunk(
     input: &TensorInput,
     data: &[u8],
     bound: Bound,
-    reference: Option<&[u8]>,
+    basis: Basis<'_>,
     rounding: Rounding,
     codec: CodecChoice,
 ) -> std::result::Result<CodedChunk, String> {
+    let reference = basis.parent();
     let exact = || {
         chunk::encode_lossless(
             data,
@@ -756,7 +766,7 @@ pub(crate) fn code_chunk(
         return Ok(done(exact(), None, None));
     }
     let (obj, recon, stats) =
-        lossy::encode(engine, input.dtype, bound, data, reference, rounding, codec)?;
+        lossy::encode(engine, input.dtype, bound, data, basis, rounding, codec)?;
     if (stats.exceptions as f64) > EXCEPTION_FALLBACK * stats.elements as f64 {
         let plain = exact();
         if plain.len() < obj.len() {

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::SearchOptions;
 use crate::codec::chunk;
-use crate::codec::lossy::{self, QuantEngine, Rounding};
+use crate::codec::lossy::{self, Basis, QuantEngine, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -38,6 +38,8 @@ struct TensorPlan {
     lossy: bool,
     /// The parent's reconstructed tensor, when the commit would code against it.
     reference: Option<Vec<u8>>,
+    /// The parent entry's depth and bound (whether a delta anchors depends on the bound).
+    parent: Option<(u32, Bound)>,
     /// The parent holds these exact source bytes under this bound: the commit reuses its entry
     /// (no new bytes; the reconstruction is the parent's).
     unchanged: Option<(Bound, Vec<u8>)>,
@@ -127,6 +129,7 @@ impl<'a> Prepared<'a> {
         struct Pre {
             lossy: bool,
             use_reference: bool,
+            parent: Option<(u32, Bound)>,
             unchanged: Option<Bound>,
         }
         let pre: Vec<Pre> = inputs
@@ -151,6 +154,7 @@ impl<'a> Prepared<'a> {
                 Pre {
                     lossy,
                     use_reference,
+                    parent: prev.map(|p| (p.depth, p.bound)),
                     unchanged,
                 }
             })
@@ -177,6 +181,7 @@ impl<'a> Prepared<'a> {
                 (false, None) => (None, None),
             };
             plans.push(TensorPlan {
+                parent: p.parent.filter(|_| p.use_reference),
                 lossy: p.lossy,
                 reference,
                 unchanged,
@@ -365,13 +370,19 @@ impl<'a> Prepared<'a> {
                     }
                 }
                 let data = &input.data[range.clone()];
-                let reference = plan.reference.as_ref().map(|r| &r[range]);
+                // The commit's own rule for the first delta of a chain on the lattice.
+                let basis = match (&plan.reference, plan.parent) {
+                    (Some(r), Some((depth, parent_bound))) => {
+                        Basis::delta(&r[range], Basis::anchors_after(depth, parent_bound, bound))
+                    }
+                    _ => Basis::Keyframe,
+                };
                 let coded = code_chunk(
                     self.engine.as_ref(),
                     input,
                     data,
                     bound,
-                    reference,
+                    basis,
                     self.rounding,
                     self.codec,
                 )
