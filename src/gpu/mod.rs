@@ -27,6 +27,15 @@
 //! only after the exact decode passes the bound, so a GPU-encoded chunk always decodes
 //! bit-identically on the CPU (and vice versa), and the codes themselves equal the CPU's except,
 //! possibly, at such ties.
+//!
+//! # The lattice (the default rounding)
+//!
+//! The kernels implement nearest and dithered codes. Lattice tables
+//! ([`crate::codec::logquant::PowerTable::is_lattice`]: no reference shortcut, per-element grid
+//! offsets for keyframes, anchoring deltas and fresh elements) have not run on a GPU yet, so the
+//! backend hands every lattice quantize and dequantize to the CPU path, which is the format's
+//! definition. A commit under the default rounding therefore codes on the CPU whatever the
+//! backend; its repositories read everywhere.
 
 pub mod backend;
 mod cpu;
