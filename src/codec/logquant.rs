@@ -180,7 +180,7 @@ pub struct PowerTable {
     keep_reference: bool,
     /// Lattice tables only: the per-element offsets `D[j]` (see [`PowerTable::lattice`]).
     offsets: Vec<f64>,
-    /// Encoder only: the offset of slot `j` is `j * offset_steps` steps of this table.
+    /// Encoder only: the offset of slot `j` is `j * offset_steps` steps (1/256 on a lattice).
     offset_steps: f64,
 }
 
@@ -274,26 +274,6 @@ impl PowerTable {
         t.keep_reference = false;
         t.offsets = lattice_offsets(bound);
         t.offset_steps = 1.0 / LATTICE_SLOTS as f64;
-        Ok(t)
-    }
-
-    /// The table a lattice keyframe is coded with: the step of `bound`'s lattice halved (`T` of
-    /// [`PowerTable::new`] for `sqrt(1+eps) - 1`, or `eps / 2` absolute, and its check), with
-    /// the offsets `D` of `bound`'s own lattice. The offsets span a whole delta step, so even
-    /// elements of equal value (a BatchNorm scale initialised to 1) start spread over the cells
-    /// of the grid their deltas will move on; with offsets of the half step they would cover
-    /// half a cell, and a layer drifting together would move with a bias.
-    pub fn lattice_keyframe(bound: ErrorBound, max_code: u32) -> Result<Self, QuantError> {
-        let half = match bound {
-            ErrorBound::Relative(e) => ErrorBound::Relative((1.0 + e).sqrt() - 1.0),
-            ErrorBound::Absolute(e) => ErrorBound::Absolute(e / 2.0),
-        };
-        Self::new(bound, 1)?; // `bound` itself must be valid
-        let mut t = Self::new(half, max_code)?;
-        t.keep_reference = false;
-        t.offsets = lattice_offsets(bound);
-        // Offset slots in steps of this table: a delta step is two keyframe steps.
-        t.offset_steps = 2.0 / LATTICE_SLOTS as f64;
         Ok(t)
     }
 
@@ -2504,14 +2484,11 @@ mod tests {
             })
             .collect();
         let lattice = PowerTable::lattice(ErrorBound::Relative(eps), 1000).unwrap();
-        let keyframe = PowerTable::lattice_keyframe(ErrorBound::Relative(eps), 2000).unwrap();
+        let keyframe = lattice.clone();
         let base = to_bytes(kind, &lattice_base(kind, lattice.bound(), &a0));
         let (_, key) = quantize_from_bases(kind, &to_bytes(kind, &a0), &base, &keyframe).unwrap();
         let key_bias = mean_log_error(kind, &a0, &key) / step;
         assert!(key_bias.abs() < 0.01, "keyframe bias {key_bias} steps");
-        // The first delta anchors the chain: a finer keyframe is within a quarter step of every
-        // weight, so grids anchored on it would be centred on the start values (the trap).
-        let (_, key) = quantize_from_bases(kind, &to_bytes(kind, &a0), &key, &lattice).unwrap();
         let (still, _) = quantize(kind, &to_bytes(kind, &a0), &key, &lattice).unwrap();
         assert!(
             still.codes.iter().all(|&c| c == 0),
@@ -2552,6 +2529,16 @@ mod tests {
                 assert!(
                     frozen_bias < -0.3,
                     "exact start freezes the drift: {frozen_bias} steps"
+                );
+                // Anchored first (as after a lossless parent), the same start tracks it.
+                let exact = to_bytes(kind, &a0);
+                let (_, anchored) = quantize_from_bases(kind, &exact, &exact, &lattice).unwrap();
+                let (_, moved) =
+                    quantize(kind, &to_bytes(kind, &drifted), &anchored, &lattice).unwrap();
+                let anchored_bias = mean_log_error(kind, &drifted, &moved) / step;
+                assert!(
+                    anchored_bias.abs() < 0.03,
+                    "anchored: {anchored_bias} steps"
                 );
             }
         }

@@ -35,11 +35,12 @@ pub enum Basis<'a> {
     Keyframe,
     /// The reconstructed parent chunk, already on this chain's lattice.
     Parent(&'a [u8]),
-    /// The reconstructed parent chunk of a chain that does not sit on the lattice yet: the first
-    /// delta after a keyframe (coded at half the step) or after a bound change. Every element is
-    /// placed from the parent onto its own grid, so the grids' offsets against the weights are
-    /// spread over whole cells and a layer drifting together moves without bias. Other
-    /// roundings read it as [`Basis::Parent`].
+    /// The reconstructed parent chunk of a chain that does not sit on this lattice: the first
+    /// delta after an exact parent (a lossless snapshot) or a parent under another bound. Every
+    /// element is placed from the parent onto its own grid, so the grids' offsets against the
+    /// weights are spread over whole cells and a layer drifting together moves without bias
+    /// (on a grid centred on exact values, a drift under half a step would freeze the whole
+    /// layer). Other roundings read it as [`Basis::Parent`].
     Anchor(&'a [u8]),
 }
 
@@ -52,10 +53,11 @@ impl<'a> Basis<'a> {
         }
     }
 
-    /// Whether a delta after `parent` anchors its chain on the lattice of `bound`: the parent
-    /// starts its chain (a keyframe, coded at half the step, or exact) or had another bound.
-    pub fn anchors_after(parent_depth: u32, parent_bound: Bound, bound: Bound) -> bool {
-        parent_depth <= 1 || parent_bound != bound
+    /// Whether a delta after a parent stored under `parent_bound` anchors its chain on the
+    /// lattice of `bound`: the parent is exact or had another bound. (A lattice keyframe of the
+    /// same bound already sits on the grid, its offsets spread over whole cells.)
+    pub fn anchors_after(parent_bound: Bound, bound: Bound) -> bool {
+        parent_bound != bound
     }
 
     /// `Parent` or `Anchor` over `reference`, as [`Basis::anchors_after`] says.
@@ -170,7 +172,7 @@ impl std::str::FromStr for Rounding {
 /// Code range for a bound: enough steps to span the F32 exponent range in the log domain.
 fn max_code_for(bound: ErrorBound, form: TableForm) -> u32 {
     let per_step = match form {
-        TableForm::Dither | TableForm::LatticeKeyframe => 2.0,
+        TableForm::Dither => 2.0,
         TableForm::Nearest | TableForm::Lattice => 1.0,
     };
     match bound {
@@ -181,23 +183,20 @@ fn max_code_for(bound: ErrorBound, form: TableForm) -> u32 {
     }
 }
 
-/// Which power table a chunk is coded with: its rounding, and for the lattice whether it is a
-/// keyframe (coded at half the step, [`PowerTable::lattice_keyframe`]).
+/// Which power table a chunk is coded with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum TableForm {
     Nearest,
     Dither,
     Lattice,
-    LatticeKeyframe,
 }
 
 impl TableForm {
-    fn of(rounding: Rounding, keyframe: bool) -> TableForm {
-        match (rounding, keyframe) {
-            (Rounding::Nearest, _) => TableForm::Nearest,
-            (Rounding::Dither, _) => TableForm::Dither,
-            (Rounding::Lattice, false) => TableForm::Lattice,
-            (Rounding::Lattice, true) => TableForm::LatticeKeyframe,
+    fn of(rounding: Rounding) -> TableForm {
+        match rounding {
+            Rounding::Nearest => TableForm::Nearest,
+            Rounding::Dither => TableForm::Dither,
+            Rounding::Lattice => TableForm::Lattice,
         }
     }
 }
@@ -227,7 +226,6 @@ fn table(bound: ErrorBound, max_code: u32, form: TableForm) -> Result<Arc<PowerT
         TableForm::Nearest => PowerTable::new(bound, max_code),
         TableForm::Dither => PowerTable::dithered(bound, max_code),
         TableForm::Lattice => PowerTable::lattice(bound, max_code),
-        TableForm::LatticeKeyframe => PowerTable::lattice_keyframe(bound, max_code),
     };
     let t = Arc::new(built.map_err(|e| e.to_string())?);
     let mut cache = cache.lock().expect("table cache");
@@ -508,11 +506,7 @@ pub fn encode(
     let keyframe = reference.is_none();
     let anchor = rounding == Rounding::Lattice && matches!(basis, Basis::Anchor(_));
     let eb = error_bound(bound).ok_or("lossless bound given to the lossy codec")?;
-    // A lattice keyframe steps at half the delta step, well inside the bound
-    // ([`PowerTable::lattice_keyframe`]). A keyframe usually starts a run, a random
-    // initialisation or a loaded base, whose decisions hang on the thinnest margins; one more bit
-    // per element there is a small share of a chain (BENCHMARKS.md).
-    let form = TableForm::of(rounding, keyframe);
+    let form = TableForm::of(rounding);
     let max_code = max_code_for(eb, form);
     let table = table(eb, max_code, form)?;
     let (reference, signs) = match (reference, eb) {
@@ -674,7 +668,7 @@ pub fn decode(
         return Err(format!("code range {max_code} over the limit"));
     }
     let keyframe = chunk.transform & KEYFRAME != 0;
-    let table = table(eb, max_code, TableForm::of(rounding, keyframe))?;
+    let table = table(eb, max_code, TableForm::of(rounding))?;
     let n = chunk.raw_len / kind.size();
     let reference = if keyframe {
         match eb {
@@ -894,7 +888,7 @@ mod tests {
         }
     }
 
-    /// A lattice chain: a keyframe at half the step, the anchoring first delta, plain deltas;
+    /// A lattice chain: a keyframe, an anchoring delta (as after a bound change), plain deltas;
     /// every chunk decodes to its encoder's reconstruction, within the bound, sign flips and
     /// zero parents placed on the grid rather than stored exactly.
     #[test]

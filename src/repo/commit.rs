@@ -129,7 +129,7 @@ impl Chain {
             depth: parent.depth,
             bytes: parent.chain_bytes,
             keyframe_bytes: parent.keyframe_bytes,
-            anchor: Basis::anchors_after(parent.depth, parent.bound, bound),
+            anchor: Basis::anchors_after(parent.bound, bound),
         }
     }
 

@@ -38,8 +38,8 @@ struct TensorPlan {
     lossy: bool,
     /// The parent's reconstructed tensor, when the commit would code against it.
     reference: Option<Vec<u8>>,
-    /// The parent entry's depth and bound (whether a delta anchors depends on the bound).
-    parent: Option<(u32, Bound)>,
+    /// The parent entry's bound (whether a delta anchors depends on the candidate bound).
+    parent_bound: Option<Bound>,
     /// The parent holds these exact source bytes under this bound: the commit reuses its entry
     /// (no new bytes; the reconstruction is the parent's).
     unchanged: Option<(Bound, Vec<u8>)>,
@@ -129,7 +129,7 @@ impl<'a> Prepared<'a> {
         struct Pre {
             lossy: bool,
             use_reference: bool,
-            parent: Option<(u32, Bound)>,
+            parent_bound: Option<Bound>,
             unchanged: Option<Bound>,
         }
         let pre: Vec<Pre> = inputs
@@ -154,7 +154,7 @@ impl<'a> Prepared<'a> {
                 Pre {
                     lossy,
                     use_reference,
-                    parent: prev.map(|p| (p.depth, p.bound)),
+                    parent_bound: prev.map(|p| p.bound),
                     unchanged,
                 }
             })
@@ -181,7 +181,7 @@ impl<'a> Prepared<'a> {
                 (false, None) => (None, None),
             };
             plans.push(TensorPlan {
-                parent: p.parent.filter(|_| p.use_reference),
+                parent_bound: p.parent_bound.filter(|_| p.use_reference),
                 lossy: p.lossy,
                 reference,
                 unchanged,
@@ -371,9 +371,9 @@ impl<'a> Prepared<'a> {
                 }
                 let data = &input.data[range.clone()];
                 // The commit's own rule for the first delta of a chain on the lattice.
-                let basis = match (&plan.reference, plan.parent) {
-                    (Some(r), Some((depth, parent_bound))) => {
-                        Basis::delta(&r[range], Basis::anchors_after(depth, parent_bound, bound))
+                let basis = match (&plan.reference, plan.parent_bound) {
+                    (Some(r), Some(parent_bound)) => {
+                        Basis::delta(&r[range], Basis::anchors_after(parent_bound, bound))
                     }
                     _ => Basis::Keyframe,
                 };
