@@ -817,16 +817,8 @@ fn element_count(kind: FloatKind, len: usize) -> Result<usize, QuantError> {
     Ok(len / size)
 }
 
-/// Quantizes `target` against the reconstructed `reference` (raw little-endian
-/// element bytes of `kind`, equal length). Returns the chunk and the
-/// reconstruction `A'` (what [`dequantize`] will produce), against which the
-/// next snapshot must be coded.
-pub fn quantize(
-    kind: FloatKind,
-    target: &[u8],
-    reference: &[u8],
-    table: &PowerTable,
-) -> Result<(QuantizedChunk, Vec<u8>), QuantError> {
+/// Target and reference of one chunk: equal lengths, whole elements, positions that fit a `u32`.
+fn check_pair(kind: FloatKind, target: &[u8], reference: &[u8]) -> Result<(), QuantError> {
     if target.len() != reference.len() {
         return Err(QuantError::LengthMismatch {
             what: "reference bytes",
@@ -838,6 +830,20 @@ pub fn quantize(
     if n > 0 && u32::try_from(n - 1).is_err() {
         return Err(QuantError::TooManyElements(n));
     }
+    Ok(())
+}
+
+/// Quantizes `target` against the reconstructed `reference` (raw little-endian
+/// element bytes of `kind`, equal length). Returns the chunk and the
+/// reconstruction `A'` (what [`dequantize`] will produce), against which the
+/// next snapshot must be coded.
+pub fn quantize(
+    kind: FloatKind,
+    target: &[u8],
+    reference: &[u8],
+    table: &PowerTable,
+) -> Result<(QuantizedChunk, Vec<u8>), QuantError> {
+    check_pair(kind, target, reference)?;
     let (t, r) = (target, reference);
     Ok(by_kind_and_mode!(kind, table.bound, encode(t, r, table)))
 }
@@ -1140,17 +1146,7 @@ pub fn quantize_from_bases(
     table: &PowerTable,
 ) -> Result<(QuantizedChunk, Vec<u8>), QuantError> {
     require_lattice(table)?;
-    if target.len() != reference.len() {
-        return Err(QuantError::LengthMismatch {
-            what: "reference bytes",
-            expected: target.len(),
-            actual: reference.len(),
-        });
-    }
-    let n = element_count(kind, target.len())?;
-    if n > 0 && u32::try_from(n - 1).is_err() {
-        return Err(QuantError::TooManyElements(n));
-    }
+    check_pair(kind, target, reference)?;
     Ok(by_kind_and_mode!(
         kind,
         table.bound,
