@@ -956,3 +956,53 @@ fn a_commit_through_the_same_handle_does_not_read_the_parent_back() {
         .expect("coded against the kept tip");
     assert_eq!(report.deltas, 2);
 }
+
+/// A bound within a few units of BF16's precision quantizes to a grid a few representable values
+/// apart, which stores no smaller than exact coding: such chunks are also coded exactly and the
+/// smaller kept, so a bounded commit never stores more than a lossless one (plus framing).
+#[test]
+fn a_bound_finer_than_bf16_stores_no_more_than_lossless() {
+    let mut rng = Rng::new(11);
+    let n = 64 * 1024;
+    // Smooth BF16 weights (normal-ish magnitudes, both signs), two snapshots a step apart.
+    let snap = |k: f32, rng: &mut Rng| {
+        let v = rng.f32_bytes(n, 0.1);
+        let data: Vec<u8> = v
+            .chunks_exact(4)
+            .flat_map(|b| {
+                let x = f32::from_le_bytes(b.try_into().unwrap()) * (1.0 + 0.01 * k);
+                ((x.to_bits() >> 16) as u16).to_le_bytes()
+            })
+            .collect();
+        Tensor {
+            name: "w".into(),
+            dtype: Dtype::BF16,
+            shape: vec![n as u64],
+            data,
+        }
+    };
+    let snaps = [snap(0.0, &mut rng), snap(1.0, &mut rng)];
+    let stored = |bound: Bound| {
+        let (_d, repo) = new_repo();
+        let o = CommitOptions {
+            bound: Some(bound),
+            ..opts("bf16")
+        };
+        let mut total = 0;
+        for s in &snaps {
+            total += repo
+                .commit_tensors(&inputs(std::slice::from_ref(s)), None, &o)
+                .unwrap()
+                .stored_bytes;
+        }
+        total
+    };
+    let exact = stored(Bound::Lossless);
+    for eps in [0.001, 0.005] {
+        let lossy = stored(Bound::Rel(eps));
+        assert!(
+            lossy <= exact + 512,
+            "rel:{eps} stored {lossy} B, lossless {exact} B"
+        );
+    }
+}

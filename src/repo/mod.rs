@@ -25,9 +25,7 @@ use reader::ObjectReader;
 use tip_cache::TipCache;
 
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
-pub(crate) use commit::{
-    chunk_count, chunk_range, code_chunk, validate_inputs, EXCEPTION_FALLBACK,
-};
+pub(crate) use commit::{chunk_count, chunk_range, code_chunk, exact_may_win, validate_inputs};
 pub use commit::{CommitOptions, CommitReport, TensorInput};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, LogEntry, Stats, TensorDiff};

@@ -20,8 +20,8 @@ use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::repo::{
-    chunk_count, chunk_range, code_chunk, CheckedOutTensor, Repo, TensorInput,
-    DEFAULT_KEYFRAME_EVERY, EXCEPTION_FALLBACK,
+    chunk_count, chunk_range, code_chunk, exact_may_win, CheckedOutTensor, Repo, TensorInput,
+    DEFAULT_KEYFRAME_EVERY,
 };
 use crate::store::manifest::{Bound, Manifest};
 use crate::store::object_id::ObjectId;
@@ -344,7 +344,7 @@ impl<'a> Prepared<'a> {
                 if reference.is_none() {
                     bytes += n.div_ceil(8) as f64; // keyframe sign bits
                 }
-                if exceptions as f64 > EXCEPTION_FALLBACK * n as f64 {
+                if exact_may_win(input.dtype, Bound::Rel(eps), exceptions, n as u64) {
                     bytes = bytes.min(exact as f64);
                 }
                 bytes
