@@ -18,6 +18,7 @@
 //! one thread (the peers in `peers.py` are single-threaded). `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma`
 //! picks the commits' entropy coders (default `auto`). `SNAPSTORE_BENCH_ROUNDING=lattice|dither|nearest|all`
 //! picks how lossy codes are rounded (default `all`: one row per rounding mode and bound).
+//! `SNAPSTORE_BENCH_KEYFRAME_EVERY=K` caps chains at K decodes (default: the repository's).
 //! `SNAPSTORE_BENCH_TIP_CACHE=BYTES` bounds the decoded last commit the repository handle keeps
 //! (default `DEFAULT_TIP_CACHE_BYTES`; 0 measures commits that decode the parent's chain, as the
 //! CLI does).
@@ -51,6 +52,7 @@ struct Config {
     roundings: Vec<Rounding>,
     dump: Option<PathBuf>,
     tip_cache: usize,
+    keyframe_every: Option<u32>,
 }
 
 fn rounding_name(r: Rounding) -> &'static str {
@@ -127,11 +129,16 @@ fn main() -> Result<()> {
         Ok(s) => s.parse().context("SNAPSTORE_BENCH_TIP_CACHE")?,
         Err(_) => snapstore::DEFAULT_TIP_CACHE_BYTES,
     };
+    let keyframe_every = match std::env::var("SNAPSTORE_BENCH_KEYFRAME_EVERY") {
+        Ok(s) => Some(s.parse().context("SNAPSTORE_BENCH_KEYFRAME_EVERY")?),
+        Err(_) => None,
+    };
     let cfg = Config {
         codec,
         roundings,
         dump,
         tip_cache,
+        keyframe_every,
     };
     println!(
         "# snapstore bench_corpora (codec {codec}, rounding {}, {} rayon threads, tip cache {} B, bench dir {})\n",
@@ -396,6 +403,7 @@ fn snapstore_row(
         bound: Some(bound),
         codec: cfg.codec,
         rounding: rounding.unwrap_or_default(),
+        keyframe_every: cfg.keyframe_every,
         message: String::new(),
         ..Default::default()
     };

@@ -17,40 +17,56 @@ const MIN_SPLIT_ELEMENTS: usize = 8192;
 /// least), so one outlier does not push the rest of the chunk into the bottom class.
 const TOP_SHARE: usize = 64;
 
-/// Biased exponent field of each element and the field's all-ones value.
-fn exponents(kind: FloatKind, reference: &[u8]) -> (Vec<u16>, u16) {
-    match kind {
-        FloatKind::F16 => (
-            reference
-                .chunks_exact(2)
-                .map(|e| (u16::from_le_bytes([e[0], e[1]]) >> 10) & 0x1f)
-                .collect(),
-            0x1f,
-        ),
-        FloatKind::BF16 => (
-            reference
-                .chunks_exact(2)
-                .map(|e| (u16::from_le_bytes([e[0], e[1]]) >> 7) & 0xff)
-                .collect(),
-            0xff,
-        ),
-        FloatKind::F32 => (
-            reference
-                .chunks_exact(4)
-                .map(|e| ((u32::from_le_bytes([e[0], e[1], e[2], e[3]]) >> 23) & 0xff) as u16)
-                .collect(),
-            0xff,
-        ),
-        FloatKind::F64 => (
-            reference
-                .chunks_exact(8)
-                .map(|e| {
-                    let b = u64::from_le_bytes(e.try_into().expect("8 bytes"));
-                    ((b >> 52) & 0x7ff) as u16
-                })
-                .collect(),
-            0x7ff,
-        ),
+/// Where the biased exponent field of a `W`-byte little-endian element sits.
+struct Field<const W: usize> {
+    shift: u32,
+    mask: u64,
+}
+
+impl<const W: usize> Field<W> {
+    fn new(shift: u32, mask: u64) -> Self {
+        Field { shift, mask }
+    }
+
+    #[inline(always)]
+    fn of(&self, e: &[u8; W]) -> u16 {
+        let mut b = [0u8; 8];
+        b[..W].copy_from_slice(e);
+        ((u64::from_le_bytes(b) >> self.shift) & self.mask) as u16
+    }
+
+    /// See [`classes`].
+    fn classes(&self, reference: &[u8]) -> (Vec<u8>, usize) {
+        let elems = reference.as_chunks::<W>().0;
+        if elems.len() < MIN_SPLIT_ELEMENTS {
+            return (vec![0; elems.len()], 1);
+        }
+        let special = self.mask as u16;
+        let mut hist = vec![0usize; usize::from(special) + 1];
+        for e in elems {
+            hist[usize::from(self.of(e))] += 1;
+        }
+        let normals: usize = hist[1..usize::from(special)].iter().sum();
+        let want = normals.div_ceil(TOP_SHARE).max(1);
+        let mut seen = 0;
+        let mut top = special - 1;
+        for e in (1..special).rev() {
+            seen += hist[usize::from(e)];
+            top = e;
+            if seen >= want {
+                break;
+            }
+        }
+        let last = (MAX_CLASSES - 1) as u16;
+        let class = elems
+            .iter()
+            .map(|e| match self.of(e) {
+                0 => last as u8,
+                x if x == special => last as u8,
+                x => top.saturating_sub(x).min(last) as u8,
+            })
+            .collect();
+        (class, MAX_CLASSES)
     }
 }
 
@@ -58,43 +74,12 @@ fn exponents(kind: FloatKind, reference: &[u8]) -> (Vec<u16>, u16) {
 /// subnormal and non-finite references go to the last stream. Integer operations only, so every
 /// decoder computes the same classes.
 pub fn classes(kind: FloatKind, reference: &[u8]) -> (Vec<u8>, usize) {
-    let (exps, special) = exponents(kind, reference);
-    let count = if exps.len() >= MIN_SPLIT_ELEMENTS {
-        MAX_CLASSES
-    } else {
-        1
-    };
-    if count == 1 {
-        return (vec![0; exps.len()], 1);
+    match kind {
+        FloatKind::F16 => Field::<2>::new(10, 0x1f).classes(reference),
+        FloatKind::BF16 => Field::<2>::new(7, 0xff).classes(reference),
+        FloatKind::F32 => Field::<4>::new(23, 0xff).classes(reference),
+        FloatKind::F64 => Field::<8>::new(52, 0x7ff).classes(reference),
     }
-    let normal = |e: u16| e != 0 && e != special;
-    let mut hist = vec![0usize; usize::from(special) + 1];
-    for &e in &exps {
-        hist[usize::from(e)] += 1;
-    }
-    let normals: usize = exps.iter().filter(|&&e| normal(e)).count();
-    let want = normals.div_ceil(TOP_SHARE).max(1);
-    let mut seen = 0;
-    let mut top = special - 1;
-    for e in (1..special).rev() {
-        seen += hist[usize::from(e)];
-        top = e;
-        if seen >= want {
-            break;
-        }
-    }
-    let last = (count - 1) as u16;
-    let class = exps
-        .iter()
-        .map(|&e| {
-            if normal(e) {
-                top.saturating_sub(e).min(last) as u8
-            } else {
-                last as u8
-            }
-        })
-        .collect();
-    (class, count)
 }
 
 /// The codes of each class, in element order.
