@@ -24,10 +24,6 @@ struct Field<const W: usize> {
 }
 
 impl<const W: usize> Field<W> {
-    fn new(shift: u32, mask: u64) -> Self {
-        Field { shift, mask }
-    }
-
     #[inline(always)]
     fn of(&self, e: &[u8; W]) -> u16 {
         let mut b = [0u8; 8];
@@ -35,15 +31,11 @@ impl<const W: usize> Field<W> {
         ((u64::from_le_bytes(b) >> self.shift) & self.mask) as u16
     }
 
-    /// See [`classes`].
-    fn classes(&self, reference: &[u8]) -> (Vec<u8>, usize) {
-        let elems = reference.as_chunks::<W>().0;
-        if elems.len() < MIN_SPLIT_ELEMENTS {
-            return (vec![0; elems.len()], 1);
-        }
+    /// See [`top`].
+    fn top(&self, reference: &[u8]) -> u16 {
         let special = self.mask as u16;
         let mut hist = vec![0usize; usize::from(special) + 1];
-        for e in elems {
+        for e in reference.as_chunks::<W>().0 {
             hist[usize::from(self.of(e))] += 1;
         }
         let normals: usize = hist[1..usize::from(special)].iter().sum();
@@ -57,6 +49,16 @@ impl<const W: usize> Field<W> {
                 break;
             }
         }
+        top
+    }
+
+    /// See [`classes`].
+    fn classes(&self, reference: &[u8], top: u16) -> (Vec<u8>, usize) {
+        let elems = reference.as_chunks::<W>().0;
+        if elems.len() < MIN_SPLIT_ELEMENTS {
+            return (vec![0; elems.len()], 1);
+        }
+        let special = self.mask as u16;
         let last = (MAX_CLASSES - 1) as u16;
         let class = elems
             .iter()
@@ -70,15 +72,31 @@ impl<const W: usize> Field<W> {
     }
 }
 
-/// The stream of every element (`0` = largest `|B'|`) and the number of streams. Zero,
-/// subnormal and non-finite references go to the last stream. Integer operations only, so every
-/// decoder computes the same classes.
-pub fn classes(kind: FloatKind, reference: &[u8]) -> (Vec<u8>, usize) {
+fn field<const W: usize>(shift: u32, mask: u64) -> Field<W> {
+    Field { shift, mask }
+}
+
+/// The exponent field value that opens the top class: the largest at or below which the
+/// largest `1 / TOP_SHARE` of the normal references lie. The encoder stores it in the chunk, so a
+/// decoder can classify an element from its reference alone.
+pub fn top(kind: FloatKind, reference: &[u8]) -> u16 {
     match kind {
-        FloatKind::F16 => Field::<2>::new(10, 0x1f).classes(reference),
-        FloatKind::BF16 => Field::<2>::new(7, 0xff).classes(reference),
-        FloatKind::F32 => Field::<4>::new(23, 0xff).classes(reference),
-        FloatKind::F64 => Field::<8>::new(52, 0x7ff).classes(reference),
+        FloatKind::F16 => field::<2>(10, 0x1f).top(reference),
+        FloatKind::BF16 => field::<2>(7, 0xff).top(reference),
+        FloatKind::F32 => field::<4>(23, 0xff).top(reference),
+        FloatKind::F64 => field::<8>(52, 0x7ff).top(reference),
+    }
+}
+
+/// The stream of every element (`0` = largest `|B'|`, exponent field at or above `top`; one
+/// stream per binade below it) and the number of streams (one for a chunk too small to split).
+/// Zero, subnormal and non-finite references go to the last stream. Integer operations only.
+pub fn classes(kind: FloatKind, reference: &[u8], top: u16) -> (Vec<u8>, usize) {
+    match kind {
+        FloatKind::F16 => field::<2>(10, 0x1f).classes(reference, top),
+        FloatKind::BF16 => field::<2>(7, 0xff).classes(reference, top),
+        FloatKind::F32 => field::<4>(23, 0xff).classes(reference, top),
+        FloatKind::F64 => field::<8>(52, 0x7ff).classes(reference, top),
     }
 }
 
@@ -134,12 +152,13 @@ mod tests {
         v[5] = 0.0;
         v[6] = f32::NAN;
         v[7] = 1e30; // one outlier does not set the top class
-        let (c, n) = classes(FloatKind::F32, &f32s(&v));
+        let r = f32s(&v);
+        let (c, n) = classes(FloatKind::F32, &r, top(FloatKind::F32, &r));
         assert_eq!(n, MAX_CLASSES);
         assert_eq!((c[0], c[1], c[2], c[3]), (0, 1, 2, 3));
         assert_eq!(c[11], 7, "deep binades share the last class");
         assert_eq!((c[5], c[6], c[7]), (7, 7, 0));
-        let small = classes(FloatKind::F32, &f32s(&v[..100]));
+        let small = classes(FloatKind::F32, &f32s(&v[..100]), 127);
         assert_eq!(small, (vec![0; 100], 1));
     }
 

@@ -6,8 +6,15 @@
 //! are the quantized `ln|A|`; the sign bits are stored beside them. Under an absolute bound the
 //! keyframe reference is zero.
 //!
-//! Sections: `[params][codes][exception positions][exception values][signs]`; the transform
-//! byte holds [`KEYFRAME`] and [`NARROW_CODES`] flags.
+//! Nearest and dithered chunks: `[params][codes][exception positions][exception values][signs]`,
+//! params `[bound kind u8][eps f64][max_code u32][rounding u8]`; the transform byte holds
+//! [`KEYFRAME`] and [`NARROW_CODES`] flags.
+//!
+//! Lattice chunks: `[params][exception positions][exception values][signs][fresh positions]
+//! [fresh codes][fresh signs][code stream]...`, params as above plus `[top u16]` (see
+//! `codec::context`: a delta's codes come in one stream per binade of the reference below `top`,
+//! a keyframe's in one), each stream a form byte (0 RLE, 1 narrow planes) and its codes; the
+//! transform byte holds [`KEYFRAME`] and [`ANCHOR`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -138,7 +145,7 @@ pub enum Rounding {
     Nearest = 0,
     /// Unbiased stochastic rounding at half the step.
     Dither = 1,
-    /// Nearest point of a per-element grid (see [`PowerTable::lattice`]).
+    /// Nearest point of a per-element grid (see `PowerTable::lattice`).
     #[default]
     Lattice = 2,
 }
@@ -550,6 +557,15 @@ pub fn encode(
     params.extend_from_slice(&eps.to_le_bytes());
     params.extend_from_slice(&max_code.to_le_bytes());
     params.push(rounding as u8);
+    // Lattice deltas split their codes by the binade of the reference below `top`, stored so a
+    // decoder classifies each element from its reference alone (0 for keyframes).
+    let top = match (rounding, keyframe) {
+        (Rounding::Lattice, false) => context::top(kind, &reference),
+        _ => 0,
+    };
+    if rounding == Rounding::Lattice {
+        params.extend_from_slice(&top.to_le_bytes());
+    }
     let mut sections = vec![Section::compress(&params, CodecChoice::Zstd)];
     let exceptions = [
         Section::compress(&positions_encode(&q.exception_positions), choice),
@@ -572,7 +588,7 @@ pub fn encode(
         let streams = if keyframe {
             vec![q.codes.clone()]
         } else {
-            let (classes, count) = context::classes(kind, &reference);
+            let (classes, count) = context::classes(kind, &reference, top);
             context::split(&q.codes, &classes, count)
         };
         let before = sections.len();
@@ -638,11 +654,16 @@ pub fn decode(
     }
     let mut sections = chunk.sections.into_iter();
     let params = sections.next().unwrap_or_default();
-    if params.len() != 14 {
+    if params.len() < 14 {
         return Err("bad parameter section".into());
     }
     let rounding = Rounding::try_from(params[13])?;
     let lattice = rounding == Rounding::Lattice;
+    let top = match (lattice, params.len()) {
+        (true, 16) => u16::from_le_bytes([params[14], params[15]]),
+        (false, 14) => 0,
+        _ => return Err("bad parameter section".into()),
+    };
     if (lattice && chunk_sections < 8) || (!lattice && chunk_sections != 5) {
         return Err(format!(
             "{chunk_sections} sections do not fit {rounding:?} codes"
@@ -690,7 +711,7 @@ pub fn decode(
         let (classes, count) = if keyframe {
             (vec![0u8; n], 1)
         } else {
-            context::classes(kind, &reference)
+            context::classes(kind, &reference, top)
         };
         if code_streams.len() != count {
             return Err(format!(

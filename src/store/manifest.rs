@@ -145,7 +145,7 @@ fn is_zero(v: &u64) -> bool {
 impl TensorEntry {
     /// Whether the next snapshot of this tensor (`len` bytes) may be coded against this entry:
     /// its chain is shorter than `keyframe_every` decodes, and its deltas hold fewer bytes than
-    /// [`CHAIN_BUDGET`] keyframes, so a checkout reads at most that many keyframes' worth.
+    /// `CHAIN_BUDGET` keyframes, so a checkout reads at most that many keyframes' worth.
     /// Early in a run, when deltas are nearly as large as a keyframe, this starts chains often
     /// (a keyframe then costs little more than the delta it replaces); late in a run, when deltas
     /// are small, chains grow to the decode cap.
