@@ -180,8 +180,6 @@ pub struct PowerTable {
     keep_reference: bool,
     /// Lattice tables only: the per-element offsets `D[j]` (see [`PowerTable::lattice`]).
     offsets: Vec<f64>,
-    /// Encoder only: the offset of slot `j` is `j * offset_steps` steps (1/256 on a lattice).
-    offset_steps: f64,
 }
 
 impl PowerTable {
@@ -253,7 +251,6 @@ impl PowerTable {
             dither: false,
             keep_reference: true,
             offsets: Vec::new(),
-            offset_steps: 0.0,
         })
     }
 
@@ -273,7 +270,6 @@ impl PowerTable {
         let mut t = Self::new(bound, max_code)?;
         t.keep_reference = false;
         t.offsets = lattice_offsets(bound);
-        t.offset_steps = 1.0 / LATTICE_SLOTS as f64;
         Ok(t)
     }
 
@@ -635,7 +631,6 @@ struct Params<'a> {
     eps_check: f64,
     dither: bool,
     keep_reference: bool,
-    offset_steps: f64,
 }
 
 impl<'a> Params<'a> {
@@ -648,7 +643,6 @@ impl<'a> Params<'a> {
             eps_check: table.eps_check,
             dither: table.dither,
             keep_reference: table.keep_reference,
-            offset_steps: table.offset_steps,
         }
     }
 }
@@ -984,7 +978,7 @@ fn lattice_encode_one<K: Elem, M: Mode>(
         return None;
     }
     let j = lattice_slot(i);
-    let est = M::estimate(a, b, p.inv_step) + j as f64 * p.offset_steps;
+    let est = M::estimate(a, b, p.inv_step) + j as f64 / LATTICE_SLOTS as f64;
     let m0f = est.round();
     if !m0f.is_finite() || m0f.abs() > p.max_f + 1.0 {
         return None;
