@@ -55,18 +55,13 @@ impl<const W: usize> Field<W> {
     /// See [`classes`].
     fn classes(&self, reference: &[u8], top: u16) -> (Vec<u8>, usize) {
         let elems = reference.as_chunks::<W>().0;
-        if elems.len() < MIN_SPLIT_ELEMENTS {
+        if stream_count(elems.len()) == 1 {
             return (vec![0; elems.len()], 1);
         }
         let special = self.mask as u16;
-        let last = (MAX_CLASSES - 1) as u16;
         let class = elems
             .iter()
-            .map(|e| match self.of(e) {
-                0 => last as u8,
-                x if x == special => last as u8,
-                x => top.saturating_sub(x).min(last) as u8,
-            })
+            .map(|e| class_of(self.of(e), special, top))
             .collect();
         (class, MAX_CLASSES)
     }
@@ -85,6 +80,27 @@ pub fn top(kind: FloatKind, reference: &[u8]) -> u16 {
         FloatKind::BF16 => field::<2>(7, 0xff).top(reference),
         FloatKind::F32 => field::<4>(23, 0xff).top(reference),
         FloatKind::F64 => field::<8>(52, 0x7ff).top(reference),
+    }
+}
+
+/// The class of an element whose reference has exponent field `e` (`special`: the field's
+/// all-ones value) in a split chunk with boundary `top`.
+#[inline(always)]
+pub fn class_of(e: u16, special: u16, top: u16) -> u8 {
+    let last = (MAX_CLASSES - 1) as u16;
+    if e == 0 || e == special {
+        last as u8
+    } else {
+        top.saturating_sub(e).min(last) as u8
+    }
+}
+
+/// Streams a chunk of `n` elements is split into.
+pub fn stream_count(n: usize) -> usize {
+    if n >= MIN_SPLIT_ELEMENTS {
+        MAX_CLASSES
+    } else {
+        1
     }
 }
 

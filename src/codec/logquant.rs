@@ -436,6 +436,9 @@ fn f64_to_bf16_bits(x: f64) -> u16 {
 trait Elem {
     type Raw: Copy + AsRef<[u8]>;
     const IS_F64: bool;
+    /// Position and all-ones value of the biased exponent field in the element's bits.
+    const EXP_SHIFT: u32;
+    const EXP_MAX: u16;
     fn chunks(bytes: &[u8]) -> &[Self::Raw];
     fn chunks_mut(bytes: &mut [u8]) -> &mut [Self::Raw];
     fn load(raw: Self::Raw) -> u64;
@@ -454,6 +457,8 @@ struct F64Elem;
 impl Elem for F16Elem {
     type Raw = [u8; 2];
     const IS_F64: bool = false;
+    const EXP_SHIFT: u32 = 10;
+    const EXP_MAX: u16 = 0x1f;
     fn chunks(bytes: &[u8]) -> &[[u8; 2]] {
         bytes.as_chunks::<2>().0
     }
@@ -481,6 +486,8 @@ impl Elem for F16Elem {
 impl Elem for Bf16Elem {
     type Raw = [u8; 2];
     const IS_F64: bool = false;
+    const EXP_SHIFT: u32 = 7;
+    const EXP_MAX: u16 = 0xff;
     fn chunks(bytes: &[u8]) -> &[[u8; 2]] {
         bytes.as_chunks::<2>().0
     }
@@ -508,6 +515,8 @@ impl Elem for Bf16Elem {
 impl Elem for F32Elem {
     type Raw = [u8; 4];
     const IS_F64: bool = false;
+    const EXP_SHIFT: u32 = 23;
+    const EXP_MAX: u16 = 0xff;
     fn chunks(bytes: &[u8]) -> &[[u8; 4]] {
         bytes.as_chunks::<4>().0
     }
@@ -536,6 +545,8 @@ impl Elem for F32Elem {
 impl Elem for F64Elem {
     type Raw = [u8; 8];
     const IS_F64: bool = true;
+    const EXP_SHIFT: u32 = 52;
+    const EXP_MAX: u16 = 0x7ff;
     fn chunks(bytes: &[u8]) -> &[[u8; 8]] {
         bytes.as_chunks::<8>().0
     }
@@ -782,6 +793,225 @@ fn decode<K: Elem, M: Mode>(reference: &[u8], codes: &[i32], p: &Params<'_>, out
         let x = K::narrow(M::apply(K::widen(b_bits), p.table[(m + off) as usize]));
         *o = K::to_raw(if m == 0 { b_bits } else { x });
     }
+}
+
+// ---------------------------------------------------------------------------
+// Lattice deltas applied in one pass: a run of a chain, element by element.
+
+/// One plain lattice delta of a chain (no keyframe, no anchor), its sections decoded.
+#[derive(Clone, Debug)]
+pub struct LatticeLevel<'a> {
+    /// The delta's table.
+    pub table: &'a PowerTable,
+    /// Class boundary of its code streams (`codec::context`).
+    pub top: u16,
+    /// Codes by class, each in element order; one stream: no split.
+    pub streams: &'a [Vec<i32>],
+    /// Exceptions, ascending, and their raw values.
+    pub exception_positions: &'a [u32],
+    pub exception_values: &'a [u8],
+    /// Elements placed from scratch.
+    pub fresh: &'a FreshCodes,
+}
+
+/// Applies `levels` in order to `out` (the decoded reference of the first), every element
+/// through all of them before the next: the same operations, in the same order, as decoding
+/// each level against the previous one ([`dequantize`], exceptions, [`apply_fresh`]), without
+/// a buffer or a pass per level. The class of an element at a level comes from its value before
+/// it (`class_of` of its exponent field). Every stream, exception list and fresh list must be
+/// consumed exactly; anything else is an error.
+pub fn apply_lattice_deltas(
+    kind: FloatKind,
+    out: &mut [u8],
+    levels: &[LatticeLevel<'_>],
+    class_of: impl Fn(u16, u16, u16) -> u8 + Copy,
+) -> Result<(), QuantError> {
+    element_count(kind, out.len())?;
+    for l in levels {
+        require_lattice(l.table)?;
+        // One bound mode per run (each level has its own table and step).
+        if std::mem::discriminant(&l.table.bound) != std::mem::discriminant(&levels[0].table.bound)
+        {
+            return Err(QuantError::InvalidBound(l.table.bound));
+        }
+        let expected = l.exception_positions.len().saturating_mul(kind.size());
+        if l.exception_values.len() != expected {
+            return Err(QuantError::LengthMismatch {
+                what: "exception values bytes",
+                expected,
+                actual: l.exception_values.len(),
+            });
+        }
+        for (what, len) in [
+            ("fresh codes", l.fresh.codes.len()),
+            ("fresh signs", l.fresh.negative.len()),
+        ] {
+            if len != l.fresh.positions.len() {
+                return Err(QuantError::LengthMismatch {
+                    what,
+                    expected: l.fresh.positions.len(),
+                    actual: len,
+                });
+            }
+        }
+    }
+    match levels.first().map(|l| l.table.bound) {
+        None => Ok(()),
+        Some(ErrorBound::Relative(_)) => match kind {
+            FloatKind::F16 => run_levels::<F16Elem, Rel, _>(out, levels, class_of),
+            FloatKind::BF16 => run_levels::<Bf16Elem, Rel, _>(out, levels, class_of),
+            FloatKind::F32 => run_levels::<F32Elem, Rel, _>(out, levels, class_of),
+            FloatKind::F64 => run_levels::<F64Elem, Rel, _>(out, levels, class_of),
+        },
+        Some(ErrorBound::Absolute(_)) => match kind {
+            FloatKind::F16 => run_levels::<F16Elem, Abs, _>(out, levels, class_of),
+            FloatKind::BF16 => run_levels::<Bf16Elem, Abs, _>(out, levels, class_of),
+            FloatKind::F32 => run_levels::<F32Elem, Abs, _>(out, levels, class_of),
+            FloatKind::F64 => run_levels::<F64Elem, Abs, _>(out, levels, class_of),
+        },
+    }
+}
+
+/// Elements a pass holds while it runs every level over them (a few KiB: stays in L1).
+const RUN_BLOCK: usize = 2048;
+
+/// Where a level stands in its lists.
+#[derive(Clone, Copy, Default)]
+struct Cursor {
+    stream: [usize; MAX_STREAMS],
+    exception: usize,
+    fresh: usize,
+}
+
+/// Most code streams a level may have (`codec::context::MAX_CLASSES`).
+const MAX_STREAMS: usize = 8;
+
+fn run_levels<K: Elem, M: Mode, C: Fn(u16, u16, u16) -> u8>(
+    out: &mut [u8],
+    levels: &[LatticeLevel<'_>],
+    class_of: C,
+) -> Result<(), QuantError> {
+    if let Some(l) = levels
+        .iter()
+        .find(|l| l.streams.is_empty() || l.streams.len() > MAX_STREAMS)
+    {
+        return Err(QuantError::LengthMismatch {
+            what: "code streams",
+            expected: MAX_STREAMS,
+            actual: l.streams.len(),
+        });
+    }
+    let params: Vec<Params<'_>> = levels.iter().map(|l| Params::new(l.table)).collect();
+    let mut cursors = vec![Cursor::default(); levels.len()];
+    let size = std::mem::size_of::<K::Raw>();
+    let elems = K::chunks_mut(out);
+    let mut block = [0u64; RUN_BLOCK];
+    let stream_short = |at: usize, len: usize| QuantError::LengthMismatch {
+        what: "codes of a stream",
+        expected: at + 1,
+        actual: len,
+    };
+    for (b, chunk) in elems.chunks_mut(RUN_BLOCK).enumerate() {
+        let base = b * RUN_BLOCK;
+        let xs = &mut block[..chunk.len()];
+        for (x, e) in xs.iter_mut().zip(chunk.iter()) {
+            *x = K::load(*e);
+        }
+        for ((l, p), c) in levels.iter().zip(&params).zip(cursors.iter_mut()) {
+            let off = p.max_code as i32;
+            let split = l.streams.len() > 1;
+            let next_exception = |c: &Cursor| {
+                l.exception_positions
+                    .get(c.exception)
+                    .map_or(u64::MAX, |&q| u64::from(q))
+            };
+            let next_fresh = |c: &Cursor| {
+                l.fresh
+                    .positions
+                    .get(c.fresh)
+                    .map_or(u64::MAX, |&q| u64::from(q))
+            };
+            let (mut exc_at, mut fresh_at) = (next_exception(c), next_fresh(c));
+            for (k, x) in xs.iter_mut().enumerate() {
+                let i = base + k;
+                let class = if split {
+                    let e = ((*x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as u16;
+                    usize::from(class_of(e, K::EXP_MAX, l.top)) & (MAX_STREAMS - 1)
+                } else {
+                    0
+                };
+                let stream = l.streams.get(class).ok_or_else(|| stream_short(0, 0))?;
+                let at = c.stream[class];
+                let m = *stream
+                    .get(at)
+                    .ok_or_else(|| stream_short(at, stream.len()))?;
+                c.stream[class] = at + 1;
+                if m != 0 {
+                    if m.unsigned_abs() > p.max_code {
+                        return Err(QuantError::CodeOutOfRange {
+                            index: i,
+                            code: m,
+                            max_code: p.max_code,
+                        });
+                    }
+                    *x = K::narrow(M::apply(K::widen(*x), p.table[(m + off) as usize]));
+                }
+                if i as u64 == exc_at {
+                    if m != 0 {
+                        return Err(QuantError::ExceptionCodeNotZero {
+                            position: i as u32,
+                            code: m,
+                        });
+                    }
+                    let v = &l.exception_values[c.exception * size..(c.exception + 1) * size];
+                    *x = K::load(K::chunks(v)[0]);
+                    c.exception += 1;
+                    exc_at = next_exception(c);
+                }
+                if i as u64 == fresh_at {
+                    let code = l.fresh.codes[c.fresh];
+                    if code.unsigned_abs() > p.max_code {
+                        return Err(QuantError::CodeOutOfRange {
+                            index: i,
+                            code,
+                            max_code: p.max_code,
+                        });
+                    }
+                    let b = fresh_base::<M>(l.fresh.negative[c.fresh]);
+                    *x = lattice_decode_one::<K, M>(lattice_slot(i), b, code, p, &l.table.offsets);
+                    c.fresh += 1;
+                    fresh_at = next_fresh(c);
+                }
+            }
+        }
+        for (x, e) in xs.iter().zip(chunk.iter_mut()) {
+            *e = K::to_raw(*x);
+        }
+    }
+    for (l, c) in levels.iter().zip(&cursors) {
+        if let Some(k) = (0..l.streams.len()).find(|&k| c.stream[k] != l.streams[k].len()) {
+            return Err(QuantError::LengthMismatch {
+                what: "codes of a stream",
+                expected: c.stream[k],
+                actual: l.streams[k].len(),
+            });
+        }
+        if c.exception != l.exception_positions.len() {
+            let index = c.exception;
+            return Err(QuantError::BadExceptionPosition {
+                index,
+                position: l.exception_positions[index],
+            });
+        }
+        if c.fresh != l.fresh.positions.len() {
+            let index = c.fresh;
+            return Err(QuantError::BadExceptionPosition {
+                index,
+                position: l.fresh.positions[index],
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Runs `$f::<Elem, Mode>($args)` for the element type and bound mode of a table.

@@ -364,6 +364,31 @@ fn rle_encode(codes: &[i32]) -> Vec<u8> {
     out
 }
 
+/// [`rle_decode`] of a stream whose length is not known in advance; a run may not make the
+/// stream longer than the largest chunk.
+fn rle_decode_all(bytes: &[u8]) -> Result<Vec<i32>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let limit = super::chunk::MAX_CHUNK_BYTES;
+    while pos < bytes.len() {
+        let t = get_varint(bytes, &mut pos)?;
+        if t & 1 == 1 {
+            let run = (t >> 1) as usize;
+            if run > limit - out.len() {
+                return Err("zero run longer than a chunk".into());
+            }
+            out.resize(out.len() + run, 0);
+        } else {
+            if out.len() == limit {
+                return Err("more codes than a chunk holds".into());
+            }
+            let z = (t >> 1) as u32;
+            out.push(((z >> 1) as i32) ^ -((z & 1) as i32));
+        }
+    }
+    Ok(out)
+}
+
 fn rle_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
     let mut out = Vec::with_capacity(n);
     let mut pos = 0;
@@ -644,6 +669,10 @@ pub fn decode(
     chunk: ParsedChunk,
     reference: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
+    if is_plain_lattice_delta(&chunk) {
+        let r = reference.ok_or("delta chunk without its reference")?;
+        return decode_lattice_run(dtype, r.to_vec(), vec![chunk]);
+    }
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
     let chunk_sections = chunk.sections.len();
     if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
@@ -719,14 +748,9 @@ pub fn decode(
                 code_streams.len()
             ));
         }
-        let mut sizes = vec![0usize; count];
-        for &k in &classes {
-            sizes[usize::from(k)] += 1;
-        }
         let streams = code_streams
             .iter()
-            .zip(sizes)
-            .map(|(s, len)| code_stream_decode(s, len))
+            .map(|s| code_stream_decode(s))
             .collect::<Result<Vec<_>, _>>()?;
         context::merge(&streams, &classes)?
     } else if chunk.transform & NARROW_CODES != 0 {
@@ -751,12 +775,10 @@ pub fn decode(
                 negative: unpack_bits(&fresh_signs, positions.len(), eb)?,
                 positions,
             };
-            let mut out = if anchor {
-                logquant::dequantize_from_bases(kind, &reference, &q, &table)
-                    .map_err(|e| e.to_string())?
-            } else {
-                engine.dequantize(kind, &reference, &q, &table)?
-            };
+            // Plain lattice deltas took the early return: this one anchors its chain.
+            debug_assert!(anchor);
+            let mut out = logquant::dequantize_from_bases(kind, &reference, &q, &table)
+                .map_err(|e| e.to_string())?;
             logquant::apply_fresh(kind, &fresh, &mut out, &table).map_err(|e| e.to_string())?;
             Ok(out)
         }
@@ -764,29 +786,150 @@ pub fn decode(
     }
 }
 
+/// Whether `chunk` is a lattice delta that neither starts nor anchors a chain: the kind a run of
+/// a chain is made of, which [`decode_lattice_run`] applies in one pass.
+pub fn is_plain_lattice_delta(chunk: &ParsedChunk) -> bool {
+    chunk.codec == ChunkCodec::LogDelta
+        && chunk.transform & (KEYFRAME | ANCHOR) == 0
+        && chunk
+            .sections
+            .first()
+            .is_some_and(|p| p.len() == 16 && p[13] == Rounding::Lattice as u8)
+}
+
+/// The sections of a plain lattice delta, decoded.
+struct LatticeDeltaParts {
+    table: Arc<PowerTable>,
+    top: u16,
+    streams: Vec<Vec<i32>>,
+    exception_positions: Vec<u32>,
+    exception_values: Vec<u8>,
+    fresh: FreshCodes,
+}
+
+fn lattice_delta_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeDeltaParts, String> {
+    if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
+        return Err(format!(
+            "element width {} does not match {kind:?}",
+            chunk.unit
+        ));
+    }
+    let n = chunk.raw_len / kind.size();
+    let mut sections = chunk.sections.into_iter();
+    let params = sections.next().unwrap_or_default();
+    if params.len() != 16 {
+        return Err("bad parameter section".into());
+    }
+    let eps = f64::from_le_bytes(params[1..9].try_into().expect("8 bytes"));
+    let max_code = u32::from_le_bytes(params[9..13].try_into().expect("4 bytes"));
+    let top = u16::from_le_bytes([params[14], params[15]]);
+    let eb = match params[0] {
+        1 => ErrorBound::Relative(eps),
+        2 => ErrorBound::Absolute(eps),
+        k => return Err(format!("unknown bound kind {k}")),
+    };
+    if max_code > MAX_CODE_LIMIT {
+        return Err(format!("code range {max_code} over the limit"));
+    }
+    let table = table(eb, max_code, TableForm::Lattice)?;
+    let mut next = || sections.next().unwrap_or_default();
+    let [positions, values, _signs, fresh_positions, fresh_codes, fresh_signs] =
+        [next(), next(), next(), next(), next(), next()];
+    let streams = sections
+        .map(|s| code_stream_decode(&s))
+        .collect::<Result<Vec<_>, _>>()?;
+    if streams.len() != context::stream_count(n) {
+        return Err(format!(
+            "{} code streams, expected {}",
+            streams.len(),
+            context::stream_count(n)
+        ));
+    }
+    let fresh_at = positions_decode(&fresh_positions)?;
+    Ok(LatticeDeltaParts {
+        table,
+        top,
+        streams,
+        exception_positions: positions_decode(&positions)?,
+        exception_values: planes::merge(&values, kind.size()),
+        fresh: FreshCodes {
+            codes: narrow_decode(&fresh_codes, fresh_at.len())?,
+            negative: unpack_bits(&fresh_signs, fresh_at.len(), eb)?,
+            positions: fresh_at,
+        },
+    })
+}
+
+/// Applies plain lattice deltas (oldest first, each coded against the previous one's output) to
+/// `base`, the decoded reference of the first, in one pass over the elements: the same result as
+/// decoding them one by one, without a pass and a buffer per delta.
+pub fn decode_lattice_run(
+    dtype: Dtype,
+    mut base: Vec<u8>,
+    chunks: Vec<ParsedChunk>,
+) -> Result<Vec<u8>, String> {
+    let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
+    let parts = chunks
+        .into_iter()
+        .map(|c| {
+            if c.raw_len != base.len() {
+                return Err(format!(
+                    "reference is {} bytes, expected {}",
+                    base.len(),
+                    c.raw_len
+                ));
+            }
+            lattice_delta_parts(kind, c)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let levels: Vec<logquant::LatticeLevel<'_>> = parts
+        .iter()
+        .map(|p| logquant::LatticeLevel {
+            table: &p.table,
+            top: p.top,
+            streams: &p.streams,
+            exception_positions: &p.exception_positions,
+            exception_values: &p.exception_values,
+            fresh: &p.fresh,
+        })
+        .collect();
+    logquant::apply_lattice_deltas(kind, &mut base, &levels, context::class_of)
+        .map_err(|e| e.to_string())?;
+    Ok(base)
+}
+
 /// One stream of codes as zero-run RLE or narrow byte planes, whichever stores smaller; the
-/// first raw byte says which (0 RLE, 1 narrow).
+/// first raw byte says which: 0 RLE, 1, 2 or 4 narrow planes of that width (so a stream decodes
+/// without knowing its length).
 fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     let mut rle = vec![0u8];
     rle.extend(rle_encode(codes));
-    let mut narrow = vec![1u8];
-    narrow.extend(narrow_encode(codes));
-    let (rle, narrow) = (
+    let narrow = narrow_encode(codes);
+    let width = if codes.is_empty() {
+        1
+    } else {
+        narrow.len() / codes.len()
+    };
+    let mut planes = vec![width as u8];
+    planes.extend(narrow);
+    let (rle, planes) = (
         Section::compress(&rle, choice),
-        Section::compress(&narrow, choice),
+        Section::compress(&planes, choice),
     );
-    if narrow.stored.len() < rle.stored.len() {
-        narrow
+    if planes.stored.len() < rle.stored.len() {
+        planes
     } else {
         rle
     }
 }
 
-fn code_stream_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
+fn code_stream_decode(bytes: &[u8]) -> Result<Vec<i32>, String> {
     match bytes.split_first() {
-        Some((0, rle)) => rle_decode(rle, n),
-        Some((1, narrow)) => narrow_decode(narrow, n),
-        _ => Err("code stream without its form byte".into()),
+        Some((0, rle)) => rle_decode_all(rle),
+        Some((&w @ (1 | 2 | 4), planes)) if planes.len() % usize::from(w) == 0 => {
+            narrow_decode(planes, planes.len() / usize::from(w))
+        }
+        _ => Err("code stream without a valid form byte".into()),
     }
 }
 
@@ -965,6 +1108,55 @@ mod tests {
                     *v * 1.01 + 1e-4
                 };
             }
+        }
+    }
+
+    /// A run of plain lattice deltas applied in one pass gives what decoding them one after the
+    /// other gives, for both bounds and a split chunk (8 streams) with fresh elements.
+    #[test]
+    fn a_lattice_run_in_one_pass_equals_level_by_level() {
+        for bound in [Bound::Rel(0.02), Bound::Abs(1e-3)] {
+            let n = 12_000;
+            let mut x: Vec<f32> = (0..n)
+                .map(|i| ((i as f32) * 0.731).sin() * 0.05 * (1 + i % 7) as f32)
+                .collect();
+            let mut recon: Option<Vec<u8>> = None;
+            let mut objs = Vec::new();
+            let mut recons = Vec::new();
+            for _ in 0..6 {
+                let basis = match &recon {
+                    None => Basis::Keyframe,
+                    Some(p) => Basis::Parent(p),
+                };
+                let (obj, r, _) = encode(
+                    &CpuQuant,
+                    Dtype::F32,
+                    bound,
+                    &f32s(&x),
+                    basis,
+                    Rounding::Lattice,
+                    CodecChoice::Auto,
+                )
+                .unwrap();
+                objs.push(obj);
+                recons.push(r.clone());
+                recon = Some(r);
+                for (i, v) in x.iter_mut().enumerate() {
+                    *v = if i % 53 == 0 { -*v } else { *v * 1.015 + 2e-4 };
+                }
+            }
+            let base = recons[0].clone();
+            let run: Vec<_> = objs[1..].iter().map(|o| read_chunk(o).unwrap()).collect();
+            assert!(run.iter().all(is_plain_lattice_delta));
+            assert_eq!(
+                &decode_lattice_run(Dtype::F32, base, run).unwrap(),
+                recons.last().unwrap(),
+                "{bound:?}"
+            );
+            // A run missing a level does not decode to the same bytes (or fails).
+            let short: Vec<_> = objs[2..].iter().map(|o| read_chunk(o).unwrap()).collect();
+            let got = decode_lattice_run(Dtype::F32, recons[0].clone(), short);
+            assert!(got.map_or(true, |g| &g != recons.last().unwrap()));
         }
     }
 

@@ -14,6 +14,10 @@ use crate::store::manifest::{Manifest, TensorEntry, TensorRef};
 use crate::store::object_id::ObjectId;
 use crate::store::pack::{ObjectKind, PackReader};
 
+/// Plain lattice deltas applied in one pass over a chunk: their decoded codes are held together
+/// (4 bytes per element each), so the pass is bounded to keep memory at a few chunks per thread.
+const LATTICE_RUN: usize = 8;
+
 /// Decodes tensors of already-loaded snapshots.
 pub(crate) struct ObjectReader {
     packs_dir: PathBuf,
@@ -155,6 +159,9 @@ impl ObjectReader {
                 ),
             ));
         }
+        if lossy::is_plain_lattice_delta(&parsed) {
+            return self.decode_lattice_chain(entry, i, parsed);
+        }
         let reference = if chunk::needs_reference(&parsed) {
             let r = entry
                 .reference
@@ -189,5 +196,53 @@ impl ObjectReader {
                     .map_err(|p| Error::decode(what(), p))
             }
         }
+    }
+
+    /// Decodes chunk `i` of `entry`, a plain lattice delta, together with the plain lattice
+    /// deltas it was coded after: the chain is walked back to the first chunk of another kind
+    /// (its keyframe or anchor), that one decoded, and the run applied to it in passes of
+    /// [`LATTICE_RUN`] deltas (`lossy::decode_lattice_run`), so a deep chain costs a few passes
+    /// over the chunk instead of one per snapshot.
+    fn decode_lattice_chain(
+        &self,
+        entry: &TensorEntry,
+        i: usize,
+        parsed: chunk::ParsedChunk,
+    ) -> Result<Vec<u8>> {
+        let what = |e: &TensorEntry| format!("chunk {i} of tensor {:?}", e.name);
+        let mut run = vec![parsed];
+        let mut current = entry;
+        let base = loop {
+            let r = current.reference.as_ref().ok_or_else(|| {
+                Error::decode(what(current), "coded against a reference but has none")
+            })?;
+            let ref_entry = self.reference_entry(r)?;
+            if ref_entry.len != current.len || ref_entry.chunk_bytes != current.chunk_bytes {
+                return Err(Error::decode(
+                    what(current),
+                    "reference tensor has another layout",
+                ));
+            }
+            let cref = ref_entry
+                .chunks
+                .get(i)
+                .ok_or_else(|| Error::decode(what(ref_entry), "no such chunk"))?;
+            let obj = self.read_object(&cref.id)?;
+            let p = chunk::read_chunk(&obj).map_err(|e| Error::decode(what(ref_entry), e))?;
+            if !lossy::is_plain_lattice_delta(&p) {
+                break self.decode_chunk(ref_entry, i)?;
+            }
+            run.push(p);
+            current = ref_entry;
+        };
+        run.reverse();
+        let mut out = base;
+        let mut run = run.into_iter().peekable();
+        while run.peek().is_some() {
+            let batch: Vec<_> = run.by_ref().take(LATTICE_RUN).collect();
+            out = lossy::decode_lattice_run(entry.dtype, out, batch)
+                .map_err(|p| Error::decode(what(entry), p))?;
+        }
+        Ok(out)
     }
 }
