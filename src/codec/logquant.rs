@@ -741,45 +741,51 @@ fn encode<K: Elem, M: Mode>(
     table: &PowerTable,
 ) -> (QuantizedChunk, Vec<u8>) {
     let p = Params::new(table);
+    code_each::<K>(target, reference, |i, a_bits, b_bits| {
+        // Identical bits: code 0, the reconstruction holds B' already.
+        if a_bits == b_bits {
+            Some((0, b_bits))
+        } else {
+            encode_one::<K, M>(i, a_bits, b_bits, &p)
+        }
+    })
+}
+
+/// Codes every element with `code_one(i, a_bits, b_bits)`: `Some((code, reconstruction bits))`,
+/// or `None` for an exception (raw bits stored, code 0).
+fn code_each<K: Elem>(
+    target: &[u8],
+    reference: &[u8],
+    code_one: impl Fn(usize, u64, u64) -> Option<(i32, u64)>,
+) -> (QuantizedChunk, Vec<u8>) {
     let ts = K::chunks(target);
     let rs = K::chunks(reference);
-    let mut codes = vec![0i32; ts.len()];
+    let mut q = QuantizedChunk {
+        codes: vec![0i32; ts.len()],
+        ..QuantizedChunk::default()
+    };
     let mut recon = reference.to_vec();
-    let mut exception_positions = Vec::new();
-    let mut exception_values = Vec::new();
     let outs = K::chunks_mut(&mut recon);
     for (i, (((&ta, &rb), code), out)) in ts
         .iter()
         .zip(rs)
-        .zip(codes.iter_mut())
+        .zip(q.codes.iter_mut())
         .zip(outs.iter_mut())
         .enumerate()
     {
-        let a_bits = K::load(ta);
-        let b_bits = K::load(rb);
-        if a_bits == b_bits {
-            continue; // code 0, reconstruction already holds B'.
-        }
-        match encode_one::<K, M>(i, a_bits, b_bits, &p) {
+        match code_one(i, K::load(ta), K::load(rb)) {
             Some((m, x_bits)) => {
                 *code = m;
                 *out = K::to_raw(x_bits);
             }
             None => {
                 *out = ta;
-                exception_positions.push(i as u32);
-                exception_values.extend_from_slice(ta.as_ref());
+                q.exception_positions.push(i as u32);
+                q.exception_values.extend_from_slice(ta.as_ref());
             }
         }
     }
-    (
-        QuantizedChunk {
-            codes,
-            exception_positions,
-            exception_values,
-        },
-        recon,
-    )
+    (q, recon)
 }
 
 fn decode<K: Elem, M: Mode>(reference: &[u8], codes: &[i32], p: &Params<'_>, out: &mut [u8]) {
@@ -1234,35 +1240,15 @@ pub struct FreshCodes {
     pub negative: Vec<bool>,
 }
 
-fn keyframe_lattice<K: Elem, M: Mode>(
+fn from_bases<K: Elem, M: Mode>(
     target: &[u8],
     reference: &[u8],
     table: &PowerTable,
 ) -> (QuantizedChunk, Vec<u8>) {
     let p = Params::new(table);
-    let ts = K::chunks(target);
-    let rs = K::chunks(reference);
-    let mut q = QuantizedChunk {
-        codes: vec![0i32; ts.len()],
-        ..QuantizedChunk::default()
-    };
-    let mut recon = reference.to_vec();
-    let outs = K::chunks_mut(&mut recon);
-    for (i, ((&ta, &rb), out)) in ts.iter().zip(rs).zip(outs.iter_mut()).enumerate() {
-        let b = K::widen(K::load(rb));
-        match lattice_encode_one::<K, M>(i, K::load(ta), b, &p, &table.offsets) {
-            Some((m, x_bits)) => {
-                q.codes[i] = m;
-                *out = K::to_raw(x_bits);
-            }
-            None => {
-                *out = ta;
-                q.exception_positions.push(i as u32);
-                q.exception_values.extend_from_slice(ta.as_ref());
-            }
-        }
-    }
-    (q, recon)
+    code_each::<K>(target, reference, |i, a_bits, b_bits| {
+        lattice_encode_one::<K, M>(i, a_bits, K::widen(b_bits), &p, &table.offsets)
+    })
 }
 
 fn keyframe_lattice_decode<K: Elem, M: Mode>(
@@ -1374,7 +1360,7 @@ pub fn quantize_from_bases(
     Ok(by_kind_and_mode!(
         kind,
         table.bound,
-        keyframe_lattice(target, reference, table)
+        from_bases(target, reference, table)
     ))
 }
 

@@ -364,23 +364,21 @@ fn rle_encode(codes: &[i32]) -> Vec<u8> {
     out
 }
 
-/// [`rle_decode`] of a stream whose length is not known in advance; a run may not make the
-/// stream longer than the largest chunk.
-fn rle_decode_all(bytes: &[u8]) -> Result<Vec<i32>, String> {
+/// Codes of an RLE stream, at most `limit` of them.
+fn rle_decode_upto(bytes: &[u8], limit: usize) -> Result<Vec<i32>, String> {
     let mut out = Vec::new();
     let mut pos = 0;
-    let limit = super::chunk::MAX_CHUNK_BYTES;
     while pos < bytes.len() {
         let t = get_varint(bytes, &mut pos)?;
         if t & 1 == 1 {
             let run = (t >> 1) as usize;
             if run > limit - out.len() {
-                return Err("zero run longer than a chunk".into());
+                return Err("zero run goes past the chunk".into());
             }
             out.resize(out.len() + run, 0);
         } else {
             if out.len() == limit {
-                return Err("more codes than a chunk holds".into());
+                return Err("more codes than elements".into());
             }
             let z = (t >> 1) as u32;
             out.push(((z >> 1) as i32) ^ -((z & 1) as i32));
@@ -390,24 +388,7 @@ fn rle_decode_all(bytes: &[u8]) -> Result<Vec<i32>, String> {
 }
 
 fn rle_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
-    let mut out = Vec::with_capacity(n);
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let t = get_varint(bytes, &mut pos)?;
-        if t & 1 == 1 {
-            let run = (t >> 1) as usize;
-            if run > n - out.len() {
-                return Err("zero run goes past the chunk".into());
-            }
-            out.resize(out.len() + run, 0);
-        } else {
-            if out.len() == n {
-                return Err("more codes than elements".into());
-            }
-            let z = (t >> 1) as u32;
-            out.push(((z >> 1) as i32) ^ -((z & 1) as i32));
-        }
-    }
+    let out = rle_decode_upto(bytes, n)?;
     if out.len() != n {
         return Err(format!("{} codes for {n} elements", out.len()));
     }
@@ -707,16 +688,7 @@ pub fn decode(
         Default::default()
     };
     let code_streams: Vec<Vec<u8>> = sections.collect();
-    let eps = f64::from_le_bytes(params[1..9].try_into().expect("8 bytes"));
-    let max_code = u32::from_le_bytes(params[9..13].try_into().expect("4 bytes"));
-    let eb = match params[0] {
-        1 => ErrorBound::Relative(eps),
-        2 => ErrorBound::Absolute(eps),
-        k => return Err(format!("unknown bound kind {k}")),
-    };
-    if max_code > MAX_CODE_LIMIT {
-        return Err(format!("code range {max_code} over the limit"));
-    }
+    let (eb, max_code) = bound_params(&params)?;
     let keyframe = chunk.transform & KEYFRAME != 0;
     let table = table(eb, max_code, TableForm::of(rounding))?;
     let n = chunk.raw_len / kind.size();
@@ -786,6 +758,21 @@ pub fn decode(
     }
 }
 
+/// The bound and code range of a parameter section (at least 14 bytes, checked by the caller).
+fn bound_params(params: &[u8]) -> Result<(ErrorBound, u32), String> {
+    let eps = f64::from_le_bytes(params[1..9].try_into().expect("8 bytes"));
+    let max_code = u32::from_le_bytes(params[9..13].try_into().expect("4 bytes"));
+    let eb = match params[0] {
+        1 => ErrorBound::Relative(eps),
+        2 => ErrorBound::Absolute(eps),
+        k => return Err(format!("unknown bound kind {k}")),
+    };
+    if max_code > MAX_CODE_LIMIT {
+        return Err(format!("code range {max_code} over the limit"));
+    }
+    Ok((eb, max_code))
+}
+
 /// Whether `chunk` is a lattice delta that neither starts nor anchors a chain: the kind a run of
 /// a chain is made of, which [`decode_lattice_run`] applies in one pass.
 pub fn is_plain_lattice_delta(chunk: &ParsedChunk) -> bool {
@@ -820,17 +807,8 @@ fn lattice_delta_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeDel
     if params.len() != 16 {
         return Err("bad parameter section".into());
     }
-    let eps = f64::from_le_bytes(params[1..9].try_into().expect("8 bytes"));
-    let max_code = u32::from_le_bytes(params[9..13].try_into().expect("4 bytes"));
+    let (eb, max_code) = bound_params(&params)?;
     let top = u16::from_le_bytes([params[14], params[15]]);
-    let eb = match params[0] {
-        1 => ErrorBound::Relative(eps),
-        2 => ErrorBound::Absolute(eps),
-        k => return Err(format!("unknown bound kind {k}")),
-    };
-    if max_code > MAX_CODE_LIMIT {
-        return Err(format!("code range {max_code} over the limit"));
-    }
     let table = table(eb, max_code, TableForm::Lattice)?;
     let mut next = || sections.next().unwrap_or_default();
     let [positions, values, _signs, fresh_positions, fresh_codes, fresh_signs] =
@@ -925,7 +903,7 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
 
 fn code_stream_decode(bytes: &[u8]) -> Result<Vec<i32>, String> {
     match bytes.split_first() {
-        Some((0, rle)) => rle_decode_all(rle),
+        Some((0, rle)) => rle_decode_upto(rle, super::chunk::MAX_CHUNK_BYTES),
         Some((&w @ (1 | 2 | 4), planes)) if planes.len() % usize::from(w) == 0 => {
             narrow_decode(planes, planes.len() / usize::from(w))
         }
