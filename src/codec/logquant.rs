@@ -938,6 +938,11 @@ fn run_levels<K: Elem, M: Mode, C: Fn(u16, u16, u16) -> u8>(
                     .map_or(u64::MAX, |&q| u64::from(q))
             };
             let (mut exc_at, mut fresh_at) = (next_exception(c), next_fresh(c));
+            // The streams' unread parts, local so the loop keeps them in registers and cache.
+            let mut rest: [&[i32]; MAX_STREAMS] = [&[]; MAX_STREAMS];
+            for (r, (s, &at)) in rest.iter_mut().zip(l.streams.iter().zip(&c.stream)) {
+                *r = s.get(at..).unwrap_or(&[]);
+            }
             for (k, x) in xs.iter_mut().enumerate() {
                 let i = base + k;
                 let class = if split {
@@ -946,12 +951,11 @@ fn run_levels<K: Elem, M: Mode, C: Fn(u16, u16, u16) -> u8>(
                 } else {
                     0
                 };
-                let stream = l.streams.get(class).ok_or_else(|| stream_short(0, 0))?;
-                let at = c.stream[class];
-                let m = *stream
-                    .get(at)
-                    .ok_or_else(|| stream_short(at, stream.len()))?;
-                c.stream[class] = at + 1;
+                let Some((&m, tail)) = rest[class].split_first() else {
+                    let len = l.streams[class].len();
+                    return Err(stream_short(len, len));
+                };
+                rest[class] = tail;
                 if m != 0 {
                     if m.unsigned_abs() > p.max_code {
                         return Err(QuantError::CodeOutOfRange {
@@ -988,6 +992,9 @@ fn run_levels<K: Elem, M: Mode, C: Fn(u16, u16, u16) -> u8>(
                     c.fresh += 1;
                     fresh_at = next_fresh(c);
                 }
+            }
+            for ((at, s), r) in c.stream.iter_mut().zip(l.streams).zip(&rest) {
+                *at = s.len() - r.len();
             }
         }
         for (x, e) in xs.iter().zip(chunk.iter_mut()) {
