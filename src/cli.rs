@@ -58,7 +58,8 @@ enum Command {
         /// `snapstore search`) (default: the branch's configured bound).
         #[arg(long)]
         bound: Option<String>,
-        /// Store a keyframe (no reference) at least every K snapshots.
+        /// Store a keyframe (no reference) at least every K snapshots (default: the repository's
+        /// keyframe_every, else 32; a chain also ends when its deltas outgrow 8 keyframes).
         #[arg(long, value_name = "K")]
         keyframe_every: Option<u32>,
         /// Rounding of lossy codes: lattice (a grid per element: unbiased, free for weights that
