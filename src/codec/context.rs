@@ -7,7 +7,7 @@
 //! conditional distributions (digits-mlp, one step apart: 2.09 -> 1.89 bits per element at
 //! rel 0.01, 0.61 -> 0.49 at rel 0.1; BENCHMARKS.md).
 
-use super::logquant::FloatKind;
+use super::logquant::{self, FloatKind};
 
 /// Streams a large chunk's codes are split into.
 pub const MAX_CLASSES: usize = 8;
@@ -17,70 +17,25 @@ const MIN_SPLIT_ELEMENTS: usize = 8192;
 /// least), so one outlier does not push the rest of the chunk into the bottom class.
 const TOP_SHARE: usize = 64;
 
-/// Where the biased exponent field of a `W`-byte little-endian element sits.
-struct Field<const W: usize> {
-    shift: u32,
-    mask: u64,
-}
-
-impl<const W: usize> Field<W> {
-    #[inline(always)]
-    fn of(&self, e: &[u8; W]) -> u16 {
-        let mut b = [0u8; 8];
-        b[..W].copy_from_slice(e);
-        ((u64::from_le_bytes(b) >> self.shift) & self.mask) as u16
-    }
-
-    /// See [`top`].
-    fn top(&self, reference: &[u8]) -> u16 {
-        let special = self.mask as u16;
-        let mut hist = vec![0usize; usize::from(special) + 1];
-        for e in reference.as_chunks::<W>().0 {
-            hist[usize::from(self.of(e))] += 1;
-        }
-        let normals: usize = hist[1..usize::from(special)].iter().sum();
-        let want = normals.div_ceil(TOP_SHARE).max(1);
-        let mut seen = 0;
-        let mut top = special - 1;
-        for e in (1..special).rev() {
-            seen += hist[usize::from(e)];
-            top = e;
-            if seen >= want {
-                break;
-            }
-        }
-        top
-    }
-
-    /// See [`classes`].
-    fn classes(&self, reference: &[u8], top: u16) -> (Vec<u8>, usize) {
-        let elems = reference.as_chunks::<W>().0;
-        if stream_count(elems.len()) == 1 {
-            return (vec![0; elems.len()], 1);
-        }
-        let special = self.mask as u16;
-        let class = elems
-            .iter()
-            .map(|e| class_of(self.of(e), special, top))
-            .collect();
-        (class, MAX_CLASSES)
-    }
-}
-
-fn field<const W: usize>(shift: u32, mask: u64) -> Field<W> {
-    Field { shift, mask }
-}
-
 /// The exponent field value that opens the top class: the largest at or below which the
 /// largest `1 / TOP_SHARE` of the normal references lie. The encoder stores it in the chunk, so a
 /// decoder can classify an element from its reference alone.
 pub fn top(kind: FloatKind, reference: &[u8]) -> u16 {
-    match kind {
-        FloatKind::F16 => field::<2>(10, 0x1f).top(reference),
-        FloatKind::BF16 => field::<2>(7, 0xff).top(reference),
-        FloatKind::F32 => field::<4>(23, 0xff).top(reference),
-        FloatKind::F64 => field::<8>(52, 0x7ff).top(reference),
+    let special = logquant::exponent_max(kind);
+    let mut hist = vec![0usize; usize::from(special) + 1];
+    logquant::for_each_exponent(kind, reference, |e| hist[usize::from(e)] += 1);
+    let normals: usize = hist[1..usize::from(special)].iter().sum();
+    let want = normals.div_ceil(TOP_SHARE).max(1);
+    let mut seen = 0;
+    let mut top = special - 1;
+    for e in (1..special).rev() {
+        seen += hist[usize::from(e)];
+        top = e;
+        if seen >= want {
+            break;
+        }
     }
+    top
 }
 
 /// The class of an element whose reference has exponent field `e` (`special`: the field's
@@ -108,12 +63,14 @@ pub fn stream_count(n: usize) -> usize {
 /// stream per binade below it) and the number of streams (one for a chunk too small to split).
 /// Zero, subnormal and non-finite references go to the last stream. Integer operations only.
 pub fn classes(kind: FloatKind, reference: &[u8], top: u16) -> (Vec<u8>, usize) {
-    match kind {
-        FloatKind::F16 => field::<2>(10, 0x1f).classes(reference, top),
-        FloatKind::BF16 => field::<2>(7, 0xff).classes(reference, top),
-        FloatKind::F32 => field::<4>(23, 0xff).classes(reference, top),
-        FloatKind::F64 => field::<8>(52, 0x7ff).classes(reference, top),
+    let n = reference.len() / kind.size();
+    if stream_count(n) == 1 {
+        return (vec![0; n], 1);
     }
+    let special = logquant::exponent_max(kind);
+    let mut class = Vec::with_capacity(n);
+    logquant::for_each_exponent(kind, reference, |e| class.push(class_of(e, special, top)));
+    (class, MAX_CLASSES)
 }
 
 /// The codes of each class, in element order.

@@ -801,6 +801,47 @@ fn decode<K: Elem, M: Mode>(reference: &[u8], codes: &[i32], p: &Params<'_>, out
     }
 }
 
+/// Runs `$f::<Elem, Mode>($args)` for the element type and bound mode of a table.
+macro_rules! by_kind_and_mode {
+    ($kind:expr, $bound:expr, $f:ident ( $($arg:expr),* )) => {
+        match ($bound, $kind) {
+            (ErrorBound::Relative(_), FloatKind::F16) => $f::<F16Elem, Rel>($($arg),*),
+            (ErrorBound::Relative(_), FloatKind::BF16) => $f::<Bf16Elem, Rel>($($arg),*),
+            (ErrorBound::Relative(_), FloatKind::F32) => $f::<F32Elem, Rel>($($arg),*),
+            (ErrorBound::Relative(_), FloatKind::F64) => $f::<F64Elem, Rel>($($arg),*),
+            (ErrorBound::Absolute(_), FloatKind::F16) => $f::<F16Elem, Abs>($($arg),*),
+            (ErrorBound::Absolute(_), FloatKind::BF16) => $f::<Bf16Elem, Abs>($($arg),*),
+            (ErrorBound::Absolute(_), FloatKind::F32) => $f::<F32Elem, Abs>($($arg),*),
+            (ErrorBound::Absolute(_), FloatKind::F64) => $f::<F64Elem, Abs>($($arg),*),
+        }
+    };
+}
+
+/// The all-ones value of `kind`'s biased exponent field (NaN and infinities).
+pub fn exponent_max(kind: FloatKind) -> u16 {
+    match kind {
+        FloatKind::F16 => F16Elem::EXP_MAX,
+        FloatKind::BF16 => Bf16Elem::EXP_MAX,
+        FloatKind::F32 => F32Elem::EXP_MAX,
+        FloatKind::F64 => F64Elem::EXP_MAX,
+    }
+}
+
+/// Calls `f` with the biased exponent field of every element of `bytes`, in order.
+pub fn for_each_exponent(kind: FloatKind, bytes: &[u8], f: impl FnMut(u16)) {
+    fn each<K: Elem>(bytes: &[u8], mut f: impl FnMut(u16)) {
+        for &e in K::chunks(bytes) {
+            f(((K::load(e) >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as u16);
+        }
+    }
+    match kind {
+        FloatKind::F16 => each::<F16Elem>(bytes, f),
+        FloatKind::BF16 => each::<Bf16Elem>(bytes, f),
+        FloatKind::F32 => each::<F32Elem>(bytes, f),
+        FloatKind::F64 => each::<F64Elem>(bytes, f),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Lattice deltas applied in one pass: a run of a chain, element by element.
 
@@ -861,20 +902,9 @@ pub fn apply_lattice_deltas(
             }
         }
     }
-    match levels.first().map(|l| l.table.bound) {
+    match levels.first() {
         None => Ok(()),
-        Some(ErrorBound::Relative(_)) => match kind {
-            FloatKind::F16 => run_levels::<F16Elem, Rel, _>(out, levels, class_of),
-            FloatKind::BF16 => run_levels::<Bf16Elem, Rel, _>(out, levels, class_of),
-            FloatKind::F32 => run_levels::<F32Elem, Rel, _>(out, levels, class_of),
-            FloatKind::F64 => run_levels::<F64Elem, Rel, _>(out, levels, class_of),
-        },
-        Some(ErrorBound::Absolute(_)) => match kind {
-            FloatKind::F16 => run_levels::<F16Elem, Abs, _>(out, levels, class_of),
-            FloatKind::BF16 => run_levels::<Bf16Elem, Abs, _>(out, levels, class_of),
-            FloatKind::F32 => run_levels::<F32Elem, Abs, _>(out, levels, class_of),
-            FloatKind::F64 => run_levels::<F64Elem, Abs, _>(out, levels, class_of),
-        },
+        Some(l) => by_kind_and_mode!(kind, l.table.bound, run_levels(out, levels, class_of)),
     }
 }
 
@@ -892,10 +922,10 @@ struct Cursor {
 /// Most code streams a level may have (`codec::context::MAX_CLASSES`).
 const MAX_STREAMS: usize = 8;
 
-fn run_levels<K: Elem, M: Mode, C: Fn(u16, u16, u16) -> u8>(
+fn run_levels<K: Elem, M: Mode>(
     out: &mut [u8],
     levels: &[LatticeLevel<'_>],
-    class_of: C,
+    class_of: impl Fn(u16, u16, u16) -> u8,
 ) -> Result<(), QuantError> {
     if let Some(l) = levels
         .iter()
@@ -1025,22 +1055,6 @@ fn run_levels<K: Elem, M: Mode, C: Fn(u16, u16, u16) -> u8>(
         }
     }
     Ok(())
-}
-
-/// Runs `$f::<Elem, Mode>($args)` for the element type and bound mode of a table.
-macro_rules! by_kind_and_mode {
-    ($kind:expr, $bound:expr, $f:ident ( $($arg:expr),* )) => {
-        match ($bound, $kind) {
-            (ErrorBound::Relative(_), FloatKind::F16) => $f::<F16Elem, Rel>($($arg),*),
-            (ErrorBound::Relative(_), FloatKind::BF16) => $f::<Bf16Elem, Rel>($($arg),*),
-            (ErrorBound::Relative(_), FloatKind::F32) => $f::<F32Elem, Rel>($($arg),*),
-            (ErrorBound::Relative(_), FloatKind::F64) => $f::<F64Elem, Rel>($($arg),*),
-            (ErrorBound::Absolute(_), FloatKind::F16) => $f::<F16Elem, Abs>($($arg),*),
-            (ErrorBound::Absolute(_), FloatKind::BF16) => $f::<Bf16Elem, Abs>($($arg),*),
-            (ErrorBound::Absolute(_), FloatKind::F32) => $f::<F32Elem, Abs>($($arg),*),
-            (ErrorBound::Absolute(_), FloatKind::F64) => $f::<F64Elem, Abs>($($arg),*),
-        }
-    };
 }
 
 fn element_count(kind: FloatKind, len: usize) -> Result<usize, QuantError> {

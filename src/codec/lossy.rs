@@ -177,34 +177,16 @@ impl std::str::FromStr for Rounding {
 }
 
 /// Code range for a bound: enough steps to span the F32 exponent range in the log domain.
-fn max_code_for(bound: ErrorBound, form: TableForm) -> u32 {
-    let per_step = match form {
-        TableForm::Dither => 2.0,
-        TableForm::Nearest | TableForm::Lattice => 1.0,
+fn max_code_for(bound: ErrorBound, rounding: Rounding) -> u32 {
+    let per_step = match rounding {
+        Rounding::Dither => 2.0,
+        Rounding::Nearest | Rounding::Lattice => 1.0,
     };
     match bound {
         ErrorBound::Relative(e) => {
             ((per_step * 90.0 / (2.0 * e.ln_1p())).ceil() as u32).clamp(1, MAX_CODE_LIMIT)
         }
         ErrorBound::Absolute(_) => MAX_CODE_LIMIT,
-    }
-}
-
-/// Which power table a chunk is coded with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TableForm {
-    Nearest,
-    Dither,
-    Lattice,
-}
-
-impl TableForm {
-    fn of(rounding: Rounding) -> TableForm {
-        match rounding {
-            Rounding::Nearest => TableForm::Nearest,
-            Rounding::Dither => TableForm::Dither,
-            Rounding::Lattice => TableForm::Lattice,
-        }
     }
 }
 
@@ -218,21 +200,21 @@ fn table_cache() -> &'static TableCache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-/// The power table for `(bound, max_code, form)`, built once per process (while fewer than
+/// The power table for `(bound, max_code, rounding)`, built once per process (while fewer than
 /// [`TABLE_CACHE_ENTRIES`] others are kept).
-fn table(bound: ErrorBound, max_code: u32, form: TableForm) -> Result<Arc<PowerTable>, String> {
+fn table(bound: ErrorBound, max_code: u32, rounding: Rounding) -> Result<Arc<PowerTable>, String> {
     let key = match bound {
-        ErrorBound::Relative(e) => (1, e.to_bits(), max_code, form as u8),
-        ErrorBound::Absolute(e) => (2, e.to_bits(), max_code, form as u8),
+        ErrorBound::Relative(e) => (1, e.to_bits(), max_code, rounding as u8),
+        ErrorBound::Absolute(e) => (2, e.to_bits(), max_code, rounding as u8),
     };
     let cache = table_cache();
     if let Some(t) = cache.lock().expect("table cache").get(&key) {
         return Ok(t.clone());
     }
-    let built = match form {
-        TableForm::Nearest => PowerTable::new(bound, max_code),
-        TableForm::Dither => PowerTable::dithered(bound, max_code),
-        TableForm::Lattice => PowerTable::lattice(bound, max_code),
+    let built = match rounding {
+        Rounding::Nearest => PowerTable::new(bound, max_code),
+        Rounding::Dither => PowerTable::dithered(bound, max_code),
+        Rounding::Lattice => PowerTable::lattice(bound, max_code),
     };
     let t = Arc::new(built.map_err(|e| e.to_string())?);
     let mut cache = cache.lock().expect("table cache");
@@ -519,37 +501,28 @@ pub fn encode(
     let keyframe = reference.is_none();
     let anchor = rounding == Rounding::Lattice && matches!(basis, Basis::Anchor(_));
     let eb = error_bound(bound).ok_or("lossless bound given to the lossy codec")?;
-    let form = TableForm::of(rounding);
-    let max_code = max_code_for(eb, form);
-    let table = table(eb, max_code, form)?;
+    let max_code = max_code_for(eb, rounding);
+    let table = table(eb, max_code, rounding)?;
     let (reference, signs) = match (reference, eb) {
         (Some(r), _) => (r.to_vec(), Vec::new()),
         (None, ErrorBound::Relative(_)) => (sign_reference(kind, target), pack_signs(kind, target)),
         (None, ErrorBound::Absolute(_)) => (vec![0u8; target.len()], Vec::new()),
     };
-    let (mut q, mut recon, mut fresh) = match (rounding, keyframe) {
-        (Rounding::Lattice, false) if anchor => {
-            let (mut q, mut r) = logquant::quantize_from_bases(kind, target, &reference, &table)
-                .map_err(|e| e.to_string())?;
-            let f = logquant::rescue_exceptions(kind, target, &mut q, &mut r, &table)
-                .map_err(|e| e.to_string())?;
-            (q, r, f)
-        }
-        (Rounding::Lattice, true) => {
-            let (q, r) = logquant::quantize_from_bases(kind, target, &reference, &table)
-                .map_err(|e| e.to_string())?;
-            (q, r, FreshCodes::default())
-        }
-        (Rounding::Lattice, false) => {
-            let (mut q, mut r) = engine.quantize(kind, target, &reference, &table)?;
-            let f = logquant::rescue_exceptions(kind, target, &mut q, &mut r, &table)
-                .map_err(|e| e.to_string())?;
-            (q, r, f)
-        }
-        _ => {
-            let (q, r) = engine.quantize(kind, target, &reference, &table)?;
-            (q, r, FreshCodes::default())
-        }
+    let lattice = rounding == Rounding::Lattice;
+    // On the lattice a keyframe and an anchoring delta place every element from its base; a plain
+    // delta rounds against its parent like the other roundings.
+    let (mut q, mut recon) = if lattice && (keyframe || anchor) {
+        logquant::quantize_from_bases(kind, target, &reference, &table)
+            .map_err(|e| e.to_string())?
+    } else {
+        engine.quantize(kind, target, &reference, &table)?
+    };
+    // What a delta's parent cannot hold goes onto the grid rather than into the exceptions.
+    let mut fresh = if lattice && !keyframe {
+        logquant::rescue_exceptions(kind, target, &mut q, &mut recon, &table)
+            .map_err(|e| e.to_string())?
+    } else {
+        FreshCodes::default()
     };
     keep_specials_exact(kind, target, &mut q, &mut recon);
     drop_fresh_exceptions(&mut fresh, &q.exception_positions);
@@ -565,11 +538,12 @@ pub fn encode(
     params.push(rounding as u8);
     // Lattice deltas split their codes by the binade of the reference below `top`, stored so a
     // decoder classifies each element from its reference alone (0 for keyframes).
-    let top = match (rounding, keyframe) {
-        (Rounding::Lattice, false) => context::top(kind, &reference),
-        _ => 0,
+    let top = if lattice && !keyframe {
+        context::top(kind, &reference)
+    } else {
+        0
     };
-    if rounding == Rounding::Lattice {
+    if lattice {
         params.extend_from_slice(&top.to_le_bytes());
     }
     let mut sections = vec![Section::compress(&params, CodecChoice::Zstd)];
@@ -578,7 +552,7 @@ pub fn encode(
         Section::compress(&planes::split(&q.exception_values, kind.size()), choice),
         Section::compress(&signs, choice),
     ];
-    let (codes_flag, code_bytes) = if rounding == Rounding::Lattice {
+    let (codes_flag, code_bytes) = if lattice {
         // [params][exceptions x3][fresh x3][code streams...]
         sections.extend(exceptions);
         sections.push(Section::compress(
@@ -690,7 +664,7 @@ pub fn decode(
     let code_streams: Vec<Vec<u8>> = sections.collect();
     let (eb, max_code) = bound_params(&params)?;
     let keyframe = chunk.transform & KEYFRAME != 0;
-    let table = table(eb, max_code, TableForm::of(rounding))?;
+    let table = table(eb, max_code, rounding)?;
     let n = chunk.raw_len / kind.size();
     let reference = if keyframe {
         match eb {
@@ -809,7 +783,7 @@ fn lattice_delta_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeDel
     }
     let (eb, max_code) = bound_params(&params)?;
     let top = u16::from_le_bytes([params[14], params[15]]);
-    let table = table(eb, max_code, TableForm::Lattice)?;
+    let table = table(eb, max_code, Rounding::Lattice)?;
     let mut next = || sections.next().unwrap_or_default();
     let [positions, values, _signs, fresh_positions, fresh_codes, fresh_signs] =
         [next(), next(), next(), next(), next(), next()];
@@ -1142,7 +1116,7 @@ mod tests {
     fn table_cache_stays_bounded_whatever_bounds_chunks_name() {
         for k in 0..3 * TABLE_CACHE_ENTRIES {
             let eps = 0.01 + k as f64 * 1e-4;
-            table(ErrorBound::Relative(eps), 100, TableForm::Dither).unwrap();
+            table(ErrorBound::Relative(eps), 100, Rounding::Dither).unwrap();
             let len = table_cache().lock().unwrap().len();
             assert!(len <= TABLE_CACHE_ENTRIES, "{len} tables cached");
         }
