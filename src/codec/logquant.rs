@@ -845,7 +845,7 @@ pub fn for_each_exponent(kind: FloatKind, bytes: &[u8], f: impl FnMut(u16)) {
 // ---------------------------------------------------------------------------
 // Lattice deltas applied in one pass: a run of a chain, element by element.
 
-/// One plain lattice delta of a chain (no keyframe, no anchor), its sections decoded.
+/// One lattice chunk of a chain, its sections decoded.
 #[derive(Clone, Debug)]
 pub struct LatticeLevel<'a> {
     /// The delta's table.
@@ -859,12 +859,15 @@ pub struct LatticeLevel<'a> {
     pub exception_values: &'a [u8],
     /// Elements placed from scratch.
     pub fresh: &'a FreshCodes,
+    /// Every element is placed from its value onto its grid, `x = (b * T[m]) * D[j]` (a keyframe
+    /// over its `±1`/0 bases, or a delta that anchors its chain), instead of `b * T[m]`.
+    pub anchored: bool,
 }
 
-/// Applies `levels` in order to `out` (the decoded reference of the first), every element
-/// through all of them before the next: the same operations, in the same order, as decoding
-/// each level against the previous one ([`dequantize`], exceptions, [`apply_fresh`]), without
-/// a buffer or a pass per level. The class of an element at a level comes from its value before
+/// Applies `levels` in order to `out` (the decoded reference of the first, or a keyframe's
+/// bases), every element through all of them before the next. Per level and element: its code
+/// (from the parent, or placed from it when the level is anchored), then its exception, then its
+/// fresh placement; no buffer or pass per level. The class of an element at a level comes from its value before
 /// it (`class_of` of its exponent field). Every stream, exception list and fresh list must be
 /// consumed exactly; anything else is an error.
 pub fn apply_lattice_deltas(
@@ -986,14 +989,22 @@ fn run_levels<K: Elem, M: Mode>(
                     return Err(stream_short(len, len));
                 };
                 rest[class] = tail;
-                if m != 0 {
-                    if m.unsigned_abs() > p.max_code {
-                        return Err(QuantError::CodeOutOfRange {
-                            index: i,
-                            code: m,
-                            max_code: p.max_code,
-                        });
-                    }
+                if m.unsigned_abs() > p.max_code {
+                    return Err(QuantError::CodeOutOfRange {
+                        index: i,
+                        code: m,
+                        max_code: p.max_code,
+                    });
+                }
+                if l.anchored {
+                    *x = lattice_decode_one::<K, M>(
+                        lattice_slot(i),
+                        K::widen(*x),
+                        m,
+                        p,
+                        &l.table.offsets,
+                    );
+                } else if m != 0 {
                     *x = K::narrow(M::apply(K::widen(*x), p.table[(m + off) as usize]));
                 }
                 if i as u64 == exc_at {
@@ -1272,30 +1283,6 @@ fn from_bases<K: Elem, M: Mode>(
     })
 }
 
-fn keyframe_lattice_decode<K: Elem, M: Mode>(
-    reference: &[u8],
-    codes: &[i32],
-    table: &PowerTable,
-    out: &mut [u8],
-) {
-    let p = Params::new(table);
-    for (i, ((&rb, &m), o)) in K::chunks(reference)
-        .iter()
-        .zip(codes)
-        .zip(K::chunks_mut(out))
-        .enumerate()
-    {
-        let b = K::widen(K::load(rb));
-        *o = K::to_raw(lattice_decode_one::<K, M>(
-            lattice_slot(i),
-            b,
-            m,
-            &p,
-            &table.offsets,
-        ));
-    }
-}
-
 fn rescue<K: Elem, M: Mode>(
     target: &[u8],
     q: &mut QuantizedChunk,
@@ -1336,27 +1323,6 @@ fn rescue<K: Elem, M: Mode>(
     fresh
 }
 
-fn fresh_decode<K: Elem, M: Mode>(fresh: &FreshCodes, table: &PowerTable, out: &mut [u8]) {
-    let p = Params::new(table);
-    let outs = K::chunks_mut(out);
-    for ((&pos, &m), &negative) in fresh
-        .positions
-        .iter()
-        .zip(&fresh.codes)
-        .zip(&fresh.negative)
-    {
-        let i = pos as usize;
-        let b = fresh_base::<M>(negative);
-        outs[i] = K::to_raw(lattice_decode_one::<K, M>(
-            lattice_slot(i),
-            b,
-            m,
-            &p,
-            &table.offsets,
-        ));
-    }
-}
-
 fn require_lattice(table: &PowerTable) -> Result<(), QuantError> {
     if table.is_lattice() {
         Ok(())
@@ -1385,25 +1351,6 @@ pub fn quantize_from_bases(
     ))
 }
 
-/// Decodes what [`quantize_from_bases`] coded.
-pub fn dequantize_from_bases(
-    kind: FloatKind,
-    reference: &[u8],
-    chunk: &QuantizedChunk,
-    table: &PowerTable,
-) -> Result<Vec<u8>, QuantError> {
-    require_lattice(table)?;
-    validate(kind, reference, chunk, table)?;
-    let mut out = vec![0u8; reference.len()];
-    by_kind_and_mode!(
-        kind,
-        table.bound,
-        keyframe_lattice_decode(reference, &chunk.codes, table, &mut out)
-    );
-    overwrite_exceptions(kind, chunk, &mut out);
-    Ok(out)
-}
-
 /// Moves every exception of a delta chunk that its lattice can hold (within the bound) into
 /// [`FreshCodes`], updating the reconstruction. What stays an exception has no finite,
 /// non-zero (relative) representation within the bound.
@@ -1428,45 +1375,6 @@ pub fn rescue_exceptions(
         table.bound,
         rescue(target, q, recon, table)
     ))
-}
-
-/// Writes the fresh elements of a delta chunk over `out` (the decoded delta). Validates first.
-pub fn apply_fresh(
-    kind: FloatKind,
-    fresh: &FreshCodes,
-    out: &mut [u8],
-    table: &PowerTable,
-) -> Result<(), QuantError> {
-    require_lattice(table)?;
-    let n = element_count(kind, out.len())?;
-    for (what, len) in [
-        ("fresh codes", fresh.codes.len()),
-        ("fresh signs", fresh.negative.len()),
-    ] {
-        if len != fresh.positions.len() {
-            return Err(QuantError::LengthMismatch {
-                what,
-                expected: fresh.positions.len(),
-                actual: len,
-            });
-        }
-    }
-    let mut prev: Option<u32> = None;
-    for (index, (&position, &code)) in fresh.positions.iter().zip(&fresh.codes).enumerate() {
-        if position as usize >= n || prev.is_some_and(|q| q >= position) {
-            return Err(QuantError::BadExceptionPosition { index, position });
-        }
-        if code.unsigned_abs() > table.max_code {
-            return Err(QuantError::CodeOutOfRange {
-                index,
-                code,
-                max_code: table.max_code,
-            });
-        }
-        prev = Some(position);
-    }
-    by_kind_and_mode!(kind, table.bound, fresh_decode(fresh, table, out));
-    Ok(())
 }
 
 /// Order-0 (empirical) entropy of a code slice in bits per element; 0 for an
@@ -2570,6 +2478,30 @@ mod tests {
             .collect()
     }
 
+    /// Decodes one lattice chunk (codes in one stream) as `lossy` does, through the run decoder.
+    fn decode_level(
+        kind: FloatKind,
+        base: &[u8],
+        q: &QuantizedChunk,
+        fresh: &FreshCodes,
+        table: &PowerTable,
+        anchored: bool,
+    ) -> Vec<u8> {
+        let streams = [q.codes.clone()];
+        let level = LatticeLevel {
+            table,
+            top: 0,
+            streams: &streams,
+            exception_positions: &q.exception_positions,
+            exception_values: &q.exception_values,
+            fresh,
+            anchored,
+        };
+        let mut out = base.to_vec();
+        apply_lattice_deltas(kind, &mut out, &[level], |_, _, _| 0).unwrap();
+        out
+    }
+
     /// The bound for coded elements, exact bits for exceptions, and a decoder that agrees.
     fn check_lattice_recon(
         kind: FloatKind,
@@ -2616,14 +2548,14 @@ mod tests {
             let base = to_bytes(kind, &lattice_base(kind, bound, &rb));
             let (q, recon) =
                 quantize_from_bases(kind, &to_bytes(kind, &rb), &base, &table).unwrap();
-            prop_assert_eq!(&dequantize_from_bases(kind, &base, &q, &table).unwrap(), &recon);
+            let none = FreshCodes::default();
+            prop_assert_eq!(&decode_level(kind, &base, &q, &none, &table, true), &recon);
             check_lattice_recon(kind, bound, &rb, &from_bytes(kind, &recon), &q.exception_positions)?;
             // A delta of the targets against that reconstruction.
             let t_bytes = to_bytes(kind, &ta);
             let (mut q, mut delta) = quantize(kind, &t_bytes, &recon, &table).unwrap();
             let fresh = rescue_exceptions(kind, &t_bytes, &mut q, &mut delta, &table).unwrap();
-            let mut decoded = dequantize(kind, &recon, &q, &table).unwrap();
-            apply_fresh(kind, &fresh, &mut decoded, &table).unwrap();
+            let decoded = decode_level(kind, &recon, &q, &fresh, &table, false);
             prop_assert_eq!(&decoded, &delta);
             check_lattice_recon(kind, bound, &ta, &from_bytes(kind, &delta), &q.exception_positions)?;
         }

@@ -624,53 +624,39 @@ pub fn decode(
     chunk: ParsedChunk,
     reference: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
-    if is_plain_lattice_delta(&chunk) {
-        let r = reference.ok_or("delta chunk without its reference")?;
-        return decode_lattice_run(dtype, r.to_vec(), vec![chunk]);
+    if is_lattice(&chunk) {
+        return decode_lattice(dtype, chunk, reference);
     }
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
-    let chunk_sections = chunk.sections.len();
     if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
         return Err(format!(
             "element width {} does not match {dtype}",
             chunk.unit
         ));
     }
-    let mut sections = chunk.sections.into_iter();
-    let params = sections.next().unwrap_or_default();
-    if params.len() < 14 {
+    let [params, codes, positions, values, signs]: [Vec<u8>; 5] = chunk
+        .sections
+        .try_into()
+        .map_err(|s: Vec<Vec<u8>>| format!("{} sections, expected 5", s.len()))?;
+    if params.len() != 14 {
         return Err("bad parameter section".into());
     }
     let rounding = Rounding::try_from(params[13])?;
-    let lattice = rounding == Rounding::Lattice;
-    let top = match (lattice, params.len()) {
-        (true, 16) => u16::from_le_bytes([params[14], params[15]]),
-        (false, 14) => 0,
-        _ => return Err("bad parameter section".into()),
-    };
-    if (lattice && chunk_sections < 8) || (!lattice && chunk_sections != 5) {
-        return Err(format!(
-            "{chunk_sections} sections do not fit {rounding:?} codes"
-        ));
-    }
-    let mut next = || sections.next().unwrap_or_default();
-    let codes = if lattice { Vec::new() } else { next() };
-    let [positions, values, signs] = [next(), next(), next()];
-    let [fresh_positions, fresh_codes, fresh_signs] = if lattice {
-        [next(), next(), next()]
-    } else {
-        Default::default()
-    };
-    let code_streams: Vec<Vec<u8>> = sections.collect();
     let (eb, max_code) = bound_params(&params)?;
-    let keyframe = chunk.transform & KEYFRAME != 0;
     let table = table(eb, max_code, rounding)?;
     let n = chunk.raw_len / kind.size();
-    let reference = if keyframe {
-        match eb {
-            ErrorBound::Relative(_) => unpack_sign_reference(kind, &signs, n)?,
-            ErrorBound::Absolute(_) => vec![0u8; chunk.raw_len],
-        }
+    let codes = if chunk.transform & NARROW_CODES != 0 {
+        narrow_decode(&codes, n)?
+    } else {
+        rle_decode(&codes, n)?
+    };
+    let q = QuantizedChunk {
+        codes,
+        exception_positions: positions_decode(&positions)?,
+        exception_values: planes::merge(&values, kind.size()),
+    };
+    let reference = if chunk.transform & KEYFRAME != 0 {
+        keyframe_bases(kind, eb, &signs, n)?
     } else {
         let r = reference.ok_or("delta chunk without its reference")?;
         if r.len() != chunk.raw_len {
@@ -682,54 +668,49 @@ pub fn decode(
         }
         r.to_vec()
     };
-    let codes = if lattice {
-        let (classes, count) = if keyframe {
-            (vec![0u8; n], 1)
-        } else {
-            context::classes(kind, &reference, top)
-        };
-        if code_streams.len() != count {
+    engine.dequantize(kind, &reference, &q, &table)
+}
+
+/// A keyframe's bases: `±1` by the stored signs (relative) or zeros (absolute).
+fn keyframe_bases(
+    kind: FloatKind,
+    eb: ErrorBound,
+    signs: &[u8],
+    n: usize,
+) -> Result<Vec<u8>, String> {
+    match eb {
+        ErrorBound::Relative(_) => unpack_sign_reference(kind, signs, n),
+        ErrorBound::Absolute(_) => Ok(vec![0u8; n * kind.size()]),
+    }
+}
+
+/// Decodes a lattice chunk: a keyframe from its bases, a delta from `reference`.
+fn decode_lattice(
+    dtype: Dtype,
+    chunk: ParsedChunk,
+    reference: Option<&[u8]>,
+) -> Result<Vec<u8>, String> {
+    let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
+    let n = chunk.raw_len / kind.size();
+    let base = if chunk.transform & KEYFRAME != 0 {
+        None
+    } else {
+        let r = reference.ok_or("delta chunk without its reference")?;
+        if r.len() != chunk.raw_len {
             return Err(format!(
-                "{} code streams, expected {count}",
-                code_streams.len()
+                "reference is {} bytes, expected {}",
+                r.len(),
+                chunk.raw_len
             ));
         }
-        let streams = code_streams
-            .iter()
-            .map(|s| code_stream_decode(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        context::merge(&streams, &classes)?
-    } else if chunk.transform & NARROW_CODES != 0 {
-        narrow_decode(&codes, n)?
-    } else {
-        rle_decode(&codes, n)?
+        Some(r.to_vec())
     };
-    let q = QuantizedChunk {
-        codes,
-        exception_positions: positions_decode(&positions)?,
-        exception_values: planes::merge(&values, kind.size()),
+    let parts = lattice_parts(kind, chunk)?;
+    let base = match base {
+        Some(b) => b,
+        None => keyframe_bases(kind, parts.table.bound(), &parts.signs, n)?,
     };
-    let anchor = lattice && chunk.transform & ANCHOR != 0;
-    match (rounding, keyframe) {
-        (Rounding::Lattice, true) => {
-            logquant::dequantize_from_bases(kind, &reference, &q, &table).map_err(|e| e.to_string())
-        }
-        (Rounding::Lattice, false) => {
-            let positions = positions_decode(&fresh_positions)?;
-            let fresh = FreshCodes {
-                codes: narrow_decode(&fresh_codes, positions.len())?,
-                negative: unpack_bits(&fresh_signs, positions.len(), eb)?,
-                positions,
-            };
-            // Plain lattice deltas took the early return: this one anchors its chain.
-            debug_assert!(anchor);
-            let mut out = logquant::dequantize_from_bases(kind, &reference, &q, &table)
-                .map_err(|e| e.to_string())?;
-            logquant::apply_fresh(kind, &fresh, &mut out, &table).map_err(|e| e.to_string())?;
-            Ok(out)
-        }
-        _ => engine.dequantize(kind, &reference, &q, &table),
-    }
+    apply_lattice_parts(kind, base, &[parts])
 }
 
 /// The bound and code range of a parameter section (at least 14 bytes, checked by the caller).
@@ -747,28 +728,35 @@ fn bound_params(params: &[u8]) -> Result<(ErrorBound, u32), String> {
     Ok((eb, max_code))
 }
 
-/// Whether `chunk` is a lattice delta that neither starts nor anchors a chain: the kind a run of
-/// a chain is made of, which [`decode_lattice_run`] applies in one pass.
-pub fn is_plain_lattice_delta(chunk: &ParsedChunk) -> bool {
+/// Whether `chunk` is coded on the lattice.
+fn is_lattice(chunk: &ParsedChunk) -> bool {
     chunk.codec == ChunkCodec::LogDelta
-        && chunk.transform & (KEYFRAME | ANCHOR) == 0
         && chunk
             .sections
             .first()
-            .is_some_and(|p| p.len() == 16 && p[13] == Rounding::Lattice as u8)
+            .is_some_and(|p| p.len() >= 14 && p[13] == Rounding::Lattice as u8)
 }
 
-/// The sections of a plain lattice delta, decoded.
-struct LatticeDeltaParts {
+/// Whether `chunk` is a lattice delta (not a keyframe): the kind a run of a chain is made of,
+/// which [`decode_lattice_run`] applies in one pass.
+pub fn is_lattice_delta(chunk: &ParsedChunk) -> bool {
+    is_lattice(chunk) && chunk.transform & KEYFRAME == 0
+}
+
+/// The sections of a lattice chunk, decoded.
+struct LatticeParts {
     table: Arc<PowerTable>,
     top: u16,
+    anchored: bool,
     streams: Vec<Vec<i32>>,
     exception_positions: Vec<u32>,
     exception_values: Vec<u8>,
+    /// A keyframe's sign bits (relative bounds).
+    signs: Vec<u8>,
     fresh: FreshCodes,
 }
 
-fn lattice_delta_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeDeltaParts, String> {
+fn lattice_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeParts, String> {
     if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
         return Err(format!(
             "element width {} does not match {kind:?}",
@@ -776,6 +764,11 @@ fn lattice_delta_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeDel
         ));
     }
     let n = chunk.raw_len / kind.size();
+    let keyframe = chunk.transform & KEYFRAME != 0;
+    let sections_len = chunk.sections.len();
+    if sections_len < 8 {
+        return Err(format!("{sections_len} sections do not fit lattice codes"));
+    }
     let mut sections = chunk.sections.into_iter();
     let params = sections.next().unwrap_or_default();
     if params.len() != 16 {
@@ -785,25 +778,33 @@ fn lattice_delta_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeDel
     let top = u16::from_le_bytes([params[14], params[15]]);
     let table = table(eb, max_code, Rounding::Lattice)?;
     let mut next = || sections.next().unwrap_or_default();
-    let [positions, values, _signs, fresh_positions, fresh_codes, fresh_signs] =
+    let [positions, values, signs, fresh_positions, fresh_codes, fresh_signs] =
         [next(), next(), next(), next(), next(), next()];
     let streams = sections
         .map(|s| code_stream_decode(&s))
         .collect::<Result<Vec<_>, _>>()?;
-    if streams.len() != context::stream_count(n) {
+    // A keyframe's codes come in one stream, a delta's split by the classes of its parent.
+    let expected = if keyframe {
+        1
+    } else {
+        context::stream_count(n)
+    };
+    if streams.len() != expected {
         return Err(format!(
-            "{} code streams, expected {}",
-            streams.len(),
-            context::stream_count(n)
+            "{} code streams, expected {expected}",
+            streams.len()
         ));
     }
     let fresh_at = positions_decode(&fresh_positions)?;
-    Ok(LatticeDeltaParts {
+    Ok(LatticeParts {
         table,
         top,
+        // A keyframe places every element from its bases, as an anchoring delta does.
+        anchored: keyframe || chunk.transform & ANCHOR != 0,
         streams,
         exception_positions: positions_decode(&positions)?,
         exception_values: planes::merge(&values, kind.size()),
+        signs,
         fresh: FreshCodes {
             codes: narrow_decode(&fresh_codes, fresh_at.len())?,
             negative: unpack_bits(&fresh_signs, fresh_at.len(), eb)?,
@@ -812,42 +813,56 @@ fn lattice_delta_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeDel
     })
 }
 
-/// Applies plain lattice deltas (oldest first, each coded against the previous one's output) to
+/// Applies decoded lattice chunks, oldest first, to `base`: one pass per run of chunks under the
+/// same kind of bound (a bound change from relative to absolute, or back, starts another pass).
+fn apply_lattice_parts(
+    kind: FloatKind,
+    mut base: Vec<u8>,
+    parts: &[LatticeParts],
+) -> Result<Vec<u8>, String> {
+    let mode = |p: &LatticeParts| std::mem::discriminant(&p.table.bound());
+    for group in parts.chunk_by(|a, b| mode(a) == mode(b)) {
+        let levels: Vec<logquant::LatticeLevel<'_>> = group
+            .iter()
+            .map(|p| logquant::LatticeLevel {
+                table: &p.table,
+                top: p.top,
+                streams: &p.streams,
+                exception_positions: &p.exception_positions,
+                exception_values: &p.exception_values,
+                fresh: &p.fresh,
+                anchored: p.anchored,
+            })
+            .collect();
+        logquant::apply_lattice_deltas(kind, &mut base, &levels, context::class_of)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(base)
+}
+
+/// Applies lattice deltas (oldest first, each coded against the previous one's output) to
 /// `base`, the decoded reference of the first, in one pass over the elements: the same result as
 /// decoding them one by one, without a pass and a buffer per delta.
 pub fn decode_lattice_run(
     dtype: Dtype,
-    mut base: Vec<u8>,
+    base: Vec<u8>,
     chunks: Vec<ParsedChunk>,
 ) -> Result<Vec<u8>, String> {
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
     let parts = chunks
         .into_iter()
         .map(|c| {
-            if c.raw_len != base.len() {
+            if c.raw_len != base.len() || c.transform & KEYFRAME != 0 {
                 return Err(format!(
-                    "reference is {} bytes, expected {}",
-                    base.len(),
-                    c.raw_len
+                    "a delta of {} bytes against a reference of {}",
+                    c.raw_len,
+                    base.len()
                 ));
             }
-            lattice_delta_parts(kind, c)
+            lattice_parts(kind, c)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let levels: Vec<logquant::LatticeLevel<'_>> = parts
-        .iter()
-        .map(|p| logquant::LatticeLevel {
-            table: &p.table,
-            top: p.top,
-            streams: &p.streams,
-            exception_positions: &p.exception_positions,
-            exception_values: &p.exception_values,
-            fresh: &p.fresh,
-        })
-        .collect();
-    logquant::apply_lattice_deltas(kind, &mut base, &levels, context::class_of)
-        .map_err(|e| e.to_string())?;
-    Ok(base)
+    apply_lattice_parts(kind, base, &parts)
 }
 
 /// One stream of codes as zero-run RLE or narrow byte planes, whichever stores smaller; the
@@ -1063,7 +1078,7 @@ mod tests {
         }
     }
 
-    /// A run of plain lattice deltas applied in one pass gives what decoding them one after the
+    /// A run of lattice deltas applied in one pass gives what decoding them one after the
     /// other gives, for both bounds and a split chunk (8 streams) with fresh elements.
     #[test]
     fn a_lattice_run_in_one_pass_equals_level_by_level() {
@@ -1099,7 +1114,7 @@ mod tests {
             }
             let base = recons[0].clone();
             let run: Vec<_> = objs[1..].iter().map(|o| read_chunk(o).unwrap()).collect();
-            assert!(run.iter().all(is_plain_lattice_delta));
+            assert!(run.iter().all(is_lattice_delta));
             assert_eq!(
                 &decode_lattice_run(Dtype::F32, base, run).unwrap(),
                 recons.last().unwrap(),

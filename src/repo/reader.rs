@@ -159,7 +159,7 @@ impl ObjectReader {
                 ),
             ));
         }
-        if lossy::is_plain_lattice_delta(&parsed) {
+        if lossy::is_lattice_delta(&parsed) {
             return self.decode_lattice_chain(entry, i, parsed);
         }
         let reference = if chunk::needs_reference(&parsed) {
@@ -198,9 +198,9 @@ impl ObjectReader {
         }
     }
 
-    /// Decodes chunk `i` of `entry`, a plain lattice delta, together with the plain lattice
-    /// deltas it was coded after: the chain is walked back to the first chunk of another kind
-    /// (its keyframe or anchor), that one decoded, and the run applied to it in passes of
+    /// Decodes chunk `i` of `entry`, a lattice delta, together with the lattice deltas it was
+    /// coded after: the chain is walked back to the first chunk of another kind (its keyframe),
+    /// that one decoded, and the run applied to it in passes of
     /// [`LATTICE_RUN`] deltas (`lossy::decode_lattice_run`), so a deep chain costs a few passes
     /// over the chunk instead of one per snapshot.
     fn decode_lattice_chain(
@@ -229,7 +229,7 @@ impl ObjectReader {
                 .ok_or_else(|| Error::decode(what(ref_entry), "no such chunk"))?;
             let obj = self.read_object(&cref.id)?;
             let p = chunk::read_chunk(&obj).map_err(|e| Error::decode(what(ref_entry), e))?;
-            if !lossy::is_plain_lattice_delta(&p) {
+            if !lossy::is_lattice_delta(&p) {
                 break self.decode_chunk(ref_entry, i)?;
             }
             run.push(p);
