@@ -2561,6 +2561,63 @@ mod tests {
         }
     }
 
+    /// The run decoder refuses a level whose lists do not match its elements: a stream short of
+    /// codes, one with codes left over, an exception the codes do not mark, a mixed bound kind.
+    #[test]
+    fn a_run_refuses_streams_and_lists_that_do_not_fit() {
+        let kind = FloatKind::F32;
+        let table = PowerTable::lattice(ErrorBound::Relative(0.05), 1000).unwrap();
+        let base = to_bytes(kind, &[from_f64(kind, 1.0); 4]);
+        let none = FreshCodes::default();
+        let run = |streams: &[Vec<i32>], exc: &[u32], vals: &[u8], t: &PowerTable| {
+            let level = LatticeLevel {
+                table: t,
+                top: 0,
+                streams,
+                exception_positions: exc,
+                exception_values: vals,
+                fresh: &none,
+                anchored: false,
+            };
+            let mut out = base.clone();
+            apply_lattice_deltas(kind, &mut out, &[level], |_, _, _| 0).map(|_| out)
+        };
+        assert!(run(&[vec![0, 1, 0, -1]], &[], &[], &table).is_ok());
+        let short = run(&[vec![0, 1, 0]], &[], &[], &table).unwrap_err();
+        assert!(short.to_string().contains("codes of a stream"), "{short}");
+        let long = run(&[vec![0, 1, 0, -1, 2]], &[], &[], &table).unwrap_err();
+        assert!(long.to_string().contains("codes of a stream"), "{long}");
+        let marked = run(&[vec![0, 1, 0, 0]], &[1], &[0; 4], &table).unwrap_err();
+        assert!(
+            matches!(
+                marked,
+                QuantError::ExceptionCodeNotZero {
+                    position: 1,
+                    code: 1
+                }
+            ),
+            "{marked}"
+        );
+        let unsorted = run(&[vec![0; 4]], &[3, 1], &[0; 8], &table).unwrap_err();
+        assert!(unsorted.to_string().contains("exception #1"), "{unsorted}");
+        let abs = PowerTable::lattice(ErrorBound::Absolute(0.5), 1000).unwrap();
+        let streams = [vec![0; 4]];
+        let level = |t| LatticeLevel {
+            table: t,
+            top: 0,
+            streams: &streams,
+            exception_positions: &[],
+            exception_values: &[],
+            fresh: &none,
+            anchored: false,
+        };
+        let mut out = base.clone();
+        let mixed =
+            apply_lattice_deltas(kind, &mut out, &[level(&table), level(&abs)], |_, _, _| 0)
+                .unwrap_err();
+        assert!(mixed.to_string().contains("invalid error bound"), "{mixed}");
+    }
+
     /// Sign flips and a zero reference are placed on the lattice, not stored exactly; a zero or
     /// non-finite target stays exact.
     #[test]
