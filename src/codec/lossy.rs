@@ -1078,6 +1078,63 @@ mod tests {
         }
     }
 
+    /// Malformed lattice chunks are refused with a message naming what is wrong.
+    #[test]
+    fn malformed_lattice_chunks_name_the_problem() {
+        let x: Vec<f32> = (0..300).map(|i| ((i as f32) * 0.3).sin() + 2.0).collect();
+        let y: Vec<f32> = x.iter().map(|v| -v * 1.1).collect(); // sign flips: fresh elements
+        let code = |t: &[f32], basis| {
+            encode(
+                &CpuQuant,
+                Dtype::F32,
+                Bound::Rel(0.05),
+                &f32s(t),
+                basis,
+                Rounding::Lattice,
+                CodecChoice::Auto,
+            )
+            .unwrap()
+        };
+        let (key, recon, _) = code(&x, Basis::Keyframe);
+        let (delta, _, _) = code(&y, Basis::Parent(&recon));
+        let err = |obj: &[u8], edit: &dyn Fn(&mut ParsedChunk)| {
+            let mut p = read_chunk(obj).unwrap();
+            edit(&mut p);
+            decode(&CpuQuant, Dtype::F32, p, Some(&recon)).unwrap_err()
+        };
+        let e = err(&delta, &|p| p.sections[7][0] = 9);
+        assert!(e.contains("valid form byte"), "{e}");
+        let e = err(&delta, &|p| p.sections[6].push(0));
+        assert!(e.contains("fresh sign section"), "{e}");
+        let e = err(&delta, &|p| p.sections[0].push(0));
+        assert!(e.contains("bad parameter section"), "{e}");
+        let e = err(&delta, &|p| p.sections[0][13] = 7);
+        assert!(e.contains("8 sections, expected 5"), "{e}");
+        let (nearest, _, _) = encode(
+            &CpuQuant,
+            Dtype::F32,
+            Bound::Rel(0.05),
+            &f32s(&y),
+            Basis::Parent(&recon),
+            Rounding::Nearest,
+            CodecChoice::Auto,
+        )
+        .unwrap();
+        let e = err(&nearest, &|p| p.sections[0][13] = 7);
+        assert!(e.contains("unknown rounding 7"), "{e}");
+        let e = decode_lattice_run(Dtype::F32, recon.clone(), vec![read_chunk(&key).unwrap()])
+            .unwrap_err();
+        assert!(e.contains("a delta of"), "{e}");
+        let e = logquant::quantize_from_bases(
+            FloatKind::F32,
+            &f32s(&x),
+            &f32s(&x),
+            &PowerTable::new(ErrorBound::Relative(0.05), 100).unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs a lattice table"), "{e}");
+    }
+
     /// A run of lattice deltas applied in one pass gives what decoding them one after the
     /// other gives, for both bounds and a split chunk (8 streams) with fresh elements.
     #[test]
