@@ -19,6 +19,8 @@
 //! picks the commits' entropy coders (default `auto`). `SNAPSTORE_BENCH_ROUNDING=lattice|dither|nearest|all`
 //! picks how lossy codes are rounded (default `all`: one row per rounding mode and bound).
 //! `SNAPSTORE_BENCH_KEYFRAME_EVERY=K` caps chains at K decodes (default: the repository's).
+//! `SNAPSTORE_BENCH_BOUNDS=lossless,rel:0.1` measures only these bounds (default: lossless and
+//! rel 0.001, 0.01, 0.05, 0.1).
 //! `SNAPSTORE_BENCH_TIP_CACHE=BYTES` bounds the decoded last commit the repository handle keeps
 //! (default `DEFAULT_TIP_CACHE_BYTES`; 0 measures commits that decode the parent's chain, as the
 //! CLI does).
@@ -53,6 +55,7 @@ struct Config {
     dump: Option<PathBuf>,
     tip_cache: usize,
     keyframe_every: Option<u32>,
+    bounds: Vec<Bound>,
 }
 
 fn rounding_name(r: Rounding) -> &'static str {
@@ -133,12 +136,21 @@ fn main() -> Result<()> {
         Ok(s) => Some(s.parse().context("SNAPSTORE_BENCH_KEYFRAME_EVERY")?),
         Err(_) => None,
     };
+    let bounds = match std::env::var("SNAPSTORE_BENCH_BOUNDS") {
+        Ok(s) => s
+            .split(',')
+            .map(|b| b.trim().parse().map_err(anyhow::Error::msg))
+            .collect::<Result<Vec<Bound>>>()
+            .context("SNAPSTORE_BENCH_BOUNDS")?,
+        Err(_) => BOUNDS.to_vec(),
+    };
     let cfg = Config {
         codec,
         roundings,
         dump,
         tip_cache,
         keyframe_every,
+        bounds,
     };
     println!(
         "# snapstore bench_corpora (codec {codec}, rounding {}, {} rayon threads, tip cache {} B, bench dir {})\n",
@@ -200,7 +212,7 @@ fn load_corpus(name: &str, dir: &Path) -> Result<Corpus> {
     })
 }
 
-/// Bounds measured on every corpus (BF16 included).
+/// Bounds measured on every corpus (BF16 included) unless `SNAPSTORE_BENCH_BOUNDS` says otherwise.
 const BOUNDS: [Bound; 5] = [
     Bound::Lossless,
     Bound::Rel(1e-3),
@@ -253,7 +265,7 @@ fn run_corpus(corpus: &Corpus, cfg: &Config) -> Result<()> {
     let mut rows = vec![zstd_row(corpus)?];
     let mut code_stats = Vec::new();
     let mut extra = Vec::new();
-    for bound in BOUNDS {
+    for &bound in &cfg.bounds {
         let roundings: Vec<Option<Rounding>> = if bound == Bound::Lossless {
             vec![None]
         } else {

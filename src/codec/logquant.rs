@@ -44,6 +44,7 @@
 //!   `eps' = eps * (1 - 2^-50)`, which implies the bound with `eps` in exact
 //!   arithmetic (and hence also in plain `f64` evaluation).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -123,6 +124,13 @@ pub enum QuantError {
         code: i32,
         max_code: u32,
     },
+    /// A code outside `-max_code..=max_code` in a lattice delta's code stream.
+    StreamCodeOutOfRange {
+        stream: usize,
+        at: usize,
+        code: i32,
+        max_code: u32,
+    },
 }
 
 impl fmt::Display for QuantError {
@@ -157,6 +165,15 @@ impl fmt::Display for QuantError {
                 code,
                 max_code,
             } => write!(f, "code {code} at index {index} is outside +-{max_code}"),
+            QuantError::StreamCodeOutOfRange {
+                stream,
+                at,
+                code,
+                max_code,
+            } => write!(
+                f,
+                "code {code} at position {at} of code stream {stream} is outside +-{max_code}"
+            ),
         }
     }
 }
@@ -845,6 +862,29 @@ pub fn for_each_exponent(kind: FloatKind, bytes: &[u8], f: impl FnMut(u16)) {
 // ---------------------------------------------------------------------------
 // Lattice deltas applied in one pass: a run of a chain, element by element.
 
+/// A stream of codes as stored: one byte each when every code fits (the common case: a quarter
+/// of a run's memory and bandwidth), four otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Codes {
+    Narrow(Vec<i8>),
+    Wide(Vec<i32>),
+}
+
+impl Codes {
+    pub fn len(&self) -> usize {
+        match self {
+            Codes::Narrow(c) => c.len(),
+            Codes::Wide(c) => c.len(),
+        }
+    }
+}
+
+impl From<Vec<i32>> for Codes {
+    fn from(codes: Vec<i32>) -> Self {
+        Codes::Wide(codes)
+    }
+}
+
 /// One lattice chunk of a chain, its sections decoded.
 #[derive(Clone, Debug)]
 pub struct LatticeLevel<'a> {
@@ -853,7 +893,7 @@ pub struct LatticeLevel<'a> {
     /// Class boundary of its code streams (`codec::context`).
     pub top: u16,
     /// Codes by class, each in element order; one stream: no split.
-    pub streams: &'a [Vec<i32>],
+    pub streams: &'a [Codes],
     /// Exceptions, ascending, and their raw values.
     pub exception_positions: &'a [u32],
     pub exception_values: &'a [u8],
@@ -914,158 +954,367 @@ pub fn apply_lattice_deltas(
 /// Elements a pass holds while it runs every level over them (a few KiB: stays in L1).
 const RUN_BLOCK: usize = 2048;
 
-/// Where a level stands in its lists.
-#[derive(Clone, Copy, Default)]
-struct Cursor {
-    stream: [usize; MAX_STREAMS],
+/// Most code streams a level may have (`codec::context::MAX_CLASSES`).
+const MAX_STREAMS: usize = 8;
+
+/// Entries of a class table: one per value of the widest exponent field (F64's 11 bits).
+const EXPONENT_VALUES: usize = 1 << 11;
+
+/// One level of a run, ready to apply: its streams, the stream of every exponent field and
+/// where it stands.
+struct LevelPlan<'a> {
+    level: &'a LatticeLevel<'a>,
+    params: Params<'a>,
+    codes: LevelCodes<'a>,
+    /// Stream of an element whose value before this level has exponent field `e`.
+    class: Box<[u8; EXPONENT_VALUES]>,
+    /// Next unread code of every stream.
+    stream_at: [usize; MAX_STREAMS],
     exception: usize,
     fresh: usize,
 }
 
-/// Most code streams a level may have (`codec::context::MAX_CLASSES`).
-const MAX_STREAMS: usize = 8;
+/// A level's streams in one width, so the hot loop is compiled once per width.
+enum LevelCodes<'a> {
+    Narrow(Vec<&'a [i8]>),
+    /// Some stream needs four bytes: the narrow ones are widened (rare: fine bounds only).
+    Wide(Vec<Cow<'a, [i32]>>),
+}
+
+impl<'a> LevelCodes<'a> {
+    fn new(streams: &'a [Codes]) -> Self {
+        let narrow: Option<Vec<&[i8]>> = streams
+            .iter()
+            .map(|s| match s {
+                Codes::Narrow(c) => Some(&c[..]),
+                Codes::Wide(_) => None,
+            })
+            .collect();
+        match narrow {
+            Some(n) => LevelCodes::Narrow(n),
+            None => LevelCodes::Wide(
+                streams
+                    .iter()
+                    .map(|s| match s {
+                        Codes::Narrow(c) => Cow::Owned(c.iter().map(|&m| i32::from(m)).collect()),
+                        Codes::Wide(c) => Cow::Borrowed(&c[..]),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    fn get(&self, stream: usize, at: usize) -> Option<i32> {
+        match self {
+            LevelCodes::Narrow(s) => s[stream].get(at).map(|&m| i32::from(m)),
+            LevelCodes::Wide(s) => s[stream].get(at).copied(),
+        }
+    }
+}
+
+impl<'a> LevelPlan<'a> {
+    fn new<K: Elem>(
+        level: &'a LatticeLevel<'a>,
+        class_of: &impl Fn(u16, u16, u16) -> u8,
+    ) -> Result<Self, QuantError> {
+        if level.streams.is_empty() || level.streams.len() > MAX_STREAMS {
+            return Err(QuantError::LengthMismatch {
+                what: "code streams",
+                expected: MAX_STREAMS,
+                actual: level.streams.len(),
+            });
+        }
+        let mut class = Box::new([0u8; EXPONENT_VALUES]);
+        if level.streams.len() > 1 {
+            for e in 0..=K::EXP_MAX {
+                class[usize::from(e)] =
+                    class_of(e, K::EXP_MAX, level.top) & (MAX_STREAMS - 1) as u8;
+            }
+        }
+        Ok(LevelPlan {
+            level,
+            params: Params::new(level.table),
+            codes: LevelCodes::new(level.streams),
+            class,
+            stream_at: [0; MAX_STREAMS],
+            exception: 0,
+            fresh: 0,
+        })
+    }
+
+    /// Position of the level's next exception or fresh element (`usize::MAX`: none left).
+    fn next_special(&self) -> usize {
+        let l = self.level;
+        let exception = l.exception_positions.get(self.exception);
+        let fresh = l.fresh.positions.get(self.fresh);
+        exception
+            .into_iter()
+            .chain(fresh)
+            .map(|&q| q as usize)
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The class (stream) of an element whose value before this level is `x`.
+    #[inline(always)]
+    fn class_of<K: Elem>(&self, x: u64) -> usize {
+        let e = ((x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as usize;
+        usize::from(self.class[e & (EXPONENT_VALUES - 1)])
+    }
+
+    /// The next code of stream `c`, checked against the table, and the cursor moved past it.
+    fn next_code(&mut self, c: usize) -> Result<i32, QuantError> {
+        let at = self.stream_at[c];
+        let m = self
+            .codes
+            .get(c, at)
+            .ok_or_else(|| stream_short(self.level.streams[c].len()))?;
+        if m.unsigned_abs() > self.params.max_code {
+            return Err(code_out_of_range(c, at, m, self.params.max_code));
+        }
+        self.stream_at[c] = at + 1;
+        Ok(m)
+    }
+
+    /// Applies the level to the elements `xs`, none of which is an exception or fresh.
+    fn apply_plain<K: Elem, M: Mode>(&mut self, xs: &mut [u64]) -> Result<(), QuantError> {
+        let split = self.level.streams.len() > 1;
+        let (table, at, class) = (self.params.table, &mut self.stream_at, &*self.class);
+        match &self.codes {
+            LevelCodes::Narrow(s) => apply_codes::<K, M, i8>(xs, s, split, at, class, table),
+            LevelCodes::Wide(s) => apply_codes::<K, M, i32>(xs, s, split, at, class, table),
+        }
+    }
+
+    /// Places the elements `xs` (element `first` onwards, none special) on their grids from their
+    /// values: a keyframe over its bases, or the delta that anchors a chain.
+    fn apply_anchored<K: Elem, M: Mode>(
+        &mut self,
+        first: usize,
+        xs: &mut [u64],
+    ) -> Result<(), QuantError> {
+        let split = self.level.streams.len() > 1;
+        for (k, x) in xs.iter_mut().enumerate() {
+            let c = if split { self.class_of::<K>(*x) } else { 0 };
+            let m = self.next_code(c)?;
+            *x = lattice_decode_one::<K, M>(
+                lattice_slot(first + k),
+                K::widen(*x),
+                m,
+                &self.params,
+                &self.level.table.offsets,
+            );
+        }
+        Ok(())
+    }
+
+    /// Applies the level to element `i` (value `x`) whatever it is: its code (placed from the
+    /// value when the level anchors), then its exception, then its fresh placement.
+    fn apply_one<K: Elem, M: Mode>(&mut self, i: usize, x: &mut u64) -> Result<(), QuantError> {
+        let l = self.level;
+        let c = if l.streams.len() > 1 {
+            self.class_of::<K>(*x)
+        } else {
+            0
+        };
+        let m = self.next_code(c)?;
+        let p = &self.params;
+        if l.anchored {
+            *x = lattice_decode_one::<K, M>(lattice_slot(i), K::widen(*x), m, p, &l.table.offsets);
+        } else if m != 0 {
+            *x = K::narrow(M::apply(
+                K::widen(*x),
+                p.table[(m + p.max_code as i32) as usize],
+            ));
+        }
+        if l.exception_positions
+            .get(self.exception)
+            .map(|&q| q as usize)
+            == Some(i)
+        {
+            if m != 0 {
+                return Err(QuantError::ExceptionCodeNotZero {
+                    position: i as u32,
+                    code: m,
+                });
+            }
+            let size = std::mem::size_of::<K::Raw>();
+            let v = &l.exception_values[self.exception * size..(self.exception + 1) * size];
+            *x = K::load(K::chunks(v)[0]);
+            self.exception += 1;
+        }
+        if l.fresh.positions.get(self.fresh).map(|&q| q as usize) == Some(i) {
+            let code = l.fresh.codes[self.fresh];
+            if code.unsigned_abs() > p.max_code {
+                return Err(QuantError::CodeOutOfRange {
+                    index: i,
+                    code,
+                    max_code: p.max_code,
+                });
+            }
+            let b = fresh_base::<M>(l.fresh.negative[self.fresh]);
+            *x = lattice_decode_one::<K, M>(lattice_slot(i), b, code, p, &l.table.offsets);
+            self.fresh += 1;
+        }
+        Ok(())
+    }
+
+    /// Applies the level to the block `xs` starting at element `base`: spans between its
+    /// exceptions and fresh elements in a tight loop, those one by one.
+    fn apply_block<K: Elem, M: Mode>(
+        &mut self,
+        base: usize,
+        xs: &mut [u64],
+    ) -> Result<(), QuantError> {
+        let mut k = 0;
+        while k < xs.len() {
+            // A special position behind the cursor (unsorted or duplicated) is never reached;
+            // the final check names it.
+            let stop = self.next_special().saturating_sub(base).clamp(k, xs.len());
+            if self.level.anchored {
+                self.apply_anchored::<K, M>(base + k, &mut xs[k..stop])?;
+            } else {
+                self.apply_plain::<K, M>(&mut xs[k..stop])?;
+            }
+            k = stop;
+            if k < xs.len() {
+                self.apply_one::<K, M>(base + k, &mut xs[k])?;
+                k += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every stream, exception and fresh element consumed exactly.
+    fn finish(&self) -> Result<(), QuantError> {
+        let l = self.level;
+        if let Some(k) = (0..l.streams.len()).find(|&k| self.stream_at[k] != l.streams[k].len()) {
+            return Err(QuantError::LengthMismatch {
+                what: "codes of a stream",
+                expected: self.stream_at[k],
+                actual: l.streams[k].len(),
+            });
+        }
+        if self.exception != l.exception_positions.len() {
+            let index = self.exception;
+            return Err(QuantError::BadExceptionPosition {
+                index,
+                position: l.exception_positions[index],
+            });
+        }
+        if self.fresh != l.fresh.positions.len() {
+            let index = self.fresh;
+            return Err(QuantError::BadExceptionPosition {
+                index,
+                position: l.fresh.positions[index],
+            });
+        }
+        Ok(())
+    }
+}
+
+fn code_out_of_range(stream: usize, at: usize, code: i32, max_code: u32) -> QuantError {
+    QuantError::StreamCodeOutOfRange {
+        stream,
+        at,
+        code,
+        max_code,
+    }
+}
+
+fn stream_short(len: usize) -> QuantError {
+    QuantError::LengthMismatch {
+        what: "codes of a stream",
+        expected: len + 1,
+        actual: len,
+    }
+}
+
+/// The hot loop of a checkout: one level over elements `xs` (none an exception or fresh), codes
+/// from `streams` by class (`split`) from the cursors `at`. No branch on the data: a code 0
+/// keeps the value's bits by a select (not `x * 1`, which would touch a NaN's payload), and the
+/// table's bounds check is the code's range check (it holds exactly the codes in range).
+fn apply_codes<K: Elem, M: Mode, C: Copy + Into<i32>>(
+    xs: &mut [u64],
+    streams: &[impl AsRef<[C]>],
+    split: bool,
+    at: &mut [usize; MAX_STREAMS],
+    class: &[u8; EXPONENT_VALUES],
+    table: &[f64],
+) -> Result<(), QuantError> {
+    let max_code = (table.len() / 2) as u32;
+    let off = max_code as i32;
+    let step = |x: u64, m: i32, stream: usize, pos: usize| -> Result<u64, QuantError> {
+        let Some(&t) = table.get(m.wrapping_add(off) as usize) else {
+            return Err(code_out_of_range(stream, pos, m, max_code));
+        };
+        let y = K::narrow(M::apply(K::widen(x), t));
+        Ok(if m != 0 { y } else { x })
+    };
+    if !split {
+        let codes = streams[0].as_ref();
+        let first = at[0];
+        let codes = codes
+            .get(first..first + xs.len())
+            .ok_or_else(|| stream_short(codes.len()))?;
+        for (k, (x, &m)) in xs.iter_mut().zip(codes).enumerate() {
+            *x = step(*x, m.into(), 0, first + k)?;
+        }
+        at[0] = first + xs.len();
+        return Ok(());
+    }
+    // Fixed arrays indexed by a masked class: no bounds checks in the loop.
+    let mut by_class: [&[C]; MAX_STREAMS] = [&[]; MAX_STREAMS];
+    for (b, s) in by_class.iter_mut().zip(streams) {
+        *b = s.as_ref();
+    }
+    let streams = by_class;
+    // Each stream's cursor advances by a count kept in one byte of a register (a span holds at
+    // most 255 elements), so consecutive elements of a class do not wait on a store.
+    for span in xs.chunks_mut(255) {
+        let mut counts = 0u64;
+        for x in span.iter_mut() {
+            let e = ((*x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as usize;
+            let c = usize::from(class[e & (EXPONENT_VALUES - 1)]) & (MAX_STREAMS - 1);
+            let shift = 8 * c as u32;
+            let pos = at[c] + ((counts >> shift) & 0xff) as usize;
+            counts += 1 << shift;
+            let Some(&m) = streams[c].get(pos) else {
+                return Err(stream_short(streams[c].len()));
+            };
+            *x = step(*x, m.into(), c, pos)?;
+        }
+        for (c, at) in at.iter_mut().enumerate() {
+            *at += ((counts >> (8 * c)) & 0xff) as usize;
+        }
+    }
+    Ok(())
+}
 
 fn run_levels<K: Elem, M: Mode>(
     out: &mut [u8],
     levels: &[LatticeLevel<'_>],
     class_of: impl Fn(u16, u16, u16) -> u8,
 ) -> Result<(), QuantError> {
-    if let Some(l) = levels
+    let mut plans = levels
         .iter()
-        .find(|l| l.streams.is_empty() || l.streams.len() > MAX_STREAMS)
-    {
-        return Err(QuantError::LengthMismatch {
-            what: "code streams",
-            expected: MAX_STREAMS,
-            actual: l.streams.len(),
-        });
-    }
-    let params: Vec<Params<'_>> = levels.iter().map(|l| Params::new(l.table)).collect();
-    let mut cursors = vec![Cursor::default(); levels.len()];
-    let size = std::mem::size_of::<K::Raw>();
+        .map(|l| LevelPlan::new::<K>(l, &class_of))
+        .collect::<Result<Vec<_>, _>>()?;
     let elems = K::chunks_mut(out);
     let mut block = [0u64; RUN_BLOCK];
-    let stream_short = |at: usize, len: usize| QuantError::LengthMismatch {
-        what: "codes of a stream",
-        expected: at + 1,
-        actual: len,
-    };
     for (b, chunk) in elems.chunks_mut(RUN_BLOCK).enumerate() {
-        let base = b * RUN_BLOCK;
         let xs = &mut block[..chunk.len()];
         for (x, e) in xs.iter_mut().zip(chunk.iter()) {
             *x = K::load(*e);
         }
-        for ((l, p), c) in levels.iter().zip(&params).zip(cursors.iter_mut()) {
-            let off = p.max_code as i32;
-            let split = l.streams.len() > 1;
-            let next_exception = |c: &Cursor| {
-                l.exception_positions
-                    .get(c.exception)
-                    .map_or(u64::MAX, |&q| u64::from(q))
-            };
-            let next_fresh = |c: &Cursor| {
-                l.fresh
-                    .positions
-                    .get(c.fresh)
-                    .map_or(u64::MAX, |&q| u64::from(q))
-            };
-            let (mut exc_at, mut fresh_at) = (next_exception(c), next_fresh(c));
-            // The streams' unread parts, local so the loop keeps them in registers and cache.
-            let mut rest: [&[i32]; MAX_STREAMS] = [&[]; MAX_STREAMS];
-            for (r, (s, &at)) in rest.iter_mut().zip(l.streams.iter().zip(&c.stream)) {
-                *r = s.get(at..).unwrap_or(&[]);
-            }
-            for (k, x) in xs.iter_mut().enumerate() {
-                let i = base + k;
-                let class = if split {
-                    let e = ((*x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as u16;
-                    usize::from(class_of(e, K::EXP_MAX, l.top)) & (MAX_STREAMS - 1)
-                } else {
-                    0
-                };
-                let Some((&m, tail)) = rest[class].split_first() else {
-                    let len = l.streams[class].len();
-                    return Err(stream_short(len, len));
-                };
-                rest[class] = tail;
-                if m.unsigned_abs() > p.max_code {
-                    return Err(QuantError::CodeOutOfRange {
-                        index: i,
-                        code: m,
-                        max_code: p.max_code,
-                    });
-                }
-                if l.anchored {
-                    *x = lattice_decode_one::<K, M>(
-                        lattice_slot(i),
-                        K::widen(*x),
-                        m,
-                        p,
-                        &l.table.offsets,
-                    );
-                } else if m != 0 {
-                    *x = K::narrow(M::apply(K::widen(*x), p.table[(m + off) as usize]));
-                }
-                if i as u64 == exc_at {
-                    if m != 0 {
-                        return Err(QuantError::ExceptionCodeNotZero {
-                            position: i as u32,
-                            code: m,
-                        });
-                    }
-                    let v = &l.exception_values[c.exception * size..(c.exception + 1) * size];
-                    *x = K::load(K::chunks(v)[0]);
-                    c.exception += 1;
-                    exc_at = next_exception(c);
-                }
-                if i as u64 == fresh_at {
-                    let code = l.fresh.codes[c.fresh];
-                    if code.unsigned_abs() > p.max_code {
-                        return Err(QuantError::CodeOutOfRange {
-                            index: i,
-                            code,
-                            max_code: p.max_code,
-                        });
-                    }
-                    let b = fresh_base::<M>(l.fresh.negative[c.fresh]);
-                    *x = lattice_decode_one::<K, M>(lattice_slot(i), b, code, p, &l.table.offsets);
-                    c.fresh += 1;
-                    fresh_at = next_fresh(c);
-                }
-            }
-            for ((at, s), r) in c.stream.iter_mut().zip(l.streams).zip(&rest) {
-                *at = s.len() - r.len();
-            }
+        for plan in &mut plans {
+            plan.apply_block::<K, M>(b * RUN_BLOCK, xs)?;
         }
         for (x, e) in xs.iter().zip(chunk.iter_mut()) {
             *e = K::to_raw(*x);
         }
     }
-    for (l, c) in levels.iter().zip(&cursors) {
-        if let Some(k) = (0..l.streams.len()).find(|&k| c.stream[k] != l.streams[k].len()) {
-            return Err(QuantError::LengthMismatch {
-                what: "codes of a stream",
-                expected: c.stream[k],
-                actual: l.streams[k].len(),
-            });
-        }
-        if c.exception != l.exception_positions.len() {
-            let index = c.exception;
-            return Err(QuantError::BadExceptionPosition {
-                index,
-                position: l.exception_positions[index],
-            });
-        }
-        if c.fresh != l.fresh.positions.len() {
-            let index = c.fresh;
-            return Err(QuantError::BadExceptionPosition {
-                index,
-                position: l.fresh.positions[index],
-            });
-        }
-    }
-    Ok(())
+    plans.iter().try_for_each(LevelPlan::finish)
 }
 
 fn element_count(kind: FloatKind, len: usize) -> Result<usize, QuantError> {
@@ -2487,7 +2736,7 @@ mod tests {
         table: &PowerTable,
         anchored: bool,
     ) -> Vec<u8> {
-        let streams = [q.codes.clone()];
+        let streams = [Codes::from(q.codes.clone())];
         let level = LatticeLevel {
             table,
             top: 0,
@@ -2570,10 +2819,11 @@ mod tests {
         let base = to_bytes(kind, &[from_f64(kind, 1.0); 4]);
         let none = FreshCodes::default();
         let run = |streams: &[Vec<i32>], exc: &[u32], vals: &[u8], t: &PowerTable| {
+            let streams: Vec<Codes> = streams.iter().cloned().map(Codes::from).collect();
             let level = LatticeLevel {
                 table: t,
                 top: 0,
-                streams,
+                streams: &streams,
                 exception_positions: exc,
                 exception_values: vals,
                 fresh: &none,
@@ -2601,7 +2851,7 @@ mod tests {
         let unsorted = run(&[vec![0; 4]], &[3, 1], &[0; 8], &table).unwrap_err();
         assert!(unsorted.to_string().contains("exception #1"), "{unsorted}");
         let abs = PowerTable::lattice(ErrorBound::Absolute(0.5), 1000).unwrap();
-        let streams = [vec![0; 4]];
+        let streams = [Codes::from(vec![0; 4])];
         let level = |t| LatticeLevel {
             table: t,
             top: 0,

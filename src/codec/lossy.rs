@@ -744,11 +744,12 @@ pub fn is_lattice_delta(chunk: &ParsedChunk) -> bool {
 }
 
 /// The sections of a lattice chunk, decoded.
+#[derive(Clone)]
 struct LatticeParts {
     table: Arc<PowerTable>,
     top: u16,
     anchored: bool,
-    streams: Vec<Vec<i32>>,
+    streams: Vec<logquant::Codes>,
     exception_positions: Vec<u32>,
     exception_values: Vec<u8>,
     /// A keyframe's sign bits (relative bounds).
@@ -890,12 +891,22 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     }
 }
 
-fn code_stream_decode(bytes: &[u8]) -> Result<Vec<i32>, String> {
+fn code_stream_decode(bytes: &[u8]) -> Result<logquant::Codes, String> {
     match bytes.split_first() {
-        Some((0, rle)) => rle_decode_upto(rle, super::chunk::MAX_CHUNK_BYTES),
-        Some((&w @ (1 | 2 | 4), planes)) if planes.len() % usize::from(w) == 0 => {
-            narrow_decode(planes, planes.len() / usize::from(w))
+        Some((0, rle)) => {
+            let codes = rle_decode_upto(rle, super::chunk::MAX_CHUNK_BYTES)?;
+            // Narrow when every code fits, so a run keeps one width per level.
+            match codes.iter().map(|&m| i8::try_from(m)).collect() {
+                Ok(narrow) => Ok(logquant::Codes::Narrow(narrow)),
+                Err(_) => Ok(logquant::Codes::Wide(codes)),
+            }
         }
+        Some((1, planes)) => Ok(logquant::Codes::Narrow(
+            planes.iter().map(|&b| b as i8).collect(),
+        )),
+        Some((&w @ (2 | 4), planes)) if planes.len() % usize::from(w) == 0 => Ok(
+            logquant::Codes::Wide(narrow_decode(planes, planes.len() / usize::from(w))?),
+        ),
         _ => Err("code stream without a valid form byte".into()),
     }
 }
@@ -1135,40 +1146,43 @@ mod tests {
         assert!(e.to_string().contains("needs a lattice table"), "{e}");
     }
 
+    /// Lattice chunks of a drifting `n`-element F32 tensor over `snapshots` snapshots (a
+    /// keyframe, then deltas, some elements flipping sign) and the reconstruction of each.
+    fn lattice_chain(bound: Bound, n: usize, snapshots: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        let mut x: Vec<f32> = (0..n)
+            .map(|i| ((i as f32) * 0.731).sin() * 0.05 * (1 + i % 7) as f32)
+            .collect();
+        let (mut objs, mut recons): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+        for _ in 0..snapshots {
+            let basis = match recons.last() {
+                None => Basis::Keyframe,
+                Some(p) => Basis::Parent(p),
+            };
+            let (obj, r, _) = encode(
+                &CpuQuant,
+                Dtype::F32,
+                bound,
+                &f32s(&x),
+                basis,
+                Rounding::Lattice,
+                CodecChoice::Auto,
+            )
+            .unwrap();
+            objs.push(obj);
+            recons.push(r);
+            for (i, v) in x.iter_mut().enumerate() {
+                *v = if i % 53 == 0 { -*v } else { *v * 1.015 + 2e-4 };
+            }
+        }
+        (objs, recons)
+    }
+
     /// A run of lattice deltas applied in one pass gives what decoding them one after the
     /// other gives, for both bounds and a split chunk (8 streams) with fresh elements.
     #[test]
     fn a_lattice_run_in_one_pass_equals_level_by_level() {
         for bound in [Bound::Rel(0.02), Bound::Abs(1e-3)] {
-            let n = 12_000;
-            let mut x: Vec<f32> = (0..n)
-                .map(|i| ((i as f32) * 0.731).sin() * 0.05 * (1 + i % 7) as f32)
-                .collect();
-            let mut recon: Option<Vec<u8>> = None;
-            let mut objs = Vec::new();
-            let mut recons = Vec::new();
-            for _ in 0..6 {
-                let basis = match &recon {
-                    None => Basis::Keyframe,
-                    Some(p) => Basis::Parent(p),
-                };
-                let (obj, r, _) = encode(
-                    &CpuQuant,
-                    Dtype::F32,
-                    bound,
-                    &f32s(&x),
-                    basis,
-                    Rounding::Lattice,
-                    CodecChoice::Auto,
-                )
-                .unwrap();
-                objs.push(obj);
-                recons.push(r.clone());
-                recon = Some(r);
-                for (i, v) in x.iter_mut().enumerate() {
-                    *v = if i % 53 == 0 { -*v } else { *v * 1.015 + 2e-4 };
-                }
-            }
+            let (objs, recons) = lattice_chain(bound, 12_000, 6);
             let base = recons[0].clone();
             let run: Vec<_> = objs[1..].iter().map(|o| read_chunk(o).unwrap()).collect();
             assert!(run.iter().all(is_lattice_delta));
@@ -1182,6 +1196,64 @@ mod tests {
             let got = decode_lattice_run(Dtype::F32, recons[0].clone(), short);
             assert!(got.map_or(true, |g| &g != recons.last().unwrap()));
         }
+    }
+
+    /// The run decoder reads one-byte and four-byte code streams alike, and a level that mixes
+    /// them; a code outside the table in a split stream is refused, naming the stream.
+    #[test]
+    fn code_stream_widths_decode_alike() {
+        let (objs, recons) = lattice_chain(Bound::Rel(0.02), 12_000, 5);
+        let parts: Vec<LatticeParts> = objs[1..]
+            .iter()
+            .map(|o| lattice_parts(FloatKind::F32, read_chunk(o).unwrap()).unwrap())
+            .collect();
+        let narrow = |p: &LatticeParts| {
+            p.streams
+                .iter()
+                .all(|s| matches!(s, logquant::Codes::Narrow(_)))
+        };
+        assert!(parts.iter().all(|p| p.streams.len() == 8));
+        assert!(parts.iter().any(narrow), "no level of one-byte codes");
+        let widen = |s: &logquant::Codes| match s {
+            logquant::Codes::Narrow(c) => {
+                logquant::Codes::Wide(c.iter().map(|&m| i32::from(m)).collect())
+            }
+            wide => wide.clone(),
+        };
+        let variant = |keep: &dyn Fn(usize) -> bool| -> Vec<LatticeParts> {
+            parts
+                .iter()
+                .map(|p| LatticeParts {
+                    streams: p
+                        .streams
+                        .iter()
+                        .enumerate()
+                        .map(|(k, s)| if keep(k) { s.clone() } else { widen(s) })
+                        .collect(),
+                    ..p.clone()
+                })
+                .collect()
+        };
+        let expected = recons.last().unwrap();
+        for (name, parts) in [
+            ("narrow", variant(&|_| true)),
+            ("wide", variant(&|_| false)),
+            ("mixed", variant(&|k| k % 2 == 0)),
+        ] {
+            let got = apply_lattice_parts(FloatKind::F32, recons[0].clone(), &parts).unwrap();
+            assert_eq!(&got, expected, "{name}");
+        }
+        let mut bad = variant(&|_| false);
+        let max_code = bad[1].table.max_code() as i32;
+        let stream = (0..8).find(|&k| bad[1].streams[k].len() > 0).unwrap();
+        if let logquant::Codes::Wide(c) = &mut bad[1].streams[stream] {
+            c[0] = max_code + 1;
+        }
+        let e = apply_lattice_parts(FloatKind::F32, recons[0].clone(), &bad).unwrap_err();
+        assert!(
+            e.contains(&format!("of code stream {stream} is outside")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -149,6 +149,17 @@ impl ObjectReader {
             .ok_or_else(|| Error::decode(what(), "no such chunk"))?;
         let obj = self.read_object(&cref.id)?;
         let parsed = chunk::read_chunk(&obj).map_err(|p| Error::decode(what(), p))?;
+        self.decode_parsed(entry, i, parsed)
+    }
+
+    /// Decodes chunk `i` of `entry`, already read and parsed as `parsed`.
+    fn decode_parsed(
+        &self,
+        entry: &TensorEntry,
+        i: usize,
+        parsed: chunk::ParsedChunk,
+    ) -> Result<Vec<u8>> {
+        let what = || format!("chunk {i} of tensor {:?}", entry.name);
         let expected = entry.chunk_range(i).len();
         if parsed.raw_len != expected {
             return Err(Error::decode(
@@ -230,7 +241,8 @@ impl ObjectReader {
             let obj = self.read_object(&cref.id)?;
             let p = chunk::read_chunk(&obj).map_err(|e| Error::decode(what(ref_entry), e))?;
             if !lossy::is_lattice_delta(&p) {
-                break self.decode_chunk(ref_entry, i)?;
+                // The chain's keyframe (or a chunk of another kind), parsed once.
+                break self.decode_parsed(ref_entry, i, p)?;
             }
             run.push(p);
             current = ref_entry;
