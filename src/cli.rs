@@ -59,7 +59,8 @@ enum Command {
         #[arg(long)]
         bound: Option<String>,
         /// Store a keyframe (no reference) at least every K snapshots (default: the repository's
-        /// keyframe_every, else 32; a chain also ends when its deltas outgrow 8 keyframes).
+        /// keyframe_every, else 32; a chain also ends when its deltas outgrow 8 keyframes, and a
+        /// lossless one after 8 snapshots).
         #[arg(long, value_name = "K")]
         keyframe_every: Option<u32>,
         /// Rounding of lossy codes: lattice (a grid per element: unbiased, free for weights that

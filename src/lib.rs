@@ -61,5 +61,7 @@ pub use search::{
     AutoOptions, CandidateRow, ChosenBound, CommandEvaluator, Evaluator, SearchOptions,
     SearchReport,
 };
-pub use store::manifest::{Bound, Encoding, Manifest, TensorEntry};
+pub use store::manifest::{
+    Bound, Encoding, Manifest, TensorEntry, CHAIN_BUDGET, LOSSLESS_CHAIN_DECODES,
+};
 pub use store::object_id::ObjectId;

@@ -296,6 +296,48 @@ fn keyframe_every_bounds_the_delta_chain_depth() {
     }
 }
 
+/// Lossless chains end after `LOSSLESS_CHAIN_DECODES` decodes even when the keyframe interval
+/// allows more; chains under a bound run to the interval.
+#[test]
+fn lossless_chains_end_sooner_than_lossy_ones() {
+    let steps = trajectory(29, 20, &[("w", &[64, 64])]);
+    let depths = |bound: Option<Bound>| {
+        let (_dir, repo) = new_repo();
+        let opts = CommitOptions {
+            bound,
+            keyframe_every: Some(32),
+            ..CommitOptions::default()
+        };
+        for s in &steps {
+            repo.commit_tensors(&inputs(s), None, &opts).unwrap();
+        }
+        let depths: Vec<u32> = (0..steps.len())
+            .rev()
+            .map(|back| {
+                let (_, m) = repo.show(&format!("HEAD~{back}")).unwrap();
+                m.tensor("w").unwrap().depth
+            })
+            .collect();
+        for (back, s) in steps.iter().rev().enumerate() {
+            let out = checkout_sorted(&repo, &format!("HEAD~{back}"));
+            if bound.is_none() {
+                assert_eq!(out, by_name(s.clone()), "HEAD~{back}");
+            }
+        }
+        depths
+    };
+    let lossless = depths(None);
+    let cap = snapstore::LOSSLESS_CHAIN_DECODES;
+    assert_eq!(lossless.iter().max(), Some(&cap), "{lossless:?}");
+    assert_eq!(
+        lossless[..cap as usize + 1].last(),
+        Some(&1),
+        "{lossless:?}"
+    );
+    let lossy = depths(Some(Bound::Rel(0.01)));
+    assert_eq!(lossy, (1..=20).collect::<Vec<u32>>());
+}
+
 #[test]
 fn shape_change_stores_the_tensor_without_reference() {
     let (_dir, repo) = new_repo();

@@ -330,7 +330,10 @@ impl Repo {
                 // Delta against the parent's tensor unless the chain would pass the keyframe
                 // interval (then this tensor starts a new chain).
                 let reference = same_layout
-                    .filter(|p| p.continues_chain(t.data.len() as u64, keyframe_every))
+                    .filter(|p| {
+                        let lossless = tensor_bound == Bound::Lossless;
+                        p.continues_chain(t.data.len() as u64, keyframe_every, lossless)
+                    })
                     .map(|p| {
                         closure.push(p.clone());
                         let r = TensorRef {

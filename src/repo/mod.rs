@@ -42,7 +42,7 @@ pub const DEFAULT_REPO_DIR: &str = ".snapstore";
 pub const AUTO_CUDA_MIN_BYTES: u64 = 1 << 30;
 /// Default keyframe interval: at most this many decodes per checkout. Chains also end when their
 /// deltas outgrow `CHAIN_BUDGET` (8) keyframes, which early in a run
-/// (large deltas) comes first.
+/// (large deltas) comes first, and lossless chains at `LOSSLESS_CHAIN_DECODES` (8).
 pub const DEFAULT_KEYFRAME_EVERY: u32 = 32;
 /// Default bound of the decoded last commit a [`Repo`] keeps for the next one
 /// ([`Repo::with_tip_cache`]): one coding window.

@@ -140,8 +140,10 @@ impl<'a> Prepared<'a> {
                     .as_ref()
                     .and_then(|m| m.tensor(&t.name))
                     .filter(|p| p.dtype == t.dtype && p.shape == t.shape);
-                let use_reference =
-                    prev.is_some_and(|p| p.continues_chain(t.data.len() as u64, keyframe_every));
+                // Candidates code float tensors under a bound, other tensors exactly.
+                let use_reference = prev.is_some_and(|p| {
+                    p.continues_chain(t.data.len() as u64, keyframe_every, !lossy)
+                });
                 let unchanged = prev
                     .filter(|p| {
                         let mut h = blake3::Hasher::new();

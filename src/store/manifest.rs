@@ -98,6 +98,13 @@ pub struct ChunkRef {
 /// take about `1 / (1 + CHAIN_BUDGET)` of the stored bytes.
 pub const CHAIN_BUDGET: u64 = 8;
 
+/// Decodes a lossless chain may take, whatever the keyframe interval allows. A lossless delta
+/// saves only the bytes a snapshot shares with its parent (sign, exponent, high mantissa), so a
+/// longer chain buys little and costs every checkout a full decode per level: on cnn-digits,
+/// chains of 32 stored 1.6% fewer bytes than chains of 8 and took 34% more instructions to
+/// check out (BENCHMARKS.md, "Checkout cost after the decoder work").
+pub const LOSSLESS_CHAIN_DECODES: u32 = 8;
+
 /// One tensor of a snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TensorEntry {
@@ -143,16 +150,22 @@ fn is_zero(v: &u64) -> bool {
 }
 
 impl TensorEntry {
-    /// Whether the next snapshot of this tensor (`len` bytes) may be coded against this entry:
-    /// its chain is shorter than `keyframe_every` decodes, and its deltas hold fewer bytes than
+    /// Whether the next snapshot of this tensor (`len` bytes, coded `lossless` or not) may be
+    /// coded against this entry: its chain is shorter than `keyframe_every` decodes (and than
+    /// [`LOSSLESS_CHAIN_DECODES`] for a lossless one), and its deltas hold fewer bytes than
     /// `CHAIN_BUDGET` keyframes, so a checkout reads at most that many keyframes' worth.
     /// Early in a run, when deltas are nearly as large as a keyframe, this starts chains often
     /// (a keyframe then costs little more than the delta it replaces); late in a run, when deltas
     /// are small, chains grow to the decode cap.
-    pub fn continues_chain(&self, len: u64, keyframe_every: u32) -> bool {
+    pub fn continues_chain(&self, len: u64, keyframe_every: u32, lossless: bool) -> bool {
         let deltas = self.chain_bytes.saturating_sub(self.keyframe_bytes);
+        let cap = if lossless {
+            keyframe_every.min(LOSSLESS_CHAIN_DECODES)
+        } else {
+            keyframe_every
+        };
         self.len == len
-            && self.depth < keyframe_every
+            && self.depth < cap
             && (self.keyframe_bytes == 0 || deltas < CHAIN_BUDGET * self.keyframe_bytes)
     }
 
