@@ -86,9 +86,9 @@ fn resolve_prefix(index: &Index, prefix: &str) -> Result<ObjectId> {
     }
     let prefix = prefix.to_ascii_lowercase();
     let matches: Vec<ObjectId> = index
-        .all_locations()?
+        .locations_with_prefix(&prefix)?
         .into_iter()
-        .filter(|l| l.entry.kind == ObjectKind::Manifest && l.entry.id.hex().starts_with(&prefix))
+        .filter(|l| l.entry.kind == ObjectKind::Manifest)
         .map(|l| l.entry.id)
         .collect();
     match matches.len() {
@@ -182,6 +182,8 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::index::OBJECT_RECORDS_READ;
+    use crate::{CommitOptions, TensorInput};
 
     #[test]
     fn ref_names() {
@@ -202,6 +204,45 @@ mod tests {
             &"x".repeat(201),
         ] {
             assert!(check_ref_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn records_read(f: impl FnOnce()) -> usize {
+        OBJECT_RECORDS_READ.with(|c| c.set(0));
+        f();
+        OBJECT_RECORDS_READ.with(|c| c.get())
+    }
+
+    /// Resolving a full id or a prefix reads the index records under that prefix, not every
+    /// object record (40 snapshots and their chunks here).
+    #[test]
+    fn ids_resolve_without_scanning_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path()).unwrap();
+        let mut ids = Vec::new();
+        for k in 0..40u32 {
+            let data: Vec<u8> = (0..64u32).flat_map(|i| (i * 7 + k).to_le_bytes()).collect();
+            let t = TensorInput {
+                name: "w".into(),
+                dtype: crate::Dtype::U32,
+                shape: vec![64],
+                data: &data,
+            };
+            let r = repo
+                .commit_tensors(&[t], None, &CommitOptions::default())
+                .unwrap();
+            ids.push(r.snapshot);
+        }
+        let total = records_read(|| {
+            repo.index().unwrap().all_locations().unwrap();
+        });
+        assert!(total > 40, "{total} objects");
+        for id in &ids {
+            let full = id.hex();
+            let n = records_read(|| assert_eq!(repo.resolve(&full).unwrap(), *id));
+            assert!(n <= 1, "full id read {n} of {total} records");
+            let n = records_read(|| assert_eq!(repo.resolve(&full[..9]).unwrap(), *id));
+            assert!(n <= 2, "9-digit prefix read {n} of {total} records");
         }
     }
 }

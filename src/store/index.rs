@@ -24,6 +24,17 @@ pub struct Location {
     pub entry: PackEntry,
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Object records this thread read from the index (tests count them, not time).
+    pub static OBJECT_RECORDS_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn count_record_read() {
+    #[cfg(test)]
+    OBJECT_RECORDS_READ.with(|c| c.set(c.get() + 1));
+}
+
 /// An open index. Drop it to release the lock.
 pub struct Index {
     /// The index directory (named in errors).
@@ -285,11 +296,45 @@ impl Index {
             .ok_or_else(|| Error::IndexInconsistent(format!("bad location record for {id}")))
     }
 
+    /// The indexed objects whose id starts with `hex` (lowercase hex digits): a range of the
+    /// key space, so resolving an id or a prefix reads only the records that match (up to one
+    /// odd digit's worth), not the whole index.
+    pub fn locations_with_prefix(&self, hex: &str) -> Result<Vec<Location>> {
+        let whole_bytes: Option<Vec<u8>> = hex
+            .as_bytes()
+            .chunks_exact(2)
+            .map(|pair| {
+                std::str::from_utf8(pair)
+                    .ok()
+                    .and_then(|p| u8::from_str_radix(p, 16).ok())
+            })
+            .collect();
+        let Some(key_prefix) = whole_bytes else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for kv in self.objects.scan_prefix(&key_prefix) {
+            let (k, v) = kv?;
+            count_record_read();
+            let id = ObjectId::from_slice(&k)
+                .ok_or_else(|| Error::IndexInconsistent("bad object key".into()))?;
+            if id.hex().starts_with(hex) {
+                out.push(
+                    decode_location(&id, &v).ok_or_else(|| {
+                        Error::IndexInconsistent(format!("bad location for {id}"))
+                    })?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
     /// Every indexed object.
     pub fn all_locations(&self) -> Result<Vec<Location>> {
         let mut out = Vec::new();
         for kv in self.objects.iter() {
             let (k, v) = kv?;
+            count_record_read();
             let id = ObjectId::from_slice(&k)
                 .ok_or_else(|| Error::IndexInconsistent("bad object key".into()))?;
             out.push(
