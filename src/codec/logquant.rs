@@ -466,127 +466,59 @@ trait Elem {
     fn narrow(x: f64) -> u64;
 }
 
-struct F16Elem;
-struct Bf16Elem;
-struct F32Elem;
-struct F64Elem;
+/// An [`Elem`]: its width in bytes and the little-endian integer of that width, its exponent
+/// field, and its exact widening and correctly rounded narrowing.
+macro_rules! elem {
+    ($name:ident: $n:literal bytes as $int:ty, exponent $shift:literal / $exp_max:literal,
+     widen |$b:ident| $widen:expr, narrow |$x:ident| $narrow:expr) => {
+        struct $name;
 
-impl Elem for F16Elem {
-    type Raw = [u8; 2];
-    const IS_F64: bool = false;
-    const EXP_SHIFT: u32 = 10;
-    const EXP_MAX: u16 = 0x1f;
-    fn chunks(bytes: &[u8]) -> &[[u8; 2]] {
-        bytes.as_chunks::<2>().0
-    }
-    fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; 2]] {
-        bytes.as_chunks_mut::<2>().0
-    }
-    #[inline(always)]
-    fn load(raw: [u8; 2]) -> u64 {
-        u64::from(u16::from_le_bytes(raw))
-    }
-    #[inline(always)]
-    fn to_raw(bits: u64) -> [u8; 2] {
-        (bits as u16).to_le_bytes()
-    }
-    #[inline(always)]
-    fn widen(bits: u64) -> f64 {
-        half::f16::from_bits(bits as u16).to_f64()
-    }
-    #[inline(always)]
-    fn narrow(x: f64) -> u64 {
-        u64::from(f64_to_f16_bits(x))
-    }
+        impl Elem for $name {
+            type Raw = [u8; $n];
+            const IS_F64: bool = $n == 8;
+            const EXP_SHIFT: u32 = $shift;
+            const EXP_MAX: u16 = $exp_max;
+            fn chunks(bytes: &[u8]) -> &[[u8; $n]] {
+                bytes.as_chunks::<$n>().0
+            }
+            fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; $n]] {
+                bytes.as_chunks_mut::<$n>().0
+            }
+            #[inline(always)]
+            #[allow(clippy::unnecessary_cast)] // a no-op for the 8-byte type only
+            fn load(raw: [u8; $n]) -> u64 {
+                <$int>::from_le_bytes(raw) as u64
+            }
+            #[inline(always)]
+            #[allow(clippy::unnecessary_cast)]
+            fn to_raw(bits: u64) -> [u8; $n] {
+                (bits as $int).to_le_bytes()
+            }
+            #[inline(always)]
+            fn widen($b: u64) -> f64 {
+                $widen
+            }
+            #[inline(always)]
+            fn narrow($x: f64) -> u64 {
+                $narrow
+            }
+        }
+    };
 }
 
-impl Elem for Bf16Elem {
-    type Raw = [u8; 2];
-    const IS_F64: bool = false;
-    const EXP_SHIFT: u32 = 7;
-    const EXP_MAX: u16 = 0xff;
-    fn chunks(bytes: &[u8]) -> &[[u8; 2]] {
-        bytes.as_chunks::<2>().0
-    }
-    fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; 2]] {
-        bytes.as_chunks_mut::<2>().0
-    }
-    #[inline(always)]
-    fn load(raw: [u8; 2]) -> u64 {
-        u64::from(u16::from_le_bytes(raw))
-    }
-    #[inline(always)]
-    fn to_raw(bits: u64) -> [u8; 2] {
-        (bits as u16).to_le_bytes()
-    }
-    #[inline(always)]
-    fn widen(bits: u64) -> f64 {
-        f64::from(f32::from_bits((bits as u32) << 16))
-    }
-    #[inline(always)]
-    fn narrow(x: f64) -> u64 {
-        u64::from(f64_to_bf16_bits(x))
-    }
-}
-
-impl Elem for F32Elem {
-    type Raw = [u8; 4];
-    const IS_F64: bool = false;
-    const EXP_SHIFT: u32 = 23;
-    const EXP_MAX: u16 = 0xff;
-    fn chunks(bytes: &[u8]) -> &[[u8; 4]] {
-        bytes.as_chunks::<4>().0
-    }
-    fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; 4]] {
-        bytes.as_chunks_mut::<4>().0
-    }
-    #[inline(always)]
-    fn load(raw: [u8; 4]) -> u64 {
-        u64::from(u32::from_le_bytes(raw))
-    }
-    #[inline(always)]
-    fn to_raw(bits: u64) -> [u8; 4] {
-        (bits as u32).to_le_bytes()
-    }
-    #[inline(always)]
-    fn widen(bits: u64) -> f64 {
-        f64::from(f32::from_bits(bits as u32))
-    }
-    #[inline(always)]
-    fn narrow(x: f64) -> u64 {
-        // `as` from f64 to f32 is round-to-nearest-even in Rust.
-        u64::from((x as f32).to_bits())
-    }
-}
-
-impl Elem for F64Elem {
-    type Raw = [u8; 8];
-    const IS_F64: bool = true;
-    const EXP_SHIFT: u32 = 52;
-    const EXP_MAX: u16 = 0x7ff;
-    fn chunks(bytes: &[u8]) -> &[[u8; 8]] {
-        bytes.as_chunks::<8>().0
-    }
-    fn chunks_mut(bytes: &mut [u8]) -> &mut [[u8; 8]] {
-        bytes.as_chunks_mut::<8>().0
-    }
-    #[inline(always)]
-    fn load(raw: [u8; 8]) -> u64 {
-        u64::from_le_bytes(raw)
-    }
-    #[inline(always)]
-    fn to_raw(bits: u64) -> [u8; 8] {
-        bits.to_le_bytes()
-    }
-    #[inline(always)]
-    fn widen(bits: u64) -> f64 {
-        f64::from_bits(bits)
-    }
-    #[inline(always)]
-    fn narrow(x: f64) -> u64 {
-        x.to_bits()
-    }
-}
+elem!(F16Elem: 2 bytes as u16, exponent 10 / 0x1f,
+    widen |bits| half::f16::from_bits(bits as u16).to_f64(),
+    narrow |x| u64::from(f64_to_f16_bits(x)));
+elem!(Bf16Elem: 2 bytes as u16, exponent 7 / 0xff,
+    widen |bits| f64::from(f32::from_bits((bits as u32) << 16)),
+    narrow |x| u64::from(f64_to_bf16_bits(x)));
+// `as` from f64 to f32 is round-to-nearest-even in Rust.
+elem!(F32Elem: 4 bytes as u32, exponent 23 / 0xff,
+    widen |bits| f64::from(f32::from_bits(bits as u32)),
+    narrow |x| u64::from((x as f32).to_bits()));
+elem!(F64Elem: 8 bytes as u64, exponent 52 / 0x7ff,
+    widen |bits| f64::from_bits(bits),
+    narrow |x| x.to_bits());
 
 // ---------------------------------------------------------------------------
 // Bound modes.
