@@ -52,7 +52,7 @@ use std::fmt;
 const LATTICE_SLOTS: usize = 256;
 
 /// Largest accepted `max_code`.
-const MAX_CODE_LIMIT: u32 = 1 << 20;
+pub(crate) const MAX_CODE_LIMIT: u32 = 1 << 20;
 
 /// Safety factor `1 - 2^-50` applied to the bound used by the encoder's check,
 /// so that the `f64` evaluation of `|A' - A| <= eps * |A|` (or `<= eps`)

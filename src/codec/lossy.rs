@@ -118,7 +118,7 @@ fn float_kind(dtype: Dtype) -> Option<FloatKind> {
     }
 }
 
-fn error_bound(bound: Bound) -> Option<ErrorBound> {
+pub(crate) fn error_bound(bound: Bound) -> Option<ErrorBound> {
     match bound {
         Bound::Rel(e) => Some(ErrorBound::Relative(e)),
         Bound::Abs(e) => Some(ErrorBound::Absolute(e)),
@@ -177,7 +177,7 @@ impl std::str::FromStr for Rounding {
 }
 
 /// Code range for a bound: enough steps to span the F32 exponent range in the log domain.
-fn max_code_for(bound: ErrorBound, rounding: Rounding) -> u32 {
+pub(crate) fn max_code_for(bound: ErrorBound, rounding: Rounding) -> u32 {
     let per_step = match rounding {
         Rounding::Dither => 2.0,
         Rounding::Nearest | Rounding::Lattice => 1.0,
@@ -202,7 +202,11 @@ fn table_cache() -> &'static TableCache {
 
 /// The power table for `(bound, max_code, rounding)`, built once per process (while fewer than
 /// [`TABLE_CACHE_ENTRIES`] others are kept).
-fn table(bound: ErrorBound, max_code: u32, rounding: Rounding) -> Result<Arc<PowerTable>, String> {
+pub(crate) fn table(
+    bound: ErrorBound,
+    max_code: u32,
+    rounding: Rounding,
+) -> Result<Arc<PowerTable>, String> {
     let key = match bound {
         ErrorBound::Relative(e) => (1, e.to_bits(), max_code, rounding as u8),
         ErrorBound::Absolute(e) => (2, e.to_bits(), max_code, rounding as u8),

@@ -8,7 +8,6 @@
 //! Commit and checkout run the quantizer through it (the codec's `QuantEngine`, via the
 //! repository's [`LazyBackend`]); the entropy stage stays on the CPU threads.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -19,8 +18,8 @@ use super::kernels;
 use super::pipeline::{GpuError, GpuQuantizer};
 use super::table::EncoderParams;
 use crate::codec::delta::{self, Transform};
-use crate::codec::logquant::{self, ErrorBound, FloatKind, PowerTable, QuantizedChunk};
-use crate::codec::lossy::{CpuQuant, QuantEngine, Rounding};
+use crate::codec::logquant::{self, FloatKind, PowerTable, QuantizedChunk};
+use crate::codec::lossy::{self, CpuQuant, QuantEngine, Rounding};
 use crate::codec::planes;
 use crate::dtype::Dtype;
 use crate::store::manifest::Bound;
@@ -119,20 +118,11 @@ pub struct QuantParams {
 }
 
 impl QuantParams {
-    /// The parameters a commit uses for `bound` and `rounding` (the code range of lossy.rs:
-    /// enough steps to span the f32 exponent range for relative bounds, `2^20` for absolute).
+    /// The parameters a commit uses for `bound` and `rounding` (the code range of lossy.rs).
     pub fn new(bound: Bound, rounding: Rounding) -> QuantParams {
-        let per_step = if rounding == Rounding::Dither {
-            2.0
-        } else {
-            1.0
-        };
-        let max_code = match bound {
-            Bound::Rel(e) => {
-                ((per_step * 90.0 / (2.0 * e.ln_1p())).ceil() as u32).clamp(1, 1 << 20)
-            }
-            _ => 1 << 20,
-        };
+        let max_code = lossy::error_bound(bound).map_or(logquant::MAX_CODE_LIMIT, |eb| {
+            lossy::max_code_for(eb, rounding)
+        });
         QuantParams {
             bound,
             rounding,
@@ -149,37 +139,11 @@ impl QuantParams {
         Ok(p.inv_step)
     }
 
-    fn error_bound(&self) -> Result<ErrorBound, BackendError> {
-        match self.bound {
-            Bound::Rel(e) => Ok(ErrorBound::Relative(e)),
-            Bound::Abs(e) => Ok(ErrorBound::Absolute(e)),
-            Bound::Lossless => Err(BackendError::Invalid(
-                "a lossless bound has no quantizer".into(),
-            )),
-        }
-    }
-
-    /// The power table, built once per process per parameter set.
+    /// The power table, shared with the codec's bounded cache.
     fn table(&self) -> Result<Arc<PowerTable>, BackendError> {
-        type Cache = Mutex<HashMap<(u8, u64, u32, u8), Arc<PowerTable>>>;
-        static CACHE: OnceLock<Cache> = OnceLock::new();
-        let bound = self.error_bound()?;
-        let key = match bound {
-            ErrorBound::Relative(e) => (1, e.to_bits(), self.max_code, self.rounding as u8),
-            ErrorBound::Absolute(e) => (2, e.to_bits(), self.max_code, self.rounding as u8),
-        };
-        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-        if let Some(t) = cache.lock().expect("table cache").get(&key) {
-            return Ok(t.clone());
-        }
-        let built = match self.rounding {
-            Rounding::Nearest => PowerTable::new(bound, self.max_code),
-            Rounding::Dither => PowerTable::dithered(bound, self.max_code),
-            Rounding::Lattice => PowerTable::lattice(bound, self.max_code),
-        };
-        let t = Arc::new(built.map_err(|e| BackendError::Invalid(e.to_string()))?);
-        cache.lock().expect("table cache").insert(key, t.clone());
-        Ok(t)
+        let bound = lossy::error_bound(self.bound)
+            .ok_or_else(|| BackendError::Invalid("a lossless bound has no quantizer".into()))?;
+        lossy::table(bound, self.max_code, self.rounding).map_err(BackendError::Invalid)
     }
 }
 
