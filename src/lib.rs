@@ -19,7 +19,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! The repository model and the invariants every codec keeps are described in the README.
+//! The repository model and the invariants every codec keeps are described in the README;
+//! ARCHITECTURE.md names each module's job and the direction of its dependencies.
 #![deny(missing_docs)]
 
 // Lets src/search/tests.rs compile examples/search_digits.rs (which names `snapstore::`).
