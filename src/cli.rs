@@ -157,10 +157,13 @@ enum Command {
         #[arg(short, long)]
         delete: bool,
     },
-    /// Make HEAD name another branch.
+    /// Make HEAD name another branch (an existing one; -c creates it at HEAD).
     Switch {
         /// Branch.
         branch: String,
+        /// Create the branch at HEAD's snapshot first.
+        #[arg(short = 'c', long)]
+        create: bool,
     },
     /// Repository totals: logical bytes, stored bytes, ratio, dedup savings.
     Stats {
@@ -504,7 +507,14 @@ pub fn run() -> Result<()> {
                         println!("{n} {}", id.short());
                     }
                 }
-                (Some(n), true) => repo.delete_ref(&format!("tags/{n}"))?,
+                (Some(n), true) => {
+                    let was = repo.delete_ref(&format!("tags/{n}"))?;
+                    println!(
+                        "deleted tag {n} (was {}); to restore it: snapstore tag {n} {}",
+                        was.short(),
+                        was.hex()
+                    );
+                }
                 (Some(n), false) => {
                     let id = repo.create_tag(&n, &spec)?;
                     println!("tag {n} -> {}", id.short());
@@ -520,17 +530,31 @@ pub fn run() -> Result<()> {
                         println!("{} {n} {}", if n == head { "*" } else { " " }, id.short());
                     }
                 }
-                (Some(n), true) => repo.delete_ref(&format!("heads/{n}"))?,
+                (Some(n), true) => {
+                    let was = repo.delete_ref(&format!("heads/{n}"))?;
+                    println!(
+                        "deleted branch {n} (was {}); to restore it: snapstore branch {n} {}",
+                        was.short(),
+                        was.hex()
+                    );
+                }
                 (Some(n), false) => match repo.create_branch(&n, spec.as_deref())? {
                     Some(id) => println!("branch {n} -> {}", id.short()),
                     None => println!("branch {n} (empty)"),
                 },
             }
         }
-        Command::Switch { branch } => {
+        Command::Switch { branch, create } => {
             let repo = open()?;
-            repo.switch_branch(&branch)?;
-            println!("HEAD -> {branch}");
+            if create {
+                match repo.switch_new_branch(&branch)? {
+                    Some(id) => println!("HEAD -> {branch} (new branch at {})", id.short()),
+                    None => println!("HEAD -> {branch} (new branch, no snapshots yet)"),
+                }
+            } else {
+                repo.switch_branch(&branch)?;
+                println!("HEAD -> {branch}");
+            }
         }
         Command::Stats { json } => {
             let repo = open()?;
@@ -561,11 +585,12 @@ pub fn run() -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
-                    "{}{} objects in {} packs removed, {} packs rewritten, {} freed; {} snapshots kept",
+                    "{}{} objects in {} packs removed, {} packs rewritten, {} temp files removed, {} freed; {} snapshots kept",
                     if dry_run { "would remove: " } else { "" },
                     r.removed_objects,
                     r.removed_packs,
                     r.rewritten_packs,
+                    r.temp_files,
                     human(r.freed_bytes),
                     r.live_snapshots
                 );

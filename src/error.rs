@@ -129,6 +129,12 @@ pub enum Error {
         /// How long we waited.
         waited_ms: u64,
     },
+    /// A command that changes the repository, run by a user who can only read it.
+    #[error("{path}: permission denied: this user can only read the repository, and this command changes it")]
+    ReadOnly {
+        /// The index directory that could not be opened for writing.
+        path: PathBuf,
+    },
     /// The sled index failed.
     #[error("repository index: {0} (if the index is damaged, `snapstore fsck --rebuild-index` rebuilds it from the packs and refs.log)")]
     Index(#[from] sled::Error),
@@ -154,6 +160,17 @@ pub enum Error {
     /// Creating a tag or branch that exists.
     #[error("ref {0:?} already exists")]
     RefExists(String),
+    /// `switch` to a branch that does not exist.
+    #[error("no branch {name:?} (branches: {known}); `snapstore switch -c {name}` creates it")]
+    UnknownBranch {
+        /// The name given.
+        name: String,
+        /// Existing branches (the first ten), comma-separated.
+        known: String,
+    },
+    /// Deleting the branch HEAD names.
+    #[error("cannot delete branch {0:?}: HEAD is on it (switch to another branch first)")]
+    DeleteCurrentBranch(String),
     /// The branch has no snapshot yet.
     #[error("branch {0:?} has no snapshots yet")]
     EmptyBranch(String),

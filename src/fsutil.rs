@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::error::{Error, Result};
 
@@ -44,6 +44,112 @@ pub(crate) fn io_step(what: &str) -> io::Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Temp files and directories this process is writing; [`remove_temps_on_signals`] removes
+/// them when the process is interrupted.
+static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn temps() -> MutexGuard<'static, Vec<PathBuf>> {
+    TEMPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records a temp file or directory to remove if a signal ends the process. Call it before
+/// creating the path, so no moment exists where it is on disk but unknown.
+pub(crate) fn register_temp(path: &Path) {
+    temps().push(path.to_path_buf());
+}
+
+/// Forgets a temp path (renamed into place or removed).
+pub(crate) fn forget_temp(path: &Path) {
+    let mut t = temps();
+    if let Some(i) = t.iter().rposition(|p| p == path) {
+        t.swap_remove(i);
+    }
+}
+
+/// Removes every temp file and directory this process has registered and not yet finished
+/// (what an interrupted commit or checkout leaves behind). Returns how many were removed.
+pub fn remove_registered_temps() -> usize {
+    remove_all(&mut temps())
+}
+
+fn remove_all(list: &mut Vec<PathBuf>) -> usize {
+    let mut removed = 0;
+    for p in list.drain(..) {
+        let gone = if p.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        };
+        removed += usize::from(gone.is_ok());
+    }
+    removed
+}
+
+/// The write end of the pipe the signal handler writes the signal number to.
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    let byte = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; `byte` outlives the call.
+    unsafe {
+        libc::write(fd, (&byte as *const u8).cast(), 1);
+    }
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP remove this process's unfinished temp files (a commit's
+/// incoming pack, a checkout's output) before the process ends as the signal says. The
+/// command-line tool calls it first thing; a library caller that handles signals itself can
+/// call [`remove_registered_temps`] instead. SIGKILL cannot be caught: the next commit or `gc`
+/// removes what it leaves. Calling it more than once does nothing more.
+pub fn remove_temps_on_signals() -> io::Result<()> {
+    static INSTALLED: OnceLock<io::Result<()>> = OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let [read_fd, write_fd] = fds;
+        SIGNAL_PIPE.store(write_fd, Ordering::Relaxed);
+        std::thread::Builder::new()
+            .name("snapstore-signals".into())
+            .spawn(move || loop {
+                let mut byte = 0u8;
+                // SAFETY: reads one byte into `byte` from the pipe this thread owns.
+                let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
+                if n == 1 {
+                    // Hold the registry to the end, so no temp file is created after this.
+                    let mut list = temps();
+                    remove_all(&mut list);
+                    let sig = libc::c_int::from(byte);
+                    // SAFETY: restores the default action and re-raises, so the process ends
+                    // with the status the signal gives (130 for Ctrl-C in a shell).
+                    unsafe {
+                        libc::signal(sig, libc::SIG_DFL);
+                        libc::raise(sig);
+                    }
+                    std::process::exit(128 + sig);
+                }
+                if n == 0 {
+                    return;
+                }
+            })?;
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: `on_signal` only calls write(2), which is async-signal-safe.
+            let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            if unsafe { libc::signal(sig, handler) } == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    });
+    match installed {
+        Ok(()) => Ok(()),
+        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+    }
 }
 
 fn injected_failure(len: usize) -> io::Result<()> {
@@ -85,9 +191,13 @@ impl AtomicFile {
             std::process::id(),
             unique_suffix()
         ));
+        register_temp(&tmp);
         let file = io_step("create")
             .and_then(|_| OpenOptions::new().write(true).create_new(true).open(&tmp))
-            .map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| {
+                forget_temp(&tmp);
+                Error::io(&tmp, e)
+            })?;
         Ok(AtomicFile {
             tmp,
             target: target.to_path_buf(),
@@ -117,11 +227,16 @@ impl AtomicFile {
             .and_then(|_| io_step("rename"));
         if let Err(e) = staged {
             let _ = fs::remove_file(&self.tmp);
+            forget_temp(&self.tmp);
             return Err(Error::io(&self.tmp, e));
         }
         let replaced = self.target.exists();
-        if let Err(e) = fs::rename(&self.tmp, &self.target) {
+        let renamed = fs::rename(&self.tmp, &self.target);
+        if renamed.is_err() {
             let _ = fs::remove_file(&self.tmp);
+        }
+        forget_temp(&self.tmp);
+        if let Err(e) = renamed {
             return Err(Error::io(&self.target, e));
         }
         let synced = sync_dir(parent_dir(&self.target));
@@ -151,6 +266,7 @@ impl Drop for AtomicFile {
             // Not committed: the temp file is garbage.
             self.file = None;
             let _ = fs::remove_file(&self.tmp);
+            forget_temp(&self.tmp);
         }
     }
 }
@@ -193,28 +309,37 @@ fn owner_alive(name: &str) -> bool {
     }
 }
 
-/// Removes temp files in `dir` left by processes that no longer run (killed mid-write).
-pub fn remove_stale_temps(dir: &Path) -> usize {
+/// Temp files in `dir` left by processes that no longer run (killed mid-write), with their
+/// sizes.
+pub fn stale_temps(dir: &Path) -> Vec<(PathBuf, u64)> {
     let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
+        return Vec::new();
     };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if !name.to_string_lossy().starts_with(TEMP_PREFIX) {
-            continue;
-        }
-        if owner_alive(&name.to_string_lossy()) {
-            continue;
-        }
-        if fs::remove_file(entry.path()).is_ok() {
-            removed += 1;
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with(TEMP_PREFIX) && !owner_alive(&name)
+        })
+        .map(|e| (e.path(), e.metadata().map_or(0, |m| m.len())))
+        .collect()
+}
+
+/// Removes temp files in `dir` left by processes that no longer run (killed mid-write).
+/// Returns how many and how many bytes were removed.
+pub fn remove_stale_temps(dir: &Path) -> (usize, u64) {
+    let mut removed = (0, 0);
+    for (path, len) in stale_temps(dir) {
+        if fs::remove_file(&path).is_ok() {
+            removed.0 += 1;
+            removed.1 += len;
         }
     }
     removed
 }
 
-fn unique_suffix() -> u64 {
+pub(crate) fn unique_suffix() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -48,7 +48,7 @@ pub use frames::{
     frame_metrics, load_npy, load_png_dir, write_npy, write_pngs, FrameBound, FrameDims,
     FrameDtype, FrameError, FrameMetrics, FrameSeq,
 };
-pub use fsutil::FAIL_WRITES_ENV;
+pub use fsutil::{remove_registered_temps, remove_temps_on_signals, FAIL_WRITES_ENV};
 pub use gpu::backend;
 pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,

@@ -9,6 +9,10 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Ctrl-C (or SIGTERM) mid-commit or mid-checkout removes the unfinished temp files.
+    if let Err(err) = snapstore::remove_temps_on_signals() {
+        eprintln!("warning: cannot clean up on Ctrl-C: {err}");
+    }
     if let Err(err) = cli::run() {
         eprintln!("error: {err:#}");
         std::process::exit(1);

@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod corruption;
 mod crash;
+mod footguns;
 mod frames;
 mod gpu;
 mod io_failures;

@@ -28,7 +28,9 @@ pub struct GcReport {
     pub removed_packs: usize,
     /// Packs rewritten without their dead objects.
     pub rewritten_packs: usize,
-    /// Bytes freed on disk.
+    /// Temp files removed: left by commits that were killed (or would be, with `dry_run`).
+    pub temp_files: usize,
+    /// Bytes freed on disk, temp files included.
     pub freed_bytes: u64,
     /// Whether anything was actually deleted.
     pub dry_run: bool,
@@ -168,7 +170,14 @@ impl Repo {
             index.flush()?;
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        crate::fsutil::remove_stale_temps(&dir);
+        let (temps, temp_bytes) = if dry_run {
+            let stale = crate::fsutil::stale_temps(&dir);
+            (stale.len(), stale.iter().map(|(_, len)| len).sum())
+        } else {
+            crate::fsutil::remove_stale_temps(&dir)
+        };
+        report.temp_files = temps;
+        report.freed_bytes += temp_bytes;
         if !dry_run {
             rebuild_tensor_index(&index, &mut reader, &snaps)?;
             index.flush()?;
@@ -322,8 +331,8 @@ impl Repo {
     pub fn rebuild_index(&self) -> Result<usize> {
         let index = match self.index() {
             Ok(index) => index,
-            Err(Error::Busy { path, waited_ms }) => return Err(Error::Busy { path, waited_ms }),
-            Err(_) => {
+            // Only an index sled cannot read is moved aside; not a busy or unreadable one.
+            Err(Error::Index(_)) => {
                 let stamp = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
@@ -332,6 +341,7 @@ impl Repo {
                 std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
                 self.index()?
             }
+            Err(e) => return Err(e),
         };
         index.restore_refs_from_log()?;
         index.clear_objects()?;

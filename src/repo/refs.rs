@@ -131,17 +131,41 @@ impl Repo {
         Ok(target)
     }
 
-    /// Points HEAD at a branch (which need not have snapshots yet).
+    /// Points HEAD at an existing branch (or at HEAD's own branch before its first snapshot).
+    /// Fails with [`Error::UnknownBranch`] for any other name: a typo must not leave HEAD on a
+    /// branch nobody created. [`Repo::switch_new_branch`] creates one.
     pub fn switch_branch(&self, name: &str) -> Result<()> {
         check_ref_name(name)?;
         let index = self.index()?;
-        let previous = index.head_branch().ok();
-        index.set_head_branch(name)?;
-        index.flush_or_undo(|i| {
-            if let Some(p) = previous {
-                let _ = i.set_head_branch(&p);
+        if index.get_ref(&branch_key(name))?.is_none() && index.head_branch()? != name {
+            let mut known: Vec<String> = index
+                .list_refs("heads/")?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            known.truncate(10);
+            if known.is_empty() {
+                known.push("none yet".into());
             }
-        })
+            return Err(Error::UnknownBranch {
+                name: name.to_string(),
+                known: known.join(", "),
+            });
+        }
+        set_head(&index, name)
+    }
+
+    /// Creates branch `name` at HEAD's snapshot (empty before the first one) and points HEAD at
+    /// it. Fails with [`Error::RefExists`] when the branch exists.
+    pub fn switch_new_branch(&self, name: &str) -> Result<Option<ObjectId>> {
+        check_ref_name(name)?;
+        let created = self.create_branch(name, None)?;
+        let index = self.index()?;
+        if created.is_none() && index.head_branch()? == name {
+            return Err(Error::RefExists(name.to_string()));
+        }
+        set_head(&index, name)?;
+        Ok(created)
     }
 
     /// The branch HEAD names.
@@ -161,15 +185,23 @@ impl Repo {
         Ok(id)
     }
 
-    /// Deletes a tag or branch ref (the snapshots stay until `gc`).
-    pub fn delete_ref(&self, key: &str) -> Result<()> {
+    /// Deletes a tag or branch ref (the snapshots stay until `gc`) and returns the snapshot it
+    /// named, so a caller can say how to restore it. Refuses the branch HEAD names
+    /// ([`Error::DeleteCurrentBranch`]): its next commit would silently start a new root.
+    pub fn delete_ref(&self, key: &str) -> Result<ObjectId> {
         let index = self.index()?;
+        if let Some(branch) = key.strip_prefix("heads/") {
+            if index.head_branch()? == branch {
+                return Err(Error::DeleteCurrentBranch(branch.to_string()));
+            }
+        }
         let old = index
             .get_ref(key)?
             .ok_or_else(|| Error::UnknownRef(key.to_string()))?;
         index
             .cas_ref_durably(key, Some(old), None)?
-            .map_err(|_| Error::UnknownRef(key.to_string()))
+            .map_err(|_| Error::UnknownRef(key.to_string()))?;
+        Ok(old)
     }
 
     /// Branches and tags with their snapshots.
@@ -177,6 +209,17 @@ impl Repo {
         let index = self.index()?;
         Ok((index.list_refs("heads/")?, index.list_refs("tags/")?))
     }
+}
+
+/// Points HEAD at `name` durably (a failed flush puts the previous branch back).
+fn set_head(index: &Index, name: &str) -> Result<()> {
+    let previous = index.head_branch().ok();
+    index.set_head_branch(name)?;
+    index.flush_or_undo(|i| {
+        if let Some(p) = previous {
+            let _ = i.set_head_branch(&p);
+        }
+    })
 }
 
 #[cfg(test)]

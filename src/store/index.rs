@@ -45,6 +45,45 @@ pub struct Index {
     objects: sled::Tree,
     config: sled::Tree,
     tensors: sled::Tree,
+    /// Set when this user cannot write the index (a read-only repository): `db` is then a copy
+    /// in a temp directory, removed on drop (after `db`, declared above), and every change is
+    /// refused with [`Error::ReadOnly`].
+    read_only: Option<TempCopy>,
+}
+
+/// A temp directory holding a copy of a read-only index; removed when dropped.
+struct TempCopy(PathBuf);
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+        crate::fsutil::forget_temp(&self.0);
+    }
+}
+
+/// True for the errors a read-only directory or mount gives.
+fn is_read_only(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
+}
+
+/// Copies the files of directory `from` (recursively) into `to`; errors name the file.
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let src = entry.path();
+        let dst = to.join(entry.file_name());
+        if entry.file_type().map_err(|e| Error::io(&src, e))?.is_dir() {
+            copy_dir(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
+            // The copy keeps the read-only mode; sled opens its files for writing.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::io(&dst, e))?;
+        }
+    }
+    Ok(())
 }
 
 impl Index {
@@ -72,18 +111,59 @@ impl Index {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
+                Err(sled::Error::Io(e)) if is_read_only(&e) => {
+                    return Self::open_read_only_copy(repo, &dir)
+                }
                 Err(e) => return Err(e.into()),
             }
         };
+        Self::with_db(repo, dir, db, None)
+    }
+
+    fn with_db(repo: &Path, dir: PathBuf, db: sled::Db, copy: Option<TempCopy>) -> Result<Self> {
         Ok(Index {
-            dir: dir.clone(),
+            dir,
             reflog: RefLog::new(repo),
             refs: db.open_tree("refs")?,
             objects: db.open_tree("objects")?,
             config: db.open_tree("config")?,
             tensors: db.open_tree("tensors")?,
             db,
+            read_only: copy,
         })
+    }
+
+    /// Opens a read-only index: sled writes on every open (its lock, a snapshot file), so it
+    /// opens a private copy in the temp directory, and refuses every change. An index this
+    /// user cannot even read fails with the unreadable file named.
+    fn open_read_only_copy(repo: &Path, dir: &Path) -> Result<Self> {
+        let tmp = std::env::temp_dir().join(format!(
+            "snapstore-read-only-index-{}-{}",
+            std::process::id(),
+            crate::fsutil::unique_suffix()
+        ));
+        crate::fsutil::register_temp(&tmp);
+        let copy = TempCopy(tmp.clone());
+        copy_dir(dir, &tmp)?;
+        let db = sled::Config::new()
+            .path(&tmp)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(e) => Error::io(&tmp, e),
+                other => other.into(),
+            })?;
+        Self::with_db(repo, dir.to_path_buf(), db, Some(copy))
+    }
+
+    /// Fails with [`Error::ReadOnly`] on a read-only index.
+    fn writable(&self) -> Result<()> {
+        match self.read_only {
+            Some(_) => Err(Error::ReadOnly {
+                path: self.dir.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Makes every change so far durable.
@@ -200,6 +280,7 @@ impl Index {
     /// Restores refs and HEAD that the ref log knows but the index lacks (after the index was
     /// lost). Returns how many refs were restored.
     pub fn restore_refs_from_log(&self) -> Result<usize> {
+        self.writable()?;
         let logged = self.reflog.replay()?;
         let mut restored = 0;
         for (key, id) in &logged.refs {
@@ -234,6 +315,7 @@ impl Index {
 
     /// Removes a config value.
     pub fn config_remove(&self, key: &str) -> Result<()> {
+        self.writable()?;
         self.config.remove(format!("cfg.{key}").as_bytes())?;
         Ok(())
     }
@@ -370,6 +452,7 @@ impl Index {
 
     /// Forgets tensors that [`Index::add_tensor`] added (the commit that stored them failed).
     pub fn forget_tensors(&self, hashes: &[ObjectId]) -> Result<()> {
+        self.writable()?;
         for h in hashes {
             self.tensors.remove(h.0)?;
         }
@@ -377,17 +460,20 @@ impl Index {
     }
 
     fn step(&self, what: &str) -> Result<()> {
+        self.writable()?;
         crate::fsutil::io_step(what).map_err(|e| Error::io(&self.dir, e))
     }
 
     /// Empties the tensor dedup index (gc and rebuild refill it).
     pub fn clear_tensors(&self) -> Result<()> {
+        self.writable()?;
         self.tensors.clear()?;
         Ok(())
     }
 
     /// Empties the object index before a rebuild.
     pub fn clear_objects(&self) -> Result<()> {
+        self.writable()?;
         self.objects.clear()?;
         Ok(())
     }

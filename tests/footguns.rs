@@ -1,0 +1,326 @@
+//! Everyday use without footguns (issue 14): each test is a defect a new user hit, run through
+//! the real binary.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+/// A repository with `n` snapshots of a small F32 checkpoint on main; returns the files.
+fn repo_with_commits(n: usize) -> (tempfile::TempDir, PathBuf, Vec<PathBuf>) {
+    let (dir, repo) = init_repo();
+    let steps = trajectory(14, n, &[("w", &[16, 16]), ("b", &[16])]);
+    let paths: Vec<PathBuf> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let p = dir.path().join(format!("{i}.safetensors"));
+            write_safetensors(&p, s, None);
+            run_ok(
+                &repo,
+                &["commit", p.to_str().unwrap(), "-m", &format!("step {i}")],
+            );
+            p
+        })
+        .collect();
+    (dir, repo, paths)
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+#[test]
+fn deleting_the_current_branch_is_refused_and_every_deletion_says_how_to_restore() {
+    let (_dir, repo, paths) = repo_with_commits(2);
+    let head = head_id(&repo);
+    let err = run_err(&repo, &["branch", "-d", "main"]);
+    assert!(err.contains("HEAD is on it"), "{err}");
+    assert_eq!(head_id(&repo), head, "main must survive a refused delete");
+
+    run_ok(&repo, &["branch", "exp"]);
+    let out = run_ok(&repo, &["branch", "-d", "exp"]);
+    let restore = format!("snapstore branch exp {head}");
+    assert!(out.contains(&restore), "{out}");
+    // The printed command restores it.
+    run_ok(&repo, &["branch", "exp", &head]);
+    assert!(run_ok(&repo, &["branch"]).contains("exp"));
+
+    run_ok(&repo, &["tag", "v1", "HEAD~1"]);
+    let first = run_json(&repo, &["log"])[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = run_ok(&repo, &["tag", "-d", "v1"]);
+    assert!(out.contains(&format!("snapstore tag v1 {first}")), "{out}");
+    assert_eq!(paths.len(), 2);
+}
+
+#[test]
+fn switching_to_an_unknown_branch_is_refused_and_dash_c_creates_it() {
+    let (_dir, repo, paths) = repo_with_commits(1);
+    let head = head_id(&repo);
+    let err = run_err(&repo, &["switch", "mian"]);
+    assert!(
+        err.contains("no branch \"mian\"") && err.contains("switch -c mian"),
+        "{err}"
+    );
+    assert!(run_ok(&repo, &["branch"]).contains("* main"));
+
+    run_ok(&repo, &["switch", "-c", "exp"]);
+    let branches = run_ok(&repo, &["branch"]);
+    assert!(branches.contains("* exp"), "{branches}");
+    assert_eq!(head_id(&repo), head, "the new branch starts at HEAD");
+    let err = run_err(&repo, &["switch", "-c", "exp"]);
+    assert!(err.contains("already exists"), "{err}");
+    run_ok(&repo, &["switch", "main"]);
+
+    // Before the first commit, HEAD's own (empty) branch is still a valid target.
+    let (_d2, empty) = init_repo();
+    run_ok(&empty, &["switch", "main"]);
+    run_ok(&empty, &["switch", "-c", "other"]);
+    run_ok(&empty, &["commit", path_str(&paths[0])]);
+    assert!(run_ok(&empty, &["branch"]).contains("* other"));
+}
+
+/// Runs `snapstore --repo REPO ARGS` as a user who does not own the repository: `nobody`
+/// through `setpriv` when the tests run as root (root ignores file modes), else the current
+/// user. `Err` (with the reason) when that is impossible here.
+fn run_as_other_user(repo: &Path, args: &[&str]) -> Result<std::process::Output, String> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = if root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(snapstore_bin());
+        c
+    } else {
+        std::process::Command::new(snapstore_bin())
+    };
+    c.arg("--repo")
+        .arg(repo)
+        .args(args)
+        .env_remove("SNAPSTORE_REPO")
+        .env_remove(snapstore::FAIL_WRITES_ENV);
+    let out = c.output().map_err(|e| format!("cannot run setpriv: {e}"))?;
+    if root && (out.status.code() == Some(127) || stderr(&out).contains("setpriv:")) {
+        return Err(format!("setpriv cannot drop to nobody: {}", stderr(&out)));
+    }
+    Ok(out)
+}
+
+fn chmod_tree(path: &Path, writable: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap();
+    let mode = if meta.is_dir() {
+        if writable {
+            0o777
+        } else {
+            0o555
+        }
+    } else if writable {
+        0o666
+    } else {
+        0o444
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            chmod_tree(&e.unwrap().path(), writable);
+        }
+    }
+}
+
+fn listing(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            out.extend(listing(&e.path()));
+        } else {
+            out.push((e.path(), m.len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_read_only_repository_can_be_read_by_every_read_only_command() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, repo, paths) = repo_with_commits(3);
+    let expected_log = run_json(&repo, &["log"]);
+    // The other user must reach the files: the temp dir is private to its owner.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for p in &paths {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::set_permissions(&out_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    chmod_tree(&repo, false);
+    let before = listing(&repo);
+
+    let probe = match run_as_other_user(&repo, &["log", "--json"]) {
+        Ok(o) => o,
+        Err(reason) => {
+            eprintln!("SKIP a_read_only_repository...: {reason}");
+            chmod_tree(&repo, true);
+            return;
+        }
+    };
+    let ok = |args: &[&str]| -> String {
+        let o = run_as_other_user(&repo, args).unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?} on a read-only repository failed:\n{}",
+            stderr(&o)
+        );
+        stdout(&o)
+    };
+    assert!(probe.status.success(), "log: {}", stderr(&probe));
+    let log: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    assert_eq!(log, expected_log);
+    ok(&["show", "HEAD~1"]);
+    ok(&["stats"]);
+    ok(&["branch"]);
+    ok(&["config", "keyframe_every"]);
+    ok(&["fsck"]);
+    ok(&["diff", "HEAD~2", "HEAD"]);
+    ok(&["diff", "HEAD", path_str(&paths[2])]);
+    let out = out_dir.join("x.safetensors");
+    ok(&["checkout", "HEAD~1", "-o", path_str(&out)]);
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&paths[1]).unwrap()
+    );
+
+    // A command that writes names the path, says why, and suggests no rebuild.
+    for args in [
+        vec!["commit", path_str(&paths[0])],
+        vec!["tag", "v1"],
+        vec!["gc"],
+        vec!["fsck", "--rebuild-index"],
+    ] {
+        let o = run_as_other_user(&repo, &args).unwrap();
+        assert!(
+            !o.status.success(),
+            "{args:?} succeeded on a read-only repository"
+        );
+        let err = stderr(&o);
+        assert!(
+            err.contains(path_str(&repo)) && err.to_lowercase().contains("permission denied"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("rebuild"), "{args:?}: {err}");
+    }
+    assert_eq!(listing(&repo), before, "a read-only repository was changed");
+    chmod_tree(&repo, true);
+    assert_eq!(run_json(&repo, &["log"]), expected_log);
+    assert_fsck_clean(&repo);
+}
+
+/// Temp files (`.tmp-*`) directly in `dir`.
+fn temps_in(dir: &Path) -> Vec<(PathBuf, u64)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .map(|e| (e.path(), e.metadata().map_or(0, |m| m.len())))
+        .collect()
+}
+
+/// Starts `snapstore ARGS`, waits until it has written more than 1 MiB to a temp file in
+/// `watch`, sends SIGINT, and returns how it ended. Panics when it ends before that.
+fn interrupt_mid_write(repo: &Path, args: &[&str], watch: &Path) -> std::process::ExitStatus {
+    let mut child = command(repo)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if temps_in(watch).iter().any(|(_, len)| *len > 1 << 20) {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{args:?} ended ({status}) before it could be interrupted");
+        }
+        assert!(
+            start.elapsed().as_secs() < 300,
+            "{args:?} wrote no temp file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // SAFETY: sends a signal to our own child, which has not been reaped yet.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    child.wait().unwrap()
+}
+
+#[test]
+fn ctrl_c_mid_commit_and_mid_checkout_leaves_no_temp_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(4);
+    // Random bytes do not compress: the pack is written at disk speed, long enough to catch.
+    let big = vec![Tensor::random(
+        &mut rng,
+        "big",
+        snapstore::Dtype::U8,
+        &[192 << 20],
+    )];
+    let file = dir.path().join("big.safetensors");
+    let bytes = write_safetensors(&file, &big, None);
+    drop(big);
+    let packs = repo.join("packs");
+
+    let status = interrupt_mid_write(&repo, &["commit", path_str(&file)], &packs);
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
+    assert_eq!(
+        temps_in(&packs),
+        vec![],
+        "an interrupted commit left its temp pack"
+    );
+    let log = run_json(&repo, &["log"]);
+    assert_eq!(log.as_array().map(Vec::len), Some(0), "{log}");
+    assert_fsck_clean(&repo);
+
+    run_ok(&repo, &["commit", path_str(&file)]);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let out = out_dir.join("co.safetensors");
+    let status = interrupt_mid_write(&repo, &["checkout", "HEAD", "-o", path_str(&out)], &out_dir);
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
+    assert_eq!(
+        temps_in(&out_dir),
+        vec![],
+        "an interrupted checkout left its temp file"
+    );
+    assert!(!out.exists());
+    run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&out)]);
+    assert!(std::fs::read(&out).unwrap() == bytes);
+}
+
+#[test]
+fn gc_counts_the_temp_files_of_killed_commits_and_dry_run_keeps_them() {
+    let (_dir, repo, _paths) = repo_with_commits(1);
+    // What a SIGKILLed commit leaves: its pid (no such process) in the name.
+    let stale = repo.join("packs/.tmp-4194305-7-incoming.pack");
+    std::fs::write(&stale, vec![7u8; 100_000]).unwrap();
+
+    let dry = run_json(&repo, &["gc", "--dry-run", "--grace", "0"]);
+    assert_eq!(dry["temp_files"], 1, "{dry}");
+    assert!(dry["freed_bytes"].as_u64().unwrap() >= 100_000, "{dry}");
+    assert!(stale.exists(), "--dry-run deleted a file");
+    let text = run_ok(&repo, &["gc", "--dry-run", "--grace", "0"]);
+    assert!(text.contains("1 temp files"), "{text}");
+
+    let done = run_json(&repo, &["gc", "--grace", "0"]);
+    assert_eq!(done["temp_files"], 1, "{done}");
+    assert!(done["freed_bytes"].as_u64().unwrap() >= 100_000, "{done}");
+    assert!(!stale.exists());
+    assert_fsck_clean(&repo);
+}
