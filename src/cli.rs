@@ -13,7 +13,7 @@ use snapstore::backend::{doctor, Backend, BackendChoice};
 
 use snapstore::{
     is_frames, load_npy, load_png_dir, write_npy, write_pngs, Bound, CodecChoice, CommitOptions,
-    Dtype, FrameDtype, FrameSeq, Repo, Rounding, SafetensorsFile, DEFAULT_REPO_DIR,
+    FrameSeq, Repo, Rounding, DEFAULT_REPO_DIR,
 };
 
 #[derive(Parser)]
@@ -94,8 +94,9 @@ enum Command {
         /// Only these tensors (repeatable).
         #[arg(long = "tensor", value_name = "NAME")]
         tensors: Vec<String>,
-        /// For a frame sequence: only frames A..B. The output is a directory of PNGs, a .npy
-        /// file, or (whole sequence only) a .safetensors file.
+        /// For a frame sequence: only frames A..B, half-open (A included, B not; 10.. and ..5
+        /// leave an end open). The output is a directory of PNGs or a .npy file; without
+        /// --frames, a .safetensors file of the whole sequence.
         #[arg(long, value_name = "A..B")]
         frames: Option<String>,
         /// Print JSON.
@@ -268,23 +269,20 @@ pub fn run() -> Result<()> {
             auto.reject_without_auto()?;
             let r = match load_frames(&file, kind)? {
                 Some(seq) => repo.commit_frames(&seq, group, &opts)?,
+                None if kind == InputKind::Frames => {
+                    repo.commit_frames_file(&file, group, &opts)?
+                }
                 None => repo.commit_file(&file, &opts)?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
-                    "[{} {}] {} tensors, {} -> {} ({}), {} delta, {} keyframe, {} dedup, {:.2}s",
+                    "[{} {}] {} tensors, {}, {} delta, {} keyframe, {} dedup, {:.2}s",
                     r.branch,
                     r.snapshot.short(),
                     r.tensors,
-                    human(r.logical_bytes),
-                    human(r.stored_bytes),
-                    if r.stored_bytes == 0 {
-                        "all deduplicated".to_string()
-                    } else {
-                        format!("{:.2}x", ratio(r.logical_bytes, r.stored_bytes))
-                    },
+                    sizes(r.logical_bytes, r.stored_bytes),
                     r.deltas,
                     r.keyframes,
                     r.deduplicated,
@@ -307,6 +305,13 @@ pub fn run() -> Result<()> {
             let (snapshot, manifest) = repo.show(&spec)?;
             let sequence = is_frames(&manifest);
             let wants_file = output.extension().is_some_and(|e| e == "safetensors");
+            if sequence && frames.is_some() && wants_file {
+                bail!(
+                    "--frames writes a directory of PNGs or a .npy file, not {}: use -o NAME.npy \
+                     or -o DIR, or leave out --frames to write the whole sequence as safetensors",
+                    output.display()
+                );
+            }
             if sequence && (frames.is_some() || !wants_file) {
                 let (a, b) = frames
                     .as_deref()
@@ -362,15 +367,32 @@ pub fn run() -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
+                let head = repo.head_branch()?;
                 for e in entries {
                     let meta: Vec<String> =
                         e.meta.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let refs: Vec<String> = e
+                        .refs
+                        .iter()
+                        .map(
+                            |r| match (r.strip_prefix("heads/"), r.strip_prefix("tags/")) {
+                                (Some(b), _) if b == head => format!("HEAD -> {b}"),
+                                (Some(b), _) => b.to_string(),
+                                (_, Some(t)) => format!("tag: {t}"),
+                                _ => r.clone(),
+                            },
+                        )
+                        .collect();
                     println!(
-                        "{} {} {:>10} -> {:>10} {} {}{}",
+                        "{} {} {}{} {} {}{}",
                         e.id.short(),
-                        e.branch,
-                        human(e.logical_bytes),
-                        human(e.stored_bytes),
+                        utc_time(e.time),
+                        if refs.is_empty() {
+                            String::new()
+                        } else {
+                            format!("({}) ", refs.join(", "))
+                        },
+                        sizes(e.logical_bytes, e.stored_bytes),
                         e.bound,
                         e.message,
                         if meta.is_empty() {
@@ -388,7 +410,12 @@ pub fn run() -> Result<()> {
             if json {
                 println!(
                     "{}",
-                    serde_json::to_string_pretty(&json!({"id": id, "manifest": &*m}))?
+                    serde_json::to_string_pretty(&json!({
+                        "id": id,
+                        "logical_bytes": m.logical_bytes(),
+                        "stored_bytes": m.stored_bytes(),
+                        "manifest": &*m
+                    }))?
                 );
             } else {
                 println!("snapshot {id}");
@@ -408,51 +435,56 @@ pub fn run() -> Result<()> {
                 for (k, v) in &m.meta {
                     println!("meta     {k}={v}");
                 }
-                println!(
-                    "{:<40} {:>6} {:<16} {:<12} {:<12} {:>10} {:>10} {:>8} {:>5} {:>7} {:>7}",
-                    "tensor",
-                    "dtype",
-                    "shape",
-                    "encoding",
-                    "bound",
-                    "bytes",
-                    "stored",
-                    "ratio",
-                    "depth",
-                    "zero%",
-                    "exact%"
-                );
+                let mut rows = vec![[
+                    "tensor", "dtype", "shape", "encoding", "bound", "bytes", "stored", "ratio",
+                    "depth", "zero%", "exact%",
+                ]
+                .map(String::from)];
                 for t in &m.tensors {
                     let stat = |k: &str| {
                         t.stats
                             .get(k)
                             .map_or("-".to_string(), |v| format!("{:.1}", v * 100.0))
                     };
-                    println!(
-                        "{:<40} {:>6} {:<16} {:<12} {:<12} {:>10} {:>10} {:>8} {:>5} {:>7} {:>7}",
-                        t.name,
+                    let shape: Vec<String> = t.shape.iter().map(u64::to_string).collect();
+                    rows.push([
+                        t.name.clone(),
                         t.dtype.to_string(),
-                        format!("{:?}", t.shape),
-                        serde_json::to_value(t.encoding)?.as_str().unwrap_or("?"),
+                        format!("[{}]", shape.join(",")),
+                        serde_json::to_value(t.encoding)?
+                            .as_str()
+                            .unwrap_or("?")
+                            .to_string(),
                         t.bound.to_string(),
                         human(t.len),
                         human(t.stored_bytes()),
                         if t.stored_bytes() == 0 {
                             "dedup".to_string()
                         } else {
-                            format!("{:.2}x", ratio(t.len, t.stored_bytes()))
+                            ratio_text(t.len, t.stored_bytes())
                         },
-                        t.depth,
+                        t.depth.to_string(),
                         stat("zero_codes"),
                         stat("exceptions"),
-                    );
+                    ]);
                 }
-                println!(
-                    "total {} -> {} ({:.2}x)",
-                    human(m.logical_bytes()),
-                    human(m.stored_bytes()),
-                    ratio(m.logical_bytes(), m.stored_bytes())
-                );
+                // Columns as wide as their widest cell: long names and shapes stay aligned.
+                let widths: Vec<usize> = (0..11)
+                    .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+                    .collect();
+                for r in &rows {
+                    let cells: Vec<String> = r
+                        .iter()
+                        .zip(&widths)
+                        .enumerate()
+                        .map(|(c, (cell, &w))| match c {
+                            0 | 2 | 3 | 4 => format!("{cell:<w$}"),
+                            _ => format!("{cell:>w$}"),
+                        })
+                        .collect();
+                    println!("{}", cells.join(" ").trim_end());
+                }
+                println!("total {}", sizes(m.logical_bytes(), m.stored_bytes()));
             }
         }
         Command::Diff { a, b, json } => {
@@ -566,11 +598,18 @@ pub fn run() -> Result<()> {
                 println!("branches     {}   tags {}", s.branches, s.tags);
                 println!("logical      {}", human(s.logical_bytes));
                 println!(
-                    "stored       {} in {} packs",
+                    "stored       {} ({}): the snapshots' chunks, as commit and log count them",
                     human(s.stored_bytes),
-                    s.packs
+                    ratio_text(s.logical_bytes, s.stored_bytes)
                 );
-                println!("ratio        {:.2}x", s.ratio);
+                println!(
+                    "on disk      {} ({}): {} in {} packs, {} index and refs.log",
+                    human(s.disk_bytes),
+                    ratio_text(s.logical_bytes, s.disk_bytes),
+                    human(s.pack_bytes),
+                    s.packs,
+                    human(s.index_bytes)
+                );
                 println!("dedup saved  {}", human(s.dedup_bytes));
             }
         }
@@ -683,27 +722,8 @@ fn load_frames(path: &Path, kind: InputKind) -> Result<Option<FrameSeq>> {
         InputKind::Tensors => Ok(None),
         _ if path.is_dir() => Ok(Some(load_png_dir(path)?)),
         _ if is_npy => Ok(Some(load_npy(path)?)),
-        InputKind::Frames => {
-            let file = SafetensorsFile::open(path)?;
-            let [t] = &file.header().tensors[..] else {
-                bail!(
-                    "{}: a frame sequence file must hold exactly one [T,H,W(,C)] tensor",
-                    path.display()
-                );
-            };
-            let dtype = match t.dtype {
-                Dtype::U8 => FrameDtype::U8,
-                Dtype::U16 => FrameDtype::U16,
-                Dtype::F32 => FrameDtype::F32,
-                other => bail!(
-                    "{}: frames of {other} are not supported (U8, U16 or F32)",
-                    path.display()
-                ),
-            };
-            let seq = FrameSeq::from_raw(dtype, &t.shape, file.tensor_bytes(t).to_vec())
-                .with_context(|| path.display().to_string())?;
-            Ok(Some(seq))
-        }
+        // A safetensors file of frames: Repo::commit_frames_file (it keeps the file's header).
+        InputKind::Frames => Ok(None),
         InputKind::Auto => Ok(None),
     }
 }
@@ -722,7 +742,13 @@ fn parse_frame_range(s: &str) -> Result<(Option<usize>, Option<usize>)> {
             })?))
         }
     };
-    Ok((num(a)?, num(b)?))
+    let (a, b) = (num(a)?, num(b)?);
+    if let (Some(a), Some(b)) = (a, b) {
+        if a > b {
+            bail!("--frames {s} is reversed: A..B runs from frame A up to, not including, B");
+        }
+    }
+    Ok((a, b))
 }
 
 fn parse_meta(items: &[String]) -> Result<BTreeMap<String, String>> {
@@ -735,12 +761,41 @@ fn parse_meta(items: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn ratio(logical: u64, stored: u64) -> f64 {
-    if stored == 0 {
-        f64::INFINITY
-    } else {
-        logical as f64 / stored as f64
+/// `LOGICAL -> STORED stored (RATIO)`: how every command prints a snapshot's sizes ("stored"
+/// as `Manifest::stored_bytes` defines it).
+fn sizes(logical: u64, stored: u64) -> String {
+    format!(
+        "{} -> {} stored ({})",
+        human(logical),
+        human(stored),
+        ratio_text(logical, stored)
+    )
+}
+
+/// `12.34x`, or what a zero divisor means.
+fn ratio_text(logical: u64, stored: u64) -> String {
+    match (logical, stored) {
+        (0, 0) => "empty".into(),
+        (_, 0) => "all deduplicated".into(),
+        _ => format!("{:.2}x", logical as f64 / stored as f64),
     }
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM` UTC.
+fn utc_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let (h, m) = (secs % 86_400 / 3600, secs % 3600 / 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{m:02}")
 }
 
 pub(crate) fn human(bytes: u64) -> String {

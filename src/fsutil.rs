@@ -196,6 +196,11 @@ impl AtomicFile {
             .and_then(|_| OpenOptions::new().write(true).create_new(true).open(&tmp))
             .map_err(|e| {
                 forget_temp(&tmp);
+                // Name what the user can fix, not our temp file.
+                if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() {
+                    let why = format!("no such directory (to write {})", target.display());
+                    return Error::io(dir, io::Error::new(io::ErrorKind::NotFound, why));
+                }
                 Error::io(&tmp, e)
             })?;
         Ok(AtomicFile {

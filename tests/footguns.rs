@@ -324,3 +324,217 @@ fn gc_counts_the_temp_files_of_killed_commits_and_dry_run_keeps_them() {
     assert!(!stale.exists());
     assert_fsck_clean(&repo);
 }
+
+/// A `[6,8,8]` U8 frame file with a user `__metadata__` and a tensor not named `frames`.
+fn frames_file(dir: &Path) -> (PathBuf, Vec<u8>) {
+    let mut rng = Rng::new(6);
+    let t = Tensor::random(&mut rng, "video", snapstore::Dtype::U8, &[6, 8, 8]);
+    let path = dir.join("frames.safetensors");
+    let meta = metadata(&[("camera", "left"), ("fps", "30")]);
+    let bytes = write_safetensors(&path, &[t], Some(&meta));
+    (path, bytes)
+}
+
+#[test]
+fn a_lossless_frames_commit_of_a_safetensors_file_checks_out_byte_identical() {
+    let (dir, repo) = init_repo();
+    let (file, bytes) = frames_file(dir.path());
+    run_ok(&repo, &["commit", path_str(&file), "--kind", "frames"]);
+    let show = run_json(&repo, &["show"]);
+    assert_eq!(show["manifest"]["metadata"]["camera"], "left", "{show:#}");
+    assert_eq!(show["manifest"]["tensors"][0]["encoding"], "frames");
+    let out = dir.path().join("back.safetensors");
+    run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&out)]);
+    assert!(
+        std::fs::read(&out).unwrap() == bytes,
+        "the user's header and metadata were not kept"
+    );
+    // Still a sequence: a range checks out as frames.
+    let npy = dir.path().join("part.npy");
+    run_ok(
+        &repo,
+        &["checkout", "HEAD", "-o", path_str(&npy), "--frames", "1..3"],
+    );
+    let part = snapstore::load_npy(&npy).unwrap();
+    assert_eq!(part.t, 2);
+    assert_eq!(
+        &part.data[..],
+        &parse_safetensors(&bytes).0[0].data[64..192]
+    );
+}
+
+#[test]
+fn frame_ranges_are_half_open_checked_and_never_a_directory_named_like_a_file() {
+    let (dir, repo) = init_repo();
+    let (file, _) = frames_file(dir.path());
+    run_ok(&repo, &["commit", path_str(&file), "--kind", "frames"]);
+    let part = dir.path().join("part.safetensors");
+    let err = run_err(
+        &repo,
+        &[
+            "checkout",
+            "HEAD",
+            "-o",
+            path_str(&part),
+            "--frames",
+            "0..5",
+        ],
+    );
+    assert!(
+        err.contains("part.safetensors") && err.contains(".npy"),
+        "{err}"
+    );
+    assert!(
+        !part.exists(),
+        "a refused checkout created {}",
+        part.display()
+    );
+
+    let out = dir.path().join("out");
+    let err = run_err(
+        &repo,
+        &["checkout", "HEAD", "-o", path_str(&out), "--frames", "4..2"],
+    );
+    assert!(err.contains("reversed"), "{err}");
+    let err = run_err(
+        &repo,
+        &["checkout", "HEAD", "-o", path_str(&out), "--frames", "2..9"],
+    );
+    assert!(
+        err.contains("6 frames") && !err.contains("reversed"),
+        "{err}"
+    );
+    let help = run_ok(&repo, &["checkout", "--help"]);
+    assert!(help.contains("half-open"), "{help}");
+}
+
+#[test]
+fn checkout_into_a_missing_directory_names_the_directory() {
+    let (dir, repo, _) = repo_with_commits(1);
+    let missing = dir.path().join("missing/dir");
+    let out = missing.join("y.safetensors");
+    let err = run_err(&repo, &["checkout", "HEAD", "-o", path_str(&out)]);
+    assert!(err.contains(&format!("{}:", missing.display())), "{err}");
+    assert!(!err.contains(".tmp-"), "names an internal temp file: {err}");
+}
+
+#[test]
+fn stored_bytes_have_one_definition_in_every_command() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(8);
+    // Repeated chunks inside one snapshot (zeros, three 1 MiB chunks alike) and a random tensor.
+    let tensors = vec![
+        Tensor {
+            name: "zeros".into(),
+            dtype: snapstore::Dtype::U8,
+            shape: vec![3 << 20],
+            data: vec![0; 3 << 20],
+        },
+        Tensor::random(&mut rng, "noise", snapstore::Dtype::U8, &[50_000]),
+    ];
+    let file = dir.path().join("a.safetensors");
+    write_safetensors(&file, &tensors, None);
+    let c = run_json(&repo, &["commit", path_str(&file)]);
+    let stored = c["stored_bytes"].as_u64().unwrap();
+    let log = run_json(&repo, &["log"]);
+    assert_eq!(log[0]["stored_bytes"], stored, "log vs commit");
+    let show = run_json(&repo, &["show"]);
+    assert_eq!(show["stored_bytes"], stored, "show vs commit");
+    let stats = run_json(&repo, &["stats"]);
+    assert_eq!(stats["stored_bytes"], stored, "stats vs commit");
+    let disk = stats["disk_bytes"].as_u64().unwrap();
+    let packs = stats["pack_bytes"].as_u64().unwrap();
+    assert!(packs > stored, "packs also hold the manifest: {stats:#}");
+    assert!(
+        disk > packs && stats["index_bytes"].as_u64().unwrap() > 0,
+        "{stats:#}"
+    );
+    assert_eq!(disk, packs + stats["index_bytes"].as_u64().unwrap());
+
+    // The text of every command prints the same figure with the same label.
+    let logical: u64 = tensors.iter().map(|t| t.data.len() as u64).sum();
+    let line = format!(
+        "{} stored ({:.2}x)",
+        human_bytes(stored),
+        logical as f64 / stored as f64
+    );
+    let second = dir.path().join("b.safetensors");
+    write_safetensors(&second, &tensors, None);
+    for (what, text) in [
+        ("log", run_ok(&repo, &["log"])),
+        ("show", run_ok(&repo, &["show"])),
+    ] {
+        assert!(text.contains(&line), "{what} lacks {line:?}:\n{text}");
+    }
+    let stats_text = run_ok(&repo, &["stats"]);
+    assert!(stats_text.contains("on disk"), "{stats_text}");
+    // A fully deduplicated snapshot says so; no "inf".
+    let text = run_ok(&repo, &["commit", path_str(&second)]);
+    assert!(text.contains("0 B stored (all deduplicated)"), "{text}");
+    let show = run_ok(&repo, &["show"]);
+    assert!(
+        show.contains("0 B stored (all deduplicated)") && !show.contains("inf"),
+        "{show}"
+    );
+}
+
+/// The CLI's size format: `123 B`, `1.50 KiB`, ...
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let (mut v, mut u) = (bytes as f64, 0);
+    while v >= 1024.0 && u < units.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", units[u])
+    }
+}
+
+#[test]
+fn show_keeps_columns_aligned_and_bounds_short() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(9);
+    let tensors = vec![
+        Tensor::f32(&mut rng, "w", &[4, 4], 1.0),
+        Tensor::f32(
+            &mut rng,
+            "encoder.layers.11.attention.self.query_key_value.weight",
+            &[1, 2, 3, 4, 2, 1, 2],
+            1.0,
+        ),
+    ];
+    let file = dir.path().join("a.safetensors");
+    write_safetensors(&file, &tensors, None);
+    run_ok(&repo, &["commit", path_str(&file), "--bound", "abs:1e30"]);
+    let show = run_ok(&repo, &["show"]);
+    assert!(
+        show.contains("abs:1e30") && !show.contains("000000"),
+        "{show}"
+    );
+    let log = run_ok(&repo, &["log"]);
+    assert!(log.contains("abs:1e30"), "{log}");
+    // Every table row lines its cells up with the header: left-aligned columns start where
+    // their title starts, right-aligned ones end where it ends.
+    let rows: Vec<&str> = show
+        .lines()
+        .skip_while(|l| !l.starts_with("tensor "))
+        .take(3)
+        .collect();
+    assert_eq!(rows.len(), 3, "{show}");
+    let header = rows[0];
+    for r in &rows[1..] {
+        let b = r.as_bytes();
+        let blank = |i: usize| i >= b.len() || b[i] == b' ';
+        for name in ["shape", "encoding", "bound"] {
+            let h = header.find(&format!(" {name}")).unwrap() + 1;
+            assert!(blank(h - 1) && !blank(h), "{name} misaligned:\n{show}");
+        }
+        for name in ["dtype", "bytes", "stored", "ratio"] {
+            let end = header.find(&format!(" {name}")).unwrap() + 1 + name.len();
+            assert!(!blank(end - 1) && blank(end), "{name} misaligned:\n{show}");
+        }
+    }
+}

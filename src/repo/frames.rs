@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::path::Path;
 
 use rayon::prelude::*;
 
@@ -12,7 +13,7 @@ use super::{CommitOptions, Repo};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::frames::{frame_metrics, FrameDims, FrameDtype, FrameMetrics, FrameSeq};
-use crate::safetensors_io::canonical_header;
+use crate::safetensors_io::{canonical_header, SafetensorsFile};
 use crate::store::manifest::{Manifest, TensorEntry};
 use crate::TensorInput;
 
@@ -77,6 +78,54 @@ impl Repo {
         group: usize,
         opts: &CommitOptions,
     ) -> Result<CommitReport> {
+        self.commit_sequence(seq, group, opts, BTreeMap::new(), None)
+    }
+
+    /// Commits a safetensors file holding one `[T,H,W(,C)]` U8, U16 or F32 tensor as a frame
+    /// sequence. The file's header (its `__metadata__` and tensor name included) is kept, so a
+    /// lossless checkout to a `.safetensors` file reproduces it byte for byte. Fails, naming the
+    /// file, when it is not a valid safetensors file or not one such tensor.
+    pub fn commit_frames_file(
+        &self,
+        path: impl AsRef<Path>,
+        group: usize,
+        opts: &CommitOptions,
+    ) -> Result<CommitReport> {
+        let path = path.as_ref();
+        let file = SafetensorsFile::open(path)?;
+        let header = file.header();
+        let bad = |problem: String| {
+            Error::invalid("frame sequence", format!("{}: {problem}", path.display()))
+        };
+        let [t] = &header.tensors[..] else {
+            return Err(bad(format!(
+                "a frame sequence file must hold exactly one [T,H,W(,C)] tensor, not {}",
+                header.tensors.len()
+            )));
+        };
+        let dtype = frame_dtype(t.dtype).ok_or_else(|| {
+            bad(format!(
+                "frames of {} are not supported (U8, U16 or F32)",
+                t.dtype
+            ))
+        })?;
+        let seq = FrameSeq::from_raw(dtype, &t.shape, file.tensor_bytes(t).to_vec())
+            .map_err(|e| bad(e.to_string()))?;
+        let raw = String::from_utf8(header.raw.clone())
+            .map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
+        let metadata = header.metadata.clone().unwrap_or_default();
+        self.commit_sequence(&seq, group, opts, metadata, Some(raw))
+    }
+
+    /// Commits `seq` with the user's `metadata` (and, from a file, its `header` verbatim).
+    fn commit_sequence(
+        &self,
+        seq: &FrameSeq,
+        group: usize,
+        opts: &CommitOptions,
+        mut metadata: BTreeMap<String, String>,
+        header: Option<String>,
+    ) -> Result<CommitReport> {
         if group == 0 {
             return Err(Error::invalid("frame group", "must be at least 1"));
         }
@@ -90,7 +139,7 @@ impl Repo {
         } else {
             vec![seq.t as u64, seq.h as u64, seq.w as u64, seq.c as u64]
         };
-        let mut metadata = BTreeMap::from([(KIND_KEY.to_string(), "frames".to_string())]);
+        metadata.insert(KIND_KEY.to_string(), "frames".to_string());
         if !seq.names.is_empty() {
             metadata.insert(
                 NAMES_KEY.to_string(),
@@ -114,7 +163,8 @@ impl Repo {
             dtype: seq.dtype,
             group: group.min(seq.t.max(1)),
         };
-        let header = String::from_utf8(raw).expect("canonical header is UTF-8");
+        let header =
+            header.unwrap_or_else(|| String::from_utf8(raw).expect("canonical header is UTF-8"));
         self.commit_inner(
             &[input],
             Some(metadata),
@@ -140,10 +190,22 @@ impl Repo {
         let (dims, dtype) = layout_of(entry).map_err(|e| Error::decode("frame sequence", e))?;
         let t = entry.shape[0] as usize;
         let range = range.unwrap_or(0..t);
-        if range.start > range.end || range.end > t {
+        if range.start > range.end {
             return Err(Error::invalid(
                 "frame range",
-                format!("{}..{} is outside 0..{t}", range.start, range.end),
+                format!(
+                    "{}..{} is reversed (A..B runs from A up to, not including, B)",
+                    range.start, range.end
+                ),
+            ));
+        }
+        if range.end > t {
+            return Err(Error::invalid(
+                "frame range",
+                format!(
+                    "{}..{} is outside the sequence's {t} frames (0..{t}; B is not included)",
+                    range.start, range.end
+                ),
             ));
         }
         let frame_bytes = dims.elements().unwrap_or(0) * dtype.size();

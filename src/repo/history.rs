@@ -38,8 +38,10 @@ pub struct LogEntry {
     pub tensors: usize,
     /// Tensor bytes.
     pub logical_bytes: u64,
-    /// Bytes this snapshot added.
+    /// Bytes this snapshot stored ([`Manifest::stored_bytes`]).
     pub stored_bytes: u64,
+    /// Refs that point at it: `heads/NAME` and `tags/NAME`.
+    pub refs: Vec<String>,
 }
 
 /// How one tensor differs between two sides of a diff.
@@ -73,14 +75,38 @@ pub struct Stats {
     pub tags: usize,
     /// Sum of tensor bytes over reachable snapshots.
     pub logical_bytes: u64,
-    /// Bytes of all pack files on disk.
+    /// Sum of the reachable snapshots' stored bytes ([`Manifest::stored_bytes`]: their own
+    /// chunk objects), the same figure `commit` and `log` report per snapshot.
     pub stored_bytes: u64,
-    /// logical / stored.
+    /// logical / stored (0 when nothing is stored).
     pub ratio: f64,
+    /// Bytes of the pack files (chunks, manifests, framing, and objects `gc` has not removed
+    /// yet).
+    pub pack_bytes: u64,
+    /// Bytes of everything else in the repository directory: the index, `refs.log`, `FORMAT`.
+    pub index_bytes: u64,
+    /// Bytes of the whole repository directory: `pack_bytes + index_bytes`.
+    pub disk_bytes: u64,
+    /// logical / disk (0 for an empty repository).
+    pub disk_ratio: f64,
     /// Tensor bytes that cost nothing because identical bytes were already stored.
     pub dedup_bytes: u64,
     /// Pack files.
     pub packs: usize,
+}
+
+/// Bytes of the files under `dir` (what `du --apparent-size` counts); unreadable entries count 0.
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// Every snapshot reachable from any ref, newest first along each branch.
@@ -117,6 +143,17 @@ impl Repo {
             Err(crate::Error::EmptyBranch(_)) if spec.is_none() => None,
             Err(e) => return Err(e),
         };
+        let mut refs: Vec<(String, ObjectId)> = index
+            .list_refs("heads/")?
+            .into_iter()
+            .map(|(n, id)| (format!("heads/{n}"), id))
+            .collect();
+        refs.extend(
+            index
+                .list_refs("tags/")?
+                .into_iter()
+                .map(|(n, id)| (format!("tags/{n}"), id)),
+        );
         let mut out = Vec::new();
         while let Some(id) = next {
             if limit.is_some_and(|l| out.len() >= l) {
@@ -134,6 +171,11 @@ impl Repo {
                 tensors: m.tensors.len(),
                 logical_bytes: m.logical_bytes(),
                 stored_bytes: m.stored_bytes(),
+                refs: refs
+                    .iter()
+                    .filter(|(_, r)| *r == id)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
             });
             next = m.parents.first().copied();
         }
@@ -192,10 +234,12 @@ impl Repo {
         let mut reader = self.reader();
         let snaps = reachable_snapshots(&index, &mut reader)?;
         let mut logical = 0;
+        let mut stored = 0;
         let mut dedup = 0;
         for id in &snaps {
             let m = reader.load_manifest(&index, id)?;
             logical += m.logical_bytes();
+            stored += m.stored_bytes();
             dedup += m
                 .tensors
                 .iter()
@@ -204,22 +248,30 @@ impl Repo {
                 .sum::<u64>();
         }
         let packs = crate::store::pack::list_packs(&self.packs_dir())?;
-        let stored: u64 = packs
+        let pack_bytes: u64 = packs
             .iter()
             .filter_map(|p| std::fs::metadata(self.packs_dir().join(format!("{p}.pack"))).ok())
             .map(|m| m.len())
             .sum();
+        let disk_bytes = dir_bytes(&self.dir);
+        let ratio = |of: u64| {
+            if of == 0 {
+                0.0
+            } else {
+                logical as f64 / of as f64
+            }
+        };
         Ok(Stats {
             snapshots: snaps.len(),
             branches: index.list_refs("heads/")?.len(),
             tags: index.list_refs("tags/")?.len(),
             logical_bytes: logical,
             stored_bytes: stored,
-            ratio: if stored == 0 {
-                0.0
-            } else {
-                logical as f64 / stored as f64
-            },
+            ratio: ratio(stored),
+            pack_bytes,
+            index_bytes: disk_bytes.saturating_sub(pack_bytes),
+            disk_bytes,
+            disk_ratio: ratio(disk_bytes),
             dedup_bytes: dedup,
             packs: packs.len(),
         })

@@ -48,8 +48,23 @@ impl std::fmt::Display for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Bound::Lossless => f.write_str("lossless"),
-            Bound::Rel(e) => write!(f, "rel:{e}"),
-            Bound::Abs(e) => write!(f, "abs:{e}"),
+            Bound::Rel(e) => write!(f, "rel:{}", Eps(*e)),
+            Bound::Abs(e) => write!(f, "abs:{}", Eps(*e)),
+        }
+    }
+}
+
+/// A bound's epsilon, exactly (it parses back to the same f64) and short: `1e30`, not 31
+/// digits; `1e-7`, not `0.0000001`.
+struct Eps(f64);
+
+impl std::fmt::Display for Eps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let e = self.0.abs();
+        if e != 0.0 && !(1e-4..1e6).contains(&e) {
+            write!(f, "{:e}", self.0)
+        } else {
+            write!(f, "{}", self.0)
         }
     }
 }
@@ -254,8 +269,18 @@ impl Manifest {
         self.tensors.iter().map(|t| t.len).sum()
     }
 
-    /// Bytes stored for this snapshot alone.
+    /// Bytes this snapshot stored: its own chunk objects, each distinct chunk once (a chunk two
+    /// tensors share is stored once; a deduplicated tensor stores none). The one definition of
+    /// "stored" that `commit`, `log`, `show` and `stats` report; the manifest itself, pack
+    /// framing and the index count only in `stats`' bytes on disk.
     pub fn stored_bytes(&self) -> u64 {
-        self.tensors.iter().map(TensorEntry::stored_bytes).sum()
+        let mut seen = std::collections::HashSet::new();
+        self.tensors
+            .iter()
+            .filter(|t| t.encoding != Encoding::Dedup)
+            .flat_map(|t| &t.chunks)
+            .filter(|c| seen.insert(c.id))
+            .map(|c| c.stored)
+            .sum()
     }
 }
