@@ -8,11 +8,13 @@
 //! cargo run --release --example search_digits                 # re-search every 10 commits
 //! cargo run --release --example search_digits -- --full-scan   # evaluate every candidate
 //! cargo run --release --example search_digits -- --research-every 1
+//! cargo run --release --example search_digits -- --corpus /data/digits-mlp
 //! ```
 //!
 //! Prints each search's choice, the ratio over the whole trajectory (against committing it
 //! losslessly), the accuracy loss of the last checkpoint as checked out, and evaluator calls
-//! against a full scan. Skips with a message when the corpus is missing.
+//! against a full scan. The corpus is `--corpus DIR`, else `$SNAPSTORE_DIGITS_CORPUS`, else
+//! `../shared/bench/digits-mlp`; without one it fails (exit 2) saying where it looked.
 
 use std::path::{Path, PathBuf};
 
@@ -288,22 +290,36 @@ pub fn read_tensors(path: &Path) -> Result<Vec<CheckedOutTensor>, String> {
         .collect())
 }
 
-/// Where the corpus lives, relative to this crate.
+/// Environment variable naming the digits-mlp corpus directory.
+pub const CORPUS_ENV: &str = "SNAPSTORE_DIGITS_CORPUS";
+
+/// Where the corpus lives: `$SNAPSTORE_DIGITS_CORPUS`, else `../shared/bench/digits-mlp`
+/// beside this crate.
 pub fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/digits-mlp")
+    match std::env::var_os(CORPUS_ENV) {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/digits-mlp"),
+    }
 }
 
 fn main() {
-    let corpus = corpus_dir();
+    // `-- --corpus DIR` names the corpus; `-- --full-scan` evaluates every candidate (for
+    // comparison); `-- --research-every N`.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let corpus = args
+        .iter()
+        .position(|a| a == "--corpus")
+        .and_then(|i| args.get(i + 1))
+        .map_or_else(corpus_dir, PathBuf::from);
     if !corpus.join("testset.safetensors").exists() {
-        println!(
-            "skipping: the digits-mlp corpus is not at {} (see ../shared/bench/README.md)",
+        eprintln!(
+            "error: no digits-mlp corpus at {} (it needs testset.safetensors and \
+             epoch_*.safetensors). Point at one with `-- --corpus DIR` or {CORPUS_ENV}=DIR; \
+             ../shared/bench/make_corpora.py makes it (see ../shared/bench/README.md)",
             corpus.display()
         );
-        return;
+        std::process::exit(2);
     }
-    // `-- --full-scan` evaluates every candidate (for comparison); `-- --research-every N`.
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let full_scan = args.iter().any(|a| a == "--full-scan");
     let research_every = args
         .iter()

@@ -164,7 +164,7 @@ fn a_read_only_repository_can_be_read_by_every_read_only_command() {
     let probe = match run_as_other_user(&repo, &["log", "--json"]) {
         Ok(o) => o,
         Err(reason) => {
-            eprintln!("SKIP a_read_only_repository...: {reason}");
+            skip("a_read_only_repository_can_be_read...", &reason);
             chmod_tree(&repo, true);
             return;
         }
@@ -537,4 +537,47 @@ fn show_keeps_columns_aligned_and_bounds_short() {
             assert!(!blank(end - 1) && blank(end), "{name} misaligned:\n{show}");
         }
     }
+}
+
+/// The `search_digits` example beside this test binary (cargo builds examples for `cargo
+/// test`), if it is there.
+fn example_bin(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("examples").join(name);
+    p.is_file().then_some(p)
+}
+
+#[test]
+fn the_worked_example_without_its_corpus_fails_and_says_how_to_point_at_it() {
+    let Some(bin) = example_bin("search_digits") else {
+        skip(
+            "the_worked_example_without_its_corpus_fails...",
+            "examples/search_digits was not built beside the tests",
+        );
+        return;
+    };
+    let dir = tempdir();
+    let missing = dir.path().join("no-corpus");
+    let out = std::process::Command::new(&bin)
+        .args(["--corpus", path_str(&missing)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(path_str(&missing))
+            && err.contains("--corpus")
+            && err.contains("SNAPSTORE_DIGITS_CORPUS"),
+        "{err}"
+    );
+    let out = std::process::Command::new(&bin)
+        .env("SNAPSTORE_DIGITS_CORPUS", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(path_str(&missing)),
+        "{}",
+        stderr(&out)
+    );
 }

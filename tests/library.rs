@@ -638,13 +638,19 @@ fn object_id_parse_of_multibyte_text_returns_an_error() {
 #[test]
 fn bench_checkpoints_round_trip_byte_identical() {
     let Some(bench) = bench_dir() else {
-        eprintln!("skipping: ../shared/bench is missing");
+        skip(
+            "library::bench_checkpoints_round_trip_byte_identical",
+            "../shared/bench is missing",
+        );
         return;
     };
     let mut files: Vec<PathBuf> = Vec::new();
     for (corpus, pattern) in [("digits-mlp", "epoch_"), ("cnn-digits/bf16", "epoch_")] {
         let Ok(dir) = std::fs::read_dir(bench.join(corpus)) else {
-            eprintln!("skipping {corpus}: not in ../shared/bench");
+            skip(
+                "library::bench_checkpoints_round_trip_byte_identical",
+                &format!("{corpus} is not in ../shared/bench"),
+            );
             continue;
         };
         let mut found: Vec<PathBuf> = dir
@@ -658,7 +664,10 @@ fn bench_checkpoints_round_trip_byte_identical() {
         files.extend(found.into_iter().take(12));
     }
     if files.is_empty() {
-        eprintln!("skipping: no checkpoints found in ../shared/bench");
+        skip(
+            "library::bench_checkpoints_round_trip_byte_identical",
+            "no checkpoints found in ../shared/bench",
+        );
         return;
     }
     let (dir, repo) = new_repo();

@@ -80,7 +80,7 @@ macro_rules! emu_or_skip {
         match emulator() {
             Ok(p) => p,
             Err(reason) => {
-                println!("skipping: {reason}");
+                crate::report_skip("an emulator parity test (gpu::emu_tests)", &reason);
                 return;
             }
         }

@@ -724,7 +724,10 @@ mod digits_example;
 fn digits_trajectory_keeps_accuracy_and_beats_lossless() {
     let corpus = digits_example::corpus_dir();
     if !corpus.join("testset.safetensors").exists() {
-        println!("skipping: no digits-mlp corpus at {}", corpus.display());
+        crate::report_skip(
+            "search::tests::digits_trajectory_keeps_accuracy_and_beats_lossless",
+            &format!("no digits-mlp corpus at {}", corpus.display()),
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
