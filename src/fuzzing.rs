@@ -216,6 +216,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
 
 #[cfg(test)]
 mod tests {
+    use crate::frames::{FrameDims, FrameDtype};
     use proptest::prelude::*;
 
     /// Every seed is accepted by the decoder it seeds (a seed the format no longer reads
@@ -254,7 +255,36 @@ mod tests {
                         r.read(&e).expect("pack seed object");
                     }
                 }
-                _ => {}
+                "safetensors_header" => {
+                    let n = crate::safetensors_io::header_len(bytes, bytes.len() as u64)
+                        .expect("safetensors seed: header length");
+                    let raw = &bytes[8..8 + n as usize];
+                    crate::safetensors_io::parse_header(raw, bytes.len() as u64 - 8 - n)
+                        .expect("safetensors seed: header");
+                }
+                "rans_stream" => {
+                    let (&len, rest) = bytes.split_first().expect("rans seed is not empty");
+                    let len = len as usize * 16;
+                    assert!(
+                        super::rans::decode(rest, len).is_ok()
+                            || super::rans_v1::decode(rest, len).is_ok(),
+                        "rans seed decodes with neither stream version"
+                    );
+                }
+                "frames" => {
+                    let group = [
+                        (FrameDtype::U8, FrameDims { h: 4, w: 5, c: 3 }),
+                        (FrameDtype::U16, FrameDims { h: 3, w: 3, c: 1 }),
+                        (FrameDtype::F32, FrameDims { h: 2, w: 7, c: 2 }),
+                    ]
+                    .into_iter()
+                    .any(|(dtype, dims)| super::decode_group(bytes, dims, dtype).is_ok());
+                    assert!(
+                        group || super::parse_npy(bytes).is_ok(),
+                        "frames seed is neither a frame group nor a .npy array"
+                    );
+                }
+                other => panic!("seed for unknown target {other}"),
             }
         }
     }

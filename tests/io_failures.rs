@@ -126,15 +126,24 @@ fn every_failed_write_of_gc_keeps_every_snapshot() {
     run_ok(&repo, &["commit", &files[0], "-m", "main"]);
     // Deleting the side branch leaves its packs unreachable; gc rewrites or removes them.
     run_ok(&repo, &["branch", "-d", "side"]);
-    let before = run_json(&repo, &["log"]);
+    // What gc must keep: log, refs and the reachable snapshots' sizes (packs may shrink).
+    let kept = |repo: &std::path::Path| {
+        let (log, mut stats, branches) = repo_state(repo);
+        for key in ["pack_bytes", "packs"] {
+            stats.as_object_mut().unwrap().remove(key);
+        }
+        (log, stats, branches)
+    };
+    let before = kept(&repo);
+    let packs_before = run_json(&repo, &["stats"])["pack_bytes"].as_u64().unwrap();
     let mut n = 1;
     loop {
-        let o = run_env(&repo, &["gc", "--grace", "0"], &[(FAIL_AT, &n.to_string())]);
-        assert_eq!(
-            run_json(&repo, &["log"]),
-            before,
-            "gc step {n} changed the log"
+        let o = run_env(
+            &repo,
+            &["gc", "--grace", "0", "--json"],
+            &[(FAIL_AT, &n.to_string())],
         );
+        assert_eq!(kept(&repo), before, "gc step {n} changed the repository");
         assert_fsck_clean(&repo);
         let co = dir.path().join("co.safetensors");
         run_ok(&repo, &["checkout", "HEAD", "-o", co.to_str().unwrap()]);
@@ -153,5 +162,14 @@ fn every_failed_write_of_gc_keeps_every_snapshot() {
         n += 1;
         assert!(n < 2000, "gc never succeeded");
     }
+    // gc writes (rewritten packs, index updates, flushes): if none of its steps were hooked,
+    // the first run would have succeeded and this test would check nothing.
+    assert!(n > 3, "only {} gc steps could be failed", n - 1);
+    // And between the failed runs and the last, the side branch's objects went.
+    let packs_after = run_json(&repo, &["stats"])["pack_bytes"].as_u64().unwrap();
+    assert!(
+        packs_after < packs_before,
+        "gc freed nothing: {packs_before} -> {packs_after} pack bytes"
+    );
     println!("gc: failed each of {} I/O steps", n - 1);
 }
