@@ -23,9 +23,10 @@ use snapstore::{
     about = "Versioned, error-bounded storage for checkpoints and frame sequences"
 )]
 struct Cli {
-    /// Repository directory.
-    #[arg(long, global = true, env = "SNAPSTORE_REPO", default_value = DEFAULT_REPO_DIR)]
-    repo: PathBuf,
+    /// Repository directory (default: the nearest .snapstore in this directory or above it;
+    /// `init` creates ./.snapstore).
+    #[arg(long, global = true, env = "SNAPSTORE_REPO")]
+    repo: Option<PathBuf>,
     /// Where the delta math runs: auto (CUDA for commits with >= 1 GiB under a bound when a GPU
     /// loads, else the CPU), cpu or cuda.
     #[arg(long, global = true, env = "SNAPSTORE_BACKEND", default_value = "auto")]
@@ -214,11 +215,23 @@ pub fn run() -> Result<()> {
     let backend = cli.backend;
     // One command per process: a decoded tip kept for a next commit would only cost a copy.
     let open = || -> snapstore::Result<Repo> {
-        Ok(Repo::open(&repo_dir)?
-            .with_backend(backend)
-            .with_tip_cache(0))
+        let repo = match &repo_dir {
+            Some(dir) => Repo::open(dir)?,
+            None => Repo::discover(".")?,
+        };
+        Ok(repo.with_backend(backend).with_tip_cache(0))
     };
-    if cli.backend == BackendChoice::Cuda && !matches!(cli.command, Command::Doctor) {
+    // Only commands that quantize or decode need the device; `log` under
+    // SNAPSTORE_BACKEND=cuda on a machine without one must still work.
+    let codes = matches!(
+        cli.command,
+        Command::Commit { .. }
+            | Command::Search(_)
+            | Command::Checkout { .. }
+            | Command::Diff { .. }
+            | Command::Fsck { .. }
+    );
+    if cli.backend == BackendChoice::Cuda && codes {
         Backend::cuda().context("--backend cuda")?;
     }
     match cli.command {
@@ -230,7 +243,8 @@ pub fn run() -> Result<()> {
             }
         },
         Command::Init => {
-            let repo = Repo::init(&repo_dir)?;
+            let dir = repo_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_REPO_DIR));
+            let repo = Repo::init(&dir)?;
             println!(
                 "initialized empty snapstore repository in {}",
                 repo.path().display()
@@ -686,7 +700,11 @@ pub fn run() -> Result<()> {
                 other => bail!("unknown setting {other:?} (known: keyframe_every, bound)"),
             };
             match value {
-                None => println!("{}", repo.config_get(&stored_key)?.unwrap_or_default()),
+                // The value in force: the setting, else the default a commit would use.
+                None => match key.as_str() {
+                    "bound" => println!("{}", repo.branch_bound(&repo.head_branch()?)?),
+                    _ => println!("{}", repo.keyframe_every()?),
+                },
                 Some(v) => {
                     if key == "bound" {
                         v.parse::<Bound>()?;

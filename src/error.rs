@@ -106,6 +106,9 @@ pub enum Error {
     /// No repository where one was expected.
     #[error("no snapstore repository at {0} (run `snapstore init` first)")]
     NoRepository(PathBuf),
+    /// No `.snapstore` in a directory or any above it (no `--repo` given).
+    #[error("no snapstore repository (.snapstore) in {0} or any directory above it (run `snapstore init` first, or pass --repo)")]
+    NoRepositoryAbove(PathBuf),
     /// `init` on a directory that already holds a repository.
     #[error("a snapstore repository already exists at {0}")]
     RepositoryExists(PathBuf),

@@ -581,3 +581,82 @@ fn the_worked_example_without_its_corpus_fails_and_says_how_to_point_at_it() {
         stderr(&out)
     );
 }
+
+/// `snapstore ARGS` run in `cwd` with no `--repo` and no `SNAPSTORE_REPO`.
+fn run_in(cwd: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(snapstore_bin())
+        .current_dir(cwd)
+        .args(args)
+        .env_remove("SNAPSTORE_REPO")
+        .env_remove("SNAPSTORE_BACKEND")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn commands_find_the_repository_from_a_subdirectory() {
+    let dir = tempdir();
+    let project = dir.path().join("project");
+    let deep = project.join("runs/today");
+    std::fs::create_dir_all(&deep).unwrap();
+    let o = run_in(&project, &["init"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(project.join(".snapstore/FORMAT").is_file());
+    let steps = trajectory(3, 1, &[("w", &[8, 8])]);
+    write_safetensors(&deep.join("a.safetensors"), &steps[0], None);
+    let o = run_in(&deep, &["commit", "a.safetensors", "-m", "from below"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_in(&deep, &["log"]);
+    assert!(stdout(&o).contains("from below"), "{}", stderr(&o));
+    assert!(!deep.join(".snapstore").exists());
+
+    // Nowhere above: the error says where it looked.
+    let lonely = dir.path().join("elsewhere");
+    std::fs::create_dir(&lonely).unwrap();
+    let o = run_in(&lonely, &["log"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("no snapstore repository") && err.contains(path_str(&lonely)),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_prints_the_value_in_force_and_log_shows_dates_and_refs() {
+    let (_dir, repo, _) = repo_with_commits(2);
+    assert_eq!(run_ok(&repo, &["config", "bound"]).trim(), "lossless");
+    assert_eq!(run_ok(&repo, &["config", "keyframe_every"]).trim(), "32");
+    run_ok(&repo, &["config", "bound", "rel:0.01"]);
+    run_ok(&repo, &["config", "keyframe_every", "4"]);
+    assert_eq!(run_ok(&repo, &["config", "bound"]).trim(), "rel:0.01");
+    assert_eq!(run_ok(&repo, &["config", "keyframe_every"]).trim(), "4");
+
+    run_ok(&repo, &["tag", "first", "HEAD~1"]);
+    let log = run_ok(&repo, &["log"]);
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(lines[0].contains("(HEAD -> main)"), "{log}");
+    assert!(lines[1].contains("(tag: first)"), "{log}");
+    let time = run_json(&repo, &["log"])[0]["time"].as_u64().unwrap();
+    // The date the CLI prints is the manifest's time, in UTC.
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{time}"), "+%Y-%m-%d %H:%M"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let date = stdout(&o);
+            assert!(lines[0].contains(date.trim()), "{log} lacks {date}");
+        }
+        _ => skip(
+            "footguns::config_prints...: the log date",
+            "no GNU date(1) to compare with",
+        ),
+    }
+    let json = run_json(&repo, &["log"]);
+    assert_eq!(json[0]["refs"][0], "heads/main");
+    assert_eq!(json[1]["refs"][0], "tags/first");
+
+    // Commands that code nothing do not need the CUDA backend they are pointed at.
+    let o = run_env(&repo, &["log"], &[("SNAPSTORE_BACKEND", "cuda")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

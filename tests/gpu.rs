@@ -181,12 +181,26 @@ fn cli_doctor_and_backend_flag() {
     assert_eq!(out.status.success(), cuda);
     let dir = crate::util::tempdir();
     let repo = dir.path().join("repo");
+    // A command that codes nothing does not need the device it is pointed at...
     let out = run(&[
         "--backend",
         "cuda",
         "--repo",
         repo.to_str().unwrap(),
         "init",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ...one that decodes does.
+    let out = run(&[
+        "--backend",
+        "cuda",
+        "--repo",
+        repo.to_str().unwrap(),
+        "fsck",
     ]);
     assert_eq!(out.status.success(), cuda);
     if !cuda {

@@ -62,7 +62,8 @@ pub struct CommitOptions {
     pub meta: BTreeMap<String, String>,
     /// Entropy coders allowed.
     pub codec: CodecChoice,
-    /// Keyframe interval (default: the repository's `keyframe_every`, else 8).
+    /// Keyframe interval (default: the repository's `keyframe_every`, else
+    /// [`DEFAULT_KEYFRAME_EVERY`](crate::DEFAULT_KEYFRAME_EVERY)).
     pub keyframe_every: Option<u32>,
     /// Error bound (default: the branch's configured bound, else lossless).
     pub bound: Option<Bound>,

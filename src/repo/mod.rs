@@ -121,6 +121,38 @@ impl Repo {
         })
     }
 
+    /// Opens the repository named `.snapstore` in `start` or the nearest directory above it
+    /// (as git finds `.git`). Fails with [`Error::NoRepositoryAbove`] when there is none.
+    pub fn discover(start: impl AsRef<Path>) -> Result<Repo> {
+        let start = start.as_ref();
+        let absolute = std::path::absolute(start).map_err(|e| Error::io(start, e))?;
+        for dir in absolute.ancestors() {
+            let candidate = dir.join(DEFAULT_REPO_DIR);
+            if candidate.join("FORMAT").is_file() {
+                return Repo::open(candidate);
+            }
+        }
+        Err(Error::NoRepositoryAbove(absolute))
+    }
+
+    /// The keyframe interval a commit uses when not told: `keyframe_every`, else
+    /// [`DEFAULT_KEYFRAME_EVERY`].
+    pub fn keyframe_every(&self) -> Result<u32> {
+        Ok(self
+            .config_get("keyframe_every")?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_KEYFRAME_EVERY)
+            .max(1))
+    }
+
+    /// The bound a commit on `branch` uses when not told: `bound.BRANCH`, else lossless.
+    pub fn branch_bound(&self, branch: &str) -> Result<crate::Bound> {
+        match self.config_get(&format!("bound.{branch}"))? {
+            Some(s) => s.parse(),
+            None => Ok(crate::Bound::Lossless),
+        }
+    }
+
     /// The same repository keeping at most `bytes` of its last commit decoded, so the next
     /// commit on that branch codes against it without decoding the parent's chain (default
     /// [`DEFAULT_TIP_CACHE_BYTES`]; 0 turns it off, as the CLI does: one commit per process).
