@@ -2,7 +2,9 @@
 //! `--json`; the JSON shapes are documented in the README.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -31,6 +33,9 @@ struct Cli {
     /// loads, else the CPU), cpu or cuda.
     #[arg(long, global = true, env = "SNAPSTORE_BACKEND", default_value = "auto")]
     backend: BackendChoice,
+    /// No progress bars (they are drawn only on a terminal, and never with --json).
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -213,13 +218,22 @@ pub fn run() -> Result<()> {
     let cli = Cli::parse();
     let repo_dir = cli.repo;
     let backend = cli.backend;
+    let bars = (!cli.quiet && !wants_json(&cli.command) && std::io::stderr().is_terminal())
+        .then(|| Arc::new(Bars::default()));
     // One command per process: a decoded tip kept for a next commit would only cost a copy.
     let open = || -> snapstore::Result<Repo> {
         let repo = match &repo_dir {
             Some(dir) => Repo::open(dir)?,
             None => Repo::discover(".")?,
         };
-        Ok(repo.with_backend(backend).with_tip_cache(0))
+        let repo = repo.with_backend(backend).with_tip_cache(0);
+        Ok(match &bars {
+            Some(b) => {
+                let b = b.clone();
+                repo.with_progress(move |p| b.show(p))
+            }
+            None => repo,
+        })
     };
     // Only commands that quantize or decode need the device; `log` under
     // SNAPSTORE_BACKEND=cuda on a machine without one must still work.
@@ -720,6 +734,67 @@ pub fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the command prints JSON (and so draws no progress bars).
+fn wants_json(cmd: &Command) -> bool {
+    match cmd {
+        Command::Commit { json, .. }
+        | Command::Checkout { json, .. }
+        | Command::Log { json, .. }
+        | Command::Show { json, .. }
+        | Command::Diff { json, .. }
+        | Command::Stats { json }
+        | Command::Gc { json, .. }
+        | Command::Fsck { json, .. } => *json,
+        _ => false,
+    }
+}
+
+/// Progress bars on stderr, one per task, fed by the library's progress callback.
+#[derive(Default)]
+struct Bars {
+    current: Mutex<Option<(&'static str, indicatif::ProgressBar)>>,
+}
+
+impl Bars {
+    fn show(&self, p: snapstore::Progress) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.as_ref().is_none_or(|(task, _)| *task != p.task) {
+            if let Some((_, old)) = current.take() {
+                old.finish_and_clear();
+            }
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(p.total),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg:8} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(p.task);
+            *current = Some((p.task, bar));
+        }
+        if let Some((_, bar)) = current.as_ref() {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        }
+        // Gone before the command prints its result (clearing later would erase that line).
+        if p.done >= p.total && p.done > 0 {
+            if let Some((_, bar)) = current.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        if let Some((_, bar)) = self.current.lock().ok().and_then(|mut c| c.take()) {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// What a committed path holds.

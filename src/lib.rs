@@ -52,7 +52,7 @@ pub use fsutil::{remove_registered_temps, remove_temps_on_signals, FAIL_WRITES_E
 pub use gpu::backend;
 pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,
-    FsckProblem, FsckReport, GcReport, LogEntry, Repo, Stats, TensorDiff, TensorInput,
+    FsckProblem, FsckReport, GcReport, LogEntry, Progress, Repo, Stats, TensorDiff, TensorInput,
     AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP, DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR,
     DEFAULT_TIP_CACHE_BYTES, FORMAT_VERSION, FRAMES_TENSOR,
 };

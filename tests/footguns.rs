@@ -660,3 +660,56 @@ fn config_prints_the_value_in_force_and_log_shows_dates_and_refs() {
     let o = run_env(&repo, &["log"], &[("SNAPSTORE_BACKEND", "cuda")]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Runs `snapstore --repo REPO ARGS` with its stdout and stderr on a terminal (through
+/// `script`); returns what the terminal showed, or `None` without `script`.
+fn run_on_terminal(repo: &Path, args: &[&str]) -> Option<String> {
+    let line = std::iter::once(snapstore_bin())
+        .chain(["--repo".to_string(), path_str(repo).to_string()])
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_remove("SNAPSTORE_REPO")
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "{line}: {}", stdout(&out));
+    Some(stdout(&out))
+}
+
+#[test]
+fn long_commands_draw_progress_on_a_terminal_and_never_with_json() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(12);
+    let big = vec![Tensor::random(
+        &mut rng,
+        "big",
+        snapstore::Dtype::U8,
+        &[24 << 20],
+    )];
+    let file = dir.path().join("big.safetensors");
+    write_safetensors(&file, &big, None);
+    let Some(shown) = run_on_terminal(&repo, &["commit", path_str(&file)]) else {
+        skip(
+            "footguns::long_commands_draw_progress...",
+            "no script(1) for a terminal",
+        );
+        return;
+    };
+    assert!(
+        shown.contains("commit   [") && shown.contains("24.00 MiB") && shown.contains("/s"),
+        "no progress bar on a terminal:\n{shown}"
+    );
+    let out = dir.path().join("o.safetensors");
+    let shown = run_on_terminal(&repo, &["checkout", "HEAD", "-o", path_str(&out)]).unwrap();
+    assert!(shown.contains("checkout ["), "{shown}");
+    // --json and --quiet draw nothing, even on a terminal; nor does a pipe.
+    let shown =
+        run_on_terminal(&repo, &["checkout", "HEAD", "-o", path_str(&out), "--json"]).unwrap();
+    assert!(!shown.contains(" ["), "{shown}");
+    let shown = run_on_terminal(&repo, &["-q", "checkout", "HEAD", "-o", path_str(&out)]).unwrap();
+    assert!(!shown.contains("checkout ["), "{shown}");
+    let piped = run(&repo, &["checkout", "HEAD", "-o", path_str(&out)]);
+    assert!(stderr(&piped).is_empty(), "{}", stderr(&piped));
+}

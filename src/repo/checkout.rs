@@ -124,8 +124,12 @@ impl Repo {
             .iter()
             .map(|e| Vec::with_capacity(e.len as usize))
             .collect();
+        let total = entries.iter().map(|e| e.len).sum();
+        let mut done = 0;
         decode_tensors(&p.reader, &p.snapshot, &entries, &mut |t, bytes| {
             data[t].extend_from_slice(bytes);
+            done += bytes.len() as u64;
+            self.report("checkout", done, total);
             Ok(())
         })?;
         let tensors = entries
@@ -187,7 +191,11 @@ impl Repo {
             };
         let mut out = AtomicFile::create(path)?;
         write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
+        let total = order.iter().map(|e| e.len).sum();
+        let mut done = 0;
         decode_tensors(&p.reader, &p.snapshot, &order, &mut |_, chunk| {
+            done += chunk.len() as u64;
+            self.report("checkout", done, total);
             out.write_all(chunk).map_err(|err| Error::io(path, err))
         })?;
         let bytes = order.iter().map(|e| e.len).sum();

@@ -389,7 +389,14 @@ impl Repo {
             .map(|&(t, i)| chunk_range(inputs[t].data.len(), chunk_size, i).len())
             .collect();
         let mut stored_bytes = 0u64;
+        let total_bytes: u64 = job_bytes.iter().map(|&b| b as u64).sum();
+        let mut done_bytes = 0u64;
+        self.report("commit", 0, total_bytes);
         for range in windows(&job_bytes, WINDOW_BYTES) {
+            done_bytes += job_bytes[range.clone()]
+                .iter()
+                .map(|&b| b as u64)
+                .sum::<u64>();
             let window = &jobs[range];
             let coded: Vec<CodedChunk> = window
                 .par_iter()
@@ -465,6 +472,7 @@ impl Repo {
                     stored: obj.len() as u64,
                 });
             }
+            self.report("commit", done_bytes, total_bytes);
         }
 
         // Reused tensors decode to the input (exact) or to the parent's reconstruction.

@@ -195,7 +195,15 @@ impl Repo {
         let mut damaged: BTreeMap<ObjectId, (Option<String>, String)> = BTreeMap::new();
         let mut present: HashSet<ObjectId> = HashSet::new();
         let mut damaged_packs: Vec<(String, String)> = Vec::new();
-        for name in list_packs(&dir)? {
+        let packs = list_packs(&dir)?;
+        let pack_len = |name: &String| {
+            std::fs::metadata(dir.join(format!("{name}.pack"))).map_or(0, |m| m.len())
+        };
+        let total: u64 = packs.iter().map(pack_len).sum();
+        let mut done = 0;
+        for name in packs {
+            done += pack_len(&name);
+            self.report("fsck", done, total);
             report.packs += 1;
             let mut pack = PackReader::open(&dir, &name)?;
             let entries = match pack.entries() {

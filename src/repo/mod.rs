@@ -57,6 +57,28 @@ fn default_backend() -> Arc<LazyBackend> {
     Arc::new(LazyBackend::new(BackendChoice::Auto))
 }
 
+/// How far a long operation has got, as passed to the callback of [`Repo::with_progress`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// What is running: `"commit"` (coding chunks), `"checkout"` (decoding chunks, also for
+    /// `diff`) or `"fsck"` (re-hashing packs).
+    pub task: &'static str,
+    /// Bytes done so far (tensor bytes; pack bytes for `fsck`).
+    pub done: u64,
+    /// Bytes in all.
+    pub total: u64,
+}
+
+/// A progress callback (see [`Repo::with_progress`]).
+#[derive(Clone)]
+struct ProgressFn(Arc<dyn Fn(Progress) + Send + Sync>);
+
+impl std::fmt::Debug for ProgressFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressFn")
+    }
+}
+
 /// A snapstore repository.
 #[derive(Clone, Debug)]
 pub struct Repo {
@@ -65,6 +87,8 @@ pub struct Repo {
     backend: Arc<LazyBackend>,
     /// The last commit made through this handle (or a clone of it), decoded.
     tip: Arc<TipCache>,
+    /// Told how long operations advance, if anyone asked.
+    progress: Option<ProgressFn>,
 }
 
 impl Repo {
@@ -79,6 +103,7 @@ impl Repo {
             dir,
             backend: default_backend(),
             tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
+            progress: None,
         };
         {
             let index = Index::open(&repo.dir)?;
@@ -118,6 +143,7 @@ impl Repo {
             dir,
             backend: default_backend(),
             tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
+            progress: None,
         })
     }
 
@@ -159,6 +185,21 @@ impl Repo {
     pub fn with_tip_cache(mut self, bytes: usize) -> Repo {
         self.tip = Arc::new(TipCache::new(bytes));
         self
+    }
+
+    /// The same repository calling `callback` as commits, checkouts (and diffs) and fsck
+    /// advance, from the calling thread, a few times per MiB at most. The library draws
+    /// nothing itself; the command-line tool turns these calls into progress bars.
+    pub fn with_progress(mut self, callback: impl Fn(Progress) + Send + Sync + 'static) -> Repo {
+        self.progress = Some(ProgressFn(Arc::new(callback)));
+        self
+    }
+
+    /// Reports progress to the callback, if any.
+    pub(crate) fn report(&self, task: &'static str, done: u64, total: u64) {
+        if let Some(p) = &self.progress {
+            (p.0)(Progress { task, done, total });
+        }
     }
 
     /// The same repository with the quantizer on `choice` (default: `auto`, CUDA when a device
