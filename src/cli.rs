@@ -130,6 +130,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Is a safetensors file already stored, in which snapshot, and how does each tensor
+    /// differ from HEAD's? (Compares hashes; decodes nothing.)
+    Status {
+        /// The checkpoint file.
+        file: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare two snapshots, or a snapshot against a safetensors file.
     Diff {
         /// First snapshot.
@@ -515,6 +524,53 @@ pub fn run() -> Result<()> {
                 println!("total {}", sizes(m.logical_bytes(), m.stored_bytes()));
             }
         }
+        Command::Status { file, json } => {
+            let st = open()?.status(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+                return Ok(());
+            }
+            let at = |id: &snapstore::ObjectId| {
+                if Some(*id) == st.head {
+                    format!("{} (HEAD)", id.short())
+                } else {
+                    id.short()
+                }
+            };
+            match &st.snapshot {
+                Some(id) => println!("{}: stored as snapshot {}", file.display(), at(id)),
+                None => println!(
+                    "{}: not stored as a whole; against HEAD{}:",
+                    file.display(),
+                    st.head
+                        .map_or(" (no snapshots yet)".into(), |h| format!(" {}", h.short()))
+                ),
+            }
+            let width = st
+                .tensors
+                .iter()
+                .map(|t| t.name.len())
+                .max()
+                .unwrap_or(6)
+                .max(6);
+            println!("{:<width$} {:<8} stored in", "tensor", "vs HEAD");
+            for t in &st.tensors {
+                let stored = t
+                    .stored_in
+                    .as_ref()
+                    .map_or("not stored".to_string(), |(id, n)| {
+                        if *n == t.name {
+                            at(id)
+                        } else {
+                            format!("{} as {n:?}", at(id))
+                        }
+                    });
+                println!("{:<width$} {:<8} {stored}", t.name, t.status);
+            }
+            for name in &st.removed {
+                println!("{name:<width$} {:<8} (in HEAD, not in the file)", "removed");
+            }
+        }
         Command::Diff { a, b, json } => {
             let repo = open()?;
             let path = Path::new(&b);
@@ -745,6 +801,7 @@ fn wants_json(cmd: &Command) -> bool {
         | Command::Show { json, .. }
         | Command::Diff { json, .. }
         | Command::Stats { json }
+        | Command::Status { json, .. }
         | Command::Gc { json, .. }
         | Command::Fsck { json, .. } => *json,
         _ => false,

@@ -713,3 +713,66 @@ fn long_commands_draw_progress_on_a_terminal_and_never_with_json() {
     let piped = run(&repo, &["checkout", "HEAD", "-o", path_str(&out)]);
     assert!(stderr(&piped).is_empty(), "{}", stderr(&piped));
 }
+
+#[test]
+fn status_says_whether_a_file_is_stored_where_and_how_it_differs_from_head() {
+    let (dir, repo, paths) = repo_with_commits(2);
+    let json = run_json(&repo, &["status", path_str(&paths[1])]);
+    let head = head_id(&repo);
+    assert_eq!(json["snapshot"], head.as_str(), "{json:#}");
+    assert!(json["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "same"));
+    let text = run_ok(&repo, &["status", path_str(&paths[1])]);
+    assert!(
+        text.contains("stored as snapshot") && text.contains("(HEAD)"),
+        "{text}"
+    );
+
+    // The first epoch: stored, in HEAD~1, and every tensor changed since.
+    let json = run_json(&repo, &["status", path_str(&paths[0])]);
+    let first = run_json(&repo, &["log"])[1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(json["snapshot"], first.as_str());
+    for t in json["tensors"].as_array().unwrap() {
+        assert_eq!(t["status"], "changed", "{t}");
+        assert_eq!(t["stored_in"][0], first.as_str(), "{t}");
+    }
+
+    // A new file: one tensor as in HEAD, one new, one of HEAD's missing.
+    let (tensors, _) = parse_safetensors(&std::fs::read(&paths[1]).unwrap());
+    let mut rng = Rng::new(99);
+    let w = tensors.iter().find(|t| t.name == "w").unwrap().clone();
+    let new = vec![w, Tensor::f32(&mut rng, "extra", &[4], 1.0)];
+    let file = dir.path().join("new.safetensors");
+    write_safetensors(&file, &new, None);
+    let json = run_json(&repo, &["status", path_str(&file)]);
+    assert!(json["snapshot"].is_null(), "{json:#}");
+    let by_name = |n: &str| {
+        json["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(by_name("w")["status"], "same");
+    assert_eq!(by_name("extra")["status"], "added");
+    assert!(by_name("extra")["stored_in"].is_null());
+    assert_eq!(json["removed"][0], "b");
+    let text = run_ok(&repo, &["status", path_str(&file)]);
+    assert!(
+        text.contains("not stored as a whole") && text.contains("not stored"),
+        "{text}"
+    );
+
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"nope").unwrap();
+    let err = run_err(&repo, &["status", path_str(&bad)]);
+    assert!(err.contains(path_str(&bad)), "{err}");
+}

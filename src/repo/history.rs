@@ -109,6 +109,34 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Where a file stands against the repository (`snapstore status FILE`).
+#[derive(Clone, Debug, Serialize)]
+pub struct FileStatus {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// HEAD's snapshot (none before the first commit).
+    pub head: Option<ObjectId>,
+    /// A snapshot that holds exactly this file's tensors (names and bytes as committed),
+    /// preferring HEAD, if any.
+    pub snapshot: Option<ObjectId>,
+    /// Each tensor of the file, in file order.
+    pub tensors: Vec<TensorStatus>,
+    /// Tensors HEAD has and the file lacks.
+    pub removed: Vec<String>,
+}
+
+/// One tensor of [`FileStatus`].
+#[derive(Clone, Debug, Serialize)]
+pub struct TensorStatus {
+    /// Tensor name.
+    pub name: String,
+    /// Against HEAD: `same` (the bytes HEAD committed), `changed`, or `added`.
+    pub status: &'static str,
+    /// A snapshot holding these exact bytes, and the tensor's name there (HEAD first, then
+    /// the newest).
+    pub stored_in: Option<(ObjectId, String)>,
+}
+
 /// Every snapshot reachable from any ref, newest first along each branch.
 pub(crate) fn reachable_snapshots(
     index: &Index,
@@ -180,6 +208,84 @@ impl Repo {
             next = m.parents.first().copied();
         }
         Ok(out)
+    }
+
+    /// Compares a safetensors file with the repository: whether its tensors (or the whole
+    /// file) are already stored and in which snapshot, and how each differs from HEAD's.
+    /// Reads every reachable manifest; decodes nothing. Fails, naming the file, when it is not
+    /// a valid safetensors file.
+    pub fn status(&self, path: impl AsRef<Path>) -> Result<FileStatus> {
+        let path = path.as_ref();
+        let file = SafetensorsFile::open(path)?;
+        let hashes: Vec<(String, ObjectId)> = file
+            .header()
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), ObjectId::of(file.tensor_bytes(t))))
+            .collect();
+        let index = self.index()?;
+        let mut reader = self.reader();
+        let head = match resolve(&index, &mut reader, "HEAD") {
+            Ok(id) => Some(id),
+            Err(crate::Error::EmptyBranch(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let mut snaps = reachable_snapshots(&index, &mut reader)?;
+        let mut manifests = Vec::with_capacity(snaps.len());
+        for id in snaps.drain(..) {
+            manifests.push((id, reader.load_manifest(&index, &id)?));
+        }
+        // HEAD first, then newest first.
+        manifests.sort_by_key(|(id, m)| (Some(*id) != head, std::cmp::Reverse(m.time)));
+        let mut stored: std::collections::HashMap<ObjectId, (ObjectId, String)> =
+            std::collections::HashMap::new();
+        let mut snapshot = None;
+        for (id, m) in &manifests {
+            for t in &m.tensors {
+                stored
+                    .entry(t.source_hash)
+                    .or_insert_with(|| (*id, t.name.clone()));
+            }
+            let same = m.tensors.len() == hashes.len()
+                && hashes
+                    .iter()
+                    .all(|(n, h)| m.tensor(n).is_some_and(|t| t.source_hash == *h));
+            if same && snapshot.is_none() {
+                snapshot = Some(*id);
+            }
+        }
+        let head_m = manifests
+            .first()
+            .filter(|(id, _)| Some(*id) == head)
+            .map(|(_, m)| m.clone());
+        let tensors = hashes
+            .iter()
+            .map(|(name, h)| TensorStatus {
+                name: name.clone(),
+                status: match head_m.as_ref().and_then(|m| m.tensor(name)) {
+                    Some(t) if t.source_hash == *h => "same",
+                    Some(_) => "changed",
+                    None => "added",
+                },
+                stored_in: stored.get(h).cloned(),
+            })
+            .collect();
+        let removed = head_m
+            .map(|m| {
+                m.tensors
+                    .iter()
+                    .filter(|t| !hashes.iter().any(|(n, _)| *n == t.name))
+                    .map(|t| t.name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(FileStatus {
+            path: path.to_path_buf(),
+            head,
+            snapshot,
+            tensors,
+            removed,
+        })
     }
 
     /// A snapshot's manifest.

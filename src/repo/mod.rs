@@ -28,7 +28,7 @@ pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
 pub(crate) use commit::{chunk_count, chunk_range, code_chunk, exact_may_win, validate_inputs};
 pub use commit::{CommitOptions, CommitReport, TensorInput};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
-pub use history::{DiffRow, LogEntry, Stats, TensorDiff};
+pub use history::{DiffRow, FileStatus, LogEntry, Stats, TensorDiff, TensorStatus};
 pub use maintenance::{FsckProblem, FsckReport, GcReport};
 
 /// Repository format version written by this build; newer ones are refused.
