@@ -776,3 +776,24 @@ fn status_says_whether_a_file_is_stored_where_and_how_it_differs_from_head() {
     let err = run_err(&repo, &["status", path_str(&bad)]);
     assert!(err.contains(path_str(&bad)), "{err}");
 }
+
+/// Every library function that takes a path takes anything path-like (`&str`, `String`,
+/// `PathBuf`, `&Path`).
+#[test]
+fn library_paths_accept_str_string_and_pathbuf() {
+    let dir = tempdir();
+    let repo = snapstore::Repo::init(dir.path().join("r").to_str().unwrap()).unwrap();
+    let steps = trajectory(5, 1, &[("w", &[4, 4])]);
+    let file: String = dir.path().join("a.safetensors").to_str().unwrap().into();
+    write_safetensors(Path::new(&file), &steps[0], None);
+    repo.commit_file(file.as_str(), &snapstore::CommitOptions::default())
+        .unwrap();
+    repo.commit_file(file.clone(), &snapstore::CommitOptions::default())
+        .unwrap();
+    let out = dir.path().join("o.safetensors");
+    repo.checkout_to_file("HEAD", out.clone(), None).unwrap();
+    assert!(snapstore::SafetensorsFile::open(out.to_str().unwrap()).is_ok());
+    assert_eq!(repo.diff_file("HEAD", &file).unwrap().len(), 1);
+    assert!(repo.status(&out).unwrap().snapshot.is_some());
+    assert!(snapstore::Repo::discover(dir.path().join("r")).is_err());
+}

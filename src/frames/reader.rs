@@ -96,7 +96,8 @@ impl FrameSeq {
 }
 
 /// Loads a `.npy` file (see `parse_npy` for what is accepted).
-pub fn load_npy(path: &Path) -> Result<FrameSeq, FrameError> {
+pub fn load_npy(path: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
+    let path = path.as_ref();
     let bytes = fs::read(path).map_err(|error| FrameError::Io {
         path: path.to_path_buf(),
         error,
@@ -180,7 +181,8 @@ fn describe(p: &Png) -> String {
 /// subdirectories are skipped, so frames may sit beside other files; a `.png` file that does not
 /// decode is an error naming it. All frames must match the first in size, bit depth and
 /// channels; a directory without frames is an error.
-pub fn load_png_dir(dir: &Path) -> Result<FrameSeq, FrameError> {
+pub fn load_png_dir(dir: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
+    let dir = dir.as_ref();
     let io = |error| FrameError::Io {
         path: dir.to_path_buf(),
         error,
@@ -348,7 +350,7 @@ mod tests {
             load_png_dir(only_text.path()),
             Err(FrameError::EmptyDir(_))
         ));
-        assert!(load_png_dir(&dir.path().join("missing")).is_err());
+        assert!(load_png_dir(dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -61,9 +61,10 @@ fn frame_names(seq: &FrameSeq, range: Range<usize>) -> Result<Vec<String>, Frame
 /// (created if missing); returns the paths written, in frame order.
 pub fn write_pngs(
     seq: &FrameSeq,
-    dir: &Path,
+    dir: impl AsRef<Path>,
     range: Range<usize>,
 ) -> Result<Vec<PathBuf>, FrameError> {
+    let dir = dir.as_ref();
     let unsupported = |reason: String| FrameError::Unsupported {
         what: "PNG frames".into(),
         reason,
@@ -123,7 +124,12 @@ pub fn write_pngs(
 }
 
 /// Writes frames `range` as one `.npy` file at `path` (see `to_npy`).
-pub fn write_npy(seq: &FrameSeq, path: &Path, range: Range<usize>) -> Result<(), FrameError> {
+pub fn write_npy(
+    seq: &FrameSeq,
+    path: impl AsRef<Path>,
+    range: Range<usize>,
+) -> Result<(), FrameError> {
+    let path = path.as_ref();
     let bytes = npy::to_npy(seq, range)?;
     fs::write(path, bytes).map_err(|error| FrameError::Io {
         path: path.to_path_buf(),
@@ -162,9 +168,9 @@ mod tests {
         s.names = ["d.png", "c.png", "b.png", "a.png"]
             .map(String::from)
             .to_vec();
-        let paths = write_pngs(&s, &dir.path().join("out"), 1..3).unwrap();
+        let paths = write_pngs(&s, dir.path().join("out"), 1..3).unwrap();
         assert_eq!(paths[0].file_name().unwrap(), "c.png");
-        let back = load_png_dir(&dir.path().join("out")).unwrap();
+        let back = load_png_dir(dir.path().join("out")).unwrap();
         assert_eq!(back.names, ["b.png", "c.png"]);
         assert_eq!(back.data, [&s.data[12..18], &s.data[6..12]].concat());
         s.names[1] = "../escape.png".into();

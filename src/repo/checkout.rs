@@ -155,9 +155,10 @@ impl Repo {
     pub fn checkout_to_file(
         &self,
         spec: &str,
-        path: &Path,
+        path: impl AsRef<Path>,
         names: Option<&[String]>,
     ) -> Result<CheckoutReport> {
+        let path = path.as_ref();
         let started = Instant::now();
         let p = self.prepare_checkout(spec, names)?;
         let (header, order): (Vec<u8>, Vec<&TensorEntry>) =

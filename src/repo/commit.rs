@@ -171,7 +171,12 @@ enum Plan {
 impl Repo {
     /// Commits a safetensors file. The file is validated first; a bad file leaves the repository
     /// untouched and the error names the file and the problem.
-    pub fn commit_file(&self, path: &Path, opts: &CommitOptions) -> Result<CommitReport> {
+    pub fn commit_file(
+        &self,
+        path: impl AsRef<Path>,
+        opts: &CommitOptions,
+    ) -> Result<CommitReport> {
+        let path = path.as_ref();
         let file = SafetensorsFile::open(path)?;
         let header = file.header();
         let inputs: Vec<TensorInput> = header

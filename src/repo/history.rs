@@ -317,7 +317,8 @@ impl Repo {
 
     /// Compares a snapshot against a safetensors file: relative errors are taken against the
     /// file's values, so this checks a lossy snapshot's bound against its original.
-    pub fn diff_file(&self, spec: &str, file: &Path) -> Result<Vec<TensorDiff>> {
+    pub fn diff_file(&self, spec: &str, file: impl AsRef<Path>) -> Result<Vec<TensorDiff>> {
+        let file = file.as_ref();
         let f = SafetensorsFile::open(file)?;
         let snap = self.checkout(spec, None)?;
         let file_tensors = f

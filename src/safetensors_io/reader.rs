@@ -18,7 +18,8 @@ pub struct SafetensorsFile {
 impl SafetensorsFile {
     /// Opens and validates `path`. Fails with an error naming the file and the problem when the
     /// file is missing, truncated, or its header is malformed or inconsistent.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let bad = |problem| Error::BadSafetensors {

@@ -72,11 +72,12 @@ impl Repo {
     /// `search`). `opts.bound` is ignored.
     pub fn commit_file_auto(
         &self,
-        path: &Path,
+        path: impl AsRef<Path>,
         opts: &CommitOptions,
         auto: &AutoOptions,
         evaluator: &mut Evaluator,
     ) -> Result<AutoCommitReport> {
+        let path = path.as_ref();
         self.commit_auto_inner(
             opts,
             auto,

@@ -320,11 +320,12 @@ impl Repo {
     /// (default: the tip of HEAD's branch). Nothing is written to the repository.
     pub fn search_file(
         &self,
-        path: &Path,
+        path: impl AsRef<Path>,
         parent_spec: Option<&str>,
         opts: &SearchOptions,
         evaluator: &mut Evaluator,
     ) -> Result<SearchReport> {
+        let path = path.as_ref();
         self.search_file_on(path, parent_spec, None, opts, evaluator)
     }
 
@@ -332,12 +333,13 @@ impl Repo {
     /// is `None`.
     pub fn search_file_on(
         &self,
-        path: &Path,
+        path: impl AsRef<Path>,
         parent_spec: Option<&str>,
         branch: Option<&str>,
         opts: &SearchOptions,
         evaluator: &mut Evaluator,
     ) -> Result<SearchReport> {
+        let path = path.as_ref();
         let file = SafetensorsFile::open(path)?;
         let inputs: Vec<TensorInput> = file
             .header()

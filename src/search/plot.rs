@@ -10,7 +10,8 @@ use super::SearchReport;
 use crate::error::{Error, Result};
 
 /// Draws the search curve of `report` as an SVG file at `path`.
-pub fn plot_svg(report: &SearchReport, path: &Path) -> Result<()> {
+pub fn plot_svg(report: &SearchReport, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
     draw(report, path).map_err(|e| Error::invalid("plot", format!("{}: {e}", path.display())))
 }
 
