@@ -44,7 +44,8 @@ struct Cli {
 enum Command {
     /// Create a repository.
     Init,
-    /// Store a safetensors checkpoint as a new snapshot.
+    /// Store a safetensors checkpoint, or a frame sequence (a directory of PNGs, a .npy, or a
+    /// safetensors file with --kind frames), as a new snapshot.
     Commit {
         /// The checkpoint file.
         file: PathBuf,
@@ -80,16 +81,22 @@ enum Command {
         auto: crate::search_cli::AutoArgs,
         /// What FILE holds: auto (a directory of PNGs or a .npy is a frame sequence),
         /// tensors, or frames (a safetensors file with one [T,H,W(,C)] array).
-        #[arg(long, default_value = "auto")]
+        #[arg(long, default_value = "auto", help_heading = "Frame sequences")]
         kind: InputKind,
         /// Frames per group for a frame sequence (each group starts with a keyframe).
-        #[arg(long, value_name = "K", default_value_t = snapstore::DEFAULT_FRAME_GROUP)]
+        #[arg(
+            long,
+            value_name = "K",
+            default_value_t = snapstore::DEFAULT_FRAME_GROUP,
+            help_heading = "Frame sequences"
+        )]
         group: usize,
     },
     /// Choose an error bound for a checkpoint: the relative bound maximizing
     /// alpha*ratio + (1-alpha)*kept accuracy without losing more than --max-loss.
     Search(crate::search_cli::SearchCommand),
-    /// Write a snapshot (or some tensors) as a safetensors file.
+    /// Write a snapshot (or some tensors) as a safetensors file, or frames of a sequence as
+    /// PNGs or a .npy.
     Checkout {
         /// Snapshot: HEAD, HEAD~N, branch, tag or id prefix.
         #[arg(value_name = "REF")]
@@ -103,7 +110,7 @@ enum Command {
         /// For a frame sequence: only frames A..B, half-open (A included, B not; 10.. and ..5
         /// leave an end open). The output is a directory of PNGs or a .npy file; without
         /// --frames, a .safetensors file of the whole sequence.
-        #[arg(long, value_name = "A..B")]
+        #[arg(long, value_name = "A..B", help_heading = "Frame sequences")]
         frames: Option<String>,
         /// Print JSON.
         #[arg(long)]
@@ -139,12 +146,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Compare two snapshots, or a snapshot against a safetensors file.
+    /// Compare two snapshots, or a snapshot against a safetensors file; a frame sequence
+    /// against its PNG directory or .npy (error and PSNR per frame).
     Diff {
         /// First snapshot.
         #[arg(value_name = "REF")]
         a: String,
-        /// Second snapshot, or a safetensors file.
+        /// Second snapshot, a safetensors file, or (for a sequence) a PNG directory or .npy.
         #[arg(value_name = "REF|FILE")]
         b: String,
         /// Print JSON.
@@ -211,7 +219,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the compute backend: device, driver and NVRTC versions, or why the CPU is used.
+    /// Check the compute backend: which one `--backend` picks, the GPU, driver and NVRTC
+    /// versions, or why the CPU is used (with --backend cuda, fails when no GPU is usable).
     Doctor,
     /// Read or set a setting: keyframe_every, bound (for HEAD's branch).
     Config {

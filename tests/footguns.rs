@@ -797,3 +797,29 @@ fn library_paths_accept_str_string_and_pathbuf() {
     assert!(repo.status(&out).unwrap().snapshot.is_some());
     assert!(snapstore::Repo::discover(dir.path().join("r")).is_err());
 }
+
+#[test]
+fn help_puts_frame_options_under_their_own_heading_and_names_frames() {
+    let (_dir, repo) = init_repo();
+    let commit = run_ok(&repo, &["commit", "--help"]);
+    let heading = commit.find("Frame sequences:").expect("a frame heading");
+    assert!(commit.find("--kind <KIND>").unwrap() > heading, "{commit}");
+    assert!(commit.find("--group").unwrap() > heading, "{commit}");
+    assert!(
+        commit.lines().next().unwrap().contains("frame sequence"),
+        "{commit}"
+    );
+    let checkout = run_ok(&repo, &["checkout", "--help"]);
+    assert!(checkout.find("--frames").unwrap() > checkout.find("Frame sequences:").unwrap());
+    let diff = run_ok(&repo, &["diff", "--help"]);
+    assert!(
+        diff.lines().next().unwrap().contains("frame sequence"),
+        "{diff}"
+    );
+    let top = run_ok(&repo, &["--help"]);
+    let doctor = top
+        .lines()
+        .find(|l| l.trim_start().starts_with("doctor"))
+        .unwrap();
+    assert!(doctor.contains("backend"), "{top}");
+}
