@@ -590,6 +590,12 @@ pub fn run() -> Result<()> {
                     load_frames(path, InputKind::Auto)?.context("not a frame sequence")?;
                 let rows = repo.diff_frames(&a, &original)?;
                 if json {
+                    // The tensor diff's key names, with the frame index.
+                    let rows: Vec<_> = rows
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| json!({"frame": i, "max_abs": r.max_abs_err, "psnr": r.psnr}))
+                        .collect();
                     println!("{}", serde_json::to_string_pretty(&rows)?);
                 } else {
                     println!("{:>6} {:>12} {:>10}", "frame", "max_abs", "psnr_db");

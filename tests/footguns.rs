@@ -654,6 +654,10 @@ fn config_prints_the_value_in_force_and_log_shows_dates_and_refs() {
     }
     let json = run_json(&repo, &["log"]);
     assert_eq!(json[0]["refs"][0], "heads/main");
+    // bound has the manifest's shape in log too.
+    assert_eq!(json[0]["bound"]["kind"], "lossless", "{json:#}");
+    let show = run_json(&repo, &["show"]);
+    assert_eq!(json[0]["bound"], show["manifest"]["bound"]);
     assert_eq!(json[1]["refs"][0], "tags/first");
 
     // Commands that code nothing do not need the CUDA backend they are pointed at.

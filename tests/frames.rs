@@ -93,10 +93,14 @@ fn png_sequences_round_trip_exactly_and_within_abs_bounds() {
             let rows = rows.as_array().unwrap();
             assert_eq!(rows.len(), seq.t);
             assert!(
-                rows.iter()
-                    .all(|r| r["max_abs_err"].as_f64().unwrap() <= eps),
+                rows.iter().all(|r| r["max_abs"].as_f64().unwrap() <= eps),
                 "{branch}: {rows:?}"
             );
+            // Each row names its frame, with the tensor diff's key names.
+            for (i, r) in rows.iter().enumerate() {
+                assert_eq!(r["frame"], i, "{r}");
+                assert!(r.get("psnr").is_some(), "{r}");
+            }
         }
     }
 }

@@ -32,8 +32,8 @@ pub struct LogEntry {
     pub branch: String,
     /// User metadata.
     pub meta: BTreeMap<String, String>,
-    /// Bound.
-    pub bound: String,
+    /// Bound asked for (the same `{kind, eps}` shape as in a manifest).
+    pub bound: crate::Bound,
     /// Number of tensors.
     pub tensors: usize,
     /// Tensor bytes.
@@ -195,7 +195,7 @@ impl Repo {
                 time: m.time,
                 branch: m.branch.clone(),
                 meta: m.meta.clone(),
-                bound: m.bound.to_string(),
+                bound: m.bound,
                 tensors: m.tensors.len(),
                 logical_bytes: m.logical_bytes(),
                 stored_bytes: m.stored_bytes(),
