@@ -827,3 +827,42 @@ fn help_puts_frame_options_under_their_own_heading_and_names_frames() {
         .unwrap();
     assert!(doctor.contains("backend"), "{top}");
 }
+
+/// Tensors can be handed to the library as typed slices, not only as raw bytes.
+#[test]
+fn typed_slices_commit_as_their_little_endian_bytes() {
+    use snapstore::TensorInput;
+    let dir = tempdir();
+    let repo = snapstore::Repo::init(dir.path().join("r")).unwrap();
+    let floats: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 2.0).collect();
+    let bf: Vec<half::bf16> = floats.iter().map(|&x| half::bf16::from_f32(x)).collect();
+    let ints: Vec<i64> = (0..6).map(|i| i * -1_000_000_007).collect();
+    let inputs = [
+        TensorInput::from_slice("f", vec![3, 4], &floats),
+        TensorInput::from_slice("h", vec![12], &bf),
+        TensorInput::from_slice("i", vec![2, 3], &ints),
+    ];
+    assert_eq!(inputs[1].dtype, snapstore::Dtype::BF16);
+    repo.commit_tensors(&inputs, None, &snapstore::CommitOptions::default())
+        .unwrap();
+    let back = repo.checkout("HEAD", None).unwrap();
+    let get = |n: &str| {
+        back.tensors
+            .iter()
+            .find(|t| t.name == n)
+            .unwrap()
+            .data
+            .clone()
+    };
+    assert_eq!(get("f"), f32_to_bytes(&floats));
+    let bf_bytes: Vec<u8> = bf.iter().flat_map(|x| x.to_le_bytes()).collect();
+    assert_eq!(get("h"), bf_bytes);
+    let int_bytes: Vec<u8> = ints.iter().flat_map(|x| x.to_le_bytes()).collect();
+    assert_eq!(get("i"), int_bytes);
+    // A shape that disagrees with the slice is refused at commit.
+    let bad = [TensorInput::from_slice("f", vec![5], &floats)];
+    let err = repo
+        .commit_tensors(&bad, None, &snapstore::CommitOptions::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("\"f\""), "{err}");
+}
