@@ -306,7 +306,7 @@ fn run_corpus(corpus: &Corpus, cfg: &Config) -> Result<()> {
     }
     println!();
     println!(
-        "ratio = tensor bytes ({}) / stored bytes (snapstore: pack files on disk, `stats().stored_bytes`; zstd: compressed files). \
+        "ratio = tensor bytes ({}) / stored bytes (snapstore: pack files on disk, `stats().pack_bytes`; zstd: compressed files). \
          Same stored bytes against whole-file bytes ({}), the accounting of peers.py:",
         corpus.tensor_bytes, corpus.file_bytes
     );
@@ -547,15 +547,15 @@ fn snapstore_row(
     }
     note.push_str(&format!(
         "{} {method} {bound}: packs {} B, whole repo dir (packs + index + refs) {} B, logical {} B, stats().ratio {:.2}, commit seconds {:.3} (sum of CommitReport.seconds {:.3}), checkout seconds {:.3}.",
-        corpus.name, stats.stored_bytes, repo_dir_bytes, stats.logical_bytes, stats.ratio, commit_secs, reported_secs, checkout_secs
+        corpus.name, stats.pack_bytes, repo_dir_bytes, stats.logical_bytes, stats.ratio, commit_secs, reported_secs, checkout_secs
     ));
     Ok((
         Row {
             method,
             bound: bound.to_string(),
-            ratio_tensor: corpus.tensor_bytes as f64 / stats.stored_bytes as f64,
-            ratio_file: corpus.file_bytes as f64 / stats.stored_bytes as f64,
-            stored: stats.stored_bytes,
+            ratio_tensor: corpus.tensor_bytes as f64 / stats.pack_bytes as f64,
+            ratio_file: corpus.file_bytes as f64 / stats.pack_bytes as f64,
+            stored: stats.pack_bytes,
             commit_mbps: logical as f64 / MB / commit_secs,
             checkout_mbps: logical as f64 / MB / checkout_secs,
             max_rel,

@@ -23,7 +23,7 @@
 //! frames). Stored bytes are the first repetition's; a note lists every repetition's when they
 //! differ.
 //!
-//! ratio = raw frame bytes / `stats().stored_bytes` (pack files on disk), the accounting of
+//! ratio = raw frame bytes / `stats().pack_bytes` (pack files on disk), the accounting of
 //! `peers.py` for sequences (original = tensor bytes).
 //!
 //! Environment: `RAYON_NUM_THREADS=1` runs snapstore on one thread (the peers are
@@ -241,7 +241,7 @@ fn measure(seq: &FrameSeq, group: usize, bound: Bound, reps: usize) -> Result<Ro
         repo.commit_frames(seq, group, &opts)
             .with_context(|| format!("commit_frames group {group} {bound}"))?;
         commit_mbps.push(raw / MB / t.elapsed().as_secs_f64());
-        stored.push(repo.stats()?.stored_bytes);
+        stored.push(repo.stats()?.pack_bytes);
         let t = Instant::now();
         let back = repo.checkout_frames("HEAD", None)?;
         checkout_mbps.push(raw / MB / t.elapsed().as_secs_f64());

@@ -138,7 +138,7 @@ fn main() -> Result<()> {
     let stats = repo.stats()?;
     println!(
         "repository: logical {} B, packs {} B, ratio {:.3}",
-        stats.logical_bytes, stats.stored_bytes, stats.ratio
+        stats.logical_bytes, stats.pack_bytes, stats.ratio
     );
     let peak = vm_hwm_kib().unwrap_or(0);
     println!(
