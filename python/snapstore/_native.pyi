@@ -1,0 +1,73 @@
+"""Type stubs of the Rust extension module. Private: use ``snapstore.Repo``."""
+
+from typing import Any, Dict, List, Optional, Tuple
+
+# name, safetensors dtype, shape, owner of the bytes, address of the first byte, byte length
+RawTensor = Tuple[str, str, List[int], Any, int, int]
+# name, safetensors dtype, shape, bytes (a Buffer, or a bytearray for evaluator candidates)
+OutTensor = Tuple[str, str, List[int], Any]
+
+DTYPES: List[str]
+FORMAT_VERSION: int
+
+class Buffer:
+    """Checked-out tensor bytes owned by Rust, viewed by numpy through the array interface."""
+
+    def __len__(self) -> int: ...
+    @property
+    def __array_interface__(self) -> Dict[str, Any]: ...
+
+class Repo:
+    @staticmethod
+    def init(path: str) -> Repo: ...
+    @staticmethod
+    def open(path: str) -> Repo: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def path(self) -> str: ...
+    def commit(
+        self,
+        tensors: List[RawTensor],
+        metadata: Optional[Dict[str, str]],
+        message: str,
+        bound: Optional[str],
+        meta: Dict[str, str],
+        branch: Optional[str],
+    ) -> str: ...
+    def commit_auto(
+        self,
+        tensors: List[RawTensor],
+        metadata: Optional[Dict[str, str]],
+        message: str,
+        meta: Dict[str, str],
+        branch: Optional[str],
+        evaluate: Any,
+        max_loss: float,
+        alpha: float,
+        bounds: Optional[List[float]],
+        research_every: Optional[int],
+    ) -> str: ...
+    def search(
+        self,
+        tensors: List[RawTensor],
+        evaluate: Any,
+        max_loss: float,
+        alpha: float,
+        bounds: Optional[List[float]],
+        parent: Optional[str],
+    ) -> str: ...
+    def checkout(
+        self, spec: str, names: Optional[List[str]] = None
+    ) -> Tuple[str, Optional[Dict[str, str]], Dict[str, str], List[OutTensor]]: ...
+    def log(self, spec: Optional[str] = None, limit: Optional[int] = None) -> str: ...
+    def show(self, spec: str) -> str: ...
+    def diff(self, a: str, b: str) -> str: ...
+    def stats(self) -> str: ...
+    def list_refs(self) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]: ...
+    def create_tag(self, name: str, spec: str) -> str: ...
+    def create_branch(self, name: str, spec: Optional[str] = None) -> Optional[str]: ...
+    def delete_ref(self, key: str) -> None: ...
+    def head_branch(self) -> str: ...
+    def switch_branch(self, branch: str) -> None: ...

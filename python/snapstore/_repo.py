@@ -1,0 +1,276 @@
+"""``snapstore.Repo``: a typed Python face over the Rust library."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+from . import _native
+from ._tensors import host_views, meta_strings, python_evaluator, to_tensor
+from .errors import InvalidInputError
+
+PathLike = Union[str, "os.PathLike[str]"]
+Evaluate = Callable[[Dict[str, Any]], float]
+
+
+@dataclass(frozen=True)
+class CommitReport:
+    """What a commit did: the fields of ``snapstore commit --json`` (for ``bound="auto"``,
+    also ``bound``, ``searched``, ``research_every``, ``commits_since_search``, ``search`` and
+    ``recheck``, the search reports as dicts)."""
+
+    snapshot: str
+    parent: Optional[str]
+    branch: str
+    tensors: int
+    logical_bytes: int
+    stored_bytes: int
+    deduplicated: int
+    deltas: int
+    keyframes: int
+    seconds: float
+    bound: Optional[str] = None
+    searched: Optional[bool] = None
+    research_every: Optional[int] = None
+    commits_since_search: Optional[int] = None
+    search: Optional[Dict[str, Any]] = None
+    recheck: Optional[Dict[str, Any]] = None
+
+    @property
+    def ratio(self) -> float:
+        """Logical bytes / bytes this commit added (inf when everything was deduplicated)."""
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else float("inf")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The report as the CLI's JSON object."""
+        return {k: v for k, v in self.__dict__.items()}
+
+
+class StateDict(dict):
+    """A checked-out state_dict: a plain ``dict`` of name -> tensor (``model.load_state_dict``
+    takes it) that also carries the snapshot id, its meta and its safetensors metadata."""
+
+    snapshot: str
+    meta: Dict[str, str]
+    metadata: Optional[Dict[str, str]]
+
+
+def _bounds(bounds: Optional[Sequence[float]]) -> Optional[List[float]]:
+    return None if bounds is None else [float(b) for b in bounds]
+
+
+class Repo:
+    """A snapstore repository: every commit of a state_dict is a snapshot, coded against its
+    parent exactly or within an error bound.
+
+    Open one with ``Repo(path)`` (or create it with ``Repo.init(path)``); use it as a context
+    manager or call ``close()``. A Repo may be shared between threads; the GIL is released while
+    tensors are coded, so other Python threads (a training loop) keep running.
+    """
+
+    def __init__(self, path: PathLike, *, _native_repo: Optional[Any] = None) -> None:
+        self._repo = _native_repo if _native_repo is not None else _native.Repo.open(os.fspath(path))
+
+    @classmethod
+    def init(cls, path: PathLike) -> "Repo":
+        """Creates a repository in ``path`` (a directory that may exist but must not hold one)
+        and opens it. Raises ``InvalidInputError`` if one exists there."""
+        return cls(path, _native_repo=_native.Repo.init(os.fspath(path)))
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Closes the handle; later calls raise ``ClosedRepositoryError``. Idempotent."""
+        self._repo.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._repo.closed)
+
+    @property
+    def path(self) -> str:
+        return os.fspath(self._repo.path)
+
+    def __enter__(self) -> "Repo":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return "<snapstore.Repo closed>" if self.closed else f"<snapstore.Repo {self.path!r}>"
+
+    # -- commit and search ------------------------------------------------------------------
+
+    def commit(
+        self,
+        state_dict: Mapping[str, Any],
+        message: str = "",
+        bound: Optional[str] = None,
+        meta: Optional[Mapping[str, Any]] = None,
+        branch: Optional[str] = None,
+        evaluate: Optional[Evaluate] = None,
+        *,
+        metadata: Optional[Mapping[str, str]] = None,
+        max_loss: float = 0.002,
+        alpha: float = 0.5,
+        bounds: Optional[Sequence[float]] = None,
+        research_every: Optional[int] = None,
+    ) -> CommitReport:
+        """Stores ``state_dict`` as a new snapshot on ``branch`` (default: HEAD's branch).
+
+        ``state_dict`` maps names to torch tensors (every dtype safetensors has: bool, the
+        integer types, float16, bfloat16, float32/64, the float8 types, complex64) or numpy
+        arrays; a module's ``state_dict()`` is taken when a module is given. Contiguous CPU
+        tensors are read in place, without a copy. Non-contiguous tensors are made contiguous
+        and CUDA (or other device) tensors are copied to the host once, before coding. Sparse
+        and quantized tensors are refused, naming the tensor. Do not modify the tensors from
+        another thread while the commit runs.
+
+        ``bound``: ``None`` (the branch's configured bound, else lossless), ``"lossless"``,
+        ``"rel:EPS"`` (every element within ``EPS * |x|``), ``"abs:EPS"``, or ``"auto"``: the
+        bound is searched with ``evaluate`` (see :meth:`search`; ``max_loss``, ``alpha``,
+        ``bounds`` and ``research_every`` tune it) and remembered for the branch. If the
+        evaluator raises or returns NaN, nothing is committed and ``EvaluatorError`` is raised.
+
+        ``meta``: key/value pairs stored with the snapshot (values become strings);
+        ``metadata``: the safetensors ``__metadata__`` a file checkout would carry.
+        """
+        views, framework = host_views(state_dict)
+        meta_s = meta_strings(meta, "meta")
+        metadata_s = meta_strings(metadata, "metadata") if metadata is not None else None
+        if bound == "auto":
+            if evaluate is None:
+                raise InvalidInputError('bound="auto" needs evaluate=callable(state_dict) -> accuracy')
+            raw = self._repo.commit_auto(
+                views, metadata_s, message, meta_s, branch,
+                python_evaluator(evaluate, framework), float(max_loss), float(alpha),
+                _bounds(bounds), research_every)
+        else:
+            if evaluate is not None:
+                raise InvalidInputError('evaluate= is used only with bound="auto"')
+            if bound is not None and not isinstance(bound, str):
+                raise InvalidInputError(f"bound must be a string such as 'rel:0.01', not {bound!r}")
+            raw = self._repo.commit(views, metadata_s, message, bound, meta_s, branch)
+        return CommitReport(**json.loads(raw))
+
+    def search(
+        self,
+        state_dict: Mapping[str, Any],
+        evaluate: Evaluate,
+        max_loss: float = 0.002,
+        alpha: float = 0.5,
+        bounds: Optional[Sequence[float]] = None,
+        *,
+        parent: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        """Chooses the relative bound for committing ``state_dict`` on top of ``parent``
+        (default: HEAD) without writing anything (Delta-DNN's search).
+
+        ``evaluate(candidate_state_dict) -> accuracy`` is called on the original tensors and on
+        candidates exactly as a commit under each bound would store them; the candidate is a
+        fresh state_dict of the same framework as the input, which the callable may keep. The
+        choice maximises ``alpha * ratio/best_ratio + (1 - alpha) * (1 - loss/max_loss)`` among
+        bounds losing at most ``max_loss`` accuracy; lossless when none does. ``bounds`` lists
+        the candidate relative bounds (default: 16 from 1e-4 to 0.1).
+
+        Returns the report of ``snapstore search --json`` as a dict (``chosen``, ``candidates``,
+        ``baseline_accuracy``, ``evaluations``, ...). A failing or non-finite evaluator raises
+        ``EvaluatorError``.
+        """
+        if not callable(evaluate):
+            raise InvalidInputError("evaluate must be a callable(state_dict) -> accuracy")
+        views, framework = host_views(state_dict)
+        raw = self._repo.search(views, python_evaluator(evaluate, framework), float(max_loss),
+                                float(alpha), _bounds(bounds), parent)
+        return json.loads(raw)
+
+    # -- checkout ---------------------------------------------------------------------------
+
+    def checkout(
+        self,
+        ref: str = "HEAD",
+        names: Optional[Sequence[str]] = None,
+        framework: str = "pt",
+        device: str = "cpu",
+    ) -> StateDict:
+        """The tensors of snapshot ``ref`` (HEAD, HEAD~N, a branch, a tag or an id prefix), or
+        only ``names``, as a dict for ``model.load_state_dict`` (in the order a safetensors
+        file lays them out, as ``safetensors.torch.load_file`` returns them).
+
+        ``framework="pt"`` gives torch tensors, ``"np"`` numpy arrays (bfloat16 and float8 as
+        ml_dtypes types when ml_dtypes is installed, else as same-width unsigned integers
+        holding the bits). The tensors own the decoded buffers: no copy is made after decoding
+        (on the CPU). ``device`` other than ``"cpu"`` moves each tensor there. Every tensor is
+        checked against the blake3 hash recorded at commit; a mismatch raises
+        ``CorruptionError`` naming the tensor.
+        """
+        if framework not in ("pt", "np"):
+            raise InvalidInputError(f"framework must be 'pt' or 'np', not {framework!r}")
+        if isinstance(names, str):
+            names = [names]
+        snapshot, metadata, meta, items = self._repo.checkout(
+            ref, None if names is None else list(names))
+        out = StateDict(
+            (name, to_tensor(st, shape, buf, framework, device)) for name, st, shape, buf in items)
+        out.snapshot = snapshot
+        out.meta = dict(meta)
+        out.metadata = None if metadata is None else dict(metadata)
+        return out
+
+    # -- history ----------------------------------------------------------------------------
+
+    def log(self, ref: Optional[str] = None, limit: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Snapshots reachable from ``ref`` (default HEAD), newest first: the dicts of
+        ``snapstore log --json`` (id, parents, message, time, branch, meta, bound, tensors,
+        logical_bytes, stored_bytes)."""
+        return json.loads(self._repo.log(ref, limit))
+
+    def show(self, ref: str = "HEAD") -> Dict[str, Any]:
+        """``{"id": ..., "manifest": {...}}`` of ``ref``, as ``snapstore show --json``."""
+        return json.loads(self._repo.show(ref))
+
+    def diff(self, a: str, b: str) -> List[Dict[str, Any]]:
+        """Per-tensor differences between snapshots ``a`` and ``b`` (name, status, elements,
+        max_abs, max_rel, changed_fraction), as ``snapstore diff --json``."""
+        return json.loads(self._repo.diff(a, b))
+
+    def stats(self) -> Dict[str, Any]:
+        """Repository totals, as ``snapstore stats --json``."""
+        return json.loads(self._repo.stats())
+
+    # -- refs -------------------------------------------------------------------------------
+
+    def tag(self, name: Optional[str] = None, ref: str = "HEAD", *, delete: bool = False
+            ) -> Union[Dict[str, str], str, None]:
+        """With no name: ``{tag: snapshot id}``. With a name: creates the tag at ``ref`` and
+        returns its snapshot id, or deletes it (``delete=True``)."""
+        if name is None:
+            return dict(self._repo.list_refs()[1])
+        if delete:
+            self._repo.delete_ref(f"tags/{name}")
+            return None
+        return self._repo.create_tag(name, ref)
+
+    def branch(self, name: Optional[str] = None, ref: Optional[str] = None, *,
+               delete: bool = False) -> Union[Dict[str, str], str, None]:
+        """With no name: ``{branch: snapshot id}``. With a name: creates the branch at ``ref``
+        (default HEAD) and returns its snapshot id (None for a branch of an empty repository),
+        or deletes it (``delete=True``)."""
+        if name is None:
+            return dict(self._repo.list_refs()[0])
+        if delete:
+            self._repo.delete_ref(f"heads/{name}")
+            return None
+        return self._repo.create_branch(name, ref)
+
+    @property
+    def head(self) -> str:
+        """The branch HEAD names."""
+        return self._repo.head_branch()
+
+    def switch(self, branch: str) -> None:
+        """Makes HEAD name ``branch``."""
+        self._repo.switch_branch(branch)

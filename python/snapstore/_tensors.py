@@ -1,0 +1,201 @@
+"""Tensors to raw host views for the native module, and checked-out bytes back to tensors.
+
+Nothing here copies a tensor that is already a contiguous little-endian host tensor; the
+exceptions (a CUDA tensor, a non-contiguous one, a big-endian array) are copied once.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from .errors import InvalidInputError
+
+try:  # torch is optional: numpy arrays work without it.
+    import torch
+except ImportError:  # pragma: no cover - exercised only without torch
+    torch = None  # type: ignore[assignment]
+
+RawTensor = Tuple[str, str, List[int], Any, int, int]
+
+
+def _torch_dtypes() -> Dict[Any, str]:
+    if torch is None:
+        return {}
+    names = {
+        "bool": "BOOL",
+        "uint8": "U8",
+        "int8": "I8",
+        "int16": "I16",
+        "uint16": "U16",
+        "int32": "I32",
+        "uint32": "U32",
+        "int64": "I64",
+        "uint64": "U64",
+        "float16": "F16",
+        "bfloat16": "BF16",
+        "float32": "F32",
+        "float64": "F64",
+        "float8_e5m2": "F8_E5M2",
+        "float8_e4m3fn": "F8_E4M3",
+        "float8_e8m0fnu": "F8_E8M0",
+        "float8_e4m3fnuz": "F8_E4M3FNUZ",
+        "float8_e5m2fnuz": "F8_E5M2FNUZ",
+        "complex64": "C64",
+    }
+    # Older torch lacks some of these (uint16..uint64 came in 2.3, float8_e8m0fnu in 2.7).
+    return {getattr(torch, n): s for n, s in names.items() if hasattr(torch, n)}
+
+
+TORCH_TO_ST = _torch_dtypes()
+ST_TO_TORCH = {s: d for d, s in TORCH_TO_ST.items()}
+
+# numpy names; bfloat16 and the float8 types are ml_dtypes' (numpy has none of its own).
+NUMPY_TO_ST = {
+    "bool": "BOOL",
+    "uint8": "U8",
+    "int8": "I8",
+    "int16": "I16",
+    "uint16": "U16",
+    "int32": "I32",
+    "uint32": "U32",
+    "int64": "I64",
+    "uint64": "U64",
+    "float16": "F16",
+    "float32": "F32",
+    "float64": "F64",
+    "complex64": "C64",
+    "bfloat16": "BF16",
+    "float8_e5m2": "F8_E5M2",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e8m0fnu": "F8_E8M0",
+    "float8_e4m3fnuz": "F8_E4M3FNUZ",
+    "float8_e5m2fnuz": "F8_E5M2FNUZ",
+}
+ST_TO_NUMPY = {s: n for n, s in NUMPY_TO_ST.items()}
+# Same-width integer views for types numpy cannot name without ml_dtypes.
+_RAW_VIEW = {"BF16": "uint16", "F8_E5M2": "uint8", "F8_E4M3": "uint8", "F8_E8M0": "uint8",
+             "F8_E4M3FNUZ": "uint8", "F8_E5M2FNUZ": "uint8"}
+
+
+def is_torch(value: Any) -> bool:
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def _torch_view(name: str, t: "torch.Tensor") -> RawTensor:
+    if t.layout != torch.strided:
+        raise InvalidInputError(
+            f"tensor {name!r} is sparse ({t.layout}); commit t.to_dense() instead")
+    if t.is_quantized:
+        raise InvalidInputError(
+            f"tensor {name!r} is quantized ({t.dtype}); commit t.dequantize() or its int_repr()")
+    dtype = TORCH_TO_ST.get(t.dtype)
+    if dtype is None:
+        raise InvalidInputError(f"tensor {name!r} has dtype {t.dtype}, which safetensors cannot hold")
+    if t.device.type == "meta":
+        raise InvalidInputError(f"tensor {name!r} is on the meta device and has no data")
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.to("cpu")  # the one copy a device tensor needs
+    t = t.resolve_conj().resolve_neg().contiguous()
+    return (name, dtype, list(t.shape), t, t.data_ptr(), t.numel() * t.element_size())
+
+
+def _numpy_view(name: str, a: np.ndarray) -> RawTensor:
+    dtype = NUMPY_TO_ST.get(a.dtype.name)
+    if dtype is None:
+        raise InvalidInputError(f"tensor {name!r} has numpy dtype {a.dtype}, which safetensors cannot hold")
+    if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
+        a = a.astype(a.dtype.newbyteorder("<"))
+    a = np.ascontiguousarray(a)
+    return (name, dtype, list(a.shape), a, a.__array_interface__["data"][0], a.nbytes)
+
+
+def host_views(state_dict: Any) -> Tuple[List[RawTensor], str]:
+    """Raw views of every tensor of ``state_dict`` (a mapping, or a module with
+    ``state_dict()``), and the framework they came from (``"pt"`` or ``"np"``)."""
+    if not isinstance(state_dict, Mapping) and callable(getattr(state_dict, "state_dict", None)):
+        state_dict = state_dict.state_dict()
+    if not isinstance(state_dict, Mapping):
+        raise InvalidInputError(
+            f"state_dict must be a mapping of names to tensors, not {type(state_dict).__name__}")
+    views: List[RawTensor] = []
+    frameworks = set()
+    for name, value in state_dict.items():
+        if not isinstance(name, str):
+            raise InvalidInputError(f"tensor names must be strings, not {type(name).__name__} ({name!r})")
+        if is_torch(value):
+            views.append(_torch_view(name, value))
+            frameworks.add("pt")
+        elif isinstance(value, np.ndarray):
+            views.append(_numpy_view(name, value))
+            frameworks.add("np")
+        else:
+            raise InvalidInputError(
+                f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or numpy.ndarray")
+    return views, ("pt" if "pt" in frameworks else "np")
+
+
+def _numpy_dtype(st: str) -> np.dtype:
+    name = ST_TO_NUMPY.get(st)
+    if name is None:
+        raise InvalidInputError(f"dtype {st} has no numpy equivalent")
+    try:
+        return np.dtype(name)
+    except TypeError:
+        try:
+            import ml_dtypes  # noqa: F401  (registers bfloat16 and the float8 types)
+
+            return np.dtype(name)
+        except (ImportError, TypeError):
+            return np.dtype(_RAW_VIEW[st])
+
+
+def to_tensor(st: str, shape: List[int], data: Any, framework: str, device: str = "cpu") -> Any:
+    """A tensor over ``data`` (an object exposing bytes through ``__array_interface__`` or the
+    buffer protocol) without copying it: the tensor keeps ``data`` alive."""
+    raw = np.asarray(data) if hasattr(data, "__array_interface__") else np.frombuffer(data, np.uint8)
+    if framework == "np":
+        if raw.size == 0:
+            return np.zeros(shape, dtype=_numpy_dtype(st))
+        return raw.view(_numpy_dtype(st)).reshape(shape)
+    if framework != "pt":
+        raise InvalidInputError(f"framework must be 'pt' or 'np', not {framework!r}")
+    if torch is None:
+        raise InvalidInputError("framework='pt' needs torch installed")
+    dtype = ST_TO_TORCH.get(st)
+    if dtype is None:
+        raise InvalidInputError(f"dtype {st} has no torch equivalent in torch {torch.__version__}")
+    if raw.size == 0:
+        t = torch.zeros(shape, dtype=dtype)
+    else:
+        t = torch.from_numpy(raw).view(dtype).reshape(shape)
+    return t if device == "cpu" else t.to(device)
+
+
+def state_dict_from(items: List[Tuple[str, str, List[int], Any]], framework: str,
+                    device: str = "cpu") -> Dict[str, Any]:
+    return {name: to_tensor(st, shape, data, framework, device) for name, st, shape, data in items}
+
+
+def python_evaluator(evaluate: Callable[[Dict[str, Any]], float], framework: str
+                     ) -> Callable[[List[Tuple[str, str, List[int], Any]]], float]:
+    """The user's ``evaluate(state_dict) -> accuracy`` as the native search calls it."""
+    def call(items: List[Tuple[str, str, List[int], Any]]) -> float:
+        return float(evaluate(state_dict_from(items, framework)))
+    return call
+
+
+def meta_strings(meta: Optional[Mapping[str, Any]], what: str) -> Dict[str, str]:
+    if meta is None:
+        return {}
+    if not isinstance(meta, Mapping):
+        raise InvalidInputError(f"{what} must be a mapping, not {type(meta).__name__}")
+    out = {}
+    for k, v in meta.items():
+        if not isinstance(k, str):
+            raise InvalidInputError(f"{what} keys must be strings, not {k!r}")
+        out[k] = str(v)
+    return out

@@ -1,0 +1,47 @@
+"""The exceptions snapstore raises. Messages are the command-line tool's."""
+
+__all__ = [
+    "Error",
+    "InvalidInputError",
+    "NotFoundError",
+    "BusyError",
+    "CorruptionError",
+    "EvaluatorError",
+    "ClosedRepositoryError",
+    "StorageIOError",
+]
+
+
+class Error(Exception):
+    """Base class of every snapstore error."""
+
+
+class InvalidInputError(Error, ValueError, TypeError):
+    """A bad argument: an unsupported tensor (sparse, quantized, an unknown dtype), a bad
+    bound, a bad ref name, a ref or repository that already exists."""
+
+
+class NotFoundError(Error, LookupError):
+    """No repository at the path, an unknown ref, an empty branch, or a tensor the snapshot
+    does not hold."""
+
+
+class BusyError(Error):
+    """Another process held the repository index too long; retry."""
+
+
+class CorruptionError(Error):
+    """A damaged or missing object, pack or index entry (``snapstore fsck`` says more)."""
+
+
+class EvaluatorError(Error):
+    """The search's evaluator failed or returned a non-finite accuracy; nothing was committed.
+    ``__cause__`` holds the exception the callable raised, if it raised one."""
+
+
+class ClosedRepositoryError(InvalidInputError):
+    """The repository was closed (``Repo.close()`` or the end of a ``with`` block)."""
+
+
+class StorageIOError(Error, OSError):
+    """Reading or writing a file of the repository failed."""

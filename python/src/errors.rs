@@ -1,0 +1,53 @@
+//! Library errors as the Python exception hierarchy of `snapstore/errors.py`, with the CLI's
+//! messages.
+
+use pyo3::prelude::*;
+use snapstore::Error;
+
+/// The `snapstore.errors` class an error is raised as.
+fn class_of(e: &Error) -> &'static str {
+    match e {
+        Error::BadSafetensors { .. }
+        | Error::BadTensor { .. }
+        | Error::RepositoryExists(_)
+        | Error::BadRefName(_)
+        | Error::RefExists(_)
+        | Error::DeleteCurrentBranch(_)
+        | Error::AmbiguousRef { .. } => "InvalidInputError",
+        Error::InvalidArgument { what, .. } if *what == "evaluator" => "EvaluatorError",
+        Error::InvalidArgument { .. } => "InvalidInputError",
+        Error::NoRepository(_)
+        | Error::NoRepositoryAbove(_)
+        | Error::UnknownBranch { .. }
+        | Error::UnknownRef(_)
+        | Error::EmptyBranch(_)
+        | Error::TensorNotFound { .. } => "NotFoundError",
+        Error::Busy { .. } => "BusyError",
+        Error::MissingObject { .. }
+        | Error::CorruptObject { .. }
+        | Error::CorruptPack { .. }
+        | Error::HashMismatch { .. }
+        | Error::Decode { .. }
+        | Error::Index(_)
+        | Error::IndexInconsistent(_) => "CorruptionError",
+        Error::Io { .. } | Error::ReadOnly { .. } => "StorageIOError",
+        Error::FormatTooNew { .. } => "Error",
+    }
+}
+
+/// Raises `e` as its `snapstore.errors` class with the message the CLI prints.
+pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
+    raise(py, class_of(&e), e.to_string())
+}
+
+/// An instance of `snapstore.errors.<class>` carrying `message`, as a `PyErr`.
+pub fn raise(py: Python<'_>, class: &str, message: String) -> PyErr {
+    let made = py
+        .import("snapstore.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.call1((message,)));
+    match made {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(err) => err,
+    }
+}

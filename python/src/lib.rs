@@ -1,0 +1,20 @@
+//! `snapstore._native`: the Rust half of the Python package. It converts types, releases the GIL
+//! while the library codes, and maps errors; `snapstore/*.py` turns tensors into the raw views
+//! taken here and back. The library (`snapstore`) stays the one implementation.
+
+mod buffer;
+mod errors;
+mod evaluator;
+mod inputs;
+mod repo;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<repo::PyRepo>()?;
+    m.add_class::<buffer::Buffer>()?;
+    m.add("DTYPES", snapstore::ALL_DTYPES.map(|d| d.name()).to_vec())?;
+    m.add("FORMAT_VERSION", snapstore::FORMAT_VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,322 @@
+//! `snapstore._native.Repo`: each method converts its arguments, runs the library with the GIL
+//! released, and returns plain values (reports as JSON text that `snapstore/_repo.py` parses,
+//! so their fields are exactly the CLI's `--json`).
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use pyo3::prelude::*;
+use serde::Serialize;
+use snapstore::{
+    default_candidates, AutoOptions, Bound, CheckedOutTensor, CommitOptions, Repo, SearchOptions,
+};
+
+use crate::buffer::Buffer;
+use crate::errors::{raise, to_py};
+use crate::evaluator::PyEvaluator;
+use crate::inputs::{borrow, RawTensor};
+
+/// A checked-out tensor: name, dtype name, shape, bytes.
+type OutTensor = (String, String, Vec<u64>, Py<Buffer>);
+
+/// An open repository; `close()` drops it and later calls raise `ClosedRepositoryError`.
+#[pyclass(name = "Repo", module = "snapstore._native", frozen)]
+pub struct PyRepo {
+    repo: RwLock<Option<Repo>>,
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("reports serialize")
+}
+
+fn search_options(max_loss: f64, alpha: f64, bounds: Option<Vec<f64>>) -> SearchOptions {
+    SearchOptions {
+        candidates: bounds.unwrap_or_else(default_candidates),
+        alpha,
+        max_loss,
+        // Python owns the terminal; a bar would interleave with the trainer's output.
+        progress: false,
+        ..SearchOptions::default()
+    }
+}
+
+impl PyRepo {
+    fn wrap(repo: Repo) -> PyRepo {
+        PyRepo {
+            repo: RwLock::new(Some(repo)),
+        }
+    }
+
+    /// A handle to the repository (cheap: shared state behind `Arc`s), so no lock is held while
+    /// the library works.
+    fn get(&self, py: Python<'_>) -> PyResult<Repo> {
+        let guard = self.repo.read().unwrap_or_else(|p| p.into_inner());
+        guard.clone().ok_or_else(|| {
+            raise(
+                py,
+                "ClosedRepositoryError",
+                "the repository is closed".to_string(),
+            )
+        })
+    }
+
+    /// Runs `f` on the repository with the GIL released.
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Repo) -> snapstore::Result<T> + Send,
+    ) -> PyResult<T> {
+        let repo = self.get(py)?;
+        py.detach(|| f(&repo)).map_err(|e| to_py(py, e))
+    }
+
+    /// Runs `f` with `evaluate` as the evaluator; a failure of the callable becomes the cause
+    /// of the `EvaluatorError` raised.
+    fn run_evaluated<T: Send>(
+        &self,
+        py: Python<'_>,
+        evaluate: Py<PyAny>,
+        f: impl FnOnce(&Repo, &mut snapstore::Evaluator) -> snapstore::Result<T> + Send,
+    ) -> PyResult<T> {
+        let repo = self.get(py)?;
+        let evaluator = PyEvaluator::new(evaluate);
+        let result = py.detach(|| {
+            let mut call = |t: &[CheckedOutTensor]| evaluator.call(t);
+            f(&repo, &mut call)
+        });
+        result.map_err(|e| {
+            let err = to_py(py, e);
+            if let Some(cause) = evaluator.take_failure() {
+                err.set_cause(py, Some(cause));
+            }
+            err
+        })
+    }
+}
+
+#[pymethods]
+impl PyRepo {
+    /// Creates a repository in `path`.
+    #[staticmethod]
+    fn init(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyRepo> {
+        py.detach(|| Repo::init(&path))
+            .map(PyRepo::wrap)
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// Opens the repository in `path`.
+    #[staticmethod]
+    fn open(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyRepo> {
+        py.detach(|| Repo::open(&path))
+            .map(PyRepo::wrap)
+            .map_err(|e| to_py(py, e))
+    }
+
+    fn close(&self) {
+        *self.repo.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.repo
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
+    #[getter]
+    fn path(&self, py: Python<'_>) -> PyResult<std::path::PathBuf> {
+        Ok(self.get(py)?.path().to_path_buf())
+    }
+
+    /// Commits tensors; returns the CommitReport as JSON.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (tensors, metadata, message, bound, meta, branch))]
+    fn commit(
+        &self,
+        py: Python<'_>,
+        tensors: Vec<RawTensor>,
+        metadata: Option<BTreeMap<String, String>>,
+        message: String,
+        bound: Option<String>,
+        meta: BTreeMap<String, String>,
+        branch: Option<String>,
+    ) -> PyResult<String> {
+        let bound = bound
+            .map(|b| b.parse::<Bound>())
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
+        let opts = CommitOptions {
+            message,
+            branch,
+            meta,
+            bound,
+            ..CommitOptions::default()
+        };
+        self.run(py, |repo| {
+            let inputs = borrow(&tensors)?;
+            repo.commit_tensors(&inputs, metadata, &opts)
+                .map(|r| json(&r))
+        })
+    }
+
+    /// Commits under a searched bound; returns the AutoCommitReport as JSON.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (tensors, metadata, message, meta, branch, evaluate, max_loss, alpha, bounds, research_every))]
+    fn commit_auto(
+        &self,
+        py: Python<'_>,
+        tensors: Vec<RawTensor>,
+        metadata: Option<BTreeMap<String, String>>,
+        message: String,
+        meta: BTreeMap<String, String>,
+        branch: Option<String>,
+        evaluate: Py<PyAny>,
+        max_loss: f64,
+        alpha: f64,
+        bounds: Option<Vec<f64>>,
+        research_every: Option<u32>,
+    ) -> PyResult<String> {
+        let opts = CommitOptions {
+            message,
+            branch,
+            meta,
+            ..CommitOptions::default()
+        };
+        let auto = AutoOptions {
+            search: search_options(max_loss, alpha, bounds),
+            research_every,
+        };
+        self.run_evaluated(py, evaluate, |repo, evaluator| {
+            let inputs = borrow(&tensors)?;
+            repo.commit_tensors_auto(&inputs, metadata, &opts, &auto, evaluator)
+                .map(|r| json(&r))
+        })
+    }
+
+    /// Searches the bound for `tensors` on top of `parent` (default HEAD); writes nothing.
+    /// Returns the SearchReport as JSON.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (tensors, evaluate, max_loss, alpha, bounds, parent))]
+    fn search(
+        &self,
+        py: Python<'_>,
+        tensors: Vec<RawTensor>,
+        evaluate: Py<PyAny>,
+        max_loss: f64,
+        alpha: f64,
+        bounds: Option<Vec<f64>>,
+        parent: Option<String>,
+    ) -> PyResult<String> {
+        let opts = search_options(max_loss, alpha, bounds);
+        self.run_evaluated(py, evaluate, |repo, evaluator| {
+            let inputs = borrow(&tensors)?;
+            repo.search_tensors(&inputs, parent.as_deref(), &opts, evaluator)
+                .map(|r| json(&r))
+        })
+    }
+
+    /// Checks out `spec`: (snapshot id, safetensors metadata, snapshot meta, tensors).
+    #[allow(clippy::type_complexity)]
+    #[pyo3(signature = (spec, names=None))]
+    fn checkout(
+        &self,
+        py: Python<'_>,
+        spec: String,
+        names: Option<Vec<String>>,
+    ) -> PyResult<(
+        String,
+        Option<BTreeMap<String, String>>,
+        BTreeMap<String, String>,
+        Vec<OutTensor>,
+    )> {
+        let c = self.run(py, |repo| repo.checkout(&spec, names.as_deref()))?;
+        let tensors = c
+            .tensors
+            .into_iter()
+            .map(|t| {
+                let buffer = Py::new(py, Buffer::new(t.data))?;
+                Ok((t.name, t.dtype.name().to_string(), t.shape, buffer))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((c.snapshot.hex(), c.metadata, c.meta, tensors))
+    }
+
+    /// Log entries from `spec` (default HEAD), newest first, as JSON.
+    #[pyo3(signature = (spec=None, limit=None))]
+    fn log(&self, py: Python<'_>, spec: Option<String>, limit: Option<usize>) -> PyResult<String> {
+        self.run(py, |repo| {
+            repo.log(spec.as_deref(), limit).map(|e| json(&e))
+        })
+    }
+
+    /// `{"id": ..., "manifest": ...}` of `spec`, as JSON.
+    fn show(&self, py: Python<'_>, spec: String) -> PyResult<String> {
+        self.run(py, |repo| {
+            let (id, m) = repo.show(&spec)?;
+            Ok(json(&serde_json::json!({
+                "id": id,
+                "logical_bytes": m.logical_bytes(),
+                "stored_bytes": m.stored_bytes(),
+                "manifest": &*m,
+            })))
+        })
+    }
+
+    /// Per-tensor differences between two snapshots, as JSON.
+    fn diff(&self, py: Python<'_>, a: String, b: String) -> PyResult<String> {
+        self.run(py, |repo| repo.diff(&a, &b).map(|rows| json(&rows)))
+    }
+
+    /// Repository totals, as JSON.
+    fn stats(&self, py: Python<'_>) -> PyResult<String> {
+        self.run(py, |repo| repo.stats().map(|s| json(&s)))
+    }
+
+    /// (branches, tags) as lists of (name, snapshot id).
+    #[allow(clippy::type_complexity)]
+    fn list_refs(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<(Vec<(String, String)>, Vec<(String, String)>)> {
+        let (heads, tags) = self.run(py, |repo| repo.list_refs())?;
+        let hex = |l: Vec<(String, snapstore::ObjectId)>| {
+            l.into_iter().map(|(n, id)| (n, id.hex())).collect()
+        };
+        Ok((hex(heads), hex(tags)))
+    }
+
+    /// Creates tag `name` at `spec`; returns its snapshot id.
+    fn create_tag(&self, py: Python<'_>, name: String, spec: String) -> PyResult<String> {
+        self.run(py, |repo| repo.create_tag(&name, &spec).map(|id| id.hex()))
+    }
+
+    /// Creates branch `name` at `spec` (default HEAD); returns its snapshot id, if any.
+    #[pyo3(signature = (name, spec=None))]
+    fn create_branch(
+        &self,
+        py: Python<'_>,
+        name: String,
+        spec: Option<String>,
+    ) -> PyResult<Option<String>> {
+        self.run(py, |repo| {
+            repo.create_branch(&name, spec.as_deref())
+                .map(|id| id.map(|i| i.hex()))
+        })
+    }
+
+    /// Deletes a ref: `tags/NAME` or `heads/NAME`; returns the id it pointed at.
+    fn delete_ref(&self, py: Python<'_>, key: String) -> PyResult<String> {
+        self.run(py, |repo| repo.delete_ref(&key).map(|id| id.hex()))
+    }
+
+    /// The branch HEAD names.
+    fn head_branch(&self, py: Python<'_>) -> PyResult<String> {
+        self.run(py, |repo| repo.head_branch())
+    }
+
+    /// Makes HEAD name `branch`.
+    fn switch_branch(&self, py: Python<'_>, branch: String) -> PyResult<()> {
+        self.run(py, |repo| repo.switch_branch(&branch))
+    }
+}

@@ -1,0 +1,110 @@
+"""Bad input is refused with a message naming what is wrong, and leaves nothing behind."""
+
+import numpy as np
+import pytest
+import torch
+
+import snapstore
+from snapstore import errors
+
+
+def test_hierarchy():
+    for cls in (errors.InvalidInputError, errors.NotFoundError, errors.BusyError,
+                errors.CorruptionError, errors.EvaluatorError, errors.ClosedRepositoryError,
+                errors.StorageIOError):
+        assert issubclass(cls, snapstore.Error)
+    assert issubclass(errors.InvalidInputError, ValueError)
+    assert issubclass(errors.NotFoundError, LookupError)
+
+
+def test_open_missing_repository(tmp_path):
+    with pytest.raises(snapstore.NotFoundError, match="no snapstore repository at"):
+        snapstore.Repo(tmp_path / "nope")
+
+
+def test_init_twice(tmp_path):
+    snapstore.Repo.init(tmp_path / "r").close()
+    with pytest.raises(snapstore.InvalidInputError, match="already exists"):
+        snapstore.Repo.init(tmp_path / "r")
+
+
+def test_unknown_ref(repo):
+    repo.commit({"w": torch.zeros(2)})
+    with pytest.raises(snapstore.NotFoundError, match='unknown ref "nope"'):
+        repo.checkout("nope")
+    with pytest.raises(snapstore.NotFoundError, match="no tensor"):
+        repo.checkout(names=["missing"])
+
+
+def test_empty_branch(repo):
+    with pytest.raises(snapstore.NotFoundError, match="no snapshots yet"):
+        repo.checkout()
+
+
+@pytest.mark.parametrize("value, needle", [
+    (torch.zeros(3).to_sparse(), "sparse"),
+    (torch.quantize_per_tensor(torch.rand(4), 0.1, 0, torch.quint8), "quantized"),
+    ([1.0, 2.0], "is a list, not a torch.Tensor"),
+    (np.array(["a", "b"]), "numpy dtype <U1"),
+    (torch.zeros(2, device="meta"), "meta device"),
+])
+def test_unsupported_tensors_are_named(repo, value, needle):
+    with pytest.raises(snapstore.InvalidInputError, match=needle) as e:
+        repo.commit({"ok": torch.zeros(1), "bad.tensor": value})
+    assert "bad.tensor" in str(e.value)
+    with pytest.raises(snapstore.NotFoundError):
+        repo.checkout()
+
+
+def test_wrong_types(repo):
+    with pytest.raises(snapstore.InvalidInputError, match="mapping"):
+        repo.commit([torch.zeros(1)])
+    with pytest.raises(snapstore.InvalidInputError, match="names must be strings"):
+        repo.commit({1: torch.zeros(1)})
+    with pytest.raises(snapstore.InvalidInputError, match="framework"):
+        repo.checkout(framework="jax")
+    with pytest.raises(TypeError):
+        repo.commit({"w": torch.zeros(1)}, message=5)
+
+
+@pytest.mark.parametrize("bound, needle", [
+    ("rel:2", "relative bound must lie in"),
+    ("abs:-1", "absolute bound must be positive"),
+    ("fuzzy", "use lossless, rel:EPS or abs:EPS"),
+    (0.01, "bound must be a string"),
+])
+def test_bad_bounds(repo, bound, needle):
+    with pytest.raises(snapstore.InvalidInputError, match=needle):
+        repo.commit({"w": torch.zeros(4)}, bound=bound)
+
+
+def test_auto_needs_an_evaluator(repo):
+    with pytest.raises(snapstore.InvalidInputError, match="needs evaluate"):
+        repo.commit({"w": torch.zeros(4)}, bound="auto")
+
+
+def test_closed_repository(tmp_path):
+    with snapstore.Repo.init(tmp_path / "r") as r:
+        r.commit({"w": torch.zeros(2)})
+    assert r.closed
+    with pytest.raises(snapstore.ClosedRepositoryError, match="closed"):
+        r.checkout()
+    with pytest.raises(snapstore.ClosedRepositoryError):
+        r.commit({"w": torch.zeros(2)})
+    r.close()  # idempotent
+
+
+def test_bad_ref_names_and_duplicates(repo):
+    repo.commit({"w": torch.zeros(2)})
+    with pytest.raises(snapstore.InvalidInputError, match="invalid ref name"):
+        repo.tag("../x")
+    repo.tag("v1")
+    with pytest.raises(snapstore.InvalidInputError, match="already exists"):
+        repo.tag("v1")
+
+
+def test_numpy_and_torch_mixed(repo):
+    # Mixed frameworks are allowed; the checkout framework is the caller's choice.
+    repo.commit({"a": torch.ones(2), "b": np.ones(2, dtype=np.float32)})
+    back = repo.checkout()
+    assert torch.equal(back["a"], back["b"])

@@ -1,0 +1,84 @@
+"""log, show, diff, tag, branch and stats return the CLI's JSON fields as plain objects."""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+import snapstore
+
+
+def two_commits(repo):
+    a = repo.commit({"w": torch.zeros(10), "b": torch.ones(3)}, message="first", meta={"epoch": 1})
+    w = torch.zeros(10)
+    w[0] = 1.0
+    b = repo.commit({"w": w, "b": torch.ones(3)}, message="second", meta={"epoch": 2})
+    return a, b
+
+
+def test_commit_report_fields(repo):
+    a, b = two_commits(repo)
+    assert b.parent == a.snapshot and b.branch == "main"
+    assert b.tensors == 2 and b.logical_bytes == 52 and b.deduplicated == 1
+    assert b.ratio == b.logical_bytes / b.stored_bytes
+    assert set(b.to_dict()) >= {"snapshot", "parent", "branch", "tensors", "logical_bytes",
+                               "stored_bytes", "deduplicated", "deltas", "keyframes", "seconds"}
+
+
+def test_log_show_diff_stats(repo):
+    a, b = two_commits(repo)
+    log = repo.log()
+    assert [e["message"] for e in log] == ["second", "first"]
+    assert log[0]["id"] == b.snapshot and log[0]["parents"] == [a.snapshot]
+    assert log[1]["meta"] == {"epoch": "1"} and log[0]["bound"] == {"kind": "lossless"}
+    assert len(repo.log(limit=1)) == 1 and repo.log("HEAD~1")[0]["id"] == a.snapshot
+    shown = repo.show("HEAD")
+    assert shown["id"] == b.snapshot
+    assert {t["name"] for t in shown["manifest"]["tensors"]} == {"w", "b"}
+    rows = {r["name"]: r for r in repo.diff("HEAD~1", "HEAD")}
+    assert rows["w"]["max_abs"] == 1.0 and rows["w"]["changed_fraction"] == pytest.approx(0.1)
+    assert rows["b"]["max_abs"] == 0.0
+    stats = repo.stats()
+    assert stats["snapshots"] == 2 and stats["branches"] == 1 and stats["tags"] == 0
+
+
+def test_tags_and_branches(repo):
+    a, b = two_commits(repo)
+    assert repo.tag("v1", "HEAD~1") == a.snapshot
+    assert repo.tag() == {"v1": a.snapshot}
+    assert repo.checkout("v1")["w"].sum().item() == 0
+    repo.tag("v1", delete=True)
+    assert repo.tag() == {}
+    assert repo.branch("exp", "HEAD~1") == a.snapshot
+    assert repo.branch() == {"main": b.snapshot, "exp": a.snapshot}
+    r = repo.commit({"w": torch.full((10,), 2.0)}, branch="exp")
+    assert r.parent == a.snapshot and repo.head == "main"
+    repo.switch("exp")
+    assert repo.head == "exp" and repo.checkout()["w"][0].item() == 2.0
+    repo.switch("main")
+    repo.branch("exp", delete=True)
+    assert set(repo.branch()) == {"main"}
+
+
+CLI = shutil.which("snapstore") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "target", "release", "snapstore")
+
+
+@pytest.mark.skipif(not os.path.exists(CLI), reason="the snapstore CLI is not built")
+def test_same_fields_and_messages_as_the_cli(repo):
+    two_commits(repo)
+
+    def cli(*args):
+        return subprocess.run([CLI, "--repo", repo.path, *args], capture_output=True, text=True)
+
+    assert json.loads(cli("log", "--json").stdout) == repo.log()
+    assert json.loads(cli("stats", "--json").stdout) == repo.stats()
+    assert json.loads(cli("diff", "HEAD~1", "HEAD", "--json").stdout) == repo.diff("HEAD~1", "HEAD")
+    assert json.loads(cli("show", "--json").stdout) == repo.show()
+    err = cli("checkout", "nope", "-o", os.path.join(repo.path, "x.safetensors")).stderr
+    with pytest.raises(snapstore.NotFoundError) as e:
+        repo.checkout("nope")
+    assert str(e.value) in err

@@ -1,0 +1,139 @@
+"""The bound search with a Python callable as the evaluator."""
+
+import math
+
+import pytest
+import torch
+
+import snapstore
+
+BOUNDS = [1e-3, 1e-2, 5e-2]
+
+
+def weights(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"w": torch.randn(128, 64, generator=g), "b": torch.randn(64, generator=g)}
+
+
+def closeness(reference, scale):
+    """An 'accuracy' that drops as the candidate moves away from the reference."""
+    def evaluate(sd):
+        err = max(((sd[k] - reference[k]).abs() / reference[k].abs().clamp_min(1e-6)).max().item()
+                  for k in reference)
+        return 1.0 - err * scale
+    return evaluate
+
+
+def test_search_calls_the_callable_with_candidates_and_writes_nothing(repo):
+    sd = weights()
+    seen = []
+
+    def evaluate(candidate):
+        assert set(candidate) == {"w", "b"} and candidate["w"].shape == (128, 64)
+        assert candidate["w"].dtype == torch.float32
+        seen.append(candidate)  # keeping a candidate is allowed
+        return closeness(sd, 0.0)(candidate)
+
+    report = repo.search(sd, evaluate=evaluate, bounds=BOUNDS)
+    assert report["evaluations"] == len(seen) >= 2
+    assert report["chosen"]["bound"] == 5e-2  # no loss at any bound: the largest wins
+    assert [c["bound"] for c in report["candidates"]] == BOUNDS
+    assert torch.equal(seen[0]["w"], sd["w"])  # the baseline is the original
+    with pytest.raises(snapstore.NotFoundError):
+        repo.checkout()
+
+
+def test_search_respects_max_loss(repo):
+    sd = weights()
+    # alpha=1 scores the ratio alone: the largest bound within max_loss wins.
+    report = repo.search(sd, evaluate=closeness(sd, 1.0), max_loss=0.02, alpha=1.0, bounds=BOUNDS)
+    chosen = report["chosen"]
+    assert chosen["spec"] == "rel:0.01" and chosen["loss"] <= 0.02
+    rows = {c["bound"]: c for c in report["candidates"]}
+    assert rows[0.05]["admissible"] is False and rows[0.05]["loss"] > 0.02
+    # alpha=0 scores kept accuracy alone: the smallest bound wins.
+    report = repo.search(sd, evaluate=closeness(sd, 1.0), max_loss=0.02, alpha=0.0, bounds=BOUNDS)
+    assert report["chosen"]["spec"] == "rel:0.001"
+
+
+def test_commit_auto_commits_under_the_chosen_bound(repo):
+    sd = weights()
+    r = repo.commit(sd, bound="auto", evaluate=closeness(sd, 1.0), max_loss=0.02, alpha=1.0,
+                    bounds=BOUNDS)
+    assert r.searched and r.bound == "rel:0.01"
+    assert r.search["chosen"]["spec"] == "rel:0.01"
+    log = repo.log()
+    assert log[0]["bound"] == {"kind": "rel", "eps": 0.01} and log[0]["meta"]["search.bound"] == "rel:0.01"
+    back = repo.checkout()
+    assert ((back["w"] - sd["w"]).abs() <= 0.01 * sd["w"].abs()).all()
+
+
+@pytest.mark.parametrize("result", [float("nan"), float("inf"), "boom"])
+def test_failing_or_nan_evaluator_commits_nothing(repo, result):
+    calls = []
+
+    def evaluate(sd):
+        calls.append(1)
+        if result == "boom":
+            raise RuntimeError("evaluation exploded")
+        return result
+
+    with pytest.raises(snapstore.EvaluatorError) as e:
+        repo.commit(weights(), bound="auto", evaluate=evaluate, bounds=BOUNDS)
+    assert calls
+    if result == "boom":
+        assert isinstance(e.value.__cause__, RuntimeError)
+        assert "evaluation exploded" in str(e.value)
+    else:
+        assert "not a finite accuracy" in str(e.value)
+    with pytest.raises(snapstore.NotFoundError):
+        repo.checkout()
+    assert repo.stats()["snapshots"] == 0
+
+
+def test_evaluator_failing_late_commits_nothing(repo):
+    repo.commit(weights(0))
+    n = []
+
+    def evaluate(sd):
+        n.append(1)
+        if len(n) == 2:  # the baseline passed; the first candidate fails
+            raise ValueError("second call fails")
+        return 0.9
+
+    with pytest.raises(snapstore.EvaluatorError, match="second call fails"):
+        repo.commit(weights(1), bound="auto", evaluate=evaluate, bounds=BOUNDS)
+    assert len(repo.log()) == 1
+
+
+def test_non_number_result_is_an_evaluator_error(repo):
+    with pytest.raises(snapstore.EvaluatorError):
+        repo.search(weights(), evaluate=lambda sd: "high", bounds=BOUNDS)
+
+
+def test_numpy_state_dict_gives_numpy_candidates(repo):
+    sd = {k: v.numpy() for k, v in weights().items()}
+    kinds = set()
+
+    def evaluate(c):
+        kinds.add(type(c["w"]).__name__)
+        return 1.0
+
+    repo.search(sd, evaluate=evaluate, bounds=BOUNDS)
+    assert kinds == {"ndarray"}
+
+
+def test_research_every_reuses_the_bound(repo):
+    calls = []
+
+    def evaluate(sd):
+        calls.append(1)
+        return 1.0
+
+    first = repo.commit(weights(0), bound="auto", evaluate=evaluate, bounds=BOUNDS,
+                        research_every=3)
+    n = len(calls)
+    second = repo.commit(weights(1), bound="auto", evaluate=evaluate, bounds=BOUNDS)
+    assert first.searched and not second.searched
+    assert second.bound == first.bound and len(calls) - n == 2  # the recheck only
+    assert not math.isnan(second.ratio)
