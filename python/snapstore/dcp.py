@@ -26,6 +26,7 @@ import pickle
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
+import torch
 from torch.distributed.checkpoint import StorageReader as _StorageReader
 from torch.distributed.checkpoint import StorageWriter as _StorageWriter
 from torch.distributed.checkpoint.metadata import Metadata, MetadataIndex
@@ -35,7 +36,6 @@ from torch.distributed.checkpoint.planner import (
     LoadPlanner,
     SavePlan,
     SavePlanner,
-    WriteItemType,
 )
 from torch.distributed.checkpoint.storage import WriteResult
 from torch.futures import Future
@@ -100,15 +100,15 @@ class StorageWriter(_StorageWriter):
         results = []
         for item in plan.items:
             data = planner.resolve_data(item)
-            if item.type == WriteItemType.BYTE_IO:
+            if not isinstance(data, torch.Tensor):  # a BYTE_IO item: a stream of pickled bytes
                 name = BYTES_PREFIX + item.index.fqn
-                raw = data.getvalue() if isinstance(data, io.BytesIO) else bytes(data)
-                self._tensors[name] = np.frombuffer(raw, dtype=np.uint8).copy()
-                size = len(raw)
+                raw = data.getvalue() if isinstance(data, io.BytesIO) else data.read()
+                self._tensors[name] = np.frombuffer(raw or b"", dtype=np.uint8).copy()
+                size = len(raw or b"")
             else:
-                chunk = item.tensor_data.chunk if item.tensor_data is not None else None
-                whole = chunk is None or (all(o == 0 for o in chunk.offsets)
-                                          and list(chunk.sizes) == list(item.tensor_data.size))
+                td = item.tensor_data
+                whole = td is None or (all(o == 0 for o in td.chunk.offsets)
+                                       and list(td.chunk.sizes) == list(td.size))
                 name = _storage_name(item.index, whole)
                 tensor = data.detach()
                 self._tensors[name] = tensor
@@ -168,6 +168,7 @@ class StorageReader(_StorageReader):
     def read_data(self, plan: LoadPlan, planner: LoadPlanner) -> Future:
         if self._snapshot is None:
             self.read_metadata()
+        assert self._snapshot is not None
         names = sorted({self._storage[item.storage_index] for item in plan.items})
         stored = self.repo.checkout(self._snapshot, names=names)
         for item in plan.items:
