@@ -109,8 +109,10 @@ def _numpy_view(name: str, a: np.ndarray) -> RawTensor:
         raise InvalidInputError(f"tensor {name!r} has numpy dtype {a.dtype}, which safetensors cannot hold")
     if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
         a = a.astype(a.dtype.newbyteorder("<"))
-    a = np.ascontiguousarray(a)
-    return (name, dtype, list(a.shape), a, a.__array_interface__["data"][0], a.nbytes)
+    shape = list(a.shape)  # before the copy: ascontiguousarray turns a 0-d array into 1-d
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    return (name, dtype, shape, a, a.__array_interface__["data"][0], a.nbytes)
 
 
 def host_views(state_dict: Any) -> Tuple[List[RawTensor], str]:

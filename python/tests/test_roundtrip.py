@@ -96,7 +96,9 @@ def test_numpy_arrays_round_trip(repo):
     sd = {"f32": np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32),
           "i16_be": np.arange(10, dtype=">i2"),
           "fortran": np.asfortranarray(np.arange(12, dtype=np.float64).reshape(3, 4)),
-          "b": np.array([True, False, True])}
+          "b": np.array([True, False, True]),
+          "scalar": np.array(3.5, dtype=np.float32),
+          "strided": np.arange(20, dtype=np.int32)[::3]}
     repo.commit(sd)
     back = repo.checkout(framework="np")
     for k, v in sd.items():
