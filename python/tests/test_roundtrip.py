@@ -158,3 +158,18 @@ def test_cuda_tensors_commit_and_check_out_to_device(repo):
     repo.commit({"w": w})
     back = repo.checkout(device="cuda")["w"]
     assert back.device.type == "cuda" and torch.equal(back, w)
+
+
+def test_contiguous_host_tensors_are_read_in_place():
+    """No copy on the way in: the view handed to the library is the tensor's own memory."""
+    from snapstore._tensors import host_views
+
+    bf16 = torch.randn(64, 64).to(torch.bfloat16)
+    arr = np.ones((3, 3), dtype=np.float32)
+    (t_view, a_view, nc_view), framework = host_views(
+        {"bf16": bf16, "np": arr, "nc": bf16.t()})
+    assert t_view[3].data_ptr() == t_view[4] == bf16.data_ptr() and t_view[5] == 64 * 64 * 2
+    assert t_view[1] == "BF16"
+    assert a_view[3] is arr and a_view[4] == arr.ctypes.data
+    assert nc_view[4] != bf16.data_ptr()  # a transposed view is made contiguous: a copy
+    assert framework == "pt"
