@@ -1,5 +1,5 @@
-//! Library errors as the Python exception hierarchy of `snapstore/errors.py`, with the CLI's
-//! messages.
+//! Library errors as the Python exception hierarchy of `py_src/snapstore/errors.py`, with the
+//! CLI's messages.
 
 use pyo3::prelude::*;
 use snapstore::Error;

@@ -8,9 +8,9 @@ use snapstore::CheckedOutTensor;
 
 /// Calls a Python callable on each candidate. The callable receives a list of
 /// `(name, dtype, shape, bytearray)`, a copy of the candidate's bytes that it may keep (the
-/// library frees its own after the call); `snapstore/_repo.py` wraps the user's function so that
-/// it sees a state_dict. The first Python exception is kept, to become the cause of the error
-/// the search returns.
+/// library frees its own after the call); `python_evaluator` in `py_src/snapstore/_tensors.py`
+/// wraps the user's function so that it sees a state_dict. The first Python exception is kept,
+/// to become the cause of the error the search returns.
 pub struct PyEvaluator {
     callable: Py<PyAny>,
     failure: Mutex<Option<PyErr>>,

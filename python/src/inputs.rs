@@ -11,7 +11,8 @@ pub type RawTensor = (String, String, Vec<u64>, Py<PyAny>, usize, usize);
 ///
 /// The owners travel inside `raw`, so the memory stays allocated while the library reads it.
 /// The caller vouches that each address and length describe the owner's contiguous host
-/// buffer (the private `_tensors.host_view` computes them); this module is not public API.
+/// buffer (`host_views` in `py_src/snapstore/_tensors.py` computes them); this module is not
+/// public API.
 pub fn borrow(raw: &[RawTensor]) -> Result<Vec<TensorInput<'_>>, Error> {
     raw.iter()
         .map(|(name, dtype, shape, _owner, address, len)| {

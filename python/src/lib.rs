@@ -1,6 +1,6 @@
 //! `snapstore._native`: the Rust half of the Python package. It converts types, releases the GIL
-//! while the library codes, and maps errors; `snapstore/*.py` turns tensors into the raw views
-//! taken here and back. The library (`snapstore`) stays the one implementation.
+//! while the library codes, and maps errors; `py_src/snapstore/*.py` turns tensors into the raw
+//! views taken here and back. The library (`snapstore`) stays the one implementation.
 
 mod buffer;
 mod errors;

@@ -1,6 +1,6 @@
 //! `snapstore._native.Repo`: each method converts its arguments, runs the library with the GIL
-//! released, and returns plain values (reports as JSON text that `snapstore/_repo.py` parses,
-//! so their fields are exactly the CLI's `--json`).
+//! released, and returns plain values (reports as JSON text that `py_src/snapstore/_repo.py`
+//! parses, so their fields are exactly the CLI's `--json`).
 
 use std::collections::BTreeMap;
 use std::sync::RwLock;

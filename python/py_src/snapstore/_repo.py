@@ -229,7 +229,8 @@ class Repo:
         return json.loads(self._repo.log(ref, limit))
 
     def show(self, ref: str = "HEAD") -> Dict[str, Any]:
-        """``{"id": ..., "manifest": {...}}`` of ``ref``, as ``snapstore show --json``."""
+        """``{"id", "logical_bytes", "stored_bytes", "manifest"}`` of ``ref``, as
+        ``snapstore show --json``."""
         return json.loads(self._repo.show(ref))
 
     def diff(self, a: str, b: str) -> List[Dict[str, Any]]:
