@@ -108,3 +108,17 @@ def test_numpy_and_torch_mixed(repo):
     repo.commit({"a": torch.ones(2), "b": np.ones(2, dtype=np.float32)})
     back = repo.checkout()
     assert torch.equal(back["a"], back["b"])
+
+
+def test_damaged_pack_is_a_corruption_error_naming_it(repo):
+    import pathlib
+
+    repo.commit({"w": torch.randn(4096)})
+    (pack,) = pathlib.Path(repo.path, "packs").glob("*.pack")
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside the tensor's chunk
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    with pytest.raises(snapstore.CorruptionError, match="is damaged") as e:
+        repo.checkout()
+    assert pack.stem in str(e.value)
