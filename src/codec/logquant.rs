@@ -987,9 +987,10 @@ impl<'a> LevelPlan<'a> {
             .unwrap_or(usize::MAX)
     }
 
-    /// The class (stream) of an element whose value before this level is `x`.
+    /// The stream of an element whose value before this level is `x` (0 when the level has one:
+    /// its class table is all zeros).
     #[inline(always)]
-    fn class_of<K: Elem>(&self, x: u64) -> usize {
+    fn stream_of<K: Elem>(&self, x: u64) -> usize {
         let e = ((x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as usize;
         usize::from(self.class[e & (EXPONENT_VALUES - 1)])
     }
@@ -1025,10 +1026,8 @@ impl<'a> LevelPlan<'a> {
         first: usize,
         xs: &mut [u64],
     ) -> Result<(), QuantError> {
-        let split = self.level.streams.len() > 1;
         for (k, x) in xs.iter_mut().enumerate() {
-            let c = if split { self.class_of::<K>(*x) } else { 0 };
-            let m = self.next_code(c)?;
+            let m = self.next_code(self.stream_of::<K>(*x))?;
             *x = lattice_decode_one::<K, M>(
                 lattice_slot(first + k),
                 K::widen(*x),
@@ -1044,12 +1043,7 @@ impl<'a> LevelPlan<'a> {
     /// value when the level anchors), then its exception, then its fresh placement.
     fn apply_one<K: Elem, M: Mode>(&mut self, i: usize, x: &mut u64) -> Result<(), QuantError> {
         let l = self.level;
-        let c = if l.streams.len() > 1 {
-            self.class_of::<K>(*x)
-        } else {
-            0
-        };
-        let m = self.next_code(c)?;
+        let m = self.next_code(self.stream_of::<K>(*x))?;
         let p = &self.params;
         if l.anchored {
             *x = lattice_decode_one::<K, M>(lattice_slot(i), K::widen(*x), m, p, &l.table.offsets);

@@ -30,9 +30,15 @@ thread_local! {
     pub static OBJECT_RECORDS_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-fn count_record_read() {
+/// The location an object record of the index holds (each one read is counted in tests).
+fn object_record(kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Location> {
+    let (k, v) = kv?;
     #[cfg(test)]
     OBJECT_RECORDS_READ.with(|c| c.set(c.get() + 1));
+    let id = ObjectId::from_slice(&k)
+        .ok_or_else(|| Error::IndexInconsistent("bad object key".into()))?;
+    decode_location(&id, &v)
+        .ok_or_else(|| Error::IndexInconsistent(format!("bad location for {id}")))
 }
 
 /// An open index. Drop it to release the lock.
@@ -396,16 +402,10 @@ impl Index {
         };
         let mut out = Vec::new();
         for kv in self.objects.scan_prefix(&key_prefix) {
-            let (k, v) = kv?;
-            count_record_read();
-            let id = ObjectId::from_slice(&k)
-                .ok_or_else(|| Error::IndexInconsistent("bad object key".into()))?;
-            if id.hex().starts_with(hex) {
-                out.push(
-                    decode_location(&id, &v).ok_or_else(|| {
-                        Error::IndexInconsistent(format!("bad location for {id}"))
-                    })?,
-                );
+            let location = object_record(kv)?;
+            // An odd digit is not part of the byte prefix.
+            if location.entry.id.hex().starts_with(hex) {
+                out.push(location);
             }
         }
         Ok(out)
@@ -413,18 +413,7 @@ impl Index {
 
     /// Every indexed object.
     pub fn all_locations(&self) -> Result<Vec<Location>> {
-        let mut out = Vec::new();
-        for kv in self.objects.iter() {
-            let (k, v) = kv?;
-            count_record_read();
-            let id = ObjectId::from_slice(&k)
-                .ok_or_else(|| Error::IndexInconsistent("bad object key".into()))?;
-            out.push(
-                decode_location(&id, &v)
-                    .ok_or_else(|| Error::IndexInconsistent(format!("bad location for {id}")))?,
-            );
-        }
-        Ok(out)
+        self.objects.iter().map(object_record).collect()
     }
 
     // ---- tensor dedup ----
