@@ -1,7 +1,6 @@
 //! The `snapstore` command: parses arguments, calls the library, prints the result.
 
 mod cli;
-mod search_cli;
 
 fn main() {
     // SAFETY: called first thing, before any thread exists; restoring the default SIGPIPE action

@@ -1,0 +1,216 @@
+//! `snapstore commit`: a safetensors checkpoint or a frame sequence as a new snapshot, under a
+//! given bound or one searched for (`--bound auto`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use snapstore::{
+    load_npy, load_png_dir, AutoCommitReport, AutoOptions, Bound, CodecChoice, CommitOptions,
+    FrameSeq, Repo, Rounding,
+};
+
+use super::print::{human, json_pretty, sizes};
+use super::search::{file_metadata, SearchArgs};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The checkpoint file.
+    file: PathBuf,
+    /// Message.
+    #[arg(short, long, default_value = "")]
+    message: String,
+    /// Branch to commit on (default: HEAD's branch).
+    #[arg(long)]
+    branch: Option<String>,
+    /// Metadata as KEY=VALUE (repeatable), e.g. --meta epoch=3 --meta acc=0.91.
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    meta: Vec<String>,
+    /// Entropy coders: auto, zstd or lzma.
+    #[arg(long, default_value = "auto")]
+    codec: CodecChoice,
+    /// Error bound: lossless, rel:EPS, abs:EPS, or auto (searched with --eval-cmd; see
+    /// `snapstore search`) (default: the branch's configured bound).
+    #[arg(long)]
+    bound: Option<String>,
+    /// Store a keyframe (no reference) at least every K snapshots (default: the repository's
+    /// keyframe_every, else 32; a chain also ends when its deltas outgrow 8 keyframes, and a
+    /// lossless one after 8 snapshots).
+    #[arg(long, value_name = "K")]
+    keyframe_every: Option<u32>,
+    /// Rounding of lossy codes: lattice (a grid per element: unbiased, free for weights that
+    /// do not move), nearest (one global grid) or dither (half-step stochastic rounding).
+    #[arg(long, default_value = "lattice")]
+    rounding: Rounding,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    auto: AutoArgs,
+    /// What FILE holds: auto (a directory of PNGs or a .npy is a frame sequence),
+    /// tensors, or frames (a safetensors file with one [T,H,W(,C)] array).
+    #[arg(long, default_value = "auto", help_heading = "Frame sequences")]
+    kind: InputKind,
+    /// Frames per group for a frame sequence (each group starts with a keyframe).
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = snapstore::DEFAULT_FRAME_GROUP,
+        help_heading = "Frame sequences"
+    )]
+    group: usize,
+}
+
+/// The `--bound auto` arguments of `snapstore commit`.
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Automatic bound (--bound auto)")]
+struct AutoArgs {
+    /// Search settings.
+    #[command(flatten)]
+    search: SearchArgs,
+    /// Search again every N automatic commits on the branch, reusing the remembered bound in
+    /// between (remembered per branch; default 1 = every commit).
+    #[arg(long, value_name = "N")]
+    research_every: Option<u32>,
+}
+
+impl AutoArgs {
+    /// Fails when search settings were given without `--bound auto`.
+    fn reject_without_auto(&self) -> Result<()> {
+        if self.search.eval_cmd.is_some() || self.research_every.is_some() {
+            bail!("--eval-cmd and --research-every need --bound auto");
+        }
+        Ok(())
+    }
+}
+
+/// Runs `snapstore commit`.
+pub fn run(repo: &Repo, args: Args) -> Result<()> {
+    let auto_bound = args.bound.as_deref() == Some("auto");
+    let bound = args.bound.filter(|_| !auto_bound);
+    let opts = CommitOptions {
+        message: args.message,
+        branch: args.branch,
+        meta: parse_meta(&args.meta)?,
+        codec: args.codec,
+        keyframe_every: args.keyframe_every,
+        bound: bound.map(|b| b.parse::<Bound>()).transpose()?,
+        rounding: args.rounding,
+        ..CommitOptions::default()
+    };
+    if auto_bound {
+        return commit_auto(repo, &args.file, opts, &args.auto, args.json);
+    }
+    args.auto.reject_without_auto()?;
+    let (file, kind, group) = (&args.file, args.kind, args.group);
+    let r = match load_frames(file, kind)? {
+        Some(seq) => repo.commit_frames(&seq, group, &opts)?,
+        None if kind == InputKind::Frames => repo.commit_frames_file(file, group, &opts)?,
+        None => repo.commit_file(file, &opts)?,
+    };
+    if args.json {
+        return json_pretty(&r);
+    }
+    println!(
+        "[{} {}] {} tensors, {}, {} delta, {} keyframe, {} dedup, {:.2}s",
+        r.branch,
+        r.snapshot.short(),
+        r.tensors,
+        sizes(r.logical_bytes, r.stored_bytes),
+        r.deltas,
+        r.keyframes,
+        r.deduplicated,
+        r.seconds
+    );
+    Ok(())
+}
+
+/// Runs `snapstore commit FILE --bound auto`; `opts.bound` is ignored.
+fn commit_auto(
+    repo: &Repo,
+    file: &Path,
+    opts: CommitOptions,
+    args: &AutoArgs,
+    json: bool,
+) -> Result<()> {
+    let auto = AutoOptions {
+        search: args.search.options()?,
+        research_every: args.research_every,
+    };
+    let mut ev = args.search.evaluator(file_metadata(file)?)?;
+    let r = repo
+        .commit_file_auto(file, &opts, &auto, &mut ev.as_evaluator())
+        .with_context(|| {
+            format!(
+                "commit {} --bound auto: nothing was committed",
+                file.display()
+            )
+        })?;
+    if let (Some(p), Some(s)) = (&args.search.plot, &r.search) {
+        snapstore::plot_svg(s, p)?;
+    }
+    if json {
+        return json_pretty(&r);
+    }
+    print_auto(&r);
+    Ok(())
+}
+
+fn print_auto(r: &AutoCommitReport) {
+    match &r.search {
+        Some(s) => print!("{}", s.table()),
+        None => println!(
+            "reusing {} ({} commits since the last search; searching every {})",
+            r.bound, r.commits_since_search, r.research_every
+        ),
+    }
+    let c = &r.commit;
+    println!(
+        "[{} {}] {} tensors, {} -> {} ({:.2}x) under {}, {} delta, {} keyframe, {} dedup, {:.2}s",
+        c.branch,
+        c.snapshot.short(),
+        c.tensors,
+        human(c.logical_bytes),
+        human(c.stored_bytes),
+        c.logical_bytes as f64 / c.stored_bytes.max(1) as f64,
+        r.bound,
+        c.deltas,
+        c.keyframes,
+        c.deduplicated,
+        c.seconds
+    );
+}
+
+/// What a committed path holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputKind {
+    /// Decide from the path: a directory or a .npy file is a frame sequence.
+    Auto,
+    /// A safetensors checkpoint.
+    Tensors,
+    /// A frame sequence.
+    Frames,
+}
+
+/// Loads `path` as a frame sequence when it is one (or `--kind frames` says so).
+pub fn load_frames(path: &Path, kind: InputKind) -> Result<Option<FrameSeq>> {
+    let is_npy = path.extension().is_some_and(|e| e == "npy");
+    match kind {
+        InputKind::Tensors => Ok(None),
+        _ if path.is_dir() => Ok(Some(load_png_dir(path)?)),
+        _ if is_npy => Ok(Some(load_npy(path)?)),
+        // A safetensors file of frames: Repo::commit_frames_file (it keeps the file's header).
+        InputKind::Frames => Ok(None),
+        InputKind::Auto => Ok(None),
+    }
+}
+
+fn parse_meta(items: &[String]) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => bail!("--meta {kv:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}

@@ -1,0 +1,79 @@
+//! `snapstore diff`: two snapshots, a snapshot against a safetensors file, or a frame sequence
+//! against its PNG directory or `.npy` (error and PSNR per frame).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use snapstore::{is_frames, Repo};
+
+use super::commit::{load_frames, InputKind};
+use super::print::json_pretty;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// First snapshot.
+    #[arg(value_name = "REF")]
+    a: String,
+    /// Second snapshot, a safetensors file, or (for a sequence) a PNG directory or .npy.
+    #[arg(value_name = "REF|FILE")]
+    b: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `snapstore diff`.
+pub fn run(repo: &Repo, args: Args) -> Result<()> {
+    let (a, b, json) = (&args.a, &args.b, args.json);
+    let path = Path::new(b);
+    if is_frames(&repo.show(a)?.1)
+        && (path.is_dir() || path.extension().is_some_and(|e| e == "npy"))
+    {
+        return diff_frames(repo, a, path, json);
+    }
+    let rows = if path.is_file() {
+        repo.diff_file(a, path)?
+    } else {
+        repo.diff(a, b)?
+    };
+    if json {
+        return json_pretty(&rows);
+    }
+    println!(
+        "{:<40} {:<8} {:>12} {:>12} {:>12} {:>9}",
+        "tensor", "status", "elements", "max_abs", "max_rel", "changed"
+    );
+    for r in rows {
+        println!(
+            "{:<40} {:<8} {:>12} {:>12.4e} {:>12.4e} {:>8.2}%",
+            r.name,
+            r.status,
+            r.elements,
+            r.max_abs,
+            r.max_rel,
+            r.changed_fraction * 100.0
+        );
+    }
+    Ok(())
+}
+
+/// A sequence snapshot against the frames it was committed from.
+fn diff_frames(repo: &Repo, a: &str, path: &Path, json: bool) -> Result<()> {
+    let original = load_frames(path, InputKind::Auto)?.context("not a frame sequence")?;
+    let rows = repo.diff_frames(a, &original)?;
+    if json {
+        // The tensor diff's key names, with the frame index.
+        let rows: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| json!({"frame": i, "max_abs": r.max_abs_err, "psnr": r.psnr}))
+            .collect();
+        return json_pretty(&rows);
+    }
+    println!("{:>6} {:>12} {:>10}", "frame", "max_abs", "psnr_db");
+    for (i, r) in rows.iter().enumerate() {
+        println!("{i:>6} {:>12.4e} {:>10.2}", r.max_abs_err, r.psnr);
+    }
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Command-line interface: a thin face over the library. This module parses the arguments,
+//! opens the repository and hands each command to its own file (`commit.rs`, `checkout.rs`,
+//! ...), which calls the library and prints the result; `print.rs` holds the formatting they
+//! share. Every command that reports takes `--json`; the JSON shapes are documented in the
+//! README.
+
+mod branch;
+mod checkout;
+mod commit;
+mod config;
+mod diff;
+mod doctor;
+mod fsck;
+mod gc;
+mod init;
+mod log;
+mod print;
+mod search;
+mod show;
+mod stats;
+mod status;
+mod switch;
+mod tag;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use snapstore::backend::{Backend, BackendChoice};
+use snapstore::Repo;
+
+use print::Bars;
+
+#[derive(Parser)]
+#[command(
+    name = "snapstore",
+    version,
+    about = "Versioned, error-bounded storage for checkpoints and frame sequences"
+)]
+struct Cli {
+    /// Repository directory (default: the nearest .snapstore in this directory or above it;
+    /// `init` creates ./.snapstore).
+    #[arg(long, global = true, env = "SNAPSTORE_REPO")]
+    repo: Option<PathBuf>,
+    /// Where the delta math runs: auto (CUDA for commits with >= 1 GiB under a bound when a GPU
+    /// loads, else the CPU), cpu or cuda.
+    #[arg(long, global = true, env = "SNAPSTORE_BACKEND", default_value = "auto")]
+    backend: BackendChoice,
+    /// No progress bars (they are drawn only on a terminal, and never with --json).
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a repository.
+    Init,
+    /// Store a safetensors checkpoint, or a frame sequence (a directory of PNGs, a .npy, or a
+    /// safetensors file with --kind frames), as a new snapshot.
+    Commit(commit::Args),
+    /// Choose an error bound for a checkpoint: the relative bound maximizing
+    /// alpha*ratio + (1-alpha)*kept accuracy without losing more than --max-loss.
+    Search(search::Args),
+    /// Write a snapshot (or some tensors) as a safetensors file, or frames of a sequence as
+    /// PNGs or a .npy.
+    Checkout(checkout::Args),
+    /// List snapshots, newest first.
+    Log(log::Args),
+    /// Show a snapshot: per tensor dtype, shape, encoding, stored bytes and ratio.
+    Show(show::Args),
+    /// Is a safetensors file already stored, in which snapshot, and how does each tensor
+    /// differ from HEAD's? (Compares hashes; decodes nothing.)
+    Status(status::Args),
+    /// Compare two snapshots, or a snapshot against a safetensors file; a frame sequence
+    /// against its PNG directory or .npy (error and PSNR per frame).
+    Diff(diff::Args),
+    /// Create, list (no NAME) or delete tags.
+    Tag(tag::Args),
+    /// Create, list (no NAME) or delete branches.
+    Branch(branch::Args),
+    /// Make HEAD name another branch (an existing one; -c creates it at HEAD).
+    Switch(switch::Args),
+    /// Repository totals: logical bytes, stored bytes, ratio, dedup savings.
+    Stats(stats::Args),
+    /// Delete objects no ref reaches.
+    Gc(gc::Args),
+    /// Verify every object and snapshot; exits non-zero when anything is damaged.
+    Fsck(fsck::Args),
+    /// Check the compute backend: which one `--backend` picks, the GPU, driver and NVRTC
+    /// versions, or why the CPU is used (with --backend cuda, fails when no GPU is usable).
+    Doctor,
+    /// Read or set a setting: keyframe_every, bound (for HEAD's branch).
+    Config(config::Args),
+}
+
+impl Command {
+    /// Whether the command prints JSON (and so draws no progress bars).
+    fn wants_json(&self) -> bool {
+        match self {
+            Command::Commit(commit::Args { json, .. })
+            | Command::Checkout(checkout::Args { json, .. })
+            | Command::Log(log::Args { json, .. })
+            | Command::Show(show::Args { json, .. })
+            | Command::Diff(diff::Args { json, .. })
+            | Command::Stats(stats::Args { json })
+            | Command::Status(status::Args { json, .. })
+            | Command::Gc(gc::Args { json, .. })
+            | Command::Fsck(fsck::Args { json, .. }) => *json,
+            _ => false,
+        }
+    }
+
+    /// Whether the command quantizes or decodes, and so needs the device: `log` under
+    /// SNAPSTORE_BACKEND=cuda on a machine without one must still work.
+    fn codes(&self) -> bool {
+        matches!(
+            self,
+            Command::Commit(_)
+                | Command::Search(_)
+                | Command::Checkout(_)
+                | Command::Diff(_)
+                | Command::Fsck(_)
+        )
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    let backend = cli.backend;
+    let bars = (!cli.quiet && !cli.command.wants_json() && std::io::stderr().is_terminal())
+        .then(|| Arc::new(Bars::default()));
+    if backend == BackendChoice::Cuda && cli.command.codes() {
+        Backend::cuda().context("--backend cuda")?;
+    }
+    let open = || open(cli.repo.as_ref(), backend, bars.as_ref());
+    match cli.command {
+        Command::Doctor => doctor::run(backend),
+        Command::Init => init::run(cli.repo),
+        Command::Commit(args) => commit::run(&open()?, args),
+        Command::Search(args) => search::run(&open()?, &args),
+        Command::Checkout(args) => checkout::run(&open()?, args),
+        Command::Log(args) => log::run(&open()?, args),
+        Command::Show(args) => show::run(&open()?, args),
+        Command::Status(args) => status::run(&open()?, args),
+        Command::Diff(args) => diff::run(&open()?, args),
+        Command::Tag(args) => tag::run(&open()?, args),
+        Command::Branch(args) => branch::run(&open()?, args),
+        Command::Switch(args) => switch::run(&open()?, args),
+        Command::Stats(args) => stats::run(&open()?, args),
+        Command::Gc(args) => gc::run(&open()?, args),
+        Command::Fsck(args) => fsck::run(&open()?, args),
+        Command::Config(args) => config::run(&open()?, args),
+    }
+}
+
+/// The repository `--repo` names (else the nearest one), on `backend`, drawing `bars`.
+fn open(
+    dir: Option<&PathBuf>,
+    backend: BackendChoice,
+    bars: Option<&Arc<Bars>>,
+) -> snapstore::Result<Repo> {
+    let repo = match dir {
+        Some(dir) => Repo::open(dir)?,
+        None => Repo::discover(".")?,
+    };
+    // One command per process: a decoded tip kept for a next commit would only cost a copy.
+    let repo = repo.with_backend(backend).with_tip_cache(0);
+    Ok(match bars {
+        Some(b) => {
+            let b = b.clone();
+            repo.with_progress(move |p| b.show(p))
+        }
+        None => repo,
+    })
+}

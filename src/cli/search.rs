@@ -1,0 +1,131 @@
+//! `snapstore search FILE`: what bound to commit FILE under, without committing; and the
+//! search settings `commit --bound auto` shares.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use snapstore::{
+    default_candidates, parse_range, plot_svg, CommandEvaluator, Repo, SafetensorsFile,
+    SearchOptions,
+};
+
+use super::print::json_pretty;
+
+/// How to evaluate and choose a bound (shared by `search` and `commit --bound auto`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct SearchArgs {
+    /// Shell command printing a candidate's accuracy (the last number on stdout); `{path}` is
+    /// replaced by the candidate safetensors file, e.g. 'python3 eval.py {path}'.
+    #[arg(long, value_name = "CMD")]
+    pub eval_cmd: Option<String>,
+    /// Candidate relative bounds, comma-separated (e.g. 1e-3,3e-3,1e-2).
+    #[arg(
+        long,
+        value_name = "E,E,..",
+        value_delimiter = ',',
+        conflicts_with = "range"
+    )]
+    bounds: Vec<f64>,
+    /// Candidates log-spaced from A to B (16 of them, or N) [default: 1e-4:2e-1].
+    #[arg(long, value_name = "A:B[:N]")]
+    range: Option<String>,
+    /// Weight of the compression ratio in the score (1 - alpha weighs the kept accuracy).
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f64,
+    /// Largest accuracy loss allowed, as a fraction (0.002 = 0.2 points).
+    #[arg(long, default_value_t = 0.002)]
+    max_loss: f64,
+    /// Seconds one evaluation may take before it is killed (0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    eval_timeout: u64,
+    /// Draw ratio and accuracy against the bound, choice marked, into this SVG file.
+    #[arg(long, value_name = "SVG")]
+    pub plot: Option<PathBuf>,
+    /// Evaluate every candidate (no coarse scan and refinement).
+    #[arg(long)]
+    full_scan: bool,
+}
+
+impl SearchArgs {
+    /// The search options these arguments give.
+    pub fn options(&self) -> Result<SearchOptions> {
+        let candidates = if !self.bounds.is_empty() {
+            self.bounds.clone()
+        } else if let Some(r) = &self.range {
+            parse_range(r)?
+        } else {
+            default_candidates()
+        };
+        let opts = SearchOptions {
+            candidates,
+            alpha: self.alpha,
+            max_loss: self.max_loss,
+            full_scan: self.full_scan,
+            ..SearchOptions::default()
+        };
+        opts.validated_candidates()?;
+        Ok(opts)
+    }
+
+    /// The `--eval-cmd` evaluator, writing candidates with `metadata`.
+    pub fn evaluator(
+        &self,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> Result<CommandEvaluator> {
+        let Some(cmd) = &self.eval_cmd else {
+            bail!("--eval-cmd is required to search a bound, e.g. --eval-cmd 'python3 eval.py {{path}}'");
+        };
+        let timeout = (self.eval_timeout > 0).then(|| Duration::from_secs(self.eval_timeout));
+        Ok(CommandEvaluator::new(cmd, timeout)?.with_metadata(metadata))
+    }
+}
+
+/// `snapstore search FILE`: what bound to commit FILE under, without committing.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Args {
+    /// The checkpoint file.
+    file: PathBuf,
+    /// Branch whose tip the candidates are coded against (default: HEAD's branch).
+    #[arg(long)]
+    branch: Option<String>,
+    /// Snapshot to code against instead of a branch tip.
+    #[arg(long, value_name = "REF", conflicts_with = "branch")]
+    parent: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Search settings.
+    #[command(flatten)]
+    search: SearchArgs,
+}
+
+/// The `__metadata__` of a safetensors file, which candidates are written with.
+pub fn file_metadata(file: &Path) -> Result<Option<BTreeMap<String, String>>> {
+    Ok(SafetensorsFile::open(file)?.header().metadata.clone())
+}
+
+/// Runs `snapstore search`.
+pub fn run(repo: &Repo, cmd: &Args) -> Result<()> {
+    let opts = cmd.search.options()?;
+    let mut ev = cmd.search.evaluator(file_metadata(&cmd.file)?)?;
+    let report = repo.search_file_on(
+        &cmd.file,
+        cmd.parent.as_deref(),
+        cmd.branch.as_deref(),
+        &opts,
+        &mut ev.as_evaluator(),
+    )?;
+    if let Some(p) = &cmd.search.plot {
+        plot_svg(&report, p)?;
+    }
+    if cmd.json {
+        return json_pretty(&report);
+    }
+    print!("{}", report.table());
+    if let Some(p) = &cmd.search.plot {
+        println!("plot written to {}", p.display());
+    }
+    Ok(())
+}
