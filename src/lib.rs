@@ -52,8 +52,8 @@ pub use fsutil::{remove_registered_temps, remove_temps_on_signals, FAIL_WRITES_E
 pub use gpu::backend;
 pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,
-    Element, FileStatus, FsckProblem, FsckReport, GcReport, LogEntry, Progress, Repo, Stats,
-    TensorDiff, TensorInput, TensorStatus, AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP,
+    Element, FileStatus, FsckProblem, FsckReport, GcReport, Input, InputKind, LogEntry, Progress,
+    Repo, Stats, TensorDiff, TensorInput, TensorStatus, AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP,
     DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR, DEFAULT_TIP_CACHE_BYTES, FORMAT_VERSION,
     FRAMES_TENSOR,
 };

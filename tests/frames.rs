@@ -198,3 +198,47 @@ fn a_directory_with_an_odd_frame_is_refused_naming_it() {
     assert!(err.contains("zz_odd.png"), "{err}");
     assert_eq!(repo_state(&repo), before);
 }
+
+#[test]
+fn the_library_commits_a_png_directory_and_an_npy_by_path_as_the_cli_does() {
+    use snapstore::{CommitOptions, Input, InputKind, Repo};
+    let dir = tempdir();
+    let repo = Repo::init(dir.path().join("r")).unwrap();
+    let mut rng = Rng::new(11);
+    let pngs = moving_frames(&mut rng, 6, 8, 10, 3, FrameDtype::U8);
+    let png_dir = dir.path().join("pngs");
+    snapstore::write_pngs(&pngs, &png_dir, 0..pngs.t).unwrap();
+    let floats = moving_frames(&mut rng, 5, 4, 6, 1, FrameDtype::F32);
+    let npy = dir.path().join("frames.npy");
+    snapstore::write_npy(&floats, &npy, 0..floats.t).unwrap();
+    let opts = CommitOptions::default();
+    for (path, want) in [(&png_dir, &pngs), (&npy, &floats)] {
+        let input = Input::detect(path, InputKind::Auto).unwrap();
+        let same = |seq: &FrameSeq| {
+            (seq.dtype, seq.t, seq.h, seq.w, seq.c, &seq.data)
+                == (want.dtype, want.t, want.h, want.w, want.c, &want.data)
+        };
+        assert!(
+            matches!(&input, Input::Frames(seq) if same(seq)),
+            "{}",
+            path.display()
+        );
+        let report = repo.commit_input(&input, 4, &opts).unwrap();
+        let back = repo.checkout_frames(&report.snapshot.hex(), None).unwrap();
+        assert!(same(&back), "{}", path.display());
+    }
+    // Anything else is a checkpoint, unless the caller says it holds frames.
+    let file = dir.path().join("model.safetensors");
+    assert!(matches!(
+        Input::detect(&file, InputKind::Auto).unwrap(),
+        Input::Tensors(p) if p == file
+    ));
+    assert!(matches!(
+        Input::detect(&file, InputKind::Frames).unwrap(),
+        Input::FramesFile(p) if p == file
+    ));
+    assert!(matches!(
+        Input::detect(&png_dir, InputKind::Tensors).unwrap(),
+        Input::Tensors(_)
+    ));
+}

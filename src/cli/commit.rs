@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use snapstore::{
-    load_npy, load_png_dir, AutoCommitReport, AutoOptions, Bound, CodecChoice, CommitOptions,
-    FrameSeq, Repo, Rounding,
+    AutoCommitReport, AutoOptions, Bound, CodecChoice, CommitOptions, Input, InputKind, Repo,
+    Rounding,
 };
 
 use super::print::{human, json_pretty, sizes};
@@ -50,7 +50,7 @@ pub struct Args {
     /// What FILE holds: auto (a directory of PNGs or a .npy is a frame sequence),
     /// tensors, or frames (a safetensors file with one [T,H,W(,C)] array).
     #[arg(long, default_value = "auto", help_heading = "Frame sequences")]
-    kind: InputKind,
+    kind: KindArg,
     /// Frames per group for a frame sequence (each group starts with a keyframe).
     #[arg(
         long,
@@ -102,12 +102,8 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         return commit_auto(repo, &args.file, opts, &args.auto, args.json);
     }
     args.auto.reject_without_auto()?;
-    let (file, kind, group) = (&args.file, args.kind, args.group);
-    let r = match load_frames(file, kind)? {
-        Some(seq) => repo.commit_frames(&seq, group, &opts)?,
-        None if kind == InputKind::Frames => repo.commit_frames_file(file, group, &opts)?,
-        None => repo.commit_file(file, &opts)?,
-    };
+    let input = Input::detect(&args.file, args.kind.into())?;
+    let r = repo.commit_input(&input, args.group, &opts)?;
     if args.json {
         return json_pretty(&r);
     }
@@ -181,9 +177,9 @@ fn print_auto(r: &AutoCommitReport) {
     );
 }
 
-/// What a committed path holds.
+/// What a committed path holds (the library's [`InputKind`], spelled for clap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum InputKind {
+enum KindArg {
     /// Decide from the path: a directory or a .npy file is a frame sequence.
     Auto,
     /// A safetensors checkpoint.
@@ -192,16 +188,13 @@ pub enum InputKind {
     Frames,
 }
 
-/// Loads `path` as a frame sequence when it is one (or `--kind frames` says so).
-pub fn load_frames(path: &Path, kind: InputKind) -> Result<Option<FrameSeq>> {
-    let is_npy = path.extension().is_some_and(|e| e == "npy");
-    match kind {
-        InputKind::Tensors => Ok(None),
-        _ if path.is_dir() => Ok(Some(load_png_dir(path)?)),
-        _ if is_npy => Ok(Some(load_npy(path)?)),
-        // A safetensors file of frames: Repo::commit_frames_file (it keeps the file's header).
-        InputKind::Frames => Ok(None),
-        InputKind::Auto => Ok(None),
+impl From<KindArg> for InputKind {
+    fn from(k: KindArg) -> InputKind {
+        match k {
+            KindArg::Auto => InputKind::Auto,
+            KindArg::Tensors => InputKind::Tensors,
+            KindArg::Frames => InputKind::Frames,
+        }
     }
 }
 

@@ -3,11 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use serde_json::json;
-use snapstore::{is_frames, Repo};
+use snapstore::{is_frames, Input, InputKind, Repo};
 
-use super::commit::{load_frames, InputKind};
 use super::print::json_pretty;
 
 #[derive(clap::Args)]
@@ -60,7 +59,9 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
 
 /// A sequence snapshot against the frames it was committed from.
 fn diff_frames(repo: &Repo, a: &str, path: &Path, json: bool) -> Result<()> {
-    let original = load_frames(path, InputKind::Auto)?.context("not a frame sequence")?;
+    let Input::Frames(original) = Input::detect(path, InputKind::Auto)? else {
+        bail!("not a frame sequence");
+    };
     let rows = repo.diff_frames(a, &original)?;
     if json {
         // The tensor diff's key names, with the frame index.

@@ -4,6 +4,7 @@ mod checkout;
 mod commit;
 mod frames;
 mod history;
+mod input;
 mod maintenance;
 #[cfg(test)]
 mod props;
@@ -29,6 +30,7 @@ pub(crate) use commit::{chunk_count, chunk_range, code_chunk, exact_may_win, val
 pub use commit::{CommitOptions, CommitReport, Element, TensorInput};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, FileStatus, LogEntry, Stats, TensorDiff, TensorStatus};
+pub use input::{Input, InputKind};
 pub use maintenance::{FsckProblem, FsckReport, GcReport};
 
 /// Repository format version written by this build; newer ones are refused.
