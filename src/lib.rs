@@ -40,16 +40,19 @@ mod safetensors_io;
 mod search;
 mod store;
 
+// The public API: a repository and its operations, their options, reports and errors, the
+// engine choice, the frame and tensor types they take and return. Everything else is private;
+// the few items tests, benches, examples and fuzz targets reach into are `#[doc(hidden)]`.
 pub use codec::lossy::Rounding;
 pub use codec::CodecChoice;
-pub use dtype::{Dtype, ALL_DTYPES};
+pub use dtype::Dtype;
 pub use error::{Error, Result, SafetensorsProblem};
 pub use frames::{
-    frame_metrics, load_npy, load_png_dir, write_npy, write_pngs, FrameBound, FrameDims,
-    FrameDtype, FrameError, FrameMetrics, FrameSeq,
+    load_npy, load_png_dir, write_npy, write_pngs, FrameDims, FrameDtype, FrameError, FrameMetrics,
+    FrameSeq,
 };
-pub use fsutil::{remove_registered_temps, remove_temps_on_signals, FAIL_WRITES_ENV};
-pub use gpu::backend;
+pub use fsutil::{remove_registered_temps, remove_temps_on_signals};
+pub use gpu::backend::{BackendChoice, BackendError};
 pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,
     Element, FileStatus, FsckProblem, FsckReport, GcReport, Input, InputKind, LogEntry, Progress,
@@ -59,14 +62,29 @@ pub use repo::{
 };
 pub use safetensors_io::SafetensorsFile;
 pub use search::{
-    default_candidates, last_number, log_range, parse_range, plot_svg, AutoCommitReport,
-    AutoOptions, CandidateRow, ChosenBound, CommandEvaluator, Evaluator, SearchOptions,
-    SearchReport,
+    default_candidates, parse_range, plot_svg, AutoCommitReport, AutoOptions, CandidateRow,
+    ChosenBound, CommandEvaluator, Evaluator, SearchOptions, SearchReport,
 };
-pub use store::manifest::{
-    Bound, Encoding, Manifest, TensorEntry, CHAIN_BUDGET, LOSSLESS_CHAIN_DECODES,
-};
+pub use store::manifest::{Bound, Encoding, Manifest, TensorEntry};
 pub use store::object_id::ObjectId;
+
+#[doc(hidden)]
+pub use dtype::ALL_DTYPES;
+#[doc(hidden)]
+pub use fsutil::FAIL_WRITES_ENV;
+#[doc(hidden)]
+pub use store::manifest::LOSSLESS_CHAIN_DECODES;
+
+/// Not a stable API: the compute backends behind [`Repo::with_backend`], for the CLI's
+/// `doctor`, the GPU tests and `examples/gpu_bench.rs`. A trainer picks a [`BackendChoice`].
+#[doc(hidden)]
+pub mod backend {
+    pub use crate::gpu::backend::{
+        compile_kernels, doctor, doctor_report, kernel_benchmark, kernel_names, Backend,
+        BackendChoice, BackendError, QuantParams, Quantized, HIST_BINS, HIST_CLIP, HIST_EXCEPTION,
+        HIST_OVERFLOW,
+    };
+}
 
 /// Reports a unit test that checked nothing here, and why: on stderr and, when
 /// `SNAPSTORE_SKIP_LOG` names a file, as a line in it (`.ci/run` prints the list; the test

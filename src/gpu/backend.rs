@@ -631,11 +631,6 @@ pub fn compile_kernels(target: &str) -> Result<KernelBuild, BackendError> {
     })
 }
 
-/// The kernel program as NVRTC compiles it (the `.cu` files with the header inlined).
-pub fn kernel_source() -> String {
-    kernels::program_source()
-}
-
 /// The name of every kernel.
 pub fn kernel_names() -> Vec<String> {
     kernels::kernel_names()

@@ -213,6 +213,8 @@ impl Repo {
 
     /// The backend the choice resolves to (resolving `auto` now). Under `auto` the repository
     /// still quantizes small commits and decodes on the CPU (see [`AUTO_CUDA_MIN_BYTES`]).
+    /// Hidden with the backend types it returns (`examples/gpu_bench.rs` prints it).
+    #[doc(hidden)]
     pub fn backend(&self) -> &Backend {
         self.backend.get()
     }

@@ -63,7 +63,7 @@ use crate::store::object_id::ObjectId;
 use candidate::Prepared;
 
 pub use auto::{AutoCommitReport, AutoOptions};
-pub use eval_cmd::{last_number, CommandEvaluator};
+pub use eval_cmd::CommandEvaluator;
 pub use plot::plot_svg;
 
 /// An evaluator: the accuracy of a candidate snapshot (in `[0, 1]`, or any number where higher

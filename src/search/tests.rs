@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::dtype::Dtype;
 use crate::repo::{CommitOptions, Repo, TensorInput};
+use eval_cmd::last_number;
 
 /// Deterministic pseudo-random weights, roughly N(0, 0.05), no zeros.
 fn weights(n: usize, seed: u64) -> Vec<f32> {
