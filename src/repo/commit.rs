@@ -15,9 +15,10 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::plan::{self, TensorPlan};
 use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
-use super::{Repo, DEFAULT_KEYFRAME_EVERY};
+use super::Repo;
 use crate::codec::chunk;
 use crate::codec::lossy::{self, Basis, ChunkStats, QuantEngine, Rounding};
 use crate::codec::CodecChoice;
@@ -306,12 +307,7 @@ impl Repo {
         release: &(dyn Fn(usize, Range<usize>) + Sync),
     ) -> Result<CommitReport> {
         let started = Instant::now();
-        if opts.chunk_bytes < 4096 || opts.chunk_bytes > chunk::MAX_CHUNK_BYTES / 2 {
-            return Err(Error::invalid(
-                "chunk size",
-                format!("{} bytes is outside 4 KiB..128 MiB", opts.chunk_bytes),
-            ));
-        }
+        plan::check_chunk_bytes(opts.chunk_bytes)?;
         // A frame sequence is chunked by groups of frames, each coded on its own.
         let chunk_size = match &frames {
             Some(f) => f.group_bytes(),
@@ -339,14 +335,8 @@ impl Repo {
             }
             None => index.head_branch()?,
         };
-        let keyframe_every = match opts.keyframe_every {
-            Some(k) => k,
-            None => index
-                .config_get("keyframe_every")?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_KEYFRAME_EVERY),
-        }
-        .max(1);
+        let keyframe_every =
+            plan::keyframe_every(opts.keyframe_every, || index.config_get("keyframe_every"))?;
         let bound = match opts.bound {
             Some(b) => b,
             None => match index.config_get(&format!("bound.{branch}"))? {
@@ -363,16 +353,21 @@ impl Repo {
         let mut plans = Vec::with_capacity(inputs.len());
         let mut closure = Vec::new();
         for (t, hash) in inputs.iter().zip(&hashes) {
-            let prev = parent_manifest.as_ref().and_then(|m| m.tensor(&t.name));
-            let same_layout = prev.filter(|p| p.dtype == t.dtype && p.shape == t.shape);
             let tensor_bound = if lossy::supports(t.dtype) || frames.is_some() {
                 bound
             } else {
                 Bound::Lossless
             };
-            let unchanged =
-                same_layout.filter(|p| p.source_hash == *hash && p.bound == tensor_bound);
-            let duplicate = if unchanged.is_none() && tensor_bound == Bound::Lossless {
+            let lossless = tensor_bound == Bound::Lossless;
+            let parent_plan = TensorPlan::new(
+                parent_manifest.as_deref(),
+                t,
+                lossless,
+                keyframe_every,
+                || *hash,
+            );
+            let unchanged = parent_plan.unchanged(tensor_bound);
+            let duplicate = if unchanged.is_none() && lossless {
                 find_duplicate(&index, &mut reader, hash, t.data.len() as u64)?
             } else {
                 None
@@ -390,19 +385,14 @@ impl Repo {
             } else {
                 // Delta against the parent's tensor unless the chain would pass the keyframe
                 // interval (then this tensor starts a new chain).
-                let reference = same_layout
-                    .filter(|p| {
-                        let lossless = tensor_bound == Bound::Lossless;
-                        p.continues_chain(t.data.len() as u64, keyframe_every, lossless)
-                    })
-                    .map(|p| {
-                        closure.push(p.clone());
-                        let r = TensorRef {
-                            snapshot: parent.expect("a parent entry implies a parent"),
-                            tensor: p.name.clone(),
-                        };
-                        (r, Chain::after(p, tensor_bound))
-                    });
+                let reference = parent_plan.reference().map(|p| {
+                    closure.push(p.clone());
+                    let r = TensorRef {
+                        snapshot: parent.expect("a parent entry implies a parent"),
+                        tensor: p.name.clone(),
+                    };
+                    (r, Chain::after(p, tensor_bound))
+                });
                 Plan::Code {
                     reference,
                     bound: tensor_bound,

@@ -6,6 +6,7 @@ mod frames;
 mod history;
 mod input;
 mod maintenance;
+pub(crate) mod plan;
 #[cfg(test)]
 mod props;
 mod reader;
@@ -32,6 +33,7 @@ pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, FileStatus, LogEntry, Stats, TensorDiff, TensorStatus};
 pub use input::{Input, InputKind};
 pub use maintenance::{FsckProblem, FsckReport, GcReport};
+pub(crate) use plan::TensorPlan;
 
 /// Repository format version written by this build; newer ones are refused.
 pub const FORMAT_VERSION: u32 = 1;

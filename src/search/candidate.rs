@@ -1,12 +1,13 @@
 //! What a commit under a candidate bound would store and reconstruct, without committing.
 //!
-//! [`Prepared`] mirrors the planning phase of a commit (`src/repo/commit.rs`): the parent is the
-//! branch tip (or the given snapshot), a tensor is coded against the parent's *reconstructed*
-//! tensor when the parent has it with the same dtype and shape and the chain is shorter than the
-//! keyframe interval, else as a keyframe; a tensor whose bytes equal the parent's source under
-//! the same bound is reused for free; tensors of non-float dtypes are always exact. Chunks are
-//! cut like the commit cuts them and coded in parallel with the same codec calls, so the
-//! reconstruction handed to the evaluator is bit for bit what checkout of that commit returns.
+//! [`Prepared`] plans a snapshot with the commit's own planner (`src/repo/plan.rs`): the parent
+//! is the branch tip (or the given snapshot), a tensor is coded against the parent's
+//! *reconstructed* tensor when the parent has it with the same dtype and shape and the chain is
+//! shorter than the keyframe interval, else as a keyframe; a tensor whose bytes equal the
+//! parent's source under the same bound is reused for free; tensors of non-float dtypes are
+//! always exact. Chunks are cut like the commit cuts them and coded in parallel with the same
+//! codec calls, so the reconstruction handed to the evaluator is bit for bit what checkout of
+//! that commit returns.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,8 +21,8 @@ use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::repo::{
-    chunk_count, chunk_range, code_chunk, exact_may_win, CheckedOutTensor, Repo, TensorInput,
-    DEFAULT_KEYFRAME_EVERY,
+    chunk_count, chunk_range, code_chunk, exact_may_win, plan, CheckedOutTensor, Repo, TensorInput,
+    TensorPlan,
 };
 use crate::store::manifest::{Bound, Manifest};
 use crate::store::object_id::ObjectId;
@@ -33,7 +34,7 @@ const CHUNK_OVERHEAD: f64 = 40.0;
 const EXCEPTION_EXTRA: f64 = 2.0;
 
 /// How one tensor of the candidate snapshot is stored.
-struct TensorPlan {
+struct CandidatePlan {
     /// Coded within the bound (a float dtype the lossy codec supports).
     lossy: bool,
     /// The parent's reconstructed tensor, when the commit would code against it.
@@ -48,7 +49,7 @@ struct TensorPlan {
 /// A snapshot ready to be coded under any candidate bound.
 pub(crate) struct Prepared<'a> {
     pub(crate) inputs: Vec<TensorInput<'a>>,
-    plans: Vec<TensorPlan>,
+    plans: Vec<CandidatePlan>,
     /// `(tensor, chunk)` of every lossy tensor's chunks.
     jobs: Vec<(usize, usize)>,
     chunk_bytes: usize,
@@ -91,21 +92,10 @@ impl<'a> Prepared<'a> {
         opts: &SearchOptions,
     ) -> Result<Self> {
         let (chunk_bytes, codec, rounding) = (opts.chunk_bytes, opts.codec, opts.rounding);
-        if !(4096..=chunk::MAX_CHUNK_BYTES / 2).contains(&chunk_bytes) {
-            return Err(Error::invalid(
-                "chunk size",
-                format!("{chunk_bytes} bytes is outside 4 KiB..128 MiB"),
-            ));
-        }
+        plan::check_chunk_bytes(chunk_bytes)?;
         crate::repo::validate_inputs(&inputs)?;
-        let keyframe_every = match opts.keyframe_every {
-            Some(k) => k,
-            None => repo
-                .config_get("keyframe_every")?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(DEFAULT_KEYFRAME_EVERY),
-        }
-        .max(1);
+        let keyframe_every =
+            plan::keyframe_every(opts.keyframe_every, || repo.config_get("keyframe_every"))?;
         let parent_id = match parent {
             Some(spec) => Some(repo.resolve(spec)?),
             None => {
@@ -135,29 +125,18 @@ impl<'a> Prepared<'a> {
         let pre: Vec<Pre> = inputs
             .par_iter()
             .map(|t| {
-                let lossy = lossy::supports(t.dtype);
-                let prev = manifest
-                    .as_ref()
-                    .and_then(|m| m.tensor(&t.name))
-                    .filter(|p| p.dtype == t.dtype && p.shape == t.shape);
                 // Candidates code float tensors under a bound, other tensors exactly.
-                let use_reference = prev.is_some_and(|p| {
-                    p.continues_chain(t.data.len() as u64, keyframe_every, !lossy)
-                });
-                let unchanged = prev
-                    .filter(|p| {
-                        let mut h = blake3::Hasher::new();
-                        h.update(t.data);
-                        ObjectId::from(h.finalize()) == p.source_hash
-                    })
-                    .map(|p| p.bound)
-                    // A non-float tensor is only ever stored exactly.
-                    .filter(|b| lossy || *b == Bound::Lossless);
+                let lossy = lossy::supports(t.dtype);
+                let hash = || ObjectId::from(blake3::hash(t.data));
+                let plan = TensorPlan::new(manifest.as_deref(), t, !lossy, keyframe_every, hash);
                 Pre {
                     lossy,
-                    use_reference,
-                    parent_bound: prev.map(|p| p.bound),
-                    unchanged,
+                    use_reference: plan.reference().is_some(),
+                    parent_bound: plan.reference().map(|p| p.bound),
+                    // A non-float tensor is only ever stored exactly.
+                    unchanged: plan
+                        .reusable_under()
+                        .filter(|b| lossy || *b == Bound::Lossless),
                 }
             })
             .collect();
@@ -182,8 +161,8 @@ impl<'a> Prepared<'a> {
                 (false, Some(b)) => (None, data.map(|d| (b, d))),
                 (false, None) => (None, None),
             };
-            plans.push(TensorPlan {
-                parent_bound: p.parent_bound.filter(|_| p.use_reference),
+            plans.push(CandidatePlan {
+                parent_bound: p.parent_bound,
                 lossy: p.lossy,
                 reference,
                 unchanged,
@@ -220,7 +199,7 @@ impl<'a> Prepared<'a> {
     }
 
     /// Stored bytes of the tensors `which` selects, all coded exactly.
-    fn exact_bytes(&self, which: impl Fn(&TensorPlan) -> bool + Sync) -> u64 {
+    fn exact_bytes(&self, which: impl Fn(&CandidatePlan) -> bool + Sync) -> u64 {
         let jobs: Vec<(usize, usize)> = self
             .plans
             .iter()
