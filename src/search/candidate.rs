@@ -91,11 +91,12 @@ impl<'a> Prepared<'a> {
         branch: Option<&str>,
         opts: &SearchOptions,
     ) -> Result<Self> {
-        let (chunk_bytes, codec, rounding) = (opts.chunk_bytes, opts.codec, opts.rounding);
+        let commit = &opts.commit;
+        let (chunk_bytes, codec, rounding) = (commit.chunk_bytes, commit.codec, commit.rounding);
         plan::check_chunk_bytes(chunk_bytes)?;
         crate::repo::validate_inputs(&inputs)?;
         let keyframe_every =
-            plan::keyframe_every(opts.keyframe_every, || repo.config_get("keyframe_every"))?;
+            plan::keyframe_every(commit.keyframe_every, || repo.config_get("keyframe_every"))?;
         let parent_id = match parent {
             Some(spec) => Some(repo.resolve(spec)?),
             None => {

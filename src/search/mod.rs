@@ -53,8 +53,6 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::codec::lossy::Rounding;
-use crate::codec::CodecChoice;
 use crate::error::{Error, Result};
 use crate::repo::{CheckedOutTensor, CommitOptions, Repo, TensorInput};
 use crate::safetensors_io::SafetensorsFile;
@@ -151,14 +149,10 @@ pub struct SearchOptions {
     pub full_scan: bool,
     /// Show a progress bar on stderr while evaluating (only when it is a terminal).
     pub progress: bool,
-    /// Entropy coders, as the commit will use them.
-    pub codec: CodecChoice,
-    /// Keyframe interval, as the commit will use it (default: the repository's).
-    pub keyframe_every: Option<u32>,
-    /// Chunk size, as the commit will use it.
-    pub chunk_bytes: usize,
-    /// Rounding of the codes, as the commit will use it.
-    pub rounding: Rounding,
+    /// How the commit will code the snapshot: its entropy coders, keyframe interval (default:
+    /// the repository's), chunk size and rounding. Its message, branch, metadata and bound
+    /// are not used (the branch is an argument of the search, the bound what it searches).
+    pub commit: CommitOptions,
 }
 
 impl Default for SearchOptions {
@@ -169,21 +163,16 @@ impl Default for SearchOptions {
             max_loss: 0.002,
             full_scan: false,
             progress: true,
-            codec: CodecChoice::Auto,
-            keyframe_every: None,
-            chunk_bytes: CommitOptions::default().chunk_bytes,
-            rounding: CommitOptions::default().rounding,
+            commit: CommitOptions::default(),
         }
     }
 }
 
 impl SearchOptions {
-    /// Takes the codec, keyframe interval and chunk size of a commit.
+    /// These options for coding as `opts` will (its codec, keyframe interval, chunk size and
+    /// rounding).
     pub fn for_commit(mut self, opts: &CommitOptions) -> Self {
-        self.codec = opts.codec;
-        self.keyframe_every = opts.keyframe_every;
-        self.chunk_bytes = opts.chunk_bytes;
-        self.rounding = opts.rounding;
+        self.commit = opts.clone();
         self
     }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::codec::lossy::Rounding;
 use crate::dtype::Dtype;
 use crate::repo::{CommitOptions, Repo, TensorInput};
 use eval_cmd::last_number;
@@ -122,7 +123,10 @@ fn linear_search(alpha: f64) -> SearchReport {
             max_loss: 0.002,
             // Nearest codes: the realized error of a keyframe is about the bound (a lattice
             // keyframe steps at half of it), which the expected bounds below rely on.
-            rounding: Rounding::Nearest,
+            commit: CommitOptions {
+                rounding: Rounding::Nearest,
+                ..CommitOptions::default()
+            },
             ..SearchOptions::default()
         }),
         &mut ev,
@@ -263,7 +267,11 @@ fn a_lossless_frontier_ends_the_search() {
     let mut ev =
         |got: &[crate::CheckedOutTensor]| Ok(if max_rel(&t, got) > 0.01 { 0.8 } else { 0.9 });
     let opts = SearchOptions {
-        rounding: Rounding::Nearest, // realized error ~ the bound, as above
+        // Realized error ~ the bound, as above.
+        commit: CommitOptions {
+            rounding: Rounding::Nearest,
+            ..CommitOptions::default()
+        },
         ..SearchOptions::default()
     };
     let r = repo
