@@ -15,7 +15,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::plan::{self, TensorPlan};
+use super::plan::{self, FrameLayout, Layout, TensorPlan};
 use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
 use super::Repo;
@@ -24,7 +24,7 @@ use crate::codec::lossy::{self, Basis, ChunkStats, QuantEngine, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result, SafetensorsProblem};
-use crate::frames::{decode_group, encode_group, FrameBound, FrameDims, FrameDtype};
+use crate::frames::{decode_group, encode_group, FrameBound};
 use crate::safetensors_io::{canonical_header, SafetensorsFile};
 use crate::store::index::Index;
 use crate::store::manifest::{
@@ -257,7 +257,7 @@ impl Repo {
             raw,
             source,
             opts,
-            None,
+            Layout::Tensors,
             &release,
         )
     }
@@ -292,7 +292,15 @@ impl Repo {
             })
             .collect();
         let raw = String::from_utf8(raw).expect("canonical header is UTF-8");
-        self.commit_inner(&ordered, metadata, raw, None, opts, None, &|_, _| {})
+        self.commit_inner(
+            &ordered,
+            metadata,
+            raw,
+            None,
+            opts,
+            Layout::Tensors,
+            &|_, _| {},
+        )
     }
 
     #[allow(clippy::too_many_arguments)] // one private entry point behind three public ones
@@ -303,16 +311,13 @@ impl Repo {
         header: String,
         source: Option<String>,
         opts: &CommitOptions,
-        frames: Option<FrameLayout>,
+        layout: Layout,
         release: &(dyn Fn(usize, Range<usize>) + Sync),
     ) -> Result<CommitReport> {
         let started = Instant::now();
         plan::check_chunk_bytes(opts.chunk_bytes)?;
         // A frame sequence is chunked by groups of frames, each coded on its own.
-        let chunk_size = match &frames {
-            Some(f) => f.group_bytes(),
-            None => opts.chunk_bytes,
-        };
+        let chunk_size = layout.chunk_size(opts.chunk_bytes);
         crate::fsutil::remove_stale_temps(&self.packs_dir());
 
         // Phase 1: hashes, then the parent, references and duplicates from the index.
@@ -353,11 +358,7 @@ impl Repo {
         let mut plans = Vec::with_capacity(inputs.len());
         let mut closure = Vec::new();
         for (t, hash) in inputs.iter().zip(&hashes) {
-            let tensor_bound = if lossy::supports(t.dtype) || frames.is_some() {
-                bound
-            } else {
-                Bound::Lossless
-            };
+            let tensor_bound = layout.tensor_bound(t.dtype, bound);
             let lossless = tensor_bound == Bound::Lossless;
             let parent_plan = TensorPlan::new(
                 parent_manifest.as_deref(),
@@ -374,7 +375,7 @@ impl Repo {
             };
             let plan = if let Some(p) = unchanged {
                 Plan::Reuse(p.clone())
-            } else if frames.is_some() {
+            } else if !layout.builds_on_parent() {
                 // Groups of frames are self-contained: no reference to the parent.
                 Plan::Code {
                     reference: None,
@@ -403,7 +404,7 @@ impl Repo {
         // The parent decoded, if this handle committed it; frames never code against it. Only
         // references it does not hold need their chains located.
         let tip = parent
-            .filter(|_| frames.is_none())
+            .filter(|_| layout.builds_on_parent())
             .and_then(|p| self.tip.chunks_of(&p));
         let held = |e: &TensorEntry| {
             tip.as_ref()
@@ -420,7 +421,10 @@ impl Repo {
             .filter(|(p, _)| matches!(p, Plan::Code { bound, .. } if *bound != Bound::Lossless))
             .map(|(_, t)| t.data.len() as u64)
             .sum();
-        let engine = self.encode_engine(if frames.is_some() { 0 } else { lossy_bytes });
+        let engine = self.encode_engine(match layout {
+            Layout::Tensors => lossy_bytes,
+            Layout::Frames(_) => 0,
+        });
         let mut pack = PackWriter::create(&self.packs_dir())?;
         let mut chunk_lists: Vec<Vec<ChunkRef>> = vec![Vec::new(); inputs.len()];
         let mut recon_hashers: Vec<blake3::Hasher> = vec![blake3::Hasher::new(); inputs.len()];
@@ -473,9 +477,9 @@ impl Repo {
                         None => Basis::Keyframe,
                     };
                     let data = &input.data[range.clone()];
-                    let coded = match &frames {
-                        Some(f) => code_frame_group(f, data, *bound, opts.codec),
-                        None => code_chunk(
+                    let coded = match &layout {
+                        Layout::Frames(f) => code_frame_group(f, data, *bound, opts.codec),
+                        Layout::Tensors => code_chunk(
                             engine.as_ref(),
                             input,
                             data,
@@ -498,11 +502,11 @@ impl Repo {
                 match &c.reconstruction {
                     Some(r) => {
                         recon_hashers[t].update(r);
-                        if frames.is_none() {
+                        if layout.builds_on_parent() {
                             next_tip.offer(&inputs[t].name, i, r);
                         }
                     }
-                    None if frames.is_none() => {
+                    None if layout.builds_on_parent() => {
                         let range = chunk_range(inputs[t].data.len(), chunk_size, i);
                         next_tip.offer(&inputs[t].name, i, &inputs[t].data[range]);
                     }
@@ -566,30 +570,16 @@ impl Repo {
                         e
                     }
                     Plan::Code { reference, bound } => {
-                        let lossy = bound != Bound::Lossless && frames.is_none();
+                        let lossy = bound != Bound::Lossless && layout.builds_on_parent();
                         let stored: u64 = chunks.iter().map(|c| c.stored).sum();
-                        let (encoding, chain) = match (&reference, lossy) {
-                            (Some((_, c)), _) => {
+                        let chain = match &reference {
+                            Some((_, c)) => {
                                 report.deltas += 1;
-                                (
-                                    if lossy {
-                                        Encoding::LogDelta
-                                    } else {
-                                        Encoding::ExactDelta
-                                    },
-                                    c.extend(stored),
-                                )
+                                c.extend(stored)
                             }
-                            (None, _) => {
+                            None => {
                                 report.keyframes += 1;
-                                (
-                                    if lossy {
-                                        Encoding::LogDelta
-                                    } else {
-                                        Encoding::Planes
-                                    },
-                                    Chain::start(stored),
-                                )
+                                Chain::start(stored)
                             }
                         };
                         let mut stats = BTreeMap::new();
@@ -617,11 +607,7 @@ impl Repo {
                                 *hash
                             },
                             source_hash: *hash,
-                            encoding: if frames.is_some() {
-                                Encoding::Frames
-                            } else {
-                                encoding
-                            },
+                            encoding: layout.encoding(bound, reference.is_some()),
                             bound,
                             chunk_bytes: chunk_size as u64,
                             chunks,
@@ -869,21 +855,6 @@ fn windows(job_bytes: &[usize], limit: usize) -> Vec<Range<usize>> {
         out.push(start..job_bytes.len());
     }
     out
-}
-
-/// How a frame sequence is laid out and grouped.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct FrameLayout {
-    pub dims: FrameDims,
-    pub dtype: FrameDtype,
-    /// Frames per group (keyframe interval).
-    pub group: usize,
-}
-
-impl FrameLayout {
-    fn group_bytes(&self) -> usize {
-        self.group * self.dims.elements().unwrap_or(0) * self.dtype.size()
-    }
 }
 
 /// Codes one group of frames; a bounded group is decoded again to hash what checkout will see.

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::commit::{CommitReport, FrameLayout};
+use super::commit::CommitReport;
+use super::plan::{FrameLayout, Layout};
 use super::{CommitOptions, Repo};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -171,7 +172,7 @@ impl Repo {
             header,
             None,
             opts,
-            Some(layout),
+            Layout::Frames(layout),
             &|_, _| {},
         )
     }

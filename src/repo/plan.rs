@@ -5,8 +5,11 @@
 //! whether a tensor is coded against it (a delta) or starts a new chain (a keyframe).
 
 use crate::codec::chunk;
+use crate::codec::lossy;
+use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::store::manifest::{Bound, Manifest, TensorEntry};
+use crate::frames::{FrameDims, FrameDtype};
+use crate::store::manifest::{Bound, Encoding, Manifest, TensorEntry};
 use crate::store::object_id::ObjectId;
 
 use super::commit::TensorInput;
@@ -37,6 +40,76 @@ pub(crate) fn keyframe_every(
             .unwrap_or(DEFAULT_KEYFRAME_EVERY),
     }
     .max(1))
+}
+
+/// How a frame sequence is laid out and grouped.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FrameLayout {
+    pub dims: FrameDims,
+    pub dtype: FrameDtype,
+    /// Frames per group (keyframe interval).
+    pub group: usize,
+}
+
+impl FrameLayout {
+    /// Bytes of one group of frames.
+    pub(crate) fn group_bytes(&self) -> usize {
+        self.group * self.dims.elements().unwrap_or(0) * self.dtype.size()
+    }
+}
+
+/// What a snapshot holds, and so how its tensors are cut and coded.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Layout {
+    /// Tensors: chunks of the commit's chunk size, coded against the parent's tensors.
+    Tensors,
+    /// One frame sequence: chunks of one group of frames each, self-contained.
+    Frames(FrameLayout),
+}
+
+impl Layout {
+    /// Bytes per chunk: the commit's chunk size, or one group of frames.
+    pub(crate) fn chunk_size(&self, chunk_bytes: usize) -> usize {
+        match self {
+            Layout::Tensors => chunk_bytes,
+            Layout::Frames(f) => f.group_bytes(),
+        }
+    }
+
+    /// Whether a tensor of `dtype` is coded under the snapshot's bound: a tensor the lossy
+    /// codec does not support is stored exactly (frames of every dtype take the bound).
+    pub(crate) fn bounds(&self, dtype: Dtype) -> bool {
+        match self {
+            Layout::Frames(_) => true,
+            Layout::Tensors => lossy::supports(dtype),
+        }
+    }
+
+    /// The bound a tensor of `dtype` is coded under in a snapshot under `bound`.
+    pub(crate) fn tensor_bound(&self, dtype: Dtype, bound: Bound) -> Bound {
+        if self.bounds(dtype) {
+            bound
+        } else {
+            Bound::Lossless
+        }
+    }
+
+    /// Whether tensors are coded against the parent's (and the decoded tip kept for the next
+    /// commit): groups of frames are self-contained.
+    pub(crate) fn builds_on_parent(&self) -> bool {
+        matches!(self, Layout::Tensors)
+    }
+
+    /// How the entry of a tensor coded under `bound`, against a reference or not, names its
+    /// encoding.
+    pub(crate) fn encoding(&self, bound: Bound, delta: bool) -> Encoding {
+        match (self, bound, delta) {
+            (Layout::Frames(_), _, _) => Encoding::Frames,
+            (Layout::Tensors, Bound::Lossless, true) => Encoding::ExactDelta,
+            (Layout::Tensors, Bound::Lossless, false) => Encoding::Planes,
+            (Layout::Tensors, _, _) => Encoding::LogDelta,
+        }
+    }
 }
 
 /// How one tensor stands against the parent snapshot.
