@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -18,6 +19,7 @@ use serde::Serialize;
 use super::plan::{self, FrameLayout, Layout, TensorPlan};
 use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
+use super::tip_cache::{TipChunks, TipCollector};
 use super::Repo;
 use crate::codec::chunk;
 use crate::codec::lossy::{self, Basis, ChunkStats, QuantEngine, Rounding};
@@ -224,6 +226,226 @@ enum Plan {
     },
 }
 
+/// One commit's inputs and settings, as its phases share them.
+struct Job<'j, 'a> {
+    inputs: &'j [TensorInput<'a>],
+    opts: &'j CommitOptions,
+    layout: Layout,
+    /// Bytes per chunk.
+    chunk_size: usize,
+    /// Called with a tensor's byte range once it has been read for the last time.
+    release: &'j (dyn Fn(usize, Range<usize>) + Sync),
+}
+
+/// What phase 1 decided.
+struct Planned {
+    branch: String,
+    keyframe_every: u32,
+    /// The snapshot's bound (each tensor's own is in its plan).
+    bound: Bound,
+    parent: Option<ObjectId>,
+    /// How each input is stored, in input order.
+    plans: Vec<Plan>,
+    /// Holds the manifests of the reference chains the deltas decode.
+    reader: ObjectReader,
+    /// The parent decoded, if this handle committed it and the snapshot builds on it.
+    tip: Option<Arc<TipChunks>>,
+}
+
+/// What phase 2 wrote: the pack, and per tensor its chunks, the hash of its reconstruction
+/// and its code statistics.
+struct Written {
+    pack: PackWriter,
+    chunk_lists: Vec<Vec<ChunkRef>>,
+    recon_hashers: Vec<blake3::Hasher>,
+    tensor_stats: Vec<ChunkStats>,
+    /// Bytes of chunk objects new to the pack.
+    stored_bytes: u64,
+}
+
+impl Written {
+    /// Adds a coded chunk to the pack and its tensor, offering what checkout will produce to
+    /// the next tip.
+    fn add(&mut self, job: &Job, c: CodedChunk, next_tip: &mut TipCollector) -> Result<()> {
+        let CodedChunk { t, i, id, obj, .. } = &c;
+        let (t, i, id) = (*t, *i, *id);
+        let inputs = job.inputs;
+        match &c.reconstruction {
+            Some(r) => {
+                self.recon_hashers[t].update(r);
+                if job.layout.builds_on_parent() {
+                    next_tip.offer(&inputs[t].name, i, r);
+                }
+            }
+            None if job.layout.builds_on_parent() => {
+                let range = chunk_range(inputs[t].data.len(), job.chunk_size, i);
+                next_tip.offer(&inputs[t].name, i, &inputs[t].data[range]);
+            }
+            None => {}
+        }
+        if let Some(s) = &c.stats {
+            self.tensor_stats[t].add(s);
+        }
+        let obj = obj.as_slice();
+        debug_assert_eq!(self.chunk_lists[t].len(), i);
+        if !self.pack.contains(&id) {
+            self.stored_bytes += obj.len() as u64;
+        }
+        self.pack.add(ObjectKind::Chunk, id, obj)?;
+        self.chunk_lists[t].push(ChunkRef {
+            id,
+            stored: obj.len() as u64,
+        });
+        Ok(())
+    }
+
+    /// The manifest entries of the snapshot's tensors, in input order, counting reuses, deltas
+    /// and keyframes into `report`; gives back the pack.
+    fn into_entries(
+        self,
+        job: &Job,
+        plans: Vec<Plan>,
+        hashes: &[ObjectId],
+        report: &mut CommitReport,
+    ) -> (PackWriter, Vec<TensorEntry>) {
+        let Written {
+            pack,
+            chunk_lists,
+            recon_hashers,
+            tensor_stats,
+            ..
+        } = self;
+        let (inputs, layout, chunk_size) = (job.inputs, job.layout, job.chunk_size);
+        let entries: Vec<TensorEntry> = plans
+            .into_iter()
+            .zip(chunk_lists)
+            .zip(inputs.iter().zip(hashes))
+            .zip(recon_hashers.iter().zip(&tensor_stats))
+            .map(
+                |(((plan, chunks), (t, hash)), (recon_hash, st))| match plan {
+                    Plan::Reuse(mut e) => {
+                        report.deduplicated += 1;
+                        e.name = t.name.clone();
+                        e.dtype = t.dtype;
+                        e.shape = t.shape.clone();
+                        e.encoding = Encoding::Dedup;
+                        e
+                    }
+                    Plan::Code { reference, bound } => {
+                        let stored: u64 = chunks.iter().map(|c| c.stored).sum();
+                        let chain = match &reference {
+                            Some((_, c)) => {
+                                report.deltas += 1;
+                                c.extend(stored)
+                            }
+                            None => {
+                                report.keyframes += 1;
+                                Chain::start(stored)
+                            }
+                        };
+                        let lossy = bound != Bound::Lossless && layout.builds_on_parent();
+                        TensorEntry {
+                            name: t.name.clone(),
+                            dtype: t.dtype,
+                            shape: t.shape.clone(),
+                            len: t.data.len() as u64,
+                            hash: if bound != Bound::Lossless {
+                                ObjectId::from(recon_hash.finalize())
+                            } else {
+                                *hash
+                            },
+                            source_hash: *hash,
+                            encoding: layout.encoding(bound, reference.is_some()),
+                            bound,
+                            chunk_bytes: chunk_size as u64,
+                            chunks,
+                            reference: reference.map(|(r, _)| r),
+                            depth: chain.depth,
+                            chain_bytes: chain.bytes,
+                            keyframe_bytes: chain.keyframe_bytes,
+                            stats: if lossy {
+                                code_stats(st)
+                            } else {
+                                BTreeMap::new()
+                            },
+                        }
+                    }
+                },
+            )
+            .collect();
+        (pack, entries)
+    }
+}
+
+/// Codes chunk `i` of input `t` as its plan says: against the reference's chunk (from the
+/// decoded tip, else decoded now) or alone.
+fn code_job_chunk(
+    job: &Job,
+    planned: &Planned,
+    engine: &dyn QuantEngine,
+    t: usize,
+    i: usize,
+) -> Result<CodedChunk> {
+    let (opts, reader, tip) = (job.opts, &planned.reader, &planned.tip);
+    let input = &job.inputs[t];
+    let range = chunk_range(input.data.len(), job.chunk_size, i);
+    let Plan::Code { reference, bound } = &planned.plans[t] else {
+        unreachable!("only coded tensors have jobs")
+    };
+    let cached = reference
+        .as_ref()
+        .and_then(|(r, _)| tip.as_ref()?.get(&(r.tensor.clone(), i)).cloned());
+    let decoded = match (reference, &cached) {
+        (Some((r, _)), None) => {
+            let m = reader.manifest(&r.snapshot).expect("closure loaded");
+            let e = m.tensor(&r.tensor).expect("closure loaded");
+            Some(reader.decode_chunk(e, i)?)
+        }
+        _ => None,
+    };
+    let anchor = reference.as_ref().is_some_and(|(_, c)| c.anchor);
+    let basis = match cached.as_deref().or(decoded.as_deref()) {
+        Some(r) => Basis::delta(r, anchor),
+        None => Basis::Keyframe,
+    };
+    let data = &input.data[range.clone()];
+    let coded = match &job.layout {
+        Layout::Frames(f) => code_frame_group(f, data, *bound, opts.codec),
+        Layout::Tensors => code_chunk(
+            engine,
+            input,
+            data,
+            *bound,
+            basis,
+            opts.rounding,
+            opts.codec,
+        ),
+    }
+    .map_err(|p| Error::decode(format!("chunk {i} of tensor {:?}", input.name), p))?;
+    (job.release)(t, range);
+    Ok(coded.with_position(t, i))
+}
+
+/// The code statistics of a lossy tensor's entry, as fractions of its elements (none for an
+/// empty tensor).
+fn code_stats(st: &ChunkStats) -> BTreeMap<String, f64> {
+    let mut stats = BTreeMap::new();
+    if st.elements > 0 {
+        let n = st.elements as f64;
+        stats.insert("zero_codes".to_string(), st.zero_codes as f64 / n);
+        stats.insert("exceptions".to_string(), st.exceptions as f64 / n);
+        if st.fresh > 0 {
+            stats.insert("fresh".to_string(), st.fresh as f64 / n);
+        }
+        stats.insert("code_entropy_bits".to_string(), st.entropy_bits / n);
+        stats.insert(
+            "code_bits_packed".to_string(),
+            st.code_bytes as f64 * 8.0 / n,
+        );
+    }
+    stats
+}
+
 impl Repo {
     /// Commits a safetensors file. The file is validated first; a bad file leaves the repository
     /// untouched and the error names the file and the problem.
@@ -319,6 +541,13 @@ impl Repo {
         // A frame sequence is chunked by groups of frames, each coded on its own.
         let chunk_size = layout.chunk_size(opts.chunk_bytes);
         crate::fsutil::remove_stale_temps(&self.packs_dir());
+        let job = Job {
+            inputs,
+            opts,
+            layout,
+            chunk_size,
+            release,
+        };
 
         // Phase 1: hashes, then the parent, references and duplicates from the index.
         let hashes: Vec<ObjectId> = inputs
@@ -331,7 +560,72 @@ impl Repo {
                 ObjectId::from(h.finalize())
             })
             .collect();
+        let planned = self.plan_commit(&job, &hashes)?;
+        let mut next_tip = self.tip.collector();
 
+        // Phase 2: code chunks a window at a time into a new pack.
+        let written = self.write_chunks(&job, &planned, &mut next_tip)?;
+        let Planned {
+            branch,
+            keyframe_every,
+            bound,
+            parent,
+            plans,
+            tip,
+            ..
+        } = planned;
+        // Reused tensors decode to the input (exact) or to the parent's reconstruction.
+        for (plan, input) in plans.iter().zip(inputs) {
+            let Plan::Reuse(e) = plan else { continue };
+            for i in 0..e.chunks.len() {
+                if e.bound == Bound::Lossless {
+                    next_tip.offer(&input.name, i, &input.data[e.chunk_range(i)]);
+                } else if let Some(bytes) = tip.as_ref().and_then(|c| c.get(&(e.name.clone(), i))) {
+                    next_tip.offer_shared(&input.name, i, bytes.clone());
+                }
+            }
+        }
+        drop(tip);
+
+        let mut report = CommitReport {
+            snapshot: ObjectId([0; 32]),
+            parent,
+            branch: branch.clone(),
+            tensors: inputs.len(),
+            logical_bytes: inputs.iter().map(|t| t.data.len() as u64).sum(),
+            stored_bytes: written.stored_bytes,
+            deduplicated: 0,
+            deltas: 0,
+            keyframes: 0,
+            seconds: 0.0,
+        };
+        let (pack, entries) = written.into_entries(&job, plans, &hashes, &mut report);
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            parents: parent.into_iter().collect(),
+            message: opts.message.clone(),
+            time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            branch,
+            source,
+            metadata,
+            meta: opts.meta.clone(),
+            header,
+            keyframe_every,
+            bound,
+            tensors: entries,
+        };
+
+        // Phase 3: publish.
+        self.publish_commit(pack, manifest, report, next_tip, started)
+    }
+
+    /// Phase 1 of a commit, with the index open: the branch, the settings in force, the
+    /// parent, how each tensor is stored (reused, or coded against a reference or alone), and
+    /// the reference chains the deltas need located.
+    fn plan_commit(&self, job: &Job, hashes: &[ObjectId]) -> Result<Planned> {
+        let (opts, layout) = (job.opts, job.layout);
         let index = self.index()?;
         let branch = match &opts.branch {
             Some(b) => {
@@ -355,9 +649,9 @@ impl Repo {
             Some(p) => Some(reader.load_manifest(&index, p)?),
             None => None,
         };
-        let mut plans = Vec::with_capacity(inputs.len());
+        let mut plans = Vec::with_capacity(job.inputs.len());
         let mut closure = Vec::new();
-        for (t, hash) in inputs.iter().zip(&hashes) {
+        for (t, hash) in job.inputs.iter().zip(hashes) {
             let tensor_bound = layout.tensor_bound(t.dtype, bound);
             let lossless = tensor_bound == Bound::Lossless;
             let parent_plan = TensorPlan::new(
@@ -411,25 +705,47 @@ impl Repo {
                 .is_some_and(|c| (0..e.chunks.len()).all(|i| c.contains_key(&(e.name.clone(), i))))
         };
         reader.load_closure(&index, closure.iter().filter(|e| !held(e)))?;
-        drop(index);
-        let mut next_tip = self.tip.collector();
+        Ok(Planned {
+            branch,
+            keyframe_every,
+            bound,
+            parent,
+            plans,
+            reader,
+            tip,
+        })
+    }
 
-        // Phase 2: code chunks a window at a time into a new pack.
-        let lossy_bytes: u64 = plans
+    /// Phase 2 of a commit, with the index closed: codes every chunk of the coded tensors, a
+    /// window at a time on all cores, into a new pack, offering what checkout will produce to
+    /// the next tip.
+    fn write_chunks(
+        &self,
+        job: &Job,
+        planned: &Planned,
+        next_tip: &mut TipCollector,
+    ) -> Result<Written> {
+        let (inputs, chunk_size) = (job.inputs, job.chunk_size);
+        let lossy_bytes: u64 = planned
+            .plans
             .iter()
             .zip(inputs)
             .filter(|(p, _)| matches!(p, Plan::Code { bound, .. } if *bound != Bound::Lossless))
             .map(|(_, t)| t.data.len() as u64)
             .sum();
-        let engine = self.encode_engine(match layout {
+        let engine = self.encode_engine(match job.layout {
             Layout::Tensors => lossy_bytes,
             Layout::Frames(_) => 0,
         });
-        let mut pack = PackWriter::create(&self.packs_dir())?;
-        let mut chunk_lists: Vec<Vec<ChunkRef>> = vec![Vec::new(); inputs.len()];
-        let mut recon_hashers: Vec<blake3::Hasher> = vec![blake3::Hasher::new(); inputs.len()];
-        let mut tensor_stats: Vec<ChunkStats> = vec![ChunkStats::default(); inputs.len()];
-        let jobs: Vec<(usize, usize)> = plans
+        let mut written = Written {
+            pack: PackWriter::create(&self.packs_dir())?,
+            chunk_lists: vec![Vec::new(); inputs.len()],
+            recon_hashers: vec![blake3::Hasher::new(); inputs.len()],
+            tensor_stats: vec![ChunkStats::default(); inputs.len()],
+            stored_bytes: 0,
+        };
+        let jobs: Vec<(usize, usize)> = planned
+            .plans
             .iter()
             .enumerate()
             .filter(|(_, p)| matches!(p, Plan::Code { .. }))
@@ -442,7 +758,6 @@ impl Repo {
             .iter()
             .map(|&(t, i)| chunk_range(inputs[t].data.len(), chunk_size, i).len())
             .collect();
-        let mut stored_bytes = 0u64;
         let total_bytes: u64 = job_bytes.iter().map(|&b| b as u64).sum();
         let mut done_bytes = 0u64;
         self.report("commit", 0, total_bytes);
@@ -454,193 +769,28 @@ impl Repo {
             let window = &jobs[range];
             let coded: Vec<CodedChunk> = window
                 .par_iter()
-                .map(|&(t, i)| {
-                    let input = &inputs[t];
-                    let range = chunk_range(input.data.len(), chunk_size, i);
-                    let Plan::Code { reference, bound } = &plans[t] else {
-                        unreachable!("only coded tensors have jobs")
-                    };
-                    let cached = reference
-                        .as_ref()
-                        .and_then(|(r, _)| tip.as_ref()?.get(&(r.tensor.clone(), i)).cloned());
-                    let decoded = match (reference, &cached) {
-                        (Some((r, _)), None) => {
-                            let m = reader.manifest(&r.snapshot).expect("closure loaded");
-                            let e = m.tensor(&r.tensor).expect("closure loaded");
-                            Some(reader.decode_chunk(e, i)?)
-                        }
-                        _ => None,
-                    };
-                    let anchor = reference.as_ref().is_some_and(|(_, c)| c.anchor);
-                    let basis = match cached.as_deref().or(decoded.as_deref()) {
-                        Some(r) => Basis::delta(r, anchor),
-                        None => Basis::Keyframe,
-                    };
-                    let data = &input.data[range.clone()];
-                    let coded = match &layout {
-                        Layout::Frames(f) => code_frame_group(f, data, *bound, opts.codec),
-                        Layout::Tensors => code_chunk(
-                            engine.as_ref(),
-                            input,
-                            data,
-                            *bound,
-                            basis,
-                            opts.rounding,
-                            opts.codec,
-                        ),
-                    }
-                    .map_err(|p| {
-                        Error::decode(format!("chunk {i} of tensor {:?}", input.name), p)
-                    })?;
-                    release(t, range);
-                    Ok(coded.with_position(t, i))
-                })
+                .map(|&(t, i)| code_job_chunk(job, planned, engine.as_ref(), t, i))
                 .collect::<Result<_>>()?;
             for c in coded {
-                let CodedChunk { t, i, id, obj, .. } = &c;
-                let (t, i, id) = (*t, *i, *id);
-                match &c.reconstruction {
-                    Some(r) => {
-                        recon_hashers[t].update(r);
-                        if layout.builds_on_parent() {
-                            next_tip.offer(&inputs[t].name, i, r);
-                        }
-                    }
-                    None if layout.builds_on_parent() => {
-                        let range = chunk_range(inputs[t].data.len(), chunk_size, i);
-                        next_tip.offer(&inputs[t].name, i, &inputs[t].data[range]);
-                    }
-                    None => {}
-                }
-                if let Some(s) = &c.stats {
-                    tensor_stats[t].add(s);
-                }
-                let obj = obj.as_slice();
-                debug_assert_eq!(chunk_lists[t].len(), i);
-                if !pack.contains(&id) {
-                    stored_bytes += obj.len() as u64;
-                }
-                pack.add(ObjectKind::Chunk, id, obj)?;
-                chunk_lists[t].push(ChunkRef {
-                    id,
-                    stored: obj.len() as u64,
-                });
+                written.add(job, c, next_tip)?;
             }
             self.report("commit", done_bytes, total_bytes);
         }
+        Ok(written)
+    }
 
-        // Reused tensors decode to the input (exact) or to the parent's reconstruction.
-        for (plan, input) in plans.iter().zip(inputs) {
-            let Plan::Reuse(e) = plan else { continue };
-            for i in 0..e.chunks.len() {
-                if e.bound == Bound::Lossless {
-                    next_tip.offer(&input.name, i, &input.data[e.chunk_range(i)]);
-                } else if let Some(bytes) = tip.as_ref().and_then(|c| c.get(&(e.name.clone(), i))) {
-                    next_tip.offer_shared(&input.name, i, bytes.clone());
-                }
-            }
-        }
-        drop(tip);
-
-        let mut report = CommitReport {
-            snapshot: ObjectId([0; 32]),
-            parent,
-            branch: branch.clone(),
-            tensors: inputs.len(),
-            logical_bytes: inputs.iter().map(|t| t.data.len() as u64).sum(),
-            stored_bytes,
-            deduplicated: 0,
-            deltas: 0,
-            keyframes: 0,
-            seconds: 0.0,
-        };
-        let entries: Vec<TensorEntry> = plans
-            .into_iter()
-            .zip(chunk_lists)
-            .zip(inputs.iter().zip(&hashes))
-            .zip(recon_hashers.iter().zip(&tensor_stats))
-            .map(
-                |(((plan, chunks), (t, hash)), (recon_hash, st))| match plan {
-                    Plan::Reuse(mut e) => {
-                        report.deduplicated += 1;
-                        e.name = t.name.clone();
-                        e.dtype = t.dtype;
-                        e.shape = t.shape.clone();
-                        e.encoding = Encoding::Dedup;
-                        e
-                    }
-                    Plan::Code { reference, bound } => {
-                        let lossy = bound != Bound::Lossless && layout.builds_on_parent();
-                        let stored: u64 = chunks.iter().map(|c| c.stored).sum();
-                        let chain = match &reference {
-                            Some((_, c)) => {
-                                report.deltas += 1;
-                                c.extend(stored)
-                            }
-                            None => {
-                                report.keyframes += 1;
-                                Chain::start(stored)
-                            }
-                        };
-                        let mut stats = BTreeMap::new();
-                        if lossy && st.elements > 0 {
-                            let n = st.elements as f64;
-                            stats.insert("zero_codes".to_string(), st.zero_codes as f64 / n);
-                            stats.insert("exceptions".to_string(), st.exceptions as f64 / n);
-                            if st.fresh > 0 {
-                                stats.insert("fresh".to_string(), st.fresh as f64 / n);
-                            }
-                            stats.insert("code_entropy_bits".to_string(), st.entropy_bits / n);
-                            stats.insert(
-                                "code_bits_packed".to_string(),
-                                st.code_bytes as f64 * 8.0 / n,
-                            );
-                        }
-                        TensorEntry {
-                            name: t.name.clone(),
-                            dtype: t.dtype,
-                            shape: t.shape.clone(),
-                            len: t.data.len() as u64,
-                            hash: if bound != Bound::Lossless {
-                                ObjectId::from(recon_hash.finalize())
-                            } else {
-                                *hash
-                            },
-                            source_hash: *hash,
-                            encoding: layout.encoding(bound, reference.is_some()),
-                            bound,
-                            chunk_bytes: chunk_size as u64,
-                            chunks,
-                            reference: reference.map(|(r, _)| r),
-                            depth: chain.depth,
-                            chain_bytes: chain.bytes,
-                            keyframe_bytes: chain.keyframe_bytes,
-                            stats,
-                        }
-                    }
-                },
-            )
-            .collect();
-        let mut manifest = Manifest {
-            format: MANIFEST_FORMAT,
-            parents: parent.into_iter().collect(),
-            message: opts.message.clone(),
-            time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            branch: branch.clone(),
-            source,
-            metadata,
-            meta: opts.meta.clone(),
-            header,
-            keyframe_every,
-            bound,
-            tensors: entries,
-        };
-
-        // Phase 3: publish. Retry with the new branch tip as parent if another commit won.
-        let key = branch_key(&branch);
-        let mut expected_parent = parent;
+    /// Phase 3 of a commit: writes the manifest into the pack, records the pack and moves the
+    /// branch. Retries with the new branch tip as parent if another commit won.
+    fn publish_commit(
+        &self,
+        mut pack: PackWriter,
+        mut manifest: Manifest,
+        mut report: CommitReport,
+        next_tip: TipCollector,
+        started: Instant,
+    ) -> Result<CommitReport> {
+        let key = branch_key(&manifest.branch);
+        let mut expected_parent = report.parent;
         loop {
             let bytes = manifest.to_bytes();
             let id = ObjectId::of(&bytes);

@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex};
 use crate::store::object_id::ObjectId;
 
 /// Decoded chunks of one snapshot, by tensor name and chunk index.
-type Chunks = HashMap<(String, usize), Arc<[u8]>>;
+pub(super) type TipChunks = HashMap<(String, usize), Arc<[u8]>>;
 
 /// The cache a repository handle carries.
 pub(crate) struct TipCache {
     limit: usize,
-    tip: Mutex<Option<(ObjectId, Arc<Chunks>)>>,
+    tip: Mutex<Option<(ObjectId, Arc<TipChunks>)>>,
 }
 
 impl std::fmt::Debug for TipCache {
@@ -38,7 +38,7 @@ impl TipCache {
     }
 
     /// The decoded chunks of `snapshot`, if it is the one kept.
-    pub fn chunks_of(&self, snapshot: &ObjectId) -> Option<Arc<Chunks>> {
+    pub fn chunks_of(&self, snapshot: &ObjectId) -> Option<Arc<TipChunks>> {
         let tip = self.tip.lock().unwrap_or_else(|e| e.into_inner());
         tip.as_ref()
             .filter(|(id, _)| id == snapshot)
@@ -66,7 +66,7 @@ impl TipCache {
 /// Decoded chunks gathered during one commit, up to the cache's bound.
 pub(crate) struct TipCollector {
     room: usize,
-    chunks: Chunks,
+    chunks: TipChunks,
 }
 
 impl TipCollector {
