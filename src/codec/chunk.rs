@@ -18,6 +18,8 @@ use super::varint::{get_varint, put_varint};
 const CHUNK_FORMAT: u8 = 1;
 /// Largest decoded chunk accepted; declared lengths above it are refused before allocating.
 pub const MAX_CHUNK_BYTES: usize = 256 << 20;
+/// Transform flag of a lossy (log-delta) chunk: coded without a reference.
+pub(crate) const KEYFRAME: u8 = 1;
 
 /// How a chunk is coded. The discriminants are on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,7 +240,7 @@ fn stored_len(sections: &[Section]) -> usize {
 pub fn needs_reference(chunk: &ParsedChunk) -> bool {
     match chunk.codec {
         ChunkCodec::Planes => chunk.transform != Transform::None as u8,
-        ChunkCodec::LogDelta => chunk.transform & super::lossy::KEYFRAME == 0,
+        ChunkCodec::LogDelta => chunk.transform & KEYFRAME == 0,
         ChunkCodec::FrameGroup => false,
     }
 }

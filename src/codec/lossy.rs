@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::chunk::{write_chunk, ChunkCodec, ParsedChunk, Section};
+use super::chunk::{write_chunk, ChunkCodec, ParsedChunk, Section, KEYFRAME};
 use super::context;
 use super::entropy::CodecChoice;
 use super::logquant::{self, ErrorBound, FloatKind, FreshCodes, PowerTable, QuantizedChunk};
@@ -28,8 +28,6 @@ use super::varint::{get_varint, put_varint};
 use crate::dtype::Dtype;
 use crate::store::manifest::Bound;
 
-/// Transform flag: coded without a reference.
-pub(crate) const KEYFRAME: u8 = 1;
 /// Transform flag: codes stored as narrow little-endian integers in byte planes, not RLE.
 const NARROW_CODES: u8 = 2;
 /// Transform flag (lattice): a delta that moves its parent onto the lattice ([`Basis::Anchor`]).

@@ -25,15 +25,6 @@ pub(crate) fn driver_present() -> bool {
     })
 }
 
-/// Whether `libnvrtc` can be loaded.
-pub(crate) fn nvrtc_present() -> bool {
-    static PRESENT: OnceLock<bool> = OnceLock::new();
-    *PRESENT.get_or_init(|| {
-        // SAFETY: only tries to dlopen the candidate library names, without calling into them.
-        catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() }).unwrap_or(false)
-    })
-}
-
 /// Runs `f` (cudarc calls) turning a panic (a missing symbol) into an error.
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -129,7 +120,7 @@ fn load() -> Result<GpuDevice, String> {
             driver_version.0, driver_version.1
         ));
     }
-    if !nvrtc_present() {
+    if !kernels::nvrtc_present() {
         return Err(format!(
             "CUDA device found but NVRTC (libnvrtc.so.13 or .12) is not loadable: install the \
              CUDA runtime compiler (e.g. `pip install nvidia-cuda-nvrtc==13.0.*`) and put its lib \

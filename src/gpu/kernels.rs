@@ -10,10 +10,18 @@ use std::time::{Duration, Instant};
 
 use cudarc::nvrtc::{result as nvrtc_result, sys as nvrtc_sys};
 
-use super::device::nvrtc_present;
-
 const HEADER: &str = include_str!("../../kernels/logquant.cuh");
 const INCLUDE_LINE: &str = "#include \"logquant.cuh\"";
+
+/// Whether `libnvrtc` can be loaded.
+pub(crate) fn nvrtc_present() -> bool {
+    static PRESENT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PRESENT.get_or_init(|| {
+        // SAFETY: only tries to dlopen the candidate library names, without calling into them.
+        std::panic::catch_unwind(|| unsafe { cudarc::nvrtc::sys::is_culib_present() })
+            .unwrap_or(false)
+    })
+}
 
 /// `(file name, text)` of every kernel source, in program order.
 pub(crate) const SOURCES: [(&str, &str); 3] = [
