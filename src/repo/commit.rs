@@ -16,6 +16,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::input::{Input, TensorInput};
 use super::plan::{self, FrameLayout, Layout, TensorPlan};
 use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
@@ -40,74 +41,6 @@ use crate::store::pack::{ObjectKind, PackWriter};
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
 /// Bytes of input coded per window; bounds memory whatever the checkpoint size.
 const WINDOW_BYTES: usize = 64 << 20;
-
-/// A tensor handed to [`Repo::commit_tensors`].
-#[derive(Clone, Debug)]
-pub struct TensorInput<'a> {
-    /// Name (unique within the snapshot).
-    pub name: String,
-    /// Element type.
-    pub dtype: Dtype,
-    /// Shape.
-    pub shape: Vec<u64>,
-    /// Little-endian element bytes, `dtype.byte_len(product(shape))` long.
-    pub data: &'a [u8],
-}
-
-/// A Rust element type with a safetensors dtype, whose values are their little-endian bytes
-/// in memory: what [`TensorInput::from_slice`] takes. Sealed: implemented for `u8`..`u64`,
-/// `i8`..`i64`, `f32`, `f64`, [`half::f16`] and [`half::bf16`].
-pub trait Element: sealed::Sealed + Copy {
-    /// The dtype of this element type.
-    const DTYPE: Dtype;
-}
-
-mod sealed {
-    pub trait Sealed {}
-}
-
-macro_rules! elements {
-    ($($t:ty => $d:ident),*) => {$(
-        impl sealed::Sealed for $t {}
-        impl Element for $t {
-            const DTYPE: Dtype = Dtype::$d;
-        }
-    )*};
-}
-elements!(u8 => U8, i8 => I8, u16 => U16, i16 => I16, u32 => U32, i32 => I32, u64 => U64,
-    i64 => I64, f32 => F32, f64 => F64, half::f16 => F16, half::bf16 => BF16);
-
-impl<'a> TensorInput<'a> {
-    /// A tensor of typed elements, without a copy: `TensorInput::from_slice("fc.weight",
-    /// vec![256, 64], &weights)` for a `Vec<f32>`, `&[half::bf16]`, `&[i64]`... The shape is
-    /// checked against the length at commit ([`Error::BadTensor`](crate::Error::BadTensor)).
-    pub fn from_slice<T: Element>(
-        name: impl Into<String>,
-        shape: Vec<u64>,
-        data: &'a [T],
-    ) -> TensorInput<'a> {
-        // SAFETY: every `Element` is a plain integer or float type without padding or invalid
-        // bit patterns, so its memory is `size_of_val(data)` initialized bytes, which live as
-        // long as `data`; `u8` needs no alignment. They are the little-endian bytes
-        // safetensors stores on a little-endian target (the only kind snapstore builds for,
-        // see the assertion below).
-        let bytes = unsafe {
-            std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data))
-        };
-        TensorInput {
-            name: name.into(),
-            dtype: T::DTYPE,
-            shape,
-            data: bytes,
-        }
-    }
-}
-
-// Typed views read memory as little-endian bytes.
-const _: () = assert!(
-    cfg!(target_endian = "little"),
-    "snapstore needs a little-endian target"
-);
 
 /// Options of a commit.
 #[derive(Clone, Debug)]
@@ -905,6 +838,23 @@ struct Undo {
     objects: Vec<ObjectId>,
     tensors: Vec<ObjectId>,
     ref_moved: bool,
+}
+
+impl Repo {
+    /// Commits `input` as a new snapshot: a checkpoint's tensors, or a frame sequence in groups
+    /// of `group` frames (`group` is unused for a checkpoint).
+    pub fn commit_input(
+        &self,
+        input: &Input,
+        group: usize,
+        opts: &CommitOptions,
+    ) -> Result<CommitReport> {
+        match input {
+            Input::Tensors(path) => self.commit_file(path, opts),
+            Input::Frames(seq) => self.commit_frames(seq, group, opts),
+            Input::FramesFile(path) => self.commit_frames_file(path, group, opts),
+        }
+    }
 }
 
 /// One coded chunk on its way into the pack.

@@ -9,13 +9,13 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::commit::CommitReport;
-use super::plan::{FrameLayout, Layout};
+use super::plan::{frame_dtype, layout_of, FrameLayout, Layout};
 use super::{CommitOptions, Repo};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::frames::{frame_metrics, FrameDims, FrameDtype, FrameMetrics, FrameSeq};
+use crate::frames::{frame_metrics, FrameDtype, FrameMetrics, FrameSeq};
 use crate::safetensors_io::{canonical_header, SafetensorsFile};
-use crate::store::manifest::{Manifest, TensorEntry};
+use crate::store::manifest::Manifest;
 use crate::TensorInput;
 
 /// Name of the tensor that holds a sequence.
@@ -26,41 +26,6 @@ const KIND_KEY: &str = "snapstore.kind";
 const NAMES_KEY: &str = "snapstore.frame_names";
 /// Default frames per group (keyframe interval).
 pub const DEFAULT_FRAME_GROUP: usize = 30;
-
-fn frame_dtype(d: Dtype) -> Option<FrameDtype> {
-    match d {
-        Dtype::U8 => Some(FrameDtype::U8),
-        Dtype::U16 => Some(FrameDtype::U16),
-        Dtype::F32 => Some(FrameDtype::F32),
-        _ => None,
-    }
-}
-
-/// Frame shape and element type of a stored `frames` tensor.
-pub(super) fn layout_of(
-    entry: &TensorEntry,
-) -> std::result::Result<(FrameDims, FrameDtype), String> {
-    let dtype = frame_dtype(entry.dtype)
-        .ok_or_else(|| format!("{} frames are not supported", entry.dtype))?;
-    let (h, w, c) = match entry.shape[..] {
-        [_, h, w] => (h, w, 1),
-        [_, h, w, c] => (h, w, c),
-        _ => {
-            return Err(format!(
-                "frame tensor of shape {:?} is not [T,H,W(,C)]",
-                entry.shape
-            ))
-        }
-    };
-    Ok((
-        FrameDims {
-            h: h as usize,
-            w: w as usize,
-            c: c as usize,
-        },
-        dtype,
-    ))
-}
 
 /// True when the snapshot holds a frame sequence.
 pub fn is_frames(m: &Manifest) -> bool {

@@ -28,10 +28,10 @@ use tip_cache::TipCache;
 
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
 pub(crate) use commit::{chunk_count, chunk_range, code_chunk, exact_may_win, validate_inputs};
-pub use commit::{CommitOptions, CommitReport, Element, TensorInput};
+pub use commit::{CommitOptions, CommitReport};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, FileStatus, LogEntry, Stats, TensorDiff, TensorStatus};
-pub use input::{Input, InputKind};
+pub use input::{Element, Input, InputKind, TensorInput};
 pub use maintenance::{FsckProblem, FsckReport, GcReport};
 pub(crate) use plan::TensorPlan;
 

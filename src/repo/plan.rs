@@ -12,7 +12,7 @@ use crate::frames::{FrameDims, FrameDtype};
 use crate::store::manifest::{Bound, Encoding, Manifest, TensorEntry};
 use crate::store::object_id::ObjectId;
 
-use super::commit::TensorInput;
+use super::input::TensorInput;
 use super::DEFAULT_KEYFRAME_EVERY;
 
 /// Fails when `chunk_bytes` is outside 4 KiB..128 MiB (what a chunk object holds).
@@ -56,6 +56,42 @@ impl FrameLayout {
     pub(crate) fn group_bytes(&self) -> usize {
         self.group * self.dims.elements().unwrap_or(0) * self.dtype.size()
     }
+}
+
+/// The frame element type of a tensor dtype (U8, U16 or F32).
+pub(super) fn frame_dtype(d: Dtype) -> Option<FrameDtype> {
+    match d {
+        Dtype::U8 => Some(FrameDtype::U8),
+        Dtype::U16 => Some(FrameDtype::U16),
+        Dtype::F32 => Some(FrameDtype::F32),
+        _ => None,
+    }
+}
+
+/// Frame shape and element type of a stored `frames` tensor.
+pub(super) fn layout_of(
+    entry: &TensorEntry,
+) -> std::result::Result<(FrameDims, FrameDtype), String> {
+    let dtype = frame_dtype(entry.dtype)
+        .ok_or_else(|| format!("{} frames are not supported", entry.dtype))?;
+    let (h, w, c) = match entry.shape[..] {
+        [_, h, w] => (h, w, 1),
+        [_, h, w, c] => (h, w, c),
+        _ => {
+            return Err(format!(
+                "frame tensor of shape {:?} is not [T,H,W(,C)]",
+                entry.shape
+            ))
+        }
+    };
+    Ok((
+        FrameDims {
+            h: h as usize,
+            w: w as usize,
+            c: c as usize,
+        },
+        dtype,
+    ))
 }
 
 /// What a snapshot holds, and so how its tensors are cut and coded.

@@ -198,7 +198,7 @@ impl ObjectReader {
             .map_err(|p| Error::decode(what(), p)),
             ChunkCodec::FrameGroup => {
                 let (dims, dtype) =
-                    super::frames::layout_of(entry).map_err(|p| Error::decode(what(), p))?;
+                    super::plan::layout_of(entry).map_err(|p| Error::decode(what(), p))?;
                 let [group]: [Vec<u8>; 1] = parsed
                     .sections
                     .try_into()
