@@ -27,6 +27,7 @@
 #[cfg(test)]
 extern crate self as snapstore;
 
+mod bound;
 mod codec;
 mod dtype;
 mod error;
@@ -43,6 +44,7 @@ mod store;
 // The public API: a repository and its operations, their options, reports and errors, the
 // engine choice, the frame and tensor types they take and return. Everything else is private;
 // the few items tests, benches, examples and fuzz targets reach into are `#[doc(hidden)]`.
+pub use bound::Bound;
 pub use codec::lossy::Rounding;
 pub use codec::CodecChoice;
 pub use dtype::Dtype;
@@ -65,7 +67,7 @@ pub use search::{
     default_candidates, parse_range, plot_svg, AutoCommitReport, AutoOptions, CandidateRow,
     ChosenBound, CommandEvaluator, Evaluator, SearchOptions, SearchReport,
 };
-pub use store::manifest::{Bound, Encoding, Manifest, TensorEntry};
+pub use store::manifest::{Encoding, Manifest, TensorEntry};
 pub use store::object_id::ObjectId;
 
 #[doc(hidden)]

@@ -25,8 +25,8 @@ use super::entropy::CodecChoice;
 use super::logquant::{self, ErrorBound, FloatKind, FreshCodes, PowerTable, QuantizedChunk};
 use super::planes;
 use super::varint::{get_varint, put_varint};
+use crate::bound::Bound;
 use crate::dtype::Dtype;
-use crate::store::manifest::Bound;
 
 /// Transform flag: codes stored as narrow little-endian integers in byte planes, not RLE.
 const NARROW_CODES: u8 = 2;

@@ -17,12 +17,12 @@ use super::device::{self, GpuDevice};
 use super::kernels;
 use super::pipeline::{GpuError, GpuQuantizer};
 use super::table::EncoderParams;
+use crate::bound::Bound;
 use crate::codec::delta::{self, Transform};
 use crate::codec::logquant::{self, FloatKind, PowerTable, QuantizedChunk};
 use crate::codec::lossy::{self, CpuQuant, QuantEngine, Rounding};
 use crate::codec::planes;
 use crate::dtype::Dtype;
-use crate::store::manifest::Bound;
 
 /// Codes `-HIST_CLIP..=HIST_CLIP` each have a bin in a code histogram.
 pub const HIST_CLIP: usize = cpu::HIST_CLIP;
