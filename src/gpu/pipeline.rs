@@ -798,6 +798,34 @@ impl GpuQuantizer {
     }
 }
 
+/// The benchmark's `n` elements of `kind`, as little-endian bytes: B holds values of both signs
+/// over six decades, A is B moved by up to +-2%. Returns `(a, b)`.
+fn bench_inputs(kind: FloatKind, n: usize) -> (Vec<u8>, Vec<u8>) {
+    let sz = kind.size();
+    let mut a = Vec::with_capacity(n * sz);
+    let mut b = Vec::with_capacity(n * sz);
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..n {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let bv =
+            (1e-3 + (s >> 40) as f64 / (1u64 << 24) as f64) * if s & 1 == 0 { 1.0 } else { -1.0 };
+        let av = bv * (1.0 + ((s >> 8) & 0xffff) as f64 / 65536.0 * 0.04 - 0.02);
+        match kind {
+            FloatKind::BF16 => {
+                b.extend_from_slice(&half::bf16::from_f64(bv).to_bits().to_le_bytes());
+                a.extend_from_slice(&half::bf16::from_f64(av).to_bits().to_le_bytes());
+            }
+            _ => {
+                b.extend_from_slice(&(bv as f32).to_le_bytes());
+                a.extend_from_slice(&(av as f32).to_le_bytes());
+            }
+        }
+    }
+    (a, b)
+}
+
 /// One row of [`GpuQuantizer::bench_kernels`].
 #[derive(Clone, Debug)]
 pub(crate) struct BenchRow {
@@ -844,28 +872,7 @@ impl GpuQuantizer {
         };
         for (kind, label) in [(FloatKind::F32, "f32"), (FloatKind::BF16, "bf16")] {
             let sz = kind.size();
-            // B: values of both signs over six decades; A: B moved by up to +-2%.
-            let mut a = Vec::with_capacity(n * sz);
-            let mut b = Vec::with_capacity(n * sz);
-            let mut s = 0x2545_f491_4f6c_dd1du64;
-            for _ in 0..n {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                let bv = (1e-3 + (s >> 40) as f64 / (1u64 << 24) as f64)
-                    * if s & 1 == 0 { 1.0 } else { -1.0 };
-                let av = bv * (1.0 + ((s >> 8) & 0xffff) as f64 / 65536.0 * 0.04 - 0.02);
-                match kind {
-                    FloatKind::BF16 => {
-                        b.extend_from_slice(&half::bf16::from_f64(bv).to_bits().to_le_bytes());
-                        a.extend_from_slice(&half::bf16::from_f64(av).to_bits().to_le_bytes());
-                    }
-                    _ => {
-                        b.extend_from_slice(&(bv as f32).to_le_bytes());
-                        a.extend_from_slice(&(av as f32).to_le_bytes());
-                    }
-                }
-            }
+            let (a, b) = bench_inputs(kind, n);
             let d_a = stream.clone_htod(&a).map_err(cuda("upload"))?;
             let d_b = stream.clone_htod(&b).map_err(cuda("upload"))?;
             let mut d_copy = stream.alloc_zeros::<u8>(n * sz).map_err(cuda("alloc"))?;
