@@ -843,6 +843,24 @@ struct Undo {
 impl Repo {
     /// Commits `input` as a new snapshot: a checkpoint's tensors, or a frame sequence in groups
     /// of `group` frames (`group` is unused for a checkpoint).
+    ///
+    /// ```
+    /// use snapstore::{CommitOptions, FrameDtype, FrameSeq, Input, InputKind, Repo};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let repo = Repo::init(dir.path().join("repo"))?;
+    /// // Eight 4x4 frames saved as a .npy, the way a simulation might write them.
+    /// let data: Vec<u8> = (0..128).map(|i| (i * 3) as u8).collect();
+    /// let seq = FrameSeq::from_raw(FrameDtype::U8, &[8, 4, 4], data)?;
+    /// let npy = dir.path().join("frames.npy");
+    /// snapstore::write_npy(&seq, &npy, 0..seq.t)?;
+    ///
+    /// let input = Input::detect(&npy, InputKind::Auto)?;
+    /// let report = repo.commit_input(&input, 4, &CommitOptions::default())?;
+    /// let back = repo.checkout_frames(&report.snapshot.hex(), None)?;
+    /// assert_eq!(back.data, seq.data);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit_input(
         &self,
         input: &Input,
