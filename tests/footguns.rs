@@ -220,6 +220,54 @@ fn a_read_only_repository_can_be_read_by_every_read_only_command() {
     assert_fsck_clean(&repo);
 }
 
+/// Every file under `dir` with its bytes and modification time.
+fn contents_and_times(dir: &Path) -> Vec<(PathBuf, Vec<u8>, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for (path, _) in listing(dir) {
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        out.push((path.clone(), std::fs::read(&path).unwrap(), modified));
+    }
+    out
+}
+
+#[test]
+fn read_only_commands_write_nothing_to_a_writable_repository() {
+    let (dir, repo, paths) = repo_with_commits(3);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = dir.path().join("x.safetensors");
+    let before = contents_and_times(&repo);
+    for args in [
+        vec!["log"],
+        vec!["show", "HEAD~1"],
+        vec!["stats"],
+        vec!["branch"],
+        vec!["tag"],
+        vec!["config", "keyframe_every"],
+        vec!["fsck"],
+        vec!["diff", "HEAD~2", "HEAD"],
+        vec!["diff", "HEAD", path_str(&paths[2])],
+        vec!["status", path_str(&paths[2])],
+        vec!["checkout", "HEAD~1", "-o", path_str(&out)],
+    ] {
+        let o = run_env(&repo, &args, &[("TMPDIR", path_str(&tmp))]);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        assert_eq!(
+            contents_and_times(&repo),
+            before,
+            "{args:?} wrote to the repository"
+        );
+        assert!(
+            std::fs::read_dir(&tmp).unwrap().next().is_none(),
+            "{args:?} left files in TMPDIR"
+        );
+    }
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&paths[1]).unwrap()
+    );
+}
+
 /// Temp files (`.tmp-*`) directly in `dir`.
 fn temps_in(dir: &Path) -> Vec<(PathBuf, u64)> {
     std::fs::read_dir(dir)

@@ -84,7 +84,7 @@ impl Repo {
         spec: &str,
         names: Option<&[String]>,
     ) -> Result<Prepared> {
-        let index = self.index()?;
+        let index = self.index_read()?;
         let mut reader = self.reader();
         let snapshot = resolve(&index, &mut reader, spec)?;
         let manifest = reader.load_manifest(&index, &snapshot)?;

@@ -164,7 +164,7 @@ pub(crate) fn reachable_snapshots(
 impl Repo {
     /// The first-parent history from `spec` (default HEAD), newest first.
     pub fn log(&self, spec: Option<&str>, limit: Option<usize>) -> Result<Vec<LogEntry>> {
-        let index = self.index()?;
+        let index = self.index_read()?;
         let mut reader = self.reader();
         let mut next = match resolve(&index, &mut reader, spec.unwrap_or("HEAD")) {
             Ok(id) => Some(id),
@@ -223,7 +223,7 @@ impl Repo {
             .iter()
             .map(|t| (t.name.clone(), ObjectId::of(file.tensor_bytes(t))))
             .collect();
-        let index = self.index()?;
+        let index = self.index_read()?;
         let mut reader = self.reader();
         let head = match resolve(&index, &mut reader, "HEAD") {
             Ok(id) => Some(id),
@@ -290,7 +290,7 @@ impl Repo {
 
     /// A snapshot's manifest.
     pub fn show(&self, spec: &str) -> Result<(ObjectId, Arc<Manifest>)> {
-        let index = self.index()?;
+        let index = self.index_read()?;
         let mut reader = self.reader();
         let id = resolve(&index, &mut reader, spec)?;
         let m = reader.load_manifest(&index, &id)?;
@@ -337,7 +337,7 @@ impl Repo {
 
     /// Totals over the repository.
     pub fn stats(&self) -> Result<Stats> {
-        let index = self.index()?;
+        let index = self.index_read()?;
         let mut reader = self.reader();
         let snaps = reachable_snapshots(&index, &mut reader)?;
         let mut logical = 0;

@@ -189,7 +189,7 @@ impl Repo {
     /// objects and, unless `quick`, decodes every tensor and checks its blake3. Names each damaged
     /// object and the snapshots and tensors it breaks.
     pub fn fsck(&self, quick: bool) -> Result<FsckReport> {
-        let index = self.index()?;
+        let index = self.index_read()?;
         let dir = self.packs_dir();
         let mut report = FsckReport::default();
         let mut damaged: BTreeMap<ObjectId, (Option<String>, String)> = BTreeMap::new();

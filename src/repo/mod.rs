@@ -252,13 +252,19 @@ impl Repo {
         self.dir.join("packs")
     }
 
+    /// The index, opened for changes.
     fn index(&self) -> Result<Index> {
         Index::open(&self.dir)
     }
 
+    /// The index, opened by a command that only reads: nothing in the repository is written.
+    fn index_read(&self) -> Result<Index> {
+        Index::open_read(&self.dir)
+    }
+
     /// Reads a config value (`keyframe_every`, `bound.BRANCH`, ...).
     pub fn config_get(&self, key: &str) -> Result<Option<String>> {
-        self.index()?.config_get(key)
+        self.index_read()?.config_get(key)
     }
 
     /// Sets a config value.

@@ -101,7 +101,7 @@ fn resolve_prefix(index: &Index, prefix: &str) -> Result<ObjectId> {
 impl Repo {
     /// Resolves a ref expression (`HEAD`, `HEAD~2`, `main`, a tag, an id prefix) to a snapshot.
     pub fn resolve(&self, spec: &str) -> Result<ObjectId> {
-        let index = self.index()?;
+        let index = self.index_read()?;
         let mut reader = self.reader();
         resolve(&index, &mut reader, spec)
     }
@@ -170,7 +170,7 @@ impl Repo {
 
     /// The branch HEAD names.
     pub fn head_branch(&self) -> Result<String> {
-        self.index()?.head_branch()
+        self.index_read()?.head_branch()
     }
 
     /// Creates a tag at `at`.
@@ -206,7 +206,7 @@ impl Repo {
 
     /// Branches and tags with their snapshots.
     pub fn list_refs(&self) -> Result<(RefList, RefList)> {
-        let index = self.index()?;
+        let index = self.index_read()?;
         Ok((index.list_refs("heads/")?, index.list_refs("tags/")?))
     }
 }

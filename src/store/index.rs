@@ -51,20 +51,9 @@ pub struct Index {
     objects: sled::Tree,
     config: sled::Tree,
     tensors: sled::Tree,
-    /// Set when this user cannot write the index (a read-only repository): `db` is then a copy
-    /// in a temp directory, removed on drop (after `db`, declared above), and every change is
-    /// refused with [`Error::ReadOnly`].
-    read_only: Option<TempCopy>,
-}
-
-/// A temp directory holding a copy of a read-only index; removed when dropped.
-struct TempCopy(PathBuf);
-
-impl Drop for TempCopy {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-        crate::fsutil::forget_temp(&self.0);
-    }
+    /// Opened read-only (by a read-only command, or because this user cannot write the index):
+    /// sled then writes nothing, and every change is refused with [`Error::ReadOnly`].
+    read_only: bool,
 }
 
 /// True for the errors a read-only directory or mount gives.
@@ -72,29 +61,24 @@ fn is_read_only(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
 }
 
-/// Copies the files of directory `from` (recursively) into `to`; errors name the file.
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
-        let entry = entry.map_err(|e| Error::io(from, e))?;
-        let src = entry.path();
-        let dst = to.join(entry.file_name());
-        if entry.file_type().map_err(|e| Error::io(&src, e))?.is_dir() {
-            copy_dir(&src, &dst)?;
-        } else {
-            std::fs::copy(&src, &dst).map_err(|e| Error::io(&src, e))?;
-            // The copy keeps the read-only mode; sled opens its files for writing.
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| Error::io(&dst, e))?;
+impl Index {
+    /// Opens the index of `repo` for changes, waiting while another process holds it. On a
+    /// repository this user cannot write, opens it read-only instead (changes then fail with
+    /// [`Error::ReadOnly`]).
+    pub fn open(repo: &Path) -> Result<Self> {
+        match Self::open_with(repo, false) {
+            Err(Error::Io { error, .. }) if is_read_only(&error) => Self::open_with(repo, true),
+            other => other,
         }
     }
-    Ok(())
-}
 
-impl Index {
-    /// Opens the index in `dir`, waiting while another process holds it.
-    pub fn open(repo: &Path) -> Result<Self> {
+    /// Opens the index of `repo` for reading only: nothing in the repository is written or
+    /// synced (sled recovers in memory), and other readers may hold it at the same time.
+    pub fn open_read(repo: &Path) -> Result<Self> {
+        Self::open_with(repo, true)
+    }
+
+    fn open_with(repo: &Path, read_only: bool) -> Result<Self> {
         let dir = repo.join("index");
         let wait = std::env::var("SNAPSTORE_LOCK_TIMEOUT")
             .ok()
@@ -105,7 +89,11 @@ impl Index {
         let db = loop {
             // No background flusher: every change is flushed explicitly before it is reported,
             // and the flusher thread cost each short-lived open ~0.4 ms.
-            match sled::Config::new().path(&dir).flush_every_ms(None).open() {
+            let config = sled::Config::new()
+                .path(&dir)
+                .flush_every_ms(None)
+                .read_only(read_only);
+            match config.open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                     if start.elapsed() >= wait {
@@ -117,59 +105,35 @@ impl Index {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
-                Err(sled::Error::Io(e)) if is_read_only(&e) => {
-                    return Self::open_read_only_copy(repo, &dir)
+                // Permission and missing-file errors name the index directory.
+                Err(sled::Error::Io(e))
+                    if is_read_only(&e) || e.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    return Err(Error::io(&dir, e))
                 }
                 Err(e) => return Err(e.into()),
             }
         };
-        Self::with_db(repo, dir, db, None)
-    }
-
-    fn with_db(repo: &Path, dir: PathBuf, db: sled::Db, copy: Option<TempCopy>) -> Result<Self> {
         Ok(Index {
-            dir,
             reflog: RefLog::new(repo),
             refs: db.open_tree("refs")?,
             objects: db.open_tree("objects")?,
             config: db.open_tree("config")?,
             tensors: db.open_tree("tensors")?,
             db,
-            read_only: copy,
+            dir,
+            read_only,
         })
-    }
-
-    /// Opens a read-only index: sled writes on every open (its lock, a snapshot file), so it
-    /// opens a private copy in the temp directory, and refuses every change. An index this
-    /// user cannot even read fails with the unreadable file named.
-    fn open_read_only_copy(repo: &Path, dir: &Path) -> Result<Self> {
-        let tmp = std::env::temp_dir().join(format!(
-            "snapstore-read-only-index-{}-{}",
-            std::process::id(),
-            crate::fsutil::unique_suffix()
-        ));
-        crate::fsutil::register_temp(&tmp);
-        let copy = TempCopy(tmp.clone());
-        copy_dir(dir, &tmp)?;
-        let db = sled::Config::new()
-            .path(&tmp)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(e) => Error::io(&tmp, e),
-                other => other.into(),
-            })?;
-        Self::with_db(repo, dir.to_path_buf(), db, Some(copy))
     }
 
     /// Fails with [`Error::ReadOnly`] on a read-only index.
     fn writable(&self) -> Result<()> {
-        match self.read_only {
-            Some(_) => Err(Error::ReadOnly {
+        if self.read_only {
+            return Err(Error::ReadOnly {
                 path: self.dir.clone(),
-            }),
-            None => Ok(()),
+            });
         }
+        Ok(())
     }
 
     /// Makes every change so far durable.
@@ -490,4 +454,36 @@ fn decode_location(id: &ObjectId, v: &[u8]) -> Option<Location> {
             len: u64::from_le_bytes(v[41..49].try_into().ok()?),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_share_the_index_and_see_what_the_writer_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let index = Index::open(dir.path()).unwrap();
+            index.set_head_branch("trunk").unwrap();
+            index.flush().unwrap();
+        }
+        // Two readers at once (a writer would wait for the first to let go).
+        let a = Index::open_read(dir.path()).unwrap();
+        let b = Index::open_read(dir.path()).unwrap();
+        assert_eq!(a.head_branch().unwrap(), "trunk");
+        assert_eq!(b.head_branch().unwrap(), "trunk");
+        assert!(matches!(
+            a.set_head_branch("other"),
+            Err(Error::ReadOnly { .. })
+        ));
+    }
+
+    #[test]
+    fn a_missing_index_is_named_not_created_by_a_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Index::open_read(dir.path()).err().expect("no index there");
+        assert!(err.to_string().contains("index"), "{err}");
+        assert!(!dir.path().join("index").exists());
+    }
 }

@@ -201,6 +201,10 @@ pub struct Inner {
     pub mode: Mode,
     #[doc(hidden)]
     pub temporary: bool,
+    /// snapstore patch: opens the files read-only under a shared lock and never writes or
+    /// syncs them (recovery stays in memory); any change fails.
+    #[doc(hidden)]
+    pub read_only: bool,
     #[doc(hidden)]
     pub use_compression: bool,
     #[doc(hidden)]
@@ -230,6 +234,7 @@ impl Default for Inner {
             use_compression: false,
             compression_factor: 5,
             temporary: false,
+            read_only: false,
             version: crate_version(),
 
             // useful in testing
@@ -507,6 +512,11 @@ impl Config {
             "deletes the database after drop. if no path is set, uses /dev/shm on linux"
         ),
         (
+            read_only,
+            bool,
+            "snapstore patch: open read-only under a shared lock, never writing or syncing"
+        ),
+        (
             create_new,
             bool,
             "attempts to exclusively open the database, failing if it already exists"
@@ -554,6 +564,9 @@ impl Config {
     }
 
     fn open_file(&self) -> Result<File> {
+        if self.read_only {
+            return self.open_file_read_only();
+        }
         let blob_dir: PathBuf = self.get_path().join("blobs");
 
         if !blob_dir.exists() {
@@ -574,6 +587,36 @@ impl Config {
         }
 
         self.try_lock(options.open(&self.db_path())?)
+    }
+
+    /// snapstore patch: the data file opened for reading under a shared lock; a database
+    /// that does not exist yet (no config file) is an error, not created.
+    fn open_file_read_only(&self) -> Result<File> {
+        if self.read_config()?.is_none() {
+            return Err(Error::Io(io::Error::new(
+                ErrorKind::NotFound,
+                format!("no database at {:?}", self.get_path()),
+            )));
+        }
+        let file = fs::OpenOptions::new().read(true).open(&self.db_path())?;
+        #[cfg(all(
+            not(miri),
+            any(windows, target_os = "linux", target_os = "macos")
+        ))]
+        {
+            use fs2::FileExt;
+            if let Err(e) = file.try_lock_shared() {
+                return Err(Error::Io(io::Error::new(
+                    ErrorKind::Other,
+                    format!(
+                        "could not acquire lock on {:?}: {:?}",
+                        self.db_path().to_string_lossy(),
+                        e
+                    ),
+                )));
+            }
+        }
+        Ok(file)
     }
 
     fn try_lock(&self, file: File) -> Result<File> {

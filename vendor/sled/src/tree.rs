@@ -97,6 +97,10 @@ pub struct TreeInner {
 
 impl Drop for TreeInner {
     fn drop(&mut self) {
+        // snapstore patch: a read-only database never writes.
+        if self.context.read_only {
+            return;
+        }
         // Flush the underlying system in a loop until we
         // have flushed all dirty data.
         loop {

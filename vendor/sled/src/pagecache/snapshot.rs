@@ -332,8 +332,10 @@ fn advance_snapshot(
                     shred_base,
                     shred_base + shred_len as LogOffset
                 );
-                pwrite_all(&config.file, &shred_zone, shred_base)?;
-                config.file.sync_all()?;
+                if !config.read_only {
+                    pwrite_all(&config.file, &shred_zone, shred_base)?;
+                    config.file.sync_all()?;
+                }
             }
             (iterated_lsn, iter.segment_base.map(|bb| bb.offset))
         };
@@ -361,7 +363,7 @@ fn advance_snapshot(
         return Err(Error::corruption(None));
     }
 
-    if snapshot.stable_lsn > old_stable_lsn {
+    if snapshot.stable_lsn > old_stable_lsn && !config.read_only {
         write_snapshot(config, &snapshot)?;
     }
 
@@ -393,6 +395,11 @@ fn advance_snapshot(
         }
         reverse_segments
     };
+
+    // snapstore patch: a read-only open leaves torn segments and blobs to the next writer.
+    if config.read_only {
+        return Ok(snapshot);
+    }
 
     for (lsn, to_zero) in &iter.segments {
         debug!("zeroing torn segment at lsn {} lid {}", lsn, to_zero);
