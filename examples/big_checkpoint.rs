@@ -15,7 +15,8 @@
 //! `epoch_2.safetensors` (every weight times `1 + 1e-3 * noise`); commit it (lossless delta
 //! against epoch 1); check out epoch 2 to a file and compare it byte for byte with the
 //! original. `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma` picks the commit's entropy coders (default
-//! `auto`). After each phase the process's peak resident set so far (`VmHWM` from
+//! `auto`); `SNAPSTORE_BENCH_TIP_CACHE=BYTES` bounds the decoded last commit the repository
+//! handle keeps (default `DEFAULT_TIP_CACHE_BYTES`; 0 as the CLI). After each phase the process's peak resident set so far (`VmHWM` from
 //! `/proc/self/status`) is printed; `/usr/bin/time -v` reports the same final peak as
 //! "Maximum resident set size".
 
@@ -71,7 +72,13 @@ fn main() -> Result<()> {
     );
     report_rss("after writing epoch 1");
 
-    let repo = Repo::init(tmp.path().join("repo"))?;
+    let mut repo = Repo::init(tmp.path().join("repo"))?;
+    if let Some(bytes) = std::env::var("SNAPSTORE_BENCH_TIP_CACHE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        repo = repo.with_tip_cache(bytes);
+    }
     let opts = CommitOptions {
         bound: Some(Bound::Lossless),
         message: "epoch 1".into(),

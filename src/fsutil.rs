@@ -228,7 +228,10 @@ impl AtomicFile {
         let staged = writer
             .into_inner()
             .map_err(|e| e.into_error())
-            .and_then(|file| io_step("fsync").and_then(|_| file.sync_all()))
+            .and_then(|file| {
+                let _t = crate::profile::time(crate::profile::Stage::Fsync);
+                io_step("fsync").and_then(|_| file.sync_all())
+            })
             .and_then(|_| io_step("rename"));
         if let Err(e) = staged {
             let _ = fs::remove_file(&self.tmp);
@@ -286,6 +289,7 @@ fn parent_dir(path: &Path) -> &Path {
 
 /// Fsyncs a directory so a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
+    let _t = crate::profile::time(crate::profile::Stage::Fsync);
     io_step("directory fsync")
         .and_then(|_| File::open(dir))
         .and_then(|d| d.sync_all())

@@ -36,6 +36,8 @@ mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gpu;
+#[doc(hidden)]
+pub mod profile;
 mod repo;
 mod safetensors_io;
 mod search;

@@ -12,7 +12,12 @@ fn main() {
     if let Err(err) = snapstore::remove_temps_on_signals() {
         eprintln!("warning: cannot clean up on Ctrl-C: {err}");
     }
-    if let Err(err) = cli::run() {
+    let result = cli::run();
+    // SNAPSTORE_PROFILE=1: where the command spent its time, stage by stage (BENCHMARKS.md).
+    if std::env::var_os("SNAPSTORE_PROFILE").is_some_and(|v| !v.is_empty() && v != "0") {
+        eprint!("{}", snapstore::profile::read());
+    }
+    if let Err(err) = result {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

@@ -14,6 +14,7 @@ use super::delta::{self, Transform};
 use super::entropy::{self, CodecChoice, Entropy};
 use super::planes;
 use super::varint::{get_varint, put_varint};
+use crate::profile::{self, Stage};
 
 const CHUNK_FORMAT: u8 = 1;
 /// Largest decoded chunk accepted; declared lengths above it are refused before allocating.
@@ -191,7 +192,11 @@ pub fn encode_lossless(
     } else {
         1
     };
-    let plain = || sections_of_planes(&planes::split(raw, unit), unit, choice);
+    let split = |raw: &[u8]| {
+        let _t = profile::time_bytes(Stage::Delta, raw.len());
+        planes::split(raw, unit)
+    };
+    let plain = || sections_of_planes(&split(raw), unit, choice);
     let (transform, sections) = match reference.filter(|r| r.len() == raw.len()) {
         None => (Transform::None, plain()),
         Some(r) => {
@@ -200,7 +205,11 @@ pub fn encode_lossless(
             } else {
                 Transform::IntSub
             };
-            let d = sections_of_planes(&delta::forward_planes(t, unit, raw, r), unit, choice);
+            let delta = {
+                let _t = profile::time_bytes(Stage::Delta, raw.len());
+                delta::forward_planes(t, unit, raw, r)
+            };
+            let d = sections_of_planes(&delta, unit, choice);
             // A delta that barely compresses means the tensor changed wholesale: check the plain
             // coding too and keep the smaller.
             if stored_len(&d) * 50 > raw.len() * 49 {
@@ -268,6 +277,7 @@ pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> Result<V
             sections[b].len()
         ));
     }
+    let _t = profile::time_bytes(Stage::Merge, raw_len);
     let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
     let mut data = planes::merge_slices(&slices, n);
     if transform == Transform::None {

@@ -1,6 +1,7 @@
 //! The entropy stage: each section of a chunk is stored as-is, with Zstd, or with LZMA,
 //! whichever is smallest among the coders the caller allows.
 
+use crate::profile::{self, Stage};
 use std::fmt;
 use std::io::Read;
 use std::str::FromStr;
@@ -85,12 +86,15 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
         return (Entropy::Stored, Vec::new());
     }
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
+    let zstd = profile::time_bytes(Stage::Zstd, data.len());
     if let Ok(z) = zstd_compress(data) {
         if z.len() < best.2 {
             best = (Entropy::Zstd, None, z.len());
             best.1 = Some(z);
         }
     }
+    drop(zstd);
+    let _rans = profile::time_bytes(Stage::Rans, data.len());
     let counts = super::rans::histogram(data);
     // The order-0 estimate is cheap; run rANS only where it can win.
     let rans_may_win = super::rans::estimated_size(&counts) < best.2;
@@ -108,6 +112,7 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
         CodecChoice::Auto => false,
     };
     if try_lzma {
+        let _lzma = profile::time_bytes(Stage::Lzma, data.len());
         if let Some(out) = lzma_compress(data).filter(|o| o.len() < best.2) {
             best = (Entropy::Lzma, Some(out), 0);
         }
@@ -166,6 +171,12 @@ fn lzma_compress(data: &[u8]) -> Option<Vec<u8>> {
 /// Decompresses a section into exactly `raw_len` bytes; anything else is an error (this also
 /// stops decompression bombs: output never grows past `raw_len`).
 pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+    let stage = match kind {
+        Entropy::Zstd => Stage::ZstdDecode,
+        Entropy::Lzma => Stage::LzmaDecode,
+        _ => Stage::RansDecode,
+    };
+    let _t = profile::time_bytes(stage, raw_len);
     let out = match kind {
         Entropy::Stored => stored.to_vec(),
         Entropy::Zstd => zstd_decompress(stored, raw_len).map_err(|e| format!("zstd: {e}"))?,

@@ -16,6 +16,7 @@
 //! a keyframe's in one), each stream a form byte (0 RLE, 1 narrow planes) and its codes; the
 //! transform byte holds [`KEYFRAME`] and [`ANCHOR`].
 
+use crate::profile::{self, Stage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -498,6 +499,7 @@ pub fn encode(
     rounding: Rounding,
     choice: CodecChoice,
 ) -> Result<(Vec<u8>, Vec<u8>, ChunkStats), String> {
+    let _layout = profile::time_bytes(Stage::Layout, target.len());
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot be stored lossy"))?;
     let reference = basis.parent();
     let keyframe = reference.is_none();
@@ -513,6 +515,7 @@ pub fn encode(
     let lattice = rounding == Rounding::Lattice;
     // On the lattice a keyframe and an anchoring delta place every element from its base; a plain
     // delta rounds against its parent like the other roundings.
+    let quantize = profile::time_bytes(Stage::Quantize, target.len());
     let (mut q, mut recon) = if lattice && (keyframe || anchor) {
         logquant::quantize_from_bases(kind, target, &reference, &table)
             .map_err(|e| e.to_string())?
@@ -527,6 +530,7 @@ pub fn encode(
         FreshCodes::default()
     };
     keep_specials_exact(kind, target, &mut q, &mut recon);
+    drop(quantize);
     drop_fresh_exceptions(&mut fresh, &q.exception_positions);
     let mut params = vec![match eb {
         ErrorBound::Relative(_) => 1u8,
@@ -626,6 +630,7 @@ pub fn decode(
     chunk: ParsedChunk,
     reference: Option<&[u8]>,
 ) -> Result<Vec<u8>, String> {
+    let _t = profile::time(Stage::Dequantize);
     if is_lattice(&chunk) {
         return decode_lattice(dtype, chunk, reference);
     }
@@ -851,6 +856,7 @@ pub fn decode_lattice_run(
     base: Vec<u8>,
     chunks: Vec<ParsedChunk>,
 ) -> Result<Vec<u8>, String> {
+    let _t = profile::time(Stage::Dequantize);
     let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
     let parts = chunks
         .into_iter()

@@ -20,9 +20,6 @@ use crate::safetensors_io::{canonical_header, write_header_prefix};
 use crate::store::manifest::{Manifest, TensorEntry};
 use crate::store::object_id::ObjectId;
 
-/// Chunks decoded at once per tensor; bounds memory.
-const WINDOW_CHUNKS: usize = 64;
-
 /// A tensor checked out into memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CheckedOutTensor {
@@ -246,15 +243,20 @@ pub(crate) fn decode_tensors(
             finish(t, &mut hashers)?;
         }
     }
-    for window in jobs.chunks(WINDOW_CHUNKS) {
+    // As many chunks at once as commit codes (the same bytes per window).
+    let window_chunks = (super::commit::window_bytes() / super::commit::DEFAULT_CHUNK_BYTES).max(1);
+    for window in jobs.chunks(window_chunks) {
         let decoded: Vec<Vec<u8>> = window
             .par_iter()
             .map(|&(t, i)| reader.decode_chunk(entries[t], i))
             .collect::<Result<_>>()?;
         for (&(t, i), d) in window.iter().zip(&decoded) {
             let (h, total) = hashers[t].get_or_insert_with(|| (blake3::Hasher::new(), 0));
+            let hash = crate::profile::time_bytes(crate::profile::Stage::OutputHash, d.len());
             h.update(d);
             *total += d.len() as u64;
+            drop(hash);
+            let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
             sink(t, d)?;
             if i + 1 == entries[t].chunks.len() {
                 finish(t, &mut hashers)?;

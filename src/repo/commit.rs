@@ -10,7 +10,6 @@
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -20,7 +19,7 @@ use super::input::{Input, TensorInput};
 use super::plan::{self, FrameLayout, Layout, TensorPlan};
 use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
-use super::tip_cache::{TipChunks, TipCollector};
+use super::tip_cache::{TakenTip, TipCollector};
 use super::Repo;
 use crate::codec::chunk;
 use crate::codec::lossy::{self, Basis, ChunkStats, QuantEngine, Rounding};
@@ -39,8 +38,21 @@ use crate::store::pack::{ObjectKind, PackWriter};
 /// Default chunk size: large enough for good compression, small enough for all cores to share
 /// one tensor.
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
-/// Bytes of input coded per window; bounds memory whatever the checkpoint size.
-const WINDOW_BYTES: usize = 64 << 20;
+/// Bytes of input coded per window and per thread, so every thread has a few chunks before the
+/// window's barrier; the window bounds memory whatever the checkpoint size (its input pages,
+/// coded chunks, references and reconstructions are held together).
+const WINDOW_BYTES_PER_THREAD: usize = 4 << 20;
+/// At most this much per window, however many threads.
+const MAX_WINDOW_BYTES: usize = 64 << 20;
+/// Bytes of a tensor hashed before its pages are released (large enough for blake3's rayon
+/// split to use every core).
+const HASH_SLICE_BYTES: usize = 8 << 20;
+
+/// The window for this thread pool: 8 MiB on 2 cores, 64 MiB from 16 (a fixed 64 MiB kept
+/// ~300 MB resident on 2 cores whatever the checkpoint size, BENCHMARKS.md "Big checkpoint").
+pub(crate) fn window_bytes() -> usize {
+    (WINDOW_BYTES_PER_THREAD * rayon::current_num_threads()).clamp(8 << 20, MAX_WINDOW_BYTES)
+}
 
 /// Options of a commit.
 #[derive(Clone, Debug)]
@@ -181,8 +193,9 @@ struct Planned {
     plans: Vec<Plan>,
     /// Holds the manifests of the reference chains the deltas decode.
     reader: ObjectReader,
-    /// The parent decoded, if this handle committed it and the snapshot builds on it.
-    tip: Option<Arc<TipChunks>>,
+    /// The parent decoded, if this handle committed it and the snapshot builds on it, taken out
+    /// of the cache so each chunk is freed once coded against.
+    tip: Option<TakenTip>,
 }
 
 /// What phase 2 wrote: the pack, and per tensor its chunks, the hash of its reconstruction
@@ -205,14 +218,17 @@ impl Written {
         let inputs = job.inputs;
         match &c.reconstruction {
             Some(r) => {
+                let _t = crate::profile::time_bytes(crate::profile::Stage::ReconHash, r.len());
                 self.recon_hashers[t].update(r);
                 if job.layout.builds_on_parent() {
                     next_tip.offer(&inputs[t].name, i, r);
                 }
             }
             None if job.layout.builds_on_parent() => {
+                // The input pages were released once coded: release them again.
                 let range = chunk_range(inputs[t].data.len(), job.chunk_size, i);
-                next_tip.offer(&inputs[t].name, i, &inputs[t].data[range]);
+                next_tip.offer(&inputs[t].name, i, &inputs[t].data[range.clone()]);
+                (job.release)(t, range);
             }
             None => {}
         }
@@ -327,9 +343,10 @@ fn code_job_chunk(
     };
     let cached = reference
         .as_ref()
-        .and_then(|(r, _)| tip.as_ref()?.get(&(r.tensor.clone(), i)).cloned());
+        .and_then(|(r, _)| tip.as_ref()?.take(&r.tensor, i));
     let decoded = match (reference, &cached) {
         (Some((r, _)), None) => {
+            let _t = crate::profile::time(crate::profile::Stage::Reference);
             let m = reader.manifest(&r.snapshot).expect("closure loaded");
             let e = m.tensor(&r.tensor).expect("closure loaded");
             Some(reader.decode_chunk(e, i)?)
@@ -487,9 +504,15 @@ impl Repo {
             .par_iter()
             .enumerate()
             .map(|(i, t)| {
+                let _t = crate::profile::time_bytes(crate::profile::Stage::InputHash, t.data.len());
+                // A slice at a time, each released once hashed: whole tensors of a large
+                // checkpoint stayed resident two at a time (256 MiB of a 512 MiB file).
                 let mut h = blake3::Hasher::new();
-                h.update_rayon(t.data);
-                release(i, 0..t.data.len());
+                for start in (0..t.data.len()).step_by(HASH_SLICE_BYTES) {
+                    let range = start..(start + HASH_SLICE_BYTES).min(t.data.len());
+                    h.update_rayon(&t.data[range.clone()]);
+                    release(i, range);
+                }
                 ObjectId::from(h.finalize())
             })
             .collect();
@@ -508,13 +531,14 @@ impl Repo {
             ..
         } = planned;
         // Reused tensors decode to the input (exact) or to the parent's reconstruction.
-        for (plan, input) in plans.iter().zip(inputs) {
+        for (t, (plan, input)) in plans.iter().zip(inputs).enumerate() {
             let Plan::Reuse(e) = plan else { continue };
             for i in 0..e.chunks.len() {
                 if e.bound == Bound::Lossless {
                     next_tip.offer(&input.name, i, &input.data[e.chunk_range(i)]);
-                } else if let Some(bytes) = tip.as_ref().and_then(|c| c.get(&(e.name.clone(), i))) {
-                    next_tip.offer_shared(&input.name, i, bytes.clone());
+                    release(t, e.chunk_range(i));
+                } else if let Some(bytes) = tip.as_ref().and_then(|c| c.take(&e.name, i)) {
+                    next_tip.offer_shared(&input.name, i, bytes);
                 }
             }
         }
@@ -559,7 +583,7 @@ impl Repo {
     /// the reference chains the deltas need located.
     fn plan_commit(&self, job: &Job, hashes: &[ObjectId]) -> Result<Planned> {
         let (opts, layout) = (job.opts, job.layout);
-        let index = self.index()?;
+        let index = self.index_read()?;
         let branch = match &opts.branch {
             Some(b) => {
                 check_ref_name(b)?;
@@ -632,10 +656,21 @@ impl Repo {
         // references it does not hold need their chains located.
         let tip = parent
             .filter(|_| layout.builds_on_parent())
-            .and_then(|p| self.tip.chunks_of(&p));
+            .and_then(|p| self.tip.take(&p))
+            .map(|chunks| {
+                let uses = plans.iter().filter_map(|p| match p {
+                    Plan::Reuse(e) => Some(e.name.as_str()),
+                    Plan::Code {
+                        reference: Some((r, _)),
+                        ..
+                    } => Some(r.tensor.as_str()),
+                    Plan::Code { .. } => None,
+                });
+                TakenTip::new(chunks, uses)
+            });
         let held = |e: &TensorEntry| {
             tip.as_ref()
-                .is_some_and(|c| (0..e.chunks.len()).all(|i| c.contains_key(&(e.name.clone(), i))))
+                .is_some_and(|c| c.holds(&e.name, e.chunks.len()))
         };
         reader.load_closure(&index, closure.iter().filter(|e| !held(e)))?;
         Ok(Planned {
@@ -694,7 +729,7 @@ impl Repo {
         let total_bytes: u64 = job_bytes.iter().map(|&b| b as u64).sum();
         let mut done_bytes = 0u64;
         self.report("commit", 0, total_bytes);
-        for range in windows(&job_bytes, WINDOW_BYTES) {
+        for range in windows(&job_bytes, window_bytes()) {
             done_bytes += job_bytes[range.clone()]
                 .iter()
                 .map(|&b| b as u64)

@@ -6,7 +6,7 @@
 //! bytes kept are the ones the commit coded against (the input of a lossless chunk, the
 //! reconstruction of a bounded one), which is exactly what decoding the stored chunk gives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use crate::store::object_id::ObjectId;
@@ -37,12 +37,16 @@ impl TipCache {
         }
     }
 
-    /// The decoded chunks of `snapshot`, if it is the one kept.
-    pub fn chunks_of(&self, snapshot: &ObjectId) -> Option<Arc<TipChunks>> {
-        let tip = self.tip.lock().unwrap_or_else(|e| e.into_inner());
-        tip.as_ref()
-            .filter(|(id, _)| id == snapshot)
-            .map(|(_, c)| c.clone())
+    /// Takes the chunks out of the cache when they are `snapshot`'s, so a commit on top of it
+    /// can free each one once used (a failed commit loses them: the next decodes the parent).
+    pub fn take(&self, snapshot: &ObjectId) -> Option<TipChunks> {
+        let mut tip = self.tip.lock().unwrap_or_else(|e| e.into_inner());
+        if tip.as_ref().is_none_or(|(id, _)| id != snapshot) {
+            return None;
+        }
+        let (_, chunks) = tip.take().expect("checked above");
+        // Another handle's commit may still hold them: then share the chunks, not copy them.
+        Some(Arc::try_unwrap(chunks).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Starts collecting the chunks of a snapshot being committed.
@@ -60,6 +64,51 @@ impl TipCache {
         }
         let mut tip = self.tip.lock().unwrap_or_else(|e| e.into_inner());
         *tip = Some((snapshot, Arc::new(collector.chunks)));
+    }
+}
+
+/// A parent's decoded chunks taken out of the cache by the commit on top of it: each chunk is
+/// dropped once its one user has it, so the old tip and the new one are not both held whole.
+pub(super) struct TakenTip {
+    chunks: Mutex<TipChunks>,
+    /// Parent tensors more than one input uses: their chunks stay until the commit ends.
+    shared: HashSet<String>,
+}
+
+impl TakenTip {
+    /// `uses` names the parent tensor of each reuse or reference, once per input.
+    pub fn new<'a>(chunks: TipChunks, uses: impl IntoIterator<Item = &'a str>) -> TakenTip {
+        let mut seen = HashSet::new();
+        let shared = uses
+            .into_iter()
+            .filter(|name| !seen.insert(*name))
+            .map(str::to_string)
+            .collect();
+        TakenTip {
+            chunks: Mutex::new(chunks),
+            shared,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TipChunks> {
+        self.chunks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when it holds all `n` chunks of parent tensor `name`.
+    pub fn holds(&self, name: &str, n: usize) -> bool {
+        let chunks = self.lock();
+        (0..n).all(|i| chunks.contains_key(&(name.to_string(), i)))
+    }
+
+    /// Chunk `i` of parent tensor `name`, handed over (kept when another input uses it too).
+    pub fn take(&self, name: &str, i: usize) -> Option<Arc<[u8]>> {
+        let mut chunks = self.lock();
+        let key = (name.to_string(), i);
+        if self.shared.contains(name) {
+            chunks.get(&key).cloned()
+        } else {
+            chunks.remove(&key)
+        }
     }
 }
 
@@ -100,11 +149,26 @@ mod tests {
         c.offer("b", 0, &[3; 4]);
         let id = ObjectId([7; 32]);
         cache.keep(id, c);
-        let chunks = cache.chunks_of(&id).unwrap();
+        assert!(cache.take(&ObjectId([8; 32])).is_none());
+        let chunks = cache.take(&id).unwrap();
         assert_eq!(&*chunks[&("a".to_string(), 0)], &[1; 6]);
         assert!(!chunks.contains_key(&("a".to_string(), 1)));
         assert_eq!(&*chunks[&("b".to_string(), 0)], &[3; 4]);
-        assert!(cache.chunks_of(&ObjectId([8; 32])).is_none());
+        // Taken: a second commit on top of it decodes the parent instead.
+        assert!(cache.take(&id).is_none());
+    }
+
+    #[test]
+    fn a_taken_tip_hands_each_chunk_over_once_unless_two_inputs_use_it() {
+        let mut chunks = TipChunks::new();
+        chunks.insert(("a".into(), 0), Arc::from(&[1u8][..]));
+        chunks.insert(("b".into(), 0), Arc::from(&[2u8][..]));
+        let taken = TakenTip::new(chunks, ["a", "b", "b"]);
+        assert!(taken.holds("a", 1) && !taken.holds("a", 2));
+        assert_eq!(taken.take("a", 0).as_deref(), Some(&[1u8][..]));
+        assert_eq!(taken.take("a", 0), None);
+        assert_eq!(taken.take("b", 0).as_deref(), Some(&[2u8][..]));
+        assert_eq!(taken.take("b", 0).as_deref(), Some(&[2u8][..]));
     }
 
     #[test]
@@ -113,6 +177,6 @@ mod tests {
         let mut c = cache.collector();
         c.offer("a", 0, &[1; 6]);
         cache.keep(ObjectId([7; 32]), c);
-        assert!(cache.chunks_of(&ObjectId([7; 32])).is_none());
+        assert!(cache.take(&ObjectId([7; 32])).is_none());
     }
 }

@@ -79,6 +79,7 @@ impl Index {
     }
 
     fn open_with(repo: &Path, read_only: bool) -> Result<Self> {
+        let _t = crate::profile::time(crate::profile::Stage::Index);
         let dir = repo.join("index");
         let wait = std::env::var("SNAPSTORE_LOCK_TIMEOUT")
             .ok()
@@ -139,6 +140,7 @@ impl Index {
     /// Makes every change so far durable.
     pub fn flush(&self) -> Result<()> {
         self.step("index flush")?;
+        let _t = crate::profile::time(crate::profile::Stage::Index);
         self.db.flush()?;
         Ok(())
     }

@@ -12,6 +12,7 @@ pub struct ObjectId(pub [u8; 32]);
 impl ObjectId {
     /// Hashes `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
+        let _t = crate::profile::time_bytes(crate::profile::Stage::ObjectHash, bytes.len());
         ObjectId(*blake3::hash(bytes).as_bytes())
     }
 

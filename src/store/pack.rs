@@ -94,6 +94,7 @@ impl PackWriter {
         if !self.seen.insert(id) {
             return Ok(());
         }
+        let _t = crate::profile::time_bytes(crate::profile::Stage::PackWrite, payload.len());
         let mut head = [0u8; 9];
         head[0] = kind as u8;
         head[1..].copy_from_slice(&(payload.len() as u64).to_le_bytes());
@@ -172,6 +173,7 @@ impl PackReader {
 
     /// Reads one object and checks it hashes to its id.
     pub fn read(&self, entry: &PackEntry) -> Result<Vec<u8>> {
+        let _t = crate::profile::time(crate::profile::Stage::PackRead);
         let damaged = |problem: String| Error::CorruptObject {
             id: entry.id.hex(),
             pack: self.name.clone(),

@@ -49,7 +49,10 @@ impl RefLog {
         io_step("ref log append")
             .and_then(|_| f.write_all(line.as_bytes()))
             .and_then(|_| io_step("ref log fsync"))
-            .and_then(|_| f.sync_data())
+            .and_then(|_| {
+                let _t = crate::profile::time(crate::profile::Stage::Fsync);
+                f.sync_data()
+            })
             .map_err(|e| Error::io(&self.path, e))
     }
 

@@ -333,7 +333,16 @@ fn advance_snapshot(
                     shred_base + shred_len as LogOffset
                 );
                 if !config.read_only {
-                    pwrite_all(&config.file, &shred_zone, shred_base)?;
+                    // snapstore patch: a tail already shredded (every open after the first
+                    // finds it so) is not written again; the sync stays, and costs nothing
+                    // when nothing is dirty.
+                    let mut current = vec![0u8; shred_len];
+                    let shredded = super::pread_exact(&config.file, &mut current, shred_base)
+                        .is_ok()
+                        && current == shred_zone;
+                    if !shredded {
+                        pwrite_all(&config.file, &shred_zone, shred_base)?;
+                    }
                     config.file.sync_all()?;
                 }
             }
