@@ -1057,3 +1057,23 @@ fn a_bound_finer_than_bf16_stores_no_more_than_lossless() {
         );
     }
 }
+
+/// Regression: reads restructure sled pages too, and a read-only open once wrote the result
+/// to its read-only file (EBADF) when the log tip sat near a segment's end: about one read in
+/// twenty failed after a few dozen commits.
+#[test]
+fn reads_between_many_commits_never_fail() {
+    let (_dir, repo) = new_repo();
+    let shapes: Vec<(String, Vec<u64>)> = (0..40)
+        .map(|k| (format!("layer{k}.w"), vec![8, 8]))
+        .collect();
+    let shapes: Vec<(&str, &[u64])> = shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    for (step, tensors) in trajectory(7, 80, &shapes).iter().enumerate() {
+        let id = commit(&repo, tensors, &format!("step {step}"));
+        assert_eq!(repo.resolve("HEAD").unwrap(), id, "step {step}");
+        assert_eq!(repo.log(None, Some(1)).unwrap().len(), 1, "step {step}");
+    }
+}

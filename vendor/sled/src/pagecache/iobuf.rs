@@ -724,8 +724,11 @@ impl IoBufs {
                 wrote += wrote_completion.wait()?;
             }
         }
+        // snapstore patch: reads restructure pages too (consolidating a long fragment chain,
+        // finishing a split), and a read-only database keeps those log writes in memory:
+        // the state on disk already holds the same data, and the next open recovers it again.
         #[cfg(not(feature = "io_uring"))]
-        {
+        if !self.config.read_only {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
             if !self.config.temporary {
