@@ -229,6 +229,17 @@ enum Command {
         /// New value.
         value: Option<String>,
     },
+    /// Manage remotes (S3 buckets or directories), or check tensors out of one.
+    #[command(subcommand)]
+    Remote(crate::cli_remote::RemoteCommand),
+    /// Upload snapshots to a remote and move its branch (compare-and-swap).
+    Push(crate::cli_remote::PushArgs),
+    /// Download a remote's snapshots (local branches stay).
+    Fetch(crate::cli_remote::FetchArgs),
+    /// Fetch a branch and move the local one to it.
+    Pull(crate::cli_remote::PullArgs),
+    /// Make a repository from a remote.
+    Clone(crate::cli_remote::CloneArgs),
 }
 
 /// Parses the command line and runs it.
@@ -238,6 +249,8 @@ pub fn run() -> Result<()> {
     let backend = cli.backend;
     let bars = (!cli.quiet && !wants_json(&cli.command) && std::io::stderr().is_terminal())
         .then(|| Arc::new(Bars::default()));
+    let show: Option<snapstore::ProgressCallback> =
+        bars.clone().map(|b| Arc::new(move |p| b.show(p)) as _);
     // One command per process: a decoded tip kept for a next commit would only cost a copy.
     let open = || -> snapstore::Result<Repo> {
         let repo = match &repo_dir {
@@ -777,6 +790,11 @@ pub fn run() -> Result<()> {
                 bail!("fsck found {} problem(s)", r.problems.len());
             }
         }
+        Command::Remote(cmd) => crate::cli_remote::remote(cmd, &open, show)?,
+        Command::Push(args) => crate::cli_remote::push(args, &open()?)?,
+        Command::Fetch(args) => crate::cli_remote::fetch(args, &open()?)?,
+        Command::Pull(args) => crate::cli_remote::pull(args, &open()?)?,
+        Command::Clone(args) => crate::cli_remote::clone(args, repo_dir, show)?,
         Command::Config { key, value } => {
             let repo = open()?;
             let stored_key = match key.as_str() {
@@ -819,6 +837,11 @@ fn wants_json(cmd: &Command) -> bool {
         | Command::Status { json, .. }
         | Command::Gc { json, .. }
         | Command::Fsck { json, .. } => *json,
+        Command::Remote(c) => c.json(),
+        Command::Push(a) => a.json(),
+        Command::Fetch(a) => a.json(),
+        Command::Pull(a) => a.json(),
+        Command::Clone(a) => a.json(),
         _ => false,
     }
 }

@@ -35,6 +35,7 @@ mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 mod gpu;
+mod remote;
 mod repo;
 mod safetensors_io;
 mod search;
@@ -50,6 +51,11 @@ pub use frames::{
 };
 pub use fsutil::{remove_registered_temps, remove_temps_on_signals, FAIL_WRITES_ENV};
 pub use gpu::backend;
+pub use remote::{
+    remote_checkout_to_file, CloneReport, FetchReport, FetchedRef, ProgressCallback, PullReport,
+    PushOptions, PushReport, PushedRef, RemoteCheckoutReport, RemoteSpec, FAIL_UPLOADS_AFTER_ENV,
+    REMOTE_FORMAT,
+};
 pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,
     Element, FileStatus, FsckProblem, FsckReport, GcReport, LogEntry, Progress, Repo, Stats,

@@ -1,6 +1,7 @@
 //! The `snapstore` command: parses arguments, calls the library, prints the result.
 
 mod cli;
+mod cli_remote;
 mod search_cli;
 
 fn main() {
