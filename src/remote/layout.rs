@@ -125,25 +125,26 @@ impl SnapshotRecord {
 /// Checks the remote's layout version; with `create`, writes it when the remote is empty.
 /// Fails naming the remote when it holds no snapstore layout (and `create` is off) or a newer one.
 pub(crate) fn check_format(store: &RemoteStore, create: bool) -> Result<()> {
-    let found =
-        match store.get(FORMAT_OBJECT)? {
-            Some(v) => v.bytes,
-            None if create => {
-                let body = serde_json::to_vec(&FormatObject {
-                    snapstore_remote: REMOTE_FORMAT,
-                })
-                .expect("serializes");
-                // Two first pushers at once: whoever loses the create reads the winner's.
-                store.create(FORMAT_OBJECT, body.into())?;
-                return check_format(store, false);
-            }
-            None => return Err(Error::RemoteLayout {
+    let found = match store.get(FORMAT_OBJECT)? {
+        Some(v) => v.bytes,
+        None if create => {
+            let body = serde_json::to_vec(&FormatObject {
+                snapstore_remote: REMOTE_FORMAT,
+            })
+            .expect("serializes");
+            // Two first pushers at once: whoever loses the create reads the winner's.
+            store.create(FORMAT_OBJECT, body.into())?;
+            return check_format(store, false);
+        }
+        None => {
+            return Err(Error::RemoteLayout {
                 url: store.url.clone(),
                 problem: format!(
                     "holds no snapstore repository (no {FORMAT_OBJECT} object); push to it first"
                 ),
-            }),
-        };
+            })
+        }
+    };
     let f: FormatObject = serde_json::from_slice(&found).map_err(|e| Error::RemoteCorrupt {
         url: store.url.clone(),
         object: FORMAT_OBJECT.into(),

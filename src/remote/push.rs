@@ -85,8 +85,8 @@ impl Repo {
         let (name, spec) = self.remote_spec(remote)?;
         let store = RemoteStore::open(&spec)?;
         let keys = self.local_keys(refs)?;
-        layout::check_format(&store, true)?;
         refs::check_conditional_writes(&store)?;
+        layout::check_format(&store, true)?;
         let mut report = PushReport {
             remote: store.url.clone(),
             ..PushReport::default()

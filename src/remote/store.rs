@@ -251,6 +251,14 @@ impl RemoteStore {
                     problem: format!("writing {rel}: {e}"),
                 })
             }
+            // object_store reports other statuses as text: a store that does not implement
+            // the precondition headers answers 501 Not Implemented (S3's own code for them).
+            Err(e) if e.to_string().contains("501 Not Implemented") => {
+                Err(Error::RemoteNoConditionalWrites {
+                    url: self.url.clone(),
+                    problem: format!("writing {rel} with a precondition header: {e}"),
+                })
+            }
             Err(e) => Err(self.err(rel, e)),
         }
     }
@@ -307,7 +315,12 @@ impl RemoteStore {
                     self.upload_one(rel, path, report).await
                 }
             }))
-            .buffer_unordered(CONCURRENT_REQUESTS)
+            // Under the test hook one at a time, so exactly that many land first.
+            .buffer_unordered(if self.fail_uploads_after.is_some() {
+                1
+            } else {
+                CONCURRENT_REQUESTS
+            })
             .try_collect::<Vec<()>>()
             .await
         })?;
