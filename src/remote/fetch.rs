@@ -3,8 +3,7 @@
 //! id) before it is renamed into place and recorded, and only then move local refs.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -12,9 +11,8 @@ use serde::Serialize;
 use super::layout::{self, pack_object, read_record, SnapshotRecord};
 use super::refs::list_refs;
 use super::store::RemoteStore;
-use super::{ancestors, move_local_ref, reparent, tracking_key, RemoteSpec, FETCH_TASK};
+use super::{ancestors, move_local_ref, needs_of, reparent, tracking_key, RemoteSpec, FETCH_TASK};
 use crate::error::{Error, Result};
-use crate::fsutil::AtomicFile;
 use crate::repo::{branch_key, Repo};
 use crate::store::object_id::ObjectId;
 use crate::store::pack::PackReader;
@@ -94,21 +92,28 @@ pub(crate) struct Fetched {
     pub bytes: u64,
 }
 
-/// Downloads what the snapshots `tips` need and the local repository lacks. Each pack is
-/// streamed into a temp file, verified whole, renamed into place, and recorded in the index; a
-/// Ctrl-C leaves at most a temp file (removed by the signal handler, or by `gc`) or a
-/// recorded pack no ref reaches yet.
+/// Downloads what the snapshots `tips` need and the local repository lacks. The walk goes
+/// through every ancestor (local manifests where the snapshot is here, remote records where it
+/// is not), so a fetch interrupted anywhere is completed by the next one. Packs are streamed
+/// into temp files a few at a time, each verified whole before it is renamed into place; then
+/// all are recorded in the index at once. A Ctrl-C leaves at most temp files (removed by the
+/// signal handler, or by `gc`) or packs no ref reaches yet.
 pub(crate) fn fetch_closure(
     repo: &Repo,
     store: &RemoteStore,
     tips: &[ObjectId],
 ) -> Result<Fetched> {
     let index = repo.index()?;
+    let mut reader = repo.reader();
     let mut records: Vec<SnapshotRecord> = Vec::new();
     let mut seen = HashSet::new();
     let mut todo: Vec<ObjectId> = tips.to_vec();
     while let Some(id) = todo.pop() {
-        if !seen.insert(id) || index.locate(&id)?.is_some() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if index.locate(&id)?.is_some() {
+            todo.extend(needs_of(&*reader.load_manifest(&index, &id)?));
             continue;
         }
         let record = read_record(store, &id)?.ok_or_else(|| Error::RemoteCorrupt {
@@ -124,41 +129,40 @@ pub(crate) fn fetch_closure(
     packs.sort();
     packs.dedup();
     let dir = repo.packs_dir();
-    let mut out = Fetched {
-        snapshots: records.len(),
-        ..Fetched::default()
-    };
-    let to_download: Vec<&String> = packs
+    let downloads: Vec<(String, PathBuf)> = packs
         .iter()
-        .filter(|p| !dir.join(format!("{p}.pack")).exists())
+        .map(|p| (pack_object(p), dir.join(format!("{p}.pack"))))
+        .filter(|(_, path)| !path.exists())
         .collect();
-    let total = {
+    let total: u64 = if downloads.is_empty() {
+        0
+    } else {
         let sizes: std::collections::HashMap<String, u64> =
             store.list("packs")?.into_iter().collect();
-        to_download
+        downloads
             .iter()
-            .map(|p| sizes.get(&format!("{p}.pack")).copied().unwrap_or(0))
-            .sum::<u64>()
+            .map(|(o, _)| sizes.get(&o["packs/".len()..]).copied().unwrap_or(0))
+            .sum()
     };
-    let done = std::cell::Cell::new(0u64);
-    repo.report(FETCH_TASK, 0, total);
-    for pack in &packs {
-        let path = dir.join(format!("{pack}.pack"));
-        if !path.exists() {
-            out.bytes += download_pack(store, pack, &path, &|n| {
-                done.set(done.get() + n);
-                repo.report(FETCH_TASK, done.get(), total.max(done.get()));
-            })?;
-            out.packs += 1;
-        }
-        // Recorded whether just downloaded or left by an interrupted fetch (verified then).
-        let entries = PackReader::open(&dir, pack)?.entries()?;
-        let index = repo.index()?;
-        index.add_pack(pack, &entries)?;
-        index.flush()?;
+    if total > 0 {
+        repo.report(FETCH_TASK, 0, total);
     }
-    // Every object the records place must now be found locally.
+    let bytes = store.download_files(
+        &downloads,
+        &|object, tmp| verify_pack(store, object, tmp),
+        &|done| repo.report(FETCH_TASK, done, total.max(done)),
+    )?;
+    // Recorded whether just downloaded or left by an interrupted fetch (verified then).
+    let mut entries = Vec::with_capacity(packs.len());
+    for pack in &packs {
+        entries.push(PackReader::open(&dir, pack)?.entries()?);
+    }
     let index = repo.index()?;
+    for (pack, e) in packs.iter().zip(&entries) {
+        index.add_pack(pack, e)?;
+    }
+    index.flush()?;
+    // Every object the records place must now be found locally.
     for r in &records {
         for (id, ..) in &r.objects {
             if index.locate(id)?.is_none() {
@@ -170,32 +174,26 @@ pub(crate) fn fetch_closure(
             }
         }
     }
-    Ok(out)
+    Ok(Fetched {
+        snapshots: records.len(),
+        packs: downloads.len(),
+        bytes,
+    })
 }
 
-/// Streams pack `name` into a temp file beside `target`, checks it (its trailer hashes to its
-/// name, every object to its id), then renames it into place durably. Returns its size.
-fn download_pack(
-    store: &RemoteStore,
-    name: &str,
-    target: &Path,
-    progress: &dyn Fn(u64),
-) -> Result<u64> {
-    let object = pack_object(name);
-    let mut file = AtomicFile::create(target)?;
-    let tmp = file.temp_path().to_path_buf();
-    let size = store.download(
-        &object,
-        &mut |piece| file.write_all(piece).map_err(|e| Error::io(&tmp, e)),
-        progress,
-    )?;
-    file.flush().map_err(|e| Error::io(&tmp, e))?;
+/// Checks a downloaded pack (`object` on the remote, `tmp` here) before it is renamed into
+/// place: its trailer hashes to its name, every object to its id.
+fn verify_pack(store: &RemoteStore, object: &str, tmp: &Path) -> Result<()> {
+    let name = object
+        .strip_prefix("packs/")
+        .and_then(|n| n.strip_suffix(".pack"))
+        .unwrap_or(object);
     let damaged = |problem: String| Error::RemoteCorrupt {
         url: store.url.clone(),
-        object: object.clone(),
+        object: object.to_string(),
         problem,
     };
-    let mut reader = PackReader::open_path(&tmp, name)?;
+    let mut reader = PackReader::open_path(tmp, name)?;
     let named = reader.trailer_hash().map_err(|e| damaged(e.to_string()))?;
     if named.hex() != name {
         return Err(damaged(format!(
@@ -209,8 +207,7 @@ fn download_pack(
             other => damaged(other.to_string()),
         })?;
     }
-    file.commit()?;
-    Ok(size)
+    Ok(())
 }
 
 impl Repo {

@@ -215,8 +215,8 @@ impl Repo {
     }
 
     /// Uploads the packs and writes the records of every snapshot `tip` needs that the remote
-    /// has no record of: packs first, then records in dependency order, so a record on the
-    /// remote always means its objects and the records it needs are there.
+    /// has no record of: packs first, then the records, so a record on the remote always means
+    /// its objects are there; the ref moves after both.
     fn upload_closure(
         &self,
         store: &RemoteStore,
@@ -261,45 +261,43 @@ impl Repo {
         store.upload_files(&files, &|done| self.report(PUSH_TASK, done, total))?;
         report.packs_uploaded += uploads.len();
         report.bytes += total;
-        for r in &records {
-            let body = serde_json::to_vec(r).expect("record serializes");
-            store.put(&record_object(&r.snapshot), body.into())?;
-        }
+        // All at once: the walk above does not trust a record to mean its ancestors' are there,
+        // so the order of these writes does not matter; the ref moves only after all of them.
+        let bodies = records
+            .iter()
+            .map(|r| {
+                let body = serde_json::to_vec(r).expect("record serializes");
+                (record_object(&r.snapshot), body.into())
+            })
+            .collect();
+        store.put_many(bodies)?;
         report.snapshots += records.len();
         Ok(())
     }
 }
 
-/// Snapshots `tip` needs (itself, ancestors, delta references) whose record the remote lacks,
-/// each after the snapshots it needs.
+/// Snapshots `tip` needs (itself, ancestors, delta references) whose record the remote lacks.
+/// The walk goes through snapshots the remote has too (a push interrupted between records may
+/// have left a record whose ancestors' are missing), reading local manifests only.
 fn missing_in_order(
     index: &Index,
     reader: &mut ObjectReader,
     tip: ObjectId,
     on_remote: &HashSet<String>,
 ) -> Result<Vec<ObjectId>> {
-    let mut order = Vec::new();
-    let mut done: HashSet<ObjectId> = HashSet::new();
-    // (snapshot, its needs already queued)
-    let mut stack = vec![(tip, false)];
-    while let Some((id, expanded)) = stack.pop() {
-        if done.contains(&id) || on_remote.contains(&id.hex()) {
+    let mut out = Vec::new();
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut todo = vec![tip];
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
             continue;
         }
-        if expanded {
-            done.insert(id);
-            order.push(id);
-            continue;
+        if !on_remote.contains(&id.hex()) {
+            out.push(id);
         }
-        stack.push((id, true));
-        let m = reader.load_manifest(index, &id)?;
-        for n in needs_of(&m) {
-            if !done.contains(&n) && !on_remote.contains(&n.hex()) {
-                stack.push((n, false));
-            }
-        }
+        todo.extend(needs_of(&*reader.load_manifest(index, &id)?));
     }
-    Ok(order)
+    Ok(out)
 }
 
 /// The record of a local snapshot: where its manifest and chunks lie in the local packs (which

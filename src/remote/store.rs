@@ -366,30 +366,67 @@ impl RemoteStore {
         Ok(())
     }
 
-    /// Streams an object into `sink` piece by piece, calling `progress(bytes)`; returns its size.
-    pub fn download(
+    /// Writes several objects, a few at a time.
+    pub fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<()> {
+        self.rt.block_on(async {
+            futures::stream::iter(objects.into_iter().map(|(rel, bytes)| async move {
+                let key = self.key(&rel);
+                self.traffic.request();
+                let n = bytes.len() as u64;
+                self.store
+                    .put(&key, PutPayload::from(bytes))
+                    .await
+                    .map_err(|e| self.err(&rel, e))?;
+                self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
+                Ok::<(), Error>(())
+            }))
+            .buffer_unordered(CONCURRENT_REQUESTS)
+            .try_collect::<Vec<()>>()
+            .await
+        })?;
+        Ok(())
+    }
+
+    /// Downloads objects into local files (`(object, target)`), a few at a time: each is
+    /// streamed into a temp file beside its target, handed to `check(temp path)`, and only then
+    /// renamed into place durably. `progress(bytes)` is told the bytes received so far.
+    pub fn download_files(
         &self,
-        rel: &str,
-        sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+        files: &[(String, std::path::PathBuf)],
+        check: &dyn Fn(&str, &std::path::Path) -> Result<()>,
         progress: &dyn Fn(u64),
     ) -> Result<u64> {
-        let key = self.key(rel);
-        self.traffic.request();
+        use std::io::Write;
+        let received = AtomicU64::new(0);
+        let total = AtomicU64::new(0);
         self.rt.block_on(async {
-            let got = self.store.get(&key).await.map_err(|e| self.err(rel, e))?;
-            let mut stream = got.into_stream();
-            let mut total = 0u64;
-            while let Some(piece) = stream.next().await {
-                let piece = piece.map_err(|e| self.err(rel, e))?;
-                sink(&piece)?;
-                total += piece.len() as u64;
-                self.traffic
-                    .bytes_down
-                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
-                progress(piece.len() as u64);
-            }
-            Ok(total)
-        })
+            futures::stream::iter(files.iter().map(|(rel, target)| {
+                let (received, total) = (&received, &total);
+                async move {
+                    let key = self.key(rel);
+                    self.traffic.request();
+                    let got = self.store.get(&key).await.map_err(|e| self.err(rel, e))?;
+                    let mut file = crate::fsutil::AtomicFile::create(target)?;
+                    let tmp = file.temp_path().to_path_buf();
+                    let mut stream = got.into_stream();
+                    while let Some(piece) = stream.next().await {
+                        let piece = piece.map_err(|e| self.err(rel, e))?;
+                        file.write_all(&piece).map_err(|e| Error::io(&tmp, e))?;
+                        let n = piece.len() as u64;
+                        self.traffic.bytes_down.fetch_add(n, Ordering::Relaxed);
+                        total.fetch_add(n, Ordering::Relaxed);
+                        progress(received.fetch_add(n, Ordering::Relaxed) + n);
+                    }
+                    file.flush().map_err(|e| Error::io(&tmp, e))?;
+                    check(rel, &tmp)?;
+                    file.commit()
+                }
+            }))
+            .buffer_unordered(CONCURRENT_REQUESTS)
+            .try_collect::<Vec<()>>()
+            .await
+        })?;
+        Ok(total.load(Ordering::Relaxed))
     }
 }
 
