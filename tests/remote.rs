@@ -294,13 +294,18 @@ fn round_trip(remote: &Remote) {
         }
     }
 
-    // New work on the source arrives by pull, as a fast-forward.
+    // New work on the source arrives by fetch (kept by gc, readable as origin/main), then
+    // pull, as a fast-forward.
     let more = checkpoints(work.path(), 2, 9);
     commit(&src, &more[0].0, &[]);
     rrun_ok(&src, &["push"]);
+    let fetched = rjson(&dst, &["fetch"]);
+    assert_eq!(fetched["snapshots"], 1, "{fetched:#}");
+    rrun_ok(&dst, &["gc"]);
+    assert_eq!(checkout_bytes(&dst, "origin/main", &[]), more[0].1);
     let pulled = rjson(&dst, &["pull"]);
     assert_eq!(pulled["status"], "fast-forward", "{pulled:#}");
-    assert_eq!(pulled["fetch"]["snapshots"], 1);
+    assert_eq!(pulled["fetch"]["snapshots"], 0);
     assert_eq!(log_ids(&dst), log_ids(&src));
     assert_eq!(checkout_bytes(&dst, "HEAD", &[]), more[0].1);
 }
@@ -501,8 +506,15 @@ fn corrupted_object(remote: &Remote) {
     let src = work.path().join("src");
     rrun_ok(&src, &["init"]);
     let fs = checkpoints(work.path(), 1, 13);
-    commit(&src, &fs[0].0, &[]);
+    let early = work.path().join("early.safetensors");
+    write_safetensors(&early, &every_dtype_tensors(&mut Rng::new(3)), None);
+    commit(&src, &early, &[]);
     remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    // A clone made before the damage, to pull through it later.
+    let old = work.path().join("old");
+    remote.clone_into(&old);
+    commit(&src, &fs[0].0, &[]);
     rrun_ok(&src, &["push"]);
     // The one pack, and where the chunk of fc.bias lies in it.
     let show = rjson(&src, &["show", "HEAD"]);
@@ -513,11 +525,16 @@ fn corrupted_object(remote: &Remote) {
         .find(|t| t["name"] == "fc.bias")
         .unwrap();
     let chunk = bias["chunks"][0]["id"].as_str().unwrap().to_string();
+    let early_packs: Vec<_> = std::fs::read_dir(old.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     let pack = std::fs::read_dir(src.join("packs"))
         .unwrap()
         .filter_map(|e| {
-            let n = e.unwrap().file_name().to_string_lossy().into_owned();
-            n.ends_with(".pack").then_some(n)
+            let n = e.unwrap().file_name();
+            let name = n.to_string_lossy().into_owned();
+            (name.ends_with(".pack") && !early_packs.contains(&n)).then_some(name)
         })
         .next()
         .unwrap();
@@ -572,6 +589,18 @@ fn corrupted_object(remote: &Remote) {
         "{err}"
     );
     assert!(!dst.exists());
+    // A pull through the damage fails the same way and changes nothing: no ref moved, no pack
+    // or temp file left.
+    let before = repo_state(&old);
+    let files_before = std::fs::read_dir(old.join("packs")).unwrap().count();
+    let err = rrun_err(&old, &["pull"], &[]);
+    assert!(err.contains(&pack) && err.contains("damaged"), "{err}");
+    assert_eq!(repo_state(&old), before);
+    assert_eq!(
+        std::fs::read_dir(old.join("packs")).unwrap().count(),
+        files_before
+    );
+    assert_fsck_clean(&old);
 }
 both_remotes!(
     dir_corrupted_remote_object_is_named,
