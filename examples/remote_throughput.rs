@@ -233,6 +233,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "| plain object_store download of the packs | {mb:.1} | {down:.3} | {:.1} | 1.00 |",
         mb / down
     );
+    println!(
+        "| plain download, each pack written and fsynced | {mb:.1} | {durable:.3} | {:.1} | {:.2} |",
+        mb / durable,
+        down / durable
+    );
     drop(server.stdin.take());
     let _ = server.wait();
     Ok(())
