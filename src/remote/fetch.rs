@@ -217,7 +217,7 @@ impl Repo {
     pub fn fetch(&self, remote: &str, refs: &[String]) -> Result<FetchReport> {
         let started = Instant::now();
         let (name, spec) = self.remote_spec(remote)?;
-        let store = RemoteStore::open(&spec)?;
+        let store = RemoteStore::open(&spec, false)?;
         layout::check_format(&store, false)?;
         let report = self.fetch_from(&store, name.as_deref(), refs, started)?;
         Ok(report)
@@ -336,7 +336,7 @@ impl Repo {
         let result = (|| {
             let started = Instant::now();
             let spec = spec.normalized()?;
-            let store = RemoteStore::open(&spec)?;
+            let store = RemoteStore::open(&spec, false)?;
             layout::check_format(&store, false)?;
             let mut repo = Repo::init(dir)?;
             if let Some(p) = progress {

@@ -57,7 +57,7 @@ pub fn remote_checkout_to_file(
     progress: &dyn Fn(crate::Progress),
 ) -> Result<RemoteCheckoutReport> {
     let started = Instant::now();
-    let store = RemoteStore::open(&remote.clone().normalized()?)?;
+    let store = RemoteStore::open(&remote.clone().normalized()?, false)?;
     layout::check_format(&store, false)?;
     let snapshot = resolve(&store, spec)?;
     let mut loader = Loader {

@@ -83,7 +83,7 @@ impl Repo {
     pub fn push(&self, remote: &str, refs: &[String], opts: PushOptions) -> Result<PushReport> {
         let started = Instant::now();
         let (name, spec) = self.remote_spec(remote)?;
-        let store = RemoteStore::open(&spec)?;
+        let store = RemoteStore::open(&spec, true)?;
         let keys = self.local_keys(refs)?;
         refs::check_conditional_writes(&store)?;
         layout::check_format(&store, true)?;

@@ -84,8 +84,9 @@ pub(crate) struct RemoteStore {
 }
 
 impl RemoteStore {
-    /// Opens the remote `spec` names (no request is sent yet).
-    pub fn open(spec: &RemoteSpec) -> Result<RemoteStore> {
+    /// Opens the remote `spec` names (no request is sent yet). A directory remote that does not
+    /// exist is created when `create` (a push), else refused by name.
+    pub fn open(spec: &RemoteSpec, create: bool) -> Result<RemoteStore> {
         let url = spec.url.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -99,7 +100,15 @@ impl RemoteStore {
             .location()?
         {
             Location::Directory(dir) => {
-                std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                if !dir.is_dir() {
+                    if !create {
+                        return Err(Error::RemoteLayout {
+                            url,
+                            problem: "holds no snapstore repository (no such directory)".into(),
+                        });
+                    }
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                }
                 let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| Error::RemoteIo {
                     url: url.clone(),
                     object: String::new(),
