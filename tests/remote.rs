@@ -781,3 +781,67 @@ fn library_push_and_clone_report_progress() {
     assert_eq!(back.tensors[0].data, t.data);
     let _ = Dtype::F32;
 }
+
+fn interrupted_pull(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let small = checkpoints(work.path(), 1, 29);
+    commit(&src, &small[0].0, &[]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let old = work.path().join("old");
+    remote.clone_into(&old);
+    let before = log_ids(&old);
+    // Three large snapshots (8 MiB of random floats each), so a pull takes a while.
+    let mut rng = Rng::new(31);
+    for e in 0..3 {
+        let tensors: Vec<Tensor> = (0..4)
+            .map(|i| Tensor::f32(&mut rng, &format!("big{i}"), &[512, 1024], 1.0))
+            .collect();
+        let f = work.path().join(format!("big{e}.safetensors"));
+        write_safetensors(&f, &tensors, None);
+        commit(&src, &f, &[]);
+    }
+    rrun_ok(&src, &["push"]);
+    let after = log_ids(&src);
+    // Ctrl-C at several moments of a pull: the branch is where it was or where the remote is,
+    // never in between, no temp file stays, and the repository checks clean.
+    for delay_ms in [10u64, 40, 120, 300] {
+        let mut c = command(&old);
+        c.arg("pull").stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in CREDENTIALS {
+            c.env(k, v);
+        }
+        let child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SAFETY: sends SIGINT to the child this test spawned and has not reaped yet.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let o = child.wait_with_output().unwrap();
+        let now = log_ids(&old);
+        assert!(
+            now == before || now == after,
+            "after Ctrl-C at {delay_ms} ms ({}): {now:?}",
+            stderr(&o)
+        );
+        let temps: Vec<_> = std::fs::read_dir(old.join("packs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(temps.is_empty(), "left {temps:?}");
+        assert_fsck_clean(&old);
+        if now == after {
+            break;
+        }
+    }
+    rrun_ok(&old, &["pull"]);
+    assert_eq!(log_ids(&old), after);
+}
+both_remotes!(
+    dir_pull_interrupted_by_ctrl_c_leaves_nothing_half_done,
+    s3_pull_interrupted_by_ctrl_c_leaves_nothing_half_done,
+    interrupted_pull
+);

@@ -25,6 +25,8 @@ use crate::store::object_id::ObjectId;
 pub const REMOTE_FORMAT: u32 = 1;
 /// The object holding it.
 pub(crate) const FORMAT_OBJECT: &str = "SNAPSTORE-REMOTE";
+/// Largest snapshot record accepted (about a million chunks).
+const MAX_RECORD_BYTES: usize = 256 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct FormatObject {
@@ -166,6 +168,14 @@ pub(crate) fn check_format(store: &RemoteStore, create: bool) -> Result<()> {
 pub(crate) fn read_record(store: &RemoteStore, id: &ObjectId) -> Result<Option<SnapshotRecord>> {
     let object = record_object(id);
     match store.get(&object)? {
+        Some(v) if v.bytes.len() > MAX_RECORD_BYTES => Err(Error::RemoteCorrupt {
+            url: store.url.clone(),
+            object,
+            problem: format!(
+                "{} bytes, over the {MAX_RECORD_BYTES}-byte limit",
+                v.bytes.len()
+            ),
+        }),
         Some(v) => SnapshotRecord::parse(&v.bytes, &store.url, &object, id).map(Some),
         None => Ok(None),
     }
@@ -193,4 +203,65 @@ pub(crate) fn verify(store: &RemoteStore, object: &str, id: &ObjectId, bytes: &[
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> (ObjectId, SnapshotRecord) {
+        let id = ObjectId::of(b"manifest");
+        let r = SnapshotRecord {
+            snapstore_record: REMOTE_FORMAT,
+            snapshot: id,
+            needs: vec![ObjectId::of(b"parent")],
+            packs: vec!["ab".repeat(32)],
+            objects: vec![(id, 0, 12, 8), (ObjectId::of(b"chunk"), 0, 29, 5)],
+        };
+        (id, r)
+    }
+
+    #[test]
+    fn records_round_trip_and_bad_ones_are_named() {
+        let (id, r) = record();
+        let bytes = serde_json::to_vec(&r).unwrap();
+        assert_eq!(SnapshotRecord::parse(&bytes, "u", "o", &id).unwrap(), r);
+        assert_eq!(
+            r.locate(&ObjectId::of(b"chunk")),
+            Some(RemoteObject {
+                pack: "ab".repeat(32),
+                offset: 29,
+                len: 5
+            })
+        );
+        let damaged = |r: &SnapshotRecord, other: &ObjectId| {
+            let bytes = serde_json::to_vec(r).unwrap();
+            SnapshotRecord::parse(&bytes, "s3://b/p", "snapshots/x", other)
+                .unwrap_err()
+                .to_string()
+        };
+        let err = damaged(&r, &ObjectId::of(b"other"));
+        assert!(
+            err.contains("s3://b/p")
+                && err.contains("snapshots/x")
+                && err.contains("record is for"),
+            "{err}"
+        );
+        let mut bad = r.clone();
+        bad.packs[0] = "../../etc/passwd".into();
+        assert!(damaged(&bad, &id).contains("not 64 hex digits"));
+        let mut bad = r.clone();
+        bad.objects[1].1 = 3;
+        assert!(damaged(&bad, &id).contains("no listed pack"));
+        let mut bad = r.clone();
+        bad.objects.remove(0);
+        assert!(damaged(&bad, &id).contains("does not place its own manifest"));
+        let mut bad = r;
+        bad.snapstore_record = REMOTE_FORMAT + 1;
+        assert!(damaged(&bad, &id).contains("newer than this snapstore"));
+        let err = SnapshotRecord::parse(b"{not json", "u", "o", &id)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a snapshot record"), "{err}");
+    }
 }

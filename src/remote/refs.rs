@@ -45,7 +45,11 @@ pub(crate) fn read_ref(store: &RemoteStore, key: &str) -> Result<Option<RemoteRe
 pub(crate) fn list_refs(store: &RemoteStore) -> Result<Vec<(String, ObjectId)>> {
     let mut out = Vec::new();
     for (name, _) in store.list("refs")? {
-        if !(name.starts_with("heads/") || name.starts_with("tags/")) {
+        // Only names a local ref could take (a hostile or foreign object is not a ref).
+        let short = name
+            .strip_prefix("heads/")
+            .or_else(|| name.strip_prefix("tags/"));
+        if !short.is_some_and(|n| crate::repo::check_ref_name(n).is_ok()) {
             continue;
         }
         if let Some(r) = read_ref(store, &name)? {
