@@ -65,7 +65,8 @@ impl Repo {
         Ok(spec)
     }
 
-    /// Removes the remote `name` (its tracking refs stay until `gc`-free: they are plain refs).
+    /// Forgets the remote `name` (the remote itself is left alone; its tracking refs
+    /// `remotes/NAME/...` stay in the index).
     pub fn remove_remote(&self, name: &str) -> Result<RemoteSpec> {
         let mut all = self.remotes()?;
         let spec = all.remove(name).ok_or_else(|| unknown_remote(name, &all))?;

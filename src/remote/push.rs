@@ -257,7 +257,9 @@ impl Repo {
             .iter()
             .map(|(o, p, _)| (o.clone(), p.clone()))
             .collect();
-        self.report(PUSH_TASK, 0, total);
+        if total > 0 {
+            self.report(PUSH_TASK, 0, total);
+        }
         store.upload_files(&files, &|done| self.report(PUSH_TASK, done, total))?;
         report.packs_uploaded += uploads.len();
         report.bytes += total;

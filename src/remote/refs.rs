@@ -49,7 +49,7 @@ pub(crate) fn list_refs(store: &RemoteStore) -> Result<Vec<(String, ObjectId)>> 
         let short = name
             .strip_prefix("heads/")
             .or_else(|| name.strip_prefix("tags/"));
-        if !short.is_some_and(|n| crate::repo::check_ref_name(n).is_ok()) {
+        if short.is_none_or(|n| crate::repo::check_ref_name(n).is_err()) {
             continue;
         }
         if let Some(r) = read_ref(store, &name)? {
