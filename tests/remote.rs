@@ -264,6 +264,8 @@ fn round_trip(remote: &Remote) {
     assert_eq!(pushed["snapshots"], 5, "{pushed:#}");
     assert!(pushed["bytes"].as_u64().unwrap() > 0);
     // A second push has nothing to send.
+    let listed = rjson(&src, &["remote", "list"]);
+    assert_eq!(listed["origin"]["url"], remote.url.as_str(), "{listed:#}");
     let again = rjson(&src, &["push"]);
     assert_eq!(again["refs"][0]["status"], "up-to-date");
     assert_eq!(again["packs_uploaded"], 0);
@@ -889,3 +891,62 @@ both_remotes!(
     s3_pull_interrupted_by_ctrl_c_leaves_nothing_half_done,
     interrupted_pull
 );
+
+/// Credentials come from the AWS environment variables or the shared credentials file; with
+/// neither, a push fails saying where it looked (and sends nothing to any metadata service).
+#[test]
+fn s3_credentials_from_the_shared_file_or_a_clear_error() {
+    let server = match shared_s3() {
+        Ok(s) => s,
+        Err(why) => {
+            return skip(
+                "remote::s3_credentials_from_the_shared_file_or_a_clear_error",
+                &why,
+            )
+        }
+    };
+    let remote = Remote::s3_at(server);
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 37);
+    commit(&src, &fs[0].0, &[]);
+    remote.add(&src, "origin");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let push = |env: &[(&str, &str)]| {
+        let mut c = command(&src);
+        c.args(["push", "--json"]);
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_SKIP_SIGNATURE",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("HOME", &home).env("AWS_REGION", "us-east-1");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = push(&[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("no AWS credentials")
+            && err.contains(".aws/credentials")
+            && err.contains(&remote.url),
+        "{err}"
+    );
+    std::fs::write(
+        home.join(".aws/credentials"),
+        "[other]\naws_access_key_id = x\naws_secret_access_key = y\n",
+    )
+    .unwrap();
+    let o = push(&[("AWS_PROFILE", "other")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

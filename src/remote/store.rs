@@ -439,10 +439,11 @@ impl RemoteStore {
     }
 }
 
-/// An S3 client for `bucket`: credentials from the AWS environment variables, else the shared
-/// credentials file (`AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`, profile `AWS_PROFILE`
-/// or `default`); conditional writes by `If-None-Match` / `If-Match`. Never the instance
-/// metadata service: with no credentials it fails, naming where it looked.
+/// An S3 client for `bucket`: credentials from the AWS environment variables (keys, web
+/// identity, container credentials), else the shared credentials file
+/// (`AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`, profile `AWS_PROFILE` or `default`);
+/// conditional writes by `If-None-Match` / `If-Match`. Never the instance metadata service:
+/// with no credentials it fails, naming where it looked.
 fn s3_builder(spec: &RemoteSpec, bucket: &str) -> Result<AmazonS3Builder> {
     let mut b = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
@@ -454,7 +455,17 @@ fn s3_builder(spec: &RemoteSpec, bucket: &str) -> Result<AmazonS3Builder> {
         });
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
-    if env("AWS_ACCESS_KEY_ID").is_none() && env("AWS_SKIP_SIGNATURE").is_none() {
+    // Web identity (Kubernetes) and container credentials are object_store's to fetch.
+    let delegated = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SKIP_SIGNATURE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|k| env(k).is_some());
+    if !delegated {
         let file = env("AWS_SHARED_CREDENTIALS_FILE")
             .map(std::path::PathBuf::from)
             .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials")));
