@@ -228,6 +228,106 @@ pub enum Error {
         problem: String,
     },
 
+    // ---- remotes ----
+    /// `remote add` with a URL snapstore cannot use.
+    #[error("invalid remote URL {url:?}: {problem}")]
+    BadRemoteUrl {
+        /// The URL given.
+        url: String,
+        /// Why it cannot be used.
+        problem: String,
+    },
+    /// A remote name that is not configured.
+    #[error(
+        "no remote named {name:?} (remotes: {known}); `snapstore remote add {name} URL` adds it"
+    )]
+    UnknownRemote {
+        /// The name given.
+        name: String,
+        /// Configured remotes, comma-separated.
+        known: String,
+    },
+    /// `remote add` with a name already in use.
+    #[error("remote {0:?} already exists (`snapstore remote remove {0}` first)")]
+    RemoteExists(String),
+    /// Talking to a remote failed (network, permissions, a missing bucket, ...).
+    #[error("remote {url}: {object}: {problem}")]
+    RemoteIo {
+        /// The remote's URL.
+        url: String,
+        /// The object (path inside the remote) the request was about.
+        object: String,
+        /// What the store answered.
+        problem: String,
+    },
+    /// An object read from a remote is not what its name or record promises.
+    #[error("remote {url}: object {object} is damaged: {problem}")]
+    RemoteCorrupt {
+        /// The remote's URL.
+        url: String,
+        /// The object (path inside the remote, and the object id where there is one).
+        object: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A remote whose store does not do conditional writes: its refs cannot move by
+    /// compare-and-swap, so snapstore will not move them.
+    #[error("remote {url} does not support conditional writes ({problem}); snapstore moves remote refs only by compare-and-swap (If-None-Match / If-Match), so it pushes nothing there")]
+    RemoteNoConditionalWrites {
+        /// The remote's URL.
+        url: String,
+        /// What the store did or said.
+        problem: String,
+    },
+    /// A push that would drop snapshots from a remote branch.
+    #[error("push to {url} refused: {branch} on the remote ({remote}) is not an ancestor of what you push ({local}); it would drop {dropped} snapshot(s) from the remote branch. Pull first, or push --force to drop them")]
+    NonFastForward {
+        /// The remote's URL.
+        url: String,
+        /// Branch or tag on the remote.
+        branch: String,
+        /// The remote's snapshot (short id).
+        remote: String,
+        /// The snapshot pushed (short id).
+        local: String,
+        /// Snapshots the remote branch would no longer reach.
+        dropped: usize,
+    },
+    /// A directory remote's ref lock held for too long (another push, or one that was killed).
+    #[error("remote {url}: ref lock {lock} has been held for {waited_ms} ms: another push is running, or one was killed (then remove the file)")]
+    RemoteRefLocked {
+        /// The remote's URL.
+        url: String,
+        /// The lock file.
+        lock: String,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// A ref the remote does not have.
+    #[error("remote {url} has no branch, tag or snapshot {spec:?}")]
+    UnknownRemoteRef {
+        /// The remote's URL.
+        url: String,
+        /// The ref asked for.
+        spec: String,
+    },
+    /// A local ref that another process moved while a push or pull was updating it.
+    #[error("local ref {key} moved to {found} while this command ran; nothing of it was lost, run the command again")]
+    LocalRefMoved {
+        /// The ref (`heads/NAME`).
+        key: String,
+        /// What it points to now (short id, or "nothing").
+        found: String,
+    },
+    /// The remote holds no snapstore layout, or a newer one.
+    #[error("remote {url}: {problem}")]
+    RemoteLayout {
+        /// The remote's URL.
+        url: String,
+        /// What is wrong.
+        problem: String,
+    },
+
     // ---- arguments ----
     /// A command-line or API argument is invalid.
     #[error("invalid {what}: {problem}")]

@@ -38,6 +38,7 @@ pub mod fuzzing;
 mod gpu;
 #[doc(hidden)]
 pub mod profile;
+mod remote;
 mod repo;
 mod safetensors_io;
 mod search;
@@ -57,6 +58,10 @@ pub use frames::{
 };
 pub use fsutil::{remove_registered_temps, remove_temps_on_signals};
 pub use gpu::backend::{BackendChoice, BackendError};
+pub use remote::{
+    remote_checkout_to_file, CloneReport, FetchReport, FetchedRef, ProgressCallback, PullReport,
+    PushOptions, PushReport, PushedRef, RemoteCheckoutReport, RemoteSpec, REMOTE_FORMAT,
+};
 pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,
     Element, FileStatus, FsckProblem, FsckReport, GcReport, Input, InputKind, LogEntry, Progress,
@@ -76,6 +81,8 @@ pub use store::object_id::ObjectId;
 pub use dtype::ALL_DTYPES;
 #[doc(hidden)]
 pub use fsutil::FAIL_WRITES_ENV;
+#[doc(hidden)]
+pub use remote::FAIL_UPLOADS_AFTER_ENV;
 #[doc(hidden)]
 pub use store::manifest::LOSSLESS_CHAIN_DECODES;
 

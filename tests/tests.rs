@@ -12,4 +12,5 @@ mod gpu;
 mod io_failures;
 mod legacy;
 mod library;
+mod remote;
 mod search;

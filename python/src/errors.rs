@@ -13,7 +13,9 @@ fn class_of(e: &Error) -> &'static str {
         | Error::BadRefName(_)
         | Error::RefExists(_)
         | Error::DeleteCurrentBranch(_)
-        | Error::AmbiguousRef { .. } => "InvalidInputError",
+        | Error::AmbiguousRef { .. }
+        | Error::BadRemoteUrl { .. }
+        | Error::RemoteExists(_) => "InvalidInputError",
         Error::InvalidArgument { what, .. } if *what == "evaluator" => "EvaluatorError",
         Error::InvalidArgument { .. } => "InvalidInputError",
         Error::NoRepository(_)
@@ -21,15 +23,23 @@ fn class_of(e: &Error) -> &'static str {
         | Error::UnknownBranch { .. }
         | Error::UnknownRef(_)
         | Error::EmptyBranch(_)
-        | Error::TensorNotFound { .. } => "NotFoundError",
-        Error::Busy { .. } => "BusyError",
+        | Error::TensorNotFound { .. }
+        | Error::UnknownRemote { .. }
+        | Error::UnknownRemoteRef { .. } => "NotFoundError",
+        Error::Busy { .. } | Error::LocalRefMoved { .. } => "BusyError",
         Error::MissingObject { .. }
         | Error::CorruptObject { .. }
         | Error::CorruptPack { .. }
         | Error::HashMismatch { .. }
         | Error::Decode { .. }
         | Error::Index(_)
-        | Error::IndexInconsistent(_) => "CorruptionError",
+        | Error::IndexInconsistent(_)
+        | Error::RemoteCorrupt { .. } => "CorruptionError",
+        Error::NonFastForward { .. } => "PushRejectedError",
+        Error::RemoteIo { .. }
+        | Error::RemoteNoConditionalWrites { .. }
+        | Error::RemoteRefLocked { .. }
+        | Error::RemoteLayout { .. } => "RemoteError",
         Error::Io { .. } | Error::ReadOnly { .. } => "StorageIOError",
         Error::FormatTooNew { .. } => "Error",
     }

@@ -8,7 +8,8 @@ use std::sync::RwLock;
 use pyo3::prelude::*;
 use serde::Serialize;
 use snapstore::{
-    default_candidates, AutoOptions, Bound, CheckedOutTensor, CommitOptions, Repo, SearchOptions,
+    default_candidates, AutoOptions, Bound, CheckedOutTensor, CommitOptions, PushOptions,
+    RemoteSpec, Repo, SearchOptions,
 };
 
 use crate::buffer::Buffer;
@@ -319,4 +320,97 @@ impl PyRepo {
     fn switch_branch(&self, py: Python<'_>, branch: String) -> PyResult<()> {
         self.run(py, |repo| repo.switch_branch(&branch))
     }
+
+    /// Adds remote `name` at `url`; returns the URL as stored (a directory made absolute).
+    #[pyo3(signature = (name, url, endpoint=None, region=None))]
+    fn add_remote(
+        &self,
+        py: Python<'_>,
+        name: String,
+        url: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+    ) -> PyResult<String> {
+        self.run(py, |repo| {
+            let spec = RemoteSpec::new(&url)?
+                .with_endpoint(endpoint)
+                .with_region(region);
+            repo.add_remote(&name, spec).map(|s| s.url)
+        })
+    }
+
+    /// The remotes, as JSON `{name: {url, endpoint, region}}`.
+    fn remotes(&self, py: Python<'_>) -> PyResult<String> {
+        self.run(py, |repo| repo.remotes().map(|r| json(&r)))
+    }
+
+    /// Pushes `refs` (empty: HEAD's branch) to `remote`; the report as JSON.
+    #[pyo3(signature = (remote, refs, force, no_rebase))]
+    fn push(
+        &self,
+        py: Python<'_>,
+        remote: String,
+        refs: Vec<String>,
+        force: bool,
+        no_rebase: bool,
+    ) -> PyResult<String> {
+        let opts = PushOptions { force, no_rebase };
+        self.run(py, |repo| repo.push(&remote, &refs, opts).map(|r| json(&r)))
+    }
+
+    /// Fetches `refs` (empty: all) from `remote`; the report as JSON.
+    fn fetch(&self, py: Python<'_>, remote: String, refs: Vec<String>) -> PyResult<String> {
+        self.run(py, |repo| repo.fetch(&remote, &refs).map(|r| json(&r)))
+    }
+
+    /// Pulls `branch` (default HEAD's) from `remote`; the report as JSON.
+    #[pyo3(signature = (remote, branch=None))]
+    fn pull(&self, py: Python<'_>, remote: String, branch: Option<String>) -> PyResult<String> {
+        self.run(py, |repo| {
+            repo.pull(&remote, branch.as_deref()).map(|r| json(&r))
+        })
+    }
+
+    /// Clones `url` into a new repository at `path`: the open repository and the report (JSON).
+    #[staticmethod]
+    #[pyo3(signature = (url, path, endpoint=None, region=None))]
+    fn clone_remote(
+        py: Python<'_>,
+        url: String,
+        path: std::path::PathBuf,
+        endpoint: Option<String>,
+        region: Option<String>,
+    ) -> PyResult<(PyRepo, String)> {
+        py.detach(|| {
+            let spec = RemoteSpec::new(&url)?
+                .with_endpoint(endpoint)
+                .with_region(region);
+            Repo::clone_remote(spec, &path, None)
+        })
+        .map(|(repo, report)| (PyRepo::wrap(repo), json(&report)))
+        .map_err(|e| to_py(py, e))
+    }
+}
+
+/// Writes `spec` of the remote at `url` (or only `names`) as a safetensors file at `path`,
+/// downloading only what those tensors need; the report as JSON.
+#[pyfunction]
+#[pyo3(signature = (url, spec, path, names=None, endpoint=None, region=None))]
+pub fn checkout_remote(
+    py: Python<'_>,
+    url: String,
+    spec: String,
+    path: std::path::PathBuf,
+    names: Option<Vec<String>>,
+    endpoint: Option<String>,
+    region: Option<String>,
+) -> PyResult<String> {
+    py.detach(|| {
+        let remote = RemoteSpec::new(&url)?
+            .with_endpoint(endpoint)
+            .with_region(region);
+        snapstore::remote_checkout_to_file(&remote, &spec, &path, names.as_deref(), &|_| {})
+    })
+    .map(|r| json(&r))
+    .map_err(|e| to_py(py, e))
 }

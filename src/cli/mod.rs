@@ -15,6 +15,7 @@ mod gc;
 mod init;
 mod log;
 mod print;
+mod remote;
 mod search;
 mod show;
 mod stats;
@@ -96,6 +97,17 @@ enum Command {
     Doctor,
     /// Read or set a setting: keyframe_every, bound (for HEAD's branch).
     Config(config::Args),
+    /// Manage remotes (S3 buckets or directories), or check tensors out of one.
+    #[command(subcommand)]
+    Remote(remote::RemoteCommand),
+    /// Upload snapshots to a remote and move its branch (compare-and-swap).
+    Push(remote::PushArgs),
+    /// Download a remote's snapshots (local branches stay).
+    Fetch(remote::FetchArgs),
+    /// Fetch a branch and move the local one to it.
+    Pull(remote::PullArgs),
+    /// Make a repository from a remote.
+    Clone(remote::CloneArgs),
 }
 
 impl Command {
@@ -111,6 +123,11 @@ impl Command {
             | Command::Status(status::Args { json, .. })
             | Command::Gc(gc::Args { json, .. })
             | Command::Fsck(fsck::Args { json, .. }) => *json,
+            Command::Remote(c) => c.json(),
+            Command::Push(a) => a.json(),
+            Command::Fetch(a) => a.json(),
+            Command::Pull(a) => a.json(),
+            Command::Clone(a) => a.json(),
             _ => false,
         }
     }
@@ -139,6 +156,8 @@ pub fn run() -> Result<()> {
         Backend::cuda().context("--backend cuda")?;
     }
     let open = || open(cli.repo.as_ref(), backend, bars.as_ref());
+    let show: Option<snapstore::ProgressCallback> =
+        bars.clone().map(|b| Arc::new(move |p| b.show(p)) as _);
     match cli.command {
         Command::Doctor => doctor::run(backend),
         Command::Init => init::run(cli.repo),
@@ -156,6 +175,11 @@ pub fn run() -> Result<()> {
         Command::Gc(args) => gc::run(&open()?, args),
         Command::Fsck(args) => fsck::run(&open()?, args),
         Command::Config(args) => config::run(&open()?, args),
+        Command::Remote(cmd) => remote::remote(cmd, &open, show),
+        Command::Push(args) => remote::push(args, &open()?),
+        Command::Fetch(args) => remote::fetch(args, &open()?),
+        Command::Pull(args) => remote::pull(args, &open()?),
+        Command::Clone(args) => remote::clone(args, cli.repo, show),
     }
 }
 

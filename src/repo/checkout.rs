@@ -68,7 +68,9 @@ pub struct CheckoutReport {
     pub seconds: f64,
 }
 
-pub(super) struct Prepared {
+/// A checkout ready to decode: the snapshot, its manifest, the tensors asked for, and a reader
+/// holding everything they need.
+pub(crate) struct Prepared {
     pub snapshot: ObjectId,
     pub manifest: Arc<Manifest>,
     pub selected: Vec<TensorEntry>,
@@ -85,25 +87,7 @@ impl Repo {
         let mut reader = self.reader();
         let snapshot = resolve(&index, &mut reader, spec)?;
         let manifest = reader.load_manifest(&index, &snapshot)?;
-        let selected: Vec<TensorEntry> = match names {
-            None => manifest.tensors.clone(),
-            Some(names) => names
-                .iter()
-                .enumerate()
-                // A name asked for twice is written once: a safetensors file cannot hold it twice.
-                .filter(|(i, n)| !names[..*i].contains(n))
-                .map(|(_, n)| n)
-                .map(|n| {
-                    manifest
-                        .tensor(n)
-                        .cloned()
-                        .ok_or_else(|| Error::TensorNotFound {
-                            tensor: n.clone(),
-                            snapshot: snapshot.hex(),
-                        })
-                })
-                .collect::<Result<_>>()?,
-        };
+        let selected = select_entries(&manifest, &snapshot, names)?;
         reader.load_closure(&index, selected.iter())?;
         Ok(Prepared {
             snapshot,
@@ -155,56 +139,100 @@ impl Repo {
         path: impl AsRef<Path>,
         names: Option<&[String]>,
     ) -> Result<CheckoutReport> {
-        let path = path.as_ref();
         let started = Instant::now();
         let p = self.prepare_checkout(spec, names)?;
-        let (header, order): (Vec<u8>, Vec<&TensorEntry>) =
-            match names {
-                None => (
-                    p.manifest.header.as_bytes().to_vec(),
-                    p.selected.iter().collect(),
-                ),
-                Some(_) => {
-                    let specs: Vec<(String, Dtype, Vec<u64>)> = p
-                        .selected
-                        .iter()
-                        .map(|e| (e.name.clone(), e.dtype, e.shape.clone()))
-                        .collect();
-                    let (raw, infos) = canonical_header(p.manifest.metadata.as_ref(), &specs)
-                        .map_err(|problem| Error::BadTensor {
-                            tensor: String::new(),
-                            problem: Box::new(problem),
-                        })?;
-                    let order = infos
-                        .iter()
-                        .map(|i| {
-                            p.selected
-                                .iter()
-                                .find(|e| e.name == i.name)
-                                .expect("selected")
-                        })
-                        .collect();
-                    (raw, order)
-                }
-            };
-        let mut out = AtomicFile::create(path)?;
-        write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
-        let total = order.iter().map(|e| e.len).sum();
-        let mut done = 0;
-        decode_tensors(&p.reader, &p.snapshot, &order, &mut |_, chunk| {
-            done += chunk.len() as u64;
-            self.report("checkout", done, total);
-            out.write_all(chunk).map_err(|err| Error::io(path, err))
+        let mut r = write_prepared(p, path.as_ref(), names.is_some(), &|done, total| {
+            self.report("checkout", done, total)
         })?;
-        let bytes = order.iter().map(|e| e.len).sum();
-        out.commit()?;
-        Ok(CheckoutReport {
-            snapshot: p.snapshot,
-            path: path.to_path_buf(),
-            tensors: order.len(),
-            bytes,
-            seconds: started.elapsed().as_secs_f64(),
-        })
+        r.seconds = started.elapsed().as_secs_f64();
+        Ok(r)
+    }
+}
+
+/// Writes a prepared checkout as a safetensors file, atomically: the committed header when the
+/// whole snapshot was asked for (`some` false), else a header for the selected tensors.
+/// `progress(done, total)` is told the tensor bytes written.
+pub(crate) fn write_prepared(
+    p: Prepared,
+    path: &Path,
+    some: bool,
+    progress: &dyn Fn(u64, u64),
+) -> Result<CheckoutReport> {
+    let started = Instant::now();
+    let (header, order): (Vec<u8>, Vec<&TensorEntry>) = match some {
+        false => (
+            p.manifest.header.as_bytes().to_vec(),
+            p.selected.iter().collect(),
+        ),
+        true => {
+            let specs: Vec<(String, Dtype, Vec<u64>)> = p
+                .selected
+                .iter()
+                .map(|e| (e.name.clone(), e.dtype, e.shape.clone()))
+                .collect();
+            let (raw, infos) =
+                canonical_header(p.manifest.metadata.as_ref(), &specs).map_err(|problem| {
+                    Error::BadTensor {
+                        tensor: String::new(),
+                        problem: Box::new(problem),
+                    }
+                })?;
+            let order = infos
+                .iter()
+                .map(|i| {
+                    p.selected
+                        .iter()
+                        .find(|e| e.name == i.name)
+                        .expect("selected")
+                })
+                .collect();
+            (raw, order)
+        }
+    };
+    let mut out = AtomicFile::create(path)?;
+    write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
+    let total = order.iter().map(|e| e.len).sum();
+    let mut done = 0;
+    decode_tensors(&p.reader, &p.snapshot, &order, &mut |_, chunk| {
+        done += chunk.len() as u64;
+        progress(done, total);
+        out.write_all(chunk).map_err(|err| Error::io(path, err))
+    })?;
+    let bytes = order.iter().map(|e| e.len).sum();
+    out.commit()?;
+    Ok(CheckoutReport {
+        snapshot: p.snapshot,
+        path: path.to_path_buf(),
+        tensors: order.len(),
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The entries of `manifest` a checkout of `names` (all when `None`) decodes, each name once.
+pub(crate) fn select_entries(
+    manifest: &Manifest,
+    snapshot: &ObjectId,
+    names: Option<&[String]>,
+) -> Result<Vec<TensorEntry>> {
+    match names {
+        None => Ok(manifest.tensors.clone()),
+        Some(names) => names
+            .iter()
+            .enumerate()
+            // A name asked for twice is written once: a safetensors file cannot hold it twice.
+            .filter(|(i, n)| !names[..*i].contains(n))
+            .map(|(_, n)| n)
+            .map(|n| {
+                manifest
+                    .tensor(n)
+                    .cloned()
+                    .ok_or_else(|| Error::TensorNotFound {
+                        tensor: n.clone(),
+                        snapshot: snapshot.hex(),
+                    })
+            })
+            .collect(),
     }
 }
 

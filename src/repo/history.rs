@@ -148,6 +148,8 @@ pub(crate) fn reachable_snapshots(
         .list_refs("heads/")?
         .into_iter()
         .chain(index.list_refs("tags/")?)
+        // What a fetch brought in stays until the remote's tracking ref moves on.
+        .chain(index.list_refs("remotes/")?)
         .map(|(_, id)| id)
         .collect();
     while let Some(id) = todo.pop() {

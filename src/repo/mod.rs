@@ -23,9 +23,10 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::gpu::backend::{Backend, BackendChoice, LazyBackend};
 use crate::store::index::Index;
-use reader::ObjectReader;
+
 use tip_cache::TipCache;
 
+pub(crate) use checkout::{select_entries, write_prepared, Prepared};
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
 pub(crate) use commit::{chunk_count, chunk_range, code_chunk, exact_may_win, validate_inputs};
 pub use commit::{CommitOptions, CommitReport};
@@ -34,6 +35,8 @@ pub use history::{DiffRow, FileStatus, LogEntry, Stats, TensorDiff, TensorStatus
 pub use input::{Element, Input, InputKind, TensorInput};
 pub use maintenance::{FsckProblem, FsckReport, GcReport};
 pub(crate) use plan::TensorPlan;
+pub(crate) use reader::ObjectReader;
+pub(crate) use refs::{branch_key, check_ref_name, tag_key};
 
 /// Repository format version written by this build; newer ones are refused.
 pub const FORMAT_VERSION: u32 = 1;
@@ -235,7 +238,7 @@ impl Repo {
     /// A reader for this repository. Under `auto` lossy chunks decode on the CPU: on the H200
     /// host, checking out 1 GiB snapshots through CUDA ran at 0.96x the CPU's rate
     /// (BENCHMARKS.md), so only `--backend cuda` decodes there.
-    fn reader(&self) -> ObjectReader {
+    pub(crate) fn reader(&self) -> ObjectReader {
         let engine: Arc<dyn QuantEngine> = match self.backend.choice() {
             BackendChoice::Auto => Arc::new(CpuQuant),
             _ => self.backend.clone(),
@@ -248,12 +251,12 @@ impl Repo {
         &self.dir
     }
 
-    fn packs_dir(&self) -> PathBuf {
+    pub(crate) fn packs_dir(&self) -> PathBuf {
         self.dir.join("packs")
     }
 
     /// The index, opened for changes.
-    fn index(&self) -> Result<Index> {
+    pub(crate) fn index(&self) -> Result<Index> {
         Index::open(&self.dir)
     }
 

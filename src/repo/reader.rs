@@ -24,6 +24,8 @@ pub(crate) struct ObjectReader {
     locations: HashMap<ObjectId, Location>,
     manifests: HashMap<ObjectId, Arc<Manifest>>,
     packs: Mutex<HashMap<String, Arc<PackReader>>>,
+    /// Objects handed in already read and verified (a checkout from a remote), by id.
+    preloaded: HashMap<ObjectId, Arc<Vec<u8>>>,
     /// Runs the dequantizer of lossy chunks.
     engine: Arc<dyn QuantEngine>,
 }
@@ -41,6 +43,7 @@ impl ObjectReader {
             locations: HashMap::new(),
             manifests: HashMap::new(),
             packs: Mutex::new(HashMap::new()),
+            preloaded: HashMap::new(),
             engine,
         }
     }
@@ -102,6 +105,17 @@ impl ObjectReader {
         Ok(())
     }
 
+    /// Hands in an object read elsewhere (from a remote); the caller has verified that its
+    /// bytes hash to `id`. Reads of `id` return it without an index or a pack.
+    pub fn insert_object(&mut self, id: ObjectId, bytes: Arc<Vec<u8>>) {
+        self.preloaded.insert(id, bytes);
+    }
+
+    /// Hands in a parsed manifest (read from a remote and verified against its id).
+    pub fn insert_manifest(&mut self, id: ObjectId, manifest: Arc<Manifest>) {
+        self.manifests.insert(id, manifest);
+    }
+
     /// A loaded manifest.
     pub fn manifest(&self, id: &ObjectId) -> Option<&Arc<Manifest>> {
         self.manifests.get(id)
@@ -109,6 +123,9 @@ impl ObjectReader {
 
     /// Reads and verifies an object whose location was loaded.
     pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.preloaded.get(id) {
+            return Ok(bytes.as_ref().clone());
+        }
         let loc = self
             .locations
             .get(id)

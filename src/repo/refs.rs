@@ -75,6 +75,12 @@ fn resolve_base(index: &Index, base: &str) -> Result<ObjectId> {
             return Ok(id);
         }
     }
+    // `origin/main`: the branch `main` of remote `origin` as last fetched or pushed.
+    if let Some((remote, branch)) = base.split_once('/') {
+        if let Some(id) = index.get_ref(&format!("remotes/{remote}/heads/{branch}"))? {
+            return Ok(id);
+        }
+    }
     resolve_prefix(index, base)
 }
 

@@ -171,6 +171,39 @@ impl PackReader {
         })
     }
 
+    /// Opens the pack file at `path` (a download not yet renamed into place), named `name` in
+    /// errors.
+    pub fn open_path(path: &Path, name: &str) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(PackReader {
+            name: name.to_string(),
+            file,
+        })
+    }
+
+    /// The blake3 of the trailer this pack's footer records: a pack is named after it.
+    pub fn trailer_hash(&self) -> Result<ObjectId> {
+        let len = self.file.metadata().map_err(|e| Error::CorruptPack {
+            pack: self.name.clone(),
+            problem: e.to_string(),
+        })?;
+        let len = len.len();
+        if len < HEADER_LEN + FOOTER_LEN {
+            return Err(Error::CorruptPack {
+                pack: self.name.clone(),
+                problem: format!("only {len} bytes"),
+            });
+        }
+        let mut footer = [0u8; FOOTER_LEN as usize];
+        self.file
+            .read_exact_at(&mut footer, len - FOOTER_LEN)
+            .map_err(|e| Error::CorruptPack {
+                pack: self.name.clone(),
+                problem: e.to_string(),
+            })?;
+        Ok(ObjectId::from_slice(&footer[8..40]).expect("32 bytes"))
+    }
+
     /// Reads one object and checks it hashes to its id.
     pub fn read(&self, entry: &PackEntry) -> Result<Vec<u8>> {
         let _t = crate::profile::time(crate::profile::Stage::PackRead);

@@ -7,7 +7,7 @@
 """
 
 from ._native import DTYPES, FORMAT_VERSION
-from ._repo import CommitReport, Repo, StateDict
+from ._repo import CommitReport, Repo, StateDict, checkout_remote
 from .errors import (
     BusyError,
     ClosedRepositoryError,
@@ -16,6 +16,8 @@ from .errors import (
     EvaluatorError,
     InvalidInputError,
     NotFoundError,
+    PushRejectedError,
+    RemoteError,
     StorageIOError,
 )
 
@@ -33,5 +35,8 @@ __all__ = [
     "EvaluatorError",
     "ClosedRepositoryError",
     "StorageIOError",
+    "RemoteError",
+    "PushRejectedError",
+    "checkout_remote",
 ]
 __version__ = "0.1.0"

@@ -275,3 +275,55 @@ class Repo:
     def switch(self, branch: str) -> None:
         """Makes HEAD name ``branch``."""
         self._repo.switch_branch(branch)
+
+    # -- remotes ----------------------------------------------------------------------------
+
+    def add_remote(self, name: str, url: str, *, endpoint: Optional[str] = None,
+                   region: Optional[str] = None) -> str:
+        """Remembers remote ``name``: ``s3://bucket/prefix`` (any S3-compatible ``endpoint``;
+        credentials from the AWS environment variables or ``~/.aws/credentials``) or a
+        directory. Returns the URL as stored. Sends no request."""
+        return self._repo.add_remote(name, os.fspath(url), endpoint, region)
+
+    def remotes(self) -> Dict[str, Dict[str, Any]]:
+        """``{name: {"url", "endpoint", "region"}}`` of the configured remotes."""
+        return json.loads(self._repo.remotes())
+
+    def push(self, remote: str = "origin", refs: Optional[Sequence[str]] = None, *,
+             force: bool = False, rebase: bool = True) -> Dict[str, Any]:
+        """Uploads what ``remote`` (a name or a URL) lacks and moves its branches or tags
+        (``refs``; default HEAD's branch) by compare-and-swap. If the remote branch moved on,
+        the local snapshots are re-parented on top of it (``rebase=False`` refuses instead);
+        a push that would drop remote snapshots raises ``PushRejectedError`` unless ``force``.
+        Returns ``snapstore push --json``'s report."""
+        return json.loads(self._repo.push(remote, list(refs or []), force, not rebase))
+
+    def fetch(self, remote: str = "origin", refs: Optional[Sequence[str]] = None
+              ) -> Dict[str, Any]:
+        """Downloads what ``refs`` (default: all) of ``remote`` need; local branches stay."""
+        return json.loads(self._repo.fetch(remote, list(refs or [])))
+
+    def pull(self, remote: str = "origin", branch: Optional[str] = None) -> Dict[str, Any]:
+        """Fetches ``branch`` (default HEAD's) and moves the local branch to it."""
+        return json.loads(self._repo.pull(remote, branch))
+
+    @classmethod
+    def clone(cls, url: str, path: PathLike, *, endpoint: Optional[str] = None,
+              region: Optional[str] = None) -> "Repo":
+        """Makes a repository at ``path`` from the remote at ``url`` (remembered as
+        ``origin``) and opens it."""
+        native, _report = _native.Repo.clone_remote(os.fspath(url), os.fspath(path), endpoint,
+                                                    region)
+        return cls(path, _native_repo=native)
+
+
+def checkout_remote(url: str, ref: str, path: PathLike, names: Optional[Sequence[str]] = None,
+                    *, endpoint: Optional[str] = None, region: Optional[str] = None
+                    ) -> Dict[str, Any]:
+    """Writes ``ref`` (a branch, tag or snapshot id) of the remote at ``url``, or only the
+    tensors ``names``, as a safetensors file at ``path`` without cloning: only the chunks those
+    tensors need are downloaded, each verified. Returns ``snapstore remote checkout --json``'s
+    report (``downloaded_bytes``, ``requests``, ...)."""
+    return json.loads(_native.checkout_remote(os.fspath(url), ref, os.fspath(path),
+                                              list(names) if names is not None else None,
+                                              endpoint, region))

@@ -9,6 +9,8 @@ __all__ = [
     "EvaluatorError",
     "ClosedRepositoryError",
     "StorageIOError",
+    "RemoteError",
+    "PushRejectedError",
 ]
 
 
@@ -45,3 +47,13 @@ class ClosedRepositoryError(InvalidInputError):
 
 class StorageIOError(Error, OSError):
     """Reading or writing a file of the repository failed."""
+
+
+class RemoteError(Error):
+    """A remote failed: the store could not be reached or refused a request, holds no snapstore
+    repository, or does not do the conditional writes its refs need. The message names the
+    remote's URL and the object."""
+
+
+class PushRejectedError(RemoteError):
+    """A push that would drop snapshots from the remote branch; pull first, or ``force=True``."""

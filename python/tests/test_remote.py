@@ -1,0 +1,116 @@
+"""Remotes from Python: push, clone, pull and a partial remote checkout through a directory
+remote, and (when ``SNAPSTORE_TEST_S3_PYTHON`` names a Python with moto[server], as .ci/run
+sets it) through a real S3 server on 127.0.0.1."""
+
+import os
+import pathlib
+import subprocess
+
+import pytest
+import torch
+
+import snapstore
+
+
+def state(seed, n=4):
+    g = torch.Generator().manual_seed(seed)
+    return {f"layer{i}.weight": torch.randn(256, 256, generator=g) for i in range(n)}
+
+
+def drift(sd, scale=1e-3):
+    return {k: v + scale * torch.randn_like(v) for k, v in sd.items()}
+
+
+@pytest.fixture
+def directory_remote(tmp_path):
+    return {"url": str(tmp_path / "remote"), "endpoint": None}
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    python = os.environ.get("SNAPSTORE_TEST_S3_PYTHON")
+    if not python:
+        pytest.skip("SNAPSTORE_TEST_S3_PYTHON is not set (.ci/run sets it to a Python with moto[server])")
+    script = pathlib.Path(__file__).resolve().parents[2] / "tests" / "s3_server.py"
+    proc = subprocess.Popen([python, str(script), "--bucket", "pytest"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    url = proc.stdout.readline().strip()
+    assert url.startswith("http://127.0.0.1:"), url
+    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield url
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.stdin.close()
+    proc.wait(timeout=10)
+
+
+def round_trip(tmp_path, url, endpoint):
+    with snapstore.Repo.init(tmp_path / "src") as src:
+        sd0 = state(1)
+        src.commit(sd0, message="e0")
+        sd1 = drift(sd0)
+        src.commit(sd1, message="e1", bound="rel:0.01")
+        src.add_remote("origin", url, endpoint=endpoint)
+        report = src.push()
+        assert report["refs"][0]["status"] == "created"
+        assert report["snapshots"] == 2 and report["bytes"] > 0
+        with snapstore.Repo.clone(url, tmp_path / "dst", endpoint=endpoint) as dst:
+            assert [e["id"] for e in dst.log()] == [e["id"] for e in src.log()]
+            back0 = dst.checkout("HEAD~1")
+            for k, v in sd0.items():
+                assert torch.equal(back0[k], v), k
+            back1 = dst.checkout("HEAD")
+            for k, v in sd1.items():
+                assert torch.equal(back1[k], src.checkout("HEAD")[k])
+                assert ((back1[k] - v).abs() <= 0.01 * v.abs() * (1 + 1e-6)).all(), k
+            assert dst.remotes()["origin"]["url"] == url
+            src.commit(drift(sd1), message="e2")
+            src.push()
+            pulled = dst.pull()
+            assert pulled["status"] == "fast-forward"
+            assert dst.log()[0]["message"] == "e2"
+        out = tmp_path / "one.safetensors"
+        r = snapstore.checkout_remote(url, "main", out, names=["layer2.weight"], endpoint=endpoint)
+        assert r["tensors"] == 1
+        assert r["downloaded_bytes"] < report["bytes"] / 2
+        from safetensors.torch import load_file
+        assert torch.equal(load_file(out)["layer2.weight"], src.checkout("HEAD")["layer2.weight"])
+
+
+def test_directory_remote_round_trip(tmp_path, directory_remote):
+    round_trip(tmp_path, directory_remote["url"], None)
+
+
+def test_s3_remote_round_trip(tmp_path, s3_server):
+    round_trip(tmp_path, "s3://pytest/run1", s3_server)
+
+
+def test_push_that_would_drop_snapshots_raises(tmp_path, directory_remote):
+    url = directory_remote["url"]
+    with snapstore.Repo.init(tmp_path / "a") as a:
+        sd = state(2)
+        a.commit(sd)
+        a.add_remote("origin", url)
+        a.push()
+        with snapstore.Repo.clone(url, tmp_path / "b") as b:
+            a.commit(drift(sd))
+            a.push()
+            with pytest.raises(snapstore.PushRejectedError, match="drop 1 snapshot"):
+                b.push()
+            assert b.push(force=True)["refs"][0]["status"] == "forced"
+
+
+def test_remote_errors_name_the_remote(tmp_path):
+    with snapstore.Repo.init(tmp_path / "r") as r:
+        with pytest.raises(snapstore.NotFoundError, match="no remote named"):
+            r.push("nowhere")
+        with pytest.raises(snapstore.InvalidInputError, match="invalid remote URL"):
+            r.add_remote("bad", "ftp://host/x")
+    with pytest.raises(snapstore.RemoteError, match="holds no snapstore repository"):
+        snapstore.Repo.clone(str(tmp_path / "empty"), tmp_path / "c")
+    assert not (tmp_path / "c").exists()

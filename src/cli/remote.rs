@@ -1,0 +1,355 @@
+//! The remote commands: `remote add|list|remove|checkout`, `push`, `fetch`, `pull`, `clone`.
+//! Parse, call the library, print (text or `--json`); nothing a trainer could not call itself.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use snapstore::{Progress, PushOptions, RemoteSpec, Repo};
+
+use super::print::human;
+
+/// `snapstore remote ...`.
+#[derive(Subcommand)]
+pub enum RemoteCommand {
+    /// Remember a remote: `s3://bucket/prefix` (credentials from the AWS environment variables
+    /// or ~/.aws/credentials) or a directory path (a shared mount).
+    Add {
+        /// Its name (`origin` is what push, fetch and pull use by default).
+        name: String,
+        /// `s3://bucket/prefix` or a directory.
+        url: String,
+        #[command(flatten)]
+        s3: S3Args,
+    },
+    /// List the remotes.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a remote (the remote itself is left alone).
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Write a remote snapshot (or some tensors) as a safetensors file without cloning:
+    /// downloads only the chunks those tensors need.
+    Checkout {
+        /// A remote's name, or its URL.
+        remote: String,
+        /// A remote branch, tag or full snapshot id.
+        #[arg(value_name = "REF")]
+        spec: String,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Only these tensors (repeatable).
+        #[arg(long = "tensor", value_name = "NAME")]
+        tensors: Vec<String>,
+        #[command(flatten)]
+        s3: S3Args,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// S3 endpoint options.
+#[derive(Args, Clone, Default)]
+pub struct S3Args {
+    /// An S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// The S3 region (default: AWS_REGION, the AWS config file, else us-east-1).
+    #[arg(long)]
+    region: Option<String>,
+}
+
+/// `snapstore push`.
+#[derive(Args)]
+pub struct PushArgs {
+    /// A remote's name (default origin) or URL.
+    #[arg(default_value = "origin")]
+    remote: String,
+    /// Branches or tags to push (default: HEAD's branch).
+    #[arg(value_name = "REF")]
+    refs: Vec<String>,
+    /// Move the remote ref even if that drops snapshots from it.
+    #[arg(long)]
+    force: bool,
+    /// When the remote branch moved on, refuse instead of re-parenting the local snapshots on
+    /// top of it.
+    #[arg(long)]
+    no_rebase: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `snapstore fetch`.
+#[derive(Args)]
+pub struct FetchArgs {
+    /// A remote's name (default origin) or URL.
+    #[arg(default_value = "origin")]
+    remote: String,
+    /// Branches or tags to fetch (default: all).
+    #[arg(value_name = "REF")]
+    refs: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `snapstore pull`.
+#[derive(Args)]
+pub struct PullArgs {
+    /// A remote's name (default origin) or URL.
+    #[arg(default_value = "origin")]
+    remote: String,
+    /// The branch (default: HEAD's).
+    branch: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `snapstore clone`.
+#[derive(Args)]
+pub struct CloneArgs {
+    /// `s3://bucket/prefix` or a directory.
+    url: String,
+    /// The new repository (default: ./.snapstore, or --repo).
+    dir: Option<PathBuf>,
+    #[command(flatten)]
+    s3: S3Args,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RemoteCommand {
+    /// Whether it prints JSON (no progress bars then).
+    pub fn json(&self) -> bool {
+        match self {
+            RemoteCommand::List { json } | RemoteCommand::Checkout { json, .. } => *json,
+            _ => false,
+        }
+    }
+}
+
+impl PushArgs {
+    /// Whether it prints JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+impl FetchArgs {
+    /// Whether it prints JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+impl PullArgs {
+    /// Whether it prints JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+impl CloneArgs {
+    /// Whether it prints JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+fn spec_of(url: &str, s3: &S3Args) -> snapstore::Result<RemoteSpec> {
+    Ok(RemoteSpec::new(url)?
+        .with_endpoint(s3.endpoint.clone())
+        .with_region(s3.region.clone()))
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn rate(bytes: u64, seconds: f64) -> String {
+    format!(
+        "{} in {seconds:.2}s, {:.1} MB/s",
+        human(bytes),
+        bytes as f64 / 1e6 / seconds.max(1e-9)
+    )
+}
+
+/// Runs `snapstore remote ...`. `open` opens the repository; `progress` draws bars.
+pub fn remote(
+    cmd: RemoteCommand,
+    open: &dyn Fn() -> snapstore::Result<Repo>,
+    progress: Option<snapstore::ProgressCallback>,
+) -> Result<()> {
+    match cmd {
+        RemoteCommand::Add { name, url, s3 } => {
+            let spec = open()?.add_remote(&name, spec_of(&url, &s3)?)?;
+            println!("added remote {name}: {}", spec.url);
+        }
+        RemoteCommand::List { json } => {
+            let all = open()?.remotes()?;
+            if json {
+                return print_json(&all);
+            }
+            for (name, spec) in all {
+                match &spec.endpoint {
+                    Some(e) => println!("{name}\t{} (endpoint {e})", spec.url),
+                    None => println!("{name}\t{}", spec.url),
+                }
+            }
+        }
+        RemoteCommand::Remove { name } => {
+            let spec = open()?.remove_remote(&name)?;
+            println!("removed remote {name} ({})", spec.url);
+        }
+        RemoteCommand::Checkout {
+            remote,
+            spec,
+            output,
+            tensors,
+            s3,
+            json,
+        } => {
+            // A configured name needs the repository; a URL needs none.
+            let configured = open().ok().and_then(|r| r.remotes().ok()?.remove(&remote));
+            let remote_spec = match configured {
+                Some(s) if s3.endpoint.is_none() && s3.region.is_none() => s,
+                _ => spec_of(&remote, &s3)?,
+            };
+            let names = (!tensors.is_empty()).then_some(&tensors[..]);
+            let none = |_: Progress| {};
+            let r = snapstore::remote_checkout_to_file(
+                &remote_spec,
+                &spec,
+                &output,
+                names,
+                progress.as_deref().unwrap_or(&none),
+            )?;
+            if json {
+                return print_json(&r);
+            }
+            println!(
+                "wrote {} ({} tensors, {}) from {} of {}; downloaded {} in {} requests, {:.2}s",
+                r.path.display(),
+                r.tensors,
+                human(r.bytes),
+                r.snapshot.short(),
+                r.remote,
+                human(r.downloaded_bytes),
+                r.requests,
+                r.seconds
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs `snapstore push`.
+pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
+    let opts = PushOptions {
+        force: args.force,
+        no_rebase: args.no_rebase,
+    };
+    let r = repo.push(&args.remote, &args.refs, opts)?;
+    if args.json {
+        return print_json(&r);
+    }
+    for p in &r.refs {
+        let old = p.old.map_or("(new)".to_string(), |o| o.short());
+        let extra = match p.rebased {
+            0 => String::new(),
+            n => format!(", {n} local snapshot(s) re-parented onto the remote's"),
+        };
+        println!(
+            "{}: {old} -> {} ({}{extra})",
+            p.key,
+            p.new.short(),
+            p.status
+        );
+    }
+    println!(
+        "pushed to {}: {} snapshot record(s), {} pack(s) uploaded ({}), {} already there",
+        r.remote,
+        r.snapshots,
+        r.packs_uploaded,
+        rate(r.bytes, r.seconds),
+        r.packs_present
+    );
+    Ok(())
+}
+
+/// Runs `snapstore fetch`.
+pub fn fetch(args: FetchArgs, repo: &Repo) -> Result<()> {
+    let r = repo.fetch(&args.remote, &args.refs)?;
+    if args.json {
+        return print_json(&r);
+    }
+    for f in &r.refs {
+        println!("{}: {}", f.key, f.snapshot.short());
+    }
+    println!(
+        "fetched from {}: {} new snapshot(s), {} pack(s) ({})",
+        r.remote,
+        r.snapshots,
+        r.packs,
+        rate(r.bytes, r.seconds)
+    );
+    Ok(())
+}
+
+/// Runs `snapstore pull`.
+pub fn pull(args: PullArgs, repo: &Repo) -> Result<()> {
+    let r = repo.pull(&args.remote, args.branch.as_deref())?;
+    if args.json {
+        return print_json(&r);
+    }
+    let old = r.old.map_or("(new)".to_string(), |o| o.short());
+    println!(
+        "{}: {old} -> {} ({}); fetched {} new snapshot(s), {}",
+        r.branch,
+        r.new.short(),
+        r.status,
+        r.fetch.snapshots,
+        rate(r.fetch.bytes, r.fetch.seconds)
+    );
+    Ok(())
+}
+
+/// Runs `snapstore clone`; the repository goes to `dir`, else `--repo`, else ./.snapstore.
+pub fn clone(
+    args: CloneArgs,
+    repo_dir: Option<PathBuf>,
+    progress: Option<snapstore::ProgressCallback>,
+) -> Result<()> {
+    let dir = args
+        .dir
+        .clone()
+        .or(repo_dir)
+        .unwrap_or_else(|| PathBuf::from(snapstore::DEFAULT_REPO_DIR));
+    let spec = spec_of(&args.url, &args.s3)?;
+    let (_, r) = Repo::clone_remote(spec, &dir, progress)?;
+    if args.json {
+        return print_json(&r);
+    }
+    println!(
+        "cloned {} into {}: {} branch(es), {} tag(s), HEAD on {}; {} snapshot(s), {}",
+        r.fetch.remote,
+        r.path.display(),
+        r.branches.len(),
+        r.tags.len(),
+        r.head.as_deref().unwrap_or("(none)"),
+        r.fetch.snapshots,
+        rate(r.fetch.bytes, r.fetch.seconds)
+    );
+    Ok(())
+}

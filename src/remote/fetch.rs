@@ -1,0 +1,379 @@
+//! Fetch, pull and clone: download the packs of every snapshot a remote ref needs that the
+//! local repository lacks, verify each one whole (trailer hash = name, every object against its
+//! id) before it is renamed into place and recorded, and only then move local refs.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::layout::{self, pack_object, read_record, SnapshotRecord};
+use super::refs::list_refs;
+use super::store::RemoteStore;
+use super::{ancestors, move_local_ref, needs_of, reparent, tracking_key, RemoteSpec, FETCH_TASK};
+use crate::error::{Error, Result};
+use crate::repo::{branch_key, Repo};
+use crate::store::object_id::ObjectId;
+use crate::store::pack::PackReader;
+
+/// A progress callback shared with the caller.
+pub type ProgressCallback = std::sync::Arc<dyn Fn(crate::Progress) + Send + Sync>;
+
+/// A remote ref as fetched.
+#[derive(Clone, Debug, Serialize)]
+pub struct FetchedRef {
+    /// `heads/NAME` or `tags/NAME` on the remote.
+    #[serde(rename = "ref")]
+    pub key: String,
+    /// Its snapshot.
+    pub snapshot: ObjectId,
+}
+
+/// What a fetch did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct FetchReport {
+    /// The remote's URL.
+    pub remote: String,
+    /// The refs fetched.
+    pub refs: Vec<FetchedRef>,
+    /// Snapshots new to the local repository.
+    pub snapshots: usize,
+    /// Packs downloaded.
+    pub packs: usize,
+    /// Pack bytes downloaded.
+    pub bytes: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Pack bytes downloaded per second, in MB (10^6 bytes).
+    pub mb_per_s: f64,
+}
+
+/// What a pull did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PullReport {
+    /// The fetch.
+    pub fetch: FetchReport,
+    /// The local branch.
+    pub branch: String,
+    /// Its snapshot before.
+    pub old: Option<ObjectId>,
+    /// Its snapshot now.
+    pub new: ObjectId,
+    /// `created`, `fast-forward`, `up-to-date`, `ahead` (the local branch already holds the
+    /// remote's) or `rebased` (local snapshots re-parented onto the remote's).
+    pub status: &'static str,
+    /// Local snapshots re-parented.
+    pub rebased: usize,
+}
+
+/// What a clone did.
+#[derive(Clone, Debug, Serialize)]
+pub struct CloneReport {
+    /// The new repository.
+    pub path: std::path::PathBuf,
+    /// The fetch.
+    pub fetch: FetchReport,
+    /// Local branches created.
+    pub branches: Vec<String>,
+    /// Tags created.
+    pub tags: Vec<String>,
+    /// HEAD's branch.
+    pub head: Option<String>,
+}
+
+/// Totals of one [`fetch_closure`].
+#[derive(Default)]
+pub(crate) struct Fetched {
+    pub snapshots: usize,
+    pub packs: usize,
+    pub bytes: u64,
+}
+
+/// Downloads what the snapshots `tips` need and the local repository lacks. The walk goes
+/// through every ancestor (local manifests where the snapshot is here, remote records where it
+/// is not), so a fetch interrupted anywhere is completed by the next one. Packs are streamed
+/// into temp files a few at a time, each verified whole before it is renamed into place; then
+/// all are recorded in the index at once. A Ctrl-C leaves at most temp files (removed by the
+/// signal handler, or by `gc`) or packs no ref reaches yet.
+pub(crate) fn fetch_closure(
+    repo: &Repo,
+    store: &RemoteStore,
+    tips: &[ObjectId],
+) -> Result<Fetched> {
+    let index = repo.index()?;
+    let mut reader = repo.reader();
+    let mut records: Vec<SnapshotRecord> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut todo: Vec<ObjectId> = tips.to_vec();
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if index.locate(&id)?.is_some() {
+            todo.extend(needs_of(&*reader.load_manifest(&index, &id)?));
+            continue;
+        }
+        let record = read_record(store, &id)?.ok_or_else(|| Error::RemoteCorrupt {
+            url: store.url.clone(),
+            object: layout::record_object(&id),
+            problem: "the remote refers to this snapshot but holds no record of it".into(),
+        })?;
+        todo.extend(record.needs.iter().copied());
+        records.push(record);
+    }
+    drop(index);
+    let mut packs: Vec<String> = records.iter().flat_map(|r| r.packs.clone()).collect();
+    packs.sort();
+    packs.dedup();
+    let dir = repo.packs_dir();
+    let downloads: Vec<(String, PathBuf)> = packs
+        .iter()
+        .map(|p| (pack_object(p), dir.join(format!("{p}.pack"))))
+        .filter(|(_, path)| !path.exists())
+        .collect();
+    let total: u64 = if downloads.is_empty() {
+        0
+    } else {
+        let sizes: std::collections::HashMap<String, u64> =
+            store.list("packs")?.into_iter().collect();
+        downloads
+            .iter()
+            .map(|(o, _)| sizes.get(&o["packs/".len()..]).copied().unwrap_or(0))
+            .sum()
+    };
+    if total > 0 {
+        repo.report(FETCH_TASK, 0, total);
+    }
+    let bytes = store.download_files(
+        &downloads,
+        &|object, tmp| verify_pack(store, object, tmp),
+        &|done| repo.report(FETCH_TASK, done, total.max(done)),
+    )?;
+    // Recorded whether just downloaded or left by an interrupted fetch (verified then).
+    let mut entries = Vec::with_capacity(packs.len());
+    for pack in &packs {
+        entries.push(PackReader::open(&dir, pack)?.entries()?);
+    }
+    let index = repo.index()?;
+    for (pack, e) in packs.iter().zip(&entries) {
+        index.add_pack(pack, e)?;
+    }
+    index.flush()?;
+    // Every object the records place must now be found locally.
+    for r in &records {
+        for (id, ..) in &r.objects {
+            if index.locate(id)?.is_none() {
+                return Err(Error::RemoteCorrupt {
+                    url: store.url.clone(),
+                    object: layout::record_object(&r.snapshot),
+                    problem: format!("places object {id} in a pack that does not hold it"),
+                });
+            }
+        }
+    }
+    Ok(Fetched {
+        snapshots: records.len(),
+        packs: downloads.len(),
+        bytes,
+    })
+}
+
+/// Checks a downloaded pack (`object` on the remote, `tmp` here) before it is renamed into
+/// place: its trailer hashes to its name, every object to its id.
+fn verify_pack(store: &RemoteStore, object: &str, tmp: &Path) -> Result<()> {
+    let name = object
+        .strip_prefix("packs/")
+        .and_then(|n| n.strip_suffix(".pack"))
+        .unwrap_or(object);
+    let damaged = |problem: String| Error::RemoteCorrupt {
+        url: store.url.clone(),
+        object: object.to_string(),
+        problem,
+    };
+    let mut reader = PackReader::open_path(tmp, name)?;
+    let named = reader.trailer_hash().map_err(|e| damaged(e.to_string()))?;
+    if named.hex() != name {
+        return Err(damaged(format!(
+            "its trailer hashes to {named}, not to its name"
+        )));
+    }
+    let entries = reader.entries().map_err(|e| damaged(e.to_string()))?;
+    for e in &entries {
+        reader.read(e).map_err(|err| match err {
+            Error::CorruptObject { id, problem, .. } => damaged(format!("object {id}: {problem}")),
+            other => damaged(other.to_string()),
+        })?;
+    }
+    Ok(())
+}
+
+impl Repo {
+    /// Fetches branches and tags (`refs`; empty: all) from `remote` (a configured name or a
+    /// URL): downloads what they need and, for a configured remote, moves the tracking refs
+    /// `remotes/NAME/heads/BRANCH`. Local branches do not move ([`Repo::pull`] moves them).
+    pub fn fetch(&self, remote: &str, refs: &[String]) -> Result<FetchReport> {
+        let started = Instant::now();
+        let (name, spec) = self.remote_spec(remote)?;
+        let store = RemoteStore::open(&spec, false)?;
+        layout::check_format(&store, false)?;
+        let report = self.fetch_from(&store, name.as_deref(), refs, started)?;
+        Ok(report)
+    }
+
+    fn fetch_from(
+        &self,
+        store: &RemoteStore,
+        name: Option<&str>,
+        refs: &[String],
+        started: Instant,
+    ) -> Result<FetchReport> {
+        let all = list_refs(store)?;
+        let wanted: Vec<(String, ObjectId)> = if refs.is_empty() {
+            all
+        } else {
+            refs.iter()
+                .map(|r| {
+                    all.iter()
+                        .find(|(k, _)| {
+                            k == r || *k == branch_key(r) || *k == crate::repo::tag_key(r)
+                        })
+                        .cloned()
+                        .ok_or_else(|| Error::UnknownRemoteRef {
+                            url: store.url.clone(),
+                            spec: r.clone(),
+                        })
+                })
+                .collect::<Result<_>>()?
+        };
+        let tips: Vec<ObjectId> = wanted.iter().map(|(_, id)| *id).collect();
+        let got = fetch_closure(self, store, &tips)?;
+        if let Some(name) = name {
+            for (key, id) in &wanted {
+                let tracking = tracking_key(name, key);
+                let old = self.index()?.get_ref(&tracking)?;
+                if old != Some(*id) {
+                    move_local_ref(self, &tracking, old, *id)?;
+                }
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(FetchReport {
+            remote: store.url.clone(),
+            refs: wanted
+                .into_iter()
+                .map(|(key, snapshot)| FetchedRef { key, snapshot })
+                .collect(),
+            snapshots: got.snapshots,
+            packs: got.packs,
+            bytes: got.bytes,
+            requests: store
+                .traffic
+                .requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+            seconds,
+            mb_per_s: got.bytes as f64 / 1e6 / seconds.max(1e-9),
+        })
+    }
+
+    /// Fetches `branch` (default: HEAD's) from `remote` and moves the local branch to it: a
+    /// fast-forward, or, when both have new snapshots, the local ones re-parented on top of the
+    /// remote's (as a commit that lost a race is).
+    pub fn pull(&self, remote: &str, branch: Option<&str>) -> Result<PullReport> {
+        let branch = match branch {
+            Some(b) => b.to_string(),
+            None => self.index()?.head_branch()?,
+        };
+        let fetch = self.fetch(remote, std::slice::from_ref(&branch))?;
+        let theirs = fetch.refs[0].snapshot;
+        let key = branch_key(&branch);
+        let ours = self.index()?.get_ref(&key)?;
+        let (new, status, rebased) = match ours {
+            None => {
+                move_local_ref(self, &key, None, theirs)?;
+                (theirs, "created", 0)
+            }
+            Some(ours) if ours == theirs => (ours, "up-to-date", 0),
+            Some(ours) => {
+                let index = self.index()?;
+                let mut reader = self.reader();
+                if ancestors(&index, &mut reader, theirs)?.contains(&ours) {
+                    drop(index);
+                    move_local_ref(self, &key, Some(ours), theirs)?;
+                    (theirs, "fast-forward", 0)
+                } else if ancestors(&index, &mut reader, ours)?.contains(&theirs) {
+                    (ours, "ahead", 0)
+                } else {
+                    drop(index);
+                    let (tip, moved) = reparent(self, ours, theirs)?;
+                    move_local_ref(self, &key, Some(ours), tip)?;
+                    (tip, "rebased", moved)
+                }
+            }
+        };
+        Ok(PullReport {
+            fetch,
+            branch,
+            old: ours,
+            new,
+            status,
+            rebased,
+        })
+    }
+
+    /// Clones the remote `spec` into a new repository at `dir`: every branch and tag, the
+    /// remote remembered as `origin`, HEAD on `main` (or the first branch). A clone that fails
+    /// removes the repository it created. `progress` is told how the download advances.
+    pub fn clone_remote(
+        spec: RemoteSpec,
+        dir: impl AsRef<Path>,
+        progress: Option<ProgressCallback>,
+    ) -> Result<(Repo, CloneReport)> {
+        let dir = dir.as_ref();
+        let existed = dir.exists();
+        let result = (|| {
+            let started = Instant::now();
+            let spec = spec.normalized()?;
+            let store = RemoteStore::open(&spec, false)?;
+            layout::check_format(&store, false)?;
+            let mut repo = Repo::init(dir)?;
+            if let Some(p) = progress {
+                repo = repo.with_progress(move |x| p(x));
+            }
+            repo.add_remote("origin", spec)?;
+            let fetch = repo.fetch_from(&store, Some("origin"), &[], started)?;
+            let mut branches = Vec::new();
+            let mut tags = Vec::new();
+            for r in &fetch.refs {
+                move_local_ref(&repo, &r.key, None, r.snapshot)?;
+                if let Some(b) = r.key.strip_prefix("heads/") {
+                    branches.push(b.to_string());
+                } else if let Some(t) = r.key.strip_prefix("tags/") {
+                    tags.push(t.to_string());
+                }
+            }
+            let head = if branches.iter().any(|b| b == "main") {
+                Some("main".to_string())
+            } else {
+                branches.first().cloned()
+            };
+            if let Some(h) = &head {
+                repo.switch_branch(h)?;
+            }
+            let report = CloneReport {
+                path: repo.path().to_path_buf(),
+                fetch,
+                branches,
+                tags,
+                head,
+            };
+            Ok((repo, report))
+        })();
+        if result.is_err() && !existed {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        result
+    }
+}

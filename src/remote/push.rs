@@ -1,0 +1,340 @@
+//! Push: upload the packs and records of every snapshot the remote lacks, then move the remote
+//! ref by compare-and-swap. Losing the swap to another pusher means: fetch what they pushed,
+//! re-parent our new snapshots on top (as a local commit does), and try again.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::layout::{self, pack_object, record_object, SnapshotRecord, REMOTE_FORMAT};
+use super::refs::{self, cas_ref, read_ref};
+use super::store::RemoteStore;
+use super::{ancestors, fetch, move_local_ref, needs_of, reparent, tracking_key, PUSH_TASK};
+use crate::error::{Error, Result};
+use crate::repo::ObjectReader;
+use crate::repo::{branch_key, tag_key, Repo};
+use crate::store::index::Index;
+use crate::store::object_id::ObjectId;
+
+/// Rounds of fetch, re-parent and swap before a push gives up (each lost round means another
+/// pusher landed).
+const MAX_ATTEMPTS: usize = 64;
+
+/// How a push treats a remote branch that is not an ancestor of what is pushed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PushOptions {
+    /// Move the remote ref even when that drops snapshots from it.
+    pub force: bool,
+    /// When the remote branch has snapshots the local one lacks (and the local one has its
+    /// own), refuse instead of re-parenting the local snapshots on top of the remote's.
+    pub no_rebase: bool,
+}
+
+/// What happened to one ref.
+#[derive(Clone, Debug, Serialize)]
+pub struct PushedRef {
+    /// `heads/NAME` or `tags/NAME`.
+    #[serde(rename = "ref")]
+    pub key: String,
+    /// The remote's snapshot before the push.
+    pub old: Option<ObjectId>,
+    /// The remote's snapshot now.
+    pub new: ObjectId,
+    /// `created`, `fast-forward`, `up-to-date`, `rebased` (the local snapshots were re-parented
+    /// onto the remote's first) or `forced`.
+    pub status: &'static str,
+    /// Local snapshots re-parented.
+    pub rebased: usize,
+    /// Rounds lost to other pushers before this one landed.
+    pub retries: usize,
+}
+
+/// What a push did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PushReport {
+    /// The remote's URL.
+    pub remote: String,
+    /// Each ref pushed.
+    pub refs: Vec<PushedRef>,
+    /// Snapshot records written.
+    pub snapshots: usize,
+    /// Packs uploaded.
+    pub packs_uploaded: usize,
+    /// Packs the remote already had (uploaded before, or by an interrupted push).
+    pub packs_present: usize,
+    /// Pack bytes uploaded.
+    pub bytes: u64,
+    /// Requests sent.
+    pub requests: u64,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Pack bytes uploaded per second, in MB (10^6 bytes).
+    pub mb_per_s: f64,
+}
+
+impl Repo {
+    /// Pushes branches or tags (`refs`; empty: HEAD's branch) to `remote` (a configured name or
+    /// a URL). Uploads what the remote lacks, then moves each remote ref by compare-and-swap. A
+    /// remote branch that moved on is fetched and the local snapshots re-parented onto it (the
+    /// local branch moves too), unless `opts.no_rebase`; a push that would drop snapshots from
+    /// the remote is refused with [`Error::NonFastForward`] unless `opts.force`. Fails with
+    /// [`Error::RemoteNoConditionalWrites`] on a store that cannot compare-and-swap.
+    pub fn push(&self, remote: &str, refs: &[String], opts: PushOptions) -> Result<PushReport> {
+        let started = Instant::now();
+        let (name, spec) = self.remote_spec(remote)?;
+        let store = RemoteStore::open(&spec, true)?;
+        let keys = self.local_keys(refs)?;
+        refs::check_conditional_writes(&store)?;
+        layout::check_format(&store, true)?;
+        let mut report = PushReport {
+            remote: store.url.clone(),
+            ..PushReport::default()
+        };
+        for key in keys {
+            let pushed = self.push_one(&store, &key, opts, &mut report)?;
+            if let Some(name) = &name {
+                let tracking = tracking_key(name, &key);
+                let old = self.index()?.get_ref(&tracking)?;
+                if old != Some(pushed.new) {
+                    let _ = move_local_ref(self, &tracking, old, pushed.new);
+                }
+            }
+            report.refs.push(pushed);
+        }
+        report.requests = store
+            .traffic
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed);
+        report.seconds = started.elapsed().as_secs_f64();
+        report.mb_per_s = report.bytes as f64 / 1e6 / report.seconds.max(1e-9);
+        Ok(report)
+    }
+
+    /// The local ref keys named by `refs`: a branch, else a tag; HEAD's branch when empty.
+    fn local_keys(&self, refs: &[String]) -> Result<Vec<String>> {
+        let index = self.index()?;
+        if refs.is_empty() {
+            let b = index.head_branch()?;
+            return match index.get_ref(&branch_key(&b))? {
+                Some(_) => Ok(vec![branch_key(&b)]),
+                None => Err(Error::EmptyBranch(b)),
+            };
+        }
+        refs.iter()
+            .map(|r| {
+                let r = r.strip_prefix("refs/").unwrap_or(r);
+                for key in [r.to_string(), branch_key(r), tag_key(r)] {
+                    if (key.starts_with("heads/") || key.starts_with("tags/"))
+                        && index.get_ref(&key)?.is_some()
+                    {
+                        return Ok(key);
+                    }
+                }
+                Err(Error::UnknownRef(r.to_string()))
+            })
+            .collect()
+    }
+
+    fn push_one(
+        &self,
+        store: &RemoteStore,
+        key: &str,
+        opts: PushOptions,
+        report: &mut PushReport,
+    ) -> Result<PushedRef> {
+        let mut tip = self
+            .index()?
+            .get_ref(key)?
+            .ok_or_else(|| Error::UnknownRef(key.to_string()))?;
+        let mut rebased = 0;
+        for attempt in 0..MAX_ATTEMPTS {
+            let remote = read_ref(store, key)?;
+            let mut status = "created";
+            if let Some(r) = &remote {
+                if r.id == tip {
+                    return Ok(PushedRef {
+                        key: key.to_string(),
+                        old: Some(r.id),
+                        new: tip,
+                        status: if rebased > 0 { "rebased" } else { "up-to-date" },
+                        rebased,
+                        retries: attempt,
+                    });
+                }
+                // The remote's snapshots, so ancestry can be judged (and re-parenting done).
+                fetch::fetch_closure(self, store, &[r.id])?;
+                let index = self.index()?;
+                let mut reader = self.reader();
+                let ours = ancestors(&index, &mut reader, tip)?;
+                status = if ours.contains(&r.id) {
+                    "fast-forward"
+                } else if opts.force {
+                    "forced"
+                } else {
+                    let theirs = ancestors(&index, &mut reader, r.id)?;
+                    let dropped = theirs.difference(&ours).count();
+                    let behind = theirs.contains(&tip);
+                    if behind || opts.no_rebase || !key.starts_with("heads/") {
+                        return Err(Error::NonFastForward {
+                            url: store.url.clone(),
+                            branch: key.to_string(),
+                            remote: r.id.short(),
+                            local: tip.short(),
+                            dropped,
+                        });
+                    }
+                    drop(index);
+                    let (new_tip, moved) = reparent(self, tip, r.id)?;
+                    move_local_ref(self, key, Some(tip), new_tip)?;
+                    tip = new_tip;
+                    rebased += moved;
+                    "rebased"
+                };
+            }
+            self.upload_closure(store, tip, report)?;
+            match cas_ref(store, key, remote.as_ref(), tip)? {
+                Ok(()) => {
+                    return Ok(PushedRef {
+                        key: key.to_string(),
+                        old: remote.map(|r| r.id),
+                        new: tip,
+                        status: if rebased > 0 { "rebased" } else { status },
+                        rebased,
+                        retries: attempt,
+                    })
+                }
+                Err(_) => continue,
+            }
+        }
+        Err(Error::RemoteIo {
+            url: store.url.clone(),
+            object: super::layout::ref_object(key),
+            problem: format!("lost the ref to other pushers {MAX_ATTEMPTS} times in a row"),
+        })
+    }
+
+    /// Uploads the packs and writes the records of every snapshot `tip` needs that the remote
+    /// has no record of: packs first, then the records, so a record on the remote always means
+    /// its objects are there; the ref moves after both.
+    fn upload_closure(
+        &self,
+        store: &RemoteStore,
+        tip: ObjectId,
+        report: &mut PushReport,
+    ) -> Result<()> {
+        let on_remote: HashSet<String> = store
+            .list("snapshots")?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let index = self.index()?;
+        let mut reader = self.reader();
+        let order = missing_in_order(&index, &mut reader, tip, &on_remote)?;
+        let records: Vec<SnapshotRecord> = order
+            .iter()
+            .map(|id| build_record(&index, &mut reader, id))
+            .collect::<Result<_>>()?;
+        drop(index);
+        let present: HashMap<String, u64> = store.list("packs")?.into_iter().collect();
+        let mut wanted: Vec<String> = records.iter().flat_map(|r| r.packs.clone()).collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut uploads = Vec::new();
+        for pack in &wanted {
+            let path = self.packs_dir().join(format!("{pack}.pack"));
+            let len = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
+            if present.get(&format!("{pack}.pack")) == Some(&len) {
+                report.packs_present += 1;
+            } else {
+                uploads.push((pack_object(pack), path, len));
+            }
+        }
+        let total: u64 = uploads.iter().map(|u| u.2).sum();
+        let files: Vec<_> = uploads
+            .iter()
+            .map(|(o, p, _)| (o.clone(), p.clone()))
+            .collect();
+        if total > 0 {
+            self.report(PUSH_TASK, 0, total);
+        }
+        store.upload_files(&files, &|done| self.report(PUSH_TASK, done, total))?;
+        report.packs_uploaded += uploads.len();
+        report.bytes += total;
+        // All at once: the walk above does not trust a record to mean its ancestors' are there,
+        // so the order of these writes does not matter; the ref moves only after all of them.
+        let bodies = records
+            .iter()
+            .map(|r| {
+                let body = serde_json::to_vec(r).expect("record serializes");
+                (record_object(&r.snapshot), body.into())
+            })
+            .collect();
+        store.put_many(bodies)?;
+        report.snapshots += records.len();
+        Ok(())
+    }
+}
+
+/// Snapshots `tip` needs (itself, ancestors, delta references) whose record the remote lacks.
+/// The walk goes through snapshots the remote has too (a push interrupted between records may
+/// have left a record whose ancestors' are missing), reading local manifests only.
+fn missing_in_order(
+    index: &Index,
+    reader: &mut ObjectReader,
+    tip: ObjectId,
+    on_remote: &HashSet<String>,
+) -> Result<Vec<ObjectId>> {
+    let mut out = Vec::new();
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut todo = vec![tip];
+    while let Some(id) = todo.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        if !on_remote.contains(&id.hex()) {
+            out.push(id);
+        }
+        todo.extend(needs_of(&*reader.load_manifest(index, &id)?));
+    }
+    Ok(out)
+}
+
+/// The record of a local snapshot: where its manifest and chunks lie in the local packs (which
+/// the push uploads as they are).
+fn build_record(index: &Index, reader: &mut ObjectReader, id: &ObjectId) -> Result<SnapshotRecord> {
+    let m = reader.load_manifest(index, id)?;
+    let mut ids = vec![*id];
+    let mut seen: HashSet<ObjectId> = ids.iter().copied().collect();
+    for t in &m.tensors {
+        for c in &t.chunks {
+            if seen.insert(c.id) {
+                ids.push(c.id);
+            }
+        }
+    }
+    let mut packs: Vec<String> = Vec::new();
+    let mut objects = Vec::with_capacity(ids.len());
+    for o in ids {
+        let loc = index
+            .locate(&o)?
+            .ok_or_else(|| Error::MissingObject { id: o.hex() })?;
+        let p = match packs.iter().position(|p| *p == loc.pack) {
+            Some(p) => p,
+            None => {
+                packs.push(loc.pack.clone());
+                packs.len() - 1
+            }
+        };
+        objects.push((o, p as u32, loc.entry.offset, loc.entry.len));
+    }
+    Ok(SnapshotRecord {
+        snapstore_record: REMOTE_FORMAT,
+        snapshot: *id,
+        needs: needs_of(&m),
+        packs,
+        objects,
+    })
+}

@@ -1,0 +1,174 @@
+//! Remote refs: read, and moved by compare-and-swap. On S3 a ref is replaced only by a
+//! conditional write (`If-None-Match: *` to create, `If-Match: <etag>` to move), so of two
+//! pushers that read the same tip only one moves it; the other is told the new tip and tries
+//! again. A directory remote (whose `object_store` backend creates atomically but cannot
+//! compare-and-swap) takes a lock file, created atomically, around the read-compare-write.
+
+use std::time::{Duration, Instant};
+
+use object_store::UpdateVersion;
+
+use super::layout::ref_object;
+use super::store::{Conditional, RemoteStore, StoreKind};
+use crate::error::{Error, Result};
+use crate::store::object_id::ObjectId;
+
+/// How long a pusher waits for a directory remote's ref lock.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// A remote ref as read: its snapshot and the version a move must match.
+#[derive(Clone, Debug)]
+pub(crate) struct RemoteRef {
+    pub id: ObjectId,
+    version: UpdateVersion,
+}
+
+/// Reads ref `key` (`heads/NAME`, `tags/NAME`).
+pub(crate) fn read_ref(store: &RemoteStore, key: &str) -> Result<Option<RemoteRef>> {
+    let object = ref_object(key);
+    let Some(v) = store.get(&object)? else {
+        return Ok(None);
+    };
+    let text = std::str::from_utf8(&v.bytes).unwrap_or("").trim();
+    let id: ObjectId = text.parse().map_err(|e: String| Error::RemoteCorrupt {
+        url: store.url.clone(),
+        object: object.clone(),
+        problem: e,
+    })?;
+    Ok(Some(RemoteRef {
+        id,
+        version: v.version,
+    }))
+}
+
+/// Every ref on the remote, as (`heads/NAME` or `tags/NAME`, snapshot).
+pub(crate) fn list_refs(store: &RemoteStore) -> Result<Vec<(String, ObjectId)>> {
+    let mut out = Vec::new();
+    for (name, _) in store.list("refs")? {
+        // Only names a local ref could take (a hostile or foreign object is not a ref).
+        let short = name
+            .strip_prefix("heads/")
+            .or_else(|| name.strip_prefix("tags/"));
+        if short.is_none_or(|n| crate::repo::check_ref_name(n).is_err()) {
+            continue;
+        }
+        if let Some(r) = read_ref(store, &name)? {
+            out.push((name, r.id));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Moves ref `key` from `expected` (`None`: it must not exist) to `new`. `Ok(Err(current))`
+/// when another writer moved it first (`current`: what it points to now).
+pub(crate) fn cas_ref(
+    store: &RemoteStore,
+    key: &str,
+    expected: Option<&RemoteRef>,
+    new: ObjectId,
+) -> Result<std::result::Result<(), Option<ObjectId>>> {
+    let object = ref_object(key);
+    let body = bytes::Bytes::from(format!("{}\n", new.hex()));
+    match store.kind {
+        StoreKind::S3 => {
+            let outcome = match expected {
+                None => store.create(&object, body)?,
+                Some(r) => store.update(&object, body, r.version.clone())?,
+            };
+            match outcome {
+                Conditional::Done => Ok(Ok(())),
+                Conditional::Lost => Ok(Err(read_ref(store, key)?.map(|r| r.id))),
+            }
+        }
+        StoreKind::Directory => {
+            let _lock = DirLock::take(store, key)?;
+            let current = read_ref(store, key)?.map(|r| r.id);
+            if current != expected.map(|r| r.id) {
+                return Ok(Err(current));
+            }
+            store.put(&object, body)?;
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// A directory remote's lock on one ref: the file `locks/refs/KEY`, created atomically (a
+/// hard link, so exactly one creator wins), removed when dropped.
+struct DirLock<'a> {
+    store: &'a RemoteStore,
+    object: String,
+}
+
+impl<'a> DirLock<'a> {
+    fn take(store: &'a RemoteStore, key: &str) -> Result<DirLock<'a>> {
+        let object = format!("locks/{}", ref_object(key));
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let body = bytes::Bytes::from(format!("pid {}\n", std::process::id()));
+            if store.create(&object, body)? == Conditional::Done {
+                return Ok(DirLock { store, object });
+            }
+            if started.elapsed() >= LOCK_WAIT {
+                return Err(Error::RemoteRefLocked {
+                    url: store.url.clone(),
+                    lock: format!("{}/{object}", store.url),
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for DirLock<'_> {
+    fn drop(&mut self) {
+        let _ = self.store.delete(&self.object);
+    }
+}
+
+/// Checks that an S3 remote honours conditional writes before any ref is moved there: a
+/// create of a fresh probe object must succeed, a second create of it must be refused, and an
+/// update against a made-up ETag must be refused. A store that refuses the headers, or ignores
+/// them (it would let two pushers overwrite each other's snapshots), fails with
+/// [`Error::RemoteNoConditionalWrites`]. A directory remote needs no probe.
+pub(crate) fn check_conditional_writes(store: &RemoteStore) -> Result<()> {
+    if store.kind == StoreKind::Directory {
+        return Ok(());
+    }
+    let probe = format!(
+        "probes/{}-{}",
+        std::process::id(),
+        crate::fsutil::unique_suffix()
+    );
+    let refused = |problem: &str| Error::RemoteNoConditionalWrites {
+        url: store.url.clone(),
+        problem: problem.to_string(),
+    };
+    let result = (|| {
+        if store.create(&probe, "1".into())? != Conditional::Done {
+            return Err(refused(
+                "a create with If-None-Match: * of a fresh probe object was refused",
+            ));
+        }
+        if store.create(&probe, "2".into())? == Conditional::Done {
+            return Err(refused(
+                "the store ignored If-None-Match: it overwrote an existing probe object",
+            ));
+        }
+        let stale = UpdateVersion {
+            e_tag: Some("\"00000000000000000000000000000000\"".into()),
+            version: None,
+        };
+        if store.update(&probe, "3".into(), stale)? == Conditional::Done {
+            return Err(refused(
+                "the store ignored If-Match: it replaced a probe object whose ETag did not match",
+            ));
+        }
+        Ok(())
+    })();
+    let _ = store.delete(&probe);
+    result
+}

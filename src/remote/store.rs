@@ -1,0 +1,567 @@
+//! The one place that talks to object storage: an `object_store` backend (S3 or a local
+//! directory) under a key prefix, driven by a small current-thread tokio runtime so that the
+//! rest of the library stays synchronous. Every request is counted (tests and reports read the
+//! counters), and every failure becomes an error naming the remote URL and the object.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as StorePath;
+use object_store::{
+    BackoffConfig, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+    WriteMultipart,
+};
+
+use super::url::{Location, RemoteSpec};
+use crate::error::{Error, Result};
+
+/// Packs at least this large are uploaded in parts (S3 multipart), this many bytes a part.
+pub(crate) const MULTIPART_PART_BYTES: usize = 16 << 20;
+/// Parts (or whole objects) in flight at once.
+pub(crate) const CONCURRENT_REQUESTS: usize = 4;
+/// Test hook: the upload after this many pack uploads fails, as a dropped connection would.
+pub const FAIL_UPLOADS_AFTER_ENV: &str = "SNAPSTORE_TEST_REMOTE_FAIL_AFTER_UPLOADS";
+
+/// Which kind of store a remote is: refs move by conditional writes on S3, under a lock file in
+/// a directory (`object_store`'s local backend creates atomically but cannot compare-and-swap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StoreKind {
+    /// An S3-compatible bucket.
+    S3,
+    /// A directory.
+    Directory,
+}
+
+/// Requests and bytes a remote handle moved (for reports and tests).
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    /// Requests sent.
+    pub requests: AtomicU64,
+    /// Bytes received (object bodies).
+    pub bytes_down: AtomicU64,
+    /// Bytes sent (object bodies).
+    pub bytes_up: AtomicU64,
+}
+
+impl Traffic {
+    fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a conditional write found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Conditional {
+    /// Written.
+    Done,
+    /// The object exists (create) or changed (update): nothing written.
+    Lost,
+}
+
+/// An object's body and the version a conditional update must match.
+pub(crate) struct Versioned {
+    pub bytes: Bytes,
+    pub version: UpdateVersion,
+}
+
+/// An open remote.
+pub(crate) struct RemoteStore {
+    /// The URL, for messages.
+    pub url: String,
+    pub kind: StoreKind,
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    rt: tokio::runtime::Runtime,
+    pub traffic: Arc<Traffic>,
+    uploads: AtomicU64,
+    fail_uploads_after: Option<u64>,
+}
+
+impl RemoteStore {
+    /// Opens the remote `spec` names (no request is sent yet). A directory remote that does not
+    /// exist is created when `create` (a push), else refused by name.
+    pub fn open(spec: &RemoteSpec, create: bool) -> Result<RemoteStore> {
+        let url = spec.url.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::RemoteIo {
+                url: url.clone(),
+                object: String::new(),
+                problem: format!("cannot start the I/O runtime: {e}"),
+            })?;
+        let (store, prefix, kind): (Arc<dyn ObjectStore>, String, StoreKind) = match spec
+            .location()?
+        {
+            Location::Directory(dir) => {
+                if !dir.is_dir() {
+                    if !create {
+                        return Err(Error::RemoteLayout {
+                            url,
+                            problem: "holds no snapstore repository (no such directory)".into(),
+                        });
+                    }
+                    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+                }
+                let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| Error::RemoteIo {
+                    url: url.clone(),
+                    object: String::new(),
+                    problem: e.to_string(),
+                })?;
+                (Arc::new(fs), String::new(), StoreKind::Directory)
+            }
+            Location::S3 { bucket, prefix } => {
+                let s3 = s3_builder(spec, &bucket)?
+                    .build()
+                    .map_err(|e| Error::RemoteIo {
+                        url: url.clone(),
+                        object: String::new(),
+                        problem: e.to_string(),
+                    })?;
+                (Arc::new(s3), prefix, StoreKind::S3)
+            }
+        };
+        let fail_uploads_after = std::env::var(FAIL_UPLOADS_AFTER_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Ok(RemoteStore {
+            url,
+            kind,
+            store,
+            prefix,
+            rt,
+            traffic: Arc::new(Traffic::default()),
+            uploads: AtomicU64::new(0),
+            fail_uploads_after,
+        })
+    }
+
+    fn key(&self, rel: &str) -> StorePath {
+        if self.prefix.is_empty() {
+            StorePath::from(rel)
+        } else {
+            StorePath::from(format!("{}/{rel}", self.prefix))
+        }
+    }
+
+    fn err(&self, rel: &str, e: impl std::fmt::Display) -> Error {
+        Error::RemoteIo {
+            url: self.url.clone(),
+            object: rel.to_string(),
+            problem: e.to_string(),
+        }
+    }
+
+    /// The whole object, or `None` when it does not exist.
+    pub fn get(&self, rel: &str) -> Result<Option<Versioned>> {
+        let key = self.key(rel);
+        self.traffic.request();
+        let got = self.rt.block_on(async {
+            match self.store.get(&key).await {
+                Ok(r) => {
+                    let version = UpdateVersion {
+                        e_tag: r.meta.e_tag.clone(),
+                        version: r.meta.version.clone(),
+                    };
+                    r.bytes()
+                        .await
+                        .map(|bytes| Some(Versioned { bytes, version }))
+                }
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        });
+        let got = got.map_err(|e| self.err(rel, e))?;
+        if let Some(v) = &got {
+            self.traffic
+                .bytes_down
+                .fetch_add(v.bytes.len() as u64, Ordering::Relaxed);
+        }
+        Ok(got)
+    }
+
+    /// Bytes `range` of an object (one request).
+    pub fn get_range(&self, rel: &str, range: Range<u64>) -> Result<Bytes> {
+        let key = self.key(rel);
+        self.traffic.request();
+        let want = range.end - range.start;
+        let bytes = self
+            .rt
+            .block_on(self.store.get_range(&key, range.clone()))
+            .map_err(|e| self.err(rel, e))?;
+        self.traffic
+            .bytes_down
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        if bytes.len() as u64 != want {
+            return Err(Error::RemoteCorrupt {
+                url: self.url.clone(),
+                object: rel.to_string(),
+                problem: format!(
+                    "asked for bytes {}..{}, got {} bytes (truncated?)",
+                    range.start,
+                    range.end,
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Writes an object (replacing any).
+    pub fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        let key = self.key(rel);
+        self.traffic.request();
+        let n = bytes.len() as u64;
+        self.rt
+            .block_on(self.store.put(&key, PutPayload::from(bytes)))
+            .map_err(|e| self.err(rel, e))?;
+        self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes an object only if none exists (S3 `If-None-Match: *`).
+    pub fn create(&self, rel: &str, bytes: Bytes) -> Result<Conditional> {
+        self.put_mode(rel, bytes, PutMode::Create)
+    }
+
+    /// Replaces an object only if it is still at `version` (S3 `If-Match`).
+    pub fn update(&self, rel: &str, bytes: Bytes, version: UpdateVersion) -> Result<Conditional> {
+        self.put_mode(rel, bytes, PutMode::Update(version))
+    }
+
+    fn put_mode(&self, rel: &str, bytes: Bytes, mode: PutMode) -> Result<Conditional> {
+        let key = self.key(rel);
+        self.traffic.request();
+        let n = bytes.len() as u64;
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .rt
+            .block_on(self.store.put_opts(&key, PutPayload::from(bytes), opts))
+        {
+            Ok(_) => {
+                self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
+                Ok(Conditional::Done)
+            }
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(Conditional::Lost),
+            Err(e @ object_store::Error::NotImplemented)
+            | Err(e @ object_store::Error::NotSupported { .. }) => {
+                Err(Error::RemoteNoConditionalWrites {
+                    url: self.url.clone(),
+                    problem: format!("writing {rel}: {e}"),
+                })
+            }
+            // object_store reports other statuses as text: a store that does not implement
+            // the precondition headers answers 501 Not Implemented (S3's own code for them).
+            Err(e) if e.to_string().contains("501 Not Implemented") => {
+                Err(Error::RemoteNoConditionalWrites {
+                    url: self.url.clone(),
+                    problem: format!("writing {rel} with a precondition header: {e}"),
+                })
+            }
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Deletes an object (absent is fine).
+    pub fn delete(&self, rel: &str) -> Result<()> {
+        let key = self.key(rel);
+        self.traffic.request();
+        match self.rt.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err(rel, e)),
+        }
+    }
+
+    /// Objects under `dir` (e.g. `packs`), as (name relative to `dir`, size).
+    pub fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
+        let key = self.key(dir);
+        self.traffic.request();
+        let metas: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(self.store.list(Some(&key)).try_collect())
+            .map_err(|e| self.err(dir, e))?;
+        let base = format!("{key}/");
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let full = m.location.to_string();
+                full.strip_prefix(&base).map(|n| (n.to_string(), m.size))
+            })
+            .collect())
+    }
+
+    /// Uploads local files (`(object, path)`), a few at a time, large ones in parts; calls
+    /// `progress(bytes)` as bytes go out. The test hook [`FAIL_UPLOADS_AFTER_ENV`] fails the
+    /// upload after that many.
+    pub fn upload_files(
+        &self,
+        files: &[(String, std::path::PathBuf)],
+        progress: &dyn Fn(u64),
+    ) -> Result<()> {
+        let sent = AtomicU64::new(0);
+        let report = |n: u64| progress(sent.fetch_add(n, Ordering::Relaxed) + n);
+        self.rt.block_on(async {
+            futures::stream::iter(files.iter().map(|(rel, path)| {
+                let report = &report;
+                async move {
+                    let done = self.uploads.fetch_add(1, Ordering::Relaxed);
+                    if self.fail_uploads_after.is_some_and(|n| done >= n) {
+                        return Err(self.err(
+                            rel,
+                            format!("upload interrupted by the test hook {FAIL_UPLOADS_AFTER_ENV}"),
+                        ));
+                    }
+                    self.upload_one(rel, path, report).await
+                }
+            }))
+            // Under the test hook one at a time, so exactly that many land first.
+            .buffer_unordered(if self.fail_uploads_after.is_some() {
+                1
+            } else {
+                CONCURRENT_REQUESTS
+            })
+            .try_collect::<Vec<()>>()
+            .await
+        })?;
+        Ok(())
+    }
+
+    async fn upload_one(
+        &self,
+        rel: &str,
+        path: &std::path::Path,
+        report: &dyn Fn(u64),
+    ) -> Result<()> {
+        let key = self.key(rel);
+        let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let n = data.len() as u64;
+        if data.len() < MULTIPART_PART_BYTES {
+            self.traffic.request();
+            self.store
+                .put(&key, PutPayload::from(data))
+                .await
+                .map_err(|e| self.err(rel, e))?;
+            report(n);
+        } else {
+            self.traffic.request();
+            let upload = self
+                .store
+                .put_multipart(&key)
+                .await
+                .map_err(|e| self.err(rel, e))?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
+            for part in data.chunks(MULTIPART_PART_BYTES) {
+                w.wait_for_capacity(CONCURRENT_REQUESTS)
+                    .await
+                    .map_err(|e| self.err(rel, e))?;
+                self.traffic.request();
+                w.write(part);
+                report(part.len() as u64);
+            }
+            self.traffic.request();
+            w.finish().await.map_err(|e| self.err(rel, e))?;
+        }
+        self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes several objects, a few at a time.
+    pub fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<()> {
+        self.rt.block_on(async {
+            futures::stream::iter(objects.into_iter().map(|(rel, bytes)| async move {
+                let key = self.key(&rel);
+                self.traffic.request();
+                let n = bytes.len() as u64;
+                self.store
+                    .put(&key, PutPayload::from(bytes))
+                    .await
+                    .map_err(|e| self.err(&rel, e))?;
+                self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
+                Ok::<(), Error>(())
+            }))
+            .buffer_unordered(CONCURRENT_REQUESTS)
+            .try_collect::<Vec<()>>()
+            .await
+        })?;
+        Ok(())
+    }
+
+    /// Downloads objects into local files (`(object, target)`), a few at a time: each is
+    /// streamed into a temp file beside its target, handed to `check(temp path)`, and only then
+    /// renamed into place durably. `progress(bytes)` is told the bytes received so far.
+    pub fn download_files(
+        &self,
+        files: &[(String, std::path::PathBuf)],
+        check: &dyn Fn(&str, &std::path::Path) -> Result<()>,
+        progress: &dyn Fn(u64),
+    ) -> Result<u64> {
+        use std::io::Write;
+        let received = AtomicU64::new(0);
+        let total = AtomicU64::new(0);
+        self.rt.block_on(async {
+            futures::stream::iter(files.iter().map(|(rel, target)| {
+                let (received, total) = (&received, &total);
+                async move {
+                    let key = self.key(rel);
+                    self.traffic.request();
+                    let got = self.store.get(&key).await.map_err(|e| self.err(rel, e))?;
+                    let mut file = crate::fsutil::AtomicFile::create(target)?;
+                    let tmp = file.temp_path().to_path_buf();
+                    let mut stream = got.into_stream();
+                    while let Some(piece) = stream.next().await {
+                        let piece = piece.map_err(|e| self.err(rel, e))?;
+                        file.write_all(&piece).map_err(|e| Error::io(&tmp, e))?;
+                        let n = piece.len() as u64;
+                        self.traffic.bytes_down.fetch_add(n, Ordering::Relaxed);
+                        total.fetch_add(n, Ordering::Relaxed);
+                        progress(received.fetch_add(n, Ordering::Relaxed) + n);
+                    }
+                    file.flush().map_err(|e| Error::io(&tmp, e))?;
+                    check(rel, &tmp)?;
+                    file.commit()
+                }
+            }))
+            .buffer_unordered(CONCURRENT_REQUESTS)
+            .try_collect::<Vec<()>>()
+            .await
+        })?;
+        Ok(total.load(Ordering::Relaxed))
+    }
+}
+
+/// An S3 client for `bucket`: credentials from the AWS environment variables (keys, web
+/// identity, container credentials), else the shared credentials file
+/// (`AWS_SHARED_CREDENTIALS_FILE`, `~/.aws/credentials`, profile `AWS_PROFILE` or `default`);
+/// conditional writes by `If-None-Match` / `If-Match`. Never the instance metadata service:
+/// with no credentials it fails, naming where it looked.
+fn s3_builder(spec: &RemoteSpec, bucket: &str) -> Result<AmazonS3Builder> {
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+        });
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let profile = env("AWS_PROFILE").unwrap_or_else(|| "default".into());
+    // Web identity (Kubernetes) and container credentials are object_store's to fetch.
+    let delegated = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SKIP_SIGNATURE",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ]
+    .iter()
+    .any(|k| env(k).is_some());
+    if !delegated {
+        let file = env("AWS_SHARED_CREDENTIALS_FILE")
+            .map(std::path::PathBuf::from)
+            .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".aws/credentials")));
+        let creds = file
+            .as_deref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|text| ini_section(&text, &profile))
+            .unwrap_or_default();
+        let get = |k: &str| {
+            creds
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        match (get("aws_access_key_id"), get("aws_secret_access_key")) {
+            (Some(id), Some(secret)) => {
+                b = b.with_access_key_id(id).with_secret_access_key(secret);
+                if let Some(token) = get("aws_session_token") {
+                    b = b.with_token(token);
+                }
+            }
+            _ => {
+                return Err(Error::RemoteIo {
+                    url: spec.url.clone(),
+                    object: String::new(),
+                    problem: format!(
+                        "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                         put them under [{profile}] in {} (AWS_SKIP_SIGNATURE=true for a public \
+                         bucket)",
+                        file.map_or("~/.aws/credentials".into(), |f| f.display().to_string())
+                    ),
+                })
+            }
+        }
+    }
+    let region = spec
+        .region
+        .clone()
+        .or_else(|| env("AWS_REGION"))
+        .or_else(|| env("AWS_DEFAULT_REGION"))
+        .or_else(|| {
+            let config = env("AWS_CONFIG_FILE")
+                .map(std::path::PathBuf::from)
+                .or_else(|| env("HOME").map(|h| std::path::Path::new(&h).join(".aws/config")))?;
+            let text = std::fs::read_to_string(config).ok()?;
+            let section = if profile == "default" {
+                profile.clone()
+            } else {
+                format!("profile {profile}")
+            };
+            ini_section(&text, &section)
+                .into_iter()
+                .find(|(k, _)| k == "region")
+                .map(|(_, v)| v)
+        })
+        .unwrap_or_else(|| "us-east-1".into());
+    b = b.with_region(region);
+    if let Some(endpoint) = &spec.endpoint {
+        b = b
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    Ok(b)
+}
+
+/// The `key = value` lines of `[section]` in an INI file (the AWS credentials and config files).
+fn ini_section(text: &str, section: &str) -> Vec<(String, String)> {
+    let mut inside = false;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') && line.ends_with(']') {
+            inside = line[1..line.len() - 1].trim() == section;
+        } else if inside {
+            if let Some((k, v)) = line.split_once('=') {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ini_sections_are_read_by_name() {
+        let text = "[default]\naws_access_key_id = A\n[profile x]\nregion=eu-west-1\n[other]\naws_access_key_id=B\n";
+        assert_eq!(
+            ini_section(text, "default"),
+            vec![("aws_access_key_id".to_string(), "A".to_string())]
+        );
+        assert_eq!(
+            ini_section(text, "profile x"),
+            vec![("region".to_string(), "eu-west-1".to_string())]
+        );
+        assert!(ini_section(text, "missing").is_empty());
+    }
+}

@@ -1,0 +1,952 @@
+//! Remotes end to end through the real binary: push, fetch, pull, clone and remote checkout
+//! against a directory remote (always) and a real S3 server process on 127.0.0.1 (moto's, via
+//! `tests/s3_server.py`; `.ci/run` installs it and names its Python in
+//! `SNAPSTORE_TEST_S3_PYTHON`; without it the S3 half of each test is logged as skipped).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use snapstore::Dtype;
+use tempfile::TempDir;
+
+use crate::util::*;
+
+/// Names the Python (with `moto[server]`) that runs `tests/s3_server.py`.
+const S3_PYTHON_ENV: &str = "SNAPSTORE_TEST_S3_PYTHON";
+const BUCKET: &str = "snapstore-test";
+const CREDENTIALS: [(&str, &str); 3] = [
+    ("AWS_ACCESS_KEY_ID", "snapstore-test"),
+    ("AWS_SECRET_ACCESS_KEY", "snapstore-test"),
+    ("AWS_REGION", "us-east-1"),
+];
+
+/// A running `tests/s3_server.py`; it exits when its stdin (held here) closes.
+struct S3Server {
+    child: Mutex<Child>,
+    url: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts an S3 server (`mode`: atomic, refuse or ignore conditional writes), or says why not.
+fn start_s3(mode: &str) -> Result<S3Server, String> {
+    let python = std::env::var(S3_PYTHON_ENV).map_err(|_| {
+        format!("{S3_PYTHON_ENV} is not set (.ci/run sets it to a Python with moto[server])")
+    })?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/s3_server.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args(["--bucket", BUCKET, "--conditional", mode])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let url = line.trim().to_string();
+    if !url.starts_with("http://127.0.0.1:") {
+        let _ = child.kill();
+        return Err(format!(
+            "{python} {}: no server URL printed ({url:?})",
+            script.display()
+        ));
+    }
+    Ok(S3Server {
+        child: Mutex::new(child),
+        url,
+    })
+}
+
+/// The shared S3 server of this test process (atomic conditional writes), or why there is none.
+fn shared_s3() -> Result<&'static S3Server, String> {
+    static SERVER: OnceLock<Result<S3Server, String>> = OnceLock::new();
+    SERVER
+        .get_or_init(|| start_s3("atomic"))
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A remote for one test: a fresh directory, or a fresh prefix of the shared bucket.
+struct Remote {
+    url: String,
+    endpoint: Option<String>,
+    _dir: Option<TempDir>,
+}
+
+impl Remote {
+    fn dir() -> Remote {
+        let dir = tempdir();
+        Remote {
+            url: dir.path().join("remote").display().to_string(),
+            endpoint: None,
+            _dir: Some(dir),
+        }
+    }
+
+    fn s3_at(server: &S3Server) -> Remote {
+        static N: AtomicU64 = AtomicU64::new(0);
+        Remote {
+            url: format!(
+                "s3://{BUCKET}/t{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ),
+            endpoint: Some(server.url.clone()),
+            _dir: None,
+        }
+    }
+
+    /// `--endpoint URL` where needed.
+    fn endpoint_args(&self) -> Vec<String> {
+        match &self.endpoint {
+            Some(e) => vec!["--endpoint".into(), e.clone()],
+            None => vec![],
+        }
+    }
+
+    /// `remote add NAME URL` in `repo`.
+    fn add(&self, repo: &Path, name: &str) {
+        let mut args = vec!["remote", "add", name, &self.url];
+        let extra = self.endpoint_args();
+        args.extend(extra.iter().map(String::as_str));
+        rrun_ok(repo, &args);
+    }
+
+    /// `clone` of this remote into `dir`.
+    fn clone_into(&self, dir: &Path) -> String {
+        let mut args = vec!["clone", &self.url];
+        let d = dir.display().to_string();
+        args.push(&d);
+        let extra = self.endpoint_args();
+        args.extend(extra.iter().map(String::as_str));
+        rrun_ok(dir, &args)
+    }
+}
+
+/// `snapstore --repo REPO ARGS` with the S3 test credentials and extra environment.
+fn rrun(repo: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = command(repo);
+    c.args(args).env_remove(snapstore::FAIL_UPLOADS_AFTER_ENV);
+    for (k, v) in CREDENTIALS.iter().chain(env) {
+        c.env(k, v);
+    }
+    c.output().expect("spawn snapstore")
+}
+
+#[track_caller]
+fn rrun_ok(repo: &Path, args: &[&str]) -> String {
+    let o = rrun(repo, args, &[]);
+    assert!(
+        o.status.success(),
+        "snapstore {args:?} failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+#[track_caller]
+fn rrun_err(repo: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let o = rrun(repo, args, env);
+    assert!(
+        !o.status.success(),
+        "snapstore {args:?} should have failed:\n{}",
+        stdout(&o)
+    );
+    stderr(&o)
+}
+
+#[track_caller]
+fn rjson(repo: &Path, args: &[&str]) -> serde_json::Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = rrun_ok(repo, &a);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{a:?}: not JSON ({e}): {out}"))
+}
+
+/// Runs `body` on a directory remote and on the S3 server (or logs why S3 was skipped).
+macro_rules! both_remotes {
+    ($dir:ident, $s3:ident, $body:ident) => {
+        #[test]
+        fn $dir() {
+            $body(&Remote::dir());
+        }
+
+        #[test]
+        fn $s3() {
+            match shared_s3() {
+                Ok(server) => $body(&Remote::s3_at(server)),
+                Err(why) => skip(concat!("remote::", stringify!($s3)), &why),
+            }
+        }
+    };
+}
+
+/// Checkpoints of a small model: epoch 0 every dtype (lossless), then F32 layers drifting.
+fn checkpoints(dir: &Path, n: usize, seed: u64) -> Vec<(PathBuf, Vec<u8>)> {
+    let traj = trajectory(
+        seed,
+        n,
+        &[
+            ("fc.weight", &[64, 96]),
+            ("fc.bias", &[96]),
+            ("conv", &[8, 3, 5, 5]),
+        ],
+    );
+    traj.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let p = dir.join(format!("s{seed}_e{i}.safetensors"));
+            let bytes = write_safetensors(&p, t, Some(&metadata(&[("epoch", &i.to_string())])));
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn commit(repo: &Path, file: &Path, args: &[&str]) -> String {
+    let mut a = vec!["commit", file.to_str().unwrap()];
+    a.extend_from_slice(args);
+    rjson(repo, &a)["snapshot"].as_str().unwrap().to_string()
+}
+
+fn log_ids(repo: &Path) -> Vec<String> {
+    rjson(repo, &["log"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn checkout_bytes(repo: &Path, spec: &str, extra: &[&str]) -> Vec<u8> {
+    let out = repo
+        .parent()
+        .unwrap()
+        .join(format!("out-{}.safetensors", spec.replace(['~', '/'], "_")));
+    let mut a = vec!["checkout", spec, "-o", out.to_str().unwrap()];
+    a.extend_from_slice(extra);
+    rrun_ok(repo, &a);
+    std::fs::read(&out).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn round_trip(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let every = every_dtype_tensors(&mut Rng::new(7));
+    let every_file = work.path().join("every.safetensors");
+    let every_bytes = write_safetensors(&every_file, &every, None);
+    commit(&src, &every_file, &["-m", "every dtype"]);
+    let files = checkpoints(work.path(), 4, 1);
+    commit(&src, &files[0].0, &["-m", "e0"]);
+    for (f, _) in &files[1..] {
+        commit(&src, f, &["--bound", "rel:0.01"]);
+    }
+    rrun_ok(&src, &["tag", "v1", "HEAD~2"]);
+    remote.add(&src, "origin");
+    let pushed = rjson(&src, &["push", "origin", "main", "v1"]);
+    assert_eq!(pushed["refs"][0]["status"], "created", "{pushed:#}");
+    assert_eq!(pushed["snapshots"], 5, "{pushed:#}");
+    assert!(pushed["bytes"].as_u64().unwrap() > 0);
+    // A second push has nothing to send.
+    let listed = rjson(&src, &["remote", "list"]);
+    assert_eq!(listed["origin"]["url"], remote.url.as_str(), "{listed:#}");
+    let again = rjson(&src, &["push"]);
+    assert_eq!(again["refs"][0]["status"], "up-to-date");
+    assert_eq!(again["packs_uploaded"], 0);
+
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(log_ids(&dst), log_ids(&src));
+    assert_fsck_clean(&dst);
+    assert!(rrun_ok(&dst, &["tag"]).contains("v1"));
+    // Lossless snapshots come back byte for byte; lossy ones exactly as the source decodes them
+    // and within their bound of what was committed.
+    assert_eq!(checkout_bytes(&dst, "HEAD~4", &[]), every_bytes);
+    assert_eq!(checkout_bytes(&dst, "HEAD~3", &[]), files[0].1);
+    for back in 0..3 {
+        let spec = format!("HEAD~{back}");
+        let got = checkout_bytes(&dst, &spec, &[]);
+        assert_eq!(got, checkout_bytes(&src, &spec, &[]), "{spec}");
+        let (tensors, _) = parse_safetensors(&got);
+        let (orig, _) = parse_safetensors(&files[3 - back].1);
+        for (a, b) in tensors.iter().zip(&orig) {
+            for (x, y) in bytes_to_f32(&a.data).iter().zip(bytes_to_f32(&b.data)) {
+                assert!(
+                    (x - y).abs() <= 0.01 * y.abs() * (1.0 + 1e-6),
+                    "{} {x} {y}",
+                    a.name
+                );
+            }
+        }
+    }
+
+    // New work on the source arrives by fetch (kept by gc, readable as origin/main), then
+    // pull, as a fast-forward.
+    let more = checkpoints(work.path(), 2, 9);
+    commit(&src, &more[0].0, &[]);
+    rrun_ok(&src, &["push"]);
+    let fetched = rjson(&dst, &["fetch"]);
+    assert_eq!(fetched["snapshots"], 1, "{fetched:#}");
+    rrun_ok(&dst, &["gc"]);
+    assert_eq!(checkout_bytes(&dst, "origin/main", &[]), more[0].1);
+    let pulled = rjson(&dst, &["pull"]);
+    assert_eq!(pulled["status"], "fast-forward", "{pulled:#}");
+    assert_eq!(pulled["fetch"]["snapshots"], 0);
+    assert_eq!(log_ids(&dst), log_ids(&src));
+    assert_eq!(checkout_bytes(&dst, "HEAD", &[]), more[0].1);
+}
+both_remotes!(dir_round_trip, s3_round_trip, round_trip);
+
+fn concurrent_pushers(remote: &Remote) {
+    let work = tempdir();
+    let seed_repo = work.path().join("seed");
+    rrun_ok(&seed_repo, &["init"]);
+    let base = checkpoints(work.path(), 1, 3);
+    commit(&seed_repo, &base[0].0, &["-m", "base"]);
+    remote.add(&seed_repo, "origin");
+    rrun_ok(&seed_repo, &["push"]);
+    // Two nodes clone, each commits three epochs, then both push at the same moment.
+    let nodes: Vec<PathBuf> = (0..2)
+        .map(|i| work.path().join(format!("node{i}")))
+        .collect();
+    let mut files = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        remote.clone_into(node);
+        let fs = checkpoints(work.path(), 3, 100 + i as u64);
+        for (f, _) in &fs {
+            commit(node, f, &["-m", &format!("node{i}")]);
+        }
+        files.push(fs);
+    }
+    let children: Vec<Child> = nodes
+        .iter()
+        .map(|node| {
+            let mut c = command(node);
+            c.args(["push", "--json"]);
+            for (k, v) in CREDENTIALS {
+                c.env(k, v);
+            }
+            c.stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut rebased = 0;
+    for child in children {
+        let o = child.wait_with_output().unwrap();
+        assert!(o.status.success(), "a push failed: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        rebased += v["refs"][0]["rebased"].as_u64().unwrap();
+    }
+    assert_eq!(
+        rebased, 3,
+        "exactly one pusher re-parents its three snapshots"
+    );
+    // A fresh clone holds all seven snapshots, linearly, every one byte-identical.
+    let check = work.path().join("check");
+    remote.clone_into(&check);
+    let log = rjson(&check, &["log"]);
+    let messages: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 7, "{messages:?}");
+    assert_eq!(messages.iter().filter(|m| **m == "node0").count(), 3);
+    assert_eq!(messages.iter().filter(|m| **m == "node1").count(), 3);
+    assert_eq!(messages[6], "base");
+    let mut seen: Vec<Vec<u8>> = (0..6)
+        .map(|i| checkout_bytes(&check, &format!("HEAD~{i}"), &[]))
+        .collect();
+    let mut expected: Vec<Vec<u8>> = files.iter().flatten().map(|(_, b)| b.clone()).collect();
+    seen.sort();
+    expected.sort();
+    assert!(seen == expected, "a pushed snapshot is missing or changed");
+    assert_fsck_clean(&check);
+}
+both_remotes!(
+    dir_two_concurrent_pushers_lose_nothing,
+    s3_two_concurrent_pushers_lose_nothing,
+    concurrent_pushers
+);
+
+fn non_fast_forward(remote: &Remote) {
+    let work = tempdir();
+    let a = work.path().join("a");
+    rrun_ok(&a, &["init"]);
+    let fs = checkpoints(work.path(), 4, 5);
+    commit(&a, &fs[0].0, &[]);
+    remote.add(&a, "origin");
+    rrun_ok(&a, &["push"]);
+    let b = work.path().join("b");
+    remote.clone_into(&b);
+    commit(&a, &fs[1].0, &[]);
+    rrun_ok(&a, &["push"]);
+    // b is behind: pushing would move the remote back.
+    let err = rrun_err(&b, &["push"], &[]);
+    assert!(
+        err.contains("refused") && err.contains("drop 1 snapshot"),
+        "{err}"
+    );
+    // b diverges: refused under --no-rebase, forced under --force.
+    commit(&b, &fs[2].0, &["-m", "b's"]);
+    let err = rrun_err(&b, &["push", "--no-rebase"], &[]);
+    assert!(
+        err.contains("refused") && err.contains(&remote.url),
+        "{err}"
+    );
+    let forced = rjson(&b, &["push", "--force"]);
+    assert_eq!(forced["refs"][0]["status"], "forced");
+    let check = work.path().join("check");
+    remote.clone_into(&check);
+    assert_eq!(log_ids(&check), log_ids(&b));
+}
+both_remotes!(
+    dir_non_fast_forward_refused_unless_forced,
+    s3_non_fast_forward_refused_unless_forced,
+    non_fast_forward
+);
+
+fn interrupted_push(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 4, 11);
+    for (f, _) in &fs {
+        commit(&src, f, &[]);
+    }
+    remote.add(&src, "origin");
+    let err = rrun_err(&src, &["push"], &[(snapstore::FAIL_UPLOADS_AFTER_ENV, "2")]);
+    assert!(err.contains("interrupted"), "{err}");
+    // Nothing points at the half-pushed packs: the remote has no branch yet.
+    let out = work.path().join("head.safetensors");
+    let err = rrun_err(
+        &src,
+        &[
+            "remote",
+            "checkout",
+            "origin",
+            "main",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        err.contains("has no branch, tag or snapshot \"main\""),
+        "{err}"
+    );
+    let dst = work.path().join("dst");
+    let resumed = rjson(&src, &["push"]);
+    assert_eq!(resumed["packs_present"], 2, "{resumed:#}");
+    assert_eq!(resumed["packs_uploaded"], 2, "{resumed:#}");
+    remote.clone_into(&dst);
+    assert_eq!(checkout_bytes(&dst, "HEAD~3", &[]), fs[0].1);
+    assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[3].1);
+}
+both_remotes!(
+    dir_interrupted_push_resumes,
+    s3_interrupted_push_resumes,
+    interrupted_push
+);
+
+/// Flips one byte at `offset` of the remote object `rel`.
+fn damage(remote: &Remote, rel: &str, offset: usize) {
+    match &remote.endpoint {
+        None => {
+            let p = Path::new(&remote.url).join(rel);
+            let mut bytes = std::fs::read(&p).unwrap();
+            bytes[offset] ^= 0x40;
+            std::fs::write(&p, bytes).unwrap();
+        }
+        Some(endpoint) => {
+            use object_store::ObjectStore;
+            let (bucket, prefix) = remote.url["s3://".len()..].split_once('/').unwrap();
+            let s3 = object_store::aws::AmazonS3Builder::new()
+                .with_bucket_name(bucket)
+                .with_endpoint(endpoint)
+                .with_allow_http(true)
+                .with_region("us-east-1")
+                .with_access_key_id(CREDENTIALS[0].1)
+                .with_secret_access_key(CREDENTIALS[1].1)
+                .build()
+                .unwrap();
+            let key = object_store::path::Path::from(format!("{prefix}/{rel}"));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut bytes = s3.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+                bytes[offset] ^= 0x40;
+                s3.put(&key, bytes.into()).await.unwrap();
+            });
+        }
+    }
+}
+
+fn corrupted_object(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 13);
+    let early = work.path().join("early.safetensors");
+    write_safetensors(&early, &every_dtype_tensors(&mut Rng::new(3)), None);
+    commit(&src, &early, &[]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    // A clone made before the damage, to pull through it later.
+    let old = work.path().join("old");
+    remote.clone_into(&old);
+    commit(&src, &fs[0].0, &[]);
+    rrun_ok(&src, &["push"]);
+    // The one pack, and where the chunk of fc.bias lies in it.
+    let show = rjson(&src, &["show", "HEAD"]);
+    let bias = show["manifest"]["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "fc.bias")
+        .unwrap();
+    let chunk = bias["chunks"][0]["id"].as_str().unwrap().to_string();
+    let early_packs: Vec<_> = std::fs::read_dir(old.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    let pack = std::fs::read_dir(src.join("packs"))
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name();
+            let name = n.to_string_lossy().into_owned();
+            (name.ends_with(".pack") && !early_packs.contains(&n)).then_some(name)
+        })
+        .next()
+        .unwrap();
+    let bytes = std::fs::read(src.join("packs").join(&pack)).unwrap();
+    let payload_at = {
+        // Find the chunk's payload by hashing candidate ranges: the trailer lists it.
+        let count = u64::from_le_bytes(
+            bytes[bytes.len() - 48..bytes.len() - 40]
+                .try_into()
+                .unwrap(),
+        ) as usize;
+        let trailer = &bytes[bytes.len() - 48 - count * 49..bytes.len() - 48];
+        let e = trailer
+            .chunks_exact(49)
+            .find(|e| hex(&e[..32]) == chunk)
+            .unwrap();
+        u64::from_le_bytes(e[33..41].try_into().unwrap()) as usize
+    };
+    damage(remote, &format!("packs/{pack}"), payload_at + 3);
+    // A remote checkout of that tensor names the object and the pack.
+    let out = work.path().join("bias.safetensors");
+    let mut args = vec![
+        "remote".to_string(),
+        "checkout".into(),
+        remote.url.clone(),
+        "main".into(),
+        "-o".into(),
+        out.display().to_string(),
+        "--tensor".into(),
+        "fc.bias".into(),
+    ];
+    args.extend(remote.endpoint_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = rrun_err(&src, &args, &[]);
+    assert!(
+        err.contains(&chunk) && err.contains(&pack) && err.contains("damaged"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    // A clone names the pack and leaves nothing behind.
+    let dst = work.path().join("dst");
+    let mut args = vec![
+        "clone".to_string(),
+        remote.url.clone(),
+        dst.display().to_string(),
+    ];
+    args.extend(remote.endpoint_args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let err = rrun_err(&dst, &args, &[]);
+    assert!(
+        err.contains(&pack) && err.contains("damaged") && err.contains(&chunk),
+        "{err}"
+    );
+    assert!(!dst.exists());
+    // A pull through the damage fails the same way and changes nothing: no ref moved, no pack
+    // or temp file left.
+    let before = repo_state(&old);
+    let files_before = std::fs::read_dir(old.join("packs")).unwrap().count();
+    let err = rrun_err(&old, &["pull"], &[]);
+    assert!(err.contains(&pack) && err.contains("damaged"), "{err}");
+    assert_eq!(repo_state(&old), before);
+    assert_eq!(
+        std::fs::read_dir(old.join("packs")).unwrap().count(),
+        files_before
+    );
+    assert_fsck_clean(&old);
+}
+both_remotes!(
+    dir_corrupted_remote_object_is_named,
+    s3_corrupted_remote_object_is_named,
+    corrupted_object
+);
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn partial_checkout(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    // Six 1 MiB tensors of random floats (they do not compress), two snapshots.
+    let mut rng = Rng::new(17);
+    let mut tensors: Vec<Tensor> = (0..6)
+        .map(|i| Tensor::f32(&mut rng, &format!("layer{i}"), &[512, 512], 1.0))
+        .collect();
+    let f0 = work.path().join("e0.safetensors");
+    write_safetensors(&f0, &tensors, None);
+    commit(&src, &f0, &[]);
+    for t in &mut tensors {
+        let v: Vec<f32> = bytes_to_f32(&t.data)
+            .into_iter()
+            .map(|x| x * 1.001)
+            .collect();
+        t.data = f32_to_bytes(&v);
+    }
+    let f1 = work.path().join("e1.safetensors");
+    write_safetensors(&f1, &tensors, None);
+    commit(&src, &f1, &["--bound", "rel:0.01"]);
+    remote.add(&src, "origin");
+    let pushed = rjson(&src, &["push"]);
+    let total = pushed["bytes"].as_u64().unwrap();
+    let out = work.path().join("layer3.safetensors");
+    let mut args = vec![
+        "remote".to_string(),
+        "checkout".into(),
+        "origin".into(),
+        "main".into(),
+        "-o".into(),
+        out.display().to_string(),
+        "--tensor".into(),
+        "layer3".into(),
+    ];
+    let r = rjson(&src, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let down = r["downloaded_bytes"].as_u64().unwrap();
+    // layer3 needs its keyframe's chunk and its delta's: those bytes, plus two records and two
+    // manifests (a few KiB), and none of the other layers'.
+    let stored = |spec: &str| -> u64 {
+        let show = rjson(&src, &["show", spec]);
+        let t = show["manifest"]["tensors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "layer3")
+            .unwrap()
+            .clone();
+        t["chunks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["stored"].as_u64().unwrap())
+            .sum()
+    };
+    let needed = stored("HEAD") + stored("HEAD~1");
+    assert!(
+        down >= needed,
+        "downloaded {down}, the chunks alone are {needed}"
+    );
+    assert!(
+        down < needed + (32 << 10),
+        "downloaded {down} for {needed} bytes of chunks"
+    );
+    assert!(
+        down < total / 4,
+        "downloaded {down} of {total} pushed bytes"
+    );
+    assert!(r["requests"].as_u64().unwrap() <= 8, "{r:#}");
+    let expected = checkout_bytes(&src, "HEAD", &["--tensor", "layer3"]);
+    assert_eq!(std::fs::read(&out).unwrap(), expected);
+    // Without a repository, by URL.
+    args[2] = remote.url.clone();
+    args.extend(remote.endpoint_args());
+    let elsewhere = work.path().join("nowhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let o = rrun(
+        &elsewhere.join("no-repo"),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), expected);
+
+    // Longer lattice chains across several snapshots' records, and a tensor that does not
+    // change (stored once, its later entries point at the first chunks): some tensors of an
+    // older snapshot by id, and a whole snapshot, come back as the local checkout has them.
+    for e in 2..5 {
+        for t in tensors.iter_mut().filter(|t| t.name != "layer5") {
+            let v: Vec<f32> = bytes_to_f32(&t.data)
+                .into_iter()
+                .map(|x| x * 0.999)
+                .collect();
+            t.data = f32_to_bytes(&v);
+        }
+        let f = work.path().join(format!("e{e}.safetensors"));
+        write_safetensors(&f, &tensors, None);
+        commit(&src, &f, &["--bound", "rel:0.01"]);
+    }
+    rrun_ok(&src, &["push"]);
+    let ids = log_ids(&src);
+    for (spec, names) in [
+        (ids[1].as_str(), vec!["layer3", "layer5"]),
+        ("main", vec![]),
+    ] {
+        let mut a = vec![
+            "remote",
+            "checkout",
+            "origin",
+            spec,
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        for n in &names {
+            a.extend(["--tensor", n]);
+        }
+        rrun_ok(&src, &a);
+        let mut local = vec![];
+        for n in &names {
+            local.extend(["--tensor", n]);
+        }
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            checkout_bytes(&src, spec, &local),
+            "{spec} {names:?}"
+        );
+    }
+}
+both_remotes!(
+    dir_partial_remote_checkout_reads_only_what_it_needs,
+    s3_partial_remote_checkout_reads_only_what_it_needs,
+    partial_checkout
+);
+
+/// A store that answers conditional writes 501, and one that ignores them: both refused by
+/// name, and no ref is written.
+#[test]
+fn s3_remote_without_conditional_writes_is_refused_clearly() {
+    for (mode, says) in [
+        ("refuse", "501 Not Implemented"),
+        ("ignore", "ignored If-None-Match"),
+    ] {
+        let server = match start_s3(mode) {
+            Ok(s) => s,
+            Err(why) => {
+                return skip(
+                    "remote::s3_remote_without_conditional_writes_is_refused_clearly",
+                    &why,
+                )
+            }
+        };
+        let remote = Remote::s3_at(&server);
+        let work = tempdir();
+        let src = work.path().join("src");
+        rrun_ok(&src, &["init"]);
+        let fs = checkpoints(work.path(), 1, 19);
+        commit(&src, &fs[0].0, &[]);
+        remote.add(&src, "origin");
+        let err = rrun_err(&src, &["push"], &[]);
+        assert!(
+            err.contains("does not support conditional writes")
+                && err.contains(&remote.url)
+                && err.contains(says),
+            "{mode}: {err}"
+        );
+        let dst = work.path().join("dst");
+        let mut args = vec![
+            "clone".to_string(),
+            remote.url.clone(),
+            dst.display().to_string(),
+        ];
+        args.extend(remote.endpoint_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        rrun_err(&dst, &args, &[]);
+    }
+}
+
+/// The library API: push and clone through `Repo`, with progress reported as bytes.
+#[test]
+fn library_push_and_clone_report_progress() {
+    let work = tempdir();
+    let repo = snapstore::Repo::init(work.path().join("src")).unwrap();
+    let t = Tensor::f32(&mut Rng::new(23), "w", &[256, 256], 1.0);
+    repo.commit_tensors(&[t.input()], None, &Default::default())
+        .unwrap();
+    let events = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let repo = repo.with_progress(move |p| seen.lock().unwrap().push(p));
+    let url = work.path().join("remote").display().to_string();
+    repo.add_remote("origin", snapstore::RemoteSpec::new(&url).unwrap())
+        .unwrap();
+    let r = repo.push("origin", &[], Default::default()).unwrap();
+    assert_eq!(r.refs[0].status, "created");
+    let last = *events
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|p| p.task == "push")
+        .unwrap();
+    assert_eq!((last.done, last.total), (r.bytes, r.bytes));
+    let (clone, report) = snapstore::Repo::clone_remote(
+        snapstore::RemoteSpec::new(&url).unwrap(),
+        work.path().join("dst"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(report.head.as_deref(), Some("main"));
+    let back = clone.checkout("HEAD", None).unwrap();
+    assert_eq!(back.tensors[0].data, t.data);
+    let _ = Dtype::F32;
+}
+
+fn interrupted_pull(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let small = checkpoints(work.path(), 1, 29);
+    commit(&src, &small[0].0, &[]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let old = work.path().join("old");
+    remote.clone_into(&old);
+    let before = log_ids(&old);
+    // Three large snapshots (8 MiB of random floats each), so a pull takes a while.
+    let mut rng = Rng::new(31);
+    for e in 0..3 {
+        let tensors: Vec<Tensor> = (0..4)
+            .map(|i| Tensor::f32(&mut rng, &format!("big{i}"), &[512, 1024], 1.0))
+            .collect();
+        let f = work.path().join(format!("big{e}.safetensors"));
+        write_safetensors(&f, &tensors, None);
+        commit(&src, &f, &[]);
+    }
+    rrun_ok(&src, &["push"]);
+    let after = log_ids(&src);
+    // Ctrl-C at several moments of a pull: the branch is where it was or where the remote is,
+    // never in between, no temp file stays, and the repository checks clean.
+    for delay_ms in [10u64, 40, 120, 300] {
+        let mut c = command(&old);
+        c.arg("pull").stdout(Stdio::null()).stderr(Stdio::piped());
+        for (k, v) in CREDENTIALS {
+            c.env(k, v);
+        }
+        let child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SAFETY: sends SIGINT to the child this test spawned and has not reaped yet.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        }
+        let o = child.wait_with_output().unwrap();
+        let now = log_ids(&old);
+        assert!(
+            now == before || now == after,
+            "after Ctrl-C at {delay_ms} ms ({}): {now:?}",
+            stderr(&o)
+        );
+        let temps: Vec<_> = std::fs::read_dir(old.join("packs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".tmp-"))
+            .collect();
+        assert!(temps.is_empty(), "left {temps:?}");
+        assert_fsck_clean(&old);
+        if now == after {
+            break;
+        }
+    }
+    rrun_ok(&old, &["pull"]);
+    assert_eq!(log_ids(&old), after);
+}
+both_remotes!(
+    dir_pull_interrupted_by_ctrl_c_leaves_nothing_half_done,
+    s3_pull_interrupted_by_ctrl_c_leaves_nothing_half_done,
+    interrupted_pull
+);
+
+/// Credentials come from the AWS environment variables or the shared credentials file; with
+/// neither, a push fails saying where it looked (and sends nothing to any metadata service).
+#[test]
+fn s3_credentials_from_the_shared_file_or_a_clear_error() {
+    let server = match shared_s3() {
+        Ok(s) => s,
+        Err(why) => {
+            return skip(
+                "remote::s3_credentials_from_the_shared_file_or_a_clear_error",
+                &why,
+            )
+        }
+    };
+    let remote = Remote::s3_at(server);
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 37);
+    commit(&src, &fs[0].0, &[]);
+    remote.add(&src, "origin");
+    let home = work.path().join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    let push = |env: &[(&str, &str)]| {
+        let mut c = command(&src);
+        c.args(["push", "--json"]);
+        for k in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "AWS_SKIP_SIGNATURE",
+        ] {
+            c.env_remove(k);
+        }
+        c.env("HOME", &home).env("AWS_REGION", "us-east-1");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = push(&[]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("no AWS credentials")
+            && err.contains(".aws/credentials")
+            && err.contains(&remote.url),
+        "{err}"
+    );
+    std::fs::write(
+        home.join(".aws/credentials"),
+        "[other]\naws_access_key_id = x\naws_secret_access_key = y\n",
+    )
+    .unwrap();
+    let o = push(&[("AWS_PROFILE", "other")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
