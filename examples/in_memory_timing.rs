@@ -8,7 +8,8 @@
 //!
 //! Each FILE (safetensors) is read fully into memory, then committed in order under BOUND
 //! (`lossless`, `rel:E`, `abs:E`) to a new repository at REPO_DIR, and the last commit is
-//! checked out. Prints one JSON object: seconds per commit and for the checkout.
+//! checked out. Prints one JSON object: seconds per commit and for the checkout. With
+//! `SNAPSTORE_PROFILE=1`, each step's stage table (`snapstore::profile`) goes to stderr.
 
 use std::time::Instant;
 
@@ -54,10 +55,12 @@ fn main() -> Result<()> {
         let started = Instant::now();
         repo.commit_tensors(&inputs, None, &opts)?;
         commit_seconds.push(started.elapsed().as_secs_f64());
+        stage_table(&format!("commit {path}"));
     }
     let started = Instant::now();
     let checkout = repo.checkout("HEAD", None)?;
     let checkout_seconds = started.elapsed().as_secs_f64();
+    stage_table("checkout HEAD");
     let bytes: usize = checkout.tensors.iter().map(|t| t.data.len()).sum();
     println!(
         "{}",
@@ -68,4 +71,13 @@ fn main() -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// Prints the stage timers' table for the step just done, then zeroes them (only under
+/// `SNAPSTORE_PROFILE`, which turns them on).
+fn stage_table(step: &str) {
+    if std::env::var_os("SNAPSTORE_PROFILE").is_some() {
+        eprintln!("## {step}\n\n{}", snapstore::profile::read());
+        snapstore::profile::reset();
+    }
 }

@@ -15,7 +15,21 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<repo::PyRepo>()?;
     m.add_class::<buffer::Buffer>()?;
     m.add_function(wrap_pyfunction!(repo::checkout_remote, m)?)?;
+    m.add_function(wrap_pyfunction!(_stage_profile, m)?)?;
     m.add("DTYPES", snapstore::ALL_DTYPES.map(|d| d.name()).to_vec())?;
     m.add("FORMAT_VERSION", snapstore::FORMAT_VERSION)?;
     Ok(())
+}
+
+/// For benchmarks: turns the library's stage timers on (`snapstore::profile`) and returns their
+/// table so far as Markdown, zeroing them when `reset`. Not a stable API.
+#[pyfunction]
+#[pyo3(signature = (reset = false))]
+fn _stage_profile(reset: bool) -> String {
+    snapstore::profile::enable();
+    let table = snapstore::profile::read().to_string();
+    if reset {
+        snapstore::profile::reset();
+    }
+    table
 }
