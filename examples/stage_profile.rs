@@ -92,13 +92,13 @@ fn run(corpus: &str, files: &[PathBuf], bound: Bound) -> Result<()> {
     for f in files {
         bytes += repo.commit_file(f, &opts)?.logical_bytes;
     }
-    print_table(
-        corpus,
-        bound,
-        "commit",
-        bytes,
-        start.elapsed().as_secs_f64(),
+    let wall = start.elapsed().as_secs_f64();
+    let stored = repo.stats()?.pack_bytes;
+    println!(
+        "{corpus}, {bound}: {bytes} tensor bytes stored in {stored} pack bytes ({:.3}x)\n",
+        bytes as f64 / stored as f64
     );
+    print_table(corpus, bound, "commit", bytes, wall);
 
     profile::reset();
     let start = Instant::now();
