@@ -892,7 +892,7 @@ impl Repo {
     ///
     /// let input = Input::detect(&npy, InputKind::Auto)?;
     /// let report = repo.commit_input(&input, 4, &CommitOptions::default())?;
-    /// let back = repo.checkout_frames(&report.snapshot.hex(), None)?;
+    /// let back = repo.checkout_frames(report.snapshot, None)?;
     /// assert_eq!(back.data, seq.data);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
