@@ -369,7 +369,7 @@ impl<'a> Prepared<'a> {
                     self.rounding,
                     self.codec,
                 )
-                .map_err(|p| Error::decode(format!("chunk {i} of tensor {:?}", input.name), p))?;
+                .map_err(|p| Error::codec(format!("chunk {i} of tensor {:?}", input.name), p))?;
                 let recon = coded
                     .reconstruction
                     .expect("a bounded chunk carries its reconstruction");
