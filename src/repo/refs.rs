@@ -46,6 +46,23 @@ pub fn tag_key(name: &str) -> String {
 /// resolved. The read methods of [`Repo`] take anything that converts into one, so
 /// `repo.checkout("HEAD~2", None)` and `repo.checkout(report.snapshot, None)` both work, and an
 /// id a caller holds is never written out as text and resolved again.
+///
+/// ```
+/// use snapstore::{CommitOptions, Dtype, Repo, TensorInput};
+///
+/// let dir = tempfile::tempdir()?;
+/// let repo = Repo::init(dir.path().join("repo"))?;
+/// let data: Vec<u8> = (0..64).collect();
+/// let tensors = [TensorInput { name: "w".into(), dtype: Dtype::U8, shape: vec![64], data: &data }];
+/// let report = repo.commit_tensors(&tensors, None, &CommitOptions::default())?;
+/// let by_name = repo.checkout("HEAD", None)?; // a ref expression, resolved
+/// let by_id = repo.checkout(report.snapshot, None)?; // an id: no lookup by name or prefix
+/// let shown = repo.show("HEAD")?; // inspect a snapshot, then read that same one
+/// let again = repo.checkout(&shown, None)?; // without reading its manifest a second time
+/// assert_eq!(by_name.tensors, by_id.tensors);
+/// assert_eq!(again.snapshot, report.snapshot);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub enum Rev<'a> {
     /// `HEAD`, `HEAD~N`, a branch, a tag, `remote/branch`, a full id or a unique id prefix.
