@@ -127,7 +127,7 @@ fn trajectory(mib: usize, len: usize) {
         let t = Instant::now();
         let mut hashes = Vec::new();
         for id in &ids {
-            let co = repo.checkout(&id.hex(), None).expect("checkout");
+            let co = repo.checkout(id, None).expect("checkout");
             let mut h = blake3::Hasher::new();
             for t in &co.tensors {
                 h.update(&t.data);

@@ -356,6 +356,12 @@ impl Error {
         }
     }
 
+    /// A chunk the codec could not decode (or code): the codec's error, with what it was
+    /// working on. The message is the codec's own, behind `cannot decode {what}: `.
+    pub(crate) fn codec(what: impl Into<String>, problem: crate::codec::CodecError) -> Self {
+        Error::decode(what, problem.to_string())
+    }
+
     /// A decode failure.
     pub fn decode(what: impl Into<String>, problem: impl Into<String>) -> Self {
         Error::Decode {

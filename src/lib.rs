@@ -65,9 +65,9 @@ pub use remote::{
 pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,
     Element, FileStatus, FsckProblem, FsckReport, GcReport, Input, InputKind, LogEntry, Progress,
-    Repo, Stats, TensorDiff, TensorInput, TensorStatus, AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP,
-    DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR, DEFAULT_TIP_CACHE_BYTES, FORMAT_VERSION,
-    FRAMES_TENSOR,
+    Repo, Rev, Stats, TensorDiff, TensorInput, TensorStatus, AUTO_CUDA_MIN_BYTES,
+    DEFAULT_FRAME_GROUP, DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR, DEFAULT_TIP_CACHE_BYTES,
+    FORMAT_VERSION, FRAMES_TENSOR,
 };
 pub use safetensors_io::SafetensorsFile;
 pub use search::{

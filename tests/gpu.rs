@@ -610,7 +610,7 @@ fn commits_decode_identically_on_either_backend() {
             committed
                 .iter()
                 .map(|id| {
-                    repo.checkout(&id.hex(), None)
+                    repo.checkout(id, None)
                         .unwrap()
                         .tensors
                         .into_iter()

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -40,9 +41,10 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         frames,
         json,
     } = args;
-    // Resolve once: the snapshot read below is the one inspected here.
-    let (snapshot, manifest) = repo.show(&spec)?;
-    let sequence = is_frames(&manifest);
+    // Resolve once: the snapshot read below is the one inspected here, its manifest read once.
+    let shown = repo.show(&spec)?;
+    let manifest = &shown.1;
+    let sequence = is_frames(manifest);
     let wants_file = output.extension().is_some_and(|e| e == "safetensors");
     if sequence && frames.is_some() && wants_file {
         bail!(
@@ -52,14 +54,14 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         );
     }
     if sequence && (frames.is_some() || !wants_file) {
-        let range = frame_range(frames.as_deref(), &manifest)?;
-        return write_frames(repo, snapshot, range, &output, json);
+        let range = frame_range(frames.as_deref(), manifest)?;
+        return write_frames(repo, shown, range, &output, json);
     }
     if frames.is_some() {
         bail!("--frames applies to frame-sequence snapshots; {spec} holds tensors");
     }
     let names = (!tensors.is_empty()).then_some(&tensors[..]);
-    let r = repo.checkout_to_file(&snapshot.hex(), &output, names)?;
+    let r = repo.checkout_to_file(shown, &output, names)?;
     if json {
         return json_pretty(&r);
     }
@@ -89,12 +91,12 @@ fn frame_range(frames: Option<&str>, manifest: &Manifest) -> Result<Range<usize>
 /// Writes frames `range` of a sequence snapshot as a `.npy` or a directory of PNGs.
 fn write_frames(
     repo: &Repo,
-    snapshot: ObjectId,
+    shown: (ObjectId, Arc<Manifest>),
     range: Range<usize>,
     output: &Path,
     json: bool,
 ) -> Result<()> {
-    let seq = repo.checkout_frames(&snapshot.hex(), Some(range.clone()))?;
+    let seq = repo.checkout_frames(shown, Some(range.clone()))?;
     if output.extension().is_some_and(|e| e == "npy") {
         write_npy(&seq, output, 0..seq.t)?;
     } else {

@@ -2,10 +2,11 @@
 //! against its PNG directory or `.npy` (error and PSNR per frame).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use snapstore::{is_frames, Input, InputKind, Repo};
+use snapstore::{is_frames, Input, InputKind, Manifest, ObjectId, Repo};
 
 use super::print::json_pretty;
 
@@ -26,15 +27,15 @@ pub struct Args {
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let (a, b, json) = (&args.a, &args.b, args.json);
     let path = Path::new(b);
-    if is_frames(&repo.show(a)?.1)
-        && (path.is_dir() || path.extension().is_some_and(|e| e == "npy"))
-    {
-        return diff_frames(repo, a, path, json);
+    // Resolved once: every read below takes the snapshot and manifest shown here.
+    let shown = repo.show(a)?;
+    if is_frames(&shown.1) && (path.is_dir() || path.extension().is_some_and(|e| e == "npy")) {
+        return diff_frames(repo, shown, path, json);
     }
     let rows = if path.is_file() {
-        repo.diff_file(a, path)?
+        repo.diff_file(shown, path)?
     } else {
-        repo.diff(a, b)?
+        repo.diff(shown, b)?
     };
     if json {
         return json_pretty(&rows);
@@ -58,7 +59,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
 }
 
 /// A sequence snapshot against the frames it was committed from.
-fn diff_frames(repo: &Repo, a: &str, path: &Path, json: bool) -> Result<()> {
+fn diff_frames(repo: &Repo, a: (ObjectId, Arc<Manifest>), path: &Path, json: bool) -> Result<()> {
     let Input::Frames(original) = Input::detect(path, InputKind::Auto)? else {
         bail!("not a frame sequence");
     };

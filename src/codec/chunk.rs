@@ -12,6 +12,7 @@
 
 use super::delta::{self, Transform};
 use super::entropy::{self, CodecChoice, Entropy};
+use super::error::{CodecError, CodecResult};
 use super::planes;
 use super::varint::{get_varint, put_varint};
 use crate::profile::{self, Stage};
@@ -35,13 +36,16 @@ pub enum ChunkCodec {
 }
 
 impl TryFrom<u8> for ChunkCodec {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
+    type Error = CodecError;
+    fn try_from(v: u8) -> CodecResult<Self> {
         match v {
             1 => Ok(ChunkCodec::Planes),
             2 => Ok(ChunkCodec::LogDelta),
             3 => Ok(ChunkCodec::FrameGroup),
-            other => Err(format!("unknown chunk codec {other}")),
+            other => Err(CodecError::UnknownTag {
+                what: "chunk codec",
+                value: other,
+            }),
         }
     }
 }
@@ -109,26 +113,29 @@ pub struct ParsedChunk {
 
 /// Parses and decompresses a chunk object, checking every declared length against the bytes
 /// present and [`MAX_CHUNK_BYTES`] before allocating.
-pub fn read_chunk(obj: &[u8]) -> Result<ParsedChunk, String> {
+pub fn read_chunk(obj: &[u8]) -> CodecResult<ParsedChunk> {
     let mut r = Reader { buf: obj, pos: 0 };
     let format = r.u8()?;
     if format != CHUNK_FORMAT {
-        return Err(format!(
-            "chunk format {format} is not supported (expected {CHUNK_FORMAT})"
-        ));
+        return Err(CodecError::UnsupportedFormat {
+            found: format,
+            expected: CHUNK_FORMAT,
+        });
     }
     let codec = ChunkCodec::try_from(r.u8()?)?;
     let unit = r.u8()? as usize;
     if unit == 0 {
-        return Err("element width 0".into());
+        return Err(CodecError::ZeroElementWidth);
     }
     let raw_len = r.len()?;
     let transform = r.u8()?;
     let count = r.u8()? as usize;
     let mut sections = Vec::with_capacity(count);
     for _ in 0..count {
-        let entropy =
-            Entropy::try_from(r.u8()?).map_err(|v| format!("unknown entropy coder {v}"))?;
+        let entropy = Entropy::try_from(r.u8()?).map_err(|value| CodecError::UnknownTag {
+            what: "entropy coder",
+            value,
+        })?;
         let sec_raw = r.len()?;
         let stored_len = r.len()?;
         let stored = r.take(stored_len)?;
@@ -136,10 +143,10 @@ pub fn read_chunk(obj: &[u8]) -> Result<ParsedChunk, String> {
         sections.push(data);
     }
     if r.pos != obj.len() {
-        return Err(format!(
-            "{} trailing bytes after the last section",
-            obj.len() - r.pos
-        ));
+        return Err(CodecError::TrailingBytes {
+            count: obj.len() - r.pos,
+            after: "the last section",
+        });
     }
     Ok(ParsedChunk {
         codec,
@@ -156,23 +163,26 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> CodecResult<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
-        let end =
-            end.ok_or_else(|| format!("truncated: needs {n} bytes at offset {}", self.pos))?;
+        let end = end.ok_or(CodecError::Truncated {
+            needs: n,
+            offset: self.pos,
+        })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> CodecResult<u8> {
         Ok(self.take(1)?[0])
     }
-    fn len(&mut self) -> Result<usize, String> {
+    fn len(&mut self) -> CodecResult<usize> {
         let v = get_varint(self.buf, &mut self.pos)?;
         if v > MAX_CHUNK_BYTES as u64 {
-            return Err(format!(
-                "declared length {v} is over the {MAX_CHUNK_BYTES} limit"
-            ));
+            return Err(CodecError::LengthOverLimit {
+                declared: v,
+                limit: MAX_CHUNK_BYTES,
+            });
         }
         Ok(v as usize)
     }
@@ -255,7 +265,7 @@ pub fn needs_reference(chunk: &ParsedChunk) -> bool {
 }
 
 /// Decodes a [`ChunkCodec::Planes`] chunk; `reference` is needed when it holds a delta.
-pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> Result<Vec<u8>, String> {
+pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> CodecResult<Vec<u8>> {
     let ParsedChunk {
         unit,
         raw_len,
@@ -265,17 +275,18 @@ pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> Result<V
     } = chunk;
     let transform = Transform::try_from(transform)?;
     if raw_len % unit != 0 || sections.len() != unit {
-        return Err(format!(
-            "{} sections for element width {unit}",
-            sections.len()
-        ));
+        return Err(CodecError::PlaneCount {
+            sections: sections.len(),
+            unit,
+        });
     }
     let n = raw_len / unit;
     if let Some(b) = sections.iter().position(|s| s.len() != n) {
-        return Err(format!(
-            "plane {b} holds {} bytes, expected {n}",
-            sections[b].len()
-        ));
+        return Err(CodecError::PlaneLength {
+            plane: b,
+            len: sections[b].len(),
+            expected: n,
+        });
     }
     let _t = profile::time_bytes(Stage::Merge, raw_len);
     let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
@@ -283,12 +294,12 @@ pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> Result<V
     if transform == Transform::None {
         return Ok(data);
     }
-    let reference = reference.ok_or("chunk is a delta, but no reference was given")?;
+    let reference = reference.ok_or(CodecError::MissingReference)?;
     if reference.len() != raw_len {
-        return Err(format!(
-            "reference chunk is {} bytes, expected {raw_len}",
-            reference.len()
-        ));
+        return Err(CodecError::ReferenceLength {
+            len: reference.len(),
+            expected: raw_len,
+        });
     }
     delta::inverse_in_place(transform, unit, &mut data, reference);
     Ok(data)
@@ -299,7 +310,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn decode(obj: &[u8], reference: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    fn decode(obj: &[u8], reference: Option<&[u8]>) -> CodecResult<Vec<u8>> {
         decode_lossless(read_chunk(obj)?, reference)
     }
 

@@ -6,6 +6,8 @@
 //! so a small change in value is a small difference; the difference is zigzag-coded so small
 //! negative steps also have zero high bytes.
 
+use super::error::CodecError;
+
 /// An exact transform of a chunk against its reference. The discriminants are on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -19,13 +21,16 @@ pub enum Transform {
 }
 
 impl TryFrom<u8> for Transform {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
+    type Error = CodecError;
+    fn try_from(v: u8) -> Result<Self, CodecError> {
         match v {
             0 => Ok(Transform::None),
             1 => Ok(Transform::FloatSub),
             2 => Ok(Transform::IntSub),
-            other => Err(format!("unknown transform {other}")),
+            other => Err(CodecError::UnknownTag {
+                what: "transform",
+                value: other,
+            }),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The entropy stage: each section of a chunk is stored as-is, with Zstd, or with LZMA,
 //! whichever is smallest among the coders the caller allows.
 
+use super::error::{CodecError, CodecResult};
 use crate::profile::{self, Stage};
 use std::fmt;
 use std::io::Read;
@@ -63,13 +64,17 @@ impl fmt::Display for CodecChoice {
 }
 
 impl FromStr for CodecChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = CodecError;
+    fn from_str(s: &str) -> CodecResult<Self> {
         match s {
             "auto" => Ok(CodecChoice::Auto),
             "zstd" => Ok(CodecChoice::Zstd),
             "lzma" => Ok(CodecChoice::Lzma),
-            other => Err(format!("unknown codec {other:?} (use auto, zstd or lzma)")),
+            other => Err(CodecError::UnknownName {
+                what: "codec",
+                name: other.to_string(),
+                choices: "auto, zstd or lzma",
+            }),
         }
     }
 }
@@ -187,7 +192,7 @@ fn lzma_compress(data: &[u8]) -> Option<Vec<u8>> {
 
 /// Decompresses a section into exactly `raw_len` bytes; anything else is an error (this also
 /// stops decompression bombs: output never grows past `raw_len`).
-pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> Result<Vec<u8>, String> {
+pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<Vec<u8>> {
     let stage = match kind {
         Entropy::Zstd => Stage::ZstdDecode,
         Entropy::Lzma => Stage::LzmaDecode,
@@ -196,7 +201,7 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> Result<Vec<u8
     let _t = profile::time_bytes(stage, raw_len);
     let out = match kind {
         Entropy::Stored => stored.to_vec(),
-        Entropy::Zstd => zstd_decompress(stored, raw_len).map_err(|e| format!("zstd: {e}"))?,
+        Entropy::Zstd => zstd_decompress(stored, raw_len).map_err(CodecError::Zstd)?,
         Entropy::Rans => super::rans::decode(stored, raw_len)?,
         Entropy::RansV1 => super::rans_v1::decode(stored, raw_len)?,
         Entropy::Lzma => {
@@ -204,15 +209,15 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> Result<Vec<u8
             xz2::read::XzDecoder::new(stored)
                 .take(raw_len as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| format!("lzma: {e}"))?;
+                .map_err(CodecError::Lzma)?;
             out
         }
     };
     if out.len() != raw_len {
-        return Err(format!(
-            "section decodes to {} bytes, expected {raw_len}",
-            out.len()
-        ));
+        return Err(CodecError::SectionLength {
+            len: out.len(),
+            expected: raw_len,
+        });
     }
     Ok(out)
 }

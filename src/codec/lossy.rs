@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::chunk::{write_chunk, ChunkCodec, ParsedChunk, Section, KEYFRAME};
 use super::context;
 use super::entropy::CodecChoice;
+use super::error::{CodecError, CodecResult};
 use super::logquant::{self, ErrorBound, FloatKind, FreshCodes, PowerTable, QuantizedChunk};
 use super::planes;
 use super::varint::{get_varint, put_varint};
@@ -150,27 +151,32 @@ pub enum Rounding {
 }
 
 impl TryFrom<u8> for Rounding {
-    type Error = String;
-    fn try_from(v: u8) -> Result<Self, String> {
+    type Error = CodecError;
+    fn try_from(v: u8) -> CodecResult<Self> {
         match v {
             0 => Ok(Rounding::Nearest),
             1 => Ok(Rounding::Dither),
             2 => Ok(Rounding::Lattice),
-            r => Err(format!("unknown rounding {r}")),
+            value => Err(CodecError::UnknownTag {
+                what: "rounding",
+                value,
+            }),
         }
     }
 }
 
 impl std::str::FromStr for Rounding {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = CodecError;
+    fn from_str(s: &str) -> CodecResult<Self> {
         match s {
             "nearest" => Ok(Rounding::Nearest),
             "dither" => Ok(Rounding::Dither),
             "lattice" => Ok(Rounding::Lattice),
-            other => Err(format!(
-                "unknown rounding {other:?} (use lattice, nearest or dither)"
-            )),
+            other => Err(CodecError::UnknownName {
+                what: "rounding",
+                name: other.to_string(),
+                choices: "lattice, nearest or dither",
+            }),
         }
     }
 }
@@ -205,7 +211,7 @@ pub(crate) fn table(
     bound: ErrorBound,
     max_code: u32,
     rounding: Rounding,
-) -> Result<Arc<PowerTable>, String> {
+) -> CodecResult<Arc<PowerTable>> {
     let key = match bound {
         ErrorBound::Relative(e) => (1, e.to_bits(), max_code, rounding as u8),
         ErrorBound::Absolute(e) => (2, e.to_bits(), max_code, rounding as u8),
@@ -219,7 +225,7 @@ pub(crate) fn table(
         Rounding::Dither => PowerTable::dithered(bound, max_code),
         Rounding::Lattice => PowerTable::lattice(bound, max_code),
     };
-    let t = Arc::new(built.map_err(|e| e.to_string())?);
+    let t = Arc::new(built?);
     let mut cache = cache.lock().expect("table cache");
     // A repository uses a handful of bounds; hostile chunks could name endless ones, so the
     // cache is bounded (a table can be 16 MiB).
@@ -240,7 +246,7 @@ pub trait QuantEngine: Sync + Send {
         target: &[u8],
         reference: &[u8],
         table: &PowerTable,
-    ) -> Result<(QuantizedChunk, Vec<u8>), String>;
+    ) -> CodecResult<(QuantizedChunk, Vec<u8>)>;
 
     /// `logquant::dequantize`.
     fn dequantize(
@@ -249,7 +255,7 @@ pub trait QuantEngine: Sync + Send {
         reference: &[u8],
         q: &QuantizedChunk,
         table: &PowerTable,
-    ) -> Result<Vec<u8>, String>;
+    ) -> CodecResult<Vec<u8>>;
 }
 
 /// The quantizer on the calling CPU thread.
@@ -263,8 +269,8 @@ impl QuantEngine for CpuQuant {
         target: &[u8],
         reference: &[u8],
         table: &PowerTable,
-    ) -> Result<(QuantizedChunk, Vec<u8>), String> {
-        logquant::quantize(kind, target, reference, table).map_err(|e| e.to_string())
+    ) -> CodecResult<(QuantizedChunk, Vec<u8>)> {
+        Ok(logquant::quantize(kind, target, reference, table)?)
     }
 
     fn dequantize(
@@ -273,8 +279,8 @@ impl QuantEngine for CpuQuant {
         reference: &[u8],
         q: &QuantizedChunk,
         table: &PowerTable,
-    ) -> Result<Vec<u8>, String> {
-        logquant::dequantize(kind, reference, q, table).map_err(|e| e.to_string())
+    ) -> CodecResult<Vec<u8>> {
+        Ok(logquant::dequantize(kind, reference, q, table)?)
     }
 }
 
@@ -311,12 +317,13 @@ fn pack_signs(kind: FloatKind, target: &[u8]) -> Vec<u8> {
     bits
 }
 
-fn unpack_sign_reference(kind: FloatKind, bits: &[u8], n: usize) -> Result<Vec<u8>, String> {
+fn unpack_sign_reference(kind: FloatKind, bits: &[u8], n: usize) -> CodecResult<Vec<u8>> {
     if bits.len() != n.div_ceil(8) {
-        return Err(format!(
-            "sign section holds {} bytes for {n} elements",
-            bits.len()
-        ));
+        return Err(CodecError::BitSection {
+            section: "sign",
+            len: bits.len(),
+            elements: n,
+        });
     }
     let w = kind.size();
     let mut fake = vec![0u8; n * w];
@@ -350,7 +357,7 @@ fn rle_encode(codes: &[i32]) -> Vec<u8> {
 }
 
 /// Codes of an RLE stream, at most `limit` of them.
-fn rle_decode_upto(bytes: &[u8], limit: usize) -> Result<Vec<i32>, String> {
+fn rle_decode_upto(bytes: &[u8], limit: usize) -> CodecResult<Vec<i32>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
@@ -358,12 +365,12 @@ fn rle_decode_upto(bytes: &[u8], limit: usize) -> Result<Vec<i32>, String> {
         if t & 1 == 1 {
             let run = (t >> 1) as usize;
             if run > limit - out.len() {
-                return Err("zero run goes past the chunk".into());
+                return Err(CodecError::RunPastChunk);
             }
             out.resize(out.len() + run, 0);
         } else {
             if out.len() == limit {
-                return Err("more codes than elements".into());
+                return Err(CodecError::TooManyCodes);
             }
             let z = (t >> 1) as u32;
             out.push(((z >> 1) as i32) ^ -((z & 1) as i32));
@@ -372,10 +379,13 @@ fn rle_decode_upto(bytes: &[u8], limit: usize) -> Result<Vec<i32>, String> {
     Ok(out)
 }
 
-fn rle_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
+fn rle_decode(bytes: &[u8], n: usize) -> CodecResult<Vec<i32>> {
     let out = rle_decode_upto(bytes, n)?;
     if out.len() != n {
-        return Err(format!("{} codes for {n} elements", out.len()));
+        return Err(CodecError::CodeCount {
+            count: out.len(),
+            elements: n,
+        });
     }
     Ok(out)
 }
@@ -397,13 +407,16 @@ fn narrow_encode(codes: &[i32]) -> Vec<u8> {
     planes::split(&bytes, w)
 }
 
-fn narrow_decode(bytes: &[u8], n: usize) -> Result<Vec<i32>, String> {
+fn narrow_decode(bytes: &[u8], n: usize) -> CodecResult<Vec<i32>> {
     if n == 0 {
         return Ok(Vec::new());
     }
     let w = bytes.len() / n;
     if !matches!(w, 1 | 2 | 4) || bytes.len() != w * n {
-        return Err(format!("{} code bytes for {n} elements", bytes.len()));
+        return Err(CodecError::CodeBytes {
+            len: bytes.len(),
+            elements: n,
+        });
     }
     let merged = planes::merge(bytes, w);
     Ok(merged
@@ -426,13 +439,13 @@ fn positions_encode(pos: &[u32]) -> Vec<u8> {
     out
 }
 
-fn positions_decode(bytes: &[u8]) -> Result<Vec<u32>, String> {
+fn positions_decode(bytes: &[u8]) -> CodecResult<Vec<u32>> {
     let mut out = Vec::new();
     let mut pos = 0;
     let mut prev = 0u64;
     while pos < bytes.len() {
         prev += get_varint(bytes, &mut pos)?;
-        out.push(u32::try_from(prev).map_err(|_| "exception position overflows")?);
+        out.push(u32::try_from(prev).map_err(|_| CodecError::PositionOverflow)?);
     }
     Ok(out)
 }
@@ -498,13 +511,13 @@ pub fn encode(
     basis: Basis<'_>,
     rounding: Rounding,
     choice: CodecChoice,
-) -> Result<(Vec<u8>, Vec<u8>, ChunkStats), String> {
+) -> CodecResult<(Vec<u8>, Vec<u8>, ChunkStats)> {
     let _layout = profile::time_bytes(Stage::Layout, target.len());
-    let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot be stored lossy"))?;
+    let kind = float_kind(dtype).ok_or(CodecError::NotLossy(dtype))?;
     let reference = basis.parent();
     let keyframe = reference.is_none();
     let anchor = rounding == Rounding::Lattice && matches!(basis, Basis::Anchor(_));
-    let eb = error_bound(bound).ok_or("lossless bound given to the lossy codec")?;
+    let eb = error_bound(bound).ok_or(CodecError::LosslessBound)?;
     let max_code = max_code_for(eb, rounding);
     let table = table(eb, max_code, rounding)?;
     let (reference, signs) = match (reference, eb) {
@@ -517,15 +530,13 @@ pub fn encode(
     // delta rounds against its parent like the other roundings.
     let quantize = profile::time_bytes(Stage::Quantize, target.len());
     let (mut q, mut recon) = if lattice && (keyframe || anchor) {
-        logquant::quantize_from_bases(kind, target, &reference, &table)
-            .map_err(|e| e.to_string())?
+        logquant::quantize_from_bases(kind, target, &reference, &table)?
     } else {
         engine.quantize(kind, target, &reference, &table)?
     };
     // What a delta's parent cannot hold goes onto the grid rather than into the exceptions.
     let mut fresh = if lattice && !keyframe {
-        logquant::rescue_exceptions(kind, target, &mut q, &mut recon, &table)
-            .map_err(|e| e.to_string())?
+        logquant::rescue_exceptions(kind, target, &mut q, &mut recon, &table)?
     } else {
         FreshCodes::default()
     };
@@ -629,24 +640,27 @@ pub fn decode(
     dtype: Dtype,
     chunk: ParsedChunk,
     reference: Option<&[u8]>,
-) -> Result<Vec<u8>, String> {
+) -> CodecResult<Vec<u8>> {
     let _t = profile::time(Stage::Dequantize);
     if is_lattice(&chunk) {
         return decode_lattice(dtype, chunk, reference);
     }
-    let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
+    let kind = float_kind(dtype).ok_or(CodecError::NotLossyChunk(dtype))?;
     if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
-        return Err(format!(
-            "element width {} does not match {dtype}",
-            chunk.unit
-        ));
+        return Err(CodecError::ElementWidth {
+            unit: chunk.unit,
+            elem: dtype.to_string(),
+        });
     }
     let [params, codes, positions, values, signs]: [Vec<u8>; 5] = chunk
         .sections
         .try_into()
-        .map_err(|s: Vec<Vec<u8>>| format!("{} sections, expected 5", s.len()))?;
+        .map_err(|s: Vec<Vec<u8>>| CodecError::SectionCount {
+            count: s.len(),
+            expected: 5,
+        })?;
     if params.len() != 14 {
-        return Err("bad parameter section".into());
+        return Err(CodecError::BadParameterSection);
     }
     let rounding = Rounding::try_from(params[13])?;
     let (eb, max_code) = bound_params(&params)?;
@@ -665,13 +679,12 @@ pub fn decode(
     let reference = if chunk.transform & KEYFRAME != 0 {
         keyframe_bases(kind, eb, &signs, n)?
     } else {
-        let r = reference.ok_or("delta chunk without its reference")?;
+        let r = reference.ok_or(CodecError::MissingReference)?;
         if r.len() != chunk.raw_len {
-            return Err(format!(
-                "reference is {} bytes, expected {}",
-                r.len(),
-                chunk.raw_len
-            ));
+            return Err(CodecError::ReferenceLength {
+                len: r.len(),
+                expected: chunk.raw_len,
+            });
         }
         r.to_vec()
     };
@@ -679,12 +692,7 @@ pub fn decode(
 }
 
 /// A keyframe's bases: `±1` by the stored signs (relative) or zeros (absolute).
-fn keyframe_bases(
-    kind: FloatKind,
-    eb: ErrorBound,
-    signs: &[u8],
-    n: usize,
-) -> Result<Vec<u8>, String> {
+fn keyframe_bases(kind: FloatKind, eb: ErrorBound, signs: &[u8], n: usize) -> CodecResult<Vec<u8>> {
     match eb {
         ErrorBound::Relative(_) => unpack_sign_reference(kind, signs, n),
         ErrorBound::Absolute(_) => Ok(vec![0u8; n * kind.size()]),
@@ -696,19 +704,18 @@ fn decode_lattice(
     dtype: Dtype,
     chunk: ParsedChunk,
     reference: Option<&[u8]>,
-) -> Result<Vec<u8>, String> {
-    let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
+) -> CodecResult<Vec<u8>> {
+    let kind = float_kind(dtype).ok_or(CodecError::NotLossyChunk(dtype))?;
     let n = chunk.raw_len / kind.size();
     let base = if chunk.transform & KEYFRAME != 0 {
         None
     } else {
-        let r = reference.ok_or("delta chunk without its reference")?;
+        let r = reference.ok_or(CodecError::MissingReference)?;
         if r.len() != chunk.raw_len {
-            return Err(format!(
-                "reference is {} bytes, expected {}",
-                r.len(),
-                chunk.raw_len
-            ));
+            return Err(CodecError::ReferenceLength {
+                len: r.len(),
+                expected: chunk.raw_len,
+            });
         }
         Some(r.to_vec())
     };
@@ -721,16 +728,21 @@ fn decode_lattice(
 }
 
 /// The bound and code range of a parameter section (at least 14 bytes, checked by the caller).
-fn bound_params(params: &[u8]) -> Result<(ErrorBound, u32), String> {
+fn bound_params(params: &[u8]) -> CodecResult<(ErrorBound, u32)> {
     let eps = f64::from_le_bytes(params[1..9].try_into().expect("8 bytes"));
     let max_code = u32::from_le_bytes(params[9..13].try_into().expect("4 bytes"));
     let eb = match params[0] {
         1 => ErrorBound::Relative(eps),
         2 => ErrorBound::Absolute(eps),
-        k => return Err(format!("unknown bound kind {k}")),
+        value => {
+            return Err(CodecError::UnknownTag {
+                what: "bound kind",
+                value,
+            })
+        }
     };
     if max_code > MAX_CODE_LIMIT {
-        return Err(format!("code range {max_code} over the limit"));
+        return Err(CodecError::CodeRange(max_code));
     }
     Ok((eb, max_code))
 }
@@ -764,23 +776,23 @@ struct LatticeParts {
     fresh: FreshCodes,
 }
 
-fn lattice_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeParts, String> {
+fn lattice_parts(kind: FloatKind, chunk: ParsedChunk) -> CodecResult<LatticeParts> {
     if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
-        return Err(format!(
-            "element width {} does not match {kind:?}",
-            chunk.unit
-        ));
+        return Err(CodecError::ElementWidth {
+            unit: chunk.unit,
+            elem: format!("{kind:?}"),
+        });
     }
     let n = chunk.raw_len / kind.size();
     let keyframe = chunk.transform & KEYFRAME != 0;
     let sections_len = chunk.sections.len();
     if sections_len < 8 {
-        return Err(format!("{sections_len} sections do not fit lattice codes"));
+        return Err(CodecError::LatticeSections(sections_len));
     }
     let mut sections = chunk.sections.into_iter();
     let params = sections.next().unwrap_or_default();
     if params.len() != 16 {
-        return Err("bad parameter section".into());
+        return Err(CodecError::BadParameterSection);
     }
     let (eb, max_code) = bound_params(&params)?;
     let top = u16::from_le_bytes([params[14], params[15]]);
@@ -798,10 +810,10 @@ fn lattice_parts(kind: FloatKind, chunk: ParsedChunk) -> Result<LatticeParts, St
         context::stream_count(n)
     };
     if streams.len() != expected {
-        return Err(format!(
-            "{} code streams, expected {expected}",
-            streams.len()
-        ));
+        return Err(CodecError::StreamCount {
+            count: streams.len(),
+            expected,
+        });
     }
     let fresh_at = positions_decode(&fresh_positions)?;
     Ok(LatticeParts {
@@ -827,7 +839,7 @@ fn apply_lattice_parts(
     kind: FloatKind,
     mut base: Vec<u8>,
     parts: &[LatticeParts],
-) -> Result<Vec<u8>, String> {
+) -> CodecResult<Vec<u8>> {
     let mode = |p: &LatticeParts| std::mem::discriminant(&p.table.bound());
     for group in parts.chunk_by(|a, b| mode(a) == mode(b)) {
         let levels: Vec<logquant::LatticeLevel<'_>> = group
@@ -842,8 +854,7 @@ fn apply_lattice_parts(
                 anchored: p.anchored,
             })
             .collect();
-        logquant::apply_lattice_deltas(kind, &mut base, &levels, context::class_of)
-            .map_err(|e| e.to_string())?;
+        logquant::apply_lattice_deltas(kind, &mut base, &levels, context::class_of)?;
     }
     Ok(base)
 }
@@ -855,18 +866,17 @@ pub fn decode_lattice_run(
     dtype: Dtype,
     base: Vec<u8>,
     chunks: Vec<ParsedChunk>,
-) -> Result<Vec<u8>, String> {
+) -> CodecResult<Vec<u8>> {
     let _t = profile::time(Stage::Dequantize);
-    let kind = float_kind(dtype).ok_or_else(|| format!("{dtype} cannot hold a lossy chunk"))?;
+    let kind = float_kind(dtype).ok_or(CodecError::NotLossyChunk(dtype))?;
     let parts = chunks
         .into_iter()
         .map(|c| {
             if c.raw_len != base.len() || c.transform & KEYFRAME != 0 {
-                return Err(format!(
-                    "a delta of {} bytes against a reference of {}",
-                    c.raw_len,
-                    base.len()
-                ));
+                return Err(CodecError::RunDelta {
+                    len: c.raw_len,
+                    reference: base.len(),
+                });
             }
             lattice_parts(kind, c)
         })
@@ -899,7 +909,7 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     }
 }
 
-fn code_stream_decode(bytes: &[u8]) -> Result<logquant::Codes, String> {
+fn code_stream_decode(bytes: &[u8]) -> CodecResult<logquant::Codes> {
     match bytes.split_first() {
         Some((0, rle)) => {
             let codes = rle_decode_upto(rle, super::chunk::MAX_CHUNK_BYTES)?;
@@ -915,7 +925,7 @@ fn code_stream_decode(bytes: &[u8]) -> Result<logquant::Codes, String> {
         Some((&w @ (2 | 4), planes)) if planes.len() % usize::from(w) == 0 => Ok(
             logquant::Codes::Wide(narrow_decode(planes, planes.len() / usize::from(w))?),
         ),
-        _ => Err("code stream without a valid form byte".into()),
+        _ => Err(CodecError::BadCodeStreamForm),
     }
 }
 
@@ -950,16 +960,17 @@ fn pack_bits(flags: &[bool]) -> Vec<u8> {
 }
 
 /// The fresh elements' signs: one bit each under a relative bound, none under an absolute one.
-fn unpack_bits(bits: &[u8], n: usize, eb: ErrorBound) -> Result<Vec<bool>, String> {
+fn unpack_bits(bits: &[u8], n: usize, eb: ErrorBound) -> CodecResult<Vec<bool>> {
     let want = match eb {
         ErrorBound::Relative(_) => n.div_ceil(8),
         ErrorBound::Absolute(_) => 0,
     };
     if bits.len() != want {
-        return Err(format!(
-            "fresh sign section holds {} bytes for {n} elements",
-            bits.len()
-        ));
+        return Err(CodecError::BitSection {
+            section: "fresh sign",
+            len: bits.len(),
+            elements: n,
+        });
     }
     Ok((0..n)
         .map(|i| bits.get(i / 8).is_some_and(|b| (b >> (i % 8)) & 1 == 1))
@@ -1119,7 +1130,9 @@ mod tests {
         let err = |obj: &[u8], edit: &dyn Fn(&mut ParsedChunk)| {
             let mut p = read_chunk(obj).unwrap();
             edit(&mut p);
-            decode(&CpuQuant, Dtype::F32, p, Some(&recon)).unwrap_err()
+            decode(&CpuQuant, Dtype::F32, p, Some(&recon))
+                .unwrap_err()
+                .to_string()
         };
         let e = err(&delta, &|p| p.sections[7][0] = 9);
         assert!(e.contains("valid form byte"), "{e}");
@@ -1142,7 +1155,8 @@ mod tests {
         let e = err(&nearest, &|p| p.sections[0][13] = 7);
         assert!(e.contains("unknown rounding 7"), "{e}");
         let e = decode_lattice_run(Dtype::F32, recon.clone(), vec![read_chunk(&key).unwrap()])
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("a delta of"), "{e}");
         let e = logquant::quantize_from_bases(
             FloatKind::F32,
@@ -1257,7 +1271,9 @@ mod tests {
         if let logquant::Codes::Wide(c) = &mut bad[1].streams[stream] {
             c[0] = max_code + 1;
         }
-        let e = apply_lattice_parts(FloatKind::F32, recons[0].clone(), &bad).unwrap_err();
+        let e = apply_lattice_parts(FloatKind::F32, recons[0].clone(), &bad)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains(&format!("of code stream {stream} is outside")),
             "{e}"

@@ -4,6 +4,7 @@ pub mod chunk;
 pub mod context;
 pub mod delta;
 pub mod entropy;
+pub mod error;
 pub mod logquant;
 pub mod lossy;
 pub mod planes;
@@ -12,3 +13,4 @@ pub mod rans_v1;
 pub mod varint;
 
 pub use entropy::CodecChoice;
+pub use error::{CodecError, CodecResult};

@@ -11,6 +11,7 @@
 //! step needs no branch. The count is explicit because a one-symbol stream carries no length
 //! otherwise. The earlier two-state, byte-renormalized stream is read by `rans_v1`.
 
+use super::error::{CodecError, CodecResult};
 use super::varint::{get_varint, put_varint};
 
 const SCALE_BITS: u32 = 12;
@@ -214,15 +215,20 @@ pub fn encode_counted(data: &[u8], counts: &[u64; 256], limit: usize) -> Option<
 
 /// Reads the symbol count and frequency table that open a stream (both stream versions share
 /// them), checking the count against `len`.
-pub(super) fn read_table(stream: &[u8], pos: &mut usize, len: usize) -> Result<[u32; 256], String> {
-    let next = |pos: &mut usize| -> Result<u8, String> {
-        let b = *stream.get(*pos).ok_or("rANS stream truncated in table")?;
+pub(super) fn read_table(stream: &[u8], pos: &mut usize, len: usize) -> CodecResult<[u32; 256]> {
+    let next = |pos: &mut usize| -> CodecResult<u8> {
+        let b = *stream
+            .get(*pos)
+            .ok_or(CodecError::RansTruncated { part: "table" })?;
         *pos += 1;
         Ok(b)
     };
     let count = get_varint(stream, pos)?;
     if count != len as u64 {
-        return Err(format!("rANS stream holds {count} symbols, expected {len}"));
+        return Err(CodecError::RansSymbolCount {
+            count,
+            expected: len,
+        });
     }
     let n = match next(pos)? {
         0 => 256,
@@ -233,12 +239,12 @@ pub(super) fn read_table(stream: &[u8], pos: &mut usize, len: usize) -> Result<[
         let s = next(pos)? as usize;
         let v = get_varint(stream, pos)?;
         if v == 0 || v > TOTAL as u64 || freq[s] != 0 {
-            return Err("bad rANS frequency table".into());
+            return Err(CodecError::RansBadTable);
         }
         freq[s] = v as u32;
     }
     if freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
-        return Err("rANS frequencies do not sum to the table size".into());
+        return Err(CodecError::RansTableSum);
     }
     Ok(freq)
 }
@@ -279,20 +285,20 @@ fn refill(x: u32, w: u16) -> (u32, usize) {
 }
 
 /// Decodes exactly `len` symbols; malformed input is an error, never a panic.
-pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
+pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
     let mut pos = 0;
     let freq = read_table(stream, &mut pos, len)?;
     let slots = slot_table(&freq);
     let body = &stream[pos..];
     if body.len() < 4 * STATES {
-        return Err("rANS stream truncated in state".into());
+        return Err(CodecError::RansTruncated { part: "state" });
     }
     let mut xs = [0u32; STATES];
     for (k, x) in xs.iter_mut().enumerate() {
         *x = u32::from_le_bytes(body[4 * k..4 * k + 4].try_into().expect("4 bytes"));
         // A state below LOW would read a word that was never written.
         if *x < LOW {
-            return Err("rANS stream starts with a bad state".into());
+            return Err(CodecError::RansBadState);
         }
     }
     let words = &body[4 * STATES..];
@@ -314,8 +320,8 @@ pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
         }
         p += used;
     }
-    let truncated = || "rANS stream truncated in data".to_string();
-    let mut slow = |x: &mut u32, o: &mut u8| -> Result<(), String> {
+    let truncated = || CodecError::RansTruncated { part: "data" };
+    let mut slow = |x: &mut u32, o: &mut u8| -> CodecResult<()> {
         let (sym, mut y) = step(&slots, *x);
         *o = sym;
         if y < LOW {
@@ -335,15 +341,15 @@ pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
         slow(&mut xs[k], o)?;
     }
     if p != words.len() {
-        return Err(format!(
-            "{} trailing bytes after rANS data",
-            words.len() - p
-        ));
+        return Err(CodecError::TrailingBytes {
+            count: words.len() - p,
+            after: "rANS data",
+        });
     }
     // Decoding runs the encoder backwards, so it must end in the encoder's initial states; any
     // other state means a wrong length or damaged data.
     if xs != [LOW; STATES] {
-        return Err("rANS stream does not end where it started (wrong length?)".into());
+        return Err(CodecError::RansBadEnd);
     }
     Ok(out)
 }

@@ -5,6 +5,7 @@
 //! Stream: the shared table (see `rans`), then `[state 0, 4 bytes][state 1, 4 bytes][bytes...]`;
 //! symbol `i` is coded with state `i % 2`.
 
+use super::error::{CodecError, CodecResult};
 use super::rans::{read_table, slot_table, step};
 
 /// A stream the version-1 encoder wrote, framed as a `rans_stream` fuzz input (length / 16,
@@ -15,22 +16,22 @@ pub const V1_STREAM: &[u8] = include_bytes!("rans_v1_stream.bin");
 const LOW: u32 = 1 << 23;
 
 /// Decodes exactly `len` symbols; malformed input is an error, never a panic.
-pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
+pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
     let mut pos = 0;
     let freq = read_table(stream, &mut pos, len)?;
     let slots = slot_table(&freq);
     let body = &stream[pos..];
     if body.len() < 8 {
-        return Err("rANS stream truncated in state".into());
+        return Err(CodecError::RansTruncated { part: "state" });
     }
     let mut xs = [0u32; 2];
     for (k, x) in xs.iter_mut().enumerate() {
         *x = u32::from_le_bytes(body[4 * k..4 * k + 4].try_into().expect("4 bytes"));
     }
     let mut p = 8;
-    let truncated = || "rANS stream truncated in data".to_string();
+    let truncated = || CodecError::RansTruncated { part: "data" };
     // A decoded state is at least 2^11, so renormalizing reads at most two bytes.
-    let mut next = |x: &mut u32| -> Result<u8, String> {
+    let mut next = |x: &mut u32| -> CodecResult<u8> {
         let (sym, mut y) = step(&slots, *x);
         while y < LOW {
             let b = *body.get(p).ok_or_else(truncated)?;
@@ -45,10 +46,13 @@ pub fn decode(stream: &[u8], len: usize) -> Result<Vec<u8>, String> {
         *o = next(&mut xs[i & 1])?;
     }
     if p != body.len() {
-        return Err(format!("{} trailing bytes after rANS data", body.len() - p));
+        return Err(CodecError::TrailingBytes {
+            count: body.len() - p,
+            after: "rANS data",
+        });
     }
     if xs != [LOW, LOW] {
-        return Err("rANS stream does not end where it started (wrong length?)".into());
+        return Err(CodecError::RansBadEnd);
     }
     Ok(out)
 }

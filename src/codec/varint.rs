@@ -1,6 +1,8 @@
 //! LEB128 varints, the length and count encoding of every stored format (chunks, lossy codes,
 //! rANS streams, frame groups).
 
+use super::error::{CodecError, CodecResult};
+
 /// Appends `v` as an LEB128 varint.
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -11,22 +13,20 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Reads an LEB128 varint at `*pos`, advancing it; fails on truncation or more than 64 bits.
-pub(crate) fn get_varint(bytes: &[u8], pos: &mut usize) -> Result<u64, String> {
+pub(crate) fn get_varint(bytes: &[u8], pos: &mut usize) -> CodecResult<u64> {
     let mut v = 0u64;
     for i in 0..10 {
-        let b = *bytes
-            .get(*pos)
-            .ok_or_else(|| "truncated varint".to_string())?;
+        let b = *bytes.get(*pos).ok_or(CodecError::TruncatedVarint)?;
         *pos += 1;
         if i == 9 && b > 1 {
-            return Err("varint over 64 bits".into());
+            return Err(CodecError::VarintOverflow);
         }
         v |= u64::from(b & 0x7f) << (7 * i);
         if b & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err("varint over 64 bits".into())
+    Err(CodecError::VarintOverflow)
 }
 
 #[cfg(test)]

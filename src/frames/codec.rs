@@ -453,7 +453,7 @@ impl<'a> Cursor<'a> {
         Ok(s)
     }
     fn varint(&mut self) -> Result<u64, String> {
-        pack::get_varint(self.b, &mut self.pos)
+        Ok(pack::get_varint(self.b, &mut self.pos)?)
     }
     /// A varint that must be at most `max`.
     fn len(&mut self, max: usize, what: &str) -> Result<usize, String> {

@@ -19,6 +19,7 @@ use super::pipeline::{GpuError, GpuQuantizer};
 use super::table::EncoderParams;
 use crate::bound::Bound;
 use crate::codec::delta::{self, Transform};
+use crate::codec::error::{CodecError, CodecResult};
 use crate::codec::logquant::{self, FloatKind, PowerTable, QuantizedChunk};
 use crate::codec::lossy::{self, CpuQuant, QuantEngine, Rounding};
 use crate::codec::planes;
@@ -143,7 +144,8 @@ impl QuantParams {
     fn table(&self) -> Result<Arc<PowerTable>, BackendError> {
         let bound = lossy::error_bound(self.bound)
             .ok_or_else(|| BackendError::Invalid("a lossless bound has no quantizer".into()))?;
-        lossy::table(bound, self.max_code, self.rounding).map_err(BackendError::Invalid)
+        lossy::table(bound, self.max_code, self.rounding)
+            .map_err(|e| BackendError::Invalid(e.to_string()))
     }
 }
 
@@ -492,12 +494,12 @@ impl QuantEngine for Backend {
         target: &[u8],
         reference: &[u8],
         table: &PowerTable,
-    ) -> Result<(QuantizedChunk, Vec<u8>), String> {
+    ) -> CodecResult<(QuantizedChunk, Vec<u8>)> {
         match self {
             Backend::Cuda(c) if !table.is_lattice() => c
                 .q()
                 .quantize(kind, target, Some(reference), table)
-                .map_err(|e| BackendError::from(e).to_string()),
+                .map_err(|e| CodecError::Engine(Box::new(BackendError::from(e)))),
             _ => CpuQuant.quantize(kind, target, reference, table),
         }
     }
@@ -508,12 +510,12 @@ impl QuantEngine for Backend {
         reference: &[u8],
         q: &QuantizedChunk,
         table: &PowerTable,
-    ) -> Result<Vec<u8>, String> {
+    ) -> CodecResult<Vec<u8>> {
         match self {
             Backend::Cuda(c) if !table.is_lattice() => c
                 .q()
                 .dequantize(kind, reference, q, table)
-                .map_err(|e| BackendError::from(e).to_string()),
+                .map_err(|e| CodecError::Engine(Box::new(BackendError::from(e)))),
             _ => CpuQuant.dequantize(kind, reference, q, table),
         }
     }
@@ -561,7 +563,7 @@ impl QuantEngine for LazyBackend {
         target: &[u8],
         reference: &[u8],
         table: &PowerTable,
-    ) -> Result<(QuantizedChunk, Vec<u8>), String> {
+    ) -> CodecResult<(QuantizedChunk, Vec<u8>)> {
         QuantEngine::quantize(self.get(), kind, target, reference, table)
     }
 
@@ -571,7 +573,7 @@ impl QuantEngine for LazyBackend {
         reference: &[u8],
         q: &QuantizedChunk,
         table: &PowerTable,
-    ) -> Result<Vec<u8>, String> {
+    ) -> CodecResult<Vec<u8>> {
         QuantEngine::dequantize(self.get(), kind, reference, q, table)
     }
 }

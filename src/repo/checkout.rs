@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::reader::ObjectReader;
-use super::refs::resolve;
+use super::refs::{resolve_rev, Rev};
 use super::Repo;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -78,14 +78,10 @@ pub(crate) struct Prepared {
 }
 
 impl Repo {
-    pub(super) fn prepare_checkout(
-        &self,
-        spec: &str,
-        names: Option<&[String]>,
-    ) -> Result<Prepared> {
+    pub(super) fn prepare_checkout(&self, rev: Rev, names: Option<&[String]>) -> Result<Prepared> {
         let index = self.index_read()?;
         let mut reader = self.reader();
-        let snapshot = resolve(&index, &mut reader, spec)?;
+        let snapshot = resolve_rev(&index, &mut reader, rev)?;
         let manifest = reader.load_manifest(&index, &snapshot)?;
         let selected = select_entries(&manifest, &snapshot, names)?;
         reader.load_closure(&index, selected.iter())?;
@@ -97,9 +93,14 @@ impl Repo {
         })
     }
 
-    /// Checks out a snapshot (or some of its tensors) into memory.
-    pub fn checkout(&self, spec: &str, names: Option<&[String]>) -> Result<Checkout> {
-        let p = self.prepare_checkout(spec, names)?;
+    /// Checks out a snapshot (or some of its tensors) into memory. `rev` is a ref expression
+    /// (`"HEAD~2"`), a snapshot id, or what [`Repo::show`] returned (see [`Rev`]).
+    pub fn checkout<'a>(
+        &self,
+        rev: impl Into<Rev<'a>>,
+        names: Option<&[String]>,
+    ) -> Result<Checkout> {
+        let p = self.prepare_checkout(rev.into(), names)?;
         let entries: Vec<&TensorEntry> = p.selected.iter().collect();
         let mut data: Vec<Vec<u8>> = entries
             .iter()
@@ -133,14 +134,14 @@ impl Repo {
 
     /// Checks out a snapshot (or some tensors) as a safetensors file, written atomically. The
     /// whole snapshot reproduces the committed file byte for byte.
-    pub fn checkout_to_file(
+    pub fn checkout_to_file<'a>(
         &self,
-        spec: &str,
+        rev: impl Into<Rev<'a>>,
         path: impl AsRef<Path>,
         names: Option<&[String]>,
     ) -> Result<CheckoutReport> {
         let started = Instant::now();
-        let p = self.prepare_checkout(spec, names)?;
+        let p = self.prepare_checkout(rev.into(), names)?;
         let mut r = write_prepared(p, path.as_ref(), names.is_some(), &|done, total| {
             self.report("checkout", done, total)
         })?;

@@ -23,7 +23,7 @@ use super::tip_cache::{TakenTip, TipCollector};
 use super::Repo;
 use crate::codec::chunk;
 use crate::codec::lossy::{self, Basis, ChunkStats, QuantEngine, Rounding};
-use crate::codec::CodecChoice;
+use crate::codec::{CodecChoice, CodecResult};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result, SafetensorsProblem};
 use crate::frames::{decode_group, encode_group, FrameBound};
@@ -359,8 +359,11 @@ fn code_job_chunk(
         None => Basis::Keyframe,
     };
     let data = &input.data[range.clone()];
+    let what = || format!("chunk {i} of tensor {:?}", input.name);
     let coded = match &job.layout {
-        Layout::Frames(f) => code_frame_group(f, data, *bound, opts.codec),
+        Layout::Frames(f) => {
+            code_frame_group(f, data, *bound, opts.codec).map_err(|p| Error::decode(what(), p))?
+        }
         Layout::Tensors => code_chunk(
             engine,
             input,
@@ -369,9 +372,9 @@ fn code_job_chunk(
             basis,
             opts.rounding,
             opts.codec,
-        ),
-    }
-    .map_err(|p| Error::decode(format!("chunk {i} of tensor {:?}", input.name), p))?;
+        )
+        .map_err(|p| Error::codec(what(), p))?,
+    };
     (job.release)(t, range);
     Ok(coded.with_position(t, i))
 }
@@ -892,7 +895,7 @@ impl Repo {
     ///
     /// let input = Input::detect(&npy, InputKind::Auto)?;
     /// let report = repo.commit_input(&input, 4, &CommitOptions::default())?;
-    /// let back = repo.checkout_frames(&report.snapshot.hex(), None)?;
+    /// let back = repo.checkout_frames(report.snapshot, None)?;
     /// assert_eq!(back.data, seq.data);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -959,7 +962,7 @@ pub(crate) fn code_chunk(
     basis: Basis<'_>,
     rounding: Rounding,
     codec: CodecChoice,
-) -> std::result::Result<CodedChunk, String> {
+) -> CodecResult<CodedChunk> {
     let reference = basis.parent();
     let exact = || {
         chunk::encode_lossless(

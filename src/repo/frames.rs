@@ -10,6 +10,7 @@ use rayon::prelude::*;
 
 use super::commit::CommitReport;
 use super::plan::{frame_dtype, layout_of, FrameLayout, Layout};
+use super::refs::Rev;
 use super::{CommitOptions, Repo};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -144,8 +145,12 @@ impl Repo {
 
     /// Checks out frames `range` (all when `None`) of a sequence snapshot, decoding only the
     /// groups that hold them.
-    pub fn checkout_frames(&self, spec: &str, range: Option<Range<usize>>) -> Result<FrameSeq> {
-        let p = self.prepare_checkout(spec, Some(&[FRAMES_TENSOR.to_string()]))?;
+    pub fn checkout_frames<'a>(
+        &self,
+        rev: impl Into<Rev<'a>>,
+        range: Option<Range<usize>>,
+    ) -> Result<FrameSeq> {
+        let p = self.prepare_checkout(rev.into(), Some(&[FRAMES_TENSOR.to_string()]))?;
         if !is_frames(&p.manifest) {
             return Err(Error::invalid(
                 "snapshot",
@@ -216,8 +221,12 @@ impl Repo {
     }
 
     /// Per-frame max abs error and PSNR of a sequence snapshot against the original frames.
-    pub fn diff_frames(&self, spec: &str, original: &FrameSeq) -> Result<Vec<FrameMetrics>> {
-        let stored = self.checkout_frames(spec, None)?;
+    pub fn diff_frames<'a>(
+        &self,
+        rev: impl Into<Rev<'a>>,
+        original: &FrameSeq,
+    ) -> Result<Vec<FrameMetrics>> {
+        let stored = self.checkout_frames(rev, None)?;
         if (stored.t, stored.h, stored.w, stored.c, stored.dtype)
             != (
                 original.t,

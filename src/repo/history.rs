@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::checkout::decode_tensors;
 use super::reader::ObjectReader;
-use super::refs::resolve;
+use super::refs::{resolve, resolve_rev, Rev};
 use super::Repo;
 use crate::dtype::Dtype;
 use crate::error::Result;
@@ -290,17 +290,22 @@ impl Repo {
         })
     }
 
-    /// A snapshot's manifest.
-    pub fn show(&self, spec: &str) -> Result<(ObjectId, Arc<Manifest>)> {
+    /// A snapshot's manifest. Hand the pair to a checkout (see [`Rev`]) to read the same
+    /// snapshot without resolving it or reading its manifest again.
+    pub fn show<'a>(&self, rev: impl Into<Rev<'a>>) -> Result<(ObjectId, Arc<Manifest>)> {
         let index = self.index_read()?;
         let mut reader = self.reader();
-        let id = resolve(&index, &mut reader, spec)?;
+        let id = resolve_rev(&index, &mut reader, rev.into())?;
         let m = reader.load_manifest(&index, &id)?;
         Ok((id, m))
     }
 
     /// Compares two snapshots tensor by tensor (`b` against `a`).
-    pub fn diff(&self, a: &str, b: &str) -> Result<Vec<TensorDiff>> {
+    pub fn diff<'a, 'b>(
+        &self,
+        a: impl Into<Rev<'a>>,
+        b: impl Into<Rev<'b>>,
+    ) -> Result<Vec<TensorDiff>> {
         let left = self.checkout(a, None)?;
         let right = self.checkout(b, None)?;
         let right_tensors: Vec<(&str, Dtype, &[u64], &[u8])> = right
@@ -319,10 +324,14 @@ impl Repo {
 
     /// Compares a snapshot against a safetensors file: relative errors are taken against the
     /// file's values, so this checks a lossy snapshot's bound against its original.
-    pub fn diff_file(&self, spec: &str, file: impl AsRef<Path>) -> Result<Vec<TensorDiff>> {
+    pub fn diff_file<'a>(
+        &self,
+        rev: impl Into<Rev<'a>>,
+        file: impl AsRef<Path>,
+    ) -> Result<Vec<TensorDiff>> {
         let file = file.as_ref();
         let f = SafetensorsFile::open(file)?;
-        let snap = self.checkout(spec, None)?;
+        let snap = self.checkout(rev, None)?;
         let file_tensors = f
             .header()
             .tensors

@@ -36,6 +36,7 @@ pub use input::{Element, Input, InputKind, TensorInput};
 pub use maintenance::{FsckProblem, FsckReport, GcReport};
 pub(crate) use plan::TensorPlan;
 pub(crate) use reader::ObjectReader;
+pub use refs::Rev;
 pub(crate) use refs::{branch_key, check_ref_name, tag_key};
 
 /// Repository format version written by this build; newer ones are refused.

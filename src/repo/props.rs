@@ -120,10 +120,10 @@ proptest! {
         prop_assert_eq!(log.len(), chain);
         for (k, entry) in log.iter().rev().enumerate() {
             let (orig, bound) = &originals[k];
-            let out = repo.checkout(&entry.id.hex(), None).unwrap();
+            let out = repo.checkout(entry.id, None).unwrap();
             let got = &out.tensors[0].data;
             prop_assert_eq!(got.len(), orig.len());
-            let (_, m) = repo.show(&entry.id.hex()).unwrap();
+            let (_, m) = repo.show(entry.id).unwrap();
             prop_assert!(m.tensors[0].depth <= keyframe_every);
             let w = dtype.unit_bytes();
             for (o, g) in orig.chunks_exact(w).zip(got.chunks_exact(w)) {

@@ -165,7 +165,7 @@ impl ObjectReader {
             .get(i)
             .ok_or_else(|| Error::decode(what(), "no such chunk"))?;
         let obj = self.read_object(&cref.id)?;
-        let parsed = chunk::read_chunk(&obj).map_err(|p| Error::decode(what(), p))?;
+        let parsed = chunk::read_chunk(&obj).map_err(|p| Error::codec(what(), p))?;
         self.decode_parsed(entry, i, parsed)
     }
 
@@ -205,14 +205,14 @@ impl ObjectReader {
         };
         match parsed.codec {
             ChunkCodec::Planes => chunk::decode_lossless(parsed, reference.as_deref())
-                .map_err(|p| Error::decode(what(), p)),
+                .map_err(|p| Error::codec(what(), p)),
             ChunkCodec::LogDelta => lossy::decode(
                 self.engine.as_ref(),
                 entry.dtype,
                 parsed,
                 reference.as_deref(),
             )
-            .map_err(|p| Error::decode(what(), p)),
+            .map_err(|p| Error::codec(what(), p)),
             ChunkCodec::FrameGroup => {
                 let (dims, dtype) =
                     super::plan::layout_of(entry).map_err(|p| Error::decode(what(), p))?;
@@ -256,7 +256,7 @@ impl ObjectReader {
                 .get(i)
                 .ok_or_else(|| Error::decode(what(ref_entry), "no such chunk"))?;
             let obj = self.read_object(&cref.id)?;
-            let p = chunk::read_chunk(&obj).map_err(|e| Error::decode(what(ref_entry), e))?;
+            let p = chunk::read_chunk(&obj).map_err(|e| Error::codec(what(ref_entry), e))?;
             if !lossy::is_lattice_delta(&p) {
                 // The chain's keyframe (or a chunk of another kind), parsed once.
                 break self.decode_parsed(ref_entry, i, p)?;
@@ -270,7 +270,7 @@ impl ObjectReader {
         while run.peek().is_some() {
             let batch: Vec<_> = run.by_ref().take(LATTICE_RUN).collect();
             out = lossy::decode_lattice_run(entry.dtype, out, batch)
-                .map_err(|p| Error::decode(what(entry), p))?;
+                .map_err(|p| Error::codec(what(entry), p))?;
         }
         Ok(out)
     }

@@ -1,9 +1,12 @@
 //! Ref names and resolution: `HEAD`, `HEAD~N`, branches, tags, full ids and unique id prefixes.
 
+use std::sync::Arc;
+
 use super::reader::ObjectReader;
 use super::Repo;
 use crate::error::{Error, Result};
 use crate::store::index::Index;
+use crate::store::manifest::Manifest;
 use crate::store::object_id::ObjectId;
 use crate::store::pack::ObjectKind;
 
@@ -37,6 +40,93 @@ pub fn branch_key(name: &str) -> String {
 /// The ref key of a tag.
 pub fn tag_key(name: &str) -> String {
     format!("tags/{name}")
+}
+
+/// Which snapshot a read names: a ref expression still to resolve, or a snapshot already
+/// resolved. The read methods of [`Repo`] take anything that converts into one, so
+/// `repo.checkout("HEAD~2", None)` and `repo.checkout(report.snapshot, None)` both work, and an
+/// id a caller holds is never written out as text and resolved again.
+///
+/// ```
+/// use snapstore::{CommitOptions, Dtype, Repo, TensorInput};
+///
+/// let dir = tempfile::tempdir()?;
+/// let repo = Repo::init(dir.path().join("repo"))?;
+/// let data: Vec<u8> = (0..64).collect();
+/// let tensors = [TensorInput { name: "w".into(), dtype: Dtype::U8, shape: vec![64], data: &data }];
+/// let report = repo.commit_tensors(&tensors, None, &CommitOptions::default())?;
+/// let by_name = repo.checkout("HEAD", None)?; // a ref expression, resolved
+/// let by_id = repo.checkout(report.snapshot, None)?; // an id: no lookup by name or prefix
+/// let shown = repo.show("HEAD")?; // inspect a snapshot, then read that same one
+/// let again = repo.checkout(&shown, None)?; // without reading its manifest a second time
+/// assert_eq!(by_name.tensors, by_id.tensors);
+/// assert_eq!(again.snapshot, report.snapshot);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub enum Rev<'a> {
+    /// `HEAD`, `HEAD~N`, a branch, a tag, `remote/branch`, a full id or a unique id prefix.
+    Spec(&'a str),
+    /// A snapshot id: no ref lookup and no index scan, only the manifest's own record. Fails
+    /// with [`Error::UnknownRef`] when the repository holds no snapshot of that id.
+    Id(ObjectId),
+    /// A snapshot and its manifest as [`Repo::show`] returned them: nothing is resolved or read
+    /// again, so inspecting a snapshot and then checking it out reads its manifest once.
+    Shown(ObjectId, Arc<Manifest>),
+}
+
+impl<'a> From<&'a str> for Rev<'a> {
+    fn from(spec: &'a str) -> Self {
+        Rev::Spec(spec)
+    }
+}
+
+impl<'a> From<&'a String> for Rev<'a> {
+    fn from(spec: &'a String) -> Self {
+        Rev::Spec(spec)
+    }
+}
+
+impl From<ObjectId> for Rev<'_> {
+    fn from(id: ObjectId) -> Self {
+        Rev::Id(id)
+    }
+}
+
+impl From<&ObjectId> for Rev<'_> {
+    fn from(id: &ObjectId) -> Self {
+        Rev::Id(*id)
+    }
+}
+
+impl From<(ObjectId, Arc<Manifest>)> for Rev<'_> {
+    fn from((id, manifest): (ObjectId, Arc<Manifest>)) -> Self {
+        Rev::Shown(id, manifest)
+    }
+}
+
+impl From<&(ObjectId, Arc<Manifest>)> for Rev<'_> {
+    fn from((id, manifest): &(ObjectId, Arc<Manifest>)) -> Self {
+        Rev::Shown(*id, manifest.clone())
+    }
+}
+
+/// Resolves `rev` to a snapshot id, leaving its manifest in `reader` (an id or a shown snapshot
+/// is not looked up by name or prefix; its manifest is read at most once).
+pub(crate) fn resolve_rev(index: &Index, reader: &mut ObjectReader, rev: Rev) -> Result<ObjectId> {
+    match rev {
+        Rev::Spec(spec) => resolve(index, reader, spec),
+        Rev::Id(id) => match reader.load_manifest(index, &id) {
+            Ok(_) => Ok(id),
+            // The error a full id naming no snapshot gets as text.
+            Err(Error::MissingObject { .. }) => Err(Error::UnknownRef(id.hex())),
+            Err(e) => Err(e),
+        },
+        Rev::Shown(id, manifest) => {
+            reader.insert_manifest(id, manifest);
+            Ok(id)
+        }
+    }
 }
 
 /// Resolves a ref expression to a snapshot id.
@@ -105,11 +195,12 @@ fn resolve_prefix(index: &Index, prefix: &str) -> Result<ObjectId> {
 }
 
 impl Repo {
-    /// Resolves a ref expression (`HEAD`, `HEAD~2`, `main`, a tag, an id prefix) to a snapshot.
-    pub fn resolve(&self, spec: &str) -> Result<ObjectId> {
+    /// Resolves a ref expression (`HEAD`, `HEAD~2`, `main`, a tag, an id prefix) to a snapshot;
+    /// given an id, checks that it names a snapshot here.
+    pub fn resolve<'a>(&self, rev: impl Into<Rev<'a>>) -> Result<ObjectId> {
         let index = self.index_read()?;
         let mut reader = self.reader();
-        resolve(&index, &mut reader, spec)
+        resolve_rev(&index, &mut reader, rev.into())
     }
 
     /// Creates a branch at `at` (default HEAD's snapshot, or empty when there is none).
@@ -292,6 +383,60 @@ mod tests {
             assert!(n <= 1, "full id read {n} of {total} records");
             let n = records_read(|| assert_eq!(repo.resolve(&full[..9]).unwrap(), *id));
             assert!(n <= 2, "9-digit prefix read {n} of {total} records");
+        }
+    }
+
+    /// A checkout by a snapshot id (or by what `show` returned) is not resolved through the
+    /// index's object records at all: the id is the snapshot, only its manifest and chunks are
+    /// looked up by key. The same checkout by the id written as text reads a record to resolve.
+    #[test]
+    fn checkout_by_id_reads_no_object_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path()).unwrap();
+        let mut ids = Vec::new();
+        for k in 0..40u32 {
+            let data: Vec<u8> = (0..64u32).flat_map(|i| (i * 5 + k).to_le_bytes()).collect();
+            let t = TensorInput {
+                name: "w".into(),
+                dtype: crate::Dtype::U32,
+                shape: vec![64],
+                data: &data,
+            };
+            let r = repo
+                .commit_tensors(&[t], None, &CommitOptions::default())
+                .unwrap();
+            ids.push(r.snapshot);
+        }
+        let out = dir.path().join("out.safetensors");
+        for id in &ids {
+            let by_text = repo.checkout(&id.hex(), None).unwrap();
+            let n = records_read(|| {
+                let by_id = repo.checkout(*id, None).unwrap();
+                assert_eq!(by_id.snapshot, *id);
+                assert_eq!(by_id.tensors, by_text.tensors);
+            });
+            assert_eq!(n, 0, "checkout by id read {n} object records");
+            let n = records_read(|| {
+                let shown = repo.show(id).unwrap();
+                assert_eq!(shown.0, *id);
+                let r = repo.checkout_to_file(shown, &out, None).unwrap();
+                assert_eq!(r.snapshot, *id);
+            });
+            assert_eq!(n, 0, "show and checkout read {n} object records");
+            let n = records_read(|| {
+                repo.checkout(&id.hex(), None).unwrap();
+            });
+            assert!(
+                n >= 1,
+                "the text form resolves through the records it names"
+            );
+        }
+        // An id that names no snapshot fails as its text form does.
+        let chunk = repo.show(ids[0]).unwrap().1.tensors[0].chunks[0].id;
+        for missing in [ObjectId::of(b"no such snapshot"), chunk] {
+            let by_id = repo.checkout(missing, None).unwrap_err();
+            let by_text = repo.checkout(&missing.hex(), None).unwrap_err();
+            assert_eq!(by_id.to_string(), by_text.to_string());
         }
     }
 }

@@ -97,24 +97,25 @@ impl<'a> Prepared<'a> {
         crate::repo::validate_inputs(&inputs)?;
         let keyframe_every =
             plan::keyframe_every(commit.keyframe_every, || repo.config_get("keyframe_every"))?;
-        let parent_id = match parent {
-            Some(spec) => Some(repo.resolve(spec)?),
+        // The parent, resolved once, with its manifest read once (the checkout below reuses it).
+        let shown = match parent {
+            Some(spec) => Some(repo.show(spec)?),
             None => {
                 let branch = match branch {
                     Some(b) => b.to_string(),
                     None => repo.head_branch()?,
                 };
-                repo.list_refs()?
+                let tip = repo
+                    .list_refs()?
                     .0
                     .into_iter()
                     .find(|(name, _)| *name == branch)
-                    .map(|(_, id)| id)
+                    .map(|(_, id)| id);
+                tip.map(|id| repo.show(id)).transpose()?
             }
         };
-        let manifest: Option<std::sync::Arc<Manifest>> = match &parent_id {
-            Some(id) => Some(repo.show(&id.hex())?.1),
-            None => None,
-        };
+        let parent_id = shown.as_ref().map(|(id, _)| *id);
+        let manifest: Option<Arc<Manifest>> = shown.as_ref().map(|(_, m)| m.clone());
 
         // Which parent tensors are needed, and how each tensor is stored.
         struct Pre {
@@ -148,8 +149,8 @@ impl<'a> Prepared<'a> {
             .map(|(t, _)| t.name.clone())
             .collect();
         let mut parent_data: HashMap<String, Vec<u8>> = HashMap::new();
-        if let (Some(id), false) = (&parent_id, wanted.is_empty()) {
-            for t in repo.checkout(&id.hex(), Some(&wanted))?.tensors {
+        if let (Some(shown), false) = (shown, wanted.is_empty()) {
+            for t in repo.checkout(shown, Some(&wanted))?.tensors {
                 parent_data.insert(t.name, t.data);
             }
         }
@@ -368,7 +369,7 @@ impl<'a> Prepared<'a> {
                     self.rounding,
                     self.codec,
                 )
-                .map_err(|p| Error::decode(format!("chunk {i} of tensor {:?}", input.name), p))?;
+                .map_err(|p| Error::codec(format!("chunk {i} of tensor {:?}", input.name), p))?;
                 let recon = coded
                     .reconstruction
                     .expect("a bounded chunk carries its reconstruction");
