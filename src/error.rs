@@ -358,7 +358,8 @@ impl Error {
 
     /// A chunk the codec could not decode (or code): the codec's error, with what it was
     /// working on. The message is the codec's own, behind `cannot decode {what}: `.
-    pub(crate) fn codec(what: impl Into<String>, problem: crate::codec::CodecError) -> Self {
+    /// (Any displayable error, so this module imports nothing from the codec.)
+    pub(crate) fn codec(what: impl Into<String>, problem: impl std::fmt::Display) -> Self {
         Error::decode(what, problem.to_string())
     }
 

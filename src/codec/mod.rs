@@ -13,4 +13,4 @@ pub mod rans_v1;
 pub mod varint;
 
 pub use entropy::CodecChoice;
-pub use error::{CodecError, CodecResult};
+pub use error::CodecResult;
