@@ -950,3 +950,71 @@ fn s3_credentials_from_the_shared_file_or_a_clear_error() {
     let o = push(&[("AWS_PROFILE", "other")]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+fn delete_remote_refs(remote: &Remote) {
+    let work = tempdir();
+    let a = work.path().join("a");
+    rrun_ok(&a, &["init"]);
+    let fs = checkpoints(work.path(), 3, 21);
+    commit(&a, &fs[0].0, &[]);
+    rrun_ok(&a, &["tag", "v1"]);
+    rrun_ok(&a, &["branch", "exp"]);
+    remote.add(&a, "origin");
+    rrun_ok(&a, &["push", "origin", "main", "exp", "v1"]);
+    let b = work.path().join("b");
+    remote.clone_into(&b);
+
+    // A branch, then a tag (`push --delete NAME`, the remote defaulting to origin).
+    let out = rjson(&a, &["push", "--delete", "exp"]);
+    assert_eq!(out["deleted"][0]["ref"], "heads/exp", "{out:#}");
+    let out = rjson(&a, &["push", "origin", "--delete", "v1"]);
+    assert_eq!(out["deleted"][0]["ref"], "tags/v1", "{out:#}");
+    let err = rrun_err(&a, &["push", "--delete", "nope"], &[]);
+    assert!(
+        err.contains("has no branch, tag or snapshot \"nope\""),
+        "{err}"
+    );
+    let c = work.path().join("c");
+    remote.clone_into(&c);
+    assert!(!rrun_ok(&c, &["branch"]).contains("exp"));
+    assert!(!rrun_ok(&c, &["tag"]).contains("v1"));
+    let out = work.path().join("exp.safetensors");
+    let o = out.to_str().unwrap();
+    let err = rrun_err(&a, &["remote", "checkout", "origin", "exp", "-o", o], &[]);
+    assert!(
+        err.contains("has no branch, tag or snapshot \"exp\""),
+        "{err}"
+    );
+
+    // b last saw main at fs[0]; a moves it on: b's delete is refused and main stays.
+    commit(&a, &fs[1].0, &[]);
+    rrun_ok(&a, &["push"]);
+    let err = rrun_err(&b, &["push", "--delete", "main"], &[]);
+    assert!(
+        err.contains("heads/main is at") && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    rrun_ok(&a, &["remote", "checkout", "origin", "main", "-o", o]);
+    assert_eq!(std::fs::read(&out).unwrap(), fs[1].1);
+    // Once b has seen where it is, it may delete it.
+    rrun_ok(&b, &["fetch"]);
+    rrun_ok(&b, &["push", "--delete", "main"]);
+    let err = rrun_err(&a, &["remote", "checkout", "origin", "main", "-o", o], &[]);
+    assert!(
+        err.contains("has no branch, tag or snapshot \"main\""),
+        "{err}"
+    );
+    // The name can be pushed again (on S3, over the deleted ref's tombstone).
+    commit(&a, &fs[2].0, &[]);
+    let pushed = rjson(&a, &["push"]);
+    assert_eq!(pushed["refs"][0]["status"], "created", "{pushed:#}");
+    let d = work.path().join("d");
+    remote.clone_into(&d);
+    assert_eq!(log_ids(&d), log_ids(&a));
+    assert_eq!(checkout_bytes(&d, "HEAD", &[]), fs[2].1);
+}
+both_remotes!(
+    dir_remote_refs_are_deleted_by_compare_and_swap,
+    s3_remote_refs_are_deleted_by_compare_and_swap,
+    delete_remote_refs
+);

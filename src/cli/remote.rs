@@ -75,6 +75,10 @@ pub struct PushArgs {
     /// Branches or tags to push (default: HEAD's branch).
     #[arg(value_name = "REF")]
     refs: Vec<String>,
+    /// Delete this branch or tag on the remote instead of pushing (repeatable); refused when
+    /// the remote ref is not where this repository last saw it.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["refs", "force", "no_rebase"])]
+    delete: Vec<String>,
     /// Move the remote ref even if that drops snapshots from it.
     #[arg(long)]
     force: bool,
@@ -256,6 +260,20 @@ pub fn remote(
 
 /// Runs `snapstore push`.
 pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
+    if !args.delete.is_empty() {
+        let mut deleted = Vec::new();
+        for name in &args.delete {
+            let d = repo.delete_remote_ref(&args.remote, name)?;
+            if !args.json {
+                println!("{}: {} -> (deleted) on {}", d.key, d.old.short(), d.remote);
+            }
+            deleted.push(d);
+        }
+        if args.json {
+            return print_json(&serde_json::json!({ "deleted": deleted }));
+        }
+        return Ok(());
+    }
     let opts = PushOptions {
         force: args.force,
         no_rebase: args.no_rebase,

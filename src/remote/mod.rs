@@ -26,7 +26,7 @@ use crate::store::object_id::ObjectId;
 pub use fetch::{CloneReport, FetchReport, FetchedRef, ProgressCallback, PullReport};
 pub use layout::REMOTE_FORMAT;
 pub use partial::{remote_checkout_to_file, RemoteCheckoutReport};
-pub use push::{PushOptions, PushReport, PushedRef};
+pub use push::{DeletedRef, PushOptions, PushReport, PushedRef};
 pub use store::FAIL_UPLOADS_AFTER_ENV;
 pub use url::RemoteSpec;
 

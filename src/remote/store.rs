@@ -239,6 +239,7 @@ impl RemoteStore {
         let key = self.key(rel);
         self.traffic.request();
         let n = bytes.len() as u64;
+        let update = matches!(mode, PutMode::Update(_));
         let opts = PutOptions {
             mode,
             ..PutOptions::default()
@@ -253,6 +254,8 @@ impl RemoteStore {
             }
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(Conditional::Lost),
+            // An update of an object deleted since it was read lost too.
+            Err(object_store::Error::NotFound { .. }) if update => Ok(Conditional::Lost),
             Err(e @ object_store::Error::NotImplemented)
             | Err(e @ object_store::Error::NotSupported { .. }) => {
                 Err(Error::RemoteNoConditionalWrites {
