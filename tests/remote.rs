@@ -1018,3 +1018,110 @@ both_remotes!(
     s3_remote_refs_are_deleted_by_compare_and_swap,
     delete_remote_refs
 );
+
+/// The pack names of a local repository.
+fn local_packs(repo: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(repo.join("packs"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".pack").map(str::to_string)
+        })
+        .collect()
+}
+
+fn strings(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn remote_gc(remote: &Remote) {
+    let work = tempdir();
+    // a pushes three snapshots; b, a repository of its own, then force-pushes main over them.
+    let a = work.path().join("a");
+    rrun_ok(&a, &["init"]);
+    for (f, _) in &checkpoints(work.path(), 3, 31) {
+        commit(&a, f, &[]);
+    }
+    remote.add(&a, "origin");
+    rrun_ok(&a, &["push"]);
+    let a_snaps: std::collections::BTreeSet<String> = log_ids(&a).into_iter().collect();
+    let a_packs = local_packs(&a);
+    let b = work.path().join("b");
+    rrun_ok(&b, &["init"]);
+    let gs = checkpoints(work.path(), 4, 32);
+    commit(&b, &gs[0].0, &[]);
+    commit(&b, &gs[1].0, &[]);
+    remote.add(&b, "origin");
+    let forced = rjson(&b, &["push", "--force"]);
+    assert_eq!(forced["refs"][0]["status"], "forced", "{forced:#}");
+    let before = local_packs(&b);
+    commit(&b, &gs[2].0, &[]);
+    commit(&b, &gs[3].0, &[]);
+    let new_packs: Vec<String> = local_packs(&b).difference(&before).cloned().collect();
+    assert_eq!(new_packs.len(), 2, "{new_packs:?}");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    // An interrupted push: one of b's two new packs lands, no record, no ref move.
+    let err = rrun_err(&b, &["push"], &[(snapstore::FAIL_UPLOADS_AFTER_ENV, "1")]);
+    assert!(err.contains("interrupted"), "{err}");
+
+    let gc = |args: &[&str]| {
+        let mut a = vec!["remote", "gc", "origin"];
+        a.extend_from_slice(args);
+        rjson(&b, &a)
+    };
+    // Everything unreachable is younger than the default hour: nothing goes.
+    let r = gc(&[]);
+    assert_eq!(r["removed_snapshots"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["young_snapshots"], 3, "{r:#}");
+    assert_eq!(r["young_packs"], a_packs.len() + 1, "{r:#}");
+    // Under a 3 s grace a's records and packs go (dry run first, then for real); the pack the
+    // interrupted push uploaded within the grace stays.
+    for dry in [true, false] {
+        let r = gc(if dry {
+            &["--grace", "3", "--dry-run"]
+        } else {
+            &["--grace", "3"]
+        });
+        assert_eq!(r["dry_run"], dry);
+        assert_eq!(strings(&r["removed_snapshots"]), a_snaps, "{r:#}");
+        assert_eq!(strings(&r["removed_packs"]), a_packs, "{r:#}");
+        assert_eq!(r["young_packs"], 1, "{r:#}");
+        assert_eq!(r["live_snapshots"], 2, "{r:#}");
+    }
+    let r = gc(&["--grace", "0", "--dry-run"]);
+    assert_eq!(r["removed_snapshots"], serde_json::json!([]), "{r:#}");
+    let left = strings(&r["removed_packs"]);
+    assert!(
+        left.len() == 1 && new_packs.contains(left.iter().next().unwrap()),
+        "{r:#} {new_packs:?}"
+    );
+    // What the refs reach is complete: a clone checks out and verifies.
+    let c = work.path().join("c");
+    remote.clone_into(&c);
+    assert_fsck_clean(&c);
+    assert_eq!(checkout_bytes(&c, "HEAD", &[]), gs[1].1);
+    assert_eq!(checkout_bytes(&c, "HEAD~1", &[]), gs[0].1);
+    // The interrupted pack goes at grace 0; then nothing is left to remove, and b's push,
+    // resumed, uploads both packs again.
+    let r = gc(&["--grace", "0"]);
+    assert_eq!(strings(&r["removed_packs"]), left, "{r:#}");
+    let r = gc(&["--grace", "0"]);
+    assert_eq!(r["removed_packs"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["removed_snapshots"], serde_json::json!([]), "{r:#}");
+    let resumed = rjson(&b, &["push"]);
+    assert_eq!(resumed["packs_uploaded"], 2, "{resumed:#}");
+    let d = work.path().join("d");
+    remote.clone_into(&d);
+    assert_fsck_clean(&d);
+    assert_eq!(checkout_bytes(&d, "HEAD", &[]), gs[3].1);
+    assert_eq!(log_ids(&d), log_ids(&b));
+}
+both_remotes!(
+    dir_remote_gc_removes_exactly_the_unreachable,
+    s3_remote_gc_removes_exactly_the_unreachable,
+    remote_gc
+);

@@ -1,7 +1,8 @@
-//! The remote commands: `remote add|list|remove|checkout`, `push`, `fetch`, `pull`, `clone`.
+//! The remote commands: `remote add|list|remove|checkout|gc`, `push`, `fetch`, `pull`, `clone`.
 //! Parse, call the library, print (text or `--json`); nothing a trainer could not call itself.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -53,6 +54,28 @@ pub enum RemoteCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the snapshot records and packs no remote branch or tag reaches (left by forced
+    /// or interrupted pushes and deleted refs), keeping those younger than --grace.
+    Gc(RemoteGcArgs),
+}
+
+/// The `remote gc` arguments.
+#[derive(Args)]
+pub struct RemoteGcArgs {
+    /// A remote's name, or its URL.
+    remote: String,
+    /// Report what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep unreachable objects younger than this many seconds (a push in flight uploads its
+    /// packs and records before its ref moves to them).
+    #[arg(long, default_value_t = 3600)]
+    grace: u64,
+    #[command(flatten)]
+    s3: S3Args,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// S3 endpoint options.
@@ -136,7 +159,9 @@ impl RemoteCommand {
     /// Whether it prints JSON (no progress bars then).
     pub fn json(&self) -> bool {
         match self {
-            RemoteCommand::List { json } | RemoteCommand::Checkout { json, .. } => *json,
+            RemoteCommand::List { json }
+            | RemoteCommand::Checkout { json, .. }
+            | RemoteCommand::Gc(RemoteGcArgs { json, .. }) => *json,
             _ => false,
         }
     }
@@ -224,12 +249,7 @@ pub fn remote(
             s3,
             json,
         } => {
-            // A configured name needs the repository; a URL needs none.
-            let configured = open().ok().and_then(|r| r.remotes().ok()?.remove(&remote));
-            let remote_spec = match configured {
-                Some(s) if s3.endpoint.is_none() && s3.region.is_none() => s,
-                _ => spec_of(&remote, &s3)?,
-            };
+            let remote_spec = named_or_url(open, &remote, &s3)?;
             let names = (!tensors.is_empty()).then_some(&tensors[..]);
             let none = |_: Progress| {};
             let r = snapstore::remote_checkout_to_file(
@@ -254,8 +274,43 @@ pub fn remote(
                 r.seconds
             );
         }
+        RemoteCommand::Gc(a) => {
+            let spec = named_or_url(open, &a.remote, &a.s3)?;
+            let r = snapstore::remote_gc(&spec, a.dry_run, Duration::from_secs(a.grace))?;
+            if a.json {
+                return print_json(&r);
+            }
+            println!(
+                "{}{} snapshot record(s) and {} pack(s) removed ({}) from {}; {} snapshot(s) in \
+                 {} pack(s) reached by {} ref(s); kept younger than {}s: {} record(s), {} pack(s)",
+                if r.dry_run { "would remove: " } else { "" },
+                r.removed_snapshots.len(),
+                r.removed_packs.len(),
+                human(r.removed_bytes),
+                r.remote,
+                r.live_snapshots,
+                r.live_packs,
+                r.refs,
+                r.grace_s,
+                r.young_snapshots,
+                r.young_packs
+            );
+        }
     }
     Ok(())
+}
+
+/// The remote `remote` names: a configured one (needs the repository), else a URL (needs none).
+fn named_or_url(
+    open: &dyn Fn() -> snapstore::Result<Repo>,
+    remote: &str,
+    s3: &S3Args,
+) -> snapstore::Result<RemoteSpec> {
+    let configured = open().ok().and_then(|r| r.remotes().ok()?.remove(remote));
+    match configured {
+        Some(s) if s3.endpoint.is_none() && s3.region.is_none() => Ok(s),
+        _ => spec_of(remote, s3),
+    }
 }
 
 /// Runs `snapstore push`.

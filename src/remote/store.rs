@@ -303,6 +303,26 @@ impl RemoteStore {
             .collect())
     }
 
+    /// Objects under `dir` with their size and last-modified time (`object_store` reports the
+    /// store's `Last-Modified` on S3, the file's mtime on a directory).
+    pub fn list_dated(&self, dir: &str) -> Result<Vec<(String, u64, std::time::SystemTime)>> {
+        let key = self.key(dir);
+        self.traffic.request();
+        let metas: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(self.store.list(Some(&key)).try_collect())
+            .map_err(|e| self.err(dir, e))?;
+        let base = format!("{key}/");
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let full = m.location.to_string();
+                let name = full.strip_prefix(&base)?.to_string();
+                Some((name, m.size, std::time::SystemTime::from(m.last_modified)))
+            })
+            .collect())
+    }
+
     /// Uploads local files (`(object, path)`), a few at a time, large ones in parts; calls
     /// `progress(bytes)` as bytes go out. The test hook [`FAIL_UPLOADS_AFTER_ENV`] fails the
     /// upload after that many.
