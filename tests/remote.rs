@@ -1125,3 +1125,64 @@ both_remotes!(
     s3_remote_gc_removes_exactly_the_unreachable,
     remote_gc
 );
+
+fn remote_checkout_specs(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 3, 41);
+    for (f, _) in &fs {
+        commit(&src, f, &[]);
+    }
+    rrun_ok(&src, &["tag", "v1", "HEAD~1"]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push", "origin", "main", "v1"]);
+    let ids = log_ids(&src); // newest first
+    let out = work.path().join("r.safetensors");
+    let o = out.to_str().unwrap();
+    let get = |spec: &str| {
+        let r = rjson(&src, &["remote", "checkout", "origin", spec, "-o", o]);
+        (std::fs::read(&out).unwrap(), r)
+    };
+    for (spec, want) in [
+        ("HEAD", 2),
+        ("HEAD~", 1),
+        ("HEAD~2", 0),
+        ("main~1", 1),
+        ("v1~1", 0),
+        ("heads/main~2", 0),
+    ] {
+        let (bytes, r) = get(spec);
+        assert_eq!(r["snapshot"], ids[2 - want].as_str(), "{spec}");
+        assert_eq!(bytes, fs[want].1, "{spec}");
+    }
+    // An id prefix costs what the full id does: one listing from the prefix on instead of the
+    // record read that checks a full id.
+    let (bytes, by_prefix) = get(&ids[2][..8]);
+    assert_eq!(bytes, fs[0].1);
+    let (_, by_id) = get(&ids[2]);
+    assert_eq!(
+        by_prefix["requests"], by_id["requests"],
+        "{by_prefix:#} {by_id:#}"
+    );
+    let (bytes, _) = get(&format!("{}~1", &ids[1][..6].to_uppercase()));
+    assert_eq!(bytes, fs[0].1);
+    let mut wrong = ids[0][..11].to_string();
+    wrong.push(if ids[0].as_bytes()[11] == b'0' {
+        '1'
+    } else {
+        '0'
+    });
+    for bad in [wrong.as_str(), "HEAD~3", "main~x", "abc"] {
+        let err = rrun_err(&src, &["remote", "checkout", "origin", bad, "-o", o], &[]);
+        assert!(
+            err.contains("has no branch, tag or snapshot"),
+            "{bad}: {err}"
+        );
+    }
+}
+both_remotes!(
+    dir_remote_checkout_resolves_ancestors_and_id_prefixes,
+    s3_remote_checkout_resolves_ancestors_and_id_prefixes,
+    remote_checkout_specs
+);

@@ -39,7 +39,8 @@ pub enum RemoteCommand {
     Checkout {
         /// A remote's name, or its URL.
         remote: String,
-        /// A remote branch, tag or full snapshot id.
+        /// A remote branch, tag, snapshot id or id prefix (4+ hex digits), optionally with ~N
+        /// (N first parents back); HEAD is the remote's main, else its first branch.
         #[arg(value_name = "REF")]
         spec: String,
         /// Output file.
