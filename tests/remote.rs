@@ -1186,3 +1186,60 @@ both_remotes!(
     s3_remote_checkout_resolves_ancestors_and_id_prefixes,
     remote_checkout_specs
 );
+
+/// `fsck --json` of `repo` (it fails when anything is damaged).
+fn fsck_json(repo: &Path) -> serde_json::Value {
+    let o = rrun(repo, &["fsck", "--json"], &[]);
+    serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)))
+}
+
+fn fsck_checks_tracking_refs(remote: &Remote) {
+    let work = tempdir();
+    let a = work.path().join("a");
+    rrun_ok(&a, &["init"]);
+    let fs = checkpoints(work.path(), 2, 51);
+    commit(&a, &fs[0].0, &[]);
+    remote.add(&a, "origin");
+    rrun_ok(&a, &["push"]);
+    let tip = log_ids(&a)[0].clone();
+    // b commits its own snapshot and fetches a's: only remotes/origin/heads/main reaches it.
+    let b = work.path().join("b");
+    rrun_ok(&b, &["init"]);
+    commit(&b, &fs[1].0, &[]);
+    remote.add(&b, "origin");
+    let own = local_packs(&b);
+    rrun_ok(&b, &["fetch"]);
+    assert_fsck_clean(&b);
+    let fetched: Vec<String> = local_packs(&b).difference(&own).cloned().collect();
+    assert!(!fetched.is_empty());
+    for p in &fetched {
+        std::fs::remove_file(b.join("packs").join(format!("{p}.pack"))).unwrap();
+    }
+    // The tracking ref's snapshot is named as lost, as a branch's would be.
+    let report = fsck_json(&b);
+    assert_eq!(report["clean"], false, "{report:#}");
+    let problems = report["report"]["problems"].as_array().unwrap();
+    let broken: Vec<&str> = problems
+        .iter()
+        .flat_map(|p| p["breaks"].as_array().unwrap())
+        .map(|b| b[0].as_str().unwrap())
+        .collect();
+    assert!(broken.contains(&tip.as_str()), "{report:#}");
+    let manifest = problems.iter().find(|p| p["object"] == tip.as_str());
+    assert!(manifest.is_some(), "{report:#}");
+    // Compare: the same damage under a branch.
+    rrun_ok(&b, &["branch", "from-a", "origin/main"]);
+    let as_branch = fsck_json(&b);
+    let same = as_branch["report"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["object"] == tip.as_str())
+        .cloned();
+    assert_eq!(same.as_ref(), manifest, "{as_branch:#}");
+}
+both_remotes!(
+    dir_fsck_checks_remote_tracking_refs,
+    s3_fsck_checks_remote_tracking_refs,
+    fsck_checks_tracking_refs
+);
