@@ -1243,3 +1243,38 @@ both_remotes!(
     s3_fsck_checks_remote_tracking_refs,
     fsck_checks_tracking_refs
 );
+
+fn push_to_url(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 61);
+    commit(&src, &fs[0].0, &[]);
+    commit(&src, &fs[1].0, &[]);
+    // No `remote add`: the URL and (on S3) its --endpoint on the push itself.
+    let with_url = |args: &[&str]| {
+        let mut a = vec!["push", remote.url.as_str()];
+        a.extend_from_slice(args);
+        let extra = remote.endpoint_args();
+        a.extend(extra.iter().map(String::as_str));
+        rjson(&src, &a)
+    };
+    let pushed = with_url(&["main"]);
+    assert_eq!(pushed["refs"][0]["status"], "created", "{pushed:#}");
+    assert_eq!(pushed["snapshots"], 2, "{pushed:#}");
+    assert_eq!(pushed["remote"], remote.url.as_str());
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(log_ids(&dst), log_ids(&src));
+    assert_eq!(checkout_bytes(&dst, "HEAD~1", &[]), fs[0].1);
+    let deleted = with_url(&["--delete", "main"]);
+    assert_eq!(deleted["deleted"][0]["ref"], "heads/main", "{deleted:#}");
+    let again = with_url(&[]);
+    assert_eq!(again["refs"][0]["status"], "created", "{again:#}");
+    assert_eq!(again["packs_uploaded"], 0, "{again:#}");
+}
+both_remotes!(
+    dir_push_to_a_url_with_its_endpoint,
+    s3_push_to_a_url_with_its_endpoint,
+    push_to_url
+);

@@ -110,6 +110,9 @@ pub struct PushArgs {
     /// top of it.
     #[arg(long)]
     no_rebase: bool,
+    /// With a URL: its S3 endpoint and region (a configured remote has its own).
+    #[command(flatten)]
+    s3: S3Args,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -316,10 +319,19 @@ fn named_or_url(
 
 /// Runs `snapstore push`.
 pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
+    // A URL with --endpoint or --region: pushed to as given (no tracking refs).
+    let at = if args.s3.endpoint.is_some() || args.s3.region.is_some() {
+        Some(spec_of(&args.remote, &args.s3)?)
+    } else {
+        None
+    };
     if !args.delete.is_empty() {
         let mut deleted = Vec::new();
         for name in &args.delete {
-            let d = repo.delete_remote_ref(&args.remote, name)?;
+            let d = match &at {
+                Some(spec) => repo.delete_remote_ref_at(spec, name)?,
+                None => repo.delete_remote_ref(&args.remote, name)?,
+            };
             if !args.json {
                 println!("{}: {} -> (deleted) on {}", d.key, d.old.short(), d.remote);
             }
@@ -334,7 +346,10 @@ pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
         force: args.force,
         no_rebase: args.no_rebase,
     };
-    let r = repo.push(&args.remote, &args.refs, opts)?;
+    let r = match &at {
+        Some(spec) => repo.push_at(spec, &args.refs, opts)?,
+        None => repo.push(&args.remote, &args.refs, opts)?,
+    };
     if args.json {
         return print_json(&r);
     }

@@ -10,7 +10,9 @@ use serde::Serialize;
 use super::layout::{self, pack_object, record_object, SnapshotRecord, REMOTE_FORMAT};
 use super::refs::{self, cas_ref, delete_ref, read_ref};
 use super::store::RemoteStore;
-use super::{ancestors, fetch, move_local_ref, needs_of, reparent, tracking_key, PUSH_TASK};
+use super::{
+    ancestors, fetch, move_local_ref, needs_of, reparent, tracking_key, RemoteSpec, PUSH_TASK,
+};
 use crate::error::{Error, Result};
 use crate::repo::ObjectReader;
 use crate::repo::{branch_key, tag_key, Repo};
@@ -96,7 +98,22 @@ impl Repo {
     /// [`Repo::remote_gc`].
     pub fn delete_remote_ref(&self, remote: &str, name: &str) -> Result<DeletedRef> {
         let (remote_name, spec) = self.remote_spec(remote)?;
-        let store = RemoteStore::open(&spec, false)?;
+        self.delete_ref_at(remote_name, &spec, name)
+    }
+
+    /// [`Repo::delete_remote_ref`] on the remote `spec` given by URL (with its endpoint and
+    /// region): no tracking ref, so the delete is judged against the ref as read.
+    pub fn delete_remote_ref_at(&self, spec: &RemoteSpec, name: &str) -> Result<DeletedRef> {
+        self.delete_ref_at(None, &spec.clone().normalized()?, name)
+    }
+
+    fn delete_ref_at(
+        &self,
+        remote_name: Option<String>,
+        spec: &RemoteSpec,
+        name: &str,
+    ) -> Result<DeletedRef> {
+        let store = RemoteStore::open(spec, false)?;
         layout::check_format(&store, false)?;
         let name = name.strip_prefix("refs/").unwrap_or(name);
         let candidates = if name.starts_with("heads/") || name.starts_with("tags/") {
@@ -154,9 +171,30 @@ impl Repo {
     /// the remote is refused with [`Error::NonFastForward`] unless `opts.force`. Fails with
     /// [`Error::RemoteNoConditionalWrites`] on a store that cannot compare-and-swap.
     pub fn push(&self, remote: &str, refs: &[String], opts: PushOptions) -> Result<PushReport> {
-        let started = Instant::now();
         let (name, spec) = self.remote_spec(remote)?;
-        let store = RemoteStore::open(&spec, true)?;
+        self.push_to(name, &spec, refs, opts)
+    }
+
+    /// [`Repo::push`] to the remote `spec` given by URL (with its endpoint and region, e.g. an
+    /// S3-compatible store not configured as a remote); no tracking refs are kept.
+    pub fn push_at(
+        &self,
+        spec: &RemoteSpec,
+        refs: &[String],
+        opts: PushOptions,
+    ) -> Result<PushReport> {
+        self.push_to(None, &spec.clone().normalized()?, refs, opts)
+    }
+
+    fn push_to(
+        &self,
+        name: Option<String>,
+        spec: &RemoteSpec,
+        refs: &[String],
+        opts: PushOptions,
+    ) -> Result<PushReport> {
+        let started = Instant::now();
+        let store = RemoteStore::open(spec, true)?;
         let keys = self.local_keys(refs)?;
         refs::check_conditional_writes(&store)?;
         layout::check_format(&store, true)?;
