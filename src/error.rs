@@ -303,6 +303,18 @@ pub enum Error {
         /// How long we waited.
         waited_ms: u64,
     },
+    /// A remote ref that moved between the read a delete was judged on and the delete.
+    #[error("remote {url}: {key} is at {found}, not at {expected} as last read here; nothing was deleted. Fetch, look, and delete again if it should still go")]
+    RemoteRefMoved {
+        /// The remote's URL.
+        url: String,
+        /// The ref (`heads/NAME`, `tags/NAME`).
+        key: String,
+        /// The snapshot it was read at (short id).
+        expected: String,
+        /// What it points to now (short id, or "nothing").
+        found: String,
+    },
     /// A ref the remote does not have.
     #[error("remote {url} has no branch, tag or snapshot {spec:?}")]
     UnknownRemoteRef {

@@ -59,8 +59,9 @@ pub use frames::{
 pub use fsutil::{remove_registered_temps, remove_temps_on_signals};
 pub use gpu::backend::{BackendChoice, BackendError};
 pub use remote::{
-    remote_checkout_to_file, CloneReport, FetchReport, FetchedRef, ProgressCallback, PullReport,
-    PushOptions, PushReport, PushedRef, RemoteCheckoutReport, RemoteSpec, REMOTE_FORMAT,
+    remote_checkout_to_file, remote_gc, CloneReport, DeletedRef, FetchReport, FetchedRef,
+    ProgressCallback, PullReport, PushOptions, PushReport, PushedRef, RemoteCheckoutReport,
+    RemoteGcReport, RemoteSpec, REMOTE_FORMAT,
 };
 pub use repo::{
     is_frames, CheckedOutTensor, Checkout, CheckoutReport, CommitOptions, CommitReport, DiffRow,

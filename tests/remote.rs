@@ -950,3 +950,331 @@ fn s3_credentials_from_the_shared_file_or_a_clear_error() {
     let o = push(&[("AWS_PROFILE", "other")]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+fn delete_remote_refs(remote: &Remote) {
+    let work = tempdir();
+    let a = work.path().join("a");
+    rrun_ok(&a, &["init"]);
+    let fs = checkpoints(work.path(), 3, 21);
+    commit(&a, &fs[0].0, &[]);
+    rrun_ok(&a, &["tag", "v1"]);
+    rrun_ok(&a, &["branch", "exp"]);
+    remote.add(&a, "origin");
+    rrun_ok(&a, &["push", "origin", "main", "exp", "v1"]);
+    let b = work.path().join("b");
+    remote.clone_into(&b);
+
+    // A branch, then a tag (`push --delete NAME`, the remote defaulting to origin).
+    let out = rjson(&a, &["push", "--delete", "exp"]);
+    assert_eq!(out["deleted"][0]["ref"], "heads/exp", "{out:#}");
+    let out = rjson(&a, &["push", "origin", "--delete", "v1"]);
+    assert_eq!(out["deleted"][0]["ref"], "tags/v1", "{out:#}");
+    let err = rrun_err(&a, &["push", "--delete", "nope"], &[]);
+    assert!(
+        err.contains("has no branch, tag or snapshot \"nope\""),
+        "{err}"
+    );
+    let c = work.path().join("c");
+    remote.clone_into(&c);
+    assert!(!rrun_ok(&c, &["branch"]).contains("exp"));
+    assert!(!rrun_ok(&c, &["tag"]).contains("v1"));
+    let out = work.path().join("exp.safetensors");
+    let o = out.to_str().unwrap();
+    let err = rrun_err(&a, &["remote", "checkout", "origin", "exp", "-o", o], &[]);
+    assert!(
+        err.contains("has no branch, tag or snapshot \"exp\""),
+        "{err}"
+    );
+
+    // b last saw main at fs[0]; a moves it on: b's delete is refused and main stays.
+    commit(&a, &fs[1].0, &[]);
+    rrun_ok(&a, &["push"]);
+    let err = rrun_err(&b, &["push", "--delete", "main"], &[]);
+    assert!(
+        err.contains("heads/main is at") && err.contains("nothing was deleted"),
+        "{err}"
+    );
+    rrun_ok(&a, &["remote", "checkout", "origin", "main", "-o", o]);
+    assert_eq!(std::fs::read(&out).unwrap(), fs[1].1);
+    // Once b has seen where it is, it may delete it.
+    rrun_ok(&b, &["fetch"]);
+    rrun_ok(&b, &["push", "--delete", "main"]);
+    let err = rrun_err(&a, &["remote", "checkout", "origin", "main", "-o", o], &[]);
+    assert!(
+        err.contains("has no branch, tag or snapshot \"main\""),
+        "{err}"
+    );
+    // The name can be pushed again (on S3, over the deleted ref's tombstone).
+    commit(&a, &fs[2].0, &[]);
+    let pushed = rjson(&a, &["push"]);
+    assert_eq!(pushed["refs"][0]["status"], "created", "{pushed:#}");
+    let d = work.path().join("d");
+    remote.clone_into(&d);
+    assert_eq!(log_ids(&d), log_ids(&a));
+    assert_eq!(checkout_bytes(&d, "HEAD", &[]), fs[2].1);
+}
+both_remotes!(
+    dir_remote_refs_are_deleted_by_compare_and_swap,
+    s3_remote_refs_are_deleted_by_compare_and_swap,
+    delete_remote_refs
+);
+
+/// The pack names of a local repository.
+fn local_packs(repo: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(repo.join("packs"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".pack").map(str::to_string)
+        })
+        .collect()
+}
+
+fn strings(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn remote_gc(remote: &Remote) {
+    let work = tempdir();
+    // a pushes three snapshots; b, a repository of its own, then force-pushes main over them.
+    let a = work.path().join("a");
+    rrun_ok(&a, &["init"]);
+    for (f, _) in &checkpoints(work.path(), 3, 31) {
+        commit(&a, f, &[]);
+    }
+    remote.add(&a, "origin");
+    rrun_ok(&a, &["push"]);
+    let a_snaps: std::collections::BTreeSet<String> = log_ids(&a).into_iter().collect();
+    let a_packs = local_packs(&a);
+    let b = work.path().join("b");
+    rrun_ok(&b, &["init"]);
+    let gs = checkpoints(work.path(), 4, 32);
+    commit(&b, &gs[0].0, &[]);
+    commit(&b, &gs[1].0, &[]);
+    remote.add(&b, "origin");
+    let forced = rjson(&b, &["push", "--force"]);
+    assert_eq!(forced["refs"][0]["status"], "forced", "{forced:#}");
+    let before = local_packs(&b);
+    commit(&b, &gs[2].0, &[]);
+    commit(&b, &gs[3].0, &[]);
+    let new_packs: Vec<String> = local_packs(&b).difference(&before).cloned().collect();
+    assert_eq!(new_packs.len(), 2, "{new_packs:?}");
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    // An interrupted push: one of b's two new packs lands, no record, no ref move.
+    let err = rrun_err(&b, &["push"], &[(snapstore::FAIL_UPLOADS_AFTER_ENV, "1")]);
+    assert!(err.contains("interrupted"), "{err}");
+
+    let gc = |args: &[&str]| {
+        let mut a = vec!["remote", "gc", "origin"];
+        a.extend_from_slice(args);
+        rjson(&b, &a)
+    };
+    // Everything unreachable is younger than the default hour: nothing goes.
+    let r = gc(&[]);
+    assert_eq!(r["removed_snapshots"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["young_snapshots"], 3, "{r:#}");
+    assert_eq!(r["young_packs"], a_packs.len() + 1, "{r:#}");
+    // Under a 3 s grace a's records and packs go (dry run first, then for real); the pack the
+    // interrupted push uploaded within the grace stays.
+    for dry in [true, false] {
+        let r = gc(if dry {
+            &["--grace", "3", "--dry-run"]
+        } else {
+            &["--grace", "3"]
+        });
+        assert_eq!(r["dry_run"], dry);
+        assert_eq!(strings(&r["removed_snapshots"]), a_snaps, "{r:#}");
+        assert_eq!(strings(&r["removed_packs"]), a_packs, "{r:#}");
+        assert_eq!(r["young_packs"], 1, "{r:#}");
+        assert_eq!(r["live_snapshots"], 2, "{r:#}");
+    }
+    let r = gc(&["--grace", "0", "--dry-run"]);
+    assert_eq!(r["removed_snapshots"], serde_json::json!([]), "{r:#}");
+    let left = strings(&r["removed_packs"]);
+    assert!(
+        left.len() == 1 && new_packs.contains(left.iter().next().unwrap()),
+        "{r:#} {new_packs:?}"
+    );
+    // What the refs reach is complete: a clone checks out and verifies.
+    let c = work.path().join("c");
+    remote.clone_into(&c);
+    assert_fsck_clean(&c);
+    assert_eq!(checkout_bytes(&c, "HEAD", &[]), gs[1].1);
+    assert_eq!(checkout_bytes(&c, "HEAD~1", &[]), gs[0].1);
+    // The interrupted pack goes at grace 0; then nothing is left to remove, and b's push,
+    // resumed, uploads both packs again.
+    let r = gc(&["--grace", "0"]);
+    assert_eq!(strings(&r["removed_packs"]), left, "{r:#}");
+    let r = gc(&["--grace", "0"]);
+    assert_eq!(r["removed_packs"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["removed_snapshots"], serde_json::json!([]), "{r:#}");
+    let resumed = rjson(&b, &["push"]);
+    assert_eq!(resumed["packs_uploaded"], 2, "{resumed:#}");
+    let d = work.path().join("d");
+    remote.clone_into(&d);
+    assert_fsck_clean(&d);
+    assert_eq!(checkout_bytes(&d, "HEAD", &[]), gs[3].1);
+    assert_eq!(log_ids(&d), log_ids(&b));
+}
+both_remotes!(
+    dir_remote_gc_removes_exactly_the_unreachable,
+    s3_remote_gc_removes_exactly_the_unreachable,
+    remote_gc
+);
+
+fn remote_checkout_specs(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 3, 41);
+    for (f, _) in &fs {
+        commit(&src, f, &[]);
+    }
+    rrun_ok(&src, &["tag", "v1", "HEAD~1"]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push", "origin", "main", "v1"]);
+    let ids = log_ids(&src); // newest first
+    let out = work.path().join("r.safetensors");
+    let o = out.to_str().unwrap();
+    let get = |spec: &str| {
+        let r = rjson(&src, &["remote", "checkout", "origin", spec, "-o", o]);
+        (std::fs::read(&out).unwrap(), r)
+    };
+    for (spec, want) in [
+        ("HEAD", 2),
+        ("HEAD~", 1),
+        ("HEAD~2", 0),
+        ("main~1", 1),
+        ("v1~1", 0),
+        ("heads/main~2", 0),
+    ] {
+        let (bytes, r) = get(spec);
+        assert_eq!(r["snapshot"], ids[2 - want].as_str(), "{spec}");
+        assert_eq!(bytes, fs[want].1, "{spec}");
+    }
+    // An id prefix costs what the full id does: one listing from the prefix on instead of the
+    // record read that checks a full id.
+    let (bytes, by_prefix) = get(&ids[2][..8]);
+    assert_eq!(bytes, fs[0].1);
+    let (_, by_id) = get(&ids[2]);
+    assert_eq!(
+        by_prefix["requests"], by_id["requests"],
+        "{by_prefix:#} {by_id:#}"
+    );
+    let (bytes, _) = get(&format!("{}~1", &ids[1][..6].to_uppercase()));
+    assert_eq!(bytes, fs[0].1);
+    let mut wrong = ids[0][..11].to_string();
+    wrong.push(if ids[0].as_bytes()[11] == b'0' {
+        '1'
+    } else {
+        '0'
+    });
+    for bad in [wrong.as_str(), "HEAD~3", "main~x", "abc"] {
+        let err = rrun_err(&src, &["remote", "checkout", "origin", bad, "-o", o], &[]);
+        assert!(
+            err.contains("has no branch, tag or snapshot"),
+            "{bad}: {err}"
+        );
+    }
+}
+both_remotes!(
+    dir_remote_checkout_resolves_ancestors_and_id_prefixes,
+    s3_remote_checkout_resolves_ancestors_and_id_prefixes,
+    remote_checkout_specs
+);
+
+/// `fsck --json` of `repo` (it fails when anything is damaged).
+fn fsck_json(repo: &Path) -> serde_json::Value {
+    let o = rrun(repo, &["fsck", "--json"], &[]);
+    serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(&o)))
+}
+
+fn fsck_checks_tracking_refs(remote: &Remote) {
+    let work = tempdir();
+    let a = work.path().join("a");
+    rrun_ok(&a, &["init"]);
+    let fs = checkpoints(work.path(), 2, 51);
+    commit(&a, &fs[0].0, &[]);
+    remote.add(&a, "origin");
+    rrun_ok(&a, &["push"]);
+    let tip = log_ids(&a)[0].clone();
+    // b commits its own snapshot and fetches a's: only remotes/origin/heads/main reaches it.
+    let b = work.path().join("b");
+    rrun_ok(&b, &["init"]);
+    commit(&b, &fs[1].0, &[]);
+    remote.add(&b, "origin");
+    let own = local_packs(&b);
+    rrun_ok(&b, &["fetch"]);
+    assert_fsck_clean(&b);
+    let fetched: Vec<String> = local_packs(&b).difference(&own).cloned().collect();
+    assert!(!fetched.is_empty());
+    for p in &fetched {
+        std::fs::remove_file(b.join("packs").join(format!("{p}.pack"))).unwrap();
+    }
+    // The tracking ref's snapshot is named as lost, as a branch's would be.
+    let report = fsck_json(&b);
+    assert_eq!(report["clean"], false, "{report:#}");
+    let problems = report["report"]["problems"].as_array().unwrap();
+    let broken: Vec<&str> = problems
+        .iter()
+        .flat_map(|p| p["breaks"].as_array().unwrap())
+        .map(|b| b[0].as_str().unwrap())
+        .collect();
+    assert!(broken.contains(&tip.as_str()), "{report:#}");
+    let manifest = problems.iter().find(|p| p["object"] == tip.as_str());
+    assert!(manifest.is_some(), "{report:#}");
+    // Compare: the same damage under a branch.
+    rrun_ok(&b, &["branch", "from-a", "origin/main"]);
+    let as_branch = fsck_json(&b);
+    let same = as_branch["report"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["object"] == tip.as_str())
+        .cloned();
+    assert_eq!(same.as_ref(), manifest, "{as_branch:#}");
+}
+both_remotes!(
+    dir_fsck_checks_remote_tracking_refs,
+    s3_fsck_checks_remote_tracking_refs,
+    fsck_checks_tracking_refs
+);
+
+fn push_to_url(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 61);
+    commit(&src, &fs[0].0, &[]);
+    commit(&src, &fs[1].0, &[]);
+    // No `remote add`: the URL and (on S3) its --endpoint on the push itself.
+    let with_url = |args: &[&str]| {
+        let mut a = vec!["push", remote.url.as_str()];
+        a.extend_from_slice(args);
+        let extra = remote.endpoint_args();
+        a.extend(extra.iter().map(String::as_str));
+        rjson(&src, &a)
+    };
+    let pushed = with_url(&["main"]);
+    assert_eq!(pushed["refs"][0]["status"], "created", "{pushed:#}");
+    assert_eq!(pushed["snapshots"], 2, "{pushed:#}");
+    assert_eq!(pushed["remote"], remote.url.as_str());
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(log_ids(&dst), log_ids(&src));
+    assert_eq!(checkout_bytes(&dst, "HEAD~1", &[]), fs[0].1);
+    let deleted = with_url(&["--delete", "main"]);
+    assert_eq!(deleted["deleted"][0]["ref"], "heads/main", "{deleted:#}");
+    let again = with_url(&[]);
+    assert_eq!(again["refs"][0]["status"], "created", "{again:#}");
+    assert_eq!(again["packs_uploaded"], 0, "{again:#}");
+}
+both_remotes!(
+    dir_push_to_a_url_with_its_endpoint,
+    s3_push_to_a_url_with_its_endpoint,
+    push_to_url
+);

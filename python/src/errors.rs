@@ -35,7 +35,7 @@ fn class_of(e: &Error) -> &'static str {
         | Error::Index(_)
         | Error::IndexInconsistent(_)
         | Error::RemoteCorrupt { .. } => "CorruptionError",
-        Error::NonFastForward { .. } => "PushRejectedError",
+        Error::NonFastForward { .. } | Error::RemoteRefMoved { .. } => "PushRejectedError",
         Error::RemoteIo { .. }
         | Error::RemoteNoConditionalWrites { .. }
         | Error::RemoteRefLocked { .. }

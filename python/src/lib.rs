@@ -16,6 +16,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<buffer::Buffer>()?;
     m.add_function(wrap_pyfunction!(repo::checkout_remote, m)?)?;
     m.add_function(wrap_pyfunction!(_stage_profile, m)?)?;
+    m.add_function(wrap_pyfunction!(repo::remote_gc, m)?)?;
     m.add("DTYPES", snapstore::ALL_DTYPES.map(|d| d.name()).to_vec())?;
     m.add("FORMAT_VERSION", snapstore::FORMAT_VERSION)?;
     Ok(())

@@ -358,6 +358,13 @@ impl PyRepo {
         self.run(py, |repo| repo.push(&remote, &refs, opts).map(|r| json(&r)))
     }
 
+    /// Deletes branch or tag `name` on `remote` by compare-and-swap; the deleted ref as JSON.
+    fn delete_remote_ref(&self, py: Python<'_>, remote: String, name: String) -> PyResult<String> {
+        self.run(py, |repo| {
+            repo.delete_remote_ref(&remote, &name).map(|r| json(&r))
+        })
+    }
+
     /// Fetches `refs` (empty: all) from `remote`; the report as JSON.
     fn fetch(&self, py: Python<'_>, remote: String, refs: Vec<String>) -> PyResult<String> {
         self.run(py, |repo| repo.fetch(&remote, &refs).map(|r| json(&r)))
@@ -372,20 +379,38 @@ impl PyRepo {
     }
 
     /// Clones `url` into a new repository at `path`: the open repository and the report (JSON).
+    /// `progress(task, done, total)` is called as bytes arrive (the GIL taken for each call);
+    /// an exception it raises is reported as unraisable and stops further calls, not the clone.
     #[staticmethod]
-    #[pyo3(signature = (url, path, endpoint=None, region=None))]
+    #[pyo3(signature = (url, path, endpoint=None, region=None, progress=None))]
     fn clone_remote(
         py: Python<'_>,
         url: String,
         path: std::path::PathBuf,
         endpoint: Option<String>,
         region: Option<String>,
+        progress: Option<Py<PyAny>>,
     ) -> PyResult<(PyRepo, String)> {
+        let progress = progress.map(|callback| {
+            let failed = std::sync::atomic::AtomicBool::new(false);
+            let call = move |p: snapstore::Progress| {
+                if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                Python::attach(|py| {
+                    if let Err(e) = callback.call1(py, (p.task, p.done, p.total)) {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        e.write_unraisable(py, Some(callback.bind(py)));
+                    }
+                });
+            };
+            std::sync::Arc::new(call) as snapstore::ProgressCallback
+        });
         py.detach(|| {
             let spec = RemoteSpec::new(&url)?
                 .with_endpoint(endpoint)
                 .with_region(region);
-            Repo::clone_remote(spec, &path, None)
+            Repo::clone_remote(spec, &path, progress)
         })
         .map(|(repo, report)| (PyRepo::wrap(repo), json(&report)))
         .map_err(|e| to_py(py, e))
@@ -410,6 +435,28 @@ pub fn checkout_remote(
             .with_endpoint(endpoint)
             .with_region(region);
         snapstore::remote_checkout_to_file(&remote, &spec, &path, names.as_deref(), &|_| {})
+    })
+    .map(|r| json(&r))
+    .map_err(|e| to_py(py, e))
+}
+
+/// Removes from the remote at `url` the snapshot records and packs no remote ref reaches and
+/// that are older than `grace_s` seconds (with `dry_run`, only reports them); the report as JSON.
+#[pyfunction]
+#[pyo3(signature = (url, dry_run, grace_s, endpoint=None, region=None))]
+pub fn remote_gc(
+    py: Python<'_>,
+    url: String,
+    dry_run: bool,
+    grace_s: u64,
+    endpoint: Option<String>,
+    region: Option<String>,
+) -> PyResult<String> {
+    py.detach(|| {
+        let remote = RemoteSpec::new(&url)?
+            .with_endpoint(endpoint)
+            .with_region(region);
+        snapstore::remote_gc(&remote, dry_run, std::time::Duration::from_secs(grace_s))
     })
     .map(|r| json(&r))
     .map_err(|e| to_py(py, e))

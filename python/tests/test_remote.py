@@ -114,3 +114,45 @@ def test_remote_errors_name_the_remote(tmp_path):
     with pytest.raises(snapstore.RemoteError, match="holds no snapstore repository"):
         snapstore.Repo.clone(str(tmp_path / "empty"), tmp_path / "c")
     assert not (tmp_path / "c").exists()
+
+
+def delete_and_gc(tmp_path, url, endpoint):
+    with snapstore.Repo.init(tmp_path / "a") as a:
+        sd = state(3)
+        a.commit(sd, message="a0")
+        a.add_remote("origin", url, endpoint=endpoint)
+        a.push()
+        a.branch("exp")
+        a.push("origin", ["exp"])
+        seen = []
+        with snapstore.Repo.clone(url, tmp_path / "b", endpoint=endpoint,
+                                  progress=lambda task, done, total: seen.append(
+                                      (task, done, total))) as b:
+            assert seen and seen[-1][0] == "fetch" and seen[-1][1] == seen[-1][2] > 0, seen
+            a.commit(drift(sd), message="a1")
+            a.push()
+            # b last saw main at a0: its delete is refused; exp it may delete.
+            with pytest.raises(snapstore.PushRejectedError, match="nothing was deleted"):
+                b.delete_remote_ref("main")
+            assert b.delete_remote_ref("exp")["ref"] == "heads/exp"
+            # b force-pushes its own history: a0 and a1 no longer reached.
+            b.commit(state(4), message="b1")
+            b.push(force=True)
+            report = snapstore.remote_gc(url, endpoint=endpoint, dry_run=True)
+            assert report["removed_snapshots"] == [] and report["young_snapshots"] == 1, report
+            report = snapstore.remote_gc(url, endpoint=endpoint, grace=0)
+            assert report["removed_snapshots"] == [a.log()[0]["id"]], report
+            assert report["live_snapshots"] == 2, report
+        with snapstore.Repo.clone(url, tmp_path / "c", endpoint=endpoint) as c:
+            assert [e["message"] for e in c.log()] == ["b1", "a0"]
+            back = snapstore.checkout_remote(url, "HEAD~1", tmp_path / "old.safetensors",
+                                             endpoint=endpoint)
+            assert back["snapshot"] == c.log()[1]["id"]
+
+
+def test_directory_remote_delete_and_gc(tmp_path, directory_remote):
+    delete_and_gc(tmp_path, directory_remote["url"], None)
+
+
+def test_s3_remote_delete_and_gc(tmp_path, s3_server):
+    delete_and_gc(tmp_path, "s3://pytest/gc1", s3_server)

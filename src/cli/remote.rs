@@ -1,7 +1,8 @@
-//! The remote commands: `remote add|list|remove|checkout`, `push`, `fetch`, `pull`, `clone`.
+//! The remote commands: `remote add|list|remove|checkout|gc`, `push`, `fetch`, `pull`, `clone`.
 //! Parse, call the library, print (text or `--json`); nothing a trainer could not call itself.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -38,7 +39,8 @@ pub enum RemoteCommand {
     Checkout {
         /// A remote's name, or its URL.
         remote: String,
-        /// A remote branch, tag or full snapshot id.
+        /// A remote branch, tag, snapshot id or id prefix (4+ hex digits), optionally with ~N
+        /// (N first parents back); HEAD is the remote's main, else its first branch.
         #[arg(value_name = "REF")]
         spec: String,
         /// Output file.
@@ -53,6 +55,28 @@ pub enum RemoteCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the snapshot records and packs no remote branch or tag reaches (left by forced
+    /// or interrupted pushes and deleted refs), keeping those younger than --grace.
+    Gc(RemoteGcArgs),
+}
+
+/// The `remote gc` arguments.
+#[derive(Args)]
+pub struct RemoteGcArgs {
+    /// A remote's name, or its URL.
+    remote: String,
+    /// Report what would be removed; remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Keep unreachable objects younger than this many seconds (a push in flight uploads its
+    /// packs and records before its ref moves to them).
+    #[arg(long, default_value_t = 3600)]
+    grace: u64,
+    #[command(flatten)]
+    s3: S3Args,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// S3 endpoint options.
@@ -75,6 +99,10 @@ pub struct PushArgs {
     /// Branches or tags to push (default: HEAD's branch).
     #[arg(value_name = "REF")]
     refs: Vec<String>,
+    /// Delete this branch or tag on the remote instead of pushing (repeatable); refused when
+    /// the remote ref is not where this repository last saw it.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["refs", "force", "no_rebase"])]
+    delete: Vec<String>,
     /// Move the remote ref even if that drops snapshots from it.
     #[arg(long)]
     force: bool,
@@ -82,6 +110,9 @@ pub struct PushArgs {
     /// top of it.
     #[arg(long)]
     no_rebase: bool,
+    /// With a URL: its S3 endpoint and region (a configured remote has its own).
+    #[command(flatten)]
+    s3: S3Args,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -132,7 +163,9 @@ impl RemoteCommand {
     /// Whether it prints JSON (no progress bars then).
     pub fn json(&self) -> bool {
         match self {
-            RemoteCommand::List { json } | RemoteCommand::Checkout { json, .. } => *json,
+            RemoteCommand::List { json }
+            | RemoteCommand::Checkout { json, .. }
+            | RemoteCommand::Gc(RemoteGcArgs { json, .. }) => *json,
             _ => false,
         }
     }
@@ -220,12 +253,7 @@ pub fn remote(
             s3,
             json,
         } => {
-            // A configured name needs the repository; a URL needs none.
-            let configured = open().ok().and_then(|r| r.remotes().ok()?.remove(&remote));
-            let remote_spec = match configured {
-                Some(s) if s3.endpoint.is_none() && s3.region.is_none() => s,
-                _ => spec_of(&remote, &s3)?,
-            };
+            let remote_spec = named_or_url(open, &remote, &s3)?;
             let names = (!tensors.is_empty()).then_some(&tensors[..]);
             let none = |_: Progress| {};
             let r = snapstore::remote_checkout_to_file(
@@ -250,17 +278,78 @@ pub fn remote(
                 r.seconds
             );
         }
+        RemoteCommand::Gc(a) => {
+            let spec = named_or_url(open, &a.remote, &a.s3)?;
+            let r = snapstore::remote_gc(&spec, a.dry_run, Duration::from_secs(a.grace))?;
+            if a.json {
+                return print_json(&r);
+            }
+            println!(
+                "{}{} snapshot record(s) and {} pack(s) removed ({}) from {}; {} snapshot(s) in \
+                 {} pack(s) reached by {} ref(s); kept younger than {}s: {} record(s), {} pack(s)",
+                if r.dry_run { "would remove: " } else { "" },
+                r.removed_snapshots.len(),
+                r.removed_packs.len(),
+                human(r.removed_bytes),
+                r.remote,
+                r.live_snapshots,
+                r.live_packs,
+                r.refs,
+                r.grace_s,
+                r.young_snapshots,
+                r.young_packs
+            );
+        }
     }
     Ok(())
 }
 
+/// The remote `remote` names: a configured one (needs the repository), else a URL (needs none).
+fn named_or_url(
+    open: &dyn Fn() -> snapstore::Result<Repo>,
+    remote: &str,
+    s3: &S3Args,
+) -> snapstore::Result<RemoteSpec> {
+    let configured = open().ok().and_then(|r| r.remotes().ok()?.remove(remote));
+    match configured {
+        Some(s) if s3.endpoint.is_none() && s3.region.is_none() => Ok(s),
+        _ => spec_of(remote, s3),
+    }
+}
+
 /// Runs `snapstore push`.
 pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
+    // A URL with --endpoint or --region: pushed to as given (no tracking refs).
+    let at = if args.s3.endpoint.is_some() || args.s3.region.is_some() {
+        Some(spec_of(&args.remote, &args.s3)?)
+    } else {
+        None
+    };
+    if !args.delete.is_empty() {
+        let mut deleted = Vec::new();
+        for name in &args.delete {
+            let d = match &at {
+                Some(spec) => repo.delete_remote_ref_at(spec, name)?,
+                None => repo.delete_remote_ref(&args.remote, name)?,
+            };
+            if !args.json {
+                println!("{}: {} -> (deleted) on {}", d.key, d.old.short(), d.remote);
+            }
+            deleted.push(d);
+        }
+        if args.json {
+            return print_json(&serde_json::json!({ "deleted": deleted }));
+        }
+        return Ok(());
+    }
     let opts = PushOptions {
         force: args.force,
         no_rebase: args.no_rebase,
     };
-    let r = repo.push(&args.remote, &args.refs, opts)?;
+    let r = match &at {
+        Some(spec) => repo.push_at(spec, &args.refs, opts)?,
+        None => repo.push(&args.remote, &args.refs, opts)?,
+    };
     if args.json {
         return print_json(&r);
     }

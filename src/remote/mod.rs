@@ -9,6 +9,7 @@
 //! runtime, so the rest of the library stays synchronous.
 
 mod fetch;
+mod gc;
 mod layout;
 mod partial;
 mod push;
@@ -24,9 +25,10 @@ use crate::store::index::Index;
 use crate::store::object_id::ObjectId;
 
 pub use fetch::{CloneReport, FetchReport, FetchedRef, ProgressCallback, PullReport};
+pub use gc::{remote_gc, RemoteGcReport};
 pub use layout::REMOTE_FORMAT;
 pub use partial::{remote_checkout_to_file, RemoteCheckoutReport};
-pub use push::{PushOptions, PushReport, PushedRef};
+pub use push::{DeletedRef, PushOptions, PushReport, PushedRef};
 pub use store::FAIL_UPLOADS_AFTER_ENV;
 pub use url::RemoteSpec;
 

@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::layout::{self, read_located, read_record, RemoteObject, SnapshotRecord};
-use super::refs::read_ref;
+use super::refs::{list_refs, read_ref};
 use super::store::RemoteStore;
 use super::{RemoteSpec, REMOTE_CHECKOUT_TASK};
 use crate::error::{Error, Result};
@@ -45,8 +45,10 @@ pub struct RemoteCheckoutReport {
     pub seconds: f64,
 }
 
-/// Checks out `spec` (a remote branch, tag or full snapshot id) of the remote, or only the
-/// tensors `names`, as a safetensors file at `path`, downloading only what those tensors need.
+/// Checks out `spec` (`HEAD`, a remote branch, tag, snapshot id or unique id prefix, optionally
+/// `~N`: resolved as a local checkout resolves one, against the remote's refs and records) of
+/// the remote, or only the tensors `names`, as a safetensors file at `path`, downloading only
+/// what those tensors need.
 /// `progress(done, total)` is told the download's bytes. Every object is verified against its
 /// id, and every tensor against the manifest's hash.
 pub fn remote_checkout_to_file(
@@ -59,12 +61,12 @@ pub fn remote_checkout_to_file(
     let started = Instant::now();
     let store = RemoteStore::open(&remote.clone().normalized()?, false)?;
     layout::check_format(&store, false)?;
-    let snapshot = resolve(&store, spec)?;
     let mut loader = Loader {
         store: &store,
         records: HashMap::new(),
         reader: ObjectReader::new(PathBuf::new()),
     };
+    let snapshot = resolve(&mut loader, spec)?;
     let manifest = loader.manifest(&snapshot)?;
     let selected = select_entries(&manifest, &snapshot, names)?;
     // Every chunk the selected tensors need, down their reference chains.
@@ -165,28 +167,70 @@ pub fn remote_checkout_to_file(
     })
 }
 
-/// A remote branch, tag, or full snapshot id.
-fn resolve(store: &RemoteStore, spec: &str) -> Result<ObjectId> {
+/// A ref expression against the remote, as local checkout reads one: `BASE` or `BASE~N` (N
+/// first parents back, each a record and a manifest read), where `BASE` is `HEAD` (the remote
+/// has no HEAD: `main`, else its first branch, as a clone chooses), a branch, a tag
+/// (`heads/NAME`, `tags/NAME` to be exact), a full snapshot id, or a unique prefix of at least 4
+/// hex digits. A prefix is looked up by listing `snapshots/` from the prefix on
+/// ([`RemoteStore::list_starting`]: on S3 one request, not a listing of every record).
+fn resolve(loader: &mut Loader, spec: &str) -> Result<ObjectId> {
+    let store = loader.store;
+    let unknown = || Error::UnknownRemoteRef {
+        url: store.url.clone(),
+        spec: spec.to_string(),
+    };
+    let (base, back) = match spec.rsplit_once('~') {
+        Some((b, "")) => (b, 1),
+        Some((b, n)) => (b, n.parse::<usize>().map_err(|_| unknown())?),
+        None => (spec, 0),
+    };
+    let mut id = resolve_base(store, base)?.ok_or_else(unknown)?;
+    for _ in 0..back {
+        id = *loader.manifest(&id)?.parents.first().ok_or_else(unknown)?;
+    }
+    Ok(id)
+}
+
+fn resolve_base(store: &RemoteStore, base: &str) -> Result<Option<ObjectId>> {
+    if base == "HEAD" {
+        if let Some(r) = read_ref(store, &crate::repo::branch_key("main"))? {
+            return Ok(Some(r.id));
+        }
+        let refs = list_refs(store)?;
+        return Ok(refs
+            .iter()
+            .find(|(k, _)| k.starts_with("heads/"))
+            .map(|(_, id)| *id));
+    }
     for key in [
-        crate::repo::branch_key(spec),
-        crate::repo::tag_key(spec),
-        spec.strip_prefix("refs/").unwrap_or(spec).to_string(),
+        crate::repo::branch_key(base),
+        crate::repo::tag_key(base),
+        base.strip_prefix("refs/").unwrap_or(base).to_string(),
     ] {
         if key.starts_with("heads/") || key.starts_with("tags/") {
             if let Some(r) = read_ref(store, &key)? {
-                return Ok(r.id);
+                return Ok(Some(r.id));
             }
         }
     }
-    if let Ok(id) = spec.parse::<ObjectId>() {
-        if read_record(store, &id)?.is_some() {
-            return Ok(id);
-        }
+    if let Ok(id) = base.parse::<ObjectId>() {
+        return Ok(read_record(store, &id)?.map(|_| id));
     }
-    Err(Error::UnknownRemoteRef {
-        url: store.url.clone(),
-        spec: spec.to_string(),
-    })
+    let hex = base.len() >= 4 && base.len() < 64 && base.bytes().all(|b| b.is_ascii_hexdigit());
+    if !hex {
+        return Ok(None);
+    }
+    let prefix = base.to_ascii_lowercase();
+    let matches: Vec<ObjectId> = store
+        .list_starting("snapshots", &prefix)?
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match matches.len() {
+        0 => Ok(None),
+        1 => Ok(Some(matches[0])),
+        count => Err(Error::AmbiguousRef { prefix, count }),
+    }
 }
 
 /// Records and manifests read so far, and the reader that will decode.

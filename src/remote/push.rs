@@ -8,9 +8,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::layout::{self, pack_object, record_object, SnapshotRecord, REMOTE_FORMAT};
-use super::refs::{self, cas_ref, read_ref};
+use super::refs::{self, cas_ref, delete_ref, read_ref};
 use super::store::RemoteStore;
-use super::{ancestors, fetch, move_local_ref, needs_of, reparent, tracking_key, PUSH_TASK};
+use super::{
+    ancestors, fetch, move_local_ref, needs_of, reparent, tracking_key, RemoteSpec, PUSH_TASK,
+};
 use crate::error::{Error, Result};
 use crate::repo::ObjectReader;
 use crate::repo::{branch_key, tag_key, Repo};
@@ -73,7 +75,95 @@ pub struct PushReport {
     pub mb_per_s: f64,
 }
 
+/// A remote ref deleted.
+#[derive(Clone, Debug, Serialize)]
+pub struct DeletedRef {
+    /// The remote's URL.
+    pub remote: String,
+    /// `heads/NAME` or `tags/NAME`.
+    #[serde(rename = "ref")]
+    pub key: String,
+    /// The snapshot it pointed to.
+    pub old: ObjectId,
+}
+
 impl Repo {
+    /// Deletes the branch or tag `name` (`NAME`, `heads/NAME`, `tags/NAME`; a bare name is a
+    /// branch if the remote has one, else a tag) from `remote` by compare-and-swap, and the
+    /// local tracking ref with it. The delete is judged against what this repository last saw
+    /// of the ref (its tracking ref `remotes/REMOTE/...`, when `remote` is a configured name
+    /// and the ref was fetched or pushed), else against the ref as read now; when the remote
+    /// ref is elsewhere, or moves before the delete lands, nothing is deleted and the error is
+    /// [`Error::RemoteRefMoved`]. Snapshots only the ref reached stay on the remote until
+    /// [`Repo::remote_gc`].
+    pub fn delete_remote_ref(&self, remote: &str, name: &str) -> Result<DeletedRef> {
+        let (remote_name, spec) = self.remote_spec(remote)?;
+        self.delete_ref_at(remote_name, &spec, name)
+    }
+
+    /// [`Repo::delete_remote_ref`] on the remote `spec` given by URL (with its endpoint and
+    /// region): no tracking ref, so the delete is judged against the ref as read.
+    pub fn delete_remote_ref_at(&self, spec: &RemoteSpec, name: &str) -> Result<DeletedRef> {
+        self.delete_ref_at(None, &spec.clone().normalized()?, name)
+    }
+
+    fn delete_ref_at(
+        &self,
+        remote_name: Option<String>,
+        spec: &RemoteSpec,
+        name: &str,
+    ) -> Result<DeletedRef> {
+        let store = RemoteStore::open(spec, false)?;
+        layout::check_format(&store, false)?;
+        let name = name.strip_prefix("refs/").unwrap_or(name);
+        let candidates = if name.starts_with("heads/") || name.starts_with("tags/") {
+            vec![name.to_string()]
+        } else {
+            vec![branch_key(name), tag_key(name)]
+        };
+        let mut found = None;
+        for key in candidates {
+            if let Some(r) = read_ref(&store, &key)? {
+                found = Some((key, r));
+                break;
+            }
+        }
+        let Some((key, current)) = found else {
+            return Err(Error::UnknownRemoteRef {
+                url: store.url.clone(),
+                spec: name.to_string(),
+            });
+        };
+        let tracking = remote_name.as_deref().map(|n| tracking_key(n, &key));
+        let seen = match &tracking {
+            Some(t) => self.index()?.get_ref(t)?,
+            None => None,
+        };
+        let moved = |expected: ObjectId, now: Option<ObjectId>| Error::RemoteRefMoved {
+            url: store.url.clone(),
+            key: key.clone(),
+            expected: expected.short(),
+            found: now.map_or("nothing".into(), |id| id.short()),
+        };
+        if let Some(seen) = seen {
+            if seen != current.id {
+                return Err(moved(seen, Some(current.id)));
+            }
+        }
+        refs::check_conditional_writes(&store)?;
+        if let Err(now) = delete_ref(&store, &key, &current)? {
+            return Err(moved(current.id, now));
+        }
+        if let (Some(t), Some(seen)) = (&tracking, seen) {
+            let _ = self.index()?.cas_ref_durably(t, Some(seen), None)?;
+        }
+        Ok(DeletedRef {
+            remote: store.url.clone(),
+            key,
+            old: current.id,
+        })
+    }
+
     /// Pushes branches or tags (`refs`; empty: HEAD's branch) to `remote` (a configured name or
     /// a URL). Uploads what the remote lacks, then moves each remote ref by compare-and-swap. A
     /// remote branch that moved on is fetched and the local snapshots re-parented onto it (the
@@ -81,9 +171,30 @@ impl Repo {
     /// the remote is refused with [`Error::NonFastForward`] unless `opts.force`. Fails with
     /// [`Error::RemoteNoConditionalWrites`] on a store that cannot compare-and-swap.
     pub fn push(&self, remote: &str, refs: &[String], opts: PushOptions) -> Result<PushReport> {
-        let started = Instant::now();
         let (name, spec) = self.remote_spec(remote)?;
-        let store = RemoteStore::open(&spec, true)?;
+        self.push_to(name, &spec, refs, opts)
+    }
+
+    /// [`Repo::push`] to the remote `spec` given by URL (with its endpoint and region, e.g. an
+    /// S3-compatible store not configured as a remote); no tracking refs are kept.
+    pub fn push_at(
+        &self,
+        spec: &RemoteSpec,
+        refs: &[String],
+        opts: PushOptions,
+    ) -> Result<PushReport> {
+        self.push_to(None, &spec.clone().normalized()?, refs, opts)
+    }
+
+    fn push_to(
+        &self,
+        name: Option<String>,
+        spec: &RemoteSpec,
+        refs: &[String],
+        opts: PushOptions,
+    ) -> Result<PushReport> {
+        let started = Instant::now();
+        let store = RemoteStore::open(spec, true)?;
         let keys = self.local_keys(refs)?;
         refs::check_conditional_writes(&store)?;
         layout::check_format(&store, true)?;

@@ -23,22 +23,45 @@ pub(crate) struct RemoteRef {
     version: UpdateVersion,
 }
 
-/// Reads ref `key` (`heads/NAME`, `tags/NAME`).
-pub(crate) fn read_ref(store: &RemoteStore, key: &str) -> Result<Option<RemoteRef>> {
+/// The body of a deleted ref on S3 (see [`delete_ref`]): read as no ref at all.
+const TOMBSTONE: &str = "deleted";
+
+/// What a ref object holds.
+enum Slot {
+    /// No object.
+    Absent,
+    /// A tombstone left by [`delete_ref`], at this version (a create moves it by `If-Match`).
+    Deleted(UpdateVersion),
+    /// A ref.
+    Live(RemoteRef),
+}
+
+fn read_slot(store: &RemoteStore, key: &str) -> Result<Slot> {
     let object = ref_object(key);
     let Some(v) = store.get(&object)? else {
-        return Ok(None);
+        return Ok(Slot::Absent);
     };
     let text = std::str::from_utf8(&v.bytes).unwrap_or("").trim();
+    if text == TOMBSTONE {
+        return Ok(Slot::Deleted(v.version));
+    }
     let id: ObjectId = text.parse().map_err(|e: String| Error::RemoteCorrupt {
         url: store.url.clone(),
         object: object.clone(),
         problem: e,
     })?;
-    Ok(Some(RemoteRef {
+    Ok(Slot::Live(RemoteRef {
         id,
         version: v.version,
     }))
+}
+
+/// Reads ref `key` (`heads/NAME`, `tags/NAME`); a deleted one reads as `None`.
+pub(crate) fn read_ref(store: &RemoteStore, key: &str) -> Result<Option<RemoteRef>> {
+    Ok(match read_slot(store, key)? {
+        Slot::Live(r) => Some(r),
+        Slot::Absent | Slot::Deleted(_) => None,
+    })
 }
 
 /// Every ref on the remote, as (`heads/NAME` or `tags/NAME`, snapshot).
@@ -72,10 +95,16 @@ pub(crate) fn cas_ref(
     let body = bytes::Bytes::from(format!("{}\n", new.hex()));
     match store.kind {
         StoreKind::S3 => {
-            let outcome = match expected {
-                None => store.create(&object, body)?,
-                Some(r) => store.update(&object, body, r.version.clone())?,
+            let mut outcome = match expected {
+                None => store.create(&object, body.clone())?,
+                Some(r) => store.update(&object, body.clone(), r.version.clone())?,
             };
+            if expected.is_none() && outcome == Conditional::Lost {
+                // A deleted ref's tombstone is replaced as any ref is: only at the version read.
+                if let Slot::Deleted(version) = read_slot(store, key)? {
+                    outcome = store.update(&object, body, version)?;
+                }
+            }
             match outcome {
                 Conditional::Done => Ok(Ok(())),
                 Conditional::Lost => Ok(Err(read_ref(store, key)?.map(|r| r.id))),
@@ -88,6 +117,43 @@ pub(crate) fn cas_ref(
                 return Ok(Err(current));
             }
             store.put(&object, body)?;
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// Deletes ref `key` if it is still at `expected` (its version as read); `Ok(Err(current))`
+/// when another writer moved it first (`current`: what it points to now, `None`: deleted).
+///
+/// S3 itself accepts `If-Match: <etag>` on DeleteObject (AWS documents conditional deletes for
+/// general purpose and directory buckets; moto 5.2 checks it too), which would make this one
+/// conditional request. `object_store` 0.12 has no conditional delete, so on S3 the ref is
+/// replaced by a tombstone (`deleted`) with the same `If-Match` a move uses, and left there:
+/// deleting the tombstone afterwards could not be made conditional either, and an
+/// unconditional delete could remove a ref another pusher had just created over it. Readers
+/// take a tombstone for no ref; a later push of the name replaces it by `If-Match` on the
+/// tombstone's ETag ([`cas_ref`]). A directory remote deletes the file under the ref lock.
+pub(crate) fn delete_ref(
+    store: &RemoteStore,
+    key: &str,
+    expected: &RemoteRef,
+) -> Result<std::result::Result<(), Option<ObjectId>>> {
+    let object = ref_object(key);
+    match store.kind {
+        StoreKind::S3 => {
+            let body = bytes::Bytes::from(format!("{TOMBSTONE}\n"));
+            match store.update(&object, body, expected.version.clone())? {
+                Conditional::Done => Ok(Ok(())),
+                Conditional::Lost => Ok(Err(read_ref(store, key)?.map(|r| r.id))),
+            }
+        }
+        StoreKind::Directory => {
+            let _lock = DirLock::take(store, key)?;
+            let current = read_ref(store, key)?.map(|r| r.id);
+            if current != Some(expected.id) {
+                return Ok(Err(current));
+            }
+            store.delete(&object)?;
             Ok(Ok(()))
         }
     }

@@ -81,6 +81,9 @@ pub(crate) struct RemoteStore {
     pub traffic: Arc<Traffic>,
     uploads: AtomicU64,
     fail_uploads_after: Option<u64>,
+    /// Whether a listing comes back in key order (S3 general purpose buckets; not S3 Express
+    /// directory buckets, not a local directory).
+    ordered_listing: bool,
 }
 
 impl RemoteStore {
@@ -96,6 +99,7 @@ impl RemoteStore {
                 object: String::new(),
                 problem: format!("cannot start the I/O runtime: {e}"),
             })?;
+        let mut ordered_listing = false;
         let (store, prefix, kind): (Arc<dyn ObjectStore>, String, StoreKind) = match spec
             .location()?
         {
@@ -124,6 +128,7 @@ impl RemoteStore {
                         object: String::new(),
                         problem: e.to_string(),
                     })?;
+                ordered_listing = !bucket.ends_with("--x-s3");
                 (Arc::new(s3), prefix, StoreKind::S3)
             }
         };
@@ -139,6 +144,7 @@ impl RemoteStore {
             traffic: Arc::new(Traffic::default()),
             uploads: AtomicU64::new(0),
             fail_uploads_after,
+            ordered_listing,
         })
     }
 
@@ -239,6 +245,7 @@ impl RemoteStore {
         let key = self.key(rel);
         self.traffic.request();
         let n = bytes.len() as u64;
+        let update = matches!(mode, PutMode::Update(_));
         let opts = PutOptions {
             mode,
             ..PutOptions::default()
@@ -253,6 +260,8 @@ impl RemoteStore {
             }
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(Conditional::Lost),
+            // An update of an object deleted since it was read lost too.
+            Err(object_store::Error::NotFound { .. }) if update => Ok(Conditional::Lost),
             Err(e @ object_store::Error::NotImplemented)
             | Err(e @ object_store::Error::NotSupported { .. }) => {
                 Err(Error::RemoteNoConditionalWrites {
@@ -296,6 +305,55 @@ impl RemoteStore {
             .filter_map(|m| {
                 let full = m.location.to_string();
                 full.strip_prefix(&base).map(|n| (n.to_string(), m.size))
+            })
+            .collect())
+    }
+
+    /// Names under `dir` starting with `start`, listed from `dir/start` on. On S3 the offset is
+    /// sent as `start-after` and keys come back in order, so the listing stops at the first name
+    /// past `start`: one request for a prefix matching fewer than a page (1000) of names,
+    /// however many objects `dir` holds. Where listings are unordered (a directory, an S3
+    /// Express bucket) every name is listed and filtered.
+    pub fn list_starting(&self, dir: &str, start: &str) -> Result<Vec<String>> {
+        let key = self.key(dir);
+        let offset = self.key(&format!("{dir}/{start}"));
+        let base = format!("{key}/");
+        self.traffic.request();
+        self.rt.block_on(async {
+            let mut stream = self.store.list_with_offset(Some(&key), &offset);
+            let mut out = Vec::new();
+            while let Some(m) = stream.next().await {
+                let m = m.map_err(|e| self.err(dir, e))?;
+                let full = m.location.to_string();
+                let Some(name) = full.strip_prefix(&base) else {
+                    continue;
+                };
+                if name.starts_with(start) {
+                    out.push(name.to_string());
+                } else if self.ordered_listing {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Objects under `dir` with their size and last-modified time (`object_store` reports the
+    /// store's `Last-Modified` on S3, the file's mtime on a directory).
+    pub fn list_dated(&self, dir: &str) -> Result<Vec<(String, u64, std::time::SystemTime)>> {
+        let key = self.key(dir);
+        self.traffic.request();
+        let metas: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(self.store.list(Some(&key)).try_collect())
+            .map_err(|e| self.err(dir, e))?;
+        let base = format!("{key}/");
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let full = m.location.to_string();
+                let name = full.strip_prefix(&base)?.to_string();
+                Some((name, m.size, std::time::SystemTime::from(m.last_modified)))
             })
             .collect())
     }

@@ -242,12 +242,14 @@ impl Repo {
         let snaps = match reachable_snapshots(&index, &mut reader) {
             Ok(s) => s,
             Err(_) => {
-                // Walk what we can: refs whose history is intact.
+                // Walk what we can: refs whose history is intact. Remote-tracking refs are
+                // gc roots, so a snapshot only they reach is checked (and named) like a branch's.
                 let mut ok = Vec::new();
                 for (_, id) in index
                     .list_refs("heads/")?
                     .into_iter()
                     .chain(index.list_refs("tags/")?)
+                    .chain(index.list_refs("remotes/")?)
                 {
                     ok.push(id);
                 }

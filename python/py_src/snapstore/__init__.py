@@ -7,7 +7,7 @@
 """
 
 from ._native import DTYPES, FORMAT_VERSION
-from ._repo import CommitReport, Repo, StateDict, checkout_remote
+from ._repo import CommitReport, Repo, StateDict, checkout_remote, remote_gc
 from .errors import (
     BusyError,
     ClosedRepositoryError,
@@ -38,5 +38,6 @@ __all__ = [
     "RemoteError",
     "PushRejectedError",
     "checkout_remote",
+    "remote_gc",
 ]
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension module. Private: use ``snapstore.Repo``."""
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # name, safetensors dtype, shape, owner of the bytes, address of the first byte, byte length
 RawTensor = Tuple[str, str, List[int], Any, int, int]
@@ -76,11 +76,16 @@ class Repo:
     ) -> str: ...
     def remotes(self) -> str: ...
     def push(self, remote: str, refs: List[str], force: bool, no_rebase: bool) -> str: ...
+    def delete_remote_ref(self, remote: str, name: str) -> str: ...
     def fetch(self, remote: str, refs: List[str]) -> str: ...
     def pull(self, remote: str, branch: Optional[str] = None) -> str: ...
     @staticmethod
     def clone_remote(
-        url: str, path: str, endpoint: Optional[str] = None, region: Optional[str] = None
+        url: str,
+        path: str,
+        endpoint: Optional[str] = None,
+        region: Optional[str] = None,
+        progress: Optional[Callable[[str, int, int], None]] = None,
     ) -> Tuple["Repo", str]: ...
 
 def checkout_remote(
@@ -93,3 +98,10 @@ def checkout_remote(
 ) -> str: ...
 
 def _stage_profile(reset: bool = False) -> str: ...
+def remote_gc(
+    url: str,
+    dry_run: bool,
+    grace_s: int,
+    endpoint: Optional[str] = None,
+    region: Optional[str] = None,
+) -> str: ...

@@ -298,6 +298,12 @@ class Repo:
         Returns ``snapstore push --json``'s report."""
         return json.loads(self._repo.push(remote, list(refs or []), force, not rebase))
 
+    def delete_remote_ref(self, name: str, remote: str = "origin") -> Dict[str, Any]:
+        """Deletes branch or tag ``name`` on ``remote`` by compare-and-swap (``snapstore push
+        --delete``): raises ``PushRejectedError`` when the remote ref is not where this
+        repository last saw it. Returns ``{"remote", "ref", "old"}``."""
+        return json.loads(self._repo.delete_remote_ref(remote, name))
+
     def fetch(self, remote: str = "origin", refs: Optional[Sequence[str]] = None
               ) -> Dict[str, Any]:
         """Downloads what ``refs`` (default: all) of ``remote`` need; local branches stay."""
@@ -309,21 +315,34 @@ class Repo:
 
     @classmethod
     def clone(cls, url: str, path: PathLike, *, endpoint: Optional[str] = None,
-              region: Optional[str] = None) -> "Repo":
+              region: Optional[str] = None,
+              progress: Optional[Callable[[str, int, int], None]] = None) -> "Repo":
         """Makes a repository at ``path`` from the remote at ``url`` (remembered as
-        ``origin``) and opens it."""
+        ``origin``) and opens it. ``progress(task, done, total)`` is called as pack bytes
+        arrive (``task`` is ``"fetch"``); an exception it raises is reported as unraisable and
+        stops further calls, not the clone."""
         native, _report = _native.Repo.clone_remote(os.fspath(url), os.fspath(path), endpoint,
-                                                    region)
+                                                    region, progress)
         return cls(path, _native_repo=native)
 
 
 def checkout_remote(url: str, ref: str, path: PathLike, names: Optional[Sequence[str]] = None,
                     *, endpoint: Optional[str] = None, region: Optional[str] = None
                     ) -> Dict[str, Any]:
-    """Writes ``ref`` (a branch, tag or snapshot id) of the remote at ``url``, or only the
+    """Writes ``ref`` (``HEAD``, a branch, tag, snapshot id or unique id prefix, optionally
+    ``~N``, as local checkout reads one) of the remote at ``url``, or only the
     tensors ``names``, as a safetensors file at ``path`` without cloning: only the chunks those
     tensors need are downloaded, each verified. Returns ``snapstore remote checkout --json``'s
     report (``downloaded_bytes``, ``requests``, ...)."""
     return json.loads(_native.checkout_remote(os.fspath(url), ref, os.fspath(path),
                                               list(names) if names is not None else None,
                                               endpoint, region))
+
+
+def remote_gc(url: str, *, dry_run: bool = False, grace: int = 3600,
+              endpoint: Optional[str] = None, region: Optional[str] = None) -> Dict[str, Any]:
+    """Removes from the remote at ``url`` the snapshot records and packs no remote branch or
+    tag reaches and that are older than ``grace`` seconds (a push in flight owns younger ones);
+    with ``dry_run`` only reports them. Returns ``snapstore remote gc --json``'s report
+    (``removed_snapshots``, ``removed_packs``, ``young_packs``, ...)."""
+    return json.loads(_native.remote_gc(os.fspath(url), dry_run, grace, endpoint, region))

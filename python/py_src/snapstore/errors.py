@@ -56,4 +56,5 @@ class RemoteError(Error):
 
 
 class PushRejectedError(RemoteError):
-    """A push that would drop snapshots from the remote branch; pull first, or ``force=True``."""
+    """A push that would drop snapshots from the remote branch (pull first, or ``force=True``),
+    or a remote ref delete refused because the ref moved since this repository saw it."""
