@@ -410,16 +410,7 @@ impl Repo {
         let path = path.as_ref();
         let file = SafetensorsFile::open(path)?;
         let header = file.header();
-        let inputs: Vec<TensorInput> = header
-            .tensors
-            .iter()
-            .map(|t| TensorInput {
-                name: t.name.clone(),
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-                data: file.tensor_bytes(t),
-            })
-            .collect();
+        let inputs = TensorInput::all_of(&file);
         let raw = String::from_utf8(header.raw.clone()).map_err(|e| Error::BadSafetensors {
             path: path.to_path_buf(),
             problem: Box::new(SafetensorsProblem::MalformedHeader(e.to_string())),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::dtype::Dtype;
 use crate::frames::{load_npy, load_png_dir, FrameError, FrameSeq};
+use crate::safetensors_io::SafetensorsFile;
 
 /// What the caller says a path holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -70,6 +71,22 @@ pub struct TensorInput<'a> {
     pub shape: Vec<u64>,
     /// Little-endian element bytes, `dtype.byte_len(product(shape))` long.
     pub data: &'a [u8],
+}
+
+impl<'a> TensorInput<'a> {
+    /// Every tensor of an open safetensors file, in file order, reading its bytes in place.
+    pub(crate) fn all_of(file: &'a SafetensorsFile) -> Vec<TensorInput<'a>> {
+        file.header()
+            .tensors
+            .iter()
+            .map(|t| TensorInput {
+                name: t.name.clone(),
+                dtype: t.dtype,
+                shape: t.shape.clone(),
+                data: file.tensor_bytes(t),
+            })
+            .collect()
+    }
 }
 
 /// A Rust element type with a safetensors dtype, whose values are their little-endian bytes

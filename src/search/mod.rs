@@ -330,17 +330,7 @@ impl Repo {
     ) -> Result<SearchReport> {
         let path = path.as_ref();
         let file = SafetensorsFile::open(path)?;
-        let inputs: Vec<TensorInput> = file
-            .header()
-            .tensors
-            .iter()
-            .map(|t| TensorInput {
-                name: t.name.clone(),
-                dtype: t.dtype,
-                shape: t.shape.clone(),
-                data: file.tensor_bytes(t),
-            })
-            .collect();
+        let inputs = TensorInput::all_of(&file);
         self.search_inner(inputs, parent_spec, branch, opts, evaluator)
     }
 
