@@ -293,19 +293,10 @@ impl RemoteStore {
 
     /// Objects under `dir` (e.g. `packs`), as (name relative to `dir`, size).
     pub fn list(&self, dir: &str) -> Result<Vec<(String, u64)>> {
-        let key = self.key(dir);
-        self.traffic.request();
-        let metas: Vec<object_store::ObjectMeta> = self
-            .rt
-            .block_on(self.store.list(Some(&key)).try_collect())
-            .map_err(|e| self.err(dir, e))?;
-        let base = format!("{key}/");
-        Ok(metas
+        Ok(self
+            .list_dated(dir)?
             .into_iter()
-            .filter_map(|m| {
-                let full = m.location.to_string();
-                full.strip_prefix(&base).map(|n| (n.to_string(), m.size))
-            })
+            .map(|(name, size, _)| (name, size))
             .collect())
     }
 
