@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use snapstore::{Progress, PushOptions, RemoteSpec, Repo};
 
-use super::print::human;
+use super::print::{human, json_pretty};
 
 /// `snapstore remote ...`.
 #[derive(Subcommand)]
@@ -205,11 +205,6 @@ fn spec_of(url: &str, s3: &S3Args) -> snapstore::Result<RemoteSpec> {
         .with_region(s3.region.clone()))
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
-}
-
 fn rate(bytes: u64, seconds: f64) -> String {
     format!(
         "{} in {seconds:.2}s, {:.1} MB/s",
@@ -232,7 +227,7 @@ pub fn remote(
         RemoteCommand::List { json } => {
             let all = open()?.remotes()?;
             if json {
-                return print_json(&all);
+                return json_pretty(&all);
             }
             for (name, spec) in all {
                 match &spec.endpoint {
@@ -264,7 +259,7 @@ pub fn remote(
                 progress.as_deref().unwrap_or(&none),
             )?;
             if json {
-                return print_json(&r);
+                return json_pretty(&r);
             }
             println!(
                 "wrote {} ({} tensors, {}) from {} of {}; downloaded {} in {} requests, {:.2}s",
@@ -282,7 +277,7 @@ pub fn remote(
             let spec = named_or_url(open, &a.remote, &a.s3)?;
             let r = snapstore::remote_gc(&spec, a.dry_run, Duration::from_secs(a.grace))?;
             if a.json {
-                return print_json(&r);
+                return json_pretty(&r);
             }
             println!(
                 "{}{} snapshot record(s) and {} pack(s) removed ({}) from {}; {} snapshot(s) in \
@@ -338,7 +333,7 @@ pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
             deleted.push(d);
         }
         if args.json {
-            return print_json(&serde_json::json!({ "deleted": deleted }));
+            return json_pretty(&serde_json::json!({ "deleted": deleted }));
         }
         return Ok(());
     }
@@ -351,7 +346,7 @@ pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
         None => repo.push(&args.remote, &args.refs, opts)?,
     };
     if args.json {
-        return print_json(&r);
+        return json_pretty(&r);
     }
     for p in &r.refs {
         let old = p.old.map_or("(new)".to_string(), |o| o.short());
@@ -381,7 +376,7 @@ pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
 pub fn fetch(args: FetchArgs, repo: &Repo) -> Result<()> {
     let r = repo.fetch(&args.remote, &args.refs)?;
     if args.json {
-        return print_json(&r);
+        return json_pretty(&r);
     }
     for f in &r.refs {
         println!("{}: {}", f.key, f.snapshot.short());
@@ -400,7 +395,7 @@ pub fn fetch(args: FetchArgs, repo: &Repo) -> Result<()> {
 pub fn pull(args: PullArgs, repo: &Repo) -> Result<()> {
     let r = repo.pull(&args.remote, args.branch.as_deref())?;
     if args.json {
-        return print_json(&r);
+        return json_pretty(&r);
     }
     let old = r.old.map_or("(new)".to_string(), |o| o.short());
     println!(
@@ -428,7 +423,7 @@ pub fn clone(
     let spec = spec_of(&args.url, &args.s3)?;
     let (_, r) = Repo::clone_remote(spec, &dir, progress)?;
     if args.json {
-        return print_json(&r);
+        return json_pretty(&r);
     }
     println!(
         "cloned {} into {}: {} branch(es), {} tag(s), HEAD on {}; {} snapshot(s), {}",
