@@ -76,7 +76,7 @@ fn main() -> Result<()> {
 /// Prints the stage timers' table for the step just done, then zeroes them (only under
 /// `SNAPSTORE_PROFILE`, which turns them on).
 fn stage_table(step: &str) {
-    if std::env::var_os("SNAPSTORE_PROFILE").is_some() {
+    if snapstore::profile::enabled() {
         eprintln!("## {step}\n\n{}", snapstore::profile::read());
         snapstore::profile::reset();
     }

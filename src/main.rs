@@ -14,7 +14,7 @@ fn main() {
     }
     let result = cli::run();
     // SNAPSTORE_PROFILE=1: where the command spent its time, stage by stage (BENCHMARKS.md).
-    if std::env::var_os("SNAPSTORE_PROFILE").is_some_and(|v| !v.is_empty() && v != "0") {
+    if snapstore::profile::enabled() {
         eprint!("{}", snapstore::profile::read());
     }
     if let Err(err) = result {

@@ -101,7 +101,9 @@ pub fn enable() {
     ENABLED.store(true, Relaxed);
 }
 
-fn enabled() -> bool {
+/// Whether the timers are on: [`enable`] was called, or `SNAPSTORE_PROFILE` is set to
+/// something other than empty or `0`.
+pub fn enabled() -> bool {
     FROM_ENV.get_or_init(|| {
         if std::env::var_os("SNAPSTORE_PROFILE").is_some_and(|v| !v.is_empty() && v != "0") {
             enable();

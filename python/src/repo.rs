@@ -332,9 +332,7 @@ impl PyRepo {
         region: Option<String>,
     ) -> PyResult<String> {
         self.run(py, |repo| {
-            let spec = RemoteSpec::new(&url)?
-                .with_endpoint(endpoint)
-                .with_region(region);
+            let spec = remote_spec(&url, endpoint, region)?;
             repo.add_remote(&name, spec).map(|s| s.url)
         })
     }
@@ -407,9 +405,7 @@ impl PyRepo {
             std::sync::Arc::new(call) as snapstore::ProgressCallback
         });
         py.detach(|| {
-            let spec = RemoteSpec::new(&url)?
-                .with_endpoint(endpoint)
-                .with_region(region);
+            let spec = remote_spec(&url, endpoint, region)?;
             Repo::clone_remote(spec, &path, progress)
         })
         .map(|(repo, report)| (PyRepo::wrap(repo), json(&report)))
@@ -431,9 +427,7 @@ pub fn checkout_remote(
     region: Option<String>,
 ) -> PyResult<String> {
     py.detach(|| {
-        let remote = RemoteSpec::new(&url)?
-            .with_endpoint(endpoint)
-            .with_region(region);
+        let remote = remote_spec(&url, endpoint, region)?;
         snapstore::remote_checkout_to_file(&remote, &spec, &path, names.as_deref(), &|_| {})
     })
     .map(|r| json(&r))
@@ -453,11 +447,20 @@ pub fn remote_gc(
     region: Option<String>,
 ) -> PyResult<String> {
     py.detach(|| {
-        let remote = RemoteSpec::new(&url)?
-            .with_endpoint(endpoint)
-            .with_region(region);
+        let remote = remote_spec(&url, endpoint, region)?;
         snapstore::remote_gc(&remote, dry_run, std::time::Duration::from_secs(grace_s))
     })
     .map(|r| json(&r))
     .map_err(|e| to_py(py, e))
+}
+
+/// A remote's URL with the S3 endpoint and region a call gave (the AWS environment's otherwise).
+fn remote_spec(
+    url: &str,
+    endpoint: Option<String>,
+    region: Option<String>,
+) -> snapstore::Result<RemoteSpec> {
+    Ok(RemoteSpec::new(url)?
+        .with_endpoint(endpoint)
+        .with_region(region))
 }

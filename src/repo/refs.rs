@@ -347,21 +347,16 @@ mod tests {
         }
     }
 
-    fn records_read(f: impl FnOnce()) -> usize {
-        OBJECT_RECORDS_READ.with(|c| c.set(0));
-        f();
-        OBJECT_RECORDS_READ.with(|c| c.get())
-    }
-
-    /// Resolving a full id or a prefix reads the index records under that prefix, not every
-    /// object record (40 snapshots and their chunks here).
-    #[test]
-    fn ids_resolve_without_scanning_the_index() {
+    /// A repository of 40 snapshots of one U32 tensor, element `i` of snapshot `k` being
+    /// `i * step + k`, and their ids in commit order.
+    fn forty_commits(step: u32) -> (tempfile::TempDir, Repo, Vec<ObjectId>) {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repo::init(dir.path()).unwrap();
         let mut ids = Vec::new();
         for k in 0..40u32 {
-            let data: Vec<u8> = (0..64u32).flat_map(|i| (i * 7 + k).to_le_bytes()).collect();
+            let data: Vec<u8> = (0..64u32)
+                .flat_map(|i| (i * step + k).to_le_bytes())
+                .collect();
             let t = TensorInput {
                 name: "w".into(),
                 dtype: crate::Dtype::U32,
@@ -373,6 +368,20 @@ mod tests {
                 .unwrap();
             ids.push(r.snapshot);
         }
+        (dir, repo, ids)
+    }
+
+    fn records_read(f: impl FnOnce()) -> usize {
+        OBJECT_RECORDS_READ.with(|c| c.set(0));
+        f();
+        OBJECT_RECORDS_READ.with(|c| c.get())
+    }
+
+    /// Resolving a full id or a prefix reads the index records under that prefix, not every
+    /// object record (40 snapshots and their chunks here).
+    #[test]
+    fn ids_resolve_without_scanning_the_index() {
+        let (_dir, repo, ids) = forty_commits(7);
         let total = records_read(|| {
             repo.index().unwrap().all_locations().unwrap();
         });
@@ -391,22 +400,7 @@ mod tests {
     /// looked up by key. The same checkout by the id written as text reads a record to resolve.
     #[test]
     fn checkout_by_id_reads_no_object_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Repo::init(dir.path()).unwrap();
-        let mut ids = Vec::new();
-        for k in 0..40u32 {
-            let data: Vec<u8> = (0..64u32).flat_map(|i| (i * 5 + k).to_le_bytes()).collect();
-            let t = TensorInput {
-                name: "w".into(),
-                dtype: crate::Dtype::U32,
-                shape: vec![64],
-                data: &data,
-            };
-            let r = repo
-                .commit_tensors(&[t], None, &CommitOptions::default())
-                .unwrap();
-            ids.push(r.snapshot);
-        }
+        let (dir, repo, ids) = forty_commits(5);
         let out = dir.path().join("out.safetensors");
         for id in &ids {
             let by_text = repo.checkout(&id.hex(), None).unwrap();
