@@ -90,23 +90,19 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
     if data.is_empty() {
         return (Entropy::Stored, Vec::new());
     }
-    let rans = profile::time_bytes(Stage::Rans, data.len());
-    let counts = super::rans::histogram(data);
-    let estimate = super::rans::estimated_size(&counts);
-    drop(rans);
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
-    if !(choice == CodecChoice::Auto && rans_alone(data, estimate)) {
-        let _zstd = profile::time_bytes(Stage::Zstd, data.len());
-        if let Ok(z) = zstd_compress(data) {
-            if z.len() < best.2 {
-                best = (Entropy::Zstd, None, z.len());
-                best.1 = Some(z);
-            }
+    let zstd = profile::time_bytes(Stage::Zstd, data.len());
+    if let Ok(z) = zstd_compress(data) {
+        if z.len() < best.2 {
+            best = (Entropy::Zstd, None, z.len());
+            best.1 = Some(z);
         }
     }
-    let _rans = profile::time_bytes(Stage::Rans, 0);
+    drop(zstd);
+    let _rans = profile::time_bytes(Stage::Rans, data.len());
+    let counts = super::rans::histogram(data);
     // The order-0 estimate is cheap; run rANS only where it can win.
-    let rans_may_win = estimate < best.2;
+    let rans_may_win = super::rans::estimated_size(&counts) < best.2;
     if let Some(r) = rans_may_win
         .then(|| super::rans::encode_counted(data, &counts, best.2))
         .flatten()
@@ -130,19 +126,6 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
         (kind, Some(bytes), _) => (kind, bytes),
         _ => (Entropy::Stored, data.to_vec()),
     }
-}
-
-/// True when a section goes to rANS without trying Zstd: rANS codes it to under half its size
-/// and under 70% of its bytes repeat the one before (the runs Zstd's matches feed on). Chosen
-/// from the sizes and times of both coders on every section of the three corpora, lossless and
-/// rel 0.01 (BENCHMARKS.md "Issue #15"): Zstd, run everywhere, stored 0.065% fewer bytes for a
-/// third more entropy-coding time.
-fn rans_alone(data: &[u8], rans_estimate: usize) -> bool {
-    if rans_estimate * 2 >= data.len() {
-        return false;
-    }
-    let repeats = data.windows(2).filter(|w| w[0] == w[1]).count();
-    repeats * 10 < data.len() * 7
 }
 
 thread_local! {
@@ -250,34 +233,6 @@ mod tests {
         let (kind, stored) = compress(&compressible, CodecChoice::Zstd);
         assert!(kind == Entropy::Zstd || kind == Entropy::Rans);
         assert!(stored.len() < 20);
-    }
-
-    #[test]
-    fn skewed_bytes_without_runs_skip_zstd_and_runs_do_not() {
-        // Two bits of entropy per byte, no byte equal to the one before: rANS alone.
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut prev = 255u8;
-        let skewed: Vec<u8> = (0..50_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let mut b = (x % 4) as u8;
-                if b == prev {
-                    b = (b + 1) % 4;
-                }
-                prev = b;
-                b
-            })
-            .collect();
-        let estimate = crate::codec::rans::estimated_size(&crate::codec::rans::histogram(&skewed));
-        assert!(rans_alone(&skewed, estimate));
-        assert_eq!(compress(&skewed, CodecChoice::Auto).0, Entropy::Rans);
-        // Long runs: Zstd's matches may win, so it is tried.
-        let runs: Vec<u8> = skewed.iter().flat_map(|&b| [b; 8]).collect();
-        let estimate = crate::codec::rans::estimated_size(&crate::codec::rans::histogram(&runs));
-        assert!(!rans_alone(&runs, estimate));
-        assert_eq!(compress(&runs, CodecChoice::Auto).0, Entropy::Zstd);
     }
 
     #[test]
