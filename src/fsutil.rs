@@ -9,6 +9,9 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::error::{Error, Result};
 
+mod direct;
+use direct::DirectWriter;
+
 /// Prefix of temporary files; `gc` and the next commit remove stale ones.
 pub const TEMP_PREFIX: &str = ".tmp-";
 
@@ -175,12 +178,50 @@ fn injected_failure(len: usize) -> io::Result<()> {
 pub struct AtomicFile {
     tmp: PathBuf,
     target: PathBuf,
-    file: Option<io::BufWriter<File>>,
+    file: Option<Sink>,
+}
+
+/// How an [`AtomicFile`]'s bytes reach the disk.
+enum Sink {
+    Buffered(io::BufWriter<File>),
+    /// Around the page cache, for large files written once (packs).
+    Direct(DirectWriter),
+}
+
+impl Sink {
+    fn into_file(self) -> io::Result<File> {
+        match self {
+            Sink::Buffered(w) => w.into_inner().map_err(|e| e.into_error()),
+            Sink::Direct(w) => w.finish(),
+        }
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Sink::Buffered(w) => w,
+            Sink::Direct(w) => w,
+        }
+    }
 }
 
 impl AtomicFile {
     /// Starts writing a file that will become `target`.
     pub fn create(target: &Path) -> Result<Self> {
+        Self::create_with(target, |tmp| {
+            let file = OpenOptions::new().write(true).create_new(true).open(tmp)?;
+            Ok(Sink::Buffered(io::BufWriter::with_capacity(1 << 20, file)))
+        })
+    }
+
+    /// [`AtomicFile::create`] for a large file written once: its bytes bypass the page cache
+    /// where the file system allows (`O_DIRECT`, see `fsutil/direct.rs`).
+    pub fn create_direct(target: &Path) -> Result<Self> {
+        Self::create_with(target, |tmp| {
+            DirectWriter::create_new(tmp).map(Sink::Direct)
+        })
+    }
+
+    fn create_with(target: &Path, open: impl FnOnce(&Path) -> io::Result<Sink>) -> Result<Self> {
         let dir = parent_dir(target);
         let name = target
             .file_name()
@@ -192,21 +233,19 @@ impl AtomicFile {
             unique_suffix()
         ));
         register_temp(&tmp);
-        let file = io_step("create")
-            .and_then(|_| OpenOptions::new().write(true).create_new(true).open(&tmp))
-            .map_err(|e| {
-                forget_temp(&tmp);
-                // Name what the user can fix, not our temp file.
-                if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() {
-                    let why = format!("no such directory (to write {})", target.display());
-                    return Error::io(dir, io::Error::new(io::ErrorKind::NotFound, why));
-                }
-                Error::io(&tmp, e)
-            })?;
+        let file = io_step("create").and_then(|_| open(&tmp)).map_err(|e| {
+            forget_temp(&tmp);
+            // Name what the user can fix, not our temp file.
+            if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() {
+                let why = format!("no such directory (to write {})", target.display());
+                return Error::io(dir, io::Error::new(io::ErrorKind::NotFound, why));
+            }
+            Error::io(&tmp, e)
+        })?;
         Ok(AtomicFile {
             tmp,
             target: target.to_path_buf(),
-            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            file: Some(file),
         })
     }
 
@@ -226,8 +265,7 @@ impl AtomicFile {
         io_step("flush").map_err(|e| Error::io(&self.tmp, e))?;
         let writer = self.file.take().expect("file present until commit");
         let staged = writer
-            .into_inner()
-            .map_err(|e| e.into_error())
+            .into_file()
             .and_then(|file| {
                 let _t = crate::profile::time(crate::profile::Stage::Fsync);
                 io_step("fsync").and_then(|_| file.sync_all())
@@ -260,11 +298,15 @@ impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         injected_failure(buf.len())?;
         io_step("write")?;
-        self.file.as_mut().expect("file present").write(buf)
+        self.file
+            .as_mut()
+            .expect("file present")
+            .writer()
+            .write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("file present").flush()
+        self.file.as_mut().expect("file present").writer().flush()
     }
 }
 

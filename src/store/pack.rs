@@ -75,7 +75,7 @@ pub struct PackWriter {
 impl PackWriter {
     /// Starts a pack in `dir`.
     pub fn create(dir: &Path) -> Result<Self> {
-        let mut file = AtomicFile::create(&dir.join("incoming.pack"))?;
+        let mut file = AtomicFile::create_direct(&dir.join("incoming.pack"))?;
         let mut header = MAGIC.to_vec();
         header.extend_from_slice(&PACK_VERSION.to_le_bytes());
         file.write_all(&header)
