@@ -311,10 +311,16 @@ impl<Q: Quant> Visit<Q::W> for CostVisit<'_, Q> {
     }
 }
 
-/// Under a bound, a mode's cost is estimated on bands of `BAND_ROWS` rows, one every
-/// `BAND_STRIDE` rows, each walked in the closed loop from the original row above it.
+/// A mode's cost is estimated on bands of `BAND_ROWS` rows, at least
+/// `MIN_BANDS` of them and at most `MAX_BAND_STRIDE` rows apart, each walked in the closed loop
+/// from the original row above it.
 const BAND_ROWS: usize = 4;
-const BAND_STRIDE: usize = 16;
+/// Fewest bands a frame's estimate samples ...
+const MIN_BANDS: usize = 8;
+/// ... and the most rows between two (tall frames sample an eighth of their rows).
+const MAX_BAND_STRIDE: usize = 32;
+/// Frames under this many rows run every candidate on the whole frame.
+const MIN_ESTIMATE_ROWS: usize = 32;
 /// Every mode whose estimate is within this share of the best one is run on the whole frame,
 /// and the cheapest there is kept (so a near tie is decided by the real cost).
 ///
@@ -324,10 +330,8 @@ const BAND_STRIDE: usize = 16;
 const ESTIMATE_MARGIN: f64 = 0.05;
 
 /// The modes a frame runs in the closed loop over every row, in candidate order: those the
-/// estimate cannot tell from the best. Lossless estimates are exact (the open loop over every
-/// row: reconstructions equal the input), so there the cheapest mode is returned alone, the
-/// first of equals as the closed loop would keep it. Frames under `2 * BAND_STRIDE` rows run
-/// every candidate.
+/// estimate cannot tell from the best. Frames under `MIN_ESTIMATE_ROWS` rows run every
+/// candidate.
 fn modes_to_run<Q: Quant>(
     q: &Q,
     g: Padded,
@@ -337,18 +341,16 @@ fn modes_to_run<Q: Quant>(
     scratch: &mut [Q::W],
 ) -> Vec<u8> {
     let all = candidates(first, g.c);
-    if all.len() == 1 || (!Q::EXACT && g.h < 2 * BAND_STRIDE) {
+    if all.len() == 1 || g.h < MIN_ESTIMATE_ROWS {
         return all;
     }
     let rs = g.row();
+    let band_stride = (g.h / MIN_BANDS).clamp(BAND_ROWS, MAX_BAND_STRIDE);
     let costs: Vec<u64> = all
         .iter()
         .map(|&m| {
-            if Q::EXACT {
-                return predict::estimate_cost(q, g, m, prev, xp, 0..g.h);
-            }
             let mut v = CostVisit { q, xp, cost: 0 };
-            for y0 in (BAND_STRIDE / 2..g.h).step_by(BAND_STRIDE) {
+            for y0 in (band_stride / 2..g.h).step_by(band_stride) {
                 // The padded row above real row y0 is padded row y0.
                 scratch[y0 * rs..(y0 + 1) * rs].copy_from_slice(&xp[y0 * rs..(y0 + 1) * rs]);
                 let rows = y0..(y0 + BAND_ROWS).min(g.h);
@@ -360,10 +362,6 @@ fn modes_to_run<Q: Quant>(
         })
         .collect();
     let best = *costs.iter().min().expect("at least two candidates");
-    if Q::EXACT {
-        let at = costs.iter().position(|&c| c == best).expect("the minimum");
-        return vec![all[at]];
-    }
     let limit = best as f64 * (1.0 + ESTIMATE_MARGIN);
     all.into_iter()
         .zip(costs)
@@ -466,32 +464,63 @@ fn context_shift(codes: &[i64]) -> u32 {
 }
 
 /// Splits the codes into context streams, in the order the decoder will ask for them.
-fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Vec<Vec<i64>> {
+fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Streams {
     let g = Padded {
         h: dims.h,
         w: dims.w,
         c: dims.c,
     };
     let fe = g.h * g.w * g.c;
-    let mut streams = vec![Vec::new(); CONTEXTS];
+    let row = g.w * g.c;
+    // First every element's context (a byte), then the codes dealt into streams sized up front.
+    let mut ctxs = vec![0u8; k * fe];
     let mut mags = vec![0u32; g.len()];
-    for f in 0..k {
-        let fc = &codes[f * fe..(f + 1) * fe];
-        let mut e = 0;
-        for y in 0..g.h {
-            for x in 0..g.w {
-                let p0 = g.at(y, x);
-                for ch in 0..g.c {
-                    let code = fc[e];
-                    let ctx = predict::context(&mags, g, p0 + ch, ch, shift);
-                    mags[p0 + ch] = predict::mag(code);
-                    streams[ctx].push(code);
-                    e += 1;
+    for (fc, fx) in codes.chunks_exact(fe).zip(ctxs.chunks_exact_mut(fe)) {
+        for (y, (rc, rx)) in fc
+            .chunks_exact(row)
+            .zip(fx.chunks_exact_mut(row))
+            .enumerate()
+        {
+            let mut p = g.at(y, 0);
+            for (pc, px) in rc.chunks_exact(g.c).zip(rx.chunks_exact_mut(g.c)) {
+                for (ch, (&code, ctx)) in pc.iter().zip(px.iter_mut()).enumerate() {
+                    *ctx = predict::context(&mags, g, p, ch, shift) as u8;
+                    mags[p] = predict::mag(code);
+                    p += 1;
                 }
             }
         }
     }
-    streams
+    let mut counts = [0usize; CONTEXTS];
+    for &c in &ctxs {
+        counts[c as usize] += 1;
+    }
+    // A counting sort: the streams end to end in one buffer.
+    let mut starts = [0usize; CONTEXTS + 1];
+    for i in 0..CONTEXTS {
+        starts[i + 1] = starts[i] + counts[i];
+    }
+    let mut flat = vec![0i64; codes.len()];
+    let mut next = starts;
+    for (&code, &c) in codes.iter().zip(&ctxs) {
+        let at = &mut next[c as usize];
+        flat[*at] = code;
+        *at += 1;
+    }
+    Streams { flat, starts }
+}
+
+/// The context streams of a group, end to end.
+struct Streams {
+    flat: Vec<i64>,
+    /// Stream `i` is `flat[starts[i]..starts[i + 1]]`.
+    starts: [usize; CONTEXTS + 1],
+}
+
+impl Streams {
+    fn iter(&self) -> impl Iterator<Item = &[i64]> {
+        self.starts.windows(2).map(|w| &self.flat[w[0]..w[1]])
+    }
 }
 
 fn write_section(out: &mut Vec<u8>, raw: &[u8], choice: CodecChoice) {
@@ -502,9 +531,9 @@ fn write_section(out: &mut Vec<u8>, raw: &[u8], choice: CodecChoice) {
     out.extend_from_slice(&stored);
 }
 
-fn write_streams(out: &mut Vec<u8>, streams: &[Vec<i64>], choice: CodecChoice) {
-    out.push(streams.len() as u8);
-    for s in streams {
+fn write_streams(out: &mut Vec<u8>, streams: &Streams, choice: CodecChoice) {
+    out.push(CONTEXTS as u8);
+    for s in streams.iter() {
         pack::put_varint(out, s.len() as u64);
         if s.is_empty() {
             continue;

@@ -47,8 +47,6 @@ pub(crate) trait Quant {
     type W: Mix;
     /// Bytes per element.
     const SIZE: usize;
-    /// True when every reconstruction equals its input (lossless coding).
-    const EXACT: bool = false;
     /// The working value of one element's bytes (exactly `SIZE` of them).
     fn load(&self, b: &[u8]) -> Self::W;
     /// Writes a reconstructed working value back as element bytes.
@@ -124,7 +122,6 @@ impl<const S: usize> Lossless<S> {
 impl<const S: usize> Quant for Lossless<S> {
     type W = i64;
     const SIZE: usize = S;
-    const EXACT: bool = true;
     #[inline]
     fn load(&self, b: &[u8]) -> i64 {
         self.kind.load(b)
@@ -416,62 +413,6 @@ where
     Ok(())
 }
 
-/// Open-loop estimate of what coding a frame with `mode` costs: the Elias-gamma length of each
-/// element's code (64 bits for an exception), predicted from the *original* neighbours `xp`
-/// (padded like a frame) and the previous reconstructed frame, over the rows `rows`. Where the
-/// quantizer is exact (lossless) reconstructions equal the originals, so over every row this is
-/// the closed loop's cost exactly; under a bound it is an estimate (the closed loop predicts
-/// from reconstructions that are off by up to the bound).
-pub(crate) fn estimate_cost<Q: Quant>(
-    q: &Q,
-    g: Padded,
-    mode: u8,
-    prev: &[Q::W],
-    xp: &[Q::W],
-    rows: impl Iterator<Item = usize>,
-) -> u64 {
-    let pred_kind = mode & !INTER_CHANNEL;
-    let inter = mode & INTER_CHANNEL != 0;
-    match (pred_kind, inter) {
-        (PRED_SPATIAL, false) => estimate::<Q, PRED_SPATIAL, false>(q, g, prev, xp, rows),
-        (PRED_SPATIAL, true) => estimate::<Q, PRED_SPATIAL, true>(q, g, prev, xp, rows),
-        (PRED_TEMPORAL, false) => estimate::<Q, PRED_TEMPORAL, false>(q, g, prev, xp, rows),
-        (PRED_TEMPORAL, true) => estimate::<Q, PRED_TEMPORAL, true>(q, g, prev, xp, rows),
-        (_, false) => estimate::<Q, PRED_LORENZO3, false>(q, g, prev, xp, rows),
-        (_, true) => estimate::<Q, PRED_LORENZO3, true>(q, g, prev, xp, rows),
-    }
-}
-
-fn estimate<Q: Quant, const P: u8, const INTER: bool>(
-    q: &Q,
-    g: Padded,
-    prev: &[Q::W],
-    xp: &[Q::W],
-    rows: impl Iterator<Item = usize>,
-) -> u64 {
-    let (c, rs) = (g.c, g.row());
-    let mut cost = 0u64;
-    for y in rows {
-        let row = g.at(y, 0);
-        for p0 in (row..row + g.w * c).step_by(c) {
-            let (mut res1, mut res2) = (Q::W::default(), Q::W::default());
-            for ch in 0..c {
-                let p = p0 + ch;
-                let base = base_prediction::<Q::W, P>(xp, prev, p, c, rs);
-                let pred = channel_prediction::<Q::W, INTER>(base, ch, res1, res2);
-                let x = xp[p];
-                cost += match q.encode(x, pred) {
-                    Some((code, _)) => gamma_bits(code),
-                    None => EXCEPTION_BITS,
-                };
-                res2 = res1;
-                res1 = x - base;
-            }
-        }
-    }
-    cost
-}
-
 /// What an exception counts in a mode's cost.
 pub(crate) const EXCEPTION_BITS: u64 = 64;
 
@@ -485,7 +426,7 @@ pub(crate) fn gamma_bits(code: i64) -> u64 {
 /// Context of an element from the code magnitudes already seen (`mags`, padded like the frame):
 /// W, N, NW, NE in the same channel and the previous channel of the same pixel, bucketed on a
 /// half-octave scale after `shift`. Channels after the first use their own set of contexts.
-#[inline]
+#[inline(always)]
 pub(crate) fn context(mags: &[u32], g: Padded, p: usize, ch: usize, shift: u32) -> usize {
     let (c, rs) = (g.c, g.row());
     let mut a = mags[p - c] as u64
