@@ -491,20 +491,44 @@ fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Strea
             }
         }
     }
-    let mut counts = [0usize; CONTEXTS];
-    for &c in &ctxs {
-        counts[c as usize] += 1;
+    // A counting sort: the streams end to end in one buffer. The codes are dealt as four
+    // consecutive quarters at once, each with its own counters, so that runs of one context do
+    // not wait on one counter.
+    const LANES: usize = 4;
+    let n = codes.len();
+    let quarter = n / LANES;
+    let lane_of = |j: usize| (j / quarter.max(1)).min(LANES - 1);
+    let mut counts = [[0usize; CONTEXTS]; LANES];
+    for i in 0..quarter {
+        for (l, lane) in counts.iter_mut().enumerate() {
+            lane[ctxs[l * quarter + i] as usize] += 1;
+        }
     }
-    // A counting sort: the streams end to end in one buffer.
+    for j in LANES * quarter..n {
+        counts[lane_of(j)][ctxs[j] as usize] += 1;
+    }
     let mut starts = [0usize; CONTEXTS + 1];
-    for i in 0..CONTEXTS {
-        starts[i + 1] = starts[i] + counts[i];
+    let mut next = [[0usize; CONTEXTS]; LANES];
+    for c in 0..CONTEXTS {
+        let mut at = starts[c];
+        for l in 0..LANES {
+            next[l][c] = at;
+            at += counts[l][c];
+        }
+        starts[c + 1] = at;
     }
-    let mut flat = vec![0i64; codes.len()];
-    let mut next = starts;
-    for (&code, &c) in codes.iter().zip(&ctxs) {
-        let at = &mut next[c as usize];
-        flat[*at] = code;
+    let mut flat = vec![0i64; n];
+    for i in 0..quarter {
+        for (l, lane) in next.iter_mut().enumerate() {
+            let j = l * quarter + i;
+            let at = &mut lane[ctxs[j] as usize];
+            flat[*at] = codes[j];
+            *at += 1;
+        }
+    }
+    for j in LANES * quarter..n {
+        let at = &mut next[lane_of(j)][ctxs[j] as usize];
+        flat[*at] = codes[j];
         *at += 1;
     }
     Streams { flat, starts }

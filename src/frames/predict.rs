@@ -452,14 +452,17 @@ pub(crate) const CONTEXTS_PER_SET: usize = 16;
 /// Streams in a group object.
 pub(crate) const CONTEXTS: usize = 2 * CONTEXTS_PER_SET;
 
-#[inline]
+#[inline(always)]
 fn bucket(a: u64) -> usize {
-    if a < 4 {
-        return a as usize;
-    }
-    let top = 63 - a.leading_zeros();
+    // Branch-free (small and large sums alternate unpredictably): both values, then a select.
+    let top = 63 - (a | 2).leading_zeros();
     let half = (a >> (top - 1)) & 1;
-    ((2 * top as u64 + half) as usize).min(CONTEXTS_PER_SET - 1)
+    let large = ((2 * top as u64 + half) as usize).min(CONTEXTS_PER_SET - 1);
+    if a < 4 {
+        a as usize
+    } else {
+        large
+    }
 }
 
 /// Magnitude of a code as kept for contexts.
