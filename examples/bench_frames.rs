@@ -27,7 +27,8 @@
 //! `peers.py` for sequences (original = tensor bytes).
 //!
 //! Environment: `RAYON_NUM_THREADS=1` runs snapstore on one thread (the peers are
-//! single-threaded). `SNAPSTORE_BENCH_SIM_OUT=FILE` also writes the simulated sequence as a
+//! single-threaded). `SNAPSTORE_PROFILE=1` prints each case's stage profile (`snapstore::profile`:
+//! CPU time per stage of its first commit and checkout) before the table. `SNAPSTORE_BENCH_SIM_OUT=FILE` also writes the simulated sequence as a
 //! safetensors file with one tensor `frames` F32 [64, 128, 128], so that `peers.py FILE` can run
 //! on exactly the same data.
 
@@ -35,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use snapstore::{load_png_dir, Bound, CommitOptions, FrameDtype, FrameSeq, Repo};
+use snapstore::{load_png_dir, profile, Bound, CommitOptions, FrameDtype, FrameSeq, Repo};
 
 const MB: f64 = 1e6;
 
@@ -230,6 +231,7 @@ fn measure(seq: &FrameSeq, group: usize, bound: Bound, reps: usize) -> Result<Ro
     let mut stored = Vec::new();
     let mut metrics = None;
     for rep in 0..reps {
+        profile::reset();
         let tmp = tempfile::tempdir()?;
         let repo = Repo::init(tmp.path().join("repo"))?;
         let opts = CommitOptions {
@@ -246,6 +248,12 @@ fn measure(seq: &FrameSeq, group: usize, bound: Bound, reps: usize) -> Result<Ro
         let back = repo.checkout_frames("HEAD", None)?;
         checkout_mbps.push(raw / MB / t.elapsed().as_secs_f64());
         if rep == 0 {
+            if profile::enabled() {
+                println!(
+                    "stage profile, group {group} {bound} (one commit and one checkout):\n\n{}",
+                    profile::read()
+                );
+            }
             if (back.t, back.h, back.w, back.c, back.dtype)
                 != (seq.t, seq.h, seq.w, seq.c, seq.dtype)
             {

@@ -14,7 +14,7 @@ mod predict;
 mod reader;
 mod writer;
 
-pub use codec::{decode_group, encode_group, FrameBound};
+pub use codec::{decode_group, encode_group, encode_group_reconstructed, FrameBound};
 pub use metrics::{frame_metrics, FrameMetrics};
 pub use npy::parse_npy;
 pub use reader::{load_npy, load_png_dir, FrameSeq};

@@ -72,6 +72,81 @@ pub(crate) const BIT_LEVELS: usize = 4;
 /// `|code| - BIT_LEVELS - 1` for the rest. Each bitmap byte carries eight binary decisions, so
 /// the entropy stage's byte coder can spend well under one bit on a skewed decision.
 pub(crate) fn pack_bits(codes: &[i64]) -> Vec<u8> {
+    // One bit sink per bitmap, each a local (kept in registers) rather than an indexed array.
+    let n = codes.len();
+    let mut zero = BitSink::with_capacity(n);
+    let mut sign = BitSink::with_capacity(0);
+    let mut levels: [BitSink; BIT_LEVELS] = std::array::from_fn(|_| BitSink::with_capacity(0));
+    let mut esc = Vec::new();
+    for &c in codes {
+        zero.push(c != 0);
+        if c == 0 {
+            continue;
+        }
+        sign.push(c < 0);
+        let m = c.unsigned_abs();
+        for (k, level) in levels.iter_mut().enumerate() {
+            let k = k as u64 + 1;
+            level.push(m > k);
+            if m <= k {
+                break;
+            }
+        }
+        if m > BIT_LEVELS as u64 {
+            put_varint(&mut esc, m - BIT_LEVELS as u64 - 1);
+        }
+    }
+    let mut out = Vec::new();
+    put_varint(&mut out, sign.len as u64);
+    for level in &levels {
+        put_varint(&mut out, level.len as u64);
+    }
+    zero.finish_into(&mut out);
+    sign.finish_into(&mut out);
+    for level in levels {
+        level.finish_into(&mut out);
+    }
+    out.extend_from_slice(&esc);
+    out
+}
+
+/// Bits gathered LSB first, 64 at a time.
+struct BitSink {
+    bytes: Vec<u8>,
+    acc: u64,
+    len: usize,
+}
+
+impl BitSink {
+    fn with_capacity(bits: usize) -> Self {
+        BitSink {
+            bytes: Vec::with_capacity(bits.div_ceil(8)),
+            acc: 0,
+            len: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, bit: bool) {
+        self.acc |= u64::from(bit) << (self.len % 64);
+        self.len += 1;
+        if self.len.is_multiple_of(64) {
+            self.bytes.extend_from_slice(&self.acc.to_le_bytes());
+            self.acc = 0;
+        }
+    }
+
+    /// Appends the bitmap's `len.div_ceil(8)` bytes.
+    fn finish_into(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.bytes);
+        let rest = (self.len % 64).div_ceil(8);
+        out.extend_from_slice(&self.acc.to_le_bytes()[..rest]);
+    }
+}
+
+#[cfg(test)]
+/// The first, direct form of [`pack_bits`] (one `Vec<bool>` per bitmap): the layout's reference.
+fn pack_bits_reference(codes: &[i64]) -> Vec<u8> {
     let mut maps: Vec<Vec<bool>> = vec![Vec::new(); BIT_LEVELS + 2];
     let mut esc = Vec::new();
     for &c in codes {
@@ -285,6 +360,7 @@ mod tests {
                 planes: pack_narrow(&codes, width), n: codes.len(), width: width as usize, i: 0,
             };
             prop_assert_eq!(read_all(nar, codes.len()), codes.clone());
+            prop_assert_eq!(pack_bits(&codes), pack_bits_reference(&codes));
             let bits = bits_reader(pack_bits(&codes), codes.len()).unwrap();
             prop_assert_eq!(read_all(bits, codes.len()), codes);
         }

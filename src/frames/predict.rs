@@ -152,9 +152,29 @@ pub(crate) struct IntBounded<const SIZE: usize> {
     pub(crate) e: i64,
     /// Relative bound to check (F32 images only).
     pub(crate) rel: Option<f64>,
+    /// For one-byte images: the code of every difference `x - pred` in `-255..=255` (at index
+    /// `x - pred + 255`), so the encoder's inner loop needs no division. Empty otherwise.
+    lut: Vec<i64>,
 }
 
 impl<const S: usize> IntBounded<S> {
+    /// A quantizer for images of `kind` in `[0, max]` within `e` steps, checking `rel` if given.
+    pub(crate) fn new(kind: IntKind, max: i64, e: i64, rel: Option<f64>) -> Self {
+        let step = 2 * e + 1;
+        let lut = if S == 1 && max == 255 {
+            (-255i64..=255).map(|d| (d + e).div_euclid(step)).collect()
+        } else {
+            Vec::new()
+        };
+        IntBounded {
+            kind,
+            max,
+            e,
+            rel,
+            lut,
+        }
+    }
+
     #[inline]
     fn step(&self) -> i64 {
         2 * self.e + 1
@@ -176,7 +196,15 @@ impl<const S: usize> Quant for IntBounded<S> {
     fn encode(&self, x: i64, pred: i64) -> Option<(i64, i64)> {
         let pred = pred.clamp(0, self.max);
         let s = self.step();
-        let q = (x - pred + self.e).div_euclid(s);
+        let q = if S == 1 {
+            // x and pred are both in 0..=255 when the table exists.
+            match self.lut.get((x - pred + 255) as usize) {
+                Some(&q) => q,
+                None => (x - pred + self.e).div_euclid(s),
+            }
+        } else {
+            (x - pred + self.e).div_euclid(s)
+        };
         let r = (pred + q * s).clamp(0, self.max);
         if let Some(rel) = self.rel {
             let xf = f32::from_bits(f32_from_image(x as u32));
@@ -292,33 +320,88 @@ where
     V: Visit<W>,
 {
     let pred_kind = mode & !INTER_CHANNEL;
-    let inter = mode & INTER_CHANNEL != 0;
-    let (c, rs) = (g.c, g.row());
     if pred_kind != PRED_SPATIAL && prev.len() != g.len() {
         return Err("temporal predictor without a previous frame".into());
     }
-    let mut e = 0;
-    for y in 0..g.h {
+    if cur.len() != g.len() {
+        return Err("frame buffer of the wrong size".into());
+    }
+    // One monomorphic loop per mode: no per-element dispatch on the predictor.
+    walk_rows(g, mode, prev, cur, v, 0..g.h)
+}
+
+/// [`walk_frame`] over the rows `rows` only (element indices stay those of the whole frame).
+/// The caller checks the buffers' sizes and that temporal modes have a previous frame.
+pub(crate) fn walk_rows<W, V>(
+    g: Padded,
+    mode: u8,
+    prev: &[W],
+    cur: &mut [W],
+    v: &mut V,
+    rows: std::ops::Range<usize>,
+) -> Result<(), String>
+where
+    W: Mix,
+    V: Visit<W>,
+{
+    let inter = mode & INTER_CHANNEL != 0;
+    match (mode & !INTER_CHANNEL, inter) {
+        (PRED_SPATIAL, false) => walk::<W, V, PRED_SPATIAL, false>(g, prev, cur, v, rows),
+        (PRED_SPATIAL, true) => walk::<W, V, PRED_SPATIAL, true>(g, prev, cur, v, rows),
+        (PRED_TEMPORAL, false) => walk::<W, V, PRED_TEMPORAL, false>(g, prev, cur, v, rows),
+        (PRED_TEMPORAL, true) => walk::<W, V, PRED_TEMPORAL, true>(g, prev, cur, v, rows),
+        (_, false) => walk::<W, V, PRED_LORENZO3, false>(g, prev, cur, v, rows),
+        (_, true) => walk::<W, V, PRED_LORENZO3, true>(g, prev, cur, v, rows),
+    }
+}
+
+/// The prediction of the element at padded index `p` before inter-channel correction, from
+/// the frame being reconstructed (`cur`, for W, N and NW) and the previous one.
+#[inline(always)]
+fn base_prediction<W: Mix, const P: u8>(cur: &[W], prev: &[W], p: usize, c: usize, rs: usize) -> W {
+    let (wv, nv, nwv) = (cur[p - c], cur[p - rs], cur[p - rs - c]);
+    match P {
+        PRED_SPATIAL => wv + nv - nwv,
+        PRED_TEMPORAL => prev[p],
+        _ => {
+            let lp = prev[p - c] + prev[p - rs] - prev[p - rs - c];
+            prev[p] + ((wv + nv - nwv) - lp)
+        }
+    }
+}
+
+/// The prediction of channel `ch` from its base and the residuals of the two channels before it.
+#[inline(always)]
+fn channel_prediction<W: Mix, const INTER: bool>(base: W, ch: usize, res1: W, res2: W) -> W {
+    match ch {
+        _ if !INTER => base,
+        0 => base,
+        1 => base + res1,
+        _ => base + W::mix(res1, res2),
+    }
+}
+
+fn walk<W, V, const P: u8, const INTER: bool>(
+    g: Padded,
+    prev: &[W],
+    cur: &mut [W],
+    v: &mut V,
+    rows: std::ops::Range<usize>,
+) -> Result<(), String>
+where
+    W: Mix,
+    V: Visit<W>,
+{
+    let (c, rs) = (g.c, g.row());
+    let mut e = rows.start * g.w * c;
+    for y in rows {
         for x in 0..g.w {
             let p0 = g.at(y, x);
             let (mut res1, mut res2) = (W::default(), W::default());
             for ch in 0..c {
                 let p = p0 + ch;
-                let (wv, nv, nwv) = (cur[p - c], cur[p - rs], cur[p - rs - c]);
-                let base = match pred_kind {
-                    PRED_SPATIAL => wv + nv - nwv,
-                    PRED_TEMPORAL => prev[p],
-                    _ => {
-                        let lp = prev[p - c] + prev[p - rs] - prev[p - rs - c];
-                        prev[p] + ((wv + nv - nwv) - lp)
-                    }
-                };
-                let pred = match ch {
-                    _ if !inter => base,
-                    0 => base,
-                    1 => base + res1,
-                    _ => base + W::mix(res1, res2),
-                };
+                let base = base_prediction::<W, P>(cur, prev, p, c, rs);
+                let pred = channel_prediction::<W, INTER>(base, ch, res1, res2);
                 let r = v.visit(e, p, ch, pred)?;
                 cur[p] = r;
                 res2 = res1;
@@ -330,10 +413,20 @@ where
     Ok(())
 }
 
+/// What an exception counts in a mode's cost.
+pub(crate) const EXCEPTION_BITS: u64 = 64;
+
+/// Elias-gamma length of the zigzagged code: a cheap stand-in for its entropy.
+#[inline(always)]
+pub(crate) fn gamma_bits(code: i64) -> u64 {
+    let z = (((code << 1) ^ (code >> 63)) as u64).saturating_add(1);
+    2 * u64::from(63 - z.leading_zeros()) + 1
+}
+
 /// Context of an element from the code magnitudes already seen (`mags`, padded like the frame):
 /// W, N, NW, NE in the same channel and the previous channel of the same pixel, bucketed on a
 /// half-octave scale after `shift`. Channels after the first use their own set of contexts.
-#[inline]
+#[inline(always)]
 pub(crate) fn context(mags: &[u32], g: Padded, p: usize, ch: usize, shift: u32) -> usize {
     let (c, rs) = (g.c, g.row());
     let mut a = mags[p - c] as u64
@@ -359,14 +452,17 @@ pub(crate) const CONTEXTS_PER_SET: usize = 16;
 /// Streams in a group object.
 pub(crate) const CONTEXTS: usize = 2 * CONTEXTS_PER_SET;
 
-#[inline]
+#[inline(always)]
 fn bucket(a: u64) -> usize {
-    if a < 4 {
-        return a as usize;
-    }
-    let top = 63 - a.leading_zeros();
+    // Branch-free (small and large sums alternate unpredictably): both values, then a select.
+    let top = 63 - (a | 2).leading_zeros();
     let half = (a >> (top - 1)) & 1;
-    ((2 * top as u64 + half) as usize).min(CONTEXTS_PER_SET - 1)
+    let large = ((2 * top as u64 + half) as usize).min(CONTEXTS_PER_SET - 1);
+    if a < 4 {
+        a as usize
+    } else {
+        large
+    }
 }
 
 /// Magnitude of a code as kept for contexts.
@@ -410,12 +506,7 @@ mod tests {
 
     #[test]
     fn integer_bound_is_exact() {
-        let q = IntBounded::<1> {
-            kind: IntKind::U8,
-            max: 255,
-            e: 2,
-            rel: None,
-        };
+        let q = IntBounded::<1>::new(IntKind::U8, 255, 2, None);
         for x in 0..256 {
             for pred in [-300, -1, 0, 7, 128, 254, 255, 256, 999] {
                 let (code, r) = q.encode(x, pred).unwrap();
