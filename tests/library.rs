@@ -1077,3 +1077,64 @@ fn reads_between_many_commits_never_fail() {
         assert_eq!(repo.log(None, Some(1)).unwrap().len(), 1, "step {step}");
     }
 }
+
+/// A handle keeps its last checkout decoded and applies the next checkout's deltas to it. The
+/// kept chunks are known by their tensor's reconstruction hash, not their object id: two
+/// tensors that move less than the bound both code to one all-zero delta object, decoded
+/// against different references.
+#[test]
+fn checkouts_through_one_handle_equal_fresh_ones() {
+    for bound in [Bound::Lossless, "rel:0.01".parse().unwrap()] {
+        let (dir, repo) = new_repo();
+        let mut rng = Rng::new(11);
+        let shape = [3000u64];
+        let mut tensors = [
+            Tensor::f32(&mut rng, "moving", &shape, 1.0),
+            Tensor::f32(&mut rng, "still_a", &shape, 1.0),
+            Tensor::f32(&mut rng, "still_b", &shape, 2.0),
+        ];
+        let options = CommitOptions {
+            bound: Some(bound),
+            chunk_bytes: 4096,
+            ..opts("step")
+        };
+        let mut ids = Vec::new();
+        for _ in 0..6 {
+            for (t, step) in tensors.iter_mut().zip([1e-2, 1e-5, 1e-5]) {
+                let mut v = bytes_to_f32(&t.data);
+                for x in &mut v {
+                    *x *= 1.0 + step * rng.unit();
+                }
+                t.data = f32_to_bytes(&v);
+            }
+            let report = repo.commit_tensors(&inputs(&tensors), None, &options);
+            ids.push(report.expect("commit").snapshot);
+        }
+        let fresh = || {
+            Repo::open(dir.path().join("repo"))
+                .unwrap()
+                .with_checkout_cache(0)
+        };
+        let expected: Vec<Vec<Tensor>> = ids
+            .iter()
+            .map(|id| checkout_sorted(&fresh(), &id.hex()))
+            .collect();
+        // In order (each builds on the last), backwards, then skipping about.
+        let handle = Repo::open(dir.path().join("repo")).unwrap();
+        for k in (0..6).chain((0..6).rev()).chain([3, 1, 5, 0, 5, 2]) {
+            assert_eq!(
+                checkout_sorted(&handle, &ids[k].hex()),
+                expected[k],
+                "snapshot {k} under {bound}"
+            );
+        }
+        // The file checkout takes the same path.
+        let path = dir.path().join("out.safetensors");
+        handle.checkout_to_file(ids[4].hex().as_str(), &path, None).unwrap();
+        let file = snapstore::SafetensorsFile::open(&path).unwrap();
+        for t in &expected[4] {
+            let info = file.header().tensors.iter().find(|i| i.name == t.name).unwrap();
+            assert_eq!(file.tensor_bytes(info), &t.data[..], "{} from the file", t.name);
+        }
+    }
+}

@@ -193,8 +193,12 @@ fn open(
         Some(dir) => Repo::open(dir)?,
         None => Repo::discover(".")?,
     };
-    // One command per process: a decoded tip kept for a next commit would only cost a copy.
-    let repo = repo.with_backend(backend).with_tip_cache(0);
+    // One command per process: a decoded tip or checkout kept for a next one would only cost a
+    // copy.
+    let repo = repo
+        .with_backend(backend)
+        .with_tip_cache(0)
+        .with_checkout_cache(0);
     Ok(match bars {
         Some(b) => {
             let b = b.clone();

@@ -10,6 +10,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use super::checkout_cache::Collector;
 use super::reader::ObjectReader;
 use super::refs::{resolve_rev, Rev};
 use super::Repo;
@@ -108,12 +109,20 @@ impl Repo {
             .collect();
         let total = entries.iter().map(|e| e.len).sum();
         let mut done = 0;
-        decode_tensors(&p.reader, &p.snapshot, &entries, &mut |t, bytes| {
-            data[t].extend_from_slice(bytes);
-            done += bytes.len() as u64;
-            self.report("checkout", done, total);
-            Ok(())
-        })?;
+        let remember = self.checkouts.collector();
+        decode_tensors(
+            &p.reader,
+            &p.snapshot,
+            &entries,
+            Some(&remember),
+            &mut |t, bytes| {
+                data[t].extend_from_slice(bytes);
+                done += bytes.len() as u64;
+                self.report("checkout", done, total);
+                Ok(())
+            },
+        )?;
+        self.checkouts.replace(remember);
         let tensors = entries
             .iter()
             .zip(data)
@@ -142,9 +151,15 @@ impl Repo {
     ) -> Result<CheckoutReport> {
         let started = Instant::now();
         let p = self.prepare_checkout(rev.into(), names)?;
-        let mut r = write_prepared(p, path.as_ref(), names.is_some(), &|done, total| {
-            self.report("checkout", done, total)
-        })?;
+        let remember = self.checkouts.collector();
+        let mut r = write_prepared(
+            p,
+            path.as_ref(),
+            names.is_some(),
+            Some(&remember),
+            &|done, total| self.report("checkout", done, total),
+        )?;
+        self.checkouts.replace(remember);
         r.seconds = started.elapsed().as_secs_f64();
         Ok(r)
     }
@@ -157,6 +172,7 @@ pub(crate) fn write_prepared(
     p: Prepared,
     path: &Path,
     some: bool,
+    remember: Option<&Collector>,
     progress: &dyn Fn(u64, u64),
 ) -> Result<CheckoutReport> {
     let started = Instant::now();
@@ -194,7 +210,7 @@ pub(crate) fn write_prepared(
     write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
     let total = order.iter().map(|e| e.len).sum();
     let mut done = 0;
-    decode_tensors(&p.reader, &p.snapshot, &order, &mut |_, chunk| {
+    decode_tensors(&p.reader, &p.snapshot, &order, remember, &mut |_, chunk| {
         done += chunk.len() as u64;
         progress(done, total);
         out.write_all(chunk).map_err(|err| Error::io(path, err))
@@ -245,6 +261,7 @@ pub(crate) fn decode_tensors(
     reader: &ObjectReader,
     snapshot: &ObjectId,
     entries: &[&TensorEntry],
+    remember: Option<&Collector>,
     sink: &mut dyn FnMut(usize, &[u8]) -> Result<()>,
 ) -> Result<()> {
     let jobs: Vec<(usize, usize)> = entries
@@ -259,6 +276,9 @@ pub(crate) fn decode_tensors(
             .take()
             .unwrap_or_else(|| (blake3::Hasher::new(), 0));
         if total != e.len || ObjectId::from(h.finalize()) != e.hash {
+            if let Some(c) = remember {
+                c.discard(e);
+            }
             return Err(Error::HashMismatch {
                 tensor: e.name.clone(),
                 snapshot: snapshot.hex(),
@@ -285,6 +305,9 @@ pub(crate) fn decode_tensors(
             h.update(d);
             *total += d.len() as u64;
             drop(hash);
+            if let Some(c) = remember {
+                c.offer(entries[t], i, d);
+            }
             let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
             sink(t, d)?;
             if i + 1 == entries[t].chunks.len() {

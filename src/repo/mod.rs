@@ -1,6 +1,7 @@
 //! A repository on disk and the operations on it. Each submodule is one family of commands.
 
 mod checkout;
+mod checkout_cache;
 mod commit;
 mod frames;
 mod history;
@@ -24,6 +25,7 @@ use crate::fsutil;
 use crate::gpu::backend::{Backend, BackendChoice, LazyBackend};
 use crate::store::index::Index;
 
+use checkout_cache::CheckoutCache;
 use tip_cache::TipCache;
 
 pub(crate) use checkout::{select_entries, write_prepared, Prepared};
@@ -55,6 +57,10 @@ pub const DEFAULT_KEYFRAME_EVERY: u32 = 32;
 /// Default bound of the decoded last commit a [`Repo`] keeps for the next one
 /// ([`Repo::with_tip_cache`]): one coding window.
 pub const DEFAULT_TIP_CACHE_BYTES: usize = 64 << 20;
+
+/// Bytes of the last checkout a handle keeps decoded by default (see
+/// [`Repo::with_checkout_cache`]).
+const DEFAULT_CHECKOUT_CACHE_BYTES: usize = 64 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct FormatFile {
@@ -95,6 +101,8 @@ pub struct Repo {
     backend: Arc<LazyBackend>,
     /// The last commit made through this handle (or a clone of it), decoded.
     tip: Arc<TipCache>,
+    /// The last checkout made through this handle (or a clone of it), decoded and verified.
+    checkouts: Arc<CheckoutCache>,
     /// Told how long operations advance, if anyone asked.
     progress: Option<ProgressFn>,
 }
@@ -111,6 +119,7 @@ impl Repo {
             dir,
             backend: default_backend(),
             tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
+            checkouts: Arc::new(CheckoutCache::new(DEFAULT_CHECKOUT_CACHE_BYTES)),
             progress: None,
         };
         {
@@ -151,6 +160,7 @@ impl Repo {
             dir,
             backend: default_backend(),
             tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
+            checkouts: Arc::new(CheckoutCache::new(DEFAULT_CHECKOUT_CACHE_BYTES)),
             progress: None,
         })
     }
@@ -192,6 +202,14 @@ impl Repo {
     /// [`DEFAULT_TIP_CACHE_BYTES`]; 0 turns it off, as the CLI does: one commit per process).
     pub fn with_tip_cache(mut self, bytes: usize) -> Repo {
         self.tip = Arc::new(TipCache::new(bytes));
+        self
+    }
+
+    /// The same repository keeping at most `bytes` of its last checkout decoded (64 MiB by
+    /// default), so a checkout of a later snapshot applies its deltas to those chunks instead of
+    /// decoding their chain again; 0 turns it off, as the CLI does: one checkout per process.
+    pub fn with_checkout_cache(mut self, bytes: usize) -> Repo {
+        self.checkouts = Arc::new(CheckoutCache::new(bytes));
         self
     }
 
@@ -244,7 +262,7 @@ impl Repo {
             BackendChoice::Auto => Arc::new(CpuQuant),
             _ => self.backend.clone(),
         };
-        ObjectReader::with_engine(self.packs_dir(), engine)
+        ObjectReader::with_engine(self.packs_dir(), engine).with_known(self.checkouts.known())
     }
 
     /// The repository directory.

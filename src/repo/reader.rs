@@ -14,6 +14,8 @@ use crate::store::manifest::{Manifest, TensorEntry, TensorRef};
 use crate::store::object_id::ObjectId;
 use crate::store::pack::{ObjectKind, PackReader};
 
+use super::checkout_cache::{self, KnownChunks};
+
 /// Plain lattice deltas applied in one pass over a chunk: their decoded codes are held together
 /// (4 bytes per element each), so the pass is bounded to keep memory at a few chunks per thread.
 const LATTICE_RUN: usize = 8;
@@ -28,6 +30,8 @@ pub(crate) struct ObjectReader {
     preloaded: HashMap<ObjectId, Arc<Vec<u8>>>,
     /// Runs the dequantizer of lossy chunks.
     engine: Arc<dyn QuantEngine>,
+    /// Chunks a verified checkout through the same handle decoded (none by default).
+    known: KnownChunks,
 }
 
 impl ObjectReader {
@@ -45,7 +49,14 @@ impl ObjectReader {
             packs: Mutex::new(HashMap::new()),
             preloaded: HashMap::new(),
             engine,
+            known: KnownChunks::default(),
         }
+    }
+
+    /// The same reader taking decoded chunks from `known` instead of decoding them again.
+    pub fn with_known(mut self, known: KnownChunks) -> Self {
+        self.known = known;
+        self
     }
 
     /// Reads (and caches) a snapshot manifest.
@@ -159,6 +170,9 @@ impl ObjectReader {
 
     /// Decodes chunk `i` of `entry`, decoding its reference chunk first where needed.
     pub fn decode_chunk(&self, entry: &TensorEntry, i: usize) -> Result<Vec<u8>> {
+        if let Some(bytes) = checkout_cache::lookup(&self.known, entry, i) {
+            return Ok(bytes);
+        }
         let what = || format!("chunk {i} of tensor {:?}", entry.name);
         let cref = entry
             .chunks
@@ -250,6 +264,9 @@ impl ObjectReader {
                     what(current),
                     "reference tensor has another layout",
                 ));
+            }
+            if let Some(bytes) = checkout_cache::lookup(&self.known, ref_entry, i) {
+                break bytes;
             }
             let cref = ref_entry
                 .chunks
