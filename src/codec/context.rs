@@ -68,14 +68,21 @@ pub fn classes(kind: FloatKind, reference: &[u8], top: u16) -> (Vec<u8>, usize) 
         return (vec![0; n], 1);
     }
     let special = logquant::exponent_max(kind);
+    // `class_of` of every exponent field value, looked up per element.
+    let by_exponent: Vec<u8> = (0..=special).map(|e| class_of(e, special, top)).collect();
     let mut class = Vec::with_capacity(n);
-    logquant::for_each_exponent(kind, reference, |e| class.push(class_of(e, special, top)));
+    logquant::for_each_exponent(kind, reference, |e| class.push(by_exponent[usize::from(e)]));
     (class, MAX_CLASSES)
 }
 
 /// The codes of each class, in element order.
 pub fn split(codes: &[i32], classes: &[u8], count: usize) -> Vec<Vec<i32>> {
-    let mut streams = vec![Vec::new(); count];
+    // Each stream allocated once, at its final size.
+    let mut sizes = vec![0usize; count];
+    for &k in &classes[..codes.len().min(classes.len())] {
+        sizes[usize::from(k)] += 1;
+    }
+    let mut streams: Vec<Vec<i32>> = sizes.into_iter().map(Vec::with_capacity).collect();
     for (&c, &k) in codes.iter().zip(classes) {
         streams[usize::from(k)].push(c);
     }
