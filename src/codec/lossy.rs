@@ -391,6 +391,49 @@ fn rle_decode_upto(bytes: &[u8], limit: usize) -> CodecResult<Vec<i32>> {
     Ok(out)
 }
 
+/// [`rle_decode_upto`] into [`logquant::Codes`]: narrow when every code fits a byte (so a run
+/// keeps one width per level), decoded straight into bytes until a code does not fit. The same
+/// codes and the same errors as `rle_decode_upto`.
+fn rle_decode_codes(bytes: &[u8], limit: usize) -> CodecResult<logquant::Codes> {
+    let mut out: Vec<i8> = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        // One-byte tokens (runs under 64, codes within +-16) without the varint loop.
+        let t = match bytes[pos] {
+            b if b < 0x80 => {
+                pos += 1;
+                u64::from(b)
+            }
+            _ => get_varint(bytes, &mut pos)?,
+        };
+        if t & 1 == 1 {
+            let run = (t >> 1) as usize;
+            if run > limit - out.len() {
+                return Err(CodecError::RunPastChunk);
+            }
+            out.resize(out.len() + run, 0);
+        } else {
+            if out.len() == limit {
+                return Err(CodecError::TooManyCodes);
+            }
+            let z = (t >> 1) as u32;
+            let m = ((z >> 1) as i32) ^ -((z & 1) as i32);
+            match i8::try_from(m) {
+                Ok(m) => out.push(m),
+                Err(_) => {
+                    // A wide code: the rest as `rle_decode_upto` decodes it, after what is done.
+                    let mut wide: Vec<i32> = out.iter().map(|&m| i32::from(m)).collect();
+                    wide.push(m);
+                    let rest = rle_decode_upto(&bytes[pos..], limit - wide.len())?;
+                    wide.extend(rest);
+                    return Ok(logquant::Codes::Wide(wide));
+                }
+            }
+        }
+    }
+    Ok(logquant::Codes::Narrow(out))
+}
+
 fn rle_decode(bytes: &[u8], n: usize) -> CodecResult<Vec<i32>> {
     let out = rle_decode_upto(bytes, n)?;
     if out.len() != n {
@@ -925,14 +968,7 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
 
 fn code_stream_decode(bytes: &[u8]) -> CodecResult<logquant::Codes> {
     match bytes.split_first() {
-        Some((0, rle)) => {
-            let codes = rle_decode_upto(rle, super::chunk::MAX_CHUNK_BYTES)?;
-            // Narrow when every code fits, so a run keeps one width per level.
-            match codes.iter().map(|&m| i8::try_from(m)).collect() {
-                Ok(narrow) => Ok(logquant::Codes::Narrow(narrow)),
-                Err(_) => Ok(logquant::Codes::Wide(codes)),
-            }
-        }
+        Some((0, rle)) => rle_decode_codes(rle, super::chunk::MAX_CHUNK_BYTES),
         Some((1, planes)) => Ok(logquant::Codes::Narrow(
             planes.iter().map(|&b| b as i8).collect(),
         )),
@@ -1311,5 +1347,78 @@ mod tests {
                 let _ = decode(&CpuQuant, Dtype::F32, p, Some(&[0u8; 64]));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod speed_probe {
+    use super::*;
+    use crate::codec::chunk::read_chunk;
+    fn cpu_ms() -> f64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
+    }
+    #[test]
+    #[ignore]
+    fn probe_decode_run() {
+        let n = 1 << 18;
+        let mut z = 7u64;
+        let mut rnd = || {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            ((z >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+        };
+        let mut x: Vec<f32> = (0..n).map(|_| (0.05 * rnd()) as f32).collect();
+        let (mut objs, mut recons): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
+        let mut enc = 0.0;
+        for _ in 0..16 {
+            let basis = match recons.last() {
+                None => Basis::Keyframe,
+                Some(p) => Basis::Parent(p),
+            };
+            let bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let c = cpu_ms();
+            let (obj, r, _) = encode(
+                &CpuQuant,
+                Dtype::F32,
+                Bound::Rel(0.01),
+                &bytes,
+                basis,
+                Rounding::Lattice,
+                CodecChoice::Auto,
+            )
+            .unwrap();
+            enc += cpu_ms() - c;
+            objs.push(obj);
+            recons.push(r);
+            for v in x.iter_mut() {
+                *v += (2e-4 * rnd()) as f32;
+            }
+        }
+        let mut best = f64::MAX;
+        let mut run_only = f64::MAX;
+        for _ in 0..5 {
+            let run: Vec<_> = objs[1..].iter().map(|o| read_chunk(o).unwrap()).collect();
+            let c = cpu_ms();
+            let out = decode_lattice_run(Dtype::F32, recons[0].clone(), run).unwrap();
+            best = best.min(cpu_ms() - c);
+            assert_eq!(&out, recons.last().unwrap());
+            let run: Vec<_> = objs[1..].iter().map(|o| read_chunk(o).unwrap()).collect();
+            let kind = FloatKind::F32;
+            let parts: Vec<_> = run
+                .into_iter()
+                .map(|c| lattice_parts(kind, c).unwrap())
+                .collect();
+            let c = cpu_ms();
+            apply_lattice_parts(kind, recons[0].clone(), &parts).unwrap();
+            run_only = run_only.min(cpu_ms() - c);
+        }
+        let levels = 15.0 * n as f64;
+        println!("encode {:.1} ms total ({:.1} ns/elem); decode run of 15: {best:.2} ms = {:.2} ns per element-level; apply only {run_only:.2} ms = {:.2} ns", enc, enc * 1e6 / (16.0 * n as f64), best * 1e6 / levels, run_only * 1e6 / levels);
     }
 }
