@@ -1845,9 +1845,13 @@ pub fn rescue_exceptions(
 /// Order-0 (empirical) entropy of a code slice in bits per element; 0 for an
 /// empty slice.
 pub fn code_entropy_bits(codes: &[i32]) -> f64 {
-    let (Some(&lo), Some(&hi)) = (codes.iter().min(), codes.iter().max()) else {
+    if codes.is_empty() {
         return 0.0;
-    };
+    }
+    // One pass for both ends.
+    let (lo, hi) = codes
+        .iter()
+        .fold((i32::MAX, i32::MIN), |(lo, hi), &c| (lo.min(c), hi.max(c)));
     let n = codes.len() as f64;
     let term = |c: u64| {
         if c == 0 {

@@ -298,14 +298,26 @@ fn sign_reference(kind: FloatKind, target: &[u8]) -> Vec<u8> {
         FloatKind::F32 => &[0x00, 0x00, 0x80, 0x3f],
         FloatKind::F64 => &[0, 0, 0, 0, 0, 0, 0xf0, 0x3f],
     };
-    let w = kind.size();
-    let mut out = Vec::with_capacity(target.len());
-    for e in target.chunks_exact(w) {
-        let neg = e[w - 1] & 0x80;
-        out.extend_from_slice(&one[..w - 1]);
-        out.push(one[w - 1] | neg);
+    // Whole elements of a width known at compile time: no copy call per element.
+    fn fill<const W: usize>(one: &[u8], target: &[u8]) -> Vec<u8> {
+        let one: [u8; W] = one.try_into().expect("one element");
+        let mut out = vec![0u8; target.len()];
+        for (o, e) in out
+            .as_chunks_mut::<W>()
+            .0
+            .iter_mut()
+            .zip(target.as_chunks::<W>().0)
+        {
+            *o = one;
+            o[W - 1] |= e[W - 1] & 0x80;
+        }
+        out
     }
-    out
+    match kind.size() {
+        2 => fill::<2>(one, target),
+        4 => fill::<4>(one, target),
+        _ => fill::<8>(one, target),
+    }
 }
 
 fn pack_signs(kind: FloatKind, target: &[u8]) -> Vec<u8> {
@@ -326,12 +338,13 @@ fn unpack_sign_reference(kind: FloatKind, bits: &[u8], n: usize) -> CodecResult<
             elements: n,
         });
     }
+    // `sign_reference` of elements whose top bytes carry the signs, written directly.
     let w = kind.size();
-    let mut fake = vec![0u8; n * w];
-    for i in 0..n {
-        fake[i * w + w - 1] = ((bits[i / 8] >> (i % 8)) & 1) << 7;
+    let mut out = sign_reference(kind, &vec![0u8; n * w]);
+    for (i, o) in out.chunks_exact_mut(w).enumerate() {
+        o[w - 1] |= ((bits[i / 8] >> (i % 8)) & 1) << 7;
     }
-    Ok(sign_reference(kind, &fake))
+    Ok(out)
 }
 
 /// Zero-run RLE of codes into varints: an odd token `2k+1` is a run of `k` zeros, an even token
@@ -373,7 +386,7 @@ fn rle_decode_upto(bytes: &[u8], limit: usize) -> CodecResult<Vec<i32>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
-        let t = get_varint(bytes, &mut pos)?;
+        let t = next_token(bytes, &mut pos)?;
         if t & 1 == 1 {
             let run = (t >> 1) as usize;
             if run > limit - out.len() {
@@ -391,6 +404,19 @@ fn rle_decode_upto(bytes: &[u8], limit: usize) -> CodecResult<Vec<i32>> {
     Ok(out)
 }
 
+/// The next varint of an RLE stream (`pos < bytes.len()`): one-byte tokens (runs under 64, codes
+/// within +-16, most of them) without the varint loop.
+#[inline(always)]
+fn next_token(bytes: &[u8], pos: &mut usize) -> CodecResult<u64> {
+    match bytes[*pos] {
+        b if b < 0x80 => {
+            *pos += 1;
+            Ok(u64::from(b))
+        }
+        _ => get_varint(bytes, pos),
+    }
+}
+
 /// [`rle_decode_upto`] into [`logquant::Codes`]: narrow when every code fits a byte (so a run
 /// keeps one width per level), decoded straight into bytes until a code does not fit. The same
 /// codes and the same errors as `rle_decode_upto`.
@@ -398,14 +424,7 @@ fn rle_decode_codes(bytes: &[u8], limit: usize) -> CodecResult<logquant::Codes> 
     let mut out: Vec<i8> = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
-        // One-byte tokens (runs under 64, codes within +-16) without the varint loop.
-        let t = match bytes[pos] {
-            b if b < 0x80 => {
-                pos += 1;
-                u64::from(b)
-            }
-            _ => get_varint(bytes, &mut pos)?,
-        };
+        let t = next_token(bytes, &mut pos)?;
         if t & 1 == 1 {
             let run = (t >> 1) as usize;
             if run > limit - out.len() {
@@ -642,8 +661,7 @@ pub fn encode(
             // The stats below read the codes: move them only after.
             vec![std::mem::take(&mut q.codes)]
         } else {
-            let (classes, count) = context::classes(kind, &reference, top);
-            context::split(&q.codes, &classes, count)
+            context::split_by_reference(kind, &reference, top, &q.codes)
         };
         let before = sections.len();
         sections.extend(streams.iter().map(|c| code_stream_section(c, choice)));
@@ -1402,7 +1420,7 @@ mod speed_probe {
         }
         let mut best = f64::MAX;
         let mut run_only = f64::MAX;
-        for _ in 0..5 {
+        for _ in 0..25 {
             let run: Vec<_> = objs[1..].iter().map(|o| read_chunk(o).unwrap()).collect();
             let c = cpu_ms();
             let out = decode_lattice_run(Dtype::F32, recons[0].clone(), run).unwrap();
