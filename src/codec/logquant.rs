@@ -566,7 +566,7 @@ impl Mode for Rel {
         // of `ln` there.
         let r = a / b;
         // Float compares (NaN fails both), so that a loop of these vectorizes.
-        let normal = r >= f64::MIN_POSITIVE && r <= f64::MAX;
+        let normal = (f64::MIN_POSITIVE..=f64::MAX).contains(&r);
         let est = ln_fast(r) * inv_step;
         if normal {
             est
@@ -2800,7 +2800,7 @@ mod tests {
 
     /// The encoder as it was before its two-pass form: `encode_one` on every element that
     /// differs from its reference, with the exact (libm) estimate.
-    pub(super) fn encode_element_by_element(
+    fn encode_element_by_element(
         kind: FloatKind,
         target: &[u8],
         reference: &[u8],
@@ -3359,61 +3359,5 @@ mod tests {
                 );
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod speed_probe {
-    use super::*;
-    fn cpu_ms() -> f64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
-    }
-    #[test]
-    #[ignore]
-    fn probe_quantize() {
-        let n = 1 << 21;
-        let mut z = 1u64;
-        let mut rnd = || {
-            z ^= z << 13;
-            z ^= z >> 7;
-            z ^= z << 17;
-            ((z >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        };
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        for _ in 0..n {
-            let v = (0.02 * rnd()) as f32;
-            let w = v * (1.0 + 0.03 * rnd() as f32);
-            b.extend_from_slice(&v.to_le_bytes());
-            a.extend_from_slice(&w.to_le_bytes());
-        }
-        let t = PowerTable::lattice(ErrorBound::Relative(0.01), 4523).unwrap();
-        let mut best = f64::MAX;
-        for _ in 0..7 {
-            let c = cpu_ms();
-            let q = quantize(FloatKind::F32, &a, &b, &t).unwrap();
-            best = best.min(cpu_ms() - c);
-            std::hint::black_box(q);
-        }
-        let mut old = f64::MAX;
-        for _ in 0..5 {
-            let c = cpu_ms();
-            let q = super::tests::encode_element_by_element(FloatKind::F32, &a, &b, &t);
-            old = old.min(cpu_ms() - c);
-            std::hint::black_box(q);
-        }
-        println!("old: {old:.2} ms");
-        let zeros = quantize(FloatKind::F32, &a, &b, &t)
-            .unwrap()
-            .0
-            .codes
-            .iter()
-            .filter(|&&c| c == 0)
-            .count();
-        println!("quantize F32 lattice delta: {best:.2} ms for {n} elements = {:.1} ns/elem = {:.0} MB/s; zero share {:.2}", best * 1e6 / n as f64, 4.0 * n as f64 / best / 1e3, zeros as f64 / n as f64);
     }
 }
