@@ -891,8 +891,8 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
     let off = p.max_code as i32;
     let mut est = [0f64; ENCODE_BLOCK];
     let (mut av, mut bv) = ([0f64; ENCODE_BLOCK], [0f64; ENCODE_BLOCK]);
-    // Elements left to `encode_one`, ascending.
-    let mut slow: Vec<u32> = Vec::new();
+    // Elements left to the candidates after the first, ascending, with their fast estimates.
+    let mut slow: Vec<(u32, f64)> = Vec::new();
     for (blk, (((ta, rb), cs), os)) in ts
         .chunks(ENCODE_BLOCK)
         .zip(rs.chunks(ENCODE_BLOCK))
@@ -926,6 +926,7 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
                     && M::within::<K>(b, a, p.eps_check));
             // `encode_one`'s first candidate, `round(est)`, when it is in the table and the fast
             // estimate is far enough from a half-integer to round as the exact one does.
+            let est_fast = e;
             let in_range = e.abs() < (1u32 << 30) as f64;
             let e = if in_range { e } else { 0.0 };
             let m0 = round_small(e);
@@ -939,7 +940,7 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
             *c = if keep { 0 } else { m0 };
             *o = K::to_raw(if keep { b_bits } else { x });
             if !(keep || passes) {
-                slow.push((base + k) as u32);
+                slow.push(((base + k) as u32, est_fast));
             }
         }
     }
@@ -947,10 +948,11 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
         codes,
         ..QuantizedChunk::default()
     };
-    for &i in &slow {
+    for &(i, e) in &slow {
         let i = i as usize;
         let (ta, rb) = (ts[i], rs[i]);
-        match encode_one::<K, M>(i, K::load(ta), K::load(rb), p) {
+        let (a_bits, b_bits) = (K::load(ta), K::load(rb));
+        match encode_rest::<K, M>(i, a_bits, b_bits, e, p) {
             Some((m, x_bits)) => {
                 q.codes[i] = m;
                 outs[i] = K::to_raw(x_bits);
@@ -964,6 +966,37 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
         }
     }
     (q, recon)
+}
+
+/// [`encode_one`] of an element that [`encode_nearest`]'s first pass did not settle (its bits differ
+/// from the reference's, which does not meet the bound when the table keeps references), given
+/// its fast estimate `e`. When `e` is further than its tolerance from every half-integer and
+/// integer, the exact estimate rounds to the same `m0` and lies on the same side of it, so
+/// `encode_one`'s candidates are tried with `e` (no libm `ln`); otherwise `encode_one` runs.
+#[inline(always)]
+fn encode_rest<K: Elem, M: Mode>(
+    i: usize,
+    a_bits: u64,
+    b_bits: u64,
+    e: f64,
+    p: &Params<'_>,
+) -> Option<(i32, u64)> {
+    let tol = M::estimate_tolerance(e, p.inv_step);
+    if e.abs() < (1u32 << 30) as f64 {
+        let frac = (e - f64::from(e as i32)).abs();
+        if (frac - 0.5).abs() > tol && frac > tol && 1.0 - frac > tol {
+            let m0 = round_small(e);
+            if m0.unsigned_abs() > p.max_code.saturating_add(1) {
+                return None;
+            }
+            let (a, b) = (K::widen(a_bits), K::widen(b_bits));
+            let second = if e >= f64::from(m0) { 1 } else { -1 };
+            return [m0, m0 + second, m0 - second]
+                .into_iter()
+                .find_map(|m| try_code::<K, M>(m, a, b, b_bits, p).map(|x| (m, x)));
+        }
+    }
+    encode_one::<K, M>(i, a_bits, b_bits, p)
 }
 
 /// Codes every element with `code_one(i, a_bits, b_bits)`: `Some((code, reconstruction bits))`,
