@@ -890,8 +890,10 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
     let off = p.max_code as i32;
     let mut est = [0f64; ENCODE_BLOCK];
     let (mut av, mut bv) = ([0f64; ENCODE_BLOCK], [0f64; ENCODE_BLOCK]);
-    // Elements left to the candidates after the first, ascending, with their fast estimates.
-    let mut slow: Vec<(u32, f64)> = Vec::new();
+    // Elements of the block left to the candidates after the first, ascending, with their fast
+    // estimates (at most a block: memory stays bounded whatever the chunk).
+    let mut slow: Vec<(usize, f64)> = Vec::with_capacity(ENCODE_BLOCK);
+    let (mut exception_positions, mut exception_values) = (Vec::new(), Vec::new());
     for (blk, (((ta, rb), cs), os)) in ts
         .chunks(ENCODE_BLOCK)
         .zip(rs.chunks(ENCODE_BLOCK))
@@ -939,31 +941,30 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
             *c = if keep { 0 } else { m0 };
             *o = K::to_raw(if keep { b_bits } else { x });
             if !(keep || passes) {
-                slow.push(((base + k) as u32, est_fast));
+                slow.push((k, est_fast));
+            }
+        }
+        for (k, e) in slow.drain(..) {
+            let (a_bits, b_bits) = (K::load(ta[k]), K::load(rb[k]));
+            match encode_rest::<K, M>(base + k, a_bits, b_bits, e, p) {
+                Some((m, x_bits)) => {
+                    cs[k] = m;
+                    os[k] = K::to_raw(x_bits);
+                }
+                None => {
+                    cs[k] = 0;
+                    os[k] = ta[k];
+                    exception_positions.push((base + k) as u32);
+                    exception_values.extend_from_slice(ta[k].as_ref());
+                }
             }
         }
     }
-    let mut q = QuantizedChunk {
+    let q = QuantizedChunk {
         codes,
-        ..QuantizedChunk::default()
+        exception_positions,
+        exception_values,
     };
-    for &(i, e) in &slow {
-        let i = i as usize;
-        let (ta, rb) = (ts[i], rs[i]);
-        let (a_bits, b_bits) = (K::load(ta), K::load(rb));
-        match encode_rest::<K, M>(i, a_bits, b_bits, e, p) {
-            Some((m, x_bits)) => {
-                q.codes[i] = m;
-                outs[i] = K::to_raw(x_bits);
-            }
-            None => {
-                q.codes[i] = 0;
-                outs[i] = ta;
-                q.exception_positions.push(i as u32);
-                q.exception_values.extend_from_slice(ta.as_ref());
-            }
-        }
-    }
     (q, recon)
 }
 
