@@ -62,20 +62,58 @@ pub fn stream_count(n: usize) -> usize {
 /// The stream of every element (`0` = largest `|B'|`, exponent field at or above `top`; one
 /// stream per binade below it) and the number of streams (one for a chunk too small to split).
 /// Zero, subnormal and non-finite references go to the last stream. Integer operations only.
+#[cfg(test)]
 pub fn classes(kind: FloatKind, reference: &[u8], top: u16) -> (Vec<u8>, usize) {
     let n = reference.len() / kind.size();
     if stream_count(n) == 1 {
         return (vec![0; n], 1);
     }
     let special = logquant::exponent_max(kind);
+    // `class_of` of every exponent field value, looked up per element.
+    let by_exponent: Vec<u8> = (0..=special).map(|e| class_of(e, special, top)).collect();
     let mut class = Vec::with_capacity(n);
-    logquant::for_each_exponent(kind, reference, |e| class.push(class_of(e, special, top)));
+    logquant::for_each_exponent(kind, reference, |e| class.push(by_exponent[usize::from(e)]));
     (class, MAX_CLASSES)
 }
 
+/// The codes of each class of `reference`'s elements (`class_of` their exponent fields under
+/// `top`; one stream for a chunk too small to split), in element order: two passes over the
+/// exponent fields, the stream sizes first, then every code pushed to its stream.
+pub fn split_by_reference(
+    kind: FloatKind,
+    reference: &[u8],
+    top: u16,
+    codes: &[i32],
+) -> Vec<Vec<i32>> {
+    let n = reference.len() / kind.size();
+    if stream_count(n) == 1 {
+        return vec![codes.to_vec()];
+    }
+    let special = logquant::exponent_max(kind);
+    let by_exponent: Vec<u8> = (0..=special).map(|e| class_of(e, special, top)).collect();
+    let mut sizes = [0usize; MAX_CLASSES];
+    logquant::for_each_exponent(kind, reference, |e| {
+        sizes[usize::from(by_exponent[usize::from(e)])] += 1
+    });
+    let mut streams: Vec<Vec<i32>> = sizes.into_iter().map(Vec::with_capacity).collect();
+    let mut codes = codes.iter();
+    logquant::for_each_exponent(kind, reference, |e| {
+        if let Some(&c) = codes.next() {
+            streams[usize::from(by_exponent[usize::from(e)])].push(c);
+        }
+    });
+    streams
+}
+
 /// The codes of each class, in element order.
+#[cfg(test)]
 pub fn split(codes: &[i32], classes: &[u8], count: usize) -> Vec<Vec<i32>> {
-    let mut streams = vec![Vec::new(); count];
+    // Each stream allocated once, at its final size.
+    let mut sizes = vec![0usize; count];
+    for &k in &classes[..codes.len().min(classes.len())] {
+        sizes[usize::from(k)] += 1;
+    }
+    let mut streams: Vec<Vec<i32>> = sizes.into_iter().map(Vec::with_capacity).collect();
     for (&c, &k) in codes.iter().zip(classes) {
         streams[usize::from(k)].push(c);
     }
@@ -106,6 +144,23 @@ mod tests {
         assert_eq!((c[5], c[6], c[7]), (7, 7, 0));
         let small = classes(FloatKind::F32, &f32s(&v[..100]), 127);
         assert_eq!(small, (vec![0; 100], 1));
+    }
+
+    #[test]
+    fn split_by_reference_is_split_of_classes() {
+        let v: Vec<f32> = (0..20_000)
+            .map(|i| 2f32.powi(-(i % 13)) * if i % 3 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        let r = f32s(&v);
+        let codes: Vec<i32> = (0..20_000).map(|i| (i * 31 % 17) - 8).collect();
+        for (bytes, top) in [(&r[..], top(FloatKind::F32, &r)), (&r[..400], 127)] {
+            let n = bytes.len() / 4;
+            let (c, count) = classes(FloatKind::F32, bytes, top);
+            assert_eq!(
+                split_by_reference(FloatKind::F32, bytes, top, &codes[..n]),
+                split(&codes[..n], &c, count)
+            );
+        }
     }
 
     #[test]

@@ -528,6 +528,18 @@ trait Mode {
     const ZERO_TARGET_OK: bool;
     /// Unrounded code estimate; NaN when the element cannot be coded.
     fn estimate(a: f64, b: f64, inv_step: f64) -> f64;
+    /// A cheaper estimate for the encoder's first candidate: within `estimate_tolerance` of
+    /// [`Mode::estimate`] when finite; NaN where it cannot say (the caller then uses `estimate`).
+    fn estimate_fast(a: f64, b: f64, inv_step: f64) -> f64;
+    /// How far [`Mode::estimate_fast`] may lie from [`Mode::estimate`] at an estimate `est`.
+    fn estimate_tolerance(est: f64, inv_step: f64) -> f64;
+    /// [`Mode::estimate_fast`] of every `(a[k], b[k])` into `out[k]` (equal lengths), bit for bit.
+    #[inline(always)]
+    fn estimates_fast(a: &[f64], b: &[f64], inv_step: f64, out: &mut [f64]) {
+        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+            *o = Self::estimate_fast(a, b, inv_step);
+        }
+    }
     /// The single decode operation.
     fn apply(b: f64, t: f64) -> f64;
     /// Encoder check of the (already dtype-rounded) reconstruction `x` against `a`.
@@ -547,6 +559,38 @@ impl Mode for Rel {
         // a valid-looking ratio may overflow to inf or underflow to 0; no finite
         // table entry can represent it, so an exception is right there too.
         (a / b).ln() * inv_step
+    }
+    #[inline(always)]
+    fn estimate_fast(a: f64, b: f64, inv_step: f64) -> f64 {
+        // The same ratio as `estimate`; `ln_fast` is within 2e-13 of `ln` where it is a positive
+        // normal number, and the estimate is NaN elsewhere (NaN fails both compares).
+        let r = a / b;
+        let normal = (f64::MIN_POSITIVE..=f64::MAX).contains(&r);
+        let est = ln_fast(r) * inv_step;
+        if normal {
+            est
+        } else {
+            f64::NAN
+        }
+    }
+    #[inline(always)]
+    fn estimates_fast(a: &[f64], b: &[f64], inv_step: f64, out: &mut [f64]) {
+        // SAFETY: SSE2 is part of every x86_64 CPU (the target's baseline), so the function's
+        // target feature is always there; it reads and writes only through slices.
+        #[cfg(target_arch = "x86_64")]
+        let done = unsafe { rel_estimates_sse2(a, b, inv_step, out) };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        for ((o, &a), &b) in out[done..].iter_mut().zip(&a[done..]).zip(&b[done..]) {
+            *o = Self::estimate_fast(a, b, inv_step);
+        }
+    }
+    #[inline(always)]
+    fn estimate_tolerance(est: f64, inv_step: f64) -> f64 {
+        // `ln_fast` lies within 2e-13 of ln(r) and libm's `ln` within an ulp (1.1e-13 at |ln|
+        // <= 745): their estimates differ by at most inv_step * 3.1e-13 plus the two roundings
+        // of the product (an ulp of `est`). The tolerance is 750 times the first and 16 ulps.
+        inv_step * LN_FAST_TOLERANCE + est.abs() * f64::EPSILON * 16.0
     }
     #[inline(always)]
     fn apply(b: f64, t: f64) -> f64 {
@@ -574,6 +618,14 @@ impl Mode for Abs {
         }
     }
     #[inline(always)]
+    fn estimate_fast(a: f64, b: f64, inv_step: f64) -> f64 {
+        Self::estimate(a, b, inv_step)
+    }
+    #[inline(always)]
+    fn estimate_tolerance(_est: f64, _inv_step: f64) -> f64 {
+        0.0
+    }
+    #[inline(always)]
     fn apply(b: f64, t: f64) -> f64 {
         b + t
     }
@@ -581,6 +633,103 @@ impl Mode for Abs {
     fn within<K: Elem>(x: f64, a: f64, eps_check: f64) -> bool {
         (x - a).abs() <= eps_check
     }
+}
+
+/// `ln(2)` rounded to `f64`.
+const LN_2: f64 = std::f64::consts::LN_2;
+/// The bits of `sqrt(1/2)` rounded to `f64`: mantissas are reduced to `[sqrt(1/2), sqrt(2))`.
+const SQRT_HALF_BITS: u64 = 0x3fe6_a09e_667f_3bcd;
+/// A bound on `|ln_fast(r) - ln(r)|` for every positive normal `r`, five times the proven one
+/// (see [`ln_fast`]).
+#[cfg(test)]
+const LN_FAST_ERROR: f64 = 1e-12;
+/// `2^-32`: the encoder's tolerance per unit of `inv_step` between the fast and the libm
+/// estimate, about 750 times their proven difference (`Mode::estimate_tolerance`).
+const LN_FAST_TOLERANCE: f64 = 1.0 / (1u64 << 32) as f64;
+
+/// `ln(r)` for a positive normal `r` to within 2e-13 absolute, branch-free (the encoder only
+/// orders its candidates with it, and falls back to `f64::ln` near a rounding boundary).
+///
+/// `r = m * 2^k` with `m` in `[sqrt(1/2), sqrt(2))` (an exact exponent change); with
+/// `s = (m - 1) / (m + 1)`, `|s| <= 0.1716`, `ln(m) = 2 atanh(s) = 2 (s + s^3/3 + ... )`, cut after
+/// `s^15/15`: the rest is below `2 s^17 / 17 / (1 - s^2) < 1.2e-14`. The roundings of `s`, the
+/// polynomial and the sum add a few ulps of `ln(m)` (`|ln m| <= 0.35`), and `k * LN_2` (`|k| <=
+/// 1075`) is off by at most `1075 * 2.3e-17` plus two half-ulps of a value below 746 (1.2e-13):
+/// in all below 2e-13. The test `ln_fast_is_within_its_bound` checks it on three million values
+/// against libm (itself within an ulp, 1.1e-13).
+#[inline(always)]
+fn ln_fast(r: f64) -> f64 {
+    let bits = r.to_bits();
+    // The exponent that takes `r` into `[sqrt(1/2), sqrt(2))`, by logical shifts only (an
+    // arithmetic shift of 64-bit lanes would keep the loop from vectorizing): the sum is positive
+    // for every positive `r` (garbage, but no panic, for other bits).
+    let k = (bits.wrapping_add(0x400 << 52).wrapping_sub(SQRT_HALF_BITS) >> 52) as i32 - 0x400;
+    let m = f64::from_bits(bits.wrapping_sub((k as i64 as u64) << 52));
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let poly = 1.0
+        + z * (1.0 / 3.0
+            + z * (1.0 / 5.0
+                + z * (1.0 / 7.0
+                    + z * (1.0 / 9.0 + z * (1.0 / 11.0 + z * (1.0 / 13.0 + z * (1.0 / 15.0)))))));
+    (2.0 * s) * poly + f64::from(k) * LN_2
+}
+
+/// `Rel::estimate_fast` of pairs of elements in SSE2 lanes (part of every x86_64 CPU): the same
+/// operations in the same order as [`ln_fast`], each correctly rounded per lane, so the same
+/// bits. Returns how many leading elements it did (all but an odd last one).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn rel_estimates_sse2(a: &[f64], b: &[f64], inv_step: f64, out: &mut [f64]) -> usize {
+    use std::arch::x86_64::*;
+    let pd = _mm_set1_pd;
+    let offset = _mm_set1_epi64x((0x400u64 << 52).wrapping_sub(SQRT_HALF_BITS) as i64);
+    let mut done = 0;
+    for ((o, a), b) in out
+        .chunks_exact_mut(2)
+        .zip(a.chunks_exact(2))
+        .zip(b.chunks_exact(2))
+    {
+        let r = _mm_div_pd(_mm_set_pd(a[1], a[0]), _mm_set_pd(b[1], b[0]));
+        let bits = _mm_castpd_si128(r);
+        // k + 0x400 in the low bits of each 64-bit lane.
+        let kq = _mm_srli_epi64::<52>(_mm_add_epi64(bits, offset));
+        let k = _mm_sub_epi64(kq, _mm_set1_epi64x(0x400));
+        let m = _mm_castsi128_pd(_mm_sub_epi64(bits, _mm_slli_epi64::<52>(k)));
+        let s = _mm_div_pd(_mm_sub_pd(m, pd(1.0)), _mm_add_pd(m, pd(1.0)));
+        let z = _mm_mul_pd(s, s);
+        let mut poly = pd(1.0 / 15.0);
+        for c in [
+            1.0 / 13.0,
+            1.0 / 11.0,
+            1.0 / 9.0,
+            1.0 / 7.0,
+            1.0 / 5.0,
+            1.0 / 3.0,
+            1.0,
+        ] {
+            poly = _mm_add_pd(pd(c), _mm_mul_pd(z, poly));
+        }
+        // k as f64: the low 32 bits of each lane, converted, less 0x400 (all exact).
+        let kf = _mm_sub_pd(
+            _mm_cvtepi32_pd(_mm_shuffle_epi32::<0b10_00_10_00>(kq)),
+            pd(1024.0),
+        );
+        let ln = _mm_add_pd(
+            _mm_mul_pd(_mm_mul_pd(pd(2.0), s), poly),
+            _mm_mul_pd(kf, pd(LN_2)),
+        );
+        let est = _mm_mul_pd(ln, pd(inv_step));
+        let normal = _mm_and_pd(
+            _mm_cmpge_pd(r, pd(f64::MIN_POSITIVE)),
+            _mm_cmple_pd(r, pd(f64::MAX)),
+        );
+        let est = _mm_or_pd(_mm_and_pd(normal, est), _mm_andnot_pd(normal, pd(f64::NAN)));
+        o[0] = _mm_cvtsd_f64(est);
+        o[1] = _mm_cvtsd_f64(_mm_unpackhi_pd(est, est));
+        done += 2;
+    }
+    done
 }
 
 struct Params<'a> {
@@ -690,6 +839,11 @@ fn encode<K: Elem, M: Mode>(
     table: &PowerTable,
 ) -> (QuantizedChunk, Vec<u8>) {
     let p = Params::new(table);
+    match (p.dither, p.keep_reference) {
+        (false, true) => return encode_nearest::<K, M, true>(target, reference, &p),
+        (false, false) => return encode_nearest::<K, M, false>(target, reference, &p),
+        (true, _) => {}
+    }
     code_each::<K>(target, reference, |i, a_bits, b_bits| {
         // Identical bits: code 0, the reconstruction holds B' already.
         if a_bits == b_bits {
@@ -698,6 +852,151 @@ fn encode<K: Elem, M: Mode>(
             encode_one::<K, M>(i, a_bits, b_bits, &p)
         }
     })
+}
+
+/// Elements [`encode_nearest`] estimates at once (a few KiB of estimates: stays in L1).
+const ENCODE_BLOCK: usize = 512;
+
+/// `round(est)` (halves away from zero, as `f64::round`) for `|est| < 2^30`, without a libm call
+/// or a branch: `est - trunc(est)` is exact there.
+#[inline(always)]
+fn round_small(est: f64) -> i32 {
+    let t = est as i32;
+    let f = est - f64::from(t);
+    t + i32::from(f >= 0.5) - i32::from(f <= -0.5)
+}
+
+/// [`encode_one`] for every element of a non-dithered table, in two passes per block with the
+/// same result: the estimates first (one loop with no branch on the data, [`Mode::estimate_fast`]:
+/// its `round` equals that of the exact estimate unless it lies within its tolerance of a
+/// half-integer, and those elements are left to `encode_one`), then every element
+/// whose bits equal the reference's, whose reference meets the bound (when the table keeps
+/// references), or whose first candidate `m0 = round(est)` passes the exact decode-and-check is
+/// settled by selects, and only the others (a failed first candidate, an estimate out of range,
+/// an exception) go through [`encode_one`]. `encode_one` takes `m0` whenever it passes, so both
+/// passes give the same codes and reconstructions bit for bit.
+fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
+    target: &[u8],
+    reference: &[u8],
+    p: &Params<'_>,
+) -> (QuantizedChunk, Vec<u8>) {
+    debug_assert_eq!(KEEP_REFERENCE, p.keep_reference);
+    let ts = K::chunks(target);
+    let rs = K::chunks(reference);
+    let mut codes = vec![0i32; ts.len()];
+    let mut recon = vec![0u8; reference.len()];
+    let outs = K::chunks_mut(&mut recon);
+    let table = p.table;
+    let off = p.max_code as i32;
+    let mut est = [0f64; ENCODE_BLOCK];
+    let (mut av, mut bv) = ([0f64; ENCODE_BLOCK], [0f64; ENCODE_BLOCK]);
+    // Elements of the block left to the candidates after the first, ascending, with their fast
+    // estimates (at most a block: memory stays bounded whatever the chunk).
+    let mut slow: Vec<(usize, f64)> = Vec::with_capacity(ENCODE_BLOCK);
+    let (mut exception_positions, mut exception_values) = (Vec::new(), Vec::new());
+    for (blk, (((ta, rb), cs), os)) in ts
+        .chunks(ENCODE_BLOCK)
+        .zip(rs.chunks(ENCODE_BLOCK))
+        .zip(codes.chunks_mut(ENCODE_BLOCK))
+        .zip(outs.chunks_mut(ENCODE_BLOCK))
+        .enumerate()
+    {
+        let est = &mut est[..ta.len()];
+        let (av, bv) = (&mut av[..ta.len()], &mut bv[..ta.len()]);
+        for (((x, y), &a), &b) in av.iter_mut().zip(bv.iter_mut()).zip(ta).zip(rb) {
+            (*x, *y) = (K::widen(K::load(a)), K::widen(K::load(b)));
+        }
+        M::estimates_fast(av, bv, p.inv_step, est);
+        let base = blk * ENCODE_BLOCK;
+        for (k, ((((&ta, &rb), &e), c), o)) in ta
+            .iter()
+            .zip(rb)
+            .zip(est.iter())
+            .zip(cs.iter_mut())
+            .zip(os.iter_mut())
+            .enumerate()
+        {
+            let (a_bits, b_bits) = (K::load(ta), K::load(rb));
+            let (a, b) = (K::widen(a_bits), K::widen(b_bits));
+            // Code 0 whatever the estimate: identical bits, or a reference that meets the bound
+            // (the first test of `encode_one`).
+            let keep = (a_bits == b_bits)
+                | (KEEP_REFERENCE
+                    && a.is_finite()
+                    && (M::ZERO_TARGET_OK || a != 0.0)
+                    && M::within::<K>(b, a, p.eps_check));
+            // `encode_one`'s first candidate, `round(est)`, when it is in the table and the fast
+            // estimate is far enough from a half-integer to round as the exact one does.
+            let est_fast = e;
+            let in_range = e.abs() < (1u32 << 30) as f64;
+            let e = if in_range { e } else { 0.0 };
+            let m0 = round_small(e);
+            let frac = e - f64::from(e as i32);
+            let clear = (frac.abs() - 0.5).abs() > M::estimate_tolerance(e, p.inv_step);
+            let usable = in_range & clear & (m0.unsigned_abs() <= p.max_code);
+            let t = table[(if usable { m0 + off } else { off }) as usize];
+            let x = K::narrow(M::apply(b, t));
+            let x = if m0 == 0 { b_bits } else { x };
+            let passes = usable & M::within::<K>(K::widen(x), a, p.eps_check);
+            *c = if keep { 0 } else { m0 };
+            *o = K::to_raw(if keep { b_bits } else { x });
+            if !(keep || passes) {
+                slow.push((k, est_fast));
+            }
+        }
+        for (k, e) in slow.drain(..) {
+            let (a_bits, b_bits) = (K::load(ta[k]), K::load(rb[k]));
+            match encode_rest::<K, M>(base + k, a_bits, b_bits, e, p) {
+                Some((m, x_bits)) => {
+                    cs[k] = m;
+                    os[k] = K::to_raw(x_bits);
+                }
+                None => {
+                    cs[k] = 0;
+                    os[k] = ta[k];
+                    exception_positions.push((base + k) as u32);
+                    exception_values.extend_from_slice(ta[k].as_ref());
+                }
+            }
+        }
+    }
+    let q = QuantizedChunk {
+        codes,
+        exception_positions,
+        exception_values,
+    };
+    (q, recon)
+}
+
+/// [`encode_one`] of an element that [`encode_nearest`]'s first pass did not settle (its bits differ
+/// from the reference's, which does not meet the bound when the table keeps references), given
+/// its fast estimate `e`. When `e` is further than its tolerance from every half-integer and
+/// integer, the exact estimate rounds to the same `m0` and lies on the same side of it, so
+/// `encode_one`'s candidates are tried with `e` (no libm `ln`); otherwise `encode_one` runs.
+#[inline(always)]
+fn encode_rest<K: Elem, M: Mode>(
+    i: usize,
+    a_bits: u64,
+    b_bits: u64,
+    e: f64,
+    p: &Params<'_>,
+) -> Option<(i32, u64)> {
+    let tol = M::estimate_tolerance(e, p.inv_step);
+    if e.abs() < (1u32 << 30) as f64 {
+        let frac = (e - f64::from(e as i32)).abs();
+        if (frac - 0.5).abs() > tol && frac > tol && 1.0 - frac > tol {
+            let m0 = round_small(e);
+            if m0.unsigned_abs() > p.max_code.saturating_add(1) {
+                return None;
+            }
+            let (a, b) = (K::widen(a_bits), K::widen(b_bits));
+            let second = if e >= f64::from(m0) { 1 } else { -1 };
+            return [m0, m0 + second, m0 - second]
+                .into_iter()
+                .find_map(|m| try_code::<K, M>(m, a, b, b_bits, p).map(|x| (m, x)));
+        }
+    }
+    encode_one::<K, M>(i, a_bits, b_bits, p)
 }
 
 /// Codes every element with `code_one(i, a_bits, b_bits)`: `Some((code, reconstruction bits))`,
@@ -773,6 +1072,30 @@ pub fn exponent_max(kind: FloatKind) -> u16 {
         FloatKind::BF16 => Bf16Elem::EXP_MAX,
         FloatKind::F32 => F32Elem::EXP_MAX,
         FloatKind::F64 => F64Elem::EXP_MAX,
+    }
+}
+
+/// Positions, ascending, of the elements of `target` whose exponent field is all zeros or all
+/// ones (zero, subnormal, infinite, NaN) and whose bits differ from `recon`'s (equal lengths).
+pub fn special_mismatches(kind: FloatKind, target: &[u8], recon: &[u8]) -> Vec<u32> {
+    fn each<K: Elem>(target: &[u8], recon: &[u8]) -> Vec<u32> {
+        let mut out = Vec::new();
+        let max = u64::from(K::EXP_MAX);
+        for (i, (&t, &r)) in K::chunks(target).iter().zip(K::chunks(recon)).enumerate() {
+            let (t, r) = (K::load(t), K::load(r));
+            let e = (t >> K::EXP_SHIFT) & max;
+            // One rarely taken branch: the flags are combined without short-circuits.
+            if (t != r) & ((e == 0) | (e == max)) {
+                out.push(i as u32);
+            }
+        }
+        out
+    }
+    match kind {
+        FloatKind::F16 => each::<F16Elem>(target, recon),
+        FloatKind::BF16 => each::<Bf16Elem>(target, recon),
+        FloatKind::F32 => each::<F32Elem>(target, recon),
+        FloatKind::F64 => each::<F64Elem>(target, recon),
     }
 }
 
@@ -1555,9 +1878,13 @@ pub fn rescue_exceptions(
 /// Order-0 (empirical) entropy of a code slice in bits per element; 0 for an
 /// empty slice.
 pub fn code_entropy_bits(codes: &[i32]) -> f64 {
-    let (Some(&lo), Some(&hi)) = (codes.iter().min(), codes.iter().max()) else {
+    if codes.is_empty() {
         return 0.0;
-    };
+    }
+    // One pass for both ends.
+    let (lo, hi) = codes
+        .iter()
+        .fold((i32::MAX, i32::MIN), |(lo, hi), &c| (lo.min(c), hi.max(c)));
     let n = codes.len() as f64;
     let term = |c: u64| {
         if c == 0 {
@@ -2504,8 +2831,163 @@ mod tests {
         Ok(recon_bits)
     }
 
+    /// The encoder as it was before its two-pass form: `encode_one` on every element that
+    /// differs from its reference, with the exact (libm) estimate.
+    fn encode_element_by_element(
+        kind: FloatKind,
+        target: &[u8],
+        reference: &[u8],
+        table: &PowerTable,
+    ) -> (QuantizedChunk, Vec<u8>) {
+        fn each<K: Elem, M: Mode>(
+            target: &[u8],
+            reference: &[u8],
+            table: &PowerTable,
+        ) -> (QuantizedChunk, Vec<u8>) {
+            let p = Params::new(table);
+            code_each::<K>(target, reference, |i, a_bits, b_bits| {
+                if a_bits == b_bits {
+                    Some((0, b_bits))
+                } else {
+                    encode_one::<K, M>(i, a_bits, b_bits, &p)
+                }
+            })
+        }
+        by_kind_and_mode!(kind, table.bound, each(target, reference, table))
+    }
+
+    #[test]
+    fn ln_fast_is_within_its_bound() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        let mut worst = 0f64;
+        let mut check = |r: f64| {
+            let err = (ln_fast(r) - r.ln()).abs();
+            worst = worst.max(err);
+            assert!(err <= LN_FAST_ERROR, "ln_fast({r:e}) off by {err:e}");
+        };
+        for _ in 0..1_000_000 {
+            // Any positive normal: a random exponent field in 1..=2046 and mantissa.
+            let bits = (rng.next() % 2046 + 1) << 52 | (rng.next() >> 12);
+            check(f64::from_bits(bits));
+            // Ratios near 1, where the codes of neighbouring epochs lie.
+            check(1.0 + rng.sym() * 0.1);
+            check(1.0 + rng.sym() * 1e-9);
+        }
+        for bits in [
+            1u64 << 52,
+            0x7fef_ffff_ffff_ffff,
+            SQRT_HALF_BITS,
+            SQRT_HALF_BITS - 1,
+            SQRT_HALF_BITS + 1,
+            SQRT_HALF_BITS + (1 << 52),
+            SQRT_HALF_BITS + (1 << 52) - 1,
+            1.0f64.to_bits(),
+            1.0f64.to_bits() - 1,
+            1.0f64.to_bits() + 1,
+        ] {
+            check(f64::from_bits(bits));
+        }
+        // The proven bound (2e-13) plus libm's own ulp.
+        assert!(worst < 3.2e-13, "worst {worst:e}");
+    }
+
+    #[test]
+    fn sse2_estimates_are_the_scalar_ones_bit_for_bit() {
+        let mut rng = Rng(0x0bad_cafe_f00d_1234);
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for k in 0..20_001 {
+            let x = f64::from_bits((rng.next() % 2046 + 1) << 52 | (rng.next() >> 12));
+            let y = match k % 4 {
+                0 => x * (1.0 + rng.sym() * 0.05),
+                1 => f64::from_bits((rng.next() % 2046 + 1) << 52 | (rng.next() >> 12)),
+                2 => -x,
+                _ => [0.0, f64::NAN, f64::INFINITY, 1e-310][k / 4 % 4],
+            };
+            a.push(x);
+            b.push(y);
+        }
+        let mut out = vec![0.0; a.len()];
+        Rel::estimates_fast(&a, &b, 50.25, &mut out);
+        for k in 0..a.len() {
+            let one = Rel::estimate_fast(a[k], b[k], 50.25);
+            assert_eq!(out[k].to_bits(), one.to_bits(), "{} / {}", a[k], b[k]);
+        }
+    }
+
+    /// Elements whose fast estimate lies near a half-integer go to the exact path, so the
+    /// estimates that sit on a rounding boundary still give the exact path's codes.
+    #[test]
+    fn estimates_on_rounding_boundaries_match_the_exact_encoder() {
+        for bound in [ErrorBound::Relative(0.01), ErrorBound::Relative(1e-4)] {
+            let ErrorBound::Relative(eps) = bound else {
+                unreachable!()
+            };
+            let step = (1.0 + eps) * (1.0 + eps);
+            for table in [
+                PowerTable::new(bound, 4000).unwrap(),
+                PowerTable::lattice(bound, 4000).unwrap(),
+            ] {
+                let (mut ta, mut rb) = (Vec::new(), Vec::new());
+                for k in 1..400 {
+                    let b = 0.37 + k as f64 * 1e-3;
+                    // A target just around the (k mod 7 + 1/2)-th step above or below b.
+                    let e = (k % 7) as f64 + 0.5;
+                    let e = if k % 2 == 0 { e } else { -e };
+                    for d in [-1e-9, -1e-12, 0.0, 1e-12, 1e-9] {
+                        let a = b * step.powf(e + d);
+                        ta.push(a.to_bits());
+                        rb.push(b.to_bits());
+                        ta.push(u64::from((a as f32).to_bits()));
+                        rb.push(u64::from((b as f32).to_bits()));
+                    }
+                }
+                for kind in [FloatKind::F64, FloatKind::F32] {
+                    let keep: Vec<(u64, u64)> = ta
+                        .iter()
+                        .zip(&rb)
+                        .filter(|(a, _)| (kind == FloatKind::F64) == (**a > u64::from(u32::MAX)))
+                        .map(|(&a, &b)| (a, b))
+                        .collect();
+                    let a: Vec<u64> = keep.iter().map(|p| p.0).collect();
+                    let b: Vec<u64> = keep.iter().map(|p| p.1).collect();
+                    let (tb, rbb) = (to_bytes(kind, &a), to_bytes(kind, &b));
+                    assert_eq!(
+                        quantize(kind, &tb, &rbb, &table).unwrap(),
+                        encode_element_by_element(kind, &tb, &rbb, &table),
+                        "{kind:?} {bound:?}"
+                    );
+                }
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(384))]
+
+        /// The two-pass encoder gives the element-by-element encoder's codes, exceptions and
+        /// reconstruction bit for bit, for every kind, bound mode, rounding and code range.
+        #[test]
+        fn fast_encoder_equals_element_by_element(
+            kind in kind_strategy(),
+            bound in bound_strategy(),
+            max_code in max_code_strategy(),
+            lattice in any::<bool>(),
+            recipes in prop::collection::vec(recipe(), 0..1200),
+        ) {
+            let table = if lattice {
+                PowerTable::lattice(bound, max_code).unwrap()
+            } else {
+                PowerTable::new(bound, max_code).unwrap()
+            };
+            let (ta, rb): (Vec<u64>, Vec<u64>) =
+                recipes.iter().map(|r| materialize(kind, r)).unzip();
+            let (tb, rbb) = (to_bytes(kind, &ta), to_bytes(kind, &rb));
+            prop_assert_eq!(
+                quantize(kind, &tb, &rbb, &table).unwrap(),
+                encode_element_by_element(kind, &tb, &rbb, &table)
+            );
+        }
 
         #[test]
         fn quantize_contract(

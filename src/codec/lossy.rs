@@ -17,6 +17,7 @@
 //! transform byte holds [`KEYFRAME`] and [`ANCHOR`].
 
 use crate::profile::{self, Stage};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -297,14 +298,26 @@ fn sign_reference(kind: FloatKind, target: &[u8]) -> Vec<u8> {
         FloatKind::F32 => &[0x00, 0x00, 0x80, 0x3f],
         FloatKind::F64 => &[0, 0, 0, 0, 0, 0, 0xf0, 0x3f],
     };
-    let w = kind.size();
-    let mut out = Vec::with_capacity(target.len());
-    for e in target.chunks_exact(w) {
-        let neg = e[w - 1] & 0x80;
-        out.extend_from_slice(&one[..w - 1]);
-        out.push(one[w - 1] | neg);
+    // Whole elements of a width known at compile time: no copy call per element.
+    fn fill<const W: usize>(one: &[u8], target: &[u8]) -> Vec<u8> {
+        let one: [u8; W] = one.try_into().expect("one element");
+        let mut out = vec![0u8; target.len()];
+        for (o, e) in out
+            .as_chunks_mut::<W>()
+            .0
+            .iter_mut()
+            .zip(target.as_chunks::<W>().0)
+        {
+            *o = one;
+            o[W - 1] |= e[W - 1] & 0x80;
+        }
+        out
     }
-    out
+    match kind.size() {
+        2 => fill::<2>(one, target),
+        4 => fill::<4>(one, target),
+        _ => fill::<8>(one, target),
+    }
 }
 
 fn pack_signs(kind: FloatKind, target: &[u8]) -> Vec<u8> {
@@ -325,18 +338,26 @@ fn unpack_sign_reference(kind: FloatKind, bits: &[u8], n: usize) -> CodecResult<
             elements: n,
         });
     }
+    // `sign_reference` of elements whose top bytes carry the signs, written directly.
     let w = kind.size();
-    let mut fake = vec![0u8; n * w];
-    for i in 0..n {
-        fake[i * w + w - 1] = ((bits[i / 8] >> (i % 8)) & 1) << 7;
+    let mut out = sign_reference(kind, &vec![0u8; n * w]);
+    for (i, o) in out.chunks_exact_mut(w).enumerate() {
+        o[w - 1] |= ((bits[i / 8] >> (i % 8)) & 1) << 7;
     }
-    Ok(sign_reference(kind, &fake))
+    Ok(out)
 }
 
 /// Zero-run RLE of codes into varints: an odd token `2k+1` is a run of `k` zeros, an even token
 /// `2z` a nonzero code whose zigzag value is `z`.
 fn rle_encode(codes: &[i32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(codes.len() / 4 + 16);
+    let mut out = Vec::new();
+    rle_encode_into(codes, &mut out);
+    out
+}
+
+/// Appends [`rle_encode`]`(codes)` to `out`.
+fn rle_encode_into(codes: &[i32], out: &mut Vec<u8>) {
+    out.reserve(codes.len() / 4 + 16);
     let mut run = 0u64;
     for &c in codes {
         if c == 0 {
@@ -344,16 +365,20 @@ fn rle_encode(codes: &[i32]) -> Vec<u8> {
             continue;
         }
         if run > 0 {
-            put_varint(&mut out, (run << 1) | 1);
+            put_varint(out, (run << 1) | 1);
             run = 0;
         }
         let z = ((c << 1) ^ (c >> 31)) as u32 as u64;
-        put_varint(&mut out, z << 1);
+        // Most codes are small: a one-byte token without the varint loop.
+        if z < 64 {
+            out.push((z << 1) as u8);
+        } else {
+            put_varint(out, z << 1);
+        }
     }
     if run > 0 {
-        put_varint(&mut out, (run << 1) | 1);
+        put_varint(out, (run << 1) | 1);
     }
-    out
 }
 
 /// Codes of an RLE stream, at most `limit` of them.
@@ -361,7 +386,7 @@ fn rle_decode_upto(bytes: &[u8], limit: usize) -> CodecResult<Vec<i32>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {
-        let t = get_varint(bytes, &mut pos)?;
+        let t = next_token(bytes, &mut pos)?;
         if t & 1 == 1 {
             let run = (t >> 1) as usize;
             if run > limit - out.len() {
@@ -379,6 +404,55 @@ fn rle_decode_upto(bytes: &[u8], limit: usize) -> CodecResult<Vec<i32>> {
     Ok(out)
 }
 
+/// The next varint of an RLE stream (`pos < bytes.len()`): one-byte tokens (runs under 64, codes
+/// within +-16, most of them) without the varint loop.
+#[inline(always)]
+fn next_token(bytes: &[u8], pos: &mut usize) -> CodecResult<u64> {
+    match bytes[*pos] {
+        b if b < 0x80 => {
+            *pos += 1;
+            Ok(u64::from(b))
+        }
+        _ => get_varint(bytes, pos),
+    }
+}
+
+/// [`rle_decode_upto`] into [`logquant::Codes`]: narrow when every code fits a byte (so a run
+/// keeps one width per level), decoded straight into bytes until a code does not fit. The same
+/// codes and the same errors as `rle_decode_upto`.
+fn rle_decode_codes(bytes: &[u8], limit: usize) -> CodecResult<logquant::Codes> {
+    let mut out: Vec<i8> = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let t = next_token(bytes, &mut pos)?;
+        if t & 1 == 1 {
+            let run = (t >> 1) as usize;
+            if run > limit - out.len() {
+                return Err(CodecError::RunPastChunk);
+            }
+            out.resize(out.len() + run, 0);
+        } else {
+            if out.len() == limit {
+                return Err(CodecError::TooManyCodes);
+            }
+            let z = (t >> 1) as u32;
+            let m = ((z >> 1) as i32) ^ -((z & 1) as i32);
+            match i8::try_from(m) {
+                Ok(m) => out.push(m),
+                Err(_) => {
+                    // A wide code: the rest as `rle_decode_upto` decodes it, after what is done.
+                    let mut wide: Vec<i32> = out.iter().map(|&m| i32::from(m)).collect();
+                    wide.push(m);
+                    let rest = rle_decode_upto(&bytes[pos..], limit - wide.len())?;
+                    wide.extend(rest);
+                    return Ok(logquant::Codes::Wide(wide));
+                }
+            }
+        }
+    }
+    Ok(logquant::Codes::Narrow(out))
+}
+
 fn rle_decode(bytes: &[u8], n: usize) -> CodecResult<Vec<i32>> {
     let out = rle_decode_upto(bytes, n)?;
     if out.len() != n {
@@ -392,19 +466,40 @@ fn rle_decode(bytes: &[u8], n: usize) -> CodecResult<Vec<i32>> {
 
 /// Codes as little-endian integers of the narrowest width that holds them, in byte planes.
 fn narrow_encode(codes: &[i32]) -> Vec<u8> {
-    let max = codes.iter().map(|c| c.unsigned_abs()).max().unwrap_or(0);
-    let w = if max < 128 {
+    let mut out = Vec::new();
+    narrow_encode_into(codes, &mut out);
+    out
+}
+
+/// The width [`narrow_encode`] stores `codes` in: 1, 2 or 4 bytes.
+fn narrow_width(codes: &[i32]) -> usize {
+    // Folded with `|` over magnitudes (no data-dependent branch): the width depends only on the
+    // highest bit set, as it did on the maximum.
+    let bits = codes.iter().fold(0u32, |acc, c| acc | c.unsigned_abs());
+    if bits < 128 {
         1
-    } else if max < 32768 {
+    } else if bits < 32768 {
         2
     } else {
         4
-    };
-    let mut bytes = Vec::with_capacity(codes.len() * w);
-    for &c in codes {
-        bytes.extend_from_slice(&c.to_le_bytes()[..w]);
     }
-    planes::split(&bytes, w)
+}
+
+/// Appends [`narrow_encode`]`(codes)` to `out`: plane `b` holds byte `b` of every code (the
+/// layout of `planes::split` over the little-endian codes), written directly.
+fn narrow_encode_into(codes: &[i32], out: &mut Vec<u8>) {
+    let w = narrow_width(codes);
+    let start = out.len();
+    let n = codes.len();
+    out.resize(start + w * n, 0);
+    let planes = &mut out[start..];
+    for b in 0..w {
+        let plane = &mut planes[b * n..(b + 1) * n];
+        let shift = 8 * b as u32;
+        for (o, &c) in plane.iter_mut().zip(codes) {
+            *o = (c >> shift) as u8;
+        }
+    }
 }
 
 fn narrow_decode(bytes: &[u8], n: usize) -> CodecResult<Vec<i32>> {
@@ -450,36 +545,11 @@ fn positions_decode(bytes: &[u8]) -> CodecResult<Vec<u32>> {
     Ok(out)
 }
 
-/// True for values the store promises to return bit-exactly under any bound: NaN, ±Inf, ±0
-/// and subnormals (the exponent field is all ones or all zeros).
-fn is_special(kind: FloatKind, e: &[u8]) -> bool {
-    let exp = match kind {
-        FloatKind::F16 => (u16::from_le_bytes([e[0], e[1]]) >> 10) as u32 & 0x1f,
-        FloatKind::BF16 => (u16::from_le_bytes([e[0], e[1]]) >> 7) as u32 & 0xff,
-        FloatKind::F32 => (u32::from_le_bytes(e.try_into().expect("4 bytes")) >> 23) & 0xff,
-        FloatKind::F64 => {
-            ((u64::from_le_bytes(e.try_into().expect("8 bytes")) >> 52) & 0x7ff) as u32
-        }
-    };
-    let max = match kind {
-        FloatKind::F16 => 0x1f,
-        FloatKind::BF16 | FloatKind::F32 => 0xff,
-        FloatKind::F64 => 0x7ff,
-    };
-    exp == 0 || exp == max
-}
-
 /// Turns every special value that did not come back bit-exactly (a subnormal quantized within
 /// the bound, -0.0 rebuilt as +0.0 under an absolute bound) into an exception.
 fn keep_specials_exact(kind: FloatKind, target: &[u8], q: &mut QuantizedChunk, recon: &mut [u8]) {
     let w = kind.size();
-    let extra: Vec<u32> = target
-        .chunks_exact(w)
-        .zip(recon.chunks_exact(w))
-        .enumerate()
-        .filter(|(_, (t, r))| t != r && is_special(kind, t))
-        .map(|(i, _)| i as u32)
-        .collect();
+    let extra = logquant::special_mismatches(kind, target, recon);
     if extra.is_empty() {
         return;
     }
@@ -520,10 +590,13 @@ pub fn encode(
     let eb = error_bound(bound).ok_or(CodecError::LosslessBound)?;
     let max_code = max_code_for(eb, rounding);
     let table = table(eb, max_code, rounding)?;
-    let (reference, signs) = match (reference, eb) {
-        (Some(r), _) => (r.to_vec(), Vec::new()),
-        (None, ErrorBound::Relative(_)) => (sign_reference(kind, target), pack_signs(kind, target)),
-        (None, ErrorBound::Absolute(_)) => (vec![0u8; target.len()], Vec::new()),
+    let (reference, signs): (Cow<'_, [u8]>, Vec<u8>) = match (reference, eb) {
+        (Some(r), _) => (Cow::Borrowed(r), Vec::new()),
+        (None, ErrorBound::Relative(_)) => (
+            Cow::Owned(sign_reference(kind, target)),
+            pack_signs(kind, target),
+        ),
+        (None, ErrorBound::Absolute(_)) => (Cow::Owned(vec![0u8; target.len()]), Vec::new()),
     };
     let lattice = rounding == Rounding::Lattice;
     // On the lattice a keyframe and an anchoring delta place every element from its base; a plain
@@ -543,6 +616,8 @@ pub fn encode(
     keep_specials_exact(kind, target, &mut q, &mut recon);
     drop(quantize);
     drop_fresh_exceptions(&mut fresh, &q.exception_positions);
+    let zero_codes = q.codes.iter().filter(|&&c| c == 0).count() as u64;
+    let entropy_bits = logquant::code_entropy_bits(&q.codes);
     let mut params = vec![match eb {
         ErrorBound::Relative(_) => 1u8,
         ErrorBound::Absolute(_) => 2u8,
@@ -583,10 +658,10 @@ pub fn encode(
         };
         sections.push(Section::compress(&pack_bits(signs), choice));
         let streams = if keyframe {
-            vec![q.codes.clone()]
+            // The stats below read the codes: move them only after.
+            vec![std::mem::take(&mut q.codes)]
         } else {
-            let (classes, count) = context::classes(kind, &reference, top);
-            context::split(&q.codes, &classes, count)
+            context::split_by_reference(kind, &reference, top, &q.codes)
         };
         let before = sections.len();
         sections.extend(streams.iter().map(|c| code_stream_section(c, choice)));
@@ -615,10 +690,10 @@ pub fn encode(
     let fresh_count = fresh.positions.len() as u64;
     let stats = ChunkStats {
         elements: n,
-        zero_codes: q.codes.iter().filter(|&&c| c == 0).count() as u64 - exceptions - fresh_count,
+        zero_codes: zero_codes - exceptions - fresh_count,
         exceptions,
         fresh: fresh_count,
-        entropy_bits: logquant::code_entropy_bits(&q.codes) * n as f64,
+        entropy_bits: entropy_bits * n as f64,
         code_bytes,
     };
     Ok((
@@ -889,15 +964,15 @@ pub fn decode_lattice_run(
 /// without knowing its length).
 fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     let mut rle = vec![0u8];
-    rle.extend(rle_encode(codes));
-    let narrow = narrow_encode(codes);
+    rle_encode_into(codes, &mut rle);
     let width = if codes.is_empty() {
         1
     } else {
-        narrow.len() / codes.len()
+        narrow_width(codes)
     };
-    let mut planes = vec![width as u8];
-    planes.extend(narrow);
+    let mut planes = Vec::with_capacity(1 + width * codes.len());
+    planes.push(width as u8);
+    narrow_encode_into(codes, &mut planes);
     let (rle, planes) = (
         Section::compress(&rle, choice),
         Section::compress(&planes, choice),
@@ -911,14 +986,7 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
 
 fn code_stream_decode(bytes: &[u8]) -> CodecResult<logquant::Codes> {
     match bytes.split_first() {
-        Some((0, rle)) => {
-            let codes = rle_decode_upto(rle, super::chunk::MAX_CHUNK_BYTES)?;
-            // Narrow when every code fits, so a run keeps one width per level.
-            match codes.iter().map(|&m| i8::try_from(m)).collect() {
-                Ok(narrow) => Ok(logquant::Codes::Narrow(narrow)),
-                Err(_) => Ok(logquant::Codes::Wide(codes)),
-            }
-        }
+        Some((0, rle)) => rle_decode_codes(rle, super::chunk::MAX_CHUNK_BYTES),
         Some((1, planes)) => Ok(logquant::Codes::Narrow(
             planes.iter().map(|&b| b as i8).collect(),
         )),
