@@ -1128,13 +1128,25 @@ fn checkouts_through_one_handle_equal_fresh_ones() {
                 "snapshot {k} under {bound}"
             );
         }
-        // The file checkout takes the same path.
+        // A file checkout reads what the last in-memory checkout kept.
         let path = dir.path().join("out.safetensors");
-        handle.checkout_to_file(ids[4].hex().as_str(), &path, None).unwrap();
+        handle
+            .checkout_to_file(ids[4].hex().as_str(), &path, None)
+            .unwrap();
         let file = snapstore::SafetensorsFile::open(&path).unwrap();
         for t in &expected[4] {
-            let info = file.header().tensors.iter().find(|i| i.name == t.name).unwrap();
-            assert_eq!(file.tensor_bytes(info), &t.data[..], "{} from the file", t.name);
+            let info = file
+                .header()
+                .tensors
+                .iter()
+                .find(|i| i.name == t.name)
+                .unwrap();
+            assert_eq!(
+                file.tensor_bytes(info),
+                &t.data[..],
+                "{} from the file",
+                t.name
+            );
         }
     }
 }

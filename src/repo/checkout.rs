@@ -151,15 +151,11 @@ impl Repo {
     ) -> Result<CheckoutReport> {
         let started = Instant::now();
         let p = self.prepare_checkout(rev.into(), names)?;
-        let remember = self.checkouts.collector();
-        let mut r = write_prepared(
-            p,
-            path.as_ref(),
-            names.is_some(),
-            Some(&remember),
-            &|done, total| self.report("checkout", done, total),
-        )?;
-        self.checkouts.replace(remember);
+        // Not kept for the next checkout: a file is written once (a deploy), and keeping its
+        // chunks raised a 512 MiB checkout's peak memory from 24% to 33% of the file.
+        let mut r = write_prepared(p, path.as_ref(), names.is_some(), None, &|done, total| {
+            self.report("checkout", done, total)
+        })?;
         r.seconds = started.elapsed().as_secs_f64();
         Ok(r)
     }

@@ -1,4 +1,4 @@
-//! The last checkout made through a repository handle, kept decoded and verified, so that the
+//! The last in-memory checkout made through a repository handle, kept decoded and verified, so that the
 //! next checkout applies its deltas to those chunks instead of decoding their whole chain again.
 //!
 //! Checking out every snapshot of a run in order (an evaluation loop, `stage_profile`) decoded

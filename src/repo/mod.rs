@@ -205,9 +205,10 @@ impl Repo {
         self
     }
 
-    /// The same repository keeping at most `bytes` of its last checkout decoded (64 MiB by
-    /// default), so a checkout of a later snapshot applies its deltas to those chunks instead of
-    /// decoding their chain again; 0 turns it off, as the CLI does: one checkout per process.
+    /// The same repository keeping at most `bytes` of its last in-memory checkout
+    /// ([`Repo::checkout`]) decoded (64 MiB by default), so a checkout of a later snapshot
+    /// applies its deltas to those chunks instead of decoding their chain again (an evaluation
+    /// loop over a run); 0 turns it off, as the CLI does: one checkout per process.
     pub fn with_checkout_cache(mut self, bytes: usize) -> Repo {
         self.checkouts = Arc::new(CheckoutCache::new(bytes));
         self
