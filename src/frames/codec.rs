@@ -1068,6 +1068,26 @@ pub(crate) mod tests {
         }
     }
 
+    /// Found by `floats_stay_within_the_bound`: under an absolute bound, a tiny negative value
+    /// predicted from -0.0 rounds to the code -0.0; the encoder kept -0.0 where the decoder,
+    /// from the integer code, writes +0.0, so the commit's hash (of the encoder's
+    /// reconstruction) would not have matched the checkout.
+    #[test]
+    fn encoder_reconstruction_keeps_the_decoders_zero_sign() {
+        let mut vals = vec![0.0f32; 112];
+        for (i, v) in [
+            (16, -7.875_968_6e30),
+            (24, -0.0),
+            (80, -7.161_117e-34),
+            (107, -3.171_384_3e34),
+        ] {
+            vals[i] = v;
+        }
+        let data: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let dims = FrameDims { h: 7, w: 8, c: 1 };
+        round_trip(dims, FrameDtype::F32, &data, FrameBound::Abs(1e-6));
+    }
+
     #[test]
     fn lossless_keeps_every_f32_bit_pattern() {
         let specials = [

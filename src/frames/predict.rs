@@ -264,8 +264,11 @@ impl Quant for FloatAbs {
         if q.is_nan() || q.abs() > FLOAT_MAX_CODE {
             return None; // also NaN / infinite x
         }
-        let r = f64::from((pred + q * (2.0 * self.e)) as f32);
-        ((x - r).abs() <= self.e).then_some((q as i64, r))
+        // Rebuilt from the integer code as the decoder does: `q` may be -0.0, which the code
+        // cannot carry, and `-0.0 + -0.0` would keep a sign the decoder's `-0.0 + 0.0` drops.
+        let code = q as i64;
+        let r = self.decode(code, pred);
+        ((x - r).abs() <= self.e).then_some((code, r))
     }
     #[inline]
     fn decode(&self, code: i64, pred: f64) -> f64 {
