@@ -384,24 +384,42 @@ fn rle_encode_into(codes: &[i32], out: &mut Vec<u8>) {
 /// Codes of an RLE stream, at most `limit` of them.
 fn rle_decode_upto(bytes: &[u8], limit: usize) -> CodecResult<Vec<i32>> {
     let mut out = Vec::new();
-    let mut pos = 0;
-    while pos < bytes.len() {
-        let t = next_token(bytes, &mut pos)?;
+    rle_decode_while(bytes, &mut 0, limit, &mut out, Some)?;
+    Ok(out)
+}
+
+/// Decodes the tokens of an RLE stream from `*pos` into `out` (at most `limit` codes in all)
+/// while `fit` takes every code; returns the first code it refuses (its token read), or `None`
+/// at the end of the stream.
+#[inline(always)]
+fn rle_decode_while<T: Copy + Default>(
+    bytes: &[u8],
+    pos: &mut usize,
+    limit: usize,
+    out: &mut Vec<T>,
+    fit: impl Fn(i32) -> Option<T>,
+) -> CodecResult<Option<i32>> {
+    while *pos < bytes.len() {
+        let t = next_token(bytes, pos)?;
         if t & 1 == 1 {
             let run = (t >> 1) as usize;
             if run > limit - out.len() {
                 return Err(CodecError::RunPastChunk);
             }
-            out.resize(out.len() + run, 0);
+            out.resize(out.len() + run, T::default());
         } else {
             if out.len() == limit {
                 return Err(CodecError::TooManyCodes);
             }
             let z = (t >> 1) as u32;
-            out.push(((z >> 1) as i32) ^ -((z & 1) as i32));
+            let m = ((z >> 1) as i32) ^ -((z & 1) as i32);
+            match fit(m) {
+                Some(v) => out.push(v),
+                None => return Ok(Some(m)),
+            }
         }
     }
-    Ok(out)
+    Ok(None)
 }
 
 /// The next varint of an RLE stream (`pos < bytes.len()`): one-byte tokens (runs under 64, codes
@@ -421,36 +439,17 @@ fn next_token(bytes: &[u8], pos: &mut usize) -> CodecResult<u64> {
 /// keeps one width per level), decoded straight into bytes until a code does not fit. The same
 /// codes and the same errors as `rle_decode_upto`.
 fn rle_decode_codes(bytes: &[u8], limit: usize) -> CodecResult<logquant::Codes> {
-    let mut out: Vec<i8> = Vec::new();
+    let mut narrow: Vec<i8> = Vec::new();
     let mut pos = 0;
-    while pos < bytes.len() {
-        let t = next_token(bytes, &mut pos)?;
-        if t & 1 == 1 {
-            let run = (t >> 1) as usize;
-            if run > limit - out.len() {
-                return Err(CodecError::RunPastChunk);
-            }
-            out.resize(out.len() + run, 0);
-        } else {
-            if out.len() == limit {
-                return Err(CodecError::TooManyCodes);
-            }
-            let z = (t >> 1) as u32;
-            let m = ((z >> 1) as i32) ^ -((z & 1) as i32);
-            match i8::try_from(m) {
-                Ok(m) => out.push(m),
-                Err(_) => {
-                    // A wide code: the rest as `rle_decode_upto` decodes it, after what is done.
-                    let mut wide: Vec<i32> = out.iter().map(|&m| i32::from(m)).collect();
-                    wide.push(m);
-                    let rest = rle_decode_upto(&bytes[pos..], limit - wide.len())?;
-                    wide.extend(rest);
-                    return Ok(logquant::Codes::Wide(wide));
-                }
-            }
-        }
-    }
-    Ok(logquant::Codes::Narrow(out))
+    let fits_a_byte = |m: i32| i8::try_from(m).ok();
+    let Some(m) = rle_decode_while(bytes, &mut pos, limit, &mut narrow, fits_a_byte)? else {
+        return Ok(logquant::Codes::Narrow(narrow));
+    };
+    // A wide code: the rest as `rle_decode_upto` decodes it, after what is done.
+    let mut wide: Vec<i32> = narrow.iter().map(|&m| i32::from(m)).collect();
+    wide.push(m);
+    rle_decode_while(bytes, &mut pos, limit, &mut wide, Some)?;
+    Ok(logquant::Codes::Wide(wide))
 }
 
 fn rle_decode(bytes: &[u8], n: usize) -> CodecResult<Vec<i32>> {
@@ -1359,6 +1358,22 @@ mod tests {
     }
 
     proptest! {
+        /// The byte-wide decoder gives `rle_decode_upto`'s codes and errors, whatever the widths
+        /// and however the limit cuts the stream.
+        #[test]
+        fn rle_codes_decode_as_the_plain_decoder(
+            codes in prop::collection::vec(prop_oneof![8 => -3i32..4, 1 => -300i32..300, 1 => Just(0)], 0..300),
+            limit in 0usize..320,
+        ) {
+            let rle = rle_encode(&codes);
+            let plain = rle_decode_upto(&rle, limit);
+            let bytes = rle_decode_codes(&rle, limit).map(|c| match c {
+                logquant::Codes::Narrow(v) => v.into_iter().map(i32::from).collect::<Vec<_>>(),
+                logquant::Codes::Wide(v) => v,
+            });
+            prop_assert_eq!(format!("{plain:?}"), format!("{bytes:?}"));
+        }
+
         #[test]
         fn hostile_lossy_chunks_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             if let Ok(p) = read_chunk(&bytes) {
