@@ -23,7 +23,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 /// Alignment of buffers, offsets and lengths: the largest logical block size in common use.
-pub(crate) const ALIGN: usize = 4096;
+const ALIGN: usize = 4096;
 /// Bytes written per system call (a multiple of [`ALIGN`]).
 const BLOCK: usize = 4 << 20;
 

@@ -153,8 +153,7 @@ pub fn remote_checkout_to_file(
         selected,
         reader: loader.reader,
     };
-    let mut r =
-        crate::repo::write_prepared(prepared, path.as_ref(), names.is_some(), None, &|_, _| {})?;
+    let mut r = crate::repo::write_prepared(prepared, path.as_ref(), names.is_some(), &|_, _| {})?;
     r.seconds = started.elapsed().as_secs_f64();
     Ok(RemoteCheckoutReport {
         remote: store.url.clone(),

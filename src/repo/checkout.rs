@@ -153,7 +153,7 @@ impl Repo {
         let p = self.prepare_checkout(rev.into(), names)?;
         // Not kept for the next checkout: a file is written once (a deploy), and keeping its
         // chunks raised a 512 MiB checkout's peak memory from 24% to 33% of the file.
-        let mut r = write_prepared(p, path.as_ref(), names.is_some(), None, &|done, total| {
+        let mut r = write_prepared(p, path.as_ref(), names.is_some(), &|done, total| {
             self.report("checkout", done, total)
         })?;
         r.seconds = started.elapsed().as_secs_f64();
@@ -168,7 +168,6 @@ pub(crate) fn write_prepared(
     p: Prepared,
     path: &Path,
     some: bool,
-    remember: Option<&Collector>,
     progress: &dyn Fn(u64, u64),
 ) -> Result<CheckoutReport> {
     let started = Instant::now();
@@ -206,7 +205,7 @@ pub(crate) fn write_prepared(
     write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
     let total = order.iter().map(|e| e.len).sum();
     let mut done = 0;
-    decode_tensors(&p.reader, &p.snapshot, &order, remember, &mut |_, chunk| {
+    decode_tensors(&p.reader, &p.snapshot, &order, None, &mut |_, chunk| {
         done += chunk.len() as u64;
         progress(done, total);
         out.write_all(chunk).map_err(|err| Error::io(path, err))
