@@ -42,7 +42,11 @@ pub(crate) struct DirectWriter {
 impl DirectWriter {
     /// Creates `path` (which must not exist), for direct writes where the file system allows.
     pub(crate) fn create_new(path: &Path) -> io::Result<Self> {
-        let disk = Disk::create_new(path)?;
+        Self::start(Disk::create_new(path)?)
+    }
+
+    /// Starts the disk thread over `disk`.
+    fn start(disk: Disk) -> io::Result<Self> {
         let (to_disk, blocks) = mpsc::sync_channel(1);
         let (give_back, free) = mpsc::sync_channel(2);
         give_back.send(Block::new()).expect("receiver held");
@@ -309,6 +313,26 @@ mod tests {
         disk.write_last(&mut block, 777).unwrap();
         assert!(!disk.direct);
         assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+
+    #[test]
+    fn a_failed_block_write_is_reported_by_the_next_write_or_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        std::fs::write(&path, b"").unwrap();
+        // Opened read-only: every write of the disk thread fails (EBADF).
+        let disk = Disk {
+            file: File::open(&path).unwrap(),
+            offset: 0,
+            direct: false,
+        };
+        let mut w = DirectWriter::start(disk).unwrap();
+        let data = pattern(3 * BLOCK);
+        let err = match w.write_all(&data) {
+            Err(e) => e,
+            Ok(()) => w.finish().unwrap_err(),
+        };
+        assert_eq!(err.raw_os_error(), Some(libc::EBADF), "{err}");
     }
 
     #[test]
