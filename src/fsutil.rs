@@ -9,8 +9,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::error::{Error, Result};
 
-mod direct;
-use direct::DirectWriter;
+mod direct_io;
+mod direct_read;
+mod direct_write;
+pub(crate) use direct_read::DirectFile;
+use direct_write::DirectWriter;
 
 /// Prefix of temporary files; `gc` and the next commit remove stale ones.
 pub const TEMP_PREFIX: &str = ".tmp-";

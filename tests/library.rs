@@ -1150,3 +1150,61 @@ fn checkouts_through_one_handle_equal_fresh_ones() {
         }
     }
 }
+
+/// A checkout reads the objects of its next window on a thread of its own while it decodes and
+/// writes: a damaged object in any window, of the snapshot or of its reference chain, still
+/// fails the checkout with the object's name, writes no file, and leaves no thread waiting.
+#[test]
+fn a_damaged_object_in_any_window_fails_the_checkout() {
+    let (dir, repo) = new_repo();
+    let mut rng = Rng::new(33);
+    let small_chunks = CommitOptions {
+        chunk_bytes: 4096,
+        ..opts("e")
+    };
+    // 64 chunks of 4 KiB: eight windows of eight chunks.
+    let s1 = vec![Tensor::f32(&mut rng, "w", &[256, 256], 1.0)];
+    let mut s2 = s1.clone();
+    for (k, b) in s2[0].data.iter_mut().enumerate() {
+        if k % 4 == 0 {
+            *b ^= 1; // the lowest mantissa bit: a delta against s1 in every chunk
+        }
+    }
+    repo.commit_tensors(&inputs(&s1), None, &small_chunks)
+        .unwrap();
+    let id2 = repo
+        .commit_tensors(&inputs(&s2), None, &small_chunks)
+        .unwrap()
+        .snapshot;
+    assert_eq!(checkout_sorted(&repo, &id2.hex()), by_name(s2.clone()));
+    let out = dir.path().join("out.safetensors");
+    for pack in pack_names(&repo) {
+        let path = repo.path().join("packs").join(&pack);
+        let chunks: Vec<_> = pack_entries(&path)
+            .into_iter()
+            .filter(|e| e.1 == 1)
+            .collect();
+        assert!(chunks.len() >= 60, "{} chunks", chunks.len());
+        for victim in [
+            &chunks[0],
+            &chunks[chunks.len() / 2],
+            &chunks[chunks.len() - 1],
+        ] {
+            let good = std::fs::read(&path).unwrap();
+            let mut bad = good.clone();
+            bad[(victim.2 + victim.3 / 2) as usize] ^= 0x40;
+            std::fs::write(&path, &bad).unwrap();
+            // A fresh handle: this one keeps the chunks of its last checkout.
+            let fresh = Repo::open(repo.path()).unwrap();
+            let err = match fresh.checkout(&id2.hex(), None) {
+                Ok(_) => panic!("damage to {} went unnoticed", victim.0),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains(&victim.0.hex()), "{err}");
+            assert!(fresh.checkout_to_file(&id2.hex(), &out, None).is_err());
+            assert!(!out.exists());
+            std::fs::write(&path, &good).unwrap();
+        }
+    }
+    assert_eq!(checkout_sorted(&repo, &id2.hex()), by_name(s2));
+}

@@ -287,28 +287,61 @@ pub(crate) fn decode_tensors(
             finish(t, &mut hashers)?;
         }
     }
-    // As many chunks at once as commit codes (the same bytes per window).
+    // As many chunks at once as commit codes (the same bytes per window), in three stages at
+    // once: a thread reads the objects of the next window (pack reads wait on the disk), the
+    // pool decodes this one, and this thread hashes and hands on the last one.
     let window_chunks = (super::commit::window_bytes() / super::commit::DEFAULT_CHUNK_BYTES).max(1);
-    for window in jobs.chunks(window_chunks) {
-        let decoded: Vec<Vec<u8>> = window
-            .par_iter()
-            .map(|&(t, i)| reader.decode_chunk(entries[t], i))
-            .collect::<Result<_>>()?;
-        for (&(t, i), d) in window.iter().zip(&decoded) {
-            let (h, total) = hashers[t].get_or_insert_with(|| (blake3::Hasher::new(), 0));
-            let hash = crate::profile::time_bytes(crate::profile::Stage::OutputHash, d.len());
-            h.update(d);
-            *total += d.len() as u64;
-            drop(hash);
-            if let Some(c) = remember {
-                c.offer(entries[t], i, d);
+    let windows: Vec<&[(usize, usize)]> = jobs.chunks(window_chunks).collect();
+    let windows = &windows;
+    let (ahead_tx, ahead_rx) = std::sync::mpsc::sync_channel(1);
+    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(1);
+    std::thread::scope(|s| -> Result<()> {
+        s.spawn(move || {
+            for window in windows {
+                let objects = reader.read_ahead(window.iter().map(|&(t, i)| (entries[t], i)));
+                if ahead_tx.send(objects).is_err() {
+                    return; // the decoder stopped
+                }
             }
-            let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
-            sink(t, d)?;
-            if i + 1 == entries[t].chunks.len() {
-                finish(t, &mut hashers)?;
+        });
+        s.spawn(move || {
+            for window in windows {
+                if let Ok(objects) = ahead_rx.recv() {
+                    reader.hand_in_ahead(objects);
+                }
+                let decoded = window
+                    .par_iter()
+                    .map(|&(t, i)| reader.decode_chunk(entries[t], i))
+                    .collect::<Result<_>>();
+                let failed = decoded.is_err();
+                if decoded_tx.send(decoded).is_err() || failed {
+                    return; // the output stopped, or this window failed
+                }
+            }
+        });
+        // Owned here, so an early return drops it and ends the decoder's wait.
+        let decoded_rx = decoded_rx;
+        for window in windows {
+            let decoded = decoded_rx
+                .recv()
+                .map_err(|_| Error::decode("checkout", "the decoding thread stopped"))??;
+            for (&(t, i), d) in window.iter().zip(&decoded) {
+                let (h, total) = hashers[t].get_or_insert_with(|| (blake3::Hasher::new(), 0));
+                let hash = crate::profile::time_bytes(crate::profile::Stage::OutputHash, d.len());
+                h.update(d);
+                *total += d.len() as u64;
+                drop(hash);
+                if let Some(c) = remember {
+                    c.offer(entries[t], i, d);
+                }
+                let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
+                sink(t, d)?;
+                if i + 1 == entries[t].chunks.len() {
+                    finish(t, &mut hashers)?;
+                }
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(())
 }

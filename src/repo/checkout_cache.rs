@@ -105,6 +105,11 @@ impl Collector {
     }
 }
 
+/// Whether a verified checkout decoded chunk `i` of `entry`.
+pub(crate) fn holds(known: &KnownChunks, entry: &TensorEntry, i: usize) -> bool {
+    known.contains_key(&key(entry, i))
+}
+
 /// Chunk `i` of `entry`, if a verified checkout decoded it.
 pub(crate) fn lookup(known: &KnownChunks, entry: &TensorEntry, i: usize) -> Option<Vec<u8>> {
     known.get(&key(entry, i)).map(|b| b.to_vec())

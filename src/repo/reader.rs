@@ -20,6 +20,10 @@ use super::checkout_cache::{self, KnownChunks};
 /// (4 bytes per element each), so the pass is bounded to keep memory at a few chunks per thread.
 const LATTICE_RUN: usize = 8;
 
+/// Reference links [`ObjectReader::read_ahead`] follows from a chunk: a chain is at most a
+/// keyframe interval long (default 10), and a longer one is read on demand past this.
+const AHEAD_DEPTH: usize = 16;
+
 /// Decodes tensors of already-loaded snapshots.
 pub(crate) struct ObjectReader {
     packs_dir: PathBuf,
@@ -32,6 +36,8 @@ pub(crate) struct ObjectReader {
     engine: Arc<dyn QuantEngine>,
     /// Chunks a verified checkout through the same handle decoded (none by default).
     known: KnownChunks,
+    /// Objects read ahead of the decoder ([`ObjectReader::read_ahead`]), taken on first use.
+    ahead: Mutex<HashMap<ObjectId, Vec<u8>>>,
 }
 
 impl ObjectReader {
@@ -50,6 +56,7 @@ impl ObjectReader {
             preloaded: HashMap::new(),
             engine,
             known: KnownChunks::default(),
+            ahead: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,10 +139,68 @@ impl ObjectReader {
         self.manifests.get(id)
     }
 
+    /// Reads, in pack order, the objects that decoding chunk `i` of each `(entry, i)` will
+    /// read: the chunk's own and those of its reference chain (up to [`AHEAD_DEPTH`] links,
+    /// stopping where the checkout cache holds the chunk), so a thread can read them while
+    /// others decode. An object that fails to read is left out: the decoder reads it again and
+    /// reports the error with its context.
+    pub fn read_ahead<'a>(
+        &self,
+        jobs: impl Iterator<Item = (&'a TensorEntry, usize)>,
+    ) -> HashMap<ObjectId, Vec<u8>> {
+        let mut ids = Vec::new();
+        for (entry, i) in jobs {
+            self.chain_ids(entry, i, &mut ids);
+        }
+        let mut places: Vec<(&Location, ObjectId)> = ids
+            .into_iter()
+            .filter(|id| !self.preloaded.contains_key(id))
+            .filter_map(|id| Some((self.locations.get(&id)?, id)))
+            .collect();
+        places.sort_by(|a, b| (&a.0.pack, a.0.entry.offset).cmp(&(&b.0.pack, b.0.entry.offset)));
+        places.dedup_by_key(|p| p.1);
+        places
+            .into_iter()
+            .filter_map(|(_, id)| Some((id, self.read_object(&id).ok()?)))
+            .collect()
+    }
+
+    /// The objects chunk `i` of `entry` and its reference chain are stored in, pushed to `ids`.
+    fn chain_ids(&self, entry: &TensorEntry, i: usize, ids: &mut Vec<ObjectId>) {
+        let mut e = entry;
+        for _ in 0..=AHEAD_DEPTH {
+            let Some(c) = e.chunks.get(i) else { return };
+            if checkout_cache::holds(&self.known, e, i) {
+                return;
+            }
+            ids.push(c.id);
+            let Some(next) = e
+                .reference
+                .as_ref()
+                .and_then(|r| self.reference_entry(r).ok())
+            else {
+                return;
+            };
+            if next.len != e.len || next.chunk_bytes != e.chunk_bytes {
+                return;
+            }
+            e = next;
+        }
+    }
+
+    /// Makes `objects` (from [`ObjectReader::read_ahead`]) the ones reads take first; those
+    /// handed in before and not used are dropped.
+    pub fn hand_in_ahead(&self, objects: HashMap<ObjectId, Vec<u8>>) {
+        *self.ahead.lock().expect("read-ahead lock") = objects;
+    }
+
     /// Reads and verifies an object whose location was loaded.
     pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>> {
         if let Some(bytes) = self.preloaded.get(id) {
             return Ok(bytes.as_ref().clone());
+        }
+        if let Some(bytes) = self.ahead.lock().expect("read-ahead lock").remove(id) {
+            return Ok(bytes);
         }
         let loc = self
             .locations

@@ -11,14 +11,12 @@
 //! when read, and the trailer against its hash, so any flipped byte is detected.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::object_id::ObjectId;
 use crate::error::{Error, Result};
-use crate::fsutil::AtomicFile;
+use crate::fsutil::{AtomicFile, DirectFile};
 
 const MAGIC: &[u8; 8] = b"SNAPPACK";
 const END_MAGIC: &[u8; 8] = b"SNAPEND!";
@@ -151,14 +149,14 @@ impl PackWriter {
 /// Reads objects from one pack file.
 pub struct PackReader {
     name: String,
-    file: File,
+    file: DirectFile,
 }
 
 impl PackReader {
     /// Opens the pack named `name` in `dir`.
     pub fn open(dir: &Path, name: &str) -> Result<Self> {
         let path = dir.join(format!("{name}.pack"));
-        let file = File::open(&path).map_err(|e| match e.kind() {
+        let file = DirectFile::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::CorruptPack {
                 pack: name.to_string(),
                 problem: "pack file is missing".into(),
@@ -174,7 +172,7 @@ impl PackReader {
     /// Opens the pack file at `path` (a download not yet renamed into place), named `name` in
     /// errors.
     pub fn open_path(path: &Path, name: &str) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file = DirectFile::open(path).map_err(|e| Error::io(path, e))?;
         Ok(PackReader {
             name: name.to_string(),
             file,
@@ -183,11 +181,7 @@ impl PackReader {
 
     /// The blake3 of the trailer this pack's footer records: a pack is named after it.
     pub fn trailer_hash(&self) -> Result<ObjectId> {
-        let len = self.file.metadata().map_err(|e| Error::CorruptPack {
-            pack: self.name.clone(),
-            problem: e.to_string(),
-        })?;
-        let len = len.len();
+        let len = self.file.len();
         if len < HEADER_LEN + FOOTER_LEN {
             return Err(Error::CorruptPack {
                 pack: self.name.clone(),
@@ -233,9 +227,9 @@ impl PackReader {
                 "record header does not match the pack trailer".into(),
             ));
         }
-        let mut buf = vec![0u8; entry.len as usize];
-        self.file
-            .read_exact_at(&mut buf, entry.offset)
+        let buf = self
+            .file
+            .read_vec_at(entry.offset, entry.len as usize)
             .map_err(|e| {
                 damaged(format!(
                     "cannot read {} bytes at {}: {e}",
@@ -254,11 +248,7 @@ impl PackReader {
             pack: self.name.clone(),
             problem,
         };
-        let len = self
-            .file
-            .metadata()
-            .map_err(|e| damaged(e.to_string()))?
-            .len();
+        let len = self.file.len();
         if len < HEADER_LEN + FOOTER_LEN {
             return Err(damaged(format!("only {len} bytes")));
         }
@@ -287,8 +277,7 @@ impl PackReader {
             .ok_or_else(|| damaged(format!("object count {count} does not fit the file")))?;
         let mut trailer = vec![0u8; trailer_len as usize];
         self.file
-            .seek(SeekFrom::Start(len - FOOTER_LEN - trailer_len))
-            .and_then(|_| self.file.read_exact(&mut trailer))
+            .read_exact_at(&mut trailer, len - FOOTER_LEN - trailer_len)
             .map_err(|e| damaged(e.to_string()))?;
         if blake3::hash(&trailer).as_bytes() != &footer[8..40] {
             return Err(damaged("trailer does not match its hash".into()));

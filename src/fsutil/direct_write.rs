@@ -16,14 +16,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-/// Alignment of buffers, offsets and lengths: the largest logical block size in common use.
-const ALIGN: usize = 4096;
+use super::direct_io::{stop_direct, AlignedBuf, ALIGN};
+
 /// Bytes written per system call (a multiple of [`ALIGN`]).
 const BLOCK: usize = 4 << 20;
 
@@ -129,33 +129,46 @@ impl Drop for DirectWriter {
     }
 }
 
-/// `BLOCK` bytes at an [`ALIGN`]ed address (inside a slightly larger `Vec`, so no `unsafe`).
-struct Block {
-    buf: Vec<u8>,
-    start: usize,
-}
+/// One `BLOCK`-long aligned buffer. Dropped blocks are kept for the next pack (one writer's
+/// worth): a fresh 4 MiB allocation is a new mapping whose every page faults in again, which
+/// took two thirds of a small commit's pack write (`stage_profile` cnn-digits lossless:
+/// 23.7 ms, 7.8 ms with glibc told to keep freed memory).
+struct Block(AlignedBuf);
+
+/// Blocks kept for reuse, at most [`SPARE_BLOCKS`].
+static SPARE: Mutex<Vec<AlignedBuf>> = Mutex::new(Vec::new());
+const SPARE_BLOCKS: usize = 2;
 
 impl Block {
     fn new() -> Block {
-        let buf = vec![0u8; BLOCK + ALIGN];
-        let start = buf.as_ptr().align_offset(ALIGN);
-        Block { buf, start }
+        let spare = SPARE.lock().ok().and_then(|mut s| s.pop());
+        Block(spare.unwrap_or_else(|| AlignedBuf::new(BLOCK)))
     }
 
     /// A placeholder that is never written to (what `finish` leaves behind).
     fn empty() -> Block {
-        Block {
-            buf: Vec::new(),
-            start: 0,
-        }
+        Block(AlignedBuf::default())
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..self.start + BLOCK]
+        self.0.as_mut_slice()
     }
 
     fn bytes(&self, len: usize) -> &[u8] {
-        &self.buf[self.start..self.start + len]
+        &self.0.as_slice()[..len]
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        if self.0.len() != BLOCK {
+            return;
+        }
+        if let Ok(mut spare) = SPARE.lock() {
+            if spare.len() < SPARE_BLOCKS {
+                spare.push(std::mem::take(&mut self.0));
+            }
+        }
     }
 }
 
@@ -239,13 +252,7 @@ impl Disk {
 
     /// Turns `O_DIRECT` off: later writes go through the page cache.
     fn stop_direct(&mut self) -> io::Result<()> {
-        let fd = self.file.as_raw_fd();
-        // SAFETY: `fd` is an open descriptor owned by `self.file` for the whole call;
-        // F_GETFL/F_SETFL only read and set its status flags.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        stop_direct(&self.file)?;
         self.direct = false;
         Ok(())
     }
