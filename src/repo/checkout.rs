@@ -101,7 +101,8 @@ impl Repo {
         rev: impl Into<Rev<'a>>,
         names: Option<&[String]>,
     ) -> Result<Checkout> {
-        let p = self.prepare_checkout(rev.into(), names)?;
+        let mut p = self.prepare_checkout(rev.into(), names)?;
+        p.reader.hash_tensors_only();
         let entries: Vec<&TensorEntry> = p.selected.iter().collect();
         let mut data: Vec<Vec<u8>> = entries
             .iter()
@@ -150,7 +151,8 @@ impl Repo {
         names: Option<&[String]>,
     ) -> Result<CheckoutReport> {
         let started = Instant::now();
-        let p = self.prepare_checkout(rev.into(), names)?;
+        let mut p = self.prepare_checkout(rev.into(), names)?;
+        p.reader.hash_tensors_only();
         // Not kept for the next checkout: a file is written once (a deploy), and keeping its
         // chunks raised a 512 MiB checkout's peak memory from 24% to 33% of the file.
         let mut r = write_prepared(p, path.as_ref(), names.is_some(), &|done, total| {
@@ -274,6 +276,10 @@ pub(crate) fn decode_tensors(
             if let Some(c) = remember {
                 c.discard(e);
             }
+            // Name the damaged object where there is one (objects were read unhashed).
+            if let Some(damage) = (0..e.chunks.len()).find_map(|i| reader.find_damage(e, i)) {
+                return Err(damage);
+            }
             return Err(Error::HashMismatch {
                 tensor: e.name.clone(),
                 snapshot: snapshot.hex(),
@@ -312,7 +318,14 @@ pub(crate) fn decode_tensors(
                 let decoded = window
                     .par_iter()
                     .map(|&(t, i)| reader.decode_chunk(entries[t], i))
-                    .collect::<Result<_>>();
+                    .collect::<Result<_>>()
+                    .map_err(|e| {
+                        // A damaged object more often breaks decoding than decodes wrongly.
+                        let damage = window
+                            .iter()
+                            .find_map(|&(t, i)| reader.find_damage(entries[t], i));
+                        damage.unwrap_or(e)
+                    });
                 let failed = decoded.is_err();
                 if decoded_tx.send(decoded).is_err() || failed {
                     return; // the output stopped, or this window failed

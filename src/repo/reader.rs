@@ -38,6 +38,9 @@ pub(crate) struct ObjectReader {
     known: KnownChunks,
     /// Objects read ahead of the decoder ([`ObjectReader::read_ahead`]), taken on first use.
     ahead: Mutex<HashMap<ObjectId, Vec<u8>>>,
+    /// Whether each object read is hashed against its id (the default); see
+    /// [`ObjectReader::hash_tensors_only`].
+    hash_objects: bool,
 }
 
 impl ObjectReader {
@@ -57,6 +60,7 @@ impl ObjectReader {
             engine,
             known: KnownChunks::default(),
             ahead: Mutex::new(HashMap::new()),
+            hash_objects: true,
         }
     }
 
@@ -64,6 +68,13 @@ impl ObjectReader {
     pub fn with_known(mut self, known: KnownChunks) -> Self {
         self.known = known;
         self
+    }
+
+    /// Reads chunk objects without hashing each: for a checkout of whole tensors, which hashes
+    /// every tensor it decodes (that covers its objects) and, where one fails, names the damaged
+    /// object with [`ObjectReader::find_damage`]. Saves a blake3 pass over the stored bytes.
+    pub fn hash_tensors_only(&mut self) {
+        self.hash_objects = false;
     }
 
     /// Reads (and caches) a snapshot manifest.
@@ -150,7 +161,7 @@ impl ObjectReader {
     ) -> HashMap<ObjectId, Vec<u8>> {
         let mut ids = Vec::new();
         for (entry, i) in jobs {
-            self.chain_ids(entry, i, &mut ids);
+            self.chain_ids(entry, i, AHEAD_DEPTH, &mut ids);
         }
         let mut places: Vec<(&Location, ObjectId)> = ids
             .into_iter()
@@ -165,10 +176,11 @@ impl ObjectReader {
             .collect()
     }
 
-    /// The objects chunk `i` of `entry` and its reference chain are stored in, pushed to `ids`.
-    fn chain_ids(&self, entry: &TensorEntry, i: usize, ids: &mut Vec<ObjectId>) {
+    /// The objects chunk `i` of `entry` and its reference chain (up to `depth` links) are
+    /// stored in, pushed to `ids`.
+    fn chain_ids(&self, entry: &TensorEntry, i: usize, depth: usize, ids: &mut Vec<ObjectId>) {
         let mut e = entry;
-        for _ in 0..=AHEAD_DEPTH {
+        for _ in 0..=depth {
             let Some(c) = e.chunks.get(i) else { return };
             if checkout_cache::holds(&self.known, e, i) {
                 return;
@@ -194,13 +206,32 @@ impl ObjectReader {
         *self.ahead.lock().expect("read-ahead lock") = objects;
     }
 
-    /// Reads and verifies an object whose location was loaded.
+    /// The error naming the first object that decoding chunk `i` of `entry` reads (its own,
+    /// then its reference chain's) and that is missing or does not hash to its id; `None` if
+    /// every one is sound.
+    pub fn find_damage(&self, entry: &TensorEntry, i: usize) -> Option<Error> {
+        let mut ids = Vec::new();
+        self.chain_ids(entry, i, usize::MAX, &mut ids);
+        ids.iter()
+            .find_map(|id| self.read_from_pack(id, true).err())
+    }
+
+    /// Reads an object whose location was loaded, hashed against its id unless
+    /// [`ObjectReader::hash_tensors_only`] was called.
     pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>> {
         if let Some(bytes) = self.preloaded.get(id) {
             return Ok(bytes.as_ref().clone());
         }
         if let Some(bytes) = self.ahead.lock().expect("read-ahead lock").remove(id) {
             return Ok(bytes);
+        }
+        self.read_from_pack(id, self.hash_objects)
+    }
+
+    /// Reads an object from its pack (preloaded ones from memory), hashing it if `hash`.
+    fn read_from_pack(&self, id: &ObjectId, hash: bool) -> Result<Vec<u8>> {
+        if let Some(bytes) = self.preloaded.get(id) {
+            return Ok(bytes.as_ref().clone());
         }
         let loc = self
             .locations
@@ -217,7 +248,11 @@ impl ObjectReader {
                 }
             }
         };
-        pack.read(&loc.entry)
+        if hash {
+            pack.read(&loc.entry)
+        } else {
+            pack.read_unhashed(&loc.entry)
+        }
     }
 
     fn reference_entry(&self, r: &TensorRef) -> Result<&TensorEntry> {
