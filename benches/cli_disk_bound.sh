@@ -14,7 +14,8 @@
 #   commit     `snapstore commit` of epoch 0 (keyframe), then epoch 1 (delta), lossless
 #   checkout   `snapstore checkout HEAD -o FILE` (written, fsynced, renamed), with the packs
 #              first dropped from the page cache (posix_fadvise DONTNEED after sync), as on a
-#              machine that did not just write them
+#              machine that did not just write them; then `cat` of the file it wrote (what a
+#              deploy does next), timed apart
 # The commit's bound is min(W x ratio, R) (and min(Wd x ratio, R)): writing the stored bytes durably and reading the input
 # once from disk (the input is in the page cache here, so the bound is generous to the disk);
 # the checkout's is W. Prints MB/s (1 MB = 1e6 bytes) and the ratios to the bounds.
@@ -70,13 +71,17 @@ t0=$(now)
 "$bin" --repo "$repo" checkout HEAD -o "$dir/out.safetensors" >/dev/null
 t1=$(now)
 out_s=$(secs "$t0" "$t1")
+t0=$(now)
+cat "$dir/out.safetensors" >/dev/null # what a deploy does next: read the file
+t1=$(now)
+back_s=$(secs "$t0" "$t1")
 cmp "$e1" "$dir/out.safetensors"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$bytes" "$write_s" "$direct_s" "$read_s" "$key_s" "$delta_s" "$out_s" "$stored0" "$stored1" <<'EOF'
+python3 - "$bytes" "$write_s" "$direct_s" "$read_s" "$key_s" "$delta_s" "$out_s" "$back_s" "$stored0" "$stored1" <<'EOF'
 import sys
-b, w, wd, r, key, delta, out = (float(x) for x in sys.argv[1:8])
-s0, s1 = int(sys.argv[8]), int(sys.argv[9]) - int(sys.argv[8])
+b, w, wd, r, key, delta, out, back = (float(x) for x in sys.argv[1:9])
+s0, s1 = int(sys.argv[9]), int(sys.argv[10]) - int(sys.argv[9])
 mb = b / 1e6
 W, Wd, R = mb / w, mb / wd, mb / r
 print(f"input {mb:.1f} MB per epoch; dd write, conv=fsync: {W:.1f} MB/s (W), with oflag=direct: "
@@ -90,4 +95,6 @@ for name, secs, stored in (("commit, keyframe", key, s0), ("commit, delta", delt
     print(f"| {name} | {ratio:.3f}x | {v:.1f} | {bw:.1f} | {v / bw:.2f} | {bd:.1f} | {v / bd:.2f} |")
 v = mb / out
 print(f"| checkout | | {v:.1f} | {W:.1f} | {v / W:.2f} | {Wd:.1f} | {v / Wd:.2f} |")
+print(f"read back of the checked-out file (cat): {mb / back:.1f} MB/s; checkout and read back: "
+      f"{mb / (out + back):.1f} MB/s")
 EOF

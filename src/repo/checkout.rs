@@ -250,6 +250,26 @@ pub(crate) fn select_entries(
     }
 }
 
+/// Decodes the chunks of one window on the pool; on a failure, names the damaged object where
+/// there is one (objects are read unhashed, and a damaged one more often breaks decoding than
+/// decodes wrongly).
+fn decode_window(
+    reader: &ObjectReader,
+    entries: &[&TensorEntry],
+    window: &[(usize, usize)],
+) -> Result<Vec<Vec<u8>>> {
+    window
+        .par_iter()
+        .map(|&(t, i)| reader.decode_chunk(entries[t], i))
+        .collect::<Result<_>>()
+        .map_err(|e| {
+            let damage = window
+                .iter()
+                .find_map(|&(t, i)| reader.find_damage(entries[t], i));
+            damage.unwrap_or(e)
+        })
+}
+
 /// Decodes tensors in order, a window of chunks at a time across tensors (so a checkpoint of
 /// many small tensors still uses every core), passes each tensor's bytes on in order as
 /// `sink(tensor index, bytes)`, and checks every tensor's blake3 against the manifest as soon as
@@ -298,6 +318,28 @@ pub(crate) fn decode_tensors(
     // pool decodes this one, and this thread hashes and hands on the last one.
     let window_chunks = (super::commit::window_bytes() / super::commit::DEFAULT_CHUNK_BYTES).max(1);
     let windows: Vec<&[(usize, usize)]> = jobs.chunks(window_chunks).collect();
+    let mut output = |window: &[(usize, usize)], decoded: Vec<Vec<u8>>| -> Result<()> {
+        for (&(t, i), d) in window.iter().zip(&decoded) {
+            let (h, total) = hashers[t].get_or_insert_with(|| (blake3::Hasher::new(), 0));
+            let hash = crate::profile::time_bytes(crate::profile::Stage::OutputHash, d.len());
+            h.update(d);
+            *total += d.len() as u64;
+            drop(hash);
+            if let Some(c) = remember {
+                c.offer(entries[t], i, d);
+            }
+            let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
+            sink(t, d)?;
+            if i + 1 == entries[t].chunks.len() {
+                finish(t, &mut hashers)?;
+            }
+        }
+        Ok(())
+    };
+    if let [window] = windows[..] {
+        // One window (a small checkpoint): nothing to overlap, no threads to start.
+        return output(window, decode_window(reader, entries, window)?);
+    }
     let windows = &windows;
     let (ahead_tx, ahead_rx) = std::sync::mpsc::sync_channel(1);
     let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(1);
@@ -315,17 +357,7 @@ pub(crate) fn decode_tensors(
                 if let Ok(objects) = ahead_rx.recv() {
                     reader.hand_in_ahead(objects);
                 }
-                let decoded = window
-                    .par_iter()
-                    .map(|&(t, i)| reader.decode_chunk(entries[t], i))
-                    .collect::<Result<_>>()
-                    .map_err(|e| {
-                        // A damaged object more often breaks decoding than decodes wrongly.
-                        let damage = window
-                            .iter()
-                            .find_map(|&(t, i)| reader.find_damage(entries[t], i));
-                        damage.unwrap_or(e)
-                    });
+                let decoded = decode_window(reader, entries, window);
                 let failed = decoded.is_err();
                 if decoded_tx.send(decoded).is_err() || failed {
                     return; // the output stopped, or this window failed
@@ -338,21 +370,7 @@ pub(crate) fn decode_tensors(
             let decoded = decoded_rx
                 .recv()
                 .map_err(|_| Error::decode("checkout", "the decoding thread stopped"))??;
-            for (&(t, i), d) in window.iter().zip(&decoded) {
-                let (h, total) = hashers[t].get_or_insert_with(|| (blake3::Hasher::new(), 0));
-                let hash = crate::profile::time_bytes(crate::profile::Stage::OutputHash, d.len());
-                h.update(d);
-                *total += d.len() as u64;
-                drop(hash);
-                if let Some(c) = remember {
-                    c.offer(entries[t], i, d);
-                }
-                let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
-                sink(t, d)?;
-                if i + 1 == entries[t].chunks.len() {
-                    finish(t, &mut hashers)?;
-                }
-            }
+            output(window, decoded)?;
         }
         Ok(())
     })?;
