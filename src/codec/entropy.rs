@@ -90,10 +90,17 @@ const SAMPLE_FROM: usize = 16 << 10;
 /// The sample: the section's first bytes.
 const SAMPLE: usize = 8 << 10;
 
+/// Sections this short are stored as they are without trying a coder: none can be smaller.
+/// Zstd's smallest frame of nonempty input is 10 bytes (magic 4, frame header 2, block header
+/// 3, one RLE byte); rANS's is 20 (length, count, one symbol and frequency, four states); an
+/// XZ stream's is larger still. Half the sections of cnn-digits are this short (a tensor's
+/// bias of a few elements split into planes).
+const STORED_UP_TO: usize = 10;
+
 /// Compresses `data` with the best allowed coder. Returns the coder and the stored bytes.
 pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
-    if data.is_empty() {
-        return (Entropy::Stored, Vec::new());
+    if data.len() <= STORED_UP_TO {
+        return (Entropy::Stored, data.to_vec());
     }
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
     // Zstd runs inside this timer, which pauses it.
@@ -320,6 +327,25 @@ mod tests {
         assert_eq!(compress(&noise, CodecChoice::Auto).0, Entropy::Stored);
         // Short sections are always tried.
         assert!(try_zstd(&noise[..SAMPLE_FROM - 1]));
+    }
+
+    #[test]
+    fn no_coder_shrinks_a_section_stored_outright() {
+        for len in 1..=STORED_UP_TO {
+            for data in [
+                vec![0u8; len],
+                (0..len as u8).collect(),
+                drawn(len, |x| x as u8),
+            ] {
+                assert!(
+                    zstd_compress(&data).unwrap().len() >= len,
+                    "zstd, {len} bytes"
+                );
+                assert!(crate::codec::rans::encode(&data).unwrap().len() >= len);
+                assert!(lzma_compress(&data).unwrap().len() >= len);
+                assert_eq!(compress(&data, CodecChoice::Lzma), (Entropy::Stored, data));
+            }
+        }
     }
 
     #[test]
