@@ -78,54 +78,62 @@ pub fn histogram(data: &[u8]) -> [u64; 256] {
     counts
 }
 
-/// Bytes [`encode`] would produce for data with this histogram, estimated from its order-0
-/// entropy, so callers run the coder only where it can win.
-pub fn estimated_size(counts: &[u64; 256]) -> usize {
-    let n: u64 = counts.iter().sum();
-    if n == 0 {
-        return 0;
-    }
-    let n = n as f64;
+/// The order-0 entropy of data with this histogram, in bytes: what no order-0 coder can beat.
+pub fn order0_bytes(counts: &[u64; 256]) -> f64 {
+    let n = counts.iter().sum::<u64>() as f64;
     let bits: f64 = counts
         .iter()
         .filter(|&&c| c > 0)
         .map(|&c| -(c as f64) * (c as f64 / n).log2())
         .sum();
+    bits / 8.0
+}
+
+/// Bytes [`encode`] would produce for data with this histogram, estimated from its order-0
+/// entropy, so callers run the coder only where it can win.
+pub fn estimated_size(counts: &[u64; 256]) -> usize {
+    if counts.iter().all(|&c| c == 0) {
+        return 0;
+    }
     let symbols = counts.iter().filter(|&&c| c > 0).count();
-    (bits / 8.0) as usize + 3 * symbols + 5
+    order0_bytes(counts) as usize + 3 * symbols + 5
 }
 
 /// One symbol's encoder constants: `x -> ((x / freq) << SCALE_BITS) + x % freq + start`
 /// computed with a multiply by a reciprocal instead of a division (exact for every state the
-/// encoder can hold, which stays below 2^31).
+/// encoder can hold, which stays below 2^31). 16 bytes, aligned, so a lookup never straddles
+/// a cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(16))]
 struct EncSymbol {
     x_max: u32,
     rcp: u32,
-    shift: u32,
     bias: u32,
-    cmpl_freq: u32,
+    cmpl_freq: u16,
+    /// 32 + the reciprocal's extra shift: the high half and the shift in one step.
+    shift: u16,
 }
 
 impl EncSymbol {
     const ABSENT: EncSymbol = EncSymbol {
         x_max: 0,
         rcp: 0,
-        shift: 0,
         bias: 0,
         cmpl_freq: 0,
+        shift: 32,
     };
 
     fn new(start: u32, freq: u32) -> EncSymbol {
         let x_max = ((LOW >> SCALE_BITS) << 16) * freq;
-        let cmpl_freq = TOTAL - freq.min(TOTAL);
+        let cmpl_freq = (TOTAL - freq.min(TOTAL)) as u16;
         if freq < 2 {
             // q = x - 1 (x >= 1), so x + bias + q * (TOTAL - 1) = x * TOTAL + start.
             return EncSymbol {
                 x_max,
                 rcp: u32::MAX,
-                shift: 0,
                 bias: (start + TOTAL).wrapping_sub(1),
                 cmpl_freq,
+                shift: 32,
             };
         }
         let shift = 32 - (freq - 1).leading_zeros(); // ceil(log2(freq))
@@ -133,16 +141,26 @@ impl EncSymbol {
         EncSymbol {
             x_max,
             rcp: rcp as u32,
-            shift: shift - 1,
             bias: start,
             cmpl_freq,
+            shift: (32 + shift - 1) as u16,
         }
     }
 
+    #[inline(always)]
     fn apply(&self, x: u32) -> u32 {
-        let q = ((u64::from(x) * u64::from(self.rcp)) >> 32) as u32 >> self.shift;
+        let q = ((u64::from(x) * u64::from(self.rcp)) >> self.shift) as u32;
         x.wrapping_add(self.bias)
-            .wrapping_add(q.wrapping_mul(self.cmpl_freq))
+            .wrapping_add(q.wrapping_mul(u32::from(self.cmpl_freq)))
+    }
+
+    /// Renormalizes `x` for this symbol and codes it: the word to store (always computed) and
+    /// whether it is emitted.
+    #[inline(always)]
+    fn put(&self, x: u32) -> (u32, u16, bool) {
+        let emit = x >= self.x_max;
+        let y = if emit { x >> 16 } else { x };
+        (self.apply(y), x as u16, emit)
     }
 }
 
@@ -150,6 +168,70 @@ impl EncSymbol {
 /// table can give a nonzero frequency (never for bytes; kept for safety).
 pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
     encode_counted(data, &histogram(data), usize::MAX)
+}
+
+/// The encoder's per-symbol constants for a normalized frequency table.
+fn enc_symbols(freq: &[u32; 256]) -> [EncSymbol; 256] {
+    let mut symbols = [EncSymbol::ABSENT; 256];
+    let mut start = 0;
+    for (sym, &f) in symbols.iter_mut().zip(freq) {
+        // Absent symbols are never coded: skip their reciprocals (small sections are common).
+        if f > 0 {
+            *sym = EncSymbol::new(start, f);
+        }
+        start += f;
+    }
+    symbols
+}
+
+/// Codes `data` backwards into the end of `words` (16-bit words, so the decoder reads them
+/// forwards). Returns the final states and the index of the first word, or `None` when the
+/// words fill `words` (whose first slot is a spare that is never part of the output).
+fn encode_words(
+    data: &[u8],
+    symbols: &[EncSymbol; 256],
+    words: &mut [u16],
+) -> Option<([u32; STATES], usize)> {
+    let mut xs = [LOW; STATES];
+    let mut pos = words.len();
+    // One checked step. The store below `pos` is unconditional, so `words` holds one spare
+    // slot and a step fails once that spare would be taken.
+    let put_checked = |x: &mut u32, b: u8, words: &mut [u16], pos: &mut usize| -> Option<()> {
+        let (y, w, emit) = symbols[b as usize].put(*x);
+        words[*pos - 1] = w;
+        *pos -= usize::from(emit);
+        *x = y;
+        (*pos >= 1).then_some(())
+    };
+    let tail = data.len() % STATES;
+    let whole = data.len() - tail;
+    for (i, &b) in data[whole..].iter().enumerate().rev() {
+        put_checked(&mut xs[i], b, words, &mut pos)?;
+    }
+    let mut quads = data[..whole].chunks_exact(STATES).rev();
+    // Fast path: a round emits at most STATES words, so while that many slots and the spare
+    // remain below `pos` the stores need no check of their own.
+    while pos > STATES {
+        let Some(quad) = quads.next() else { break };
+        let quad: &[u8; STATES] = quad.try_into().expect("STATES bytes");
+        let window: &mut [u16; STATES] = (&mut words[pos - STATES..pos])
+            .try_into()
+            .expect("STATES words");
+        let mut used = 0;
+        for k in (0..STATES).rev() {
+            let (y, w, emit) = symbols[quad[k] as usize].put(xs[k]);
+            window[STATES - 1 - used] = w;
+            used += usize::from(emit);
+            xs[k] = y;
+        }
+        pos -= used;
+    }
+    for quad in quads {
+        for k in (0..STATES).rev() {
+            put_checked(&mut xs[k], quad[k], words, &mut pos)?;
+        }
+    }
+    Some((xs, pos))
 }
 
 /// [`encode`] with the histogram already taken (`counts` must be `histogram(data)`), giving up
@@ -163,43 +245,12 @@ pub fn encode_counted(data: &[u8], counts: &[u64; 256], limit: usize) -> Option<
     if freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
         return None;
     }
-    let mut start = [0u32; 256];
-    let mut acc = 0;
-    for s in 0..256 {
-        start[s] = acc;
-        acc += freq[s];
-    }
-    // Absent symbols are never coded: skip their reciprocals (small sections are common).
-    let symbols: [EncSymbol; 256] = std::array::from_fn(|s| match freq[s] {
-        0 => EncSymbol::ABSENT,
-        f => EncSymbol::new(start[s], f),
-    });
-    // Words are written backwards from the end, so the decoder reads them forwards. A symbol
-    // emits at most one word; two spare bytes let the store below be unconditional.
-    let mut words = vec![0u8; (2 * data.len()).min(limit) + 2];
-    let mut pos = words.len();
-    let mut xs = [LOW; STATES];
-    let mut put = |x: &mut u32, b: u8, pos: &mut usize| -> Option<()> {
-        let sym = &symbols[b as usize];
-        let emit = *x >= sym.x_max;
-        words[*pos - 2..*pos].copy_from_slice(&(*x as u16).to_le_bytes());
-        *pos -= 2 * usize::from(emit);
-        *x >>= 16 * u32::from(emit);
-        *x = sym.apply(*x);
-        (*pos >= 2).then_some(())
-    };
-    let tail = data.len() % STATES;
-    let whole = data.len() - tail;
-    for (i, &b) in data[whole..].iter().enumerate().rev() {
-        put(&mut xs[i], b, &mut pos)?;
-    }
-    for quad in data[..whole].chunks_exact(STATES).rev() {
-        for k in (0..STATES).rev() {
-            put(&mut xs[k], quad[k], &mut pos)?;
-        }
-    }
+    let symbols = enc_symbols(&freq);
+    // A symbol emits at most one word; one spare slot (see `encode_words`).
+    let mut words = vec![0u16; data.len().min(limit / 2) + 1];
+    let (xs, pos) = encode_words(data, &symbols, &mut words)?;
     let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
-    let mut stream = Vec::with_capacity(words.len() - pos + 3 * present.len() + 26);
+    let mut stream = Vec::with_capacity(2 * (words.len() - pos) + 3 * present.len() + 26);
     put_varint(&mut stream, data.len() as u64);
     stream.push(present.len() as u8);
     for &s in &present {
@@ -209,7 +260,7 @@ pub fn encode_counted(data: &[u8], counts: &[u64; 256], limit: usize) -> Option<
     for x in xs {
         stream.extend_from_slice(&x.to_le_bytes());
     }
-    stream.extend_from_slice(&words[pos..]);
+    stream.extend(words[pos..].iter().flat_map(|w| w.to_le_bytes()));
     Some(stream)
 }
 
@@ -249,46 +300,80 @@ pub(super) fn read_table(stream: &[u8], pos: &mut usize, len: usize) -> CodecRes
     Ok(freq)
 }
 
-/// The decoder's table: for each of the [`TOTAL`] slots one packed u32 of frequency - 1
-/// (12 bits), slot - start (12 bits) and symbol (8 bits), so a step does one lookup.
-pub(super) type SlotTable = Box<[u32; TOTAL as usize]>;
+/// The decoder's table (both stream versions), split so a step's state update needs no
+/// unpacking: for each of the [`TOTAL`] slots the frequency (low 16 bits) and slot - start
+/// (high 16 bits), and apart, the symbol.
+pub(super) struct Slots {
+    step: Box<[u32; TOTAL as usize]>,
+    symbol: Box<[u8; TOTAL as usize]>,
+}
 
-/// Builds the [`SlotTable`] of a frequency table that sums to [`TOTAL`].
-pub(super) fn slot_table(freq: &[u32; 256]) -> SlotTable {
-    let mut slots: SlotTable = Box::new([0; TOTAL as usize]);
-    let mut slot = 0;
-    for (s, &fr) in freq.iter().enumerate() {
-        for k in 0..fr {
-            slots[slot] = (fr - 1) | (k << SCALE_BITS) | ((s as u32) << 24);
-            slot += 1;
+impl Slots {
+    /// The table of a frequency table that sums to [`TOTAL`].
+    pub(super) fn new(freq: &[u32; 256]) -> Slots {
+        let mut step: Box<[u32; TOTAL as usize]> = Box::new([0; TOTAL as usize]);
+        let mut symbol: Box<[u8; TOTAL as usize]> = Box::new([0; TOTAL as usize]);
+        let mut slot = 0;
+        for (s, &fr) in freq.iter().enumerate() {
+            for k in 0..fr {
+                step[slot] = fr | (k << 16);
+                symbol[slot] = s as u8;
+                slot += 1;
+            }
         }
+        Slots { step, symbol }
     }
-    slots
+
+    /// One decode step: the symbol and the new (not yet renormalized) state.
+    #[inline(always)]
+    pub(super) fn step(&self, x: u32) -> (u8, u32) {
+        let i = (x & (TOTAL - 1)) as usize;
+        let e = self.step[i];
+        (self.symbol[i], (e & 0xffff) * (x >> SCALE_BITS) + (e >> 16))
+    }
 }
 
-/// One decode step's symbol and new (not yet renormalized) state.
+/// The decoder's fast path: whole rounds of [`STATES`] symbols while a round's words (at most
+/// one per state) are present, read as one u64 with each state's word taken by shifting.
+/// Returns the symbols decoded and the word bytes read. The states are passed by value so
+/// they live in registers.
 #[inline(always)]
-pub(super) fn step(slots: &SlotTable, x: u32) -> (u8, u32) {
-    let e = slots[(x & (TOTAL - 1)) as usize];
-    let (fr, bias) = ((e & (TOTAL - 1)) + 1, (e >> SCALE_BITS) & (TOTAL - 1));
-    ((e >> 24) as u8, fr * (x >> SCALE_BITS) + bias)
-}
-
-/// Renormalizes a decoded state with the next word `w` when it fell below [`LOW`], without a
-/// branch (renormalization is as unpredictable as the data). Returns the state and the bytes
-/// consumed (0 or 2).
-#[inline(always)]
-fn refill(x: u32, w: u16) -> (u32, usize) {
-    let need = u32::from(x < LOW);
-    let x = (x << (16 * need)) | (u32::from(w) & need.wrapping_neg());
-    (x, 2 * need as usize)
+fn decode_rounds(
+    slots: &Slots,
+    words: &[u8],
+    out: &mut [u8],
+    states: &mut [u32; STATES],
+) -> (usize, usize) {
+    let mut xs = *states;
+    let mut p = 0;
+    let mut done = 0;
+    for quad in out.chunks_exact_mut(STATES) {
+        let Some(round) = words.get(p..p + 2 * STATES) else {
+            break;
+        };
+        let mut round = u64::from_le_bytes(round.try_into().expect("8 bytes"));
+        let mut used = 0;
+        for (k, o) in quad.iter_mut().enumerate() {
+            let (sym, x) = slots.step(xs[k]);
+            *o = sym;
+            let refilled = (x << 16) | (round as u32 & 0xffff);
+            let need = x < LOW;
+            xs[k] = if need { refilled } else { x };
+            round >>= 16 * u32::from(need);
+            used += 2 * usize::from(need);
+        }
+        p += used;
+        done += STATES;
+    }
+    *states = xs;
+    (done, p)
 }
 
 /// Decodes exactly `len` symbols; malformed input is an error, never a panic.
 pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
     let mut pos = 0;
     let freq = read_table(stream, &mut pos, len)?;
-    let slots = slot_table(&freq);
+    let slots = Slots::new(&freq);
     let body = &stream[pos..];
     if body.len() < 4 * STATES {
         return Err(CodecError::RansTruncated { part: "state" });
@@ -302,27 +387,13 @@ pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
         }
     }
     let words = &body[4 * STATES..];
-    let mut p = 0;
     let mut out = vec![0u8; len];
-    let mut quads = out.chunks_exact_mut(STATES);
-    // Fast path: while a whole round of words is present, read without checking each one.
-    while words.len() - p >= 2 * STATES {
-        let Some(quad) = quads.next() else { break };
-        let round: &[u8; 2 * STATES] = words[p..p + 2 * STATES].try_into().expect("checked");
-        let mut used = 0;
-        for (k, o) in quad.iter_mut().enumerate() {
-            let (sym, x) = step(&slots, xs[k]);
-            *o = sym;
-            let w = u16::from_le_bytes([round[used], round[used + 1]]);
-            let (x, n) = refill(x, w);
-            xs[k] = x;
-            used += n;
-        }
-        p += used;
-    }
+    let fast = decode_rounds(&slots, words, &mut out, &mut xs);
+    let mut p = fast.1;
+    let mut quads = out[fast.0..].chunks_exact_mut(STATES);
     let truncated = || CodecError::RansTruncated { part: "data" };
     let mut slow = |x: &mut u32, o: &mut u8| -> CodecResult<()> {
-        let (sym, mut y) = step(&slots, *x);
+        let (sym, mut y) = slots.step(*x);
         *o = sym;
         if y < LOW {
             let w = words.get(p..p + 2).ok_or_else(truncated)?;
@@ -357,6 +428,7 @@ pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::varint::put_varint;
     use proptest::prelude::*;
 
     #[test]
@@ -405,7 +477,95 @@ mod tests {
         }
     }
 
+    /// The encoder as first written (plain division, byte buffer, a check per symbol): the
+    /// faster one must give the same streams, the same `None`s included.
+    fn encode_reference(data: &[u8], limit: usize) -> Option<Vec<u8>> {
+        if data.is_empty() {
+            return None;
+        }
+        let freq = normalize(&histogram(data));
+        let mut start = [0u32; 256];
+        let mut acc = 0;
+        for s in 0..256 {
+            start[s] = acc;
+            acc += freq[s];
+        }
+        let mut words = vec![0u8; (2 * data.len()).min(limit) + 2];
+        let mut pos = words.len();
+        let mut xs = [LOW; STATES];
+        for i in (0..data.len()).rev() {
+            let (x, b) = (&mut xs[i % STATES], data[i] as usize);
+            let emit = *x >= ((LOW >> SCALE_BITS) << 16) * freq[b];
+            words[pos - 2..pos].copy_from_slice(&(*x as u16).to_le_bytes());
+            pos -= 2 * usize::from(emit);
+            *x >>= 16 * u32::from(emit);
+            *x = ((*x / freq[b]) << SCALE_BITS) + *x % freq[b] + start[b];
+            if pos < 2 {
+                return None;
+            }
+        }
+        let mut stream = Vec::new();
+        put_varint(&mut stream, data.len() as u64);
+        let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
+        stream.push(present.len() as u8);
+        for &s in &present {
+            stream.push(s as u8);
+            put_varint(&mut stream, u64::from(freq[s]));
+        }
+        for x in xs {
+            stream.extend_from_slice(&x.to_le_bytes());
+        }
+        stream.extend_from_slice(&words[pos..]);
+        Some(stream)
+    }
+
+    /// Bytes of `len` drawn from `alphabet` symbols, the first `skew` times likelier than the
+    /// rest (xorshift, so a case is reproducible from its seed).
+    fn sample(len: usize, alphabet: u32, skew: u32, seed: u64) -> Vec<u8> {
+        let mut r = seed | 1;
+        (0..len)
+            .map(|_| {
+                r ^= r << 13;
+                r ^= r >> 7;
+                r ^= r << 17;
+                let v = (r % u64::from(alphabet + skew)) as u32;
+                v.saturating_sub(skew) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_short_length_matches_the_reference() {
+        for len in 0..80 {
+            for (alphabet, skew) in [(1, 0), (2, 0), (3, 20), (256, 0), (256, 600), (17, 3)] {
+                let data = sample(len, alphabet, skew, len as u64 * 31 + u64::from(alphabet));
+                let enc = encode(&data);
+                assert_eq!(enc, encode_reference(&data, usize::MAX), "len {len}");
+                if let Some(enc) = enc {
+                    assert_eq!(decode(&enc, len).unwrap(), data, "len {len}");
+                }
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn streams_equal_the_reference_encoder(
+            len in 0usize..5000,
+            alphabet in 1u32..=256,
+            skew in 0u32..2000,
+            seed in any::<u64>(),
+            limit in prop::option::of(0usize..12_000),
+        ) {
+            let data = sample(len, alphabet, skew, seed);
+            let limit = limit.unwrap_or(usize::MAX);
+            let enc = encode_counted(&data, &histogram(&data), limit);
+            prop_assert_eq!(&enc, &encode_reference(&data, limit));
+            if let Some(enc) = enc {
+                prop_assert_eq!(decode(&enc, len).unwrap(), data);
+            }
+        }
+
         #[test]
         fn round_trip(data in prop::collection::vec(any::<u8>(), 1..3000)) {
             let enc = encode(&data).unwrap();

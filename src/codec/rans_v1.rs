@@ -6,7 +6,7 @@
 //! symbol `i` is coded with state `i % 2`.
 
 use super::error::{CodecError, CodecResult};
-use super::rans::{read_table, slot_table, step};
+use super::rans::{read_table, Slots};
 
 /// A stream the version-1 encoder wrote, framed as a `rans_stream` fuzz input (length / 16,
 /// then the stream): a test fixture and a fuzz seed.
@@ -19,7 +19,7 @@ const LOW: u32 = 1 << 23;
 pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
     let mut pos = 0;
     let freq = read_table(stream, &mut pos, len)?;
-    let slots = slot_table(&freq);
+    let slots = Slots::new(&freq);
     let body = &stream[pos..];
     if body.len() < 8 {
         return Err(CodecError::RansTruncated { part: "state" });
@@ -32,7 +32,7 @@ pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
     let truncated = || CodecError::RansTruncated { part: "data" };
     // A decoded state is at least 2^11, so renormalizing reads at most two bytes.
     let mut next = |x: &mut u32| -> CodecResult<u8> {
-        let (sym, mut y) = step(&slots, *x);
+        let (sym, mut y) = slots.step(*x);
         while y < LOW {
             let b = *body.get(p).ok_or_else(truncated)?;
             p += 1;
