@@ -89,6 +89,30 @@ pub fn order0_bytes(counts: &[u64; 256]) -> f64 {
     bits / 8.0
 }
 
+/// Writes the stream header: the symbol count, then the present symbols and their frequencies
+/// (one `u8` count, 0 meaning 256). `rans_v1` streams start the same way.
+pub(super) fn put_header(stream: &mut Vec<u8>, count: usize, freq: &[u32; 256]) {
+    put_varint(stream, count as u64);
+    let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
+    stream.push(present.len() as u8);
+    for &s in &present {
+        stream.push(s as u8);
+        put_varint(stream, u64::from(freq[s]));
+    }
+}
+
+/// Where each symbol's range starts in [0, TOTAL): the test encoders' plain-division form.
+#[cfg(test)]
+pub(super) fn starts(freq: &[u32; 256]) -> [u32; 256] {
+    let mut start = [0u32; 256];
+    let mut acc = 0;
+    for (st, &f) in start.iter_mut().zip(freq) {
+        *st = acc;
+        acc += f;
+    }
+    start
+}
+
 /// Bytes [`encode`] would produce for data with this histogram, estimated from its order-0
 /// entropy, so callers run the coder only where it can win.
 pub fn estimated_size(counts: &[u64; 256]) -> usize {
@@ -249,14 +273,8 @@ pub fn encode_counted(data: &[u8], counts: &[u64; 256], limit: usize) -> Option<
     // A symbol emits at most one word; one spare slot (see `encode_words`).
     let mut words = vec![0u16; data.len().min(limit / 2) + 1];
     let (xs, pos) = encode_words(data, &symbols, &mut words)?;
-    let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
-    let mut stream = Vec::with_capacity(2 * (words.len() - pos) + 3 * present.len() + 26);
-    put_varint(&mut stream, data.len() as u64);
-    stream.push(present.len() as u8);
-    for &s in &present {
-        stream.push(s as u8);
-        put_varint(&mut stream, freq[s] as u64);
-    }
+    let mut stream = Vec::with_capacity(2 * (words.len() - pos) + 3 * 256 + 26);
+    put_header(&mut stream, data.len(), &freq);
     for x in xs {
         stream.extend_from_slice(&x.to_le_bytes());
     }
@@ -428,7 +446,6 @@ pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::varint::put_varint;
     use proptest::prelude::*;
 
     #[test]
@@ -484,12 +501,7 @@ mod tests {
             return None;
         }
         let freq = normalize(&histogram(data));
-        let mut start = [0u32; 256];
-        let mut acc = 0;
-        for s in 0..256 {
-            start[s] = acc;
-            acc += freq[s];
-        }
+        let start = starts(&freq);
         let mut words = vec![0u8; (2 * data.len()).min(limit) + 2];
         let mut pos = words.len();
         let mut xs = [LOW; STATES];
@@ -505,13 +517,7 @@ mod tests {
             }
         }
         let mut stream = Vec::new();
-        put_varint(&mut stream, data.len() as u64);
-        let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
-        stream.push(present.len() as u8);
-        for &s in &present {
-            stream.push(s as u8);
-            put_varint(&mut stream, u64::from(freq[s]));
-        }
+        put_header(&mut stream, data.len(), &freq);
         for x in xs {
             stream.extend_from_slice(&x.to_le_bytes());
         }

@@ -60,19 +60,13 @@ pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::rans::{histogram, normalize};
-    use crate::codec::varint::put_varint;
+    use crate::codec::rans::{histogram, normalize, starts};
     use proptest::prelude::*;
 
     /// The version-1 encoder, kept here only to test the decoder (plain division).
     fn encode_v1(data: &[u8]) -> Vec<u8> {
         let freq = normalize(&histogram(data));
-        let mut start = [0u32; 256];
-        let mut acc = 0;
-        for s in 0..256 {
-            start[s] = acc;
-            acc += freq[s];
-        }
+        let start = starts(&freq);
         let mut out = Vec::new();
         let mut xs = [LOW, LOW];
         for (i, &b) in data.iter().enumerate().rev() {
@@ -88,13 +82,7 @@ mod tests {
         out.extend(xs[0].to_le_bytes().iter().rev());
         out.reverse();
         let mut stream = Vec::new();
-        put_varint(&mut stream, data.len() as u64);
-        let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
-        stream.push(present.len() as u8);
-        for &s in &present {
-            stream.push(s as u8);
-            put_varint(&mut stream, u64::from(freq[s]));
-        }
+        crate::codec::rans::put_header(&mut stream, data.len(), &freq);
         stream.extend_from_slice(&out);
         stream
     }

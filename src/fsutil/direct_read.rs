@@ -27,7 +27,7 @@ use super::direct_io::{align_down, stop_direct, AlignedBuf, ALIGN};
 /// either way, and cached it serves the next checkouts (the chain's manifests, the next
 /// snapshot) for free. Read directly, a small repository's checkouts ran 2-4x slower
 /// (`stage_profile digits-mlp`, 330 KB packs: every checkout read its chain's packs again).
-const DIRECT_MIN_BYTES: u64 = 64 << 20;
+pub(crate) const DIRECT_MIN_BYTES: u64 = 64 << 20;
 /// Bytes fetched around a small read: a few chunk objects (1 MiB of tensor each, coded).
 const WINDOW: usize = 2 << 20;
 /// Windows kept: a chunk's delta chain reads one place in several packs in turn (up to a
