@@ -46,7 +46,7 @@
 //! `D = floor(r * 2^22)` steps (a step of the image is at most `2^-22 |x|`), and checks
 //! `|x - x'| <= r |x|` on every element.
 
-use super::pack::{self, CodeReader};
+use super::pack::{self, Code, CodeReader};
 use super::predict::{
     self, FloatAbs, IntBounded, IntKind, Lossless, Padded, Quant, Visit, CONTEXTS, INTER_CHANNEL,
     PRED_LORENZO3, PRED_SPATIAL, PRED_TEMPORAL,
@@ -180,62 +180,79 @@ pub fn encode_group_reconstructed(
     group_elements(dims, k)?;
     let (kind, value) = bound.kind_value();
     let coding = resolve(dtype, kind, value)?;
-    let predict_timer = profile::time_bytes(Stage::FramePredict, frames.len());
-    let enc = match (coding, dtype) {
-        (Coding::Lossless, FrameDtype::U8) => {
-            encode_frames(&Lossless::<1> { kind: IntKind::U8 }, dims, frames)
-        }
-        (Coding::Lossless, FrameDtype::U16) => {
-            encode_frames(&Lossless::<2> { kind: IntKind::U16 }, dims, frames)
-        }
-        (Coding::Lossless, FrameDtype::F32) => encode_frames(
-            &Lossless::<4> {
-                kind: IntKind::F32Image,
-            },
-            dims,
-            frames,
-        ),
-        (Coding::IntAbs(e), FrameDtype::U8) => encode_frames(
-            &IntBounded::<1>::new(IntKind::U8, 255, e, None),
-            dims,
-            frames,
-        ),
-        (Coding::IntAbs(e), _) => encode_frames(
-            &IntBounded::<2>::new(IntKind::U16, 65535, e, None),
-            dims,
-            frames,
-        ),
-        (Coding::FloatAbs(e), _) => encode_frames(&FloatAbs { e }, dims, frames),
-        (Coding::Rel(r, steps), _) => encode_frames(
-            &IntBounded::<4>::new(IntKind::F32Image, u32::MAX as i64, steps, Some(r)),
-            dims,
-            frames,
-        ),
-    };
-    drop(predict_timer);
-    let _layout = profile::time_bytes(Stage::FrameLayout, frames.len());
     let mut out = vec![GROUP_VERSION, dtype.code(), kind];
     out.extend_from_slice(&value.to_le_bytes());
     for v in [dims.h, dims.w, dims.c, k] {
         pack::put_varint(&mut out, v as u64);
     }
+    // Each quantizer with the narrowest code type its codes fit (see `Code`); a code that did
+    // not fit would be stored as an exception, never truncated.
+    let recon = match (coding, dtype) {
+        (Coding::Lossless, FrameDtype::U8) => {
+            let q = Lossless::<1> { kind: IntKind::U8 };
+            encode_body::<_, i8>(&q, dims, frames, choice, &mut out)
+        }
+        (Coding::Lossless, FrameDtype::U16) => {
+            let q = Lossless::<2> { kind: IntKind::U16 };
+            encode_body::<_, i16>(&q, dims, frames, choice, &mut out)
+        }
+        (Coding::Lossless, FrameDtype::F32) => {
+            let q = Lossless::<4> {
+                kind: IntKind::F32Image,
+            };
+            encode_body::<_, i32>(&q, dims, frames, choice, &mut out)
+        }
+        (Coding::IntAbs(e), FrameDtype::U8) => {
+            let q = IntBounded::<1>::new(IntKind::U8, 255, e, None);
+            if e >= 1 {
+                // |code| <= (255 + e) / (2e + 1) <= 85.
+                encode_body::<_, i8>(&q, dims, frames, choice, &mut out)
+            } else {
+                encode_body::<_, i16>(&q, dims, frames, choice, &mut out)
+            }
+        }
+        (Coding::IntAbs(e), _) => {
+            let q = IntBounded::<2>::new(IntKind::U16, 65535, e, None);
+            encode_body::<_, i32>(&q, dims, frames, choice, &mut out)
+        }
+        (Coding::FloatAbs(e), _) => {
+            encode_body::<_, i64>(&FloatAbs { e }, dims, frames, choice, &mut out)
+        }
+        (Coding::Rel(r, steps), _) => {
+            let q = IntBounded::<4>::new(IntKind::F32Image, u32::MAX as i64, steps, Some(r));
+            encode_body::<_, i64>(&q, dims, frames, choice, &mut out)
+        }
+    };
+    Ok((out, recon))
+}
+
+/// Codes the frames with `q` (codes held as `C`) and appends everything after the header to
+/// `out`: context shift, modes, streams, exceptions. Returns the reconstruction.
+fn encode_body<Q: Quant, C: Code>(
+    q: &Q,
+    dims: FrameDims,
+    frames: &[u8],
+    choice: CodecChoice,
+    out: &mut Vec<u8>,
+) -> Vec<u8> {
+    let predict_timer = profile::time_bytes(Stage::FramePredict, frames.len());
+    let enc = encode_frames::<Q, C>(q, dims, frames);
+    drop(predict_timer);
+    let _layout = profile::time_bytes(Stage::FrameLayout, frames.len());
+    let k = enc.modes.len();
     let shift = context_shift(&enc.codes);
     out.push(shift as u8);
     out.extend_from_slice(&enc.modes);
-    write_streams(
-        &mut out,
-        &split_contexts(&enc.codes, dims, k, shift),
-        choice,
-    );
-    write_exceptions(&mut out, &enc.exceptions, frames, dtype.size(), choice);
-    Ok((out, enc.recon))
+    write_streams(out, &split_contexts(&enc.codes, dims, k, shift), choice);
+    write_exceptions(out, &enc.exceptions, frames, Q::SIZE, choice);
+    enc.recon
 }
 
 /// What the predictor pass produced for a group.
-struct Encoded {
+struct Encoded<C> {
     modes: Vec<u8>,
     /// Every element's code, group order (exceptions code 0).
-    codes: Vec<i64>,
+    codes: Vec<C>,
     /// Element indices (group order) stored exactly.
     exceptions: Vec<usize>,
     /// The frames exactly as [`decode_group`] will return them.
@@ -243,27 +260,31 @@ struct Encoded {
 }
 
 /// The encoder's side of [`Visit`]: quantizes the input frame, records codes and exceptions.
-struct EncVisit<'a, Q: Quant> {
+struct EncVisit<'a, Q: Quant, C> {
     q: &'a Q,
     /// The input frame, padded like the reconstruction.
     xp: &'a [Q::W],
-    codes: Vec<i64>,
+    codes: Vec<C>,
     exceptions: Vec<usize>,
     cost: u64,
 }
 
-impl<Q: Quant> Visit<Q::W> for EncVisit<'_, Q> {
+impl<Q: Quant, C: Code> Visit<Q::W> for EncVisit<'_, Q, C> {
     #[inline(always)]
     fn visit(&mut self, e: usize, p: usize, _ch: usize, pred: Q::W) -> Result<Q::W, String> {
         let x = self.xp[p];
-        match self.q.encode(x, pred) {
-            Some((code, r)) => {
-                self.codes.push(code);
+        match self
+            .q
+            .encode(x, pred)
+            .and_then(|(code, r)| Some((C::narrow(code)?, code, r)))
+        {
+            Some((narrow, code, r)) => {
+                self.codes.push(narrow);
                 self.cost += predict::gamma_bits(code);
                 Ok(r)
             }
             None => {
-                self.codes.push(0);
+                self.codes.push(C::default());
                 self.exceptions.push(e);
                 self.cost += predict::EXCEPTION_BITS;
                 Ok(x)
@@ -370,7 +391,7 @@ fn modes_to_run<Q: Quant>(
         .collect()
 }
 
-fn encode_frames<Q: Quant>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded {
+fn encode_frames<Q: Quant, C: Code>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded<C> {
     let g = Padded {
         h: dims.h,
         w: dims.w,
@@ -454,17 +475,20 @@ fn encode_frames<Q: Quant>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded {
 }
 
 /// Context shift for a group: keeps the typical code magnitude in the low context buckets.
-fn context_shift(codes: &[i64]) -> u32 {
+fn context_shift<C: Code>(codes: &[C]) -> u32 {
     if codes.is_empty() {
         return 0;
     }
-    let sum: u128 = codes.iter().map(|&c| u128::from(c.unsigned_abs())).sum();
+    let sum: u128 = codes
+        .iter()
+        .map(|c| u128::from(c.get().unsigned_abs()))
+        .sum();
     let mean = (sum / codes.len() as u128).min(u64::MAX as u128) as u64;
     (64 - mean.leading_zeros()).saturating_sub(4)
 }
 
 /// Splits the codes into context streams, in the order the decoder will ask for them.
-fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Streams {
+fn split_contexts<C: Code>(codes: &[C], dims: FrameDims, k: usize, shift: u32) -> Streams<C> {
     let g = Padded {
         h: dims.h,
         w: dims.w,
@@ -474,7 +498,7 @@ fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Strea
     let row = g.w * g.c;
     // First every element's context (a byte), then the codes dealt into streams sized up front.
     let mut ctxs = vec![0u8; k * fe];
-    let mut mags = vec![0u32; g.len()];
+    let mut mags = vec![C::Mag::default(); g.len()];
     for (fc, fx) in codes.chunks_exact(fe).zip(ctxs.chunks_exact_mut(fe)) {
         for (y, (rc, rx)) in fc
             .chunks_exact(row)
@@ -485,7 +509,7 @@ fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Strea
             for (pc, px) in rc.chunks_exact(g.c).zip(rx.chunks_exact_mut(g.c)) {
                 for (ch, (&code, ctx)) in pc.iter().zip(px.iter_mut()).enumerate() {
                     *ctx = predict::context(&mags, g, p, ch, shift) as u8;
-                    mags[p] = predict::mag(code);
+                    mags[p] = code.mag();
                     p += 1;
                 }
             }
@@ -517,7 +541,7 @@ fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Strea
         }
         starts[c + 1] = at;
     }
-    let mut flat = vec![0i64; n];
+    let mut flat = vec![C::default(); n];
     for i in 0..quarter {
         for (l, lane) in next.iter_mut().enumerate() {
             let j = l * quarter + i;
@@ -535,14 +559,14 @@ fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Strea
 }
 
 /// The context streams of a group, end to end.
-struct Streams {
-    flat: Vec<i64>,
+struct Streams<C> {
+    flat: Vec<C>,
     /// Stream `i` is `flat[starts[i]..starts[i + 1]]`.
     starts: [usize; CONTEXTS + 1],
 }
 
-impl Streams {
-    fn iter(&self) -> impl Iterator<Item = &[i64]> {
+impl<C> Streams<C> {
+    fn iter(&self) -> impl Iterator<Item = &[C]> {
         self.starts.windows(2).map(|w| &self.flat[w[0]..w[1]])
     }
 }
@@ -555,7 +579,7 @@ fn write_section(out: &mut Vec<u8>, raw: &[u8], choice: CodecChoice) {
     out.extend_from_slice(&stored);
 }
 
-fn write_streams(out: &mut Vec<u8>, streams: &Streams, choice: CodecChoice) {
+fn write_streams<C: Code>(out: &mut Vec<u8>, streams: &Streams<C>, choice: CodecChoice) {
     out.push(CONTEXTS as u8);
     for s in streams.iter() {
         pack::put_varint(out, s.len() as u64);

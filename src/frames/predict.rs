@@ -430,17 +430,21 @@ pub(crate) fn gamma_bits(code: i64) -> u64 {
 /// W, N, NW, NE in the same channel and the previous channel of the same pixel, bucketed on a
 /// half-octave scale after `shift`. Channels after the first use their own set of contexts.
 #[inline(always)]
-pub(crate) fn context(mags: &[u32], g: Padded, p: usize, ch: usize, shift: u32) -> usize {
+pub(crate) fn context<M: Copy + Into<u64>>(
+    mags: &[M],
+    g: Padded,
+    p: usize,
+    ch: usize,
+    shift: u32,
+) -> usize {
     let (c, rs) = (g.c, g.row());
-    let mut a = mags[p - c] as u64
-        + mags[p - rs] as u64
-        + mags[p - rs - c] as u64
-        + mags[p - rs + c] as u64;
+    let m = |i: usize| -> u64 { mags[i].into() };
+    let mut a = m(p - c) + m(p - rs) + m(p - rs - c) + m(p - rs + c);
     if ch > 0 {
-        a += 2 * mags[p - 1] as u64;
+        a += 2 * m(p - 1);
     }
     if ch > 1 {
-        a += mags[p - 2] as u64;
+        a += m(p - 2);
     }
     let b = bucket(a >> shift);
     if ch > 0 {
