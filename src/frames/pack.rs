@@ -127,31 +127,35 @@ pub(crate) const BIT_LEVELS: usize = 4;
 /// `|code| - BIT_LEVELS - 1` for the rest. Each bitmap byte carries eight binary decisions, so
 /// the entropy stage's byte coder can spend well under one bit on a skewed decision.
 pub(crate) fn pack_bits<C: Code>(codes: &[C]) -> Vec<u8> {
-    // Every code takes the same branch-free path (which maps a bit goes to is data, not control
-    // flow: small magnitudes alternate unpredictably); one bit sink per bitmap, each a local.
+    // One bit sink per bitmap, each a local (kept in registers) rather than an indexed array.
     let n = codes.len();
     let mut zero = BitSink::with_capacity(n);
-    let mut sign = BitSink::with_capacity(n);
+    let mut sign = BitSink::with_capacity(0);
     let mut levels: [BitSink; BIT_LEVELS] = std::array::from_fn(|_| BitSink::with_capacity(0));
     let mut esc = Vec::new();
     for c in codes {
         let c = c.get();
+        zero.push(c != 0);
+        if c == 0 {
+            continue;
+        }
+        sign.push(c < 0);
         let m = c.unsigned_abs();
-        zero.push_if(true, m != 0);
-        sign.push_if(m != 0, c < 0);
-        // Level k holds a bit for each code with |code| >= k: whether |code| > k.
         for (k, level) in levels.iter_mut().enumerate() {
             let k = k as u64 + 1;
-            level.push_if(m >= k, m > k);
+            level.push(m > k);
+            if m <= k {
+                break;
+            }
         }
         if m > BIT_LEVELS as u64 {
             put_varint(&mut esc, m - BIT_LEVELS as u64 - 1);
         }
     }
     let mut out = Vec::new();
-    put_varint(&mut out, sign.len() as u64);
+    put_varint(&mut out, sign.len as u64);
     for level in &levels {
-        put_varint(&mut out, level.len() as u64);
+        put_varint(&mut out, level.len as u64);
     }
     zero.finish_into(&mut out);
     sign.finish_into(&mut out);
@@ -166,8 +170,7 @@ pub(crate) fn pack_bits<C: Code>(codes: &[C]) -> Vec<u8> {
 struct BitSink {
     bytes: Vec<u8>,
     acc: u64,
-    /// Bits in `acc` (below 64 between pushes).
-    fill: u32,
+    len: usize,
 }
 
 impl BitSink {
@@ -175,31 +178,24 @@ impl BitSink {
         BitSink {
             bytes: Vec::with_capacity(bits.div_ceil(8)),
             acc: 0,
-            fill: 0,
+            len: 0,
         }
     }
 
-    /// Bits pushed so far.
-    fn len(&self) -> usize {
-        8 * self.bytes.len() + self.fill as usize
-    }
-
-    /// Appends `bit` when `present`; nothing otherwise.
     #[inline(always)]
-    fn push_if(&mut self, present: bool, bit: bool) {
-        self.acc |= u64::from(present & bit) << self.fill;
-        self.fill += u32::from(present);
-        if self.fill == 64 {
+    fn push(&mut self, bit: bool) {
+        self.acc |= u64::from(bit) << (self.len % 64);
+        self.len += 1;
+        if self.len.is_multiple_of(64) {
             self.bytes.extend_from_slice(&self.acc.to_le_bytes());
             self.acc = 0;
-            self.fill = 0;
         }
     }
 
-    /// Appends the bitmap's `len().div_ceil(8)` bytes.
+    /// Appends the bitmap's `len.div_ceil(8)` bytes.
     fn finish_into(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.bytes);
-        let rest = self.fill.div_ceil(8) as usize;
+        let rest = (self.len % 64).div_ceil(8);
         out.extend_from_slice(&self.acc.to_le_bytes()[..rest]);
     }
 }
