@@ -259,8 +259,9 @@ struct Encoded<C> {
     recon: Vec<u8>,
 }
 
-/// The encoder's side of [`Visit`]: quantizes the input frame, records codes and exceptions.
-struct EncVisit<'a, Q: Quant, C> {
+/// The encoder's side of [`Visit`]: quantizes the input frame, records codes and exceptions,
+/// and with `COST` sums the codes' cost (only needed when modes are compared).
+struct EncVisit<'a, Q: Quant, C, const COST: bool> {
     q: &'a Q,
     /// The input frame, padded like the reconstruction.
     xp: &'a [Q::W],
@@ -269,7 +270,7 @@ struct EncVisit<'a, Q: Quant, C> {
     cost: u64,
 }
 
-impl<Q: Quant, C: Code> Visit<Q::W> for EncVisit<'_, Q, C> {
+impl<Q: Quant, C: Code, const COST: bool> Visit<Q::W> for EncVisit<'_, Q, C, COST> {
     #[inline(always)]
     fn visit(&mut self, e: usize, p: usize, _ch: usize, pred: Q::W) -> Result<Q::W, String> {
         let x = self.xp[p];
@@ -280,17 +281,45 @@ impl<Q: Quant, C: Code> Visit<Q::W> for EncVisit<'_, Q, C> {
         {
             Some((narrow, code, r)) => {
                 self.codes.push(narrow);
-                self.cost += predict::gamma_bits(code);
+                if COST {
+                    self.cost += predict::gamma_bits(code);
+                }
                 Ok(r)
             }
             None => {
                 self.codes.push(C::default());
                 self.exceptions.push(e);
-                self.cost += predict::EXCEPTION_BITS;
+                if COST {
+                    self.cost += predict::EXCEPTION_BITS;
+                }
                 Ok(x)
             }
         }
     }
+}
+
+/// Runs `mode` over the whole frame in the closed loop, its codes into `codes` (cleared first)
+/// and its reconstruction into `cur`. Returns the cost (0 unless `COST`) and the exceptions, or
+/// `None` for a temporal mode without a previous frame.
+fn run_mode<Q: Quant, C: Code, const COST: bool>(
+    q: &Q,
+    g: Padded,
+    mode: u8,
+    bufs: (&[Q::W], &[Q::W], &mut [Q::W]),
+    codes: &mut Vec<C>,
+) -> Option<(u64, Vec<usize>)> {
+    let (xp, prev, cur) = bufs;
+    codes.clear();
+    let mut v = EncVisit::<Q, C, COST> {
+        q,
+        xp,
+        codes: std::mem::take(codes),
+        exceptions: Vec::new(),
+        cost: 0,
+    };
+    let walked = predict::walk_frame(g, mode, prev, cur, &mut v);
+    *codes = v.codes;
+    walked.ok().map(|()| (v.cost, v.exceptions))
 }
 
 /// Predictor modes a frame tries.
@@ -426,22 +455,25 @@ fn encode_frames<Q: Quant, C: Code>(q: &Q, dims: FrameDims, frames: &[u8]) -> En
             }
         }
         let mut best: Option<(u8, u64, Vec<usize>)> = None;
-        for mode in modes_to_run(q, g, f == 0, &prev, &xp, &mut scratch) {
-            trial_codes.clear();
-            let mut v = EncVisit {
-                q,
-                xp: &xp,
-                codes: std::mem::take(&mut trial_codes),
-                exceptions: Vec::new(),
-                cost: 0,
+        let modes = modes_to_run(q, g, f == 0, &prev, &xp, &mut scratch);
+        // A lone candidate needs no cost: there is nothing to compare it with.
+        let compare = modes.len() > 1;
+        for mode in modes {
+            let bufs = (&xp[..], &prev[..], &mut cur[..]);
+            let trial = if compare {
+                run_mode::<Q, C, true>(q, g, mode, bufs, &mut trial_codes)
+            } else {
+                run_mode::<Q, C, false>(q, g, mode, bufs, &mut trial_codes)
             };
-            let walked = predict::walk_frame(g, mode, &prev, &mut cur, &mut v);
-            trial_codes = v.codes;
-            if walked.is_err() {
-                continue; // unreachable: temporal modes are only tried with a previous frame
-            }
-            if best.as_ref().is_none_or(|&(_, cost, _)| v.cost < cost) {
-                best = Some((mode, v.cost, v.exceptions));
+            // `None` is unreachable: temporal modes are only tried with a previous frame.
+            let Some((cost, exceptions)) = trial else {
+                continue;
+            };
+            if best
+                .as_ref()
+                .is_none_or(|&(_, best_cost, _)| cost < best_cost)
+            {
+                best = Some((mode, cost, exceptions));
                 std::mem::swap(&mut best_cur, &mut cur);
                 std::mem::swap(&mut best_codes, &mut trial_codes);
             }
