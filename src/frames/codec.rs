@@ -48,8 +48,8 @@
 
 use super::pack::{self, Code, CodeReader};
 use super::predict::{
-    self, FloatAbs, IntBounded, IntKind, Lossless, Padded, Quant, Visit, CONTEXTS, INTER_CHANNEL,
-    PRED_LORENZO3, PRED_SPATIAL, PRED_TEMPORAL,
+    self, FloatAbs, IntBounded, IntKind, Lossless, Padded, Quant, Visit, CONTEXTS,
+    CONTEXTS_PER_SET, INTER_CHANNEL, PRED_LORENZO3, PRED_SPATIAL, PRED_TEMPORAL,
 };
 use super::{FrameDims, FrameDtype};
 use crate::codec::entropy::{compress, decompress, CodecChoice, Entropy};
@@ -527,25 +527,15 @@ fn split_contexts<C: Code>(codes: &[C], dims: FrameDims, k: usize, shift: u32) -
         c: dims.c,
     };
     let fe = g.h * g.w * g.c;
-    let row = g.w * g.c;
     // First every element's context (a byte), then the codes dealt into streams sized up front.
+    // A frame's magnitudes are all known before its contexts: every neighbour a context reads
+    // comes before the element in raster order, so filling them first changes nothing.
     let mut ctxs = vec![0u8; k * fe];
     let mut mags = vec![C::Mag::default(); g.len()];
+    let table = predict::bucket_table();
     for (fc, fx) in codes.chunks_exact(fe).zip(ctxs.chunks_exact_mut(fe)) {
-        for (y, (rc, rx)) in fc
-            .chunks_exact(row)
-            .zip(fx.chunks_exact_mut(row))
-            .enumerate()
-        {
-            let mut p = g.at(y, 0);
-            for (pc, px) in rc.chunks_exact(g.c).zip(rx.chunks_exact_mut(g.c)) {
-                for (ch, (&code, ctx)) in pc.iter().zip(px.iter_mut()).enumerate() {
-                    *ctx = predict::context(&mags, g, p, ch, shift) as u8;
-                    mags[p] = code.mag();
-                    p += 1;
-                }
-            }
-        }
+        frame_magnitudes(fc, g, &mut mags);
+        frame_contexts(&mags, g, shift, &table, fx);
     }
     // A counting sort: the streams end to end in one buffer. The codes are dealt as four
     // consecutive quarters at once, each with its own counters, so that runs of one context do
@@ -588,6 +578,53 @@ fn split_contexts<C: Code>(codes: &[C], dims: FrameDims, k: usize, shift: u32) -
         *at += 1;
     }
     Streams { flat, starts }
+}
+
+/// Writes the magnitudes of one frame's codes into `mags` (padded like the frame; the border is
+/// left as it is, zero).
+fn frame_magnitudes<C: Code>(codes: &[C], g: Padded, mags: &mut [C::Mag]) {
+    let row = g.w * g.c;
+    for (y, codes) in codes.chunks_exact(row).enumerate() {
+        let at = g.at(y, 0);
+        for (m, code) in mags[at..at + row].iter_mut().zip(codes) {
+            *m = code.mag();
+        }
+    }
+}
+
+/// Every element's context in one frame, as [`predict::context`] gives it, from the frame's
+/// code magnitudes (`mags`, padded, border zero); `table` is [`predict::bucket_table`]. Row by
+/// row over two slices (the row above, the row itself), so no index leaves them.
+fn frame_contexts<M: Copy + Into<u64>>(
+    mags: &[M],
+    g: Padded,
+    shift: u32,
+    table: &[u8; 256],
+    out: &mut [u8],
+) {
+    let (c, rs, row) = (g.c, g.row(), g.w * g.c);
+    let m = |s: &[M], i: usize| -> u64 { s[i].into() };
+    for (y, out) in out.chunks_exact_mut(row).enumerate() {
+        let at = g.at(y, 0);
+        // For element j of the row: NW = above[j], N = above[j + c], NE = above[j + 2c];
+        // W = left[j], the previous channels of its pixel left[j + c - 1] and left[j + c - 2].
+        let above = &mags[at - rs - c..at - rs + row + c];
+        let left = &mags[at - c..at + row];
+        for (x, px) in out.chunks_exact_mut(c).enumerate() {
+            for (ch, ctx) in px.iter_mut().enumerate() {
+                let j = x * c + ch;
+                let mut a = m(left, j) + m(above, j) + m(above, j + c) + m(above, j + 2 * c);
+                if ch > 0 {
+                    a += 2 * m(left, j + c - 1);
+                }
+                if ch > 1 {
+                    a += m(left, j + c - 2);
+                }
+                let set = if ch > 0 { CONTEXTS_PER_SET } else { 0 };
+                *ctx = table[(a >> shift).min(255) as usize] + set as u8;
+            }
+        }
+    }
 }
 
 /// The context streams of a group, end to end.
@@ -1097,6 +1134,38 @@ pub(crate) mod tests {
                 }
             }
             prop_assert_eq!(round_trip(dims, FrameDtype::F32, &data, FrameBound::Lossless), data);
+        }
+
+        #[test]
+        fn frame_contexts_are_the_decoders(
+            (dims, _) in dims_strategy(),
+            seed in any::<u64>(),
+            shift in 0u32..10,
+            wide in any::<bool>(),
+        ) {
+            let g = Padded { h: dims.h, w: dims.w, c: dims.c };
+            let n = g.h * g.w * g.c;
+            let codes: Vec<i64> = walk(seed, n, 255)
+                .iter()
+                .map(|&v| if wide { (v - 128) * 40_000_000 } else { v - 128 })
+                .collect();
+            let mut mags = vec![0u32; g.len()];
+            frame_magnitudes(&codes, g, &mut mags);
+            let mut got = vec![0u8; n];
+            frame_contexts(&mags, g, shift, &predict::bucket_table(), &mut got);
+            // The decoder's order: one element at a time, its magnitude written after its context.
+            let mut seen = vec![0u32; g.len()];
+            let mut e = 0;
+            for y in 0..g.h {
+                for x in 0..g.w {
+                    for ch in 0..g.c {
+                        let p = g.at(y, x) + ch;
+                        prop_assert_eq!(usize::from(got[e]), predict::context(&seen, g, p, ch, shift));
+                        seen[p] = predict::mag(codes[e]);
+                        e += 1;
+                    }
+                }
+            }
         }
 
         #[test]

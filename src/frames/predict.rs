@@ -472,6 +472,12 @@ fn bucket(a: u64) -> usize {
     }
 }
 
+/// The bucket of every shifted magnitude sum `0..=255` (every larger sum shares the last one's):
+/// one lookup per element for a pass that computes many contexts.
+pub(crate) fn bucket_table() -> [u8; 256] {
+    std::array::from_fn(|a| bucket(a as u64) as u8)
+}
+
 /// Magnitude of a code as kept for contexts.
 #[inline]
 pub(crate) fn mag(code: i64) -> u32 {
