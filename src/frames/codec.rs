@@ -298,17 +298,17 @@ impl<Q: Quant, C: Code, const COST: bool> Visit<Q::W> for EncVisit<'_, Q, C, COS
     }
 }
 
-/// Runs `mode` over the whole frame in the closed loop, its codes into `codes` (cleared first)
-/// and its reconstruction into `cur`. Returns the cost (0 unless `COST`) and the exceptions, or
+/// Runs `mode` over the whole frame (input `xp`, previous reconstruction `prev`) in the closed
+/// loop, its codes into `codes` (cleared first) and its reconstruction into `cur`. Returns the cost (0 unless `COST`) and the exceptions, or
 /// `None` for a temporal mode without a previous frame.
 fn run_mode<Q: Quant, C: Code, const COST: bool>(
     q: &Q,
     g: Padded,
     mode: u8,
-    bufs: (&[Q::W], &[Q::W], &mut [Q::W]),
+    (xp, prev): (&[Q::W], &[Q::W]),
+    cur: &mut [Q::W],
     codes: &mut Vec<C>,
 ) -> Option<(u64, Vec<usize>)> {
-    let (xp, prev, cur) = bufs;
     codes.clear();
     let mut v = EncVisit::<Q, C, COST> {
         q,
@@ -459,11 +459,11 @@ fn encode_frames<Q: Quant, C: Code>(q: &Q, dims: FrameDims, frames: &[u8]) -> En
         // A lone candidate needs no cost: there is nothing to compare it with.
         let compare = modes.len() > 1;
         for mode in modes {
-            let bufs = (&xp[..], &prev[..], &mut cur[..]);
+            let frames = (&xp[..], &prev[..]);
             let trial = if compare {
-                run_mode::<Q, C, true>(q, g, mode, bufs, &mut trial_codes)
+                run_mode::<Q, C, true>(q, g, mode, frames, &mut cur, &mut trial_codes)
             } else {
-                run_mode::<Q, C, false>(q, g, mode, bufs, &mut trial_codes)
+                run_mode::<Q, C, false>(q, g, mode, frames, &mut cur, &mut trial_codes)
             };
             // `None` is unreachable: temporal modes are only tried with a previous frame.
             let Some((cost, exceptions)) = trial else {
