@@ -1277,6 +1277,27 @@ pub(crate) mod tests {
         }
     }
 
+    /// Frames of 0 and the largest value in a checkerboard that flips every frame: the largest
+    /// predictions and residuals every mode can make (the walk keeps U8 in i16 and U16 in i32;
+    /// debug builds would panic on an overflow). Frames this short try every mode in full.
+    #[test]
+    fn extreme_values_walk_every_mode() {
+        let dims = FrameDims { h: 6, w: 7, c: 3 };
+        let (n, k) = (dims.elements().unwrap(), 4);
+        let hot = |i: usize| (i / n + i % n + (i % n) / (dims.w * 3)) % 2 == 1;
+        let u8s: Vec<u8> = (0..n * k).map(|i| if hot(i) { 255 } else { 0 }).collect();
+        let u16s: Vec<u8> = (0..n * k)
+            .flat_map(|i| if hot(i) { [0xff, 0xff] } else { [0, 0] })
+            .collect();
+        for (dtype, data) in [(FrameDtype::U8, &u8s), (FrameDtype::U16, &u16s)] {
+            assert_eq!(&round_trip(dims, dtype, data, FrameBound::Lossless), data);
+            for e in [0.0, 1.0, 3.0, 300.0] {
+                let dec = round_trip(dims, dtype, data, FrameBound::Abs(e));
+                check_abs(dtype, data, &dec, e);
+            }
+        }
+    }
+
     #[test]
     fn u8_abs_1_uses_step_3() {
         let dims = FrameDims { h: 1, w: 6, c: 1 };
