@@ -78,25 +78,41 @@ impl Code for i64 {
 
 /// Zigzag varints, zero runs of [`MIN_RUN`] or more collapsed into one token.
 pub(crate) fn pack_rle<C: Code>(codes: &[C]) -> Vec<u8> {
+    // Zero and nonzero codes alternate unpredictably, so no branch depends on which one a code
+    // is: every code below 127 writes its one-byte token (0 for a zero), and a zero run is
+    // counted as it goes; when a run of MIN_RUN or more ends, its zero bytes are taken back
+    // and the run token written in their place.
     let mut out = Vec::with_capacity(codes.len());
-    let mut i = 0;
-    while i < codes.len() {
-        if codes[i].get() == 0 {
-            let run = codes[i..].iter().take_while(|c| c.get() == 0).count();
-            if run as u64 >= MIN_RUN {
-                put_varint(&mut out, TOKEN_RUN);
-                put_varint(&mut out, run as u64 - MIN_RUN);
-            } else {
-                out.extend(std::iter::repeat_n(TOKEN_ZERO as u8, run));
-            }
-            i += run;
-        } else {
-            // zigzag of a nonzero code is >= 1, so the token is >= 2; codes stay far below 2^63.
-            put_varint(&mut out, zigzag(codes[i].get()).saturating_add(1));
-            i += 1;
+    let mut zeros = 0usize;
+    for c in codes {
+        let z = zigzag(c.get());
+        if zeros >= MIN_RUN as usize && z != 0 {
+            end_run(&mut out, zeros);
         }
+        if z < 0x7f {
+            // The token of a nonzero code is zigzag + 1 (>= 2, one byte below 0x80).
+            out.push(if z == 0 {
+                TOKEN_ZERO as u8
+            } else {
+                z as u8 + 1
+            });
+        } else {
+            // Codes stay far below 2^63.
+            put_varint(&mut out, z.saturating_add(1));
+        }
+        zeros = if z == 0 { zeros + 1 } else { 0 };
+    }
+    if zeros >= MIN_RUN as usize {
+        end_run(&mut out, zeros);
     }
     out
+}
+
+/// Replaces the last `run` zero tokens of `out` by one run token.
+fn end_run(out: &mut Vec<u8>, run: usize) {
+    out.truncate(out.len() - run);
+    put_varint(out, TOKEN_RUN);
+    put_varint(out, (run as u64) - MIN_RUN);
 }
 
 /// Bytes per code needed to hold every zigzagged code of `codes` (1 to 8).
@@ -198,6 +214,29 @@ impl BitSink {
         let rest = (self.len % 64).div_ceil(8);
         out.extend_from_slice(&self.acc.to_le_bytes()[..rest]);
     }
+}
+
+#[cfg(test)]
+/// The first form of [`pack_rle`] (a run counted ahead of it): the layout's reference.
+fn pack_rle_reference(codes: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(codes.len());
+    let mut i = 0;
+    while i < codes.len() {
+        if codes[i] == 0 {
+            let run = codes[i..].iter().take_while(|&&c| c == 0).count();
+            if run as u64 >= MIN_RUN {
+                put_varint(&mut out, TOKEN_RUN);
+                put_varint(&mut out, run as u64 - MIN_RUN);
+            } else {
+                out.extend(std::iter::repeat_n(TOKEN_ZERO as u8, run));
+            }
+            i += run;
+        } else {
+            put_varint(&mut out, zigzag(codes[i]).saturating_add(1));
+            i += 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -409,6 +448,7 @@ mod tests {
             prop_oneof![Just(0i64), Just(0i64), Just(0i64), -300i64..300, any::<i32>().prop_map(i64::from)],
             0..400,
         )) {
+            prop_assert_eq!(pack_rle(&codes), pack_rle_reference(&codes));
             let rle = CodeReader::Rle { bytes: pack_rle(&codes), pos: 0, zeros: 0 };
             prop_assert_eq!(read_all(rle, codes.len()), codes.clone());
             let width = narrow_width(&codes);
@@ -422,6 +462,20 @@ mod tests {
         }
 
         #[test]
+        fn rle_matches_reference_on_runs(segments in prop::collection::vec(
+            (0usize..30, prop_oneof![Just(0i64), -200i64..200, Just(i64::MIN), Just(i64::MAX)]),
+            0..40,
+        )) {
+            // Runs of zeros of every length around MIN_RUN, between and after other codes.
+            let codes: Vec<i64> = segments
+                .iter()
+                .flat_map(|&(zeros, c)| std::iter::repeat_n(0, zeros).chain([c]))
+                .chain(std::iter::repeat_n(0, segments.len() % 11))
+                .collect();
+            prop_assert_eq!(pack_rle(&codes), pack_rle_reference(&codes));
+        }
+
+        #[test]
         fn narrow_codes_pack_as_i64(codes in prop::collection::vec(
             prop_oneof![Just(0i64), Just(0i64), -3i64..4, any::<i8>().prop_map(i64::from)],
             0..400,
@@ -432,7 +486,7 @@ mod tests {
             let w = narrow_width(&codes);
             prop_assert_eq!((narrow_width(&c8), narrow_width(&c16), narrow_width(&c32)), (w, w, w));
             for bytes in [pack_rle(&c8), pack_rle(&c16), pack_rle(&c32)] {
-                prop_assert_eq!(&bytes, &pack_rle(&codes));
+                prop_assert_eq!(&bytes, &pack_rle_reference(&codes));
             }
             for bytes in [pack_narrow(&c8, w), pack_narrow(&c16, w), pack_narrow(&c32, w)] {
                 prop_assert_eq!(&bytes, &pack_narrow(&codes, w));
