@@ -46,10 +46,10 @@
 //! `D = floor(r * 2^22)` steps (a step of the image is at most `2^-22 |x|`), and checks
 //! `|x - x'| <= r |x|` on every element.
 
-use super::pack::{self, CodeReader};
+use super::pack::{self, Code, CodeReader};
 use super::predict::{
-    self, FloatAbs, IntBounded, IntKind, Lossless, Padded, Quant, Visit, CONTEXTS, INTER_CHANNEL,
-    PRED_LORENZO3, PRED_SPATIAL, PRED_TEMPORAL,
+    self, FloatAbs, IntBounded, IntKind, Lossless, Padded, Quant, Visit, CONTEXTS,
+    CONTEXTS_PER_SET, INTER_CHANNEL, PRED_LORENZO3, PRED_SPATIAL, PRED_TEMPORAL,
 };
 use super::{FrameDims, FrameDtype};
 use crate::codec::entropy::{compress, decompress, CodecChoice, Entropy};
@@ -180,96 +180,146 @@ pub fn encode_group_reconstructed(
     group_elements(dims, k)?;
     let (kind, value) = bound.kind_value();
     let coding = resolve(dtype, kind, value)?;
-    let predict_timer = profile::time_bytes(Stage::FramePredict, frames.len());
-    let enc = match (coding, dtype) {
-        (Coding::Lossless, FrameDtype::U8) => {
-            encode_frames(&Lossless::<1> { kind: IntKind::U8 }, dims, frames)
-        }
-        (Coding::Lossless, FrameDtype::U16) => {
-            encode_frames(&Lossless::<2> { kind: IntKind::U16 }, dims, frames)
-        }
-        (Coding::Lossless, FrameDtype::F32) => encode_frames(
-            &Lossless::<4> {
-                kind: IntKind::F32Image,
-            },
-            dims,
-            frames,
-        ),
-        (Coding::IntAbs(e), FrameDtype::U8) => encode_frames(
-            &IntBounded::<1>::new(IntKind::U8, 255, e, None),
-            dims,
-            frames,
-        ),
-        (Coding::IntAbs(e), _) => encode_frames(
-            &IntBounded::<2>::new(IntKind::U16, 65535, e, None),
-            dims,
-            frames,
-        ),
-        (Coding::FloatAbs(e), _) => encode_frames(&FloatAbs { e }, dims, frames),
-        (Coding::Rel(r, steps), _) => encode_frames(
-            &IntBounded::<4>::new(IntKind::F32Image, u32::MAX as i64, steps, Some(r)),
-            dims,
-            frames,
-        ),
-    };
-    drop(predict_timer);
-    let _layout = profile::time_bytes(Stage::FrameLayout, frames.len());
     let mut out = vec![GROUP_VERSION, dtype.code(), kind];
     out.extend_from_slice(&value.to_le_bytes());
     for v in [dims.h, dims.w, dims.c, k] {
         pack::put_varint(&mut out, v as u64);
     }
+    // Each quantizer with the narrowest code type its codes fit (see `Code`); a code that did
+    // not fit would be stored as an exception, never truncated.
+    let recon = match (coding, dtype) {
+        (Coding::Lossless, FrameDtype::U8) => {
+            let q = Lossless::<1> { kind: IntKind::U8 };
+            encode_body::<_, i8>(&q, dims, frames, choice, &mut out)
+        }
+        (Coding::Lossless, FrameDtype::U16) => {
+            let q = Lossless::<2> { kind: IntKind::U16 };
+            encode_body::<_, i16>(&q, dims, frames, choice, &mut out)
+        }
+        (Coding::Lossless, FrameDtype::F32) => {
+            let q = Lossless::<4> {
+                kind: IntKind::F32Image,
+            };
+            encode_body::<_, i32>(&q, dims, frames, choice, &mut out)
+        }
+        (Coding::IntAbs(e), FrameDtype::U8) => {
+            let q = IntBounded::<1>::new(IntKind::U8, 255, e, None);
+            if e >= 1 {
+                // |code| <= (255 + e) / (2e + 1) <= 85.
+                encode_body::<_, i8>(&q, dims, frames, choice, &mut out)
+            } else {
+                encode_body::<_, i16>(&q, dims, frames, choice, &mut out)
+            }
+        }
+        (Coding::IntAbs(e), _) => {
+            let q = IntBounded::<2>::new(IntKind::U16, 65535, e, None);
+            encode_body::<_, i32>(&q, dims, frames, choice, &mut out)
+        }
+        (Coding::FloatAbs(e), _) => {
+            encode_body::<_, i64>(&FloatAbs { e }, dims, frames, choice, &mut out)
+        }
+        (Coding::Rel(r, steps), _) => {
+            let q = IntBounded::<4>::new(IntKind::F32Image, u32::MAX as i64, steps, Some(r));
+            encode_body::<_, i64>(&q, dims, frames, choice, &mut out)
+        }
+    };
+    Ok((out, recon))
+}
+
+/// Codes the frames with `q` (codes held as `C`) and appends everything after the header to
+/// `out`: context shift, modes, streams, exceptions. Returns the reconstruction.
+fn encode_body<Q: Quant, C: Code>(
+    q: &Q,
+    dims: FrameDims,
+    frames: &[u8],
+    choice: CodecChoice,
+    out: &mut Vec<u8>,
+) -> Vec<u8> {
+    let predict_timer = profile::time_bytes(Stage::FramePredict, frames.len());
+    let enc = encode_frames::<Q, C>(q, dims, frames);
+    drop(predict_timer);
+    let _layout = profile::time_bytes(Stage::FrameLayout, frames.len());
+    let k = enc.modes.len();
     let shift = context_shift(&enc.codes);
     out.push(shift as u8);
     out.extend_from_slice(&enc.modes);
-    write_streams(
-        &mut out,
-        &split_contexts(&enc.codes, dims, k, shift),
-        choice,
-    );
-    write_exceptions(&mut out, &enc.exceptions, frames, dtype.size(), choice);
-    Ok((out, enc.recon))
+    write_streams(out, &split_contexts(&enc.codes, dims, k, shift), choice);
+    write_exceptions(out, &enc.exceptions, frames, Q::SIZE, choice);
+    enc.recon
 }
 
 /// What the predictor pass produced for a group.
-struct Encoded {
+struct Encoded<C> {
     modes: Vec<u8>,
     /// Every element's code, group order (exceptions code 0).
-    codes: Vec<i64>,
+    codes: Vec<C>,
     /// Element indices (group order) stored exactly.
     exceptions: Vec<usize>,
     /// The frames exactly as [`decode_group`] will return them.
     recon: Vec<u8>,
 }
 
-/// The encoder's side of [`Visit`]: quantizes the input frame, records codes and exceptions.
-struct EncVisit<'a, Q: Quant> {
+/// The encoder's side of [`Visit`]: quantizes the input frame, records codes and exceptions,
+/// and with `COST` sums the codes' cost (only needed when modes are compared).
+struct EncVisit<'a, Q: Quant, C, const COST: bool> {
     q: &'a Q,
     /// The input frame, padded like the reconstruction.
     xp: &'a [Q::W],
-    codes: Vec<i64>,
+    codes: Vec<C>,
     exceptions: Vec<usize>,
     cost: u64,
 }
 
-impl<Q: Quant> Visit<Q::W> for EncVisit<'_, Q> {
+impl<Q: Quant, C: Code, const COST: bool> Visit<Q::W> for EncVisit<'_, Q, C, COST> {
     #[inline(always)]
     fn visit(&mut self, e: usize, p: usize, _ch: usize, pred: Q::W) -> Result<Q::W, String> {
         let x = self.xp[p];
-        match self.q.encode(x, pred) {
-            Some((code, r)) => {
-                self.codes.push(code);
-                self.cost += predict::gamma_bits(code);
+        match self
+            .q
+            .encode(x, pred)
+            .and_then(|(code, r)| Some((C::narrow(code)?, code, r)))
+        {
+            Some((narrow, code, r)) => {
+                self.codes.push(narrow);
+                if COST {
+                    self.cost += predict::gamma_bits(code);
+                }
                 Ok(r)
             }
             None => {
-                self.codes.push(0);
+                self.codes.push(C::default());
                 self.exceptions.push(e);
-                self.cost += predict::EXCEPTION_BITS;
+                if COST {
+                    self.cost += predict::EXCEPTION_BITS;
+                }
                 Ok(x)
             }
         }
     }
+}
+
+/// Runs `mode` over the whole frame (input `xp`, previous reconstruction `prev`) in the closed
+/// loop, its codes into `codes` (cleared first) and its reconstruction into `cur`. Returns the cost (0 unless `COST`) and the exceptions, or
+/// `None` for a temporal mode without a previous frame.
+fn run_mode<Q: Quant, C: Code, const COST: bool>(
+    q: &Q,
+    g: Padded,
+    mode: u8,
+    (xp, prev): (&[Q::W], &[Q::W]),
+    cur: &mut [Q::W],
+    codes: &mut Vec<C>,
+) -> Option<(u64, Vec<usize>)> {
+    codes.clear();
+    let mut v = EncVisit::<Q, C, COST> {
+        q,
+        xp,
+        codes: std::mem::take(codes),
+        exceptions: Vec::new(),
+        cost: 0,
+    };
+    let walked = predict::walk_frame(g, mode, prev, cur, &mut v);
+    *codes = v.codes;
+    walked.ok().map(|()| (v.cost, v.exceptions))
 }
 
 /// Predictor modes a frame tries.
@@ -370,7 +420,7 @@ fn modes_to_run<Q: Quant>(
         .collect()
 }
 
-fn encode_frames<Q: Quant>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded {
+fn encode_frames<Q: Quant, C: Code>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded<C> {
     let g = Padded {
         h: dims.h,
         w: dims.w,
@@ -405,22 +455,25 @@ fn encode_frames<Q: Quant>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded {
             }
         }
         let mut best: Option<(u8, u64, Vec<usize>)> = None;
-        for mode in modes_to_run(q, g, f == 0, &prev, &xp, &mut scratch) {
-            trial_codes.clear();
-            let mut v = EncVisit {
-                q,
-                xp: &xp,
-                codes: std::mem::take(&mut trial_codes),
-                exceptions: Vec::new(),
-                cost: 0,
+        let modes = modes_to_run(q, g, f == 0, &prev, &xp, &mut scratch);
+        // A lone candidate needs no cost: there is nothing to compare it with.
+        let compare = modes.len() > 1;
+        for mode in modes {
+            let frames = (&xp[..], &prev[..]);
+            let trial = if compare {
+                run_mode::<Q, C, true>(q, g, mode, frames, &mut cur, &mut trial_codes)
+            } else {
+                run_mode::<Q, C, false>(q, g, mode, frames, &mut cur, &mut trial_codes)
             };
-            let walked = predict::walk_frame(g, mode, &prev, &mut cur, &mut v);
-            trial_codes = v.codes;
-            if walked.is_err() {
-                continue; // unreachable: temporal modes are only tried with a previous frame
-            }
-            if best.as_ref().is_none_or(|&(_, cost, _)| v.cost < cost) {
-                best = Some((mode, v.cost, v.exceptions));
+            // `None` is unreachable: temporal modes are only tried with a previous frame.
+            let Some((cost, exceptions)) = trial else {
+                continue;
+            };
+            if best
+                .as_ref()
+                .is_none_or(|&(_, best_cost, _)| cost < best_cost)
+            {
+                best = Some((mode, cost, exceptions));
                 std::mem::swap(&mut best_cur, &mut cur);
                 std::mem::swap(&mut best_codes, &mut trial_codes);
             }
@@ -454,42 +507,35 @@ fn encode_frames<Q: Quant>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded {
 }
 
 /// Context shift for a group: keeps the typical code magnitude in the low context buckets.
-fn context_shift(codes: &[i64]) -> u32 {
+fn context_shift<C: Code>(codes: &[C]) -> u32 {
     if codes.is_empty() {
         return 0;
     }
-    let sum: u128 = codes.iter().map(|&c| u128::from(c.unsigned_abs())).sum();
+    let sum: u128 = codes
+        .iter()
+        .map(|c| u128::from(c.get().unsigned_abs()))
+        .sum();
     let mean = (sum / codes.len() as u128).min(u64::MAX as u128) as u64;
     (64 - mean.leading_zeros()).saturating_sub(4)
 }
 
 /// Splits the codes into context streams, in the order the decoder will ask for them.
-fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Streams {
+fn split_contexts<C: Code>(codes: &[C], dims: FrameDims, k: usize, shift: u32) -> Streams<C> {
     let g = Padded {
         h: dims.h,
         w: dims.w,
         c: dims.c,
     };
     let fe = g.h * g.w * g.c;
-    let row = g.w * g.c;
     // First every element's context (a byte), then the codes dealt into streams sized up front.
+    // A frame's magnitudes are all known before its contexts: every neighbour a context reads
+    // comes before the element in raster order, so filling them first changes nothing.
     let mut ctxs = vec![0u8; k * fe];
-    let mut mags = vec![0u32; g.len()];
+    let mut mags = vec![C::Mag::default(); g.len()];
+    let table = predict::bucket_table();
     for (fc, fx) in codes.chunks_exact(fe).zip(ctxs.chunks_exact_mut(fe)) {
-        for (y, (rc, rx)) in fc
-            .chunks_exact(row)
-            .zip(fx.chunks_exact_mut(row))
-            .enumerate()
-        {
-            let mut p = g.at(y, 0);
-            for (pc, px) in rc.chunks_exact(g.c).zip(rx.chunks_exact_mut(g.c)) {
-                for (ch, (&code, ctx)) in pc.iter().zip(px.iter_mut()).enumerate() {
-                    *ctx = predict::context(&mags, g, p, ch, shift) as u8;
-                    mags[p] = predict::mag(code);
-                    p += 1;
-                }
-            }
-        }
+        frame_magnitudes(fc, g, &mut mags);
+        frame_contexts(&mags, g, shift, &table, fx);
     }
     // A counting sort: the streams end to end in one buffer. The codes are dealt as four
     // consecutive quarters at once, each with its own counters, so that runs of one context do
@@ -517,7 +563,7 @@ fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Strea
         }
         starts[c + 1] = at;
     }
-    let mut flat = vec![0i64; n];
+    let mut flat = vec![C::default(); n];
     for i in 0..quarter {
         for (l, lane) in next.iter_mut().enumerate() {
             let j = l * quarter + i;
@@ -534,15 +580,62 @@ fn split_contexts(codes: &[i64], dims: FrameDims, k: usize, shift: u32) -> Strea
     Streams { flat, starts }
 }
 
+/// Writes the magnitudes of one frame's codes into `mags` (padded like the frame; the border is
+/// left as it is, zero).
+fn frame_magnitudes<C: Code>(codes: &[C], g: Padded, mags: &mut [C::Mag]) {
+    let row = g.w * g.c;
+    for (y, codes) in codes.chunks_exact(row).enumerate() {
+        let at = g.at(y, 0);
+        for (m, code) in mags[at..at + row].iter_mut().zip(codes) {
+            *m = code.mag();
+        }
+    }
+}
+
+/// Every element's context in one frame, as [`predict::context`] gives it, from the frame's
+/// code magnitudes (`mags`, padded, border zero); `table` is [`predict::bucket_table`]. Row by
+/// row over two slices (the row above, the row itself), so no index leaves them.
+fn frame_contexts<M: Copy + Into<u64>>(
+    mags: &[M],
+    g: Padded,
+    shift: u32,
+    table: &[u8; 256],
+    out: &mut [u8],
+) {
+    let (c, rs, row) = (g.c, g.row(), g.w * g.c);
+    let m = |s: &[M], i: usize| -> u64 { s[i].into() };
+    for (y, out) in out.chunks_exact_mut(row).enumerate() {
+        let at = g.at(y, 0);
+        // For element j of the row: NW = above[j], N = above[j + c], NE = above[j + 2c];
+        // W = left[j], the previous channels of its pixel left[j + c - 1] and left[j + c - 2].
+        let above = &mags[at - rs - c..at - rs + row + c];
+        let left = &mags[at - c..at + row];
+        for (x, px) in out.chunks_exact_mut(c).enumerate() {
+            for (ch, ctx) in px.iter_mut().enumerate() {
+                let j = x * c + ch;
+                let mut a = m(left, j) + m(above, j) + m(above, j + c) + m(above, j + 2 * c);
+                if ch > 0 {
+                    a += 2 * m(left, j + c - 1);
+                }
+                if ch > 1 {
+                    a += m(left, j + c - 2);
+                }
+                let set = if ch > 0 { CONTEXTS_PER_SET } else { 0 };
+                *ctx = table[(a >> shift).min(255) as usize] + set as u8;
+            }
+        }
+    }
+}
+
 /// The context streams of a group, end to end.
-struct Streams {
-    flat: Vec<i64>,
+struct Streams<C> {
+    flat: Vec<C>,
     /// Stream `i` is `flat[starts[i]..starts[i + 1]]`.
     starts: [usize; CONTEXTS + 1],
 }
 
-impl Streams {
-    fn iter(&self) -> impl Iterator<Item = &[i64]> {
+impl<C> Streams<C> {
+    fn iter(&self) -> impl Iterator<Item = &[C]> {
         self.starts.windows(2).map(|w| &self.flat[w[0]..w[1]])
     }
 }
@@ -555,7 +648,7 @@ fn write_section(out: &mut Vec<u8>, raw: &[u8], choice: CodecChoice) {
     out.extend_from_slice(&stored);
 }
 
-fn write_streams(out: &mut Vec<u8>, streams: &Streams, choice: CodecChoice) {
+fn write_streams<C: Code>(out: &mut Vec<u8>, streams: &Streams<C>, choice: CodecChoice) {
     out.push(CONTEXTS as u8);
     for s in streams.iter() {
         pack::put_varint(out, s.len() as u64);
@@ -1044,6 +1137,38 @@ pub(crate) mod tests {
         }
 
         #[test]
+        fn frame_contexts_are_the_decoders(
+            (dims, _) in dims_strategy(),
+            seed in any::<u64>(),
+            shift in 0u32..10,
+            wide in any::<bool>(),
+        ) {
+            let g = Padded { h: dims.h, w: dims.w, c: dims.c };
+            let n = g.h * g.w * g.c;
+            let codes: Vec<i64> = walk(seed, n, 255)
+                .iter()
+                .map(|&v| if wide { (v - 128) * 40_000_000 } else { v - 128 })
+                .collect();
+            let mut mags = vec![0u32; g.len()];
+            frame_magnitudes(&codes, g, &mut mags);
+            let mut got = vec![0u8; n];
+            frame_contexts(&mags, g, shift, &predict::bucket_table(), &mut got);
+            // The decoder's order: one element at a time, its magnitude written after its context.
+            let mut seen = vec![0u32; g.len()];
+            let mut e = 0;
+            for y in 0..g.h {
+                for x in 0..g.w {
+                    for ch in 0..g.c {
+                        let p = g.at(y, x) + ch;
+                        prop_assert_eq!(usize::from(got[e]), predict::context(&seen, g, p, ch, shift));
+                        seen[p] = predict::mag(codes[e]);
+                        e += 1;
+                    }
+                }
+            }
+        }
+
+        #[test]
         fn hostile_objects_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
             let dims = FrameDims { h: 3, w: 4, c: 2 };
             for dtype in [FrameDtype::U8, FrameDtype::U16, FrameDtype::F32] {
@@ -1149,6 +1274,27 @@ pub(crate) mod tests {
         let dims = FrameDims { h: 40, w: 12, c: 1 };
         for bound in [FrameBound::Abs(1e-3), FrameBound::Rel(1e-2)] {
             round_trip(dims, FrameDtype::F32, &floats, bound);
+        }
+    }
+
+    /// Frames of 0 and the largest value in a checkerboard that flips every frame: the largest
+    /// predictions and residuals every mode can make (the walk keeps U8 in i16 and U16 in i32;
+    /// debug builds would panic on an overflow). Frames this short try every mode in full.
+    #[test]
+    fn extreme_values_walk_every_mode() {
+        let dims = FrameDims { h: 6, w: 7, c: 3 };
+        let (n, k) = (dims.elements().unwrap(), 4);
+        let hot = |i: usize| (i / n + i % n + (i % n) / (dims.w * 3)) % 2 == 1;
+        let u8s: Vec<u8> = (0..n * k).map(|i| if hot(i) { 255 } else { 0 }).collect();
+        let u16s: Vec<u8> = (0..n * k)
+            .flat_map(|i| if hot(i) { [0xff, 0xff] } else { [0, 0] })
+            .collect();
+        for (dtype, data) in [(FrameDtype::U8, &u8s), (FrameDtype::U16, &u16s)] {
+            assert_eq!(&round_trip(dims, dtype, data, FrameBound::Lossless), data);
+            for e in [0.0, 1.0, 3.0, 300.0] {
+                let dec = round_trip(dims, dtype, data, FrameBound::Abs(e));
+                check_abs(dtype, data, &dec, e);
+            }
         }
     }
 

@@ -21,41 +21,112 @@ pub(crate) fn unzigzag(z: u64) -> i64 {
 
 pub(crate) use crate::codec::varint::{get_varint, put_varint};
 
-/// Zigzag varints, zero runs of [`MIN_RUN`] or more collapsed into one token.
-pub(crate) fn pack_rle(codes: &[i64]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(codes.len());
-    let mut i = 0;
-    while i < codes.len() {
-        if codes[i] == 0 {
-            let run = codes[i..].iter().take_while(|&&c| c == 0).count();
-            if run as u64 >= MIN_RUN {
-                put_varint(&mut out, TOKEN_RUN);
-                put_varint(&mut out, run as u64 - MIN_RUN);
-            } else {
-                out.extend(std::iter::repeat_n(TOKEN_ZERO as u8, run));
+/// A residual code as the encoder holds it between prediction and packing: the narrowest signed
+/// integer every code of the dtype and bound fits (`i8` for U8 under a bound of at least 1,
+/// `i64` for F32 under a bound), so the context split and the packers move an eighth to a half
+/// of the bytes `i64` codes would. The packed bytes do not depend on the width.
+pub(crate) trait Code: Copy + Default + Send + Sync + 'static {
+    /// The magnitude kept for contexts (`|code|`, saturated at `u32::MAX`).
+    type Mag: Copy + Default + Into<u64>;
+    /// `v` when it fits, else `None`.
+    fn narrow(v: i64) -> Option<Self>;
+    /// The code as `i64`.
+    fn get(self) -> i64;
+    /// `|code|`, saturated at `u32::MAX` as the decoder's context magnitudes are.
+    fn mag(self) -> Self::Mag;
+}
+
+macro_rules! small_code {
+    ($t:ty, $m:ty) => {
+        impl Code for $t {
+            type Mag = $m;
+            #[inline(always)]
+            fn narrow(v: i64) -> Option<Self> {
+                <$t>::try_from(v).ok()
             }
-            i += run;
-        } else {
-            // zigzag of a nonzero code is >= 1, so the token is >= 2; codes stay far below 2^63.
-            put_varint(&mut out, zigzag(codes[i]).saturating_add(1));
-            i += 1;
+            #[inline(always)]
+            fn get(self) -> i64 {
+                i64::from(self)
+            }
+            #[inline(always)]
+            fn mag(self) -> $m {
+                self.unsigned_abs()
+            }
         }
+    };
+}
+
+small_code!(i8, u8);
+small_code!(i16, u16);
+small_code!(i32, u32);
+
+impl Code for i64 {
+    type Mag = u32;
+    #[inline(always)]
+    fn narrow(v: i64) -> Option<Self> {
+        Some(v)
+    }
+    #[inline(always)]
+    fn get(self) -> i64 {
+        self
+    }
+    #[inline(always)]
+    fn mag(self) -> u32 {
+        self.unsigned_abs().min(u64::from(u32::MAX)) as u32
+    }
+}
+
+/// Zigzag varints, zero runs of [`MIN_RUN`] or more collapsed into one token.
+pub(crate) fn pack_rle<C: Code>(codes: &[C]) -> Vec<u8> {
+    // Zero and nonzero codes alternate unpredictably, so no branch depends on which one a code
+    // is: every code below 127 writes its one-byte token (0 for a zero), and a zero run is
+    // counted as it goes; when a run of MIN_RUN or more ends, its zero bytes are taken back
+    // and the run token written in their place.
+    let mut out = Vec::with_capacity(codes.len());
+    let mut zeros = 0usize;
+    for c in codes {
+        let z = zigzag(c.get());
+        if zeros >= MIN_RUN as usize && z != 0 {
+            end_run(&mut out, zeros);
+        }
+        if z < 0x7f {
+            // The token of a nonzero code is zigzag + 1 (>= 2, one byte below 0x80).
+            out.push(if z == 0 {
+                TOKEN_ZERO as u8
+            } else {
+                z as u8 + 1
+            });
+        } else {
+            // Codes stay far below 2^63.
+            put_varint(&mut out, z.saturating_add(1));
+        }
+        zeros = if z == 0 { zeros + 1 } else { 0 };
+    }
+    if zeros >= MIN_RUN as usize {
+        end_run(&mut out, zeros);
     }
     out
 }
 
+/// Replaces the last `run` zero tokens of `out` by one run token.
+fn end_run(out: &mut Vec<u8>, run: usize) {
+    out.truncate(out.len() - run);
+    put_varint(out, TOKEN_RUN);
+    put_varint(out, (run as u64) - MIN_RUN);
+}
+
 /// Bytes per code needed to hold every zigzagged code of `codes` (1 to 8).
-pub(crate) fn narrow_width(codes: &[i64]) -> u8 {
-    let max = codes.iter().map(|&c| zigzag(c)).max().unwrap_or(0);
+pub(crate) fn narrow_width<C: Code>(codes: &[C]) -> u8 {
+    let max = codes.iter().map(|c| zigzag(c.get())).max().unwrap_or(0);
     (((64 - max.leading_zeros()) as u8).div_ceil(8)).max(1)
 }
 
 /// Zigzagged codes as `width`-byte little-endian integers, split into `width` byte planes.
-pub(crate) fn pack_narrow(codes: &[i64], width: u8) -> Vec<u8> {
+pub(crate) fn pack_narrow<C: Code>(codes: &[C], width: u8) -> Vec<u8> {
     let n = codes.len();
     let mut out = vec![0u8; n * width as usize];
-    for (i, &c) in codes.iter().enumerate() {
-        let z = zigzag(c);
+    for (i, c) in codes.iter().enumerate() {
+        let z = zigzag(c.get());
         for b in 0..width as usize {
             out[b * n + i] = (z >> (8 * b)) as u8;
         }
@@ -71,14 +142,15 @@ pub(crate) const BIT_LEVELS: usize = 4;
 /// `1..=BIT_LEVELS` whether `|code| > k` (one bit per code with `|code| >= k`), then varints of
 /// `|code| - BIT_LEVELS - 1` for the rest. Each bitmap byte carries eight binary decisions, so
 /// the entropy stage's byte coder can spend well under one bit on a skewed decision.
-pub(crate) fn pack_bits(codes: &[i64]) -> Vec<u8> {
+pub(crate) fn pack_bits<C: Code>(codes: &[C]) -> Vec<u8> {
     // One bit sink per bitmap, each a local (kept in registers) rather than an indexed array.
     let n = codes.len();
     let mut zero = BitSink::with_capacity(n);
     let mut sign = BitSink::with_capacity(0);
     let mut levels: [BitSink; BIT_LEVELS] = std::array::from_fn(|_| BitSink::with_capacity(0));
     let mut esc = Vec::new();
-    for &c in codes {
+    for c in codes {
+        let c = c.get();
         zero.push(c != 0);
         if c == 0 {
             continue;
@@ -142,6 +214,29 @@ impl BitSink {
         let rest = (self.len % 64).div_ceil(8);
         out.extend_from_slice(&self.acc.to_le_bytes()[..rest]);
     }
+}
+
+#[cfg(test)]
+/// The first form of [`pack_rle`] (a run counted ahead of it): the layout's reference.
+fn pack_rle_reference(codes: &[i64]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(codes.len());
+    let mut i = 0;
+    while i < codes.len() {
+        if codes[i] == 0 {
+            let run = codes[i..].iter().take_while(|&&c| c == 0).count();
+            if run as u64 >= MIN_RUN {
+                put_varint(&mut out, TOKEN_RUN);
+                put_varint(&mut out, run as u64 - MIN_RUN);
+            } else {
+                out.extend(std::iter::repeat_n(TOKEN_ZERO as u8, run));
+            }
+            i += run;
+        } else {
+            put_varint(&mut out, zigzag(codes[i]).saturating_add(1));
+            i += 1;
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -353,6 +448,7 @@ mod tests {
             prop_oneof![Just(0i64), Just(0i64), Just(0i64), -300i64..300, any::<i32>().prop_map(i64::from)],
             0..400,
         )) {
+            prop_assert_eq!(pack_rle(&codes), pack_rle_reference(&codes));
             let rle = CodeReader::Rle { bytes: pack_rle(&codes), pos: 0, zeros: 0 };
             prop_assert_eq!(read_all(rle, codes.len()), codes.clone());
             let width = narrow_width(&codes);
@@ -363,6 +459,41 @@ mod tests {
             prop_assert_eq!(pack_bits(&codes), pack_bits_reference(&codes));
             let bits = bits_reader(pack_bits(&codes), codes.len()).unwrap();
             prop_assert_eq!(read_all(bits, codes.len()), codes);
+        }
+
+        #[test]
+        fn rle_matches_reference_on_runs(segments in prop::collection::vec(
+            (0usize..30, prop_oneof![Just(0i64), -200i64..200, Just(i64::MIN), Just(i64::MAX)]),
+            0..40,
+        )) {
+            // Runs of zeros of every length around MIN_RUN, between and after other codes.
+            let codes: Vec<i64> = segments
+                .iter()
+                .flat_map(|&(zeros, c)| std::iter::repeat_n(0, zeros).chain([c]))
+                .chain(std::iter::repeat_n(0, segments.len() % 11))
+                .collect();
+            prop_assert_eq!(pack_rle(&codes), pack_rle_reference(&codes));
+        }
+
+        #[test]
+        fn narrow_codes_pack_as_i64(codes in prop::collection::vec(
+            prop_oneof![Just(0i64), Just(0i64), -3i64..4, any::<i8>().prop_map(i64::from)],
+            0..400,
+        )) {
+            let c8: Vec<i8> = codes.iter().map(|&c| c as i8).collect();
+            let c16: Vec<i16> = codes.iter().map(|&c| c as i16).collect();
+            let c32: Vec<i32> = codes.iter().map(|&c| c as i32).collect();
+            let w = narrow_width(&codes);
+            prop_assert_eq!((narrow_width(&c8), narrow_width(&c16), narrow_width(&c32)), (w, w, w));
+            for bytes in [pack_rle(&c8), pack_rle(&c16), pack_rle(&c32)] {
+                prop_assert_eq!(&bytes, &pack_rle_reference(&codes));
+            }
+            for bytes in [pack_narrow(&c8, w), pack_narrow(&c16, w), pack_narrow(&c32, w)] {
+                prop_assert_eq!(&bytes, &pack_narrow(&codes, w));
+            }
+            for bytes in [pack_bits(&c8), pack_bits(&c16), pack_bits(&c32)] {
+                prop_assert_eq!(&bytes, &pack_bits_reference(&codes));
+            }
         }
 
         #[test]

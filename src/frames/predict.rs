@@ -34,6 +34,70 @@ impl Mix for i64 {
     }
 }
 
+impl Mix for i32 {
+    #[inline]
+    fn mix(a: i32, b: i32) -> i32 {
+        (a.wrapping_mul(2).wrapping_add(b)).div_euclid(3)
+    }
+}
+
+impl Mix for i16 {
+    #[inline]
+    fn mix(a: i16, b: i16) -> i16 {
+        (a.wrapping_mul(2).wrapping_add(b)).div_euclid(3)
+    }
+}
+
+/// An integer working value narrower than `i64` where the image allows: quantizers compute in
+/// `i64` and keep the frames (previous, current, input, scratch) in this.
+pub(crate) trait IntWork: Mix {
+    /// The value as `i64`.
+    fn wide(self) -> i64;
+    /// `v` as a working value; `v` is a reconstruction or input value of the image, in range.
+    fn from_wide(v: i64) -> Self;
+}
+
+macro_rules! int_work {
+    ($($t:ty),*) => {$(
+        impl IntWork for $t {
+            #[inline(always)]
+            fn wide(self) -> i64 {
+                i64::from(self)
+            }
+            #[inline(always)]
+            fn from_wide(v: i64) -> Self {
+                v as $t
+            }
+        }
+    )*};
+}
+
+int_work!(i16, i32, i64);
+
+/// The working value of `S`-byte integer images: the narrowest type that holds every value the
+/// walk computes from them. Those are sums of at most eight terms of at most the image maximum
+/// (`W + N - NW`, the 3D Lorenzo's temporal difference, residuals and their mix), so 16 bits hold
+/// U8 images and 32 bits U16 ones; F32 images (32-bit) keep `i64`.
+pub(crate) struct ImageBytes<const S: usize>;
+
+/// See [`ImageBytes`].
+pub(crate) trait ImageWork {
+    /// The working value.
+    type W: IntWork;
+}
+
+impl ImageWork for ImageBytes<1> {
+    type W = i16;
+}
+
+impl ImageWork for ImageBytes<2> {
+    type W = i32;
+}
+
+impl ImageWork for ImageBytes<4> {
+    type W = i64;
+}
+
 impl Mix for f64 {
     #[inline]
     fn mix(a: f64, b: f64) -> f64 {
@@ -119,25 +183,28 @@ impl<const S: usize> Lossless<S> {
     }
 }
 
-impl<const S: usize> Quant for Lossless<S> {
-    type W = i64;
+impl<const S: usize> Quant for Lossless<S>
+where
+    ImageBytes<S>: ImageWork,
+{
+    type W = <ImageBytes<S> as ImageWork>::W;
     const SIZE: usize = S;
     #[inline]
-    fn load(&self, b: &[u8]) -> i64 {
-        self.kind.load(b)
+    fn load(&self, b: &[u8]) -> Self::W {
+        IntWork::from_wide(self.kind.load(b))
     }
     #[inline]
-    fn store(&self, v: i64, out: &mut [u8]) {
-        self.kind.store(v, out)
+    fn store(&self, v: Self::W, out: &mut [u8]) {
+        self.kind.store(v.wide(), out)
     }
     #[inline]
-    fn encode(&self, x: i64, pred: i64) -> Option<(i64, i64)> {
-        Some((Self::wrap(x.wrapping_sub(pred)), x))
+    fn encode(&self, x: Self::W, pred: Self::W) -> Option<(i64, Self::W)> {
+        Some((Self::wrap(x.wide().wrapping_sub(pred.wide())), x))
     }
     #[inline]
-    fn decode(&self, code: i64, pred: i64) -> i64 {
+    fn decode(&self, code: i64, pred: Self::W) -> Self::W {
         let m = 1i64 << Self::BITS;
-        pred.wrapping_add(code).rem_euclid(m)
+        IntWork::from_wide(pred.wide().wrapping_add(code).rem_euclid(m))
     }
 }
 
@@ -181,20 +248,23 @@ impl<const S: usize> IntBounded<S> {
     }
 }
 
-impl<const S: usize> Quant for IntBounded<S> {
-    type W = i64;
+impl<const S: usize> Quant for IntBounded<S>
+where
+    ImageBytes<S>: ImageWork,
+{
+    type W = <ImageBytes<S> as ImageWork>::W;
     const SIZE: usize = S;
     #[inline]
-    fn load(&self, b: &[u8]) -> i64 {
-        self.kind.load(b)
+    fn load(&self, b: &[u8]) -> Self::W {
+        IntWork::from_wide(self.kind.load(b))
     }
     #[inline]
-    fn store(&self, v: i64, out: &mut [u8]) {
-        self.kind.store(v, out)
+    fn store(&self, v: Self::W, out: &mut [u8]) {
+        self.kind.store(v.wide(), out)
     }
     #[inline]
-    fn encode(&self, x: i64, pred: i64) -> Option<(i64, i64)> {
-        let pred = pred.clamp(0, self.max);
+    fn encode(&self, x: Self::W, pred: Self::W) -> Option<(i64, Self::W)> {
+        let (x, pred) = (x.wide(), pred.wide().clamp(0, self.max));
         let s = self.step();
         let q = if S == 1 {
             // x and pred are both in 0..=255 when the table exists.
@@ -216,13 +286,15 @@ impl<const S: usize> Quant for IntBounded<S> {
                 return None;
             }
         }
-        Some((q, r))
+        Some((q, IntWork::from_wide(r)))
     }
     #[inline]
-    fn decode(&self, code: i64, pred: i64) -> i64 {
-        let pred = pred.clamp(0, self.max);
-        pred.saturating_add(code.saturating_mul(self.step()))
-            .clamp(0, self.max)
+    fn decode(&self, code: i64, pred: Self::W) -> Self::W {
+        let pred = pred.wide().clamp(0, self.max);
+        IntWork::from_wide(
+            pred.saturating_add(code.saturating_mul(self.step()))
+                .clamp(0, self.max),
+        )
     }
 }
 
@@ -430,17 +502,21 @@ pub(crate) fn gamma_bits(code: i64) -> u64 {
 /// W, N, NW, NE in the same channel and the previous channel of the same pixel, bucketed on a
 /// half-octave scale after `shift`. Channels after the first use their own set of contexts.
 #[inline(always)]
-pub(crate) fn context(mags: &[u32], g: Padded, p: usize, ch: usize, shift: u32) -> usize {
+pub(crate) fn context<M: Copy + Into<u64>>(
+    mags: &[M],
+    g: Padded,
+    p: usize,
+    ch: usize,
+    shift: u32,
+) -> usize {
     let (c, rs) = (g.c, g.row());
-    let mut a = mags[p - c] as u64
-        + mags[p - rs] as u64
-        + mags[p - rs - c] as u64
-        + mags[p - rs + c] as u64;
+    let m = |i: usize| -> u64 { mags[i].into() };
+    let mut a = m(p - c) + m(p - rs) + m(p - rs - c) + m(p - rs + c);
     if ch > 0 {
-        a += 2 * mags[p - 1] as u64;
+        a += 2 * m(p - 1);
     }
     if ch > 1 {
-        a += mags[p - 2] as u64;
+        a += m(p - 2);
     }
     let b = bucket(a >> shift);
     if ch > 0 {
@@ -466,6 +542,12 @@ fn bucket(a: u64) -> usize {
     } else {
         large
     }
+}
+
+/// The bucket of every shifted magnitude sum `0..=255` (every larger sum shares the last one's):
+/// one lookup per element for a pass that computes many contexts.
+pub(crate) fn bucket_table() -> [u8; 256] {
+    std::array::from_fn(|a| bucket(a as u64) as u8)
 }
 
 /// Magnitude of a code as kept for contexts.
