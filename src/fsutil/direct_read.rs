@@ -29,13 +29,14 @@ use super::direct_io::{align_down, stop_direct, AlignedBuf, ALIGN};
 /// (`stage_profile digits-mlp`, 330 KB packs: every checkout read its chain's packs again).
 pub(crate) const DIRECT_MIN_BYTES: u64 = 64 << 20;
 /// Bytes fetched around a small read: a few chunk objects (1 MiB of tensor each, coded).
-const WINDOW: usize = 2 << 20;
-/// Windows kept: a chunk's delta chain reads one place in several packs in turn (up to a
-/// keyframe interval, 10 by default), on every decoding thread and the one reading ahead, and
-/// the checkouts of a small repository read the same packs again.
-const WINDOWS_KEPT: usize = 16;
+const WINDOW: usize = 1 << 20;
+/// Windows kept: a chunk's delta chain reads one place in several packs in turn, on each
+/// decoding thread and the one reading ahead. Few, as only large packs are read directly: the
+/// kept windows and buffer count against a large checkpoint's peak memory (16 windows of 2 MiB
+/// and a 16 MiB buffer raised `big_checkpoint 512M`'s peak from 24% to 38% of the file).
+const WINDOWS_KEPT: usize = 2;
 /// The buffer for reads larger than a window is kept up to this size.
-const KEPT_SCRATCH: usize = 16 << 20;
+const KEPT_SCRATCH: usize = 2 << 20;
 
 /// A file opened for reading, directly where the file system allows.
 pub(crate) struct DirectFile {

@@ -34,6 +34,8 @@ const BLOCK: usize = 4 << 20;
 pub(crate) struct DirectWriter {
     block: Block,
     filled: usize,
+    /// Bytes handed to the disk thread so far.
+    handed: u64,
     to_disk: Option<SyncSender<(Block, usize)>>,
     free: Receiver<Block>,
     worker: Option<JoinHandle<io::Result<File>>>,
@@ -56,6 +58,7 @@ impl DirectWriter {
         Ok(DirectWriter {
             block: Block::new(),
             filled: 0,
+            handed: 0,
             to_disk: Some(to_disk),
             free,
             worker: Some(worker),
@@ -64,6 +67,7 @@ impl DirectWriter {
 
     /// Hands the current block (`len` bytes of it) to the disk thread; `next` replaces it.
     fn hand_over(&mut self, len: usize, next: Block) -> io::Result<()> {
+        self.handed += len as u64;
         let block = std::mem::replace(&mut self.block, next);
         let sent = self.to_disk.as_ref().map(|tx| tx.send((block, len)));
         match sent {
@@ -88,10 +92,17 @@ impl DirectWriter {
             self.hand_over(self.filled, Block::empty())?;
         }
         self.to_disk = None;
-        match self.worker.take().map(JoinHandle::join) {
+        let file = match self.worker.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             _ => Err(io::Error::other("the pack writer thread panicked")),
+        };
+        if self.handed >= KEEP_BLOCKS_BELOW {
+            // A large file paid for its blocks; spares would only add to the next one's peak.
+            if let Ok(mut spare) = SPARE.lock() {
+                spare.clear();
+            }
         }
+        file
     }
 }
 
@@ -138,6 +149,10 @@ struct Block(AlignedBuf);
 /// Blocks kept for reuse, at most [`SPARE_BLOCKS`].
 static SPARE: Mutex<Vec<AlignedBuf>> = Mutex::new(Vec::new());
 const SPARE_BLOCKS: usize = 2;
+/// Files from this size up drop the spare blocks when done: faulting 8 MiB in again is nothing
+/// next to writing them, and kept, the spares raised `big_checkpoint 512M`'s peak from 24.1% to
+/// 25.3% of the file.
+const KEEP_BLOCKS_BELOW: u64 = 64 << 20;
 
 impl Block {
     fn new() -> Block {

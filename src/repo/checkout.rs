@@ -323,7 +323,10 @@ pub(crate) fn decode_tensors(
     // As many chunks at once as commit codes (the same bytes per window), in three stages at
     // once: a thread reads the objects of the next window (pack reads wait on the disk), the
     // pool decodes this one, and this thread hashes and hands on the last one.
-    let window_chunks = (super::commit::window_bytes() / super::commit::DEFAULT_CHUNK_BYTES).max(1);
+    // Half the commit's window per stage: three are held at once (one decoding, one handed on,
+    // one read ahead), and the peak memory of a large checkout stays where the commit's is.
+    let window_chunks =
+        (super::commit::window_bytes() / 2 / super::commit::DEFAULT_CHUNK_BYTES).max(1);
     let windows: Vec<&[(usize, usize)]> = jobs.chunks(window_chunks).collect();
     let mut output = |window: &[(usize, usize)], decoded: Vec<Vec<u8>>| -> Result<()> {
         for (&(t, i), d) in window.iter().zip(&decoded) {
@@ -348,8 +351,9 @@ pub(crate) fn decode_tensors(
         return output(window, decode_window(reader, entries, window)?);
     }
     let windows = &windows;
-    let (ahead_tx, ahead_rx) = std::sync::mpsc::sync_channel(1);
-    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(1);
+    // Rendezvous channels: a stage hands its window on only when the next one takes it.
+    let (ahead_tx, ahead_rx) = std::sync::mpsc::sync_channel(0);
+    let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<Result<Vec<Vec<u8>>>>(0);
     std::thread::scope(|s| -> Result<()> {
         s.spawn(move || {
             for window in windows {
