@@ -95,21 +95,46 @@ impl PyRepo {
     }
 }
 
+/// `repo` with its kept tip and checkout cache sized where the caller asked.
+fn sized(repo: Repo, tip_cache_bytes: Option<usize>, checkout_cache_bytes: Option<usize>) -> Repo {
+    let repo = match tip_cache_bytes {
+        Some(b) => repo.with_tip_cache(b),
+        None => repo,
+    };
+    match checkout_cache_bytes {
+        Some(b) => repo.with_checkout_cache(b),
+        None => repo,
+    }
+}
+
 #[pymethods]
 impl PyRepo {
-    /// Creates a repository in `path`.
+    /// Creates a repository in `path`, with the handle's caches sized as given (`None`: the
+    /// library's defaults).
     #[staticmethod]
-    fn init(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyRepo> {
+    #[pyo3(signature = (path, tip_cache_bytes=None, checkout_cache_bytes=None))]
+    fn init(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        tip_cache_bytes: Option<usize>,
+        checkout_cache_bytes: Option<usize>,
+    ) -> PyResult<PyRepo> {
         py.detach(|| Repo::init(&path))
-            .map(PyRepo::wrap)
+            .map(|r| PyRepo::wrap(sized(r, tip_cache_bytes, checkout_cache_bytes)))
             .map_err(|e| to_py(py, e))
     }
 
-    /// Opens the repository in `path`.
+    /// Opens the repository in `path`, with the handle's caches sized as given.
     #[staticmethod]
-    fn open(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyRepo> {
+    #[pyo3(signature = (path, tip_cache_bytes=None, checkout_cache_bytes=None))]
+    fn open(
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        tip_cache_bytes: Option<usize>,
+        checkout_cache_bytes: Option<usize>,
+    ) -> PyResult<PyRepo> {
         py.detach(|| Repo::open(&path))
-            .map(PyRepo::wrap)
+            .map(|r| PyRepo::wrap(sized(r, tip_cache_bytes, checkout_cache_bytes)))
             .map_err(|e| to_py(py, e))
     }
 

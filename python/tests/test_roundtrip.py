@@ -173,3 +173,29 @@ def test_contiguous_host_tensors_are_read_in_place():
     assert a_view[3] is arr and a_view[4] == arr.ctypes.data
     assert nc_view[4] != bf16.data_ptr()  # a transposed view is made contiguous: a copy
     assert framework == "pt"
+
+
+@pytest.mark.parametrize("tip,checkout", [(0, 0), (1 << 30, 1 << 30), (None, 4096)])
+def test_cache_sizes_change_no_result(tmp_path, tip, checkout):
+    """A lossy run through handles whose caches hold nothing, everything or a little checks out
+    the same tensors as through the default handle."""
+    g = torch.Generator().manual_seed(7)
+    base = torch.randn(256, 512, generator=g)
+    steps = [{"w": base + 1e-3 * k * torch.randn(256, 512, generator=g)} for k in range(5)]
+    seen = {}
+    for name, kwargs in (("default", {}), ("sized", {"tip_cache_bytes": tip,
+                                                     "checkout_cache_bytes": checkout})):
+        with snapstore.Repo.init(tmp_path / name, **kwargs) as r:
+            for sd in steps:
+                r.commit(sd, bound="rel:0.01")
+        with snapstore.Repo(tmp_path / name, **kwargs) as r:
+            seen[name] = [r.checkout(f"HEAD~{k}")["w"] for k in range(5)]
+    for a, b in zip(seen["default"], seen["sized"]):
+        assert same_bits(a, b)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "64M", True])
+def test_a_bad_cache_size_is_refused(tmp_path, bad):
+    with pytest.raises(snapstore.InvalidInputError, match="cache size"):
+        snapstore.Repo.init(tmp_path / "r", checkout_cache_bytes=bad)
+    assert not (tmp_path / "r").exists()

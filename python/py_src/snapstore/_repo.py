@@ -57,6 +57,15 @@ class StateDict(dict):
     metadata: Optional[Dict[str, str]]
 
 
+def _cache_size(n: Optional[int]) -> Optional[int]:
+    """A cache size in bytes as given, checked: ``None`` keeps the library's default."""
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InvalidInputError(f"a cache size must be a whole number of bytes >= 0, not {n!r}")
+    return n
+
+
 def _bounds(bounds: Optional[Sequence[float]]) -> Optional[List[float]]:
     return None if bounds is None else [float(b) for b in bounds]
 
@@ -68,16 +77,43 @@ class Repo:
     Open one with ``Repo(path)`` (or create it with ``Repo.init(path)``); use it as a context
     manager or call ``close()``. A Repo may be shared between threads; the GIL is released while
     tensors are coded, so other Python threads (a training loop) keep running.
+
+    A handle keeps the reconstruction of its last commit (``tip_cache_bytes``, default 64 MiB),
+    so the next commit need not decode its parent, and the chunks of its last checkout
+    (``checkout_cache_bytes``, default 64 MiB), so checking out the next snapshot of a run need
+    not decode its delta chain. Size them to the model (a state_dict larger than the cache gains
+    nothing from it), or 0 to keep nothing.
     """
 
-    def __init__(self, path: PathLike, *, _native_repo: Optional[Any] = None) -> None:
-        self._repo = _native_repo if _native_repo is not None else _native.Repo.open(os.fspath(path))
+    def __init__(
+        self,
+        path: PathLike,
+        *,
+        tip_cache_bytes: Optional[int] = None,
+        checkout_cache_bytes: Optional[int] = None,
+        _native_repo: Optional[Any] = None,
+    ) -> None:
+        if _native_repo is None:
+            _native_repo = _native.Repo.open(
+                os.fspath(path), _cache_size(tip_cache_bytes), _cache_size(checkout_cache_bytes)
+            )
+        self._repo = _native_repo
 
     @classmethod
-    def init(cls, path: PathLike) -> "Repo":
+    def init(
+        cls,
+        path: PathLike,
+        *,
+        tip_cache_bytes: Optional[int] = None,
+        checkout_cache_bytes: Optional[int] = None,
+    ) -> "Repo":
         """Creates a repository in ``path`` (a directory that may exist but must not hold one)
-        and opens it. Raises ``InvalidInputError`` if one exists there."""
-        return cls(path, _native_repo=_native.Repo.init(os.fspath(path)))
+        and opens it, with the caches sized as in ``Repo(path, ...)``. Raises
+        ``InvalidInputError`` if one exists there."""
+        native = _native.Repo.init(
+            os.fspath(path), _cache_size(tip_cache_bytes), _cache_size(checkout_cache_bytes)
+        )
+        return cls(path, _native_repo=native)
 
     # -- lifetime ---------------------------------------------------------------------------
 
