@@ -95,47 +95,44 @@ impl PyRepo {
     }
 }
 
-/// `repo` with its kept tip and checkout cache sized where the caller asked.
-fn sized(repo: Repo, tip_cache_bytes: Option<usize>, checkout_cache_bytes: Option<usize>) -> Repo {
-    let repo = match tip_cache_bytes {
-        Some(b) => repo.with_tip_cache(b),
-        None => repo,
-    };
-    match checkout_cache_bytes {
-        Some(b) => repo.with_checkout_cache(b),
-        None => repo,
+/// The handle `open` makes (with the GIL released), its kept tip and checkout cache sized where
+/// `caches` (tip bytes, checkout bytes) asks.
+fn opened(
+    py: Python<'_>,
+    (tip, checkout): (Option<usize>, Option<usize>),
+    open: impl FnOnce() -> snapstore::Result<Repo> + Send,
+) -> PyResult<PyRepo> {
+    let mut repo = py.detach(open).map_err(|e| to_py(py, e))?;
+    if let Some(bytes) = tip {
+        repo = repo.with_tip_cache(bytes);
     }
+    if let Some(bytes) = checkout {
+        repo = repo.with_checkout_cache(bytes);
+    }
+    Ok(PyRepo::wrap(repo))
 }
 
 #[pymethods]
 impl PyRepo {
-    /// Creates a repository in `path`, with the handle's caches sized as given (`None`: the
-    /// library's defaults).
+    /// Opens the repository in `path` (created first if `create`), with the handle's caches
+    /// sized as given (`None`: the library's defaults).
     #[staticmethod]
-    #[pyo3(signature = (path, tip_cache_bytes=None, checkout_cache_bytes=None))]
-    fn init(
-        py: Python<'_>,
-        path: std::path::PathBuf,
-        tip_cache_bytes: Option<usize>,
-        checkout_cache_bytes: Option<usize>,
-    ) -> PyResult<PyRepo> {
-        py.detach(|| Repo::init(&path))
-            .map(|r| PyRepo::wrap(sized(r, tip_cache_bytes, checkout_cache_bytes)))
-            .map_err(|e| to_py(py, e))
-    }
-
-    /// Opens the repository in `path`, with the handle's caches sized as given.
-    #[staticmethod]
-    #[pyo3(signature = (path, tip_cache_bytes=None, checkout_cache_bytes=None))]
+    #[pyo3(signature = (path, create=false, tip_cache_bytes=None, checkout_cache_bytes=None))]
     fn open(
         py: Python<'_>,
         path: std::path::PathBuf,
+        create: bool,
         tip_cache_bytes: Option<usize>,
         checkout_cache_bytes: Option<usize>,
     ) -> PyResult<PyRepo> {
-        py.detach(|| Repo::open(&path))
-            .map(|r| PyRepo::wrap(sized(r, tip_cache_bytes, checkout_cache_bytes)))
-            .map_err(|e| to_py(py, e))
+        let caches = (tip_cache_bytes, checkout_cache_bytes);
+        opened(py, caches, || {
+            if create {
+                Repo::init(&path)
+            } else {
+                Repo::open(&path)
+            }
+        })
     }
 
     fn close(&self) {

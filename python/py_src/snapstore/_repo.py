@@ -95,7 +95,8 @@ class Repo:
     ) -> None:
         if _native_repo is None:
             _native_repo = _native.Repo.open(
-                os.fspath(path), _cache_size(tip_cache_bytes), _cache_size(checkout_cache_bytes)
+                os.fspath(path), False, _cache_size(tip_cache_bytes),
+                _cache_size(checkout_cache_bytes)
             )
         self._repo = _native_repo
 
@@ -110,8 +111,8 @@ class Repo:
         """Creates a repository in ``path`` (a directory that may exist but must not hold one)
         and opens it, with the caches sized as in ``Repo(path, ...)``. Raises
         ``InvalidInputError`` if one exists there."""
-        native = _native.Repo.init(
-            os.fspath(path), _cache_size(tip_cache_bytes), _cache_size(checkout_cache_bytes)
+        native = _native.Repo.open(
+            os.fspath(path), True, _cache_size(tip_cache_bytes), _cache_size(checkout_cache_bytes)
         )
         return cls(path, _native_repo=native)
 
