@@ -126,12 +126,7 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
         best.1 = Some(r);
     }
     drop(rans);
-    let try_lzma = match choice {
-        CodecChoice::Zstd => false,
-        CodecChoice::Lzma => true,
-        CodecChoice::Auto => false,
-    };
-    if try_lzma {
+    if choice == CodecChoice::Lzma {
         let _lzma = profile::time_bytes(Stage::Lzma, data.len());
         if let Some(out) = lzma_compress(data).filter(|o| o.len() < best.2) {
             best = (Entropy::Lzma, Some(out), 0);

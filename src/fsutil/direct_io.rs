@@ -1,5 +1,5 @@
 //! What direct (`O_DIRECT`) reads and writes share: buffers at a block-aligned address, and
-//! turning direct I/O off where a file system refuses it.
+//! turning direct I/O on or off.
 
 use std::fs::File;
 use std::io;
@@ -42,13 +42,19 @@ pub(crate) fn align_down(n: u64) -> u64 {
     n & !(ALIGN as u64 - 1)
 }
 
-/// Turns `O_DIRECT` off for `file`: later reads and writes go through the page cache.
-pub(crate) fn stop_direct(file: &File) -> io::Result<()> {
+/// Turns `O_DIRECT` on or off for `file`. Turning it on fails with `EINVAL` where the file
+/// system cannot do direct I/O; off, later reads and writes go through the page cache.
+pub(crate) fn set_direct(file: &File, on: bool) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // SAFETY: `fd` is an open descriptor owned by `file` for the whole call; F_GETFL/F_SETFL
     // only read and set its status flags.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_DIRECT) } < 0 {
+    let wanted = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, wanted) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

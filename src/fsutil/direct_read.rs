@@ -13,15 +13,15 @@
 //! go through one reused buffer. Where direct reads are refused (`EINVAL`, at open or
 //! at a read) the file is read through the page cache, with the same results.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::direct_io::{align_down, stop_direct, AlignedBuf, ALIGN};
+use super::direct_io::{align_down, set_direct, AlignedBuf, ALIGN};
 
 /// Files smaller than this are read through the page cache: a small pack costs one device read
 /// either way, and cached it serves the next checkouts (the chain's manifests, the next
@@ -42,10 +42,9 @@ const KEPT_SCRATCH: usize = 2 << 20;
 pub(crate) struct DirectFile {
     file: File,
     direct: AtomicBool,
-    /// Length at open (packs do not change): direct reads past the end cost a kernel memset
-    /// of the rest of the buffer, so windows stop at the last block.
-    len: u64,
-    /// Tells this file's windows from other files' in the process's cache.
+    /// Tells this file's windows from other files' in the process's cache; its length (packs
+    /// do not change) also stops windows at the last block: direct reads past the end cost a
+    /// kernel memset of the rest of the buffer.
     key: FileKey,
 }
 
@@ -82,25 +81,24 @@ impl DirectFile {
 
     /// Opens `path` for reading, directly if it holds at least `min_bytes`.
     fn open_direct_from(path: &Path, min_bytes: u64) -> io::Result<DirectFile> {
-        let open = |flags| OpenOptions::new().read(true).custom_flags(flags).open(path);
-        let small = std::fs::metadata(path).is_ok_and(|m| m.len() < min_bytes);
-        let (file, direct) = match open(if small { 0 } else { libc::O_DIRECT }) {
-            Ok(f) => (f, !small),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => (open(0)?, false),
-            Err(e) => return Err(e),
-        };
+        let file = File::open(path)?;
         let meta = file.metadata()?;
+        let direct = meta.len() >= min_bytes
+            && match set_direct(&file, true) {
+                Ok(()) => true,
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => false,
+                Err(e) => return Err(e),
+            };
         Ok(DirectFile {
             file,
             direct: AtomicBool::new(direct),
-            len: meta.len(),
             key: FileKey::of(&meta),
         })
     }
 
     /// The file's length when it was opened.
     pub(crate) fn len(&self) -> u64 {
-        self.len
+        self.key.len
     }
 
     /// The `len` bytes at `offset`.
@@ -124,7 +122,7 @@ impl DirectFile {
         if self.direct.load(Ordering::Relaxed) {
             match self.read_direct(offset, len, &mut take) {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                    stop_direct(&self.file)?;
+                    set_direct(&self.file, false)?;
                     self.direct.store(false, Ordering::Relaxed);
                 }
                 done => return done,
@@ -167,6 +165,7 @@ impl DirectFile {
     /// `start` the caller asked for (the window is kept either way).
     fn read_window(&self, w: &mut Window, start: u64, need: usize) -> io::Result<()> {
         let to_end = self
+            .key
             .len
             .saturating_sub(start)
             .next_multiple_of(ALIGN as u64);
@@ -232,9 +231,7 @@ impl Windows {
     fn take_buffer() -> Window {
         let mut ws = Windows::lock();
         if ws.kept.len() >= WINDOWS_KEPT {
-            let lru = ws.kept.iter().enumerate().min_by_key(|(_, w)| w.last_use);
-            let i = lru.expect("windows are kept").0;
-            return ws.kept.swap_remove(i);
+            return ws.remove_lru();
         }
         Window {
             file: None,
@@ -252,10 +249,15 @@ impl Windows {
         w.last_use = ws.clock;
         ws.kept.push(w);
         if ws.kept.len() > WINDOWS_KEPT {
-            let lru = ws.kept.iter().enumerate().min_by_key(|(_, w)| w.last_use);
-            let i = lru.expect("windows are kept").0;
-            ws.kept.swap_remove(i);
+            ws.remove_lru();
         }
+    }
+
+    /// Takes the least recently used window out (there is one).
+    fn remove_lru(&mut self) -> Window {
+        let lru = self.kept.iter().enumerate().min_by_key(|(_, w)| w.last_use);
+        let i = lru.expect("windows are kept").0;
+        self.kept.swap_remove(i)
     }
 }
 
@@ -414,7 +416,7 @@ mod tests {
     fn reads_through_the_page_cache_give_the_same_bytes() {
         let dir = tempfile::tempdir().unwrap();
         let (f, data) = file_of(dir.path(), "x", 2 * WINDOW + 5);
-        let _ = stop_direct(&f.file);
+        let _ = set_direct(&f.file, false);
         f.direct.store(false, Ordering::Relaxed);
         check_reads(
             &f,

@@ -22,7 +22,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-use super::direct_io::{stop_direct, AlignedBuf, ALIGN};
+use super::direct_io::{set_direct, AlignedBuf, ALIGN};
 
 /// Bytes written per system call (a multiple of [`ALIGN`]).
 const BLOCK: usize = 4 << 20;
@@ -267,7 +267,7 @@ impl Disk {
 
     /// Turns `O_DIRECT` off: later writes go through the page cache.
     fn stop_direct(&mut self) -> io::Result<()> {
-        stop_direct(&self.file)?;
+        set_direct(&self.file, false)?;
         self.direct = false;
         Ok(())
     }

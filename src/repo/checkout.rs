@@ -320,11 +320,10 @@ pub(crate) fn decode_tensors(
             finish(t, &mut hashers)?;
         }
     }
-    // As many chunks at once as commit codes (the same bytes per window), in three stages at
-    // once: a thread reads the objects of the next window (pack reads wait on the disk), the
-    // pool decodes this one, and this thread hashes and hands on the last one.
-    // Half the commit's window per stage: three are held at once (one decoding, one handed on,
-    // one read ahead), and the peak memory of a large checkout stays where the commit's is.
+    // Windows of chunks across tensors, in three stages at once: a thread reads the objects of
+    // the next window (pack reads wait on the disk), the pool decodes this one, and this thread
+    // hashes and hands on the last one. Each window is half the commit's: three are held at
+    // once, and the peak memory of a large checkout stays where the commit's is.
     let window_chunks =
         (super::commit::window_bytes() / 2 / super::commit::DEFAULT_CHUNK_BYTES).max(1);
     let windows: Vec<&[(usize, usize)]> = jobs.chunks(window_chunks).collect();

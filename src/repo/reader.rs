@@ -172,7 +172,7 @@ impl ObjectReader {
         places.dedup_by_key(|p| p.1);
         places
             .into_iter()
-            .filter_map(|(_, id)| Some((id, self.read_object(&id).ok()?)))
+            .filter_map(|(_, id)| Some((id, self.read_from_pack(&id, self.hash_objects).ok()?)))
             .collect()
     }
 
@@ -219,9 +219,6 @@ impl ObjectReader {
     /// Reads an object whose location was loaded, hashed against its id unless
     /// [`ObjectReader::hash_tensors_only`] was called.
     pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>> {
-        if let Some(bytes) = self.preloaded.get(id) {
-            return Ok(bytes.as_ref().clone());
-        }
         if let Some(bytes) = self.ahead.lock().expect("read-ahead lock").remove(id) {
             return Ok(bytes);
         }
