@@ -403,6 +403,17 @@ mod tests {
     }
 
     #[test]
+    fn a_read_past_the_last_offset_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f, _) = file_of(dir.path(), "x", 5000);
+        let err = f.read_vec_at(u64::MAX - 3, 10).unwrap_err();
+        if f.direct.load(Ordering::Relaxed) {
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+            assert!(err.to_string().contains("read past 2^64"), "{err}");
+        }
+    }
+
+    #[test]
     fn small_files_are_read_through_the_page_cache() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x");
