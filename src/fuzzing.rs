@@ -43,7 +43,8 @@ pub fn chunk_object(data: &[u8]) {
 /// Both rANS stream decoders, for lengths taken from the first byte.
 pub fn rans_stream(data: &[u8]) {
     if let Some((&len, rest)) = data.split_first() {
-        let _ = rans::decode(rest, len as usize * 16);
+        let _ = rans::decode::<{ rans::NARROW }>(rest, len as usize * 16);
+        let _ = rans::decode::<{ rans::WIDE }>(rest, len as usize * 16);
         let _ = rans_v1::decode(rest, len as usize * 16);
     }
 }
@@ -174,7 +175,10 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let skewed: Vec<u8> = (0..2000u32).map(|i| (i % 7 / 5) as u8).collect();
-    if let Some(r) = rans::encode(&skewed) {
+    let counts = rans::histogram(&skewed);
+    let narrow = rans::encode_counted::<{ rans::NARROW }>(&skewed, &counts, usize::MAX);
+    let wide = rans::encode_counted::<{ rans::WIDE }>(&skewed, &counts, usize::MAX);
+    for r in [narrow, wide].into_iter().flatten() {
         let mut seed = vec![(skewed.len() / 16) as u8];
         seed.extend_from_slice(&r);
         out.push(("rans_stream", seed));
@@ -266,7 +270,8 @@ mod tests {
                     let (&len, rest) = bytes.split_first().expect("rans seed is not empty");
                     let len = len as usize * 16;
                     assert!(
-                        super::rans::decode(rest, len).is_ok()
+                        super::rans::decode::<{ super::rans::NARROW }>(rest, len).is_ok()
+                            || super::rans::decode::<{ super::rans::WIDE }>(rest, len).is_ok()
                             || super::rans_v1::decode(rest, len).is_ok(),
                         "rans seed decodes with neither stream version"
                     );

@@ -4,22 +4,30 @@
 //! delta codes with an entropy of ~1.3 bits took ~1.7 bits under Zstd. rANS with a static
 //! 12-bit frequency table reaches the order-0 entropy within a fraction of a percent.
 //!
-//! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [4 states, 4 bytes
-//! each, little-endian][16-bit words, little-endian...]`. Symbol `i` is coded with state `i % 4`:
-//! four independent dependency chains keep the core busy. A state lives in [2^15, 2^31) and is
+//! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [N states, 4 bytes
+//! each, little-endian][16-bit words, little-endian...]`. Symbol `i` is coded with state `i % N`
+//! and, going forwards, a state that falls below the interval reads the next word: N
+//! independent dependency chains keep the core busy. A state lives in [2^15, 2^31) and is
 //! renormalized by whole 16-bit words, so each symbol reads or writes at most one word and the
 //! step needs no branch. The count is explicit because a one-symbol stream carries no length
-//! otherwise. The earlier two-state, byte-renormalized stream is read by `rans_v1`.
+//! otherwise.
+//!
+//! Two state counts are written: [`NARROW`] (4, entropy coder 4) for short sections and
+//! [`WIDE`] (32, entropy coder 5) for long ones, whose 32 states fill two 16-lane vectors
+//! (`rans_avx512`) and pay 112 more bytes of states. The earlier two-state,
+//! byte-renormalized stream is read by `rans_v1`.
 
 use super::error::{CodecError, CodecResult};
 use super::varint::{get_varint, put_varint};
 
-const SCALE_BITS: u32 = 12;
-const TOTAL: u32 = 1 << SCALE_BITS;
+pub(super) const SCALE_BITS: u32 = 12;
+pub(super) const TOTAL: u32 = 1 << SCALE_BITS;
 /// Lower end of the normalized state interval.
-const LOW: u32 = 1 << 15;
-/// Interleaved states.
-const STATES: usize = 4;
+pub(super) const LOW: u32 = 1 << 15;
+/// Interleaved states of the short-section stream (entropy coder 4).
+pub const NARROW: usize = 4;
+/// Interleaved states of the long-section stream (entropy coder 5).
+pub const WIDE: usize = 32;
 
 /// Frequencies scaled to sum to [`TOTAL`], every present symbol at least 1.
 pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
@@ -56,18 +64,19 @@ pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
     f
 }
 
-/// Byte histogram. Four tables, summed at the end, so runs of one byte value (the common case
-/// in delta planes) do not serialize on one counter.
+/// Byte histogram. Eight tables, summed at the end, so runs of one byte value (the common case
+/// in delta planes) do not serialize on one counter; eight bytes are read as one word (2.1 ->
+/// 2.5 GB/s over four tables on a skewed 8 MiB section).
 pub fn histogram(data: &[u8]) -> [u64; 256] {
-    let mut tables = [[0u32; 256]; 4];
-    let mut quads = data.chunks_exact(4);
-    for q in &mut quads {
-        tables[0][q[0] as usize] += 1;
-        tables[1][q[1] as usize] += 1;
-        tables[2][q[2] as usize] += 1;
-        tables[3][q[3] as usize] += 1;
+    let mut tables = [[0u32; 256]; 8];
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        for (k, table) in tables.iter_mut().enumerate() {
+            table[((v >> (8 * k)) & 0xff) as usize] += 1;
+        }
     }
-    for &b in quads.remainder() {
+    for &b in words.remainder() {
         tables[0][b as usize] += 1;
     }
     // u32 per table holds up to 4 GiB of input per call; sections are at most 256 MiB.
@@ -89,15 +98,56 @@ pub fn order0_bytes(counts: &[u64; 256]) -> f64 {
     bits / 8.0
 }
 
-/// Writes the stream header: the symbol count, then the present symbols and their frequencies
-/// (one `u8` count, 0 meaning 256). `rans_v1` streams start the same way.
-pub(super) fn put_header(stream: &mut Vec<u8>, count: usize, freq: &[u32; 256]) {
+/// How a stream writes its frequency table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Layout {
+    /// `[n u8 (0 = 256)] ([symbol u8][freq varint])*`: the narrow and version-1 streams.
+    Listed,
+    /// `[n u8 (0 = 256)]`, the present symbols as `n` bytes, or as a 32-byte bitmap when
+    /// more than 32 are present, then each one's `freq - 1` as a varint in symbol order: the
+    /// wide stream. A 256-symbol table takes ~300 bytes instead of ~770, more than paying for
+    /// the wide stream's 112 extra state bytes on the sections that have many symbols.
+    Compact,
+}
+
+/// The table layout of a stream with `N` states.
+pub(super) const fn layout(states: usize) -> Layout {
+    if states == WIDE {
+        Layout::Compact
+    } else {
+        Layout::Listed
+    }
+}
+
+/// Present symbols above this many are written as a bitmap in the compact layout.
+const LISTED_UP_TO: usize = 32;
+
+/// Writes the stream header: the symbol count, then the frequency table in `layout`.
+pub(super) fn put_header(stream: &mut Vec<u8>, count: usize, freq: &[u32; 256], layout: Layout) {
     put_varint(stream, count as u64);
     let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
     stream.push(present.len() as u8);
-    for &s in &present {
-        stream.push(s as u8);
-        put_varint(stream, u64::from(freq[s]));
+    match layout {
+        Layout::Listed => {
+            for &s in &present {
+                stream.push(s as u8);
+                put_varint(stream, u64::from(freq[s]));
+            }
+        }
+        Layout::Compact => {
+            if present.len() > LISTED_UP_TO {
+                let mut bitmap = [0u8; 32];
+                for &s in &present {
+                    bitmap[s / 8] |= 1 << (s % 8);
+                }
+                stream.extend_from_slice(&bitmap);
+            } else {
+                stream.extend(present.iter().map(|&s| s as u8));
+            }
+            for &s in &present {
+                put_varint(stream, u64::from(freq[s] - 1));
+            }
+        }
     }
 }
 
@@ -113,14 +163,18 @@ pub(super) fn starts(freq: &[u32; 256]) -> [u32; 256] {
     start
 }
 
-/// Bytes [`encode`] would produce for data with this histogram, estimated from its order-0
-/// entropy, so callers run the coder only where it can win.
-pub fn estimated_size(counts: &[u64; 256]) -> usize {
+/// Bytes [`encode_counted`] with `states` states would produce for data with this histogram,
+/// estimated from its order-0 entropy, so callers run the coder only where it can win.
+pub fn estimated_size(counts: &[u64; 256], states: usize) -> usize {
     if counts.iter().all(|&c| c == 0) {
         return 0;
     }
     let symbols = counts.iter().filter(|&&c| c > 0).count();
-    order0_bytes(counts) as usize + 3 * symbols + 5
+    let table = match layout(states) {
+        Layout::Listed => 3 * symbols,
+        Layout::Compact => symbols.min(LISTED_UP_TO) + 3 * symbols / 2,
+    };
+    order0_bytes(counts) as usize + table + 4 * states - 11
 }
 
 /// One symbol's encoder constants: `x -> ((x / freq) << SCALE_BITS) + x % freq + start`
@@ -129,13 +183,14 @@ pub fn estimated_size(counts: &[u64; 256]) -> usize {
 /// a cache line.
 #[derive(Clone, Copy)]
 #[repr(C, align(16))]
-struct EncSymbol {
+pub(super) struct EncSymbol {
     x_max: u32,
-    rcp: u32,
-    bias: u32,
-    cmpl_freq: u16,
-    /// 32 + the reciprocal's extra shift: the high half and the shift in one step.
-    shift: u16,
+    pub(super) rcp: u32,
+    /// Below 2^13: `start`, or `start + TOTAL - 1` for a frequency of 1.
+    pub(super) bias: u32,
+    pub(super) cmpl_freq: u16,
+    /// 32 + the reciprocal's extra shift (at most 12): the high half and the shift in one step.
+    pub(super) shift: u16,
 }
 
 impl EncSymbol {
@@ -188,10 +243,12 @@ impl EncSymbol {
     }
 }
 
-/// Encodes `data`. Returns `None` when the data is empty or has more distinct symbols than the
-/// table can give a nonzero frequency (never for bytes; kept for safety).
+/// Encodes `data` with [`NARROW`] states. Returns `None` when the data is empty or has more
+/// distinct symbols than the table can give a nonzero frequency (never for bytes; kept for
+/// safety).
+#[cfg(test)]
 pub fn encode(data: &[u8]) -> Option<Vec<u8>> {
-    encode_counted(data, &histogram(data), usize::MAX)
+    encode_counted::<NARROW>(data, &histogram(data), usize::MAX)
 }
 
 /// The encoder's per-symbol constants for a normalized frequency table.
@@ -209,14 +266,17 @@ fn enc_symbols(freq: &[u32; 256]) -> [EncSymbol; 256] {
 }
 
 /// Codes `data` backwards into the end of `words` (16-bit words, so the decoder reads them
-/// forwards). Returns the final states and the index of the first word, or `None` when the
-/// words fill `words` (whose first slot is a spare that is never part of the output).
-fn encode_words(
+/// forwards) with `N` states. Returns the final states and the index of the first word, or
+/// `None` when the words fill `words` (whose first slot is a spare that is never part of the
+/// output). `vector` lets the AVX-512 kernel code the whole rounds where the CPU has it (the
+/// same words; tests turn it off to compare).
+fn encode_words<const N: usize>(
     data: &[u8],
     symbols: &[EncSymbol; 256],
     words: &mut [u16],
-) -> Option<([u32; STATES], usize)> {
-    let mut xs = [LOW; STATES];
+    vector: bool,
+) -> Option<([u32; N], usize)> {
+    let mut xs = [LOW; N];
     let mut pos = words.len();
     // One checked step. The store below `pos` is unconditional, so `words` holds one spare
     // slot and a step fails once that spare would be taken.
@@ -227,41 +287,57 @@ fn encode_words(
         *x = y;
         (*pos >= 1).then_some(())
     };
-    let tail = data.len() % STATES;
-    let whole = data.len() - tail;
+    let tail = data.len() % N;
+    let mut whole = data.len() - tail;
     for (i, &b) in data[whole..].iter().enumerate().rev() {
         put_checked(&mut xs[i], b, words, &mut pos)?;
     }
-    let mut quads = data[..whole].chunks_exact(STATES).rev();
-    // Fast path: a round emits at most STATES words, so while that many slots and the spare
-    // remain below `pos` the stores need no check of their own.
-    while pos > STATES {
-        let Some(quad) = quads.next() else { break };
-        let quad: &[u8; STATES] = quad.try_into().expect("STATES bytes");
-        let window: &mut [u16; STATES] = (&mut words[pos - STATES..pos])
-            .try_into()
-            .expect("STATES words");
+    if vector {
+        if let Some(kernel) = super::rans_avx512::Encoder::new::<N>(symbols) {
+            whole = kernel.encode_rounds(&data[..whole], words, &mut pos, &mut xs);
+        }
+    }
+    let mut rounds = data[..whole].chunks_exact(N).rev();
+    // Fast path: a round emits at most N words, so while that many slots and the spare remain
+    // below `pos` the stores need no check of their own.
+    while pos > N {
+        let Some(round) = rounds.next() else { break };
+        let window: &mut [u16; N] = (&mut words[pos - N..pos]).try_into().expect("N words");
         let mut used = 0;
-        for k in (0..STATES).rev() {
-            let (y, w, emit) = symbols[quad[k] as usize].put(xs[k]);
-            window[STATES - 1 - used] = w;
+        for k in (0..N).rev() {
+            let (y, w, emit) = symbols[round[k] as usize].put(xs[k]);
+            window[N - 1 - used] = w;
             used += usize::from(emit);
             xs[k] = y;
         }
         pos -= used;
     }
-    for quad in quads {
-        for k in (0..STATES).rev() {
-            put_checked(&mut xs[k], quad[k], words, &mut pos)?;
+    for round in rounds {
+        for k in (0..N).rev() {
+            put_checked(&mut xs[k], round[k], words, &mut pos)?;
         }
     }
     Some((xs, pos))
 }
 
-/// [`encode`] with the histogram already taken (`counts` must be `histogram(data)`), giving up
-/// (`None`) once the coded words pass `limit` bytes: a caller that has a smaller coding
-/// already need not pay for this one, nor clear a buffer twice the input's size.
-pub fn encode_counted(data: &[u8], counts: &[u64; 256], limit: usize) -> Option<Vec<u8>> {
+/// [`encode`] with `N` states ([`NARROW`] or [`WIDE`]) and the histogram already taken
+/// (`counts` must be `histogram(data)`), giving up (`None`) once the coded words pass `limit`
+/// bytes: a caller that has a smaller coding already need not pay for this one, nor clear a
+/// buffer twice the input's size.
+pub fn encode_counted<const N: usize>(
+    data: &[u8],
+    counts: &[u64; 256],
+    limit: usize,
+) -> Option<Vec<u8>> {
+    encode_with::<N>(data, counts, limit, true)
+}
+
+fn encode_with<const N: usize>(
+    data: &[u8],
+    counts: &[u64; 256],
+    limit: usize,
+    vector: bool,
+) -> Option<Vec<u8>> {
     if data.is_empty() {
         return None;
     }
@@ -272,26 +348,31 @@ pub fn encode_counted(data: &[u8], counts: &[u64; 256], limit: usize) -> Option<
     let symbols = enc_symbols(&freq);
     // A symbol emits at most one word; one spare slot (see `encode_words`).
     let mut words = vec![0u16; data.len().min(limit / 2) + 1];
-    let (xs, pos) = encode_words(data, &symbols, &mut words)?;
-    let mut stream = Vec::with_capacity(2 * (words.len() - pos) + 3 * 256 + 26);
-    put_header(&mut stream, data.len(), &freq);
+    let (xs, pos) = encode_words::<N>(data, &symbols, &mut words, vector)?;
+    let mut stream = Vec::with_capacity(2 * (words.len() - pos) + 3 * 256 + 4 * N + 10);
+    put_header(&mut stream, data.len(), &freq, layout(N));
     for x in xs {
         stream.extend_from_slice(&x.to_le_bytes());
     }
-    stream.extend(words[pos..].iter().flat_map(|w| w.to_le_bytes()));
+    // Word by word into a sized slice: the loop compiles to a copy (a byte iterator did not).
+    let coded = &words[pos..];
+    let start = stream.len();
+    stream.resize(start + 2 * coded.len(), 0);
+    for (bytes, w) in stream[start..].chunks_exact_mut(2).zip(coded) {
+        bytes.copy_from_slice(&w.to_le_bytes());
+    }
     Some(stream)
 }
 
-/// Reads the symbol count and frequency table that open a stream (both stream versions share
-/// them), checking the count against `len`.
-pub(super) fn read_table(stream: &[u8], pos: &mut usize, len: usize) -> CodecResult<[u32; 256]> {
-    let next = |pos: &mut usize| -> CodecResult<u8> {
-        let b = *stream
-            .get(*pos)
-            .ok_or(CodecError::RansTruncated { part: "table" })?;
-        *pos += 1;
-        Ok(b)
-    };
+/// Reads the symbol count and frequency table in `layout` that open a stream, checking the
+/// count against `len`.
+pub(super) fn read_table(
+    stream: &[u8],
+    pos: &mut usize,
+    len: usize,
+    layout: Layout,
+) -> CodecResult<[u32; 256]> {
+    let truncated = || CodecError::RansTruncated { part: "table" };
     let count = get_varint(stream, pos)?;
     if count != len as u64 {
         return Err(CodecError::RansSymbolCount {
@@ -299,14 +380,46 @@ pub(super) fn read_table(stream: &[u8], pos: &mut usize, len: usize) -> CodecRes
             expected: len,
         });
     }
-    let n = match next(pos)? {
+    let n = match *stream.get(*pos).ok_or_else(truncated)? {
         0 => 256,
         k => k as usize,
     };
+    *pos += 1;
+    let take = |pos: &mut usize, count: usize| -> CodecResult<&[u8]> {
+        let bytes = stream.get(*pos..*pos + count).ok_or_else(truncated)?;
+        *pos += count;
+        Ok(bytes)
+    };
+    let mut symbols = Vec::with_capacity(n);
+    match layout {
+        Layout::Compact if n > LISTED_UP_TO => {
+            let bitmap = take(pos, 32)?;
+            symbols.extend((0..256).filter(|s| bitmap[s / 8] & (1 << (s % 8)) != 0));
+            if symbols.len() != n {
+                return Err(CodecError::RansBadTable);
+            }
+        }
+        Layout::Compact => {
+            symbols.extend(take(pos, n)?.iter().map(|&s| s as usize));
+            if symbols.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(CodecError::RansBadTable);
+            }
+        }
+        Layout::Listed => {}
+    }
     let mut freq = [0u32; 256];
+    let mut compact = symbols.iter();
     for _ in 0..n {
-        let s = next(pos)? as usize;
-        let v = get_varint(stream, pos)?;
+        let (s, v) = match layout {
+            Layout::Listed => {
+                let s = take(pos, 1)?[0] as usize;
+                (s, get_varint(stream, pos)?)
+            }
+            Layout::Compact => {
+                let s = *compact.next().expect("n symbols read above");
+                (s, get_varint(stream, pos)?.saturating_add(1))
+            }
+        };
         if v == 0 || v > TOTAL as u64 || freq[s] != 0 {
             return Err(CodecError::RansBadTable);
         }
@@ -351,22 +464,22 @@ impl Slots {
     }
 }
 
-/// The decoder's fast path: whole rounds of [`STATES`] symbols while a round's words (at most
-/// one per state) are present, read as one u64 with each state's word taken by shifting.
-/// Returns the symbols decoded and the word bytes read. The states are passed by value so
-/// they live in registers.
+/// The decoder's fast path for [`NARROW`]: whole rounds of four symbols while a round's words
+/// (at most one per state) are present, read as one u64 with each state's word taken by
+/// shifting. Returns the symbols decoded and the word bytes read. The states are passed by
+/// value so they live in registers.
 #[inline(always)]
-fn decode_rounds(
+fn decode_narrow_rounds(
     slots: &Slots,
     words: &[u8],
     out: &mut [u8],
-    states: &mut [u32; STATES],
+    states: &mut [u32; NARROW],
 ) -> (usize, usize) {
     let mut xs = *states;
     let mut p = 0;
     let mut done = 0;
-    for quad in out.chunks_exact_mut(STATES) {
-        let Some(round) = words.get(p..p + 2 * STATES) else {
+    for quad in out.chunks_exact_mut(NARROW) {
+        let Some(round) = words.get(p..p + 2 * NARROW) else {
             break;
         };
         let mut round = u64::from_le_bytes(round.try_into().expect("8 bytes"));
@@ -381,22 +494,55 @@ fn decode_rounds(
             used += 2 * usize::from(need);
         }
         p += used;
-        done += STATES;
+        done += NARROW;
     }
     *states = xs;
     (done, p)
 }
 
-/// Decodes exactly `len` symbols; malformed input is an error, never a panic.
-pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
+/// The scalar fast path for any `N` (the wide stream on a CPU without the vector kernels): whole
+/// rounds while a round's words are present, each state reading the word at the cursor and
+/// moving it only if it needed the word. Returns the symbols decoded and the word bytes read.
+fn decode_rounds<const N: usize>(
+    slots: &Slots,
+    words: &[u8],
+    out: &mut [u8],
+    xs: &mut [u32; N],
+) -> (usize, usize) {
+    let (mut p, mut done) = (0, 0);
+    for round in out.chunks_exact_mut(N) {
+        let Some(ahead) = words.get(p..p + 2 * N) else {
+            break;
+        };
+        let mut used = 0;
+        for (k, o) in round.iter_mut().enumerate() {
+            let (sym, x) = slots.step(xs[k]);
+            *o = sym;
+            let w = u16::from_le_bytes([ahead[used], ahead[used + 1]]);
+            let need = x < LOW;
+            xs[k] = if need { (x << 16) | u32::from(w) } else { x };
+            used += 2 * usize::from(need);
+        }
+        p += used;
+        done += N;
+    }
+    (done, p)
+}
+
+/// Decodes exactly `len` symbols of a stream with `N` states; malformed input is an error,
+/// never a panic.
+pub fn decode<const N: usize>(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
+    decode_with::<N>(stream, len, true)
+}
+
+fn decode_with<const N: usize>(stream: &[u8], len: usize, vector: bool) -> CodecResult<Vec<u8>> {
     let mut pos = 0;
-    let freq = read_table(stream, &mut pos, len)?;
-    let slots = Slots::new(&freq);
+    let freq = read_table(stream, &mut pos, len, layout(N))?;
     let body = &stream[pos..];
-    if body.len() < 4 * STATES {
+    if body.len() < 4 * N {
         return Err(CodecError::RansTruncated { part: "state" });
     }
-    let mut xs = [0u32; STATES];
+    let mut xs = [0u32; N];
     for (k, x) in xs.iter_mut().enumerate() {
         *x = u32::from_le_bytes(body[4 * k..4 * k + 4].try_into().expect("4 bytes"));
         // A state below LOW would read a word that was never written.
@@ -404,14 +550,31 @@ pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
             return Err(CodecError::RansBadState);
         }
     }
-    let words = &body[4 * STATES..];
+    let words = &body[4 * N..];
     let mut out = vec![0u8; len];
-    let fast = decode_rounds(&slots, words, &mut out, &mut xs);
-    let mut p = fast.1;
-    let mut quads = out[fast.0..].chunks_exact_mut(STATES);
+    let kernel = vector
+        .then(|| super::rans_avx512::Decoder::new::<N>(&freq))
+        .flatten();
+    let slots = kernel.is_none().then(|| Slots::new(&freq));
+    let (done, mut p) = match (&kernel, &slots) {
+        (Some(kernel), _) => kernel.decode_rounds(words, &mut out, &mut xs),
+        (None, Some(slots)) if N == NARROW => {
+            let xs: &mut [u32; NARROW] = (&mut xs[..]).try_into().expect("NARROW states");
+            decode_narrow_rounds(slots, words, &mut out, xs)
+        }
+        (None, Some(slots)) => decode_rounds(slots, words, &mut out, &mut xs),
+        _ => unreachable!("a kernel or a table"),
+    };
+    // The rest one checked step at a time.
+    let step = |x: u32| match (&kernel, &slots) {
+        (Some(kernel), _) => kernel.step(x),
+        (_, Some(slots)) => slots.step(x),
+        _ => unreachable!("a kernel or a table"),
+    };
     let truncated = || CodecError::RansTruncated { part: "data" };
-    let mut slow = |x: &mut u32, o: &mut u8| -> CodecResult<()> {
-        let (sym, mut y) = slots.step(*x);
+    for (i, o) in out.iter_mut().enumerate().skip(done) {
+        let x = &mut xs[i % N];
+        let (sym, mut y) = step(*x);
         *o = sym;
         if y < LOW {
             let w = words.get(p..p + 2).ok_or_else(truncated)?;
@@ -419,15 +582,6 @@ pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
             p += 2;
         }
         *x = y;
-        Ok(())
-    };
-    for quad in &mut quads {
-        for (k, o) in quad.iter_mut().enumerate() {
-            slow(&mut xs[k], o)?;
-        }
-    }
-    for (k, o) in quads.into_remainder().iter_mut().enumerate() {
-        slow(&mut xs[k], o)?;
     }
     if p != words.len() {
         return Err(CodecError::TrailingBytes {
@@ -437,7 +591,7 @@ pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
     }
     // Decoding runs the encoder backwards, so it must end in the encoder's initial states; any
     // other state means a wrong length or damaged data.
-    if xs != [LOW; STATES] {
+    if xs != [LOW; N] {
         return Err(CodecError::RansBadEnd);
     }
     Ok(out)
@@ -467,7 +621,11 @@ mod tests {
         let entropy_bits = -(0.8f64 * 0.8f64.log2() + 2.0 * 0.1 * 0.1f64.log2());
         let bits = enc.len() as f64 * 8.0 / data.len() as f64;
         assert!(bits < entropy_bits * 1.01, "{bits} vs {entropy_bits}");
-        assert_eq!(decode(&enc, data.len()).unwrap(), data);
+        assert_eq!(decode::<NARROW>(&enc, data.len()).unwrap(), data);
+        let wide = encode_counted::<WIDE>(&data, &histogram(&data), usize::MAX).unwrap();
+        let bits = (wide.len() - 4 * WIDE) as f64 * 8.0 / data.len() as f64;
+        assert!(bits < entropy_bits * 1.01, "{bits} vs {entropy_bits}");
+        assert_eq!(decode::<WIDE>(&wide, data.len()).unwrap(), data);
     }
 
     #[test]
@@ -496,7 +654,7 @@ mod tests {
 
     /// The encoder as first written (plain division, byte buffer, a check per symbol): the
     /// faster one must give the same streams, the same `None`s included.
-    fn encode_reference(data: &[u8], limit: usize) -> Option<Vec<u8>> {
+    fn encode_reference<const N: usize>(data: &[u8], limit: usize) -> Option<Vec<u8>> {
         if data.is_empty() {
             return None;
         }
@@ -504,9 +662,9 @@ mod tests {
         let start = starts(&freq);
         let mut words = vec![0u8; (2 * data.len()).min(limit) + 2];
         let mut pos = words.len();
-        let mut xs = [LOW; STATES];
+        let mut xs = [LOW; N];
         for i in (0..data.len()).rev() {
-            let (x, b) = (&mut xs[i % STATES], data[i] as usize);
+            let (x, b) = (&mut xs[i % N], data[i] as usize);
             let emit = *x >= ((LOW >> SCALE_BITS) << 16) * freq[b];
             words[pos - 2..pos].copy_from_slice(&(*x as u16).to_le_bytes());
             pos -= 2 * usize::from(emit);
@@ -517,7 +675,7 @@ mod tests {
             }
         }
         let mut stream = Vec::new();
-        put_header(&mut stream, data.len(), &freq);
+        put_header(&mut stream, data.len(), &freq, layout(N));
         for x in xs {
             stream.extend_from_slice(&x.to_le_bytes());
         }
@@ -540,15 +698,60 @@ mod tests {
             .collect()
     }
 
+    /// Encodes with `N` states by the scalar coder and, where the CPU has them, the vector
+    /// kernels; both must equal the reference encoder, and every stream must decode both ways.
+    fn check_against_reference<const N: usize>(
+        data: &[u8],
+        limit: usize,
+    ) -> Result<(), TestCaseError> {
+        let counts = histogram(data);
+        let want = encode_reference::<N>(data, limit);
+        for vector in [false, true] {
+            let enc = encode_with::<N>(data, &counts, limit, vector);
+            prop_assert_eq!(&enc, &want, "{} states, vector {}", N, vector);
+        }
+        if let Some(enc) = want {
+            for vector in [false, true] {
+                let out = decode_with::<N>(&enc, data.len(), vector);
+                prop_assert_eq!(out.as_deref().ok(), Some(data), "vector {}", vector);
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn every_short_length_matches_the_reference() {
-        for len in 0..80 {
+        if !super::super::rans_avx512::available() {
+            eprintln!(
+                "no AVX-512 on this CPU: the wide streams are checked on the scalar coder only"
+            );
+        }
+        for len in 0..200 {
             for (alphabet, skew) in [(1, 0), (2, 0), (3, 20), (256, 0), (256, 600), (17, 3)] {
                 let data = sample(len, alphabet, skew, len as u64 * 31 + u64::from(alphabet));
-                let enc = encode(&data);
-                assert_eq!(enc, encode_reference(&data, usize::MAX), "len {len}");
-                if let Some(enc) = enc {
-                    assert_eq!(decode(&enc, len).unwrap(), data, "len {len}");
+                assert_eq!(encode(&data), encode_reference::<NARROW>(&data, usize::MAX));
+                check_against_reference::<NARROW>(&data, usize::MAX).unwrap();
+                check_against_reference::<WIDE>(&data, usize::MAX).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_or_damaged_wide_stream_is_an_error() {
+        let data = sample(100_000, 40, 300, 7);
+        let enc = encode_counted::<WIDE>(&data, &histogram(&data), usize::MAX).unwrap();
+        for vector in [false, true] {
+            for cut in [1, 2, 63, 64, 65, 1000, enc.len() / 2] {
+                assert!(decode_with::<WIDE>(&enc[..enc.len() - cut], data.len(), vector).is_err());
+            }
+            let mut longer = enc.clone();
+            longer.extend_from_slice(&[0, 0]);
+            assert!(decode_with::<WIDE>(&longer, data.len(), vector).is_err());
+            for at in [enc.len() / 3, enc.len() - 70, enc.len() - 1] {
+                let mut damaged = enc.clone();
+                damaged[at] ^= 0x5a;
+                if let Ok(out) = decode_with::<WIDE>(&damaged, data.len(), vector) {
+                    assert_ne!(out, data, "a damaged word decoded unchanged");
                 }
             }
         }
@@ -565,22 +768,24 @@ mod tests {
         ) {
             let data = sample(len, alphabet, skew, seed);
             let limit = limit.unwrap_or(usize::MAX);
-            let enc = encode_counted(&data, &histogram(&data), limit);
-            prop_assert_eq!(&enc, &encode_reference(&data, limit));
-            if let Some(enc) = enc {
-                prop_assert_eq!(decode(&enc, len).unwrap(), data);
-            }
+            check_against_reference::<NARROW>(&data, limit)?;
+            check_against_reference::<WIDE>(&data, limit)?;
         }
 
         #[test]
         fn round_trip(data in prop::collection::vec(any::<u8>(), 1..3000)) {
             let enc = encode(&data).unwrap();
-            prop_assert_eq!(decode(&enc, data.len()).unwrap(), data);
+            prop_assert_eq!(&decode::<NARROW>(&enc, data.len()).unwrap(), &data);
+            let wide = encode_counted::<WIDE>(&data, &histogram(&data), usize::MAX).unwrap();
+            prop_assert_eq!(decode::<WIDE>(&wide, data.len()).unwrap(), data);
         }
 
         #[test]
-        fn hostile_streams_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300), len in 0usize..500) {
-            let _ = decode(&bytes, len);
+        fn hostile_streams_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), len in 0usize..500) {
+            for vector in [false, true] {
+                let _ = decode_with::<NARROW>(&bytes, len, vector);
+                let _ = decode_with::<WIDE>(&bytes, len, vector);
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //! symbol `i` is coded with state `i % 2`.
 
 use super::error::{CodecError, CodecResult};
-use super::rans::{read_table, Slots};
+use super::rans::{read_table, Layout, Slots};
 
 /// A stream the version-1 encoder wrote, framed as a `rans_stream` fuzz input (length / 16,
 /// then the stream): a test fixture and a fuzz seed.
@@ -18,7 +18,7 @@ const LOW: u32 = 1 << 23;
 /// Decodes exactly `len` symbols; malformed input is an error, never a panic.
 pub fn decode(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
     let mut pos = 0;
-    let freq = read_table(stream, &mut pos, len)?;
+    let freq = read_table(stream, &mut pos, len, Layout::Listed)?;
     let slots = Slots::new(&freq);
     let body = &stream[pos..];
     if body.len() < 8 {
@@ -82,7 +82,7 @@ mod tests {
         out.extend(xs[0].to_le_bytes().iter().rev());
         out.reverse();
         let mut stream = Vec::new();
-        crate::codec::rans::put_header(&mut stream, data.len(), &freq);
+        crate::codec::rans::put_header(&mut stream, data.len(), &freq, Layout::Listed);
         stream.extend_from_slice(&out);
         stream
     }

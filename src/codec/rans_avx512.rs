@@ -1,0 +1,246 @@
+//! AVX-512 kernels for the wide rANS stream: its [`WIDE`] = 32 states are two 16-lane vectors,
+//! so one round of 32 symbols is two table gathers, a few multiplies and one compress (encode)
+//! or expand (decode) of the round's 16-bit words. They write and read exactly the words the
+//! scalar coder in `rans` does (tests compare the two on every stream), and exist only where
+//! the CPU has AVX-512 F, BW, VL and VBMI2 (and POPCNT): elsewhere [`Encoder::new`] and [`Decoder::new`]
+//! say `None` and the scalar coder runs.
+//!
+//! Word order: within a round, lanes 0..31 read their words in lane order going forwards, so
+//! the encoder, going backwards, stores lanes 16..31's words below the round's end and lanes
+//! 0..15's below those.
+
+use super::rans::{EncSymbol, LOW, SCALE_BITS, TOTAL, WIDE};
+
+/// The encoder's per-symbol constants, one gatherable 64-bit entry per symbol: the reciprocal
+/// (low half) and `bias | cmpl_freq << 13 | (shift - 32) << 25` (13 + 12 + 4 bits, high half).
+/// One 8-lane gather of 64-bit entries loads half the elements two 16-lane gathers would.
+pub(super) struct Encoder {
+    entries: [u64; 256],
+}
+
+impl Encoder {
+    /// The kernel for `N` states, where it applies: `N` is [`WIDE`] and the CPU has the
+    /// features.
+    pub(super) fn new<const N: usize>(symbols: &[EncSymbol; 256]) -> Option<Encoder> {
+        if N != WIDE || !available() {
+            return None;
+        }
+        let mut enc = Encoder { entries: [0; 256] };
+        for (entry, sym) in enc.entries.iter_mut().zip(symbols) {
+            let packed = sym.bias
+                | u32::from(sym.cmpl_freq) << 13
+                | u32::from(sym.shift.saturating_sub(32)) << 25;
+            *entry = u64::from(sym.rcp) | u64::from(packed) << 32;
+        }
+        Some(enc)
+    }
+
+    /// Codes whole rounds of `data` (a multiple of 32 bytes) backwards from its end into
+    /// `words` below `pos`, as long as a round's 32 words and the spare slot fit below `pos`.
+    /// Returns how many bytes at the start of `data` are left for the scalar coder.
+    pub(super) fn encode_rounds<const N: usize>(
+        &self,
+        data: &[u8],
+        words: &mut [u16],
+        pos: &mut usize,
+        xs: &mut [u32; N],
+    ) -> usize {
+        assert!(N == WIDE && data.len().is_multiple_of(WIDE) && *pos <= words.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `new` checked the CPU features; the kernel stays inside `data`, `words[..pos]`
+        // and `xs` (asserted above).
+        unsafe {
+            x86::encode_rounds(self, data, words, pos, xs.as_mut_ptr())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("Encoder::new is None off x86_64")
+    }
+}
+
+/// The decoder's table: for each of the [`TOTAL`] slots, `freq - 1 | (slot - start) << 12 |
+/// symbol << 24`, one gather per 16 symbols.
+pub(super) struct Decoder {
+    table: Box<[u32; TOTAL as usize]>,
+}
+
+impl Decoder {
+    /// The kernel for a stream of `N` states with this frequency table (summing to [`TOTAL`]),
+    /// where it applies (see [`Encoder::new`]).
+    pub(super) fn new<const N: usize>(freq: &[u32; 256]) -> Option<Decoder> {
+        if N != WIDE || !available() {
+            return None;
+        }
+        let mut table: Box<[u32; TOTAL as usize]> = Box::new([0; TOTAL as usize]);
+        let mut slot = 0;
+        for (s, &f) in freq.iter().enumerate() {
+            for k in 0..f {
+                table[slot] = (f - 1) | k << 12 | (s as u32) << 24;
+                slot += 1;
+            }
+        }
+        Some(Decoder { table })
+    }
+
+    /// One scalar decode step from the same table: the symbol and the new (not yet
+    /// renormalized) state.
+    #[inline(always)]
+    pub(super) fn step(&self, x: u32) -> (u8, u32) {
+        let e = self.table[(x & (TOTAL - 1)) as usize];
+        let (freq, offset) = ((e & 0xfff) + 1, (e >> 12) & 0xfff);
+        ((e >> 24) as u8, freq * (x >> SCALE_BITS) + offset)
+    }
+
+    /// Decodes whole rounds of 32 symbols into `out` while 32 words remain in `words`.
+    /// Returns the symbols decoded and the word bytes read.
+    pub(super) fn decode_rounds<const N: usize>(
+        &self,
+        words: &[u8],
+        out: &mut [u8],
+        xs: &mut [u32; N],
+    ) -> (usize, usize) {
+        assert!(N == WIDE);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `new` checked the CPU features; the kernel reads 64 bytes from a word
+        // position only while 64 remain and writes whole rounds inside `out`.
+        unsafe {
+            x86::decode_rounds(self, words, out, xs.as_mut_ptr())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("Decoder::new is None off x86_64")
+    }
+}
+
+/// Whether this CPU runs the kernels (checked once by the standard library's cache).
+pub(super) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vbmi2")
+            && std::arch::is_x86_feature_detected!("popcnt")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Decoder, Encoder, LOW, TOTAL};
+    use std::arch::x86_64::*;
+
+    /// One half round of the encoder: codes the 16 symbols at `syms` into the states `x`,
+    /// storing the emitted words directly below `*pos`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
+    unsafe fn encode_half(
+        enc: &Encoder,
+        x: __m512i,
+        syms: *const u8,
+        words: *mut u16,
+        pos: &mut usize,
+    ) -> __m512i {
+        let s = _mm256_cvtepu8_epi32(_mm_loadl_epi64(syms.cast()));
+        let low = _mm512_i32gather_epi64::<8>(s, enc.entries.as_ptr().cast());
+        let s = _mm256_cvtepu8_epi32(_mm_loadl_epi64(syms.add(8).cast()));
+        let high = _mm512_i32gather_epi64::<8>(s, enc.entries.as_ptr().cast());
+        // Lane k's reciprocal is u32 2k of (low, high), its packed constants u32 2k + 1.
+        let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let rcp = _mm512_permutex2var_epi32(low, evens, high);
+        let odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+        let packed = _mm512_permutex2var_epi32(low, odds, high);
+        let bias = _mm512_and_si512(packed, _mm512_set1_epi32(0x1fff));
+        let cmpl = _mm512_and_si512(_mm512_srli_epi32::<13>(packed), _mm512_set1_epi32(0xfff));
+        let shift = _mm512_add_epi32(_mm512_srli_epi32::<25>(packed), _mm512_set1_epi32(32));
+        // x_max = ((LOW >> SCALE_BITS) << 16) * freq = freq << 19.
+        let freq = _mm512_sub_epi32(_mm512_set1_epi32(TOTAL as i32), cmpl);
+        let emit = _mm512_cmpge_epu32_mask(x, _mm512_slli_epi32::<19>(freq));
+        // The emitted words, packed to the top of a 16-word block that ends at `pos`.
+        let count = emit.count_ones() as usize;
+        let packed_words = _mm256_maskz_compress_epi16(emit, _mm512_cvtepi32_epi16(x));
+        let top = (0xffff_u32 << (16 - count)) as u16;
+        let block = _mm256_maskz_expand_epi16(top, packed_words);
+        _mm256_storeu_si256(words.add(*pos - 16).cast(), block);
+        *pos -= count;
+        let y = _mm512_mask_srli_epi32::<16>(x, emit, x);
+        // q = (y * rcp) >> shift, the 64-bit products of even and odd lanes apart.
+        let even_mask = _mm512_set1_epi64(0xffff_ffff);
+        let q_even =
+            _mm512_srlv_epi64(_mm512_mul_epu32(y, rcp), _mm512_and_si512(shift, even_mask));
+        let q_odd = _mm512_srlv_epi64(
+            _mm512_mul_epu32(_mm512_srli_epi64::<32>(y), _mm512_srli_epi64::<32>(rcp)),
+            _mm512_srli_epi64::<32>(shift),
+        );
+        let q = _mm512_mask_blend_epi32(0xaaaa, q_even, _mm512_slli_epi64::<32>(q_odd));
+        _mm512_add_epi32(_mm512_add_epi32(y, bias), _mm512_mullo_epi32(q, cmpl))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
+    pub(super) unsafe fn encode_rounds(
+        enc: &Encoder,
+        data: &[u8],
+        words: &mut [u16],
+        pos: &mut usize,
+        xs: *mut u32,
+    ) -> usize {
+        let mut x0 = _mm512_loadu_si512(xs.cast());
+        let mut x1 = _mm512_loadu_si512(xs.add(16).cast());
+        let mut rounds = data.len() / 32;
+        let (d, w) = (data.as_ptr(), words.as_mut_ptr());
+        // A round stores two 16-word blocks below `pos`, the second below the first's words.
+        while rounds > 0 && *pos > 32 {
+            rounds -= 1;
+            x1 = encode_half(enc, x1, d.add(32 * rounds + 16), w, pos);
+            x0 = encode_half(enc, x0, d.add(32 * rounds), w, pos);
+        }
+        _mm512_storeu_si512(xs.cast(), x0);
+        _mm512_storeu_si512(xs.add(16).cast(), x1);
+        32 * rounds
+    }
+
+    /// One half round of the decoder: decodes 16 symbols from the states `x` into `out` and
+    /// renormalizes them from the words at `*p`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
+    unsafe fn decode_half(
+        dec: &Decoder,
+        x: __m512i,
+        words: *const u8,
+        p: &mut usize,
+        out: *mut u8,
+    ) -> __m512i {
+        let slot = _mm512_and_si512(x, _mm512_set1_epi32(TOTAL as i32 - 1));
+        let e = _mm512_i32gather_epi32::<4>(slot, dec.table.as_ptr().cast());
+        _mm_storeu_si128(out.cast(), _mm512_cvtepi32_epi8(_mm512_srli_epi32::<24>(e)));
+        let mask12 = _mm512_set1_epi32(0xfff);
+        let freq = _mm512_add_epi32(_mm512_and_si512(e, mask12), _mm512_set1_epi32(1));
+        let offset = _mm512_and_si512(_mm512_srli_epi32::<12>(e), mask12);
+        let y = _mm512_add_epi32(_mm512_mullo_epi32(freq, _mm512_srli_epi32::<12>(x)), offset);
+        let need = _mm512_cmplt_epu32_mask(y, _mm512_set1_epi32(LOW as i32));
+        let next = _mm256_loadu_si256(words.add(*p).cast());
+        let spread = _mm512_cvtepu16_epi32(_mm256_maskz_expand_epi16(need, next));
+        *p += 2 * need.count_ones() as usize;
+        _mm512_mask_mov_epi32(y, need, _mm512_or_si512(_mm512_slli_epi32::<16>(y), spread))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vbmi2,popcnt")]
+    pub(super) unsafe fn decode_rounds(
+        dec: &Decoder,
+        words: &[u8],
+        out: &mut [u8],
+        xs: *mut u32,
+    ) -> (usize, usize) {
+        let mut x0 = _mm512_loadu_si512(xs.cast());
+        let mut x1 = _mm512_loadu_si512(xs.add(16).cast());
+        let (mut p, mut done) = (0, 0);
+        let (w, o) = (words.as_ptr(), out.as_mut_ptr());
+        while done + 32 <= out.len() && p + 64 <= words.len() {
+            x0 = decode_half(dec, x0, w, &mut p, o.add(done));
+            x1 = decode_half(dec, x1, w, &mut p, o.add(done + 16));
+            done += 32;
+        }
+        _mm512_storeu_si512(xs.cast(), x0);
+        _mm512_storeu_si512(xs.add(16).cast(), x1);
+        (done, p)
+    }
+}
