@@ -399,6 +399,10 @@ fn gc_after_deleting_a_branch_removes_only_its_objects() {
     let (_, m) = repo.show("HEAD").unwrap();
     assert_eq!(m.tensor("w").unwrap().encoding, Encoding::Dedup);
 
+    // Checked out through this handle, so it keeps their manifests parsed: gc must still make
+    // them unknown to it (by name and by id).
+    assert_eq!(checkout_sorted(&repo, &e1_id.hex()), by_name(e1.clone()));
+    assert_eq!(checkout_sorted(&repo, "exp"), by_name(e2.clone()));
     repo.delete_ref("heads/exp").unwrap();
     let packs_before_bytes = repo.stats().unwrap().pack_bytes;
     let packs_before = pack_names(&repo);
@@ -418,6 +422,8 @@ fn gc_after_deleting_a_branch_removes_only_its_objects() {
     // exp's own snapshots are gone...
     for gone in [e1_id, e2_id] {
         assert!(repo.checkout(&gone.hex(), None).is_err());
+        assert!(repo.checkout(gone, None).is_err());
+        assert!(repo.show(gone).is_err());
     }
     // ...everything still reachable checks out, including the tensor shared with exp.
     assert_eq!(

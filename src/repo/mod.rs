@@ -7,6 +7,7 @@ mod frames;
 mod history;
 mod input;
 mod maintenance;
+mod manifest_cache;
 pub(crate) mod plan;
 #[cfg(test)]
 mod props;
@@ -26,6 +27,7 @@ use crate::gpu::backend::{Backend, BackendChoice, LazyBackend};
 use crate::store::index::Index;
 
 use checkout_cache::CheckoutCache;
+use manifest_cache::ManifestCache;
 use tip_cache::TipCache;
 
 pub(crate) use checkout::{select_entries, write_prepared, Prepared};
@@ -103,6 +105,8 @@ pub struct Repo {
     tip: Arc<TipCache>,
     /// The last checkout made through this handle (or a clone of it), decoded and verified.
     checkouts: Arc<CheckoutCache>,
+    /// Manifests this handle (or a clone of it) parsed.
+    manifests: Arc<ManifestCache>,
     /// Told how long operations advance, if anyone asked.
     progress: Option<ProgressFn>,
 }
@@ -120,6 +124,7 @@ impl Repo {
             backend: default_backend(),
             tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
             checkouts: Arc::new(CheckoutCache::new(DEFAULT_CHECKOUT_CACHE_BYTES)),
+            manifests: Arc::default(),
             progress: None,
         };
         {
@@ -161,6 +166,7 @@ impl Repo {
             backend: default_backend(),
             tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
             checkouts: Arc::new(CheckoutCache::new(DEFAULT_CHECKOUT_CACHE_BYTES)),
+            manifests: Arc::default(),
             progress: None,
         })
     }
@@ -263,7 +269,9 @@ impl Repo {
             BackendChoice::Auto => Arc::new(CpuQuant),
             _ => self.backend.clone(),
         };
-        ObjectReader::with_engine(self.packs_dir(), engine).with_known(self.checkouts.known())
+        ObjectReader::with_engine(self.packs_dir(), engine)
+            .with_known(self.checkouts.known())
+            .with_manifest_cache(self.manifests.clone())
     }
 
     /// The repository directory.

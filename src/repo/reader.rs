@@ -15,6 +15,7 @@ use crate::store::object_id::ObjectId;
 use crate::store::pack::{ObjectKind, PackReader};
 
 use super::checkout_cache::{self, KnownChunks};
+use super::manifest_cache::ManifestCache;
 
 /// Plain lattice deltas applied in one pass over a chunk: their decoded codes are held together
 /// (4 bytes per element each), so the pass is bounded to keep memory at a few chunks per thread.
@@ -29,6 +30,8 @@ pub(crate) struct ObjectReader {
     packs_dir: PathBuf,
     locations: HashMap<ObjectId, Location>,
     manifests: HashMap<ObjectId, Arc<Manifest>>,
+    /// Manifests parsed by earlier readers of the same handle.
+    parsed: Option<Arc<ManifestCache>>,
     packs: Mutex<HashMap<String, Arc<PackReader>>>,
     /// Objects handed in already read and verified (a checkout from a remote), by id.
     preloaded: HashMap<ObjectId, Arc<Vec<u8>>>,
@@ -55,6 +58,7 @@ impl ObjectReader {
             packs_dir,
             locations: HashMap::new(),
             manifests: HashMap::new(),
+            parsed: None,
             packs: Mutex::new(HashMap::new()),
             preloaded: HashMap::new(),
             engine,
@@ -62,6 +66,12 @@ impl ObjectReader {
             ahead: Mutex::new(HashMap::new()),
             hash_objects: true,
         }
+    }
+
+    /// The same reader taking parsed manifests from `parsed` (and leaving the ones it parses).
+    pub fn with_manifest_cache(mut self, parsed: Arc<ManifestCache>) -> Self {
+        self.parsed = Some(parsed);
+        self
     }
 
     /// The same reader taking decoded chunks from `known` instead of decoding them again.
@@ -86,8 +96,19 @@ impl ObjectReader {
         if loc.entry.kind != ObjectKind::Manifest {
             return Err(Error::UnknownRef(id.hex()));
         }
-        let bytes = self.read_object(id)?;
-        let m = Arc::new(Manifest::from_bytes(&bytes, id)?);
+        let kept = self.parsed.as_ref().and_then(|p| p.get(id));
+        let m = match kept {
+            Some(m) => m,
+            None => {
+                let bytes = self.read_object(id)?;
+                let (m, json_bytes) = Manifest::from_bytes_sized(&bytes, id)?;
+                let m = Arc::new(m);
+                if let Some(parsed) = &self.parsed {
+                    parsed.insert(*id, m.clone(), json_bytes);
+                }
+                m
+            }
+        };
         self.manifests.insert(*id, m.clone());
         Ok(m)
     }

@@ -13,6 +13,34 @@ use crate::error::{Error, Result};
 /// Largest manifest JSON accepted when reading (a decompression-bomb guard).
 const MAX_MANIFEST_BYTES: usize = 1 << 30;
 
+/// A manifest's JSON from its Zstd frame, sized by the frame's content size (every manifest
+/// this crate writes records it) instead of allocating [`MAX_MANIFEST_BYTES`] per manifest,
+/// which cost a map, page faults and an unmap for each one read. A frame without a size, or
+/// claiming more than the limit, is decoded as a stream that stops past the limit.
+fn decompress_json(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    match zstd::zstd_safe::get_frame_content_size(bytes) {
+        Ok(Some(size)) if size <= MAX_MANIFEST_BYTES as u64 => {
+            zstd::bulk::decompress(bytes, size as usize)
+        }
+        _ => {
+            let mut json = Vec::new();
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(
+                    zstd::stream::read::Decoder::new(bytes)?,
+                    MAX_MANIFEST_BYTES as u64 + 1,
+                ),
+                &mut json,
+            )?;
+            if json.len() > MAX_MANIFEST_BYTES {
+                return Err(std::io::Error::other(format!(
+                    "more than {MAX_MANIFEST_BYTES} bytes of JSON"
+                )));
+            }
+            Ok(json)
+        }
+    }
+}
+
 /// Manifest format version written by this build.
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -186,7 +214,12 @@ impl Manifest {
 
     /// Parses stored bytes.
     pub fn from_bytes(bytes: &[u8], id: &ObjectId) -> Result<Self> {
-        let json = zstd::bulk::decompress(bytes, MAX_MANIFEST_BYTES)
+        Ok(Manifest::from_bytes_sized(bytes, id)?.0)
+    }
+
+    /// [`Manifest::from_bytes`], also giving the length of its JSON (what a cache weighs it by).
+    pub fn from_bytes_sized(bytes: &[u8], id: &ObjectId) -> Result<(Self, usize)> {
+        let json = decompress_json(bytes)
             .map_err(|e| Error::decode(format!("manifest {id}"), e.to_string()))?;
         let m: Manifest = serde_json::from_slice(&json)
             .map_err(|e| Error::decode(format!("manifest {id}"), e.to_string()))?;
@@ -199,7 +232,7 @@ impl Manifest {
                 ),
             ));
         }
-        Ok(m)
+        Ok((m, json.len()))
     }
 
     /// The entry for a tensor.

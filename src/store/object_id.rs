@@ -18,7 +18,13 @@ impl ObjectId {
 
     /// Full lowercase hex.
     pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for b in self.0 {
+            hex.push(DIGITS[usize::from(b >> 4)] as char);
+            hex.push(DIGITS[usize::from(b & 15)] as char);
+        }
+        hex
     }
 
     /// The first 12 hex digits, for display.
@@ -53,18 +59,38 @@ impl fmt::Debug for ObjectId {
 impl FromStr for ObjectId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let digits: Option<&[u8; 64]> = s.as_bytes().try_into().ok();
+        let mut out = [0u8; 32];
+        let parsed = digits.is_some_and(|digits| {
+            out.iter_mut()
+                .zip(digits.chunks_exact(2))
+                .all(
+                    |(byte, pair)| match (hex_value(pair[0]), hex_value(pair[1])) {
+                        (Some(hi), Some(lo)) => {
+                            *byte = hi << 4 | lo;
+                            true
+                        }
+                        _ => false,
+                    },
+                )
+        });
+        if !parsed {
             return Err(format!(
                 "object id {:?} is not 64 hex digits",
                 s.chars().take(80).collect::<String>()
             ));
         }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16)
-                .map_err(|_| format!("object id {s:?} is not hex"))?;
-        }
         Ok(ObjectId(out))
+    }
+}
+
+/// The value of one hex digit (either case).
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
     }
 }
 
@@ -76,7 +102,55 @@ impl Serialize for ObjectId {
 
 impl<'de> Deserialize<'de> for ObjectId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        d.deserialize_str(IdVisitor)
+    }
+}
+
+/// Parses an id from the deserializer's string in place: reading a manifest allocates no string
+/// per id.
+struct IdVisitor;
+
+impl serde::de::Visitor<'_> for IdVisitor {
+    type Value = ObjectId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object id of 64 hex digits")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ObjectId, E> {
+        s.parse().map_err(E::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_bad_ids_are_refused() {
+        for seed in 0..50u8 {
+            let id = ObjectId::of(&[seed; 3]);
+            let hex = id.hex();
+            assert_eq!(hex, blake3::hash(&[seed; 3]).to_hex().as_str());
+            assert_eq!(hex.parse::<ObjectId>().unwrap(), id);
+            assert_eq!(hex.to_ascii_uppercase().parse::<ObjectId>().unwrap(), id);
+            let json = serde_json::to_string(&id).unwrap();
+            assert_eq!(serde_json::from_str::<ObjectId>(&json).unwrap(), id);
+            // An escaped digit: the deserializer hands over a decoded, not borrowed, string.
+            let escaped = format!("\"\\u00{:02x}{}\"", hex.as_bytes()[0], &hex[1..]);
+            assert_eq!(serde_json::from_str::<ObjectId>(&escaped).unwrap(), id);
+        }
+        let good = ObjectId::of(b"x").hex();
+        for bad in [
+            good[..63].to_string(),
+            format!("{good}0"),
+            format!("g{}", &good[1..]),
+            format!("é{}", &good[2..]),
+            String::new(),
+        ] {
+            let err = bad.parse::<ObjectId>().unwrap_err();
+            assert!(err.contains("is not 64 hex digits"), "{err}");
+            assert!(serde_json::from_str::<ObjectId>(&format!("{bad:?}")).is_err());
+        }
     }
 }
