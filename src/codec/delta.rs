@@ -188,7 +188,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(unit in prop::sample::select(vec![1usize, 2, 3, 4, 8]), float in any::<bool>(),
-                      a in prop::collection::vec(any::<u8>(), 0..64), b in prop::collection::vec(any::<u8>(), 0..64)) {
+                      a in prop::collection::vec(any::<u8>(), 0..700), b in prop::collection::vec(any::<u8>(), 0..700)) {
             let n = a.len().min(b.len()) / unit * unit;
             let (a, b) = (&a[..n], &b[..n]);
             let t = if float { Transform::FloatSub } else { Transform::IntSub };
