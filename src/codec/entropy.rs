@@ -156,7 +156,7 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
 /// whose compact table saves more than the extra states (many symbols) or whose coding is so
 /// long that they are under 0.1% of it. Choosing it on every long section would code cnn-digits
 /// 1.2x faster (decode 1.9x) but store 0.12% more of its bf16 copy and 0.15% more at rel 0.01
-/// (stage_profile, this change's note).
+/// (BENCHMARKS.md, "A wide rANS stream and parsed manifests kept per handle").
 fn rans_stream(len: usize, counts: &[u64; 256]) -> (Entropy, usize) {
     let narrow = rans::estimated_size(counts, rans::NARROW);
     let wide = rans::estimated_size(counts, rans::WIDE);

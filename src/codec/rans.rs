@@ -4,8 +4,8 @@
 //! delta codes with an entropy of ~1.3 bits took ~1.7 bits under Zstd. rANS with a static
 //! 12-bit frequency table reaches the order-0 entropy within a fraction of a percent.
 //!
-//! Stream: `[count varint][symbols u8 (0 = 256)] ([symbol u8][freq varint])* [N states, 4 bytes
-//! each, little-endian][16-bit words, little-endian...]`. Symbol `i` is coded with state `i % N`
+//! Stream: `[count varint][frequency table, see Layout][N states, 4 bytes each, little-endian]
+//! [16-bit words, little-endian...]`. Symbol `i` is coded with state `i % N`
 //! and, going forwards, a state that falls below the interval reads the next word: N
 //! independent dependency chains keep the core busy. A state lives in [2^15, 2^31) and is
 //! renormalized by whole 16-bit words, so each symbol reads or writes at most one word and the
