@@ -30,6 +30,8 @@ extern crate self as snapstore;
 mod bound;
 mod codec;
 mod dtype;
+#[doc(hidden)]
+pub mod entropy_bench;
 mod error;
 mod frames;
 mod fsutil;

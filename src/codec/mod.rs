@@ -9,7 +9,7 @@ pub mod logquant;
 pub mod lossy;
 pub mod planes;
 pub mod rans;
-mod rans_avx512;
+pub(crate) mod rans_avx512;
 pub mod rans_v1;
 pub mod varint;
 

@@ -332,7 +332,7 @@ pub fn encode_counted<const N: usize>(
     encode_with::<N>(data, counts, limit, true)
 }
 
-fn encode_with<const N: usize>(
+pub(crate) fn encode_with<const N: usize>(
     data: &[u8],
     counts: &[u64; 256],
     limit: usize,
@@ -515,13 +515,16 @@ fn decode_rounds<const N: usize>(
             break;
         };
         let mut used = 0;
-        for (k, o) in round.iter_mut().enumerate() {
-            let (sym, x) = slots.step(xs[k]);
+        for (o, x) in round.iter_mut().zip(xs.iter_mut()) {
+            let (sym, y) = slots.step(*x);
             *o = sym;
-            let w = u16::from_le_bytes([ahead[used], ahead[used + 1]]);
-            let need = x < LOW;
-            xs[k] = if need { (x << 16) | u32::from(w) } else { x };
-            used += 2 * usize::from(need);
+            // Arithmetic, not a select: compiled to a branch, a refill every other symbol
+            // mispredicted often enough that the wide stream decoded at 190 MB/s against the
+            // narrow one's 660 (598 now, on a mantissa-like 8 MiB section).
+            let need = u32::from(y < LOW);
+            let w = u32::from(u16::from_le_bytes([ahead[used], ahead[used + 1]]));
+            *x = (y << (16 * need)) | (w & need.wrapping_neg());
+            used += 2 * need as usize;
         }
         p += used;
         done += N;
@@ -535,7 +538,11 @@ pub fn decode<const N: usize>(stream: &[u8], len: usize) -> CodecResult<Vec<u8>>
     decode_with::<N>(stream, len, true)
 }
 
-fn decode_with<const N: usize>(stream: &[u8], len: usize, vector: bool) -> CodecResult<Vec<u8>> {
+pub(crate) fn decode_with<const N: usize>(
+    stream: &[u8],
+    len: usize,
+    vector: bool,
+) -> CodecResult<Vec<u8>> {
     let mut pos = 0;
     let freq = read_table(stream, &mut pos, len, layout(N))?;
     let body = &stream[pos..];

@@ -111,7 +111,7 @@ impl Decoder {
 }
 
 /// Whether this CPU runs the kernels (checked once by the standard library's cache).
-pub(super) fn available() -> bool {
+pub(crate) fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
