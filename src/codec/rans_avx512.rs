@@ -1,9 +1,9 @@
 //! AVX-512 kernels for the wide rANS stream: its [`WIDE`] = 32 states are two 16-lane vectors,
-//! so one round of 32 symbols is two table gathers, a few multiplies and one compress (encode)
-//! or expand (decode) of the round's 16-bit words. They write and read exactly the words the
-//! scalar coder in `rans` does (tests compare the two on every stream), and exist only where
-//! the CPU has AVX-512 F, BW, VL and VBMI2 (and POPCNT): elsewhere [`Encoder::new`] and [`Decoder::new`]
-//! say `None` and the scalar coder runs.
+//! so half a round (16 symbols) is two table gathers, a few multiplies and, for its 16-bit
+//! words, a compress and an expand into place (encode) or one expand (decode). They write and
+//! read exactly the words the scalar coder in `rans` does (tests compare the two on every
+//! stream), and exist only where the CPU has AVX-512 F, BW, VL and VBMI2 (and POPCNT):
+//! elsewhere [`Encoder::new`] and [`Decoder::new`] say `None` and the scalar coder runs.
 //!
 //! Word order: within a round, lanes 0..31 read their words in lane order going forwards, so
 //! the encoder, going backwards, stores lanes 16..31's words below the round's end and lanes
