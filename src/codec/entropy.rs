@@ -158,8 +158,7 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
 /// 1.2x faster (decode 1.9x) but store 0.12% more of its bf16 copy and 0.15% more at rel 0.01
 /// (BENCHMARKS.md, "A wide rANS stream and parsed manifests kept per handle").
 fn rans_stream(len: usize, counts: &[u64; 256]) -> (Entropy, usize) {
-    let narrow = rans::estimated_size(counts, rans::NARROW);
-    let wide = rans::estimated_size(counts, rans::WIDE);
+    let (narrow, wide) = rans::estimated_sizes(counts);
     if len >= WIDE_FROM && (wide <= narrow || narrow >= 1000 * (wide - narrow)) {
         (Entropy::RansWide, wide)
     } else {
@@ -332,7 +331,7 @@ mod tests {
         let try_zstd = |data: &[u8]| {
             let (head, counts) = histograms(data);
             assert_eq!(counts, rans::histogram(data));
-            zstd_may_win(data, &head, rans::estimated_size(&counts, rans::NARROW))
+            zstd_may_win(data, &head, rans::estimated_sizes(&counts).0)
         };
         // A flat histogram but nothing but repeats (an arange's low byte): Zstd's case.
         let periodic: Vec<u8> = (0..len).map(|i| i as u8).collect();

@@ -163,18 +163,23 @@ pub(super) fn starts(freq: &[u32; 256]) -> [u32; 256] {
     start
 }
 
-/// Bytes [`encode_counted`] with `states` states would produce for data with this histogram,
-/// estimated from its order-0 entropy, so callers run the coder only where it can win.
-pub fn estimated_size(counts: &[u64; 256], states: usize) -> usize {
+/// Bytes [`encode_counted`] would produce with [`NARROW`] and with [`WIDE`] states for data with
+/// this histogram, estimated from its order-0 entropy (computed once for both), so callers run
+/// the coder only where it can win and pick the stream.
+pub fn estimated_sizes(counts: &[u64; 256]) -> (usize, usize) {
     if counts.iter().all(|&c| c == 0) {
-        return 0;
+        return (0, 0);
     }
     let symbols = counts.iter().filter(|&&c| c > 0).count();
-    let table = match layout(states) {
-        Layout::Listed => 3 * symbols,
-        Layout::Compact => symbols.min(LISTED_UP_TO) + 3 * symbols / 2,
+    let order0 = order0_bytes(counts) as usize;
+    let size = |states: usize| {
+        let table = match layout(states) {
+            Layout::Listed => 3 * symbols,
+            Layout::Compact => symbols.min(LISTED_UP_TO) + 3 * symbols / 2,
+        };
+        order0 + table + 4 * states - 11
     };
-    order0_bytes(counts) as usize + table + 4 * states - 11
+    (size(NARROW), size(WIDE))
 }
 
 /// One symbol's encoder constants: `x -> ((x / freq) << SCALE_BITS) + x % freq + start`
@@ -464,6 +469,23 @@ impl Slots {
     }
 }
 
+/// The table a decode runs on: the vector kernel's packed one where the kernel runs, else the
+/// scalar coder's.
+enum DecodeTable {
+    Vector(super::rans_avx512::Decoder),
+    Scalar(Slots),
+}
+
+impl DecodeTable {
+    /// One decode step (see [`Slots::step`]).
+    fn step(&self, x: u32) -> (u8, u32) {
+        match self {
+            DecodeTable::Vector(kernel) => kernel.step(x),
+            DecodeTable::Scalar(slots) => slots.step(x),
+        }
+    }
+}
+
 /// The decoder's fast path for [`NARROW`]: whole rounds of four symbols while a round's words
 /// (at most one per state) are present, read as one u64 with each state's word taken by
 /// shifting. Returns the symbols decoded and the word bytes read. The states are passed by
@@ -559,29 +581,26 @@ pub(crate) fn decode_with<const N: usize>(
     }
     let words = &body[4 * N..];
     let mut out = vec![0u8; len];
-    let kernel = vector
+    let table = match vector
         .then(|| super::rans_avx512::Decoder::new::<N>(&freq))
-        .flatten();
-    let slots = kernel.is_none().then(|| Slots::new(&freq));
-    let (done, mut p) = match (&kernel, &slots) {
-        (Some(kernel), _) => kernel.decode_rounds(words, &mut out, &mut xs),
-        (None, Some(slots)) if N == NARROW => {
+        .flatten()
+    {
+        Some(kernel) => DecodeTable::Vector(kernel),
+        None => DecodeTable::Scalar(Slots::new(&freq)),
+    };
+    let (done, mut p) = match &table {
+        DecodeTable::Vector(kernel) => kernel.decode_rounds(words, &mut out, &mut xs),
+        DecodeTable::Scalar(slots) if N == NARROW => {
             let xs: &mut [u32; NARROW] = (&mut xs[..]).try_into().expect("NARROW states");
             decode_narrow_rounds(slots, words, &mut out, xs)
         }
-        (None, Some(slots)) => decode_rounds(slots, words, &mut out, &mut xs),
-        _ => unreachable!("a kernel or a table"),
+        DecodeTable::Scalar(slots) => decode_rounds(slots, words, &mut out, &mut xs),
     };
     // The rest one checked step at a time.
-    let step = |x: u32| match (&kernel, &slots) {
-        (Some(kernel), _) => kernel.step(x),
-        (_, Some(slots)) => slots.step(x),
-        _ => unreachable!("a kernel or a table"),
-    };
     let truncated = || CodecError::RansTruncated { part: "data" };
     for (i, o) in out.iter_mut().enumerate().skip(done) {
         let x = &mut xs[i % N];
-        let (sym, mut y) = step(*x);
+        let (sym, mut y) = table.step(*x);
         *o = sym;
         if y < LOW {
             let w = words.get(p..p + 2).ok_or_else(truncated)?;
