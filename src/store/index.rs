@@ -357,11 +357,7 @@ impl Index {
         let whole_bytes: Option<Vec<u8>> = hex
             .as_bytes()
             .chunks_exact(2)
-            .map(|pair| {
-                std::str::from_utf8(pair)
-                    .ok()
-                    .and_then(|p| u8::from_str_radix(p, 16).ok())
-            })
+            .map(crate::store::object_id::hex_byte)
             .collect();
         let Some(key_prefix) = whole_bytes else {
             return Ok(Vec::new());

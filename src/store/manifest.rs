@@ -16,29 +16,13 @@ const MAX_MANIFEST_BYTES: usize = 1 << 30;
 /// A manifest's JSON from its Zstd frame, sized by the frame's content size (every manifest
 /// this crate writes records it) instead of allocating [`MAX_MANIFEST_BYTES`] per manifest,
 /// which cost a map, page faults and an unmap for each one read. A frame without a size, or
-/// claiming more than the limit, is decoded as a stream that stops past the limit.
+/// claiming more than the limit, is decompressed against the limit as before.
 fn decompress_json(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    match zstd::zstd_safe::get_frame_content_size(bytes) {
-        Ok(Some(size)) if size <= MAX_MANIFEST_BYTES as u64 => {
-            zstd::bulk::decompress(bytes, size as usize)
-        }
-        _ => {
-            let mut json = Vec::new();
-            std::io::Read::read_to_end(
-                &mut std::io::Read::take(
-                    zstd::stream::read::Decoder::new(bytes)?,
-                    MAX_MANIFEST_BYTES as u64 + 1,
-                ),
-                &mut json,
-            )?;
-            if json.len() > MAX_MANIFEST_BYTES {
-                return Err(std::io::Error::other(format!(
-                    "more than {MAX_MANIFEST_BYTES} bytes of JSON"
-                )));
-            }
-            Ok(json)
-        }
-    }
+    let capacity = match zstd::zstd_safe::get_frame_content_size(bytes) {
+        Ok(Some(size)) if size <= MAX_MANIFEST_BYTES as u64 => size as usize,
+        _ => MAX_MANIFEST_BYTES,
+    };
+    zstd::bulk::decompress(bytes, capacity)
 }
 
 /// Manifest format version written by this build.

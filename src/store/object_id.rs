@@ -64,15 +64,13 @@ impl FromStr for ObjectId {
         let parsed = digits.is_some_and(|digits| {
             out.iter_mut()
                 .zip(digits.chunks_exact(2))
-                .all(
-                    |(byte, pair)| match (hex_value(pair[0]), hex_value(pair[1])) {
-                        (Some(hi), Some(lo)) => {
-                            *byte = hi << 4 | lo;
-                            true
-                        }
-                        _ => false,
-                    },
-                )
+                .all(|(byte, pair)| match hex_byte(pair) {
+                    Some(b) => {
+                        *byte = b;
+                        true
+                    }
+                    None => false,
+                })
         });
         if !parsed {
             return Err(format!(
@@ -81,6 +79,14 @@ impl FromStr for ObjectId {
             ));
         }
         Ok(ObjectId(out))
+    }
+}
+
+/// The byte two hex digits (either case) spell, if they are hex digits.
+pub(crate) fn hex_byte(pair: &[u8]) -> Option<u8> {
+    match pair {
+        [hi, lo] => Some(hex_value(*hi)? << 4 | hex_value(*lo)?),
+        _ => None,
     }
 }
 
