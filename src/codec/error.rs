@@ -90,7 +90,8 @@ pub enum CodecError {
         /// Symbols the section holds.
         expected: usize,
     },
-    /// A zero, oversized or repeated frequency.
+    /// A zero, oversized or repeated frequency, or a compact table whose symbols disagree with
+    /// its count (bitmap) or are not in ascending order (list).
     #[error("bad rANS frequency table")]
     RansBadTable,
     /// Frequencies that do not sum to the table size.

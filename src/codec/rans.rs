@@ -783,6 +783,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_compact_table_that_contradicts_itself_is_refused() {
+        let message = |stream: &[u8], len| {
+            read_table(stream, &mut 0, len, Layout::Compact)
+                .unwrap_err()
+                .to_string()
+        };
+        // Two listed symbols out of order (count 8, n = 2, symbols 5 then 3).
+        assert_eq!(message(&[8, 2, 5, 3, 0, 0], 8), "bad rANS frequency table");
+        // n = 40 promises a bitmap of 40 symbols; this one marks 8.
+        let mut stream = vec![8, 40];
+        stream.extend_from_slice(&[0xff; 1]);
+        stream.extend_from_slice(&[0; 31]);
+        assert_eq!(message(&stream, 8), "bad rANS frequency table");
+        // Frequencies (freq - 1 varints) that do not sum to the table size.
+        assert_eq!(
+            message(&[8, 2, 3, 5, 0, 0], 8),
+            "rANS frequencies do not sum to the table size"
+        );
+        // A cut bitmap.
+        assert_eq!(message(&[8, 40, 0xff], 8), "rANS stream truncated in table");
+    }
+
     proptest! {
         #[test]
         fn streams_equal_the_reference_encoder(
