@@ -723,8 +723,11 @@ impl Repo {
         let total_bytes: u64 = job_bytes.iter().map(|&b| b as u64).sum();
         let mut done_bytes = 0u64;
         self.report("commit", 0, total_bytes);
-        let threads = rayon::current_num_threads();
-        for range in windows(&job_bytes, window_bytes(), threads) {
+        // Every thread gets a job in each window (groups of frames are larger than a window's
+        // share per thread), as far as MAX_WINDOW_BYTES allows.
+        let largest = job_bytes.iter().copied().max().unwrap_or(1).max(1);
+        let min_jobs = rayon::current_num_threads().min((MAX_WINDOW_BYTES / largest).max(1));
+        for range in windows(&job_bytes, window_bytes(), min_jobs) {
             done_bytes += job_bytes[range.clone()]
                 .iter()
                 .map(|&b| b as u64)
@@ -989,8 +992,8 @@ pub(crate) fn code_chunk(
 
 /// Cuts consecutive jobs into windows of at most `limit` input bytes, so a checkpoint of many
 /// small tensors is coded in one parallel pass rather than many. A window holds at least
-/// `min_jobs` jobs (the threads) whatever their size: jobs larger than `limit / min_jobs` (groups
-/// of frames: 5 MB for 30 video frames) would otherwise be coded one at a time on one core.
+/// `min_jobs` jobs whatever their size: jobs larger than `limit / min_jobs` (groups of frames:
+/// 5 MB for 30 video frames) would otherwise be coded one at a time on one core.
 fn windows(job_bytes: &[usize], limit: usize, min_jobs: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
