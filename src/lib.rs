@@ -34,6 +34,11 @@ mod dtype;
 pub mod entropy_bench;
 mod error;
 mod frames;
+/// The frame-group codec alone, as `examples/frames_codec_speed.rs` times it (not API).
+#[doc(hidden)]
+pub mod frames_bench {
+    pub use crate::frames::{decode_group, encode_group_reconstructed, FrameBound};
+}
 mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -262,10 +262,11 @@ struct Encoded<C> {
 /// The encoder's side of [`Visit`]: quantizes the input frame, records codes and exceptions,
 /// and with `COST` sums the codes' cost (only needed when modes are compared).
 struct EncVisit<'a, Q: Quant, C, const COST: bool> {
-    q: &'a Q,
+    q: Q,
     /// The input frame, padded like the reconstruction.
     xp: &'a [Q::W],
-    codes: Vec<C>,
+    /// Every element's code, frame order (exceptions code 0).
+    codes: &'a mut [C],
     exceptions: Vec<usize>,
     cost: u64,
 }
@@ -280,14 +281,14 @@ impl<Q: Quant, C: Code, const COST: bool> Visit<Q::W> for EncVisit<'_, Q, C, COS
             .and_then(|(code, r)| Some((C::narrow(code)?, code, r)))
         {
             Some((narrow, code, r)) => {
-                self.codes.push(narrow);
+                self.codes[e] = narrow;
                 if COST {
                     self.cost += predict::gamma_bits(code);
                 }
                 Ok(r)
             }
             None => {
-                self.codes.push(C::default());
+                self.codes[e] = C::default();
                 self.exceptions.push(e);
                 if COST {
                     self.cost += predict::EXCEPTION_BITS;
@@ -299,26 +300,25 @@ impl<Q: Quant, C: Code, const COST: bool> Visit<Q::W> for EncVisit<'_, Q, C, COS
 }
 
 /// Runs `mode` over the whole frame (input `xp`, previous reconstruction `prev`) in the closed
-/// loop, its codes into `codes` (cleared first) and its reconstruction into `cur`. Returns the cost (0 unless `COST`) and the exceptions, or
-/// `None` for a temporal mode without a previous frame.
+/// loop, its codes into `codes` (one per element of the frame) and its reconstruction into
+/// `cur`. Returns the cost (0 unless `COST`) and the exceptions, or `None` for a temporal mode
+/// without a previous frame.
 fn run_mode<Q: Quant, C: Code, const COST: bool>(
     q: &Q,
     g: Padded,
     mode: u8,
     (xp, prev): (&[Q::W], &[Q::W]),
     cur: &mut [Q::W],
-    codes: &mut Vec<C>,
+    codes: &mut [C],
 ) -> Option<(u64, Vec<usize>)> {
-    codes.clear();
     let mut v = EncVisit::<Q, C, COST> {
-        q,
+        q: q.clone(),
         xp,
-        codes: std::mem::take(codes),
+        codes,
         exceptions: Vec::new(),
         cost: 0,
     };
     let walked = predict::walk_frame(g, mode, prev, cur, &mut v);
-    *codes = v.codes;
     walked.ok().map(|()| (v.cost, v.exceptions))
 }
 
@@ -338,7 +338,7 @@ fn candidates(first: bool, c: usize) -> Vec<u8> {
 
 /// The encoder's estimate of a mode's cost: the closed loop on some rows, counting bits only.
 struct CostVisit<'a, Q: Quant> {
-    q: &'a Q,
+    q: Q,
     /// The input frame, padded like the reconstruction.
     xp: &'a [Q::W],
     cost: u64,
@@ -399,7 +399,11 @@ fn modes_to_run<Q: Quant>(
     let costs: Vec<u64> = all
         .iter()
         .map(|&m| {
-            let mut v = CostVisit { q, xp, cost: 0 };
+            let mut v = CostVisit {
+                q: q.clone(),
+                xp,
+                cost: 0,
+            };
             for y0 in (band_stride / 2..g.h).step_by(band_stride) {
                 // The padded row above real row y0 is padded row y0.
                 scratch[y0 * rs..(y0 + 1) * rs].copy_from_slice(&xp[y0 * rs..(y0 + 1) * rs]);
@@ -440,8 +444,8 @@ fn encode_frames<Q: Quant, C: Code>(q: &Q, dims: FrameDims, frames: &[u8]) -> En
     let mut cur = vec![Q::W::default(); g.len()];
     let mut xp = vec![Q::W::default(); g.len()];
     let mut scratch = vec![Q::W::default(); g.len()];
-    let mut trial_codes = Vec::with_capacity(fe);
-    let mut best_codes = Vec::with_capacity(fe);
+    let mut trial_codes = vec![C::default(); fe];
+    let mut best_codes = vec![C::default(); fe];
     for f in 0..k {
         let raw = &frames[f * fb..(f + 1) * fb];
         let row = g.w * g.c * Q::SIZE;
@@ -602,7 +606,25 @@ fn frame_contexts<M: Copy + Into<u64>>(
     table: &[u8; 256],
     out: &mut [u8],
 ) {
-    let (c, rs, row) = (g.c, g.row(), g.w * g.c);
+    // The usual channel counts get a loop of their own, unrolled over the pixel's channels.
+    match g.c {
+        1 => contexts_of::<M, 1>(mags, g, shift, table, out),
+        3 => contexts_of::<M, 3>(mags, g, shift, table, out),
+        _ => contexts_of::<M, 0>(mags, g, shift, table, out),
+    }
+}
+
+/// [`frame_contexts`] for frames of `C` channels (`0`: `g.c`, known at run time only).
+#[inline(always)]
+fn contexts_of<M: Copy + Into<u64>, const C: usize>(
+    mags: &[M],
+    g: Padded,
+    shift: u32,
+    table: &[u8; 256],
+    out: &mut [u8],
+) {
+    let c = if C == 0 { g.c } else { C };
+    let (rs, row) = (g.row(), g.w * c);
     let m = |s: &[M], i: usize| -> u64 { s[i].into() };
     for (y, out) in out.chunks_exact_mut(row).enumerate() {
         let at = g.at(y, 0);

@@ -7,6 +7,7 @@
 //! and a checkout of frame `i` decodes one group.
 
 mod codec;
+mod masks;
 mod metrics;
 mod npy;
 mod pack;

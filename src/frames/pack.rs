@@ -21,6 +21,8 @@ pub(crate) fn unzigzag(z: u64) -> i64 {
 
 pub(crate) use crate::codec::varint::{get_varint, put_varint};
 
+use super::masks::{self, BlockMasks, BLOCK};
+
 /// A residual code as the encoder holds it between prediction and packing: the narrowest signed
 /// integer every code of the dtype and bound fits (`i8` for U8 under a bound of at least 1,
 /// `i64` for F32 under a bound), so the context split and the packers move an eighth to a half
@@ -34,10 +36,15 @@ pub(crate) trait Code: Copy + Default + Send + Sync + 'static {
     fn get(self) -> i64;
     /// `|code|`, saturated at `u32::MAX` as the decoder's context magnitudes are.
     fn mag(self) -> Self::Mag;
+    /// The masks of a block of at most [`BLOCK`] codes.
+    #[inline(always)]
+    fn masks(block: &[Self]) -> BlockMasks {
+        masks::masks_scalar(block)
+    }
 }
 
 macro_rules! small_code {
-    ($t:ty, $m:ty) => {
+    ($t:ty, $m:ty $(, $masks:path)?) => {
         impl Code for $t {
             type Mag = $m;
             #[inline(always)]
@@ -52,11 +59,17 @@ macro_rules! small_code {
             fn mag(self) -> $m {
                 self.unsigned_abs()
             }
+            $(
+                #[inline(always)]
+                fn masks(block: &[Self]) -> BlockMasks {
+                    $masks(block)
+                }
+            )?
         }
     };
 }
 
-small_code!(i8, u8);
+small_code!(i8, u8, masks::masks_i8);
 small_code!(i16, u16);
 small_code!(i32, u32);
 
@@ -78,57 +91,56 @@ impl Code for i64 {
 
 /// Zigzag varints, zero runs of [`MIN_RUN`] or more collapsed into one token.
 pub(crate) fn pack_rle<C: Code>(codes: &[C]) -> Vec<u8> {
-    // Zero and nonzero codes alternate unpredictably, so no branch depends on which one a code
-    // is: every code below 127 writes its one-byte token (0 for a zero), and a zero run is
-    // counted as it goes; when a run of MIN_RUN or more ends, its zero bytes are taken back
-    // and the run token written in their place.
+    // Only the nonzero codes are visited one by one: the zeros between two of them are counted
+    // from the block's mask, and written when the next nonzero code (or the end) closes them,
+    // as one run token or as single zero tokens.
     let mut out = Vec::with_capacity(codes.len());
     let mut zeros = 0usize;
-    for c in codes {
-        let z = zigzag(c.get());
-        if zeros >= MIN_RUN as usize && z != 0 {
-            end_run(&mut out, zeros);
+    for block in codes.chunks(BLOCK) {
+        let mut nz = C::masks(block).above[0];
+        let mut next = 0usize;
+        while nz != 0 {
+            let i = nz.trailing_zeros() as usize;
+            nz &= nz - 1;
+            zeros += i - next;
+            next = i + 1;
+            close_zeros(&mut out, zeros);
+            zeros = 0;
+            put_varint(&mut out, zigzag(block[i].get()).saturating_add(1));
         }
-        if z < 0x7f {
-            // The token of a nonzero code is zigzag + 1 (>= 2, one byte below 0x80).
-            out.push(if z == 0 {
-                TOKEN_ZERO as u8
-            } else {
-                z as u8 + 1
-            });
-        } else {
-            // Codes stay far below 2^63.
-            put_varint(&mut out, z.saturating_add(1));
-        }
-        zeros = if z == 0 { zeros + 1 } else { 0 };
+        zeros += block.len() - next;
     }
-    if zeros >= MIN_RUN as usize {
-        end_run(&mut out, zeros);
-    }
+    close_zeros(&mut out, zeros);
     out
 }
 
-/// Replaces the last `run` zero tokens of `out` by one run token.
-fn end_run(out: &mut Vec<u8>, run: usize) {
-    out.truncate(out.len() - run);
-    put_varint(out, TOKEN_RUN);
-    put_varint(out, (run as u64) - MIN_RUN);
+/// Writes a run of `run` zero codes: one run token from [`MIN_RUN`] on, else single tokens.
+#[inline(always)]
+fn close_zeros(out: &mut Vec<u8>, run: usize) {
+    if run as u64 >= MIN_RUN {
+        put_varint(out, TOKEN_RUN);
+        put_varint(out, run as u64 - MIN_RUN);
+    } else {
+        out.extend_from_slice(&[TOKEN_ZERO as u8; MIN_RUN as usize][..run]);
+    }
 }
 
 /// Bytes per code needed to hold every zigzagged code of `codes` (1 to 8).
 pub(crate) fn narrow_width<C: Code>(codes: &[C]) -> u8 {
-    let max = codes.iter().map(|c| zigzag(c.get())).max().unwrap_or(0);
-    (((64 - max.leading_zeros()) as u8).div_ceil(8)).max(1)
+    // The OR of the zigzagged codes has the same highest bit as their maximum.
+    let any = codes.iter().fold(0u64, |a, c| a | zigzag(c.get()));
+    (((64 - any.leading_zeros()) as u8).div_ceil(8)).max(1)
 }
 
 /// Zigzagged codes as `width`-byte little-endian integers, split into `width` byte planes.
 pub(crate) fn pack_narrow<C: Code>(codes: &[C], width: u8) -> Vec<u8> {
     let n = codes.len();
     let mut out = vec![0u8; n * width as usize];
-    for (i, c) in codes.iter().enumerate() {
-        let z = zigzag(c.get());
-        for b in 0..width as usize {
-            out[b * n + i] = (z >> (8 * b)) as u8;
+    // One plane at a time: each pass is a plain map the compiler vectorizes.
+    for b in 0..width as usize {
+        let plane = &mut out[b * n..(b + 1) * n];
+        for (o, c) in plane.iter_mut().zip(codes) {
+            *o = (zigzag(c.get()) >> (8 * b)) as u8;
         }
     }
     out
@@ -143,28 +155,73 @@ pub(crate) const BIT_LEVELS: usize = 4;
 /// `|code| - BIT_LEVELS - 1` for the rest. Each bitmap byte carries eight binary decisions, so
 /// the entropy stage's byte coder can spend well under one bit on a skewed decision.
 pub(crate) fn pack_bits<C: Code>(codes: &[C]) -> Vec<u8> {
-    // One bit sink per bitmap, each a local (kept in registers) rather than an indexed array.
+    #[cfg(target_arch = "x86_64")]
+    if fast_pext() {
+        // SAFETY: the CPU has BMI2 (checked by `fast_pext`).
+        return unsafe { pack_bits_bmi2(codes) };
+    }
+    pack_bits_with(codes, soft_pext)
+}
+
+/// [`pack_bits`] with the BMI2 bit extract.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "bmi2,popcnt")]
+unsafe fn pack_bits_bmi2<C: Code>(codes: &[C]) -> Vec<u8> {
+    pack_bits_with(codes, |v, m| std::arch::x86_64::_pext_u64(v, m))
+}
+
+/// True where `pext` is one fast instruction: BMI2, and not an AMD CPU before Zen 3 (family
+/// 0x19), whose microcoded `pext` takes a cycle or more per mask bit.
+#[cfg(target_arch = "x86_64")]
+fn fast_pext() -> bool {
+    static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAST.get_or_init(|| {
+        if !std::arch::is_x86_feature_detected!("bmi2") {
+            return false;
+        }
+        let v = std::arch::x86_64::__cpuid(0);
+        let (vendor, version) = ([v.ebx, v.edx, v.ecx], std::arch::x86_64::__cpuid(1).eax);
+        let amd = vendor == [0x6874_7541, 0x6974_6e65, 0x444d_4163]; // "AuthenticAMD"
+        let family = ((version >> 8) & 0xf) + ((version >> 20) & 0xff);
+        !amd || family >= 0x19
+    })
+}
+
+/// The bits of `v` where `mask` is set, packed to the low end (what `pext` computes).
+#[inline(always)]
+fn soft_pext(v: u64, mut mask: u64) -> u64 {
+    let mut out = 0;
+    let mut bit = 0;
+    while mask != 0 {
+        out |= ((v >> mask.trailing_zeros()) & 1) << bit;
+        bit += 1;
+        mask &= mask - 1;
+    }
+    out
+}
+
+/// [`pack_bits`] block by block: every bitmap's bits of a block come from masks of the whole
+/// block, so no branch depends on a single code (zero, small and large codes alternate
+/// unpredictably); `extract` is `pext`.
+#[inline(always)]
+fn pack_bits_with<C: Code>(codes: &[C], extract: impl Fn(u64, u64) -> u64) -> Vec<u8> {
     let n = codes.len();
     let mut zero = BitSink::with_capacity(n);
-    let mut sign = BitSink::with_capacity(0);
-    let mut levels: [BitSink; BIT_LEVELS] = std::array::from_fn(|_| BitSink::with_capacity(0));
+    let mut sign = BitSink::with_capacity(n);
+    let mut levels: [BitSink; BIT_LEVELS] = std::array::from_fn(|_| BitSink::with_capacity(n));
     let mut esc = Vec::new();
-    for c in codes {
-        let c = c.get();
-        zero.push(c != 0);
-        if c == 0 {
-            continue;
-        }
-        sign.push(c < 0);
-        let m = c.unsigned_abs();
+    for block in codes.chunks(BLOCK) {
+        let BlockMasks { neg, above } = C::masks(block);
+        zero.append(above[0], block.len() as u32);
+        sign.append(extract(neg, above[0]), above[0].count_ones());
+        // Level k holds a bit for every code with |code| >= k, i.e. above k - 1.
         for (k, level) in levels.iter_mut().enumerate() {
-            let k = k as u64 + 1;
-            level.push(m > k);
-            if m <= k {
-                break;
-            }
+            level.append(extract(above[k + 1], above[k]), above[k].count_ones());
         }
-        if m > BIT_LEVELS as u64 {
+        let mut big = above[BIT_LEVELS];
+        while big != 0 {
+            let m = block[big.trailing_zeros() as usize].get().unsigned_abs();
+            big &= big - 1;
             put_varint(&mut esc, m - BIT_LEVELS as u64 - 1);
         }
     }
@@ -198,13 +255,16 @@ impl BitSink {
         }
     }
 
+    /// Appends the low `count` bits of `bits` (none set above them), first bit lowest.
     #[inline(always)]
-    fn push(&mut self, bit: bool) {
-        self.acc |= u64::from(bit) << (self.len % 64);
-        self.len += 1;
-        if self.len.is_multiple_of(64) {
+    fn append(&mut self, bits: u64, count: u32) {
+        let used = (self.len % 64) as u32;
+        self.acc |= bits << used;
+        self.len += count as usize;
+        if used + count >= 64 {
             self.bytes.extend_from_slice(&self.acc.to_le_bytes());
-            self.acc = 0;
+            // The bits that did not fit (none when the accumulator was empty).
+            self.acc = bits.checked_shr(64 - used).unwrap_or(0);
         }
     }
 
@@ -457,6 +517,8 @@ mod tests {
             };
             prop_assert_eq!(read_all(nar, codes.len()), codes.clone());
             prop_assert_eq!(pack_bits(&codes), pack_bits_reference(&codes));
+            // The portable extract too, wherever the CPU took the BMI2 one above.
+            prop_assert_eq!(pack_bits_with(&codes, soft_pext), pack_bits_reference(&codes));
             let bits = bits_reader(pack_bits(&codes), codes.len()).unwrap();
             prop_assert_eq!(read_all(bits, codes.len()), codes);
         }

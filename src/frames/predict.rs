@@ -28,21 +28,21 @@ pub(crate) trait Mix: Copy + Default + Add<Output = Self> + Sub<Output = Self> {
 }
 
 impl Mix for i64 {
-    #[inline]
+    #[inline(always)]
     fn mix(a: i64, b: i64) -> i64 {
         (a.wrapping_mul(2).wrapping_add(b)).div_euclid(3)
     }
 }
 
 impl Mix for i32 {
-    #[inline]
+    #[inline(always)]
     fn mix(a: i32, b: i32) -> i32 {
         (a.wrapping_mul(2).wrapping_add(b)).div_euclid(3)
     }
 }
 
 impl Mix for i16 {
-    #[inline]
+    #[inline(always)]
     fn mix(a: i16, b: i16) -> i16 {
         (a.wrapping_mul(2).wrapping_add(b)).div_euclid(3)
     }
@@ -99,14 +99,16 @@ impl ImageWork for ImageBytes<4> {
 }
 
 impl Mix for f64 {
-    #[inline]
+    #[inline(always)]
     fn mix(a: f64, b: f64) -> f64 {
         (2.0 * a + b) / 3.0
     }
 }
 
-/// How element values are quantized against a prediction (one per dtype and bound).
-pub(crate) trait Quant {
+/// How element values are quantized against a prediction (one per dtype and bound). `Clone` so
+/// that a walk can hold its own copy (its fields then stay in registers across the stores of
+/// codes and reconstructions, which could alias a borrowed one).
+pub(crate) trait Quant: Clone {
     /// The working value: `i64` for integer images, `f64` for floats under an absolute bound.
     type W: Mix;
     /// Bytes per element.
@@ -170,13 +172,14 @@ pub(crate) fn f32_from_image(img: u32) -> u32 {
 }
 
 /// Exact coding of integer images: residuals modulo `2^bits`, wrapped to the signed range.
+#[derive(Clone)]
 pub(crate) struct Lossless<const SIZE: usize> {
     pub(crate) kind: IntKind,
 }
 
 impl<const S: usize> Lossless<S> {
     const BITS: u32 = 8 * S as u32;
-    #[inline]
+    #[inline(always)]
     fn wrap(v: i64) -> i64 {
         // Sign-extend the low BITS bits.
         (v << (64 - Self::BITS)) >> (64 - Self::BITS)
@@ -189,19 +192,19 @@ where
 {
     type W = <ImageBytes<S> as ImageWork>::W;
     const SIZE: usize = S;
-    #[inline]
+    #[inline(always)]
     fn load(&self, b: &[u8]) -> Self::W {
         IntWork::from_wide(self.kind.load(b))
     }
-    #[inline]
+    #[inline(always)]
     fn store(&self, v: Self::W, out: &mut [u8]) {
         self.kind.store(v.wide(), out)
     }
-    #[inline]
+    #[inline(always)]
     fn encode(&self, x: Self::W, pred: Self::W) -> Option<(i64, Self::W)> {
         Some((Self::wrap(x.wide().wrapping_sub(pred.wide())), x))
     }
-    #[inline]
+    #[inline(always)]
     fn decode(&self, code: i64, pred: Self::W) -> Self::W {
         let m = 1i64 << Self::BITS;
         IntWork::from_wide(pred.wide().wrapping_add(code).rem_euclid(m))
@@ -211,6 +214,7 @@ where
 /// Integer images within `e` steps: `q = round((x - pred) / (2e + 1))`, reconstruction clamped
 /// to `[0, max]`. For F32 images (relative bound) every reconstruction is checked against
 /// `|x - x'| <= rel |x|` and failures are stored exactly.
+#[derive(Clone)]
 pub(crate) struct IntBounded<const SIZE: usize> {
     pub(crate) kind: IntKind,
     /// Largest image value.
@@ -219,9 +223,11 @@ pub(crate) struct IntBounded<const SIZE: usize> {
     pub(crate) e: i64,
     /// Relative bound to check (F32 images only).
     pub(crate) rel: Option<f64>,
-    /// For one-byte images: the code of every difference `x - pred` in `-255..=255` (at index
-    /// `x - pred + 255`), so the encoder's inner loop needs no division. Empty otherwise.
-    lut: Vec<i64>,
+    /// For one-byte images: the code of every difference `d = x - pred` in `-255..=255` (at
+    /// index `d + 255`) and its reconstruction's offset from `x`, `code * step - d`, so the
+    /// encoder's inner loop (a dependency chain from one element to the next) needs neither a
+    /// division nor a multiplication. Empty otherwise.
+    lut: Vec<(i16, i16)>,
 }
 
 impl<const S: usize> IntBounded<S> {
@@ -229,7 +235,13 @@ impl<const S: usize> IntBounded<S> {
     pub(crate) fn new(kind: IntKind, max: i64, e: i64, rel: Option<f64>) -> Self {
         let step = 2 * e + 1;
         let lut = if S == 1 && max == 255 {
-            (-255i64..=255).map(|d| (d + e).div_euclid(step)).collect()
+            (-255i64..=255)
+                .map(|d| {
+                    let q = (d + e).div_euclid(step);
+                    // |q| <= 255 and |q * step - d| <= e <= 255 for every step.
+                    (q as i16, (q * step - d) as i16)
+                })
+                .collect()
         } else {
             Vec::new()
         };
@@ -242,7 +254,7 @@ impl<const S: usize> IntBounded<S> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn step(&self) -> i64 {
         2 * self.e + 1
     }
@@ -254,28 +266,27 @@ where
 {
     type W = <ImageBytes<S> as ImageWork>::W;
     const SIZE: usize = S;
-    #[inline]
+    #[inline(always)]
     fn load(&self, b: &[u8]) -> Self::W {
         IntWork::from_wide(self.kind.load(b))
     }
-    #[inline]
+    #[inline(always)]
     fn store(&self, v: Self::W, out: &mut [u8]) {
         self.kind.store(v.wide(), out)
     }
-    #[inline]
+    #[inline(always)]
     fn encode(&self, x: Self::W, pred: Self::W) -> Option<(i64, Self::W)> {
         let (x, pred) = (x.wide(), pred.wide().clamp(0, self.max));
         let s = self.step();
-        let q = if S == 1 {
-            // x and pred are both in 0..=255 when the table exists.
-            match self.lut.get((x - pred + 255) as usize) {
-                Some(&q) => q,
-                None => (x - pred + self.e).div_euclid(s),
+        // x and pred are both in 0..=255 when the table exists.
+        let (q, r) = match self.lut.get((x - pred + 255) as usize) {
+            Some(&(q, off)) if S == 1 => (i64::from(q), x + i64::from(off)),
+            _ => {
+                let q = (x - pred + self.e).div_euclid(s);
+                (q, pred + q * s)
             }
-        } else {
-            (x - pred + self.e).div_euclid(s)
         };
-        let r = (pred + q * s).clamp(0, self.max);
+        let r = r.clamp(0, self.max);
         if let Some(rel) = self.rel {
             let xf = f32::from_bits(f32_from_image(x as u32));
             let rf = f32::from_bits(f32_from_image(r as u32));
@@ -288,7 +299,7 @@ where
         }
         Some((q, IntWork::from_wide(r)))
     }
-    #[inline]
+    #[inline(always)]
     fn decode(&self, code: i64, pred: Self::W) -> Self::W {
         let pred = pred.wide().clamp(0, self.max);
         IntWork::from_wide(
@@ -303,12 +314,13 @@ const FLOAT_MAX_CODE: f64 = (1u64 << 52) as f64;
 
 /// F32 within an absolute bound `e`: `q = round((x - pred) / 2e)`, `x' = f32(pred + 2e q)`,
 /// checked `|x - x'| <= e`; non-finite values and failures are stored exactly.
+#[derive(Clone)]
 pub(crate) struct FloatAbs {
     pub(crate) e: f64,
 }
 
 impl FloatAbs {
-    #[inline]
+    #[inline(always)]
     fn clean(pred: f64) -> f64 {
         if pred.is_finite() {
             pred
@@ -321,15 +333,15 @@ impl FloatAbs {
 impl Quant for FloatAbs {
     type W = f64;
     const SIZE: usize = 4;
-    #[inline]
+    #[inline(always)]
     fn load(&self, b: &[u8]) -> f64 {
         f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
-    #[inline]
+    #[inline(always)]
     fn store(&self, v: f64, out: &mut [u8]) {
         out[..4].copy_from_slice(&(v as f32).to_le_bytes())
     }
-    #[inline]
+    #[inline(always)]
     fn encode(&self, x: f64, pred: f64) -> Option<(i64, f64)> {
         let pred = Self::clean(pred);
         let q = ((x - pred) / (2.0 * self.e)).round();
@@ -342,7 +354,7 @@ impl Quant for FloatAbs {
         let r = self.decode(code, pred);
         ((x - r).abs() <= self.e).then_some((code, r))
     }
-    #[inline]
+    #[inline(always)]
     fn decode(&self, code: i64, pred: f64) -> f64 {
         let pred = Self::clean(pred);
         f64::from((pred + code as f64 * (2.0 * self.e)) as f32)
@@ -419,22 +431,49 @@ where
     W: Mix,
     V: Visit<W>,
 {
+    // Three-channel frames (RGB) get loops of their own, unrolled over the pixel's channels
+    // (a known channel count up to 4 also keeps W and NW in registers, see `walk`).
+    if g.c == 3 {
+        walk_mode::<W, V, 3>(g, mode, prev, cur, v, rows)
+    } else {
+        walk_mode::<W, V, 0>(g, mode, prev, cur, v, rows)
+    }
+}
+
+/// [`walk_rows`] for frames of `CH` channels (`0`: `g.c`, known at run time only).
+fn walk_mode<W, V, const CH: usize>(
+    g: Padded,
+    mode: u8,
+    prev: &[W],
+    cur: &mut [W],
+    v: &mut V,
+    rows: std::ops::Range<usize>,
+) -> Result<(), String>
+where
+    W: Mix,
+    V: Visit<W>,
+{
     let inter = mode & INTER_CHANNEL != 0;
     match (mode & !INTER_CHANNEL, inter) {
-        (PRED_SPATIAL, false) => walk::<W, V, PRED_SPATIAL, false>(g, prev, cur, v, rows),
-        (PRED_SPATIAL, true) => walk::<W, V, PRED_SPATIAL, true>(g, prev, cur, v, rows),
-        (PRED_TEMPORAL, false) => walk::<W, V, PRED_TEMPORAL, false>(g, prev, cur, v, rows),
-        (PRED_TEMPORAL, true) => walk::<W, V, PRED_TEMPORAL, true>(g, prev, cur, v, rows),
-        (_, false) => walk::<W, V, PRED_LORENZO3, false>(g, prev, cur, v, rows),
-        (_, true) => walk::<W, V, PRED_LORENZO3, true>(g, prev, cur, v, rows),
+        (PRED_SPATIAL, false) => walk::<W, V, PRED_SPATIAL, false, CH>(g, prev, cur, v, rows),
+        (PRED_SPATIAL, true) => walk::<W, V, PRED_SPATIAL, true, CH>(g, prev, cur, v, rows),
+        (PRED_TEMPORAL, false) => walk::<W, V, PRED_TEMPORAL, false, CH>(g, prev, cur, v, rows),
+        (PRED_TEMPORAL, true) => walk::<W, V, PRED_TEMPORAL, true, CH>(g, prev, cur, v, rows),
+        (_, false) => walk::<W, V, PRED_LORENZO3, false, CH>(g, prev, cur, v, rows),
+        (_, true) => walk::<W, V, PRED_LORENZO3, true, CH>(g, prev, cur, v, rows),
     }
 }
 
 /// The prediction of the element at padded index `p` before inter-channel correction, from
-/// the frame being reconstructed (`cur`, for W, N and NW) and the previous one.
+/// its neighbours W, N and NW in the frame being reconstructed and the previous frame.
 #[inline(always)]
-fn base_prediction<W: Mix, const P: u8>(cur: &[W], prev: &[W], p: usize, c: usize, rs: usize) -> W {
-    let (wv, nv, nwv) = (cur[p - c], cur[p - rs], cur[p - rs - c]);
+fn base_prediction<W: Mix, const P: u8>(
+    (wv, nv, nwv): (W, W, W),
+    prev: &[W],
+    p: usize,
+    c: usize,
+    rs: usize,
+) -> W {
     match P {
         PRED_SPATIAL => wv + nv - nwv,
         PRED_TEMPORAL => prev[p],
@@ -456,7 +495,7 @@ fn channel_prediction<W: Mix, const INTER: bool>(base: W, ch: usize, res1: W, re
     }
 }
 
-fn walk<W, V, const P: u8, const INTER: bool>(
+fn walk<W, V, const P: u8, const INTER: bool, const CH: usize>(
     g: Padded,
     prev: &[W],
     cur: &mut [W],
@@ -467,18 +506,41 @@ where
     W: Mix,
     V: Visit<W>,
 {
-    let (c, rs) = (g.c, g.row());
+    let c = if CH == 0 { g.c } else { CH };
+    let rs = g.row();
     let mut e = rows.start * g.w * c;
     for y in rows {
+        // With `CH` known, each channel's W and NW ride in registers from one pixel to the
+        // next: W is the reconstruction just computed, which a load would only get back from
+        // the store (a longer dependency chain from element to element).
+        let mut west = [W::default(); 4];
+        let mut north_west = [W::default(); 4];
+        if CH > 0 {
+            let at = g.at(y, 0);
+            for ch in 0..CH {
+                west[ch] = cur[at - c + ch];
+                north_west[ch] = cur[at - rs - c + ch];
+            }
+        }
         for x in 0..g.w {
             let p0 = g.at(y, x);
             let (mut res1, mut res2) = (W::default(), W::default());
             for ch in 0..c {
                 let p = p0 + ch;
-                let base = base_prediction::<W, P>(cur, prev, p, c, rs);
+                let nv = cur[p - rs];
+                let near = if CH > 0 {
+                    (west[ch], nv, north_west[ch])
+                } else {
+                    (cur[p - c], nv, cur[p - rs - c])
+                };
+                let base = base_prediction::<W, P>(near, prev, p, c, rs);
                 let pred = channel_prediction::<W, INTER>(base, ch, res1, res2);
                 let r = v.visit(e, p, ch, pred)?;
                 cur[p] = r;
+                if CH > 0 {
+                    west[ch] = r;
+                    north_west[ch] = nv;
+                }
                 res2 = res1;
                 res1 = r - base;
                 e += 1;

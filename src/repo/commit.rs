@@ -723,7 +723,11 @@ impl Repo {
         let total_bytes: u64 = job_bytes.iter().map(|&b| b as u64).sum();
         let mut done_bytes = 0u64;
         self.report("commit", 0, total_bytes);
-        for range in windows(&job_bytes, window_bytes()) {
+        // Every thread gets a job in each window (groups of frames are larger than a window's
+        // share per thread), as far as MAX_WINDOW_BYTES allows.
+        let largest = job_bytes.iter().copied().max().unwrap_or(1).max(1);
+        let min_jobs = rayon::current_num_threads().min((MAX_WINDOW_BYTES / largest).max(1));
+        for range in windows(&job_bytes, window_bytes(), min_jobs) {
             done_bytes += job_bytes[range.clone()]
                 .iter()
                 .map(|&b| b as u64)
@@ -986,13 +990,15 @@ pub(crate) fn code_chunk(
     Ok(done(obj, Some(recon), Some(stats)))
 }
 
-/// Cuts consecutive jobs into windows of at most `limit` input bytes (at least one job each), so
-/// a checkpoint of many small tensors is coded in one parallel pass rather than many.
-fn windows(job_bytes: &[usize], limit: usize) -> Vec<Range<usize>> {
+/// Cuts consecutive jobs into windows of at most `limit` input bytes, so a checkpoint of many
+/// small tensors is coded in one parallel pass rather than many. A window holds at least
+/// `min_jobs` jobs whatever their size: jobs larger than `limit / min_jobs` (groups of frames:
+/// 5 MB for 30 video frames) would otherwise be coded one at a time on one core.
+fn windows(job_bytes: &[usize], limit: usize, min_jobs: usize) -> Vec<Range<usize>> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (k, &b) in job_bytes.iter().enumerate() {
-        if k > start && bytes + b > limit {
+        if k >= start + min_jobs.max(1) && bytes + b > limit {
             out.push(start..k);
             (start, bytes) = (k, 0);
         }
@@ -1124,10 +1130,21 @@ mod tests {
 
     #[test]
     fn windows_hold_at_most_the_limit_and_every_job_once() {
-        assert_eq!(windows(&[], 10), Vec::<std::ops::Range<usize>>::new());
-        assert_eq!(windows(&[3, 3, 3, 3], 10), [0..3, 3..4]);
-        assert_eq!(windows(&[3; 4], 12), vec![0..4usize]);
+        assert_eq!(windows(&[], 10, 1), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(windows(&[3, 3, 3, 3], 10, 1), [0..3, 3..4]);
+        assert_eq!(windows(&[3; 4], 12, 1), vec![0..4usize]);
         // A job over the limit gets a window of its own.
-        assert_eq!(windows(&[2, 20, 2, 2], 10), [0..1, 1..2, 2..4]);
+        assert_eq!(windows(&[2, 20, 2, 2], 10, 1), [0..1, 1..2, 2..4]);
+    }
+
+    #[test]
+    fn windows_give_every_thread_a_job() {
+        // Two jobs of 6 over a limit of 10: both in one window when there are two threads.
+        assert_eq!(windows(&[6, 6, 6], 10, 1), [0..1, 1..2, 2..3]);
+        assert_eq!(windows(&[6, 6, 6], 10, 2), [0..2, 2..3]);
+        assert_eq!(windows(&[6, 6, 6, 6, 6], 10, 2), [0..2, 2..4, 4..5]);
+        // Small jobs still fill a window up to the limit.
+        assert_eq!(windows(&[1; 12], 10, 2), [0..10, 10..12]);
+        assert_eq!(windows(&[20, 20], 10, 0), [0..1, 1..2]);
     }
 }
