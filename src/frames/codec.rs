@@ -963,7 +963,7 @@ struct DecVisit<'a, 'b, Q: Quant> {
 }
 
 impl<Q: Quant> Visit<Q::W> for DecVisit<'_, '_, Q> {
-    #[inline]
+    #[inline(always)]
     fn visit(&mut self, e: usize, p: usize, ch: usize, pred: Q::W) -> Result<Q::W, String> {
         let d = &mut *self.d;
         let ctx = predict::context(self.mags, self.g, p, ch, d.shift);
