@@ -107,15 +107,57 @@ const WIDE_FROM: usize = 32 << 10;
 
 /// Compresses `data` with the best allowed coder. Returns the coder and the stored bytes.
 pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
+    compress_measured(&measure(data), choice)
+}
+
+/// A section with its byte histograms and rANS's estimate of its size, computed once: what
+/// [`compress_measured`] codes with, and what a caller choosing between layouts of the same
+/// values can compare before coding any of them.
+pub(crate) struct Measured<'a> {
+    data: &'a [u8],
+    /// The histogram of the Zstd sample (see [`zstd_may_win`]) and of all of `data`.
+    head: [u64; 256],
+    counts: [u64; 256],
+    rans_kind: Entropy,
+    /// rANS's estimated size (order-0 entropy, table and states); `data.len()` when the
+    /// section is short enough to be stored as it is.
+    pub(crate) estimate: usize,
+}
+
+/// Measures `data` for [`compress_measured`].
+pub(crate) fn measure(data: &[u8]) -> Measured<'_> {
+    if data.len() <= STORED_UP_TO {
+        return Measured {
+            data,
+            head: [0; 256],
+            counts: [0; 256],
+            rans_kind: Entropy::Stored,
+            estimate: data.len(),
+        };
+    }
+    let _rans = profile::time_bytes(Stage::Rans, 0);
+    let (head, counts) = histograms(data);
+    let (rans_kind, estimate) = rans_stream(data.len(), &counts);
+    Measured {
+        data,
+        head,
+        counts,
+        rans_kind,
+        estimate,
+    }
+}
+
+/// [`compress`] of a measured section.
+pub(crate) fn compress_measured(m: &Measured<'_>, choice: CodecChoice) -> (Entropy, Vec<u8>) {
+    let (data, rans_kind, estimate) = (m.data, m.rans_kind, m.estimate);
+    let (head, counts) = (&m.head, &m.counts);
     if data.len() <= STORED_UP_TO {
         return (Entropy::Stored, data.to_vec());
     }
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
     // Zstd runs inside this timer, which pauses it.
     let rans = profile::time_bytes(Stage::Rans, data.len());
-    let (head, counts) = histograms(data);
-    let (rans_kind, estimate) = rans_stream(data.len(), &counts);
-    if choice == CodecChoice::Lzma || zstd_may_win(data, &head, estimate) {
+    if choice == CodecChoice::Lzma || zstd_may_win(data, head, estimate) {
         let _zstd = profile::time_bytes(Stage::Zstd, data.len());
         if let Ok(z) = zstd_compress(data) {
             if z.len() < best.2 {
@@ -126,8 +168,8 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
     }
     // The order-0 estimate is cheap; run rANS only where it can win.
     let encode = |limit| match rans_kind {
-        Entropy::RansWide => rans::encode_counted::<{ rans::WIDE }>(data, &counts, limit),
-        _ => rans::encode_counted::<{ rans::NARROW }>(data, &counts, limit),
+        Entropy::RansWide => rans::encode_counted::<{ rans::WIDE }>(data, counts, limit),
+        _ => rans::encode_counted::<{ rans::NARROW }>(data, counts, limit),
     };
     if let Some(r) = (estimate < best.2)
         .then(|| encode(best.2))
