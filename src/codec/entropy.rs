@@ -107,7 +107,12 @@ const WIDE_FROM: usize = 32 << 10;
 
 /// Compresses `data` with the best allowed coder. Returns the coder and the stored bytes.
 pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
-    compress_measured(&measure(data), choice)
+    if data.len() <= STORED_UP_TO {
+        return (Entropy::Stored, data.to_vec());
+    }
+    // One timer over measuring and coding (Zstd and LZMA run inside it, which pauses it).
+    let _rans = profile::time_bytes(Stage::Rans, data.len());
+    code(&measure_untimed(data), choice)
 }
 
 /// A section with its byte histograms and rANS's estimate of its size, computed once: what
@@ -126,6 +131,11 @@ pub(crate) struct Measured<'a> {
 
 /// Measures `data` for [`compress_measured`].
 pub(crate) fn measure(data: &[u8]) -> Measured<'_> {
+    let _rans = profile::time(Stage::Rans);
+    measure_untimed(data)
+}
+
+fn measure_untimed(data: &[u8]) -> Measured<'_> {
     if data.len() <= STORED_UP_TO {
         return Measured {
             data,
@@ -135,7 +145,6 @@ pub(crate) fn measure(data: &[u8]) -> Measured<'_> {
             estimate: data.len(),
         };
     }
-    let _rans = profile::time_bytes(Stage::Rans, 0);
     let (head, counts) = histograms(data);
     let (rans_kind, estimate) = rans_stream(data.len(), &counts);
     Measured {
@@ -149,14 +158,18 @@ pub(crate) fn measure(data: &[u8]) -> Measured<'_> {
 
 /// [`compress`] of a measured section.
 pub(crate) fn compress_measured(m: &Measured<'_>, choice: CodecChoice) -> (Entropy, Vec<u8>) {
+    let _rans = profile::time_bytes(Stage::Rans, m.data.len());
+    code(m, choice)
+}
+
+/// Codes a measured section with the best allowed coder (untimed: the callers time it).
+fn code(m: &Measured<'_>, choice: CodecChoice) -> (Entropy, Vec<u8>) {
     let (data, rans_kind, estimate) = (m.data, m.rans_kind, m.estimate);
     let (head, counts) = (&m.head, &m.counts);
     if data.len() <= STORED_UP_TO {
         return (Entropy::Stored, data.to_vec());
     }
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
-    // Zstd runs inside this timer, which pauses it.
-    let rans = profile::time_bytes(Stage::Rans, data.len());
     if choice == CodecChoice::Lzma || zstd_may_win(data, head, estimate) {
         let _zstd = profile::time_bytes(Stage::Zstd, data.len());
         if let Ok(z) = zstd_compress(data) {
@@ -179,7 +192,6 @@ pub(crate) fn compress_measured(m: &Measured<'_>, choice: CodecChoice) -> (Entro
         best = (rans_kind, None, r.len());
         best.1 = Some(r);
     }
-    drop(rans);
     if choice == CodecChoice::Lzma {
         let _lzma = profile::time_bytes(Stage::Lzma, data.len());
         if let Some(out) = lzma_compress(data).filter(|o| o.len() < best.2) {
