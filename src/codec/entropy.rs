@@ -110,12 +110,67 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
     if data.len() <= STORED_UP_TO {
         return (Entropy::Stored, data.to_vec());
     }
-    let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
-    // Zstd runs inside this timer, which pauses it.
-    let rans = profile::time_bytes(Stage::Rans, data.len());
+    // One timer over measuring and coding (Zstd and LZMA run inside it, which pauses it).
+    let _rans = profile::time_bytes(Stage::Rans, data.len());
+    code(&measure_untimed(data), choice)
+}
+
+/// A section with its byte histograms and rANS's estimate of its size, computed once: what
+/// [`compress_measured`] codes with, and what a caller choosing between layouts of the same
+/// values can compare before coding any of them.
+pub(crate) struct Measured<'a> {
+    data: &'a [u8],
+    /// The histogram of the Zstd sample (see [`zstd_may_win`]) and of all of `data`.
+    head: [u64; 256],
+    counts: [u64; 256],
+    rans_kind: Entropy,
+    /// rANS's estimated size (order-0 entropy, table and states); `data.len()` when the
+    /// section is short enough to be stored as it is.
+    pub(crate) estimate: usize,
+}
+
+/// Measures `data` for [`compress_measured`].
+pub(crate) fn measure(data: &[u8]) -> Measured<'_> {
+    let _rans = profile::time(Stage::Rans);
+    measure_untimed(data)
+}
+
+fn measure_untimed(data: &[u8]) -> Measured<'_> {
+    if data.len() <= STORED_UP_TO {
+        return Measured {
+            data,
+            head: [0; 256],
+            counts: [0; 256],
+            rans_kind: Entropy::Stored,
+            estimate: data.len(),
+        };
+    }
     let (head, counts) = histograms(data);
     let (rans_kind, estimate) = rans_stream(data.len(), &counts);
-    if choice == CodecChoice::Lzma || zstd_may_win(data, &head, estimate) {
+    Measured {
+        data,
+        head,
+        counts,
+        rans_kind,
+        estimate,
+    }
+}
+
+/// [`compress`] of a measured section.
+pub(crate) fn compress_measured(m: &Measured<'_>, choice: CodecChoice) -> (Entropy, Vec<u8>) {
+    let _rans = profile::time_bytes(Stage::Rans, m.data.len());
+    code(m, choice)
+}
+
+/// Codes a measured section with the best allowed coder (untimed: the callers time it).
+fn code(m: &Measured<'_>, choice: CodecChoice) -> (Entropy, Vec<u8>) {
+    let (data, rans_kind, estimate) = (m.data, m.rans_kind, m.estimate);
+    let (head, counts) = (&m.head, &m.counts);
+    if data.len() <= STORED_UP_TO {
+        return (Entropy::Stored, data.to_vec());
+    }
+    let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
+    if choice == CodecChoice::Lzma || zstd_may_win(data, head, estimate) {
         let _zstd = profile::time_bytes(Stage::Zstd, data.len());
         if let Ok(z) = zstd_compress(data) {
             if z.len() < best.2 {
@@ -126,8 +181,8 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
     }
     // The order-0 estimate is cheap; run rANS only where it can win.
     let encode = |limit| match rans_kind {
-        Entropy::RansWide => rans::encode_counted::<{ rans::WIDE }>(data, &counts, limit),
-        _ => rans::encode_counted::<{ rans::NARROW }>(data, &counts, limit),
+        Entropy::RansWide => rans::encode_counted::<{ rans::WIDE }>(data, counts, limit),
+        _ => rans::encode_counted::<{ rans::NARROW }>(data, counts, limit),
     };
     if let Some(r) = (estimate < best.2)
         .then(|| encode(best.2))
@@ -137,7 +192,6 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
         best = (rans_kind, None, r.len());
         best.1 = Some(r);
     }
-    drop(rans);
     if choice == CodecChoice::Lzma {
         let _lzma = profile::time_bytes(Stage::Lzma, data.len());
         if let Some(out) = lzma_compress(data).filter(|o| o.len() < best.2) {

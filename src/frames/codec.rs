@@ -52,7 +52,7 @@ use super::predict::{
     CONTEXTS_PER_SET, INTER_CHANNEL, PRED_LORENZO3, PRED_SPATIAL, PRED_TEMPORAL,
 };
 use super::{FrameDims, FrameDtype};
-use crate::codec::entropy::{compress, decompress, CodecChoice, Entropy};
+use crate::codec::entropy::{self, compress, compress_measured, decompress, CodecChoice, Entropy};
 use crate::profile::{self, Stage};
 
 /// Version byte of a group object.
@@ -266,7 +266,7 @@ struct EncVisit<'a, Q: Quant, C, const COST: bool> {
     /// The input frame, padded like the reconstruction.
     xp: &'a [Q::W],
     /// Every element's code, frame order (exceptions code 0).
-    codes: &'a mut [C],
+    codes: Vec<C>,
     exceptions: Vec<usize>,
     cost: u64,
 }
@@ -281,14 +281,14 @@ impl<Q: Quant, C: Code, const COST: bool> Visit<Q::W> for EncVisit<'_, Q, C, COS
             .and_then(|(code, r)| Some((C::narrow(code)?, code, r)))
         {
             Some((narrow, code, r)) => {
-                self.codes[e] = narrow;
+                self.codes.push(narrow);
                 if COST {
                     self.cost += predict::gamma_bits(code);
                 }
                 Ok(r)
             }
             None => {
-                self.codes[e] = C::default();
+                self.codes.push(C::default());
                 self.exceptions.push(e);
                 if COST {
                     self.cost += predict::EXCEPTION_BITS;
@@ -300,7 +300,8 @@ impl<Q: Quant, C: Code, const COST: bool> Visit<Q::W> for EncVisit<'_, Q, C, COS
 }
 
 /// Runs `mode` over the whole frame (input `xp`, previous reconstruction `prev`) in the closed
-/// loop, its codes into `codes` (one per element of the frame) and its reconstruction into
+/// loop, its codes into `codes` (cleared first; pushed, not stored at their index: the
+/// indexed store made the F32 walk 40% slower) and its reconstruction into
 /// `cur`. Returns the cost (0 unless `COST`) and the exceptions, or `None` for a temporal mode
 /// without a previous frame.
 fn run_mode<Q: Quant, C: Code, const COST: bool>(
@@ -309,16 +310,18 @@ fn run_mode<Q: Quant, C: Code, const COST: bool>(
     mode: u8,
     (xp, prev): (&[Q::W], &[Q::W]),
     cur: &mut [Q::W],
-    codes: &mut [C],
+    codes: &mut Vec<C>,
 ) -> Option<(u64, Vec<usize>)> {
+    codes.clear();
     let mut v = EncVisit::<Q, C, COST> {
         q: q.clone(),
         xp,
-        codes,
+        codes: std::mem::take(codes),
         exceptions: Vec::new(),
         cost: 0,
     };
     let walked = predict::walk_frame(g, mode, prev, cur, &mut v);
+    *codes = v.codes;
     walked.ok().map(|()| (v.cost, v.exceptions))
 }
 
@@ -382,10 +385,15 @@ const ESTIMATE_MARGIN: f64 = 0.05;
 /// The modes a frame runs in the closed loop over every row, in candidate order: those the
 /// estimate cannot tell from the best. Frames under `MIN_ESTIMATE_ROWS` rows run every
 /// candidate.
+///
+/// `guess` (the previous frame's mode) is estimated first. Every other candidate stops as soon
+/// as its sum so far, which only grows, is past the margin of the best whole estimate so far:
+/// it could not have come within the margin of the best, so the modes returned are exactly
+/// those that estimating every candidate in full would return.
 fn modes_to_run<Q: Quant>(
     q: &Q,
     g: Padded,
-    first: bool,
+    (first, guess): (bool, Option<u8>),
     prev: &[Q::W],
     xp: &[Q::W],
     scratch: &mut [Q::W],
@@ -396,30 +404,44 @@ fn modes_to_run<Q: Quant>(
     }
     let rs = g.row();
     let band_stride = (g.h / MIN_BANDS).clamp(BAND_ROWS, MAX_BAND_STRIDE);
-    let costs: Vec<u64> = all
-        .iter()
-        .map(|&m| {
-            let mut v = CostVisit {
-                q: q.clone(),
-                xp,
-                cost: 0,
-            };
-            for y0 in (band_stride / 2..g.h).step_by(band_stride) {
-                // The padded row above real row y0 is padded row y0.
-                scratch[y0 * rs..(y0 + 1) * rs].copy_from_slice(&xp[y0 * rs..(y0 + 1) * rs]);
-                let rows = y0..(y0 + BAND_ROWS).min(g.h);
-                // Cannot fail: the buffers are whole frames, and a previous frame exists
-                // wherever a temporal mode is a candidate.
-                let _ = predict::walk_rows(g, m, prev, scratch, &mut v, rows);
+    let mut order: Vec<usize> = (0..all.len()).collect();
+    if let Some(i) = guess.and_then(|m| all.iter().position(|&c| c == m)) {
+        order.remove(i);
+        order.insert(0, i);
+    }
+    // Each candidate's whole estimate, or `None` where it was cut short.
+    let mut costs: Vec<Option<u64>> = vec![None; all.len()];
+    let mut best: Option<u64> = None;
+    for i in order {
+        let limit = best.map(|b| b as f64 * (1.0 + ESTIMATE_MARGIN));
+        let mut v = CostVisit {
+            q: q.clone(),
+            xp,
+            cost: 0,
+        };
+        let mut cut = false;
+        for y0 in (band_stride / 2..g.h).step_by(band_stride) {
+            // The padded row above real row y0 is padded row y0.
+            scratch[y0 * rs..(y0 + 1) * rs].copy_from_slice(&xp[y0 * rs..(y0 + 1) * rs]);
+            let rows = y0..(y0 + BAND_ROWS).min(g.h);
+            // Cannot fail: the buffers are whole frames, and a previous frame exists
+            // wherever a temporal mode is a candidate.
+            let _ = predict::walk_rows(g, all[i], prev, scratch, &mut v, rows);
+            if limit.is_some_and(|l| v.cost as f64 > l) {
+                cut = true;
+                break;
             }
-            v.cost
-        })
-        .collect();
-    let best = *costs.iter().min().expect("at least two candidates");
+        }
+        if !cut {
+            costs[i] = Some(v.cost);
+            best = Some(best.map_or(v.cost, |b| b.min(v.cost)));
+        }
+    }
+    let best = best.expect("the first candidate estimated is never cut");
     let limit = best as f64 * (1.0 + ESTIMATE_MARGIN);
     all.into_iter()
         .zip(costs)
-        .filter(|&(_, c)| c as f64 <= limit)
+        .filter(|&(_, c)| c.is_some_and(|c| c as f64 <= limit))
         .map(|(m, _)| m)
         .collect()
 }
@@ -444,8 +466,8 @@ fn encode_frames<Q: Quant, C: Code>(q: &Q, dims: FrameDims, frames: &[u8]) -> En
     let mut cur = vec![Q::W::default(); g.len()];
     let mut xp = vec![Q::W::default(); g.len()];
     let mut scratch = vec![Q::W::default(); g.len()];
-    let mut trial_codes = vec![C::default(); fe];
-    let mut best_codes = vec![C::default(); fe];
+    let mut trial_codes = Vec::with_capacity(fe);
+    let mut best_codes = Vec::with_capacity(fe);
     for f in 0..k {
         let raw = &frames[f * fb..(f + 1) * fb];
         let row = g.w * g.c * Q::SIZE;
@@ -459,7 +481,8 @@ fn encode_frames<Q: Quant, C: Code>(q: &Q, dims: FrameDims, frames: &[u8]) -> En
             }
         }
         let mut best: Option<(u8, u64, Vec<usize>)> = None;
-        let modes = modes_to_run(q, g, f == 0, &prev, &xp, &mut scratch);
+        let guess = out.modes.last().copied();
+        let modes = modes_to_run(q, g, (f == 0, guess), &prev, &xp, &mut scratch);
         // A lone candidate needs no cost: there is nothing to compare it with.
         let compare = modes.len() > 1;
         for mode in modes {
@@ -670,6 +693,16 @@ fn write_section(out: &mut Vec<u8>, raw: &[u8], choice: CodecChoice) {
     out.extend_from_slice(&stored);
 }
 
+/// Streams of at least this many codes, every code within a byte, entropy-code only the
+/// packings whose rANS (order-0) estimate is within [`PACKING_MARGIN`] of the best packing's.
+/// Elsewhere all three are coded: Zstd, which an order-0 estimate cannot foresee, wins on
+/// short streams and on the byte planes of wider codes (Gray-Scott's F32: its lossless pack
+/// grew 0.42% when they were skipped too).
+const ESTIMATED_FROM: usize = 4096;
+/// See [`ESTIMATED_FROM`]. Measured (bench_frames): at 5% every stream of frames-video and of
+/// the Gray-Scott sequence keeps the packing and coder that coding all three chose.
+const PACKING_MARGIN: f64 = 0.05;
+
 fn write_streams<C: Code>(out: &mut Vec<u8>, streams: &Streams<C>, choice: CodecChoice) {
     out.push(CONTEXTS as u8);
     for s in streams.iter() {
@@ -680,18 +713,22 @@ fn write_streams<C: Code>(out: &mut Vec<u8>, streams: &Streams<C>, choice: Codec
         let rle = pack::pack_rle(s);
         let width = pack::narrow_width(s);
         let narrow = pack::pack_narrow(s, width);
-        let (rk, rs) = compress(&rle, choice);
-        let (nk, ns) = compress(&narrow, choice);
         let bits = pack::pack_bits(s);
-        let (bk, bs) = compress(&bits, choice);
-        let mut best = (0, rle.len(), rk, rs);
-        if ns.len() < best.3.len() {
-            best = (width, narrow.len(), nk, ns);
+        let packings = [(0, &rle), (width, &narrow), (PACK_BITS, &bits)];
+        let measured = packings.map(|(_, bytes)| entropy::measure(bytes));
+        let near =
+            measured.iter().map(|m| m.estimate).min().unwrap_or(0) as f64 * (1.0 + PACKING_MARGIN);
+        let mut best: Option<(u8, usize, Entropy, Vec<u8>)> = None;
+        for ((packing, bytes), m) in packings.iter().zip(&measured) {
+            if width == 1 && s.len() >= ESTIMATED_FROM && m.estimate as f64 > near {
+                continue;
+            }
+            let (kind, stored) = compress_measured(m, choice);
+            if best.as_ref().is_none_or(|b| stored.len() < b.3.len()) {
+                best = Some((*packing, bytes.len(), kind, stored));
+            }
         }
-        if bs.len() < best.3.len() {
-            best = (PACK_BITS, bits.len(), bk, bs);
-        }
-        let (packing, raw, kind, stored) = best;
+        let (packing, raw, kind, stored) = best.expect("the best estimate is always coded");
         out.push(packing);
         out.push(kind as u8);
         pack::put_varint(out, raw as u64);
@@ -963,7 +1000,7 @@ struct DecVisit<'a, 'b, Q: Quant> {
 }
 
 impl<Q: Quant> Visit<Q::W> for DecVisit<'_, '_, Q> {
-    #[inline]
+    #[inline(always)]
     fn visit(&mut self, e: usize, p: usize, ch: usize, pred: Q::W) -> Result<Q::W, String> {
         let d = &mut *self.d;
         let ctx = predict::context(self.mags, self.g, p, ch, d.shift);
@@ -1279,6 +1316,104 @@ pub(crate) mod tests {
 
     /// Frames tall enough for the mode estimate on bands of rows (smaller ones try every mode in
     /// full): the bound holds, and the encoder's reconstruction is what decodes.
+    /// `modes_to_run` as it was before candidates could be cut short: every candidate's whole
+    /// estimate, then those within the margin of the best.
+    fn modes_in_full<Q: Quant>(
+        q: &Q,
+        g: Padded,
+        first: bool,
+        prev: &[Q::W],
+        xp: &[Q::W],
+    ) -> Vec<u8> {
+        let all = candidates(first, g.c);
+        if all.len() == 1 || g.h < MIN_ESTIMATE_ROWS {
+            return all;
+        }
+        let rs = g.row();
+        let stride = (g.h / MIN_BANDS).clamp(BAND_ROWS, MAX_BAND_STRIDE);
+        let mut scratch = vec![Q::W::default(); g.len()];
+        let costs: Vec<u64> = all
+            .iter()
+            .map(|&m| {
+                let mut v = CostVisit {
+                    q: q.clone(),
+                    xp,
+                    cost: 0,
+                };
+                for y0 in (stride / 2..g.h).step_by(stride) {
+                    scratch[y0 * rs..(y0 + 1) * rs].copy_from_slice(&xp[y0 * rs..(y0 + 1) * rs]);
+                    let rows = y0..(y0 + BAND_ROWS).min(g.h);
+                    predict::walk_rows(g, m, prev, &mut scratch, &mut v, rows).unwrap();
+                }
+                v.cost
+            })
+            .collect();
+        let limit = *costs.iter().min().unwrap() as f64 * (1.0 + ESTIMATE_MARGIN);
+        all.into_iter()
+            .zip(costs)
+            .filter(|&(_, c)| c as f64 <= limit)
+            .map(|(m, _)| m)
+            .collect()
+    }
+
+    #[test]
+    fn cut_estimates_choose_the_modes_of_full_ones() {
+        // Frames where different predictors win: a drifting random walk (temporal), the same
+        // walk shifted (spatial and 3D Lorenzo near each other), fresh noise (a scene cut).
+        let g = Padded { h: 40, w: 24, c: 3 };
+        let n = g.h * g.w * g.c;
+        let pad = |frame: &[i64]| {
+            let mut xp = vec![0i16; g.len()];
+            for y in 0..g.h {
+                for x in 0..g.w * g.c {
+                    xp[g.at(y, 0) + x] = frame[(y * g.w) * g.c + x] as i16;
+                }
+            }
+            xp
+        };
+        let base = walk(7, n, 255);
+        let frames: Vec<Vec<i16>> = vec![
+            pad(&base),
+            pad(&base.iter().map(|&v| (v + 3).min(255)).collect::<Vec<_>>()),
+            pad(&base[g.c..]
+                .iter()
+                .chain(&base[..g.c])
+                .copied()
+                .collect::<Vec<_>>()),
+            pad(&walk(99, n, 255)),
+        ];
+        let mut checked = 0;
+        for (e, q) in [(0, None), (1, Some(1)), (2, Some(2)), (4, Some(4))] {
+            let lossy = q.map(|e| IntBounded::<1>::new(IntKind::U8, 255, e, None));
+            for (prev, xp) in frames.iter().zip(&frames[1..]) {
+                for guess in [
+                    None,
+                    Some(PRED_SPATIAL),
+                    Some(PRED_TEMPORAL | INTER_CHANNEL),
+                    Some(PRED_LORENZO3),
+                ] {
+                    let mut scratch = vec![0i16; g.len()];
+                    let (got, want) = match &lossy {
+                        Some(q) => (
+                            modes_to_run(q, g, (false, guess), prev, xp, &mut scratch),
+                            modes_in_full(q, g, false, prev, xp),
+                        ),
+                        None => {
+                            let q = Lossless::<1> { kind: IntKind::U8 };
+                            (
+                                modes_to_run(&q, g, (false, guess), prev, xp, &mut scratch),
+                                modes_in_full(&q, g, false, prev, xp),
+                            )
+                        }
+                    };
+                    assert_eq!(got, want, "bound {e}, guess {guess:?}");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 4 * 3 * 4);
+    }
+
     #[test]
     fn tall_frames_keep_the_bound_with_estimated_modes() {
         let dims = FrameDims { h: 48, w: 20, c: 3 };
