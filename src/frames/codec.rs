@@ -12,9 +12,11 @@
 //!
 //! Residuals are quantized against the prediction (see [`FrameBound`]), then split into
 //! [`CONTEXTS`] streams by a context from the neighbouring code magnitudes; each stream is
-//! packed as zero-run RLE varints or narrow byte planes (the smaller after the entropy stage)
-//! and goes through the entropy stage (Zstd or LZMA). Elements a bound cannot hold (NaN, Inf,
-//! a reconstruction off by more than the bound after rounding) are stored exactly.
+//! packed as zero-run RLE varints, narrow byte planes or bitmaps, and the packing that the
+//! entropy stage (Zstd, rANS or LZMA) stores smallest is kept (on long streams of one-byte
+//! codes, among those whose rANS estimate is near the best: see [`ESTIMATED_FROM`]). Elements
+//! a bound cannot hold (NaN, Inf, a reconstruction off by more than the bound after rounding)
+//! are stored exactly.
 //!
 //! # Object layout (version 1)
 //!
