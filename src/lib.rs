@@ -37,7 +37,7 @@ mod frames;
 /// The frame-group codec alone, as `examples/frames_codec_speed.rs` times it (not API).
 #[doc(hidden)]
 pub mod frames_bench {
-    pub use crate::frames::{decode_group, encode_group_reconstructed, FrameBound};
+    pub use crate::frames::{decode_group, encode_group, encode_group_reconstructed, FrameBound};
 }
 mod fsutil;
 #[doc(hidden)]
