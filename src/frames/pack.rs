@@ -171,7 +171,8 @@ unsafe fn pack_bits_bmi2<C: Code>(codes: &[C]) -> Vec<u8> {
 }
 
 /// True where `pext` is one fast instruction: BMI2, and not an AMD CPU before Zen 3 (family
-/// 0x19), whose microcoded `pext` takes a cycle or more per mask bit.
+/// 0x19) nor a Hygon one (Zen 1 based), whose microcoded `pext` takes a cycle or more per mask
+/// bit.
 #[cfg(target_arch = "x86_64")]
 fn fast_pext() -> bool {
     static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
@@ -182,8 +183,9 @@ fn fast_pext() -> bool {
         let v = std::arch::x86_64::__cpuid(0);
         let (vendor, version) = ([v.ebx, v.edx, v.ecx], std::arch::x86_64::__cpuid(1).eax);
         let amd = vendor == [0x6874_7541, 0x6974_6e65, 0x444d_4163]; // "AuthenticAMD"
+        let hygon = vendor == [0x6f67_7948, 0x6e65_476e, 0x656e_6975]; // "HygonGenuine"
         let family = ((version >> 8) & 0xf) + ((version >> 20) & 0xff);
-        !amd || family >= 0x19
+        !hygon && (!amd || family >= 0x19)
     })
 }
 
