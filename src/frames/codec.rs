@@ -404,8 +404,6 @@ fn modes_to_run<Q: Quant>(
     if all.len() == 1 || g.h < MIN_ESTIMATE_ROWS {
         return all;
     }
-    let rs = g.row();
-    let band_stride = (g.h / MIN_BANDS).clamp(BAND_ROWS, MAX_BAND_STRIDE);
     let mut order: Vec<usize> = (0..all.len()).collect();
     if let Some(i) = guess.and_then(|m| all.iter().position(|&c| c == m)) {
         order.remove(i);
@@ -416,27 +414,9 @@ fn modes_to_run<Q: Quant>(
     let mut best: Option<u64> = None;
     for i in order {
         let limit = best.map(|b| b as f64 * (1.0 + ESTIMATE_MARGIN));
-        let mut v = CostVisit {
-            q: q.clone(),
-            xp,
-            cost: 0,
-        };
-        let mut cut = false;
-        for y0 in (band_stride / 2..g.h).step_by(band_stride) {
-            // The padded row above real row y0 is padded row y0.
-            scratch[y0 * rs..(y0 + 1) * rs].copy_from_slice(&xp[y0 * rs..(y0 + 1) * rs]);
-            let rows = y0..(y0 + BAND_ROWS).min(g.h);
-            // Cannot fail: the buffers are whole frames, and a previous frame exists
-            // wherever a temporal mode is a candidate.
-            let _ = predict::walk_rows(g, all[i], prev, scratch, &mut v, rows);
-            if limit.is_some_and(|l| v.cost as f64 > l) {
-                cut = true;
-                break;
-            }
-        }
-        if !cut {
-            costs[i] = Some(v.cost);
-            best = Some(best.map_or(v.cost, |b| b.min(v.cost)));
+        costs[i] = band_cost(q, g, all[i], (prev, xp), scratch, limit);
+        if let Some(c) = costs[i] {
+            best = Some(best.map_or(c, |b| b.min(c)));
         }
     }
     let best = best.expect("the first candidate estimated is never cut");
@@ -446,6 +426,38 @@ fn modes_to_run<Q: Quant>(
         .filter(|&(_, c)| c.is_some_and(|c| c as f64 <= limit))
         .map(|(m, _)| m)
         .collect()
+}
+
+/// `mode`'s estimated cost: the closed loop on bands of [`BAND_ROWS`] rows, each from the
+/// original row above it (`scratch` holds the walk). `None` as soon as the sum so far is past
+/// `limit`.
+fn band_cost<Q: Quant>(
+    q: &Q,
+    g: Padded,
+    mode: u8,
+    (prev, xp): (&[Q::W], &[Q::W]),
+    scratch: &mut [Q::W],
+    limit: Option<f64>,
+) -> Option<u64> {
+    let rs = g.row();
+    let band_stride = (g.h / MIN_BANDS).clamp(BAND_ROWS, MAX_BAND_STRIDE);
+    let mut v = CostVisit {
+        q: q.clone(),
+        xp,
+        cost: 0,
+    };
+    for y0 in (band_stride / 2..g.h).step_by(band_stride) {
+        // The padded row above real row y0 is padded row y0.
+        scratch[y0 * rs..(y0 + 1) * rs].copy_from_slice(&xp[y0 * rs..(y0 + 1) * rs]);
+        let rows = y0..(y0 + BAND_ROWS).min(g.h);
+        // Cannot fail: the buffers are whole frames, and a previous frame exists wherever a
+        // temporal mode is a candidate.
+        let _ = predict::walk_rows(g, mode, prev, scratch, &mut v, rows);
+        if limit.is_some_and(|l| v.cost as f64 > l) {
+            return None;
+        }
+    }
+    Some(v.cost)
 }
 
 fn encode_frames<Q: Quant, C: Code>(q: &Q, dims: FrameDims, frames: &[u8]) -> Encoded<C> {
@@ -1316,8 +1328,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// Frames tall enough for the mode estimate on bands of rows (smaller ones try every mode in
-    /// full): the bound holds, and the encoder's reconstruction is what decodes.
     /// `modes_to_run` as it was before candidates could be cut short: every candidate's whole
     /// estimate, then those within the margin of the best.
     fn modes_in_full<Q: Quant>(
@@ -1331,24 +1341,10 @@ pub(crate) mod tests {
         if all.len() == 1 || g.h < MIN_ESTIMATE_ROWS {
             return all;
         }
-        let rs = g.row();
-        let stride = (g.h / MIN_BANDS).clamp(BAND_ROWS, MAX_BAND_STRIDE);
         let mut scratch = vec![Q::W::default(); g.len()];
         let costs: Vec<u64> = all
             .iter()
-            .map(|&m| {
-                let mut v = CostVisit {
-                    q: q.clone(),
-                    xp,
-                    cost: 0,
-                };
-                for y0 in (stride / 2..g.h).step_by(stride) {
-                    scratch[y0 * rs..(y0 + 1) * rs].copy_from_slice(&xp[y0 * rs..(y0 + 1) * rs]);
-                    let rows = y0..(y0 + BAND_ROWS).min(g.h);
-                    predict::walk_rows(g, m, prev, &mut scratch, &mut v, rows).unwrap();
-                }
-                v.cost
-            })
+            .map(|&m| band_cost(q, g, m, (prev, xp), &mut scratch, None).unwrap())
             .collect();
         let limit = *costs.iter().min().unwrap() as f64 * (1.0 + ESTIMATE_MARGIN);
         all.into_iter()
@@ -1416,6 +1412,8 @@ pub(crate) mod tests {
         assert_eq!(checked, 4 * 3 * 4);
     }
 
+    /// Frames tall enough for the mode estimate on bands of rows (smaller ones try every mode in
+    /// full): the bound holds, and the encoder's reconstruction is what decodes.
     #[test]
     fn tall_frames_keep_the_bound_with_estimated_modes() {
         let dims = FrameDims { h: 48, w: 20, c: 3 };
