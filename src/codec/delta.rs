@@ -89,18 +89,22 @@ fn is_float(t: Transform) -> bool {
 }
 
 /// Element by element into byte planes (see `planes`): `zig` gives an element's delta bytes.
+/// Whole blocks of 16 elements go first to [`delta_blocks`] (`float` as in `zig`).
 fn planes_of<const U: usize>(
+    float: bool,
     data: &[u8],
     reference: &[u8],
     zig: impl Fn([u8; U], [u8; U]) -> [u8; U],
 ) -> Vec<u8> {
     let n = data.len() / U;
     let mut out = vec![0u8; data.len()];
-    let planes: [&mut [u8]; U] = super::planes::split_into(&mut out, n);
+    let mut planes: [&mut [u8]; U] = super::planes::split_into(&mut out, n);
+    let done = delta_blocks(float, data, reference, &mut planes);
     for (i, (a, b)) in data
         .chunks_exact(U)
         .zip(reference.chunks_exact(U))
         .enumerate()
+        .skip(done)
     {
         let z = zig(
             a.try_into().expect("U bytes"),
@@ -111,6 +115,34 @@ fn planes_of<const U: usize>(
         }
     }
     out
+}
+
+/// Differences whole blocks of 16 elements of 2, 4 or 8 bytes into `planes` with SSE2 (part of
+/// every x86_64 CPU); returns the elements done.
+#[cfg(target_arch = "x86_64")]
+fn delta_blocks<const U: usize>(
+    float: bool,
+    data: &[u8],
+    reference: &[u8],
+    planes: &mut [&mut [u8]; U],
+) -> usize {
+    if !matches!(U, 2 | 4 | 8) {
+        return 0;
+    }
+    // SAFETY: SSE2 is part of every x86_64 CPU.
+    unsafe {
+        if float {
+            sse2::delta_planes::<U, true>(data, reference, planes)
+        } else {
+            sse2::delta_planes::<U, false>(data, reference, planes)
+        }
+    }
+}
+
+/// Elsewhere the scalar loop does every element.
+#[cfg(not(target_arch = "x86_64"))]
+fn delta_blocks<const U: usize>(_: bool, _: &[u8], _: &[u8], _: &mut [&mut [u8]; U]) -> usize {
+    0
 }
 
 /// Element by element in place: `unzig` turns an element's delta bytes back into its bytes.
@@ -134,11 +166,11 @@ fn undo_in_place<const U: usize>(
 pub fn forward_planes(t: Transform, unit: usize, data: &[u8], reference: &[u8]) -> Vec<u8> {
     let float = is_float(t);
     match unit {
-        2 => planes_of::<2>(data, reference, |a, b| zig16(a, b, float)),
-        4 => planes_of::<4>(data, reference, |a, b| zig32(a, b, float)),
-        8 => planes_of::<8>(data, reference, |a, b| zig64(a, b, float)),
+        2 => planes_of::<2>(float, data, reference, |a, b| zig16(a, b, float)),
+        4 => planes_of::<4>(float, data, reference, |a, b| zig32(a, b, float)),
+        8 => planes_of::<8>(float, data, reference, |a, b| zig64(a, b, float)),
         _ => super::planes::split(
-            &planes_of::<1>(data, reference, |a, b| zig8(a, b, false)),
+            &planes_of::<1>(false, data, reference, |a, b| zig8(a, b, false)),
             unit,
         ),
     }
@@ -153,6 +185,88 @@ pub fn inverse_in_place(t: Transform, unit: usize, data: &mut [u8], reference: &
         4 => undo_in_place::<4>(data, reference, |z, b| unzig32(z, b, float)),
         8 => undo_in_place::<8>(data, reference, |z, b| unzig64(z, b, float)),
         _ => undo_in_place::<1>(data, reference, |z, b| unzig8(z, b, false)),
+    }
+}
+
+/// The delta of 2-, 4- and 8-byte elements 16 at a time with SSE2 (part of every x86_64 CPU),
+/// split into planes as `planes` splits: the element-by-element loop, which wrote each byte to
+/// its plane on its own, ran at ~1.6 GB/s on cnn-digits' 4-byte elements.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use crate::codec::planes::sse2::by_plane;
+    use std::arch::x86_64::*;
+
+    /// Differences whole blocks of 16 elements of `data` against `reference` (as `zig16`,
+    /// `zig32` or `zig64` do, `FLOAT` the order-preserving map) straight into `planes`;
+    /// returns the elements done.
+    #[target_feature(enable = "sse2")]
+    pub(super) fn delta_planes<const U: usize, const FLOAT: bool>(
+        data: &[u8],
+        reference: &[u8],
+        planes: &mut [&mut [u8]; U],
+    ) -> usize {
+        let blocks = data.len().min(reference.len()) / (16 * U);
+        assert!(planes.iter().all(|p| p.len() >= 16 * blocks));
+        let load = |bytes: &[u8], k: usize, j: usize| {
+            // SAFETY: vector `j` of block `k` ends within the first `16 * U * blocks` bytes.
+            unsafe { _mm_loadu_si128(bytes.as_ptr().add(16 * (U * k + j)).cast()) }
+        };
+        for k in 0..blocks {
+            let z: [__m128i; U] =
+                std::array::from_fn(|j| zig::<U, FLOAT>(load(data, k, j), load(reference, k, j)));
+            for (plane, v) in planes.iter_mut().zip(by_plane(&z)) {
+                // SAFETY: block `k` of each plane lies within it (asserted above).
+                unsafe { _mm_storeu_si128(plane.as_mut_ptr().add(16 * k).cast(), v) }
+            }
+        }
+        16 * blocks
+    }
+
+    /// The zigzagged difference `a - b` of `U`-byte lanes.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn zig<const U: usize, const FLOAT: bool>(a: __m128i, b: __m128i) -> __m128i {
+        let (a, b) = if FLOAT {
+            (map::<U>(a), map::<U>(b))
+        } else {
+            (a, b)
+        };
+        let d = match U {
+            2 => _mm_sub_epi16(a, b),
+            4 => _mm_sub_epi32(a, b),
+            _ => _mm_sub_epi64(a, b),
+        };
+        let shifted = match U {
+            2 => _mm_slli_epi16(d, 1),
+            4 => _mm_slli_epi32(d, 1),
+            _ => _mm_slli_epi64(d, 1),
+        };
+        _mm_xor_si128(shifted, sign::<U>(d))
+    }
+
+    /// The order-preserving map of float lanes: negative ones inverted, the others' sign set
+    /// (`v ^ (sign | top bit)`, which `map32` and its kin compute with a branch).
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn map<const U: usize>(v: __m128i) -> __m128i {
+        let top = match U {
+            2 => _mm_set1_epi16(i16::MIN),
+            4 => _mm_set1_epi32(i32::MIN),
+            _ => _mm_set1_epi64x(i64::MIN),
+        };
+        _mm_xor_si128(v, _mm_or_si128(sign::<U>(v), top))
+    }
+
+    /// Each lane's sign bit copied across the lane (SSE2 has no 64-bit arithmetic shift: the
+    /// high halves' 32-bit shifts are copied onto the low halves).
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn sign<const U: usize>(v: __m128i) -> __m128i {
+        match U {
+            2 => _mm_srai_epi16(v, 15),
+            4 => _mm_srai_epi32(v, 31),
+            _ => _mm_shuffle_epi32(_mm_srai_epi32(v, 31), 0b11_11_01_01),
+        }
     }
 }
 
@@ -185,7 +299,46 @@ mod tests {
         assert_eq!(&d[1..], &[0, 0, 0]);
     }
 
+    /// The delta element by element, without the SSE2 blocks, in element order.
+    fn reference_delta(t: Transform, unit: usize, data: &[u8], reference: &[u8]) -> Vec<u8> {
+        let float = is_float(t);
+        let zig = |a: &[u8], b: &[u8]| -> Vec<u8> {
+            match unit {
+                2 => zig16(a.try_into().unwrap(), b.try_into().unwrap(), float).to_vec(),
+                4 => zig32(a.try_into().unwrap(), b.try_into().unwrap(), float).to_vec(),
+                8 => zig64(a.try_into().unwrap(), b.try_into().unwrap(), float).to_vec(),
+                _ => a
+                    .iter()
+                    .zip(b)
+                    .flat_map(|(&x, &y)| zig8([x], [y], false))
+                    .collect(),
+            }
+        };
+        data.chunks_exact(unit)
+            .zip(reference.chunks_exact(unit))
+            .flat_map(|(a, b)| zig(a, b))
+            .collect()
+    }
+
     proptest! {
+        /// The vector blocks give the scalar delta's bytes, in the scalar split's planes, for
+        /// every element width, on any bits (NaNs, infinities and negative zeros included).
+        #[test]
+        fn blocks_match_the_element_by_element_delta(
+            unit in prop::sample::select(vec![2usize, 4, 8]), float in any::<bool>(),
+            n in 0usize..100, seed in any::<u64>(),
+        ) {
+            let bytes = |salt: u64| -> Vec<u8> {
+                (0..n * unit)
+                    .map(|i| (seed ^ salt).wrapping_mul(2 * i as u64 + 1).rotate_left(29) as u8)
+                    .collect()
+            };
+            let (a, b) = (bytes(0), bytes(0x9e37_79b9));
+            let t = if float { Transform::FloatSub } else { Transform::IntSub };
+            let want = planes::tests::scalar_split(&reference_delta(t, unit, &a, &b), unit);
+            prop_assert_eq!(forward_planes(t, unit, &a, &b), want);
+        }
+
         #[test]
         fn round_trip(unit in prop::sample::select(vec![1usize, 2, 3, 4, 8]), float in any::<bool>(),
                       a in prop::collection::vec(any::<u8>(), 0..700), b in prop::collection::vec(any::<u8>(), 0..700)) {
