@@ -288,11 +288,10 @@ pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> CodecRes
             expected: n,
         });
     }
-    let _t = profile::time_bytes(Stage::Merge, raw_len);
     let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
-    let mut data = planes::merge_slices(&slices, n);
     if transform == Transform::None {
-        return Ok(data);
+        let _t = profile::time_bytes(Stage::Merge, raw_len);
+        return Ok(planes::merge_slices(&slices, n));
     }
     let reference = reference.ok_or(CodecError::MissingReference)?;
     if reference.len() != raw_len {
@@ -301,8 +300,8 @@ pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> CodecRes
             expected: raw_len,
         });
     }
-    delta::inverse_in_place(transform, unit, &mut data, reference);
-    Ok(data)
+    let _t = profile::time_bytes(Stage::Merge, raw_len);
+    Ok(delta::inverse_planes(transform, &slices, reference))
 }
 
 #[cfg(test)]

@@ -50,6 +50,19 @@ fn split_blocks<const U: usize>(_: &[u8], _: &mut [&mut [u8]; U]) -> usize {
     0
 }
 
+/// Merges whole blocks of 16 elements with SSE2; returns the elements done.
+#[cfg(target_arch = "x86_64")]
+fn merge_blocks<const U: usize>(planes: &[&[u8]; U], out: &mut [u8]) -> usize {
+    // SAFETY: SSE2 is part of every x86_64 CPU.
+    unsafe { sse2::merge_blocks(planes, out) }
+}
+
+/// Elsewhere the scalar loop does every element.
+#[cfg(not(target_arch = "x86_64"))]
+fn merge_blocks<const U: usize>(_: &[&[u8]; U], _: &mut [u8]) -> usize {
+    0
+}
+
 /// `buf` cut into `U` consecutive slices of `n` bytes (the planes).
 pub(super) fn split_into<const U: usize>(mut buf: &mut [u8], n: usize) -> [&mut [u8]; U] {
     std::array::from_fn(|_| {
@@ -98,11 +111,7 @@ fn merge_fixed<const U: usize>(planes: &[&[u8]], out: &mut [u8]) {
     let n = out.len() / U;
     // Slices of exactly `n` bytes let the compiler drop the bounds checks in the loop.
     let slices: [&[u8]; U] = std::array::from_fn(|b| &planes[b][..n]);
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of every x86_64 CPU.
-    let done = unsafe { interleave::merge_blocks(&slices, out) };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = 0;
+    let done = merge_blocks(&slices, out);
     for (i, elem) in out.chunks_exact_mut(U).enumerate().take(n).skip(done) {
         let elem: &mut [u8; U] = elem.try_into().expect("U bytes");
         for b in 0..U {
@@ -111,9 +120,12 @@ fn merge_fixed<const U: usize>(planes: &[&[u8]], out: &mut [u8]) {
     }
 }
 
-/// Plane splitting 16 elements at a time with SSE2 (part of every x86_64 CPU): even and odd
-/// bytes apart with a mask or a shift and a saturating pack, repeated. The delta's split
-/// (`delta::forward_planes`) runs on the same vectors.
+/// Planes split and merged 16 elements at a time with SSE2 (part of every x86_64 CPU, so no
+/// feature check). Splitting takes even and odd bytes apart with a mask or a shift and a
+/// saturating pack, repeated; merging interleaves with byte, word and dword unpacks. The
+/// delta (`delta`) runs on the same vectors. Byte by byte, the merge ran at ~1.5 GB/s on
+/// 4-byte elements, these at ~7.5 (scratch timing; the checkout stage 3.1 -> 6.8 GB/s on
+/// cnn-digits).
 #[cfg(target_arch = "x86_64")]
 pub(super) mod sse2 {
     use std::arch::x86_64::*;
@@ -188,61 +200,54 @@ pub(super) mod sse2 {
         let odd = split4([o01, o23, o45, o67]);
         std::array::from_fn(|p| if p % 2 == 0 { even[p / 2] } else { odd[p / 2] })
     }
-}
-
-/// Plane merging 16 elements at a time with SSE2 byte and word unpacks (part of every x86_64
-/// CPU, so no feature check): the byte-by-byte loop ran at ~1.5 GB/s on 4-byte elements, this
-/// one at ~7.5 (scratch timing; the checkout stage 3.1 -> 6.8 GB/s on cnn-digits).
-#[cfg(target_arch = "x86_64")]
-mod interleave {
-    use std::arch::x86_64::*;
 
     /// Merges whole blocks of 16 elements of `planes` (2, 4 or 8 of them, `n` bytes each) into
-    /// `out`; returns the elements merged (other widths: none).
+    /// `out`; returns the elements merged.
     #[target_feature(enable = "sse2")]
     pub(super) fn merge_blocks<const U: usize>(planes: &[&[u8]; U], out: &mut [u8]) -> usize {
         let n = out.len() / U;
         let blocks = n / 16;
         assert!(planes.iter().all(|p| p.len() >= 16 * blocks) && out.len() >= U * 16 * blocks);
-        let load = |b: usize, k: usize| {
-            // SAFETY: block `k` of plane `b` lies within it (asserted above).
-            unsafe { _mm_loadu_si128(planes[b].as_ptr().add(16 * k).cast()) }
-        };
-        let store = |out: &mut [u8], k: usize, vs: &[__m128i]| {
-            for (j, v) in vs.iter().enumerate() {
+        for k in 0..blocks {
+            let v: [__m128i; U] = std::array::from_fn(|b| {
+                // SAFETY: block `k` of plane `b` lies within it (asserted above).
+                unsafe { _mm_loadu_si128(planes[b].as_ptr().add(16 * k).cast()) }
+            });
+            for (j, e) in by_element(&v).iter().take(U).enumerate() {
                 // SAFETY: block `k` of the output, `U * 16` bytes, lies within it (asserted).
-                unsafe { _mm_storeu_si128(out.as_mut_ptr().add(U * 16 * k + 16 * j).cast(), *v) }
+                unsafe { _mm_storeu_si128(out.as_mut_ptr().add(16 * (U * k + j)).cast(), *e) }
             }
-        };
-        match U {
-            2 => {
-                for k in 0..blocks {
-                    let (a, b) = (load(0, k), load(1, k));
-                    store(out, k, &[_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b)]);
-                }
-            }
-            4 => {
-                for k in 0..blocks {
-                    let (ab, cd) = pairs(load(0, k), load(1, k), load(2, k), load(3, k));
-                    store(out, k, &quads(ab, cd));
-                }
-            }
-            8 => {
-                for k in 0..blocks {
-                    let (ab, cd) = pairs(load(0, k), load(1, k), load(2, k), load(3, k));
-                    let (ef, gh) = pairs(load(4, k), load(5, k), load(6, k), load(7, k));
-                    let (low, high) = (quads(ab, cd), quads(ef, gh));
-                    let mut merged = [_mm_setzero_si128(); 8];
-                    for q in 0..4 {
-                        merged[2 * q] = _mm_unpacklo_epi32(low[q], high[q]);
-                        merged[2 * q + 1] = _mm_unpackhi_epi32(low[q], high[q]);
-                    }
-                    store(out, k, &merged);
-                }
-            }
-            _ => return 0,
         }
         16 * blocks
+    }
+
+    /// Inverse of [`by_plane`]: byte `k` of 16 elements in vector `k` of `v`, as the elements
+    /// (the first `U` vectors of the result, in memory order).
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    pub(in crate::codec) fn by_element<const U: usize>(v: &[__m128i; U]) -> [__m128i; 8] {
+        let mut out = [_mm_setzero_si128(); 8];
+        match U {
+            2 => {
+                out[0] = _mm_unpacklo_epi8(v[0], v[1]);
+                out[1] = _mm_unpackhi_epi8(v[0], v[1]);
+            }
+            4 => {
+                let (ab, cd) = pairs(v[0], v[1], v[2], v[3]);
+                out[..4].copy_from_slice(&quads(ab, cd));
+            }
+            8 => {
+                let (ab, cd) = pairs(v[0], v[1], v[2], v[3]);
+                let (ef, gh) = pairs(v[4], v[5], v[6], v[7]);
+                let (low, high) = (quads(ab, cd), quads(ef, gh));
+                for q in 0..4 {
+                    out[2 * q] = _mm_unpacklo_epi32(low[q], high[q]);
+                    out[2 * q + 1] = _mm_unpackhi_epi32(low[q], high[q]);
+                }
+            }
+            _ => unreachable!("planes of {U}-byte elements are merged byte by byte"),
+        }
+        out
     }
 
     /// Planes a, b and c, d byte-interleaved: ([a0 b0 a1 b1 .. a7 b7], [a8 b8 ..]) and the same
@@ -274,6 +279,14 @@ pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// [`merge`] byte by byte, without the SSE2 blocks.
+    pub(in crate::codec) fn scalar_merge(planes: &[u8], unit: usize) -> Vec<u8> {
+        let n = planes.len() / unit;
+        (0..planes.len())
+            .map(|j| planes[(j % unit) * n + j / unit])
+            .collect()
+    }
+
     /// [`split`] byte by byte, without the SSE2 blocks.
     pub(in crate::codec) fn scalar_split(data: &[u8], unit: usize) -> Vec<u8> {
         let n = data.len() / unit;
@@ -298,6 +311,7 @@ pub(super) mod tests {
         fn split_merge_round_trip(unit in prop::sample::select(vec![1usize, 2, 3, 4, 8]), n in 0usize..600, seed in any::<u64>()) {
             let data: Vec<u8> = (0..n * unit).map(|i| (seed.wrapping_mul(i as u64 + 1) >> 13) as u8).collect();
             prop_assert_eq!(split(&data, unit), scalar_split(&data, unit));
+            prop_assert_eq!(merge(&data, unit), scalar_merge(&data, unit));
             prop_assert_eq!(merge(&split(&data, unit), unit), data);
         }
     }
