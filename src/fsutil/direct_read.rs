@@ -103,6 +103,12 @@ impl DirectFile {
 
     /// The `len` bytes at `offset`.
     pub(crate) fn read_vec_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        if !self.direct.load(Ordering::Relaxed) {
+            // Through the page cache straight into the result (not through a buffer of its own).
+            let mut out = vec![0u8; len];
+            self.file.read_exact_at(&mut out, offset)?;
+            return Ok(out);
+        }
         let mut out = Vec::with_capacity(len);
         self.read_with(offset, len, |bytes| out.extend_from_slice(bytes))?;
         Ok(out)
