@@ -125,7 +125,9 @@ impl ObjectReader {
     }
 
     /// Loads every manifest and chunk location needed to decode `entries`, following delta
-    /// references down to their keyframes.
+    /// references down to their keyframes, or to a reference whose chunks the checkout cache
+    /// holds (the decoder starts from those; an evaluation loop checking out snapshot after
+    /// snapshot through one handle looked up every chain's objects in the index each time).
     pub fn load_closure<'a>(
         &mut self,
         index: &Index,
@@ -142,12 +144,13 @@ impl ObjectReader {
                     tensor: r.tensor.clone(),
                     snapshot: r.snapshot.hex(),
                 })?;
-                if !next
+                let cached =
+                    (0..next.chunks.len()).all(|i| checkout_cache::holds(&self.known, next, i));
+                let located = next
                     .chunks
                     .iter()
-                    .all(|c| self.locations.contains_key(&c.id))
-                    || next.reference.is_some()
-                {
+                    .all(|c| self.locations.contains_key(&c.id));
+                if !cached && (!located || next.reference.is_some()) {
                     todo.push(next.clone());
                 }
             }
@@ -408,5 +411,67 @@ impl ObjectReader {
                 .map_err(|p| Error::codec(what(entry), p))?;
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{CommitOptions, Dtype, Repo, TensorInput};
+
+    /// Eight snapshots of one U32 tensor, each a delta against the one before (no keyframe
+    /// after the first).
+    fn chain() -> (tempfile::TempDir, Repo) {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path()).unwrap();
+        let opts = CommitOptions {
+            keyframe_every: Some(100),
+            ..Default::default()
+        };
+        for k in 0..8u32 {
+            let data: Vec<u8> = (0..64u32)
+                .flat_map(|i| (i * 3 + k * (i % 5 + k)).to_le_bytes())
+                .collect();
+            let t = TensorInput {
+                name: "w".into(),
+                dtype: Dtype::U32,
+                shape: vec![64],
+                data: &data,
+            };
+            repo.commit_tensors(&[t], None, &opts).unwrap();
+        }
+        (dir, repo)
+    }
+
+    /// A checkout prepares the locations of its chunks' whole reference chain, unless the
+    /// checkout cache holds the reference (the last checkout was the parent): then the chain's
+    /// objects are not looked up, and it decodes to the same bytes.
+    #[test]
+    fn a_cached_reference_ends_the_chain_to_locate() {
+        let (_dir, repo) = chain();
+        let chunk_of = |rev: &str| {
+            let p = repo.prepare_checkout(rev.into(), None).unwrap();
+            p.selected[0].chunks[0].id
+        };
+        let (own, parents) = (chunk_of("HEAD"), chunk_of("HEAD~1"));
+        let keyframe = chunk_of("HEAD~7");
+        let fresh = repo.prepare_checkout("HEAD".into(), None).unwrap();
+        for id in [own, parents, keyframe] {
+            assert!(
+                fresh.reader.locations.contains_key(&id),
+                "the chain down to the keyframe"
+            );
+        }
+        let head = repo.checkout("HEAD", None).unwrap();
+        repo.checkout("HEAD~1", None).unwrap();
+        let after_parent = repo.prepare_checkout("HEAD".into(), None).unwrap();
+        let located = &after_parent.reader.locations;
+        assert!(located.contains_key(&own));
+        assert!(!located.contains_key(&parents) && !located.contains_key(&keyframe));
+        assert_eq!(repo.checkout("HEAD", None).unwrap().tensors, head.tensors);
+        // Without a cache the whole chain is located again.
+        let uncached = repo.clone().with_checkout_cache(0);
+        uncached.checkout("HEAD~1", None).unwrap();
+        let p = uncached.prepare_checkout("HEAD".into(), None).unwrap();
+        assert!(p.reader.locations.contains_key(&keyframe));
     }
 }
