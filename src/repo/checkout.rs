@@ -104,10 +104,7 @@ impl Repo {
         let mut p = self.prepare_checkout(rev.into(), names)?;
         p.reader.hash_tensors_only();
         let entries: Vec<&TensorEntry> = p.selected.iter().collect();
-        let mut data: Vec<Vec<u8>> = entries
-            .iter()
-            .map(|e| Vec::with_capacity(e.len as usize))
-            .collect();
+        let mut data: Vec<Vec<u8>> = entries.iter().map(|_| Vec::new()).collect();
         let total = entries.iter().map(|e| e.len).sum();
         let mut done = 0;
         let remember = self.checkouts.collector();
@@ -117,8 +114,17 @@ impl Repo {
             &entries,
             Some(&remember),
             &mut |t, bytes| {
-                data[t].extend_from_slice(bytes);
                 done += bytes.len() as u64;
+                let whole = entries[t].len as usize;
+                if data[t].is_empty() && bytes.len() == whole {
+                    // A tensor of one chunk (most of them) is that chunk: kept, not copied.
+                    data[t] = bytes;
+                } else {
+                    let kept = &mut data[t];
+                    // (Chunks longer than the tensor fail its hash check when it ends.)
+                    kept.reserve_exact(whole.saturating_sub(kept.len()));
+                    kept.extend_from_slice(&bytes);
+                }
                 self.report("checkout", done, total);
                 Ok(())
             },
@@ -217,7 +223,7 @@ pub(crate) fn write_prepared(
     decode_tensors(&p.reader, &p.snapshot, &order, None, &mut |_, chunk| {
         done += chunk.len() as u64;
         progress(done, total);
-        out.write_all(chunk).map_err(|err| Error::io(path, err))
+        out.write_all(&chunk).map_err(|err| Error::io(path, err))
     })?;
     let bytes = order.iter().map(|e| e.len).sum();
     out.commit()?;
@@ -286,7 +292,7 @@ pub(crate) fn decode_tensors(
     snapshot: &ObjectId,
     entries: &[&TensorEntry],
     remember: Option<&Collector>,
-    sink: &mut dyn FnMut(usize, &[u8]) -> Result<()>,
+    sink: &mut dyn FnMut(usize, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let jobs: Vec<(usize, usize)> = entries
         .iter()
@@ -328,14 +334,14 @@ pub(crate) fn decode_tensors(
         (super::commit::window_bytes() / 2 / super::commit::DEFAULT_CHUNK_BYTES).max(1);
     let windows: Vec<&[(usize, usize)]> = jobs.chunks(window_chunks).collect();
     let mut output = |window: &[(usize, usize)], decoded: Vec<Vec<u8>>| -> Result<()> {
-        for (&(t, i), d) in window.iter().zip(&decoded) {
+        for (&(t, i), d) in window.iter().zip(decoded) {
             let (h, total) = hashers[t].get_or_insert_with(|| (blake3::Hasher::new(), 0));
             let hash = crate::profile::time_bytes(crate::profile::Stage::OutputHash, d.len());
-            h.update(d);
+            h.update(&d);
             *total += d.len() as u64;
             drop(hash);
             if let Some(c) = remember {
-                c.offer(entries[t], i, d);
+                c.offer(entries[t], i, &d);
             }
             let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
             sink(t, d)?;
