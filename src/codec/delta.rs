@@ -130,13 +130,7 @@ fn delta_blocks<const U: usize>(
         return 0;
     }
     // SAFETY: SSE2 is part of every x86_64 CPU.
-    unsafe {
-        if float {
-            sse2::delta_planes::<U, true>(data, reference, planes)
-        } else {
-            sse2::delta_planes::<U, false>(data, reference, planes)
-        }
-    }
+    unsafe { sse2::delta_planes::<U>(float, data, reference, planes) }
 }
 
 /// Elsewhere the scalar loop does every element.
@@ -240,14 +234,11 @@ fn undo_blocks<const U: usize>(
     reference: &[u8],
     out: &mut [u8],
 ) -> usize {
-    // SAFETY: SSE2 is part of every x86_64 CPU.
-    unsafe {
-        if float {
-            sse2::undo_planes::<U, true>(planes, reference, out)
-        } else {
-            sse2::undo_planes::<U, false>(planes, reference, out)
-        }
+    if !matches!(U, 2 | 4 | 8) {
+        return 0;
     }
+    // SAFETY: SSE2 is part of every x86_64 CPU.
+    unsafe { sse2::undo_planes::<U>(float, planes, reference, out) }
 }
 
 /// Elsewhere the scalar loop does every element.
@@ -265,10 +256,11 @@ mod sse2 {
     use std::arch::x86_64::*;
 
     /// Differences whole blocks of 16 elements of `data` against `reference` (as `zig16`,
-    /// `zig32` or `zig64` do, `FLOAT` the order-preserving map) straight into `planes`;
+    /// `zig32` or `zig64` do, `float` the order-preserving map) straight into `planes`;
     /// returns the elements done.
     #[target_feature(enable = "sse2")]
-    pub(super) fn delta_planes<const U: usize, const FLOAT: bool>(
+    pub(super) fn delta_planes<const U: usize>(
+        float: bool,
         data: &[u8],
         reference: &[u8],
         planes: &mut [&mut [u8]; U],
@@ -281,7 +273,7 @@ mod sse2 {
         };
         for k in 0..blocks {
             let z: [__m128i; U] =
-                std::array::from_fn(|j| zig::<U, FLOAT>(load(data, k, j), load(reference, k, j)));
+                std::array::from_fn(|j| zig::<U>(float, load(data, k, j), load(reference, k, j)));
             for (plane, v) in planes.iter_mut().zip(by_plane(&z)) {
                 // SAFETY: block `k` of each plane lies within it (asserted above).
                 unsafe { _mm_storeu_si128(plane.as_mut_ptr().add(16 * k).cast(), v) }
@@ -293,7 +285,8 @@ mod sse2 {
     /// Inverse of [`delta_planes`]: whole blocks of 16 elements from their `planes` and
     /// `reference` into `out`; returns the elements done.
     #[target_feature(enable = "sse2")]
-    pub(super) fn undo_planes<const U: usize, const FLOAT: bool>(
+    pub(super) fn undo_planes<const U: usize>(
+        float: bool,
         planes: &[&[u8]; U],
         reference: &[u8],
         out: &mut [u8],
@@ -311,7 +304,7 @@ mod sse2 {
                 // of `reference` and `out`.
                 unsafe {
                     let b = _mm_loadu_si128(reference.as_ptr().add(at).cast());
-                    _mm_storeu_si128(out.as_mut_ptr().add(at).cast(), unzig::<U, FLOAT>(*z, b));
+                    _mm_storeu_si128(out.as_mut_ptr().add(at).cast(), unzig::<U>(float, *z, b));
                 }
             }
         }
@@ -321,7 +314,7 @@ mod sse2 {
     /// Inverse of [`zig`]: the lanes `a` from their zigzagged differences `z` and `b`.
     #[inline]
     #[target_feature(enable = "sse2")]
-    fn unzig<const U: usize, const FLOAT: bool>(z: __m128i, b: __m128i) -> __m128i {
+    fn unzig<const U: usize>(float: bool, z: __m128i, b: __m128i) -> __m128i {
         let (halved, low_bit) = match U {
             2 => (_mm_srli_epi16(z, 1), _mm_and_si128(z, _mm_set1_epi16(1))),
             4 => (_mm_srli_epi32(z, 1), _mm_and_si128(z, _mm_set1_epi32(1))),
@@ -334,13 +327,13 @@ mod sse2 {
             _ => _mm_sub_epi64(zero, low_bit),
         };
         let d = _mm_xor_si128(halved, negated);
-        let base = if FLOAT { map::<U>(b) } else { b };
+        let base = if float { map::<U>(b) } else { b };
         let m = match U {
             2 => _mm_add_epi16(base, d),
             4 => _mm_add_epi32(base, d),
             _ => _mm_add_epi64(base, d),
         };
-        if FLOAT {
+        if float {
             // Negative images had their sign cleared, the others were inverted.
             let not_sign = _mm_xor_si128(sign::<U>(m), _mm_set1_epi8(-1));
             _mm_xor_si128(m, _mm_or_si128(not_sign, top::<U>()))
@@ -352,8 +345,8 @@ mod sse2 {
     /// The zigzagged difference `a - b` of `U`-byte lanes.
     #[inline]
     #[target_feature(enable = "sse2")]
-    fn zig<const U: usize, const FLOAT: bool>(a: __m128i, b: __m128i) -> __m128i {
-        let (a, b) = if FLOAT {
+    fn zig<const U: usize>(float: bool, a: __m128i, b: __m128i) -> __m128i {
+        let (a, b) = if float {
             (map::<U>(a), map::<U>(b))
         } else {
             (a, b)
@@ -453,6 +446,21 @@ mod tests {
             .collect()
     }
 
+    /// A transform and `n` elements of data and reference: arbitrary bits drawn from `seed`.
+    fn pair(unit: usize, float: bool, n: usize, seed: u64) -> (Transform, Vec<u8>, Vec<u8>) {
+        let bytes = |salt: u64| -> Vec<u8> {
+            (0..n * unit)
+                .map(|i| (seed ^ salt).wrapping_mul(2 * i as u64 + 1).rotate_left(29) as u8)
+                .collect()
+        };
+        let t = if float {
+            Transform::FloatSub
+        } else {
+            Transform::IntSub
+        };
+        (t, bytes(0), bytes(0x9e37_79b9))
+    }
+
     proptest! {
         /// The vector blocks give the scalar delta's bytes, in the scalar split's planes, for
         /// every element width, on any bits (NaNs, infinities and negative zeros included).
@@ -461,13 +469,7 @@ mod tests {
             unit in prop::sample::select(vec![2usize, 4, 8]), float in any::<bool>(),
             n in 0usize..100, seed in any::<u64>(),
         ) {
-            let bytes = |salt: u64| -> Vec<u8> {
-                (0..n * unit)
-                    .map(|i| (seed ^ salt).wrapping_mul(2 * i as u64 + 1).rotate_left(29) as u8)
-                    .collect()
-            };
-            let (a, b) = (bytes(0), bytes(0x9e37_79b9));
-            let t = if float { Transform::FloatSub } else { Transform::IntSub };
+            let (t, a, b) = pair(unit, float, n, seed);
             let want = planes::tests::scalar_split(&reference_delta(t, unit, &a, &b), unit);
             prop_assert_eq!(forward_planes(t, unit, &a, &b), want);
         }
@@ -478,13 +480,7 @@ mod tests {
             unit in prop::sample::select(vec![1usize, 2, 3, 4, 8]), float in any::<bool>(),
             n in 0usize..100, seed in any::<u64>(),
         ) {
-            let bytes = |salt: u64| -> Vec<u8> {
-                (0..n * unit)
-                    .map(|i| (seed ^ salt).wrapping_mul(2 * i as u64 + 1).rotate_left(29) as u8)
-                    .collect()
-            };
-            let (a, b) = (bytes(0), bytes(0x9e37_79b9));
-            let t = if float { Transform::FloatSub } else { Transform::IntSub };
+            let (t, a, b) = pair(unit, float, n, seed);
             let d = forward_planes(t, unit, &a, &b);
             let planes: Vec<&[u8]> = if n == 0 { vec![&[][..]; unit] } else { d.chunks(n).collect() };
             prop_assert_eq!(inverse_planes(t, &planes, &b), a.clone());
