@@ -416,7 +416,16 @@ impl Repo {
             problem: Box::new(SafetensorsProblem::MalformedHeader(e.to_string())),
         })?;
         let source = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        let release = |t: usize, r: Range<usize>| file.release(&header.tensors[t], r);
+        // Pages are released once used so that a large file is never resident whole. A file
+        // no larger than one coding window is held whole while that window is coded anyway:
+        // released after hashing, its pages were only faulted in again by the coder.
+        let whole: usize = inputs.iter().map(|t| t.data.len()).sum();
+        let keep_resident = whole <= window_bytes();
+        let release = |t: usize, r: Range<usize>| {
+            if !keep_resident {
+                file.release(&header.tensors[t], r)
+            }
+        };
         self.commit_inner(
             &inputs,
             header.metadata.clone(),
