@@ -112,10 +112,11 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
     }
     // One timer over measuring and coding (Zstd and LZMA run inside it, which pauses it).
     let _rans = profile::time_bytes(Stage::Rans, data.len());
-    if choice != CodecChoice::Lzma && looks_like_noise(data) {
+    let head = sample_histogram(data);
+    if choice != CodecChoice::Lzma && looks_like_noise(data, &head) {
         return (Entropy::Stored, data.to_vec());
     }
-    code(&measure_untimed(data), choice)
+    code(&measure_sampled(data, head), choice)
 }
 
 /// A sample whose order-0 entropy is at least this share of 8 bits per byte looks like noise.
@@ -125,20 +126,18 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
 const NOISE_SHARE: f64 = 0.995;
 
 /// Whether `data` (a long section) is noise no coder can shrink, judged from its first and last
-/// [`SAMPLE`] bytes: both near 8 bits per byte at order 0, and Zstd finds no repeats in the
-/// first. The low mantissa planes of checkpoints are such noise; measuring the whole section
+/// [`SAMPLE`] bytes: both near 8 bits per byte at order 0 (`head` counts the first, see
+/// [`sample_histogram`]), and Zstd finds no repeats in the first. The low mantissa planes of checkpoints are such noise; measuring the whole section
 /// only to store it as it is cost a histogram pass and a Zstd sample on it anyway. On every
 /// section of the shared corpora (cnn-digits, its bf16 copy, digits-mlp; lossless and rel 0.01)
 /// the head sample alone at this threshold would skip 27 of 126 MB without storing a byte more.
-fn looks_like_noise(data: &[u8]) -> bool {
+fn looks_like_noise(data: &[u8], head_counts: &[u64; 256]) -> bool {
     if data.len() < SAMPLE_FROM {
         return false;
     }
-    let noisy = |sample: &[u8]| {
-        rans::order0_bytes(&rans::histogram(sample)) >= NOISE_SHARE * sample.len() as f64
-    };
+    let noisy = |counts: &[u64; 256]| rans::order0_bytes(counts) >= NOISE_SHARE * SAMPLE as f64;
     let (head, tail) = (&data[..SAMPLE], &data[data.len() - SAMPLE..]);
-    noisy(head) && noisy(tail) && {
+    noisy(head_counts) && noisy(&rans::histogram(tail)) && {
         let _zstd = profile::time_bytes(Stage::Zstd, head.len());
         zstd_compress(head).is_ok_and(|z| z.len() >= head.len())
     }
@@ -165,6 +164,12 @@ pub(crate) fn measure(data: &[u8]) -> Measured<'_> {
 }
 
 fn measure_untimed(data: &[u8]) -> Measured<'_> {
+    measure_sampled(data, sample_histogram(data))
+}
+
+/// [`measure_untimed`] with the sample's histogram already taken (`head`, see
+/// [`sample_histogram`]).
+fn measure_sampled(data: &[u8], head: [u64; 256]) -> Measured<'_> {
     if data.len() <= STORED_UP_TO {
         return Measured {
             data,
@@ -174,7 +179,7 @@ fn measure_untimed(data: &[u8]) -> Measured<'_> {
             estimate: data.len(),
         };
     }
-    let (head, counts) = histograms(data);
+    let counts = whole_histogram(data, &head);
     let (rans_kind, estimate) = rans_stream(data.len(), &counts);
     Measured {
         data,
@@ -273,18 +278,26 @@ fn zstd_may_win(data: &[u8], sample_counts: &[u64; 256], estimate: usize) -> boo
     near_order0 && (found_repeats || estimate < data.len())
 }
 
-/// The byte histograms of `data`'s Zstd sample (see [`zstd_may_win`]; empty when `data` is
-/// too short to be sampled) and of all of `data`, in one pass.
-fn histograms(data: &[u8]) -> ([u64; 256], [u64; 256]) {
+/// The byte histogram of `data`'s Zstd sample, its first [`SAMPLE`] bytes (see
+/// [`zstd_may_win`] and [`looks_like_noise`]); empty when `data` is too short to be sampled.
+fn sample_histogram(data: &[u8]) -> [u64; 256] {
     if data.len() < SAMPLE_FROM {
-        return ([0; 256], rans::histogram(data));
+        return [0; 256];
     }
-    let head = rans::histogram(&data[..SAMPLE]);
+    rans::histogram(&data[..SAMPLE])
+}
+
+/// The byte histogram of all of `data`, given its sample's (`head`, from [`sample_histogram`]):
+/// the sampled bytes are not counted again.
+fn whole_histogram(data: &[u8], head: &[u64; 256]) -> [u64; 256] {
+    if data.len() < SAMPLE_FROM {
+        return rans::histogram(data);
+    }
     let mut all = rans::histogram(&data[SAMPLE..]);
-    for (a, h) in all.iter_mut().zip(&head) {
+    for (a, h) in all.iter_mut().zip(head) {
         *a += h;
     }
-    (head, all)
+    all
 }
 
 thread_local! {
@@ -412,7 +425,8 @@ mod tests {
     fn zstd_is_tried_only_where_repeats_may_pay() {
         let len = 64 << 10;
         let try_zstd = |data: &[u8]| {
-            let (head, counts) = histograms(data);
+            let head = sample_histogram(data);
+            let counts = whole_histogram(data, &head);
             assert_eq!(counts, rans::histogram(data));
             zstd_may_win(data, &head, rans::estimated_sizes(&counts).0)
         };
@@ -447,20 +461,23 @@ mod tests {
     fn only_noise_at_both_ends_is_stored_unmeasured() {
         let len = 64 << 10;
         let noise = drawn(len, |x| (x >> 32) as u8);
-        assert!(looks_like_noise(&noise));
-        assert!(!looks_like_noise(&noise[..SAMPLE_FROM - 1]));
+        assert!(looks_like_noise(&noise, &sample_histogram(&noise)));
+        assert!(!looks_like_noise(&noise[..SAMPLE_FROM - 1], &[0; 256]));
         // An arange's low byte: as flat as can be, but all repeats.
         let periodic: Vec<u8> = (0..len).map(|i| i as u8).collect();
-        assert!(!looks_like_noise(&periodic));
+        assert!(!looks_like_noise(&periodic, &sample_histogram(&periodic)));
         // Seven bits of noise (the top one clear) are below the threshold: rANS saves 1/8.
         let seven_bits = drawn(len, |x| (x >> 32) as u8 & 0x7f);
-        assert!(!looks_like_noise(&seven_bits));
+        assert!(!looks_like_noise(
+            &seven_bits,
+            &sample_histogram(&seven_bits)
+        ));
         assert_ne!(compress(&seven_bits, CodecChoice::Auto).0, Entropy::Stored);
         // Noise with a compressible head or tail is measured and coded.
         for compressible in [0..SAMPLE, len - SAMPLE..len] {
             let mut mixed = noise.clone();
             mixed[compressible].fill(7);
-            assert!(!looks_like_noise(&mixed));
+            assert!(!looks_like_noise(&mixed, &sample_histogram(&mixed)));
             assert_ne!(compress(&mixed, CodecChoice::Auto).0, Entropy::Stored);
         }
     }
