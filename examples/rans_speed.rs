@@ -2,10 +2,12 @@
 //! scalar and with the AVX-512 kernels, on the same bytes.
 //!
 //! ```text
-//! cargo run --release --example rans_speed [-- MIB]
+//! cargo run --release --example rans_speed [-- MIB [SECTION_KIB]]
 //! ```
 //!
-//! Two sections of MIB MiB (default 8), drawn from a fixed seed: "skewed" (nine bytes in ten
+//! Two inputs of MIB MiB (default 8), drawn from a fixed seed, each coded as one section or,
+//! with SECTION_KIB, as sections of that many KiB coded one after another (a checkpoint's
+//! planes average ~7 KiB on cnn-digits, where a section's table costs as much as its symbols): "skewed" (nine bytes in ten
 //! zero, the rest among seven values: a delta's exponent plane, the long sections `entropy`
 //! keeps narrow) and "mantissa" (all 256 values, mildly skewed: what goes wide). Each cell is
 //! the best of five runs; the stored sizes show that the two paths of a width write the same
@@ -32,6 +34,12 @@ fn main() {
         .nth(1)
         .map_or(8, |s| s.parse().expect("MIB is a whole number"));
     let len = mib << 20;
+    let section = std::env::args()
+        .nth(2)
+        .map_or(len, |s| {
+            s.parse::<usize>().expect("SECTION_KIB is a whole number") << 10
+        })
+        .clamp(1, len);
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut draw = move || {
         x ^= x << 13;
@@ -56,7 +64,8 @@ fn main() {
         })
         .collect();
     println!(
-        "# rANS, {mib} MiB sections, one thread; AVX-512 kernels: {}\n",
+        "# rANS, {mib} MiB in sections of {} KiB, one thread; AVX-512 kernels: {}\n",
+        section >> 10,
         if vector_kernels_available() {
             "yes"
         } else {
@@ -69,19 +78,27 @@ fn main() {
         for wide in [false, true] {
             for vector in [false, true] {
                 let coder = Coder { wide, vector };
-                let stream = encode(coder, data).expect("nonempty");
+                let pieces: Vec<&[u8]> = data.chunks(section).collect();
+                let streams: Vec<Vec<u8>> = pieces
+                    .iter()
+                    .map(|p| encode(coder, p).expect("nonempty"))
+                    .collect();
                 let enc = best_mbps(len, || {
-                    std::hint::black_box(encode(coder, data));
+                    for p in &pieces {
+                        std::hint::black_box(encode(coder, p));
+                    }
                 });
                 let dec = best_mbps(len, || {
-                    let out = decode(coder, &stream, len).expect("decodes");
-                    assert!(out == *data, "round trip");
+                    for (p, stream) in pieces.iter().zip(&streams) {
+                        let out = decode(coder, stream, p.len()).expect("decodes");
+                        assert!(out == *p, "round trip");
+                    }
                 });
                 println!(
                     "| {name} | {} | {} | {} | {enc:.0} | {dec:.0} |",
                     if wide { "wide (32)" } else { "narrow (4)" },
                     if vector { "vector" } else { "scalar" },
-                    stream.len()
+                    streams.iter().map(Vec::len).sum::<usize>()
                 );
             }
         }

@@ -1,7 +1,7 @@
 //! The rANS coders as `examples/rans_speed.rs` times them (not API): both stream widths, with
 //! and without the vector kernels, on the same bytes.
 
-use crate::codec::rans::{self, NARROW, WIDE};
+use crate::codec::rans::{self, Layout, NARROW, WIDE};
 
 /// Which stream and which code path.
 #[derive(Clone, Copy, Debug)]
@@ -30,9 +30,9 @@ pub fn encode(coder: Coder, data: &[u8]) -> Option<Vec<u8>> {
 /// Decodes `len` symbols of a stream `coder` wrote.
 pub fn decode(coder: Coder, stream: &[u8], len: usize) -> Option<Vec<u8>> {
     let out = if coder.wide {
-        rans::decode_with::<WIDE>(stream, len, coder.vector)
+        rans::decode_with::<WIDE>(stream, len, Layout::Compact, coder.vector)
     } else {
-        rans::decode_with::<NARROW>(stream, len, coder.vector)
+        rans::decode_with::<NARROW>(stream, len, Layout::Compact, coder.vector)
     };
     out.ok()
 }

@@ -40,11 +40,14 @@ pub fn chunk_object(data: &[u8]) {
     }
 }
 
-/// Both rANS stream decoders, for lengths taken from the first byte.
+/// Every rANS stream decoder (both widths, both table layouts, version 1), for lengths taken
+/// from the first byte.
 pub fn rans_stream(data: &[u8]) {
     if let Some((&len, rest)) = data.split_first() {
-        let _ = rans::decode::<{ rans::NARROW }>(rest, len as usize * 16);
-        let _ = rans::decode::<{ rans::WIDE }>(rest, len as usize * 16);
+        for layout in [rans::Layout::Listed, rans::Layout::Compact] {
+            let _ = rans::decode::<{ rans::NARROW }>(rest, len as usize * 16, layout);
+            let _ = rans::decode::<{ rans::WIDE }>(rest, len as usize * 16, layout);
+        }
         let _ = rans_v1::decode(rest, len as usize * 16);
     }
 }
@@ -267,11 +270,12 @@ mod tests {
                         .expect("safetensors seed: header");
                 }
                 "rans_stream" => {
+                    use super::rans::{decode, Layout::Compact};
                     let (&len, rest) = bytes.split_first().expect("rans seed is not empty");
                     let len = len as usize * 16;
                     assert!(
-                        super::rans::decode::<{ super::rans::NARROW }>(rest, len).is_ok()
-                            || super::rans::decode::<{ super::rans::WIDE }>(rest, len).is_ok()
+                        decode::<{ super::rans::NARROW }>(rest, len, Compact).is_ok()
+                            || decode::<{ super::rans::WIDE }>(rest, len, Compact).is_ok()
                             || super::rans_v1::decode(rest, len).is_ok(),
                         "rans seed decodes with neither stream version"
                     );

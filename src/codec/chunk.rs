@@ -16,6 +16,7 @@ use super::error::{CodecError, CodecResult};
 use super::planes;
 use super::varint::{get_varint, put_varint};
 use crate::profile::{self, Stage};
+use std::borrow::Cow;
 
 const CHUNK_FORMAT: u8 = 1;
 /// Largest decoded chunk accepted; declared lengths above it are refused before allocating.
@@ -97,8 +98,9 @@ pub fn write_chunk(
     out
 }
 
-/// A parsed chunk header with its decoded sections.
-pub struct ParsedChunk {
+/// A parsed chunk header with its decoded sections, which borrow the object's bytes where they
+/// were stored as they are.
+pub struct ParsedChunk<'a> {
     /// How the chunk is coded.
     pub codec: ChunkCodec,
     /// Element width the planes were split at.
@@ -108,12 +110,31 @@ pub struct ParsedChunk {
     /// Codec-specific transform byte (for planes: the [`Transform`]).
     pub transform: u8,
     /// Sections, decompressed.
-    pub sections: Vec<Vec<u8>>,
+    pub sections: Vec<Cow<'a, [u8]>>,
+}
+
+impl ParsedChunk<'_> {
+    /// The chunk with every section its own, for keeping past the object's bytes.
+    pub fn into_owned(self) -> ParsedChunk<'static> {
+        ParsedChunk {
+            sections: self
+                .sections
+                .into_iter()
+                .map(|s| Cow::Owned(s.into_owned()))
+                .collect(),
+            ..self
+        }
+    }
+
+    /// The sections, each its own (copying the stored ones).
+    pub fn owned_sections(self) -> Vec<Vec<u8>> {
+        self.sections.into_iter().map(Cow::into_owned).collect()
+    }
 }
 
 /// Parses and decompresses a chunk object, checking every declared length against the bytes
 /// present and [`MAX_CHUNK_BYTES`] before allocating.
-pub fn read_chunk(obj: &[u8]) -> CodecResult<ParsedChunk> {
+pub fn read_chunk(obj: &[u8]) -> CodecResult<ParsedChunk<'_>> {
     let mut r = Reader { buf: obj, pos: 0 };
     let format = r.u8()?;
     if format != CHUNK_FORMAT {
@@ -256,7 +277,7 @@ fn stored_len(sections: &[Section]) -> usize {
 }
 
 /// True when decoding this chunk needs the reference chunk.
-pub fn needs_reference(chunk: &ParsedChunk) -> bool {
+pub fn needs_reference(chunk: &ParsedChunk<'_>) -> bool {
     match chunk.codec {
         ChunkCodec::Planes => chunk.transform != Transform::None as u8,
         ChunkCodec::LogDelta => chunk.transform & KEYFRAME == 0,
@@ -265,7 +286,7 @@ pub fn needs_reference(chunk: &ParsedChunk) -> bool {
 }
 
 /// Decodes a [`ChunkCodec::Planes`] chunk; `reference` is needed when it holds a delta.
-pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> CodecResult<Vec<u8>> {
+pub fn decode_lossless(chunk: ParsedChunk<'_>, reference: Option<&[u8]>) -> CodecResult<Vec<u8>> {
     let ParsedChunk {
         unit,
         raw_len,
@@ -288,7 +309,7 @@ pub fn decode_lossless(chunk: ParsedChunk, reference: Option<&[u8]>) -> CodecRes
             expected: n,
         });
     }
-    let slices: Vec<&[u8]> = sections.iter().map(Vec::as_slice).collect();
+    let slices: Vec<&[u8]> = sections.iter().map(|s| &s[..]).collect();
     if transform == Transform::None {
         let _t = profile::time_bytes(Stage::Merge, raw_len);
         return Ok(planes::merge_slices(&slices, n));

@@ -2,8 +2,9 @@
 //! whichever is smallest among the coders the caller allows.
 
 use super::error::{CodecError, CodecResult};
-use super::rans;
+use super::rans::{self, Layout};
 use crate::profile::{self, Stage};
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 use std::str::FromStr;
@@ -22,11 +23,13 @@ pub enum Entropy {
     Lzma = 2,
     /// Order-0 rANS, first stream version (see `codec::rans_v1`); read, no longer written.
     RansV1 = 3,
-    /// Order-0 rANS with four states (see `codec::rans`): beats Huffman-based Zstd on skewed,
-    /// structureless data.
+    /// Order-0 rANS with four states and the listed frequency table; read, no longer written.
     Rans = 4,
     /// Order-0 rANS with 32 states, for long sections (vector kernels, 112 more state bytes).
     RansWide = 5,
+    /// Order-0 rANS with four states (see `codec::rans`) and the compact frequency table:
+    /// beats Huffman-based Zstd on skewed, structureless data.
+    RansNarrow = 6,
 }
 
 impl TryFrom<u8> for Entropy {
@@ -39,6 +42,7 @@ impl TryFrom<u8> for Entropy {
             3 => Ok(Entropy::RansV1),
             4 => Ok(Entropy::Rans),
             5 => Ok(Entropy::RansWide),
+            6 => Ok(Entropy::RansNarrow),
             other => Err(other),
         }
     }
@@ -155,6 +159,8 @@ pub(crate) struct Measured<'a> {
     /// rANS's estimated size (order-0 entropy, table and states); `data.len()` when the
     /// section is short enough to be stored as it is.
     pub(crate) estimate: usize,
+    /// The order-0 entropy in bytes, the part of `estimate` that is not table or states.
+    order0: usize,
 }
 
 /// Measures `data` for [`compress_measured`].
@@ -177,16 +183,19 @@ fn measure_sampled(data: &[u8], head: [u64; 256]) -> Measured<'_> {
             counts: [0; 256],
             rans_kind: Entropy::Stored,
             estimate: data.len(),
+            order0: data.len(),
         };
     }
     let counts = whole_histogram(data, &head);
-    let (rans_kind, estimate) = rans_stream(data.len(), &counts);
+    let estimates = rans::estimated_sizes(&counts);
+    let (rans_kind, estimate) = rans_stream(data.len(), &estimates);
     Measured {
         data,
         head,
         counts,
         rans_kind,
         estimate,
+        order0: estimates.order0,
     }
 }
 
@@ -199,12 +208,12 @@ pub(crate) fn compress_measured(m: &Measured<'_>, choice: CodecChoice) -> (Entro
 /// Codes a measured section with the best allowed coder (untimed: the callers time it).
 fn code(m: &Measured<'_>, choice: CodecChoice) -> (Entropy, Vec<u8>) {
     let (data, rans_kind, estimate) = (m.data, m.rans_kind, m.estimate);
-    let (head, counts) = (&m.head, &m.counts);
+    let counts = &m.counts;
     if data.len() <= STORED_UP_TO {
         return (Entropy::Stored, data.to_vec());
     }
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
-    if choice == CodecChoice::Lzma || zstd_may_win(data, head, estimate) {
+    if choice == CodecChoice::Lzma || zstd_may_win(m) {
         let _zstd = profile::time_bytes(Stage::Zstd, data.len());
         if let Ok(z) = zstd_compress(data) {
             if z.len() < best.2 {
@@ -240,43 +249,76 @@ fn code(m: &Measured<'_>, choice: CodecChoice) -> (Entropy, Vec<u8>) {
 
 /// Which rANS stream codes a section of `len` bytes with these byte counts, and its estimated
 /// size. The wide stream's vector kernels code several times faster, but its 32 states take
-/// 112 more bytes: it is chosen only where that costs nothing measurable, on long sections
-/// whose compact table saves more than the extra states (many symbols) or whose coding is so
-/// long that they are under 0.1% of it. Choosing it on every long section would code cnn-digits
-/// 1.2x faster (decode 1.9x) but store 0.12% more of its bf16 copy and 0.15% more at rel 0.01
-/// (BENCHMARKS.md, "A wide rANS stream and parsed manifests kept per handle").
-fn rans_stream(len: usize, counts: &[u64; 256]) -> (Entropy, usize) {
-    let (narrow, wide) = rans::estimated_sizes(counts);
-    if len >= WIDE_FROM && (wide <= narrow || narrow >= 1000 * (wide - narrow)) {
+/// 112 more bytes: it is chosen only on long sections, where it is no larger than the narrow
+/// stream with the listed table (entropy coder 4, which the narrow stream was until it took
+/// the compact table: many symbols, where the wide stream's compact table paid for its states)
+/// or where the extra states are under 0.1% of the coding. So no section is stored larger or
+/// coded slower than before the narrow stream's compact table. Choosing it on every long
+/// section would code cnn-digits 1.2x faster (decode 1.9x) but store 0.12% more of its bf16
+/// copy and 0.15% more at rel 0.01 (BENCHMARKS.md, "A wide rANS stream and parsed manifests
+/// kept per handle").
+fn rans_stream(len: usize, estimates: &rans::Estimates) -> (Entropy, usize) {
+    let &rans::Estimates {
+        narrow,
+        wide,
+        narrow_listed,
+        ..
+    } = estimates;
+    if len >= WIDE_FROM && (wide <= narrow_listed || narrow >= 1000 * (wide - narrow)) {
         (Entropy::RansWide, wide)
     } else {
-        (Entropy::Rans, narrow)
+        (Entropy::RansNarrow, narrow)
     }
 }
 
-/// Whether Zstd may store `data` smaller than rANS or raw bytes, so it is worth running on
-/// all of it. Zstd beats order-0 rANS only through repeats (runs, matches) that a byte
-/// histogram cannot see, so on a long section it first codes the first [`SAMPLE`] bytes, and
-/// runs on the whole only if that sample came within 5% (+64 bytes) of the sample's order-0
-/// entropy; and where order 0 finds nothing (`estimate`, rANS's estimated size, no smaller
-/// than the section), only if Zstd shrank the sample at all (periodic data such as an arange
-/// has a flat histogram, noise also matches nothing).
+/// Whether Zstd may store a measured section smaller than rANS or raw bytes, so it is worth
+/// running on all of it. Zstd beats order-0 rANS only through repeats (runs, matches) that a
+/// byte histogram cannot see, or, on a short coding, through its smaller header (a Huffman
+/// table against rANS's frequency table). So on a long section it first codes the first
+/// [`SAMPLE`] bytes and runs on the whole only if
+/// - that sample came within 5% (+64 bytes) of the sample's order-0 entropy (where order 0
+///   finds nothing, rANS's estimate no smaller than the section, only if Zstd shrank the sample
+///   at all: periodic data such as an arange has a flat histogram, noise matches nothing), and
+/// - Zstd found repeats: the sample, or failing that a second one from the middle of the
+///   section (a head can differ from the rest: a lossy chunk's first codes), came out under
+///   its order-0 entropy; or rANS's table and states are over [`HEADER_SHARE`] of its estimate.
+///
 /// On every section of the shared corpora (cnn-digits, its bf16 copy, digits-mlp; lossless
-/// and rel 0.01) this skips 20-60% of Zstd's time for at most 0.0014% more stored bytes.
-fn zstd_may_win(data: &[u8], sample_counts: &[u64; 256], estimate: usize) -> bool {
+/// and rel 0.01) the first test alone skipped 20-60% of Zstd's time for at most 0.0014% more
+/// stored bytes; the second skips 35% of what was left (41.6 -> 27.2 MB of Zstd input over
+/// the six runs) for 1.1 KB more of 54 MB, which the narrow stream's compact table more than
+/// gives back (BENCHMARKS.md, "The Zstd trial where it can win").
+fn zstd_may_win(m: &Measured<'_>) -> bool {
+    let data = m.data;
     if data.len() < SAMPLE_FROM {
         return true;
     }
-    let sample = &data[..SAMPLE];
-    let zstd = {
-        let _t = profile::time_bytes(Stage::Zstd, sample.len());
-        zstd_compress(sample)
+    let found = |sample: &[u8], counts: &[u64; 256]| {
+        let zstd = {
+            let _t = profile::time_bytes(Stage::Zstd, sample.len());
+            zstd_compress(sample)
+        };
+        zstd.map(|z| (z.len(), rans::order0_bytes(counts))).ok()
     };
-    let Ok(zstd) = zstd else { return true };
-    let near_order0 = (zstd.len() as f64) < rans::order0_bytes(sample_counts) * 1.05 + 64.0;
-    let found_repeats = zstd.len() < sample.len();
-    near_order0 && (found_repeats || estimate < data.len())
+    let Some((zstd, order0)) = found(&data[..SAMPLE], &m.head) else {
+        return true;
+    };
+    let near_order0 = (zstd as f64) < order0 * 1.05 + 64.0;
+    let shrank = zstd < SAMPLE;
+    if !(near_order0 && (shrank || m.estimate < data.len())) {
+        return false;
+    }
+    let header = m.estimate.saturating_sub(m.order0);
+    if (zstd as f64) < order0 || header as f64 > HEADER_SHARE * m.estimate as f64 {
+        return true;
+    }
+    let middle = &data[(data.len() - SAMPLE) / 2..][..SAMPLE];
+    found(middle, &rans::histogram(middle)).is_none_or(|(z, o)| (z as f64) < o)
 }
+
+/// rANS's header (table and states) above this share of its estimated size leaves room for
+/// Zstd's smaller one (see [`zstd_may_win`]).
+const HEADER_SHARE: f64 = 0.01;
 
 /// The byte histogram of `data`'s Zstd sample, its first [`SAMPLE`] bytes (see
 /// [`zstd_may_win`] and [`looks_like_noise`]); empty when `data` is too short to be sampled.
@@ -346,8 +388,10 @@ fn lzma_compress(data: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Decompresses a section into exactly `raw_len` bytes; anything else is an error (this also
-/// stops decompression bombs: output never grows past `raw_len`).
-pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<Vec<u8>> {
+/// stops decompression bombs: output never grows past `raw_len`). A stored section is
+/// borrowed: the low mantissa planes of a checkpoint are stored, about half its bytes, and
+/// copying them out of the object only to merge them cost a pass over them.
+pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<Cow<'_, [u8]>> {
     let stage = match kind {
         Entropy::Zstd => Stage::ZstdDecode,
         Entropy::Lzma => Stage::LzmaDecode,
@@ -355,10 +399,11 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<V
     };
     let _t = profile::time_bytes(stage, raw_len);
     let out = match kind {
-        Entropy::Stored => stored.to_vec(),
+        Entropy::Stored => return stored_section(stored, raw_len),
         Entropy::Zstd => zstd_decompress(stored, raw_len).map_err(CodecError::Zstd)?,
-        Entropy::Rans => rans::decode::<{ rans::NARROW }>(stored, raw_len)?,
-        Entropy::RansWide => rans::decode::<{ rans::WIDE }>(stored, raw_len)?,
+        Entropy::Rans => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Listed)?,
+        Entropy::RansNarrow => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Compact)?,
+        Entropy::RansWide => rans::decode::<{ rans::WIDE }>(stored, raw_len, Layout::Compact)?,
         Entropy::RansV1 => super::rans_v1::decode(stored, raw_len)?,
         Entropy::Lzma => {
             let mut out = Vec::with_capacity(raw_len);
@@ -369,13 +414,19 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<V
             out
         }
     };
-    if out.len() != raw_len {
+    stored_section(&out, raw_len)?;
+    Ok(Cow::Owned(out))
+}
+
+/// `bytes`, borrowed, when they are the `raw_len` bytes a section declares.
+fn stored_section(bytes: &[u8], raw_len: usize) -> CodecResult<Cow<'_, [u8]>> {
+    if bytes.len() != raw_len {
         return Err(CodecError::SectionLength {
-            len: out.len(),
+            len: bytes.len(),
             expected: raw_len,
         });
     }
-    Ok(out)
+    Ok(Cow::Borrowed(bytes))
 }
 
 #[cfg(test)]
@@ -404,7 +455,7 @@ mod tests {
         let (kind, _) = compress(&noise, CodecChoice::Auto);
         assert_eq!(kind, Entropy::Stored);
         let (kind, stored) = compress(&compressible, CodecChoice::Zstd);
-        assert!(kind == Entropy::Zstd || kind == Entropy::Rans);
+        assert!(kind == Entropy::Zstd || kind == Entropy::RansNarrow);
         assert!(stored.len() < 20);
     }
 
@@ -425,10 +476,9 @@ mod tests {
     fn zstd_is_tried_only_where_repeats_may_pay() {
         let len = 64 << 10;
         let try_zstd = |data: &[u8]| {
-            let head = sample_histogram(data);
-            let counts = whole_histogram(data, &head);
-            assert_eq!(counts, rans::histogram(data));
-            zstd_may_win(data, &head, rans::estimated_sizes(&counts).0)
+            let m = measure_untimed(data);
+            assert_eq!(m.counts, rans::histogram(data));
+            zstd_may_win(&m)
         };
         // A flat histogram but nothing but repeats (an arange's low byte): Zstd's case.
         let periodic: Vec<u8> = (0..len).map(|i| i as u8).collect();
@@ -445,16 +495,37 @@ mod tests {
         assert_eq!(compress(&skewed, CodecChoice::Auto).0, Entropy::RansWide);
         assert_eq!(
             compress(&skewed[..WIDE_FROM - 1], CodecChoice::Auto).0,
-            Entropy::Rans
+            Entropy::RansNarrow
         );
         // Few symbols and a short coding: the wide stream's extra states would show.
         let three = drawn(len, |x| [0, 0, 0, 0, 0, 0, 1, 2][(x % 8) as usize]);
-        assert_eq!(compress(&three, CodecChoice::Auto).0, Entropy::Rans);
+        assert_eq!(compress(&three, CodecChoice::Auto).0, Entropy::RansNarrow);
         let noise = drawn(len, |x| (x >> 32) as u8);
         assert!(!try_zstd(&noise));
         assert_eq!(compress(&noise, CodecChoice::Auto).0, Entropy::Stored);
         // Short sections are always tried.
         assert!(try_zstd(&noise[..SAMPLE_FROM - 1]));
+        // All 256 values, mildly skewed, no repeats: Zstd's header can win a short coding
+        // (rANS's table is over 1% of it), not a long one.
+        let mantissa = |len| {
+            drawn(len, |x| {
+                ((x >> 20) % 1000 * ((x >> 40) % 1000) / 3907) as u8
+            })
+        };
+        // Such a head, then runs: found by the middle sample.
+        let mut later_runs = mantissa(1 << 20);
+        for (i, b) in later_runs.iter_mut().enumerate().skip(SAMPLE) {
+            *b = ((i / 50) % 3) as u8;
+        }
+        assert!(try_zstd(&later_runs));
+        let short = mantissa(SAMPLE_FROM);
+        let m = measure_untimed(&short);
+        assert!(m.estimate - m.order0 > m.estimate / 100);
+        assert!(try_zstd(&short));
+        let long = mantissa(1 << 20);
+        let m = measure_untimed(&long);
+        assert!(m.estimate - m.order0 < m.estimate / 100);
+        assert!(!try_zstd(&long));
     }
 
     #[test]
@@ -507,5 +578,12 @@ mod tests {
         assert!(decompress(kind, &stored, 999).is_err());
         assert!(decompress(kind, &stored, 1001).is_err());
         assert!(decompress(Entropy::Zstd, b"garbage", 10).is_err());
+        // A stored section is handed back borrowed, only when its length is the declared one.
+        let raw = [7u8; 100];
+        assert!(matches!(decompress(Entropy::Stored, &raw, 100), Ok(Cow::Borrowed(b)) if b == raw));
+        let e = decompress(Entropy::Stored, &raw, 101)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("101"), "{e}");
     }
 }

@@ -712,7 +712,7 @@ pub fn encode(
 pub fn decode(
     engine: &dyn QuantEngine,
     dtype: Dtype,
-    chunk: ParsedChunk,
+    mut chunk: ParsedChunk<'_>,
     reference: Option<&[u8]>,
 ) -> CodecResult<Vec<u8>> {
     let _t = profile::time(Stage::Dequantize);
@@ -726,13 +726,13 @@ pub fn decode(
             elem: dtype.to_string(),
         });
     }
-    let [params, codes, positions, values, signs]: [Vec<u8>; 5] = chunk
-        .sections
-        .try_into()
-        .map_err(|s: Vec<Vec<u8>>| CodecError::SectionCount {
-            count: s.len(),
-            expected: 5,
-        })?;
+    let [params, codes, positions, values, signs]: [Cow<'_, [u8]>; 5] =
+        std::mem::take(&mut chunk.sections)
+            .try_into()
+            .map_err(|s: Vec<Cow<'_, [u8]>>| CodecError::SectionCount {
+                count: s.len(),
+                expected: 5,
+            })?;
     if params.len() != 14 {
         return Err(CodecError::BadParameterSection);
     }
@@ -776,7 +776,7 @@ fn keyframe_bases(kind: FloatKind, eb: ErrorBound, signs: &[u8], n: usize) -> Co
 /// Decodes a lattice chunk: a keyframe from its bases, a delta from `reference`.
 fn decode_lattice(
     dtype: Dtype,
-    chunk: ParsedChunk,
+    chunk: ParsedChunk<'_>,
     reference: Option<&[u8]>,
 ) -> CodecResult<Vec<u8>> {
     let kind = float_kind(dtype).ok_or(CodecError::NotLossyChunk(dtype))?;
@@ -822,7 +822,7 @@ fn bound_params(params: &[u8]) -> CodecResult<(ErrorBound, u32)> {
 }
 
 /// Whether `chunk` is coded on the lattice.
-fn is_lattice(chunk: &ParsedChunk) -> bool {
+fn is_lattice(chunk: &ParsedChunk<'_>) -> bool {
     chunk.codec == ChunkCodec::LogDelta
         && chunk
             .sections
@@ -832,7 +832,7 @@ fn is_lattice(chunk: &ParsedChunk) -> bool {
 
 /// Whether `chunk` is a lattice delta (not a keyframe): the kind a run of a chain is made of,
 /// which [`decode_lattice_run`] applies in one pass.
-pub fn is_lattice_delta(chunk: &ParsedChunk) -> bool {
+pub fn is_lattice_delta(chunk: &ParsedChunk<'_>) -> bool {
     is_lattice(chunk) && chunk.transform & KEYFRAME == 0
 }
 
@@ -850,7 +850,7 @@ struct LatticeParts {
     fresh: FreshCodes,
 }
 
-fn lattice_parts(kind: FloatKind, chunk: ParsedChunk) -> CodecResult<LatticeParts> {
+fn lattice_parts(kind: FloatKind, chunk: ParsedChunk<'_>) -> CodecResult<LatticeParts> {
     if chunk.unit != kind.size() || !chunk.raw_len.is_multiple_of(kind.size()) {
         return Err(CodecError::ElementWidth {
             unit: chunk.unit,
@@ -863,7 +863,7 @@ fn lattice_parts(kind: FloatKind, chunk: ParsedChunk) -> CodecResult<LatticePart
     if sections_len < 8 {
         return Err(CodecError::LatticeSections(sections_len));
     }
-    let mut sections = chunk.sections.into_iter();
+    let (transform, mut sections) = (chunk.transform, chunk.owned_sections().into_iter());
     let params = sections.next().unwrap_or_default();
     if params.len() != 16 {
         return Err(CodecError::BadParameterSection);
@@ -894,7 +894,7 @@ fn lattice_parts(kind: FloatKind, chunk: ParsedChunk) -> CodecResult<LatticePart
         table,
         top,
         // A keyframe places every element from its bases, as an anchoring delta does.
-        anchored: keyframe || chunk.transform & ANCHOR != 0,
+        anchored: keyframe || transform & ANCHOR != 0,
         streams,
         exception_positions: positions_decode(&positions)?,
         exception_values: planes::merge(&values, kind.size()),
@@ -939,7 +939,7 @@ fn apply_lattice_parts(
 pub fn decode_lattice_run(
     dtype: Dtype,
     base: Vec<u8>,
-    chunks: Vec<ParsedChunk>,
+    chunks: Vec<ParsedChunk<'_>>,
 ) -> CodecResult<Vec<u8>> {
     let _t = profile::time(Stage::Dequantize);
     let kind = float_kind(dtype).ok_or(CodecError::NotLossyChunk(dtype))?;
@@ -1194,20 +1194,20 @@ mod tests {
         };
         let (key, recon, _) = code(&x, Basis::Keyframe);
         let (delta, _, _) = code(&y, Basis::Parent(&recon));
-        let err = |obj: &[u8], edit: &dyn Fn(&mut ParsedChunk)| {
+        let err = |obj: &[u8], edit: &dyn Fn(&mut ParsedChunk<'_>)| {
             let mut p = read_chunk(obj).unwrap();
             edit(&mut p);
             decode(&CpuQuant, Dtype::F32, p, Some(&recon))
                 .unwrap_err()
                 .to_string()
         };
-        let e = err(&delta, &|p| p.sections[7][0] = 9);
+        let e = err(&delta, &|p| p.sections[7].to_mut()[0] = 9);
         assert!(e.contains("valid form byte"), "{e}");
-        let e = err(&delta, &|p| p.sections[6].push(0));
+        let e = err(&delta, &|p| p.sections[6].to_mut().push(0));
         assert!(e.contains("fresh sign section"), "{e}");
-        let e = err(&delta, &|p| p.sections[0].push(0));
+        let e = err(&delta, &|p| p.sections[0].to_mut().push(0));
         assert!(e.contains("bad parameter section"), "{e}");
-        let e = err(&delta, &|p| p.sections[0][13] = 7);
+        let e = err(&delta, &|p| p.sections[0].to_mut()[13] = 7);
         assert!(e.contains("8 sections, expected 5"), "{e}");
         let (nearest, _, _) = encode(
             &CpuQuant,
@@ -1219,7 +1219,7 @@ mod tests {
             CodecChoice::Auto,
         )
         .unwrap();
-        let e = err(&nearest, &|p| p.sections[0][13] = 7);
+        let e = err(&nearest, &|p| p.sections[0].to_mut()[13] = 7);
         assert!(e.contains("unknown rounding 7"), "{e}");
         let e = decode_lattice_run(Dtype::F32, recon.clone(), vec![read_chunk(&key).unwrap()])
             .unwrap_err()

@@ -38,7 +38,8 @@ pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
     }
     for (fs, &c) in f.iter_mut().zip(counts) {
         if c > 0 {
-            *fs = ((c as u128 * TOTAL as u128 / n as u128) as u32).max(1);
+            // No overflow below 2^52 bytes of input; u128 division was a library call.
+            *fs = ((c * u64::from(TOTAL) / n) as u32).max(1);
         }
     }
     let mut sum: i64 = f.iter().map(|&x| x as i64).sum();
@@ -100,23 +101,16 @@ pub fn order0_bytes(counts: &[u64; 256]) -> f64 {
 
 /// How a stream writes its frequency table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Layout {
-    /// `[n u8 (0 = 256)] ([symbol u8][freq varint])*`: the narrow and version-1 streams.
+pub enum Layout {
+    /// `[n u8 (0 = 256)] ([symbol u8][freq varint])*`: the version-1 streams and the first
+    /// narrow one (entropy coder 4); read, no longer written.
     Listed,
     /// `[n u8 (0 = 256)]`, the present symbols as `n` bytes, or as a 32-byte bitmap when
-    /// more than 32 are present, then each one's `freq - 1` as a varint in symbol order: the
-    /// wide stream. A 256-symbol table takes ~300 bytes instead of ~770, more than paying for
-    /// the wide stream's 112 extra state bytes on the sections that have many symbols.
+    /// more than 32 are present, then each one's `freq - 1` as a varint in symbol order: what
+    /// every stream is written with. Never larger than the listed table; a 256-symbol table
+    /// takes ~300 bytes instead of ~770 (2% of a 36 KiB mantissa plane, where Zstd's Huffman
+    /// table won by its smaller header alone).
     Compact,
-}
-
-/// The table layout of a stream with `N` states.
-pub(super) const fn layout(states: usize) -> Layout {
-    if states == WIDE {
-        Layout::Compact
-    } else {
-        Layout::Listed
-    }
 }
 
 /// Present symbols above this many are written as a bitmap in the compact layout.
@@ -163,23 +157,41 @@ pub(super) fn starts(freq: &[u32; 256]) -> [u32; 256] {
     start
 }
 
-/// Bytes [`encode_counted`] would produce with [`NARROW`] and with [`WIDE`] states for data with
-/// this histogram, estimated from its order-0 entropy (computed once for both), so callers run
-/// the coder only where it can win and pick the stream.
-pub fn estimated_sizes(counts: &[u64; 256]) -> (usize, usize) {
+/// Bytes [`encode_counted`] would produce for data with this histogram, estimated from its
+/// order-0 entropy (computed once for all), so callers run the coder only where it can win and
+/// pick the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Estimates {
+    /// With [`NARROW`] states.
+    pub narrow: usize,
+    /// With [`WIDE`] states.
+    pub wide: usize,
+    /// With [`NARROW`] states and the [`Layout::Listed`] table, as entropy coder 4 wrote it.
+    pub narrow_listed: usize,
+    /// The order-0 entropy in whole bytes ([`order0_bytes`]), which no order-0 coder beats.
+    pub order0: usize,
+}
+
+/// The [`Estimates`] for data with this histogram (all 0 for no data).
+pub fn estimated_sizes(counts: &[u64; 256]) -> Estimates {
     if counts.iter().all(|&c| c == 0) {
-        return (0, 0);
+        return Estimates {
+            narrow: 0,
+            wide: 0,
+            narrow_listed: 0,
+            order0: 0,
+        };
     }
     let symbols = counts.iter().filter(|&&c| c > 0).count();
     let order0 = order0_bytes(counts) as usize;
-    let size = |states: usize| {
-        let table = match layout(states) {
-            Layout::Listed => 3 * symbols,
-            Layout::Compact => symbols.min(LISTED_UP_TO) + 3 * symbols / 2,
-        };
-        order0 + table + 4 * states - 11
-    };
-    (size(NARROW), size(WIDE))
+    let compact = symbols.min(LISTED_UP_TO) + 3 * symbols / 2;
+    let size = |states: usize, table: usize| order0 + table + 4 * states - 11;
+    Estimates {
+        narrow: size(NARROW, compact),
+        wide: size(WIDE, compact),
+        narrow_listed: size(NARROW, 3 * symbols),
+        order0,
+    }
 }
 
 /// One symbol's encoder constants: `x -> ((x / freq) << SCALE_BITS) + x % freq + start`
@@ -197,6 +209,20 @@ pub(super) struct EncSymbol {
     /// 32 + the reciprocal's extra shift (at most 12): the high half and the shift in one step.
     pub(super) shift: u16,
 }
+
+/// Each frequency's reciprocal for [`EncSymbol`], `ceil(2^(ceil(log2 f) + 31) / f)`, computed
+/// when compiling: a section with all 256 byte values would otherwise pay 256 divisions for
+/// its table, as much as coding ~2 KiB of it.
+static RECIPROCALS: [u32; TOTAL as usize + 1] = {
+    let mut rcp = [0u32; TOTAL as usize + 1];
+    let mut f = 2;
+    while f <= TOTAL {
+        let shift = 32 - (f - 1).leading_zeros();
+        rcp[f as usize] = (1u64 << (shift + 31)).div_ceil(f as u64) as u32;
+        f += 1;
+    }
+    rcp
+};
 
 impl EncSymbol {
     const ABSENT: EncSymbol = EncSymbol {
@@ -221,10 +247,9 @@ impl EncSymbol {
             };
         }
         let shift = 32 - (freq - 1).leading_zeros(); // ceil(log2(freq))
-        let rcp = (1u64 << (shift + 31)).div_ceil(u64::from(freq));
         EncSymbol {
             x_max,
-            rcp: rcp as u32,
+            rcp: RECIPROCALS[freq as usize],
             bias: start,
             cmpl_freq,
             shift: (32 + shift - 1) as u16,
@@ -355,7 +380,7 @@ pub(crate) fn encode_with<const N: usize>(
     let mut words = vec![0u16; data.len().min(limit / 2) + 1];
     let (xs, pos) = encode_words::<N>(data, &symbols, &mut words, vector)?;
     let mut stream = Vec::with_capacity(2 * (words.len() - pos) + 3 * 256 + 4 * N + 10);
-    put_header(&mut stream, data.len(), &freq, layout(N));
+    put_header(&mut stream, data.len(), &freq, Layout::Compact);
     for x in xs {
         stream.extend_from_slice(&x.to_le_bytes());
     }
@@ -436,28 +461,58 @@ pub(super) fn read_table(
     Ok(freq)
 }
 
+/// Entries past [`TOTAL`] in a decoder's table, which [`fill_slots`] may write.
+pub(super) const SPARE: usize = 16;
+
+/// A decoder's table: [`TOTAL`] slots and the [`SPARE`] ones.
+pub(super) type SlotTable<T> = Box<[T; TOTAL as usize + SPARE]>;
+
+/// Fills each symbol's slots (`freq[s]` of them from its start, in symbol order) with
+/// `entry(s, freq[s], k)`, `k` counting from 0, 16 slots at a time: a symbol's last block runs
+/// into the next symbol's slots, which that symbol then writes, or into the spare ones. A
+/// table is filled for every section decoded, and most sections are a few KiB: slot by slot,
+/// filling it cost as much as decoding the symbols of a 2 KiB section with 256 symbols.
+pub(super) fn fill_slots<T: Copy + Default>(
+    freq: &[u32; 256],
+    entry: impl Fn(u8, u32, u32) -> T,
+) -> SlotTable<T> {
+    let mut table: SlotTable<T> = vec![T::default(); TOTAL as usize + SPARE]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("sized above"));
+    let mut slot = 0;
+    for (s, &f) in freq.iter().enumerate() {
+        let mut k = 0;
+        while k < f {
+            let block: &mut [T; 16] = (&mut table[slot..slot + 16])
+                .try_into()
+                .expect("16 slots, the last ones spare");
+            for (j, e) in block.iter_mut().enumerate() {
+                *e = entry(s as u8, f, k + j as u32);
+            }
+            slot += 16;
+            k += 16;
+        }
+        slot -= (k - f) as usize;
+    }
+    table
+}
+
 /// The decoder's table (both stream versions), split so a step's state update needs no
 /// unpacking: for each of the [`TOTAL`] slots the frequency (low 16 bits) and slot - start
 /// (high 16 bits), and apart, the symbol.
 pub(super) struct Slots {
-    step: Box<[u32; TOTAL as usize]>,
-    symbol: Box<[u8; TOTAL as usize]>,
+    step: SlotTable<u32>,
+    symbol: SlotTable<u8>,
 }
 
 impl Slots {
     /// The table of a frequency table that sums to [`TOTAL`].
     pub(super) fn new(freq: &[u32; 256]) -> Slots {
-        let mut step: Box<[u32; TOTAL as usize]> = Box::new([0; TOTAL as usize]);
-        let mut symbol: Box<[u8; TOTAL as usize]> = Box::new([0; TOTAL as usize]);
-        let mut slot = 0;
-        for (s, &fr) in freq.iter().enumerate() {
-            for k in 0..fr {
-                step[slot] = fr | (k << 16);
-                symbol[slot] = s as u8;
-                slot += 1;
-            }
+        Slots {
+            step: fill_slots(freq, |_, f, k| f | (k << 16)),
+            symbol: fill_slots(freq, |s, _, _| s),
         }
-        Slots { step, symbol }
     }
 
     /// One decode step: the symbol and the new (not yet renormalized) state.
@@ -556,17 +611,18 @@ fn decode_rounds<const N: usize>(
 
 /// Decodes exactly `len` symbols of a stream with `N` states; malformed input is an error,
 /// never a panic.
-pub fn decode<const N: usize>(stream: &[u8], len: usize) -> CodecResult<Vec<u8>> {
-    decode_with::<N>(stream, len, true)
+pub fn decode<const N: usize>(stream: &[u8], len: usize, layout: Layout) -> CodecResult<Vec<u8>> {
+    decode_with::<N>(stream, len, layout, true)
 }
 
 pub(crate) fn decode_with<const N: usize>(
     stream: &[u8],
     len: usize,
+    layout: Layout,
     vector: bool,
 ) -> CodecResult<Vec<u8>> {
     let mut pos = 0;
-    let freq = read_table(stream, &mut pos, len, layout(N))?;
+    let freq = read_table(stream, &mut pos, len, layout)?;
     let body = &stream[pos..];
     if body.len() < 4 * N {
         return Err(CodecError::RansTruncated { part: "state" });
@@ -647,11 +703,17 @@ mod tests {
         let entropy_bits = -(0.8f64 * 0.8f64.log2() + 2.0 * 0.1 * 0.1f64.log2());
         let bits = enc.len() as f64 * 8.0 / data.len() as f64;
         assert!(bits < entropy_bits * 1.01, "{bits} vs {entropy_bits}");
-        assert_eq!(decode::<NARROW>(&enc, data.len()).unwrap(), data);
+        assert_eq!(
+            decode::<NARROW>(&enc, data.len(), Layout::Compact).unwrap(),
+            data
+        );
         let wide = encode_counted::<WIDE>(&data, &histogram(&data), usize::MAX).unwrap();
         let bits = (wide.len() - 4 * WIDE) as f64 * 8.0 / data.len() as f64;
         assert!(bits < entropy_bits * 1.01, "{bits} vs {entropy_bits}");
-        assert_eq!(decode::<WIDE>(&wide, data.len()).unwrap(), data);
+        assert_eq!(
+            decode::<WIDE>(&wide, data.len(), Layout::Compact).unwrap(),
+            data
+        );
     }
 
     #[test]
@@ -680,7 +742,11 @@ mod tests {
 
     /// The encoder as first written (plain division, byte buffer, a check per symbol): the
     /// faster one must give the same streams, the same `None`s included.
-    fn encode_reference<const N: usize>(data: &[u8], limit: usize) -> Option<Vec<u8>> {
+    fn encode_reference<const N: usize>(
+        data: &[u8],
+        limit: usize,
+        layout: Layout,
+    ) -> Option<Vec<u8>> {
         if data.is_empty() {
             return None;
         }
@@ -701,7 +767,7 @@ mod tests {
             }
         }
         let mut stream = Vec::new();
-        put_header(&mut stream, data.len(), &freq, layout(N));
+        put_header(&mut stream, data.len(), &freq, layout);
         for x in xs {
             stream.extend_from_slice(&x.to_le_bytes());
         }
@@ -731,14 +797,14 @@ mod tests {
         limit: usize,
     ) -> Result<(), TestCaseError> {
         let counts = histogram(data);
-        let want = encode_reference::<N>(data, limit);
+        let want = encode_reference::<N>(data, limit, Layout::Compact);
         for vector in [false, true] {
             let enc = encode_with::<N>(data, &counts, limit, vector);
             prop_assert_eq!(&enc, &want, "{} states, vector {}", N, vector);
         }
         if let Some(enc) = want {
             for vector in [false, true] {
-                let out = decode_with::<N>(&enc, data.len(), vector);
+                let out = decode_with::<N>(&enc, data.len(), Layout::Compact, vector);
                 prop_assert_eq!(out.as_deref().ok(), Some(data), "vector {}", vector);
             }
         }
@@ -755,9 +821,44 @@ mod tests {
         for len in 0..200 {
             for (alphabet, skew) in [(1, 0), (2, 0), (3, 20), (256, 0), (256, 600), (17, 3)] {
                 let data = sample(len, alphabet, skew, len as u64 * 31 + u64::from(alphabet));
-                assert_eq!(encode(&data), encode_reference::<NARROW>(&data, usize::MAX));
+                assert_eq!(
+                    encode(&data),
+                    encode_reference::<NARROW>(&data, usize::MAX, Layout::Compact)
+                );
                 check_against_reference::<NARROW>(&data, usize::MAX).unwrap();
                 check_against_reference::<WIDE>(&data, usize::MAX).unwrap();
+            }
+        }
+    }
+
+    /// Narrow streams written before the compact table (entropy coder 4) still decode, and the
+    /// compact table is never the larger one.
+    #[test]
+    fn listed_narrow_streams_still_decode() {
+        for len in [1, 2, 5, 100, 4000] {
+            for (alphabet, skew) in [(1, 0), (3, 20), (256, 0), (256, 600), (17, 3)] {
+                let data = sample(len, alphabet, skew, len as u64 + u64::from(alphabet));
+                let listed = encode_reference::<NARROW>(&data, usize::MAX, Layout::Listed).unwrap();
+                for vector in [false, true] {
+                    let out = decode_with::<NARROW>(&listed, len, Layout::Listed, vector);
+                    assert_eq!(out.unwrap(), data, "{len} bytes of {alphabet} symbols");
+                }
+                let compact = encode(&data).unwrap();
+                assert!(
+                    compact.len() <= listed.len(),
+                    "{} > {}",
+                    compact.len(),
+                    listed.len()
+                );
+                // The layouts differ from three symbols on: neither stream reads as the other.
+                if alphabet >= 3 && len >= 100 {
+                    assert_ne!(
+                        decode::<NARROW>(&listed, len, Layout::Compact)
+                            .ok()
+                            .as_ref(),
+                        Some(&data)
+                    );
+                }
             }
         }
     }
@@ -768,15 +869,22 @@ mod tests {
         let enc = encode_counted::<WIDE>(&data, &histogram(&data), usize::MAX).unwrap();
         for vector in [false, true] {
             for cut in [1, 2, 63, 64, 65, 1000, enc.len() / 2] {
-                assert!(decode_with::<WIDE>(&enc[..enc.len() - cut], data.len(), vector).is_err());
+                assert!(decode_with::<WIDE>(
+                    &enc[..enc.len() - cut],
+                    data.len(),
+                    Layout::Compact,
+                    vector
+                )
+                .is_err());
             }
             let mut longer = enc.clone();
             longer.extend_from_slice(&[0, 0]);
-            assert!(decode_with::<WIDE>(&longer, data.len(), vector).is_err());
+            assert!(decode_with::<WIDE>(&longer, data.len(), Layout::Compact, vector).is_err());
             for at in [enc.len() / 3, enc.len() - 70, enc.len() - 1] {
                 let mut damaged = enc.clone();
                 damaged[at] ^= 0x5a;
-                if let Ok(out) = decode_with::<WIDE>(&damaged, data.len(), vector) {
+                if let Ok(out) = decode_with::<WIDE>(&damaged, data.len(), Layout::Compact, vector)
+                {
                     assert_ne!(out, data, "a damaged word decoded unchanged");
                 }
             }
@@ -824,16 +932,16 @@ mod tests {
         #[test]
         fn round_trip(data in prop::collection::vec(any::<u8>(), 1..3000)) {
             let enc = encode(&data).unwrap();
-            prop_assert_eq!(&decode::<NARROW>(&enc, data.len()).unwrap(), &data);
+            prop_assert_eq!(&decode::<NARROW>(&enc, data.len(), Layout::Compact).unwrap(), &data);
             let wide = encode_counted::<WIDE>(&data, &histogram(&data), usize::MAX).unwrap();
-            prop_assert_eq!(decode::<WIDE>(&wide, data.len()).unwrap(), data);
+            prop_assert_eq!(decode::<WIDE>(&wide, data.len(), Layout::Compact).unwrap(), data);
         }
 
         #[test]
         fn hostile_streams_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), len in 0usize..500) {
-            for vector in [false, true] {
-                let _ = decode_with::<NARROW>(&bytes, len, vector);
-                let _ = decode_with::<WIDE>(&bytes, len, vector);
+            for (vector, layout) in [false, true].into_iter().flat_map(|v| [(v, Layout::Listed), (v, Layout::Compact)]) {
+                let _ = decode_with::<NARROW>(&bytes, len, layout, vector);
+                let _ = decode_with::<WIDE>(&bytes, len, layout, vector);
             }
         }
     }

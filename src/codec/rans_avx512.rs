@@ -9,7 +9,7 @@
 //! the encoder, going backwards, stores lanes 16..31's words below the round's end and lanes
 //! 0..15's below those.
 
-use super::rans::{EncSymbol, LOW, SCALE_BITS, TOTAL, WIDE};
+use super::rans::{fill_slots, EncSymbol, SlotTable, LOW, SCALE_BITS, TOTAL, WIDE};
 
 /// The encoder's per-symbol constants, one gatherable 64-bit entry per symbol: the reciprocal
 /// (low half) and `bias | cmpl_freq << 13 | (shift - 32) << 25` (13 + 12 + 4 bits, high half).
@@ -60,7 +60,7 @@ impl Encoder {
 /// The decoder's table: for each of the [`TOTAL`] slots, `freq - 1 | (slot - start) << 12 |
 /// symbol << 24`, one gather per 16 symbols.
 pub(super) struct Decoder {
-    table: Box<[u32; TOTAL as usize]>,
+    table: SlotTable<u32>,
 }
 
 impl Decoder {
@@ -70,14 +70,7 @@ impl Decoder {
         if N != WIDE || !available() {
             return None;
         }
-        let mut table: Box<[u32; TOTAL as usize]> = Box::new([0; TOTAL as usize]);
-        let mut slot = 0;
-        for (s, &f) in freq.iter().enumerate() {
-            for k in 0..f {
-                table[slot] = (f - 1) | k << 12 | (s as u32) << 24;
-                slot += 1;
-            }
-        }
+        let table = fill_slots(freq, |s, f, k| (f - 1) | k << 12 | u32::from(s) << 24);
         Some(Decoder { table })
     }
 

@@ -814,7 +814,9 @@ impl<'a> Cursor<'a> {
         let raw_len = self.len(max, what)?;
         let stored_len = self.len(self.b.len(), what)?;
         let stored = self.bytes(stored_len)?;
-        decompress(kind, stored, raw_len).map_err(|e| format!("{what}: {e}"))
+        decompress(kind, stored, raw_len)
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|e| format!("{what}: {e}"))
     }
 }
 

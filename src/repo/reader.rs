@@ -309,7 +309,7 @@ impl ObjectReader {
         &self,
         entry: &TensorEntry,
         i: usize,
-        parsed: chunk::ParsedChunk,
+        parsed: chunk::ParsedChunk<'_>,
     ) -> Result<Vec<u8>> {
         let what = || format!("chunk {i} of tensor {:?}", entry.name);
         let expected = entry.chunk_range(i).len();
@@ -352,7 +352,7 @@ impl ObjectReader {
                 let (dims, dtype) =
                     super::plan::layout_of(entry).map_err(|p| Error::decode(what(), p))?;
                 let [group]: [Vec<u8>; 1] = parsed
-                    .sections
+                    .owned_sections()
                     .try_into()
                     .map_err(|_| Error::decode(what(), "a frame group holds one section"))?;
                 crate::frames::decode_group(&group, dims, dtype)
@@ -370,10 +370,12 @@ impl ObjectReader {
         &self,
         entry: &TensorEntry,
         i: usize,
-        parsed: chunk::ParsedChunk,
+        parsed: chunk::ParsedChunk<'_>,
     ) -> Result<Vec<u8>> {
         let what = |e: &TensorEntry| format!("chunk {i} of tensor {:?}", e.name);
-        let mut run = vec![parsed];
+        // Lattice parts are decoded into their own buffers anyway: owning the sections now
+        // costs nothing and lets the run outlive each object's bytes.
+        let mut run = vec![parsed.into_owned()];
         let mut current = entry;
         let base = loop {
             let r = current.reference.as_ref().ok_or_else(|| {
@@ -399,7 +401,7 @@ impl ObjectReader {
                 // The chain's keyframe (or a chunk of another kind), parsed once.
                 break self.decode_parsed(ref_entry, i, p)?;
             }
-            run.push(p);
+            run.push(p.into_owned());
             current = ref_entry;
         };
         run.reverse();

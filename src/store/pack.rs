@@ -225,27 +225,26 @@ impl PackReader {
         // The 9-byte record header before the payload repeats the trailer's kind and length:
         // check it too, so no byte of a pack can be damaged unnoticed.
         let mut head = [0u8; 9];
-        let head_at = entry
-            .offset
-            .checked_sub(9)
-            .ok_or_else(|| damaged(format!("offset {} leaves no record header", entry.offset)))?;
-        self.file
-            .read_exact_at(&mut head, head_at)
-            .map_err(|e| damaged(format!("cannot read the record header at {head_at}: {e}")))?;
+        if entry.offset < 9 {
+            return Err(damaged(format!(
+                "offset {} leaves no record header",
+                entry.offset
+            )));
+        }
+        let buf = self
+            .file
+            .read_record_at(&mut head, entry.offset, entry.len as usize)
+            .map_err(|e| {
+                damaged(format!(
+                    "cannot read its record ({} bytes and the 9-byte header) at {}: {e}",
+                    entry.len, entry.offset
+                ))
+            })?;
         if head[0] != entry.kind as u8 || head[1..] != entry.len.to_le_bytes() {
             return Err(damaged(
                 "record header does not match the pack trailer".into(),
             ));
         }
-        let buf = self
-            .file
-            .read_vec_at(entry.offset, entry.len as usize)
-            .map_err(|e| {
-                damaged(format!(
-                    "cannot read {} bytes at {}: {e}",
-                    entry.len, entry.offset
-                ))
-            })?;
         if hash && ObjectId::of(&buf) != entry.id {
             return Err(damaged("content does not hash to its id".into()));
         }
