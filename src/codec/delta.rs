@@ -422,7 +422,7 @@ mod sse2 {
 /// inverse 10.0 -> 8.5 ms, against the SSE2 blocks.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use crate::codec::planes::avx512::{load, permute, transpose};
+    use crate::codec::planes::avx512::{block_elements, load, permute, to_planes};
     use std::arch::x86_64::*;
 
     /// Differences whole blocks of 64 elements of `data` against `reference` (as `zig16` and
@@ -444,11 +444,10 @@ mod avx512 {
         let group = _mm512_loadu_si512(permute::<U>(false).as_ptr().cast());
         for k in 0..blocks {
             // SAFETY: block `k` ends within the first `64 * U * blocks` bytes of both.
-            let rows: [__m512i; U] = std::array::from_fn(|j| unsafe {
-                let z = zig::<U>(float, load::<U>(data, k, j), load::<U>(reference, k, j));
-                _mm512_permutexvar_epi8(group, z)
+            let deltas: [__m512i; U] = std::array::from_fn(|j| unsafe {
+                zig::<U>(float, load::<U>(data, k, j), load::<U>(reference, k, j))
             });
-            for (plane, v) in planes.iter_mut().zip(transpose(rows)) {
+            for (plane, v) in planes.iter_mut().zip(to_planes(group, deltas)) {
                 // SAFETY: block `k` of each plane lies within it (asserted above).
                 unsafe { _mm512_storeu_si512(plane.as_mut_ptr().add(64 * k).cast(), v) }
             }
@@ -474,11 +473,8 @@ mod avx512 {
         let ungroup = _mm512_loadu_si512(permute::<U>(true).as_ptr().cast());
         for k in 0..blocks {
             // SAFETY: block `k` of each plane lies within it (asserted above).
-            let rows: [__m512i; U] = std::array::from_fn(|p| unsafe {
-                _mm512_loadu_si512(planes[p].as_ptr().add(64 * k).cast())
-            });
-            for (j, v) in transpose(rows).into_iter().enumerate() {
-                let z = _mm512_permutexvar_epi8(ungroup, v);
+            let deltas = unsafe { block_elements(ungroup, planes, k) };
+            for (j, z) in deltas.into_iter().enumerate() {
                 // SAFETY: vector `j` of block `k` ends within the first `64 * U * blocks` bytes
                 // of `reference` and `out`.
                 unsafe {

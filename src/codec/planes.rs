@@ -183,7 +183,7 @@ pub(in crate::codec) mod avx512 {
     /// rows; with four, its four 16-byte rows, one per 128-bit lane.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(in crate::codec) fn transpose<const U: usize>(r: [__m512i; U]) -> [__m512i; U] {
+    fn transpose<const U: usize>(r: [__m512i; U]) -> [__m512i; U] {
         // shuffle_i64x2(a, b): lanes 0-1 from `a`, 2-3 from `b`, two bits each.
         let mut t = r;
         if U == 2 {
@@ -202,6 +202,35 @@ pub(in crate::codec) mod avx512 {
         t
     }
 
+    /// A block's `U` element vectors as its `U` plane vectors: grouped by plane with `group`
+    /// (`permute(false)`), then transposed.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(in crate::codec) fn to_planes<const U: usize>(
+        group: __m512i,
+        elements: [__m512i; U],
+    ) -> [__m512i; U] {
+        transpose(elements.map(|v| _mm512_permutexvar_epi8(group, v)))
+    }
+
+    /// Block `k` of `planes` (64 bytes of each) as its `U` element vectors, in memory order
+    /// (`ungroup` is `permute(true)`).
+    ///
+    /// # Safety
+    /// Block `k` must lie within every plane, and the CPU must have the features [`available`]
+    /// checks.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(in crate::codec) unsafe fn block_elements<const U: usize>(
+        ungroup: __m512i,
+        planes: &[&[u8]; U],
+        k: usize,
+    ) -> [__m512i; U] {
+        let rows: [__m512i; U] =
+            std::array::from_fn(|p| _mm512_loadu_si512(planes[p].as_ptr().add(64 * k).cast()));
+        transpose(rows).map(|v| _mm512_permutexvar_epi8(ungroup, v))
+    }
+
     /// Splits whole blocks of 64 `U`-byte elements of `data` into `planes`; returns the
     /// elements done.
     ///
@@ -218,10 +247,8 @@ pub(in crate::codec) mod avx512 {
         let group = _mm512_loadu_si512(permute::<U>(false).as_ptr().cast());
         for k in 0..blocks {
             // SAFETY: block `k` ends within the first `64 * U * blocks` bytes of `data`.
-            let rows: [__m512i; U] = std::array::from_fn(|j| unsafe {
-                _mm512_permutexvar_epi8(group, load::<U>(data, k, j))
-            });
-            for (plane, v) in planes.iter_mut().zip(transpose(rows)) {
+            let elements: [__m512i; U] = std::array::from_fn(|j| unsafe { load::<U>(data, k, j) });
+            for (plane, v) in planes.iter_mut().zip(to_planes(group, elements)) {
                 // SAFETY: block `k` of each plane lies within it (asserted above).
                 unsafe { _mm512_storeu_si512(plane.as_mut_ptr().add(64 * k).cast(), v) }
             }
@@ -245,11 +272,8 @@ pub(in crate::codec) mod avx512 {
         let ungroup = _mm512_loadu_si512(permute::<U>(true).as_ptr().cast());
         for k in 0..blocks {
             // SAFETY: block `k` of each plane lies within it (asserted above).
-            let rows: [__m512i; U] = std::array::from_fn(|p| unsafe {
-                _mm512_loadu_si512(planes[p].as_ptr().add(64 * k).cast())
-            });
-            for (j, v) in transpose(rows).into_iter().enumerate() {
-                let e = _mm512_permutexvar_epi8(ungroup, v);
+            let elements = unsafe { block_elements(ungroup, planes, k) };
+            for (j, e) in elements.into_iter().enumerate() {
                 // SAFETY: block `k` of the output, `64 * U` bytes, lies within it.
                 unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(64 * (U * k + j)).cast(), e) }
             }
