@@ -289,8 +289,8 @@ fn rans_stream(len: usize, estimates: &rans::Estimates) -> (Entropy, usize) {
 /// and rel 0.01) the first test alone skipped 20-60% of Zstd's time for at most 0.0014% more
 /// stored bytes; the second skips a fifth to a quarter of what was left (cnn-digits lossless:
 /// 26.3 -> 20.4 MB of Zstd input), for bytes that the narrow stream's compact table more than
-/// gives back on every corpus and bound (BENCHMARKS.md, "The compact narrow table and the Zstd
-/// trial where it can win").
+/// gives back on every corpus and bound (BENCHMARKS.md, "Tables rounded where coding costs
+/// least, Zstd tried where it can win, planes by AVX-512").
 fn zstd_may_win(m: &Measured<'_>) -> bool {
     let data = m.data;
     if data.len() < SAMPLE_FROM {
