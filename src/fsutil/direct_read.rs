@@ -490,6 +490,29 @@ mod tests {
         check_reads(&f, &pattern(5000), &[(0, 5000), (4095, 2)]);
     }
 
+    /// A record's header and payload in one read, through the page cache and directly; a
+    /// record past the end of the file or a header before its start is an error.
+    #[test]
+    fn records_are_read_with_their_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(5000);
+        std::fs::write(dir.path().join("small"), &data).unwrap();
+        let (direct, big) = file_of(dir.path(), "big", 2 * WINDOW + 5);
+        let small = DirectFile::open(&dir.path().join("small")).unwrap();
+        for (f, bytes) in [(&small, &data), (&direct, &big)] {
+            for (offset, len) in [(9usize, 0usize), (9, 100), (4000, 1000), (4991, 9)] {
+                let mut head = [0u8; 9];
+                let payload = f.read_record_at(&mut head, offset as u64, len).unwrap();
+                assert_eq!(&head[..], &bytes[offset - 9..offset]);
+                assert_eq!(payload, bytes[offset..offset + len]);
+            }
+            let mut head = [0u8; 9];
+            assert!(f.read_record_at(&mut head, 4, 10).is_err());
+            let end = bytes.len() as u64;
+            assert!(f.read_record_at(&mut head, end - 5, 10).is_err());
+        }
+    }
+
     #[test]
     fn reads_through_the_page_cache_give_the_same_bytes() {
         let dir = tempfile::tempdir().unwrap();
