@@ -430,7 +430,7 @@ mod avx512 {
     /// elements done.
     ///
     /// # Safety
-    /// The CPU must have the features [`available`] checks.
+    /// The CPU must have the features `planes::avx512::available` checks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     pub(super) unsafe fn delta_planes<const U: usize>(
         float: bool,
@@ -459,7 +459,7 @@ mod avx512 {
     /// `reference` into `out`; returns the elements done.
     ///
     /// # Safety
-    /// The CPU must have the features [`available`] checks.
+    /// The CPU must have the features `planes::avx512::available` checks.
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
     pub(super) unsafe fn undo_planes<const U: usize>(
         float: bool,

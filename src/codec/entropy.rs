@@ -413,7 +413,10 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<C
     };
     let _t = profile::time_bytes(stage, raw_len);
     let out = match kind {
-        Entropy::Stored => return stored_section(stored, raw_len),
+        Entropy::Stored => {
+            declared_length(stored, raw_len)?;
+            return Ok(Cow::Borrowed(stored));
+        }
         Entropy::Zstd => zstd_decompress(stored, raw_len).map_err(CodecError::Zstd)?,
         Entropy::Rans => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Listed)?,
         Entropy::RansNarrow => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Compact)?,
@@ -428,19 +431,19 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<C
             out
         }
     };
-    stored_section(&out, raw_len)?;
+    declared_length(&out, raw_len)?;
     Ok(Cow::Owned(out))
 }
 
-/// `bytes`, borrowed, when they are the `raw_len` bytes a section declares.
-fn stored_section(bytes: &[u8], raw_len: usize) -> CodecResult<Cow<'_, [u8]>> {
+/// Fails unless a section's decoded `bytes` are the `raw_len` it declares.
+fn declared_length(bytes: &[u8], raw_len: usize) -> CodecResult<()> {
     if bytes.len() != raw_len {
         return Err(CodecError::SectionLength {
             len: bytes.len(),
             expected: raw_len,
         });
     }
-    Ok(Cow::Borrowed(bytes))
+    Ok(())
 }
 
 #[cfg(test)]

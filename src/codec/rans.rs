@@ -52,21 +52,22 @@ pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
         }
     }
     let sum: u32 = f.iter().sum();
-    // `c / (f + 1/2)` and `c / (f - 1/2)` as fractions `2c / (2f + 1)` and `2c / (2f - 1)`,
-    // compared exactly by cross-multiplying (no float rounding, the same table everywhere);
-    // largest first, ties to the lower symbol.
-    let largest_first = |order: &mut Vec<usize>, den: &dyn Fn(usize) -> u64| {
-        order.sort_unstable_by(|&a, &b| {
-            let ka = u128::from(counts[a]) * u128::from(den(b));
-            let kb = u128::from(counts[b]) * u128::from(den(a));
-            kb.cmp(&ka).then(a.cmp(&b))
-        });
+    // A unit's worth to symbol `s`, `c / (f + 1/2)` to gain one or `c / (f - 1/2)` to lose one,
+    // as the fraction `2c / den(s)` with `den` `2f + 1` or `2f - 1`: `a` against `b` compared
+    // exactly by cross-multiplying (no float rounding, the same table everywhere). Callers
+    // break ties to the lower symbol first.
+    let by_worth = |a: usize, b: usize, den: &dyn Fn(usize) -> u64| {
+        let ka = u128::from(counts[a]) * u128::from(den(b));
+        let kb = u128::from(counts[b]) * u128::from(den(a));
+        ka.cmp(&kb)
     };
     if sum < TOTAL {
         // At most one unit short per present symbol (each lost under one to truncation).
         let short = (TOTAL - sum) as usize;
-        let fixed = f;
-        largest_first(&mut present, &|s| 2 * u64::from(fixed[s]) + 1);
+        // Largest worth first.
+        present.sort_unstable_by(|&a, &b| {
+            by_worth(b, a, &|s| 2 * u64::from(f[s]) + 1).then(a.cmp(&b))
+        });
         for &s in present.iter().cycle().take(short) {
             f[s] += 1;
         }
@@ -74,16 +75,11 @@ pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
         // One unit at a time from the symbol it costs least (a dominant symbol gives many).
         let mut over = sum - TOTAL;
         while over > 0 {
-            let fixed = f;
             let cheapest = present
                 .iter()
                 .copied()
                 .filter(|&s| f[s] > 1)
-                .min_by(|&a, &b| {
-                    let ka = u128::from(counts[a]) * u128::from(2 * u64::from(fixed[b]) - 1);
-                    let kb = u128::from(counts[b]) * u128::from(2 * u64::from(fixed[a]) - 1);
-                    ka.cmp(&kb).then(a.cmp(&b))
-                });
+                .min_by(|&a, &b| by_worth(a, b, &|s| 2 * u64::from(f[s]) - 1).then(a.cmp(&b)));
             // Always found: over TOTAL with every symbol at 1 would need over 4096 symbols.
             let Some(s) = cheapest else { break };
             f[s] -= 1;
