@@ -863,7 +863,26 @@ impl Drop for Inner {
 impl RunningConfig {
     // returns the snapshot file paths for this system
     #[doc(hidden)]
+    /// Finished snapshot files.
+    ///
+    /// snapstore patch: a `snap.*.generating` file is one a process was killed while writing
+    /// (sled issue #1527). Taken as the newest snapshot, it failed every later open with a
+    /// corruption error; the log still holds everything since the last finished snapshot, so
+    /// recovery starts from that one instead.
     pub fn get_snapshot_files(&self) -> io::Result<Vec<PathBuf>> {
+        self.snapshot_files(|name| !name.ends_with(GENERATING))
+    }
+
+    /// Snapshot files a killed process left unfinished (snapstore patch): removed once a
+    /// snapshot has been written.
+    pub fn get_unfinished_snapshot_files(&self) -> io::Result<Vec<PathBuf>> {
+        self.snapshot_files(|name| name.ends_with(GENERATING))
+    }
+
+    fn snapshot_files(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+    ) -> io::Result<Vec<PathBuf>> {
         let path = self.get_path().join("snap.");
 
         let absolute_path: PathBuf = if Path::new(&path).is_absolute() {
@@ -879,6 +898,7 @@ impl RunningConfig {
                 let path_str = &*path.to_string_lossy();
                 if path_str.starts_with(&*absolute_path.to_string_lossy())
                     && !path_str.ends_with(".in___motion")
+                    && wanted(path_str)
                 {
                     Some(path.to_path_buf())
                 } else {
@@ -898,6 +918,9 @@ impl RunningConfig {
         Ok(snap_dir.read_dir()?.filter_map(filter).collect())
     }
 }
+
+/// The suffix of a snapshot file being written (snapstore patch).
+pub(crate) const GENERATING: &str = ".generating";
 
 fn crate_version() -> (usize, usize) {
     let vsn = env!("CARGO_PKG_VERSION");
