@@ -520,7 +520,9 @@ impl Repo {
             })
             .collect();
         let planned = self.plan_commit(&job, &hashes)?;
-        let mut next_tip = self.tip.collector();
+        let mut next_tip = self
+            .tip
+            .collector(inputs.iter().map(|t| t.data.len() as u64).sum());
 
         // Phase 2: code chunks a window at a time into a new pack.
         let written = self.write_chunks(&job, &planned, &mut next_tip)?;

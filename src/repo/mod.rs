@@ -57,7 +57,7 @@ pub const AUTO_CUDA_MIN_BYTES: u64 = 1 << 30;
 /// (large deltas) comes first, and lossless chains at `LOSSLESS_CHAIN_DECODES` (8).
 pub const DEFAULT_KEYFRAME_EVERY: u32 = 32;
 /// Default bound of the decoded last commit a [`Repo`] keeps for the next one
-/// ([`Repo::with_tip_cache`]): one coding window.
+/// ([`Repo::with_tip_cache`]): one coding window. A larger commit is not kept.
 pub const DEFAULT_TIP_CACHE_BYTES: usize = 64 << 20;
 
 /// Bytes of the last checkout a handle keeps decoded by default (see
@@ -203,9 +203,11 @@ impl Repo {
         }
     }
 
-    /// The same repository keeping at most `bytes` of its last commit decoded, so the next
-    /// commit on that branch codes against it without decoding the parent's chain (default
-    /// [`DEFAULT_TIP_CACHE_BYTES`]; 0 turns it off, as the CLI does: one commit per process).
+    /// The same repository keeping its last commit decoded when its tensors hold at most
+    /// `bytes`, so the next commit on that branch codes against it without decoding the
+    /// parent's chain (default [`DEFAULT_TIP_CACHE_BYTES`]; 0 turns it off, as the CLI does:
+    /// one commit per process). A larger commit is not kept in part: that would hold the whole
+    /// bound to save decoding only the share it covers.
     pub fn with_tip_cache(mut self, bytes: usize) -> Repo {
         self.tip = Arc::new(TipCache::new(bytes));
         self

@@ -81,8 +81,8 @@ class Repo:
     A handle keeps the reconstruction of its last commit (``tip_cache_bytes``, default 64 MiB),
     so the next commit need not decode its parent, and the chunks of its last checkout
     (``checkout_cache_bytes``, default 64 MiB), so checking out the next snapshot of a run need
-    not decode its delta chain. Size them to the model (a state_dict larger than the cache gains
-    nothing from it), or 0 to keep nothing.
+    not decode its delta chain. Size them to the model (a commit larger than the tip cache is not
+    kept; a checkout larger than its cache keeps a part), or 0 to keep nothing.
     """
 
     def __init__(
