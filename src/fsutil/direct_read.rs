@@ -131,15 +131,20 @@ impl DirectFile {
             self.read_exact_at(head, head_at)?;
             return self.read_vec_at(offset, len);
         }
-        let mut out = vec![0u8; len];
-        let done = read_two_at(&self.file, head, &mut out, head_at)?;
+        // Read into the buffer's spare capacity: zeroing it first cost a pass over every byte
+        // (or a page fault per page), as much as the copy itself.
+        let mut out = Vec::with_capacity(len);
+        let done = read_two_at(&self.file, head, &mut out.spare_capacity_mut()[..len], head_at)?;
+        let in_out = done.saturating_sub(head.len()).min(len);
+        // SAFETY: the kernel wrote the first `in_out` bytes of the spare capacity.
+        unsafe { out.set_len(in_out) };
         // A short read (rare on a regular file) is finished piece by piece.
         if done < head.len() {
             self.file
                 .read_exact_at(&mut head[done..], head_at + done as u64)?;
         }
-        let in_out = done.saturating_sub(head.len());
         if in_out < len {
+            out.resize(len, 0);
             self.file
                 .read_exact_at(&mut out[in_out..], offset + in_out as u64)?;
         }
@@ -327,9 +332,15 @@ impl Scratch {
     }
 }
 
-/// One `preadv` of `first` then `second` from `offset`: the bytes read (possibly fewer than
-/// both lengths; 0 at the end of the file), retried when interrupted.
-fn read_two_at(file: &File, first: &mut [u8], second: &mut [u8], offset: u64) -> io::Result<usize> {
+/// One `preadv` of `first` then `second` (which need not be initialized) from `offset`: the
+/// bytes read (possibly fewer than both lengths; 0 at the end of the file), retried when
+/// interrupted.
+fn read_two_at(
+    file: &File,
+    first: &mut [u8],
+    second: &mut [std::mem::MaybeUninit<u8>],
+    offset: u64,
+) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     let iov = [
         libc::iovec {
@@ -344,7 +355,8 @@ fn read_two_at(file: &File, first: &mut [u8], second: &mut [u8], offset: u64) ->
     let offset = libc::off_t::try_from(offset)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "offset past off_t"))?;
     loop {
-        // SAFETY: both iovecs describe live, exclusively borrowed buffers of their lengths.
+        // SAFETY: both iovecs describe live, exclusively borrowed buffers of their lengths;
+        // the kernel only writes to them.
         let n = unsafe { libc::preadv(file.as_raw_fd(), iov.as_ptr(), 2, offset) };
         if n >= 0 {
             return Ok(n as usize);
