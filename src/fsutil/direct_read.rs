@@ -134,7 +134,12 @@ impl DirectFile {
         // Read into the buffer's spare capacity: zeroing it first cost a pass over every byte
         // (or a page fault per page), as much as the copy itself.
         let mut out = Vec::with_capacity(len);
-        let done = read_two_at(&self.file, head, &mut out.spare_capacity_mut()[..len], head_at)?;
+        let done = read_two_at(
+            &self.file,
+            head,
+            &mut out.spare_capacity_mut()[..len],
+            head_at,
+        )?;
         let in_out = done.saturating_sub(head.len()).min(len);
         // SAFETY: the kernel wrote the first `in_out` bytes of the spare capacity.
         unsafe { out.set_len(in_out) };

@@ -7,6 +7,7 @@ mod frames;
 mod history;
 mod input;
 mod maintenance;
+mod malloc_warmup;
 mod manifest_cache;
 pub(crate) mod plan;
 #[cfg(test)]
@@ -114,6 +115,7 @@ pub struct Repo {
 impl Repo {
     /// Creates a repository in `dir` (which may exist but must not hold one).
     pub fn init(dir: impl AsRef<Path>) -> Result<Repo> {
+        malloc_warmup::once();
         let dir = dir.as_ref().to_path_buf();
         if dir.join("FORMAT").exists() {
             return Err(Error::RepositoryExists(dir));
@@ -143,6 +145,7 @@ impl Repo {
 
     /// Opens an existing repository.
     pub fn open(dir: impl AsRef<Path>) -> Result<Repo> {
+        malloc_warmup::once();
         let dir = dir.as_ref().to_path_buf();
         let format_path = dir.join("FORMAT");
         let bytes = match std::fs::read(&format_path) {
