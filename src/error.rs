@@ -138,6 +138,13 @@ pub enum Error {
         /// The index directory that could not be opened for writing.
         path: PathBuf,
     },
+    /// A change asked of a handle that holds the index open for reading
+    /// ([`crate::Repo::holding_index`]).
+    #[error("{path}: this handle holds the repository index open for reading; make the change through a handle that does not (Repo::holding_index)")]
+    IndexHeld {
+        /// Repository directory.
+        path: PathBuf,
+    },
     /// The sled index failed.
     #[error("repository index: {0} (if the index is damaged, `snapstore fsck --rebuild-index` rebuilds it from the packs and refs.log)")]
     Index(#[from] sled::Error),

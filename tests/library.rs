@@ -208,6 +208,45 @@ fn log_and_show_describe_the_history() {
     assert_eq!(head.tensors[0].depth, 3);
 }
 
+/// `Repo::holding_index`: every read goes through the one open index; readers elsewhere still
+/// read; a change through the handle (or a clone of it) is refused with a message naming the
+/// repository, and once the handle is gone a change goes through.
+#[test]
+fn a_handle_holding_the_index_reads_and_refuses_changes() {
+    let (dir, repo) = new_repo();
+    let steps = trajectory(26, 2, &[("w", &[4, 4])]);
+    let ids: Vec<ObjectId> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| commit(&repo, s, &format!("step {i}")))
+        .collect();
+    let held = repo.clone().holding_index().unwrap();
+    let logged: Vec<ObjectId> = held.log(None, None).unwrap().iter().map(|e| e.id).collect();
+    assert_eq!(logged, [ids[1], ids[0]]);
+    assert_eq!(held.head_branch().unwrap(), "main");
+    assert_eq!(held.list_refs().unwrap().0, [("main".to_string(), ids[1])]);
+    assert_eq!(held.show("HEAD~1").unwrap().0, ids[0]);
+    assert_eq!(checkout_sorted(&held, "HEAD~1"), by_name(steps[0].clone()));
+    // Another handle reads meanwhile.
+    assert_eq!(repo.log(None, None).unwrap().len(), 2);
+
+    for handle in [&held, &held.clone()] {
+        let e = handle.create_branch("b", None).unwrap_err();
+        let message = e.to_string();
+        assert!(matches!(e, snapstore::Error::IndexHeld { .. }), "{e:?}");
+        assert!(
+            message.contains("holds the repository index open for reading"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&dir.path().join("repo").display().to_string()),
+            "{message}"
+        );
+    }
+    drop(held);
+    assert_eq!(repo.create_branch("b", None).unwrap(), Some(ids[1]));
+}
+
 #[test]
 fn diff_reports_same_and_changed_with_max_abs() {
     let (_dir, repo) = new_repo();

@@ -26,7 +26,7 @@ fn class_of(e: &Error) -> &'static str {
         | Error::TensorNotFound { .. }
         | Error::UnknownRemote { .. }
         | Error::UnknownRemoteRef { .. } => "NotFoundError",
-        Error::Busy { .. } | Error::LocalRefMoved { .. } => "BusyError",
+        Error::Busy { .. } | Error::IndexHeld { .. } | Error::LocalRefMoved { .. } => "BusyError",
         Error::MissingObject { .. }
         | Error::CorruptObject { .. }
         | Error::CorruptPack { .. }

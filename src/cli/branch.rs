@@ -19,6 +19,8 @@ pub struct Args {
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
     match (args.name, args.delete) {
         (None, _) => {
+            // Both reads from one open of the index.
+            let repo = repo.clone().holding_index()?;
             let head = repo.head_branch()?;
             for (n, id) in repo.list_refs()?.0 {
                 println!("{} {n} {}", if n == head { "*" } else { " " }, id.short());

@@ -110,6 +110,35 @@ pub struct Repo {
     manifests: Arc<ManifestCache>,
     /// Told how long operations advance, if anyone asked.
     progress: Option<ProgressFn>,
+    /// The index held open for reading ([`Repo::holding_index`]), shared with clones.
+    held_index: Option<HeldIndex>,
+}
+
+/// An index a handle holds open for reading.
+#[derive(Clone)]
+struct HeldIndex(Arc<Index>);
+
+impl std::fmt::Debug for HeldIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeldIndex")
+    }
+}
+
+/// The index as a read of a [`Repo`] sees it: opened for that read, or the one the handle
+/// holds.
+pub(crate) enum IndexRef {
+    Opened(Index),
+    Held(Arc<Index>),
+}
+
+impl std::ops::Deref for IndexRef {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        match self {
+            IndexRef::Opened(index) => index,
+            IndexRef::Held(index) => index,
+        }
+    }
 }
 
 impl Repo {
@@ -128,6 +157,7 @@ impl Repo {
             checkouts: Arc::new(CheckoutCache::new(DEFAULT_CHECKOUT_CACHE_BYTES)),
             manifests: Arc::default(),
             progress: None,
+            held_index: None,
         };
         {
             let index = Index::open(&repo.dir)?;
@@ -171,6 +201,7 @@ impl Repo {
             checkouts: Arc::new(CheckoutCache::new(DEFAULT_CHECKOUT_CACHE_BYTES)),
             manifests: Arc::default(),
             progress: None,
+            held_index: None,
         })
     }
 
@@ -288,14 +319,37 @@ impl Repo {
         self.dir.join("packs")
     }
 
-    /// The index, opened for changes.
+    /// The index, opened for changes (refused on a handle holding it for reading: its own
+    /// shared lock would keep the open waiting).
     pub(crate) fn index(&self) -> Result<Index> {
+        if self.held_index.is_some() {
+            return Err(Error::IndexHeld {
+                path: self.dir.clone(),
+            });
+        }
         Index::open(&self.dir)
     }
 
     /// The index, opened by a command that only reads: nothing in the repository is written.
-    fn index_read(&self) -> Result<Index> {
-        Index::open_read(&self.dir)
+    fn index_read(&self) -> Result<IndexRef> {
+        Ok(match &self.held_index {
+            Some(HeldIndex(index)) => IndexRef::Held(index.clone()),
+            None => IndexRef::Opened(Index::open_read(&self.dir)?),
+        })
+    }
+
+    /// The same repository with its index held open for reading until this handle and its
+    /// clones are dropped, so a caller making several reads (a log and the current branch, a
+    /// `show` and the checkout it leads to) opens it once: each open reads the index's page
+    /// table, more of it as the history grows (`benches/index_growth.sh`). Other processes
+    /// still read meanwhile; a writer waits for the handle to go, and changes through it fail
+    /// with [`Error::IndexHeld`].
+    pub fn holding_index(mut self) -> Result<Repo> {
+        if self.held_index.is_none() {
+            let index = Index::open_read(&self.dir)?;
+            self.held_index = Some(HeldIndex(Arc::new(index)));
+        }
+        Ok(self)
     }
 
     /// Reads a config value (`keyframe_every`, `bound.BRANCH`, ...).
