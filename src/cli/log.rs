@@ -20,6 +20,9 @@ pub struct Args {
 
 /// Runs `snapstore log`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
+    // The history and the current branch from one open of the index (each open costs more as
+    // the history grows).
+    let repo = repo.clone().holding_index()?;
     let entries = repo.log(args.spec.as_deref(), args.limit)?;
     if args.json {
         return json_pretty(&entries);

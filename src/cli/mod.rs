@@ -156,10 +156,6 @@ pub fn run() -> Result<()> {
         Backend::cuda().context("--backend cuda")?;
     }
     let open = || open(cli.repo.as_ref(), backend, bars.as_ref());
-    // Short commands that only read open the index once for all their reads (each open costs
-    // more as the history grows). Checkouts and diffs do not hold it: a writer would wait for
-    // their whole decode.
-    let open_reading = || -> Result<Repo> { Ok(open()?.holding_index()?) };
     let show: Option<snapstore::ProgressCallback> =
         bars.clone().map(|b| Arc::new(move |p| b.show(p)) as _);
     match cli.command {
@@ -168,14 +164,14 @@ pub fn run() -> Result<()> {
         Command::Commit(args) => commit::run(&open()?, args),
         Command::Search(args) => search::run(&open()?, &args),
         Command::Checkout(args) => checkout::run(&open()?, args),
-        Command::Log(args) => log::run(&open_reading()?, args),
-        Command::Show(args) => show::run(&open_reading()?, args),
-        Command::Status(args) => status::run(&open_reading()?, args),
+        Command::Log(args) => log::run(&open()?, args),
+        Command::Show(args) => show::run(&open()?, args),
+        Command::Status(args) => status::run(&open()?, args),
         Command::Diff(args) => diff::run(&open()?, args),
         Command::Tag(args) => tag::run(&open()?, args),
         Command::Branch(args) => branch::run(&open()?, args),
         Command::Switch(args) => switch::run(&open()?, args),
-        Command::Stats(args) => stats::run(&open_reading()?, args),
+        Command::Stats(args) => stats::run(&open()?, args),
         Command::Gc(args) => gc::run(&open()?, args),
         Command::Fsck(args) => fsck::run(&open()?, args),
         Command::Config(args) => config::run(&open()?, args),

@@ -339,11 +339,11 @@ impl Repo {
     }
 
     /// The same repository with its index held open for reading until this handle and its
-    /// clones are dropped, so a caller making several reads (a log and the current branch, a
-    /// `show` and the checkout it leads to) opens it once: each open reads the index's page
+    /// clones are dropped, so a caller making several short reads (a log and the current
+    /// branch, the refs and a few manifests) opens it once: each open reads the index's page
     /// table, more of it as the history grows (`benches/index_growth.sh`). Other processes
-    /// still read meanwhile; a writer waits for the handle to go, and changes through it fail
-    /// with [`Error::IndexHeld`].
+    /// still read meanwhile, but a writer waits for the handle to go: hold it for short reads,
+    /// not across a checkout. Changes through it fail with [`Error::IndexHeld`].
     pub fn holding_index(mut self) -> Result<Repo> {
         if self.held_index.is_none() {
             let index = Index::open_read(&self.dir)?;
