@@ -104,10 +104,7 @@ impl DirectFile {
     /// The `len` bytes at `offset`.
     pub(crate) fn read_vec_at(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
         if !self.direct.load(Ordering::Relaxed) {
-            // Through the page cache straight into the result (not through a buffer of its own).
-            let mut out = vec![0u8; len];
-            self.file.read_exact_at(&mut out, offset)?;
-            return Ok(out);
+            return self.read_cached(&mut [], offset, len);
         }
         let mut out = Vec::with_capacity(len);
         self.read_with(offset, len, |bytes| out.extend_from_slice(bytes))?;
@@ -131,6 +128,14 @@ impl DirectFile {
             self.read_exact_at(head, head_at)?;
             return self.read_vec_at(offset, len);
         }
+        self.read_cached(head, head_at, len)
+    }
+
+    /// Through the page cache, in one system call: the `head.len()` bytes at `head_at` into
+    /// `head` and the `len` bytes after them into the result (straight into it, not through a
+    /// buffer of its own).
+    fn read_cached(&self, head: &mut [u8], head_at: u64, len: usize) -> io::Result<Vec<u8>> {
+        let offset = head_at + head.len() as u64;
         // Read into the buffer's spare capacity: zeroing it first cost a pass over every byte
         // (or a page fault per page), as much as the copy itself.
         let mut out = Vec::with_capacity(len);
