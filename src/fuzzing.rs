@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/`: each feeds arbitrary bytes to one parser or
 //! decoder. Not part of the supported API; every function must return, never panic.
 
+use crate::codec::entropy::{self, Entropy};
 use crate::codec::{chunk, lossy, rans, rans_v1};
 use crate::dtype::Dtype;
 use crate::frames::{decode_group, encode_group, parse_npy, FrameBound, FrameDims, FrameDtype};
@@ -40,8 +41,8 @@ pub fn chunk_object(data: &[u8]) {
     }
 }
 
-/// Every rANS stream decoder (both widths, both table layouts, version 1), for lengths taken
-/// from the first byte.
+/// Every rANS stream decoder (both widths, both table layouts, version 1) and the sparse
+/// section decoder, for lengths taken from the first byte.
 pub fn rans_stream(data: &[u8]) {
     if let Some((&len, rest)) = data.split_first() {
         for layout in [rans::Layout::Listed, rans::Layout::Compact] {
@@ -49,6 +50,7 @@ pub fn rans_stream(data: &[u8]) {
             let _ = rans::decode::<{ rans::WIDE }>(rest, len as usize * 16, layout);
         }
         let _ = rans_v1::decode(rest, len as usize * 16);
+        let _ = entropy::decompress(Entropy::Sparse, rest, len as usize * 16);
     }
 }
 
@@ -187,6 +189,18 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         out.push(("rans_stream", seed));
     }
     out.push(("rans_stream", rans_v1::V1_STREAM.to_vec()));
+    // A sparse section: one byte in 20 other than zero.
+    let sparse: Vec<u8> = (0..4000u32)
+        .map(|i| if i % 20 == 3 { (i % 11) as u8 + 1 } else { 0 })
+        .collect();
+    let others = sparse.iter().filter(|&&b| b != 0).count();
+    let coded = crate::codec::sparse::encode_around(&sparse, 0, others, usize::MAX, |o| {
+        entropy::compress(o, crate::CodecChoice::Auto)
+    })
+    .expect("no limit");
+    let mut seed = vec![(sparse.len() / 16) as u8];
+    seed.extend_from_slice(&coded);
+    out.push(("rans_stream", seed));
     let frames = [
         (FrameDtype::U8, FrameDims { h: 4, w: 5, c: 3 }),
         (FrameDtype::U16, FrameDims { h: 3, w: 3, c: 1 }),
@@ -244,6 +258,7 @@ mod tests {
                 "no seed for {target}"
             );
         }
+        let mut sparse_seeds = 0;
         for (target, bytes) in &seeds {
             match *target {
                 "manifest" => {
@@ -273,11 +288,14 @@ mod tests {
                     use super::rans::{decode, Layout::Compact};
                     let (&len, rest) = bytes.split_first().expect("rans seed is not empty");
                     let len = len as usize * 16;
+                    let sparse = super::entropy::decompress(super::Entropy::Sparse, rest, len);
+                    sparse_seeds += usize::from(sparse.is_ok());
                     assert!(
                         decode::<{ super::rans::NARROW }>(rest, len, Compact).is_ok()
                             || decode::<{ super::rans::WIDE }>(rest, len, Compact).is_ok()
-                            || super::rans_v1::decode(rest, len).is_ok(),
-                        "rans seed decodes with neither stream version"
+                            || super::rans_v1::decode(rest, len).is_ok()
+                            || sparse.is_ok(),
+                        "rans seed decodes with no stream version"
                     );
                 }
                 "frames" => {
@@ -296,6 +314,7 @@ mod tests {
                 other => panic!("seed for unknown target {other}"),
             }
         }
+        assert!(sparse_seeds > 0, "no sparse section among the rANS seeds");
     }
 
     /// Writes the seeds into `fuzz/seeds/TARGET/` (run when a format changes).

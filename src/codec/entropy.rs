@@ -3,6 +3,7 @@
 
 use super::error::{CodecError, CodecResult};
 use super::rans::{self, Layout};
+use super::sparse;
 use crate::profile::{self, Stage};
 use std::borrow::Cow;
 use std::fmt;
@@ -30,6 +31,9 @@ pub enum Entropy {
     /// Order-0 rANS with four states (see `codec::rans`) and the compact frequency table:
     /// beats Huffman-based Zstd on skewed, structureless data.
     RansNarrow = 6,
+    /// Mostly one byte value: the other bytes coded on their own, their places as gaps (see
+    /// `codec::sparse`).
+    Sparse = 7,
 }
 
 impl TryFrom<u8> for Entropy {
@@ -43,6 +47,7 @@ impl TryFrom<u8> for Entropy {
             4 => Ok(Entropy::Rans),
             5 => Ok(Entropy::RansWide),
             6 => Ok(Entropy::RansNarrow),
+            7 => Ok(Entropy::Sparse),
             other => Err(other),
         }
     }
@@ -207,19 +212,48 @@ pub(crate) fn compress_measured(m: &Measured<'_>, choice: CodecChoice) -> (Entro
 
 /// Codes a measured section with the best allowed coder (untimed: the callers time it).
 fn code(m: &Measured<'_>, choice: CodecChoice) -> (Entropy, Vec<u8>) {
+    code_with(m, choice, Coders::All)
+}
+
+/// Which coders [`code_with`] tries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Coders {
+    /// Every coder `choice` allows.
+    All,
+    /// rANS or none (and LZMA and Zstd under [`CodecChoice::Lzma`]): a sparse section's other
+    /// bytes, which have no runs or repeats left for Zstd to find; trying it on each cost a
+    /// third of the sparse coding's time (most are short, where Zstd is always tried) to win
+    /// a few bytes on a few.
+    OtherBytes,
+}
+
+/// [`code`] with the coders `coders` allows.
+fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy, Vec<u8>) {
     let (data, rans_kind, estimate) = (m.data, m.rans_kind, m.estimate);
     let counts = &m.counts;
     if data.len() <= STORED_UP_TO {
         return (Entropy::Stored, data.to_vec());
     }
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
-    if choice == CodecChoice::Lzma || zstd_may_win(m) {
+    if choice == CodecChoice::Lzma || coders == Coders::All && zstd_may_win(m) {
         let _zstd = profile::time_bytes(Stage::Zstd, data.len());
         if let Ok(z) = zstd_compress(data) {
             if z.len() < best.2 {
                 best = (Entropy::Zstd, None, z.len());
                 best.1 = Some(z);
             }
+        }
+    }
+    // Mostly one value: coded sparse where that is smaller. Where it is no larger than
+    // rANS's estimate, rANS is not run: its coding is never below its estimate by more than a
+    // few bytes (and often above it, its 12-bit table giving rare values more than their
+    // share, which the sparse coding's own table for the other bytes does not).
+    if coders == Coders::All {
+        let others = |bytes: &[u8]| code_with(&measure_untimed(bytes), choice, Coders::OtherBytes);
+        let wide = rans_kind == Entropy::RansWide;
+        if let Some(coded) = sparse::encode(data, counts, wide, best.2, others) {
+            best = (Entropy::Sparse, None, coded.len());
+            best.1 = Some(coded);
         }
     }
     // The order-0 estimate is cheap; run rANS only where it can win.
@@ -409,6 +443,7 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<C
     let stage = match kind {
         Entropy::Zstd => Stage::ZstdDecode,
         Entropy::Lzma => Stage::LzmaDecode,
+        Entropy::Sparse => Stage::SparseDecode,
         _ => Stage::RansDecode,
     };
     let _t = profile::time_bytes(stage, raw_len);
@@ -422,6 +457,9 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<C
         Entropy::RansNarrow => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Compact)?,
         Entropy::RansWide => rans::decode::<{ rans::WIDE }>(stored, raw_len, Layout::Compact)?,
         Entropy::RansV1 => super::rans_v1::decode(stored, raw_len)?,
+        Entropy::Sparse => sparse::decode(stored, raw_len, |kind, bytes, len| {
+            decompress(kind, bytes, len)
+        })?,
         Entropy::Lzma => {
             let mut out = Vec::with_capacity(raw_len);
             xz2::read::XzDecoder::new(stored)
@@ -507,7 +545,7 @@ mod tests {
         let runs: Vec<u8> = (0..len).map(|i| ((i / 50) % 3) as u8).collect();
         assert!(try_zstd(&runs));
         // Independent skewed bytes (rANS's case) and noise (stored): no repeats to find.
-        let skewed = drawn(len, |x| if x % 10 < 8 { 0 } else { (x >> 40) as u8 });
+        let skewed = drawn(len, |x| if x % 10 < 7 { 0 } else { (x >> 40) as u8 });
         assert!(!try_zstd(&skewed));
         assert_eq!(compress(&skewed, CodecChoice::Auto).0, Entropy::RansWide);
         assert_eq!(
@@ -552,6 +590,37 @@ mod tests {
         mixed[middle..middle + SAMPLE].copy_from_slice(&noise[SAMPLE..2 * SAMPLE]);
         assert!(try_zstd(&mixed));
         assert_eq!(compress(&mixed, CodecChoice::Auto).0, Entropy::Zstd);
+    }
+
+    #[test]
+    fn sparse_where_no_larger_than_the_other_coders() {
+        let mut sparse = 0;
+        for len in [600, 4096, 64 << 10] {
+            for one_in in [200, 50, 20, 10, 5, 4, 3] {
+                let data = drawn(len, |x| if x % one_in == 0 { (x >> 40) as u8 } else { 0 });
+                let (kind, stored) = compress(&data, CodecChoice::Auto);
+                assert_eq!(&decompress(kind, &stored, len).unwrap(), &data);
+                if kind != Entropy::Sparse {
+                    continue;
+                }
+                sparse += 1;
+                let counts = rans::histogram(&data);
+                let narrow = rans::encode_counted::<{ rans::NARROW }>(&data, &counts, usize::MAX);
+                let wide = rans::encode_counted::<{ rans::WIDE }>(&data, &counts, usize::MAX);
+                let zstd = zstd_compress(&data).unwrap();
+                for (other, coded) in [(2, narrow.unwrap()), (5, wide.unwrap()), (1, zstd)] {
+                    assert!(
+                        stored.len() <= coded.len(),
+                        "{len} bytes, one in {one_in}: sparse {} > coder {other}'s {}",
+                        stored.len(),
+                        coded.len()
+                    );
+                }
+                // Under a quarter of other bytes, a long section.
+                assert!(one_in > 3 && len > 600, "{len} {one_in}");
+            }
+        }
+        assert!(sparse >= 4, "{sparse}");
     }
 
     #[test]

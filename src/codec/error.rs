@@ -104,6 +104,17 @@ pub enum CodecError {
     #[error("rANS stream does not end where it started (wrong length?)")]
     RansBadEnd,
 
+    // ---- sparse sections ----
+    /// A sparse section ends in its header, its other bytes or its gaps.
+    #[error("sparse section truncated in {part}")]
+    SparseTruncated {
+        /// `header`, `other bytes` or `gaps`.
+        part: &'static str,
+    },
+    /// A sparse section whose gaps place a byte past its end.
+    #[error("a sparse section's gaps go past the end of the section")]
+    SparsePastSection,
+
     // ---- entropy coders ----
     /// Zstd refused a section.
     #[error("zstd: {0}")]

@@ -11,6 +11,7 @@ pub mod planes;
 pub mod rans;
 pub(crate) mod rans_avx512;
 pub mod rans_v1;
+pub(crate) mod sparse;
 pub mod varint;
 
 pub use entropy::CodecChoice;
