@@ -256,12 +256,19 @@ fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy,
             best.1 = Some(coded);
         }
     }
-    // The order-0 estimate is cheap; run rANS only where it can win.
+    // The order-0 estimate is cheap; run rANS only where it can win. A sparse coding within
+    // a few bytes of the estimate may still be larger than rANS's coding: rANS is run then
+    // too, and the smaller kept.
     let encode = |limit| match rans_kind {
         Entropy::RansWide => rans::encode_counted::<{ rans::WIDE }>(data, counts, limit),
         _ => rans::encode_counted::<{ rans::NARROW }>(data, counts, limit),
     };
-    if let Some(r) = (estimate < best.2)
+    let margin = if best.0 == Entropy::Sparse {
+        RANS_UNDER_ESTIMATE
+    } else {
+        0
+    };
+    if let Some(r) = (estimate < best.2 + margin)
         .then(|| encode(best.2))
         .flatten()
         .filter(|r| r.len() < best.2)
@@ -280,6 +287,10 @@ fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy,
         _ => (Entropy::Stored, data.to_vec()),
     }
 }
+
+/// How far below its estimate a rANS coding may come (the estimate counts whole bytes of
+/// the final states; the coding's last words can hold fewer).
+const RANS_UNDER_ESTIMATE: usize = 32;
 
 /// Which rANS stream codes a section of `len` bytes with these byte counts, and its estimated
 /// size. The wide stream's vector kernels code several times faster, but its 32 states take
