@@ -297,6 +297,26 @@ impl EncSymbol {
     }
 }
 
+/// The fewest bytes [`encode_counted`] with `N` states can code `len` bytes with these counts
+/// in: its table exactly, and the cost of every symbol under the rounded table less what the
+/// final states can hold (each starts at [`LOW`] and ends below `LOW << 16`, so carries at
+/// most two bytes that no word does). Unlike [`Estimates`] this is a bound, not an estimate:
+/// a coding known to be no larger needs no rANS run to prove it.
+pub(crate) fn coded_size_floor<const N: usize>(counts: &[u64; 256], len: usize) -> usize {
+    let freq = normalize(counts);
+    let mut header = Vec::with_capacity(300);
+    put_header(&mut header, len, &freq, Layout::Compact);
+    let bits: f64 = counts
+        .iter()
+        .zip(&freq)
+        .filter(|&(&c, _)| c > 0)
+        .map(|(&c, &f)| c as f64 * (f64::from(TOTAL) / f64::from(f)).log2())
+        .sum();
+    // The words hold the bits the states do not, in whole 16-bit words.
+    let words = ((bits - 16.0 * N as f64) / 16.0).floor().max(0.0) as usize;
+    header.len() + 4 * N + 2 * words
+}
+
 /// Encodes `data` with [`NARROW`] states. Returns `None` when the data is empty or has more
 /// distinct symbols than the table can give a nonzero frequency (never for bytes; kept for
 /// safety).
@@ -706,6 +726,48 @@ pub(crate) fn decode_with<const N: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_floor_is_never_above_the_coding() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut worst = (i64::MAX, i64::MAX);
+        for round in 0..400 {
+            let len = [600, 4096, 40_000, 200_000][round % 4];
+            let skew = 1 + round % 13;
+            let symbols = 2 + next() % 255;
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    if r % 16 < skew as u64 {
+                        0
+                    } else {
+                        ((r >> 20) % symbols) as u8
+                    }
+                })
+                .collect();
+            let counts = histogram(&data);
+            let narrow = encode_counted::<NARROW>(&data, &counts, usize::MAX)
+                .unwrap()
+                .len();
+            let wide = encode_counted::<WIDE>(&data, &counts, usize::MAX)
+                .unwrap()
+                .len();
+            let slack_n = narrow as i64 - coded_size_floor::<NARROW>(&counts, len) as i64;
+            let slack_w = wide as i64 - coded_size_floor::<WIDE>(&counts, len) as i64;
+            assert!(
+                slack_n >= 0 && slack_w >= 0,
+                "{len} {skew} {symbols}: {slack_n} {slack_w}"
+            );
+            worst = (worst.0.min(slack_n), worst.1.min(slack_w));
+        }
+        eprintln!("least slack: narrow {} wide {}", worst.0, worst.1);
+    }
     use proptest::prelude::*;
 
     #[test]
