@@ -300,8 +300,10 @@ impl EncSymbol {
 /// The fewest bytes [`encode_counted`] with `N` states can code `len` bytes with these counts
 /// in: its table exactly, and the cost of every symbol under the rounded table less what the
 /// final states can hold (each starts at [`LOW`] and ends below `LOW << 16`, so carries at
-/// most two bytes that no word does). Unlike [`Estimates`] this is a bound, not an estimate:
-/// a coding known to be no larger needs no rANS run to prove it.
+/// most two bytes that no word does). Unlike [`Estimates`] this is meant as a lower bound, so
+/// that a coding no larger needs no rANS run to prove it; a step's rounding can in principle
+/// take it under by a little (measured never, `the_floor_is_never_above_the_coding`, and the
+/// caller keeps some slack).
 pub(crate) fn coded_size_floor<const N: usize>(counts: &[u64; 256], len: usize) -> usize {
     let freq = normalize(counts);
     let mut header = Vec::with_capacity(300);

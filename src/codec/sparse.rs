@@ -431,6 +431,7 @@ impl<'a> GapReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::test_bytes::drawn;
 
     /// Codes the other bytes as they are.
     fn stored(others: &[u8]) -> (Entropy, Vec<u8>) {
@@ -447,18 +448,6 @@ mod tests {
         decode(stored, raw_len, |kind, bytes, len| {
             super::super::entropy::decompress(kind, bytes, len)
         })
-    }
-
-    fn drawn(len: usize, f: impl Fn(u64) -> u8) -> Vec<u8> {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                f(x)
-            })
-            .collect()
     }
 
     #[test]
