@@ -875,7 +875,7 @@ fn lattice_parts(kind: FloatKind, chunk: ParsedChunk<'_>) -> CodecResult<Lattice
     let [positions, values, signs, fresh_positions, fresh_codes, fresh_signs] =
         [next(), next(), next(), next(), next(), next()];
     let streams = sections
-        .map(|s| code_stream_decode(&s))
+        .map(|s| code_stream_decode(&s, n))
         .collect::<Result<Vec<_>, _>>()?;
     // A keyframe's codes come in one stream, a delta's split by the classes of its parent.
     let expected = if keyframe {
@@ -983,9 +983,12 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     }
 }
 
-fn code_stream_decode(bytes: &[u8]) -> CodecResult<logquant::Codes> {
+/// A code stream of a chunk of `n` elements (it holds at most one code per element: a
+/// stream's runs were bounded by the largest chunk, so a hostile stream of a few bytes could
+/// declare hundreds of millions of codes in a small chunk).
+fn code_stream_decode(bytes: &[u8], n: usize) -> CodecResult<logquant::Codes> {
     match bytes.split_first() {
-        Some((0, rle)) => rle_decode_codes(rle, super::chunk::MAX_CHUNK_BYTES),
+        Some((0, rle)) => rle_decode_codes(rle, n),
         Some((1, planes)) => Ok(logquant::Codes::Narrow(
             planes.iter().map(|&b| b as i8).collect(),
         )),
