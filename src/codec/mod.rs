@@ -1,5 +1,6 @@
 //! Codecs: byte planes, the entropy stage, and the chunk object that carries them.
 
+pub(crate) mod bits;
 pub mod chunk;
 pub mod context;
 pub mod delta;

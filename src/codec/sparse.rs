@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 
+use super::bits::BitSink;
 use super::entropy::Entropy;
 use super::error::{CodecError, CodecResult};
 use super::rans;
@@ -256,48 +257,19 @@ fn best_parameter(gaps: &[u32]) -> (u32, u64) {
 /// Appends the Rice codes of `gaps` (exactly `bytes` bytes).
 fn write_gaps(out: &mut Vec<u8>, gaps: &[u32], k: u32, bytes: usize) {
     let start = out.len();
-    out.reserve(bytes + 4);
-    let mut bits = BitWriter::default();
+    let mut bits = BitSink::with_capacity(8 * bytes);
     for &g in gaps {
         let mut zeros = g >> k;
         while zeros >= 32 {
-            bits.put(out, 0, 32);
+            bits.append(0, 32);
             zeros -= 32;
         }
         // `zeros` zero bits and a one, then the low k bits.
-        bits.put(out, 1 << zeros, zeros + 1);
-        bits.put(out, u64::from(g) & ((1u64 << k) - 1), k);
+        bits.append(1 << zeros, zeros + 1);
+        bits.append(u64::from(g) & ((1u64 << k) - 1), k);
     }
-    bits.finish(out);
+    bits.finish_into(out);
     debug_assert_eq!(out.len() - start, bytes);
-}
-
-/// Bits into bytes, least significant first.
-#[derive(Default)]
-struct BitWriter {
-    acc: u64,
-    /// Bits in `acc`, below 32 between calls.
-    filled: u32,
-}
-
-impl BitWriter {
-    /// Appends the low `width` (at most 32) bits of `value`.
-    #[inline]
-    fn put(&mut self, out: &mut Vec<u8>, value: u64, width: u32) {
-        self.acc |= value << self.filled;
-        self.filled += width;
-        if self.filled >= 32 {
-            out.extend_from_slice(&(self.acc as u32).to_le_bytes());
-            self.acc >>= 32;
-            self.filled -= 32;
-        }
-    }
-
-    /// Appends what is left, zero-padded to a byte.
-    fn finish(self, out: &mut Vec<u8>) {
-        let bytes = self.filled.div_ceil(8) as usize;
-        out.extend_from_slice(&self.acc.to_le_bytes()[..bytes]);
-    }
 }
 
 /// Decodes a sparse section of `raw_len` bytes; `decode_others` decodes the other bytes

@@ -22,6 +22,7 @@ pub(crate) fn unzigzag(z: u64) -> i64 {
 pub(crate) use crate::codec::varint::{get_varint, put_varint};
 
 use super::masks::{self, BlockMasks, BLOCK};
+use crate::codec::bits::BitSink;
 
 /// A residual code as the encoder holds it between prediction and packing: the narrowest signed
 /// integer every code of the dtype and bound fits (`i8` for U8 under a bound of at least 1,
@@ -228,9 +229,9 @@ fn pack_bits_with<C: Code>(codes: &[C], extract: impl Fn(u64, u64) -> u64) -> Ve
         }
     }
     let mut out = Vec::new();
-    put_varint(&mut out, sign.len as u64);
+    put_varint(&mut out, sign.len() as u64);
     for level in &levels {
-        put_varint(&mut out, level.len as u64);
+        put_varint(&mut out, level.len() as u64);
     }
     zero.finish_into(&mut out);
     sign.finish_into(&mut out);
@@ -239,43 +240,6 @@ fn pack_bits_with<C: Code>(codes: &[C], extract: impl Fn(u64, u64) -> u64) -> Ve
     }
     out.extend_from_slice(&esc);
     out
-}
-
-/// Bits gathered LSB first, 64 at a time.
-struct BitSink {
-    bytes: Vec<u8>,
-    acc: u64,
-    len: usize,
-}
-
-impl BitSink {
-    fn with_capacity(bits: usize) -> Self {
-        BitSink {
-            bytes: Vec::with_capacity(bits.div_ceil(8)),
-            acc: 0,
-            len: 0,
-        }
-    }
-
-    /// Appends the low `count` bits of `bits` (none set above them), first bit lowest.
-    #[inline(always)]
-    fn append(&mut self, bits: u64, count: u32) {
-        let used = (self.len % 64) as u32;
-        self.acc |= bits << used;
-        self.len += count as usize;
-        if used + count >= 64 {
-            self.bytes.extend_from_slice(&self.acc.to_le_bytes());
-            // The bits that did not fit (none when the accumulator was empty).
-            self.acc = bits.checked_shr(64 - used).unwrap_or(0);
-        }
-    }
-
-    /// Appends the bitmap's `len.div_ceil(8)` bytes.
-    fn finish_into(self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.bytes);
-        let rest = (self.len % 64).div_ceil(8);
-        out.extend_from_slice(&self.acc.to_le_bytes()[..rest]);
-    }
 }
 
 #[cfg(test)]
