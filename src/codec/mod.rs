@@ -6,6 +6,7 @@ pub mod context;
 pub mod delta;
 pub mod entropy;
 pub mod error;
+pub(crate) mod histogram;
 pub mod logquant;
 pub mod lossy;
 pub mod planes;

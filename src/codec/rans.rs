@@ -89,28 +89,7 @@ pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
     f
 }
 
-/// Byte histogram. Eight tables, summed at the end, so runs of one byte value (the common case
-/// in delta planes) do not serialize on one counter; eight bytes are read as one word (2.1 ->
-/// 2.5 GB/s over four tables on a skewed 8 MiB section).
-pub fn histogram(data: &[u8]) -> [u64; 256] {
-    let mut tables = [[0u32; 256]; 8];
-    let mut words = data.chunks_exact(8);
-    for w in &mut words {
-        let v = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        for (k, table) in tables.iter_mut().enumerate() {
-            table[((v >> (8 * k)) & 0xff) as usize] += 1;
-        }
-    }
-    for &b in words.remainder() {
-        tables[0][b as usize] += 1;
-    }
-    // u32 per table holds up to 4 GiB of input per call; sections are at most 256 MiB.
-    let mut counts = [0u64; 256];
-    for (s, c) in counts.iter_mut().enumerate() {
-        *c = tables.iter().map(|t| u64::from(t[s])).sum();
-    }
-    counts
-}
+pub use super::histogram::histogram;
 
 /// The order-0 entropy of data with this histogram, in bytes: what no order-0 coder can beat.
 pub fn order0_bytes(counts: &[u64; 256]) -> f64 {
