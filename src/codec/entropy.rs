@@ -111,6 +111,10 @@ const SAMPLE: usize = 8 << 10;
 /// bias of a few elements split into planes).
 const STORED_UP_TO: usize = 10;
 
+/// Zstd's smallest frame of nonempty input (see [`STORED_UP_TO`]): a coding this short or
+/// shorter already is not worth running Zstd against.
+const ZSTD_SMALLEST: usize = 10;
+
 /// Sections shorter than this are coded with the narrow rANS stream (see [`rans_stream`]).
 const WIDE_FROM: usize = 32 << 10;
 
@@ -235,7 +239,24 @@ fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy,
         return (Entropy::Stored, data.to_vec());
     }
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
-    if choice == CodecChoice::Lzma || coders == Coders::All && zstd_may_win(m) {
+    // Mostly one value: coded sparse where that is smaller than the best so far (on a long
+    // section, Zstd's coding; rANS, below, must then beat it in turn). A short section is
+    // tried first, so that Zstd need not run where the sparse coding is under its smallest frame.
+    let short = data.len() < sparse::SHORT_BELOW;
+    let try_sparse = |best: &mut (Entropy, Option<Vec<u8>>, usize)| {
+        let others = |bytes: &[u8]| code_with(&measure_untimed(bytes), choice, Coders::OtherBytes);
+        let wide = rans_kind == Entropy::RansWide;
+        if let Some(coded) = sparse::encode(data, counts, wide, best.2, others) {
+            *best = (Entropy::Sparse, None, coded.len());
+            best.1 = Some(coded);
+        }
+    };
+    if coders == Coders::All && short {
+        try_sparse(&mut best);
+    }
+    if best.2 > ZSTD_SMALLEST
+        && (choice == CodecChoice::Lzma || coders == Coders::All && zstd_may_win(m))
+    {
         let _zstd = profile::time_bytes(Stage::Zstd, data.len());
         if let Ok(z) = zstd_compress(data) {
             if z.len() < best.2 {
@@ -244,15 +265,8 @@ fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy,
             }
         }
     }
-    // Mostly one value: coded sparse where that is smaller than the best so far (Zstd's
-    // coding, or the bytes as they are); rANS, below, must then beat it in turn.
-    if coders == Coders::All {
-        let others = |bytes: &[u8]| code_with(&measure_untimed(bytes), choice, Coders::OtherBytes);
-        let wide = rans_kind == Entropy::RansWide;
-        if let Some(coded) = sparse::encode(data, counts, wide, best.2, others) {
-            best = (Entropy::Sparse, None, coded.len());
-            best.1 = Some(coded);
-        }
+    if coders == Coders::All && !short {
+        try_sparse(&mut best);
     }
     // The order-0 estimate is cheap; run rANS only where it can win. Against a sparse coding
     // (the planes where rANS is slowest for what it saves) the test is a floor instead: the
@@ -623,6 +637,35 @@ mod tests {
             }
         }
         assert!(sparse >= 4, "{sparse}");
+    }
+
+    /// A short section of one value (a bias that did not change) is five bytes sparse, under
+    /// Zstd's smallest frame (so Zstd need not run); one of few other bytes is coded no larger
+    /// than by Zstd or rANS.
+    #[test]
+    fn short_sections_of_mostly_one_value() {
+        for len in 1..2000 {
+            let zstd = zstd_compress(&vec![0u8; len]).unwrap().len();
+            assert!(zstd >= ZSTD_SMALLEST, "{len} bytes: Zstd's frame is {zstd}");
+        }
+        for len in [STORED_UP_TO + 1, 64, 300, sparse::SHORT_BELOW - 1] {
+            let same = vec![9u8; len];
+            let (kind, stored) = compress(&same, CodecChoice::Auto);
+            assert_eq!((kind, stored.len()), (Entropy::Sparse, 5), "{len} bytes");
+            assert_eq!(&decompress(kind, &stored, len).unwrap(), &same);
+            for one_in in [40, 10, 5] {
+                let data = drawn(len, |x| if x % one_in == 0 { (x >> 40) as u8 } else { 0 });
+                let (kind, stored) = compress(&data, CodecChoice::Auto);
+                assert_eq!(&decompress(kind, &stored, len).unwrap(), &data);
+                let zstd = zstd_compress(&data).unwrap().len();
+                let rans = rans::encode(&data).unwrap().len();
+                assert!(
+                    stored.len() <= zstd.min(rans).min(len),
+                    "{len} bytes, one in {one_in}: {kind:?} {} against Zstd {zstd}, rANS {rans}",
+                    stored.len()
+                );
+            }
+        }
     }
 
     #[test]

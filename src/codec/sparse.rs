@@ -29,18 +29,17 @@ use crate::profile::{self, Stage};
 /// gaps save no time.
 const COMMON_SHARE: f64 = 0.75;
 
-/// Sections shorter than this are left to the other coders (a sparse coding's header and two
-/// codings cost more than it can save on a few hundred bytes).
-const SPARSE_FROM: usize = 512;
+/// Sections shorter than this are tried sparse whenever one value is most of them, before
+/// Zstd (see `entropy::code_with`): their coding takes well under Zstd's microsecond or two,
+/// and a short section of one value (a bias that did not change) is 5 bytes sparse against
+/// Zstd's 17 and rANS's 21. Longer sections are tried only where [`may_win`] says so.
+pub(crate) const SHORT_BELOW: usize = 512;
 
 /// The largest Rice parameter: gaps are below a section's length (under 2^32 bytes).
 const MAX_K: u32 = 31;
 
 /// The byte that is at least [`COMMON_SHARE`] of a section with these counts, if any.
 fn common_value(counts: &[u64; 256], len: usize) -> Option<u8> {
-    if len < SPARSE_FROM {
-        return None;
-    }
     let (value, &count) = counts.iter().enumerate().max_by_key(|&(_, c)| *c)?;
     (count as f64 >= COMMON_SHARE * len as f64).then_some(value as u8)
 }
@@ -85,7 +84,7 @@ pub(crate) fn encode(
     code_others: impl FnOnce(&[u8]) -> (Entropy, Vec<u8>),
 ) -> Option<Vec<u8>> {
     let common = common_value(counts, data.len())
-        .filter(|&common| may_win(counts, data.len(), common, wide))?;
+        .filter(|&common| data.len() < SHORT_BELOW || may_win(counts, data.len(), common, wide))?;
     let _sparse = profile::time_bytes(Stage::Sparse, data.len());
     let count = data.len() - counts[common as usize] as usize;
     encode_around(data, common, count, limit, code_others)
@@ -501,8 +500,6 @@ mod tests {
         counts[5] = 749;
         counts[6] = 251;
         assert_eq!(common_value(&counts, 1000), None);
-        counts[0] = SPARSE_FROM as u64 - 1;
-        assert_eq!(common_value(&counts, SPARSE_FROM - 1), None);
         // 95% zeros, the rest spread over 4 values: rANS's table fits them, little to win,
         // except against the wide stream's states.
         let few: [u64; 256] =
