@@ -769,7 +769,7 @@ impl Repo {
         let key = branch_key(&manifest.branch);
         let mut expected_parent = report.parent;
         loop {
-            let bytes = manifest.to_bytes();
+            let (bytes, json_bytes) = manifest.to_bytes_sized();
             let id = ObjectId::of(&bytes);
             pack.add(ObjectKind::Manifest, id, &bytes)?;
             let (pack_name, pack_entries) = pack.finish()?;
@@ -786,6 +786,10 @@ impl Repo {
             match published {
                 Ok(None) => {
                     self.tip.keep(id, next_tip);
+                    // The next commit reads it as its parent, and a checkout of it often follows:
+                    // neither need read it back from the pack and parse it again.
+                    self.manifests
+                        .insert(id, std::sync::Arc::new(manifest), json_bytes);
                     report.snapshot = id;
                     report.parent = expected_parent;
                     report.seconds = started.elapsed().as_secs_f64();
@@ -1137,7 +1141,35 @@ fn find_duplicate(
 
 #[cfg(test)]
 mod tests {
-    use super::windows;
+    use super::{windows, ObjectId};
+    use crate::{CommitOptions, Dtype, Repo, TensorInput};
+
+    #[test]
+    fn a_commit_keeps_its_manifest_for_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path().join("repo")).unwrap();
+        let data: Vec<u8> = (0..4096u32)
+            .flat_map(|v| (v as f32).to_le_bytes())
+            .collect();
+        let tensor = TensorInput {
+            name: "w".into(),
+            dtype: Dtype::F32,
+            shape: vec![4096],
+            data: &data,
+        };
+        let id = repo
+            .commit_tensors(&[tensor], None, &CommitOptions::default())
+            .unwrap()
+            .snapshot;
+        let kept = repo
+            .manifests
+            .get(&id)
+            .expect("the new snapshot's manifest is kept");
+        // What is kept is what was stored: the same bytes as a fresh handle reads back.
+        let (_, stored) = Repo::open(repo.path()).unwrap().show(id).unwrap();
+        assert_eq!(kept.to_bytes(), stored.to_bytes());
+        assert_eq!(ObjectId::of(&kept.to_bytes()), id);
+    }
 
     #[test]
     fn windows_hold_at_most_the_limit_and_every_job_once() {

@@ -192,8 +192,14 @@ impl Manifest {
     /// Serializes to the stored bytes: Zstd-compressed JSON (tensor names and headers repeat a
     /// lot; a small-tensor model's manifests were 8% of a lossy trajectory before compression).
     pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_bytes_sized().0
+    }
+
+    /// [`Manifest::to_bytes`], also giving the length of its JSON (what a cache weighs it by).
+    pub fn to_bytes_sized(&self) -> (Vec<u8>, usize) {
         let json = serde_json::to_vec(self).expect("manifest serializes");
-        zstd::bulk::compress(&json, 9).expect("in-memory zstd cannot fail")
+        let bytes = zstd::bulk::compress(&json, 9).expect("in-memory zstd cannot fail");
+        (bytes, json.len())
     }
 
     /// Parses stored bytes.
