@@ -549,18 +549,81 @@ impl Slots {
     }
 }
 
-/// The table a decode runs on: the vector kernel's packed one where the kernel runs, else the
-/// scalar coder's.
+/// Sections shorter than this decode on [`RunSlots`].
+const RUN_SLOTS_BELOW: usize = 2048;
+
+/// The decoder's table for short sections: the symbol of each slot, written a symbol's run at
+/// a time, with each symbol's frequency and start apart. A step reads two tables where
+/// [`Slots`] reads one (a load more on each state's chain), but building it is 4 KiB of runs
+/// where [`Slots`] computes and writes 20 KiB entry by entry: a checkout decodes thousands of
+/// sections of a few hundred bytes (a small tensor's planes), and on those building the table
+/// took longer than decoding.
+struct RunSlots {
+    symbol: [u8; TOTAL as usize],
+    freq: [u32; 256],
+    start: [u32; 256],
+}
+
+impl RunSlots {
+    /// The table of a frequency table that sums to [`TOTAL`].
+    fn new(freq: &[u32; 256]) -> RunSlots {
+        let mut table = RunSlots {
+            symbol: [0; TOTAL as usize],
+            freq: *freq,
+            start: [0; 256],
+        };
+        let mut at = 0;
+        for (s, &f) in freq.iter().enumerate() {
+            table.start[s] = at;
+            table.symbol[at as usize..(at + f) as usize].fill(s as u8);
+            at += f;
+        }
+        table
+    }
+
+    /// One decode step, as [`Slots::step`].
+    #[inline(always)]
+    fn step(&self, x: u32) -> (u8, u32) {
+        let slot = x & (TOTAL - 1);
+        let s = self.symbol[slot as usize];
+        let (f, start) = (self.freq[s as usize], self.start[s as usize]);
+        (s, f * (x >> SCALE_BITS) + slot - start)
+    }
+}
+
+/// A decode step from some table: the symbol and the new (not yet renormalized) state.
+trait Step {
+    fn step(&self, x: u32) -> (u8, u32);
+}
+
+impl Step for Slots {
+    #[inline(always)]
+    fn step(&self, x: u32) -> (u8, u32) {
+        Slots::step(self, x)
+    }
+}
+
+impl Step for RunSlots {
+    #[inline(always)]
+    fn step(&self, x: u32) -> (u8, u32) {
+        RunSlots::step(self, x)
+    }
+}
+
+/// The table a decode runs on: the vector kernel's packed one where the kernel runs, the short
+/// sections' one, else the scalar coder's.
 enum DecodeTable {
     Vector(super::rans_avx512::Decoder),
+    Short(Box<RunSlots>),
     Scalar(Slots),
 }
 
-impl DecodeTable {
+impl Step for DecodeTable {
     /// One decode step (see [`Slots::step`]).
     fn step(&self, x: u32) -> (u8, u32) {
         match self {
             DecodeTable::Vector(kernel) => kernel.step(x),
+            DecodeTable::Short(slots) => slots.step(x),
             DecodeTable::Scalar(slots) => slots.step(x),
         }
     }
@@ -572,7 +635,7 @@ impl DecodeTable {
 /// value so they live in registers.
 #[inline(always)]
 fn decode_narrow_rounds(
-    slots: &Slots,
+    slots: &impl Step,
     words: &[u8],
     out: &mut [u8],
     states: &mut [u32; NARROW],
@@ -606,7 +669,7 @@ fn decode_narrow_rounds(
 /// rounds while a round's words are present, each state reading the word at the cursor and
 /// moving it only if it needed the word. Returns the symbols decoded and the word bytes read.
 fn decode_rounds<const N: usize>(
-    slots: &Slots,
+    slots: &impl Step,
     words: &[u8],
     out: &mut [u8],
     xs: &mut [u32; N],
@@ -662,18 +725,28 @@ pub(crate) fn decode_with<const N: usize>(
     }
     let words = &body[4 * N..];
     let mut out = vec![0u8; len];
-    let table = match vector
-        .then(|| super::rans_avx512::Decoder::new::<N>(&freq))
-        .flatten()
-    {
-        Some(kernel) => DecodeTable::Vector(kernel),
-        None => DecodeTable::Scalar(Slots::new(&freq)),
+    // `vector` off: the plain scalar table, which tests compare the others with.
+    let table = if !vector {
+        DecodeTable::Scalar(Slots::new(&freq))
+    } else if len < RUN_SLOTS_BELOW {
+        DecodeTable::Short(Box::new(RunSlots::new(&freq)))
+    } else {
+        match super::rans_avx512::Decoder::new::<N>(&freq) {
+            Some(kernel) => DecodeTable::Vector(kernel),
+            None => DecodeTable::Scalar(Slots::new(&freq)),
+        }
     };
+    fn narrow<const N: usize>(xs: &mut [u32; N]) -> &mut [u32; NARROW] {
+        (&mut xs[..]).try_into().expect("NARROW states")
+    }
     let (done, mut p) = match &table {
         DecodeTable::Vector(kernel) => kernel.decode_rounds(words, &mut out, &mut xs),
+        DecodeTable::Short(slots) if N == NARROW => {
+            decode_narrow_rounds(&**slots, words, &mut out, narrow(&mut xs))
+        }
+        DecodeTable::Short(slots) => decode_rounds(&**slots, words, &mut out, &mut xs),
         DecodeTable::Scalar(slots) if N == NARROW => {
-            let xs: &mut [u32; NARROW] = (&mut xs[..]).try_into().expect("NARROW states");
-            decode_narrow_rounds(slots, words, &mut out, xs)
+            decode_narrow_rounds(slots, words, &mut out, narrow(&mut xs))
         }
         DecodeTable::Scalar(slots) => decode_rounds(slots, words, &mut out, &mut xs),
     };
@@ -966,6 +1039,19 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// The short sections' table steps as the plain one from every slot, on tables of one,
+    /// a few and all 256 symbols.
+    #[test]
+    fn both_scalar_tables_step_alike() {
+        for (alphabet, skew) in [(1, 0), (3, 20), (17, 3), (256, 0), (256, 600)] {
+            let freq = normalize(&histogram(&sample(5000, alphabet, skew, 7)));
+            let (plain, runs) = (Slots::new(&freq), RunSlots::new(&freq));
+            for x in (LOW..LOW + 2 * TOTAL).chain((0..4096).map(|k| u32::MAX / 2 - k * 524_287)) {
+                assert_eq!(runs.step(x), plain.step(x), "state {x}, {alphabet} symbols");
+            }
+        }
     }
 
     #[test]
