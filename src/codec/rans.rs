@@ -92,14 +92,41 @@ pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
 pub use super::histogram::histogram;
 
 /// The order-0 entropy of data with this histogram, in bytes: what no order-0 coder can beat.
+///
+/// As `n log2 n - sum(c log2 c)`: one logarithm for the total and each count's from a table,
+/// where `-c log2(c / n)` per symbol took a division and a logarithm each (a commit estimates
+/// every section it codes: 5.9 ms of cnn-digits' lossless commit, for 6,512 sections).
 pub fn order0_bytes(counts: &[u64; 256]) -> f64 {
-    let n = counts.iter().sum::<u64>() as f64;
-    let bits: f64 = counts
+    let n: u64 = counts.iter().sum();
+    if n == 0 {
+        return 0.0;
+    }
+    let c_log_c: f64 = counts
         .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| -(c as f64) * (c as f64 / n).log2())
+        .filter(|&&c| c > 1)
+        .map(|&c| c_log2_c(c))
         .sum();
-    bits / 8.0
+    // Never below 0: the two sums may differ in their last bits where one value is all.
+    ((c_log2_c(n) - c_log_c) / 8.0).max(0.0)
+}
+
+/// Counts below this take `c log2 c` from a table.
+const C_LOG_C_TABLE: usize = 4096;
+
+/// `c log2 c`.
+fn c_log2_c(c: u64) -> f64 {
+    static TABLE: std::sync::OnceLock<Box<[f64; C_LOG_C_TABLE]>> = std::sync::OnceLock::new();
+    match TABLE
+        .get_or_init(|| {
+            Box::new(std::array::from_fn(|c| {
+                c as f64 * (c as f64).log2().max(0.0)
+            }))
+        })
+        .get(c as usize)
+    {
+        Some(&v) => v,
+        None => c as f64 * (c as f64).log2(),
+    }
 }
 
 /// How a stream writes its frequency table.
@@ -1039,6 +1066,38 @@ mod tests {
             }
         }
         Ok(())
+    }
+
+    /// The order-0 entropy from the table of `c log2 c` is the textbook sum, to well under a
+    /// bit, on counts below and above the table and on one value alone.
+    #[test]
+    fn the_order0_entropy_is_the_textbook_one() {
+        let textbook = |counts: &[u64; 256]| {
+            let n = counts.iter().sum::<u64>() as f64;
+            let bits: f64 = counts
+                .iter()
+                .filter(|&&c| c > 0)
+                .map(|&c| -(c as f64) * (c as f64 / n).log2())
+                .sum();
+            bits / 8.0
+        };
+        assert_eq!(order0_bytes(&[0; 256]), 0.0);
+        for (len, alphabet, skew) in [
+            (1, 1, 0),
+            (5000, 1, 0),
+            (300, 3, 20),
+            (5000, 256, 0),
+            (70_000, 17, 3),
+            (1 << 20, 256, 600),
+            (1 << 20, 2, 5000),
+        ] {
+            let counts = histogram(&sample(len, alphabet, skew, 11));
+            let (ours, theirs) = (order0_bytes(&counts), textbook(&counts));
+            assert!(
+                (ours - theirs).abs() < 1e-6,
+                "{len} bytes of {alphabet}: {ours} against {theirs}"
+            );
+        }
     }
 
     /// The short sections' table steps as the plain one from every slot, on tables of one,
