@@ -520,15 +520,7 @@ mod tests {
     #[test]
     fn every_choice_round_trips() {
         let compressible = vec![3u8; 10_000];
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let noise: Vec<u8> = (0..10_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect();
+        let noise = drawn(10_000, |x| (x >> 32) as u8);
         for choice in [CodecChoice::Auto, CodecChoice::Zstd, CodecChoice::Lzma] {
             for data in [&compressible, &noise, &Vec::new()] {
                 let (kind, stored) = compress(data, choice);

@@ -31,7 +31,9 @@ pub fn histogram(data: &[u8]) -> [u64; 256] {
         // SAFETY: the CPU has the features the kernel is compiled for (checked above).
         return unsafe { avx512::by_blocks(data) };
     }
-    Tables::new().count(data).sum()
+    let mut tables = Tables::new();
+    tables.count(data);
+    tables.sum()
 }
 
 fn one_table(data: &[u8]) -> [u64; 256] {
@@ -53,7 +55,7 @@ impl Tables {
 
     /// Counts `data`, its whole 8-byte words one byte per table.
     #[inline(always)]
-    fn count(mut self, data: &[u8]) -> Tables {
+    fn count(&mut self, data: &[u8]) {
         let mut words = data.chunks_exact(8);
         for w in &mut words {
             self.count_word(u64::from_le_bytes(w.try_into().expect("8 bytes")));
@@ -61,7 +63,6 @@ impl Tables {
         for &b in words.remainder() {
             self.0[0][b as usize] += 1;
         }
-        self
     }
 
     #[inline(always)]
@@ -105,9 +106,7 @@ mod avx512 {
             let mut others = _mm512_cmpneq_epi8_mask(v, spread);
             let n = others.count_ones();
             if n > FEW_OTHERS {
-                for w in block.chunks_exact(8) {
-                    tables.count_word(u64::from_le_bytes(w.try_into().expect("8 bytes")));
-                }
+                tables.count(block);
                 continue;
             }
             like_common += u64::from(64 - n);
@@ -118,7 +117,8 @@ mod avx512 {
                 others &= others - 1;
             }
         }
-        let mut counts = tables.count(tail).sum();
+        tables.count(tail);
+        let mut counts = tables.sum();
         counts[common as usize] += like_common;
         counts
     }
@@ -145,7 +145,9 @@ mod tests {
                 });
                 let want = one_table(&data);
                 assert_eq!(histogram(&data), want, "{len} bytes, {per_mille}/1000");
-                assert_eq!(Tables::new().count(&data).sum(), want, "{len}");
+                let mut tables = Tables::new();
+                tables.count(&data);
+                assert_eq!(tables.sum(), want, "{len}");
                 #[cfg(target_arch = "x86_64")]
                 if avx512::available() && !data.is_empty() {
                     // SAFETY: features checked.

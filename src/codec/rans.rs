@@ -724,6 +724,21 @@ fn decode_rounds<const N: usize>(
     (done, p)
 }
 
+/// The scalar fast path on either table: [`decode_narrow_rounds`] for [`NARROW`] states,
+/// [`decode_rounds`] for any other count.
+#[inline(always)]
+fn scalar_rounds<const N: usize>(
+    slots: &impl Step,
+    words: &[u8],
+    out: &mut [u8],
+    xs: &mut [u32; N],
+) -> (usize, usize) {
+    match <&mut [u32; NARROW]>::try_from(&mut xs[..]) {
+        Ok(narrow) => decode_narrow_rounds(slots, words, out, narrow),
+        Err(_) => decode_rounds(slots, words, out, xs),
+    }
+}
+
 /// Decodes exactly `len` symbols of a stream with `N` states; malformed input is an error,
 /// never a panic.
 pub fn decode<const N: usize>(stream: &[u8], len: usize, layout: Layout) -> CodecResult<Vec<u8>> {
@@ -763,19 +778,10 @@ pub(crate) fn decode_with<const N: usize>(
             None => DecodeTable::Scalar(Slots::new(&freq)),
         }
     };
-    fn narrow<const N: usize>(xs: &mut [u32; N]) -> &mut [u32; NARROW] {
-        (&mut xs[..]).try_into().expect("NARROW states")
-    }
     let (done, mut p) = match &table {
         DecodeTable::Vector(kernel) => kernel.decode_rounds(words, &mut out, &mut xs),
-        DecodeTable::Short(slots) if N == NARROW => {
-            decode_narrow_rounds(&**slots, words, &mut out, narrow(&mut xs))
-        }
-        DecodeTable::Short(slots) => decode_rounds(&**slots, words, &mut out, &mut xs),
-        DecodeTable::Scalar(slots) if N == NARROW => {
-            decode_narrow_rounds(slots, words, &mut out, narrow(&mut xs))
-        }
-        DecodeTable::Scalar(slots) => decode_rounds(slots, words, &mut out, &mut xs),
+        DecodeTable::Short(slots) => scalar_rounds(&**slots, words, &mut out, &mut xs),
+        DecodeTable::Scalar(slots) => scalar_rounds(slots, words, &mut out, &mut xs),
     };
     // The rest one checked step at a time.
     let truncated = || CodecError::RansTruncated { part: "data" };
@@ -808,15 +814,12 @@ pub(crate) fn decode_with<const N: usize>(
 mod tests {
     use super::*;
 
+    use crate::codec::test_bytes::xorshift;
+    use proptest::prelude::*;
+
     #[test]
     fn the_floor_is_never_above_the_coding() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         let mut worst = (i64::MAX, i64::MAX);
         for round in 0..400 {
             let len = [600, 4096, 40_000, 200_000][round % 4];
@@ -849,16 +852,13 @@ mod tests {
         }
         eprintln!("least slack: narrow {} wide {}", worst.0, worst.1);
     }
-    use proptest::prelude::*;
 
     #[test]
     fn skewed_data_reaches_its_entropy() {
-        let mut x = 12345u64;
+        let mut next = xorshift(12345);
         let data: Vec<u8> = (0..200_000)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = next();
                 match x % 100 {
                     0..=79 => 0,
                     80..=89 => 1,
@@ -917,13 +917,7 @@ mod tests {
     /// rare ones (raised to 1, paid for by the largest either way).
     #[test]
     fn rounding_to_the_table_costs_little() {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        let mut draw = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut draw = xorshift(0x2545_F491_4F6C_DD1D);
         let mut drawn = |f: &mut dyn FnMut(u64) -> u8| -> Vec<u8> {
             (0..256 << 10).map(|_| f(draw())).collect()
         };
@@ -975,14 +969,12 @@ mod tests {
 
     #[test]
     fn reciprocal_step_equals_the_division() {
-        let mut r = 0x1234_5678u64;
+        let mut next = xorshift(0x1234_5678);
         for freq in (1..=TOTAL).step_by(1) {
             let start = (TOTAL - freq) / 2;
             let sym = EncSymbol::new(start, freq);
             for k in 0..64u32 {
-                r ^= r << 13;
-                r ^= r >> 7;
-                r ^= r << 17;
+                let r = next();
                 // The states the encoder applies a symbol to: after renormalization
                 // x_max / 2^16 <= x < x_max (x_max <= 2^31), ends included.
                 let lo = sym.x_max >> 16;
@@ -1035,13 +1027,10 @@ mod tests {
     /// Bytes of `len` drawn from `alphabet` symbols, the first `skew` times likelier than the
     /// rest (xorshift, so a case is reproducible from its seed).
     fn sample(len: usize, alphabet: u32, skew: u32, seed: u64) -> Vec<u8> {
-        let mut r = seed | 1;
+        let mut next = xorshift(seed | 1);
         (0..len)
             .map(|_| {
-                r ^= r << 13;
-                r ^= r >> 7;
-                r ^= r << 17;
-                let v = (r % u64::from(alphabet + skew)) as u32;
+                let v = (next() % u64::from(alphabet + skew)) as u32;
                 v.saturating_sub(skew) as u8
             })
             .collect()

@@ -79,12 +79,7 @@ mod tests {
     use super::*;
 
     fn manifest(message: &str) -> Arc<Manifest> {
-        let mut m: Manifest = serde_json::from_value(serde_json::json!({
-            "format": 1, "parents": [], "message": "", "time": 0, "branch": "main",
-            "header": "{}", "keyframe_every": 10, "tensors": [],
-            "bound": serde_json::to_value(crate::Bound::Lossless).expect("serializes"),
-        }))
-        .expect("a minimal manifest");
+        let mut m = Manifest::minimal();
         m.message = message.to_string();
         Arc::new(m)
     }

@@ -259,24 +259,33 @@ impl Manifest {
 }
 
 #[cfg(test)]
+impl Manifest {
+    /// A manifest of no tensors, for tests.
+    pub(crate) fn minimal() -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "format": 1, "parents": [], "message": "", "time": 0, "branch": "main",
+            "header": "{}", "keyframe_every": 10, "tensors": [],
+            "bound": serde_json::to_value(Bound::Lossless).expect("serializes"),
+        }))
+        .expect("a minimal manifest")
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
     /// A manifest whose JSON is about `header_bytes` long (the header is most of it).
     fn manifest(header_bytes: usize) -> Manifest {
-        let header: String = (0..)
+        let mut m = Manifest::minimal();
+        m.header = (0..)
             .map(|t| format!("\"layer{t}.weight\":{{\"dtype\":\"F32\",\"shape\":[{t},3]}},"))
             .scan(0, |len, s| {
                 *len += s.len();
                 (*len <= header_bytes).then_some(s)
             })
             .collect();
-        serde_json::from_value(serde_json::json!({
-            "format": 1, "parents": [], "message": "m", "time": 0, "branch": "main",
-            "header": header, "keyframe_every": 10, "tensors": [],
-            "bound": serde_json::to_value(Bound::Lossless).expect("serializes"),
-        }))
-        .expect("a manifest")
+        m
     }
 
     /// Either side of the level threshold, the stored bytes read back to the same manifest.
