@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::checkout_cache::Collector;
 use super::reader::ObjectReader;
 use super::refs::{resolve_rev, Rev};
+use super::windows::{window_bytes, windows_for_threads, MAX_WINDOW_BYTES};
 use super::Repo;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -330,9 +331,17 @@ pub(crate) fn decode_tensors(
     // the next window (pack reads wait on the disk), the pool decodes this one, and this thread
     // hashes and hands on the last one. Each window is half the commit's: three are held at
     // once, and the peak memory of a large checkout stays where the commit's is.
-    let window_chunks =
-        (super::commit::window_bytes() / 2 / super::commit::DEFAULT_CHUNK_BYTES).max(1);
-    let windows: Vec<&[(usize, usize)]> = jobs.chunks(window_chunks).collect();
+    // Cut by bytes, not chunks: a checkpoint of many small tensors in windows of a few chunks
+    // went through a thread hand-off and a parallel pass every few kilobytes.
+    let job_bytes: Vec<usize> = jobs
+        .iter()
+        .map(|&(t, i)| entries[t].chunk_range(i).len())
+        .collect();
+    let windows: Vec<&[(usize, usize)]> =
+        windows_for_threads(&job_bytes, window_bytes() / 2, MAX_WINDOW_BYTES / 2)
+            .into_iter()
+            .map(|r| &jobs[r])
+            .collect();
     let mut output = |window: &[(usize, usize)], decoded: Vec<Vec<u8>>| -> Result<()> {
         for (&(t, i), d) in window.iter().zip(decoded) {
             let (h, total) = hashers[t].get_or_insert_with(|| (blake3::Hasher::new(), 0));

@@ -110,7 +110,8 @@ pub(crate) fn holds(known: &KnownChunks, entry: &TensorEntry, i: usize) -> bool 
     known.contains_key(&key(entry, i))
 }
 
-/// Chunk `i` of `entry`, if a verified checkout decoded it.
-pub(crate) fn lookup(known: &KnownChunks, entry: &TensorEntry, i: usize) -> Option<Vec<u8>> {
-    known.get(&key(entry, i)).map(|b| b.to_vec())
+/// Chunk `i` of `entry`, if a verified checkout decoded it (shared, not copied: most are only
+/// read, as the reference of the next snapshot's delta).
+pub(crate) fn lookup(known: &KnownChunks, entry: &TensorEntry, i: usize) -> Option<Arc<[u8]>> {
+    known.get(&key(entry, i)).cloned()
 }

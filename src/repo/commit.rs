@@ -20,6 +20,7 @@ use super::plan::{self, FrameLayout, Layout, TensorPlan};
 use super::reader::ObjectReader;
 use super::refs::{branch_key, check_ref_name};
 use super::tip_cache::{TakenTip, TipCollector};
+use super::windows::{window_bytes, windows_for_threads, MAX_WINDOW_BYTES};
 use super::Repo;
 use crate::codec::chunk;
 use crate::codec::lossy::{self, Basis, ChunkStats, QuantEngine, Rounding};
@@ -38,21 +39,9 @@ use crate::store::pack::{ObjectKind, PackWriter};
 /// Default chunk size: large enough for good compression, small enough for all cores to share
 /// one tensor.
 pub const DEFAULT_CHUNK_BYTES: usize = 1 << 20;
-/// Bytes of input coded per window and per thread, so every thread has a few chunks before the
-/// window's barrier; the window bounds memory whatever the checkpoint size (its input pages,
-/// coded chunks, references and reconstructions are held together).
-const WINDOW_BYTES_PER_THREAD: usize = 4 << 20;
-/// At most this much per window, however many threads.
-const MAX_WINDOW_BYTES: usize = 64 << 20;
 /// Bytes of a tensor hashed before its pages are released (large enough for blake3's rayon
 /// split to use every core).
 const HASH_SLICE_BYTES: usize = 8 << 20;
-
-/// The window for this thread pool: 8 MiB on 2 cores, 64 MiB from 16 (a fixed 64 MiB kept
-/// ~300 MB resident on 2 cores whatever the checkpoint size, BENCHMARKS.md "Big checkpoint").
-pub(crate) fn window_bytes() -> usize {
-    (WINDOW_BYTES_PER_THREAD * rayon::current_num_threads()).clamp(8 << 20, MAX_WINDOW_BYTES)
-}
 
 /// Options of a commit.
 #[derive(Clone, Debug)]
@@ -734,11 +723,7 @@ impl Repo {
         let total_bytes: u64 = job_bytes.iter().map(|&b| b as u64).sum();
         let mut done_bytes = 0u64;
         self.report("commit", 0, total_bytes);
-        // Every thread gets a job in each window (groups of frames are larger than a window's
-        // share per thread), as far as MAX_WINDOW_BYTES allows.
-        let largest = job_bytes.iter().copied().max().unwrap_or(1).max(1);
-        let min_jobs = rayon::current_num_threads().min((MAX_WINDOW_BYTES / largest).max(1));
-        for range in windows(&job_bytes, window_bytes(), min_jobs) {
+        for range in windows_for_threads(&job_bytes, window_bytes(), MAX_WINDOW_BYTES) {
             done_bytes += job_bytes[range.clone()]
                 .iter()
                 .map(|&b| b as u64)
@@ -1005,26 +990,6 @@ pub(crate) fn code_chunk(
     Ok(done(obj, Some(recon), Some(stats)))
 }
 
-/// Cuts consecutive jobs into windows of at most `limit` input bytes, so a checkpoint of many
-/// small tensors is coded in one parallel pass rather than many. A window holds at least
-/// `min_jobs` jobs whatever their size: jobs larger than `limit / min_jobs` (groups of frames:
-/// 5 MB for 30 video frames) would otherwise be coded one at a time on one core.
-fn windows(job_bytes: &[usize], limit: usize, min_jobs: usize) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (k, &b) in job_bytes.iter().enumerate() {
-        if k >= start + min_jobs.max(1) && bytes + b > limit {
-            out.push(start..k);
-            (start, bytes) = (k, 0);
-        }
-        bytes += b;
-    }
-    if start < job_bytes.len() {
-        out.push(start..job_bytes.len());
-    }
-    out
-}
-
 /// Codes one group of frames; a bounded group is decoded again to hash what checkout will see.
 fn code_frame_group(
     f: &FrameLayout,
@@ -1141,7 +1106,7 @@ fn find_duplicate(
 
 #[cfg(test)]
 mod tests {
-    use super::{windows, ObjectId};
+    use super::ObjectId;
     use crate::{CommitOptions, Dtype, Repo, TensorInput};
 
     #[test]
@@ -1169,25 +1134,5 @@ mod tests {
         let (_, stored) = Repo::open(repo.path()).unwrap().show(id).unwrap();
         assert_eq!(kept.to_bytes(), stored.to_bytes());
         assert_eq!(ObjectId::of(&kept.to_bytes()), id);
-    }
-
-    #[test]
-    fn windows_hold_at_most_the_limit_and_every_job_once() {
-        assert_eq!(windows(&[], 10, 1), Vec::<std::ops::Range<usize>>::new());
-        assert_eq!(windows(&[3, 3, 3, 3], 10, 1), [0..3, 3..4]);
-        assert_eq!(windows(&[3; 4], 12, 1), vec![0..4usize]);
-        // A job over the limit gets a window of its own.
-        assert_eq!(windows(&[2, 20, 2, 2], 10, 1), [0..1, 1..2, 2..4]);
-    }
-
-    #[test]
-    fn windows_give_every_thread_a_job() {
-        // Two jobs of 6 over a limit of 10: both in one window when there are two threads.
-        assert_eq!(windows(&[6, 6, 6], 10, 1), [0..1, 1..2, 2..3]);
-        assert_eq!(windows(&[6, 6, 6], 10, 2), [0..2, 2..3]);
-        assert_eq!(windows(&[6, 6, 6, 6, 6], 10, 2), [0..2, 2..4, 4..5]);
-        // Small jobs still fill a window up to the limit.
-        assert_eq!(windows(&[1; 12], 10, 2), [0..10, 10..12]);
-        assert_eq!(windows(&[20, 20], 10, 0), [0..1, 1..2]);
     }
 }

@@ -15,6 +15,7 @@ mod props;
 mod reader;
 mod refs;
 mod tip_cache;
+mod windows;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

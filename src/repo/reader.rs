@@ -291,8 +291,13 @@ impl ObjectReader {
 
     /// Decodes chunk `i` of `entry`, decoding its reference chunk first where needed.
     pub fn decode_chunk(&self, entry: &TensorEntry, i: usize) -> Result<Vec<u8>> {
+        self.decode_shared(entry, i).map(Chunk::into_vec)
+    }
+
+    /// [`ObjectReader::decode_chunk`], giving a chunk the checkout cache holds without copying it.
+    fn decode_shared(&self, entry: &TensorEntry, i: usize) -> Result<Chunk> {
         if let Some(bytes) = checkout_cache::lookup(&self.known, entry, i) {
-            return Ok(bytes);
+            return Ok(Chunk::Known(bytes));
         }
         let what = || format!("chunk {i} of tensor {:?}", entry.name);
         let cref = entry
@@ -301,7 +306,7 @@ impl ObjectReader {
             .ok_or_else(|| Error::decode(what(), "no such chunk"))?;
         let obj = self.read_object(&cref.id)?;
         let parsed = chunk::read_chunk(&obj).map_err(|p| Error::codec(what(), p))?;
-        self.decode_parsed(entry, i, parsed)
+        self.decode_parsed(entry, i, parsed).map(Chunk::Decoded)
     }
 
     /// Decodes chunk `i` of `entry`, already read and parsed as `parsed`.
@@ -334,7 +339,7 @@ impl ObjectReader {
             if ref_entry.len != entry.len || ref_entry.chunk_bytes != entry.chunk_bytes {
                 return Err(Error::decode(what(), "reference tensor has another layout"));
             }
-            Some(self.decode_chunk(ref_entry, i)?)
+            Some(self.decode_shared(ref_entry, i)?)
         } else {
             None
         };
@@ -389,7 +394,7 @@ impl ObjectReader {
                 ));
             }
             if let Some(bytes) = checkout_cache::lookup(&self.known, ref_entry, i) {
-                break bytes;
+                break bytes.to_vec();
             }
             let cref = ref_entry
                 .chunks
@@ -413,6 +418,32 @@ impl ObjectReader {
                 .map_err(|p| Error::codec(what(entry), p))?;
         }
         Ok(out)
+    }
+}
+
+/// A decoded chunk: decoded now, or held by the checkout cache.
+enum Chunk {
+    Decoded(Vec<u8>),
+    Known(Arc<[u8]>),
+}
+
+impl Chunk {
+    fn into_vec(self) -> Vec<u8> {
+        match self {
+            Chunk::Decoded(v) => v,
+            Chunk::Known(b) => b.to_vec(),
+        }
+    }
+}
+
+impl std::ops::Deref for Chunk {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Chunk::Decoded(v) => v,
+            Chunk::Known(b) => b,
+        }
     }
 }
 
