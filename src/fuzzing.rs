@@ -174,7 +174,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                     ObjectKind::Manifest => "manifest",
                     _ => "chunk_object",
                 };
-                out.push((target, obj));
+                out.push((target, obj.into_vec()));
             }
         }
     }

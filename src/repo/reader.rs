@@ -11,6 +11,7 @@ use crate::codec::lossy::{self, CpuQuant, QuantEngine};
 use crate::error::{Error, Result};
 use crate::store::index::{Index, Location};
 use crate::store::manifest::{Manifest, TensorEntry, TensorRef};
+use crate::store::object_bytes::ObjectBytes;
 use crate::store::object_id::ObjectId;
 use crate::store::pack::{ObjectKind, PackReader};
 
@@ -40,7 +41,7 @@ pub(crate) struct ObjectReader {
     /// Chunks a verified checkout through the same handle decoded (none by default).
     known: KnownChunks,
     /// Objects read ahead of the decoder ([`ObjectReader::read_ahead`]), taken on first use.
-    ahead: Mutex<HashMap<ObjectId, Vec<u8>>>,
+    ahead: Mutex<HashMap<ObjectId, ObjectBytes>>,
     /// Whether each object read is hashed against its id (the default); see
     /// [`ObjectReader::hash_tensors_only`].
     hash_objects: bool,
@@ -182,7 +183,7 @@ impl ObjectReader {
     pub fn read_ahead<'a>(
         &self,
         jobs: impl Iterator<Item = (&'a TensorEntry, usize)>,
-    ) -> HashMap<ObjectId, Vec<u8>> {
+    ) -> HashMap<ObjectId, ObjectBytes> {
         let mut ids = Vec::new();
         for (entry, i) in jobs {
             self.chain_ids(entry, i, AHEAD_DEPTH, &mut ids);
@@ -226,7 +227,7 @@ impl ObjectReader {
 
     /// Makes `objects` (from [`ObjectReader::read_ahead`]) the ones reads take first; those
     /// handed in before and not used are dropped.
-    pub fn hand_in_ahead(&self, objects: HashMap<ObjectId, Vec<u8>>) {
+    pub fn hand_in_ahead(&self, objects: HashMap<ObjectId, ObjectBytes>) {
         *self.ahead.lock().expect("read-ahead lock") = objects;
     }
 
@@ -242,7 +243,7 @@ impl ObjectReader {
 
     /// Reads an object whose location was loaded, hashed against its id unless
     /// [`ObjectReader::hash_tensors_only`] was called.
-    pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>> {
+    pub fn read_object(&self, id: &ObjectId) -> Result<ObjectBytes> {
         if let Some(bytes) = self.ahead.lock().expect("read-ahead lock").remove(id) {
             return Ok(bytes);
         }
@@ -250,9 +251,9 @@ impl ObjectReader {
     }
 
     /// Reads an object from its pack (preloaded ones from memory), hashing it if `hash`.
-    fn read_from_pack(&self, id: &ObjectId, hash: bool) -> Result<Vec<u8>> {
+    fn read_from_pack(&self, id: &ObjectId, hash: bool) -> Result<ObjectBytes> {
         if let Some(bytes) = self.preloaded.get(id) {
-            return Ok(bytes.as_ref().clone());
+            return Ok(ObjectBytes::Shared(bytes.clone()));
         }
         let loc = self
             .locations

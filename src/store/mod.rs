@@ -2,6 +2,7 @@
 
 pub mod index;
 pub mod manifest;
+pub mod object_bytes;
 pub mod object_id;
 pub mod pack;
 pub mod reflog;

@@ -13,7 +13,11 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use memmap2::Mmap;
+
+use super::object_bytes::ObjectBytes;
 use super::object_id::ObjectId;
 use crate::error::{Error, Result};
 use crate::fsutil::{AtomicFile, DirectFile};
@@ -150,6 +154,9 @@ impl PackWriter {
 pub struct PackReader {
     name: String,
     file: DirectFile,
+    /// The pack mapped, where it is read through the page cache: objects are then ranges of
+    /// it, not copies.
+    map: Option<Arc<Mmap>>,
 }
 
 impl PackReader {
@@ -163,20 +170,22 @@ impl PackReader {
             },
             _ => Error::io(&path, e),
         })?;
-        Ok(PackReader {
-            name: name.to_string(),
-            file,
-        })
+        Ok(PackReader::with_file(name, file))
     }
 
     /// Opens the pack file at `path` (a download not yet renamed into place), named `name` in
     /// errors.
     pub fn open_path(path: &Path, name: &str) -> Result<Self> {
         let file = DirectFile::open(path).map_err(|e| Error::io(path, e))?;
-        Ok(PackReader {
+        Ok(PackReader::with_file(name, file))
+    }
+
+    fn with_file(name: &str, file: DirectFile) -> PackReader {
+        PackReader {
             name: name.to_string(),
+            map: file.map_cached().map(Arc::new),
             file,
-        })
+        }
     }
 
     /// The blake3 of the trailer this pack's footer records: a pack is named after it.
@@ -199,17 +208,17 @@ impl PackReader {
     }
 
     /// Reads one object and checks it hashes to its id.
-    pub fn read(&self, entry: &PackEntry) -> Result<Vec<u8>> {
+    pub fn read(&self, entry: &PackEntry) -> Result<ObjectBytes> {
         self.read_checked(entry, true)
     }
 
     /// Reads one object, checking its record header but not its hash: for a reader that checks
     /// what the object decodes to instead (a checkout hashes every tensor it writes).
-    pub fn read_unhashed(&self, entry: &PackEntry) -> Result<Vec<u8>> {
+    pub fn read_unhashed(&self, entry: &PackEntry) -> Result<ObjectBytes> {
         self.read_checked(entry, false)
     }
 
-    fn read_checked(&self, entry: &PackEntry, hash: bool) -> Result<Vec<u8>> {
+    fn read_checked(&self, entry: &PackEntry, hash: bool) -> Result<ObjectBytes> {
         let _t = crate::profile::time(crate::profile::Stage::PackRead);
         let damaged = |problem: String| Error::CorruptObject {
             id: entry.id.hex(),
@@ -231,15 +240,32 @@ impl PackReader {
                 entry.offset
             )));
         }
-        let buf = self
-            .file
-            .read_record_at(&mut head, entry.offset, entry.len as usize)
-            .map_err(|e| {
-                damaged(format!(
-                    "cannot read its record ({} bytes and the 9-byte header) at {}: {e}",
-                    entry.len, entry.offset
-                ))
-            })?;
+        let unreadable = |problem: String| {
+            damaged(format!(
+                "cannot read its record ({} bytes and the 9-byte header) at {}: {problem}",
+                entry.len, entry.offset
+            ))
+        };
+        let buf = match &self.map {
+            Some(map) => {
+                let (at, len) = (entry.offset as usize, entry.len as usize);
+                let end = entry.offset.checked_add(entry.len);
+                if end.is_none_or(|end| end > map.len() as u64) {
+                    return Err(unreadable(format!("the pack ends at {}", map.len())));
+                }
+                head.copy_from_slice(&map[at - 9..at]);
+                ObjectBytes::Mapped {
+                    map: map.clone(),
+                    at,
+                    len,
+                }
+            }
+            None => ObjectBytes::Owned(
+                self.file
+                    .read_record_at(&mut head, entry.offset, entry.len as usize)
+                    .map_err(|e| unreadable(e.to_string()))?,
+            ),
+        };
         if head[0] != entry.kind as u8 || head[1..] != entry.len.to_le_bytes() {
             return Err(damaged(
                 "record header does not match the pack trailer".into(),
@@ -340,8 +366,26 @@ pub fn list_packs(dir: &Path) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
+    /// A reader of pack `name` that reads objects from a mapping of it or with reads, whatever
+    /// the page cache holds.
+    fn reader(dir: &Path, name: &str, mapped: bool) -> PackReader {
+        let mut r = PackReader::open(dir, name).unwrap();
+        r.map = mapped.then(|| {
+            let file = std::fs::File::open(dir.join(format!("{name}.pack"))).unwrap();
+            // SAFETY: read-only, and the test changes the file only between readers.
+            Arc::new(unsafe { Mmap::map(&file) }.unwrap())
+        });
+        r
+    }
+
     #[test]
     fn write_read_and_detect_damage() {
+        for mapped in [false, true] {
+            read_and_detect_damage(mapped);
+        }
+    }
+
+    fn read_and_detect_damage(mapped: bool) {
         let dir = tempfile::tempdir().unwrap();
         let mut w = PackWriter::create(dir.path()).unwrap();
         let a = b"hello".to_vec();
@@ -352,29 +396,50 @@ mod tests {
         let (name, entries) = w.finish().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(list_packs(dir.path()).unwrap(), vec![name.clone()]);
-        let mut r = PackReader::open(dir.path(), &name).unwrap();
+        let mut r = reader(dir.path(), &name, mapped);
         assert_eq!(r.entries().unwrap(), entries);
-        assert_eq!(r.read(&entries[1]).unwrap(), b);
+        assert_eq!(*r.read(&entries[1]).unwrap(), b);
+        assert_eq!(r.read_unhashed(&entries[0]).unwrap().into_vec(), a);
+
+        // A record past the end of the file (a trailer that lies) is an error, not a panic.
+        let len = std::fs::metadata(dir.path().join(format!("{name}.pack")))
+            .unwrap()
+            .len();
+        for (offset, len) in [
+            (len + 100, 10),
+            (len - 4, 10),
+            (20, 1 << 20),
+            (u64::MAX - 4, 8),
+        ] {
+            let past = PackEntry {
+                offset,
+                len,
+                ..entries[0]
+            };
+            let err = r.read(&past).unwrap_err().to_string();
+            assert!(err.contains("cannot read its record"), "{err}");
+            assert!(err.contains(&entries[0].id.hex()), "{err}");
+        }
 
         let path = dir.path().join(format!("{name}.pack"));
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[(entries[1].offset + 3) as usize] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let r = PackReader::open(dir.path(), &name).unwrap();
+        let r = reader(dir.path(), &name, mapped);
         assert!(matches!(
             r.read(&entries[1]),
             Err(Error::CorruptObject { .. })
         ));
-        assert_eq!(r.read(&entries[0]).unwrap(), a);
+        assert_eq!(*r.read(&entries[0]).unwrap(), a);
         // A damaged record header (the kind byte before the payload) is caught too.
         let mut header_hit = bytes.clone();
         header_hit[(entries[0].offset - 9) as usize] ^= 1;
         std::fs::write(&path, &header_hit).unwrap();
-        let r = PackReader::open(dir.path(), &name).unwrap();
+        let r = reader(dir.path(), &name, mapped);
         let err = r.read(&entries[0]).unwrap_err().to_string();
         assert!(err.contains("record header does not match"), "{err}");
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        let mut r = PackReader::open(dir.path(), &name).unwrap();
+        let mut r = reader(dir.path(), &name, mapped);
         assert!(matches!(r.entries(), Err(Error::CorruptPack { .. })));
     }
 }
