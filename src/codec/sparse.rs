@@ -296,7 +296,7 @@ pub(crate) fn decode<'a>(
             limit: raw_len,
         });
     }
-    let tag = *stored.get(pos).ok_or(truncated("header"))?;
+    let tag = *stored.get(pos).ok_or_else(|| truncated("header"))?;
     pos += 1;
     let kind = Entropy::try_from(tag)
         .ok()
@@ -309,18 +309,22 @@ pub(crate) fn decode<'a>(
     let coded = usize::try_from(coded_len)
         .ok()
         .and_then(|len| stored.get(pos..pos.checked_add(len)?))
-        .ok_or(truncated("other bytes"))?;
+        .ok_or_else(|| truncated("other bytes"))?;
     pos += coded.len();
     let others = decode_others(kind, coded, count as usize)?;
     let mut out = vec![common; raw_len];
     let mut gaps = GapReader::new(&stored[pos..], u32::from(k));
     let mut at = 0usize;
     for &b in others.iter() {
-        let gap = gaps.next().ok_or(truncated("gaps"))?;
-        at = at
-            .checked_add(gap)
-            .filter(|&at| at < raw_len)
-            .ok_or(CodecError::SparsePastSection)?;
+        // The errors are made on failure only: `ok_or(error)` made one and dropped it (a call
+        // into its drop glue) for every byte, 3.5% of a cnn-digits/bf16 checkout's CPU.
+        let Some(gap) = gaps.next() else {
+            return Err(truncated("gaps"));
+        };
+        let Some(next) = at.checked_add(gap).filter(|&at| at < raw_len) else {
+            return Err(CodecError::SparsePastSection);
+        };
+        at = next;
         out[at] = b;
         at += 1;
     }

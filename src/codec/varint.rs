@@ -16,7 +16,10 @@ pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 pub(crate) fn get_varint(bytes: &[u8], pos: &mut usize) -> CodecResult<u64> {
     let mut v = 0u64;
     for i in 0..10 {
-        let b = *bytes.get(*pos).ok_or(CodecError::TruncatedVarint)?;
+        // Not `ok_or(error)?`: that makes the error and calls its drop glue on every byte.
+        let Some(&b) = bytes.get(*pos) else {
+            return Err(CodecError::TruncatedVarint);
+        };
         *pos += 1;
         if i == 9 && b > 1 {
             return Err(CodecError::VarintOverflow);
