@@ -20,6 +20,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use snapstore::{profile, Bound, CommitOptions, Repo};
 
+mod per_core;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench = args.first().map_or_else(
@@ -35,22 +37,10 @@ fn main() -> Result<()> {
         .unwrap_or_else(|_| "lossless".into())
         .parse()
         .context("SNAPSTORE_BENCH_BOUNDS (one bound)")?;
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1usize);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()?;
+    let threads = per_core::init_threads()?;
 
     let dir = bench.join(corpus);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
+    let files = per_core::checkpoint_files(&dir);
     if files.is_empty() {
         println!("skipping {corpus}: no *.safetensors in {}", dir.display());
         return Ok(());
@@ -75,11 +65,7 @@ fn main() -> Result<()> {
     for pass in 1..=passes {
         profile::reset();
         let start = Instant::now();
-        let mut bytes = 0u64;
-        for back in (0..files.len()).rev() {
-            let out = repo.checkout(&format!("HEAD~{back}"), None)?;
-            bytes += out.tensors.iter().map(|t| t.data.len() as u64).sum::<u64>();
-        }
+        let bytes = per_core::check_out_all(&repo, files.len())?;
         let wall = start.elapsed().as_secs_f64();
         let p = profile::read();
         let index: f64 = p

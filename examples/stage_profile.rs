@@ -25,6 +25,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use snapstore::{profile, Bound, Repo};
 
+mod per_core;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let bench = args.first().map_or_else(
@@ -43,18 +45,12 @@ fn main() -> Result<()> {
         .split(',')
         .map(|b| b.parse().with_context(|| format!("bound {b:?}")))
         .collect::<Result<_>>()?;
-    let threads = std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1usize);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()?;
+    let threads = per_core::init_threads()?;
     profile::enable();
     println!("# Stage profile ({threads} thread(s))\n");
     for name in &corpora {
         let dir = bench.join(name);
-        let files = checkpoint_files(&dir);
+        let files = per_core::checkpoint_files(&dir);
         if files.is_empty() {
             println!("skipping {name}: no *.safetensors in {}\n", dir.display());
             continue;
@@ -64,19 +60,6 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The trajectory's checkpoint files, in name order.
-fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-        .collect();
-    files.sort();
-    files
 }
 
 fn run(corpus: &str, files: &[PathBuf], bound: Bound) -> Result<()> {
@@ -102,11 +85,7 @@ fn run(corpus: &str, files: &[PathBuf], bound: Bound) -> Result<()> {
 
     profile::reset();
     let start = Instant::now();
-    let mut bytes = 0u64;
-    for back in (0..files.len()).rev() {
-        let out = repo.checkout(&format!("HEAD~{back}"), None)?;
-        bytes += out.tensors.iter().map(|t| t.data.len() as u64).sum::<u64>();
-    }
+    let bytes = per_core::check_out_all(&repo, files.len())?;
     print_table(
         corpus,
         bound,
