@@ -402,15 +402,16 @@ mod tests {
         assert_eq!(r.read_unhashed(&entries[0]).unwrap().into_vec(), a);
 
         // A record past the end of the file (a trailer that lies) is an error, not a panic.
-        let len = std::fs::metadata(dir.path().join(format!("{name}.pack")))
+        let file_len = std::fs::metadata(dir.path().join(format!("{name}.pack")))
             .unwrap()
             .len();
-        for (offset, len) in [
-            (len + 100, 10),
-            (len - 4, 10),
+        let past_end = [
+            (file_len + 100, 10),
+            (file_len - 4, 10),
             (20, 1 << 20),
             (u64::MAX - 4, 8),
-        ] {
+        ];
+        for (offset, len) in past_end {
             let past = PackEntry {
                 offset,
                 len,
@@ -419,6 +420,12 @@ mod tests {
             let err = r.read(&past).unwrap_err().to_string();
             assert!(err.contains("cannot read its record"), "{err}");
             assert!(err.contains(&entries[0].id.hex()), "{err}");
+            if mapped {
+                assert!(
+                    err.contains(&format!("the pack ends at {file_len}")),
+                    "{err}"
+                );
+            }
         }
 
         let path = dir.path().join(format!("{name}.pack"));
