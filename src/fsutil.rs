@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 mod direct_io;
 mod direct_read;
 mod direct_write;
-pub(crate) use direct_read::{DirectFile, DIRECT_MIN_BYTES};
+pub(crate) use direct_read::{cached, DirectFile, DIRECT_MIN_BYTES};
 use direct_write::DirectWriter;
 
 /// Prefix of temporary files; `gc` and the next commit remove stale ones.

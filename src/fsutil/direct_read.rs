@@ -15,6 +15,7 @@
 
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -103,16 +104,11 @@ impl DirectFile {
         self.key.len
     }
 
-    /// The file mapped read-only, where it is read through the page cache and the cache holds
-    /// all of it; `None` where it is read directly, is empty, has changed length, is not all in
-    /// the cache or cannot be mapped: reads then go through [`DirectFile::read_record_at`].
-    ///
-    /// Only a cached file is mapped: a fault on a page not in the cache reads it from the disk
-    /// then and there, a small read at a time, where a read of the object lets the kernel read
-    /// ahead (packs are written around the cache, so the first checkout after a commit found
-    /// them on the disk: `stage_profile cnn-digits` spent 29-39 ms waiting on pack reads mapped
-    /// against 20-27 read).
-    pub(crate) fn map_cached(&self) -> Option<Mmap> {
+    /// The file mapped read-only, where it is read through the page cache (a directly read
+    /// file's pages are not in the cache); `None` where it is read directly, is empty, has
+    /// changed length or cannot be mapped. Read only the ranges [`cached`] finds in the cache:
+    /// the rest through [`DirectFile::read_record_at`].
+    pub(crate) fn map_buffered(&self) -> Option<Mmap> {
         if self.direct.load(Ordering::Relaxed) || self.key.len == 0 {
             return None;
         }
@@ -120,7 +116,7 @@ impl DirectFile {
         // and renamed into place, never changed after; one truncated by another program while
         // mapped would fault this process (SIGBUS), as a mapped checkpoint being committed would.
         let map = unsafe { Mmap::map(&self.file) }.ok()?;
-        (map.len() as u64 == self.key.len && all_cached(&map)).then_some(map)
+        (map.len() as u64 == self.key.len).then_some(map)
     }
 
     /// The `len` bytes at `offset`.
@@ -434,21 +430,44 @@ fn short_read() -> io::Error {
     io::Error::new(io::ErrorKind::UnexpectedEof, "failed to fill whole buffer")
 }
 
-/// Whether every page of `map` is in the page cache (`mincore`); false where that cannot be
-/// told.
-fn all_cached(map: &Mmap) -> bool {
+/// Whether the page cache holds every page of `map[range]` (`mincore`); false where that
+/// cannot be told, and for a range outside the mapping.
+///
+/// A fault on a page not in the cache reads it from the disk then and there, a small read at a
+/// time, where a read of the range lets the kernel read ahead. Packs are written around the
+/// cache, so the first checkout after a commit finds them on the disk: mapped and faulted in,
+/// `stage_profile cnn-digits` waited 29-39 ms on its pack reads, against 20-27 read.
+pub(crate) fn cached(map: &Mmap, range: Range<usize>) -> bool {
+    /// Pages told on the stack (an object of a 1 MiB chunk spans 257); more take a buffer.
+    const ON_STACK: usize = 512;
+    if range.start > range.end || range.end > map.len() {
+        return false;
+    }
+    if range.is_empty() {
+        return true;
+    }
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    let Ok(page) = usize::try_from(page) else {
+    let Some(page) = usize::try_from(page).ok().filter(|p| p.is_power_of_two()) else {
         return false;
     };
-    let mut resident = vec![0u8; map.len().div_ceil(page.max(1))];
-    // SAFETY: `map` is a live mapping of `map.len()` bytes starting at a page boundary, and
-    // `resident` holds one byte per page of it.
+    let start = range.start & !(page - 1);
+    let len = range.end - start;
+    let pages = len.div_ceil(page);
+    let mut stack = [0u8; ON_STACK];
+    let mut heap = Vec::new();
+    let resident: &mut [u8] = if pages <= ON_STACK {
+        &mut stack[..pages]
+    } else {
+        heap.resize(pages, 0);
+        &mut heap
+    };
+    // SAFETY: `start` is a page boundary inside the live mapping `map` (mappings start at one),
+    // `len` bytes from it lie inside the mapping, and `resident` holds one byte per page.
     let ok = unsafe {
         libc::mincore(
-            map.as_ptr() as *mut libc::c_void,
-            map.len(),
+            map.as_ptr().add(start) as *mut libc::c_void,
+            len,
             resident.as_mut_ptr(),
         )
     } == 0;
@@ -471,28 +490,51 @@ mod tests {
         (DirectFile::open_direct_from(&path, 0).unwrap(), data)
     }
 
-    /// A file the page cache holds whole is mapped, with its bytes; a file read directly is
-    /// not, nor one whose pages were dropped (its objects are read, so the kernel reads ahead).
+    /// A file read through the page cache is mapped, with its bytes, and one read directly is
+    /// not; [`cached`] tells the ranges the cache holds: every range of a file just read, none
+    /// once its pages are dropped, and none outside the mapping.
     #[test]
-    fn only_a_wholly_cached_file_is_mapped() {
-        let test = "only_a_wholly_cached_file_is_mapped";
+    fn the_page_cache_tells_which_ranges_to_read_mapped() {
+        let test = "the_page_cache_tells_which_ranges_to_read_mapped";
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pack");
         let data = pattern(300_000);
         std::fs::write(&path, &data).unwrap();
         File::open(&path).unwrap().sync_all().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), data);
-        let cached = DirectFile::open_direct_from(&path, u64::MAX).unwrap();
-        assert_eq!(cached.map_cached().as_deref(), Some(&data[..]));
+        let buffered = DirectFile::open_direct_from(&path, u64::MAX).unwrap();
+        let map = buffered.map_buffered().unwrap();
+        assert_eq!(&map[..], &data[..]);
+        for range in [
+            0..data.len(),
+            5000..5001,
+            4095..8193,
+            7..7,
+            data.len()..data.len(),
+        ] {
+            assert!(cached(&map, range.clone()), "{range:?}");
+        }
+        assert!(!cached(&map, 0..data.len() + 1));
+        assert!(!cached(&map, data.len() + 4096..data.len() + 8192));
+        drop(map);
 
         let direct = DirectFile::open_direct_from(&path, 0).unwrap();
         if direct.direct.load(Ordering::Relaxed) {
-            assert!(direct.map_cached().is_none());
+            assert!(direct.map_buffered().is_none());
         } else {
             crate::report_skip(test, "this file system refuses O_DIRECT");
         }
 
+        // Clean pages no process maps are dropped at once on disk file systems; tmpfs keeps
+        // them (they are the file).
         let file = File::open(&path).unwrap();
+        let dir_name = std::ffi::CString::new(dir.path().as_os_str().as_encoded_bytes()).unwrap();
+        let mut fs = std::mem::MaybeUninit::<libc::statfs>::uninit();
+        // SAFETY: a valid path, and a buffer statfs fills when it returns 0.
+        let tmpfs = unsafe {
+            libc::statfs(dir_name.as_ptr(), fs.as_mut_ptr()) == 0
+                && fs.assume_init().f_type == libc::TMPFS_MAGIC
+        };
         // SAFETY: a valid descriptor; the advice only drops clean cached pages.
         let advised = unsafe {
             libc::posix_fadvise(
@@ -503,16 +545,12 @@ mod tests {
             )
         };
         assert_eq!(advised, 0);
-        // SAFETY: as in `map_cached`; only read through `all_cached`.
-        let probe = unsafe { Mmap::map(&file) }.unwrap();
-        if all_cached(&probe) {
-            // Disk file systems drop clean pages at once; tmpfs keeps them (they are the file).
-            crate::report_skip(
-                test,
-                "the file system kept the pages after POSIX_FADV_DONTNEED",
-            );
+        let map = buffered.map_buffered().unwrap();
+        if tmpfs {
+            crate::report_skip(test, "tmpfs keeps a file's pages after POSIX_FADV_DONTNEED");
         } else {
-            assert!(cached.map_cached().is_none());
+            assert!(!cached(&map, 0..data.len()));
+            assert!(!cached(&map, 100_000..100_001));
         }
     }
 

@@ -13,14 +13,14 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use memmap2::Mmap;
 
 use super::object_bytes::ObjectBytes;
 use super::object_id::ObjectId;
 use crate::error::{Error, Result};
-use crate::fsutil::{AtomicFile, DirectFile};
+use crate::fsutil::{cached, AtomicFile, DirectFile};
 
 const MAGIC: &[u8; 8] = b"SNAPPACK";
 const END_MAGIC: &[u8; 8] = b"SNAPEND!";
@@ -154,9 +154,17 @@ impl PackWriter {
 pub struct PackReader {
     name: String,
     file: DirectFile,
-    /// The pack mapped, where it is read through the page cache: objects are then ranges of
-    /// it, not copies.
-    map: Option<Arc<Mmap>>,
+    /// The pack mapped, where it is read through the page cache: an object the cache holds is
+    /// then a range of it, not a copy. Mapped at the first object read, not at open: a reader
+    /// opened for the trailer only (a fetch recording its packs, an index rebuild) maps nothing.
+    map: OnceLock<Option<Mapping>>,
+}
+
+/// A pack's mapping, and whether the page cache held all of it when it was mapped (then its
+/// objects are not looked up one by one).
+struct Mapping {
+    map: Arc<Mmap>,
+    whole: bool,
 }
 
 impl PackReader {
@@ -183,7 +191,7 @@ impl PackReader {
     fn with_file(name: &str, file: DirectFile) -> PackReader {
         PackReader {
             name: name.to_string(),
-            map: file.map_cached().map(Arc::new),
+            map: OnceLock::new(),
             file,
         }
     }
@@ -246,16 +254,23 @@ impl PackReader {
                 entry.len, entry.offset
             ))
         };
-        let buf = match &self.map {
-            Some(map) => {
-                let (at, len) = (entry.offset as usize, entry.len as usize);
+        // The record (header and payload) from the mapping where the page cache holds it.
+        let mapped = match self.mapping() {
+            Some(m) => {
                 let end = entry.offset.checked_add(entry.len);
-                if end.is_none_or(|end| end > map.len() as u64) {
-                    return Err(unreadable(format!("the pack ends at {}", map.len())));
+                if end.is_none_or(|end| end > m.map.len() as u64) {
+                    return Err(unreadable(format!("the pack ends at {}", m.map.len())));
                 }
-                head.copy_from_slice(&map[at - 9..at]);
+                let (at, len) = (entry.offset as usize, entry.len as usize);
+                (m.whole || cached(&m.map, at - 9..at + len)).then_some((m, at, len))
+            }
+            None => None,
+        };
+        let buf = match mapped {
+            Some((m, at, len)) => {
+                head.copy_from_slice(&m.map[at - 9..at]);
                 ObjectBytes::Mapped {
-                    map: map.clone(),
+                    map: m.map.clone(),
                     at,
                     len,
                 }
@@ -275,6 +290,20 @@ impl PackReader {
             return Err(damaged("content does not hash to its id".into()));
         }
         Ok(buf)
+    }
+
+    /// The pack's mapping, made at the first call (see [`PackReader::map`]).
+    fn mapping(&self) -> Option<&Mapping> {
+        self.map
+            .get_or_init(|| {
+                let map = self.file.map_buffered()?;
+                let whole = cached(&map, 0..map.len());
+                Some(Mapping {
+                    map: Arc::new(map),
+                    whole,
+                })
+            })
+            .as_ref()
     }
 
     /// Reads and verifies the trailer: the list of objects in the pack.
@@ -366,26 +395,39 @@ pub fn list_packs(dir: &Path) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    /// A reader of pack `name` that reads objects from a mapping of it or with reads, whatever
-    /// the page cache holds.
-    fn reader(dir: &Path, name: &str, mapped: bool) -> PackReader {
+    /// How a test reader reads objects, whatever the page cache holds.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Way {
+        /// With system calls.
+        Reads,
+        /// From a mapping, every object.
+        Mapped,
+        /// From a mapping where the page cache holds the object, else with system calls.
+        AsCached,
+    }
+
+    /// A reader of pack `name` reading its objects the `way` asked.
+    fn reader(dir: &Path, name: &str, way: Way) -> PackReader {
         let mut r = PackReader::open(dir, name).unwrap();
-        r.map = mapped.then(|| {
+        r.map = OnceLock::from((way != Way::Reads).then(|| {
             let file = std::fs::File::open(dir.join(format!("{name}.pack"))).unwrap();
-            // SAFETY: read-only, and the test changes the file only between readers.
-            Arc::new(unsafe { Mmap::map(&file) }.unwrap())
-        });
+            Mapping {
+                // SAFETY: read-only, and the test changes the file only between readers.
+                map: Arc::new(unsafe { Mmap::map(&file) }.unwrap()),
+                whole: way == Way::Mapped,
+            }
+        }));
         r
     }
 
     #[test]
     fn write_read_and_detect_damage() {
-        for mapped in [false, true] {
-            read_and_detect_damage(mapped);
+        for way in [Way::Reads, Way::Mapped, Way::AsCached] {
+            read_and_detect_damage(way);
         }
     }
 
-    fn read_and_detect_damage(mapped: bool) {
+    fn read_and_detect_damage(way: Way) {
         let dir = tempfile::tempdir().unwrap();
         let mut w = PackWriter::create(dir.path()).unwrap();
         let a = b"hello".to_vec();
@@ -396,7 +438,7 @@ mod tests {
         let (name, entries) = w.finish().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(list_packs(dir.path()).unwrap(), vec![name.clone()]);
-        let mut r = reader(dir.path(), &name, mapped);
+        let mut r = reader(dir.path(), &name, way);
         assert_eq!(r.entries().unwrap(), entries);
         assert_eq!(*r.read(&entries[1]).unwrap(), b);
         assert_eq!(r.read_unhashed(&entries[0]).unwrap().into_vec(), a);
@@ -420,7 +462,7 @@ mod tests {
             let err = r.read(&past).unwrap_err().to_string();
             assert!(err.contains("cannot read its record"), "{err}");
             assert!(err.contains(&entries[0].id.hex()), "{err}");
-            if mapped {
+            if way != Way::Reads {
                 assert!(
                     err.contains(&format!("the pack ends at {file_len}")),
                     "{err}"
@@ -432,7 +474,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[(entries[1].offset + 3) as usize] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let r = reader(dir.path(), &name, mapped);
+        let r = reader(dir.path(), &name, way);
         assert!(matches!(
             r.read(&entries[1]),
             Err(Error::CorruptObject { .. })
@@ -442,11 +484,11 @@ mod tests {
         let mut header_hit = bytes.clone();
         header_hit[(entries[0].offset - 9) as usize] ^= 1;
         std::fs::write(&path, &header_hit).unwrap();
-        let r = reader(dir.path(), &name, mapped);
+        let r = reader(dir.path(), &name, way);
         let err = r.read(&entries[0]).unwrap_err().to_string();
         assert!(err.contains("record header does not match"), "{err}");
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        let mut r = reader(dir.path(), &name, mapped);
+        let mut r = reader(dir.path(), &name, way);
         assert!(matches!(r.entries(), Err(Error::CorruptPack { .. })));
     }
 }
