@@ -5,10 +5,11 @@
 //! The sign and exponent plane of a checkpoint's exact delta is such a section: 95% and more
 //! zeros, coded by rANS to ~0.1 bits a byte, but rANS pays a state step per byte whatever it
 //! codes (cnn-digits: its lossless checkout decoded 10-13 ms faster of ~90 once they were
-//! sparse, for under 0.5% of its bytes). Here the coder runs over the other bytes only, and the common value is written by
-//! `memset`. The gaps of independent places are geometric, which a Rice code fits within a
-//! few percent of their entropy and without a table; a section is coded so only where the
-//! result is smaller than the other coders' (see `entropy::code_with`), so it costs no bytes.
+//! sparse, for under 0.5% of its bytes). Here the coder runs over the other bytes only, and
+//! the common value is written by `memset`. The gaps of independent places are geometric,
+//! which a Rice code fits within a few percent of their entropy and without a table; a section
+//! is coded so only where the result is smaller than the other coders' (see
+//! `entropy::code_with`), so it costs no bytes.
 //!
 //! Layout: the common value (u8), the Rice parameter `k` (u8), the count of other bytes
 //! (varint), their coder (u8, any entropy coder but this one) and coded length (varint), the
