@@ -12,13 +12,14 @@
 //! packs are on the disk, not in the page cache (they are written around it); these passes find
 //! them cached. Per pass: wall time, coding MB/s per CPU second (tensor bytes over the CPU time
 //! of every stage but the index's) and the wall time no stage covers; then the last pass's
-//! stage table. One thread unless `RAYON_NUM_THREADS` says otherwise, as in `stage_profile`.
+//! stage table. The caches are sized as in `stage_profile` (`SNAPSTORE_BENCH_CHECKOUT_CACHE`).
+//! One thread unless `RAYON_NUM_THREADS` says otherwise, as in `stage_profile`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use snapstore::{profile, Bound, CommitOptions, Repo};
+use snapstore::{profile, Bound, CommitOptions};
 
 mod per_core;
 
@@ -46,7 +47,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let tmp = tempfile::tempdir()?;
-    let repo = Repo::init(tmp.path().join("repo"))?;
+    let (repo, _, checkouts) = per_core::init_repo(&tmp.path().join("repo"))?;
     let opts = CommitOptions {
         bound: Some(bound),
         ..Default::default()
@@ -56,7 +57,8 @@ fn main() -> Result<()> {
     }
 
     println!(
-        "# {corpus}, {bound}: {passes} passes of {} checkouts ({threads} thread(s))\n",
+        "# {corpus}, {bound}: {passes} passes of {} checkouts ({threads} thread(s), checkout \
+         cache {checkouts} B)\n",
         files.len()
     );
     println!("| pass | wall ms | coding MB/s per CPU s | untimed ms |");

@@ -8,7 +8,9 @@
 //! `cnn-digits/bf16` (a missing one is skipped with a message). For each corpus and bound
 //! (`SNAPSTORE_BENCH_BOUNDS`, default `lossless,rel:0.01`) a fresh repository in a temporary
 //! directory commits the whole trajectory in file-name order through one handle (the kept tip,
-//! as a trainer does), then checks out every snapshot into memory. The stage timers
+//! as a trainer does), then checks out every snapshot into memory. `SNAPSTORE_BENCH_TIP_CACHE`
+//! and `SNAPSTORE_BENCH_CHECKOUT_CACHE` size the two caches in bytes (the library's 64 MiB
+//! defaults otherwise: a larger checkpoint keeps its tip only when they say so). The stage timers
 //! (`snapstore::profile`) give each stage's CPU and wall time and MB per CPU second; the heading
 //! gives the run's wall time, its MB/s of tensor bytes, the coding MB/s (tensor bytes over the
 //! CPU time of every stage but fsync and the index, the fixed cost of a durable commit, see
@@ -23,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use snapstore::{profile, Bound, Repo};
+use snapstore::{profile, Bound};
 
 mod per_core;
 
@@ -64,7 +66,7 @@ fn main() -> Result<()> {
 
 fn run(corpus: &str, files: &[PathBuf], bound: Bound) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let repo = Repo::init(tmp.path().join("repo"))?;
+    let (repo, tip, checkouts) = per_core::init_repo(&tmp.path().join("repo"))?;
     let opts = snapstore::CommitOptions {
         bound: Some(bound),
         ..Default::default()
@@ -78,7 +80,8 @@ fn run(corpus: &str, files: &[PathBuf], bound: Bound) -> Result<()> {
     let wall = start.elapsed().as_secs_f64();
     let stored = repo.stats()?.pack_bytes;
     println!(
-        "{corpus}, {bound}: {bytes} tensor bytes stored in {stored} pack bytes ({:.3}x)\n",
+        "{corpus}, {bound}: {bytes} tensor bytes stored in {stored} pack bytes ({:.3}x); \
+         tip cache {tip} B, checkout cache {checkouts} B\n",
         bytes as f64 / stored as f64
     );
     print_table(corpus, bound, "commit", bytes, wall);

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::checkout_cache::Collector;
+use super::output_buffer;
 use super::reader::ObjectReader;
 use super::refs::{resolve_rev, Rev};
 use super::windows::{window_bytes, windows_for_threads, MAX_WINDOW_BYTES};
@@ -122,8 +123,10 @@ impl Repo {
                     data[t] = bytes;
                 } else {
                     let kept = &mut data[t];
+                    if kept.capacity() == 0 {
+                        *kept = output_buffer::with_capacity(whole);
+                    }
                     // (Chunks longer than the tensor fail its hash check when it ends.)
-                    kept.reserve_exact(whole.saturating_sub(kept.len()));
                     kept.extend_from_slice(&bytes);
                 }
                 self.report("checkout", done, total);

@@ -9,6 +9,7 @@ mod input;
 mod maintenance;
 mod malloc_warmup;
 mod manifest_cache;
+mod output_buffer;
 pub(crate) mod plan;
 #[cfg(test)]
 mod props;
@@ -64,7 +65,7 @@ pub const DEFAULT_TIP_CACHE_BYTES: usize = 64 << 20;
 
 /// Bytes of the last checkout a handle keeps decoded by default (see
 /// [`Repo::with_checkout_cache`]).
-const DEFAULT_CHECKOUT_CACHE_BYTES: usize = 64 << 20;
+pub const DEFAULT_CHECKOUT_CACHE_BYTES: usize = 64 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct FormatFile {
