@@ -1260,10 +1260,146 @@ fn damaged_objects_in_every_window() {
                 Err(e) => e.to_string(),
             };
             assert!(err.contains(&victim.0.hex()), "{err}");
+            let mut buffers = target_buffers(&s2, 0);
+            let err = Repo::open(repo.path())
+                .unwrap()
+                .checkout_into(id2.hex().as_str(), &mut targets(&mut buffers))
+                .expect_err("damage in place")
+                .to_string();
+            assert!(err.contains(&victim.0.hex()), "{err}");
             assert!(fresh.checkout_to_file(&id2.hex(), &out, None).is_err());
             assert!(!out.exists());
             std::fs::write(&path, &good).unwrap();
         }
     }
     assert_eq!(checkout_sorted(&repo, &id2.hex()), by_name(s2));
+}
+
+/// Buffers for every tensor of `tensors`, filled with `fill`, as `checkout_into` takes them.
+fn target_buffers(tensors: &[Tensor], fill: u8) -> Vec<Tensor> {
+    tensors
+        .iter()
+        .map(|t| Tensor {
+            data: vec![fill; t.data.len()],
+            ..t.clone()
+        })
+        .collect()
+}
+
+fn targets(buffers: &mut [Tensor]) -> Vec<snapstore::TensorTarget<'_>> {
+    buffers
+        .iter_mut()
+        .map(|t| snapstore::TensorTarget {
+            name: t.name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            data: &mut t.data,
+        })
+        .collect()
+}
+
+/// An evaluation loop checking out snapshot after snapshot into the same buffers gets what
+/// `checkout` gives, lossless and bounded, through one handle (its checkout cache in play) and
+/// through fresh ones, for every dtype, a tensor of many chunks, and only some tensors.
+#[test]
+fn checkout_into_the_same_buffers_equals_checkout() {
+    for bound in [Bound::Lossless, "rel:0.01".parse().unwrap()] {
+        let (dir, repo) = new_repo();
+        let mut rng = Rng::new(5);
+        let options = CommitOptions {
+            bound: Some(bound),
+            chunk_bytes: 64 << 10,
+            ..opts("step")
+        };
+        let run = trajectory(8, 4, &[("big", &[300, 1000]), ("small", &[7])]);
+        let fixed = every_dtype_tensors(&mut rng);
+        let mut ids = Vec::new();
+        for step in &run {
+            let mut all = step.clone();
+            all.extend(fixed.iter().cloned());
+            ids.push(repo.commit_tensors(&inputs(&all), None, &options).unwrap());
+        }
+        let fresh = || Repo::open(dir.path().join("repo")).unwrap();
+        let mut all = run[0].clone();
+        all.extend(fixed.iter().cloned());
+        let mut buffers = target_buffers(&all, 0xA5);
+        for (k, report) in ids.iter().enumerate().chain(ids.iter().enumerate().rev()) {
+            let id = report.snapshot.hex();
+            let expected = checkout_sorted(&fresh(), &id);
+            for handle in [&repo, &fresh()] {
+                let info = handle.checkout_into(id.as_str(), &mut targets(&mut buffers));
+                assert_eq!(info.unwrap().snapshot, report.snapshot);
+                assert_eq!(
+                    by_name(buffers.clone()),
+                    expected,
+                    "snapshot {k} under {bound}"
+                );
+            }
+        }
+        // Some tensors only: the others' buffers are not touched.
+        let mut some = target_buffers(&all, 0x5A);
+        let (big, rest) = some.split_at_mut(1);
+        let info = repo.checkout_into("HEAD~2", &mut targets(big)).unwrap();
+        assert_eq!(info.snapshot, ids[1].snapshot);
+        let expected = checkout_sorted(&fresh(), &ids[1].snapshot.hex());
+        assert_eq!(Some(&big[0]), expected.iter().find(|t| t.name == "big"));
+        assert!(rest.iter().all(|t| t.data.iter().all(|&b| b == 0x5A)));
+    }
+}
+
+/// A target that cannot take its tensor is refused before anything is written, with a message
+/// naming the tensor and what differs.
+#[test]
+fn checkout_into_refuses_targets_that_do_not_fit() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(9);
+    let tensors = vec![
+        Tensor::f32(&mut rng, "w", &[4, 8], 1.0),
+        Tensor::random(&mut rng, "b", Dtype::BF16, &[8]),
+    ];
+    let full = commit(&repo, &tensors, "one");
+    let id = full.short();
+    type Spoil = Box<dyn Fn(&mut Vec<Tensor>)>;
+    let cases: Vec<(Spoil, String)> = vec![
+        (
+            Box::new(|b| b[0].dtype = Dtype::I32),
+            format!(
+                "invalid checkout target: tensor \"w\" of snapshot {id} is F32 [4, 8], \
+                 but its buffer holds I32 [4, 8]"
+            ),
+        ),
+        (
+            Box::new(|b| b[1].shape = vec![2, 4]),
+            format!(
+                "invalid checkout target: tensor \"b\" of snapshot {id} is BF16 [8], \
+                 but its buffer holds BF16 [2, 4]"
+            ),
+        ),
+        (
+            Box::new(|b| b[0].data.pop().map(drop).unwrap()),
+            format!(
+                "invalid checkout target: tensor \"w\" of snapshot {id} is 128 bytes, \
+                 but its buffer is 127"
+            ),
+        ),
+        (
+            Box::new(|b| b[1].name = "w".into()),
+            "invalid checkout targets: tensor \"w\" is given two buffers (targets 0 and 1)".into(),
+        ),
+        (
+            Box::new(|b| b[1].name = "missing".into()),
+            format!("snapshot {} has no tensor \"missing\"", full.hex()),
+        ),
+    ];
+    for (spoil, message) in cases {
+        let mut buffers = target_buffers(&tensors, 7);
+        spoil(&mut buffers);
+        let err = repo.checkout_into("HEAD", &mut targets(&mut buffers));
+        let err = err.expect_err(&message).to_string();
+        assert!(err.contains(&message), "{err}\nexpected: {message}");
+        assert!(
+            buffers.iter().all(|t| t.data.iter().all(|&b| b == 7)),
+            "{message}"
+        );
+    }
 }

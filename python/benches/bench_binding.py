@@ -2,6 +2,7 @@
 
     python python/benches/bench_binding.py rss   [--size 1G] [--bound lossless]
     python python/benches/bench_binding.py speed [--size 1G] [--bound rel:0.01] [--repeat 3]
+    python python/benches/bench_binding.py loop  --corpus DIR [--bound lossless] [--repeat 3]
 
 ``rss``: builds a state_dict of SIZE bytes of float32 tensors (64 MiB each) in this process,
 resets the peak RSS (``/proc/self/clear_refs``) and commits it; then multiplies every weight by
@@ -17,6 +18,13 @@ binding's own overhead, worst of the runs: for a commit the wall time of ``Repo.
 the library's clock in the same call, for a checkout the time to wrap the decoded buffers as
 torch tensors. With ``SNAPSTORE_PROFILE=1`` both sides print each step's stage table (thread
 CPU and wall time per stage, ``snapstore::profile``) on stderr, to see which stage differs.
+
+``loop``: an evaluation loop. Commits the checkpoints of DIR (its ``*.safetensors`` files that
+hold the same tensors as the first one, in name order) into one repository, then makes REPEAT
+pairs of passes, each checking out every snapshot oldest first into one state_dict of owned
+tensors, taking turns: ``load_state_dict``'s way (``repo.checkout(ref)`` then ``copy_`` into
+each tensor) and in place (``repo.checkout(ref, into=state_dict)``). Prints each pass's wall
+time and its peak RSS above the RSS before it (``/proc/self/clear_refs``).
 """
 
 import argparse
@@ -175,15 +183,58 @@ def speed(args):
             print(json.dumps(row))
 
 
+def loop(args):
+    from safetensors import safe_open
+
+    files = sorted(Path(args.corpus).glob("*.safetensors"))
+    if not files:
+        sys.exit(f"no *.safetensors in {args.corpus}")
+    names = lambda f: set(safe_open(str(f), "pt").keys())  # noqa: E731
+    files = [f for f in files if names(f) == names(files[0])]
+    with tempfile.TemporaryDirectory(dir=args.dir) as d, snapstore.Repo.init(Path(d) / "r") as repo:
+        for f in files:
+            with safe_open(str(f), "pt") as st:
+                repo.commit({k: st.get_tensor(k) for k in st.keys()}, bound=args.bound)
+        model = {k: v.clone() for k, v in repo.checkout("HEAD").items()}
+        refs = [f"HEAD~{back}" for back in reversed(range(len(files)))]
+
+        def copied():
+            for ref in refs:
+                sd = repo.checkout(ref)
+                with torch.no_grad():
+                    for k, t in model.items():
+                        t.copy_(sd[k])
+                del sd
+
+        def in_place():
+            for ref in refs:
+                repo.checkout(ref, into=model)
+
+        ways = [("checkout + copy_", copied), ("checkout(into=)", in_place)]
+        for rep in range(args.repeat):
+            for way, run in ways if rep % 2 == 0 else ways[::-1]:
+                before = status("VmRSS")
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")  # peak RSS := current RSS
+                start = time.perf_counter()
+                run()
+                wall = time.perf_counter() - start
+                print(json.dumps({"pass": rep, "way": way, "corpus": args.corpus,
+                                  "snapshots": len(refs), "bound": args.bound,
+                                  "wall_s": round(wall, 4),
+                                  "peak_added_bytes": status("VmHWM") - before}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["rss", "speed"])
+    p.add_argument("mode", choices=["rss", "speed", "loop"])
+    p.add_argument("--corpus", default=None, help="loop: a directory of checkpoints")
     p.add_argument("--size", default="1G")
     p.add_argument("--bound", default="lossless")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dir", default=None, help="where temporary files and repositories go")
     args = p.parse_args()
-    (rss if args.mode == "rss" else speed)(args)
+    {"rss": rss, "speed": speed, "loop": loop}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ use snapstore::{
 use crate::buffer::Buffer;
 use crate::errors::{raise, to_py};
 use crate::evaluator::PyEvaluator;
-use crate::inputs::{borrow, RawTensor};
+use crate::inputs::{borrow, borrow_mut, RawTensor};
 
 /// A checked-out tensor: name, dtype name, shape, bytes.
 type OutTensor = (String, String, Vec<u64>, Py<Buffer>);
@@ -263,6 +263,33 @@ impl PyRepo {
             })
             .collect::<PyResult<Vec<_>>>()?;
         Ok((c.snapshot.hex(), c.metadata, c.meta, tensors))
+    }
+
+    /// The snapshot `spec` names and its tensors' names, in file order.
+    fn tensor_names(&self, py: Python<'_>, spec: String) -> PyResult<(String, Vec<String>)> {
+        let (id, manifest) = self.run(py, |repo| repo.show(spec.as_str()))?;
+        let names = manifest.tensors.iter().map(|t| t.name.clone()).collect();
+        Ok((id.hex(), names))
+    }
+
+    /// Checks out the tensors `targets` names into their buffers, in place: (snapshot id,
+    /// safetensors metadata, snapshot meta).
+    #[allow(clippy::type_complexity)]
+    fn checkout_into(
+        &self,
+        py: Python<'_>,
+        spec: String,
+        targets: Vec<RawTensor>,
+    ) -> PyResult<(
+        String,
+        Option<BTreeMap<String, String>>,
+        BTreeMap<String, String>,
+    )> {
+        let info = self.run(py, |repo| {
+            let mut targets = borrow_mut(&targets)?;
+            repo.checkout_into(spec.as_str(), &mut targets)
+        })?;
+        Ok((info.snapshot.hex(), info.metadata, info.meta))
     }
 
     /// Log entries from `spec` (default HEAD), newest first, as JSON.

@@ -56,6 +56,31 @@ impl Checkout {
     }
 }
 
+/// A buffer the caller owns for one tensor of a checkout into place ([`Repo::checkout_into`]):
+/// its name, and the element type and shape it holds, which must be the tensor's.
+#[derive(Debug)]
+pub struct TensorTarget<'b> {
+    /// The tensor's name in the snapshot.
+    pub name: String,
+    /// Element type the buffer holds.
+    pub dtype: Dtype,
+    /// Shape the buffer holds.
+    pub shape: Vec<u64>,
+    /// The buffer, exactly the tensor's bytes long.
+    pub data: &'b mut [u8],
+}
+
+/// What a checkout into place ([`Repo::checkout_into`]) found besides the tensors.
+#[derive(Clone, Debug)]
+pub struct CheckoutInfo {
+    /// Snapshot id.
+    pub snapshot: ObjectId,
+    /// The safetensors `__metadata__`.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// User metadata of the snapshot.
+    pub meta: BTreeMap<String, String>,
+}
+
 /// What a checkout to a file did.
 #[derive(Clone, Debug, Serialize)]
 pub struct CheckoutReport {
@@ -152,6 +177,69 @@ impl Repo {
         })
     }
 
+    /// Checks out the tensors `targets` name into their buffers, in place: an evaluation loop
+    /// loading snapshot after snapshot into one model allocates nothing and copies each chunk
+    /// once (a fresh buffer's pages are faults the first time they are written). Each target's
+    /// dtype and shape must be its tensor's; the snapshot's other tensors are not read.
+    ///
+    /// Every tensor is checked against its hash as with [`Repo::checkout`], but after it is
+    /// written: on an error, what the buffers hold is unspecified (the targets are checked
+    /// before anything is written, so a wrong name, dtype or shape changes nothing).
+    pub fn checkout_into<'a>(
+        &self,
+        rev: impl Into<Rev<'a>>,
+        targets: &mut [TensorTarget<'_>],
+    ) -> Result<CheckoutInfo> {
+        let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+        for (i, name) in names.iter().enumerate() {
+            if let Some(first) = names[..i].iter().position(|n| n == name) {
+                return Err(Error::invalid(
+                    "checkout targets",
+                    format!("tensor {name:?} is given two buffers (targets {first} and {i})"),
+                ));
+            }
+        }
+        let mut p = self.prepare_checkout(rev.into(), Some(&names))?;
+        for (e, t) in p.selected.iter().zip(targets.iter()) {
+            check_target(e, t, &p.snapshot)?;
+        }
+        p.reader.hash_tensors_only();
+        let entries: Vec<&TensorEntry> = p.selected.iter().collect();
+        let total = entries.iter().map(|e| e.len).sum();
+        let mut filled = vec![0usize; entries.len()];
+        let mut done = 0;
+        let remember = self.checkouts.collector();
+        decode_tensors(
+            &p.reader,
+            &p.snapshot,
+            &entries,
+            Some(&remember),
+            &mut |t, bytes| {
+                let at = filled[t];
+                let place = targets[t]
+                    .data
+                    .get_mut(at..at + bytes.len())
+                    .ok_or_else(|| {
+                        Error::decode(
+                            format!("tensor {:?}", entries[t].name),
+                            format!("its chunks run past its {} bytes", entries[t].len),
+                        )
+                    })?;
+                place.copy_from_slice(&bytes);
+                filled[t] += bytes.len();
+                done += bytes.len() as u64;
+                self.report("checkout", done, total);
+                Ok(())
+            },
+        )?;
+        self.checkouts.replace(remember);
+        Ok(CheckoutInfo {
+            snapshot: p.snapshot,
+            metadata: p.manifest.metadata.clone(),
+            meta: p.manifest.meta.clone(),
+        })
+    }
+
     /// Checks out a snapshot (or some tensors) as a safetensors file, written atomically. The
     /// whole snapshot reproduces the committed file byte for byte.
     pub fn checkout_to_file<'a>(
@@ -238,6 +326,37 @@ pub(crate) fn write_prepared(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Whether `target` can take `entry`'s bytes: its dtype, its shape, and so its length.
+fn check_target(entry: &TensorEntry, target: &TensorTarget<'_>, snapshot: &ObjectId) -> Result<()> {
+    if entry.dtype != target.dtype || entry.shape != target.shape {
+        return Err(Error::invalid(
+            "checkout target",
+            format!(
+                "tensor {:?} of snapshot {} is {} {:?}, but its buffer holds {} {:?}",
+                entry.name,
+                snapshot.short(),
+                entry.dtype.name(),
+                entry.shape,
+                target.dtype.name(),
+                target.shape
+            ),
+        ));
+    }
+    if target.data.len() as u64 != entry.len {
+        return Err(Error::invalid(
+            "checkout target",
+            format!(
+                "tensor {:?} of snapshot {} is {} bytes, but its buffer is {}",
+                entry.name,
+                snapshot.short(),
+                entry.len,
+                target.data.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The entries of `manifest` a checkout of `names` (all when `None`) decodes, each name once.
@@ -352,10 +471,11 @@ pub(crate) fn decode_tensors(
             h.update(&d);
             *total += d.len() as u64;
             drop(hash);
+            // Kept for the next checkout is handed on too: a copy, timed as one.
+            let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
             if let Some(c) = remember {
                 c.offer(entries[t], i, &d);
             }
-            let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
             sink(t, d)?;
             if i + 1 == entries[t].chunks.len() {
                 finish(t, &mut hashers)?;

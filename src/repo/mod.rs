@@ -34,7 +34,7 @@ use manifest_cache::ManifestCache;
 use tip_cache::TipCache;
 
 pub(crate) use checkout::{select_entries, write_prepared, Prepared};
-pub use checkout::{CheckedOutTensor, Checkout, CheckoutReport};
+pub use checkout::{CheckedOutTensor, Checkout, CheckoutInfo, CheckoutReport, TensorTarget};
 pub(crate) use commit::{chunk_count, chunk_range, code_chunk, exact_may_win, validate_inputs};
 pub use commit::{CommitOptions, CommitReport};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _native
-from ._tensors import host_views, meta_strings, python_evaluator, to_tensor
+from ._tensors import (checkout_targets, copy_staged, host_views, meta_strings, python_evaluator,
+                       state_dict_of, to_tensor)
 from .errors import InvalidInputError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -232,10 +233,22 @@ class Repo:
         names: Optional[Sequence[str]] = None,
         framework: str = "pt",
         device: str = "cpu",
+        into: Any = None,
+        strict: bool = True,
     ) -> StateDict:
         """The tensors of snapshot ``ref`` (HEAD, HEAD~N, a branch, a tag or an id prefix), or
         only ``names``, as a dict for ``model.load_state_dict`` (in the order a safetensors
         file lays them out, as ``safetensors.torch.load_file`` returns them).
+
+        ``into`` (a module, or a mapping of names to torch tensors or numpy arrays) checks the
+        snapshot out into those tensors instead, in place, as ``load_state_dict`` would copy
+        it: an evaluation loop allocates nothing, and each byte is written once. Contiguous
+        host tensors are written directly; others (on a device, strided, tied to one already
+        written) through a host buffer and a copy. Each must have its tensor's dtype and shape.
+        With ``strict`` the snapshot and ``into`` must hold the same names; without, the names
+        both hold are checked out and the others left alone. Returns ``into``'s tensors. On
+        any error, nothing has been written if it names a mismatch, and what the tensors hold
+        is unspecified if it is raised while decoding (``CorruptionError``).
 
         ``framework="pt"`` gives torch tensors, ``"np"`` numpy arrays (bfloat16 and float8 as
         ml_dtypes types when ml_dtypes is installed, else as same-width unsigned integers
@@ -244,6 +257,10 @@ class Repo:
         checked against the blake3 hash recorded at commit; a mismatch raises
         ``CorruptionError`` naming the tensor.
         """
+        if into is not None:
+            if names is not None:
+                raise InvalidInputError("give names or into, not both: into names the tensors")
+            return self._checkout_into(ref, state_dict_of(into, "into"), strict)
         if framework not in ("pt", "np"):
             raise InvalidInputError(f"framework must be 'pt' or 'np', not {framework!r}")
         if isinstance(names, str):
@@ -252,6 +269,30 @@ class Repo:
             ref, None if names is None else list(names))
         out = StateDict(
             (name, to_tensor(st, shape, buf, framework, device)) for name, st, shape, buf in items)
+        out.snapshot = snapshot
+        out.meta = dict(meta)
+        out.metadata = None if metadata is None else dict(metadata)
+        return out
+
+    def _checkout_into(self, ref: str, into: Mapping, strict: bool) -> StateDict:
+        snapshot, held = self._repo.tensor_names(ref)
+        held_set = set(held)
+        absent = [n for n in into if n not in held_set]
+        if strict:
+            wanted = set(into)
+            unwanted = [n for n in held if n not in wanted]
+            if absent or unwanted:
+                raise InvalidInputError(
+                    f"snapshot {snapshot[:12]} does not hold the tensors into does"
+                    + (f"; missing from the snapshot: {_listed(absent)}" if absent else "")
+                    + (f"; missing from into: {_listed(unwanted)}" if unwanted else "")
+                    + " (strict=False checks out the tensors both hold)")
+        chosen = {n: t for n, t in into.items() if n in held_set}
+        targets, staged = checkout_targets(chosen)
+        # By id: a commit between the two calls cannot move what ref names.
+        snapshot, metadata, meta = self._repo.checkout_into(snapshot, targets)
+        copy_staged(staged)
+        out = StateDict(chosen)
         out.snapshot = snapshot
         out.meta = dict(meta)
         out.metadata = None if metadata is None else dict(metadata)
@@ -383,3 +424,9 @@ def remote_gc(url: str, *, dry_run: bool = False, grace: int = 3600,
     with ``dry_run`` only reports them. Returns ``snapstore remote gc --json``'s report
     (``removed_snapshots``, ``removed_packs``, ``young_packs``, ...)."""
     return json.loads(_native.remote_gc(os.fspath(url), dry_run, grace, endpoint, region))
+
+
+def _listed(names: Sequence[str], most: int = 8) -> str:
+    """``names`` quoted, the first ``most`` of them and how many more."""
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")

@@ -118,11 +118,7 @@ def _numpy_view(name: str, a: np.ndarray) -> RawTensor:
 def host_views(state_dict: Any) -> Tuple[List[RawTensor], str]:
     """Raw views of every tensor of ``state_dict`` (a mapping, or a module with
     ``state_dict()``), and the framework they came from (``"pt"`` or ``"np"``)."""
-    if not isinstance(state_dict, Mapping) and callable(getattr(state_dict, "state_dict", None)):
-        state_dict = state_dict.state_dict()
-    if not isinstance(state_dict, Mapping):
-        raise InvalidInputError(
-            f"state_dict must be a mapping of names to tensors, not {type(state_dict).__name__}")
+    state_dict = state_dict_of(state_dict, "state_dict")
     views: List[RawTensor] = []
     frameworks = set()
     for name, value in state_dict.items():
@@ -138,6 +134,92 @@ def host_views(state_dict: Any) -> Tuple[List[RawTensor], str]:
             raise InvalidInputError(
                 f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or numpy.ndarray")
     return views, ("pt" if "pt" in frameworks else "np")
+
+
+def state_dict_of(value: Any, what: str) -> Mapping:
+    """``value`` as a mapping of names to tensors (a module gives its ``state_dict()``)."""
+    if not isinstance(value, Mapping) and callable(getattr(value, "state_dict", None)):
+        value = value.state_dict()
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(
+            f"{what} must be a mapping of names to tensors, not {type(value).__name__}")
+    return value
+
+
+def _writable_view(name: str, value: Any) -> Tuple[Optional[RawTensor], Any]:
+    """A raw view the native checkout may write ``value``'s bytes through, or ``None`` and a
+    contiguous host tensor of the same dtype and shape to check out into and copy from (a
+    device tensor, a non-contiguous one, a big-endian array)."""
+    if is_torch(value):
+        if value.layout != torch.strided or value.is_quantized:
+            raise InvalidInputError(f"tensor {name!r} is {value.layout}"
+                                    f"{' and quantized' if value.is_quantized else ''}: "
+                                    "a checkout writes only dense tensors")
+        if value.device.type == "meta":
+            raise InvalidInputError(f"tensor {name!r} is on the meta device and has no data")
+        st = TORCH_TO_ST.get(value.dtype)
+        if st is None:
+            raise InvalidInputError(f"tensor {name!r} has dtype {value.dtype}, "
+                                    "which safetensors cannot hold")
+        t = value.detach()
+        if (t.device.type == "cpu" and t.is_contiguous() and not t.is_conj()
+                and not t.is_neg()):
+            return (name, st, list(t.shape), t, t.data_ptr(), t.numel() * t.element_size()), None
+        return None, torch.empty(t.shape, dtype=t.dtype)
+    if isinstance(value, np.ndarray):
+        st = NUMPY_TO_ST.get(value.dtype.name)
+        if st is None:
+            raise InvalidInputError(f"tensor {name!r} has numpy dtype {value.dtype}, "
+                                    "which safetensors cannot hold")
+        if not value.flags.writeable:
+            raise InvalidInputError(f"tensor {name!r} is a read-only array: a checkout cannot "
+                                    "write into it")
+        big = value.dtype.byteorder == ">" or (value.dtype.byteorder == "=" and sys.byteorder == "big")
+        if value.flags.c_contiguous and not big:
+            address = value.__array_interface__["data"][0]
+            return (name, st, list(value.shape), value, address, value.nbytes), None
+        return None, np.empty(value.shape, dtype=value.dtype.newbyteorder("<"))
+    raise InvalidInputError(
+        f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or numpy.ndarray")
+
+
+def checkout_targets(into: Mapping) -> Tuple[List[RawTensor], List[Tuple[Any, Any]]]:
+    """Raw views for a checkout to write ``into``'s tensors through, and the (tensor, staging
+    buffer) pairs of those it writes into a buffer of their own, to be copied over after:
+    tensors it cannot write in place, and each tensor sharing memory with one already taken
+    (tied weights), so that no two views overlap."""
+    targets: List[RawTensor] = []
+    staged: List[Tuple[Any, Any]] = []
+    taken: List[Tuple[int, int]] = []
+    for name, value in into.items():
+        if not isinstance(name, str):
+            raise InvalidInputError(f"tensor names must be strings, not {type(name).__name__} ({name!r})")
+        view, stage = _writable_view(name, value)
+        if view is not None:
+            start, end = view[4], view[4] + view[5]
+            if any(start < e and s < end for s, e in taken):
+                view = None
+                stage = (torch.empty(value.shape, dtype=value.dtype) if is_torch(value)
+                         else np.empty(value.shape, dtype=value.dtype))
+            elif end > start:
+                taken.append((start, end))
+        if view is None:
+            target_view, _ = _writable_view(name, stage)
+            targets.append(target_view)
+            staged.append((value, stage))
+        else:
+            targets.append(view)
+    return targets, staged
+
+
+def copy_staged(staged: List[Tuple[Any, Any]]) -> None:
+    """Copies each staging buffer into its tensor (to its device)."""
+    for target, stage in staged:
+        if is_torch(target):
+            with torch.no_grad():
+                target.copy_(stage)
+        else:
+            np.copyto(target, stage, casting="equiv")
 
 
 def _numpy_dtype(st: str) -> np.dtype:
