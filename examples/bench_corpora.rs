@@ -22,7 +22,7 @@
 //! `SNAPSTORE_BENCH_BOUNDS=lossless,rel:0.1` measures only these bounds (default: lossless and
 //! rel 0.001, 0.01, 0.05, 0.1).
 //! `SNAPSTORE_BENCH_TIP_CACHE=BYTES` bounds the decoded last commit the repository handle keeps
-//! (default `DEFAULT_TIP_CACHE_BYTES`; 0 measures commits that decode the parent's chain, as the
+//! (default `default_cache_bytes()`; 0 measures commits that decode the parent's chain, as the
 //! CLI does).
 
 use std::collections::BTreeMap;
@@ -130,7 +130,7 @@ fn main() -> Result<()> {
     };
     let tip_cache = match std::env::var("SNAPSTORE_BENCH_TIP_CACHE") {
         Ok(s) => s.parse().context("SNAPSTORE_BENCH_TIP_CACHE")?,
-        Err(_) => snapstore::DEFAULT_TIP_CACHE_BYTES,
+        Err(_) => snapstore::default_cache_bytes(),
     };
     let keyframe_every = match std::env::var("SNAPSTORE_BENCH_KEYFRAME_EVERY") {
         Ok(s) => Some(s.parse().context("SNAPSTORE_BENCH_KEYFRAME_EVERY")?),

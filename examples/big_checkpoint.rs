@@ -16,7 +16,10 @@
 //! against epoch 1); check out epoch 2 to a file and compare it byte for byte with the
 //! original. `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma` picks the commit's entropy coders (default
 //! `auto`); `SNAPSTORE_BENCH_TIP_CACHE=BYTES` bounds the decoded last commit the repository
-//! handle keeps (default `DEFAULT_TIP_CACHE_BYTES`; 0 as the CLI). After each phase the process's peak resident set so far (`VmHWM` from
+//! handle keeps (default 0, as the CLI: the peak is the commit's own working memory, not the
+//! library's default cache, `default_cache_bytes()`, which keeps a copy of any checkpoint up
+//! to an eighth of the machine's memory). After each phase the process's peak resident set so
+//! far (`VmHWM` from
 //! `/proc/self/status`) is printed; `/usr/bin/time -v` reports the same final peak as
 //! "Maximum resident set size".
 
@@ -72,13 +75,11 @@ fn main() -> Result<()> {
     );
     report_rss("after writing epoch 1");
 
-    let mut repo = Repo::init(tmp.path().join("repo"))?;
-    if let Some(bytes) = std::env::var("SNAPSTORE_BENCH_TIP_CACHE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        repo = repo.with_tip_cache(bytes);
-    }
+    let tip_cache = match std::env::var("SNAPSTORE_BENCH_TIP_CACHE") {
+        Ok(v) => v.parse().context("SNAPSTORE_BENCH_TIP_CACHE")?,
+        Err(_) => 0,
+    };
+    let repo = Repo::init(tmp.path().join("repo"))?.with_tip_cache(tip_cache);
     let opts = CommitOptions {
         bound: Some(Bound::Lossless),
         message: "epoch 1".into(),

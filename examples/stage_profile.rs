@@ -9,8 +9,8 @@
 //! (`SNAPSTORE_BENCH_BOUNDS`, default `lossless,rel:0.01`) a fresh repository in a temporary
 //! directory commits the whole trajectory in file-name order through one handle (the kept tip,
 //! as a trainer does), then checks out every snapshot into memory. `SNAPSTORE_BENCH_TIP_CACHE`
-//! and `SNAPSTORE_BENCH_CHECKOUT_CACHE` size the two caches in bytes (the library's 64 MiB
-//! defaults otherwise: a larger checkpoint keeps its tip only when they say so). The stage timers
+//! and `SNAPSTORE_BENCH_CHECKOUT_CACHE` size the two caches in bytes (the library's default
+//! otherwise, `default_cache_bytes()`). The stage timers
 //! (`snapstore::profile`) give each stage's CPU and wall time and MB per CPU second; the heading
 //! gives the run's wall time, its MB/s of tensor bytes, the coding MB/s (tensor bytes over the
 //! CPU time of every stage but fsync and the index, the fixed cost of a durable commit, see

@@ -18,10 +18,10 @@ pub fn init_threads() -> anyhow::Result<usize> {
 }
 
 /// A fresh repository at `dir` keeping `SNAPSTORE_BENCH_TIP_CACHE` bytes of its last commit and
-/// `SNAPSTORE_BENCH_CHECKOUT_CACHE` of its last checkout decoded (the library's defaults where
-/// unset): a checkpoint larger than the default keeps its tip only when asked, as the issue's
-/// "in process with the kept tip" means for a 1 GiB one. Returns the repository and the two
-/// sizes, for the heading.
+/// `SNAPSTORE_BENCH_CHECKOUT_CACHE` of its last checkout decoded (the library's default,
+/// `default_cache_bytes()`, where unset; 0 measures commits that decode their parent's chain
+/// and checkouts that decode theirs). Returns the repository and the two sizes, for the
+/// heading.
 pub fn init_repo(dir: &Path) -> anyhow::Result<(snapstore::Repo, usize, usize)> {
     use anyhow::Context;
     let bytes = |var: &str, default: usize| -> anyhow::Result<usize> {
@@ -32,11 +32,11 @@ pub fn init_repo(dir: &Path) -> anyhow::Result<(snapstore::Repo, usize, usize)> 
     };
     let tip = bytes(
         "SNAPSTORE_BENCH_TIP_CACHE",
-        snapstore::DEFAULT_TIP_CACHE_BYTES,
+        snapstore::default_cache_bytes(),
     )?;
     let checkouts = bytes(
         "SNAPSTORE_BENCH_CHECKOUT_CACHE",
-        snapstore::DEFAULT_CHECKOUT_CACHE_BYTES,
+        snapstore::default_cache_bytes(),
     )?;
     let repo = snapstore::Repo::init(dir)?
         .with_tip_cache(tip)

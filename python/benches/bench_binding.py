@@ -3,6 +3,7 @@
     python python/benches/bench_binding.py rss   [--size 1G] [--bound lossless]
     python python/benches/bench_binding.py speed [--size 1G] [--bound rel:0.01] [--repeat 3]
     python python/benches/bench_binding.py loop  --corpus DIR [--bound lossless] [--repeat 3]
+    python python/benches/bench_binding.py chain --corpus DIR [--bound lossless] [--repeat 2]
 
 ``rss``: builds a state_dict of SIZE bytes of float32 tensors (64 MiB each) in this process,
 resets the peak RSS (``/proc/self/clear_refs``) and commits it; then multiplies every weight by
@@ -25,6 +26,14 @@ pairs of passes, each checking out every snapshot oldest first into one state_di
 tensors, taking turns: ``load_state_dict``'s way (``repo.checkout(ref)`` then ``copy_`` into
 each tensor) and in place (``repo.checkout(ref, into=state_dict)``). Prints each pass's wall
 time and its peak RSS above the RSS before it (``/proc/self/clear_refs``).
+
+``chain``: a trainer and an evaluation loop through one handle, with the handle's caches at
+64 MiB each (the library's default before 2026-12-06) and at its default, taking turns REPEAT
+times: commits every checkpoint of DIR (as ``loop`` picks them, loaded into memory first) and
+prints each commit's seconds, then checks out every snapshot oldest first and prints each
+checkout's seconds, and the peak RSS of each phase above the RSS before it. With a model larger
+than 64 MiB the first setting decodes each parent's delta chain again, one delta more every
+commit; the second keeps the last snapshot decoded.
 """
 
 import argparse
@@ -183,14 +192,67 @@ def speed(args):
             print(json.dumps(row))
 
 
+def trajectory(corpus):
+    """The checkpoint files of ``corpus`` that hold the same tensors as its first, in order."""
+    from safetensors import safe_open
+
+    files = sorted(Path(corpus).glob("*.safetensors"))
+    if not files:
+        sys.exit(f"no *.safetensors in {corpus}")
+    names = lambda f: set(safe_open(str(f), "pt").keys())  # noqa: E731
+    return [f for f in files if names(f) == names(files[0])]
+
+
+def peak_since(before):
+    return status("VmHWM") - before
+
+
+def reset_peak():
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # peak RSS := current RSS
+    return before
+
+
+def chain(args):
+    from safetensors.torch import load_file
+
+    # Owned tensors in memory, as a trainer holds them (not mmap-backed, so reading them adds
+    # nothing to the peaks).
+    sds = [{k: v.clone() for k, v in load_file(str(f)).items()} for f in trajectory(args.corpus)]
+    settings = [("64 MiB caches", 64 << 20), ("default caches", None)]
+    for rep in range(args.repeat):
+        for label, cache in settings if rep % 2 == 0 else settings[::-1]:
+            with tempfile.TemporaryDirectory(dir=args.dir) as d:
+                snapstore.Repo.init(Path(d) / "r").close()
+                kw = {} if cache is None else {"tip_cache_bytes": cache,
+                                               "checkout_cache_bytes": cache}
+                with snapstore.Repo(Path(d) / "r", **kw) as repo:
+                    before = reset_peak()
+                    commits = []
+                    for sd in sds:
+                        start = time.perf_counter()
+                        repo.commit(sd, bound=args.bound)
+                        commits.append(round(time.perf_counter() - start, 3))
+                    commit_peak = peak_since(before)
+                    before = reset_peak()
+                    checkouts = []
+                    for back in reversed(range(len(sds))):
+                        start = time.perf_counter()
+                        out = repo.checkout(f"HEAD~{back}")
+                        checkouts.append(round(time.perf_counter() - start, 3))
+                        del out
+                    print(json.dumps({"run": rep, "caches": label, "corpus": args.corpus,
+                                      "bound": args.bound, "commit_s": commits,
+                                      "commit_peak_added_bytes": commit_peak,
+                                      "checkout_s": checkouts,
+                                      "checkout_peak_added_bytes": peak_since(before)}))
+
+
 def loop(args):
     from safetensors import safe_open
 
-    files = sorted(Path(args.corpus).glob("*.safetensors"))
-    if not files:
-        sys.exit(f"no *.safetensors in {args.corpus}")
-    names = lambda f: set(safe_open(str(f), "pt").keys())  # noqa: E731
-    files = [f for f in files if names(f) == names(files[0])]
+    files = trajectory(args.corpus)
     with tempfile.TemporaryDirectory(dir=args.dir) as d, snapstore.Repo.init(Path(d) / "r") as repo:
         for f in files:
             with safe_open(str(f), "pt") as st:
@@ -213,28 +275,26 @@ def loop(args):
         ways = [("checkout + copy_", copied), ("checkout(into=)", in_place)]
         for rep in range(args.repeat):
             for way, run in ways if rep % 2 == 0 else ways[::-1]:
-                before = status("VmRSS")
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")  # peak RSS := current RSS
+                before = reset_peak()
                 start = time.perf_counter()
                 run()
                 wall = time.perf_counter() - start
                 print(json.dumps({"pass": rep, "way": way, "corpus": args.corpus,
                                   "snapshots": len(refs), "bound": args.bound,
                                   "wall_s": round(wall, 4),
-                                  "peak_added_bytes": status("VmHWM") - before}))
+                                  "peak_added_bytes": peak_since(before)}))
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("mode", choices=["rss", "speed", "loop"])
-    p.add_argument("--corpus", default=None, help="loop: a directory of checkpoints")
+    p.add_argument("mode", choices=["rss", "speed", "loop", "chain"])
+    p.add_argument("--corpus", default=None, help="loop, chain: a directory of checkpoints")
     p.add_argument("--size", default="1G")
     p.add_argument("--bound", default="lossless")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--dir", default=None, help="where temporary files and repositories go")
     args = p.parse_args()
-    {"rss": rss, "speed": speed, "loop": loop}[args.mode](args)
+    {"rss": rss, "speed": speed, "loop": loop, "chain": chain}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 //! A repository on disk and the operations on it. Each submodule is one family of commands.
 
+mod cache_budget;
 mod checkout;
 mod checkout_cache;
 mod commit;
@@ -29,6 +30,7 @@ use crate::fsutil;
 use crate::gpu::backend::{Backend, BackendChoice, LazyBackend};
 use crate::store::index::Index;
 
+pub use cache_budget::default_cache_bytes;
 use checkout_cache::CheckoutCache;
 use manifest_cache::ManifestCache;
 use tip_cache::TipCache;
@@ -59,13 +61,6 @@ pub const AUTO_CUDA_MIN_BYTES: u64 = 1 << 30;
 /// deltas outgrow `CHAIN_BUDGET` (8) keyframes, which early in a run
 /// (large deltas) comes first, and lossless chains at `LOSSLESS_CHAIN_DECODES` (8).
 pub const DEFAULT_KEYFRAME_EVERY: u32 = 32;
-/// Default bound of the decoded last commit a [`Repo`] keeps for the next one
-/// ([`Repo::with_tip_cache`]): one coding window. A larger commit is not kept.
-pub const DEFAULT_TIP_CACHE_BYTES: usize = 64 << 20;
-
-/// Bytes of the last checkout a handle keeps decoded by default (see
-/// [`Repo::with_checkout_cache`]).
-pub const DEFAULT_CHECKOUT_CACHE_BYTES: usize = 64 << 20;
 
 #[derive(Serialize, Deserialize)]
 struct FormatFile {
@@ -155,8 +150,8 @@ impl Repo {
         let repo = Repo {
             dir,
             backend: default_backend(),
-            tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
-            checkouts: Arc::new(CheckoutCache::new(DEFAULT_CHECKOUT_CACHE_BYTES)),
+            tip: Arc::new(TipCache::new(default_cache_bytes())),
+            checkouts: Arc::new(CheckoutCache::new(default_cache_bytes())),
             manifests: Arc::default(),
             progress: None,
             held_index: None,
@@ -199,8 +194,8 @@ impl Repo {
         Ok(Repo {
             dir,
             backend: default_backend(),
-            tip: Arc::new(TipCache::new(DEFAULT_TIP_CACHE_BYTES)),
-            checkouts: Arc::new(CheckoutCache::new(DEFAULT_CHECKOUT_CACHE_BYTES)),
+            tip: Arc::new(TipCache::new(default_cache_bytes())),
+            checkouts: Arc::new(CheckoutCache::new(default_cache_bytes())),
             manifests: Arc::default(),
             progress: None,
             held_index: None,
@@ -241,16 +236,17 @@ impl Repo {
 
     /// The same repository keeping its last commit decoded when its tensors hold at most
     /// `bytes`, so the next commit on that branch codes against it without decoding the
-    /// parent's chain (default [`DEFAULT_TIP_CACHE_BYTES`]; 0 turns it off, as the CLI does:
-    /// one commit per process). A larger commit is not kept in part: that would hold the whole
-    /// bound to save decoding only the share it covers.
+    /// parent's chain (default [`default_cache_bytes`], an eighth of the machine's memory; 0
+    /// turns it off, as the CLI does: one commit per process). A larger commit is not kept in
+    /// part: that would hold the whole bound to save decoding only the share it covers.
     pub fn with_tip_cache(mut self, bytes: usize) -> Repo {
         self.tip = Arc::new(TipCache::new(bytes));
         self
     }
 
     /// The same repository keeping at most `bytes` of its last in-memory checkout
-    /// ([`Repo::checkout`]) decoded (64 MiB by default), so a checkout of a later snapshot
+    /// ([`Repo::checkout`], [`Repo::checkout_into`]) decoded (default [`default_cache_bytes`],
+    /// an eighth of the machine's memory), so a checkout of a later snapshot
     /// applies its deltas to those chunks instead of decoding their chain again (an evaluation
     /// loop over a run); 0 turns it off, as the CLI does: one checkout per process.
     pub fn with_checkout_cache(mut self, bytes: usize) -> Repo {

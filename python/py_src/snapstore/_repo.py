@@ -79,11 +79,13 @@ class Repo:
     manager or call ``close()``. A Repo may be shared between threads; the GIL is released while
     tensors are coded, so other Python threads (a training loop) keep running.
 
-    A handle keeps the reconstruction of its last commit (``tip_cache_bytes``, default 64 MiB),
-    so the next commit need not decode its parent, and the chunks of its last checkout
-    (``checkout_cache_bytes``, default 64 MiB), so checking out the next snapshot of a run need
-    not decode its delta chain. Size them to the model (a commit larger than the tip cache is not
-    kept; a checkout larger than its cache keeps a part), or 0 to keep nothing.
+    A handle keeps the reconstruction of its last commit (``tip_cache_bytes``), so the next
+    commit need not decode its parent's delta chain, and the chunks of its last checkout
+    (``checkout_cache_bytes``), so checking out the next snapshot of a run need not decode its
+    chain. Each defaults to an eighth of the machine's memory (or of the cgroup's limit), at
+    least 64 MiB: a model that fits is kept whole, a copy of it in memory while the handle is
+    open (a commit larger than the tip cache is not kept; a checkout larger than its cache keeps
+    a part). 0 keeps nothing.
     """
 
     def __init__(
