@@ -140,11 +140,13 @@ impl Repo {
             &p.snapshot,
             &entries,
             Some(&remember),
-            &mut |t, bytes| {
+            &mut |t, i, bytes| {
                 done += bytes.len() as u64;
                 let whole = entries[t].len as usize;
                 if data[t].is_empty() && bytes.len() == whole {
-                    // A tensor of one chunk (most of them) is that chunk: kept, not copied.
+                    // A tensor of one chunk (most of them) is that chunk: handed on, not
+                    // copied, so the cache keeps a copy.
+                    remember.offer(entries[t], i, &bytes);
                     data[t] = bytes;
                 } else {
                     let kept = &mut data[t];
@@ -153,6 +155,7 @@ impl Repo {
                     }
                     // (Chunks longer than the tensor fail its hash check when it ends.)
                     kept.extend_from_slice(&bytes);
+                    remember.keep(entries[t], i, bytes);
                 }
                 self.report("checkout", done, total);
                 Ok(())
@@ -214,7 +217,7 @@ impl Repo {
             &p.snapshot,
             &entries,
             Some(&remember),
-            &mut |t, bytes| {
+            &mut |t, i, bytes| {
                 let at = filled[t];
                 let place = targets[t]
                     .data
@@ -228,6 +231,7 @@ impl Repo {
                 place.copy_from_slice(&bytes);
                 filled[t] += bytes.len();
                 done += bytes.len() as u64;
+                remember.keep(entries[t], i, bytes);
                 self.report("checkout", done, total);
                 Ok(())
             },
@@ -312,7 +316,7 @@ pub(crate) fn write_prepared(
     };
     write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
     let mut done = 0;
-    decode_tensors(&p.reader, &p.snapshot, &order, None, &mut |_, chunk| {
+    decode_tensors(&p.reader, &p.snapshot, &order, None, &mut |_, _, chunk| {
         done += chunk.len() as u64;
         progress(done, total);
         out.write_all(&chunk).map_err(|err| Error::io(path, err))
@@ -408,14 +412,15 @@ fn decode_window(
 
 /// Decodes tensors in order, a window of chunks at a time across tensors (so a checkpoint of
 /// many small tensors still uses every core), passes each tensor's bytes on in order as
-/// `sink(tensor index, bytes)`, and checks every tensor's blake3 against the manifest as soon as
-/// its last chunk is through.
+/// `sink(tensor index, chunk index, bytes)`, and checks every tensor's blake3 against the
+/// manifest as soon as its last chunk is through. The sink offers chunks to `remember` (it
+/// knows whether it keeps a chunk or copies it out); their tensor failing its hash drops them.
 pub(crate) fn decode_tensors(
     reader: &ObjectReader,
     snapshot: &ObjectId,
     entries: &[&TensorEntry],
     remember: Option<&Collector>,
-    sink: &mut dyn FnMut(usize, Vec<u8>) -> Result<()>,
+    sink: &mut dyn FnMut(usize, usize, Vec<u8>) -> Result<()>,
 ) -> Result<()> {
     let jobs: Vec<(usize, usize)> = entries
         .iter()
@@ -471,12 +476,9 @@ pub(crate) fn decode_tensors(
             h.update(&d);
             *total += d.len() as u64;
             drop(hash);
-            // Kept for the next checkout is handed on too: a copy, timed as one.
+            // Timed with what the sink gives the checkout cache (a copy where it keeps a chunk).
             let _t = crate::profile::time_bytes(crate::profile::Stage::Output, d.len());
-            if let Some(c) = remember {
-                c.offer(entries[t], i, &d);
-            }
-            sink(t, d)?;
+            sink(t, i, d)?;
             if i + 1 == entries[t].chunks.len() {
                 finish(t, &mut hashers)?;
             }

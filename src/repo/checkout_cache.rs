@@ -17,8 +17,9 @@ use crate::store::object_id::ObjectId;
 /// A decoded chunk's identity: its tensor's reconstruction hash, chunk size and index.
 type ChunkKey = (ObjectId, u64, usize);
 
-/// Decoded chunks by identity.
-type Chunks = HashMap<ChunkKey, Arc<[u8]>>;
+/// Decoded chunks by identity (a `Vec` behind the `Arc`: a chunk decoded into one is kept as
+/// it is, not copied).
+type Chunks = HashMap<ChunkKey, Arc<Vec<u8>>>;
 
 /// Verified decoded chunks, as readers look them up.
 pub(crate) type KnownChunks = Arc<Chunks>;
@@ -72,7 +73,7 @@ impl CheckoutCache {
     }
 }
 
-/// Decoded chunks of one checkout, offered as they are decoded; the chunks of a tensor whose
+/// Decoded chunks of one checkout, offered as they are handed on; the chunks of a tensor whose
 /// hash then fails are dropped again.
 pub(crate) struct Collector {
     limit: usize,
@@ -81,14 +82,28 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
-    /// Keeps a copy of chunk `i` of `entry` if there is room.
+    /// Keeps a copy of chunk `i` of `entry` if there is room (the checkout hands the chunk
+    /// itself on).
     pub fn offer(&self, entry: &TensorEntry, i: usize, bytes: &[u8]) {
+        if self.has_room(bytes.len()) {
+            self.keep(entry, i, bytes.to_vec());
+        }
+    }
+
+    /// Keeps chunk `i` of `entry` itself if there is room (the checkout copied it out).
+    pub fn keep(&self, entry: &TensorEntry, i: usize, bytes: Vec<u8>) {
         let mut taken = self.taken.lock().expect("collector lock");
         if taken.1 + bytes.len() > self.limit {
             return;
         }
         taken.1 += bytes.len();
-        taken.0.insert(key(entry, i), Arc::from(bytes));
+        taken.0.insert(key(entry, i), Arc::new(bytes));
+    }
+
+    /// Whether `len` more bytes fit (checked again when they are kept: another thread may fill
+    /// the room first).
+    fn has_room(&self, len: usize) -> bool {
+        self.taken.lock().expect("collector lock").1 + len <= self.limit
     }
 
     /// Drops every chunk kept of `entry` (its reconstruction did not match its hash).
@@ -112,6 +127,6 @@ pub(crate) fn holds(known: &KnownChunks, entry: &TensorEntry, i: usize) -> bool 
 
 /// Chunk `i` of `entry`, if a verified checkout decoded it (shared, not copied: most are only
 /// read, as the reference of the next snapshot's delta).
-pub(crate) fn lookup(known: &KnownChunks, entry: &TensorEntry, i: usize) -> Option<Arc<[u8]>> {
+pub(crate) fn lookup(known: &KnownChunks, entry: &TensorEntry, i: usize) -> Option<Arc<Vec<u8>>> {
     known.get(&key(entry, i)).cloned()
 }

@@ -401,7 +401,7 @@ impl Repo {
         snapshot: &ObjectId,
         entry: &crate::store::manifest::TensorEntry,
     ) -> Result<()> {
-        decode_tensors(reader, snapshot, &[entry], None, &mut |_, _| Ok(()))
+        decode_tensors(reader, snapshot, &[entry], None, &mut |_, _, _| Ok(()))
     }
 }
 

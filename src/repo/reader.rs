@@ -425,7 +425,7 @@ impl ObjectReader {
 /// A decoded chunk: decoded now, or held by the checkout cache.
 enum Chunk {
     Decoded(Vec<u8>),
-    Known(Arc<[u8]>),
+    Known(Arc<Vec<u8>>),
 }
 
 impl Chunk {
