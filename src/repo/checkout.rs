@@ -70,6 +70,10 @@ pub struct TensorTarget<'b> {
     pub data: &'b mut [u8],
 }
 
+/// Where a checkout into memory puts a decoded chunk: `(tensor index, chunk index, bytes, the
+/// checkout cache's collector)`.
+type PlaceChunk<'a> = dyn FnMut(usize, usize, Vec<u8>, &Collector) -> Result<()> + 'a;
+
 /// What a checkout into place ([`Repo::checkout_into`]) found besides the tensors.
 #[derive(Clone, Debug)]
 pub struct CheckoutInfo {
@@ -132,36 +136,24 @@ impl Repo {
         p.reader.hash_tensors_only();
         let entries: Vec<&TensorEntry> = p.selected.iter().collect();
         let mut data: Vec<Vec<u8>> = entries.iter().map(|_| Vec::new()).collect();
-        let total = entries.iter().map(|e| e.len).sum();
-        let mut done = 0;
-        let remember = self.checkouts.collector();
-        decode_tensors(
-            &p.reader,
-            &p.snapshot,
-            &entries,
-            Some(&remember),
-            &mut |t, i, bytes| {
-                done += bytes.len() as u64;
-                let whole = entries[t].len as usize;
-                if data[t].is_empty() && bytes.len() == whole {
-                    // A tensor of one chunk (most of them) is that chunk: handed on, not
-                    // copied, so the cache keeps a copy.
-                    remember.offer(entries[t], i, &bytes);
-                    data[t] = bytes;
-                } else {
-                    let kept = &mut data[t];
-                    if kept.capacity() == 0 {
-                        *kept = output_buffer::with_capacity(whole);
-                    }
-                    // (Chunks longer than the tensor fail its hash check when it ends.)
-                    kept.extend_from_slice(&bytes);
-                    remember.keep(entries[t], i, bytes);
+        self.decode_into_memory(&p, &mut |t, i, bytes, remember| {
+            let whole = entries[t].len as usize;
+            if data[t].is_empty() && bytes.len() == whole {
+                // A tensor of one chunk (most of them) is that chunk: handed on, not copied, so
+                // the cache keeps a copy.
+                remember.offer(entries[t], i, &bytes);
+                data[t] = bytes;
+            } else {
+                let kept = &mut data[t];
+                if kept.capacity() == 0 {
+                    *kept = output_buffer::with_capacity(whole);
                 }
-                self.report("checkout", done, total);
-                Ok(())
-            },
-        )?;
-        self.checkouts.replace(remember);
+                // (Chunks longer than the tensor fail its hash check when it ends.)
+                kept.extend_from_slice(&bytes);
+                remember.keep(entries[t], i, bytes);
+            }
+            Ok(())
+        })?;
         let tensors = entries
             .iter()
             .zip(data)
@@ -207,9 +199,36 @@ impl Repo {
             check_target(e, t, &p.snapshot)?;
         }
         p.reader.hash_tensors_only();
+        let mut filled = vec![0usize; p.selected.len()];
+        self.decode_into_memory(&p, &mut |t, i, bytes, remember| {
+            let (at, entry) = (filled[t], &p.selected[t]);
+            let place = targets[t]
+                .data
+                .get_mut(at..at + bytes.len())
+                .ok_or_else(|| {
+                    Error::decode(
+                        format!("tensor {:?}", entry.name),
+                        format!("its chunks run past its {} bytes", entry.len),
+                    )
+                })?;
+            place.copy_from_slice(&bytes);
+            filled[t] += bytes.len();
+            remember.keep(entry, i, bytes);
+            Ok(())
+        })?;
+        Ok(CheckoutInfo {
+            snapshot: p.snapshot,
+            metadata: p.manifest.metadata.clone(),
+            meta: p.manifest.meta.clone(),
+        })
+    }
+
+    /// Decodes the tensors of a prepared checkout into memory: `place(tensor index, chunk
+    /// index, bytes, cache)` puts each chunk where it belongs and offers it to the checkout
+    /// cache, which keeps what this checkout collected once every tensor's hash checked out.
+    fn decode_into_memory(&self, p: &Prepared, place: &mut PlaceChunk<'_>) -> Result<()> {
         let entries: Vec<&TensorEntry> = p.selected.iter().collect();
         let total = entries.iter().map(|e| e.len).sum();
-        let mut filled = vec![0usize; entries.len()];
         let mut done = 0;
         let remember = self.checkouts.collector();
         decode_tensors(
@@ -218,30 +237,14 @@ impl Repo {
             &entries,
             Some(&remember),
             &mut |t, i, bytes| {
-                let at = filled[t];
-                let place = targets[t]
-                    .data
-                    .get_mut(at..at + bytes.len())
-                    .ok_or_else(|| {
-                        Error::decode(
-                            format!("tensor {:?}", entries[t].name),
-                            format!("its chunks run past its {} bytes", entries[t].len),
-                        )
-                    })?;
-                place.copy_from_slice(&bytes);
-                filled[t] += bytes.len();
                 done += bytes.len() as u64;
-                remember.keep(entries[t], i, bytes);
+                place(t, i, bytes, &remember)?;
                 self.report("checkout", done, total);
                 Ok(())
             },
         )?;
         self.checkouts.replace(remember);
-        Ok(CheckoutInfo {
-            snapshot: p.snapshot,
-            metadata: p.manifest.metadata.clone(),
-            meta: p.manifest.meta.clone(),
-        })
+        Ok(())
     }
 
     /// Checks out a snapshot (or some tensors) as a safetensors file, written atomically. The
