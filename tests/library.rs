@@ -1131,7 +1131,8 @@ fn reads_between_many_commits_never_fail() {
 /// A handle keeps its last checkout decoded and applies the next checkout's deltas to it. The
 /// kept chunks are known by their tensor's reconstruction hash, not their object id: two
 /// tensors that move less than the bound both code to one all-zero delta object, decoded
-/// against different references.
+/// against different references. A tensor tied to another (the same bytes under two names)
+/// has its reference chunks used twice: the checkout gives a kept chunk up only after both.
 #[test]
 fn checkouts_through_one_handle_equal_fresh_ones() {
     for bound in [Bound::Lossless, "rel:0.01".parse().unwrap()] {
@@ -1157,7 +1158,12 @@ fn checkouts_through_one_handle_equal_fresh_ones() {
                 }
                 t.data = f32_to_bytes(&v);
             }
-            let report = repo.commit_tensors(&inputs(&tensors), None, &options);
+            let tied = Tensor {
+                name: "tied".into(),
+                ..tensors[0].clone()
+            };
+            let all: Vec<Tensor> = tensors.iter().cloned().chain([tied]).collect();
+            let report = repo.commit_tensors(&inputs(&all), None, &options);
             ids.push(report.expect("commit").snapshot);
         }
         let fresh = || {

@@ -111,8 +111,23 @@ pub(crate) struct Prepared {
 
 impl Repo {
     pub(super) fn prepare_checkout(&self, rev: Rev, names: Option<&[String]>) -> Result<Prepared> {
+        self.prepare_with(self.reader(), rev, names)
+    }
+
+    /// [`Repo::prepare_checkout`] for a checkout into memory, which fills the checkout cache
+    /// again: its reader takes the cache's chunks and gives each up at its last use (a checkout
+    /// that fails, even on a bad argument, leaves the cache empty; the next decodes in full).
+    fn prepare_checkout_taking(&self, rev: Rev, names: Option<&[String]>) -> Result<Prepared> {
+        self.prepare_with(self.reader_with(self.checkouts.take()), rev, names)
+    }
+
+    fn prepare_with(
+        &self,
+        mut reader: ObjectReader,
+        rev: Rev,
+        names: Option<&[String]>,
+    ) -> Result<Prepared> {
         let index = self.index_read()?;
-        let mut reader = self.reader();
         let snapshot = resolve_rev(&index, &mut reader, rev)?;
         let manifest = reader.load_manifest(&index, &snapshot)?;
         let selected = select_entries(&manifest, &snapshot, names)?;
@@ -132,7 +147,7 @@ impl Repo {
         rev: impl Into<Rev<'a>>,
         names: Option<&[String]>,
     ) -> Result<Checkout> {
-        let mut p = self.prepare_checkout(rev.into(), names)?;
+        let mut p = self.prepare_checkout_taking(rev.into(), names)?;
         p.reader.hash_tensors_only();
         let entries: Vec<&TensorEntry> = p.selected.iter().collect();
         let mut data: Vec<Vec<u8>> = entries.iter().map(|_| Vec::new()).collect();
@@ -194,7 +209,7 @@ impl Repo {
                 ));
             }
         }
-        let mut p = self.prepare_checkout(rev.into(), Some(&names))?;
+        let mut p = self.prepare_checkout_taking(rev.into(), Some(&names))?;
         for (e, t) in p.selected.iter().zip(targets.iter()) {
             check_target(e, t, &p.snapshot)?;
         }

@@ -31,7 +31,7 @@ use crate::gpu::backend::{Backend, BackendChoice, LazyBackend};
 use crate::store::index::Index;
 
 pub use cache_budget::default_cache_bytes;
-use checkout_cache::CheckoutCache;
+use checkout_cache::{CheckoutCache, KnownChunks};
 use manifest_cache::ManifestCache;
 use tip_cache::TipCache;
 
@@ -299,12 +299,17 @@ impl Repo {
     /// host, checking out 1 GiB snapshots through CUDA ran at 0.96x the CPU's rate
     /// (BENCHMARKS.md), so only `--backend cuda` decodes there.
     pub(crate) fn reader(&self) -> ObjectReader {
+        self.reader_with(self.checkouts.known())
+    }
+
+    /// A reader looking decoded chunks up in `known`.
+    fn reader_with(&self, known: KnownChunks) -> ObjectReader {
         let engine: Arc<dyn QuantEngine> = match self.backend.choice() {
             BackendChoice::Auto => Arc::new(CpuQuant),
             _ => self.backend.clone(),
         };
         ObjectReader::with_engine(self.packs_dir(), engine)
-            .with_known(self.checkouts.known())
+            .with_known(known)
             .with_manifest_cache(self.manifests.clone())
     }
 

@@ -135,6 +135,13 @@ impl ObjectReader {
         entries: impl IntoIterator<Item = &'a TensorEntry>,
     ) -> Result<()> {
         let mut todo: Vec<TensorEntry> = entries.into_iter().cloned().collect();
+        let held = |known: &KnownChunks, e: &TensorEntry| {
+            (0..e.chunks.len()).all(|i| checkout_cache::holds(known, e, i))
+        };
+        // Each use of a cached tensor's chunks counted, so taken chunks go at their last.
+        for e in todo.iter().filter(|e| held(&self.known, e)) {
+            checkout_cache::expect_use(&self.known, e);
+        }
         while let Some(entry) = todo.pop() {
             for c in &entry.chunks {
                 self.locate(index, &c.id)?;
@@ -145,8 +152,10 @@ impl ObjectReader {
                     tensor: r.tensor.clone(),
                     snapshot: r.snapshot.hex(),
                 })?;
-                let cached =
-                    (0..next.chunks.len()).all(|i| checkout_cache::holds(&self.known, next, i));
+                let cached = held(&self.known, next);
+                if cached {
+                    checkout_cache::expect_use(&self.known, next);
+                }
                 let located = next
                     .chunks
                     .iter()
@@ -237,7 +246,9 @@ impl ObjectReader {
     pub fn find_damage(&self, entry: &TensorEntry, i: usize) -> Option<Error> {
         let mut ids = Vec::new();
         self.chain_ids(entry, i, usize::MAX, &mut ids);
+        // Only objects located: past a cached chunk given up since, the chain was not.
         ids.iter()
+            .filter(|id| self.locations.contains_key(id) || self.preloaded.contains_key(id))
             .find_map(|id| self.read_from_pack(id, true).err())
     }
 
