@@ -3,11 +3,11 @@
 //!
 //! A fixed 64 MiB kept no snapshot of a larger model, and then each commit decoded its parent
 //! from the keyframe, one more delta every epoch: a 256 MiB checkpoint's in-process commits took
-//! 0.26 s, 0.59, 0.84 ... 2.18 s over eight epochs, against a flat 0.26-0.40 with the tip kept,
-//! and an evaluation loop's checkouts grew the same way (BENCHMARKS.md "Caches sized to the
-//! machine"). Keeping a snapshot costs a copy of the model in memory: bounded by the machine, a
-//! model up to an eighth of it keeps its tip and its last checkout, a larger one decodes as
-//! before.
+//! 0.29-0.34 s at the first epoch and 1.95-1.98 s at the eighth, against a flat 0.27-0.42 with
+//! the tip kept, and an evaluation loop's checkouts grew the same way (`bench_binding.py chain`,
+//! BENCHMARKS.md "Caches sized to the machine"). Keeping a snapshot costs a copy of the model in
+//! memory: bounded by the machine, a model up to an eighth of it keeps its tip and its last
+//! checkout, a larger one decodes as before.
 
 use std::sync::OnceLock;
 
