@@ -1409,3 +1409,33 @@ fn checkout_into_refuses_targets_that_do_not_fit() {
         );
     }
 }
+
+/// A checkout into memory takes the handle's cached chunks and gives each up as it decodes; one
+/// refused before decoding (a bad target, a missing tensor) gives them all back. Seen from
+/// outside: with every pack gone, the cached snapshot still checks out through that handle.
+#[test]
+fn a_refused_checkout_leaves_the_checkout_cache_whole() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(21);
+    let tensors = vec![
+        Tensor::f32(&mut rng, "w", &[64, 64], 1.0),
+        Tensor::f32(&mut rng, "b", &[64], 1.0),
+    ];
+    let id = commit(&repo, &tensors, "one").hex();
+    assert_eq!(checkout_sorted(&repo, &id), by_name(tensors.clone()));
+    for pack in pack_names(&repo) {
+        std::fs::remove_file(repo.path().join("packs").join(pack)).unwrap();
+    }
+    let mut wrong = target_buffers(&tensors, 0);
+    wrong[0].shape = vec![4096];
+    assert!(repo
+        .checkout_into(id.as_str(), &mut targets(&mut wrong))
+        .is_err());
+    let missing = repo.checkout(id.as_str(), Some(&["nope".to_string()]));
+    assert!(missing.is_err());
+    assert_eq!(checkout_sorted(&repo, &id), by_name(tensors.clone()));
+    let mut buffers = target_buffers(&tensors, 0);
+    repo.checkout_into(id.as_str(), &mut targets(&mut buffers))
+        .unwrap();
+    assert_eq!(by_name(buffers), by_name(tensors));
+}

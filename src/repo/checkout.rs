@@ -115,8 +115,9 @@ impl Repo {
     }
 
     /// [`Repo::prepare_checkout`] for a checkout into memory, which fills the checkout cache
-    /// again: its reader takes the cache's chunks and gives each up at its last use (a checkout
-    /// that fails, even on a bad argument, leaves the cache empty; the next decodes in full).
+    /// again: its reader takes the cache's chunks and gives each up at its last use. One that
+    /// fails before decoding gives them back ([`Repo::give_back_cache`]); one that fails while
+    /// decoding leaves the cache empty, and the next decodes its chains in full.
     fn prepare_checkout_taking(&self, rev: Rev, names: Option<&[String]>) -> Result<Prepared> {
         self.prepare_with(self.reader_with(self.checkouts.take()), rev, names)
     }
@@ -127,17 +128,32 @@ impl Repo {
         rev: Rev,
         names: Option<&[String]>,
     ) -> Result<Prepared> {
-        let index = self.index_read()?;
-        let snapshot = resolve_rev(&index, &mut reader, rev)?;
-        let manifest = reader.load_manifest(&index, &snapshot)?;
-        let selected = select_entries(&manifest, &snapshot, names)?;
-        reader.load_closure(&index, selected.iter())?;
-        Ok(Prepared {
-            snapshot,
-            manifest,
-            selected,
-            reader,
-        })
+        let plan = || -> Result<_> {
+            let index = self.index_read()?;
+            let snapshot = resolve_rev(&index, &mut reader, rev)?;
+            let manifest = reader.load_manifest(&index, &snapshot)?;
+            let selected = select_entries(&manifest, &snapshot, names)?;
+            reader.load_closure(&index, selected.iter())?;
+            Ok((snapshot, manifest, selected))
+        };
+        match plan() {
+            Ok((snapshot, manifest, selected)) => Ok(Prepared {
+                snapshot,
+                manifest,
+                selected,
+                reader,
+            }),
+            Err(e) => {
+                self.give_back_cache(reader);
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts the cached chunks a reader took back in the cache, unused (a checkout that stopped
+    /// before decoding); nothing for a reader that shares them.
+    fn give_back_cache(&self, reader: ObjectReader) {
+        self.checkouts.give_back(reader.into_known());
     }
 
     /// Checks out a snapshot (or some of its tensors) into memory. `rev` is a ref expression
@@ -210,8 +226,13 @@ impl Repo {
             }
         }
         let mut p = self.prepare_checkout_taking(rev.into(), Some(&names))?;
-        for (e, t) in p.selected.iter().zip(targets.iter()) {
-            check_target(e, t, &p.snapshot)?;
+        let fit = p.selected.iter().zip(targets.iter());
+        if let Err(e) = fit
+            .clone()
+            .try_for_each(|(e, t)| check_target(e, t, &p.snapshot))
+        {
+            self.give_back_cache(p.reader);
+            return Err(e);
         }
         p.reader.hash_tensors_only();
         let mut filled = vec![0usize; p.selected.len()];

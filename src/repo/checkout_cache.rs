@@ -107,6 +107,19 @@ impl CheckoutCache {
         }
     }
 
+    /// Puts back chunks [`CheckoutCache::take`] gave a checkout that stopped before it
+    /// decoded anything, unless another checkout has filled the cache since.
+    pub fn give_back(&self, known: KnownChunks) {
+        let KnownChunks::Taken(taken) = known else {
+            return;
+        };
+        let chunks = taken.into_inner().expect("taken chunks lock").chunks;
+        let mut cached = self.known.lock().expect("checkout cache lock");
+        if cached.is_empty() {
+            *cached = Arc::new(chunks);
+        }
+    }
+
     /// Keeps what a successful checkout collected, in place of the last one's.
     pub fn replace(&self, collected: Collector) {
         if self.limit == 0 {

@@ -75,6 +75,12 @@ impl ObjectReader {
         self
     }
 
+    /// The decoded chunks this reader looks up, for a reader that stops before decoding to
+    /// hand back.
+    pub fn into_known(self) -> KnownChunks {
+        self.known
+    }
+
     /// The same reader taking decoded chunks from `known` instead of decoding them again.
     pub fn with_known(mut self, known: KnownChunks) -> Self {
         self.known = known;
