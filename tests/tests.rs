@@ -15,3 +15,4 @@ mod legacy;
 mod library;
 mod remote;
 mod search;
+mod watch;

@@ -22,6 +22,7 @@ mod stats;
 mod status;
 mod switch;
 mod tag;
+mod watch;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -64,6 +65,9 @@ enum Command {
     /// Store a safetensors checkpoint, or a frame sequence (a directory of PNGs, a .npy, or a
     /// safetensors file with --kind frames), as a new snapshot.
     Commit(commit::Args),
+    /// Commit each checkpoint written into a directory, oldest first, through one process that
+    /// keeps the last commit decoded (a `commit` per process decodes its parent's chain).
+    Watch(watch::Args),
     /// Choose an error bound for a checkpoint: the relative bound maximizing
     /// alpha*ratio + (1-alpha)*kept accuracy without losing more than --max-loss.
     Search(search::Args),
@@ -115,6 +119,7 @@ impl Command {
     fn wants_json(&self) -> bool {
         match self {
             Command::Commit(commit::Args { json, .. })
+            | Command::Watch(watch::Args { json, .. })
             | Command::Checkout(checkout::Args { json, .. })
             | Command::Log(log::Args { json, .. })
             | Command::Show(show::Args { json, .. })
@@ -138,6 +143,7 @@ impl Command {
         matches!(
             self,
             Command::Commit(_)
+                | Command::Watch(_)
                 | Command::Search(_)
                 | Command::Checkout(_)
                 | Command::Diff(_)
@@ -162,6 +168,7 @@ pub fn run() -> Result<()> {
         Command::Doctor => doctor::run(backend),
         Command::Init => init::run(cli.repo),
         Command::Commit(args) => commit::run(&open()?, args),
+        Command::Watch(args) => watch::run(&open()?, args),
         Command::Search(args) => search::run(&open()?, &args),
         Command::Checkout(args) => checkout::run(&open()?, args),
         Command::Log(args) => log::run(&open()?, args),

@@ -10,6 +10,12 @@ pub fn json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
     Ok(())
 }
 
+/// Prints `value` as JSON on one line (a stream of reports, one per line).
+pub fn json_line<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
 /// `LOGICAL -> STORED stored (RATIO)`: how every command prints a snapshot's sizes ("stored"
 /// as `Manifest::stored_bytes` defines it).
 pub fn sizes(logical: u64, stored: u64) -> String {

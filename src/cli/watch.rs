@@ -1,0 +1,172 @@
+//! `snapstore watch`: commits each checkpoint a trainer writes into a directory, in the order
+//! they were written, through one repository handle that keeps the last commit decoded.
+//!
+//! `snapstore commit` runs once per process and keeps nothing, so each commit decodes its
+//! parent from the keyframe: on a 256 MiB trajectory the eighth commit took 7x the first
+//! (BENCHMARKS.md "Caches sized to the machine"). One long-running process commits every
+//! delta against the tip it kept, as a trainer's in-process commits do.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context, Result};
+use snapstore::{Bound, CodecChoice, CommitOptions, Repo, Rounding};
+
+use super::print::{json_line, sizes};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The directory the trainer writes `*.safetensors` checkpoints into.
+    dir: PathBuf,
+    /// Commit the checkpoints already in DIR first, oldest first (by default only the ones
+    /// written after the watch starts are committed).
+    #[arg(long)]
+    existing: bool,
+    /// Commit the checkpoints in DIR, oldest first, and exit (implies --existing).
+    #[arg(long)]
+    once: bool,
+    /// Seconds between looks at DIR. A checkpoint is committed once its size and modification
+    /// time are the same at two looks (a file still being written is left for the next).
+    #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
+    interval: f64,
+    /// Error bound: lossless, rel:EPS or abs:EPS (default: the branch's configured bound).
+    #[arg(long)]
+    bound: Option<String>,
+    /// Branch to commit on (default: HEAD's branch).
+    #[arg(long)]
+    branch: Option<String>,
+    /// Entropy coders: auto, zstd or lzma.
+    #[arg(long, default_value = "auto")]
+    codec: CodecChoice,
+    /// Store a keyframe at least every K snapshots (as `snapstore commit --keyframe-every`).
+    #[arg(long, value_name = "K")]
+    keyframe_every: Option<u32>,
+    /// Rounding of lossy codes: lattice, nearest or dither (as `snapstore commit`).
+    #[arg(long, default_value = "lattice")]
+    rounding: Rounding,
+    /// Print one JSON object per commit, on a line of its own.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A file's size and modification time: what says it changed.
+type Stamp = (u64, SystemTime);
+
+/// Runs `snapstore watch`.
+pub fn run(repo: &Repo, args: Args) -> Result<()> {
+    if !(args.interval.is_finite() && args.interval > 0.0) {
+        bail!(
+            "--interval {}: expected a number of seconds > 0",
+            args.interval
+        );
+    }
+    if args.bound.as_deref() == Some("auto") {
+        bail!("--bound auto needs an evaluator per commit: use `snapstore commit --bound auto`");
+    }
+    // Unlike a one-shot command, keep the last commit decoded: the next is coded against it.
+    let repo = repo
+        .clone()
+        .with_tip_cache(snapstore::default_cache_bytes());
+    let opts = CommitOptions {
+        branch: args.branch.clone(),
+        codec: args.codec,
+        keyframe_every: args.keyframe_every,
+        bound: args.bound.as_deref().map(str::parse::<Bound>).transpose()?,
+        rounding: args.rounding,
+        ..CommitOptions::default()
+    };
+    // Versions of files already committed (or there before the watch, and not to be).
+    let mut done: HashMap<PathBuf, Stamp> = HashMap::new();
+    if !(args.existing || args.once) {
+        done.extend(checkpoints(&args.dir)?);
+    }
+    if !args.once {
+        eprintln!(
+            "watching {} ({} checkpoint(s) there left alone; Ctrl-C stops)",
+            args.dir.display(),
+            done.len()
+        );
+    }
+    // Versions seen once, committed if the next look finds them unchanged.
+    let mut seen: HashMap<PathBuf, Stamp> = HashMap::new();
+    let mut failed = 0;
+    loop {
+        for (path, stamp) in checkpoints(&args.dir)? {
+            if done.get(&path) == Some(&stamp) {
+                continue;
+            }
+            if !args.once && seen.get(&path) != Some(&stamp) {
+                seen.insert(path, stamp);
+                continue;
+            }
+            seen.remove(&path);
+            done.insert(path.clone(), stamp);
+            if let Err(e) = commit(&repo, &path, &opts, args.json) {
+                // Reported, and the watch goes on: a file rewritten later is tried again.
+                eprintln!("snapstore watch: {:#}", e);
+                failed += 1;
+            }
+        }
+        if args.once {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs_f64(args.interval));
+    }
+    if failed > 0 {
+        bail!(
+            "{failed} checkpoint(s) in {} were not committed",
+            args.dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The `*.safetensors` files directly in `dir` with their stamps, oldest first (by modification
+/// time, then name).
+fn checkpoints(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("watching {}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let path = entry.path();
+        if path.extension().is_none_or(|x| x != "safetensors") {
+            continue;
+        }
+        // A file gone or unreadable between the listing and now is looked at next time.
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        files.push((path, (meta.len(), modified)));
+    }
+    files.sort_by(|a, b| (a.1 .1, &a.0).cmp(&(b.1 .1, &b.0)));
+    Ok(files)
+}
+
+/// Commits one checkpoint, its file name as the message and in the meta (`file`).
+fn commit(repo: &Repo, path: &Path, opts: &CommitOptions, json: bool) -> Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut opts = opts.clone();
+    opts.message = name.clone();
+    opts.meta.insert("file".into(), name.clone());
+    let r = repo.commit_file(path, &opts)?;
+    if json {
+        return json_line(&r);
+    }
+    println!(
+        "[{} {}] {name}: {} tensors, {}, {} delta, {} keyframe, {} dedup, {:.2}s",
+        r.branch,
+        r.snapshot.short(),
+        r.tensors,
+        sizes(r.logical_bytes, r.stored_bytes),
+        r.deltas,
+        r.keyframes,
+        r.deduplicated,
+        r.seconds
+    );
+    Ok(())
+}
