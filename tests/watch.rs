@@ -84,11 +84,20 @@ fn watch_once_commits_a_directory_oldest_first_and_reports_a_bad_file() {
     for (k, (_, bytes)) in files.iter().enumerate() {
         assert_checks_out(&repo, &format!("HEAD~{}", 2 - k), bytes);
     }
-    let err = run_err(
-        &repo,
-        &["watch", ckpts.to_str().unwrap(), "--interval", "0"],
-    );
-    assert!(err.contains("--interval 0"), "{err}");
+    for bad in ["0", "-1", "1e30", "NaN"] {
+        let err = run_err(
+            &repo,
+            &[
+                "watch",
+                ckpts.to_str().unwrap(),
+                &format!("--interval={bad}"),
+            ],
+        );
+        assert!(
+            err.contains("expected seconds, more than 0"),
+            "{bad}: {err}"
+        );
+    }
     let err = run_err(&repo, &["watch", "/no/such/dir", "--once"]);
     assert!(err.contains("watching /no/such/dir"), "{err}");
 }

@@ -50,17 +50,23 @@ pub struct Args {
     pub json: bool,
 }
 
+/// The longest `--interval` taken: a day.
+const MAX_INTERVAL_SECS: u64 = 86_400;
+
 /// A file's size and modification time: what says it changed.
 type Stamp = (u64, SystemTime);
 
 /// Runs `snapstore watch`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
-    if !(args.interval.is_finite() && args.interval > 0.0) {
+    let Some(interval) = Duration::try_from_secs_f64(args.interval)
+        .ok()
+        .filter(|d| !d.is_zero() && d.as_secs() <= MAX_INTERVAL_SECS)
+    else {
         bail!(
-            "--interval {}: expected a number of seconds > 0",
+            "--interval {}: expected seconds, more than 0 and at most {MAX_INTERVAL_SECS}",
             args.interval
         );
-    }
+    };
     if args.bound.as_deref() == Some("auto") {
         bail!("--bound auto needs an evaluator per commit: use `snapstore commit --bound auto`");
     }
@@ -111,7 +117,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         if args.once {
             break;
         }
-        std::thread::sleep(Duration::from_secs_f64(args.interval));
+        std::thread::sleep(interval);
     }
     if failed > 0 {
         bail!(
