@@ -10,7 +10,7 @@ use snapstore::{
     Rounding,
 };
 
-use super::print::{human, json_pretty, sizes};
+use super::print::{commit_summary, human, json_pretty};
 use super::search::{file_metadata, SearchArgs};
 
 #[derive(clap::Args)]
@@ -26,22 +26,12 @@ pub struct Args {
     /// Metadata as KEY=VALUE (repeatable), e.g. --meta epoch=3 --meta acc=0.91.
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     meta: Vec<String>,
-    /// Entropy coders: auto, zstd or lzma.
-    #[arg(long, default_value = "auto")]
-    codec: CodecChoice,
     /// Error bound: lossless, rel:EPS, abs:EPS, or auto (searched with --eval-cmd; see
     /// `snapstore search`) (default: the branch's configured bound).
     #[arg(long)]
     bound: Option<String>,
-    /// Store a keyframe (no reference) at least every K snapshots (default: the repository's
-    /// keyframe_every, else 32; a chain also ends when its deltas outgrow 8 keyframes, and a
-    /// lossless one after 8 snapshots).
-    #[arg(long, value_name = "K")]
-    keyframe_every: Option<u32>,
-    /// Rounding of lossy codes: lattice (a grid per element: unbiased, free for weights that
-    /// do not move), nearest (one global grid) or dither (half-step stochastic rounding).
-    #[arg(long, default_value = "lattice")]
-    rounding: Rounding,
+    #[command(flatten)]
+    coding: CodingArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -59,6 +49,35 @@ pub struct Args {
         help_heading = "Frame sequences"
     )]
     group: usize,
+}
+
+/// How a commit codes its chunks (`snapstore commit` and `snapstore watch`).
+#[derive(clap::Args)]
+pub struct CodingArgs {
+    /// Entropy coders: auto, zstd or lzma.
+    #[arg(long, default_value = "auto")]
+    codec: CodecChoice,
+    /// Store a keyframe (no reference) at least every K snapshots (default: the repository's
+    /// keyframe_every, else 32; a chain also ends when its deltas outgrow 8 keyframes, and a
+    /// lossless one after 8 snapshots).
+    #[arg(long, value_name = "K")]
+    keyframe_every: Option<u32>,
+    /// Rounding of lossy codes: lattice (a grid per element: unbiased, free for weights that
+    /// do not move), nearest (one global grid) or dither (half-step stochastic rounding).
+    #[arg(long, default_value = "lattice")]
+    rounding: Rounding,
+}
+
+impl CodingArgs {
+    /// Commit options coding as these say, the rest as `base`.
+    pub fn options(&self, base: CommitOptions) -> CommitOptions {
+        CommitOptions {
+            codec: self.codec,
+            keyframe_every: self.keyframe_every,
+            rounding: self.rounding,
+            ..base
+        }
+    }
 }
 
 /// The `--bound auto` arguments of `snapstore commit`.
@@ -88,16 +107,13 @@ impl AutoArgs {
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let auto_bound = args.bound.as_deref() == Some("auto");
     let bound = args.bound.filter(|_| !auto_bound);
-    let opts = CommitOptions {
+    let opts = args.coding.options(CommitOptions {
         message: args.message,
         branch: args.branch,
         meta: parse_meta(&args.meta)?,
-        codec: args.codec,
-        keyframe_every: args.keyframe_every,
         bound: bound.map(|b| b.parse::<Bound>()).transpose()?,
-        rounding: args.rounding,
         ..CommitOptions::default()
-    };
+    });
     if auto_bound {
         return commit_auto(repo, &args.file, opts, &args.auto, args.json);
     }
@@ -108,15 +124,10 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         return json_pretty(&r);
     }
     println!(
-        "[{} {}] {} tensors, {}, {} delta, {} keyframe, {} dedup, {:.2}s",
+        "[{} {}] {}",
         r.branch,
         r.snapshot.short(),
-        r.tensors,
-        sizes(r.logical_bytes, r.stored_bytes),
-        r.deltas,
-        r.keyframes,
-        r.deduplicated,
-        r.seconds
+        commit_summary(&r)
     );
     Ok(())
 }

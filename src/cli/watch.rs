@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use snapstore::{Bound, CodecChoice, CommitOptions, Repo, Rounding};
+use snapstore::{Bound, CommitOptions, Repo};
 
-use super::print::{json_line, sizes};
+use super::commit::CodingArgs;
+use super::print::{commit_summary, json_line};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -36,15 +37,8 @@ pub struct Args {
     /// Branch to commit on (default: HEAD's branch).
     #[arg(long)]
     branch: Option<String>,
-    /// Entropy coders: auto, zstd or lzma.
-    #[arg(long, default_value = "auto")]
-    codec: CodecChoice,
-    /// Store a keyframe at least every K snapshots (as `snapstore commit --keyframe-every`).
-    #[arg(long, value_name = "K")]
-    keyframe_every: Option<u32>,
-    /// Rounding of lossy codes: lattice, nearest or dither (as `snapstore commit`).
-    #[arg(long, default_value = "lattice")]
-    rounding: Rounding,
+    #[command(flatten)]
+    coding: CodingArgs,
     /// Print one JSON object per commit, on a line of its own.
     #[arg(long)]
     pub json: bool,
@@ -74,14 +68,11 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let repo = repo
         .clone()
         .with_tip_cache(snapstore::default_cache_bytes());
-    let opts = CommitOptions {
+    let opts = args.coding.options(CommitOptions {
         branch: args.branch.clone(),
-        codec: args.codec,
-        keyframe_every: args.keyframe_every,
         bound: args.bound.as_deref().map(str::parse::<Bound>).transpose()?,
-        rounding: args.rounding,
         ..CommitOptions::default()
-    };
+    });
     // Versions of files already committed (or there before the watch, and not to be).
     let mut done: HashMap<PathBuf, Stamp> = HashMap::new();
     if !(args.existing || args.once) {
@@ -164,15 +155,10 @@ fn commit(repo: &Repo, path: &Path, opts: &CommitOptions, json: bool) -> Result<
         return json_line(&r);
     }
     println!(
-        "[{} {}] {name}: {} tensors, {}, {} delta, {} keyframe, {} dedup, {:.2}s",
+        "[{} {}] {name}: {}",
         r.branch,
         r.snapshot.short(),
-        r.tensors,
-        sizes(r.logical_bytes, r.stored_bytes),
-        r.deltas,
-        r.keyframes,
-        r.deduplicated,
-        r.seconds
+        commit_summary(&r)
     );
     Ok(())
 }
