@@ -412,7 +412,7 @@ impl ObjectReader {
                 ));
             }
             if let Some(bytes) = checkout_cache::lookup(&self.known, ref_entry, i) {
-                break bytes.to_vec();
+                break owned(bytes);
             }
             let cref = ref_entry
                 .chunks
@@ -449,9 +449,15 @@ impl Chunk {
     fn into_vec(self) -> Vec<u8> {
         match self {
             Chunk::Decoded(v) => v,
-            Chunk::Known(b) => b.to_vec(),
+            Chunk::Known(b) => owned(b),
         }
     }
+}
+
+/// A cached chunk's bytes to own: moved where this was its last holder (a checkout that took
+/// the cache gives each chunk up at its last use), else copied.
+fn owned(bytes: Arc<Vec<u8>>) -> Vec<u8> {
+    Arc::try_unwrap(bytes).unwrap_or_else(|shared| shared.to_vec())
 }
 
 impl std::ops::Deref for Chunk {
