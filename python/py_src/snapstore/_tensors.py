@@ -84,6 +84,33 @@ def is_torch(value: Any) -> bool:
     return torch is not None and isinstance(value, torch.Tensor)
 
 
+def _torch_st(name: str, t: "torch.Tensor") -> str:
+    """The safetensors dtype of dense torch tensor ``t``, which must hold data."""
+    dtype = TORCH_TO_ST.get(t.dtype)
+    if dtype is None:
+        raise InvalidInputError(f"tensor {name!r} has dtype {t.dtype}, which safetensors cannot hold")
+    if t.device.type == "meta":
+        raise InvalidInputError(f"tensor {name!r} is on the meta device and has no data")
+    return dtype
+
+
+def _numpy_st(name: str, a: np.ndarray) -> str:
+    """The safetensors dtype of array ``a``."""
+    dtype = NUMPY_TO_ST.get(a.dtype.name)
+    if dtype is None:
+        raise InvalidInputError(f"tensor {name!r} has numpy dtype {a.dtype}, which safetensors cannot hold")
+    return dtype
+
+
+def _big_endian(a: np.ndarray) -> bool:
+    return a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big")
+
+
+def _torch_raw(name: str, dtype: str, t: "torch.Tensor") -> RawTensor:
+    """The raw view of contiguous host tensor ``t``."""
+    return (name, dtype, list(t.shape), t, t.data_ptr(), t.numel() * t.element_size())
+
+
 def _torch_view(name: str, t: "torch.Tensor") -> RawTensor:
     if t.layout != torch.strided:
         raise InvalidInputError(
@@ -91,23 +118,17 @@ def _torch_view(name: str, t: "torch.Tensor") -> RawTensor:
     if t.is_quantized:
         raise InvalidInputError(
             f"tensor {name!r} is quantized ({t.dtype}); commit t.dequantize() or its int_repr()")
-    dtype = TORCH_TO_ST.get(t.dtype)
-    if dtype is None:
-        raise InvalidInputError(f"tensor {name!r} has dtype {t.dtype}, which safetensors cannot hold")
-    if t.device.type == "meta":
-        raise InvalidInputError(f"tensor {name!r} is on the meta device and has no data")
+    dtype = _torch_st(name, t)
     t = t.detach()
     if t.device.type != "cpu":
         t = t.to("cpu")  # the one copy a device tensor needs
     t = t.resolve_conj().resolve_neg().contiguous()
-    return (name, dtype, list(t.shape), t, t.data_ptr(), t.numel() * t.element_size())
+    return _torch_raw(name, dtype, t)
 
 
 def _numpy_view(name: str, a: np.ndarray) -> RawTensor:
-    dtype = NUMPY_TO_ST.get(a.dtype.name)
-    if dtype is None:
-        raise InvalidInputError(f"tensor {name!r} has numpy dtype {a.dtype}, which safetensors cannot hold")
-    if a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big"):
+    dtype = _numpy_st(name, a)
+    if _big_endian(a):
         a = a.astype(a.dtype.newbyteorder("<"))
     shape = list(a.shape)  # before the copy: ascontiguousarray turns a 0-d array into 1-d
     if not a.flags.c_contiguous:
@@ -155,32 +176,30 @@ def _writable_view(name: str, value: Any) -> Tuple[Optional[RawTensor], Any]:
             raise InvalidInputError(f"tensor {name!r} is {value.layout}"
                                     f"{' and quantized' if value.is_quantized else ''}: "
                                     "a checkout writes only dense tensors")
-        if value.device.type == "meta":
-            raise InvalidInputError(f"tensor {name!r} is on the meta device and has no data")
-        st = TORCH_TO_ST.get(value.dtype)
-        if st is None:
-            raise InvalidInputError(f"tensor {name!r} has dtype {value.dtype}, "
-                                    "which safetensors cannot hold")
+        st = _torch_st(name, value)
         t = value.detach()
         if (t.device.type == "cpu" and t.is_contiguous() and not t.is_conj()
                 and not t.is_neg()):
-            return (name, st, list(t.shape), t, t.data_ptr(), t.numel() * t.element_size()), None
-        return None, torch.empty(t.shape, dtype=t.dtype)
+            return _torch_raw(name, st, t), None
+        return None, _staging_buffer(value)
     if isinstance(value, np.ndarray):
-        st = NUMPY_TO_ST.get(value.dtype.name)
-        if st is None:
-            raise InvalidInputError(f"tensor {name!r} has numpy dtype {value.dtype}, "
-                                    "which safetensors cannot hold")
+        st = _numpy_st(name, value)
         if not value.flags.writeable:
             raise InvalidInputError(f"tensor {name!r} is a read-only array: a checkout cannot "
                                     "write into it")
-        big = value.dtype.byteorder == ">" or (value.dtype.byteorder == "=" and sys.byteorder == "big")
-        if value.flags.c_contiguous and not big:
+        if value.flags.c_contiguous and not _big_endian(value):
             address = value.__array_interface__["data"][0]
             return (name, st, list(value.shape), value, address, value.nbytes), None
-        return None, np.empty(value.shape, dtype=value.dtype.newbyteorder("<"))
+        return None, _staging_buffer(value)
     raise InvalidInputError(
         f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or numpy.ndarray")
+
+
+def _staging_buffer(value: Any) -> Any:
+    """A contiguous little-endian host tensor of ``value``'s dtype and shape."""
+    if is_torch(value):
+        return torch.empty(value.shape, dtype=value.dtype)
+    return np.empty(value.shape, dtype=value.dtype.newbyteorder("<"))
 
 
 def checkout_targets(into: Mapping) -> Tuple[List[RawTensor], List[Tuple[Any, Any]]]:
@@ -198,9 +217,7 @@ def checkout_targets(into: Mapping) -> Tuple[List[RawTensor], List[Tuple[Any, An
         if view is not None:
             start, end = view[4], view[4] + view[5]
             if any(start < e and s < end for s, e in taken):
-                view = None
-                stage = (torch.empty(value.shape, dtype=value.dtype) if is_torch(value)
-                         else np.empty(value.shape, dtype=value.dtype))
+                view, stage = None, _staging_buffer(value)
             elif end > start:
                 taken.append((start, end))
         if view is None:
