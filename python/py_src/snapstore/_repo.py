@@ -57,6 +57,16 @@ class StateDict(dict):
     meta: Dict[str, str]
     metadata: Optional[Dict[str, str]]
 
+    @classmethod
+    def of(cls, items: Any, snapshot: str, metadata: Optional[Mapping[str, str]],
+           meta: Mapping[str, str]) -> "StateDict":
+        """The tensors ``items`` (name, tensor pairs) of snapshot ``snapshot``."""
+        out = cls(items)
+        out.snapshot = snapshot
+        out.meta = dict(meta)
+        out.metadata = None if metadata is None else dict(metadata)
+        return out
+
 
 def _cache_size(n: Optional[int]) -> Optional[int]:
     """A cache size in bytes as given, checked: ``None`` keeps the library's default."""
@@ -269,12 +279,10 @@ class Repo:
             names = [names]
         snapshot, metadata, meta, items = self._repo.checkout(
             ref, None if names is None else list(names))
-        out = StateDict(
-            (name, to_tensor(st, shape, buf, framework, device)) for name, st, shape, buf in items)
-        out.snapshot = snapshot
-        out.meta = dict(meta)
-        out.metadata = None if metadata is None else dict(metadata)
-        return out
+        return StateDict.of(
+            ((name, to_tensor(st, shape, buf, framework, device))
+             for name, st, shape, buf in items),
+            snapshot, metadata, meta)
 
     def _checkout_into(self, ref: str, into: Mapping, strict: bool) -> StateDict:
         snapshot, held = self._repo.tensor_names(ref)
@@ -294,11 +302,7 @@ class Repo:
         # By id: a commit between the two calls cannot move what ref names.
         snapshot, metadata, meta = self._repo.checkout_into(snapshot, targets)
         copy_staged(staged)
-        out = StateDict(chosen)
-        out.snapshot = snapshot
-        out.meta = dict(meta)
-        out.metadata = None if metadata is None else dict(metadata)
-        return out
+        return StateDict.of(chosen.items(), snapshot, metadata, meta)
 
     # -- history ----------------------------------------------------------------------------
 
