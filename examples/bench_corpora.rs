@@ -15,7 +15,7 @@
 //! Environment: `SNAPSTORE_BENCH_DUMP=DIR` also writes the last decoded checkpoint of each
 //! corpus and bound to `DIR/<corpus>__<bound>.safetensors` (to score it with the corpus's
 //! `eval.py`, e.g. for `cnn-digits`, which needs torch). `RAYON_NUM_THREADS=1` runs snapstore on
-//! one thread (the peers in `peers.py` are single-threaded). `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma`
+//! one thread (the peers in `peers.py` are single-threaded). `SNAPSTORE_BENCH_CODEC=auto|zstd|lzma|rans`
 //! picks the commits' entropy coders (default `auto`). `SNAPSTORE_BENCH_ROUNDING=lattice|dither|nearest|all`
 //! picks how lossy codes are rounded (default `all`: one row per rounding mode and bound).
 //! `SNAPSTORE_BENCH_KEYFRAME_EVERY=K` caps chains at K decodes (default: the repository's).

@@ -8,7 +8,8 @@
 //! `cnn-digits/bf16` (a missing one is skipped with a message). For each corpus and bound
 //! (`SNAPSTORE_BENCH_BOUNDS`, default `lossless,rel:0.01`) a fresh repository in a temporary
 //! directory commits the whole trajectory in file-name order through one handle (the kept tip,
-//! as a trainer does), then checks out every snapshot into memory. `SNAPSTORE_BENCH_TIP_CACHE`
+//! as a trainer does), then checks out every snapshot into memory, with the entropy coders
+//! `SNAPSTORE_BENCH_CODEC` names (`auto` unless set; `rans`: what a device codes). `SNAPSTORE_BENCH_TIP_CACHE`
 //! and `SNAPSTORE_BENCH_CHECKOUT_CACHE` size the two caches in bytes (the library's default
 //! otherwise, `default_cache_bytes()`). The stage timers
 //! (`snapstore::profile`) give each stage's CPU and wall time and MB per CPU second; the heading
@@ -69,6 +70,7 @@ fn run(corpus: &str, files: &[PathBuf], bound: Bound) -> Result<()> {
     let (repo, tip, checkouts) = per_core::init_repo(&tmp.path().join("repo"))?;
     let opts = snapstore::CommitOptions {
         bound: Some(bound),
+        codec: codec()?,
         ..Default::default()
     };
     profile::reset();
@@ -97,6 +99,14 @@ fn run(corpus: &str, files: &[PathBuf], bound: Bound) -> Result<()> {
         start.elapsed().as_secs_f64(),
     );
     Ok(())
+}
+
+/// The entropy coders, `SNAPSTORE_BENCH_CODEC` (`auto` unless set).
+fn codec() -> Result<snapstore::CodecChoice> {
+    std::env::var("SNAPSTORE_BENCH_CODEC").map_or(Ok(Default::default()), |c| {
+        c.parse()
+            .with_context(|| format!("SNAPSTORE_BENCH_CODEC={c:?}"))
+    })
 }
 
 fn print_table(corpus: &str, bound: Bound, what: &str, bytes: u64, wall: f64) {

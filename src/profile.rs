@@ -68,6 +68,46 @@ static WALL_NANOS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 static CALLS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 static BYTES: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
+/// Where the entropy stage codes each section, by what it can decide before reading all of
+/// the section's bytes (`codec::entropy::Route`): the split a device coder would follow
+/// (issue #17). Tallied per top-level section while the timers are on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Route {
+    /// Stored as it is: too short for any coder, or noise.
+    Stored,
+    /// Only rANS may beat storing it: its stream follows from the histogram, so a coder that
+    /// holds the bytes elsewhere can write it.
+    Rans,
+    /// The sparse coding may win too (and neither Zstd nor LZMA is tried): its gaps read all
+    /// of the bytes, but follow from them alone.
+    Sparse,
+    /// Zstd or LZMA may win: they read all of the bytes, and search them.
+    Search,
+}
+
+const ROUTES: usize = 4;
+const ROUTE_NAMES: [&str; ROUTES] = [
+    "stored as is (short or noise)",
+    "rANS only (stream from the histogram)",
+    "sparse or rANS (gaps from the bytes)",
+    "Zstd or LZMA may win (a search of the bytes)",
+];
+static ROUTE_SECTIONS: [AtomicU64; ROUTES] = [const { AtomicU64::new(0) }; ROUTES];
+static ROUTE_IN: [AtomicU64; ROUTES] = [const { AtomicU64::new(0) }; ROUTES];
+static ROUTE_OUT: [AtomicU64; ROUTES] = [const { AtomicU64::new(0) }; ROUTES];
+
+/// Counts a section of `raw` bytes, stored in `coded`, against `route` (nothing when off).
+pub fn route(route: Route, raw: usize, coded: usize) {
+    if !enabled() {
+        return;
+    }
+    let i = route as usize;
+    ROUTE_SECTIONS[i].fetch_add(1, Relaxed);
+    ROUTE_IN[i].fetch_add(raw as u64, Relaxed);
+    ROUTE_OUT[i].fetch_add(coded as u64, Relaxed);
+}
+
 thread_local! {
     /// The stage this thread is in, and since when its time is not yet counted.
     static CURRENT: Cell<Option<(Stage, Stamp)>> = const { Cell::new(None) };
@@ -189,6 +229,11 @@ pub fn reset() {
         c.store(0, Relaxed);
         b.store(0, Relaxed);
     }
+    for ((n, i), o) in ROUTE_SECTIONS.iter().zip(&ROUTE_IN).zip(&ROUTE_OUT) {
+        n.store(0, Relaxed);
+        i.store(0, Relaxed);
+        o.store(0, Relaxed);
+    }
 }
 
 /// One stage's total so far.
@@ -206,11 +251,26 @@ pub struct StageTime {
     pub bytes: u64,
 }
 
+/// One entropy route's sections so far (see [`Route`]).
+#[derive(Clone, Debug)]
+pub struct RouteTally {
+    /// What the route is.
+    pub name: &'static str,
+    /// Sections that took it.
+    pub sections: u64,
+    /// Their bytes before coding.
+    pub raw_bytes: u64,
+    /// Their bytes as stored.
+    pub coded_bytes: u64,
+}
+
 /// The counters so far, stages never entered left out.
 #[derive(Clone, Debug, Default)]
 pub struct Profile {
     /// Stages in a fixed order (commit's first, then checkout's).
     pub stages: Vec<StageTime>,
+    /// The entropy routes, in [`Route`]'s order; empty where no section was coded.
+    pub routes: Vec<RouteTally>,
 }
 
 /// Reads the counters.
@@ -227,7 +287,19 @@ pub fn read() -> Profile {
             bytes: BYTES[i].load(Relaxed),
         })
         .collect();
-    Profile { stages }
+    let routes = if ROUTE_SECTIONS.iter().all(|n| n.load(Relaxed) == 0) {
+        Vec::new()
+    } else {
+        (0..ROUTE_NAMES.len())
+            .map(|i| RouteTally {
+                name: ROUTE_NAMES[i],
+                sections: ROUTE_SECTIONS[i].load(Relaxed),
+                raw_bytes: ROUTE_IN[i].load(Relaxed),
+                coded_bytes: ROUTE_OUT[i].load(Relaxed),
+            })
+            .collect()
+    };
+    Profile { stages, routes }
 }
 
 impl Profile {
@@ -275,7 +347,28 @@ impl fmt::Display for Profile {
             "| **timed total** | {:.1} | 100% | {:.1} | | | |",
             total * 1e3,
             self.wall_total() * 1e3
-        )
+        )?;
+        if self.routes.is_empty() {
+            return Ok(());
+        }
+        let raw: u64 = self.routes.iter().map(|r| r.raw_bytes).sum();
+        writeln!(
+            f,
+            "\n| entropy route | sections | raw MB | share of raw | coded MB |"
+        )?;
+        writeln!(f, "|---|---:|---:|---:|---:|")?;
+        for r in &self.routes {
+            writeln!(
+                f,
+                "| {} | {} | {:.2} | {:.1}% | {:.2} |",
+                r.name,
+                r.sections,
+                r.raw_bytes as f64 / 1e6,
+                100.0 * r.raw_bytes as f64 / raw.max(1) as f64,
+                r.coded_bytes as f64 / 1e6
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -300,5 +393,23 @@ mod tests {
         assert!((10.0..60.0).contains(&layout), "layout {layout} ms");
         assert!(zstd >= 60.0, "zstd {zstd} ms");
         assert!(read().to_string().contains("| **timed total** |"));
+    }
+
+    #[test]
+    fn routes_are_tallied_with_their_bytes() {
+        enable();
+        // Other tests code sections beside this one: the counters only grow.
+        let before = read()
+            .routes
+            .get(Route::Sparse as usize)
+            .map_or(0, |r| r.raw_bytes);
+        route(Route::Sparse, 1000, 10);
+        let p = read();
+        let sparse = &p.routes[Route::Sparse as usize];
+        assert_eq!(sparse.name, "sparse or rANS (gaps from the bytes)");
+        assert!(sparse.sections >= 1 && sparse.raw_bytes >= before + 1000);
+        assert!(p
+            .to_string()
+            .contains("| sparse or rANS (gaps from the bytes) |"));
     }
 }

@@ -556,9 +556,9 @@ fn invalid_ref_names_are_refused() {
 #[test]
 fn every_codec_choice_round_trips_byte_identical() {
     let (dir, repo) = init_repo();
-    let steps = trajectory(13, 3, &[("w", &[64, 64]), ("b", &[64])]);
+    let steps = trajectory(13, 4, &[("w", &[64, 64]), ("b", &[64])]);
     let out = dir.path().join("out.safetensors");
-    for (i, codec) in ["zstd", "lzma", "auto"].iter().enumerate() {
+    for (i, codec) in ["zstd", "lzma", "auto", "rans"].iter().enumerate() {
         let p = dir.path().join(format!("{codec}.safetensors"));
         let bytes = write_safetensors(&p, &steps[i], None);
         run_ok(&repo, &["commit", p.to_str().unwrap(), "--codec", codec]);

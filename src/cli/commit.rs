@@ -54,11 +54,11 @@ pub struct Args {
 /// How a commit codes its chunks (`snapstore commit` and `snapstore watch`).
 #[derive(clap::Args)]
 pub struct CodingArgs {
-    /// Entropy coders: auto, zstd or lzma.
+    /// Entropy coders: auto, zstd, lzma, or rans (rANS and the sparse coding only: no Zstd).
     #[arg(long, default_value = "auto")]
     codec: CodecChoice,
     /// Store a keyframe (no reference) at least every K snapshots (default: the repository's
-    /// keyframe_every, else 32; a chain also ends when its deltas outgrow 8 keyframes, and a
+    /// keyframe_every, else 32; a chain also ends when its deltas outgrow 9 keyframes, and a
     /// lossless one after 8 snapshots).
     #[arg(long, value_name = "K")]
     keyframe_every: Option<u32>,

@@ -4,7 +4,7 @@
 use super::error::{CodecError, CodecResult};
 use super::rans::{self, Layout};
 use super::sparse;
-use crate::profile::{self, Stage};
+use crate::profile::{self, Route, Stage};
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
@@ -65,6 +65,21 @@ pub enum CodecChoice {
     Zstd,
     /// Zstd and LZMA on every section, smallest kept (slowest, smallest).
     Lzma,
+    /// rANS and the sparse coding only, no Zstd: the coders whose output follows from a
+    /// section's bytes without a search, which a device can run (issue #17). Less CPU than
+    /// `auto` for a little more on lossless snapshots and several percent more on lossy ones
+    /// (BENCHMARKS.md, "Entropy routes").
+    Rans,
+}
+
+impl CodecChoice {
+    /// The same coders but LZMA, for sections of a few bytes, where it never wins.
+    pub(crate) fn without_lzma(self) -> CodecChoice {
+        match self {
+            CodecChoice::Lzma => CodecChoice::Zstd,
+            other => other,
+        }
+    }
 }
 
 impl fmt::Display for CodecChoice {
@@ -73,6 +88,7 @@ impl fmt::Display for CodecChoice {
             CodecChoice::Auto => "auto",
             CodecChoice::Zstd => "zstd",
             CodecChoice::Lzma => "lzma",
+            CodecChoice::Rans => "rans",
         })
     }
 }
@@ -84,10 +100,11 @@ impl FromStr for CodecChoice {
             "auto" => Ok(CodecChoice::Auto),
             "zstd" => Ok(CodecChoice::Zstd),
             "lzma" => Ok(CodecChoice::Lzma),
+            "rans" => Ok(CodecChoice::Rans),
             other => Err(CodecError::UnknownName {
                 what: "codec",
                 name: other.to_string(),
-                choices: "auto, zstd or lzma",
+                choices: "auto, zstd, lzma or rans",
             }),
         }
     }
@@ -126,7 +143,8 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
     // One timer over measuring and coding (Zstd and LZMA run inside it, which pauses it).
     let _rans = profile::time_bytes(Stage::Rans, data.len());
     let head = sample_histogram(data);
-    if choice != CodecChoice::Lzma && looks_like_noise(data, &head) {
+    if choice != CodecChoice::Lzma && looks_like_noise(data, &head, choice) {
+        profile::route(Route::Stored, data.len(), data.len());
         return (Entropy::Stored, data.to_vec());
     }
     code(&measure_sampled(data, head), choice)
@@ -140,20 +158,25 @@ const NOISE_SHARE: f64 = 0.995;
 
 /// Whether `data` (a long section) is noise no coder can shrink, judged from its first and last
 /// [`SAMPLE`] bytes: both near 8 bits per byte at order 0 (`head` counts the first, see
-/// [`sample_histogram`]), and Zstd finds no repeats in the first. The low mantissa planes of checkpoints are such noise; measuring the whole section
-/// only to store it as it is cost a histogram pass and a Zstd sample on it anyway. On every
+/// [`sample_histogram`]), and Zstd finds no repeats in the first. The low mantissa planes of
+/// checkpoints are such noise; measuring the whole section only to store it as it is cost a
+/// histogram pass and a Zstd sample on it anyway. On every
 /// section of the shared corpora (cnn-digits, its bf16 copy, digits-mlp; lossless and rel 0.01)
 /// the head sample alone at this threshold would skip 27 of 126 MB without storing a byte more.
-fn looks_like_noise(data: &[u8], head_counts: &[u64; 256]) -> bool {
+/// Under `--codec rans` Zstd is not asked: it could not code the section either, and so the
+/// decision reads only the two samples' histograms, which a device hands over (issue #17).
+fn looks_like_noise(data: &[u8], head_counts: &[u64; 256], choice: CodecChoice) -> bool {
     if data.len() < SAMPLE_FROM {
         return false;
     }
     let noisy = |counts: &[u64; 256]| rans::order0_bytes(counts) >= NOISE_SHARE * SAMPLE as f64;
     let (head, tail) = (&data[..SAMPLE], &data[data.len() - SAMPLE..]);
-    noisy(head_counts) && noisy(&rans::histogram(tail)) && {
-        let _zstd = profile::time_bytes(Stage::Zstd, head.len());
-        zstd_compress(head).is_ok_and(|z| z.len() >= head.len())
-    }
+    noisy(head_counts)
+        && noisy(&rans::histogram(tail))
+        && (choice == CodecChoice::Rans || {
+            let _zstd = profile::time_bytes(Stage::Zstd, head.len());
+            zstd_compress(head).is_ok_and(|z| z.len() >= head.len())
+        })
 }
 
 /// A section with its byte histograms and rANS's estimate of its size, computed once: what
@@ -231,13 +254,83 @@ enum Coders {
     OtherBytes,
 }
 
+/// The coders beside rANS worth running on a measured section, decided from its length,
+/// histograms and samples: nothing here reads all of its bytes (see [`Route`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tries {
+    /// The sparse coding: one value is most of the section (see `sparse::candidate`).
+    sparse: bool,
+    /// Zstd on the whole section: its samples say it may win (see [`zstd_may_win`]), or
+    /// `--codec lzma` tries it everywhere.
+    zstd: bool,
+    /// LZMA (`--codec lzma` only).
+    lzma: bool,
+}
+
+/// [`Tries`] for a measured section longer than [`STORED_UP_TO`].
+fn tries(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> Tries {
+    let all = coders == Coders::All;
+    let lzma = choice == CodecChoice::Lzma;
+    let wide = m.rans_kind == Entropy::RansWide;
+    Tries {
+        sparse: all && sparse::candidate(&m.counts, m.data.len(), wide).is_some(),
+        // Evaluated whether or not a short section's sparse coding comes out under Zstd's
+        // smallest frame: a section under `SAMPLE_FROM` is not sampled, so that costs nothing.
+        zstd: lzma || all && choice != CodecChoice::Rans && zstd_may_win(m),
+        lzma,
+    }
+}
+
+/// Where a measured section is coded: what a coder holding the bytes elsewhere (a device,
+/// issue #17) needs to know before it moves them. A [`Route::Rans`] section comes out as
+/// [`rans_only`] codes it from the histogram, or stored where that is no smaller.
+fn route(m: &Measured<'_>, tries: Tries) -> Route {
+    if m.data.len() <= STORED_UP_TO {
+        Route::Stored
+    } else if tries.zstd || tries.lzma {
+        Route::Search
+    } else if tries.sparse {
+        Route::Sparse
+    } else if m.estimate < m.data.len() {
+        Route::Rans
+    } else {
+        Route::Stored
+    }
+}
+
+/// A section's coding where only rANS is tried: its stream `kind` (from the histogram) under
+/// `limit` bytes, `None` where it does not fit (the section is then stored).
+fn rans_only(m: &Measured<'_>, limit: usize) -> Option<Vec<u8>> {
+    let (data, counts) = (m.data, &m.counts);
+    match m.rans_kind {
+        Entropy::RansWide => rans::encode_counted::<{ rans::WIDE }>(data, counts, limit),
+        _ => rans::encode_counted::<{ rans::NARROW }>(data, counts, limit),
+    }
+    .filter(|r| r.len() < limit)
+}
+
 /// [`code`] with the coders `coders` allows.
 fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy, Vec<u8>) {
-    let (data, rans_kind, estimate) = (m.data, m.rans_kind, m.estimate);
-    let counts = &m.counts;
+    let data = m.data;
     if data.len() <= STORED_UP_TO {
+        if coders == Coders::All {
+            profile::route(Route::Stored, data.len(), data.len());
+        }
         return (Entropy::Stored, data.to_vec());
     }
+    let tries = tries(m, choice, coders);
+    let coded = code_tries(m, choice, tries);
+    if coders == Coders::All {
+        profile::route(route(m, tries), data.len(), coded.1.len());
+    }
+    coded
+}
+
+/// Codes a measured section longer than [`STORED_UP_TO`] with rANS and the coders `tries`
+/// allows, the smallest kept.
+fn code_tries(m: &Measured<'_>, choice: CodecChoice, tries: Tries) -> (Entropy, Vec<u8>) {
+    let (data, rans_kind, estimate) = (m.data, m.rans_kind, m.estimate);
+    let counts = &m.counts;
     let mut best = (Entropy::Stored, None::<Vec<u8>>, data.len());
     // Mostly one value: coded sparse where that is smaller than the best so far (on a long
     // section, Zstd's coding; rANS, below, must then beat it in turn). A short section is
@@ -251,12 +344,10 @@ fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy,
             best.1 = Some(coded);
         }
     };
-    if coders == Coders::All && short {
+    if tries.sparse && short {
         try_sparse(&mut best);
     }
-    if best.2 > ZSTD_SMALLEST
-        && (choice == CodecChoice::Lzma || coders == Coders::All && zstd_may_win(m))
-    {
+    if best.2 > ZSTD_SMALLEST && tries.zstd {
         let _zstd = profile::time_bytes(Stage::Zstd, data.len());
         if let Ok(z) = zstd_compress(data) {
             if z.len() < best.2 {
@@ -265,16 +356,12 @@ fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy,
             }
         }
     }
-    if coders == Coders::All && !short {
+    if tries.sparse && !short {
         try_sparse(&mut best);
     }
     // The order-0 estimate is cheap; run rANS only where it can win. Against a sparse coding
     // (the planes where rANS is slowest for what it saves) the test is a floor instead: the
     // estimate can be over rANS's coding by a hundred bytes (its table's size on many values).
-    let encode = |limit| match rans_kind {
-        Entropy::RansWide => rans::encode_counted::<{ rans::WIDE }>(data, counts, limit),
-        _ => rans::encode_counted::<{ rans::NARROW }>(data, counts, limit),
-    };
     let may_beat = if best.0 == Entropy::Sparse {
         let floor = match rans_kind {
             Entropy::RansWide => rans::coded_size_floor::<{ rans::WIDE }>(counts, data.len()),
@@ -284,15 +371,11 @@ fn code_with(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> (Entropy,
     } else {
         estimate < best.2
     };
-    if let Some(r) = may_beat
-        .then(|| encode(best.2))
-        .flatten()
-        .filter(|r| r.len() < best.2)
-    {
+    if let Some(r) = may_beat.then(|| rans_only(m, best.2)).flatten() {
         best = (rans_kind, None, r.len());
         best.1 = Some(r);
     }
-    if choice == CodecChoice::Lzma {
+    if tries.lzma {
         let _lzma = profile::time_bytes(Stage::Lzma, data.len());
         if let Some(out) = lzma_compress(data).filter(|o| o.len() < best.2) {
             best = (Entropy::Lzma, Some(out), 0);
@@ -521,7 +604,14 @@ mod tests {
     fn every_choice_round_trips() {
         let compressible = vec![3u8; 10_000];
         let noise = drawn(10_000, |x| (x >> 32) as u8);
-        for choice in [CodecChoice::Auto, CodecChoice::Zstd, CodecChoice::Lzma] {
+        let choices = [
+            CodecChoice::Auto,
+            CodecChoice::Zstd,
+            CodecChoice::Lzma,
+            CodecChoice::Rans,
+        ];
+        for choice in choices {
+            assert_eq!(choice.to_string().parse::<CodecChoice>().unwrap(), choice);
             for data in [&compressible, &noise, &Vec::new()] {
                 let (kind, stored) = compress(data, choice);
                 assert!(stored.len() <= data.len());
@@ -533,6 +623,80 @@ mod tests {
         let (kind, stored) = compress(&compressible, CodecChoice::Zstd);
         assert!(kind == Entropy::Zstd || kind == Entropy::RansNarrow);
         assert!(stored.len() < 20);
+    }
+
+    /// The route `compress` takes for `data` under `--codec auto`.
+    fn route_of(data: &[u8]) -> Route {
+        let noise = looks_like_noise(data, &sample_histogram(data), CodecChoice::Auto);
+        if data.len() > STORED_UP_TO && noise {
+            return Route::Stored;
+        }
+        let m = measure_untimed(data);
+        if data.len() <= STORED_UP_TO {
+            return Route::Stored;
+        }
+        route(&m, tries(&m, CodecChoice::Auto, Coders::All))
+    }
+
+    #[test]
+    fn a_section_routed_to_rans_codes_from_its_histogram_alone() {
+        let len = 64 << 10;
+        let skewed = drawn(len, |x| if x % 10 < 7 { 0 } else { (x >> 40) as u8 });
+        let mantissa = drawn(1 << 20, |x| {
+            ((x >> 20) % 1000 * ((x >> 40) % 1000) / 3907) as u8
+        });
+        let sections = [
+            ("skewed", skewed.clone(), Route::Rans),
+            (
+                "skewed, narrow",
+                skewed[..WIDE_FROM - 1].to_vec(),
+                Route::Rans,
+            ),
+            ("mantissa", mantissa, Route::Rans),
+            ("noise", drawn(len, |x| (x >> 32) as u8), Route::Stored),
+            ("tiny", vec![1, 2, 3, 4, 5], Route::Stored),
+            (
+                "periodic",
+                (0..len).map(|i| i as u8).collect(),
+                Route::Search,
+            ),
+            ("short", skewed[..400].to_vec(), Route::Search),
+            (
+                "mostly zeros",
+                drawn(len, |x| if x % 100 < 96 { 0 } else { (x >> 40) as u8 }),
+                Route::Sparse,
+            ),
+        ];
+        for (name, data, expected) in sections {
+            assert_eq!(route_of(&data), expected, "{name}");
+            let (kind, stored) = compress(&data, CodecChoice::Auto);
+            match expected {
+                Route::Stored => assert_eq!((kind, &stored), (Entropy::Stored, &data), "{name}"),
+                Route::Rans => {
+                    let m = measure_untimed(&data);
+                    let alone = rans_only(&m, data.len())
+                        .map_or((Entropy::Stored, data.clone()), |r| (m.rans_kind, r));
+                    assert_eq!((kind, &stored), (alone.0, &alone.1), "{name}");
+                    assert_ne!(kind, Entropy::Stored, "{name}");
+                }
+                Route::Sparse | Route::Search => {}
+            }
+            assert_eq!(
+                decompress(kind, &stored, data.len()).unwrap(),
+                data,
+                "{name}"
+            );
+            // Bytes outside the three samples (head, middle, tail) moved, the histogram kept:
+            // the route cannot change, as it never read them.
+            if data.len() >= SAMPLE_FROM * 4 {
+                let mut moved = data.clone();
+                let middle = (data.len() - SAMPLE) / 2;
+                moved[SAMPLE..middle].reverse();
+                moved[middle + SAMPLE..data.len() - SAMPLE].reverse();
+                assert_ne!(moved, data, "{name}");
+                assert_eq!(route_of(&moved), expected, "{name} rearranged");
+            }
+        }
     }
 
     #[test]
@@ -549,6 +713,10 @@ mod tests {
         let (kind, stored) = compress(&periodic, CodecChoice::Auto);
         assert_eq!(kind, Entropy::Zstd);
         assert!(stored.len() < 1000, "{}", stored.len());
+        // Never under `--codec rans`, which keeps to the coders a device runs.
+        let (kind, stored) = compress(&periodic, CodecChoice::Rans);
+        assert_eq!(kind, Entropy::Stored);
+        assert_eq!(decompress(kind, &stored, len).unwrap(), periodic);
         // Runs of a few values: Zstd's matches beat order 0.
         let runs: Vec<u8> = (0..len).map(|i| ((i / 50) % 3) as u8).collect();
         assert!(try_zstd(&runs));
@@ -664,24 +832,33 @@ mod tests {
     fn only_noise_at_both_ends_is_stored_unmeasured() {
         let len = 64 << 10;
         let noise = drawn(len, |x| (x >> 32) as u8);
-        assert!(looks_like_noise(&noise, &sample_histogram(&noise)));
-        assert!(!looks_like_noise(&noise[..SAMPLE_FROM - 1], &[0; 256]));
-        // An arange's low byte: as flat as can be, but all repeats.
+        let is_noise =
+            |data: &[u8], choice| looks_like_noise(data, &sample_histogram(data), choice);
+        for choice in [CodecChoice::Auto, CodecChoice::Rans] {
+            assert!(is_noise(&noise, choice));
+            assert!(!looks_like_noise(
+                &noise[..SAMPLE_FROM - 1],
+                &[0; 256],
+                choice
+            ));
+        }
+        // An arange's low byte: as flat as can be, but all repeats, for Zstd; stored outright
+        // where Zstd is not allowed (nothing else could code it).
         let periodic: Vec<u8> = (0..len).map(|i| i as u8).collect();
-        assert!(!looks_like_noise(&periodic, &sample_histogram(&periodic)));
-        // Seven bits of noise (the top one clear) are below the threshold: rANS saves 1/8.
-        let seven_bits = drawn(len, |x| (x >> 32) as u8 & 0x7f);
-        assert!(!looks_like_noise(
-            &seven_bits,
-            &sample_histogram(&seven_bits)
-        ));
-        assert_ne!(compress(&seven_bits, CodecChoice::Auto).0, Entropy::Stored);
-        // Noise with a compressible head or tail is measured and coded.
-        for compressible in [0..SAMPLE, len - SAMPLE..len] {
-            let mut mixed = noise.clone();
-            mixed[compressible].fill(7);
-            assert!(!looks_like_noise(&mixed, &sample_histogram(&mixed)));
-            assert_ne!(compress(&mixed, CodecChoice::Auto).0, Entropy::Stored);
+        assert!(!is_noise(&periodic, CodecChoice::Auto));
+        assert!(is_noise(&periodic, CodecChoice::Rans));
+        for choice in [CodecChoice::Auto, CodecChoice::Rans] {
+            // Seven bits of noise (the top one clear) are below the threshold: rANS saves 1/8.
+            let seven_bits = drawn(len, |x| (x >> 32) as u8 & 0x7f);
+            assert!(!is_noise(&seven_bits, choice));
+            assert_ne!(compress(&seven_bits, choice).0, Entropy::Stored);
+            // Noise with a compressible head or tail is measured and coded.
+            for compressible in [0..SAMPLE, len - SAMPLE..len] {
+                let mut mixed = noise.clone();
+                mixed[compressible].fill(7);
+                assert!(!is_noise(&mixed, choice));
+                assert_ne!(compress(&mixed, choice).0, Entropy::Stored);
+            }
         }
     }
 

@@ -71,6 +71,9 @@ pub enum CodecError {
     /// A zero run in a code stream past the chunk's elements.
     #[error("zero run goes past the chunk")]
     RunPastChunk,
+    /// A centred code stream's code (its centre plus a distance) outside the `i32` codes.
+    #[error("centred code {0} is outside the 32-bit code range")]
+    CentredCodeRange(i64),
     /// A code stream with more codes than the chunk has elements.
     #[error("more codes than elements")]
     TooManyCodes,
@@ -274,7 +277,7 @@ mod tests {
     /// tests read them behind `cannot decode chunk N of tensor "x": `).
     #[test]
     fn messages_as_before() {
-        let cases: [(CodecError, &str); 12] = [
+        let cases: [(CodecError, &str); 13] = [
             (
                 CodecError::Truncated {
                     needs: 4,
@@ -344,11 +347,15 @@ mod tests {
                 CodecError::UnknownName {
                     what: "codec",
                     name: "brotli".into(),
-                    choices: "auto, zstd or lzma",
+                    choices: "auto, zstd, lzma or rans",
                 },
-                "unknown codec \"brotli\" (use auto, zstd or lzma)",
+                "unknown codec \"brotli\" (use auto, zstd, lzma or rans)",
             ),
             (CodecError::CodeRange(9), "code range 9 over the limit"),
+            (
+                CodecError::CentredCodeRange(1 << 31),
+                "centred code 2147483648 is outside the 32-bit code range",
+            ),
         ];
         for (e, text) in cases {
             assert_eq!(e.to_string(), text);

@@ -21,9 +21,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::centred;
 use super::chunk::{write_chunk, ChunkCodec, ParsedChunk, Section, KEYFRAME};
 use super::context;
-use super::entropy::CodecChoice;
+use super::entropy::{CodecChoice, Entropy};
 use super::error::{CodecError, CodecResult};
 use super::logquant::{self, ErrorBound, FloatKind, FreshCodes, PowerTable, QuantizedChunk};
 use super::planes;
@@ -637,7 +638,7 @@ pub fn encode(
     if lattice {
         params.extend_from_slice(&top.to_le_bytes());
     }
-    let mut sections = vec![Section::compress(&params, CodecChoice::Zstd)];
+    let mut sections = vec![Section::compress(&params, choice.without_lzma())];
     let exceptions = [
         Section::compress(&positions_encode(&q.exception_positions), choice),
         Section::compress(&planes::split(&q.exception_values, kind.size()), choice),
@@ -958,9 +959,10 @@ pub fn decode_lattice_run(
     apply_lattice_parts(kind, base, &parts)
 }
 
-/// One stream of codes as zero-run RLE or narrow byte planes, whichever stores smaller; the
-/// first raw byte says which: 0 RLE, 1, 2 or 4 narrow planes of that width (so a stream decodes
-/// without knowing its length).
+/// One stream of codes as zero-run RLE or byte planes, whichever stores smaller; the first raw
+/// byte says which: 0 RLE, 1 one narrow plane (every code fits a byte), 8 centred planes
+/// (`codec::centred`, wider codes), and 2 or 4 narrow planes of that width, which are read
+/// but no longer written (so a stream decodes without knowing its length).
 fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     let mut rle = vec![0u8];
     rle_encode_into(codes, &mut rle);
@@ -969,13 +971,24 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     } else {
         narrow_width(codes)
     };
-    let mut planes = Vec::with_capacity(1 + width * codes.len());
-    planes.push(width as u8);
-    narrow_encode_into(codes, &mut planes);
-    let (rle, planes) = (
-        Section::compress(&rle, choice),
-        Section::compress(&planes, choice),
-    );
+    let rle = Section::compress(&rle, choice);
+    let centred = (width > 1)
+        .then(|| centred::encode(codes, choice))
+        .flatten();
+    let planes = match centred {
+        // Stored as it is: its planes are entropy-coded inside.
+        Some(centred) => Section {
+            entropy: Entropy::Stored,
+            raw_len: centred.len(),
+            stored: centred,
+        },
+        None => {
+            let mut planes = Vec::with_capacity(1 + width * codes.len());
+            planes.push(width as u8);
+            narrow_encode_into(codes, &mut planes);
+            Section::compress(&planes, choice)
+        }
+    };
     if planes.stored.len() < rle.stored.len() {
         planes
     } else {
@@ -995,6 +1008,7 @@ fn code_stream_decode(bytes: &[u8], n: usize) -> CodecResult<logquant::Codes> {
         Some((&w @ (2 | 4), planes)) if planes.len() % usize::from(w) == 0 => Ok(
             logquant::Codes::Wide(narrow_decode(planes, planes.len() / usize::from(w))?),
         ),
+        Some((&centred::FORM, stream)) => Ok(logquant::Codes::Wide(centred::decode(stream, n)?)),
         _ => Err(CodecError::BadCodeStreamForm),
     }
 }

@@ -1,6 +1,7 @@
 //! Codecs: byte planes, the entropy stage, and the chunk object that carries them.
 
 pub(crate) mod bits;
+mod centred;
 pub mod chunk;
 pub mod context;
 pub mod delta;

@@ -84,11 +84,18 @@ pub(crate) fn encode(
     limit: usize,
     code_others: impl FnOnce(&[u8]) -> (Entropy, Vec<u8>),
 ) -> Option<Vec<u8>> {
-    let common = common_value(counts, data.len())
-        .filter(|&common| data.len() < SHORT_BELOW || may_win(counts, data.len(), common, wide))?;
+    let common = candidate(counts, data.len(), wide)?;
     let _sparse = profile::time_bytes(Stage::Sparse, data.len());
     let count = data.len() - counts[common as usize] as usize;
     encode_around(data, common, count, limit, code_others)
+}
+
+/// The common value a section of `len` bytes with these counts is worth trying sparse around
+/// (`wide`: rANS would code it with its wide stream), if any: what [`encode`] decides before
+/// it reads the bytes.
+pub(crate) fn candidate(counts: &[u64; 256], len: usize, wide: bool) -> Option<u8> {
+    common_value(counts, len)
+        .filter(|&common| len < SHORT_BELOW || may_win(counts, len, common, wide))
 }
 
 /// [`encode`] with `common` the common value, `count` bytes of `data` other than it, whether

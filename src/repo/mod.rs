@@ -58,7 +58,7 @@ pub const DEFAULT_REPO_DIR: &str = ".snapstore";
 /// 0.72 s on the CPU), while a 1 GiB snapshot committed 1.19x faster on CUDA than on the CPU.
 pub const AUTO_CUDA_MIN_BYTES: u64 = 1 << 30;
 /// Default keyframe interval: at most this many decodes per checkout. Chains also end when their
-/// deltas outgrow `CHAIN_BUDGET` (8) keyframes, which early in a run
+/// deltas outgrow `CHAIN_BUDGET` (9) keyframes, which early in a run
 /// (large deltas) comes first, and lossless chains at `LOSSLESS_CHAIN_DECODES` (8).
 pub const DEFAULT_KEYFRAME_EVERY: u32 = 32;
 

@@ -65,8 +65,11 @@ pub struct ChunkRef {
 
 /// Bytes a chain's deltas may take, in keyframes of that chain: a checkout reads at most
 /// `1 + CHAIN_BUDGET` keyframes' worth of bytes, and where chains end at this budget keyframes
-/// take about `1 / (1 + CHAIN_BUDGET)` of the stored bytes.
-pub const CHAIN_BUDGET: u64 = 8;
+/// take about `1 / (1 + CHAIN_BUDGET)` of the stored bytes. It was 8 until keyframes took the
+/// centred code streams, which made them 9-14% smaller at rel 0.005-0.01: 9 of them read about
+/// what 8 did, where 8 cut digits-mlp's chains early enough to store 4% more at rel 0.01
+/// (BENCHMARKS.md, "Entropy routes and centred code streams").
+pub const CHAIN_BUDGET: u64 = 9;
 
 /// Decodes a lossless chain may take, whatever the keyframe interval allows. A lossless delta
 /// saves only the bytes a snapshot shares with its parent (sign, exponent, high mantissa), so a
