@@ -10,6 +10,7 @@ use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule};
 use cudarc::nvrtc::Ptx;
 
+use super::kernel_cache::{self, Origin};
 use super::kernels;
 
 /// Environment variable: set to anything non-empty to make `auto` detection pick the CPU (for
@@ -64,7 +65,8 @@ pub(crate) struct GpuDevice {
     pub total_mem: usize,
     pub driver_version: (i32, i32),
     pub nvrtc_version: (i32, i32),
-    /// What the module was built from: `cubin sm_90`, or `PTX compute_90 (ISA 9.0)`.
+    /// What the module was built from: `cubin sm_90` (from or kept in the kernel cache, see
+    /// `kernel_cache`), or `PTX compute_90 (ISA 9.0)`.
     pub image: String,
     pub compile_time: Duration,
     _module: Arc<CudaModule>,
@@ -143,22 +145,25 @@ fn load() -> Result<GpuDevice, String> {
         // than NVRTC (13.0 driver, 13.x NVRTC) still accepts it. PTX is the fallback for an NVRTC
         // too old to know the architecture.
         let sm = format!("sm_{}{}", cc.0, cc.1);
-        let (compiled, image) = match kernels::compile(&sm) {
-            Ok(c) => {
-                let label = format!("cubin {sm}");
-                (c, label)
-            }
-            Err(cubin_err) => {
-                let ptx_target = format!("compute_{}{}", cc.0, cc.1);
-                let c = kernels::compile(&ptx_target)
-                    .map_err(|e| format!("{cubin_err}; PTX fallback: {e}"))?;
-                let label = format!(
-                    "PTX {ptx_target} (ISA {})",
-                    c.ptx_isa.clone().unwrap_or_else(|| "?".into())
-                );
-                (c, label)
-            }
-        };
+        let cache = kernel_cache::cache_dir();
+        let (compiled, image) =
+            match kernel_cache::cubin(&sm, nvrtc_version, cache.as_deref(), kernels::compile) {
+                Ok((c, Origin::Cache(path))) => (c, format!("cubin {sm} from {}", path.display())),
+                Ok((c, Origin::Compiled(Some(path)))) => {
+                    (c, format!("cubin {sm}, kept in {}", path.display()))
+                }
+                Ok((c, Origin::Compiled(None))) => (c, format!("cubin {sm} (no kernel cache)")),
+                Err(cubin_err) => {
+                    let ptx_target = format!("compute_{}{}", cc.0, cc.1);
+                    let c = kernels::compile(&ptx_target)
+                        .map_err(|e| format!("{cubin_err}; PTX fallback: {e}"))?;
+                    let label = format!(
+                        "PTX {ptx_target} (ISA {})",
+                        c.ptx_isa.clone().unwrap_or_else(|| "?".into())
+                    );
+                    (c, label)
+                }
+            };
         let ptx = Ptx::from_binary(compiled.image.clone());
         let module = ctx.load_module(ptx).map_err(|e| {
             format!(

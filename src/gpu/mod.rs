@@ -40,6 +40,7 @@
 pub mod backend;
 mod cpu;
 mod device;
+mod kernel_cache;
 mod kernels;
 mod pipeline;
 mod table;
