@@ -67,8 +67,8 @@ pub enum CodecChoice {
     Lzma,
     /// rANS and the sparse coding only, no Zstd: the coders whose output follows from a
     /// section's bytes without a search, which a device can run (issue #17). Less CPU than
-    /// `auto` for a little more on lossless snapshots and several percent more on lossy ones
-    /// (BENCHMARKS.md, "Entropy routes").
+    /// `auto` for 0.05-0.07% more on the corpora's lossless trajectories and 0.15-1.7% more on
+    /// lossy ones (BENCHMARKS.md, "Entropy routes and centred code streams").
     Rans,
 }
 
@@ -138,6 +138,7 @@ const WIDE_FROM: usize = 32 << 10;
 /// Compresses `data` with the best allowed coder. Returns the coder and the stored bytes.
 pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
     if data.len() <= STORED_UP_TO {
+        profile::route(Route::Stored, data.len(), data.len());
         return (Entropy::Stored, data.to_vec());
     }
     // One timer over measuring and coding (Zstd and LZMA run inside it, which pauses it).
