@@ -96,7 +96,10 @@ pub(super) fn decode(bytes: &[u8], n: usize) -> CodecResult<Vec<i32>> {
         .ok()
         .filter(|&c| c <= n)
         .ok_or(CodecError::TooManyCodes)?;
+    // The encoder's centre is a code: anything wider is damage (and would overflow below).
     let centre = unzigzag(get_varint(bytes, &mut pos)?);
+    let centre =
+        i64::from(i32::try_from(centre).map_err(|_| CodecError::CentredCodeRange(centre))?);
     let mut coded = Vec::with_capacity(usize::from(planes));
     for _ in 0..planes {
         let tag = *bytes.get(pos).ok_or(truncated(pos))?;
@@ -279,5 +282,16 @@ mod tests {
             err(&far, 1),
             "centred code 2147483648 is outside the 32-bit code range"
         );
+        // A centre past the codes (the encoder's is always one).
+        for centre in [i64::MAX, i64::MIN, 1 << 31] {
+            let mut wide = vec![1u8];
+            put_varint(&mut wide, 1);
+            put_varint(&mut wide, zigzag(centre));
+            wide.extend_from_slice(&[Entropy::Stored as u8, 1, 0xff]);
+            assert_eq!(
+                err(&wide, 1),
+                format!("centred code {centre} is outside the 32-bit code range")
+            );
+        }
     }
 }
