@@ -1024,6 +1024,69 @@ mod tests {
         Some(stream)
     }
 
+    /// The wide stream as a warp would write it (issue #17, kernels/README.md "Entropy on the
+    /// device"): lane `k` holds state `k`; a round codes one symbol per lane from the states
+    /// as they are, the emitting lanes set a ballot mask, and lane `k`'s word lands below those
+    /// of the emitting lanes above it (`popc(mask >> (k + 1))`); the partial round at the end of
+    /// the data is coded first, by the lanes it has.
+    fn encode_as_a_warp(data: &[u8]) -> Vec<u8> {
+        let freq = normalize(&histogram(data));
+        let symbols = enc_symbols(&freq);
+        let mut xs = [LOW; WIDE];
+        let mut words = vec![0u16; data.len()];
+        let mut pos = words.len();
+        let mut round = |lanes: &[u8], xs: &mut [u32; WIDE]| {
+            let coded: Vec<(u32, u16, bool)> = lanes
+                .iter()
+                .zip(xs.iter())
+                .map(|(&b, &x)| symbols[b as usize].put(x))
+                .collect();
+            let mask = coded
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (k, c)| m | u64::from(c.2) << k);
+            for (k, &(y, word, emit)) in coded.iter().enumerate() {
+                if emit {
+                    let above = (mask >> (k + 1)).count_ones() as usize;
+                    words[pos - 1 - above] = word;
+                }
+                xs[k] = y;
+            }
+            pos -= mask.count_ones() as usize;
+        };
+        let whole = data.len() - data.len() % WIDE;
+        round(&data[whole..], &mut xs);
+        for lanes in data[..whole].chunks_exact(WIDE).rev() {
+            round(lanes, &mut xs);
+        }
+        let mut stream = Vec::new();
+        put_header(&mut stream, data.len(), &freq, Layout::Compact);
+        for x in xs {
+            stream.extend_from_slice(&x.to_le_bytes());
+        }
+        stream.extend(words[pos..].iter().flat_map(|w| w.to_le_bytes()));
+        stream
+    }
+
+    #[test]
+    fn a_warp_writes_the_wide_stream_the_cpu_does() {
+        for (len, alphabet, skew, seed) in [
+            (1, 3, 0, 1),
+            (31, 5, 2, 2),
+            (32, 256, 0, 3),
+            (1000, 40, 8, 4),
+            (4099, 256, 30, 5),
+            (70_000, 12, 3, 6),
+        ] {
+            let data = sample(len, alphabet, skew, seed);
+            let warp = encode_as_a_warp(&data);
+            for vector in [false, true] {
+                let cpu = encode_with::<WIDE>(&data, &histogram(&data), usize::MAX, vector);
+                assert_eq!(cpu.as_ref(), Some(&warp), "{len} bytes, vector {vector}");
+            }
+        }
+    }
+
     /// Bytes of `len` drawn from `alphabet` symbols, the first `skew` times likelier than the
     /// rest (xorshift, so a case is reproducible from its seed).
     fn sample(len: usize, alphabet: u32, skew: u32, seed: u64) -> Vec<u8> {
