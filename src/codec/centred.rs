@@ -54,8 +54,17 @@ pub(super) fn encode(codes: &[i32], choice: CodecChoice) -> Option<Vec<u8>> {
         return None;
     }
     let centre = centre_of(codes);
-    let distance = |c: i32| zigzag(i64::from(c) - i64::from(centre));
-    let widest = codes.iter().fold(0, |acc, &c| acc | distance(c));
+    // One pass: the distances as they fit four bytes, and their widest, which says whether
+    // they do.
+    let mut widest = 0u64;
+    let distances: Vec<u32> = codes
+        .iter()
+        .map(|&c| {
+            let d = zigzag(i64::from(c) - i64::from(centre));
+            widest |= d;
+            d as u32
+        })
+        .collect();
     let planes = match widest {
         0..=0xff => 1,
         0x100..=0xffff => 2,
@@ -63,7 +72,6 @@ pub(super) fn encode(codes: &[i32], choice: CodecChoice) -> Option<Vec<u8>> {
         0x100_0000..=0xffff_ffff => 4,
         _ => return None,
     };
-    let distances: Vec<u32> = codes.iter().map(|&c| distance(c) as u32).collect();
     let mut out = vec![FORM, planes as u8];
     put_varint(&mut out, codes.len() as u64);
     put_varint(&mut out, zigzag(i64::from(centre)));

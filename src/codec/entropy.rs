@@ -259,8 +259,9 @@ enum Coders {
 /// histograms and samples: nothing here reads all of its bytes (see [`Route`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tries {
-    /// The sparse coding: one value is most of the section (see `sparse::candidate`).
-    sparse: bool,
+    /// The sparse coding around this value, which is most of the section (see
+    /// `sparse::candidate`).
+    sparse: Option<u8>,
     /// Zstd on the whole section: its samples say it may win (see [`zstd_may_win`]), or
     /// `--codec lzma` tries it everywhere.
     zstd: bool,
@@ -274,7 +275,9 @@ fn tries(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> Tries {
     let lzma = choice == CodecChoice::Lzma;
     let wide = m.rans_kind == Entropy::RansWide;
     Tries {
-        sparse: all && sparse::candidate(&m.counts, m.data.len(), wide).is_some(),
+        sparse: all
+            .then(|| sparse::candidate(&m.counts, m.data.len(), wide))
+            .flatten(),
         // Evaluated whether or not a short section's sparse coding comes out under Zstd's
         // smallest frame: a section under `SAMPLE_FROM` is not sampled, so that costs nothing.
         zstd: lzma || all && choice != CodecChoice::Rans && zstd_may_win(m),
@@ -285,12 +288,11 @@ fn tries(m: &Measured<'_>, choice: CodecChoice, coders: Coders) -> Tries {
 /// Where a measured section is coded: what a coder holding the bytes elsewhere (a device,
 /// issue #17) needs to know before it moves them. A [`Route::Rans`] section comes out as
 /// [`rans_only`] codes it from the histogram, or stored where that is no smaller.
+/// Sections of [`STORED_UP_TO`] bytes or fewer never get here: they are stored outright.
 fn route(m: &Measured<'_>, tries: Tries) -> Route {
-    if m.data.len() <= STORED_UP_TO {
-        Route::Stored
-    } else if tries.zstd || tries.lzma {
+    if tries.zstd || tries.lzma {
         Route::Search
-    } else if tries.sparse {
+    } else if tries.sparse.is_some() {
         Route::Sparse
     } else if m.estimate < m.data.len() {
         Route::Rans
@@ -337,16 +339,15 @@ fn code_tries(m: &Measured<'_>, choice: CodecChoice, tries: Tries) -> (Entropy, 
     // section, Zstd's coding; rANS, below, must then beat it in turn). A short section is
     // tried first, so that Zstd need not run where the sparse coding is under its smallest frame.
     let short = data.len() < sparse::SHORT_BELOW;
-    let try_sparse = |best: &mut (Entropy, Option<Vec<u8>>, usize)| {
+    let try_sparse = |common: u8, best: &mut (Entropy, Option<Vec<u8>>, usize)| {
         let others = |bytes: &[u8]| code_with(&measure_untimed(bytes), choice, Coders::OtherBytes);
-        let wide = rans_kind == Entropy::RansWide;
-        if let Some(coded) = sparse::encode(data, counts, wide, best.2, others) {
+        if let Some(coded) = sparse::encode(data, counts, common, best.2, others) {
             *best = (Entropy::Sparse, None, coded.len());
             best.1 = Some(coded);
         }
     };
-    if tries.sparse && short {
-        try_sparse(&mut best);
+    if let Some(common) = tries.sparse.filter(|_| short) {
+        try_sparse(common, &mut best);
     }
     if best.2 > ZSTD_SMALLEST && tries.zstd {
         let _zstd = profile::time_bytes(Stage::Zstd, data.len());
@@ -357,8 +358,8 @@ fn code_tries(m: &Measured<'_>, choice: CodecChoice, tries: Tries) -> (Entropy, 
             }
         }
     }
-    if tries.sparse && !short {
-        try_sparse(&mut best);
+    if let Some(common) = tries.sparse.filter(|_| !short) {
+        try_sparse(common, &mut best);
     }
     // The order-0 estimate is cheap; run rANS only where it can win. Against a sparse coding
     // (the planes where rANS is slowest for what it saves) the test is a floor instead: the

@@ -74,25 +74,24 @@ fn may_win(counts: &[u64; 256], len: usize, common: u8, wide: bool) -> bool {
     rounding_loss > 0.01 * places
 }
 
-/// Codes `data` (with these byte counts) sparse if one value is most of it (see
-/// [`common_value`]), the other bytes through `code_others` (which must not choose this coder).
-/// Returns `None` where no value is, or the result would be `limit` bytes or more.
+/// Codes `data` (with these byte counts) sparse around `common`, the value [`candidate`] found
+/// in it, the other bytes through `code_others` (which must not choose this coder). Returns
+/// `None` where the result would be `limit` bytes or more.
 pub(crate) fn encode(
     data: &[u8],
     counts: &[u64; 256],
-    wide: bool,
+    common: u8,
     limit: usize,
     code_others: impl FnOnce(&[u8]) -> (Entropy, Vec<u8>),
 ) -> Option<Vec<u8>> {
-    let common = candidate(counts, data.len(), wide)?;
     let _sparse = profile::time_bytes(Stage::Sparse, data.len());
     let count = data.len() - counts[common as usize] as usize;
     encode_around(data, common, count, limit, code_others)
 }
 
 /// The common value a section of `len` bytes with these counts is worth trying sparse around
-/// (`wide`: rANS would code it with its wide stream), if any: what [`encode`] decides before
-/// it reads the bytes.
+/// (see [`common_value`]; `wide`: rANS would code it with its wide stream), if any: decided
+/// before anything reads the bytes.
 pub(crate) fn candidate(counts: &[u64; 256], len: usize, wide: bool) -> Option<u8> {
     common_value(counts, len)
         .filter(|&common| len < SHORT_BELOW || may_win(counts, len, common, wide))
