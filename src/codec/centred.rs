@@ -290,6 +290,17 @@ mod tests {
             err(&far, 1),
             "centred code 2147483648 is outside the 32-bit code range"
         );
+        // A plane's coder unknown, its coder missing, its bytes past the end.
+        let stream = |tail: &[u8]| [&[1u8, 1, 0][..], tail].concat();
+        assert_eq!(
+            err(&stream(&[200, 1, 0]), 1),
+            "unknown coder of a centred code plane 200"
+        );
+        assert_eq!(err(&stream(&[]), 1), "truncated: needs 1 bytes at offset 3");
+        assert_eq!(
+            err(&stream(&[Entropy::Stored as u8, 5, 0]), 1),
+            "truncated: needs 5 bytes at offset 5"
+        );
         // A centre past the codes (the encoder's is always one).
         for centre in [i64::MAX, i64::MIN, 1 << 31] {
             let mut wide = vec![1u8];
