@@ -6,7 +6,7 @@ use crate::codec::rans::{self, Layout, NARROW, WIDE};
 /// Which stream and which code path.
 #[derive(Clone, Copy, Debug)]
 pub struct Coder {
-    /// 32 states (entropy coder 5) instead of 4.
+    /// 32 states (entropy coder 9) instead of 4.
     pub wide: bool,
     /// The AVX-512 kernels where the CPU has them (`false`: the scalar coder).
     pub vector: bool,
@@ -30,9 +30,9 @@ pub fn encode(coder: Coder, data: &[u8]) -> Option<Vec<u8>> {
 /// Decodes `len` symbols of a stream `coder` wrote.
 pub fn decode(coder: Coder, stream: &[u8], len: usize) -> Option<Vec<u8>> {
     let out = if coder.wide {
-        rans::decode_with::<WIDE>(stream, len, Layout::Compact, coder.vector)
+        rans::decode_with::<WIDE>(stream, len, Layout::Roots, coder.vector)
     } else {
-        rans::decode_with::<NARROW>(stream, len, Layout::Compact, coder.vector)
+        rans::decode_with::<NARROW>(stream, len, Layout::Roots, coder.vector)
     };
     out.ok()
 }

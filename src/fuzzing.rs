@@ -41,11 +41,15 @@ pub fn chunk_object(data: &[u8]) {
     }
 }
 
-/// Every rANS stream decoder (both widths, both table layouts, version 1) and the sparse
+/// Every rANS stream decoder (both widths, the three table layouts, version 1) and the sparse
 /// section decoder, for lengths taken from the first byte.
 pub fn rans_stream(data: &[u8]) {
     if let Some((&len, rest)) = data.split_first() {
-        for layout in [rans::Layout::Listed, rans::Layout::Compact] {
+        for layout in [
+            rans::Layout::Listed,
+            rans::Layout::Compact,
+            rans::Layout::Roots,
+        ] {
             let _ = rans::decode::<{ rans::NARROW }>(rest, len as usize * 16, layout);
             let _ = rans::decode::<{ rans::WIDE }>(rest, len as usize * 16, layout);
         }
@@ -285,14 +289,14 @@ mod tests {
                         .expect("safetensors seed: header");
                 }
                 "rans_stream" => {
-                    use super::rans::{decode, Layout::Compact};
+                    use super::rans::{decode, Layout::Roots};
                     let (&len, rest) = bytes.split_first().expect("rans seed is not empty");
                     let len = len as usize * 16;
                     let sparse = super::entropy::decompress(super::Entropy::Sparse, rest, len);
                     sparse_seeds += usize::from(sparse.is_ok());
                     assert!(
-                        decode::<{ super::rans::NARROW }>(rest, len, Compact).is_ok()
-                            || decode::<{ super::rans::WIDE }>(rest, len, Compact).is_ok()
+                        decode::<{ super::rans::NARROW }>(rest, len, Roots).is_ok()
+                            || decode::<{ super::rans::WIDE }>(rest, len, Roots).is_ok()
                             || super::rans_v1::decode(rest, len).is_ok()
                             || sparse.is_ok(),
                         "rans seed decodes with no stream version"

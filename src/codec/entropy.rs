@@ -26,14 +26,19 @@ pub enum Entropy {
     RansV1 = 3,
     /// Order-0 rANS with four states and the listed frequency table; read, no longer written.
     Rans = 4,
-    /// Order-0 rANS with 32 states, for long sections (vector kernels, 112 more state bytes).
-    RansWide = 5,
-    /// Order-0 rANS with four states (see `codec::rans`) and the compact frequency table:
-    /// beats Huffman-based Zstd on skewed, structureless data.
-    RansNarrow = 6,
+    /// Order-0 rANS with 32 states and the compact frequency table; read, no longer written.
+    RansWideCompact = 5,
+    /// Order-0 rANS with four states and the compact frequency table; read, no longer written.
+    RansNarrowCompact = 6,
     /// Mostly one byte value: the other bytes coded on their own, their places as gaps (see
     /// `codec::sparse`).
     Sparse = 7,
+    /// Order-0 rANS with four states (see `codec::rans`) and the roots table: beats
+    /// Huffman-based Zstd on skewed, structureless data.
+    RansNarrow = 8,
+    /// Order-0 rANS with 32 states and the roots table, for long sections (vector kernels,
+    /// 112 more state bytes).
+    RansWide = 9,
 }
 
 impl TryFrom<u8> for Entropy {
@@ -45,9 +50,11 @@ impl TryFrom<u8> for Entropy {
             2 => Ok(Entropy::Lzma),
             3 => Ok(Entropy::RansV1),
             4 => Ok(Entropy::Rans),
-            5 => Ok(Entropy::RansWide),
-            6 => Ok(Entropy::RansNarrow),
+            5 => Ok(Entropy::RansWideCompact),
+            6 => Ok(Entropy::RansNarrowCompact),
             7 => Ok(Entropy::Sparse),
+            8 => Ok(Entropy::RansNarrow),
+            9 => Ok(Entropy::RansWide),
             other => Err(other),
         }
     }
@@ -567,8 +574,14 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<C
         }
         Entropy::Zstd => zstd_decompress(stored, raw_len).map_err(CodecError::Zstd)?,
         Entropy::Rans => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Listed)?,
-        Entropy::RansNarrow => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Compact)?,
-        Entropy::RansWide => rans::decode::<{ rans::WIDE }>(stored, raw_len, Layout::Compact)?,
+        Entropy::RansNarrowCompact => {
+            rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Compact)?
+        }
+        Entropy::RansWideCompact => {
+            rans::decode::<{ rans::WIDE }>(stored, raw_len, Layout::Compact)?
+        }
+        Entropy::RansNarrow => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Roots)?,
+        Entropy::RansWide => rans::decode::<{ rans::WIDE }>(stored, raw_len, Layout::Roots)?,
         Entropy::RansV1 => super::rans_v1::decode(stored, raw_len)?,
         Entropy::Sparse => sparse::decode(stored, raw_len, |kind, bytes, len| {
             decompress(kind, bytes, len)

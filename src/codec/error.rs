@@ -97,6 +97,12 @@ pub enum CodecError {
     /// its count (bitmap) or are not in ascending order (list).
     #[error("bad rANS frequency table")]
     RansBadTable,
+    /// A roots table (see `codec::rans_roots`) that no encoder writes.
+    #[error("bad rANS roots table: {reason}")]
+    RansBadRoots {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// Frequencies that do not sum to the table size.
     #[error("rANS frequencies do not sum to the table size")]
     RansTableSum,

@@ -13,6 +13,7 @@ pub mod lossy;
 pub mod planes;
 pub mod rans;
 pub(crate) mod rans_avx512;
+mod rans_roots;
 pub mod rans_v1;
 pub(crate) mod sparse;
 pub mod varint;

@@ -12,12 +12,14 @@
 //! step needs no branch. The count is explicit because a one-symbol stream carries no length
 //! otherwise.
 //!
-//! Two state counts are written: [`NARROW`] (4, entropy coder 4) for short sections and
-//! [`WIDE`] (32, entropy coder 5) for long ones, whose 32 states fill two 16-lane vectors
-//! (`rans_avx512`) and pay 112 more bytes of states. The earlier two-state,
-//! byte-renormalized stream is read by `rans_v1`.
+//! Two state counts are written: [`NARROW`] (4, entropy coder 8) for short sections and
+//! [`WIDE`] (32, entropy coder 9) for long ones, whose 32 states fill two 16-lane vectors
+//! (`rans_avx512`) and pay 112 more bytes of states. Both write the roots table
+//! ([`Layout::Roots`]); streams with the earlier tables (entropy coders 4, 5 and 6) are still
+//! read, and the earlier two-state, byte-renormalized stream by `rans_v1`.
 
 use super::error::{CodecError, CodecResult};
+use super::rans_roots;
 use super::varint::{get_varint, put_varint};
 
 pub(super) const SCALE_BITS: u32 = 12;
@@ -136,17 +138,23 @@ pub enum Layout {
     /// narrow one (entropy coder 4); read, no longer written.
     Listed,
     /// `[n u8 (0 = 256)]`, the present symbols as `n` bytes, or as a 32-byte bitmap when
-    /// more than 32 are present, then each one's `freq - 1` as a varint in symbol order: what
-    /// every stream is written with. Never larger than the listed table; a 256-symbol table
-    /// takes ~300 bytes instead of ~770 (2% of a 36 KiB mantissa plane, where Zstd's Huffman
-    /// table won by its smaller header alone).
+    /// more than 32 are present, then each one's `freq - 1` as a varint in symbol order
+    /// (entropy coders 5 and 6); read, no longer written. Never larger than the listed table;
+    /// a 256-symbol table takes ~300 bytes instead of ~770.
     Compact,
+    /// Each symbol's count as its rounded square root, Exp-Golomb coded, the frequencies
+    /// normalized from their squares (see `codec::rans_roots`): what every stream is written
+    /// with. About two thirds of the compact table's size on short code streams, for a quarter
+    /// of a bit per present symbol of coding.
+    Roots,
 }
 
 /// Present symbols above this many are written as a bitmap in the compact layout.
 const LISTED_UP_TO: usize = 32;
 
-/// Writes the stream header: the symbol count, then the frequency table in `layout`.
+/// Writes the header of a stream no longer written: the symbol count, then the frequency table
+/// in `layout` (listed or compact), for the tests that check such streams still decode.
+#[cfg(test)]
 pub(super) fn put_header(stream: &mut Vec<u8>, count: usize, freq: &[u32; 256], layout: Layout) {
     put_varint(stream, count as u64);
     let present: Vec<usize> = (0..256).filter(|&s| freq[s] > 0).collect();
@@ -172,7 +180,41 @@ pub(super) fn put_header(stream: &mut Vec<u8>, count: usize, freq: &[u32; 256], 
                 put_varint(stream, u64::from(freq[s] - 1));
             }
         }
+        Layout::Roots => unreachable!("a roots table is written from the counts' roots"),
     }
+}
+
+/// A stream's frequency table as it is written: the counts' rounded roots and the frequencies
+/// the decoder normalizes from their squares.
+pub(super) struct Table {
+    roots: [u32; 256],
+    pub(super) freq: [u32; 256],
+}
+
+impl Table {
+    pub(super) fn new(counts: &[u64; 256]) -> Table {
+        let roots = rans_roots::roots(counts);
+        Table {
+            freq: normalize(&rans_roots::squares(&roots)),
+            roots,
+        }
+    }
+
+    /// Writes the stream header: the symbol count, then the table.
+    pub(super) fn put_header(&self, stream: &mut Vec<u8>, count: usize) {
+        put_varint(stream, count as u64);
+        rans_roots::put(stream, &self.roots);
+    }
+
+    /// Bytes [`Table::put_header`] writes.
+    fn header_size(&self, count: usize) -> usize {
+        varint_size(count as u64) + rans_roots::size(&self.roots)
+    }
+}
+
+/// Bytes of `v` as a varint.
+fn varint_size(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
 }
 
 /// Where each symbol's range starts in [0, TOTAL): the test encoders' plain-division form.
@@ -214,11 +256,12 @@ pub fn estimated_sizes(counts: &[u64; 256]) -> Estimates {
     }
     let symbols = counts.iter().filter(|&&c| c > 0).count();
     let order0 = order0_bytes(counts) as usize;
-    let compact = symbols.min(LISTED_UP_TO) + 3 * symbols / 2;
+    // The table, and the roots' rounding: about a quarter of a bit per present symbol.
+    let roots = rans_roots::size(&rans_roots::roots(counts)) + symbols / 32;
     let size = |states: usize, table: usize| order0 + table + 4 * states - 11;
     Estimates {
-        narrow: size(NARROW, compact),
-        wide: size(WIDE, compact),
+        narrow: size(NARROW, roots),
+        wide: size(WIDE, roots),
         narrow_listed: size(NARROW, 3 * symbols),
         order0,
     }
@@ -311,18 +354,16 @@ impl EncSymbol {
 /// take it under by a little (measured never, `the_floor_is_never_above_the_coding`, and the
 /// caller keeps some slack).
 pub(crate) fn coded_size_floor<const N: usize>(counts: &[u64; 256], len: usize) -> usize {
-    let freq = normalize(counts);
-    let mut header = Vec::with_capacity(300);
-    put_header(&mut header, len, &freq, Layout::Compact);
+    let table = Table::new(counts);
     let bits: f64 = counts
         .iter()
-        .zip(&freq)
+        .zip(&table.freq)
         .filter(|&(&c, _)| c > 0)
         .map(|(&c, &f)| c as f64 * (f64::from(TOTAL) / f64::from(f)).log2())
         .sum();
     // The words hold the bits the states do not, in whole 16-bit words.
     let words = ((bits - 16.0 * N as f64) / 16.0).floor().max(0.0) as usize;
-    header.len() + 4 * N + 2 * words
+    table.header_size(len) + 4 * N + 2 * words
 }
 
 /// Encodes `data` with [`NARROW`] states. Returns `None` when the data is empty or has more
@@ -423,16 +464,16 @@ pub(crate) fn encode_with<const N: usize>(
     if data.is_empty() {
         return None;
     }
-    let freq = normalize(counts);
-    if freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
+    let table = Table::new(counts);
+    if table.freq.iter().map(|&x| x as u64).sum::<u64>() != TOTAL as u64 {
         return None;
     }
-    let symbols = enc_symbols(&freq);
+    let symbols = enc_symbols(&table.freq);
     // A symbol emits at most one word; one spare slot (see `encode_words`).
     let mut words = vec![0u16; data.len().min(limit / 2) + 1];
     let (xs, pos) = encode_words::<N>(data, &symbols, &mut words, vector)?;
     let mut stream = Vec::with_capacity(2 * (words.len() - pos) + 3 * 256 + 4 * N + 10);
-    put_header(&mut stream, data.len(), &freq, Layout::Compact);
+    table.put_header(&mut stream, data.len());
     for x in xs {
         stream.extend_from_slice(&x.to_le_bytes());
     }
@@ -462,6 +503,10 @@ pub(super) fn read_table(
             expected: len,
         });
     }
+    if layout == Layout::Roots {
+        let roots = rans_roots::read(stream, pos)?;
+        return Ok(normalize(&rans_roots::squares(&roots)));
+    }
     let n = match *stream.get(*pos).ok_or_else(truncated)? {
         0 => 256,
         k => k as usize,
@@ -488,6 +533,7 @@ pub(super) fn read_table(
             }
         }
         Layout::Listed => {}
+        Layout::Roots => unreachable!("read above"),
     }
     let mut freq = [0u32; 256];
     let mut compact = symbols.iter();
@@ -501,6 +547,7 @@ pub(super) fn read_table(
                 let s = *compact.next().expect("n symbols read above");
                 (s, get_varint(stream, pos)?.saturating_add(1))
             }
+            Layout::Roots => unreachable!("read above"),
         };
         if v == 0 || v > TOTAL as u64 || freq[s] != 0 {
             return Err(CodecError::RansBadTable);
@@ -871,14 +918,14 @@ mod tests {
         let bits = enc.len() as f64 * 8.0 / data.len() as f64;
         assert!(bits < entropy_bits * 1.01, "{bits} vs {entropy_bits}");
         assert_eq!(
-            decode::<NARROW>(&enc, data.len(), Layout::Compact).unwrap(),
+            decode::<NARROW>(&enc, data.len(), Layout::Roots).unwrap(),
             data
         );
         let wide = encode_counted::<WIDE>(&data, &histogram(&data), usize::MAX).unwrap();
         let bits = (wide.len() - 4 * WIDE) as f64 * 8.0 / data.len() as f64;
         assert!(bits < entropy_bits * 1.01, "{bits} vs {entropy_bits}");
         assert_eq!(
-            decode::<WIDE>(&wide, data.len(), Layout::Compact).unwrap(),
+            decode::<WIDE>(&wide, data.len(), Layout::Roots).unwrap(),
             data
         );
     }
@@ -999,7 +1046,11 @@ mod tests {
         if data.is_empty() {
             return None;
         }
-        let freq = normalize(&histogram(data));
+        let table = Table::new(&histogram(data));
+        let freq = match layout {
+            Layout::Roots => table.freq,
+            _ => normalize(&histogram(data)),
+        };
         let start = starts(&freq);
         let mut words = vec![0u8; (2 * data.len()).min(limit) + 2];
         let mut pos = words.len();
@@ -1016,7 +1067,10 @@ mod tests {
             }
         }
         let mut stream = Vec::new();
-        put_header(&mut stream, data.len(), &freq, layout);
+        match layout {
+            Layout::Roots => table.put_header(&mut stream, data.len()),
+            _ => put_header(&mut stream, data.len(), &freq, layout),
+        }
         for x in xs {
             stream.extend_from_slice(&x.to_le_bytes());
         }
@@ -1030,8 +1084,8 @@ mod tests {
     /// of the emitting lanes above it (`popc(mask >> (k + 1))`); the partial round at the end of
     /// the data is coded first, by the lanes it has.
     fn encode_as_a_warp(data: &[u8]) -> Vec<u8> {
-        let freq = normalize(&histogram(data));
-        let symbols = enc_symbols(&freq);
+        let table = Table::new(&histogram(data));
+        let symbols = enc_symbols(&table.freq);
         let mut xs = [LOW; WIDE];
         let mut words = vec![0u16; data.len()];
         let mut pos = words.len();
@@ -1060,7 +1114,7 @@ mod tests {
             round(lanes, &mut xs);
         }
         let mut stream = Vec::new();
-        put_header(&mut stream, data.len(), &freq, Layout::Compact);
+        table.put_header(&mut stream, data.len());
         for x in xs {
             stream.extend_from_slice(&x.to_le_bytes());
         }
@@ -1106,14 +1160,14 @@ mod tests {
         limit: usize,
     ) -> Result<(), TestCaseError> {
         let counts = histogram(data);
-        let want = encode_reference::<N>(data, limit, Layout::Compact);
+        let want = encode_reference::<N>(data, limit, Layout::Roots);
         for vector in [false, true] {
             let enc = encode_with::<N>(data, &counts, limit, vector);
             prop_assert_eq!(&enc, &want, "{} states, vector {}", N, vector);
         }
         if let Some(enc) = want {
             for vector in [false, true] {
-                let out = decode_with::<N>(&enc, data.len(), Layout::Compact, vector);
+                let out = decode_with::<N>(&enc, data.len(), Layout::Roots, vector);
                 prop_assert_eq!(out.as_deref().ok(), Some(data), "vector {}", vector);
             }
         }
@@ -1177,7 +1231,7 @@ mod tests {
                 let data = sample(len, alphabet, skew, len as u64 * 31 + u64::from(alphabet));
                 assert_eq!(
                     encode(&data),
-                    encode_reference::<NARROW>(&data, usize::MAX, Layout::Compact)
+                    encode_reference::<NARROW>(&data, usize::MAX, Layout::Roots)
                 );
                 check_against_reference::<NARROW>(&data, usize::MAX).unwrap();
                 check_against_reference::<WIDE>(&data, usize::MAX).unwrap();
@@ -1185,35 +1239,77 @@ mod tests {
         }
     }
 
-    /// Narrow streams written before the compact table (entropy coder 4) still decode, and the
-    /// compact table is never the larger one.
+    /// Streams written with the earlier tables, listed (entropy coder 4) and compact (5 and 6),
+    /// still decode, scalar and vector; the layouts differ from three symbols on, so no stream
+    /// reads as another's.
     #[test]
-    fn listed_narrow_streams_still_decode() {
+    fn streams_of_the_earlier_tables_still_decode() {
         for len in [1, 2, 5, 100, 4000] {
             for (alphabet, skew) in [(1, 0), (3, 20), (256, 0), (256, 600), (17, 3)] {
                 let data = sample(len, alphabet, skew, len as u64 + u64::from(alphabet));
+                let what = format!("{len} bytes of {alphabet} symbols");
                 let listed = encode_reference::<NARROW>(&data, usize::MAX, Layout::Listed).unwrap();
+                let narrow =
+                    encode_reference::<NARROW>(&data, usize::MAX, Layout::Compact).unwrap();
+                let wide = encode_reference::<WIDE>(&data, usize::MAX, Layout::Compact).unwrap();
                 for vector in [false, true] {
-                    let out = decode_with::<NARROW>(&listed, len, Layout::Listed, vector);
-                    assert_eq!(out.unwrap(), data, "{len} bytes of {alphabet} symbols");
+                    for (stream, layout) in [(&listed, Layout::Listed), (&narrow, Layout::Compact)]
+                    {
+                        let out = decode_with::<NARROW>(stream, len, layout, vector);
+                        assert_eq!(out.unwrap(), data, "{what}, {layout:?}");
+                    }
+                    let out = decode_with::<WIDE>(&wide, len, Layout::Compact, vector);
+                    assert_eq!(out.unwrap(), data, "{what}, wide");
                 }
-                let compact = encode(&data).unwrap();
-                assert!(
-                    compact.len() <= listed.len(),
-                    "{} > {}",
-                    compact.len(),
-                    listed.len()
-                );
-                // The layouts differ from three symbols on: neither stream reads as the other.
                 if alphabet >= 3 && len >= 100 {
-                    assert_ne!(
-                        decode::<NARROW>(&listed, len, Layout::Compact)
-                            .ok()
-                            .as_ref(),
-                        Some(&data)
-                    );
+                    let roots = encode(&data).unwrap();
+                    for (stream, other) in [
+                        (&listed, Layout::Compact),
+                        (&narrow, Layout::Roots),
+                        (&roots, Layout::Compact),
+                    ] {
+                        let out = decode::<NARROW>(stream, len, other).ok();
+                        assert_ne!(out.as_ref(), Some(&data), "{what} read as {other:?}");
+                    }
                 }
             }
+        }
+    }
+
+    /// On short code streams (zigzagged codes around 0, a few hundred to a few thousand of
+    /// them, as a lossy delta's small tensors give) the roots table makes the stream smaller
+    /// than the compact one, by most of the compact table's size on the shortest.
+    #[test]
+    fn the_roots_table_shrinks_short_code_streams() {
+        let mut next = xorshift(0x5DEE_CE66_D1CE_4E5B);
+        for (len, spread) in [(300, 3.0), (600, 8.0), (2000, 12.0), (8000, 20.0)] {
+            // A two-sided geometric code of this mean magnitude, zigzagged as a centred stream.
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+                    let magnitude = (-(1.0 - u).ln() * spread) as i64;
+                    let code = if next() & 1 == 0 {
+                        magnitude
+                    } else {
+                        -magnitude
+                    };
+                    ((code << 1) ^ (code >> 63)).min(255) as u8
+                })
+                .collect();
+            let roots = encode(&data).unwrap();
+            let compact = encode_reference::<NARROW>(&data, usize::MAX, Layout::Compact).unwrap();
+            let symbols = histogram(&data).iter().filter(|&&c| c > 0).count();
+            eprintln!(
+                "{len} codes, {symbols} values: roots {} bytes, compact {}",
+                roots.len(),
+                compact.len()
+            );
+            assert!(
+                roots.len() + symbols / 2 < compact.len(),
+                "{len} codes of {symbols} values: {} against {}",
+                roots.len(),
+                compact.len()
+            );
         }
     }
 
@@ -1226,19 +1322,18 @@ mod tests {
                 assert!(decode_with::<WIDE>(
                     &enc[..enc.len() - cut],
                     data.len(),
-                    Layout::Compact,
+                    Layout::Roots,
                     vector
                 )
                 .is_err());
             }
             let mut longer = enc.clone();
             longer.extend_from_slice(&[0, 0]);
-            assert!(decode_with::<WIDE>(&longer, data.len(), Layout::Compact, vector).is_err());
+            assert!(decode_with::<WIDE>(&longer, data.len(), Layout::Roots, vector).is_err());
             for at in [enc.len() / 3, enc.len() - 70, enc.len() - 1] {
                 let mut damaged = enc.clone();
                 damaged[at] ^= 0x5a;
-                if let Ok(out) = decode_with::<WIDE>(&damaged, data.len(), Layout::Compact, vector)
-                {
+                if let Ok(out) = decode_with::<WIDE>(&damaged, data.len(), Layout::Roots, vector) {
                     assert_ne!(out, data, "a damaged word decoded unchanged");
                 }
             }
@@ -1286,14 +1381,15 @@ mod tests {
         #[test]
         fn round_trip(data in prop::collection::vec(any::<u8>(), 1..3000)) {
             let enc = encode(&data).unwrap();
-            prop_assert_eq!(&decode::<NARROW>(&enc, data.len(), Layout::Compact).unwrap(), &data);
+            prop_assert_eq!(&decode::<NARROW>(&enc, data.len(), Layout::Roots).unwrap(), &data);
             let wide = encode_counted::<WIDE>(&data, &histogram(&data), usize::MAX).unwrap();
-            prop_assert_eq!(decode::<WIDE>(&wide, data.len(), Layout::Compact).unwrap(), data);
+            prop_assert_eq!(decode::<WIDE>(&wide, data.len(), Layout::Roots).unwrap(), data);
         }
 
         #[test]
         fn hostile_streams_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), len in 0usize..500) {
-            for (vector, layout) in [false, true].into_iter().flat_map(|v| [(v, Layout::Listed), (v, Layout::Compact)]) {
+            let layouts = [Layout::Listed, Layout::Compact, Layout::Roots];
+            for (vector, layout) in [false, true].into_iter().flat_map(|v| layouts.map(|l| (v, l))) {
                 let _ = decode_with::<NARROW>(&bytes, len, layout, vector);
                 let _ = decode_with::<WIDE>(&bytes, len, layout, vector);
             }
