@@ -105,8 +105,8 @@ fn main() -> Result<()> {
 }
 
 /// Buffers for every tensor of the run by name (allocated and faulted in by a checkout before
-/// the passes), and which tensors each snapshot has, oldest first (a corpus's `testset` file is
-/// a snapshot of other tensors).
+/// the passes), and which tensors each snapshot has, oldest first (a trajectory's snapshots
+/// need not hold the same tensors).
 struct Model {
     buffers: std::collections::HashMap<String, snapstore::CheckedOutTensor>,
     names: Vec<Vec<String>>,

@@ -50,6 +50,7 @@ pub fn rans_stream(data: &[u8]) {
             rans::Layout::Compact,
             rans::Layout::Roots,
         ] {
+            let _ = rans::decode::<{ rans::TINY }>(rest, len as usize * 16, layout);
             let _ = rans::decode::<{ rans::NARROW }>(rest, len as usize * 16, layout);
             let _ = rans::decode::<{ rans::WIDE }>(rest, len as usize * 16, layout);
         }
@@ -187,7 +188,8 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let counts = rans::histogram(&skewed);
     let narrow = rans::encode_counted::<{ rans::NARROW }>(&skewed, &counts, usize::MAX);
     let wide = rans::encode_counted::<{ rans::WIDE }>(&skewed, &counts, usize::MAX);
-    for r in [narrow, wide].into_iter().flatten() {
+    let tiny = rans::encode_counted::<{ rans::TINY }>(&skewed, &counts, usize::MAX);
+    for r in [narrow, wide, tiny].into_iter().flatten() {
         let mut seed = vec![(skewed.len() / 16) as u8];
         seed.extend_from_slice(&r);
         out.push(("rans_stream", seed));
@@ -295,7 +297,8 @@ mod tests {
                     let sparse = super::entropy::decompress(super::Entropy::Sparse, rest, len);
                     sparse_seeds += usize::from(sparse.is_ok());
                     assert!(
-                        decode::<{ super::rans::NARROW }>(rest, len, Roots).is_ok()
+                        decode::<{ super::rans::TINY }>(rest, len, Roots).is_ok()
+                            || decode::<{ super::rans::NARROW }>(rest, len, Roots).is_ok()
                             || decode::<{ super::rans::WIDE }>(rest, len, Roots).is_ok()
                             || super::rans_v1::decode(rest, len).is_ok()
                             || sparse.is_ok(),

@@ -44,8 +44,9 @@ pub fn init_repo(dir: &Path) -> anyhow::Result<(snapstore::Repo, usize, usize)> 
     Ok((repo, tip, checkouts))
 }
 
-/// The trajectory's checkpoint files (`*.safetensors` in `dir`), in name order; none where
-/// `dir` cannot be read.
+/// The trajectory's checkpoint files (`*.safetensors` in `dir` but the `testset*` evaluation
+/// data, as `bench_corpora` and `peers.py` count them), in name order; none where `dir` cannot
+/// be read.
 pub fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
@@ -53,6 +54,10 @@ pub fn checkpoint_files(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with("testset"))
+        })
         .collect();
     files.sort();
     files

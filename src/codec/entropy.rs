@@ -39,6 +39,9 @@ pub enum Entropy {
     /// Order-0 rANS with 32 states and the roots table, for long sections (vector kernels,
     /// 112 more state bytes).
     RansWide = 9,
+    /// Order-0 rANS with one state and the roots table, for sections of a few hundred bytes
+    /// (9 bytes fewer than four states, measured).
+    RansTiny = 10,
 }
 
 impl TryFrom<u8> for Entropy {
@@ -55,6 +58,7 @@ impl TryFrom<u8> for Entropy {
             7 => Ok(Entropy::Sparse),
             8 => Ok(Entropy::RansNarrow),
             9 => Ok(Entropy::RansWide),
+            10 => Ok(Entropy::RansTiny),
             other => Err(other),
         }
     }
@@ -141,6 +145,14 @@ const ZSTD_SMALLEST: usize = 10;
 
 /// Sections shorter than this are coded with the narrow rANS stream (see [`rans_stream`]).
 const WIDE_FROM: usize = 32 << 10;
+
+/// Sections shorter than this are coded with the one-state rANS stream (see [`rans_stream`]),
+/// 9 bytes smaller than four states, slower to decode (one chain of dependent steps). At rel
+/// 0.01 (`stage_profile`, one thread), pack bytes and rANS decode CPU time with no one-state
+/// stream, below 1 KiB and below 2 KiB: digits-mlp 922,258 / 920,138 / 918,649 bytes and 6.7 /
+/// 7.1 / 8.2 ms; cnn-digits 5,442,365 / 5,426,623 / 5,423,801 bytes and 31.6 / 35.9 / 38.3 ms.
+/// 1 KiB takes 60-85% of the bytes for a third to two thirds of the time.
+const TINY_BELOW: usize = 1 << 10;
 
 /// Compresses `data` with the best allowed coder. Returns the coder and the stored bytes.
 pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
@@ -314,6 +326,7 @@ fn rans_only(m: &Measured<'_>, limit: usize) -> Option<Vec<u8>> {
     let (data, counts) = (m.data, &m.counts);
     match m.rans_kind {
         Entropy::RansWide => rans::encode_counted::<{ rans::WIDE }>(data, counts, limit),
+        Entropy::RansTiny => rans::encode_counted::<{ rans::TINY }>(data, counts, limit),
         _ => rans::encode_counted::<{ rans::NARROW }>(data, counts, limit),
     }
     .filter(|r| r.len() < limit)
@@ -373,8 +386,9 @@ fn code_tries(m: &Measured<'_>, choice: CodecChoice, tries: Tries) -> (Entropy, 
     // estimate can be over rANS's coding by a hundred bytes (its table's size on many values).
     let may_beat = if best.0 == Entropy::Sparse {
         let floor = match rans_kind {
-            Entropy::RansWide => rans::coded_size_floor::<{ rans::WIDE }>(counts, data.len()),
-            _ => rans::coded_size_floor::<{ rans::NARROW }>(counts, data.len()),
+            Entropy::RansWide => rans::coded_size_floor::<{ rans::WIDE }>(counts),
+            Entropy::RansTiny => rans::coded_size_floor::<{ rans::TINY }>(counts),
+            _ => rans::coded_size_floor::<{ rans::NARROW }>(counts),
         };
         floor.saturating_sub(FLOOR_SLACK) < best.2
     } else {
@@ -413,12 +427,15 @@ const FLOOR_SLACK: usize = 8;
 /// kept per handle").
 fn rans_stream(len: usize, estimates: &rans::Estimates) -> (Entropy, usize) {
     let &rans::Estimates {
+        tiny,
         narrow,
         wide,
         narrow_listed,
         ..
     } = estimates;
-    if len >= WIDE_FROM && (wide <= narrow_listed || narrow >= 1000 * (wide - narrow)) {
+    if len < TINY_BELOW {
+        (Entropy::RansTiny, tiny)
+    } else if len >= WIDE_FROM && (wide <= narrow_listed || narrow >= 1000 * (wide - narrow)) {
         (Entropy::RansWide, wide)
     } else {
         (Entropy::RansNarrow, narrow)
@@ -582,6 +599,7 @@ pub fn decompress(kind: Entropy, stored: &[u8], raw_len: usize) -> CodecResult<C
         }
         Entropy::RansNarrow => rans::decode::<{ rans::NARROW }>(stored, raw_len, Layout::Roots)?,
         Entropy::RansWide => rans::decode::<{ rans::WIDE }>(stored, raw_len, Layout::Roots)?,
+        Entropy::RansTiny => rans::decode::<{ rans::TINY }>(stored, raw_len, Layout::Roots)?,
         Entropy::RansV1 => super::rans_v1::decode(stored, raw_len)?,
         Entropy::Sparse => sparse::decode(stored, raw_len, |kind, bytes, len| {
             decompress(kind, bytes, len)
@@ -743,6 +761,11 @@ mod tests {
             compress(&skewed[..WIDE_FROM - 1], CodecChoice::Auto).0,
             Entropy::RansNarrow
         );
+        // A short one takes the one-state stream, which decodes back.
+        let short = &skewed[..TINY_BELOW - 1];
+        let (kind, stored) = compress(short, CodecChoice::Auto);
+        assert_eq!(kind, Entropy::RansTiny);
+        assert_eq!(decompress(kind, &stored, short.len()).unwrap(), short);
         // Few symbols and a short coding: the wide stream's extra states would show.
         let three = drawn(len, |x| [0, 0, 0, 0, 0, 0, 1, 2][(x % 8) as usize]);
         assert_eq!(compress(&three, CodecChoice::Auto).0, Entropy::RansNarrow);

@@ -12,23 +12,29 @@
 //! step needs no branch. The count is explicit because a one-symbol stream carries no length
 //! otherwise.
 //!
-//! Two state counts are written: [`NARROW`] (4, entropy coder 8) for short sections and
-//! [`WIDE`] (32, entropy coder 9) for long ones, whose 32 states fill two 16-lane vectors
-//! (`rans_avx512`) and pay 112 more bytes of states. Both write the roots table
-//! ([`Layout::Roots`]); streams with the earlier tables (entropy coders 4, 5 and 6) are still
-//! read, and the earlier two-state, byte-renormalized stream by `rans_v1`.
+//! Three state counts are written: [`TINY`] (1, entropy coder 10) for sections of a few
+//! hundred bytes, whose coding a state's 4 bytes are a share of, [`NARROW`] (4, entropy coder
+//! 8) for short sections and [`WIDE`] (32, entropy coder 9) for long ones, whose 32 states
+//! fill two 16-lane vectors (`rans_avx512`) and pay 112 more bytes of states. All write the
+//! roots table ([`Layout::Roots`]) and no symbol count, which the section header gives; streams
+//! with the earlier tables (entropy coders 4, 5 and 6) are still read, and the earlier
+//! two-state, byte-renormalized stream by `rans_v1`.
 
 use super::error::{CodecError, CodecResult};
 use super::rans_roots;
-use super::varint::{get_varint, put_varint};
+use super::varint::get_varint;
+#[cfg(test)]
+use super::varint::put_varint;
 
 pub(super) const SCALE_BITS: u32 = 12;
 pub(super) const TOTAL: u32 = 1 << SCALE_BITS;
 /// Lower end of the normalized state interval.
 pub(super) const LOW: u32 = 1 << 15;
-/// Interleaved states of the short-section stream (entropy coder 4).
+/// The one state of the shortest sections' stream (entropy coder 10).
+pub const TINY: usize = 1;
+/// Interleaved states of the short-section stream (entropy coder 8).
 pub const NARROW: usize = 4;
-/// Interleaved states of the long-section stream (entropy coder 5).
+/// Interleaved states of the long-section stream (entropy coder 9).
 pub const WIDE: usize = 32;
 
 /// Frequencies scaled to sum to [`TOTAL`], every present symbol at least 1, rounded where the
@@ -66,11 +72,15 @@ pub(super) fn normalize(counts: &[u64; 256]) -> [u32; 256] {
     if sum < TOTAL {
         // At most one unit short per present symbol (each lost under one to truncation).
         let short = (TOTAL - sum) as usize;
-        // Largest worth first.
-        present.sort_unstable_by(|&a, &b| {
-            by_worth(b, a, &|s| 2 * u64::from(f[s]) + 1).then(a.cmp(&b))
-        });
-        for &s in present.iter().cycle().take(short) {
+        // The `short` of largest worth, by a selection rather than a sort: each gets one unit,
+        // so only which they are matters, and the order (ties to the lower symbol) is total.
+        // A decoder normalizes every table it reads, so this is on the checkout path too.
+        if short < present.len() {
+            present.select_nth_unstable_by(short, |&a, &b| {
+                by_worth(b, a, &|s| 2 * u64::from(f[s]) + 1).then(a.cmp(&b))
+            });
+        }
+        for &s in present.iter().take(short) {
             f[s] += 1;
         }
     } else {
@@ -143,9 +153,10 @@ pub enum Layout {
     /// a 256-symbol table takes ~300 bytes instead of ~770.
     Compact,
     /// Each symbol's count as its rounded square root, Exp-Golomb coded, the frequencies
-    /// normalized from their squares (see `codec::rans_roots`): what every stream is written
-    /// with. About two thirds of the compact table's size on short code streams, for a quarter
-    /// of a bit per present symbol of coding.
+    /// normalized from their squares (see `codec::rans_roots`), and no symbol count before it
+    /// (the caller knows the length): what every stream is written with. About half the
+    /// compact table's size on short code streams, for a quarter of a bit per present symbol
+    /// of coding.
     Roots,
 }
 
@@ -200,21 +211,15 @@ impl Table {
         }
     }
 
-    /// Writes the stream header: the symbol count, then the table.
-    pub(super) fn put_header(&self, stream: &mut Vec<u8>, count: usize) {
-        put_varint(stream, count as u64);
+    /// Writes the stream header: the table.
+    pub(super) fn put_header(&self, stream: &mut Vec<u8>) {
         rans_roots::put(stream, &self.roots);
     }
 
     /// Bytes [`Table::put_header`] writes.
-    fn header_size(&self, count: usize) -> usize {
-        varint_size(count as u64) + rans_roots::size(&self.roots)
+    fn header_size(&self) -> usize {
+        rans_roots::size(&self.roots)
     }
-}
-
-/// Bytes of `v` as a varint.
-fn varint_size(v: u64) -> usize {
-    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
 }
 
 /// Where each symbol's range starts in [0, TOTAL): the test encoders' plain-division form.
@@ -234,6 +239,8 @@ pub(super) fn starts(freq: &[u32; 256]) -> [u32; 256] {
 /// pick the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Estimates {
+    /// With one state ([`TINY`]).
+    pub tiny: usize,
     /// With [`NARROW`] states.
     pub narrow: usize,
     /// With [`WIDE`] states.
@@ -248,6 +255,7 @@ pub struct Estimates {
 pub fn estimated_sizes(counts: &[u64; 256]) -> Estimates {
     if counts.iter().all(|&c| c == 0) {
         return Estimates {
+            tiny: 0,
             narrow: 0,
             wide: 0,
             narrow_listed: 0,
@@ -260,6 +268,8 @@ pub fn estimated_sizes(counts: &[u64; 256]) -> Estimates {
     let roots = rans_roots::size(&rans_roots::roots(counts)) + symbols / 32;
     let size = |states: usize, table: usize| order0 + table + 4 * states - 11;
     Estimates {
+        // Each state past the first costs about 3 bytes (measured on short code streams).
+        tiny: size(NARROW, roots) - 3 * (NARROW - TINY),
         narrow: size(NARROW, roots),
         wide: size(WIDE, roots),
         narrow_listed: size(NARROW, 3 * symbols),
@@ -353,7 +363,7 @@ impl EncSymbol {
 /// that a coding no larger needs no rANS run to prove it; a step's rounding can in principle
 /// take it under by a little (measured never, `the_floor_is_never_above_the_coding`, and the
 /// caller keeps some slack).
-pub(crate) fn coded_size_floor<const N: usize>(counts: &[u64; 256], len: usize) -> usize {
+pub(crate) fn coded_size_floor<const N: usize>(counts: &[u64; 256]) -> usize {
     let table = Table::new(counts);
     let bits: f64 = counts
         .iter()
@@ -363,7 +373,7 @@ pub(crate) fn coded_size_floor<const N: usize>(counts: &[u64; 256], len: usize) 
         .sum();
     // The words hold the bits the states do not, in whole 16-bit words.
     let words = ((bits - 16.0 * N as f64) / 16.0).floor().max(0.0) as usize;
-    table.header_size(len) + 4 * N + 2 * words
+    table.header_size() + 4 * N + 2 * words
 }
 
 /// Encodes `data` with [`NARROW`] states. Returns `None` when the data is empty or has more
@@ -473,7 +483,7 @@ pub(crate) fn encode_with<const N: usize>(
     let mut words = vec![0u16; data.len().min(limit / 2) + 1];
     let (xs, pos) = encode_words::<N>(data, &symbols, &mut words, vector)?;
     let mut stream = Vec::with_capacity(2 * (words.len() - pos) + 3 * 256 + 4 * N + 10);
-    table.put_header(&mut stream, data.len());
+    table.put_header(&mut stream);
     for x in xs {
         stream.extend_from_slice(&x.to_le_bytes());
     }
@@ -487,8 +497,8 @@ pub(crate) fn encode_with<const N: usize>(
     Some(stream)
 }
 
-/// Reads the symbol count and frequency table in `layout` that open a stream, checking the
-/// count against `len`.
+/// Reads the frequency table in `layout` that opens a stream, and before a listed or compact
+/// one the symbol count, checked against `len`.
 pub(super) fn read_table(
     stream: &[u8],
     pos: &mut usize,
@@ -496,16 +506,16 @@ pub(super) fn read_table(
     layout: Layout,
 ) -> CodecResult<[u32; 256]> {
     let truncated = || CodecError::RansTruncated { part: "table" };
+    if layout == Layout::Roots {
+        let roots = rans_roots::read(stream, pos)?;
+        return Ok(normalize(&rans_roots::squares(&roots)));
+    }
     let count = get_varint(stream, pos)?;
     if count != len as u64 {
         return Err(CodecError::RansSymbolCount {
             count,
             expected: len,
         });
-    }
-    if layout == Layout::Roots {
-        let roots = rans_roots::read(stream, pos)?;
-        return Ok(normalize(&rans_roots::squares(&roots)));
     }
     let n = match *stream.get(*pos).ok_or_else(truncated)? {
         0 => 256,
@@ -867,7 +877,7 @@ mod tests {
     #[test]
     fn the_floor_is_never_above_the_coding() {
         let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
-        let mut worst = (i64::MAX, i64::MAX);
+        let mut worst = (i64::MAX, i64::MAX, i64::MAX);
         for round in 0..400 {
             let len = [600, 4096, 40_000, 200_000][round % 4];
             let skew = 1 + round % 13;
@@ -889,15 +899,26 @@ mod tests {
             let wide = encode_counted::<WIDE>(&data, &counts, usize::MAX)
                 .unwrap()
                 .len();
-            let slack_n = narrow as i64 - coded_size_floor::<NARROW>(&counts, len) as i64;
-            let slack_w = wide as i64 - coded_size_floor::<WIDE>(&counts, len) as i64;
+            let tiny = encode_counted::<TINY>(&data, &counts, usize::MAX)
+                .unwrap()
+                .len();
+            let slack_n = narrow as i64 - coded_size_floor::<NARROW>(&counts) as i64;
+            let slack_w = wide as i64 - coded_size_floor::<WIDE>(&counts) as i64;
+            let slack_t = tiny as i64 - coded_size_floor::<TINY>(&counts) as i64;
             assert!(
-                slack_n >= 0 && slack_w >= 0,
-                "{len} {skew} {symbols}: {slack_n} {slack_w}"
+                slack_n >= 0 && slack_w >= 0 && slack_t >= 0,
+                "{len} {skew} {symbols}: {slack_n} {slack_w} {slack_t}"
             );
-            worst = (worst.0.min(slack_n), worst.1.min(slack_w));
+            worst = (
+                worst.0.min(slack_n),
+                worst.1.min(slack_w),
+                worst.2.min(slack_t),
+            );
         }
-        eprintln!("least slack: narrow {} wide {}", worst.0, worst.1);
+        eprintln!(
+            "least slack: narrow {} wide {} tiny {}",
+            worst.0, worst.1, worst.2
+        );
     }
 
     #[test]
@@ -1068,7 +1089,7 @@ mod tests {
         }
         let mut stream = Vec::new();
         match layout {
-            Layout::Roots => table.put_header(&mut stream, data.len()),
+            Layout::Roots => table.put_header(&mut stream),
             _ => put_header(&mut stream, data.len(), &freq, layout),
         }
         for x in xs {
@@ -1114,7 +1135,7 @@ mod tests {
             round(lanes, &mut xs);
         }
         let mut stream = Vec::new();
-        table.put_header(&mut stream, data.len());
+        table.put_header(&mut stream);
         for x in xs {
             stream.extend_from_slice(&x.to_le_bytes());
         }
@@ -1233,6 +1254,7 @@ mod tests {
                     encode(&data),
                     encode_reference::<NARROW>(&data, usize::MAX, Layout::Roots)
                 );
+                check_against_reference::<TINY>(&data, usize::MAX).unwrap();
                 check_against_reference::<NARROW>(&data, usize::MAX).unwrap();
                 check_against_reference::<WIDE>(&data, usize::MAX).unwrap();
             }
@@ -1374,6 +1396,7 @@ mod tests {
         ) {
             let data = sample(len, alphabet, skew, seed);
             let limit = limit.unwrap_or(usize::MAX);
+            check_against_reference::<TINY>(&data, limit)?;
             check_against_reference::<NARROW>(&data, limit)?;
             check_against_reference::<WIDE>(&data, limit)?;
         }
@@ -1390,6 +1413,7 @@ mod tests {
         fn hostile_streams_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), len in 0usize..500) {
             let layouts = [Layout::Listed, Layout::Compact, Layout::Roots];
             for (vector, layout) in [false, true].into_iter().flat_map(|v| layouts.map(|l| (v, l))) {
+                let _ = decode_with::<TINY>(&bytes, len, layout, vector);
                 let _ = decode_with::<NARROW>(&bytes, len, layout, vector);
                 let _ = decode_with::<WIDE>(&bytes, len, layout, vector);
             }

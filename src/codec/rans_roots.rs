@@ -30,12 +30,21 @@ const ROOT_BITS: u32 = 21;
 /// Each symbol's count's square root rounded to the nearest integer (at least 1 for a present
 /// symbol, below `2^ROOT_BITS`).
 pub(super) fn roots(counts: &[u64; 256]) -> [u32; 256] {
+    const MAX: u64 = (1 << ROOT_BITS) - 1;
     std::array::from_fn(|s| {
         let c = counts[s];
-        let r = c.isqrt();
+        if c == 0 {
+            return 0;
+        }
+        if c >= MAX * MAX {
+            return MAX as u32;
+        }
+        // Below 2^42 the float root's floor is the integer one (a root's distance to the next
+        // integer is over 2^-43 of it, far above a double's rounding), and a fraction of the
+        // cost of `isqrt`: every section measured computes 256 of them.
+        let r = (c as f64).sqrt() as u64;
         // Nearest: `(r + 1/2)^2 = r^2 + r + 1/4`, so a count past `r^2 + r` rounds up.
-        let r = r + u64::from(c - r * r > r);
-        r.min((1 << ROOT_BITS) - 1) as u32
+        (r + u64::from(c - r * r > r)) as u32
     })
 }
 
@@ -201,6 +210,16 @@ mod tests {
         // sqrt: 0, 1, 1.41, 1.73, 2.45, 2.65, 3.46, 3.61, 2^20, over the cap.
         assert_eq!(&r[..10], &[0, 1, 1, 2, 2, 3, 3, 4, 1 << 20, (1 << 21) - 1]);
         assert_eq!(squares(&r)[..4], [0, 1, 1, 4]);
+        // Every count near a square and a half-square, up to the cap: the integer rule.
+        let max = (1u64 << 21) - 1;
+        for r in (1..2000).chain((max - 2000..=max).step_by(7)).chain([max]) {
+            for c in [r * r - 1, r * r, r * r + 1, r * r + r, r * r + r + 1] {
+                let mut counts = [0u64; 256];
+                counts[0] = c;
+                let nearest = (c.isqrt() + u64::from(c - c.isqrt().pow(2) > c.isqrt())).min(max);
+                assert_eq!(u64::from(roots(&counts)[0]), nearest, "count {c}");
+            }
+        }
     }
 
     #[test]
