@@ -127,13 +127,10 @@ pub(super) fn read(stream: &[u8], pos: &mut usize) -> CodecResult<[u32; 256]> {
     };
     // The next code of order `k`, below 2^21.
     let mut next = |k: u32| -> CodecResult<u32> {
-        let mut z = 0;
-        while bits.take(1).ok_or_else(truncated)? == 0 {
-            z += 1;
-            // Past this `(u - 1) << k` is 2^21 or more.
-            if z + k > ROOT_BITS {
-                return Err(bad("a value of 2^21 or more"));
-            }
+        // More zeros than this and `(u - 1) << k` is 2^21 or more.
+        let z = bits.zeros(ROOT_BITS - k).ok_or_else(truncated)?;
+        if z + k > ROOT_BITS {
+            return Err(bad("a value of 2^21 or more"));
         }
         let u = (1 << z) | bits.take(z).ok_or_else(truncated)?;
         let v = ((u - 1) << k) | bits.take(k).ok_or_else(truncated)?;
@@ -181,15 +178,49 @@ struct BitReader<'a> {
 }
 
 impl BitReader<'_> {
+    /// Bits left.
+    fn left(&self) -> usize {
+        self.bytes.len() * 8 - self.bit
+    }
+
+    /// The next 57 or more bits, first lowest (zeros past the end): a table is read a word at
+    /// a time, not a bit (every rANS section a checkout decodes reads one).
+    fn peek(&self) -> u64 {
+        let at = self.bit / 8;
+        let mut word = [0u8; 8];
+        let tail = &self.bytes[at.min(self.bytes.len())..];
+        let n = tail.len().min(8);
+        word[..n].copy_from_slice(&tail[..n]);
+        u64::from_le_bytes(word) >> (self.bit % 8)
+    }
+
     /// The next `count` (at most 32) bits, first lowest; `None` past the end.
     fn take(&mut self, count: u32) -> Option<u32> {
-        let mut value = 0u32;
-        for i in 0..count {
-            let byte = *self.bytes.get(self.bit / 8)?;
-            value |= u32::from(byte >> (self.bit % 8) & 1) << i;
-            self.bit += 1;
+        if count as usize > self.left() {
+            return None;
         }
-        Some(value)
+        let value = self.peek() & ((1u64 << count) - 1);
+        self.bit += count as usize;
+        Some(value as u32)
+    }
+
+    /// The zero bits before the next one bit, which it takes as well; where there are more
+    /// than `limit` (at most 56), `limit + 1` of them, taken; `None` where the bits end first.
+    fn zeros(&mut self, limit: u32) -> Option<u32> {
+        let z = self.peek().trailing_zeros().min(limit + 1);
+        if z > limit {
+            if z as usize > self.left() {
+                return None;
+            }
+            self.bit += z as usize;
+            return Some(z);
+        }
+        // The one bit must be in the stream: bits past its end read as zeros.
+        if z as usize >= self.left() {
+            return None;
+        }
+        self.bit += z as usize + 1;
+        Some(z)
     }
 }
 
