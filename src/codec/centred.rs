@@ -80,7 +80,7 @@ pub(super) fn encode(codes: &[i32], choice: CodecChoice) -> Option<Vec<u8>> {
         for (p, &d) in plane.iter_mut().zip(&distances) {
             *p = (d >> (8 * b)) as u8;
         }
-        let section = Section::compress(&plane, choice);
+        let section = Section::compress_codes(&plane, choice);
         out.push(section.entropy as u8);
         put_varint(&mut out, section.stored.len() as u64);
         out.extend_from_slice(&section.stored);

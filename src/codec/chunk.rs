@@ -64,7 +64,15 @@ pub struct Section {
 impl Section {
     /// Compresses `data` as one section.
     pub fn compress(data: &[u8], choice: CodecChoice) -> Self {
-        let (entropy, stored) = entropy::compress(data, choice);
+        Section::of(data, entropy::compress(data, choice))
+    }
+
+    /// Compresses a lossy code stream as one section (see [`entropy::compress_codes`]).
+    pub fn compress_codes(data: &[u8], choice: CodecChoice) -> Self {
+        Section::of(data, entropy::compress_codes(data, choice))
+    }
+
+    fn of(data: &[u8], (entropy, stored): (Entropy, Vec<u8>)) -> Self {
         Section {
             entropy,
             raw_len: data.len(),

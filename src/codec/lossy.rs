@@ -651,7 +651,10 @@ pub fn encode(
             &positions_encode(&fresh.positions),
             choice,
         ));
-        sections.push(Section::compress(&narrow_encode(&fresh.codes), choice));
+        sections.push(Section::compress_codes(
+            &narrow_encode(&fresh.codes),
+            choice,
+        ));
         let signs: &[bool] = match eb {
             ErrorBound::Relative(_) => &fresh.negative,
             ErrorBound::Absolute(_) => &[],
@@ -672,8 +675,8 @@ pub fn encode(
         (0, bytes)
     } else {
         // [params][codes][exceptions x3]
-        let rle = Section::compress(&rle_encode(&q.codes), choice);
-        let narrow = Section::compress(&narrow_encode(&q.codes), choice);
+        let rle = Section::compress_codes(&rle_encode(&q.codes), choice);
+        let narrow = Section::compress_codes(&narrow_encode(&q.codes), choice);
         let (flag, codes) = if narrow.stored.len() < rle.stored.len() {
             (NARROW_CODES, narrow)
         } else {
@@ -971,7 +974,7 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     } else {
         narrow_width(codes)
     };
-    let rle = Section::compress(&rle, choice);
+    let rle = Section::compress_codes(&rle, choice);
     let centred = (width > 1)
         .then(|| centred::encode(codes, choice))
         .flatten();
@@ -986,7 +989,7 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
             let mut planes = Vec::with_capacity(1 + width * codes.len());
             planes.push(width as u8);
             narrow_encode_into(codes, &mut planes);
-            Section::compress(&planes, choice)
+            Section::compress_codes(&planes, choice)
         }
     };
     if planes.stored.len() < rle.stored.len() {
