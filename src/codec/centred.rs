@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use super::chunk::Section;
-use super::entropy::{self, CodecChoice, Entropy};
+use super::entropy::{self, CodecChoice, Entropy, Repeats};
 use super::error::{CodecError, CodecResult};
 use super::varint::{get_varint, put_varint};
 
@@ -80,7 +80,7 @@ pub(super) fn encode(codes: &[i32], choice: CodecChoice) -> Option<Vec<u8>> {
         for (p, &d) in plane.iter_mut().zip(&distances) {
             *p = (d >> (8 * b)) as u8;
         }
-        let section = Section::compress_codes(&plane, choice);
+        let section = Section::compress_with(&plane, choice, Repeats::Runs);
         out.push(section.entropy as u8);
         put_varint(&mut out, section.stored.len() as u64);
         out.extend_from_slice(&section.stored);

@@ -11,7 +11,7 @@
 //! ```
 
 use super::delta::{self, Transform};
-use super::entropy::{self, CodecChoice, Entropy};
+use super::entropy::{self, CodecChoice, Entropy, Repeats};
 use super::error::{CodecError, CodecResult};
 use super::planes;
 use super::varint::{get_varint, put_varint};
@@ -67,9 +67,10 @@ impl Section {
         Section::of(data, entropy::compress(data, choice))
     }
 
-    /// Compresses a lossy code stream as one section (see [`entropy::compress_codes`]).
-    pub fn compress_codes(data: &[u8], choice: CodecChoice) -> Self {
-        Section::of(data, entropy::compress_codes(data, choice))
+    /// Compresses `data`, which holds at most `repeats` beyond its byte histogram, as one
+    /// section (see [`entropy::compress_with`]).
+    pub fn compress_with(data: &[u8], choice: CodecChoice, repeats: Repeats) -> Self {
+        Section::of(data, entropy::compress_with(data, choice, repeats))
     }
 
     fn of(data: &[u8], (entropy, stored): (Entropy, Vec<u8>)) -> Self {
@@ -235,7 +236,7 @@ pub fn encode_lossless(
         let _t = profile::time_bytes(Stage::Delta, raw.len());
         planes::split(raw, unit)
     };
-    let plain = || sections_of_planes(&split(raw), unit, choice);
+    let plain = || sections_of_planes(&split(raw), unit, choice, Repeats::Any);
     let (transform, sections) = match reference.filter(|r| r.len() == raw.len()) {
         None => (Transform::None, plain()),
         Some(r) => {
@@ -248,7 +249,10 @@ pub fn encode_lossless(
                 let _t = profile::time_bytes(Stage::Delta, raw.len());
                 delta::forward_planes(t, unit, raw, r)
             };
-            let d = sections_of_planes(&delta, unit, choice);
+            // A float's difference from its parent has no repeats but runs; an integer's may
+            // (a counter, a shifted arange).
+            let repeats = if float { Repeats::Runs } else { Repeats::Any };
+            let d = sections_of_planes(&delta, unit, choice, repeats);
             // A delta that barely compresses means the tensor changed wholesale: check the plain
             // coding too and keep the smaller.
             if stored_len(&d) * 50 > raw.len() * 49 {
@@ -273,10 +277,15 @@ pub fn encode_lossless(
 }
 
 /// One section per byte plane of `planes` (the output of a plane split).
-fn sections_of_planes(planes: &[u8], unit: usize, choice: CodecChoice) -> Vec<Section> {
+fn sections_of_planes(
+    planes: &[u8],
+    unit: usize,
+    choice: CodecChoice,
+    repeats: Repeats,
+) -> Vec<Section> {
     let n = planes.len() / unit;
     (0..unit)
-        .map(|b| Section::compress(&planes[b * n..(b + 1) * n], choice))
+        .map(|b| Section::compress_with(&planes[b * n..(b + 1) * n], choice, repeats))
         .collect()
 }
 

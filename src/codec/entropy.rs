@@ -156,15 +156,14 @@ const TINY_BELOW: usize = 1 << 10;
 
 /// Compresses `data` with the best allowed coder. Returns the coder and the stored bytes.
 pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
-    compress_as(data, choice, Repeats::Any)
+    compress_with(data, choice, Repeats::Any)
 }
 
-/// [`compress`] of a lossy code stream (its zero-run RLE or its byte planes): codes are drawn
-/// nearly independently of their neighbours, so on a short stream Zstd can beat rANS only
-/// through runs, and is tried only where the stream has more of them than its histogram
-/// predicts (see [`more_runs_than_order0`]).
-pub fn compress_codes(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
-    compress_as(data, choice, Repeats::Runs)
+/// [`compress`] of a section whose caller knows what `repeats` it may hold beyond its byte
+/// histogram: where only runs, Zstd is tried on a short one only where it has more of them
+/// than the histogram predicts (see [`more_runs_than_order0`]).
+pub fn compress_with(data: &[u8], choice: CodecChoice, repeats: Repeats) -> (Entropy, Vec<u8>) {
+    compress_as(data, choice, repeats)
 }
 
 fn compress_as(data: &[u8], choice: CodecChoice, repeats: Repeats) -> (Entropy, Vec<u8>) {
@@ -186,10 +185,13 @@ fn compress_as(data: &[u8], choice: CodecChoice, repeats: Repeats) -> (Entropy, 
 
 /// The repeats beyond its byte histogram a section may hold, as its caller knows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Repeats {
+pub enum Repeats {
     /// Any: runs, matches, periods (an arange's low bytes).
     Any,
-    /// Runs of one value at most: a lossy code stream.
+    /// Runs of one value at most: values drawn nearly independently of their neighbours, as
+    /// a lossy code stream's codes (its zero-run RLE or its byte planes) or the byte planes of
+    /// a float tensor's difference from its parent. On a short such section Zstd can beat
+    /// rANS only through runs.
     Runs,
 }
 
@@ -473,8 +475,8 @@ fn rans_stream(len: usize, estimates: &rans::Estimates) -> (Entropy, usize) {
 /// running on all of it. Zstd beats order-0 rANS only through repeats (runs, matches) that a
 /// byte histogram cannot see, or, on a short coding, through its smaller header (a Huffman
 /// table against rANS's frequency table). So it runs on a short section always, but on a short
-/// code stream only where [`more_runs_than_order0`]; on a long section it first codes the
-/// first [`SAMPLE`] bytes and runs on the whole only if
+/// one of [`Repeats::Runs`] only where [`more_runs_than_order0`]; on a long section it first
+/// codes the first [`SAMPLE`] bytes and runs on the whole only if
 /// - that sample came within 5% (+64 bytes) of the sample's order-0 entropy (where order 0
 ///   finds nothing, rANS's estimate no smaller than the section, only if Zstd shrank the sample
 ///   at all: periodic data such as an arange has a flat histogram, noise matches nothing), and
@@ -527,8 +529,9 @@ fn zstd_may_win(m: &Measured<'_>) -> bool {
 
 /// Whether `data` (with these byte counts) has more equal neighbours than bytes drawn
 /// independently from its histogram would, `(n - 1) sum p^2`, times 1.1
-/// ([`RUNS_EXCESS_TENTHS`]) plus [`RUNS_SLACK`]: the one way Zstd stores a short code stream
-/// much below its order-0 entropy. Exact integer arithmetic, so every machine decides alike.
+/// ([`RUNS_EXCESS_TENTHS`]) plus [`RUNS_SLACK`]: the one way Zstd stores a short section of
+/// [`Repeats::Runs`] much below its order-0 entropy. Exact integer arithmetic, so every machine
+/// decides alike.
 ///
 /// On the short code streams of the shared corpora (every section under [`SAMPLE_FROM`] bytes of
 /// a lossy commit of cnn-digits, its bf16 copy and digits-mlp, at rel 0.01 and 0.05), Zstd stored
@@ -882,18 +885,26 @@ mod tests {
         assert!(!more_runs_than_order0(&alternating, &counts(&alternating)));
         let one = vec![7u8; len];
         assert!(!more_runs_than_order0(&one, &counts(&one)));
-        assert_eq!(compress_codes(&one, CodecChoice::Auto).1.len(), 20);
+        assert_eq!(
+            compress_with(&one, CodecChoice::Auto, Repeats::Runs)
+                .1
+                .len(),
+            20
+        );
         for (name, data, zstd) in [("independent", &skewed, false), ("runs", &runs, true)] {
             let mut m = measure_untimed(data);
             m.repeats = Repeats::Runs;
             assert_eq!(zstd_may_win(&m), zstd, "{name}");
-            let (kind, stored) = compress_codes(data, CodecChoice::Auto);
+            let (kind, stored) = compress_with(data, CodecChoice::Auto, Repeats::Runs);
             assert_eq!(decompress(kind, &stored, len).unwrap(), *data, "{name}");
             if !zstd {
                 assert_eq!(kind, Entropy::RansNarrow, "{name}");
             }
         }
-        assert_eq!(compress_codes(&runs, CodecChoice::Auto).0, Entropy::Zstd);
+        assert_eq!(
+            compress_with(&runs, CodecChoice::Auto, Repeats::Runs).0,
+            Entropy::Zstd
+        );
         // A short periodic section is not a code stream: `compress` still finds its repeats,
         // which have no runs at all.
         let periodic: Vec<u8> = (0..len).map(|i| i as u8).collect();
@@ -903,7 +914,7 @@ mod tests {
         let long: Vec<u8> = runs.iter().copied().cycle().take(SAMPLE_FROM * 4).collect();
         let (a, b) = (
             compress(&long, CodecChoice::Auto),
-            compress_codes(&long, CodecChoice::Auto),
+            compress_with(&long, CodecChoice::Auto, Repeats::Runs),
         );
         assert_eq!(a, b);
     }

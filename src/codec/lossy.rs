@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use super::centred;
 use super::chunk::{write_chunk, ChunkCodec, ParsedChunk, Section, KEYFRAME};
 use super::context;
-use super::entropy::{CodecChoice, Entropy};
+use super::entropy::{CodecChoice, Entropy, Repeats};
 use super::error::{CodecError, CodecResult};
 use super::logquant::{self, ErrorBound, FloatKind, FreshCodes, PowerTable, QuantizedChunk};
 use super::planes;
@@ -651,9 +651,10 @@ pub fn encode(
             &positions_encode(&fresh.positions),
             choice,
         ));
-        sections.push(Section::compress_codes(
+        sections.push(Section::compress_with(
             &narrow_encode(&fresh.codes),
             choice,
+            Repeats::Runs,
         ));
         let signs: &[bool] = match eb {
             ErrorBound::Relative(_) => &fresh.negative,
@@ -675,8 +676,8 @@ pub fn encode(
         (0, bytes)
     } else {
         // [params][codes][exceptions x3]
-        let rle = Section::compress_codes(&rle_encode(&q.codes), choice);
-        let narrow = Section::compress_codes(&narrow_encode(&q.codes), choice);
+        let rle = Section::compress_with(&rle_encode(&q.codes), choice, Repeats::Runs);
+        let narrow = Section::compress_with(&narrow_encode(&q.codes), choice, Repeats::Runs);
         let (flag, codes) = if narrow.stored.len() < rle.stored.len() {
             (NARROW_CODES, narrow)
         } else {
@@ -974,7 +975,7 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
     } else {
         narrow_width(codes)
     };
-    let rle = Section::compress_codes(&rle, choice);
+    let rle = Section::compress_with(&rle, choice, Repeats::Runs);
     let centred = (width > 1)
         .then(|| centred::encode(codes, choice))
         .flatten();
@@ -989,7 +990,7 @@ fn code_stream_section(codes: &[i32], choice: CodecChoice) -> Section {
             let mut planes = Vec::with_capacity(1 + width * codes.len());
             planes.push(width as u8);
             narrow_encode_into(codes, &mut planes);
-            Section::compress_codes(&planes, choice)
+            Section::compress_with(&planes, choice, Repeats::Runs)
         }
     };
     if planes.stored.len() < rle.stored.len() {
