@@ -17,13 +17,25 @@ const MIN_SPLIT_ELEMENTS: usize = 8192;
 /// least), so one outlier does not push the rest of the chunk into the bottom class.
 const TOP_SHARE: usize = 64;
 
+/// How many elements of `reference` have each exponent field value: what [`top_of`] and
+/// [`split_by_reference`] read, so the reference's exponents are counted once per chunk.
+pub fn exponent_counts(kind: FloatKind, reference: &[u8]) -> Vec<usize> {
+    let mut hist = vec![0usize; usize::from(logquant::exponent_max(kind)) + 1];
+    logquant::for_each_exponent(kind, reference, |e| hist[usize::from(e)] += 1);
+    hist
+}
+
 /// The exponent field value that opens the top class: the largest at or below which the
 /// largest `1 / TOP_SHARE` of the normal references lie. The encoder stores it in the chunk, so a
 /// decoder can classify an element from its reference alone.
+#[cfg(test)]
 pub fn top(kind: FloatKind, reference: &[u8]) -> u16 {
+    top_of(kind, &exponent_counts(kind, reference))
+}
+
+/// [`top`] from the reference's [`exponent_counts`].
+pub fn top_of(kind: FloatKind, hist: &[usize]) -> u16 {
     let special = logquant::exponent_max(kind);
-    let mut hist = vec![0usize; usize::from(special) + 1];
-    logquant::for_each_exponent(kind, reference, |e| hist[usize::from(e)] += 1);
     let normals: usize = hist[1..usize::from(special)].iter().sum();
     let want = normals.div_ceil(TOP_SHARE).max(1);
     let mut seen = 0;
@@ -77,11 +89,13 @@ pub fn classes(kind: FloatKind, reference: &[u8], top: u16) -> (Vec<u8>, usize) 
 }
 
 /// The codes of each class of `reference`'s elements (`class_of` their exponent fields under
-/// `top`; one stream for a chunk too small to split), in element order: two passes over the
-/// exponent fields, the stream sizes first, then every code pushed to its stream.
+/// `top`; one stream for a chunk too small to split), in element order: the stream sizes from
+/// the reference's [`exponent_counts`], then one pass over its exponent fields pushing every
+/// code to its stream.
 pub fn split_by_reference(
     kind: FloatKind,
     reference: &[u8],
+    exponents: &[usize],
     top: u16,
     codes: &[i32],
 ) -> Vec<Vec<i32>> {
@@ -92,9 +106,9 @@ pub fn split_by_reference(
     let special = logquant::exponent_max(kind);
     let by_exponent: Vec<u8> = (0..=special).map(|e| class_of(e, special, top)).collect();
     let mut sizes = [0usize; MAX_CLASSES];
-    logquant::for_each_exponent(kind, reference, |e| {
-        sizes[usize::from(by_exponent[usize::from(e)])] += 1
-    });
+    for (&class, &count) in by_exponent.iter().zip(exponents) {
+        sizes[usize::from(class)] += count;
+    }
     let mut streams: Vec<Vec<i32>> = sizes.into_iter().map(Vec::with_capacity).collect();
     let mut codes = codes.iter();
     logquant::for_each_exponent(kind, reference, |e| {
@@ -156,8 +170,9 @@ mod tests {
         for (bytes, top) in [(&r[..], top(FloatKind::F32, &r)), (&r[..400], 127)] {
             let n = bytes.len() / 4;
             let (c, count) = classes(FloatKind::F32, bytes, top);
+            let exponents = exponent_counts(FloatKind::F32, bytes);
             assert_eq!(
-                split_by_reference(FloatKind::F32, bytes, top, &codes[..n]),
+                split_by_reference(FloatKind::F32, bytes, &exponents, top, &codes[..n]),
                 split(&codes[..n], &c, count)
             );
         }

@@ -1875,13 +1875,30 @@ pub fn rescue_exceptions(
     ))
 }
 
+/// What a chunk's stats say of its codes, from one count of them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CodeStats {
+    /// Codes that are 0.
+    pub zeros: u64,
+    /// Order-0 (empirical) entropy in bits per code; 0 for no codes.
+    pub entropy_bits: f64,
+}
+
 /// Order-0 (empirical) entropy of a code slice in bits per element; 0 for an
 /// empty slice.
+#[cfg(test)]
 pub fn code_entropy_bits(codes: &[i32]) -> f64 {
+    code_stats(codes).entropy_bits
+}
+
+/// The [`CodeStats`] of `codes`: one pass for the ends, one to count.
+pub fn code_stats(codes: &[i32]) -> CodeStats {
     if codes.is_empty() {
-        return 0.0;
+        return CodeStats {
+            zeros: 0,
+            entropy_bits: 0.0,
+        };
     }
-    // One pass for both ends.
     let (lo, hi) = codes
         .iter()
         .fold((i32::MAX, i32::MIN), |(lo, hi), &c| (lo.min(c), hi.max(c)));
@@ -1895,23 +1912,28 @@ pub fn code_entropy_bits(codes: &[i32]) -> f64 {
         }
     };
     let span = (i64::from(hi) - i64::from(lo)) as u64 + 1;
-    let h: f64 = if span <= 1 << 22 {
+    let (zeros, h): (u64, f64) = if span <= 1 << 22 {
         let mut counts = vec![0u64; span as usize];
         for &c in codes {
             counts[(i64::from(c) - i64::from(lo)) as usize] += 1;
         }
-        counts.into_iter().map(term).sum()
+        let zeros = usize::try_from(-i64::from(lo))
+            .ok()
+            .and_then(|z| counts.get(z))
+            .copied()
+            .unwrap_or(0);
+        (zeros, counts.into_iter().map(term).sum())
     } else {
         let mut counts: HashMap<i32, u64> = HashMap::new();
         for &c in codes {
             *counts.entry(c).or_insert(0) += 1;
         }
-        counts.into_values().map(term).sum()
+        let zeros = counts.get(&0).copied().unwrap_or(0);
+        (zeros, counts.into_values().map(term).sum())
     };
-    if h > 0.0 {
-        h
-    } else {
-        0.0
+    CodeStats {
+        zeros,
+        entropy_bits: if h > 0.0 { h } else { 0.0 },
     }
 }
 
@@ -2657,6 +2679,16 @@ mod tests {
 
     #[test]
     fn entropy() {
+        for codes in [
+            &[][..],
+            &[5; 10],
+            &[0, 1, 0, 1],
+            &[-3, 7, 0, 9],
+            &[0, i32::MAX, i32::MIN, 0],
+        ] {
+            let zeros = codes.iter().filter(|&&c| c == 0).count() as u64;
+            assert_eq!(code_stats(codes).zeros, zeros, "{codes:?}");
+        }
         assert_eq!(code_entropy_bits(&[]), 0.0);
         assert_eq!(code_entropy_bits(&[5; 10]), 0.0);
         assert!((code_entropy_bits(&[0, 1, 0, 1]) - 1.0).abs() < 1e-12);

@@ -616,8 +616,10 @@ pub fn encode(
     keep_specials_exact(kind, target, &mut q, &mut recon);
     drop(quantize);
     drop_fresh_exceptions(&mut fresh, &q.exception_positions);
-    let zero_codes = q.codes.iter().filter(|&&c| c == 0).count() as u64;
-    let entropy_bits = logquant::code_entropy_bits(&q.codes);
+    let logquant::CodeStats {
+        zeros: zero_codes,
+        entropy_bits,
+    } = logquant::code_stats(&q.codes);
     let mut params = vec![match eb {
         ErrorBound::Relative(_) => 1u8,
         ErrorBound::Absolute(_) => 2u8,
@@ -630,8 +632,13 @@ pub fn encode(
     params.push(rounding as u8);
     // Lattice deltas split their codes by the binade of the reference below `top`, stored so a
     // decoder classifies each element from its reference alone (0 for keyframes).
+    let exponents = if lattice && !keyframe {
+        context::exponent_counts(kind, &reference)
+    } else {
+        Vec::new()
+    };
     let top = if lattice && !keyframe {
-        context::top(kind, &reference)
+        context::top_of(kind, &exponents)
     } else {
         0
     };
@@ -665,7 +672,7 @@ pub fn encode(
             // The stats below read the codes: move them only after.
             vec![std::mem::take(&mut q.codes)]
         } else {
-            context::split_by_reference(kind, &reference, top, &q.codes)
+            context::split_by_reference(kind, &reference, &exponents, top, &q.codes)
         };
         let before = sections.len();
         sections.extend(streams.iter().map(|c| code_stream_section(c, choice)));
