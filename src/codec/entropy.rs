@@ -163,10 +163,6 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
 /// histogram: where only runs, Zstd is tried on a short one only where it has more of them
 /// than the histogram predicts (see [`more_runs_than_order0`]).
 pub fn compress_with(data: &[u8], choice: CodecChoice, repeats: Repeats) -> (Entropy, Vec<u8>) {
-    compress_as(data, choice, repeats)
-}
-
-fn compress_as(data: &[u8], choice: CodecChoice, repeats: Repeats) -> (Entropy, Vec<u8>) {
     if data.len() <= STORED_UP_TO {
         profile::route(Route::Stored, data.len(), data.len());
         return (Entropy::Stored, data.to_vec());
@@ -238,6 +234,7 @@ pub(crate) struct Measured<'a> {
     pub(crate) estimate: usize,
     /// The order-0 entropy in bytes, the part of `estimate` that is not table or states.
     order0: usize,
+    /// What the caller knows of the section's repeats (`Any` unless it says).
     repeats: Repeats,
 }
 
@@ -303,8 +300,9 @@ enum Coders {
 }
 
 /// The coders beside rANS worth running on a measured section, decided from its length,
-/// histograms and samples, and on a short code stream its count of equal neighbours (one more
-/// sum in the histogram's pass, for a device): nothing here searches its bytes (see [`Route`]).
+/// histograms and samples, and on a short section of [`Repeats::Runs`] its count of equal
+/// neighbours (one more sum in the histogram's pass, for a device): nothing here searches its
+/// bytes (see [`Route`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tries {
     /// The sparse coding around this value, which is most of the section (see
