@@ -186,8 +186,8 @@ pub enum Repeats {
     Any,
     /// Runs of one value at most: values drawn nearly independently of their neighbours, as
     /// a lossy code stream's codes (its zero-run RLE or its byte planes) or the byte planes of
-    /// a float tensor's difference from its parent. On a short such section Zstd can beat
-    /// rANS only through runs.
+    /// a float tensor's difference from its parent. On such a section Zstd can beat rANS by
+    /// much only through runs.
     Runs,
 }
 
@@ -300,9 +300,9 @@ enum Coders {
 }
 
 /// The coders beside rANS worth running on a measured section, decided from its length,
-/// histograms and samples, and on a short section of [`Repeats::Runs`] its count of equal
-/// neighbours (one more sum in the histogram's pass, for a device): nothing here searches its
-/// bytes (see [`Route`]).
+/// histograms and samples, and on a section of [`Repeats::Runs`] its count of equal neighbours
+/// (one more sum in the histogram's pass, for a device): nothing here searches its bytes (see
+/// [`Route`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Tries {
     /// The sparse coding around this value, which is most of the section (see
@@ -472,8 +472,8 @@ fn rans_stream(len: usize, estimates: &rans::Estimates) -> (Entropy, usize) {
 /// Whether Zstd may store a measured section smaller than rANS or raw bytes, so it is worth
 /// running on all of it. Zstd beats order-0 rANS only through repeats (runs, matches) that a
 /// byte histogram cannot see, or, on a short coding, through its smaller header (a Huffman
-/// table against rANS's frequency table). So it runs on a short section always, but on a short
-/// one of [`Repeats::Runs`] only where [`more_runs_than_order0`]; on a long section it first
+/// table against rANS's frequency table). A section of [`Repeats::Runs`] must first have
+/// [`more_runs_than_order0`]. Then Zstd runs on a short section always; on a long one it first
 /// codes the first [`SAMPLE`] bytes and runs on the whole only if
 /// - that sample came within 5% (+64 bytes) of the sample's order-0 entropy (where order 0
 ///   finds nothing, rANS's estimate no smaller than the section, only if Zstd shrank the sample
@@ -492,8 +492,11 @@ fn rans_stream(len: usize, estimates: &rans::Estimates) -> (Entropy, usize) {
 /// least, Zstd tried where it can win, planes by AVX-512").
 fn zstd_may_win(m: &Measured<'_>) -> bool {
     let data = m.data;
+    if m.repeats == Repeats::Runs && !more_runs_than_order0(data, &m.counts) {
+        return false;
+    }
     if data.len() < SAMPLE_FROM {
-        return m.repeats == Repeats::Any || more_runs_than_order0(data, &m.counts);
+        return true;
     }
     let found = |sample: &[u8], counts: &[u64; 256]| {
         let zstd = {
@@ -535,14 +538,34 @@ fn zstd_may_win(m: &Measured<'_>) -> bool {
 /// a lossy commit of cnn-digits, its bf16 copy and digits-mlp, at rel 0.01 and 0.05), Zstd stored
 /// 320, 113, 19, 19, 38 and 26 of them smaller than rANS; this test keeps Zstd on 11-21% of
 /// their bytes (0.4-6% on bf16) and misses wins worth 1,108, 294, 111, 86, 13 and 0 bytes of
-/// 4.8, 2.8, 0.5, 0.2, 1.1 and 0.6 MB coded (BENCHMARKS.md, "Zstd on short code streams only
-/// where they run").
+/// 4.8, 2.8, 0.5, 0.2, 1.1 and 0.6 MB coded. On the long ones (lossless and rel 0.01) it
+/// leaves out Zstd wins worth 4 bytes in all, and all of bf16's 2.6-3.0 MB that Zstd coded to
+/// win one section by nothing (BENCHMARKS.md, "Zstd on short code streams only where they
+/// run").
 fn more_runs_than_order0(data: &[u8], counts: &[u64; 256]) -> bool {
     let n = data.len() as u128;
-    let runs = data.windows(2).filter(|w| w[0] == w[1]).count() as u128;
+    let runs = equal_neighbours(data) as u128;
     let squares: u128 = counts.iter().map(|&c| u128::from(c) * u128::from(c)).sum();
     // runs > EXCESS (n - 1) squares / n^2 + SLACK, times 10 n^2.
     10 * runs * n * n > RUNS_EXCESS_TENTHS * (n - 1) * squares + 10 * RUNS_SLACK * n * n
+}
+
+/// How many bytes of `data` equal the one before them. Counted in byte lanes, 255 positions at
+/// a time so no lane overflows: 22 GB/s here against 1.1 GB/s for `windows(2)`, which on long
+/// sections had cost more than the Zstd runs it saved.
+fn equal_neighbours(data: &[u8]) -> usize {
+    let Some(last) = data.len().checked_sub(1) else {
+        return 0;
+    };
+    let (before, after) = (&data[..last], &data[1..]);
+    before
+        .chunks(255)
+        .zip(after.chunks(255))
+        .map(|(x, y)| {
+            let equal = x.iter().zip(y).fold(0u8, |n, (p, q)| n + u8::from(p == q));
+            usize::from(equal)
+        })
+        .sum()
 }
 
 /// [`more_runs_than_order0`]'s factor on the expected number of runs, in tenths (1.1).
@@ -875,6 +898,10 @@ mod tests {
             }
         }
         let counts = |d: &[u8]| rans::histogram(d);
+        for d in [&skewed[..], &runs, &[], &[3], &[3, 3], &vec![9; 1000]] {
+            let want = d.windows(2).filter(|w| w[0] == w[1]).count();
+            assert_eq!(equal_neighbours(d), want);
+        }
         assert!(!more_runs_than_order0(&skewed, &counts(&skewed)));
         assert!(more_runs_than_order0(&runs, &counts(&runs)));
         // Alternating values have no runs; one value runs exactly as its histogram predicts
@@ -908,13 +935,24 @@ mod tests {
         let periodic: Vec<u8> = (0..len).map(|i| i as u8).collect();
         assert!(!more_runs_than_order0(&periodic, &counts(&periodic)));
         assert_eq!(compress(&periodic, CodecChoice::Auto).0, Entropy::Zstd);
-        // Long streams are sampled as before, whoever calls.
+        // A long one that runs is sampled as any section is; one that does not never gets
+        // Zstd, whatever its sample would say (its header cannot win on a long coding).
         let long: Vec<u8> = runs.iter().copied().cycle().take(SAMPLE_FROM * 4).collect();
         let (a, b) = (
             compress(&long, CodecChoice::Auto),
             compress_with(&long, CodecChoice::Auto, Repeats::Runs),
         );
         assert_eq!(a, b);
+        let long = drawn(SAMPLE_FROM * 4, |x| {
+            [0, 0, 0, 0, 0, 1, 255, 2][(x % 8) as usize]
+        });
+        let mut m = measure_untimed(&long);
+        m.repeats = Repeats::Runs;
+        assert!(!zstd_may_win(&m));
+        assert_eq!(
+            compress_with(&long, CodecChoice::Auto, Repeats::Runs).0,
+            Entropy::RansNarrow
+        );
     }
 
     #[test]
