@@ -69,7 +69,7 @@ static CALLS: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 static BYTES: [AtomicU64; COUNT] = [const { AtomicU64::new(0) }; COUNT];
 
 /// Where the entropy stage codes each section, by what it can decide without a search of the
-/// section's bytes (its length, histograms, samples, and a short code stream's count of equal
+/// section's bytes (its length, histograms, samples, and a runs-only section's count of equal
 /// neighbours; `codec::entropy::tries`): the split a device coder would follow (issue #17).
 /// Tallied per top-level section while the timers are on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
