@@ -160,8 +160,8 @@ pub fn compress(data: &[u8], choice: CodecChoice) -> (Entropy, Vec<u8>) {
 }
 
 /// [`compress`] of a section whose caller knows what `repeats` it may hold beyond its byte
-/// histogram: where only runs, Zstd is tried on a short one only where it has more of them
-/// than the histogram predicts (see [`more_runs_than_order0`]).
+/// histogram: where only runs, Zstd is tried only where it has more of them than the histogram
+/// predicts (see [`more_runs_than_order0`]).
 pub fn compress_with(data: &[u8], choice: CodecChoice, repeats: Repeats) -> (Entropy, Vec<u8>) {
     if data.len() <= STORED_UP_TO {
         profile::route(Route::Stored, data.len(), data.len());
@@ -174,9 +174,7 @@ pub fn compress_with(data: &[u8], choice: CodecChoice, repeats: Repeats) -> (Ent
         profile::route(Route::Stored, data.len(), data.len());
         return (Entropy::Stored, data.to_vec());
     }
-    let mut m = measure_sampled(data, head);
-    m.repeats = repeats;
-    code(&m, choice)
+    code(&measure_sampled(data, head, repeats), choice)
 }
 
 /// The repeats beyond its byte histogram a section may hold, as its caller knows them.
@@ -234,7 +232,7 @@ pub(crate) struct Measured<'a> {
     pub(crate) estimate: usize,
     /// The order-0 entropy in bytes, the part of `estimate` that is not table or states.
     order0: usize,
-    /// What the caller knows of the section's repeats (`Any` unless it says).
+    /// What the caller knows of the section's repeats (see [`compress_with`]).
     repeats: Repeats,
 }
 
@@ -245,12 +243,12 @@ pub(crate) fn measure(data: &[u8]) -> Measured<'_> {
 }
 
 fn measure_untimed(data: &[u8]) -> Measured<'_> {
-    measure_sampled(data, sample_histogram(data))
+    measure_sampled(data, sample_histogram(data), Repeats::Any)
 }
 
 /// [`measure_untimed`] with the sample's histogram already taken (`head`, see
 /// [`sample_histogram`]).
-fn measure_sampled(data: &[u8], head: [u64; 256]) -> Measured<'_> {
+fn measure_sampled(data: &[u8], head: [u64; 256], repeats: Repeats) -> Measured<'_> {
     if data.len() <= STORED_UP_TO {
         return Measured {
             data,
@@ -259,7 +257,7 @@ fn measure_sampled(data: &[u8], head: [u64; 256]) -> Measured<'_> {
             rans_kind: Entropy::Stored,
             estimate: data.len(),
             order0: data.len(),
-            repeats: Repeats::Any,
+            repeats,
         };
     }
     let counts = whole_histogram(data, &head);
@@ -272,7 +270,7 @@ fn measure_sampled(data: &[u8], head: [u64; 256]) -> Measured<'_> {
         rans_kind,
         estimate,
         order0: estimates.order0,
-        repeats: Repeats::Any,
+        repeats,
     }
 }
 
@@ -530,7 +528,7 @@ fn zstd_may_win(m: &Measured<'_>) -> bool {
 
 /// Whether `data` (with these byte counts) has more equal neighbours than bytes drawn
 /// independently from its histogram would, `(n - 1) sum p^2`, times 1.1
-/// ([`RUNS_EXCESS_TENTHS`]) plus [`RUNS_SLACK`]: the one way Zstd stores a short section of
+/// ([`RUNS_EXCESS_TENTHS`]) plus [`RUNS_SLACK`]: the one way Zstd stores a section of
 /// [`Repeats::Runs`] much below its order-0 entropy. Exact integer arithmetic, so every machine
 /// decides alike.
 ///
@@ -917,8 +915,7 @@ mod tests {
             20
         );
         for (name, data, zstd) in [("independent", &skewed, false), ("runs", &runs, true)] {
-            let mut m = measure_untimed(data);
-            m.repeats = Repeats::Runs;
+            let m = measure_sampled(data, sample_histogram(data), Repeats::Runs);
             assert_eq!(zstd_may_win(&m), zstd, "{name}");
             let (kind, stored) = compress_with(data, CodecChoice::Auto, Repeats::Runs);
             assert_eq!(decompress(kind, &stored, len).unwrap(), *data, "{name}");
@@ -946,8 +943,7 @@ mod tests {
         let long = drawn(SAMPLE_FROM * 4, |x| {
             [0, 0, 0, 0, 0, 1, 255, 2][(x % 8) as usize]
         });
-        let mut m = measure_untimed(&long);
-        m.repeats = Repeats::Runs;
+        let m = measure_sampled(&long, sample_histogram(&long), Repeats::Runs);
         assert!(!zstd_may_win(&m));
         assert_eq!(
             compress_with(&long, CodecChoice::Auto, Repeats::Runs).0,

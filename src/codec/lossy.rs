@@ -632,15 +632,12 @@ pub fn encode(
     params.push(rounding as u8);
     // Lattice deltas split their codes by the binade of the reference below `top`, stored so a
     // decoder classifies each element from its reference alone (0 for keyframes).
-    let exponents = if lattice && !keyframe {
-        context::exponent_counts(kind, &reference)
+    let (exponents, top) = if lattice && !keyframe {
+        let exponents = context::exponent_counts(kind, &reference);
+        let top = context::top_of(kind, &exponents);
+        (exponents, top)
     } else {
-        Vec::new()
-    };
-    let top = if lattice && !keyframe {
-        context::top_of(kind, &exponents)
-    } else {
-        0
+        (Vec::new(), 0)
     };
     if lattice {
         params.extend_from_slice(&top.to_le_bytes());
