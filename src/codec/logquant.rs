@@ -48,6 +48,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
+mod lanes;
+
 /// Grid offsets per lattice: element `i` sits `lattice_slot(i) / 256` of a step off the global grid.
 const LATTICE_SLOTS: usize = 256;
 
@@ -452,6 +454,7 @@ fn f64_to_bf16_bits(x: f64) -> u16 {
 
 trait Elem {
     type Raw: Copy + AsRef<[u8]>;
+    const KIND: FloatKind;
     const IS_F64: bool;
     /// Position and all-ones value of the biased exponent field in the element's bits.
     const EXP_SHIFT: u32;
@@ -469,12 +472,13 @@ trait Elem {
 /// An [`Elem`]: its width in bytes and the little-endian integer of that width, its exponent
 /// field, and its exact widening and correctly rounded narrowing.
 macro_rules! elem {
-    ($name:ident: $n:literal bytes as $int:ty, exponent $shift:literal / $exp_max:literal,
+    ($name:ident = $kind:ident: $n:literal bytes as $int:ty, exponent $shift:literal / $exp_max:literal,
      widen |$b:ident| $widen:expr, narrow |$x:ident| $narrow:expr) => {
         struct $name;
 
         impl Elem for $name {
             type Raw = [u8; $n];
+            const KIND: FloatKind = FloatKind::$kind;
             const IS_F64: bool = $n == 8;
             const EXP_SHIFT: u32 = $shift;
             const EXP_MAX: u16 = $exp_max;
@@ -506,17 +510,17 @@ macro_rules! elem {
     };
 }
 
-elem!(F16Elem: 2 bytes as u16, exponent 10 / 0x1f,
+elem!(F16Elem = F16: 2 bytes as u16, exponent 10 / 0x1f,
     widen |bits| half::f16::from_bits(bits as u16).to_f64(),
     narrow |x| u64::from(f64_to_f16_bits(x)));
-elem!(Bf16Elem: 2 bytes as u16, exponent 7 / 0xff,
+elem!(Bf16Elem = BF16: 2 bytes as u16, exponent 7 / 0xff,
     widen |bits| f64::from(f32::from_bits((bits as u32) << 16)),
     narrow |x| u64::from(f64_to_bf16_bits(x)));
 // `as` from f64 to f32 is round-to-nearest-even in Rust.
-elem!(F32Elem: 4 bytes as u32, exponent 23 / 0xff,
+elem!(F32Elem = F32: 4 bytes as u32, exponent 23 / 0xff,
     widen |bits| f64::from(f32::from_bits(bits as u32)),
     narrow |x| u64::from((x as f32).to_bits()));
-elem!(F64Elem: 8 bytes as u64, exponent 52 / 0x7ff,
+elem!(F64Elem = F64: 8 bytes as u64, exponent 52 / 0x7ff,
     widen |bits| f64::from_bits(bits),
     narrow |x| x.to_bits());
 
@@ -833,15 +837,25 @@ fn dither_u(i: usize, a_bits: u64, b_bits: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// How [`encode_nearest`]'s first pass runs: in vector lanes where the CPU has them, or one
+/// element at a time (the reference the lanes are tested against).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FirstPass {
+    Lanes,
+    #[cfg(test)]
+    Scalar,
+}
+
 fn encode<K: Elem, M: Mode>(
     target: &[u8],
     reference: &[u8],
     table: &PowerTable,
+    first: FirstPass,
 ) -> (QuantizedChunk, Vec<u8>) {
     let p = Params::new(table);
     match (p.dither, p.keep_reference) {
-        (false, true) => return encode_nearest::<K, M, true>(target, reference, &p),
-        (false, false) => return encode_nearest::<K, M, false>(target, reference, &p),
+        (false, true) => return encode_nearest::<K, M, true>(target, reference, &p, first),
+        (false, false) => return encode_nearest::<K, M, false>(target, reference, &p, first),
         (true, _) => {}
     }
     code_each::<K>(target, reference, |i, a_bits, b_bits| {
@@ -874,11 +888,13 @@ fn round_small(est: f64) -> i32 {
 /// references), or whose first candidate `m0 = round(est)` passes the exact decode-and-check is
 /// settled by selects, and only the others (a failed first candidate, an estimate out of range,
 /// an exception) go through [`encode_one`]. `encode_one` takes `m0` whenever it passes, so both
-/// passes give the same codes and reconstructions bit for bit.
+/// passes give the same codes and reconstructions bit for bit. The first pass runs in vector
+/// lanes (`lanes`) where the CPU has them, over the elements of a block that fill whole lanes.
 fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
     target: &[u8],
     reference: &[u8],
     p: &Params<'_>,
+    first: FirstPass,
 ) -> (QuantizedChunk, Vec<u8>) {
     debug_assert_eq!(KEEP_REFERENCE, p.keep_reference);
     let ts = K::chunks(target);
@@ -902,11 +918,23 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
         .enumerate()
     {
         let est = &mut est[..ta.len()];
-        let (av, bv) = (&mut av[..ta.len()], &mut bv[..ta.len()]);
-        for (((x, y), &a), &b) in av.iter_mut().zip(bv.iter_mut()).zip(ta).zip(rb) {
+        let done = match first {
+            FirstPass::Lanes => {
+                lanes::settle::<K, M, KEEP_REFERENCE>(ta, rb, est, cs, os, &mut slow, p)
+            }
+            #[cfg(test)]
+            FirstPass::Scalar => 0,
+        };
+        let (av, bv) = (&mut av[done..ta.len()], &mut bv[done..ta.len()]);
+        for (((x, y), &a), &b) in av
+            .iter_mut()
+            .zip(bv.iter_mut())
+            .zip(&ta[done..])
+            .zip(&rb[done..])
+        {
             (*x, *y) = (K::widen(K::load(a)), K::widen(K::load(b)));
         }
-        M::estimates_fast(av, bv, p.inv_step, est);
+        M::estimates_fast(av, bv, p.inv_step, &mut est[done..]);
         let base = blk * ENCODE_BLOCK;
         for (k, ((((&ta, &rb), &e), c), o)) in ta
             .iter()
@@ -915,6 +943,7 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
             .zip(cs.iter_mut())
             .zip(os.iter_mut())
             .enumerate()
+            .skip(done)
         {
             let (a_bits, b_bits) = (K::load(ta), K::load(rb));
             let (a, b) = (K::widen(a_bits), K::widen(b_bits));
@@ -1605,7 +1634,11 @@ pub fn quantize(
 ) -> Result<(QuantizedChunk, Vec<u8>), QuantError> {
     check_pair(kind, target, reference)?;
     let (t, r) = (target, reference);
-    Ok(by_kind_and_mode!(kind, table.bound, encode(t, r, table)))
+    Ok(by_kind_and_mode!(
+        kind,
+        table.bound,
+        encode(t, r, table, FirstPass::Lanes)
+    ))
 }
 
 /// Rebuilds `A'` from the reference and the chunk (see the module docs for
@@ -2766,6 +2799,20 @@ mod tests {
         }
     }
 
+    /// `lanes_settle_as_the_scalar_pass_does` compares the lanes only where the CPU has them.
+    #[test]
+    fn lanes_run_here_or_say_why() {
+        for kind in [FloatKind::F16, FloatKind::BF16, FloatKind::F32] {
+            if !lanes::available(kind) {
+                crate::report_skip(
+                    "codec::logquant::tests::lanes_settle_as_the_scalar_pass_does",
+                    &format!("no AVX2 and F16C on this CPU: {kind:?} ran the scalar pass twice"),
+                );
+            }
+        }
+        assert!(!lanes::available(FloatKind::F64));
+    }
+
     fn kind_strategy() -> impl Strategy<Value = FloatKind> {
         prop_oneof![
             Just(FloatKind::F16),
@@ -3019,6 +3066,30 @@ mod tests {
                 quantize(kind, &tb, &rbb, &table).unwrap(),
                 encode_element_by_element(kind, &tb, &rbb, &table)
             );
+        }
+
+        /// The first pass in vector lanes settles every element as the scalar pass does (and
+        /// so, by `fast_encoder_equals_element_by_element`, as `encode_one`): the same codes,
+        /// exceptions and reconstruction, at lengths across the lane width and the block.
+        #[test]
+        fn lanes_settle_as_the_scalar_pass_does(
+            kind in kind_strategy(),
+            bound in bound_strategy(),
+            max_code in max_code_strategy(),
+            lattice in any::<bool>(),
+            recipes in prop::collection::vec(recipe(), 0..1200),
+        ) {
+            let table = if lattice {
+                PowerTable::lattice(bound, max_code).unwrap()
+            } else {
+                PowerTable::new(bound, max_code).unwrap()
+            };
+            let (ta, rb): (Vec<u64>, Vec<u64>) =
+                recipes.iter().map(|r| materialize(kind, r)).unzip();
+            let (tb, rbb) = (to_bytes(kind, &ta), to_bytes(kind, &rb));
+            let (t, r) = (&tb[..], &rbb[..]);
+            let scalar = by_kind_and_mode!(kind, bound, encode(t, r, &table, FirstPass::Scalar));
+            prop_assert_eq!(quantize(kind, t, r, &table).unwrap(), scalar);
         }
 
         #[test]
