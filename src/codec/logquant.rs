@@ -837,7 +837,7 @@ fn dither_u(i: usize, a_bits: u64, b_bits: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// How [`encode_nearest`]'s first pass runs: in vector lanes where the CPU has them, or one
+/// How [`encode_nearest`]'s first pass and the lattice placement ([`from_bases`]) run: in vector lanes where the CPU has them, or one
 /// element at a time (the reference the lanes are tested against).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FirstPass {
@@ -999,9 +999,8 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
 
 /// [`encode_one`] of an element that [`encode_nearest`]'s first pass did not settle (its bits differ
 /// from the reference's, which does not meet the bound when the table keeps references), given
-/// its fast estimate `e`. When `e` is further than its tolerance from every half-integer and
-/// integer, the exact estimate rounds to the same `m0` and lies on the same side of it, so
-/// `encode_one`'s candidates are tried with `e` (no libm `ln`); otherwise `encode_one` runs.
+/// its fast estimate `e`: where `e` decides ([`fast_decides`]), `encode_one`'s candidates are
+/// tried with it (no libm `ln`); otherwise `encode_one` runs.
 #[inline(always)]
 fn encode_rest<K: Elem, M: Mode>(
     i: usize,
@@ -1010,22 +1009,29 @@ fn encode_rest<K: Elem, M: Mode>(
     e: f64,
     p: &Params<'_>,
 ) -> Option<(i32, u64)> {
-    let tol = M::estimate_tolerance(e, p.inv_step);
-    if e.abs() < (1u32 << 30) as f64 {
-        let frac = (e - f64::from(e as i32)).abs();
-        if (frac - 0.5).abs() > tol && frac > tol && 1.0 - frac > tol {
-            let m0 = round_small(e);
-            if m0.unsigned_abs() > p.max_code.saturating_add(1) {
-                return None;
-            }
-            let (a, b) = (K::widen(a_bits), K::widen(b_bits));
-            let second = if e >= f64::from(m0) { 1 } else { -1 };
-            return [m0, m0 + second, m0 - second]
-                .into_iter()
-                .find_map(|m| try_code::<K, M>(m, a, b, b_bits, p).map(|x| (m, x)));
-        }
+    if !fast_decides::<M>(e, p.inv_step) {
+        return encode_one::<K, M>(i, a_bits, b_bits, p);
     }
-    encode_one::<K, M>(i, a_bits, b_bits, p)
+    let m0 = round_small(e);
+    if m0.unsigned_abs() > p.max_code.saturating_add(1) {
+        return None;
+    }
+    let (a, b) = (K::widen(a_bits), K::widen(b_bits));
+    let second = if e >= f64::from(m0) { 1 } else { -1 };
+    [m0, m0 + second, m0 - second]
+        .into_iter()
+        .find_map(|m| try_code::<K, M>(m, a, b, b_bits, p).map(|x| (m, x)))
+}
+
+/// Whether a fast estimate `e` ([`Mode::estimate_fast`], or its sum with a lattice offset)
+/// decides what the exact one would: it lies further than its tolerance from every half-integer,
+/// so both round to the same code, and from every integer, so both lie on the same side of it
+/// (which orders the candidates after the first). NaN and estimates past `2^30` decide nothing.
+#[inline(always)]
+fn fast_decides<M: Mode>(e: f64, inv_step: f64) -> bool {
+    let tol = M::estimate_tolerance(e, inv_step);
+    let frac = (e - f64::from(e as i32)).abs();
+    e.abs() < (1u32 << 30) as f64 && (frac - 0.5).abs() > tol && frac > tol && 1.0 - frac > tol
 }
 
 /// Codes every element with `code_one(i, a_bits, b_bits)`: `Some((code, reconstruction bits))`,
@@ -1803,15 +1809,66 @@ pub struct FreshCodes {
     pub negative: Vec<bool>,
 }
 
+/// [`lattice_encode_one`] of every element from its base in `reference`: in vector lanes where
+/// the CPU has them (`lanes::place`, which leaves every element its fast estimate does not
+/// decide, or whose first candidate fails, to `lattice_encode_one`), one by one otherwise.
 fn from_bases<K: Elem, M: Mode>(
     target: &[u8],
     reference: &[u8],
     table: &PowerTable,
+    first: FirstPass,
 ) -> (QuantizedChunk, Vec<u8>) {
     let p = Params::new(table);
-    code_each::<K>(target, reference, |i, a_bits, b_bits| {
-        lattice_encode_one::<K, M>(i, a_bits, K::widen(b_bits), &p, &table.offsets)
-    })
+    let d = &table.offsets;
+    if first != FirstPass::Lanes || !lanes::available(K::KIND) {
+        return code_each::<K>(target, reference, |i, a_bits, b_bits| {
+            lattice_encode_one::<K, M>(i, a_bits, K::widen(b_bits), &p, d)
+        });
+    }
+    let (ts, bs) = (K::chunks(target), K::chunks(reference));
+    let mut codes = vec![0i32; ts.len()];
+    let mut recon = vec![0u8; reference.len()];
+    let outs = K::chunks_mut(&mut recon);
+    let mut slots = [0u8; ENCODE_BLOCK];
+    // Elements of the block left to `lattice_encode_one`, ascending.
+    let mut slow = Vec::with_capacity(ENCODE_BLOCK);
+    let (mut exception_positions, mut exception_values) = (Vec::new(), Vec::new());
+    for (blk, (((ta, bb), cs), os)) in ts
+        .chunks(ENCODE_BLOCK)
+        .zip(bs.chunks(ENCODE_BLOCK))
+        .zip(codes.chunks_mut(ENCODE_BLOCK))
+        .zip(outs.chunks_mut(ENCODE_BLOCK))
+        .enumerate()
+    {
+        let base = blk * ENCODE_BLOCK;
+        let slots = &mut slots[..ta.len()];
+        for (k, slot) in slots.iter_mut().enumerate() {
+            *slot = lattice_slot(base + k) as u8;
+        }
+        let done = lanes::place::<K, M>(ta, bb, slots, cs, os, &mut slow, &p, d);
+        slow.extend(done..ta.len());
+        for k in slow.drain(..) {
+            let b = K::widen(K::load(bb[k]));
+            match lattice_encode_one::<K, M>(base + k, K::load(ta[k]), b, &p, d) {
+                Some((m, x_bits)) => {
+                    cs[k] = m;
+                    os[k] = K::to_raw(x_bits);
+                }
+                None => {
+                    cs[k] = 0;
+                    os[k] = ta[k];
+                    exception_positions.push((base + k) as u32);
+                    exception_values.extend_from_slice(ta[k].as_ref());
+                }
+            }
+        }
+    }
+    let q = QuantizedChunk {
+        codes,
+        exception_positions,
+        exception_values,
+    };
+    (q, recon)
 }
 
 fn rescue<K: Elem, M: Mode>(
@@ -1878,7 +1935,7 @@ pub fn quantize_from_bases(
     Ok(by_kind_and_mode!(
         kind,
         table.bound,
-        from_bases(target, reference, table)
+        from_bases(target, reference, table, FirstPass::Lanes)
     ))
 }
 
@@ -2935,6 +2992,48 @@ mod tests {
         by_kind_and_mode!(kind, table.bound, each(target, reference, table))
     }
 
+    /// F32 elements whose code estimate lies within the fast estimate's tolerance of a
+    /// half-integer or an integer (a few in a thousand of these targets near such a point),
+    /// which the lanes must leave to the exact estimate: the placement equals the scalar path's.
+    #[test]
+    fn lattice_lanes_leave_boundaries_to_the_exact_estimate() {
+        let kind = FloatKind::F32;
+        for bound in [ErrorBound::Relative(0.01), ErrorBound::Relative(0.2)] {
+            let table = PowerTable::lattice(bound, 1 << 15).unwrap();
+            let (mut ta, mut bases, mut near) = (Vec::new(), Vec::new(), 0);
+            for i in 0..200_000 {
+                let b = from_f64(kind, 1.0 + (i % 7919) as f64 / 7919.0);
+                let offset = lattice_slot(i) as f64 / LATTICE_SLOTS as f64;
+                let code = (i % 200) as f64 - 100.0 + if i % 2 == 0 { 0.5 } else { 0.0 };
+                let a = from_f64(
+                    kind,
+                    val(kind, b) * ((code - offset) / table.inv_step).exp(),
+                );
+                let est = (val(kind, a) / val(kind, b)).ln() * table.inv_step + offset;
+                let frac = (est - est.trunc()).abs();
+                let tol = Rel::estimate_tolerance(est, table.inv_step);
+                near += usize::from((frac - 0.5).abs() <= tol || frac.min(1.0 - frac) <= tol);
+                ta.push(a);
+                bases.push(b);
+            }
+            assert!(
+                near >= 100,
+                "{bound:?}: only {near} elements near a boundary"
+            );
+            let (t, bases) = (to_bytes(kind, &ta), to_bytes(kind, &bases));
+            let one_by_one = by_kind_and_mode!(
+                kind,
+                bound,
+                from_bases(&t, &bases, &table, FirstPass::Scalar)
+            );
+            assert_eq!(
+                quantize_from_bases(kind, &t, &bases, &table).unwrap(),
+                one_by_one,
+                "{bound:?}"
+            );
+        }
+    }
+
     #[test]
     fn ln_fast_is_within_its_bound() {
         let mut rng = Rng(0x1234_5678_9abc_def1);
@@ -3066,6 +3165,27 @@ mod tests {
                 quantize(kind, &tb, &rbb, &table).unwrap(),
                 encode_element_by_element(kind, &tb, &rbb, &table)
             );
+        }
+
+        /// Placing elements on their lattice in lanes gives the codes, exceptions and
+        /// reconstruction of placing them one by one, from `±1`/0 bases (a keyframe) and from
+        /// arbitrary ones (an anchoring delta).
+        #[test]
+        fn lanes_place_on_the_lattice_as_the_scalar_path_does(
+            kind in kind_strategy(),
+            bound in bound_strategy(),
+            max_code in max_code_strategy(),
+            recipes in prop::collection::vec(recipe(), 0..1200),
+        ) {
+            let table = PowerTable::lattice(bound, max_code).unwrap();
+            let (ta, rb): (Vec<u64>, Vec<u64>) =
+                recipes.iter().map(|r| materialize(kind, r)).unzip();
+            let t = to_bytes(kind, &ta);
+            for bases in [to_bytes(kind, &lattice_base(kind, bound, &ta)), to_bytes(kind, &rb)] {
+                let one_by_one =
+                    by_kind_and_mode!(kind, bound, from_bases(&t, &bases, &table, FirstPass::Scalar));
+                prop_assert_eq!(quantize_from_bases(kind, &t, &bases, &table).unwrap(), one_by_one);
+            }
         }
 
         /// The first pass in vector lanes settles every element as the scalar pass does (and

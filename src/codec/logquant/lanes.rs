@@ -31,6 +31,31 @@ pub(super) fn settle<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
     0
 }
 
+/// Places the leading elements of a block that fill whole lanes on their lattice from their
+/// bases `bs` (slots `slots`), as `lattice_encode_one` would wherever the fast estimate decides
+/// the candidates and the first passes the exact check: codes into `cs`, reconstructions into
+/// `os`, the others' positions pushed onto `slow`. Returns how many leading elements it did.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn place<K: Elem, M: Mode>(
+    ta: &[K::Raw],
+    bs: &[K::Raw],
+    slots: &[u8],
+    cs: &mut [i32],
+    os: &mut [K::Raw],
+    slow: &mut Vec<usize>,
+    p: &Params<'_>,
+    offsets: &[f64],
+) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if available(K::KIND) {
+        // SAFETY: `available` checked the CPU features the kernel is compiled for.
+        return unsafe { x86::place::<K, M>(ta, bs, slots, cs, os, slow, p, offsets) };
+    }
+    let _ = (ta, bs, slots, cs, os, slow, p, offsets);
+    0
+}
+
 /// Whether this CPU runs the lanes for `kind` (the standard library caches the detection).
 pub(super) fn available(kind: FloatKind) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -49,7 +74,9 @@ pub(super) fn available(kind: FloatKind) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::{Elem, FloatKind, Mode, Params, LN_2, LN_FAST_TOLERANCE, SQRT_HALF_BITS};
+    use super::super::{
+        Elem, FloatKind, Mode, Params, LATTICE_SLOTS, LN_2, LN_FAST_TOLERANCE, SQRT_HALF_BITS,
+    };
     use std::arch::x86_64::*;
 
     /// Four elements' bits, one per 32-bit lane.
@@ -360,11 +387,112 @@ mod x86 {
         }
         n
     }
+
+    /// `round(e)` of each lane (halves away from zero) for `|e| < 2^30`, as 32-bit lanes, and
+    /// `e - trunc(e)`.
+    #[inline(always)]
+    unsafe fn round_small(e: __m256d) -> (__m128i, __m256d) {
+        let pd = _mm256_set1_pd;
+        let t = _mm256_cvttpd_epi32(e);
+        let frac = _mm256_sub_pd(e, _mm256_cvtepi32_pd(t));
+        let up = narrow_mask(_mm256_cmp_pd::<_CMP_GE_OQ>(frac, pd(0.5)));
+        let down = narrow_mask(_mm256_cmp_pd::<_CMP_LE_OQ>(frac, pd(-0.5)));
+        // Masks are -1 where set: `t + up - down` is `t - up_mask + down_mask`.
+        (_mm_add_epi32(_mm_sub_epi32(t, up), down), frac)
+    }
+
+    /// `fast_decides` of each lane.
+    #[inline(always)]
+    unsafe fn decides<M: Mode>(e: __m256d, inv_step: f64) -> __m256d {
+        let pd = _mm256_set1_pd;
+        let tol = tolerance::<M>(e, inv_step);
+        let in_range = _mm256_cmp_pd::<_CMP_LT_OQ>(abs(e), pd((1u32 << 30) as f64));
+        let frac = abs(_mm256_sub_pd(e, _mm256_cvtepi32_pd(_mm256_cvttpd_epi32(e))));
+        _mm256_and_pd(
+            _mm256_and_pd(in_range, _mm256_cmp_pd::<_CMP_GT_OQ>(frac, tol)),
+            _mm256_and_pd(
+                _mm256_cmp_pd::<_CMP_GT_OQ>(abs(_mm256_sub_pd(frac, pd(0.5))), tol),
+                _mm256_cmp_pd::<_CMP_GT_OQ>(_mm256_sub_pd(pd(1.0), frac), tol),
+            ),
+        )
+    }
+
+    /// `decides` of four estimates, for the tests.
+    #[cfg(test)]
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn decides_four<M: Mode>(e: [f64; 4], inv_step: f64) -> [bool; 4] {
+        let m = _mm256_movemask_pd(decides::<M>(_mm256_loadu_pd(e.as_ptr()), inv_step));
+        std::array::from_fn(|j| m & (1 << j) != 0)
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn place<K: Elem, M: Mode>(
+        ta: &[K::Raw],
+        bs: &[K::Raw],
+        slots: &[u8],
+        cs: &mut [i32],
+        os: &mut [K::Raw],
+        slow: &mut Vec<usize>,
+        p: &Params<'_>,
+        offsets: &[f64],
+    ) -> usize {
+        assert_ne!(K::KIND, FloatKind::F64, "no lanes for F64");
+        let n = ta.len() / 4 * 4;
+        assert!(bs.len() >= n && slots.len() >= n && cs.len() >= n && os.len() >= n);
+        // The gathers read `off + m` with `|m| <= max_code` (or `off`), and slot `j < 256`.
+        assert_eq!(p.table.len(), 2 * p.max_code as usize + 1);
+        assert_eq!(offsets.len(), LATTICE_SLOTS);
+        let pd = _mm256_set1_pd;
+        let off = _mm_set1_epi32(p.max_code as i32);
+        let max_code = _mm_set1_epi32(p.max_code as i32);
+        for k in (0..n).step_by(4) {
+            // SAFETY (all pointer accesses): `k + 4 <= n`, within every slice (asserted).
+            let a_bits = load_bits::<K>(ta.as_ptr().add(k));
+            let (a, b) = (
+                widen::<K>(a_bits),
+                widen::<K>(load_bits::<K>(bs.as_ptr().add(k))),
+            );
+            let slot = _mm_cvtepu8_epi32(_mm_cvtsi32_si128(
+                slots.as_ptr().add(k).cast::<i32>().read_unaligned(),
+            ));
+            // `j / 256`: exact, as the scalar division.
+            let offset = _mm256_mul_pd(_mm256_cvtepi32_pd(slot), pd(1.0 / LATTICE_SLOTS as f64));
+            let e = _mm256_add_pd(estimate::<M>(a, b, p.inv_step), offset);
+            let decided = decides::<M>(e, p.inv_step);
+            let (m0, _) = round_small(_mm256_and_pd(e, decided));
+            let mut usable = _mm256_and_pd(
+                decided,
+                _mm256_cmp_pd::<_CMP_LT_OQ>(abs(a), pd(f64::INFINITY)),
+            );
+            if !M::ZERO_TARGET_OK {
+                usable =
+                    _mm256_and_pd(usable, _mm256_cmp_pd::<_CMP_NEQ_UQ>(a, _mm256_setzero_pd()));
+            }
+            let beyond = _mm_cmpgt_epi32(_mm_abs_epi32(m0), max_code);
+            let usable = _mm_andnot_si128(beyond, narrow_mask(usable));
+            let index = _mm_add_epi32(off, _mm_and_si128(m0, usable));
+            let step = _mm256_i32gather_pd::<8>(p.table.as_ptr(), index);
+            let grid = _mm256_i32gather_pd::<8>(offsets.as_ptr(), slot);
+            let x = narrow::<K>(apply::<M>(apply::<M>(b, step), grid));
+            let passes = _mm256_and_pd(
+                widen_mask(usable),
+                within::<M>(widen::<K>(x), a, p.eps_check),
+            );
+            _mm_storeu_si128(cs.as_mut_ptr().add(k).cast(), m0);
+            store_bits::<K>(os.as_mut_ptr().add(k), x);
+            let placed = _mm256_movemask_pd(passes);
+            if placed != 0b1111 {
+                slow.extend((0..4).filter(|j| placed & (1 << j) == 0).map(|j| k + j));
+            }
+        }
+        n
+    }
 }
 
 #[cfg(all(test, target_arch = "x86_64"))]
 mod tests {
-    use super::super::{Abs, Bf16Elem, Elem, F16Elem, F32Elem, FloatKind, Mode, Rel};
+    use super::super::{fast_decides, Abs, Bf16Elem, Elem, F16Elem, F32Elem, FloatKind, Mode, Rel};
     use super::{available, x86};
 
     /// Runs `f` on the lanes of every whole four of `xs`, against `scalar` element by element.
@@ -488,6 +616,42 @@ mod tests {
                 let scalar = std::array::from_fn(|j| M::within::<K>(x[j], a[j], e));
                 assert_eq!(lanes, scalar, "{x:?} {a:?} {e}");
             }
+        }
+    }
+
+    /// The lanes decide where `fast_decides` does: estimates at, within and past their tolerance
+    /// of half-integers and integers, out of range and NaN.
+    #[test]
+    fn decides_lanes_match_the_scalar_rule() {
+        if !available(FloatKind::F32) {
+            crate::report_skip(
+                "codec::logquant::lanes::tests",
+                "no AVX2 and F16C on this CPU",
+            );
+            return;
+        }
+        for inv_step in [0.7, 50.25, 5000.0] {
+            let tol = Rel::estimate_tolerance(100.0, inv_step);
+            let mut es = vec![f64::NAN, f64::INFINITY, 2e9, -2e9, 1.5e9, 0.0];
+            for k in [-1000.0, -3.0, 0.0, 1.0, 77.0, 1e6] {
+                for at in [k, k + 0.5, k - 0.5] {
+                    for d in [0.0, tol * 0.5, tol, tol * 1.01, tol * 2.0, 1e-3, 0.2] {
+                        es.extend([at + d, at - d]);
+                    }
+                }
+            }
+            es.resize(es.len().div_ceil(4) * 4, 0.25);
+            // SAFETY: `available` checked the features.
+            compare_fours(
+                &es,
+                |e| unsafe { x86::decides_four::<Rel>(e, inv_step) },
+                |e| fast_decides::<Rel>(e, inv_step),
+            );
+            compare_fours(
+                &es,
+                |e| unsafe { x86::decides_four::<Abs>(e, inv_step) },
+                |e| fast_decides::<Abs>(e, inv_step),
+            );
         }
     }
 
