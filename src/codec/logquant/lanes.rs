@@ -353,12 +353,7 @@ mod x86 {
             // half-integer to round as the exact one does.
             let in_range = _mm256_cmp_pd::<_CMP_LT_OQ>(abs(e), pd((1u32 << 30) as f64));
             let e = _mm256_and_pd(e, in_range);
-            let t = _mm256_cvttpd_epi32(e);
-            let frac = _mm256_sub_pd(e, _mm256_cvtepi32_pd(t));
-            let up = narrow_mask(_mm256_cmp_pd::<_CMP_GE_OQ>(frac, pd(0.5)));
-            let down = narrow_mask(_mm256_cmp_pd::<_CMP_LE_OQ>(frac, pd(-0.5)));
-            // Masks are -1 where set: `t + up - down` is `t - up_mask + down_mask`.
-            let m0 = _mm_add_epi32(_mm_sub_epi32(t, up), down);
+            let (m0, frac) = round_small(e);
             let clear = _mm256_cmp_pd::<_CMP_GT_OQ>(
                 abs(_mm256_sub_pd(abs(frac), pd(0.5))),
                 tolerance::<M>(e, p.inv_step),
