@@ -3,7 +3,7 @@
 //! reference meets the bound, or whose first candidate passes the exact decode-and-check. Every
 //! lane runs the scalar pass's operations in its order, each a correctly rounded IEEE operation
 //! or an integer one, so codes, reconstructions and the elements left over are the scalar pass's
-//! bit for bit (`lanes_settle_as_the_scalar_pass_does` compares the two). F16, BF16 and F32;
+//! bit for bit (`fast_encoder_equals_element_by_element` compares both with `encode_one`). F16, BF16 and F32;
 //! F64 and CPUs without AVX2 keep the scalar pass.
 
 use super::{Elem, FloatKind, Mode, Params};
@@ -75,7 +75,8 @@ pub(super) fn available(kind: FloatKind) -> bool {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::{
-        Elem, FloatKind, Mode, Params, LATTICE_SLOTS, LN_2, LN_FAST_TOLERANCE, SQRT_HALF_BITS,
+        Elem, FloatKind, Mode, Params, ATANH_SERIES, LATTICE_SLOTS, LN_2, LN_FAST_TOLERANCE,
+        SQRT_HALF_BITS,
     };
     use std::arch::x86_64::*;
 
@@ -202,16 +203,8 @@ mod x86 {
         let m = _mm256_castsi256_pd(_mm256_sub_epi64(bits, _mm256_slli_epi64::<52>(k)));
         let s = _mm256_div_pd(_mm256_sub_pd(m, pd(1.0)), _mm256_add_pd(m, pd(1.0)));
         let z = _mm256_mul_pd(s, s);
-        let mut poly = pd(1.0 / 15.0);
-        for c in [
-            1.0 / 13.0,
-            1.0 / 11.0,
-            1.0 / 9.0,
-            1.0 / 7.0,
-            1.0 / 5.0,
-            1.0 / 3.0,
-            1.0,
-        ] {
+        let mut poly = pd(ATANH_SERIES[0]);
+        for &c in &ATANH_SERIES[1..] {
             poly = _mm256_add_pd(pd(c), _mm256_mul_pd(z, poly));
         }
         let kf = _mm256_sub_pd(_mm256_cvtepi32_pd(pack_low_halves(kq)), pd(1024.0));
