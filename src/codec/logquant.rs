@@ -1124,15 +1124,35 @@ pub fn exponent_max(kind: FloatKind) -> u16 {
 /// Positions, ascending, of the elements of `target` whose exponent field is all zeros or all
 /// ones (zero, subnormal, infinite, NaN) and whose bits differ from `recon`'s (equal lengths).
 pub fn special_mismatches(kind: FloatKind, target: &[u8], recon: &[u8]) -> Vec<u32> {
+    /// Elements tested at once before any is looked at one by one.
+    const SPECIAL_BLOCK: usize = 256;
     fn each<K: Elem>(target: &[u8], recon: &[u8]) -> Vec<u32> {
-        let mut out = Vec::new();
         let max = u64::from(K::EXP_MAX);
-        for (i, (&t, &r)) in K::chunks(target).iter().zip(K::chunks(recon)).enumerate() {
+        // The flags are combined without short-circuits, so a block's test is one branch-free
+        // (vectorized) pass; only a block with a mismatch is searched element by element.
+        let mismatch = |(&t, &r): (&K::Raw, &K::Raw)| {
             let (t, r) = (K::load(t), K::load(r));
             let e = (t >> K::EXP_SHIFT) & max;
-            // One rarely taken branch: the flags are combined without short-circuits.
-            if (t != r) & ((e == 0) | (e == max)) {
-                out.push(i as u32);
+            (t != r) & ((e == 0) | (e == max))
+        };
+        let mut out = Vec::new();
+        let (ts, rs) = (K::chunks(target), K::chunks(recon));
+        for (b, (tb, rb)) in ts
+            .chunks(SPECIAL_BLOCK)
+            .zip(rs.chunks(SPECIAL_BLOCK))
+            .enumerate()
+        {
+            if tb
+                .iter()
+                .zip(rb)
+                .fold(false, |any, pair| any | mismatch(pair))
+            {
+                let found = tb
+                    .iter()
+                    .zip(rb)
+                    .enumerate()
+                    .filter(|&(_, pair)| mismatch(pair));
+                out.extend(found.map(|(k, _)| (b * SPECIAL_BLOCK + k) as u32));
             }
         }
         out
@@ -3034,6 +3054,58 @@ mod tests {
                 one_by_one,
                 "{bound:?}"
             );
+        }
+    }
+
+    /// The blocked search finds the special mismatches a scan of every element finds: specials
+    /// equal or not to the reconstruction, in blocks with none, one or many, at block edges.
+    #[test]
+    fn special_mismatches_are_the_scanned_ones() {
+        let mut rng = Rng(0x005e_ed0f_5bec_1a15);
+        for kind in ALL_KINDS {
+            let sp = specials(kind);
+            for density in [0, 1, 50, 1000] {
+                let target: Vec<u64> = (0..3000)
+                    .map(|i| {
+                        if rng.next() % 1000 < density || i % 256 == 255 {
+                            sp[(rng.next() % sp.len() as u64) as usize]
+                        } else {
+                            from_f64(kind, 1.0 + rng.unit())
+                        }
+                    })
+                    .collect();
+                let recon: Vec<u64> = target
+                    .iter()
+                    .map(|&t| {
+                        if rng.next().is_multiple_of(2) {
+                            t ^ 1
+                        } else {
+                            t
+                        }
+                    })
+                    .collect();
+                let exp = |t: u64| {
+                    (t >> (8 * kind.size() - 1 - exponent_bits(kind)))
+                        & ((1 << exponent_bits(kind)) - 1)
+                };
+                let want: Vec<u32> = (0..target.len())
+                    .filter(|&i| {
+                        let e = exp(target[i]);
+                        target[i] != recon[i] && (e == 0 || e == (1 << exponent_bits(kind)) - 1)
+                    })
+                    .map(|i| i as u32)
+                    .collect();
+                let (t, r) = (to_bytes(kind, &target), to_bytes(kind, &recon));
+                assert_eq!(special_mismatches(kind, &t, &r), want, "{kind:?} {density}");
+            }
+        }
+    }
+
+    fn exponent_bits(kind: FloatKind) -> usize {
+        match kind {
+            FloatKind::F16 => 5,
+            FloatKind::BF16 | FloatKind::F32 => 8,
+            FloatKind::F64 => 11,
         }
     }
 
