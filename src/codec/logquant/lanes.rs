@@ -1,10 +1,14 @@
-//! The first pass of [`super::encode_nearest`] four elements at a time (AVX2, and F16C for F16):
-//! the fast estimate, then the settling of every element whose bits equal the reference's, whose
-//! reference meets the bound, or whose first candidate passes the exact decode-and-check. Every
-//! lane runs the scalar pass's operations in its order, each a correctly rounded IEEE operation
-//! or an integer one, so codes, reconstructions and the elements left over are the scalar pass's
-//! bit for bit (`fast_encoder_equals_element_by_element` compares both with `encode_one`). F16, BF16 and F32;
-//! F64 and CPUs without AVX2 keep the scalar pass.
+//! The quantizer's element-wise passes four elements at a time (AVX2, and F16C for F16): a
+//! delta's first pass ([`super::encode_nearest`]: the fast estimate, then the settling of every
+//! element whose bits equal the reference's, whose reference meets the bound, or whose first
+//! candidate passes the exact decode-and-check) and the lattice placement of keyframes and
+//! anchoring deltas ([`super::from_bases`]). Every lane runs the scalar path's operations in
+//! its order, each a correctly rounded IEEE operation or an integer one, and leaves to the
+//! scalar path every element whose fast estimate does not decide its candidates, so codes,
+//! reconstructions and exceptions are the scalar path's bit for bit
+//! (`fast_encoder_equals_element_by_element`,
+//! `lanes_place_on_the_lattice_as_the_scalar_path_does`). F16, BF16 and F32; F64 and CPUs
+//! without AVX2 keep the scalar path.
 
 use super::{Elem, FloatKind, Mode, Params};
 
