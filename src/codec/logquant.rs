@@ -839,8 +839,9 @@ fn dither_u(i: usize, a_bits: u64, b_bits: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// How [`encode_nearest`]'s first pass and the lattice placement ([`from_bases`]) run: in vector lanes where the CPU has them, or one
-/// element at a time (the reference the lanes are tested against).
+/// How [`encode_nearest`]'s first pass and the lattice placement ([`from_bases`]) run: in vector
+/// lanes where the CPU has them, or one element at a time (the reference the lanes are tested
+/// against).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FirstPass {
     Lanes,
@@ -899,11 +900,6 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
     first: FirstPass,
 ) -> (QuantizedChunk, Vec<u8>) {
     debug_assert_eq!(KEEP_REFERENCE, p.keep_reference);
-    let ts = K::chunks(target);
-    let rs = K::chunks(reference);
-    let mut codes = vec![0i32; ts.len()];
-    let mut recon = vec![0u8; reference.len()];
-    let outs = K::chunks_mut(&mut recon);
     let table = p.table;
     let off = p.max_code as i32;
     let mut est = [0f64; ENCODE_BLOCK];
@@ -911,14 +907,7 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
     // Elements of the block left to the candidates after the first, ascending, with their fast
     // estimates (at most a block: memory stays bounded whatever the chunk).
     let mut slow: Vec<(usize, f64)> = Vec::with_capacity(ENCODE_BLOCK);
-    let (mut exception_positions, mut exception_values) = (Vec::new(), Vec::new());
-    for (blk, (((ta, rb), cs), os)) in ts
-        .chunks(ENCODE_BLOCK)
-        .zip(rs.chunks(ENCODE_BLOCK))
-        .zip(codes.chunks_mut(ENCODE_BLOCK))
-        .zip(outs.chunks_mut(ENCODE_BLOCK))
-        .enumerate()
-    {
+    code_blocks::<K>(target, reference, |base, ta, rb, cs, os, exceptions| {
         let est = &mut est[..ta.len()];
         let done = match first {
             FirstPass::Lanes => {
@@ -937,7 +926,6 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
             (*x, *y) = (K::widen(K::load(a)), K::widen(K::load(b)));
         }
         M::estimates_fast(av, bv, p.inv_step, &mut est[done..]);
-        let base = blk * ENCODE_BLOCK;
         for (k, ((((&ta, &rb), &e), c), o)) in ta
             .iter()
             .zip(rb)
@@ -978,16 +966,9 @@ fn encode_nearest<K: Elem, M: Mode, const KEEP_REFERENCE: bool>(
         for (k, e) in slow.drain(..) {
             let (a_bits, b_bits) = (K::load(ta[k]), K::load(rb[k]));
             let outcome = encode_rest::<K, M>(base + k, a_bits, b_bits, e, p);
-            let exceptions = (&mut exception_positions, &mut exception_values);
-            write_outcome::<K>(exceptions, base + k, ta[k], outcome, &mut cs[k], &mut os[k]);
+            exceptions.write::<K>(base + k, ta[k], outcome, &mut cs[k], &mut os[k]);
         }
-    }
-    let q = QuantizedChunk {
-        codes,
-        exception_positions,
-        exception_values,
-    };
-    (q, recon)
+    })
 }
 
 /// [`encode_one`] of an element that [`encode_nearest`]'s first pass did not settle (its bits differ
@@ -1027,30 +1008,72 @@ fn fast_decides<M: Mode>(e: f64, inv_step: f64) -> bool {
     e.abs() < (1u32 << 30) as f64 && (frac - 0.5).abs() > tol && frac > tol && 1.0 - frac > tol
 }
 
-/// Writes element `i`'s outcome into its code and reconstruction slots: `Some((code,
-/// reconstruction bits))`, or `None` for an exception (code 0, the target's raw bits kept in the
-/// reconstruction and appended, with `i`, to `q`'s exceptions).
-#[inline(always)]
-fn write_outcome<K: Elem>(
-    q_exceptions: (&mut Vec<u32>, &mut Vec<u8>),
-    i: usize,
-    target: K::Raw,
-    outcome: Option<(i32, u64)>,
-    code: &mut i32,
-    out: &mut K::Raw,
-) {
-    match outcome {
-        Some((m, x_bits)) => {
-            *code = m;
-            *out = K::to_raw(x_bits);
-        }
-        None => {
-            *code = 0;
-            *out = target;
-            q_exceptions.0.push(i as u32);
-            q_exceptions.1.extend_from_slice(target.as_ref());
+/// A chunk's exceptions as it is coded: positions ascending, raw values in that order.
+#[derive(Default)]
+struct Exceptions {
+    positions: Vec<u32>,
+    values: Vec<u8>,
+}
+
+impl Exceptions {
+    /// Writes element `i`'s outcome into its code and reconstruction slots: `Some((code,
+    /// reconstruction bits))`, or `None` for an exception (code 0, the target's raw bits kept in
+    /// the reconstruction and appended, with `i`, to the list).
+    #[inline(always)]
+    fn write<K: Elem>(
+        &mut self,
+        i: usize,
+        target: K::Raw,
+        outcome: Option<(i32, u64)>,
+        code: &mut i32,
+        out: &mut K::Raw,
+    ) {
+        match outcome {
+            Some((m, x_bits)) => {
+                *code = m;
+                *out = K::to_raw(x_bits);
+            }
+            None => {
+                *code = 0;
+                *out = target;
+                self.positions.push(i as u32);
+                self.values.extend_from_slice(target.as_ref());
+            }
         }
     }
+
+    fn into_chunk(self, codes: Vec<i32>) -> QuantizedChunk {
+        QuantizedChunk {
+            codes,
+            exception_positions: self.positions,
+            exception_values: self.values,
+        }
+    }
+}
+
+/// Codes `target` against `reference` a block of [`ENCODE_BLOCK`] elements at a time, so the
+/// passes' scratch stays bounded whatever the chunk: `code_block(base, ta, rb, cs, os,
+/// exceptions)` fills the codes and reconstructions of the block starting at element `base` and
+/// records its exceptions, ascending.
+fn code_blocks<K: Elem>(
+    target: &[u8],
+    reference: &[u8],
+    mut code_block: impl FnMut(usize, &[K::Raw], &[K::Raw], &mut [i32], &mut [K::Raw], &mut Exceptions),
+) -> (QuantizedChunk, Vec<u8>) {
+    let (ts, rs) = (K::chunks(target), K::chunks(reference));
+    let mut codes = vec![0i32; ts.len()];
+    let mut recon = vec![0u8; reference.len()];
+    let mut exceptions = Exceptions::default();
+    for (blk, (((ta, rb), cs), os)) in ts
+        .chunks(ENCODE_BLOCK)
+        .zip(rs.chunks(ENCODE_BLOCK))
+        .zip(codes.chunks_mut(ENCODE_BLOCK))
+        .zip(K::chunks_mut(&mut recon).chunks_mut(ENCODE_BLOCK))
+        .enumerate()
+    {
+        code_block(blk * ENCODE_BLOCK, ta, rb, cs, os, &mut exceptions);
+    }
+    (exceptions.into_chunk(codes), recon)
 }
 
 /// Codes every element with `code_one(i, a_bits, b_bits)`: `Some((code, reconstruction bits))`,
@@ -1062,24 +1085,21 @@ fn code_each<K: Elem>(
 ) -> (QuantizedChunk, Vec<u8>) {
     let ts = K::chunks(target);
     let rs = K::chunks(reference);
-    let mut q = QuantizedChunk {
-        codes: vec![0i32; ts.len()],
-        ..QuantizedChunk::default()
-    };
+    let mut codes = vec![0i32; ts.len()];
     let mut recon = reference.to_vec();
     let outs = K::chunks_mut(&mut recon);
+    let mut exceptions = Exceptions::default();
     for (i, (((&ta, &rb), code), out)) in ts
         .iter()
         .zip(rs)
-        .zip(q.codes.iter_mut())
+        .zip(codes.iter_mut())
         .zip(outs.iter_mut())
         .enumerate()
     {
         let outcome = code_one(i, K::load(ta), K::load(rb));
-        let exceptions = (&mut q.exception_positions, &mut q.exception_values);
-        write_outcome::<K>(exceptions, i, ta, outcome, code, out);
+        exceptions.write::<K>(i, ta, outcome, code, out);
     }
-    (q, recon)
+    (exceptions.into_chunk(codes), recon)
 }
 
 fn decode<K: Elem, M: Mode>(reference: &[u8], codes: &[i32], p: &Params<'_>, out: &mut [u8]) {
@@ -1856,22 +1876,10 @@ fn from_bases<K: Elem, M: Mode>(
             lattice_encode_one::<K, M>(i, a_bits, K::widen(b_bits), &p, d)
         });
     }
-    let (ts, bs) = (K::chunks(target), K::chunks(reference));
-    let mut codes = vec![0i32; ts.len()];
-    let mut recon = vec![0u8; reference.len()];
-    let outs = K::chunks_mut(&mut recon);
     let mut slots = [0u8; ENCODE_BLOCK];
     // Elements of the block left to `lattice_encode_one`, ascending.
     let mut slow = Vec::with_capacity(ENCODE_BLOCK);
-    let (mut exception_positions, mut exception_values) = (Vec::new(), Vec::new());
-    for (blk, (((ta, bb), cs), os)) in ts
-        .chunks(ENCODE_BLOCK)
-        .zip(bs.chunks(ENCODE_BLOCK))
-        .zip(codes.chunks_mut(ENCODE_BLOCK))
-        .zip(outs.chunks_mut(ENCODE_BLOCK))
-        .enumerate()
-    {
-        let base = blk * ENCODE_BLOCK;
+    code_blocks::<K>(target, reference, |base, ta, bb, cs, os, exceptions| {
         let slots = &mut slots[..ta.len()];
         for (k, slot) in slots.iter_mut().enumerate() {
             *slot = lattice_slot(base + k) as u8;
@@ -1881,16 +1889,9 @@ fn from_bases<K: Elem, M: Mode>(
         for k in slow.drain(..) {
             let b = K::widen(K::load(bb[k]));
             let outcome = lattice_encode_one::<K, M>(base + k, K::load(ta[k]), b, &p, d);
-            let exceptions = (&mut exception_positions, &mut exception_values);
-            write_outcome::<K>(exceptions, base + k, ta[k], outcome, &mut cs[k], &mut os[k]);
+            exceptions.write::<K>(base + k, ta[k], outcome, &mut cs[k], &mut os[k]);
         }
-    }
-    let q = QuantizedChunk {
-        codes,
-        exception_positions,
-        exception_values,
-    };
-    (q, recon)
+    })
 }
 
 fn rescue<K: Elem, M: Mode>(
