@@ -8,13 +8,18 @@ use crate::codec::rans::{self, Layout, NARROW, WIDE};
 pub struct Coder {
     /// 32 states (entropy coder 9) instead of 4.
     pub wide: bool,
-    /// The AVX-512 kernels where the CPU has them (`false`: the scalar coder).
+    /// The vector kernels where the CPU has them (`false`: the scalar coder).
     pub vector: bool,
 }
 
-/// Whether the vector kernels run on this CPU.
-pub fn vector_kernels_available() -> bool {
-    crate::codec::rans_avx512::available()
+/// Which vector kernels run on this CPU: `"AVX-512"` (encode and decode), `"AVX2"` (decode
+/// only) or `None`.
+pub fn vector_kernels() -> Option<&'static str> {
+    use crate::codec::rans_vector::{best, Isa};
+    best().map(|isa| match isa {
+        Isa::Avx512 => "AVX-512",
+        Isa::Avx2 => "AVX2",
+    })
 }
 
 /// The stream `coder` writes for `data` (`None`: empty input).

@@ -12,9 +12,9 @@ pub mod logquant;
 pub mod lossy;
 pub mod planes;
 pub mod rans;
-pub(crate) mod rans_avx512;
 mod rans_roots;
 pub mod rans_v1;
+pub(crate) mod rans_vector;
 pub(crate) mod sparse;
 pub mod varint;
 
