@@ -1565,10 +1565,13 @@ fn stream_short(len: usize) -> QuantError {
     }
 }
 
+/// Elements whose codes a level gathers before applying them: a stream's cursor advances by a
+/// count kept in one byte of a register, so a span holds at most 255.
+const SPAN: usize = 255;
+
 /// The hot loop of a checkout: one level over elements `xs` (none an exception or fresh), codes
-/// from `streams` by class (`split`) from the cursors `at`. No branch on the data: a code 0
-/// keeps the value's bits by a select (not `x * 1`, which would touch a NaN's payload), and the
-/// table's bounds check is the code's range check (it holds exactly the codes in range).
+/// from `streams` by class (`split`) from the cursors `at`, a span at a time: its codes
+/// gathered and range-checked ([`gather_codes`]), then applied ([`apply_span`]).
 fn apply_codes<K: Elem, M: Mode, C: Copy + Into<i32>>(
     xs: &mut [u64],
     streams: &[impl AsRef<[C]>],
@@ -1577,53 +1580,84 @@ fn apply_codes<K: Elem, M: Mode, C: Copy + Into<i32>>(
     class: &[u8; EXPONENT_VALUES],
     table: &[f64],
 ) -> Result<(), QuantError> {
-    let max_code = (table.len() / 2) as u32;
-    let off = max_code as i32;
-    let step = |x: u64, m: i32, stream: usize, pos: usize| -> Result<u64, QuantError> {
-        let Some(&t) = table.get(m.wrapping_add(off) as usize) else {
-            return Err(code_out_of_range(stream, pos, m, max_code));
-        };
-        let y = K::narrow(M::apply(K::widen(x), t));
-        Ok(if m != 0 { y } else { x })
-    };
-    if !split {
-        let codes = streams[0].as_ref();
-        let first = at[0];
-        let codes = codes
-            .get(first..first + xs.len())
-            .ok_or_else(|| stream_short(codes.len()))?;
-        for (k, (x, &m)) in xs.iter_mut().zip(codes).enumerate() {
-            *x = step(*x, m.into(), 0, first + k)?;
-        }
-        at[0] = first + xs.len();
-        return Ok(());
-    }
     // Fixed arrays indexed by a masked class: no bounds checks in the loop.
     let mut by_class: [&[C]; MAX_STREAMS] = [&[]; MAX_STREAMS];
     for (b, s) in by_class.iter_mut().zip(streams) {
         *b = s.as_ref();
     }
-    let streams = by_class;
-    // Each stream's cursor advances by a count kept in one byte of a register (a span holds at
-    // most 255 elements), so consecutive elements of a class do not wait on a store.
-    for span in xs.chunks_mut(255) {
-        let mut counts = 0u64;
-        for x in span.iter_mut() {
-            let e = ((*x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as usize;
-            let c = usize::from(class[e & (EXPONENT_VALUES - 1)]) & (MAX_STREAMS - 1);
-            let shift = 8 * c as u32;
-            let pos = at[c] + ((counts >> shift) & 0xff) as usize;
-            counts += 1 << shift;
-            let Some(&m) = streams[c].get(pos) else {
-                return Err(stream_short(streams[c].len()));
-            };
-            *x = step(*x, m.into(), c, pos)?;
+    let mut codes = [0i32; SPAN];
+    for span in xs.chunks_mut(SPAN) {
+        let codes = &mut codes[..span.len()];
+        if split {
+            gather_codes::<K, C>(span, codes, &by_class, at, class, table.len())?;
+        } else {
+            let (stream, first) = (by_class[0], at[0]);
+            let chunk = stream
+                .get(first..first + span.len())
+                .ok_or_else(|| stream_short(stream.len()))?;
+            for (k, (m, &c)) in codes.iter_mut().zip(chunk).enumerate() {
+                *m = checked_code(c.into(), 0, first + k, table.len())?;
+            }
+            at[0] = first + span.len();
         }
-        for (c, at) in at.iter_mut().enumerate() {
-            *at += ((counts >> (8 * c)) & 0xff) as usize;
-        }
+        apply_span::<K, M>(span, codes, table);
     }
     Ok(())
+}
+
+/// `m` where the table holds it (`table_len = 2 * max_code + 1` entries), else the error that
+/// names its stream and position.
+#[inline(always)]
+fn checked_code(m: i32, stream: usize, pos: usize, table_len: usize) -> Result<i32, QuantError> {
+    let max_code = (table_len / 2) as u32;
+    if m.unsigned_abs() > max_code {
+        return Err(code_out_of_range(stream, pos, m, max_code));
+    }
+    Ok(m)
+}
+
+/// The code of each element of `xs` (at most [`SPAN`]) from the stream of its class, the cursors
+/// `at` moved past them.
+#[inline(always)]
+fn gather_codes<K: Elem, C: Copy + Into<i32>>(
+    xs: &[u64],
+    codes: &mut [i32],
+    streams: &[&[C]; MAX_STREAMS],
+    at: &mut [usize; MAX_STREAMS],
+    class: &[u8; EXPONENT_VALUES],
+    table_len: usize,
+) -> Result<(), QuantError> {
+    // Consecutive elements of a class do not wait on a store to their cursor.
+    let mut counts = 0u64;
+    for (&x, m) in xs.iter().zip(codes.iter_mut()) {
+        let e = ((x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as usize;
+        let c = usize::from(class[e & (EXPONENT_VALUES - 1)]) & (MAX_STREAMS - 1);
+        let shift = 8 * c as u32;
+        let pos = at[c] + ((counts >> shift) & 0xff) as usize;
+        counts += 1 << shift;
+        let Some(&code) = streams[c].get(pos) else {
+            return Err(stream_short(streams[c].len()));
+        };
+        *m = checked_code(code.into(), c, pos, table_len)?;
+    }
+    for (c, at) in at.iter_mut().enumerate() {
+        *at += ((counts >> (8 * c)) & 0xff) as usize;
+    }
+    Ok(())
+}
+
+/// Applies each code (range-checked) to its element: `narrow(apply(widen(x), T[m]))`, and a
+/// code 0 keeps the value's bits (a select, not `x * 1`, which would touch a NaN's payload).
+/// Whole lanes of four in AVX2 where the CPU and the type have them (`logquant::lanes`), the
+/// same operations; the rest here.
+#[inline(always)]
+fn apply_span<K: Elem, M: Mode>(xs: &mut [u64], codes: &[i32], table: &[f64]) {
+    let done = lanes::apply_span::<K, M>(xs, codes, table);
+    let off = (table.len() / 2) as i32;
+    for (x, &m) in xs[done..].iter_mut().zip(&codes[done..]) {
+        let y = K::narrow(M::apply(K::widen(*x), table[(m + off) as usize]));
+        *x = if m != 0 { y } else { *x };
+    }
 }
 
 fn run_levels<K: Elem, M: Mode>(

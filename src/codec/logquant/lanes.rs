@@ -1,4 +1,4 @@
-//! The quantizer's element-wise passes four elements at a time (AVX2, and F16C for F16): a
+//! The codec's element-wise passes four elements at a time (AVX2, and F16C for F16): a
 //! delta's first pass ([`super::encode_nearest`]: the fast estimate, then the settling of every
 //! element whose bits equal the reference's, whose reference meets the bound, or whose first
 //! candidate passes the exact decode-and-check) and the lattice placement of keyframes and
@@ -7,8 +7,10 @@
 //! scalar path every element whose fast estimate does not decide its candidates, so codes,
 //! reconstructions and exceptions are the scalar path's bit for bit
 //! (`fast_encoder_equals_element_by_element`,
-//! `lanes_place_on_the_lattice_as_the_scalar_path_does`). F16, BF16 and F32; F64 and CPUs
-//! without AVX2 keep the scalar path.
+//! `lanes_place_on_the_lattice_as_the_scalar_path_does`). A checkout's chain apply
+//! ([`super::apply_span`]) likewise: widen, one multiply or add by the gathered step, narrow,
+//! and a code 0's bits kept (`apply_lanes_match_the_scalar_loop`). F16, BF16 and F32; F64 and
+//! CPUs without AVX2 keep the scalar path.
 
 use super::{Elem, FloatKind, Mode, Params};
 
@@ -57,6 +59,20 @@ pub(super) fn place<K: Elem, M: Mode>(
         return unsafe { x86::place::<K, M>(ta, bs, slots, cs, os, slow, p, offsets) };
     }
     let _ = (ta, bs, slots, cs, os, slow, p, offsets);
+    0
+}
+
+/// Applies the leading codes of a span that fill whole lanes to their elements (bits in `xs`,
+/// codes range-checked against `table`), as [`super::apply_span`]'s scalar loop would. Returns
+/// how many leading elements it did.
+#[inline(always)]
+pub(super) fn apply_span<K: Elem, M: Mode>(xs: &mut [u64], codes: &[i32], table: &[f64]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if available(K::KIND) {
+        // SAFETY: `available` checked the CPU features the kernel is compiled for.
+        return unsafe { x86::apply_span::<K, M>(xs, codes, table) };
+    }
+    let _ = (xs, codes, table);
     0
 }
 
@@ -155,6 +171,30 @@ mod x86 {
             }
         }
         _mm_loadu_si128(lanes.as_ptr().cast())
+    }
+
+    /// [`super::apply_span`]: four elements a step, their bits the low halves of `xs`' 64-bit
+    /// words, the table's entries gathered by code.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn apply_span<K: Elem, M: Mode>(
+        xs: &mut [u64],
+        codes: &[i32],
+        table: &[f64],
+    ) -> usize {
+        let whole = xs.len().min(codes.len()) / 4 * 4;
+        let off = _mm_set1_epi32((table.len() / 2) as i32);
+        let (x, c) = (xs.as_mut_ptr(), codes.as_ptr());
+        for k in (0..whole).step_by(4) {
+            let bits = pack_low_halves(_mm256_loadu_si256(x.add(k).cast()));
+            let m = _mm_loadu_si128(c.add(k).cast());
+            // In the table: the caller checked every code's range.
+            let t = _mm256_i32gather_pd::<8>(table.as_ptr(), _mm_add_epi32(m, off));
+            let y = narrow::<K>(apply::<M>(widen::<K>(bits), t));
+            let keep = _mm_cmpeq_epi32(m, _mm_setzero_si128());
+            let out = _mm_blendv_epi8(y, bits, keep);
+            _mm256_storeu_si256(x.add(k).cast(), _mm256_cvtepu32_epi64(out));
+        }
+        whole
     }
 
     /// The low 32 bits of each 64-bit lane, in order.
@@ -559,6 +599,80 @@ mod tests {
         let bits: Vec<u32> = xs.iter().map(|&x| K::narrow(x) as u32).collect();
         let widen = |b: [u32; 4]| unsafe { x86::widen_four::<K>(b) }.map(f64::to_bits);
         compare_fours(&bits, widen, |b| K::widen(u64::from(b)).to_bits());
+    }
+
+    fn apply_matches<K: Elem, M: Mode>() {
+        if !available(K::KIND) {
+            crate::report_skip(
+                "codec::logquant::lanes::tests",
+                "no AVX2 and F16C on this CPU",
+            );
+            return;
+        }
+        // Steps as a table holds them (both signs under an absolute bound), and values past
+        // every end: products and sums that overflow, fall subnormal, meet infinities. (Never a
+        // NaN: a table has none, and which of two NaN operands a product keeps is the
+        // compiler's choice of operand order.)
+        let max_code = 300i32;
+        let mut table: Vec<f64> = (-max_code..=max_code)
+            .map(|code| {
+                if M::ZERO_TARGET_OK {
+                    f64::from(code) * 1e-3
+                } else {
+                    (f64::from(code) * 0.05).exp()
+                }
+            })
+            .collect();
+        for (j, t) in [f64::INFINITY, 0.0, 1e-30, 1e30, -1e300]
+            .into_iter()
+            .enumerate()
+        {
+            table[3 + 97 * j] = t;
+        }
+        let cases = rounding_cases::<K>();
+        let mut xs: Vec<u64> = cases.iter().map(|&x| K::narrow(x)).collect();
+        let bits = 8 * std::mem::size_of::<K::Raw>();
+        xs.extend((0..1u64 << 16).map(|k| (k * 40_503) & ((1 << bits) - 1)));
+        // Every code, and zero every few elements.
+        let codes: Vec<i32> = (0..xs.len() as i32)
+            .map(|k| {
+                if k % 7 == 0 {
+                    0
+                } else {
+                    (k * 131) % (2 * max_code + 1) - max_code
+                }
+            })
+            .collect();
+        let scalar: Vec<u64> = xs
+            .iter()
+            .zip(&codes)
+            .map(|(&x, &m)| {
+                let y = K::narrow(M::apply(K::widen(x), table[(m + max_code) as usize]));
+                if m != 0 {
+                    y
+                } else {
+                    x
+                }
+            })
+            .collect();
+        let mut lanes = xs.clone();
+        // SAFETY: `available` checked the features; every code indexes the table.
+        let done = unsafe { x86::apply_span::<K, M>(&mut lanes, &codes, &table) };
+        assert_eq!(done, xs.len() / 4 * 4);
+        for (k, (l, s)) in lanes.iter().zip(&scalar).take(done).enumerate() {
+            assert_eq!(l, s, "element {k}: bits {:#x}, code {}", xs[k], codes[k]);
+        }
+    }
+
+    /// The lanes apply codes as the scalar loop does, bit for bit, on every kind of value.
+    #[test]
+    fn apply_lanes_match_the_scalar_loop() {
+        apply_matches::<F16Elem, Rel>();
+        apply_matches::<F16Elem, Abs>();
+        apply_matches::<Bf16Elem, Rel>();
+        apply_matches::<Bf16Elem, Abs>();
+        apply_matches::<F32Elem, Rel>();
+        apply_matches::<F32Elem, Abs>();
     }
 
     /// The lanes round every value as `Elem::narrow` does (ties, both ends of the normal range,
