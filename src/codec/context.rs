@@ -17,13 +17,47 @@ const MIN_SPLIT_ELEMENTS: usize = 8192;
 /// least), so one outlier does not push the rest of the chunk into the bottom class.
 const TOP_SHARE: usize = 64;
 
+/// Elements whose exponent fields are read into a buffer at a time: a class's count fits a
+/// byte of a register over them (see [`split_by_reference`]).
+const BLOCK: usize = 255;
+
+/// Calls `f` with each block of up to [`BLOCK`] exponent fields of `reference`, in order, and
+/// the index of its first element.
+fn exponent_blocks(kind: FloatKind, reference: &[u8], mut f: impl FnMut(usize, &[u16])) {
+    let mut fields = [0u16; BLOCK];
+    for (b, block) in reference.chunks(BLOCK * kind.size()).enumerate() {
+        let fields = &mut fields[..block.len() / kind.size()];
+        logquant::exponent_fields(kind, block, fields);
+        f(b * BLOCK, fields);
+    }
+}
+
 /// How many elements of `reference` have each exponent field value: what [`top_of`] and
 /// [`split_by_reference`] read, so the reference's exponents are counted once per chunk.
+/// Counted in four tables, element `k` in table `k % 4`: a weight tensor's elements share a few
+/// exponents, and one table's counter would wait on its own last increment.
 pub fn exponent_counts(kind: FloatKind, reference: &[u8]) -> Vec<usize> {
-    let mut hist = vec![0usize; usize::from(logquant::exponent_max(kind)) + 1];
-    logquant::for_each_exponent(kind, reference, |e| hist[usize::from(e)] += 1);
-    hist
+    let mut tables = [[0usize; EXPONENT_VALUES]; 4];
+    exponent_blocks(kind, reference, |_, fields| {
+        let mut quads = fields.chunks_exact(4);
+        for q in &mut quads {
+            for (table, &e) in tables.iter_mut().zip(q) {
+                table[usize::from(e) & (EXPONENT_VALUES - 1)] += 1;
+            }
+        }
+        for &e in quads.remainder() {
+            tables[0][usize::from(e) & (EXPONENT_VALUES - 1)] += 1;
+        }
+    });
+    let values = usize::from(logquant::exponent_max(kind)) + 1;
+    (0..values)
+        .map(|e| tables.iter().map(|t| t[e]).sum())
+        .collect()
 }
+
+/// Entries of a table indexed by an exponent field: one per value of the widest (F64's 11
+/// bits).
+const EXPONENT_VALUES: usize = 1 << 11;
 
 /// The exponent field value that opens the top class: the largest at or below which the
 /// largest `1 / TOP_SHARE` of the normal references lie. The encoder stores it in the chunk, so a
@@ -84,39 +118,83 @@ pub fn classes(kind: FloatKind, reference: &[u8], top: u16) -> (Vec<u8>, usize) 
     // `class_of` of every exponent field value, looked up per element.
     let by_exponent: Vec<u8> = (0..=special).map(|e| class_of(e, special, top)).collect();
     let mut class = Vec::with_capacity(n);
-    logquant::for_each_exponent(kind, reference, |e| class.push(by_exponent[usize::from(e)]));
+    exponent_blocks(kind, reference, |_, fields| {
+        class.extend(fields.iter().map(|&e| by_exponent[usize::from(e)]));
+    });
     (class, MAX_CLASSES)
 }
 
+/// A chunk's codes by class: the classes one after another in one buffer, each in element
+/// order.
+#[derive(Debug, PartialEq)]
+pub struct ClassStreams {
+    codes: Vec<i32>,
+    /// Where each class ends in `codes`.
+    ends: Vec<usize>,
+}
+
+impl ClassStreams {
+    /// One stream of all the codes.
+    pub fn one(codes: Vec<i32>) -> Self {
+        let ends = vec![codes.len()];
+        ClassStreams { codes, ends }
+    }
+
+    /// Each class's codes, in class order.
+    pub fn iter(&self) -> impl Iterator<Item = &[i32]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts.zip(&self.ends).map(|(a, &b)| &self.codes[a..b])
+    }
+}
+
 /// The codes of each class of `reference`'s elements (`class_of` their exponent fields under
-/// `top`; one stream for a chunk too small to split), in element order: the stream sizes from
-/// the reference's [`exponent_counts`], then one pass over its exponent fields pushing every
-/// code to its stream.
+/// `top`; one stream for a chunk too small to split), in element order: where each class starts
+/// from the reference's [`exponent_counts`], then one pass over its exponent fields writing
+/// every code to its class's next place. A class's next place is its start plus a count kept in
+/// one byte of a register over 255 elements (as the decoder's cursors), so consecutive elements
+/// of a class do not wait on a store.
 pub fn split_by_reference(
     kind: FloatKind,
     reference: &[u8],
     exponents: &[usize],
     top: u16,
     codes: &[i32],
-) -> Vec<Vec<i32>> {
+) -> ClassStreams {
     let n = reference.len() / kind.size();
+    debug_assert_eq!(codes.len(), n, "a code per element");
     if stream_count(n) == 1 {
-        return vec![codes.to_vec()];
+        return ClassStreams::one(codes.to_vec());
     }
     let special = logquant::exponent_max(kind);
-    let by_exponent: Vec<u8> = (0..=special).map(|e| class_of(e, special, top)).collect();
-    let mut sizes = [0usize; MAX_CLASSES];
-    for (&class, &count) in by_exponent.iter().zip(exponents) {
-        sizes[usize::from(class)] += count;
+    let mut by_exponent = [0u8; EXPONENT_VALUES];
+    for e in 0..=special {
+        by_exponent[usize::from(e)] = class_of(e, special, top) & (MAX_CLASSES - 1) as u8;
     }
-    let mut streams: Vec<Vec<i32>> = sizes.into_iter().map(Vec::with_capacity).collect();
-    let mut codes = codes.iter();
-    logquant::for_each_exponent(kind, reference, |e| {
-        if let Some(&c) = codes.next() {
-            streams[usize::from(by_exponent[usize::from(e)])].push(c);
+    let mut ends = vec![0usize; MAX_CLASSES];
+    for (&class, &count) in by_exponent.iter().zip(exponents) {
+        ends[usize::from(class)] += count;
+    }
+    let mut next = [0usize; MAX_CLASSES];
+    let mut end = 0;
+    for (next, size) in next.iter_mut().zip(ends.iter_mut()) {
+        *next = end;
+        end += *size;
+        *size = end;
+    }
+    let mut out = vec![0i32; end];
+    exponent_blocks(kind, reference, |first, fields| {
+        let mut counts = 0u64;
+        for (&e, &code) in fields.iter().zip(codes.get(first..).unwrap_or_default()) {
+            let c = usize::from(by_exponent[usize::from(e) & (EXPONENT_VALUES - 1)]);
+            let shift = 8 * c as u32;
+            out[next[c] + ((counts >> shift) & 0xff) as usize] = code;
+            counts += 1 << shift;
+        }
+        for (c, next) in next.iter_mut().enumerate() {
+            *next += ((counts >> (8 * c)) & 0xff) as usize;
         }
     });
-    streams
+    ClassStreams { codes: out, ends }
 }
 
 /// The codes of each class, in element order.
@@ -171,9 +249,11 @@ mod tests {
             let n = bytes.len() / 4;
             let (c, count) = classes(FloatKind::F32, bytes, top);
             let exponents = exponent_counts(FloatKind::F32, bytes);
+            let streams = split_by_reference(FloatKind::F32, bytes, &exponents, top, &codes[..n]);
+            let want = split(&codes[..n], &c, count);
             assert_eq!(
-                split_by_reference(FloatKind::F32, bytes, &exponents, top, &codes[..n]),
-                split(&codes[..n], &c, count)
+                streams.iter().collect::<Vec<_>>(),
+                want.iter().map(|s| &s[..]).collect::<Vec<_>>()
             );
         }
     }

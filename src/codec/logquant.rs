@@ -1185,18 +1185,19 @@ pub fn special_mismatches(kind: FloatKind, target: &[u8], recon: &[u8]) -> Vec<u
     }
 }
 
-/// Calls `f` with the biased exponent field of every element of `bytes`, in order.
-pub fn for_each_exponent(kind: FloatKind, bytes: &[u8], f: impl FnMut(u16)) {
-    fn each<K: Elem>(bytes: &[u8], mut f: impl FnMut(u16)) {
-        for &e in K::chunks(bytes) {
-            f(((K::load(e) >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as u16);
+/// The biased exponent field of each element of `bytes` into `out` (one per element, in order;
+/// as many as both hold).
+pub fn exponent_fields(kind: FloatKind, bytes: &[u8], out: &mut [u16]) {
+    fn each<K: Elem>(bytes: &[u8], out: &mut [u16]) {
+        for (o, &e) in out.iter_mut().zip(K::chunks(bytes)) {
+            *o = ((K::load(e) >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as u16;
         }
     }
     match kind {
-        FloatKind::F16 => each::<F16Elem>(bytes, f),
-        FloatKind::BF16 => each::<Bf16Elem>(bytes, f),
-        FloatKind::F32 => each::<F32Elem>(bytes, f),
-        FloatKind::F64 => each::<F64Elem>(bytes, f),
+        FloatKind::F16 => each::<F16Elem>(bytes, out),
+        FloatKind::BF16 => each::<Bf16Elem>(bytes, out),
+        FloatKind::F32 => each::<F32Elem>(bytes, out),
+        FloatKind::F64 => each::<F64Elem>(bytes, out),
     }
 }
 

@@ -667,7 +667,7 @@ pub fn encode(
         sections.push(Section::compress(&pack_bits(signs), choice));
         let streams = if keyframe {
             // The stats below read the codes: move them only after.
-            vec![std::mem::take(&mut q.codes)]
+            context::ClassStreams::one(std::mem::take(&mut q.codes))
         } else {
             context::split_by_reference(kind, &reference, &exponents, top, &q.codes)
         };
