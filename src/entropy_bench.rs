@@ -12,8 +12,7 @@ pub struct Coder {
     pub vector: bool,
 }
 
-/// Which vector kernels run on this CPU: `"AVX-512"` (encode and decode), `"AVX2"` (decode
-/// only) or `None`.
+/// Which vector kernels run on this CPU: `"AVX-512"`, `"AVX2"` or `None`.
 pub fn vector_kernels() -> Option<&'static str> {
     use crate::codec::rans_vector::{best, Isa};
     best().map(|isa| match isa {

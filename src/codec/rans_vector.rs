@@ -2,9 +2,9 @@
 //! vectors or four 8-lane AVX2 ones, so a round is a few table gathers and multiplies and, for
 //! its 16-bit words, a compress (encode) or an expand (decode) by the lanes that move one.
 //! They write and read exactly the words the scalar coder in `rans` does (tests compare the two
-//! on every stream). Encoding runs where the CPU has AVX-512 F, BW, VL and VBMI2 (and POPCNT),
-//! decoding there or with AVX2 (and POPCNT); elsewhere [`Encoder::new`] and [`Decoder::new`] say
-//! `None` and the scalar coder runs.
+//! on every stream). They run where the CPU has AVX-512 F, BW, VL and VBMI2, or else AVX2 (and
+//! POPCNT with either); elsewhere [`Encoder::new`] and [`Decoder::new`] say `None` and the
+//! scalar coder runs.
 //!
 //! Word order: within a round, lanes 0..31 read their words in lane order going forwards, so
 //! the encoder, going backwards, stores lanes 16..31's words below the round's end and lanes
@@ -29,15 +29,18 @@ pub(crate) enum Isa {
 /// One 8-lane gather of 64-bit entries loads half the elements two 16-lane gathers would.
 pub(super) struct Encoder {
     entries: [u64; 256],
+    isa: Isa,
 }
 
 impl Encoder {
-    /// The kernel for `N` states, where it applies: `N` is [`WIDE`] and the CPU has AVX-512.
+    /// The kernel for `N` states, where it applies: `N` is [`WIDE`] and the CPU has AVX-512 or
+    /// AVX2.
     pub(super) fn new<const N: usize>(symbols: &[EncSymbol; 256]) -> Option<Encoder> {
-        if N != WIDE || best() != Some(Isa::Avx512) {
-            return None;
-        }
-        let mut enc = Encoder { entries: [0; 256] };
+        let isa = best().filter(|_| N == WIDE)?;
+        let mut enc = Encoder {
+            entries: [0; 256],
+            isa,
+        };
         for (entry, sym) in enc.entries.iter_mut().zip(symbols) {
             let packed = sym.bias
                 | u32::from(sym.cmpl_freq) << 13
@@ -59,10 +62,13 @@ impl Encoder {
     ) -> usize {
         assert!(N == WIDE && data.len().is_multiple_of(WIDE) && *pos <= words.len());
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `new` checked the CPU features; the kernel stays inside `data`, `words[..pos]`
-        // and `xs` (asserted above).
+        // SAFETY: `new` checked the CPU features of `isa`; the kernels stay inside `data`,
+        // `words[..pos]` and `xs` (asserted above).
         unsafe {
-            avx512::encode_rounds(self, data, words, pos, xs.as_mut_ptr())
+            match self.isa {
+                Isa::Avx512 => avx512::encode_rounds(self, data, words, pos, xs.as_mut_ptr()),
+                Isa::Avx2 => avx2::encode_rounds(self, data, words, pos, xs.as_mut_ptr()),
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("Encoder::new is None off x86_64")

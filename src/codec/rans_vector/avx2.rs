@@ -1,8 +1,8 @@
-//! The AVX2 decoder: the 32 states are four 8-lane vectors, so a quarter round (8 symbols) is one
-//! table gather, a multiply and, for its 16-bit words, one byte shuffle from a table indexed by
-//! the lanes that need a word (AVX2 has no expand).
+//! The AVX2 kernels: the 32 states are four 8-lane vectors, so a quarter round (8 symbols) is
+//! one or two table gathers, a few multiplies and, for its 16-bit words, one byte shuffle from a
+//! table indexed by the lanes that move a word (AVX2 has no compress or expand).
 
-use super::Decoder;
+use super::{Decoder, Encoder};
 use crate::codec::rans::{LOW, TOTAL};
 use std::arch::x86_64::*;
 
@@ -29,6 +29,123 @@ static EXPAND: Expand = {
     }
     Expand(table)
 };
+
+/// For each set of lanes that emit a word (bit `k`: lane `k`), the shuffle that packs their
+/// words (the eight 16-bit slots, in lane order) to the top of a 16-byte block, zeros below.
+static COMPRESS_TOP: Expand = {
+    let mut table = [[0x80u8; 16]; 256];
+    let mut mask = 0;
+    while mask < 256 {
+        let mut slot = 8 - (mask as u32).count_ones() as usize;
+        let mut lane = 0u8;
+        while lane < 8 {
+            if mask & (1 << lane) != 0 {
+                table[mask][2 * slot] = 2 * lane;
+                table[mask][2 * slot + 1] = 2 * lane + 1;
+                slot += 1;
+            }
+            lane += 1;
+        }
+        mask += 1;
+    }
+    Expand(table)
+};
+
+/// Lanes' 32-bit values from (`low`, `high`), four 64-bit entries each (lanes 0..3, 4..7): the
+/// low halves (`HALF` 0) or the high ones (1).
+#[inline(always)]
+unsafe fn halves<const HALF: i32>(low: __m256i, high: __m256i) -> __m256i {
+    let pick = _mm256_setr_epi32(HALF, 2 + HALF, 4 + HALF, 6 + HALF, 0, 0, 0, 0);
+    _mm256_permute2x128_si256::<0x20>(
+        _mm256_permutevar8x32_epi32(low, pick),
+        _mm256_permutevar8x32_epi32(high, pick),
+    )
+}
+
+/// One quarter round of the encoder: codes the 8 symbols at `syms` into the states `x`, storing
+/// the emitted words directly below `*pos` (8 slots writable there).
+#[inline]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn encode_quarter(
+    enc: &Encoder,
+    x: __m256i,
+    syms: *const u8,
+    words: *mut u16,
+    pos: &mut usize,
+) -> __m256i {
+    let s = _mm256_cvtepu8_epi32(_mm_loadl_epi64(syms.cast()));
+    let entries = enc.entries.as_ptr().cast::<i64>();
+    let low = _mm256_i32gather_epi64::<8>(entries, _mm256_castsi256_si128(s));
+    let high = _mm256_i32gather_epi64::<8>(entries, _mm256_extracti128_si256::<1>(s));
+    let (rcp, packed) = (halves::<0>(low, high), halves::<1>(low, high));
+    let bias = _mm256_and_si256(packed, _mm256_set1_epi32(0x1fff));
+    let cmpl = _mm256_and_si256(_mm256_srli_epi32::<13>(packed), _mm256_set1_epi32(0xfff));
+    let shift = _mm256_add_epi32(_mm256_srli_epi32::<25>(packed), _mm256_set1_epi32(32));
+    // x_max = ((LOW >> SCALE_BITS) << 16) * freq = freq << 19 (2^31 for the whole table, so
+    // compared unsigned).
+    let freq = _mm256_sub_epi32(_mm256_set1_epi32(TOTAL as i32), cmpl);
+    let x_max = _mm256_slli_epi32::<19>(freq);
+    let emit = _mm256_cmpeq_epi32(_mm256_max_epu32(x, x_max), x);
+    let lanes = _mm256_movemask_ps(_mm256_castsi256_ps(emit)) as usize;
+    // Each lane's low 16 bits in lane order (bytes 0, 1, 4, 5, ... of each half, then the
+    // halves side by side), packed to the top of the block that ends at `pos`.
+    let low_words = _mm256_shuffle_epi8(
+        x,
+        _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, //
+            0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+        ),
+    );
+    let in_order = _mm256_castsi256_si128(_mm256_permute4x64_epi64::<0b1000>(low_words));
+    let shuffle = _mm_load_si128(COMPRESS_TOP.0[lanes].as_ptr().cast());
+    _mm_storeu_si128(
+        words.add(*pos - 8).cast(),
+        _mm_shuffle_epi8(in_order, shuffle),
+    );
+    *pos -= lanes.count_ones() as usize;
+    let y = _mm256_blendv_epi8(x, _mm256_srli_epi32::<16>(x), emit);
+    // q = (y * rcp) >> shift, the 64-bit products of even and odd lanes apart.
+    let even_mask = _mm256_set1_epi64x(0xffff_ffff);
+    let q_even = _mm256_srlv_epi64(_mm256_mul_epu32(y, rcp), _mm256_and_si256(shift, even_mask));
+    let q_odd = _mm256_srlv_epi64(
+        _mm256_mul_epu32(_mm256_srli_epi64::<32>(y), _mm256_srli_epi64::<32>(rcp)),
+        _mm256_srli_epi64::<32>(shift),
+    );
+    let q = _mm256_blend_epi32::<0b1010_1010>(q_even, _mm256_slli_epi64::<32>(q_odd));
+    _mm256_add_epi32(_mm256_add_epi32(y, bias), _mm256_mullo_epi32(q, cmpl))
+}
+
+/// Codes whole rounds of `data` backwards while a round's 32 words and the spare slot fit
+/// below `*pos`; returns how many bytes at the start of `data` are left.
+#[target_feature(enable = "avx2,popcnt")]
+pub(super) unsafe fn encode_rounds(
+    enc: &Encoder,
+    data: &[u8],
+    words: &mut [u16],
+    pos: &mut usize,
+    xs: *mut u32,
+) -> usize {
+    let mut x0 = _mm256_loadu_si256(xs.cast());
+    let mut x1 = _mm256_loadu_si256(xs.add(8).cast());
+    let mut x2 = _mm256_loadu_si256(xs.add(16).cast());
+    let mut x3 = _mm256_loadu_si256(xs.add(24).cast());
+    let mut rounds = data.len() / 32;
+    let (d, w) = (data.as_ptr(), words.as_mut_ptr());
+    // Lanes 24..31's words go highest, then 16..23's below them, and so on.
+    while rounds > 0 && *pos > 32 {
+        rounds -= 1;
+        let round = d.add(32 * rounds);
+        x3 = encode_quarter(enc, x3, round.add(24), w, pos);
+        x2 = encode_quarter(enc, x2, round.add(16), w, pos);
+        x1 = encode_quarter(enc, x1, round.add(8), w, pos);
+        x0 = encode_quarter(enc, x0, round, w, pos);
+    }
+    _mm256_storeu_si256(xs.cast(), x0);
+    _mm256_storeu_si256(xs.add(8).cast(), x1);
+    _mm256_storeu_si256(xs.add(16).cast(), x2);
+    _mm256_storeu_si256(xs.add(24).cast(), x3);
+    32 * rounds
+}
 
 /// One quarter round: decodes 8 symbols from the states `x` into `out` and renormalizes them
 /// from the words at `*p` (16 bytes readable there).
