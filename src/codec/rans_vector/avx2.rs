@@ -6,50 +6,46 @@ use super::{Decoder, Encoder};
 use crate::codec::rans::{LOW, TOTAL};
 use std::arch::x86_64::*;
 
-/// For each set of lanes that need a word (bit `k`: lane `k`), the shuffle that moves the next
-/// words, in lane order, into those lanes' 16-bit slots and zeros into the others.
+/// A byte shuffle of eight 16-bit slots for each set of lanes (bit `k`: lane `k`).
 #[repr(align(16))]
-struct Expand([[u8; 16]; 256]);
+struct Shuffles([[u8; 16]; 256]);
 
-static EXPAND: Expand = {
+/// Pairs the `i`-th lane of each set (in lane order) with word `i` of a block: the decoder's
+/// expand (`into_lanes`: word `i` moves into the lane, zeros into the other lanes) or the
+/// encoder's compress (the lane's word moves to slot `i` of the block's top `count` slots,
+/// zeros below them).
+const fn word_shuffles(into_lanes: bool) -> Shuffles {
     let mut table = [[0x80u8; 16]; 256];
     let mut mask = 0;
     while mask < 256 {
-        let mut read = 0u8;
-        let mut lane = 0;
+        let first = if into_lanes {
+            0
+        } else {
+            8 - (mask as u32).count_ones() as usize
+        };
+        let (mut i, mut lane) = (0, 0);
         while lane < 8 {
             if mask & (1 << lane) != 0 {
-                table[mask][2 * lane] = 2 * read;
-                table[mask][2 * lane + 1] = 2 * read + 1;
-                read += 1;
+                let (to, from) = if into_lanes {
+                    (lane, first + i)
+                } else {
+                    (first + i, lane)
+                };
+                table[mask][2 * to] = 2 * from as u8;
+                table[mask][2 * to + 1] = 2 * from as u8 + 1;
+                i += 1;
             }
             lane += 1;
         }
         mask += 1;
     }
-    Expand(table)
-};
+    Shuffles(table)
+}
 
-/// For each set of lanes that emit a word (bit `k`: lane `k`), the shuffle that packs their
-/// words (the eight 16-bit slots, in lane order) to the top of a 16-byte block, zeros below.
-static COMPRESS_TOP: Expand = {
-    let mut table = [[0x80u8; 16]; 256];
-    let mut mask = 0;
-    while mask < 256 {
-        let mut slot = 8 - (mask as u32).count_ones() as usize;
-        let mut lane = 0u8;
-        while lane < 8 {
-            if mask & (1 << lane) != 0 {
-                table[mask][2 * slot] = 2 * lane;
-                table[mask][2 * slot + 1] = 2 * lane + 1;
-                slot += 1;
-            }
-            lane += 1;
-        }
-        mask += 1;
-    }
-    Expand(table)
-};
+/// For the lanes that need a word, the next words in lane order.
+static EXPAND: Shuffles = word_shuffles(true);
+/// For the lanes that emit a word, their words packed to the top of a 16-byte block.
+static COMPRESS_TOP: Shuffles = word_shuffles(false);
 
 /// Lanes' 32-bit values from (`low`, `high`), four 64-bit entries each (lanes 0..3, 4..7): the
 /// low halves (`HALF` 0) or the high ones (1).
