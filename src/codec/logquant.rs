@@ -3589,6 +3589,60 @@ mod tests {
         assert!(mixed.to_string().contains("invalid error bound"), "{mixed}");
     }
 
+    /// A code past the table's range is refused with its stream and its place in it, in a split
+    /// level and in a single stream, wherever it falls in a span.
+    #[test]
+    fn a_code_past_the_table_names_its_stream_and_place() {
+        let kind = FloatKind::F32;
+        let table = PowerTable::lattice(ErrorBound::Relative(0.05), 1000).unwrap();
+        // Elements alternate between two binades, classes 0 and 1.
+        let values: Vec<u64> = (0..600)
+            .map(|k| from_f64(kind, if k % 2 == 0 { 1.0 } else { 0.25 }))
+            .collect();
+        let base = to_bytes(kind, &values);
+        let none = FreshCodes::default();
+        let run = |streams: Vec<Vec<i32>>| {
+            let streams: Vec<Codes> = streams.into_iter().map(Codes::from).collect();
+            let level = LatticeLevel {
+                table: &table,
+                top: 0,
+                streams: &streams,
+                exception_positions: &[],
+                exception_values: &[],
+                fresh: &none,
+                anchored: false,
+            };
+            let mut out = base.clone();
+            let by_binade = |e: u16, _, _| u8::from(e != 127);
+            apply_lattice_deltas(kind, &mut out, &[level], by_binade).unwrap_err()
+        };
+        for (stream, at, code) in [(1, 280, 1001), (0, 0, -1001), (1, 127, i32::MIN)] {
+            let mut streams = vec![vec![3; 300], vec![-2; 300]];
+            streams[stream][at] = code;
+            let err = run(streams);
+            assert!(
+                matches!(err, QuantError::StreamCodeOutOfRange { stream: s, at: a, code: c, max_code: 1000 }
+                    if (s, a, c) == (stream, at, code)),
+                "{err}"
+            );
+        }
+        let mut one = vec![0; 600];
+        one[400] = 5000;
+        let err = run(vec![one]);
+        assert!(
+            matches!(
+                err,
+                QuantError::StreamCodeOutOfRange {
+                    stream: 0,
+                    at: 400,
+                    code: 5000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
     /// Sign flips and a zero reference are placed on the lattice, not stored exactly; a zero or
     /// non-finite target stays exact.
     #[test]
