@@ -3573,20 +3573,29 @@ mod tests {
         assert!(unsorted.to_string().contains("exception #1"), "{unsorted}");
         let abs = PowerTable::lattice(ErrorBound::Absolute(0.5), 1000).unwrap();
         let streams = [Codes::from(vec![0; 4])];
-        let level = |t| LatticeLevel {
-            table: t,
-            top: 0,
-            streams: &streams,
-            exception_positions: &[],
-            exception_values: &[],
-            fresh: &none,
-            anchored: false,
-        };
+        let level = |t| plain_level(t, &streams, &none);
         let mut out = base.clone();
         let mixed =
             apply_lattice_deltas(kind, &mut out, &[level(&table), level(&abs)], |_, _, _| 0)
                 .unwrap_err();
         assert!(mixed.to_string().contains("invalid error bound"), "{mixed}");
+    }
+
+    /// A delta level of codes alone: no exceptions, not anchored, class boundary 0.
+    fn plain_level<'a>(
+        table: &'a PowerTable,
+        streams: &'a [Codes],
+        fresh: &'a FreshCodes,
+    ) -> LatticeLevel<'a> {
+        LatticeLevel {
+            table,
+            top: 0,
+            streams,
+            exception_positions: &[],
+            exception_values: &[],
+            fresh,
+            anchored: false,
+        }
     }
 
     /// A code past the table's range is refused with its stream and its place in it, in a split
@@ -3603,15 +3612,7 @@ mod tests {
         let none = FreshCodes::default();
         let run = |streams: Vec<Vec<i32>>| {
             let streams: Vec<Codes> = streams.into_iter().map(Codes::from).collect();
-            let level = LatticeLevel {
-                table: &table,
-                top: 0,
-                streams: &streams,
-                exception_positions: &[],
-                exception_values: &[],
-                fresh: &none,
-                anchored: false,
-            };
+            let level = plain_level(&table, &streams, &none);
             let mut out = base.clone();
             let by_binade = |e: u16, _, _| u8::from(e != 127);
             apply_lattice_deltas(kind, &mut out, &[level], by_binade).unwrap_err()
