@@ -7,7 +7,7 @@
 //! conditional distributions (digits-mlp, one step apart: 2.09 -> 1.89 bits per element at
 //! rel 0.01, 0.61 -> 0.49 at rel 0.1; BENCHMARKS.md).
 
-use super::logquant::{self, FloatKind};
+use super::logquant::{self, FloatKind, EXPONENT_VALUES};
 
 /// Streams a large chunk's codes are split into.
 pub const MAX_CLASSES: usize = 8;
@@ -37,27 +37,23 @@ fn exponent_blocks(kind: FloatKind, reference: &[u8], mut f: impl FnMut(usize, &
 /// Counted in four tables, element `k` in table `k % 4`: a weight tensor's elements share a few
 /// exponents, and one table's counter would wait on its own last increment.
 pub fn exponent_counts(kind: FloatKind, reference: &[u8]) -> Vec<usize> {
-    let mut tables = [[0usize; EXPONENT_VALUES]; 4];
+    // Sized to the kind's exponent fields (256 entries for F32 and BF16): a chunk may be a few
+    // elements, and the tables are cleared for each.
+    let values = usize::from(logquant::exponent_max(kind)) + 1;
+    let mut tables = vec![[0usize; 4]; values];
     exponent_blocks(kind, reference, |_, fields| {
         let mut quads = fields.chunks_exact(4);
         for q in &mut quads {
-            for (table, &e) in tables.iter_mut().zip(q) {
-                table[usize::from(e) & (EXPONENT_VALUES - 1)] += 1;
+            for (table, &e) in q.iter().enumerate() {
+                tables[usize::from(e)][table] += 1;
             }
         }
         for &e in quads.remainder() {
-            tables[0][usize::from(e) & (EXPONENT_VALUES - 1)] += 1;
+            tables[usize::from(e)][0] += 1;
         }
     });
-    let values = usize::from(logquant::exponent_max(kind)) + 1;
-    (0..values)
-        .map(|e| tables.iter().map(|t| t[e]).sum())
-        .collect()
+    tables.into_iter().map(|t| t.iter().sum()).collect()
 }
-
-/// Entries of a table indexed by an exponent field: one per value of the widest (F64's 11
-/// bits).
-const EXPONENT_VALUES: usize = 1 << 11;
 
 /// The exponent field value that opens the top class: the largest at or below which the
 /// largest `1 / TOP_SHARE` of the normal references lie. The encoder stores it in the chunk, so a

@@ -1300,7 +1300,7 @@ const RUN_BLOCK: usize = 2048;
 const MAX_STREAMS: usize = 8;
 
 /// Entries of a class table: one per value of the widest exponent field (F64's 11 bits).
-const EXPONENT_VALUES: usize = 1 << 11;
+pub(crate) const EXPONENT_VALUES: usize = 1 << 11;
 
 /// One level of a run, ready to apply: its streams, the stream of every exponent field and
 /// where it stands.
