@@ -7,7 +7,7 @@
 //! conditional distributions (digits-mlp, one step apart: 2.09 -> 1.89 bits per element at
 //! rel 0.01, 0.61 -> 0.49 at rel 0.1; BENCHMARKS.md).
 
-use super::logquant::{self, FloatKind, EXPONENT_VALUES};
+use super::logquant::{self, FloatKind, SpanCounts, EXPONENT_VALUES, SPAN};
 
 /// Streams a large chunk's codes are split into.
 pub const MAX_CLASSES: usize = 8;
@@ -17,18 +17,15 @@ const MIN_SPLIT_ELEMENTS: usize = 8192;
 /// least), so one outlier does not push the rest of the chunk into the bottom class.
 const TOP_SHARE: usize = 64;
 
-/// Elements whose exponent fields are read into a buffer at a time: a class's count fits a
-/// byte of a register over them (see [`split_by_reference`]).
-const BLOCK: usize = 255;
-
-/// Calls `f` with each block of up to [`BLOCK`] exponent fields of `reference`, in order, and
-/// the index of its first element.
+/// Calls `f` with each block of up to [`SPAN`] exponent fields of `reference` (a class's count
+/// fits a byte of a register over them, see [`split_by_reference`]), in order, and the index of
+/// its first element.
 fn exponent_blocks(kind: FloatKind, reference: &[u8], mut f: impl FnMut(usize, &[u16])) {
-    let mut fields = [0u16; BLOCK];
-    for (b, block) in reference.chunks(BLOCK * kind.size()).enumerate() {
+    let mut fields = [0u16; SPAN];
+    for (b, block) in reference.chunks(SPAN * kind.size()).enumerate() {
         let fields = &mut fields[..block.len() / kind.size()];
         logquant::exponent_fields(kind, block, fields);
-        f(b * BLOCK, fields);
+        f(b * SPAN, fields);
     }
 }
 
@@ -161,11 +158,7 @@ pub fn split_by_reference(
     if stream_count(n) == 1 {
         return ClassStreams::one(codes.to_vec());
     }
-    let special = logquant::exponent_max(kind);
-    let mut by_exponent = [0u8; EXPONENT_VALUES];
-    for e in 0..=special {
-        by_exponent[usize::from(e)] = class_of(e, special, top) & (MAX_CLASSES - 1) as u8;
-    }
+    let by_exponent = logquant::class_table(logquant::exponent_max(kind), top, class_of);
     let mut ends = vec![0usize; MAX_CLASSES];
     for (&class, &count) in by_exponent.iter().zip(exponents) {
         ends[usize::from(class)] += count;
@@ -179,16 +172,12 @@ pub fn split_by_reference(
     }
     let mut out = vec![0i32; end];
     exponent_blocks(kind, reference, |first, fields| {
-        let mut counts = 0u64;
+        let mut counts = SpanCounts::default();
         for (&e, &code) in fields.iter().zip(codes.get(first..).unwrap_or_default()) {
             let c = usize::from(by_exponent[usize::from(e) & (EXPONENT_VALUES - 1)]);
-            let shift = 8 * c as u32;
-            out[next[c] + ((counts >> shift) & 0xff) as usize] = code;
-            counts += 1 << shift;
+            out[next[c] + counts.take(c)] = code;
         }
-        for (c, next) in next.iter_mut().enumerate() {
-            *next += ((counts >> (8 * c)) & 0xff) as usize;
-        }
+        counts.advance(&mut next);
     });
     ClassStreams { codes: out, ends }
 }

@@ -1297,10 +1297,57 @@ pub fn apply_lattice_deltas(
 const RUN_BLOCK: usize = 2048;
 
 /// Most code streams a level may have (`codec::context::MAX_CLASSES`).
-const MAX_STREAMS: usize = 8;
+pub(crate) const MAX_STREAMS: usize = 8;
 
 /// Entries of a class table: one per value of the widest exponent field (F64's 11 bits).
 pub(crate) const EXPONENT_VALUES: usize = 1 << 11;
+
+/// The stream of every exponent field value of a kind whose all-ones field is `exp_max`, under
+/// class boundary `top`: `class_of(e, exp_max, top)`, masked to [`MAX_STREAMS`]. The encoder's
+/// split and the decoder's gather read the same table, so they agree on every element.
+pub(crate) fn class_table(
+    exp_max: u16,
+    top: u16,
+    class_of: impl Fn(u16, u16, u16) -> u8,
+) -> [u8; EXPONENT_VALUES] {
+    let mut table = [0u8; EXPONENT_VALUES];
+    for e in 0..=exp_max {
+        table[usize::from(e)] = class_of(e, exp_max, top) & (MAX_STREAMS - 1) as u8;
+    }
+    table
+}
+
+/// The stream, from `class_table`, of an element of kind `K` whose bits are `x`.
+#[inline(always)]
+fn stream_of_bits<K: Elem>(class: &[u8; EXPONENT_VALUES], x: u64) -> usize {
+    let e = ((x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as usize;
+    usize::from(class[e & (EXPONENT_VALUES - 1)]) & (MAX_STREAMS - 1)
+}
+
+/// How many elements of each stream a span has passed, one byte of a register per stream, so
+/// consecutive elements of a stream do not wait on a store to its cursor: a span holds at most
+/// [`SPAN`] elements.
+#[derive(Default)]
+pub(crate) struct SpanCounts(u64);
+
+impl SpanCounts {
+    /// The elements of stream `c` the span has passed so far, counting this one.
+    #[inline(always)]
+    pub(crate) fn take(&mut self, c: usize) -> usize {
+        let shift = 8 * c as u32;
+        let seen = ((self.0 >> shift) & 0xff) as usize;
+        self.0 += 1 << shift;
+        seen
+    }
+
+    /// Moves the cursors `at` past the span's elements.
+    #[inline(always)]
+    pub(crate) fn advance(self, at: &mut [usize; MAX_STREAMS]) {
+        for (c, at) in at.iter_mut().enumerate() {
+            *at += ((self.0 >> (8 * c)) & 0xff) as usize;
+        }
+    }
+}
 
 /// One level of a run, ready to apply: its streams, the stream of every exponent field and
 /// where it stands.
@@ -1366,13 +1413,11 @@ impl<'a> LevelPlan<'a> {
                 actual: level.streams.len(),
             });
         }
-        let mut class = Box::new([0u8; EXPONENT_VALUES]);
-        if level.streams.len() > 1 {
-            for e in 0..=K::EXP_MAX {
-                class[usize::from(e)] =
-                    class_of(e, K::EXP_MAX, level.top) & (MAX_STREAMS - 1) as u8;
-            }
-        }
+        let class = Box::new(if level.streams.len() > 1 {
+            class_table(K::EXP_MAX, level.top, class_of)
+        } else {
+            [0u8; EXPONENT_VALUES]
+        });
         Ok(LevelPlan {
             level,
             params: Params::new(level.table),
@@ -1401,8 +1446,7 @@ impl<'a> LevelPlan<'a> {
     /// its class table is all zeros).
     #[inline(always)]
     fn stream_of<K: Elem>(&self, x: u64) -> usize {
-        let e = ((x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as usize;
-        usize::from(self.class[e & (EXPONENT_VALUES - 1)])
+        stream_of_bits::<K>(&self.class, x)
     }
 
     /// The next code of stream `c`, checked against the table, and the cursor moved past it.
@@ -1566,9 +1610,10 @@ fn stream_short(len: usize) -> QuantError {
     }
 }
 
-/// Elements whose codes a level gathers before applying them: a stream's cursor advances by a
-/// count kept in one byte of a register, so a span holds at most 255.
-const SPAN: usize = 255;
+/// Elements whose codes a level gathers before applying them (and a split reads the exponent
+/// fields of): a stream's cursor advances by a count kept in one byte of a register
+/// ([`SpanCounts`]), so a span holds at most 255.
+pub(crate) const SPAN: usize = 255;
 
 /// The hot loop of a checkout: one level over elements `xs` (none an exception or fresh), codes
 /// from `streams` by class (`split`) from the cursors `at`, a span at a time: its codes
@@ -1628,22 +1673,16 @@ fn gather_codes<K: Elem, C: Copy + Into<i32>>(
     class: &[u8; EXPONENT_VALUES],
     table_len: usize,
 ) -> Result<(), QuantError> {
-    // Consecutive elements of a class do not wait on a store to their cursor.
-    let mut counts = 0u64;
+    let mut counts = SpanCounts::default();
     for (&x, m) in xs.iter().zip(codes.iter_mut()) {
-        let e = ((x >> K::EXP_SHIFT) & u64::from(K::EXP_MAX)) as usize;
-        let c = usize::from(class[e & (EXPONENT_VALUES - 1)]) & (MAX_STREAMS - 1);
-        let shift = 8 * c as u32;
-        let pos = at[c] + ((counts >> shift) & 0xff) as usize;
-        counts += 1 << shift;
+        let c = stream_of_bits::<K>(class, x);
+        let pos = at[c] + counts.take(c);
         let Some(&code) = streams[c].get(pos) else {
             return Err(stream_short(streams[c].len()));
         };
         *m = checked_code(code.into(), c, pos, table_len)?;
     }
-    for (c, at) in at.iter_mut().enumerate() {
-        *at += ((counts >> (8 * c)) & 0xff) as usize;
-    }
+    counts.advance(at);
     Ok(())
 }
 
