@@ -57,9 +57,14 @@ impl std::str::FromStr for Bound {
             .ok_or_else(|| bad("use lossless, rel:EPS or abs:EPS"))?;
         let eps: f64 = eps.parse().map_err(|_| bad("EPS is not a number"))?;
         match kind {
-            "rel" if eps > 0.0 && eps < 1.0 => Ok(Bound::Rel(eps)),
+            // The quantizer's step is (1 + EPS)^2, which must differ from 1 in f64.
+            "rel" if eps > 0.0 && eps < 1.0 && 1.0 + eps > 1.0 => Ok(Bound::Rel(eps)),
+            "rel" if eps > 0.0 && eps < 1.0 => Err(bad(
+                "a relative bound at or below 2^-53 (1.1e-16) is finer than f64 can step; use lossless",
+            )),
             "rel" => Err(bad("a relative bound must lie in (0, 1)")),
-            "abs" if eps > 0.0 && eps.is_finite() => Ok(Bound::Abs(eps)),
+            // The step is 2 * EPS, which must be finite.
+            "abs" if eps > 0.0 && (2.0 * eps).is_finite() => Ok(Bound::Abs(eps)),
             "abs" => Err(bad("an absolute bound must be positive and finite")),
             _ => Err(bad("use lossless, rel:EPS or abs:EPS")),
         }

@@ -85,6 +85,21 @@ pub enum Error {
         /// does not repeat it).
         error: std::io::Error,
     },
+    /// A repository was opened in a process `fork()`ed from one that had opened a repository.
+    #[error("this process was forked from process {parent}, which had opened a repository: the index's threads do not survive a fork; open repositories only in processes started with spawn or forkserver (multiprocessing.get_context(\"spawn\")), or only after the fork")]
+    ForkedProcess {
+        /// The process that opened a repository before the fork.
+        parent: u32,
+    },
+    /// A file being committed was written, truncated or replaced in place before its commit
+    /// landed: what was read may mix two versions, so nothing was stored.
+    #[error("{path}: changed while it was being committed ({what}): nothing was stored; commit it again once whatever writes it has finished")]
+    InputChanged {
+        /// The file.
+        path: PathBuf,
+        /// How it changed.
+        what: String,
+    },
     /// A safetensors file failed validation.
     #[error("{path}: not a valid safetensors file: {problem}")]
     BadSafetensors {

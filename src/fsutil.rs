@@ -106,7 +106,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
 }
 
 /// Makes SIGINT, SIGTERM and SIGHUP remove this process's unfinished temp files (a commit's
-/// incoming pack, a checkout's output) before the process ends as the signal says. The
+/// incoming pack, a checkout's output) before the process ends as the signal says; and SIGBUS,
+/// which a read from a memory-mapped file another process truncated raises, too, saying so
+/// (the faulting thread repeats its fault until the process ends). The
 /// command-line tool calls it first thing; a library caller that handles signals itself can
 /// call [`remove_registered_temps`] instead. SIGKILL cannot be caught: the next commit or `gc`
 /// removes what it leaves. Calling it more than once does nothing more.
@@ -131,6 +133,13 @@ pub fn remove_temps_on_signals() -> io::Result<()> {
                     let mut list = temps();
                     remove_all(&mut list);
                     let sig = libc::c_int::from(byte);
+                    if sig == libc::SIGBUS {
+                        eprintln!(
+                            "error: a file being read was truncated by another process \
+                             (SIGBUS); nothing was stored or written, and the unfinished temp \
+                             files are removed"
+                        );
+                    }
                     // SAFETY: restores the default action and re-raises, so the process ends
                     // with the status the signal gives (130 for Ctrl-C in a shell).
                     unsafe {
@@ -143,7 +152,7 @@ pub fn remove_temps_on_signals() -> io::Result<()> {
                     return;
                 }
             })?;
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGBUS] {
             // SAFETY: `on_signal` only calls write(2), which is async-signal-safe.
             let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
             if unsafe { libc::signal(sig, handler) } == libc::SIG_ERR {

@@ -385,6 +385,9 @@ fn commit_with_invalid_bound_or_codec_is_rejected() {
     for (args, expect) in [
         (vec!["commit", f, "--bound", "rel:2"], "(0, 1)"),
         (vec!["commit", f, "--bound", "abs:-1"], "positive"),
+        // Finer than f64 can step: refused when parsed, not when the first chunk is coded.
+        (vec!["commit", f, "--bound", "rel:1e-17"], "2^-53"),
+        (vec!["commit", f, "--bound", "abs:1e308"], "finite"),
         (
             vec!["commit", f, "--bound", "fuzzy"],
             "lossless, rel:EPS or abs:EPS",

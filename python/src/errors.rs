@@ -15,7 +15,8 @@ fn class_of(e: &Error) -> &'static str {
         | Error::DeleteCurrentBranch(_)
         | Error::AmbiguousRef { .. }
         | Error::BadRemoteUrl { .. }
-        | Error::RemoteExists(_) => "InvalidInputError",
+        | Error::RemoteExists(_)
+        | Error::ForkedProcess { .. } => "InvalidInputError",
         Error::InvalidArgument { what, .. } if *what == "evaluator" => "EvaluatorError",
         Error::InvalidArgument { .. } => "InvalidInputError",
         Error::NoRepository(_)
@@ -26,7 +27,10 @@ fn class_of(e: &Error) -> &'static str {
         | Error::TensorNotFound { .. }
         | Error::UnknownRemote { .. }
         | Error::UnknownRemoteRef { .. } => "NotFoundError",
-        Error::Busy { .. } | Error::IndexHeld { .. } | Error::LocalRefMoved { .. } => "BusyError",
+        Error::Busy { .. }
+        | Error::IndexHeld { .. }
+        | Error::LocalRefMoved { .. }
+        | Error::InputChanged { .. } => "BusyError",
         Error::MissingObject { .. }
         | Error::CorruptObject { .. }
         | Error::CorruptPack { .. }

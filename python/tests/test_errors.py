@@ -122,3 +122,54 @@ def test_damaged_pack_is_a_corruption_error_naming_it(repo):
     with pytest.raises(snapstore.CorruptionError, match="is damaged") as e:
         repo.checkout()
     assert pack.stem in str(e.value)
+
+
+def test_tiny_relative_bound_is_refused_when_parsed(repo):
+    # Finer than f64 can step: an input error, not a decode failure of the first chunk.
+    with pytest.raises(snapstore.InvalidInputError, match="2\\^-53"):
+        repo.commit({"w": torch.ones(8)}, bound="rel:1e-20")
+    assert repo.log() == []
+
+
+def test_a_relative_path_keeps_naming_its_repository(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = snapstore.Repo.init("r")
+    first.commit({"w": torch.zeros(4)})
+    # A launcher changes directory; there "r" names another repository.
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    other = snapstore.Repo.init("r")
+    first.commit({"w": torch.ones(4)}, message="second")
+    assert [e["message"] for e in first.log()] == ["second", ""]
+    assert other.log() == []
+    assert first.path == str(tmp_path / "r")
+
+
+def _open_in_child(path, queue):
+    try:
+        snapstore.Repo(path).log()
+        queue.put("opened")
+    except snapstore.InvalidInputError as e:
+        queue.put(str(e))
+
+
+def test_a_forked_child_is_told_to_spawn(tmp_path):
+    # sled's threads do not survive fork(): a child of a process that opened a repository used
+    # to wait for ever on its first open.
+    import multiprocessing as mp
+    with snapstore.Repo.init(tmp_path / "r") as r:
+        r.commit({"w": torch.zeros(4)})
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_open_in_child, args=(str(tmp_path / "r"), queue))
+    child.start()
+    child.join(60)
+    assert not child.is_alive(), "the forked child hung"
+    assert "spawn" in queue.get(timeout=5)
+    # The spawn start method works.
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_open_in_child, args=(str(tmp_path / "r"), queue))
+    child.start()
+    child.join(120)
+    assert queue.get(timeout=5) == "opened"

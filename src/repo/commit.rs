@@ -423,6 +423,7 @@ impl Repo {
             opts,
             Layout::Tensors,
             &release,
+            &|| file.check_unchanged(),
         )
     }
 
@@ -464,6 +465,7 @@ impl Repo {
             opts,
             Layout::Tensors,
             &|_, _| {},
+            &|| Ok(()),
         )
     }
 
@@ -477,6 +479,7 @@ impl Repo {
         opts: &CommitOptions,
         layout: Layout,
         release: &(dyn Fn(usize, Range<usize>) + Sync),
+        inputs_unchanged: &dyn Fn() -> Result<()>,
     ) -> Result<CommitReport> {
         let started = Instant::now();
         plan::check_chunk_bytes(opts.chunk_bytes)?;
@@ -515,6 +518,9 @@ impl Repo {
 
         // Phase 2: code chunks a window at a time into a new pack.
         let written = self.write_chunks(&job, &planned, &mut next_tip)?;
+        // Hashed in phase 1 and coded in phase 2 from the same bytes, or nothing lands (the
+        // unfinished pack is removed when `written` drops).
+        inputs_unchanged()?;
         let Planned {
             branch,
             keyframe_every,

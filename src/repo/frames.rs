@@ -140,6 +140,7 @@ impl Repo {
             opts,
             Layout::Frames(layout),
             &|_, _| {},
+            &|| Ok(()),
         )
     }
 

@@ -138,6 +138,13 @@ impl std::ops::Deref for IndexRef {
     }
 }
 
+/// `dir` made absolute (not canonical: symbolic links stay), so a handle keeps naming the
+/// repository it opened when its process changes directory (a launcher that `chdir`s), rather
+/// than whatever the relative path names from there.
+fn anchored(dir: PathBuf) -> Result<PathBuf> {
+    std::path::absolute(&dir).map_err(|e| Error::io(&dir, e))
+}
+
 impl Repo {
     /// Creates a repository in `dir` (which may exist but must not hold one).
     pub fn init(dir: impl AsRef<Path>) -> Result<Repo> {
@@ -148,7 +155,7 @@ impl Repo {
         }
         std::fs::create_dir_all(dir.join("packs")).map_err(|e| Error::io(&dir, e))?;
         let repo = Repo {
-            dir,
+            dir: anchored(dir)?,
             backend: default_backend(),
             tip: Arc::new(TipCache::new(default_cache_bytes())),
             checkouts: Arc::new(CheckoutCache::new(default_cache_bytes())),
@@ -192,7 +199,7 @@ impl Repo {
             });
         }
         Ok(Repo {
-            dir,
+            dir: anchored(dir)?,
             backend: default_backend(),
             tip: Arc::new(TipCache::new(default_cache_bytes())),
             checkouts: Arc::new(CheckoutCache::new(default_cache_bytes())),

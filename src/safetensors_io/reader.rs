@@ -1,6 +1,7 @@
 //! A safetensors file opened through a memory map, validated before any tensor is read.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, UncheckedAdvice};
@@ -11,8 +12,28 @@ use crate::error::{Error, Result};
 /// An open, validated safetensors file.
 pub struct SafetensorsFile {
     path: PathBuf,
+    file: File,
+    stamp: Stamp,
     map: Option<Mmap>,
     header: Header,
+}
+
+/// What changes when a file is written in place or truncated: its length and modification time
+/// (to the nanosecond the file system keeps). Not its status-change time, which a rename over
+/// the path also moves (the open file loses its link) while what was read stays whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &Metadata) -> Stamp {
+        Stamp {
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        }
+    }
 }
 
 impl SafetensorsFile {
@@ -21,7 +42,8 @@ impl SafetensorsFile {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let stamp = Stamp::of(&file.metadata().map_err(|e| Error::io(path, e))?);
+        let file_len = stamp.len;
         let bad = |problem| Error::BadSafetensors {
             path: path.to_path_buf(),
             problem: Box::new(problem),
@@ -30,17 +52,38 @@ impl SafetensorsFile {
             return Err(bad(crate::error::SafetensorsProblem::TooShort(file_len)));
         }
         // SAFETY: the map is read-only. If another process truncates the file while we read it
-        // the kernel may raise SIGBUS; checkpoints being committed are not expected to change,
-        // and every byte read is hashed, so a file changed under us never yields a silently wrong
-        // snapshot.
+        // the kernel raises SIGBUS (the command-line tool reports it and removes its temp
+        // files); one written in place is caught by `check_unchanged` before a commit lands.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
         let n = header_len(&map, file_len).map_err(bad)?;
         let raw = &map[8..8 + n as usize];
         let header = parse_header(raw, file_len - 8 - n).map_err(bad)?;
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
+            file,
+            stamp,
             map: Some(map),
             header,
+        })
+    }
+
+    /// Fails, naming the file, when it was written, truncated or replaced in place since it was
+    /// opened: the bytes read from the map since then may mix two versions (its hash from one,
+    /// its coding from the other), so a commit must not land them. A writer that replaces the
+    /// file by a rename leaves the open one, and this map, as they were.
+    pub fn check_unchanged(&self) -> Result<()> {
+        let now = Stamp::of(&self.file.metadata().map_err(|e| Error::io(&self.path, e))?);
+        if now == self.stamp {
+            return Ok(());
+        }
+        let what = if now.len != self.stamp.len {
+            format!("{} bytes when opened, {} now", self.stamp.len, now.len)
+        } else {
+            "written in place".to_string()
+        };
+        Err(Error::InputChanged {
+            path: self.path.clone(),
+            what,
         })
     }
 
@@ -77,5 +120,71 @@ impl SafetensorsFile {
                 map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start)
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-tensor F32 file of `values`.
+    fn file_of(values: &[f32]) -> Vec<u8> {
+        let header = format!(
+            r#"{{"w":{{"dtype":"F32","shape":[{}],"data_offsets":[0,{}]}}}}"#,
+            values.len(),
+            4 * values.len()
+        );
+        let mut out = (header.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(header.as_bytes());
+        out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        out
+    }
+
+    /// A file written in place (same length) or truncated after it was opened is refused by
+    /// name; one left alone, or replaced by a rename, is not.
+    #[test]
+    fn a_file_changed_after_opening_is_refused() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckpt.safetensors");
+        std::fs::write(&path, file_of(&[1.0; 1000])).unwrap();
+
+        let f = SafetensorsFile::open(&path).unwrap();
+        f.check_unchanged().unwrap();
+        // A rename leaves the open file (and the map) as they were.
+        let other = dir.path().join("next.safetensors");
+        std::fs::write(&other, file_of(&[2.0; 1000])).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        f.check_unchanged().unwrap();
+        drop(f);
+
+        let f = SafetensorsFile::open(&path).unwrap();
+        // Past the coarse clock tick file systems stamp writes with.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        w.seek(SeekFrom::End(-4)).unwrap();
+        w.write_all(&3f32.to_le_bytes()).unwrap();
+        drop(w);
+        let e = f.check_unchanged().unwrap_err();
+        assert!(
+            matches!(&e, Error::InputChanged { path: p, .. } if *p == path),
+            "{e}"
+        );
+        assert!(e.to_string().contains("written in place"), "{e}");
+        drop(f);
+
+        let f = SafetensorsFile::open(&path).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        let e = f.check_unchanged().unwrap_err().to_string();
+        let len = file_of(&[1.0; 1000]).len();
+        assert!(
+            e.contains(&format!("{len} bytes when opened, 100 now")),
+            "{e}"
+        );
     }
 }

@@ -61,6 +61,22 @@ fn is_read_only(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
 }
 
+/// The process that first opened an index, which starts sled's thread pool (0: none yet).
+static SLED_STARTED_IN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Refuses to open an index in a process `fork()`ed from one that had opened an index: the
+/// child inherits sled's pool as started but none of its threads, so an open would wait for
+/// them for ever (Python's `multiprocessing` forks by default on Linux before 3.14).
+fn check_not_forked() -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let me = std::process::id();
+    match SLED_STARTED_IN.compare_exchange(0, me, Relaxed, Relaxed) {
+        Ok(_) => Ok(()),
+        Err(first) if first == me => Ok(()),
+        Err(first) => Err(Error::ForkedProcess { parent: first }),
+    }
+}
+
 impl Index {
     /// Opens the index of `repo` for changes, waiting while another process holds it. On a
     /// repository this user cannot write, opens it read-only instead (changes then fail with
@@ -80,6 +96,7 @@ impl Index {
 
     fn open_with(repo: &Path, read_only: bool) -> Result<Self> {
         let _t = crate::profile::time(crate::profile::Stage::Index);
+        check_not_forked()?;
         let dir = repo.join("index");
         let wait = std::env::var("SNAPSTORE_LOCK_TIMEOUT")
             .ok()
