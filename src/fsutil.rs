@@ -12,8 +12,10 @@ use crate::error::{Error, Result};
 mod direct_io;
 mod direct_read;
 mod direct_write;
+mod output;
 pub(crate) use direct_read::{cached, DirectFile, DIRECT_MIN_BYTES};
 use direct_write::DirectWriter;
+pub use output::OutputFile;
 
 /// Prefix of temporary files; `gc` and the next commit remove stale ones.
 pub const TEMP_PREFIX: &str = ".tmp-";

@@ -8,6 +8,22 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // `println!` panics when standard output fails (a full disk, `> /dev/full`): say so as any
+    // other error, without a panic's backtrace. What the command did before is kept (a commit
+    // has landed by the time it prints its report).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") {
+            eprintln!("error: cannot write the output: {message}");
+            std::process::exit(1);
+        }
+        default_hook(info);
+    }));
     // Ctrl-C (or SIGTERM) mid-commit or mid-checkout removes the unfinished temp files.
     if let Err(err) = snapstore::remove_temps_on_signals() {
         eprintln!("warning: cannot clean up on Ctrl-C: {err}");

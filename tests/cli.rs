@@ -324,6 +324,21 @@ fn diff_of_snapshot_against_file_and_snapshot() {
     for row in same.as_array().unwrap() {
         assert_eq!(row["status"], "same", "{row:#}");
     }
+    // From the snapshot to the file, as from one snapshot to the next: a tensor only the file
+    // holds was added, one only the snapshot holds removed.
+    let grown = dir.path().join("grown.safetensors");
+    let mut more = steps[1].clone();
+    more.retain(|t| t.name != "b");
+    more.push(Tensor::f32(&mut Rng::new(9), "extra", &[4], 1.0));
+    write_safetensors(&grown, &more, None);
+    let rows = run_json(&repo, &["diff", "HEAD", grown.to_str().unwrap()]);
+    let status = |name: &str| {
+        let rows = rows.as_array().unwrap();
+        rows.iter().find(|r| r["name"] == name).unwrap()["status"].clone()
+    };
+    assert_eq!(status("extra"), "added", "{rows:#}");
+    assert_eq!(status("b"), "removed", "{rows:#}");
+    assert_eq!(status("w"), "same", "{rows:#}");
     let changed = run_json(&repo, &["diff", "HEAD~1", "HEAD"]);
     let rows = changed.as_array().unwrap();
     assert_eq!(rows.len(), 2);

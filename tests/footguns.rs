@@ -914,3 +914,49 @@ fn typed_slices_commit_as_their_little_endian_bytes() {
         .unwrap_err();
     assert!(err.to_string().contains("\"f\""), "{err}");
 }
+
+/// Standard output that cannot be written (`> /dev/full`) is an error like any other (exit 1, a
+/// message), not a panic with a backtrace; and `checkout -o` into a device writes into it
+/// rather than replacing it with a regular file, with its report on standard error.
+#[test]
+fn an_unwritable_stdout_is_an_error_and_a_device_output_is_written_into() {
+    let (_dir, repo, _paths) = repo_with_commits(2);
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        crate::util::skip("footguns::unwritable_stdout", "no /dev/full here");
+        return;
+    };
+    let out = std::process::Command::new(snapstore_bin())
+        .args(["--repo", path_str(&repo), "log"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write the output"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Into a pipe through /dev/stdout: the bytes of the file, and the report beside them.
+    let (mut read, write) = std::io::pipe().unwrap();
+    let child = std::process::Command::new(snapstore_bin())
+        .args([
+            "--repo",
+            path_str(&repo),
+            "checkout",
+            "HEAD",
+            "-o",
+            "/dev/stdout",
+        ])
+        .stdout(write)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut streamed = Vec::new();
+    std::io::Read::read_to_end(&mut read, &mut streamed).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("wrote /dev/stdout"), "{err}");
+    let file = repo.parent().unwrap().join("head.safetensors");
+    run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&file)]);
+    assert_eq!(streamed, std::fs::read(&file).unwrap());
+}

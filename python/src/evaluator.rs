@@ -10,7 +10,7 @@ use snapstore::CheckedOutTensor;
 /// `(name, dtype, shape, bytearray)`, a copy of the candidate's bytes that it may keep (the
 /// library frees its own after the call); `python_evaluator` in `py_src/snapstore/_tensors.py`
 /// wraps the user's function so that it sees a state_dict. The first Python exception is kept,
-/// to become the cause of the error the search returns.
+/// for `PyRepo::run_evaluated` to raise: as the cause of an `EvaluatorError`, or unchanged.
 pub struct PyEvaluator {
     callable: Py<PyAny>,
     failure: Mutex<Option<PyErr>>,

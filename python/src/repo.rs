@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
+use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use serde::Serialize;
 use snapstore::{
@@ -71,8 +72,9 @@ impl PyRepo {
         py.detach(|| f(&repo)).map_err(|e| to_py(py, e))
     }
 
-    /// Runs `f` with `evaluate` as the evaluator; a failure of the callable becomes the cause
-    /// of the `EvaluatorError` raised.
+    /// Runs `f` with `evaluate` as the evaluator; an exception of the callable becomes the cause
+    /// of the `EvaluatorError` raised, and a `BaseException` that is no `Exception`
+    /// (`KeyboardInterrupt`, `SystemExit`) is raised unchanged.
     fn run_evaluated<T: Send>(
         &self,
         py: Python<'_>,
@@ -87,10 +89,16 @@ impl PyRepo {
         });
         result.map_err(|e| {
             let err = to_py(py, e);
-            if let Some(cause) = evaluator.take_failure() {
-                err.set_cause(py, Some(cause));
+            match evaluator.take_failure() {
+                // Ctrl-C or sys.exit() asks the program to stop: wrapped in an Exception, an
+                // `except Exception:` around the commit would swallow it.
+                Some(cause) if !cause.is_instance_of::<PyException>(py) => cause,
+                Some(cause) => {
+                    err.set_cause(py, Some(cause));
+                    err
+                }
+                None => err,
             }
-            err
         })
     }
 }

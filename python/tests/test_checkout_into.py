@@ -103,6 +103,16 @@ def test_strict_false_loads_what_both_hold(repo):
     assert torch.count_nonzero(into["mine"]) == 0
 
 
+def test_writing_parameters_saved_for_backward_fails_backward_as_load_state_dict_does(repo):
+    repo.commit({"w": torch.ones(2, 3), "b": torch.ones(2)})
+    w, b = torch.nn.Parameter(torch.zeros(2, 3)), torch.nn.Parameter(torch.zeros(2))
+    loss = (w * w).sum() + (b * b).sum()  # saves w and b, written in place below
+    repo.checkout(into={"w": w, "b": b})
+    assert torch.equal(w.detach(), torch.ones(2, 3))
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_tensors_are_loaded_through_the_host(repo):
     w = torch.randn(64, 32)

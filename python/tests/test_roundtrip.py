@@ -1,5 +1,8 @@
 """State_dicts in and out: every dtype, exact when lossless, within the bound when lossy."""
 
+import copy
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -135,6 +138,25 @@ def test_names_meta_metadata_and_selection(repo):
     assert back.metadata == {"format": "pt"}
     full = repo.checkout(r.snapshot[:10])
     assert set(full) == set(sd) and full["layer.0.weight"].shape == (3, 2)
+
+
+def test_a_checkout_torch_saves_as_a_dict_that_loads_with_defaults(repo, tmp_path, monkeypatch):
+    sd = {"w": torch.randn(3, 2), "b": torch.randn(3)}
+    repo.commit(sd, meta={"epoch": 1})
+    out = repo.checkout()
+    path = tmp_path / "sd.pt"
+    torch.save(out, path)
+    loaded = torch.load(path)  # weights_only, torch's default: no class of snapstore's
+    assert isinstance(loaded, dict) and not isinstance(loaded, snapstore.StateDict)
+    assert list(loaded) == list(out) and all(torch.equal(loaded[k], sd[k]) for k in sd)
+    for name in ("snapstore", "snapstore._repo"):
+        monkeypatch.setitem(sys.modules, name, None)  # the file loads without snapstore
+    assert list(torch.load(path, weights_only=False)) == list(out)
+    for kept in (copy.copy(out), copy.deepcopy(out)):
+        assert type(kept) is snapstore.StateDict and list(kept) == list(out)
+        assert (kept.snapshot, kept.meta, kept.metadata) == (out.snapshot, out.meta, out.metadata)
+        assert all(torch.equal(kept[k], sd[k]) for k in sd)
+    assert copy.deepcopy(out)["w"].data_ptr() != out["w"].data_ptr()
 
 
 def test_module_state_dict_loads_back(repo):

@@ -106,6 +106,20 @@ def test_evaluator_failing_late_commits_nothing(repo):
     assert len(repo.log()) == 1
 
 
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), SystemExit(3)], ids=repr)
+def test_interrupt_or_exit_in_the_evaluator_is_raised_unwrapped(repo, stop):
+    def evaluate(sd):
+        raise stop
+
+    with pytest.raises(type(stop)) as e:
+        repo.commit(weights(), bound="auto", evaluate=evaluate, bounds=BOUNDS)
+    assert e.value is stop
+    with pytest.raises(type(stop)) as e:
+        repo.search(weights(), evaluate=evaluate, bounds=BOUNDS)
+    assert e.value is stop
+    assert repo.stats()["snapshots"] == 0
+
+
 def test_non_number_result_is_an_evaluator_error(repo):
     with pytest.raises(snapstore.EvaluatorError):
         repo.search(weights(), evaluate=lambda sd: "high", bounds=BOUNDS)

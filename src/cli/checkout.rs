@@ -65,7 +65,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     if json {
         return json_pretty(&r);
     }
-    println!(
+    let line = format!(
         "wrote {} ({} tensors, {}) from {} in {:.2}s",
         r.path.display(),
         r.tensors,
@@ -73,6 +73,12 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         r.snapshot.short(),
         r.seconds
     );
+    // Written into a device or pipe (`-o /dev/stdout`): the report must not join the bytes.
+    if std::fs::metadata(&output).is_ok_and(|m| m.is_file()) {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use super::windows::{window_bytes, windows_for_threads, MAX_WINDOW_BYTES};
 use super::Repo;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::fsutil::{AtomicFile, DIRECT_MIN_BYTES};
+use crate::fsutil::{OutputFile, DIRECT_MIN_BYTES};
 use crate::safetensors_io::{canonical_header, write_header_prefix};
 use crate::store::manifest::{Manifest, TensorEntry};
 use crate::store::object_id::ObjectId;
@@ -348,11 +348,7 @@ pub(crate) fn write_prepared(
     // checkout wrote 2.0-2.3x faster, and with reading the file back (cold, as a deploy then
     // does) still 1.5x (BENCHMARKS.md "Large packs and checkouts around the page cache").
     let total: u64 = order.iter().map(|e| e.len).sum();
-    let mut out = if total >= DIRECT_MIN_BYTES {
-        AtomicFile::create_direct(path)?
-    } else {
-        AtomicFile::create(path)?
-    };
+    let mut out = OutputFile::open(path, total >= DIRECT_MIN_BYTES)?;
     write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
     let mut done = 0;
     decode_tensors(&p.reader, &p.snapshot, &order, None, &mut |_, _, chunk| {
@@ -361,7 +357,7 @@ pub(crate) fn write_prepared(
         out.write_all(&chunk).map_err(|err| Error::io(path, err))
     })?;
     let bytes = order.iter().map(|e| e.len).sum();
-    out.commit()?;
+    out.finish(path)?;
     Ok(CheckoutReport {
         snapshot: p.snapshot,
         path: path.to_path_buf(),

@@ -343,7 +343,11 @@ impl Repo {
             .iter()
             .map(|t| (t.name.as_str(), t.dtype, &t.shape[..], &t.data[..]))
             .collect();
-        Ok(diff_tensors(file_tensors, snap_tensors))
+        // The file is compared first (errors relative to its values), but the rows read from
+        // the snapshot to the file, as `diff A B` reads from A to B: a tensor only the file
+        // has was added.
+        let rows = diff_tensors(file_tensors, snap_tensors);
+        Ok(rows.into_iter().map(TensorDiff::reversed).collect())
     }
 
     /// Totals over the repository.
@@ -406,6 +410,18 @@ impl Repo {
 }
 
 type Side<'a> = Vec<(&'a str, Dtype, &'a [u64], &'a [u8])>;
+
+impl TensorDiff {
+    /// The row as the other side sees it: added and removed swap.
+    fn reversed(self) -> TensorDiff {
+        let status = match self.status {
+            "added" => "removed",
+            "removed" => "added",
+            other => other,
+        };
+        TensorDiff { status, ..self }
+    }
+}
 
 fn diff_tensors(a: Side, b: Side) -> Vec<TensorDiff> {
     let mut out = Vec::new();

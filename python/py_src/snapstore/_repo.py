@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _native
-from ._tensors import (checkout_targets, copy_staged, host_views, meta_strings, python_evaluator,
-                       state_dict_of, to_tensor)
+from ._tensors import (checkout_targets, copy_staged, host_views, mark_written, meta_strings,
+                       python_evaluator, state_dict_of, to_tensor)
 from .errors import InvalidInputError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -51,7 +53,10 @@ class CommitReport:
 
 class StateDict(dict):
     """A checked-out state_dict: a plain ``dict`` of name -> tensor (``model.load_state_dict``
-    takes it) that also carries the snapshot id, its meta and its safetensors metadata."""
+    takes it) that also carries the snapshot id, its meta and its safetensors metadata.
+
+    It pickles (``torch.save``) as the ``OrderedDict`` of its tensors that ``model.state_dict()``
+    pickles as, without those attributes; ``copy.copy`` and ``copy.deepcopy`` keep them."""
 
     snapshot: str
     meta: Dict[str, str]
@@ -65,6 +70,24 @@ class StateDict(dict):
         out.snapshot = snapshot
         out.meta = dict(meta)
         out.metadata = None if metadata is None else dict(metadata)
+        return out
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # torch.load's default unpickler (weights_only) builds no class of ours, nor a plain
+        # dict, but does build an OrderedDict; the file then loads without snapstore too.
+        return OrderedDict, (list(self.items()),)
+
+    # copy would otherwise take __reduce_ex__'s OrderedDict: a copy stays a StateDict.
+    def __copy__(self) -> "StateDict":
+        out = type(self)(self)
+        out.__dict__.update(self.__dict__)
+        return out
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> "StateDict":
+        out = type(self)()
+        memo[id(self)] = out
+        out.update((name, copy.deepcopy(t, memo)) for name, t in self.items())
+        out.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return out
 
 
@@ -183,7 +206,8 @@ class Repo:
         ``"rel:EPS"`` (every element within ``EPS * |x|``), ``"abs:EPS"``, or ``"auto"``: the
         bound is searched with ``evaluate`` (see :meth:`search`; ``max_loss``, ``alpha``,
         ``bounds`` and ``research_every`` tune it) and remembered for the branch. If the
-        evaluator raises or returns NaN, nothing is committed and ``EvaluatorError`` is raised.
+        evaluator raises or returns NaN, nothing is committed and ``EvaluatorError`` is raised
+        (``KeyboardInterrupt`` and ``SystemExit`` pass through unchanged).
 
         ``meta``: key/value pairs stored with the snapshot (values become strings);
         ``metadata``: the safetensors ``__metadata__`` a file checkout would carry.
@@ -228,7 +252,8 @@ class Repo:
 
         Returns the report of ``snapstore search --json`` as a dict (``chosen``, ``candidates``,
         ``baseline_accuracy``, ``evaluations``, ...). A failing or non-finite evaluator raises
-        ``EvaluatorError``.
+        ``EvaluatorError``, with the callable's exception as ``__cause__``; its
+        ``KeyboardInterrupt`` or ``SystemExit`` is raised unchanged.
         """
         if not callable(evaluate):
             raise InvalidInputError("evaluate must be a callable(state_dict) -> accuracy")
@@ -299,8 +324,11 @@ class Repo:
                     + " (strict=False checks out the tensors both hold)")
         chosen = {n: t for n, t in into.items() if n in held_set}
         targets, staged = checkout_targets(chosen)
-        # By id: a commit between the two calls cannot move what ref names.
-        snapshot, metadata, meta = self._repo.checkout_into(snapshot, targets)
+        try:
+            # By id: a commit between the two calls cannot move what ref names.
+            snapshot, metadata, meta = self._repo.checkout_into(snapshot, targets)
+        finally:
+            mark_written(targets)  # a decode error may leave them written in part
         copy_staged(staged)
         return StateDict.of(chosen.items(), snapshot, metadata, meta)
 

@@ -229,6 +229,16 @@ def checkout_targets(into: Mapping) -> Tuple[List[RawTensor], List[Tuple[Any, An
     return targets, staged
 
 
+def mark_written(targets: List[RawTensor]) -> None:
+    """Tells autograd that the torch tensors of ``targets`` were written in place, as ``copy_``
+    does: a backward through a graph that saved one of them then raises, as after
+    ``load_state_dict``, instead of computing gradients from the new values."""
+    written = [view[3] for view in targets if is_torch(view[3])]
+    if written:
+        # A counter bump each, no pass over the data (torch 2.8, the oldest supported, takes a list).
+        torch.autograd.graph.increment_version(written)
+
+
 def copy_staged(staged: List[Tuple[Any, Any]]) -> None:
     """Copies each staging buffer into its tensor (to its device)."""
     for target, stage in staged:
