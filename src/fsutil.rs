@@ -404,6 +404,26 @@ pub fn remove_stale_temps(dir: &Path) -> (usize, u64) {
     removed
 }
 
+/// Removes the temp files an earlier, killed write of `target` left beside it (named for it, by
+/// a process that no longer runs): a checkout's output directory is the user's, so only those.
+pub(crate) fn remove_stale_temps_of(target: &Path) {
+    let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    for (path, _) in stale_temps(parent_dir(target)) {
+        // `.tmp-PID-SUFFIX-NAME`, as `AtomicFile` names them.
+        let of_target = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.splitn(3, '-').nth(2))
+            == Some(name.as_str());
+        if of_target {
+            let _ = fs::remove_file(&path);
+        }
+    }
+}
+
 pub(crate) fn unique_suffix() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

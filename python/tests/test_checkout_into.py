@@ -79,6 +79,8 @@ def test_mismatches_are_refused_before_anything_is_written(repo):
          f"tensor \"w\" of snapshot {snap[:12]} is F32 [3, 4], but its buffer holds F32 [4, 3]"),
         ({"w": torch.zeros(3, 4, dtype=torch.float64), "b": torch.zeros(4)},
          "is F32 [3, 4], but its buffer holds F64 [3, 4]"),
+        # One memory location per row: refused up front, not by copy_ after "b" was written.
+        ({"b": torch.zeros(4), "w": torch.zeros(3, 1).expand(3, 4)}, "is expanded"),
     ]
     for into, message in cases:
         with pytest.raises(InvalidInputError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -119,9 +119,19 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     }
     args.auto.reject_without_auto()?;
     let input = Input::detect(&args.file, args.kind.into())?;
+    let named_branch = opts.branch.is_some();
     let r = repo.commit_input(&input, args.group, &opts)?;
     if args.json {
         return json_pretty(&r);
+    }
+    // `--branch` with a name that did not exist starts a history of its own: say so, in case
+    // the name was a typo of an existing branch (no tensor is then coded against it).
+    if named_branch && r.parent.is_none() {
+        eprintln!(
+            "note: branch {} did not exist; this snapshot starts it, with no parent \
+             (`snapstore branch NAME` branches from HEAD instead)",
+            r.branch
+        );
     }
     println!(
         "[{} {}] {}",

@@ -39,6 +39,8 @@ impl OutputFile {
             Ok(m) if m.is_file() => fs::canonicalize(path).map_err(|e| Error::io(path, e))?,
             _ => followed(path)?,
         };
+        // What a checkout killed with SIGKILL (or the OOM killer) left of this file.
+        super::remove_stale_temps_of(&target);
         if direct {
             Ok(OutputFile::Replaced(AtomicFile::create_direct(&target)?))
         } else {
@@ -134,6 +136,26 @@ mod tests {
         std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
         let e = write(&dir.path().join("a"), b"x").unwrap_err().to_string();
         assert!(e.contains("too many levels"), "{e}");
+    }
+
+    /// A killed write's temp file of the same output is removed by the next write of it; those
+    /// of other files, and of live processes, are not.
+    #[test]
+    fn a_killed_writes_temp_file_goes_with_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = u32::MAX; // above any pid the kernel hands out
+        let stale = dir.path().join(format!(".tmp-{dead}-77-out.st"));
+        let other = dir.path().join(format!(".tmp-{dead}-78-other.st"));
+        let live = dir
+            .path()
+            .join(format!(".tmp-{}-79-out.st", std::process::id()));
+        for p in [&stale, &other, &live] {
+            fs::write(p, b"partial").unwrap();
+        }
+        write(&dir.path().join("out.st"), b"whole").unwrap();
+        assert!(!stale.exists());
+        assert!(other.exists() && live.exists());
+        assert_eq!(fs::read(dir.path().join("out.st")).unwrap(), b"whole");
     }
 
     /// A FIFO (and so a device, a socket) is written into, not replaced by a regular file.

@@ -248,7 +248,7 @@ class Repo:
         fresh state_dict of the same framework as the input, which the callable may keep. The
         choice maximises ``alpha * ratio/best_ratio + (1 - alpha) * (1 - loss/max_loss)`` among
         bounds losing at most ``max_loss`` accuracy; lossless when none does. ``bounds`` lists
-        the candidate relative bounds (default: 16 from 1e-4 to 0.1).
+        the candidate relative bounds (default: 16 log-spaced from 1e-4 to 0.2).
 
         Returns the report of ``snapstore search --json`` as a dict (``chosen``, ``candidates``,
         ``baseline_accuracy``, ``evaluations``, ...). A failing or non-finite evaluator raises
