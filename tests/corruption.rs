@@ -176,3 +176,30 @@ fn random_damage_to_packs_and_index_never_returns_wrong_data() {
 fn random_damage_long() {
     random_damage(400, 0xBADC0DE);
 }
+
+/// A rebuild of the index stopped part way (Ctrl-C, a crash: it leaves its marker) leaves an
+/// index every command refuses, naming the fix, instead of one that looks whole and lacks
+/// objects; a rebuild that completes takes the marker away.
+#[test]
+fn an_interrupted_index_rebuild_is_refused_until_one_completes() {
+    let dir = tempdir();
+    let (repo, snaps) = damaged_repo_fixture(dir.path());
+    std::fs::write(repo.join("index.rebuilding"), b"").unwrap();
+    for args in [&["log"][..], &["fsck"], &["checkout", "HEAD", "-o", "x.st"]] {
+        let o = run(&repo, args);
+        assert!(!o.status.success(), "{args:?} passed");
+        let err = stderr(&o);
+        assert!(
+            err.contains("rebuild of the index was interrupted"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("fsck --rebuild-index"), "{args:?}: {err}");
+    }
+    run_ok(&repo, &["fsck", "--rebuild-index"]);
+    assert!(!repo.join("index.rebuilding").exists());
+    let out = dir.path().join("out.safetensors");
+    for (id, expected) in &snaps {
+        run_ok(&repo, &["checkout", id, "-o", out.to_str().unwrap()]);
+        assert_eq!(&std::fs::read(&out).unwrap(), expected, "{id}");
+    }
+}

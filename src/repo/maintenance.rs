@@ -10,7 +10,7 @@ use super::history::reachable_snapshots;
 use super::reader::ObjectReader;
 use super::Repo;
 use crate::error::{Error, Result};
-use crate::store::index::Index;
+use crate::store::index::{Index, REBUILDING};
 use crate::store::manifest::{Bound, Encoding, Manifest};
 use crate::store::object_id::ObjectId;
 use crate::store::pack::{list_packs, PackEntry, PackReader, PackWriter};
@@ -339,7 +339,11 @@ impl Repo {
     /// An index that sled cannot open at all is moved aside to `index.damaged-<seconds>` and
     /// a new one built; HEAD's branch and every ref come back from the ref log.
     pub fn rebuild_index(&self) -> Result<usize> {
-        let index = match self.index() {
+        // Marked before anything is cleared and unmarked once the rebuilt index is flushed: an
+        // interrupted rebuild leaves an index every command refuses, not one that looks whole.
+        let marker = self.dir.join(REBUILDING);
+        crate::fsutil::write_atomic(&marker, b"fsck --rebuild-index in progress\n")?;
+        let index = match Index::open_to_rebuild(&self.dir) {
             Ok(index) => index,
             // Only an index sled cannot read is moved aside; not a busy or unreadable one.
             Err(Error::Index(_)) => {
@@ -349,7 +353,7 @@ impl Repo {
                 let from = self.dir.join("index");
                 let to = self.dir.join(format!("index.damaged-{stamp}"));
                 std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
-                self.index()?
+                Index::open_to_rebuild(&self.dir)?
             }
             Err(e) => return Err(e),
         };
@@ -369,6 +373,9 @@ impl Repo {
         let snaps = reachable_snapshots(&index, &mut reader)?;
         rebuild_tensor_index(&index, &mut reader, &snaps)?;
         index.flush()?;
+        drop(index);
+        std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
+        crate::fsutil::sync_dir(&self.dir)?;
         Ok(count)
     }
 }

@@ -61,6 +61,11 @@ fn is_read_only(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
 }
 
+/// A file in the repository that exists while `fsck --rebuild-index` rebuilds the index: the
+/// rebuild clears the object and tensor tables before it fills them again, so an index a rebuild
+/// left unfinished (Ctrl-C, a crash) is refused until a rebuild completes.
+pub(crate) const REBUILDING: &str = "index.rebuilding";
+
 /// The process that first opened an index, which starts sled's thread pool (0: none yet).
 static SLED_STARTED_IN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
@@ -94,7 +99,21 @@ impl Index {
         Self::open_with(repo, true)
     }
 
+    /// Opens the index of `repo` to rebuild it, whether or not an earlier rebuild finished.
+    pub(crate) fn open_to_rebuild(repo: &Path) -> Result<Self> {
+        Self::open_unchecked(repo, false)
+    }
+
     fn open_with(repo: &Path, read_only: bool) -> Result<Self> {
+        if repo.join(REBUILDING).exists() {
+            return Err(Error::IndexInconsistent(
+                "a rebuild of the index was interrupted, so it may lack objects and refs".into(),
+            ));
+        }
+        Self::open_unchecked(repo, read_only)
+    }
+
+    fn open_unchecked(repo: &Path, read_only: bool) -> Result<Self> {
         let _t = crate::profile::time(crate::profile::Stage::Index);
         check_not_forked()?;
         let dir = repo.join("index");
