@@ -292,7 +292,8 @@ where
             let rf = f32::from_bits(f32_from_image(r as u32));
             let ok = xf.is_finite()
                 && rf.is_finite()
-                && (f64::from(xf) - f64::from(rf)).abs() <= rel * f64::from(xf).abs();
+                && (f64::from(xf) - f64::from(rf)).abs() <= rel * f64::from(xf).abs()
+                && keeps_negative_zero(f64::from(xf), f64::from(rf));
             if !ok {
                 return None;
             }
@@ -307,6 +308,13 @@ where
                 .clamp(0, self.max),
         )
     }
+}
+
+/// False where `x` is -0.0 and its reconstruction `r` is not: +0.0 meets any bound, but -0.0
+/// comes back exactly, as NaN and the infinities do (stored as an exception).
+#[inline(always)]
+fn keeps_negative_zero(x: f64, r: f64) -> bool {
+    !(x == 0.0 && x.is_sign_negative()) || r.to_bits() == x.to_bits()
 }
 
 /// Largest code magnitude under a float absolute bound; beyond it the element is an exception.
@@ -352,7 +360,7 @@ impl Quant for FloatAbs {
         // cannot carry, and `-0.0 + -0.0` would keep a sign the decoder's `-0.0 + 0.0` drops.
         let code = q as i64;
         let r = self.decode(code, pred);
-        ((x - r).abs() <= self.e).then_some((code, r))
+        ((x - r).abs() <= self.e && keeps_negative_zero(x, r)).then_some((code, r))
     }
     #[inline(always)]
     fn decode(&self, code: i64, pred: f64) -> f64 {
