@@ -184,7 +184,7 @@ fn random_damage_long() {
 fn an_interrupted_index_rebuild_is_refused_until_one_completes() {
     let dir = tempdir();
     let (repo, snaps) = damaged_repo_fixture(dir.path());
-    std::fs::write(repo.join("index.rebuilding"), b"").unwrap();
+    std::fs::write(repo.join("index.unfinished"), b"").unwrap();
     for args in [&["log"][..], &["fsck"], &["checkout", "HEAD", "-o", "x.st"]] {
         let o = run(&repo, args);
         assert!(!o.status.success(), "{args:?} passed");
@@ -196,7 +196,7 @@ fn an_interrupted_index_rebuild_is_refused_until_one_completes() {
         assert!(err.contains("fsck --rebuild-index"), "{args:?}: {err}");
     }
     run_ok(&repo, &["fsck", "--rebuild-index"]);
-    assert!(!repo.join("index.rebuilding").exists());
+    assert!(!repo.join("index.unfinished").exists());
     let out = dir.path().join("out.safetensors");
     for (id, expected) in &snaps {
         run_ok(&repo, &["checkout", id, "-o", out.to_str().unwrap()]);

@@ -64,7 +64,7 @@ fn is_read_only(e: &std::io::Error) -> bool {
 /// A file in the repository that exists while `fsck --rebuild-index` rebuilds the index: the
 /// rebuild clears the object and tensor tables before it fills them again, so an index a rebuild
 /// left unfinished (Ctrl-C, a crash) is refused until a rebuild completes.
-pub(crate) const REBUILDING: &str = "index.rebuilding";
+pub(crate) const REBUILDING: &str = "index.unfinished";
 
 /// The process that first opened an index, which starts sled's thread pool (0: none yet).
 static SLED_STARTED_IN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
