@@ -339,10 +339,6 @@ impl Repo {
     /// An index that sled cannot open at all is moved aside to `index.damaged-<seconds>` and
     /// a new one built; HEAD's branch and every ref come back from the ref log.
     pub fn rebuild_index(&self) -> Result<usize> {
-        // Marked before anything is cleared and unmarked once the rebuilt index is flushed: an
-        // interrupted rebuild leaves an index every command refuses, not one that looks whole.
-        let marker = self.dir.join(REBUILDING);
-        crate::fsutil::write_atomic(&marker, b"fsck --rebuild-index in progress\n")?;
         let index = match Index::open_to_rebuild(&self.dir) {
             Ok(index) => index,
             // Only an index sled cannot read is moved aside; not a busy or unreadable one.
@@ -357,6 +353,11 @@ impl Repo {
             }
             Err(e) => return Err(e),
         };
+        // Marked once the index is open (a busy or unwritable one is no damage) and before
+        // anything is cleared, unmarked once the rebuilt index is flushed: an interrupted
+        // rebuild leaves an index every command refuses, not one that looks whole.
+        let marker = self.dir.join(REBUILDING);
+        crate::fsutil::write_atomic(&marker, b"fsck --rebuild-index in progress\n")?;
         index.restore_refs_from_log()?;
         index.clear_objects()?;
         let dir = self.packs_dir();
