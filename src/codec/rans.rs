@@ -16,9 +16,9 @@
 //! hundred bytes, whose coding a state's 4 bytes are a share of, [`NARROW`] (4, entropy coder
 //! 8) for short sections and [`WIDE`] (32, entropy coder 9) for long ones, whose 32 states
 //! fill two 16-lane or four 8-lane vectors (`rans_vector`) and pay 112 more bytes of states.
-//! All write the roots table ([`Layout::Roots`]) and no symbol count, which the section header gives; streams
-//! with the earlier tables (entropy coders 4, 5 and 6) are still read, and the earlier
-//! two-state, byte-renormalized stream by `rans_v1`.
+//! All write the roots table ([`Layout::Roots`]) and no symbol count, which the section header
+//! gives; streams with the earlier tables (entropy coders 4, 5 and 6) are still read, and the
+//! earlier two-state, byte-renormalized stream by `rans_v1`.
 
 use super::error::{CodecError, CodecResult};
 use super::rans_roots;

@@ -23,8 +23,8 @@ pub enum OutputFile {
 }
 
 impl OutputFile {
-    /// Opens `path` for a file of `total` bytes; `direct` writes a replaced file around the page
-    /// cache ([`AtomicFile::create_direct`]).
+    /// Opens `path` for a checkout's file; `direct` writes a replaced file around the page cache
+    /// ([`AtomicFile::create_direct`]).
     pub fn open(path: &Path, direct: bool) -> Result<OutputFile> {
         // The kernel follows the links first (`/dev/stdout` is one to `/proc/self/fd/1`, itself
         // one to a pipe that has no path): what is at the end decides.

@@ -178,7 +178,7 @@ def _writable_view(name: str, value: Any) -> Tuple[Optional[RawTensor], Any]:
                                     "a checkout writes only dense tensors")
         st = _torch_st(name, value)
         t = value.detach()
-        if _overlaps_itself(t):
+        if _is_expanded(t):
             raise InvalidInputError(f"tensor {name!r} is expanded (a dimension of stride 0): "
                                     "a checkout cannot write one value to each of its elements")
         if (t.device.type == "cpu" and t.is_contiguous() and not t.is_conj()
@@ -198,7 +198,7 @@ def _writable_view(name: str, value: Any) -> Tuple[Optional[RawTensor], Any]:
         f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or numpy.ndarray")
 
 
-def _overlaps_itself(t: Any) -> bool:
+def _is_expanded(t: Any) -> bool:
     """Whether a dimension of ``t`` repeats its elements (stride 0: ``expand``), which torch's
     ``copy_`` refuses: refused here before anything is written instead of part way."""
     return any(st == 0 and n > 1 for st, n in zip(t.stride(), t.shape))
