@@ -591,7 +591,8 @@ fn fsck_names_a_damaged_object_and_checkout_refuses_it() {
     assert!(stdout(&o).contains(&victim.hex()), "{}", stdout(&o));
 }
 
-/// A repository with three snapshots on main (two tagged) and one on a branch, then its index
+/// A repository with three snapshots on main (two tagged) and one on a branch, settings
+/// set after them (`keyframe_every` 5, then 7; bounds for `main` and `side`), then its index
 /// directory deleted.
 fn repo_with_lost_index() -> (TempDir, Repo, Vec<(ObjectId, Vec<Tensor>)>) {
     let (dir, repo) = new_repo();
@@ -615,6 +616,10 @@ fn repo_with_lost_index() -> (TempDir, Repo, Vec<(ObjectId, Vec<Tensor>)>) {
         .unwrap()
         .snapshot;
     snaps.push((side, steps[3].clone()));
+    repo.config_set("keyframe_every", "5").unwrap();
+    repo.config_set("keyframe_every", "7").unwrap();
+    repo.config_set("bound.side", "rel:0.1").unwrap();
+    repo.config_set("bound.main", "rel:0.05").unwrap();
     std::fs::remove_dir_all(repo.path().join("index")).unwrap();
     (dir, repo, snaps)
 }
@@ -648,6 +653,10 @@ fn rebuild_index_after_losing_the_index_restores_refs() {
     let (branches, _tags) = repo.list_refs().unwrap();
     let names: Vec<&str> = branches.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["main", "side"]);
+    // The settings come back from the log too.
+    assert_eq!(repo.keyframe_every().unwrap(), 7);
+    assert_eq!(repo.branch_bound("main").unwrap().to_string(), "rel:0.05");
+    assert_eq!(repo.branch_bound("side").unwrap().to_string(), "rel:0.1");
 }
 
 #[test]

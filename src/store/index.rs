@@ -285,8 +285,8 @@ impl Index {
         Ok(())
     }
 
-    /// Restores refs and HEAD that the ref log knows but the index lacks (after the index was
-    /// lost). Returns how many refs were restored.
+    /// Restores refs, HEAD and config values that the ref log knows but the index lacks (after
+    /// the index was lost). Returns how many refs were restored.
     pub fn restore_refs_from_log(&self) -> Result<usize> {
         self.writable()?;
         let logged = self.reflog.replay()?;
@@ -299,6 +299,11 @@ impl Index {
         }
         if let (Some(head), None) = (&logged.head, self.config.get(b"HEAD")?) {
             self.config.insert(b"HEAD", head.as_bytes())?;
+        }
+        for (key, value) in &logged.config {
+            if self.config.get(key.as_bytes())?.is_none() {
+                self.config.insert(key.as_bytes(), value.as_bytes())?;
+            }
         }
         Ok(restored)
     }
@@ -313,18 +318,32 @@ impl Index {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
-    /// Sets a config value.
+    /// Sets a config value, logged beside the refs so it survives the loss of the index.
     pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
         self.step("config update")?;
-        self.config
-            .insert(format!("cfg.{key}").as_bytes(), value.as_bytes())?;
-        Ok(())
+        self.change_config(key, Some(value))
     }
 
-    /// Removes a config value.
+    /// Removes a config value (logged too).
     pub fn config_remove(&self, key: &str) -> Result<()> {
         self.writable()?;
-        self.config.remove(format!("cfg.{key}").as_bytes())?;
+        self.change_config(key, None)
+    }
+
+    fn change_config(&self, key: &str, value: Option<&str>) -> Result<()> {
+        let stored = format!("cfg.{key}");
+        let previous = match value {
+            Some(v) => self.config.insert(stored.as_bytes(), v.as_bytes())?,
+            None => self.config.remove(stored.as_bytes())?,
+        };
+        if let Err(e) = self.reflog.record(&stored, value) {
+            // Unlogged, the change would be lost with the index: take it back.
+            let _ = match previous {
+                Some(p) => self.config.insert(stored.as_bytes(), p),
+                None => self.config.remove(stored.as_bytes()),
+            };
+            return Err(e);
+        }
         Ok(())
     }
 

@@ -1,8 +1,9 @@
-//! The ref log: every ref change appended to a plain file and fsynced before the index is
-//! flushed, so the refs (which exist nowhere else) survive the loss of the sled index.
+//! The ref log: every ref and config change appended to a plain file and fsynced before the
+//! index is flushed, so the refs and settings (which exist nowhere else) survive the loss of
+//! the sled index.
 //!
-//! One line per change: `<ref> <new id hex | ->` (`HEAD <branch>` for HEAD). Replaying the
-//! lines in order gives the current refs.
+//! One line per change: `<ref> <new id hex | ->`, `HEAD <branch>` for HEAD, `cfg.<key>
+//! <value | ->` for a setting. Replaying the lines in order gives the current state.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -25,6 +26,8 @@ pub struct LoggedRefs {
     pub refs: BTreeMap<String, ObjectId>,
     /// The branch HEAD named last.
     pub head: Option<String>,
+    /// `cfg.<key>` settings with their values.
+    pub config: BTreeMap<String, String>,
 }
 
 impl RefLog {
@@ -45,6 +48,13 @@ impl RefLog {
                     .open(&self.path)
             })
             .map_err(|e| Error::io(&self.path, e))?;
+        if value.is_some_and(|v| v.contains('\n') || v == "-") {
+            // A line per change: such a value would replay as something else.
+            return Err(Error::invalid(
+                "setting",
+                format!("{key}: the value {value:?} cannot be logged"),
+            ));
+        }
         let line = format!("{key} {}\n", value.unwrap_or("-"));
         io_step("ref log append")
             .and_then(|_| f.write_all(line.as_bytes()))
@@ -70,6 +80,11 @@ impl RefLog {
             };
             if key == "HEAD" {
                 out.head = Some(value.to_string());
+            } else if key.starts_with("cfg.") {
+                match value {
+                    "-" => out.config.remove(key),
+                    v => out.config.insert(key.to_string(), v.to_string()),
+                };
             } else if value == "-" {
                 out.refs.remove(key);
             } else if let Ok(id) = value.parse::<ObjectId>() {
@@ -95,6 +110,11 @@ mod tests {
         log.record("heads/main", Some(&b.hex())).unwrap();
         log.record("tags/v1", None).unwrap();
         log.record("HEAD", Some("exp")).unwrap();
+        log.record("cfg.bound.main", Some("rel:0.01")).unwrap();
+        log.record("cfg.keyframe_every", Some("7")).unwrap();
+        log.record("cfg.bound.main", Some("rel:0.05")).unwrap();
+        log.record("cfg.keyframe_every", None).unwrap();
+        assert!(log.record("cfg.x", Some("a\nheads/main 00")).is_err());
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.path().join("refs.log"))
@@ -105,5 +125,7 @@ mod tests {
         assert_eq!(r.refs.len(), 1);
         assert_eq!(r.refs["heads/main"], b);
         assert_eq!(r.head.as_deref(), Some("exp"));
+        assert_eq!(r.config.len(), 1);
+        assert_eq!(r.config["cfg.bound.main"], "rel:0.05");
     }
 }
