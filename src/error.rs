@@ -182,6 +182,16 @@ pub enum Error {
     /// A branch or tag name that cannot be used.
     #[error("invalid ref name {0:?}: use letters, digits, '.', '_', '-' and '/' (no '..', no leading '/' or '-')")]
     BadRefName(String),
+    /// A new branch or tag name another name would shadow, or that would shadow one.
+    #[error("cannot name a {kind} {name:?}: {problem}")]
+    RefShadows {
+        /// `branch` or `tag`.
+        kind: &'static str,
+        /// The name.
+        name: String,
+        /// What it clashes with.
+        problem: String,
+    },
     /// Creating a tag or branch that exists.
     #[error("ref {0:?} already exists")]
     RefExists(String),

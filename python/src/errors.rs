@@ -12,6 +12,7 @@ fn class_of(e: &Error) -> &'static str {
         | Error::RepositoryExists(_)
         | Error::BadRefName(_)
         | Error::RefExists(_)
+        | Error::RefShadows { .. }
         | Error::DeleteCurrentBranch(_)
         | Error::AmbiguousRef { .. }
         | Error::BadRemoteUrl { .. }

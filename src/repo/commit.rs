@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::input::{Input, TensorInput};
 use super::plan::{self, FrameLayout, Layout, TensorPlan};
 use super::reader::ObjectReader;
-use super::refs::{branch_key, check_ref_name};
+use super::refs::{branch_key, check_new_ref_name, check_ref_name};
 use super::tip_cache::{TakenTip, TipCollector};
 use super::windows::{window_bytes, windows_for_threads, MAX_WINDOW_BYTES};
 use super::Repo;
@@ -601,6 +601,10 @@ impl Repo {
             },
         };
         let parent = index.get_ref(&branch_key(&branch))?;
+        if parent.is_none() {
+            // This commit creates the branch.
+            check_new_ref_name(&index, &branch, "branch")?;
+        }
         let mut reader = self.reader();
         let parent_manifest = match &parent {
             Some(p) => Some(reader.load_manifest(&index, p)?),

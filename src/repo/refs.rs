@@ -32,6 +32,38 @@ pub fn check_ref_name(name: &str) -> Result<()> {
     }
 }
 
+/// Checks the name of a branch or tag about to be created (`kind`: "branch" or "tag"): a valid
+/// name ([`check_ref_name`]) that resolves to nothing else. A tag named like a branch (or the
+/// reverse), a name that reads as a snapshot id, or one starting with a ref namespace would make
+/// a ref expression mean one thing today and another after the next commit.
+pub(crate) fn check_new_ref_name(index: &Index, name: &str, kind: &'static str) -> Result<()> {
+    check_ref_name(name)?;
+    let clash = |problem: String| {
+        Err(Error::RefShadows {
+            kind,
+            name: name.to_string(),
+            problem,
+        })
+    };
+    if let Some(space) = ["heads/", "tags/", "remotes/"]
+        .into_iter()
+        .find(|p| name.starts_with(p))
+    {
+        return clash(format!("`{space}...` names a ref namespace"));
+    }
+    if name.len() >= 12 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return clash("it reads as a snapshot id".into());
+    }
+    let (other, other_key) = match kind {
+        "tag" => ("branch", branch_key(name)),
+        _ => ("tag", tag_key(name)),
+    };
+    if index.get_ref(&other_key)?.is_some() {
+        return clash(format!("a {other} of that name exists"));
+    }
+    Ok(())
+}
+
 /// The ref key of a branch.
 pub fn branch_key(name: &str) -> String {
     format!("heads/{name}")
@@ -165,8 +197,16 @@ fn resolve_base(index: &Index, base: &str) -> Result<ObjectId> {
             return Ok(id);
         }
     }
-    // `origin/main`: the branch `main` of remote `origin` as last fetched or pushed.
-    if let Some((remote, branch)) = base.split_once('/') {
+    // `heads/NAME`, `tags/NAME`: one kind of ref only (the spelling git users reach for).
+    if base.starts_with("heads/") || base.starts_with("tags/") {
+        if let Some(id) = index.get_ref(base)? {
+            return Ok(id);
+        }
+    }
+    // `origin/main` or `remotes/origin/main`: the branch `main` of remote `origin` as last
+    // fetched or pushed.
+    let tracked = base.strip_prefix("remotes/").unwrap_or(base);
+    if let Some((remote, branch)) = tracked.split_once('/') {
         if let Some(id) = index.get_ref(&format!("remotes/{remote}/heads/{branch}"))? {
             return Ok(id);
         }
@@ -205,8 +245,10 @@ impl Repo {
 
     /// Creates a branch at `at` (default HEAD's snapshot, or empty when there is none).
     pub fn create_branch(&self, name: &str, at: Option<&str>) -> Result<Option<ObjectId>> {
-        check_ref_name(name)?;
         let index = self.index()?;
+        if index.get_ref(&branch_key(name))?.is_none() {
+            check_new_ref_name(&index, name, "branch")?;
+        }
         let mut reader = self.reader();
         let target = match at {
             Some(spec) => Some(resolve(&index, &mut reader, spec)?),
@@ -272,8 +314,10 @@ impl Repo {
 
     /// Creates a tag at `at`.
     pub fn create_tag(&self, name: &str, at: &str) -> Result<ObjectId> {
-        check_ref_name(name)?;
         let index = self.index()?;
+        if index.get_ref(&tag_key(name))?.is_none() {
+            check_new_ref_name(&index, name, "tag")?;
+        }
         let mut reader = self.reader();
         let id = resolve(&index, &mut reader, at)?;
         index
@@ -369,6 +413,55 @@ mod tests {
             ids.push(r.snapshot);
         }
         (dir, repo, ids)
+    }
+
+    /// A new tag or branch may not take a name another ref, an id or a namespace reads as; the
+    /// explicit `heads/`, `tags/` forms name one kind only.
+    #[test]
+    fn new_refs_shadow_nothing_and_explicit_forms_resolve() {
+        let (_dir, repo, ids) = forty_commits(3);
+        repo.create_branch("exp", Some("HEAD~1")).unwrap();
+        repo.create_tag("v1", "HEAD~2").unwrap();
+        let shadows = |e: Error| matches!(e, Error::RefShadows { .. });
+        assert!(shadows(repo.create_tag("exp", "HEAD").unwrap_err()));
+        assert!(shadows(repo.create_branch("v1", None).unwrap_err()));
+        assert!(shadows(repo.switch_new_branch("v1").unwrap_err()));
+        let short = ids[0].short();
+        assert!(shadows(repo.create_tag(&short, "HEAD").unwrap_err()));
+        assert!(shadows(
+            repo.create_branch(&ids[0].hex(), None).unwrap_err()
+        ));
+        for spaced in ["tags/x", "heads/x", "remotes/o/x"] {
+            assert!(shadows(repo.create_tag(spaced, "HEAD").unwrap_err()));
+        }
+        let onto_tag = CommitOptions {
+            branch: Some("v1".into()),
+            ..CommitOptions::default()
+        };
+        let data = [0u8; 4];
+        let t = TensorInput {
+            name: "w".into(),
+            dtype: crate::Dtype::U32,
+            shape: vec![1],
+            data: &data,
+        };
+        let e = repo.commit_tensors(&[t], None, &onto_tag).unwrap_err();
+        assert!(
+            shadows(e),
+            "a commit does not start a branch named like a tag"
+        );
+        // Short hex names and existing refs stay usable.
+        repo.create_tag("2024", "HEAD").unwrap();
+        assert_eq!(repo.resolve("2024").unwrap(), ids[39]);
+        assert!(matches!(
+            repo.create_tag("v1", "HEAD").unwrap_err(),
+            Error::RefExists(_)
+        ));
+        assert_eq!(repo.resolve("heads/exp").unwrap(), ids[38]);
+        assert_eq!(repo.resolve("tags/v1").unwrap(), ids[37]);
+        assert_eq!(repo.resolve("tags/v1~1").unwrap(), ids[36]);
+        assert!(repo.resolve("tags/exp").is_err());
+        assert!(repo.resolve("heads/v1").is_err());
     }
 
     fn records_read(f: impl FnOnce()) -> usize {
