@@ -829,6 +829,42 @@ fn status_says_whether_a_file_is_stored_where_and_how_it_differs_from_head() {
     assert!(err.contains(path_str(&bad)), "{err}");
 }
 
+/// A file stored only under a bound is not called stored as if a checkout gave it back: the
+/// status names the bound, and prefers an exact copy once one exists, even an older one.
+#[test]
+fn status_names_the_bound_of_a_lossy_copy_and_prefers_an_exact_one() {
+    let (dir, repo) = init_repo();
+    let steps = trajectory(15, 1, &[("w", &[64, 64])]);
+    let file = dir.path().join("a.safetensors");
+    write_safetensors(&file, &steps[0], None);
+    run_ok(&repo, &["commit", path_str(&file), "--bound", "rel:0.01"]);
+    let lossy = head_id(&repo);
+    let json = run_json(&repo, &["status", path_str(&file)]);
+    assert_eq!(json["snapshot"], lossy.as_str(), "{json:#}");
+    assert_eq!(json["snapshot_lossy"][0]["kind"], "rel", "{json:#}");
+    assert_eq!(json["tensors"][0]["stored_bound"]["eps"], 0.01, "{json:#}");
+    let text = run_ok(&repo, &["status", path_str(&file)]);
+    assert!(
+        text.contains("under rel:0.01") && text.contains("not byte-identical"),
+        "{text}"
+    );
+
+    run_ok(&repo, &["commit", path_str(&file)]);
+    let exact = head_id(&repo);
+    run_ok(&repo, &["commit", path_str(&file), "--bound", "rel:0.05"]);
+    let json = run_json(&repo, &["status", path_str(&file)]);
+    assert_eq!(json["snapshot"], exact.as_str(), "{json:#}");
+    assert_eq!(json["snapshot_lossy"], serde_json::json!([]), "{json:#}");
+    assert_eq!(
+        json["tensors"][0]["stored_in"][0],
+        exact.as_str(),
+        "{json:#}"
+    );
+    assert_eq!(json["tensors"][0]["stored_bound"]["kind"], "lossless");
+    let text = run_ok(&repo, &["status", path_str(&file)]);
+    assert!(!text.contains("under"), "{text}");
+}
+
 /// Every library function that takes a path takes anything path-like (`&str`, `String`,
 /// `PathBuf`, `&Path`).
 #[test]

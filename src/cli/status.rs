@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use snapstore::{ObjectId, Repo};
+use snapstore::{Bound, ObjectId, Repo};
 
 use super::print::json_pretty;
 
@@ -32,7 +32,16 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         }
     };
     match &st.snapshot {
-        Some(id) => println!("{}: stored as snapshot {}", file.display(), at(id)),
+        Some(id) if st.snapshot_lossy.is_empty() => {
+            println!("{}: stored as snapshot {}", file.display(), at(id))
+        }
+        Some(id) => println!(
+            "{}: stored as snapshot {} under {} (a checkout is within the bound, not \
+             byte-identical)",
+            file.display(),
+            at(id),
+            bounds_text(&st.snapshot_lossy)
+        ),
         None => println!(
             "{}: not stored as a whole; against HEAD{}:",
             file.display(),
@@ -53,10 +62,14 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
             .stored_in
             .as_ref()
             .map_or("not stored".to_string(), |(id, n)| {
-                if *n == t.name {
+                let name = if *n == t.name {
                     at(id)
                 } else {
                     format!("{} as {n:?}", at(id))
+                };
+                match t.stored_bound {
+                    Some(b) if b != Bound::Lossless => format!("{name} under {b}"),
+                    _ => name,
                 }
             });
         println!("{:<width$} {:<8} {stored}", t.name, t.status);
@@ -65,4 +78,10 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         println!("{name:<width$} {:<8} (in HEAD, not in the file)", "removed");
     }
     Ok(())
+}
+
+/// `rel:0.01` or `rel:0.01, abs:0.001`.
+fn bounds_text(bounds: &[Bound]) -> String {
+    let texts: Vec<String> = bounds.iter().map(Bound::to_string).collect();
+    texts.join(", ")
 }

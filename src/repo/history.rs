@@ -1,5 +1,6 @@
 //! History and inspection: log, show, diff and stats.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use super::checkout::decode_tensors;
 use super::reader::ObjectReader;
 use super::refs::{resolve, resolve_rev, Rev};
 use super::Repo;
+use crate::bound::Bound;
 use crate::dtype::Dtype;
 use crate::error::Result;
 use crate::safetensors_io::SafetensorsFile;
@@ -117,8 +119,11 @@ pub struct FileStatus {
     /// HEAD's snapshot (none before the first commit).
     pub head: Option<ObjectId>,
     /// A snapshot that holds exactly this file's tensors (names and bytes as committed),
-    /// preferring HEAD, if any.
+    /// preferring one that stores them all losslessly, then HEAD, if any.
     pub snapshot: Option<ObjectId>,
+    /// The bounds under which `snapshot` stores any of them lossily (empty: it checks out
+    /// byte-identical).
+    pub snapshot_lossy: Vec<Bound>,
     /// Each tensor of the file, in file order.
     pub tensors: Vec<TensorStatus>,
     /// Tensors HEAD has and the file lacks.
@@ -132,9 +137,11 @@ pub struct TensorStatus {
     pub name: String,
     /// Against HEAD: `same` (the bytes HEAD committed), `changed`, or `added`.
     pub status: &'static str,
-    /// A snapshot holding these exact bytes, and the tensor's name there (HEAD first, then
-    /// the newest).
+    /// A snapshot holding these exact bytes, and the tensor's name there (a lossless copy
+    /// first, then HEAD, then the newest).
     pub stored_in: Option<(ObjectId, String)>,
+    /// The bound `stored_in` keeps them under (`lossless`: a checkout gives these bytes).
+    pub stored_bound: Option<Bound>,
 }
 
 /// Every snapshot reachable from any ref, newest first along each branch.
@@ -239,23 +246,47 @@ impl Repo {
         }
         // HEAD first, then newest first.
         manifests.sort_by_key(|(id, m)| (Some(*id) != head, std::cmp::Reverse(m.time)));
-        let mut stored: std::collections::HashMap<ObjectId, (ObjectId, String)> =
+        // The first copy in that order, unless a later one is exact and it is not.
+        let mut stored: std::collections::HashMap<ObjectId, (ObjectId, String, Bound)> =
             std::collections::HashMap::new();
-        let mut snapshot = None;
+        let mut snapshot: Option<(ObjectId, Vec<Bound>)> = None;
         for (id, m) in &manifests {
             for t in &m.tensors {
-                stored
-                    .entry(t.source_hash)
-                    .or_insert_with(|| (*id, t.name.clone()));
+                let copy = (*id, t.name.clone(), t.bound);
+                match stored.entry(t.source_hash) {
+                    Entry::Vacant(v) => {
+                        v.insert(copy);
+                    }
+                    Entry::Occupied(mut o) if o.get().2 != Bound::Lossless => {
+                        if t.bound == Bound::Lossless {
+                            o.insert(copy);
+                        }
+                    }
+                    Entry::Occupied(_) => {}
+                }
             }
             let same = m.tensors.len() == hashes.len()
                 && hashes
                     .iter()
                     .all(|(n, h)| m.tensor(n).is_some_and(|t| t.source_hash == *h));
-            if same && snapshot.is_none() {
-                snapshot = Some(*id);
+            if same {
+                let mut lossy: Vec<Bound> = Vec::new();
+                for t in &m.tensors {
+                    if t.bound != Bound::Lossless && !lossy.contains(&t.bound) {
+                        lossy.push(t.bound);
+                    }
+                }
+                let replace = match &snapshot {
+                    None => true,
+                    Some((_, held)) => !held.is_empty() && lossy.is_empty(),
+                };
+                if replace {
+                    snapshot = Some((*id, lossy));
+                }
             }
         }
+        let (snapshot, snapshot_lossy) =
+            snapshot.map_or((None, Vec::new()), |(id, l)| (Some(id), l));
         let head_m = manifests
             .first()
             .filter(|(id, _)| Some(*id) == head)
@@ -269,7 +300,8 @@ impl Repo {
                     Some(_) => "changed",
                     None => "added",
                 },
-                stored_in: stored.get(h).cloned(),
+                stored_in: stored.get(h).map(|(id, n, _)| (*id, n.clone())),
+                stored_bound: stored.get(h).map(|c| c.2),
             })
             .collect();
         let removed = head_m
@@ -285,6 +317,7 @@ impl Repo {
             path: path.to_path_buf(),
             head,
             snapshot,
+            snapshot_lossy,
             tensors,
             removed,
         })
