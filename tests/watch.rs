@@ -84,6 +84,47 @@ fn watch_once_commits_a_directory_oldest_first_and_reports_a_bad_file() {
     for (k, (_, bytes)) in files.iter().enumerate() {
         assert_checks_out(&repo, &format!("HEAD~{}", 2 - k), bytes);
     }
+
+    // Run again (a restarted job): what the first run committed is skipped, a checkpoint
+    // rewritten since is committed again, and so is the one that failed, once repaired.
+    std::fs::remove_file(ckpts.join("broken.safetensors")).unwrap();
+    let (_, rewritten) = write_checkpoint(&ckpts, "b.safetensors", &epochs[0], 5);
+    let o = run(&repo, &["watch", ckpts.to_str().unwrap(), "--once"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("2 checkpoint(s) in") && err.contains("already committed"),
+        "{err}"
+    );
+    assert_eq!(
+        messages(&repo),
+        [
+            "c.safetensors",
+            "b.safetensors",
+            "a.safetensors",
+            "b.safetensors"
+        ]
+    );
+    assert_checks_out(&repo, "HEAD", &rewritten);
+    let o = run(&repo, &["watch", ckpts.to_str().unwrap(), "--once"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(messages(&repo).len(), 4, "nothing new: nothing committed");
+    // Another branch has none of them.
+    run_ok(
+        &repo,
+        &[
+            "watch",
+            ckpts.to_str().unwrap(),
+            "--once",
+            "--branch",
+            "other",
+        ],
+    );
+    assert_eq!(
+        run_json(&repo, &["log", "other"]).as_array().unwrap().len(),
+        3
+    );
+
     for bad in ["0", "-1", "1e30", "NaN"] {
         let err = run_err(
             &repo,

@@ -6,7 +6,7 @@
 //! (BENCHMARKS.md "Caches sized to the machine"). One long-running process commits every
 //! delta against the tip it kept, as a trainer's in-process commits do.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -21,7 +21,8 @@ pub struct Args {
     /// The directory the trainer writes `*.safetensors` checkpoints into.
     dir: PathBuf,
     /// Commit the checkpoints already in DIR first, oldest first (by default only the ones
-    /// written after the watch starts are committed).
+    /// written after the watch starts are committed). A file a watch already committed on the
+    /// branch, unchanged since (same size and modification time), is not committed again.
     #[arg(long)]
     existing: bool,
     /// Commit the checkpoints in DIR, oldest first, and exit (implies --existing).
@@ -75,7 +76,22 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     });
     // Versions of files already committed (or there before the watch, and not to be).
     let mut done: HashMap<PathBuf, Stamp> = HashMap::new();
-    if !(args.existing || args.once) {
+    if args.existing || args.once {
+        // A restarted watch: what an earlier one committed is not committed again.
+        let committed = committed_stamps(&repo, args.branch.as_deref())?;
+        done.extend(
+            checkpoints(&args.dir)?
+                .into_iter()
+                .filter(|(path, stamp)| committed.contains(&(file_name(path), stamp_text(stamp)))),
+        );
+        if !done.is_empty() {
+            eprintln!(
+                "{} checkpoint(s) in {} already committed by a watch, unchanged since: skipped",
+                done.len(),
+                args.dir.display()
+            );
+        }
+    } else {
         done.extend(checkpoints(&args.dir)?);
     }
     if !args.once {
@@ -99,7 +115,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
             }
             seen.remove(&path);
             done.insert(path.clone(), stamp);
-            if let Err(e) = commit(&repo, &path, &opts, args.json) {
+            if let Err(e) = commit(&repo, &path, &stamp, &opts, args.json) {
                 // Reported, and the watch goes on: a file rewritten later is tried again.
                 eprintln!("snapstore watch: {:#}", e);
                 failed += 1;
@@ -142,14 +158,51 @@ fn checkpoints(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>> {
     Ok(files)
 }
 
-/// Commits one checkpoint, its file name as the message and in the meta (`file`).
-fn commit(repo: &Repo, path: &Path, opts: &CommitOptions, json: bool) -> Result<()> {
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+/// The meta keys a watch commit records: the file's name, and its stamp when it was seen.
+const FILE_KEY: &str = "file";
+const STAMP_KEY: &str = "file_stamp";
+
+/// `SIZE:SECONDS.NANOS` (modification time since the epoch).
+fn stamp_text((len, modified): &Stamp) -> String {
+    let since = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{len}:{}.{:09}", since.as_secs(), since.subsec_nanos())
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// The (file name, stamp) pairs watch commits recorded on `branch` (default HEAD's) history.
+fn committed_stamps(repo: &Repo, branch: Option<&str>) -> Result<HashSet<(String, String)>> {
+    let spec = branch.map(|b| format!("heads/{b}"));
+    let history = match repo.log(spec.as_deref(), None) {
+        Ok(h) => h,
+        // A branch this watch will start.
+        Err(snapstore::Error::UnknownRef(_)) if branch.is_some() => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(history
+        .into_iter()
+        .filter_map(|e| {
+            Some((
+                e.meta.get(FILE_KEY)?.clone(),
+                e.meta.get(STAMP_KEY)?.clone(),
+            ))
+        })
+        .collect())
+}
+
+/// Commits one checkpoint, its file name as the message and in the meta (`file`, with the stamp
+/// it had when seen in `file_stamp`).
+fn commit(repo: &Repo, path: &Path, stamp: &Stamp, opts: &CommitOptions, json: bool) -> Result<()> {
+    let name = file_name(path);
     let mut opts = opts.clone();
     opts.message = name.clone();
-    opts.meta.insert("file".into(), name.clone());
+    opts.meta.insert(FILE_KEY.into(), name.clone());
+    opts.meta.insert(STAMP_KEY.into(), stamp_text(stamp));
     let r = repo.commit_file(path, &opts)?;
     if json {
         return json_line(&r);
