@@ -91,14 +91,16 @@ pub enum Error {
         /// The process that opened a repository before the fork.
         parent: u32,
     },
-    /// A file being committed was written, truncated or replaced in place before its commit
-    /// landed: what was read may mix two versions, so nothing was stored.
-    #[error("{path}: changed while it was being committed ({what}): nothing was stored; commit it again once whatever writes it has finished")]
+    /// A file was written, truncated or replaced in place while it was read (committed,
+    /// compared, searched): what was read may mix two versions, so nothing came of it.
+    #[error("{path}: changed while it was being read ({what}): nothing was {undone}; try again once whatever writes it has finished")]
     InputChanged {
         /// The file.
         path: PathBuf,
         /// How it changed.
         what: String,
+        /// What did not happen: `stored`, `compared`, ...
+        undone: &'static str,
     },
     /// A safetensors file failed validation.
     #[error("{path}: not a valid safetensors file: {problem}")]

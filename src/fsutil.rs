@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 mod direct_io;
 mod direct_read;
 mod direct_write;
+pub(crate) mod input_maps;
 mod output;
 pub(crate) use direct_read::{cached, DirectFile, DIRECT_MIN_BYTES};
 use direct_write::DirectWriter;
@@ -107,10 +108,26 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
+/// A SIGBUS in a watched input map is repaired there (the read goes on, and the reader refuses
+/// what it read); any other goes the way of the other signals.
+extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; `si_addr` is only
+    // read for the kernel's own faults (a `kill -BUS` carries no address).
+    let fault = unsafe {
+        matches!((*info).si_code, libc::BUS_ADRERR | libc::BUS_OBJERR)
+            .then(|| (*info).si_addr() as usize)
+    };
+    if !fault.is_some_and(input_maps::replace_faulting_page) {
+        on_signal(sig);
+    }
+}
+
 /// Makes SIGINT, SIGTERM and SIGHUP remove this process's unfinished temp files (a commit's
-/// incoming pack, a checkout's output) before the process ends as the signal says; and SIGBUS,
-/// which a read from a memory-mapped file another process truncated raises, too, saying so
-/// (the faulting thread repeats its fault until the process ends). The
+/// incoming pack, a checkout's output) before the process ends as the signal says. SIGBUS, which
+/// a read from a memory-mapped file another process truncated raises, is repaired when it falls
+/// in a checkpoint being committed (see [`input_maps`]: the commit then fails naming the file,
+/// and the process goes on); elsewhere it ends the process the same way, saying so (the faulting
+/// thread repeats its fault until the process ends). The
 /// command-line tool calls it first thing; a library caller that handles signals itself can
 /// call [`remove_registered_temps`] instead. SIGKILL cannot be caught: the next commit or `gc`
 /// removes what it leaves. Calling it more than once does nothing more.
@@ -154,10 +171,21 @@ pub fn remove_temps_on_signals() -> io::Result<()> {
                     return;
                 }
             })?;
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGBUS] {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             // SAFETY: `on_signal` only calls write(2), which is async-signal-safe.
             let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
             if unsafe { libc::signal(sig, handler) } == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // SAFETY: a zeroed sigaction is valid; `on_sigbus` calls only what
+        // `input_maps::replace_faulting_page` and `on_signal` call.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigbus as extern "C" fn(_, _, _) as libc::sighandler_t;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut()) != 0 {
                 return Err(io::Error::last_os_error());
             }
         }

@@ -88,6 +88,8 @@ pub use store::object_id::ObjectId;
 #[doc(hidden)]
 pub use dtype::ALL_DTYPES;
 #[doc(hidden)]
+pub use fsutil::input_maps::TRUNCATE_AFTER_HASH_ENV;
+#[doc(hidden)]
 pub use fsutil::FAIL_WRITES_ENV;
 #[doc(hidden)]
 pub use remote::FAIL_UPLOADS_AFTER_ENV;

@@ -281,6 +281,16 @@ fn temps_in(dir: &Path) -> Vec<(PathBuf, u64)> {
 /// Starts `snapstore ARGS`, waits until it has written more than 1 MiB to a temp file in
 /// `watch`, sends SIGINT, and returns how it ended. Panics when it ends before that.
 fn interrupt_mid_write(repo: &Path, args: &[&str], watch: &Path) -> std::process::ExitStatus {
+    signal_mid_write(repo, args, watch, libc::SIGINT).0
+}
+
+/// [`interrupt_mid_write`] with signal `sig`; also returns what the command wrote to stderr.
+fn signal_mid_write(
+    repo: &Path,
+    args: &[&str],
+    watch: &Path,
+    sig: libc::c_int,
+) -> (std::process::ExitStatus, String) {
     let mut child = command(repo)
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -303,9 +313,13 @@ fn interrupt_mid_write(repo: &Path, args: &[&str], watch: &Path) -> std::process
     }
     // SAFETY: sends a signal to our own child, which has not been reaped yet.
     unsafe {
-        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+        libc::kill(child.id() as libc::pid_t, sig);
     }
-    child.wait().unwrap()
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -350,6 +364,97 @@ fn ctrl_c_mid_commit_and_mid_checkout_leaves_no_temp_file() {
     assert!(!out.exists());
     run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&out)]);
     assert!(std::fs::read(&out).unwrap() == bytes);
+}
+
+/// A checkpoint truncated under its commit (a trainer saving the next one in place) fails that
+/// commit, naming the file, and stores nothing; the process goes on, so a `watch` commits the
+/// next checkpoint. The truncation comes from a test hook, between hashing and coding.
+#[test]
+fn a_checkpoint_truncated_under_its_commit_fails_it_and_the_watch_goes_on() {
+    let (dir, repo) = init_repo();
+    let ckpts = dir.path().join("ckpts");
+    std::fs::create_dir(&ckpts).unwrap();
+    let steps = trajectory(16, 2, &[("w", &[512, 512]), ("b", &[512])]);
+    let first = ckpts.join("a.safetensors");
+    write_safetensors(&first, &steps[0], None);
+    let packs = repo.join("packs");
+    for bound in ["lossless", "rel:0.01"] {
+        write_safetensors(&first, &steps[0], None);
+        let o = command(&repo)
+            .args(["commit", path_str(&first), "--bound", bound])
+            .env(snapstore::TRUNCATE_AFTER_HASH_ENV, &first)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{bound}: {err}");
+        assert!(
+            err.contains(path_str(&first))
+                && err.contains("truncated")
+                && err.contains("nothing was stored"),
+            "{bound}: {err}"
+        );
+        assert_eq!(temps_in(&packs), vec![], "{bound}");
+        assert_eq!(run_json(&repo, &["log"]).as_array().map(Vec::len), Some(0));
+    }
+
+    // The watch reports the truncated checkpoint and commits the next one.
+    write_safetensors(&first, &steps[0], None);
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let second = ckpts.join("b.safetensors");
+    let bytes = write_safetensors(&second, &steps[1], None);
+    let o = command(&repo)
+        .args(["watch", path_str(&ckpts), "--once"])
+        .env(snapstore::TRUNCATE_AFTER_HASH_ENV, &first)
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
+    assert!(err.contains("1 checkpoint(s) in"), "{err}");
+    let log = run_json(&repo, &["log"]);
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log}");
+    assert_eq!(log[0]["message"], "b.safetensors");
+    let out = dir.path().join("out.safetensors");
+    run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&out)]);
+    assert!(std::fs::read(&out).unwrap() == bytes);
+    assert_eq!(temps_in(&packs), vec![]);
+    assert_fsck_clean(&repo);
+}
+
+/// A SIGBUS that is no fault of an input map (here sent by kill) ends the commit as the other
+/// signals do: said so, with the temp pack removed.
+#[test]
+fn a_sigbus_elsewhere_ends_the_commit_saying_so_and_leaves_no_temp_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(5);
+    let big = vec![Tensor::random(
+        &mut rng,
+        "big",
+        snapstore::Dtype::U8,
+        &[192 << 20],
+    )];
+    let file = dir.path().join("big.safetensors");
+    write_safetensors(&file, &big, None);
+    drop(big);
+    let packs = repo.join("packs");
+    let (status, err) = signal_mid_write(&repo, &["commit", path_str(&file)], &packs, libc::SIGBUS);
+    assert_eq!(status.signal(), Some(libc::SIGBUS), "{status}");
+    assert!(
+        err.contains("SIGBUS") && err.contains("nothing was stored"),
+        "{err}"
+    );
+    assert_eq!(temps_in(&packs), vec![]);
+    assert_eq!(run_json(&repo, &["log"]).as_array().map(Vec::len), Some(0));
 }
 
 #[test]

@@ -76,8 +76,10 @@ impl Repo {
                 t.dtype
             ))
         })?;
-        let seq = FrameSeq::from_raw(dtype, &t.shape, file.tensor_bytes(t).to_vec())
-            .map_err(|e| bad(e.to_string()))?;
+        let frames = file.tensor_bytes(t).to_vec();
+        // The copy is committed: it must be one version of the file.
+        file.check_unchanged("stored")?;
+        let seq = FrameSeq::from_raw(dtype, &t.shape, frames).map_err(|e| bad(e.to_string()))?;
         let raw = String::from_utf8(header.raw.clone())
             .map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
         let metadata = header.metadata.clone().unwrap_or_default();

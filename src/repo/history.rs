@@ -232,6 +232,7 @@ impl Repo {
             .iter()
             .map(|t| (t.name.clone(), ObjectId::of(file.tensor_bytes(t))))
             .collect();
+        file.check_unchanged("compared")?;
         let index = self.index_read()?;
         let mut reader = self.reader();
         let head = match resolve(&index, &mut reader, "HEAD") {
@@ -380,6 +381,7 @@ impl Repo {
         // the snapshot to the file, as `diff A B` reads from A to B: a tensor only the file
         // has was added.
         let rows = diff_tensors(file_tensors, snap_tensors);
+        f.check_unchanged("compared")?;
         Ok(rows.into_iter().map(TensorDiff::reversed).collect())
     }
 

@@ -8,12 +8,15 @@ use memmap2::{Mmap, UncheckedAdvice};
 
 use super::header::{header_len, parse_header, Header, TensorInfo};
 use crate::error::{Error, Result};
+use crate::fsutil::input_maps;
 
 /// An open, validated safetensors file.
 pub struct SafetensorsFile {
     path: PathBuf,
     file: File,
     stamp: Stamp,
+    /// Registered for repair while the map lives (declared first: dropped before the map).
+    watched: input_maps::Watched,
     map: Option<Mmap>,
     header: Header,
 }
@@ -52,9 +55,11 @@ impl SafetensorsFile {
             return Err(bad(crate::error::SafetensorsProblem::TooShort(file_len)));
         }
         // SAFETY: the map is read-only. If another process truncates the file while we read it
-        // the kernel raises SIGBUS (the command-line tool reports it and removes its temp
-        // files); one written in place is caught by `check_unchanged` before a commit lands.
+        // the kernel raises SIGBUS: the command-line tool's handler gives the read zeros and
+        // marks the map (`input_maps`), which `check_unchanged` then refuses, as it refuses a
+        // file written in place, before a commit lands.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+        let watched = input_maps::watch(&map);
         let n = header_len(&map, file_len).map_err(bad)?;
         let raw = &map[8..8 + n as usize];
         let header = parse_header(raw, file_len - 8 - n).map_err(bad)?;
@@ -62,6 +67,7 @@ impl SafetensorsFile {
             path: path.to_path_buf(),
             file,
             stamp,
+            watched,
             map: Some(map),
             header,
         })
@@ -71,12 +77,19 @@ impl SafetensorsFile {
     /// opened: the bytes read from the map since then may mix two versions (its hash from one,
     /// its coding from the other), so a commit must not land them. A writer that replaces the
     /// file by a rename leaves the open one, and this map, as they were.
-    pub fn check_unchanged(&self) -> Result<()> {
+    ///
+    /// `undone` says in the error what did not happen (`stored`, `compared`, ...).
+    pub fn check_unchanged(&self, undone: &'static str) -> Result<()> {
         let now = Stamp::of(&self.file.metadata().map_err(|e| Error::io(&self.path, e))?);
-        if now == self.stamp {
+        if now == self.stamp && !self.watched.damaged() {
             return Ok(());
         }
-        let what = if now.len != self.stamp.len {
+        let what = if self.watched.damaged() {
+            format!(
+                "truncated: {} bytes when opened, {} now",
+                self.stamp.len, now.len
+            )
+        } else if now.len != self.stamp.len {
             format!("{} bytes when opened, {} now", self.stamp.len, now.len)
         } else {
             "written in place".to_string()
@@ -84,6 +97,7 @@ impl SafetensorsFile {
         Err(Error::InputChanged {
             path: self.path.clone(),
             what,
+            undone,
         })
     }
 
@@ -150,12 +164,12 @@ mod tests {
         std::fs::write(&path, file_of(&[1.0; 1000])).unwrap();
 
         let f = SafetensorsFile::open(&path).unwrap();
-        f.check_unchanged().unwrap();
+        f.check_unchanged("stored").unwrap();
         // A rename leaves the open file (and the map) as they were.
         let other = dir.path().join("next.safetensors");
         std::fs::write(&other, file_of(&[2.0; 1000])).unwrap();
         std::fs::rename(&other, &path).unwrap();
-        f.check_unchanged().unwrap();
+        f.check_unchanged("stored").unwrap();
         drop(f);
 
         let f = SafetensorsFile::open(&path).unwrap();
@@ -165,7 +179,7 @@ mod tests {
         w.seek(SeekFrom::End(-4)).unwrap();
         w.write_all(&3f32.to_le_bytes()).unwrap();
         drop(w);
-        let e = f.check_unchanged().unwrap_err();
+        let e = f.check_unchanged("stored").unwrap_err();
         assert!(
             matches!(&e, Error::InputChanged { path: p, .. } if *p == path),
             "{e}"
@@ -180,7 +194,7 @@ mod tests {
             .unwrap()
             .set_len(100)
             .unwrap();
-        let e = f.check_unchanged().unwrap_err().to_string();
+        let e = f.check_unchanged("stored").unwrap_err().to_string();
         let len = file_of(&[1.0; 1000]).len();
         assert!(
             e.contains(&format!("{len} bytes when opened, 100 now")),

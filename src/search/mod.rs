@@ -331,7 +331,9 @@ impl Repo {
         let path = path.as_ref();
         let file = SafetensorsFile::open(path)?;
         let inputs = TensorInput::all_of(&file);
-        self.search_inner(inputs, parent_spec, branch, opts, evaluator)
+        let report = self.search_inner(inputs, parent_spec, branch, opts, evaluator)?;
+        file.check_unchanged("searched")?;
+        Ok(report)
     }
 
     /// Searches the bound for committing tensors held in memory on top of `parent_spec`
