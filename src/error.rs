@@ -374,6 +374,10 @@ pub enum Error {
         problem: String,
     },
 
+    /// A commit or checkout stopped by its caller ([`crate::Repo::with_interrupt`]).
+    #[error("interrupted: nothing was stored or changed")]
+    Interrupted,
+
     // ---- arguments ----
     /// A command-line or API argument is invalid.
     #[error("invalid {what}: {problem}")]

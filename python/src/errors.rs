@@ -46,7 +46,7 @@ fn class_of(e: &Error) -> &'static str {
         | Error::RemoteRefLocked { .. }
         | Error::RemoteLayout { .. } => "RemoteError",
         Error::Io { .. } | Error::ReadOnly { .. } => "StorageIOError",
-        Error::FormatTooNew { .. } => "Error",
+        Error::FormatTooNew { .. } | Error::Interrupted => "Error",
     }
 }
 

@@ -6,6 +6,7 @@ mod buffer;
 mod errors;
 mod evaluator;
 mod inputs;
+mod interrupt;
 mod repo;
 
 use pyo3::prelude::*;

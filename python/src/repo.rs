@@ -9,14 +9,15 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use serde::Serialize;
 use snapstore::{
-    default_candidates, AutoOptions, Bound, CheckedOutTensor, CommitOptions, PushOptions,
-    RemoteSpec, Repo, SearchOptions,
+    default_candidates, AutoOptions, Bound, CommitOptions, PushOptions, RemoteSpec, Repo,
+    SearchOptions,
 };
 
 use crate::buffer::Buffer;
 use crate::errors::{raise, to_py};
 use crate::evaluator::PyEvaluator;
 use crate::inputs::{borrow, borrow_mut, RawTensor};
+use crate::interrupt::run_interruptible;
 
 /// A checked-out tensor: name, dtype name, shape, bytes.
 type OutTensor = (String, String, Vec<u64>, Py<Buffer>);
@@ -72,9 +73,21 @@ impl PyRepo {
         py.detach(|| f(&repo)).map_err(|e| to_py(py, e))
     }
 
-    /// Runs `f` with `evaluate` as the evaluator; an exception of the callable becomes the cause
-    /// of the `EvaluatorError` raised, and a `BaseException` that is no `Exception`
-    /// (`KeyboardInterrupt`, `SystemExit`) is raised unchanged.
+    /// Runs `f` as [`PyRepo::run`] does, but stoppable: Ctrl-C stops it (a commit then stores
+    /// nothing) and raises `KeyboardInterrupt` (see `interrupt.rs`).
+    fn run_interruptible<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&Repo) -> snapstore::Result<T> + Send,
+    ) -> PyResult<T> {
+        let repo = self.get(py)?;
+        run_interruptible(py, repo, None, |repo, _| f(repo))?.map_err(|e| to_py(py, e))
+    }
+
+    /// Runs `f` with `evaluate` as the evaluator, stoppable as [`PyRepo::run_interruptible`]
+    /// (the evaluator is called on this thread, so Ctrl-C reaches it); an exception of the
+    /// callable becomes the cause of the `EvaluatorError` raised, and a `BaseException` that is
+    /// no `Exception` (`KeyboardInterrupt`, `SystemExit`) is raised unchanged.
     fn run_evaluated<T: Send>(
         &self,
         py: Python<'_>,
@@ -83,10 +96,7 @@ impl PyRepo {
     ) -> PyResult<T> {
         let repo = self.get(py)?;
         let evaluator = PyEvaluator::new(evaluate);
-        let result = py.detach(|| {
-            let mut call = |t: &[CheckedOutTensor]| evaluator.call(t);
-            f(&repo, &mut call)
-        });
+        let result = run_interruptible(py, repo, Some(&evaluator), f)?;
         result.map_err(|e| {
             let err = to_py(py, e);
             match evaluator.take_failure() {
@@ -184,7 +194,7 @@ impl PyRepo {
             bound,
             ..CommitOptions::default()
         };
-        self.run(py, |repo| {
+        self.run_interruptible(py, |repo| {
             let inputs = borrow(&tensors)?;
             repo.commit_tensors(&inputs, metadata, &opts)
                 .map(|r| json(&r))
@@ -261,7 +271,7 @@ impl PyRepo {
         BTreeMap<String, String>,
         Vec<OutTensor>,
     )> {
-        let c = self.run(py, |repo| repo.checkout(&spec, names.as_deref()))?;
+        let c = self.run_interruptible(py, |repo| repo.checkout(&spec, names.as_deref()))?;
         let tensors = c
             .tensors
             .into_iter()

@@ -168,6 +168,8 @@ impl Repo {
         let entries: Vec<&TensorEntry> = p.selected.iter().collect();
         let mut data: Vec<Vec<u8>> = entries.iter().map(|_| Vec::new()).collect();
         self.decode_into_memory(&p, &mut |t, i, bytes, remember| {
+            // Only this checkout stops midway: its tensors are its own until it returns.
+            self.check_interrupt()?;
             let whole = entries[t].len as usize;
             if data[t].is_empty() && bytes.len() == whole {
                 // A tensor of one chunk (most of them) is that chunk: handed on, not copied, so

@@ -511,6 +511,7 @@ impl Repo {
                 ObjectId::from(h.finalize())
             })
             .collect();
+        self.check_interrupt()?;
         let planned = self.plan_commit(&job, &hashes)?;
         crate::fsutil::input_maps::truncate_after_hash_for_test(source.as_deref());
         let mut next_tip = self
@@ -575,7 +576,8 @@ impl Repo {
             tensors: entries,
         };
 
-        // Phase 3: publish.
+        // Phase 3: publish (the last moment a caller can stop it).
+        self.check_interrupt()?;
         self.publish_commit(pack, manifest, report, next_tip, started)
     }
 
@@ -735,6 +737,7 @@ impl Repo {
         let mut done_bytes = 0u64;
         self.report("commit", 0, total_bytes);
         for range in windows_for_threads(&job_bytes, window_bytes(), MAX_WINDOW_BYTES) {
+            self.check_interrupt()?;
             done_bytes += job_bytes[range.clone()]
                 .iter()
                 .map(|&b| b as u64)

@@ -20,6 +20,7 @@ mod tip_cache;
 mod windows;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,8 @@ pub struct Repo {
     manifests: Arc<ManifestCache>,
     /// Told how long operations advance, if anyone asked.
     progress: Option<ProgressFn>,
+    /// Set by someone else to stop a commit or checkout ([`Repo::with_interrupt`]).
+    interrupt: Option<Arc<AtomicBool>>,
     /// The index held open for reading ([`Repo::holding_index`]), shared with clones.
     held_index: Option<HeldIndex>,
 }
@@ -161,6 +164,7 @@ impl Repo {
             checkouts: Arc::new(CheckoutCache::new(default_cache_bytes())),
             manifests: Arc::default(),
             progress: None,
+            interrupt: None,
             held_index: None,
         };
         {
@@ -205,6 +209,7 @@ impl Repo {
             checkouts: Arc::new(CheckoutCache::new(default_cache_bytes())),
             manifests: Arc::default(),
             progress: None,
+            interrupt: None,
             held_index: None,
         })
     }
@@ -267,6 +272,26 @@ impl Repo {
     pub fn with_progress(mut self, callback: impl Fn(Progress) + Send + Sync + 'static) -> Repo {
         self.progress = Some(ProgressFn(Arc::new(callback)));
         self
+    }
+
+    /// The same repository stopping a commit, a search or a checkout into memory once `flag`
+    /// is set (checked between windows of chunks, so within a fraction of a second): the call
+    /// fails with [`Error::Interrupted`] and the repository is as it was. A commit past its last
+    /// check lands; a checkout into caller buffers ([`Repo::checkout_into`]) and a checkout to
+    /// a file always finish, so what they write is never half of a snapshot.
+    pub fn with_interrupt(mut self, flag: Arc<AtomicBool>) -> Repo {
+        self.interrupt = Some(flag);
+        self
+    }
+
+    /// Fails with [`Error::Interrupted`] once the interrupt flag is set.
+    pub(crate) fn check_interrupt(&self) -> Result<()> {
+        match &self.interrupt {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(Error::Interrupted)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Reports progress to the callback, if any.

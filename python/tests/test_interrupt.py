@@ -1,0 +1,89 @@
+"""Ctrl-C stops a long commit or checkout: KeyboardInterrupt is raised well before the call
+would have ended (under 3/4 of its time), a stopped commit stores nothing, and the handle goes on
+working. The interrupt comes from `_thread.interrupt_main`, which trips SIGINT's handler as a
+real Ctrl-C does, a quarter of the way into the call (timed on this machine first)."""
+
+import _thread
+import os
+import threading
+import time
+
+import torch
+
+import snapstore
+
+BIG = 96 << 20  # elements: 384 MiB of float32
+
+
+def timed(call):
+    started = time.monotonic()
+    call()
+    return time.monotonic() - started
+
+
+def interrupted(call, after):
+    """Seconds until `call` raised KeyboardInterrupt, interrupted `after` seconds in."""
+    timer = threading.Timer(after, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    try:
+        call()
+    except KeyboardInterrupt:
+        return time.monotonic() - started
+    finally:
+        timer.cancel()
+    raise AssertionError("the call ended before the interrupt")
+
+
+def temps(repo):
+    packs = os.path.join(repo.path, "packs")
+    return [n for n in os.listdir(packs) if n.startswith(".tmp-")]
+
+
+def test_ctrl_c_stops_a_commit_and_nothing_is_stored(repo, tmp_path):
+    weights = {"w": torch.randn(BIG)}
+    with snapstore.Repo.init(tmp_path / "timing") as other:
+        whole = timed(lambda: other.commit(weights, bound="rel:0.01"))
+    stopped = interrupted(lambda: repo.commit(weights, bound="rel:0.01"), whole / 4)
+    print(f"commit: stopped after {stopped:.2f} s, whole {whole:.2f} s")
+    assert stopped < 0.75 * whole, (stopped, whole)
+    assert repo.log() == []
+    assert temps(repo) == []
+    repo.commit(weights, bound="rel:0.01")
+    assert len(repo.log()) == 1
+
+
+def test_ctrl_c_stops_a_checkout_and_the_handle_goes_on(repo):
+    weights = {"w": torch.randn(BIG)}
+    repo.commit(weights, bound="rel:0.01")
+    # No checkout cache: every checkout decodes the whole snapshot.
+    with snapstore.Repo(repo.path, checkout_cache_bytes=0) as fresh:
+        whole = timed(fresh.checkout)
+        stopped = interrupted(fresh.checkout, whole / 4)
+        print(f"checkout: stopped after {stopped:.2f} s, whole {whole:.2f} s")
+        assert stopped < 0.75 * whole, (stopped, whole)
+        back = fresh.checkout()["w"]
+    assert ((back - weights["w"]).abs() <= 0.01 * weights["w"].abs()).all()
+
+
+def test_an_evaluator_still_sees_ctrl_c_and_the_search_stores_nothing(repo):
+    calls = []
+
+    def evaluate(sd):
+        calls.append(threading.get_ident())
+        if len(calls) == 2:
+            _thread.interrupt_main()
+            time.sleep(1)  # Python code: the interrupt is raised in here
+        return 0.9
+
+    try:
+        repo.commit({"w": torch.randn(4096)}, bound="auto", evaluate=evaluate,
+                    bounds=[0.001, 0.01, 0.1])
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the interrupt was lost")
+    assert len(calls) == 2
+    # Called on the thread that called the commit, where Ctrl-C is delivered.
+    assert set(calls) == {threading.get_ident()}
+    assert repo.log() == []
