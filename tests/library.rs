@@ -1448,3 +1448,52 @@ fn a_refused_checkout_leaves_the_checkout_cache_whole() {
         .unwrap();
     assert_eq!(by_name(buffers), by_name(tensors));
 }
+
+/// A set interrupt flag stops a commit (nothing stored, no temp pack) and a checkout into
+/// memory, but not a checkout into caller buffers or to a file, which always finish.
+#[test]
+fn an_interrupt_stops_a_commit_and_a_checkout_into_memory() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_dir, repo) = new_repo();
+    let steps = trajectory(35, 2, &[("w", &[64, 64])]);
+    let first = commit(&repo, &steps[0], "first");
+    let flag = Arc::new(AtomicBool::new(true));
+    let stoppable = repo.clone().with_interrupt(flag.clone());
+    for bound in [Bound::Lossless, Bound::Rel(0.01)] {
+        let o = CommitOptions {
+            bound: Some(bound),
+            ..opts("second")
+        };
+        let e = stoppable
+            .commit_tensors(&inputs(&steps[1]), None, &o)
+            .unwrap_err();
+        assert!(matches!(e, snapstore::Error::Interrupted), "{e}");
+    }
+    assert_eq!(repo.resolve("HEAD").unwrap(), first);
+    let packs: Vec<_> = std::fs::read_dir(repo.path().join("packs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(packs.is_empty(), "{packs:?}");
+    let e = stoppable.checkout("HEAD", None).unwrap_err();
+    assert!(matches!(e, snapstore::Error::Interrupted), "{e}");
+    // Writes that must not stop halfway finish.
+    let mut buf = vec![0u8; steps[0][0].data.len()];
+    let mut targets = [snapstore::TensorTarget {
+        name: "w".into(),
+        dtype: steps[0][0].dtype,
+        shape: steps[0][0].shape.clone(),
+        data: &mut buf,
+    }];
+    stoppable.checkout_into("HEAD", &mut targets).unwrap();
+    assert_eq!(buf, steps[0][0].data);
+    let out = repo.path().with_file_name("out.safetensors");
+    stoppable.checkout_to_file("HEAD", &out, None).unwrap();
+    flag.store(false, Ordering::Relaxed);
+    assert_eq!(
+        checkout_sorted(&stoppable, "HEAD"),
+        by_name(steps[0].clone())
+    );
+}
