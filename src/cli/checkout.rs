@@ -16,15 +16,16 @@ pub struct Args {
     /// Snapshot: HEAD, HEAD~N, branch, tag or id prefix.
     #[arg(value_name = "REF")]
     spec: String,
-    /// Output file.
+    /// Output: a .safetensors file; for a frame sequence also a .npy file, or a directory of
+    /// PNGs (any other name).
     #[arg(short, long)]
     output: PathBuf,
     /// Only these tensors (repeatable).
     #[arg(long = "tensor", value_name = "NAME")]
     tensors: Vec<String>,
     /// For a frame sequence: only frames A..B, half-open (A included, B not; 10.. and ..5
-    /// leave an end open). The output is a directory of PNGs or a .npy file; without
-    /// --frames, a .safetensors file of the whole sequence.
+    /// leave an end open), into a .npy file or a directory of PNGs (a .safetensors output
+    /// takes the whole sequence).
     #[arg(long, value_name = "A..B", help_heading = "Frame sequences")]
     frames: Option<String>,
     /// Print JSON.

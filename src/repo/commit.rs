@@ -574,6 +574,7 @@ impl Repo {
             keyframe_every,
             bound,
             tensors: entries,
+            by_name: Default::default(),
         };
 
         // Phase 3: publish (the last moment a caller can stop it).

@@ -1,6 +1,5 @@
 //! History and inspection: log, show, diff and stats.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -253,17 +252,12 @@ impl Repo {
         let mut snapshot: Option<(ObjectId, Vec<Bound>)> = None;
         for (id, m) in &manifests {
             for t in &m.tensors {
-                let copy = (*id, t.name.clone(), t.bound);
-                match stored.entry(t.source_hash) {
-                    Entry::Vacant(v) => {
-                        v.insert(copy);
-                    }
-                    Entry::Occupied(mut o) if o.get().2 != Bound::Lossless => {
-                        if t.bound == Bound::Lossless {
-                            o.insert(copy);
-                        }
-                    }
-                    Entry::Occupied(_) => {}
+                let replace = match stored.get(&t.source_hash) {
+                    None => true,
+                    Some(held) => held.2 != Bound::Lossless && t.bound == Bound::Lossless,
+                };
+                if replace {
+                    stored.insert(t.source_hash, (*id, t.name.clone(), t.bound));
                 }
             }
             let same = m.tensors.len() == hashes.len()

@@ -289,12 +289,15 @@ impl Repo {
             if reader.load_closure(&index, m.tensors.iter()).is_err() {
                 continue;
             }
+            // Tensors that need a damaged object are not decoded (one pass over the closure: a
+            // search of it per tensor took 16 s for 20,000 tensors).
+            let broken: HashSet<&str> = needs
+                .iter()
+                .filter(|(o, _)| damaged.contains_key(*o))
+                .flat_map(|(_, ts)| ts.iter().map(String::as_str))
+                .collect();
             for t in &m.tensors {
-                let intact = needs
-                    .iter()
-                    .filter(|(_, ts)| ts.contains(&t.name))
-                    .all(|(o, _)| !damaged.contains_key(o));
-                if !intact {
+                if broken.contains(t.name.as_str()) {
                     continue;
                 }
                 report.tensors_verified += 1;

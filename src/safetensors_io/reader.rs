@@ -84,11 +84,14 @@ impl SafetensorsFile {
         if now == self.stamp && !self.watched.damaged() {
             return Ok(());
         }
-        let what = if self.watched.damaged() {
+        let what = if self.watched.damaged() && now.len < self.stamp.len {
             format!(
                 "truncated: {} bytes when opened, {} now",
                 self.stamp.len, now.len
             )
+        } else if self.watched.damaged() {
+            // The kernel could not read a page: an I/O error, or truncated and grown again.
+            "a page of it could not be read".to_string()
         } else if now.len != self.stamp.len {
             format!("{} bytes when opened, {} now", self.stamp.len, now.len)
         } else {
