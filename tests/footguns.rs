@@ -322,21 +322,26 @@ fn signal_mid_write(
     )
 }
 
-#[test]
-fn ctrl_c_mid_commit_and_mid_checkout_leaves_no_temp_file() {
-    use std::os::unix::process::ExitStatusExt;
-    let (dir, repo) = init_repo();
-    let mut rng = Rng::new(4);
-    // Random bytes do not compress: the pack is written at disk speed, long enough to catch.
+/// `dir/big.safetensors`: one U8 tensor of `bytes` random bytes, which do not compress (a commit
+/// of it writes its pack at disk speed, long enough to catch); returns the path and the file.
+fn incompressible_checkpoint(dir: &Path, seed: u64, bytes: usize) -> (PathBuf, Vec<u8>) {
+    let mut rng = Rng::new(seed);
     let big = vec![Tensor::random(
         &mut rng,
         "big",
         snapstore::Dtype::U8,
-        &[192 << 20],
+        &[bytes as u64],
     )];
-    let file = dir.path().join("big.safetensors");
-    let bytes = write_safetensors(&file, &big, None);
-    drop(big);
+    let file = dir.join("big.safetensors");
+    let written = write_safetensors(&file, &big, None);
+    (file, written)
+}
+
+#[test]
+fn ctrl_c_mid_commit_and_mid_checkout_leaves_no_temp_file() {
+    use std::os::unix::process::ExitStatusExt;
+    let (dir, repo) = init_repo();
+    let (file, bytes) = incompressible_checkpoint(dir.path(), 4, 192 << 20);
     let packs = repo.join("packs");
 
     let status = interrupt_mid_write(&repo, &["commit", path_str(&file)], &packs);
@@ -436,16 +441,7 @@ fn a_checkpoint_truncated_under_its_commit_fails_it_and_the_watch_goes_on() {
 fn a_sigbus_elsewhere_ends_the_commit_saying_so_and_leaves_no_temp_file() {
     use std::os::unix::process::ExitStatusExt;
     let (dir, repo) = init_repo();
-    let mut rng = Rng::new(5);
-    let big = vec![Tensor::random(
-        &mut rng,
-        "big",
-        snapstore::Dtype::U8,
-        &[192 << 20],
-    )];
-    let file = dir.path().join("big.safetensors");
-    write_safetensors(&file, &big, None);
-    drop(big);
+    let (file, _) = incompressible_checkpoint(dir.path(), 5, 192 << 20);
     let packs = repo.join("packs");
     let (status, err) = signal_mid_write(&repo, &["commit", path_str(&file)], &packs, libc::SIGBUS);
     assert_eq!(status.signal(), Some(libc::SIGBUS), "{status}");
@@ -838,15 +834,7 @@ fn run_on_terminal(repo: &Path, args: &[&str]) -> Option<String> {
 #[test]
 fn long_commands_draw_progress_on_a_terminal_and_never_with_json() {
     let (dir, repo) = init_repo();
-    let mut rng = Rng::new(12);
-    let big = vec![Tensor::random(
-        &mut rng,
-        "big",
-        snapstore::Dtype::U8,
-        &[24 << 20],
-    )];
-    let file = dir.path().join("big.safetensors");
-    write_safetensors(&file, &big, None);
+    let (file, _) = incompressible_checkpoint(dir.path(), 12, 24 << 20);
     let Some(shown) = run_on_terminal(&repo, &["commit", path_str(&file)]) else {
         skip(
             "footguns::long_commands_draw_progress...",
