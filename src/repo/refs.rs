@@ -33,7 +33,7 @@ pub fn check_ref_name(name: &str) -> Result<()> {
 }
 
 /// Checks the name of a branch or tag about to be created (`kind`: "branch" or "tag"): a valid
-/// name ([`check_ref_name`]) that resolves to nothing else. A tag named like a branch (or the
+/// name ([`check_ref_name`]) that resolves to nothing else (one that exists already passes). A tag named like a branch (or the
 /// reverse), a name that reads as a snapshot id, or one starting with a ref namespace would make
 /// a ref expression mean one thing today and another after the next commit.
 pub(crate) fn check_new_ref_name(index: &Index, name: &str, kind: &'static str) -> Result<()> {
@@ -54,10 +54,14 @@ pub(crate) fn check_new_ref_name(index: &Index, name: &str, kind: &'static str) 
     if name.len() >= 12 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
         return clash("it reads as a snapshot id".into());
     }
-    let (other, other_key) = match kind {
-        "tag" => ("branch", branch_key(name)),
-        _ => ("tag", tag_key(name)),
+    let (own_key, other, other_key) = match kind {
+        "tag" => (tag_key(name), "branch", branch_key(name)),
+        _ => (branch_key(name), "tag", tag_key(name)),
     };
+    if index.get_ref(&own_key)?.is_some() {
+        // Not new: the caller says it exists.
+        return Ok(());
+    }
     if index.get_ref(&other_key)?.is_some() {
         return clash(format!("a {other} of that name exists"));
     }
@@ -246,9 +250,7 @@ impl Repo {
     /// Creates a branch at `at` (default HEAD's snapshot, or empty when there is none).
     pub fn create_branch(&self, name: &str, at: Option<&str>) -> Result<Option<ObjectId>> {
         let index = self.index()?;
-        if index.get_ref(&branch_key(name))?.is_none() {
-            check_new_ref_name(&index, name, "branch")?;
-        }
+        check_new_ref_name(&index, name, "branch")?;
         let mut reader = self.reader();
         let target = match at {
             Some(spec) => Some(resolve(&index, &mut reader, spec)?),
@@ -315,9 +317,7 @@ impl Repo {
     /// Creates a tag at `at`.
     pub fn create_tag(&self, name: &str, at: &str) -> Result<ObjectId> {
         let index = self.index()?;
-        if index.get_ref(&tag_key(name))?.is_none() {
-            check_new_ref_name(&index, name, "tag")?;
-        }
+        check_new_ref_name(&index, name, "tag")?;
         let mut reader = self.reader();
         let id = resolve(&index, &mut reader, at)?;
         index
