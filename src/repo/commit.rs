@@ -504,13 +504,15 @@ impl Repo {
                 // checkpoint stayed resident two at a time (256 MiB of a 512 MiB file).
                 let mut h = blake3::Hasher::new();
                 for start in (0..t.data.len()).step_by(HASH_SLICE_BYTES) {
+                    // A large checkpoint takes seconds to hash: a caller may stop it here too.
+                    self.check_interrupt()?;
                     let range = start..(start + HASH_SLICE_BYTES).min(t.data.len());
                     h.update_rayon(&t.data[range.clone()]);
                     release(i, range);
                 }
-                ObjectId::from(h.finalize())
+                Ok(ObjectId::from(h.finalize()))
             })
-            .collect();
+            .collect::<Result<_>>()?;
         self.check_interrupt()?;
         let planned = self.plan_commit(&job, &hashes)?;
         crate::fsutil::input_maps::truncate_after_hash_for_test(source.as_deref());
