@@ -381,15 +381,18 @@ fn a_checkpoint_truncated_under_its_commit_fails_it_and_the_watch_goes_on() {
     std::fs::create_dir(&ckpts).unwrap();
     let steps = trajectory(16, 2, &[("w", &[512, 512]), ("b", &[512])]);
     let first = ckpts.join("a.safetensors");
-    write_safetensors(&first, &steps[0], None);
     let packs = repo.join("packs");
-    for bound in ["lossless", "rel:0.01"] {
-        write_safetensors(&first, &steps[0], None);
-        let o = command(&repo)
-            .args(["commit", path_str(&first), "--bound", bound])
+    // `snapstore ARGS`, truncating `first` once it is hashed.
+    let truncating = |args: &[&str]| {
+        command(&repo)
+            .args(args)
             .env(snapstore::TRUNCATE_AFTER_HASH_ENV, &first)
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    for bound in ["lossless", "rel:0.01"] {
+        write_safetensors(&first, &steps[0], None);
+        let o = truncating(&["commit", path_str(&first), "--bound", bound]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{bound}: {err}");
         assert!(
@@ -413,11 +416,7 @@ fn a_checkpoint_truncated_under_its_commit_fails_it_and_the_watch_goes_on() {
         .unwrap();
     let second = ckpts.join("b.safetensors");
     let bytes = write_safetensors(&second, &steps[1], None);
-    let o = command(&repo)
-        .args(["watch", path_str(&ckpts), "--once"])
-        .env(snapstore::TRUNCATE_AFTER_HASH_ENV, &first)
-        .output()
-        .unwrap();
+    let o = truncating(&["watch", path_str(&ckpts), "--once"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(

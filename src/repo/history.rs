@@ -246,17 +246,14 @@ impl Repo {
         }
         // HEAD first, then newest first.
         manifests.sort_by_key(|(id, m)| (Some(*id) != head, std::cmp::Reverse(m.time)));
-        // The first copy in that order, unless a later one is exact and it is not.
+        // The first copy in that order, unless a later one is exact and it is not (`takes_over`).
         let mut stored: std::collections::HashMap<ObjectId, (ObjectId, String, Bound)> =
             std::collections::HashMap::new();
         let mut snapshot: Option<(ObjectId, Vec<Bound>)> = None;
         for (id, m) in &manifests {
             for t in &m.tensors {
-                let replace = match stored.get(&t.source_hash) {
-                    None => true,
-                    Some(held) => held.2 != Bound::Lossless && t.bound == Bound::Lossless,
-                };
-                if replace {
+                let held = stored.get(&t.source_hash).map(|c| c.2 == Bound::Lossless);
+                if takes_over(held, t.bound == Bound::Lossless) {
                     stored.insert(t.source_hash, (*id, t.name.clone(), t.bound));
                 }
             }
@@ -271,11 +268,8 @@ impl Repo {
                         lossy.push(t.bound);
                     }
                 }
-                let replace = match &snapshot {
-                    None => true,
-                    Some((_, held)) => !held.is_empty() && lossy.is_empty(),
-                };
-                if replace {
+                let held = snapshot.as_ref().map(|(_, l)| l.is_empty());
+                if takes_over(held, lossy.is_empty()) {
                     snapshot = Some((*id, lossy));
                 }
             }
@@ -436,6 +430,12 @@ impl Repo {
     ) -> Result<()> {
         decode_tensors(reader, snapshot, &[entry], None, &mut |_, _, _| Ok(()))
     }
+}
+
+/// Whether a copy (`exact`: it checks out byte-identical) replaces the one held so far (`held`:
+/// whether that one is exact; `None`: none yet), going through copies in the order preferred.
+fn takes_over(held: Option<bool>, exact: bool) -> bool {
+    held.is_none_or(|held_exact| !held_exact && exact)
 }
 
 type Side<'a> = Vec<(&'a str, Dtype, &'a [u64], &'a [u8])>;

@@ -81,15 +81,16 @@ impl SafetensorsFile {
     /// `undone` says in the error what did not happen (`stored`, `compared`, ...).
     pub fn check_unchanged(&self, undone: &'static str) -> Result<()> {
         let now = Stamp::of(&self.file.metadata().map_err(|e| Error::io(&self.path, e))?);
-        if now == self.stamp && !self.watched.damaged() {
+        let damaged = self.watched.damaged();
+        if now == self.stamp && !damaged {
             return Ok(());
         }
-        let what = if self.watched.damaged() && now.len < self.stamp.len {
+        let what = if damaged && now.len < self.stamp.len {
             format!(
                 "truncated: {} bytes when opened, {} now",
                 self.stamp.len, now.len
             )
-        } else if self.watched.damaged() {
+        } else if damaged {
             // The kernel could not read a page: an I/O error, or truncated and grown again.
             "a page of it could not be read".to_string()
         } else if now.len != self.stamp.len {

@@ -61,6 +61,13 @@ fn is_read_only(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EROFS)
 }
 
+/// Sets `key` to `value` unless it has a value; whether it set it.
+fn insert_missing(tree: &sled::Tree, key: &str, value: &[u8]) -> Result<bool> {
+    Ok(tree
+        .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(value))?
+        .is_ok())
+}
+
 /// A file in the repository that exists while `fsck --rebuild-index` rebuilds the index: the
 /// rebuild clears the object and tensor tables before it fills them again, so an index a rebuild
 /// left unfinished (Ctrl-C, a crash) is refused until a rebuild completes.
@@ -274,15 +281,7 @@ impl Index {
     /// Points HEAD at a branch.
     pub fn set_head_branch(&self, branch: &str) -> Result<()> {
         self.step("HEAD update")?;
-        let previous = self.config.insert(b"HEAD", branch.as_bytes())?;
-        if let Err(e) = self.reflog.record("HEAD", Some(branch)) {
-            let _ = match previous {
-                Some(p) => self.config.insert(b"HEAD", p),
-                None => self.config.remove(b"HEAD"),
-            };
-            return Err(e);
-        }
-        Ok(())
+        self.change_logged("HEAD", Some(branch))
     }
 
     /// Restores refs, HEAD and config values that the ref log knows but the index lacks (after
@@ -292,18 +291,11 @@ impl Index {
         let logged = self.reflog.replay()?;
         let mut restored = 0;
         for (key, id) in &logged.refs {
-            if self.refs.get(key.as_bytes())?.is_none() {
-                self.refs.insert(key.as_bytes(), &id.0[..])?;
-                restored += 1;
-            }
+            restored += usize::from(insert_missing(&self.refs, key, &id.0)?);
         }
-        if let (Some(head), None) = (&logged.head, self.config.get(b"HEAD")?) {
-            self.config.insert(b"HEAD", head.as_bytes())?;
-        }
-        for (key, value) in &logged.config {
-            if self.config.get(key.as_bytes())?.is_none() {
-                self.config.insert(key.as_bytes(), value.as_bytes())?;
-            }
+        let head = logged.head.iter().map(|h| ("HEAD", h));
+        for (key, value) in head.chain(logged.config.iter().map(|(k, v)| (k.as_str(), v))) {
+            insert_missing(&self.config, key, value.as_bytes())?;
         }
         Ok(restored)
     }
@@ -321,26 +313,27 @@ impl Index {
     /// Sets a config value, logged beside the refs so it survives the loss of the index.
     pub fn config_set(&self, key: &str, value: &str) -> Result<()> {
         self.step("config update")?;
-        self.change_config(key, Some(value))
+        self.change_logged(&format!("cfg.{key}"), Some(value))
     }
 
     /// Removes a config value (logged too).
     pub fn config_remove(&self, key: &str) -> Result<()> {
         self.writable()?;
-        self.change_config(key, None)
+        self.change_logged(&format!("cfg.{key}"), None)
     }
 
-    fn change_config(&self, key: &str, value: Option<&str>) -> Result<()> {
-        let stored = format!("cfg.{key}");
+    /// Sets (or with `None` removes) `key` of the config table (HEAD, `cfg.*`) and logs the
+    /// change in the ref log under the same key.
+    fn change_logged(&self, key: &str, value: Option<&str>) -> Result<()> {
         let previous = match value {
-            Some(v) => self.config.insert(stored.as_bytes(), v.as_bytes())?,
-            None => self.config.remove(stored.as_bytes())?,
+            Some(v) => self.config.insert(key.as_bytes(), v.as_bytes())?,
+            None => self.config.remove(key.as_bytes())?,
         };
-        if let Err(e) = self.reflog.record(&stored, value) {
+        if let Err(e) = self.reflog.record(key, value) {
             // Unlogged, the change would be lost with the index: take it back.
             let _ = match previous {
-                Some(p) => self.config.insert(stored.as_bytes(), p),
-                None => self.config.remove(stored.as_bytes()),
+                Some(p) => self.config.insert(key.as_bytes(), p),
+                None => self.config.remove(key.as_bytes()),
             };
             return Err(e);
         }
