@@ -1479,6 +1479,7 @@ fn an_interrupt_stops_a_commit_and_a_checkout_into_memory() {
     assert!(packs.is_empty(), "{packs:?}");
     let e = stoppable.checkout("HEAD", None).unwrap_err();
     assert!(matches!(e, snapstore::Error::Interrupted), "{e}");
+    assert_eq!(e.to_string(), "interrupted: nothing was stored or changed");
     // Writes that must not stop halfway finish.
     let mut buf = vec![0u8; steps[0][0].data.len()];
     let mut targets = [snapstore::TensorTarget {

@@ -423,7 +423,15 @@ mod tests {
         repo.create_branch("exp", Some("HEAD~1")).unwrap();
         repo.create_tag("v1", "HEAD~2").unwrap();
         let shadows = |e: Error| matches!(e, Error::RefShadows { .. });
-        assert!(shadows(repo.create_tag("exp", "HEAD").unwrap_err()));
+        let e = repo.create_tag("exp", "HEAD").unwrap_err().to_string();
+        assert_eq!(e, "cannot name a tag \"exp\": a branch of that name exists");
+        let e = repo
+            .create_tag(&ids[1].short(), "HEAD")
+            .unwrap_err()
+            .to_string();
+        assert!(e.ends_with("it reads as a snapshot id"), "{e}");
+        let e = repo.create_branch("tags/v2", None).unwrap_err().to_string();
+        assert!(e.ends_with("`tags/...` names a ref namespace"), "{e}");
         assert!(shadows(repo.create_branch("v1", None).unwrap_err()));
         assert!(shadows(repo.switch_new_branch("v1").unwrap_err()));
         let short = ids[0].short();

@@ -205,4 +205,24 @@ mod tests {
             "{e}"
         );
     }
+
+    /// A page the SIGBUS handler replaced (a read that failed: here the repair is called by
+    /// hand, the file unchanged) fails the check, naming the file and what the compare skipped.
+    #[test]
+    fn a_repaired_page_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckpt.safetensors");
+        std::fs::write(&path, file_of(&[1.0; 4096])).unwrap();
+        let f = SafetensorsFile::open(&path).unwrap();
+        let data = f.tensor_bytes(&f.header().tensors[0]);
+        assert!(input_maps::replace_faulting_page(
+            data.as_ptr() as usize + 8192
+        ));
+        let e = f.check_unchanged("compared").unwrap_err().to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        assert!(
+            e.contains("(a page of it could not be read): nothing was compared"),
+            "{e}"
+        );
+    }
 }

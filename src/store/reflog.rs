@@ -114,7 +114,9 @@ mod tests {
         log.record("cfg.keyframe_every", Some("7")).unwrap();
         log.record("cfg.bound.main", Some("rel:0.05")).unwrap();
         log.record("cfg.keyframe_every", None).unwrap();
-        assert!(log.record("cfg.x", Some("a\nheads/main 00")).is_err());
+        let e = log.record("cfg.x", Some("a\nheads/main 00")).unwrap_err();
+        assert!(e.to_string().contains("cfg.x: the value"), "{e}");
+        assert!(log.record("cfg.x", Some("-")).is_err());
         std::fs::OpenOptions::new()
             .append(true)
             .open(dir.path().join("refs.log"))
