@@ -94,6 +94,22 @@ impl std::fmt::Debug for ProgressFn {
     }
 }
 
+/// The flag a caller sets to stop a long call ([`Repo::with_interrupt`]); none by default.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Interrupt(Option<Arc<AtomicBool>>);
+
+impl Interrupt {
+    /// Fails with [`Error::Interrupted`] once the flag is set.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.0 {
+            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => {
+                Err(Error::Interrupted)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// A snapstore repository.
 #[derive(Clone, Debug)]
 pub struct Repo {
@@ -108,8 +124,8 @@ pub struct Repo {
     manifests: Arc<ManifestCache>,
     /// Told how long operations advance, if anyone asked.
     progress: Option<ProgressFn>,
-    /// Set by someone else to stop a commit or checkout ([`Repo::with_interrupt`]).
-    interrupt: Option<Arc<AtomicBool>>,
+    /// Set by someone else to stop a commit, search or checkout ([`Repo::with_interrupt`]).
+    interrupt: Interrupt,
     /// The index held open for reading ([`Repo::holding_index`]), shared with clones.
     held_index: Option<HeldIndex>,
 }
@@ -164,7 +180,7 @@ impl Repo {
             checkouts: Arc::new(CheckoutCache::new(default_cache_bytes())),
             manifests: Arc::default(),
             progress: None,
-            interrupt: None,
+            interrupt: Interrupt::default(),
             held_index: None,
         };
         {
@@ -209,7 +225,7 @@ impl Repo {
             checkouts: Arc::new(CheckoutCache::new(default_cache_bytes())),
             manifests: Arc::default(),
             progress: None,
-            interrupt: None,
+            interrupt: Interrupt::default(),
             held_index: None,
         })
     }
@@ -280,18 +296,18 @@ impl Repo {
     /// check lands; a checkout into caller buffers ([`Repo::checkout_into`]) and a checkout to
     /// a file always finish, so what they write is never half of a snapshot.
     pub fn with_interrupt(mut self, flag: Arc<AtomicBool>) -> Repo {
-        self.interrupt = Some(flag);
+        self.interrupt = Interrupt(Some(flag));
         self
     }
 
     /// Fails with [`Error::Interrupted`] once the interrupt flag is set.
     pub(crate) fn check_interrupt(&self) -> Result<()> {
-        match &self.interrupt {
-            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => {
-                Err(Error::Interrupted)
-            }
-            _ => Ok(()),
-        }
+        self.interrupt.check()
+    }
+
+    /// The interrupt flag, for work that outlives a borrow of the handle (a search's candidates).
+    pub(crate) fn interrupt(&self) -> Interrupt {
+        self.interrupt.clone()
     }
 
     /// Reports progress to the callback, if any.

@@ -21,8 +21,8 @@ use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::repo::{
-    chunk_count, chunk_range, code_chunk, exact_may_win, plan, CheckedOutTensor, Repo, TensorInput,
-    TensorPlan,
+    chunk_count, chunk_range, code_chunk, exact_may_win, plan, CheckedOutTensor, Interrupt, Repo,
+    TensorInput, TensorPlan,
 };
 use crate::store::manifest::{Bound, Manifest};
 use crate::store::object_id::ObjectId;
@@ -63,6 +63,8 @@ pub(crate) struct Prepared<'a> {
     pub(crate) parent: Option<ObjectId>,
     /// The repository's quantizer, so candidates are coded as the commit will code them.
     engine: Arc<dyn QuantEngine>,
+    /// The caller's flag: coding a candidate stops at the next chunk once it is set.
+    interrupt: Interrupt,
 }
 
 /// Estimated sizes from one statistics pass.
@@ -195,6 +197,7 @@ impl<'a> Prepared<'a> {
             fixed_bytes: 0,
             parent: parent_id,
             engine: repo.encode_engine(lossy_bytes),
+            interrupt: repo.interrupt(),
         };
         prepared.fixed_bytes = prepared.exact_bytes(|p| !p.lossy);
         Ok(prepared)
@@ -340,10 +343,12 @@ impl<'a> Prepared<'a> {
     /// bytes and the reconstruction.
     pub(crate) fn code(&self, eps: f64) -> Result<Coded> {
         let bound = Bound::Rel(eps);
+        self.interrupt.check()?;
         let coded: Vec<(usize, usize, u64, Vec<u8>)> = self
             .jobs
             .par_iter()
             .map(|&(t, i)| {
+                self.interrupt.check()?;
                 let input = &self.inputs[t];
                 let plan = &self.plans[t];
                 let range = chunk_range(input.data.len(), self.chunk_bytes, i);

@@ -339,6 +339,30 @@ fn evaluator_errors_and_nan_are_errors() {
     }
 }
 
+/// A flag set while the evaluator scores the original stops the search before it codes a
+/// candidate (coding one is the long part on a large model): no second call, `Interrupted`.
+#[test]
+fn an_interrupt_stops_the_search_before_the_next_candidate() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let flag = Arc::new(AtomicBool::new(false));
+    let stoppable = repo.clone().with_interrupt(flag.clone());
+    let mut calls = 0;
+    let mut ev = |_: &[crate::CheckedOutTensor]| {
+        calls += 1;
+        flag.store(true, Ordering::Relaxed);
+        Ok(0.9)
+    };
+    let e = stoppable
+        .search_tensors(&t, None, &quiet(SearchOptions::default()), &mut ev)
+        .unwrap_err();
+    assert!(matches!(e, crate::Error::Interrupted), "{e}");
+    assert_eq!(calls, 1);
+}
+
 /// The search codes candidates exactly as the commit does: along a chain with deltas and a
 /// keyframe, the evaluated reconstruction is what checkout returns and the coded size is what
 /// the commit stores; the estimate is within a factor of two of it.
