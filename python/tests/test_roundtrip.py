@@ -221,3 +221,43 @@ def test_a_bad_cache_size_is_refused(tmp_path, bad):
     with pytest.raises(snapstore.InvalidInputError, match="cache size"):
         snapstore.Repo.init(tmp_path / "r", checkout_cache_bytes=bad)
     assert not (tmp_path / "r").exists()
+
+
+F4_X2 = getattr(torch, "float4_e2m1fn_x2", None)
+
+
+@pytest.mark.skipif(F4_X2 is None, reason="this torch has no float4_e2m1fn_x2")
+def test_packed_float4_is_stored_as_safetensors_f4(repo):
+    """torch's float4_e2m1fn_x2 holds two MXFP4 values per element; safetensors' F4 counts
+    values, so the stored last dimension is twice torch's (as safetensors' own save_file
+    writes it), and a checkout gives torch's shape back, in place too."""
+    import json
+
+    raw = torch.randint(0, 256, (3, 5), dtype=torch.uint8, generator=torch.Generator().manual_seed(4))
+    packed = raw.view(F4_X2)
+    sd = {"a": packed, "t": packed.t(), "empty": torch.empty(0, 4, dtype=F4_X2)}
+    repo.commit(sd, bound="rel:0.01")
+    header = json.loads(repo.show()["manifest"]["header"])
+    assert header["a"]["dtype"] == "F4" and header["a"]["shape"] == [3, 10]
+    assert header["t"]["shape"] == [5, 6] and header["empty"]["shape"] == [0, 8]
+    back = repo.checkout()
+    for name, t in sd.items():
+        assert back[name].dtype == F4_X2 and back[name].shape == t.shape, name
+        assert torch.equal(back[name].contiguous().view(torch.uint8), t.contiguous().view(torch.uint8)), name
+    into = {"a": torch.empty(3, 5, dtype=F4_X2), "t": torch.empty(3, 5, dtype=F4_X2).t(),
+            "empty": torch.empty(0, 4, dtype=F4_X2)}
+    repo.checkout(into=into)
+    assert torch.equal(into["t"].contiguous().view(torch.uint8), packed.t().contiguous().view(torch.uint8))
+    with pytest.raises(snapstore.InvalidInputError, match="0-d .*float4_e2m1fn_x2.*reshape it"):
+        repo.commit({"z": torch.zeros((), dtype=torch.uint8).view(F4_X2)})
+
+
+@pytest.mark.skipif(F4_X2 is None, reason="this torch has no float4_e2m1fn_x2")
+def test_an_f4_tensor_with_an_odd_last_dimension_is_refused_by_name():
+    """An F4 tensor from a file written elsewhere whose last dimension is odd has no torch
+    shape (two values per element): the checkout says so instead of reshaping it wrongly."""
+    from snapstore._tensors import to_tensor
+
+    assert to_tensor("F4", [2, 2], b"\x5a\xa5", "pt").shape == (2, 1)
+    with pytest.raises(snapstore.InvalidInputError, match=r"F4 tensor of shape \[2, 1\].*even last dimension"):
+        to_tensor("F4", [2, 1], b"\x5a", "pt")

@@ -50,6 +50,11 @@ def _torch_dtypes() -> Dict[Any, str]:
 
 
 TORCH_TO_ST = _torch_dtypes()
+# torch packs two MXFP4 values in each element of this dtype (torch 2.8+); safetensors' F4
+# counts values, so its last dimension is twice torch's, as safetensors' own torch loader has it.
+_F4_X2 = getattr(torch, "float4_e2m1fn_x2", None) if torch is not None else None
+if _F4_X2 is not None:
+    TORCH_TO_ST[_F4_X2] = "F4"
 ST_TO_TORCH = {s: d for d, s in TORCH_TO_ST.items()}
 
 # numpy names; bfloat16 and the float8 types are ml_dtypes' (numpy has none of its own).
@@ -106,9 +111,20 @@ def _big_endian(a: np.ndarray) -> bool:
     return a.dtype.byteorder == ">" or (a.dtype.byteorder == "=" and sys.byteorder == "big")
 
 
+def _st_shape(name: str, t: "torch.Tensor") -> List[int]:
+    """The safetensors shape of ``t``: torch's, but counting MXFP4 values, two per element."""
+    shape = list(t.shape)
+    if t.dtype == _F4_X2 and _F4_X2 is not None:
+        if not shape:
+            raise InvalidInputError(f"tensor {name!r} is a 0-d {t.dtype}: its two packed values "
+                                    "need a dimension to be stored as F4; reshape it to (1,)")
+        shape[-1] *= 2
+    return shape
+
+
 def _torch_raw(name: str, dtype: str, t: "torch.Tensor") -> RawTensor:
     """The raw view of contiguous host tensor ``t``."""
-    return (name, dtype, list(t.shape), t, t.data_ptr(), t.numel() * t.element_size())
+    return (name, dtype, _st_shape(name, t), t, t.data_ptr(), t.numel() * t.element_size())
 
 
 def _torch_view(name: str, t: "torch.Tensor") -> RawTensor:
@@ -288,8 +304,13 @@ def to_tensor(st: str, shape: List[int], data: Any, framework: str, device: str 
     dtype = ST_TO_TORCH.get(st)
     if dtype is None:
         raise InvalidInputError(f"dtype {st} has no torch equivalent in torch {torch.__version__}")
+    if st == "F4":
+        if not shape or shape[-1] % 2:
+            raise InvalidInputError(f"an F4 tensor of shape {shape} has no torch equivalent: "
+                                    f"{dtype} packs two values along an even last dimension")
+        shape = shape[:-1] + [shape[-1] // 2]
     if raw.size == 0:
-        t = torch.zeros(shape, dtype=dtype)
+        t = torch.empty(shape, dtype=dtype)  # no elements to fill (fill has no float4 kernel)
     else:
         t = torch.from_numpy(raw).view(dtype).reshape(shape)
     return t if device == "cpu" else t.to(device)
