@@ -20,6 +20,18 @@ pub enum Bound {
     Abs(f64),
 }
 
+impl Bound {
+    /// Whether every value stored under `self` is also within `other` of its source: an exact
+    /// copy meets any bound, and a bound meets a looser one of its kind.
+    pub fn meets(self, other: Bound) -> bool {
+        match (self, other) {
+            (Bound::Lossless, _) => true,
+            (Bound::Rel(a), Bound::Rel(b)) | (Bound::Abs(a), Bound::Abs(b)) => a <= b,
+            _ => false,
+        }
+    }
+}
+
 impl std::fmt::Display for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -1498,3 +1498,47 @@ fn an_interrupt_stops_a_commit_and_a_checkout_into_memory() {
         by_name(steps[0].clone())
     );
 }
+
+/// A tensor whose bytes the parent stores exactly, or under a tighter bound of the same kind,
+/// is reused by a lossy commit (no bytes, and no precision given up); a looser parent bound
+/// or another kind is coded again.
+#[test]
+fn an_unchanged_tensor_stored_under_a_tighter_bound_is_reused() {
+    let (_dir, repo) = new_repo();
+    let steps = trajectory(41, 1, &[("w", &[128, 64]), ("b", &[64])]);
+    let under = |bound: Bound| {
+        let o = CommitOptions {
+            bound: Some(bound),
+            ..opts("again")
+        };
+        repo.commit_tensors(&inputs(&steps[0]), None, &o).unwrap()
+    };
+    let first = under(Bound::Lossless);
+    assert!(first.stored_bytes > 0);
+    for bound in [Bound::Rel(0.05), Bound::Rel(0.01), Bound::Abs(1e-3)] {
+        let r = under(bound);
+        assert_eq!((r.stored_bytes, r.deduplicated), (0, 2), "{bound}");
+        assert_eq!(checkout_sorted(&repo, "HEAD"), by_name(steps[0].clone()));
+    }
+    // The parent now holds them exactly still (every reuse kept the lossless entries).
+    let loose = under(Bound::Rel(0.05));
+    assert_eq!(loose.stored_bytes, 0);
+    let (_d2, repo2) = new_repo();
+    let stored = |b: Bound| {
+        let o = CommitOptions {
+            bound: Some(b),
+            ..opts("x")
+        };
+        repo2
+            .commit_tensors(&inputs(&steps[0]), None, &o)
+            .unwrap()
+            .stored_bytes
+    };
+    stored(Bound::Rel(0.05));
+    assert!(
+        stored(Bound::Rel(0.01)) > 0,
+        "rel:0.05 does not meet rel:0.01"
+    );
+    assert_eq!(stored(Bound::Rel(0.05)), 0, "rel:0.01 meets rel:0.05");
+    assert!(stored(Bound::Abs(1.0)) > 0, "rel does not meet abs");
+}

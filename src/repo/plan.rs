@@ -184,9 +184,12 @@ impl<'m> TensorPlan<'m> {
         self.prev.filter(|_| self.same_source).map(|p| p.bound)
     }
 
-    /// The parent's entry to reuse under `bound`: same bytes, same bound.
+    /// The parent's entry to reuse under `bound`: same bytes, stored under `bound` or a
+    /// tighter one (an exact copy is reused by a lossy commit rather than coded again, lossily
+    /// and at a cost).
     pub(crate) fn unchanged(&self, bound: Bound) -> Option<&'m TensorEntry> {
-        self.prev.filter(|p| self.same_source && p.bound == bound)
+        self.prev
+            .filter(|p| self.same_source && p.bound.meets(bound))
     }
 
     /// The parent's entry to code against, unless the chain would pass the keyframe interval

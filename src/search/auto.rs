@@ -1,7 +1,10 @@
 //! `commit --bound auto`: search the bound, commit with the choice, remember it for the branch.
 //!
-//! The chosen bound becomes the branch's default bound (config `bound.BRANCH`), so plain
-//! commits keep using it. With `research_every = N`, an automatic commit searches again only
+//! The chosen bound is remembered for the branch's later automatic commits (config
+//! `search.bound.BRANCH`). It is not the branch's bound (`bound.BRANCH`, which plain commits
+//! use): a plain commit after an automatic run is stored as the user configured, lossless by
+//! default, never under a bound no evaluator checked for it. (Before, the choice was written
+//! to `bound.BRANCH`; such a repository's automatic commits still read it from there.) With `research_every = N`, an automatic commit searches again only
 //! when `N` commits have been made since the last search (counted in config
 //! `search.since.BRANCH`, the searching commit counting as 1; `N` itself is remembered in
 //! `search.research_every.BRANCH`); in between it reuses the remembered bound. Without it every
@@ -57,6 +60,10 @@ pub struct AutoCommitReport {
     pub recheck: Option<SearchReport>,
     /// The search, when there was one.
     pub search: Option<SearchReport>,
+}
+
+fn bound_key(branch: &str) -> String {
+    format!("search.bound.{branch}")
 }
 
 fn since_key(branch: &str) -> String {
@@ -134,10 +141,13 @@ impl Repo {
         let since: Option<u32> = self
             .config_get(&since_key(&branch))?
             .and_then(|v| v.parse().ok());
-        let remembered: Option<Bound> = match self.config_get(&format!("bound.{branch}"))? {
-            Some(s) => s.parse().ok(),
+        let remembered = match self.config_get(&bound_key(&branch))? {
+            Some(b) => Some(b),
+            // Written by a version that kept the choice as the branch's bound.
+            None if since.is_some() => self.config_get(&format!("bound.{branch}"))?,
             None => None,
-        };
+        }
+        .and_then(|s| s.parse::<Bound>().ok());
         let mut o = opts.clone();
         o.branch = Some(branch.clone());
         let due = match (remembered, since) {
@@ -217,7 +227,7 @@ impl Repo {
         };
         // Settings change only once the commit has landed.
         if let Some(b) = searched {
-            self.config_set(&format!("bound.{branch}"), &b)?;
+            self.config_set(&bound_key(&branch), &b)?;
         }
         self.config_set(&since_key(&branch), &since_now.to_string())?;
         if let Some(n) = auto.research_every {

@@ -291,7 +291,7 @@ impl<'a> Prepared<'a> {
                 if plan
                     .unchanged
                     .as_ref()
-                    .is_some_and(|(b, _)| *b == Bound::Rel(eps))
+                    .is_some_and(|(b, _)| b.meets(Bound::Rel(eps)))
                 {
                     return 0.0;
                 }
@@ -353,7 +353,7 @@ impl<'a> Prepared<'a> {
                 let plan = &self.plans[t];
                 let range = chunk_range(input.data.len(), self.chunk_bytes, i);
                 if let Some((b, recon)) = &plan.unchanged {
-                    if *b == bound {
+                    if b.meets(bound) {
                         return Ok((t, i, 0, recon[range].to_vec()));
                     }
                 }

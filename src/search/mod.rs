@@ -18,8 +18,8 @@
 //! * `Score(e) = alpha * Phi(e) + (1 - alpha) * Omega(e)`.
 //!
 //! The chosen bound is the admissible candidate with the highest score (ties go to the larger
-//! bound). When no candidate is admissible the choice is lossless, and the report says so
-//! (`fell_back_to_lossless`).
+//! bound). When no candidate is admissible, or none that is stores less than lossless (which
+//! loses nothing), the choice is lossless, and the report says so (`fell_back_to_lossless`).
 //!
 //! # Fewer evaluator calls
 //!
@@ -271,7 +271,8 @@ impl ChosenBound {
 pub struct SearchReport {
     /// The choice.
     pub chosen: ChosenBound,
-    /// No candidate was admissible, so the choice is lossless.
+    /// No candidate was admissible, or none that was stores less than lossless: the choice
+    /// is lossless.
     pub fell_back_to_lossless: bool,
     /// Evaluator on the original tensors.
     pub baseline_accuracy: f64,
@@ -445,9 +446,14 @@ fn search_prepared(
             .iter()
             .map(|&b| logical as f64 / b.max(1.0))
             .collect();
-        // Coarse scan from the largest bound down, every other candidate, skipping those that
-        // can no longer win.
-        for i in (0..n).rev().step_by(2) {
+        // Coarse scan from the largest bound down, every other candidate and the smallest
+        // (refining only looks between evaluated candidates), skipping those that can no
+        // longer win.
+        let mut coarse: Vec<usize> = (0..n).rev().step_by(2).collect();
+        if coarse.last() != Some(&0) {
+            coarse.push(0);
+        }
+        for i in coarse {
             if could_win(i, &measured, &est_ratio, &admissible, logical, opts) {
                 evaluate(i, &mut measured, &mut evaluations, &mut eval_seconds)?;
             }
@@ -490,7 +496,9 @@ fn search_prepared(
         })
         .collect();
     let lossless_ratio = ratio_of(logical, estimates.lossless_bytes);
-    let best = best_index(&scores);
+    // Lossless loses nothing, so a bound that stores no less than it never wins.
+    let best = best_index(&scores)
+        .filter(|&i| measured[i].is_some_and(|m| m.stored_bytes < estimates.lossless_bytes));
     let chosen = match best {
         Some(i) => {
             let r = &rows[i];

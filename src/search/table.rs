@@ -50,7 +50,13 @@ impl SearchReport {
             s,
             "  (* chosen, x excluded: loss > max loss, - not evaluated)"
         );
-        if r.fell_back_to_lossless {
+        if r.fell_back_to_lossless && r.candidates.iter().any(|c| c.admissible == Some(true)) {
+            let _ = writeln!(
+                s,
+                "no candidate within the loss stores less than lossless: choosing lossless ({:.2}x)",
+                r.lossless_ratio
+            );
+        } else if r.fell_back_to_lossless {
             let _ = writeln!(
                 s,
                 "no candidate keeps the loss within {}: choosing lossless ({:.2}x)",

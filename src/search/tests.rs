@@ -253,8 +253,59 @@ fn nothing_admissible_falls_back_to_lossless() {
     assert_eq!(r.chosen.loss, 0.0);
     assert_eq!(r.chosen.ratio, r.lossless_ratio);
     assert!(r.candidates.iter().all(|c| c.score.is_none()));
-    // The coarse scan only: every other candidate.
-    assert_eq!(r.evaluations, 1 + 8, "{:#?}", r.candidates);
+    // The coarse scan only: every other candidate, and the smallest.
+    assert_eq!(r.evaluations, 1 + 9, "{:#?}", r.candidates);
+    assert!(r.candidates[0].evaluated);
+    assert!(r
+        .table()
+        .contains("no candidate keeps the loss within 0.002: choosing lossless"));
+}
+
+/// When only the smallest bound keeps the loss, the search finds it: the coarse scan, every
+/// other candidate from the largest down, skips it when the count is even, and refining only
+/// looks between evaluated candidates.
+#[test]
+fn only_the_smallest_bound_admissible_is_chosen() {
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let opts = quiet(SearchOptions::default());
+    let smallest = opts.validated_candidates().unwrap()[0];
+    assert_eq!(opts.validated_candidates().unwrap().len() % 2, 0);
+    let mut ev = |got: &[crate::CheckedOutTensor]| {
+        Ok(if max_rel(&t, got) <= smallest {
+            0.9
+        } else {
+            0.5
+        })
+    };
+    let r = repo.search_tensors(&t, None, &opts, &mut ev).unwrap();
+    assert!(!r.fell_back_to_lossless, "{}", r.table());
+    assert_eq!(r.chosen.bound, smallest);
+}
+
+/// A bound that stores no less than lossless never wins: lossless loses nothing. Here the
+/// parent holds the very same tensors exactly, so lossless stores nothing at all.
+#[test]
+fn a_bound_storing_no_less_than_lossless_loses_to_it() {
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    repo.commit_tensors(&t, None, &CommitOptions::default())
+        .unwrap();
+    let mut ev = |_: &[crate::CheckedOutTensor]| Ok(0.9);
+    let r = repo
+        .search_tensors(&t, None, &quiet(SearchOptions::default()), &mut ev)
+        .unwrap();
+    assert!(r.fell_back_to_lossless);
+    assert_eq!(r.bound(), Bound::Lossless);
+    assert!(r.candidates.iter().any(|c| c.admissible == Some(true)));
+    assert!(
+        r.table()
+            .contains("no candidate within the loss stores less than lossless: choosing lossless"),
+        "{}",
+        r.table()
+    );
 }
 
 /// Once an admissible candidate loses nothing, no smaller bound can win: the scan stops there.
@@ -574,7 +625,7 @@ fn auto_commits_search_every_n_and_remember_the_bound() {
             assert_eq!(m.meta["search.evaluations"], s.evaluations.to_string());
             assert!(m.meta.contains_key("search.ratio") && m.meta.contains_key("search.accuracy"));
             assert_eq!(
-                repo.config_get("bound.main").unwrap().unwrap(),
+                repo.config_get("search.bound.main").unwrap().unwrap(),
                 s.chosen.spec
             );
         } else {
@@ -583,15 +634,46 @@ fn auto_commits_search_every_n_and_remember_the_bound() {
     }
     assert_eq!(searched, [true, false, true, false, true]);
     assert_eq!(repo.config_get("search.since.main").unwrap().unwrap(), "1");
-    // A plain commit keeps using the remembered bound.
+    // A plain commit is stored as configured (lossless by default), not under the searched
+    // bound, which no evaluator checked on it.
+    assert_eq!(repo.config_get("bound.main").unwrap(), None);
     let (w, b, s) = epoch(5);
-    repo.commit_tensors(&inputs(&w, &b, &s), None, &CommitOptions::default())
+    let t = inputs(&w, &b, &s);
+    repo.commit_tensors(&t, None, &CommitOptions::default())
         .unwrap();
     let (_, m) = repo.show("HEAD").unwrap();
+    assert_eq!(m.bound, Bound::Lossless);
     assert_eq!(
-        Some(m.bound.to_string()),
-        repo.config_get("bound.main").unwrap()
+        max_rel(&t, &repo.checkout("HEAD", None).unwrap().tensors),
+        0.0
     );
+}
+
+/// A repository whose automatic commits kept their choice as the branch's bound (before
+/// `search.bound.BRANCH`) goes on reusing it.
+#[test]
+fn an_older_repositorys_remembered_bound_is_still_reused() {
+    let (_d, repo) = new_repo();
+    repo.config_set("bound.main", "rel:0.001").unwrap();
+    repo.config_set("search.since.main", "1").unwrap();
+    repo.config_set("search.research_every.main", "3").unwrap();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let mut ev = |_: &[crate::CheckedOutTensor]| Ok(0.9);
+    let r = repo
+        .commit_tensors_auto(
+            &t,
+            None,
+            &CommitOptions::default(),
+            &AutoOptions {
+                search: quiet(SearchOptions::default()),
+                research_every: None,
+            },
+            &mut ev,
+        )
+        .unwrap();
+    assert!(!r.searched);
+    assert_eq!(r.bound, "rel:0.001");
 }
 
 /// A remembered bound is checked on every snapshot that reuses it: when the model grows
@@ -655,7 +737,10 @@ fn a_reused_bound_that_now_loses_accuracy_is_searched_again() {
         loss <= 0.002,
         "the new bound keeps the loss within the limit: {loss}"
     );
-    assert_eq!(repo.config_get("bound.main").unwrap().unwrap(), third.bound);
+    assert_eq!(
+        repo.config_get("search.bound.main").unwrap().unwrap(),
+        third.bound
+    );
 }
 
 /// Tags balance and nothing but whitespace lies outside the root element.
