@@ -47,6 +47,14 @@ def test_a_wrong_argument_is_named(repo, call, message):
     assert len(repo.log()) == 1
 
 
+def test_numbers_of_numpy_or_torch_are_taken(repo):
+    import numpy as np
+
+    report = repo.search(SD, lambda sd: 1.0, max_loss=np.float32(0.01), alpha=torch.tensor(0.5),
+                         bounds=np.logspace(-3, -1, 3))
+    assert len(report["candidates"]) == 3
+
+
 @pytest.mark.parametrize("size", [2**64, 2**70, -1])
 def test_a_cache_size_out_of_range_is_named(tmp_path, size):
     with pytest.raises(snapstore.InvalidInputError,

@@ -44,10 +44,14 @@ def whole(value: Any, what: str, low: int, high: int, optional: bool = True) -> 
 
 
 def real(value: Any, what: str) -> float:
-    """``value``, a real number (not a bool or a string), as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidInputError(f"{what} must be a number, not {shown(value)}")
-    return float(value)
+    """``value`` as a float: what ``float()`` takes (a numpy scalar, a one-element tensor),
+    but not a bool or a string, which it would parse or count as 0/1."""
+    if not isinstance(value, (bool, str, bytes)):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise InvalidInputError(f"{what} must be a number, not {shown(value)}")
 
 
 def shown(value: Any) -> str:

@@ -109,7 +109,7 @@ def _cache_sizes(tip: Optional[int], checkout: Optional[int]) -> Any:
 def _bounds(bounds: Optional[Sequence[float]]) -> Optional[List[float]]:
     if bounds is None:
         return None
-    if isinstance(bounds, (str, bytes)) or not isinstance(bounds, Sequence):
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__iter__"):
         raise InvalidInputError(f"bounds must be a list of numbers, not {_checks.shown(bounds)}")
     return [_checks.real(b, "each of bounds") for b in bounds]
 
