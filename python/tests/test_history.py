@@ -63,6 +63,18 @@ def test_tags_and_branches(repo):
     assert set(repo.branch()) == {"main"}
 
 
+def test_a_branch_of_an_empty_repository_is_refused_with_what_starts_one(repo):
+    with pytest.raises(snapstore.NotFoundError,
+                       match=r"^no snapshot yet to start branch 'exp' at: "
+                             r"repo.commit\(state_dict, branch='exp'\) starts it with its "
+                             r"first snapshot$"):
+        repo.branch("exp")
+    assert repo.branch() == {}
+    r = repo.commit({"w": torch.zeros(2)}, branch="exp")  # what the message says
+    assert repo.branch() == {"exp": r.snapshot}
+    repo.switch("exp")
+
+
 CLI = shutil.which("snapstore") or os.path.join(
     os.path.dirname(__file__), "..", "..", "target", "release", "snapstore")
 

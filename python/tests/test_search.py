@@ -1,7 +1,9 @@
 """The bound search with a Python callable as the evaluator."""
 
 import math
+import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,6 +125,32 @@ def test_interrupt_or_exit_in_the_evaluator_is_raised_unwrapped(repo, stop):
 def test_non_number_result_is_an_evaluator_error(repo):
     with pytest.raises(snapstore.EvaluatorError):
         repo.search(weights(), evaluate=lambda sd: "high", bounds=BOUNDS)
+
+
+@pytest.mark.parametrize("result", [
+    "0.9", True, np.bool_(True), torch.tensor(True), np.array([True]),
+    torch.tensor([0.9, 0.8]), torch.tensor(0.5 + 1j)], ids=repr)
+def test_a_bool_string_or_array_accuracy_is_refused(repo, result):
+    """float() takes "0.9" and True: ``return acc > 0.9`` would make every bound lose
+    nothing, and the largest would win."""
+    shown = f"{result!r} ({type(result).__name__})"
+    with pytest.raises(snapstore.EvaluatorError,
+                       match=re.escape(f"evaluate returned {shown}: it must return the accuracy "
+                                       "as a real number (int, float, a numpy real scalar, or an "
+                                       "array or tensor of one element of a real dtype)")) as e:
+        repo.commit(weights(), bound="auto", evaluate=lambda sd: result, bounds=BOUNDS)
+    assert isinstance(e.value.__cause__, TypeError)
+    assert repo.stats()["snapshots"] == 0
+
+
+@pytest.mark.parametrize("result", [
+    1, 0.9, np.float32(0.9), np.int64(1), np.array(0.9), np.array([0.9]),
+    torch.tensor(0.9), torch.tensor([0.9]), torch.tensor(1, dtype=torch.int32),
+    torch.tensor(0.9, requires_grad=True)], ids=repr)
+def test_a_real_number_accuracy_is_taken(repo, result):
+    report = repo.search(weights(), evaluate=lambda sd: result, bounds=BOUNDS)
+    assert report["baseline_accuracy"] == pytest.approx(float(result.item() if hasattr(
+        result, "item") else result))
 
 
 def test_numpy_state_dict_gives_numpy_candidates(repo):

@@ -9,12 +9,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-from . import _native
+from . import _checks, _native
+from ._memory import release_free_memory
 from ._tensors import (checkout_targets, copy_staged, host_views, mark_written, meta_strings,
                        python_evaluator, state_dict_of, to_tensor)
-from .errors import InvalidInputError
+from .errors import InvalidInputError, NotFoundError
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, bytes, "os.PathLike[str]"]
 Evaluate = Callable[[Dict[str, Any]], float]
 
 
@@ -61,15 +62,23 @@ class StateDict(dict):
     snapshot: str
     meta: Dict[str, str]
     metadata: Optional[Dict[str, str]]
+    #: After ``checkout(into=..., strict=False)``: the names ``into`` holds and the snapshot
+    #: does not, and those the snapshot holds and ``into`` does not (as ``load_state_dict``
+    #: reports them); empty otherwise.
+    missing_keys: List[str]
+    unexpected_keys: List[str]
 
     @classmethod
     def of(cls, items: Any, snapshot: str, metadata: Optional[Mapping[str, str]],
-           meta: Mapping[str, str]) -> "StateDict":
+           meta: Mapping[str, str], missing_keys: Sequence[str] = (),
+           unexpected_keys: Sequence[str] = ()) -> "StateDict":
         """The tensors ``items`` (name, tensor pairs) of snapshot ``snapshot``."""
         out = cls(items)
         out.snapshot = snapshot
         out.meta = dict(meta)
         out.metadata = None if metadata is None else dict(metadata)
+        out.missing_keys = list(missing_keys)
+        out.unexpected_keys = list(unexpected_keys)
         return out
 
     def __reduce_ex__(self, protocol: int) -> Any:
@@ -91,17 +100,18 @@ class StateDict(dict):
         return out
 
 
-def _cache_size(n: Optional[int]) -> Optional[int]:
-    """A cache size in bytes as given, checked: ``None`` keeps the library's default."""
-    if n is None:
-        return None
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise InvalidInputError(f"a cache size must be a whole number of bytes >= 0, not {n!r}")
-    return n
+def _cache_sizes(tip: Optional[int], checkout: Optional[int]) -> Any:
+    """The cache sizes in bytes as given, checked: ``None`` keeps the library's default."""
+    return tuple(_checks.whole(n, f"{what} (a cache size in bytes)", 0, _checks.USIZE_MAX)
+                 for n, what in ((tip, "tip_cache_bytes"), (checkout, "checkout_cache_bytes")))
 
 
 def _bounds(bounds: Optional[Sequence[float]]) -> Optional[List[float]]:
-    return None if bounds is None else [float(b) for b in bounds]
+    if bounds is None:
+        return None
+    if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__iter__"):
+        raise InvalidInputError(f"bounds must be a list of numbers, not {_checks.shown(bounds)}")
+    return [_checks.real(b, "each of bounds") for b in bounds]
 
 
 class Repo:
@@ -131,9 +141,7 @@ class Repo:
     ) -> None:
         if _native_repo is None:
             _native_repo = _native.Repo.open(
-                os.fspath(path), False, _cache_size(tip_cache_bytes),
-                _cache_size(checkout_cache_bytes)
-            )
+                _checks.path(path), False, *_cache_sizes(tip_cache_bytes, checkout_cache_bytes))
         self._repo = _native_repo
 
     @classmethod
@@ -148,15 +156,19 @@ class Repo:
         and opens it, with the caches sized as in ``Repo(path, ...)``. Raises
         ``InvalidInputError`` if one exists there."""
         native = _native.Repo.open(
-            os.fspath(path), True, _cache_size(tip_cache_bytes), _cache_size(checkout_cache_bytes)
-        )
+            _checks.path(path), True, *_cache_sizes(tip_cache_bytes, checkout_cache_bytes))
         return cls(path, _native_repo=native)
 
     # -- lifetime ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Closes the handle; later calls raise ``ClosedRepositoryError``. Idempotent."""
+        """Closes the handle; later calls raise ``ClosedRepositoryError``. Idempotent. The
+        memory of its caches is handed back to the OS (with glibc: ``malloc_trim``) unless
+        another thread is still working on the handle."""
+        was_open = not self._repo.closed
         self._repo.close()
+        if was_open:
+            release_free_memory()
 
     @property
     def closed(self) -> bool:
@@ -198,8 +210,9 @@ class Repo:
         integer types, float16, bfloat16, float32/64, the float8 types, complex64) or numpy
         arrays; a module's ``state_dict()`` is taken when a module is given. Contiguous CPU
         tensors are read in place, without a copy. Non-contiguous tensors are made contiguous
-        and CUDA (or other device) tensors are copied to the host once, before coding. Sparse
-        and quantized tensors are refused, naming the tensor. Do not modify the tensors from
+        and CUDA (or other device) tensors are copied to the host once, before coding. Sparse,
+        quantized and nested tensors are refused, naming the tensor, and so is nested state
+        such as an optimizer's state_dict (``snapstore.dcp`` saves that). Do not modify the tensors from
         another thread while the commit runs.
 
         ``bound``: ``None`` (the branch's configured bound, else lossless), ``"lossless"``,
@@ -212,6 +225,8 @@ class Repo:
         ``meta``: key/value pairs stored with the snapshot (values become strings);
         ``metadata``: the safetensors ``__metadata__`` a file checkout would carry.
         """
+        message = _checks.text(message, "message")
+        branch = _checks.text(branch, "branch", optional=True)
         views, framework = host_views(state_dict)
         meta_s = meta_strings(meta, "meta")
         metadata_s = meta_strings(metadata, "metadata") if metadata is not None else None
@@ -220,8 +235,9 @@ class Repo:
                 raise InvalidInputError('bound="auto" needs evaluate=callable(state_dict) -> accuracy')
             raw = self._repo.commit_auto(
                 views, metadata_s, message, meta_s, branch,
-                python_evaluator(evaluate, framework), float(max_loss), float(alpha),
-                _bounds(bounds), research_every)
+                python_evaluator(evaluate, framework), _checks.real(max_loss, "max_loss"),
+                _checks.real(alpha, "alpha"), _bounds(bounds),
+                _checks.whole(research_every, "research_every", 1, _checks.U32_MAX))
         else:
             if evaluate is not None:
                 raise InvalidInputError('evaluate= is used only with bound="auto"')
@@ -258,8 +274,9 @@ class Repo:
         if not callable(evaluate):
             raise InvalidInputError("evaluate must be a callable(state_dict) -> accuracy")
         views, framework = host_views(state_dict)
-        raw = self._repo.search(views, python_evaluator(evaluate, framework), float(max_loss),
-                                float(alpha), _bounds(bounds), parent)
+        raw = self._repo.search(views, python_evaluator(evaluate, framework),
+                                _checks.real(max_loss, "max_loss"), _checks.real(alpha, "alpha"),
+                                _bounds(bounds), _checks.text(parent, "parent", optional=True))
         return json.loads(raw)
 
     # -- checkout ---------------------------------------------------------------------------
@@ -283,17 +300,20 @@ class Repo:
         host tensors are written directly; others (on a device, strided, tied to one already
         written) through a host buffer and a copy. Each must have its tensor's dtype and shape.
         With ``strict`` the snapshot and ``into`` must hold the same names; without, the names
-        both hold are checked out and the others left alone. Returns ``into``'s tensors. On
+        both hold are checked out and the others left alone: the result's ``missing_keys``
+        (in ``into`` only) and ``unexpected_keys`` (in the snapshot only) list the others, and
+        no name in common raises ``InvalidInputError``. Returns ``into``'s tensors. On
         any error, nothing has been written if it names a mismatch, and what the tensors hold
         is unspecified if it is raised while decoding (``CorruptionError``).
 
         ``framework="pt"`` gives torch tensors, ``"np"`` numpy arrays (bfloat16 and float8 as
-        ml_dtypes types when ml_dtypes is installed, else as same-width unsigned integers
-        holding the bits). The tensors own the decoded buffers: no copy is made after decoding
+        ml_dtypes types; without ml_dtypes installed, they raise ``InvalidInputError``). The
+        tensors own the decoded buffers: no copy is made after decoding
         (on the CPU). ``device`` other than ``"cpu"`` moves each tensor there. Every tensor is
         checked against the blake3 hash recorded at commit; a mismatch raises
         ``CorruptionError`` naming the tensor.
         """
+        ref = _checks.text(ref, "ref")
         if into is not None:
             if names is not None:
                 raise InvalidInputError("give names or into, not both: into names the tensors")
@@ -305,23 +325,28 @@ class Repo:
         snapshot, metadata, meta, items = self._repo.checkout(
             ref, None if names is None else list(names))
         return StateDict.of(
-            ((name, to_tensor(st, shape, buf, framework, device))
+            ((name, to_tensor(name, st, shape, buf, framework, device))
              for name, st, shape, buf in items),
             snapshot, metadata, meta)
 
     def _checkout_into(self, ref: str, into: Mapping, strict: bool) -> StateDict:
         snapshot, held = self._repo.tensor_names(ref)
         held_set = set(held)
+        wanted = set(into)
         absent = [n for n in into if n not in held_set]
-        if strict:
-            wanted = set(into)
-            unwanted = [n for n in held if n not in wanted]
-            if absent or unwanted:
-                raise InvalidInputError(
-                    f"snapshot {snapshot[:12]} does not hold the tensors into does"
-                    + (f"; missing from the snapshot: {_listed(absent)}" if absent else "")
-                    + (f"; missing from into: {_listed(unwanted)}" if unwanted else "")
-                    + " (strict=False checks out the tensors both hold)")
+        unwanted = [n for n in held if n not in wanted]
+        if strict and (absent or unwanted):
+            raise InvalidInputError(
+                f"snapshot {snapshot[:12]} does not hold the tensors into does"
+                + (f"; missing from the snapshot: {_listed(absent)}" if absent else "")
+                + (f"; missing from into: {_listed(unwanted)}" if unwanted else "")
+                + " (strict=False checks out the tensors both hold)"
+                + _prefix_hint(held, list(into)))
+        if (absent or unwanted) and len(absent) == len(into):
+            raise InvalidInputError(
+                f"snapshot {snapshot[:12]} and into have no tensor name in common, so "
+                f"strict=False would load nothing: the snapshot holds {_listed(held, 4)}; "
+                f"into holds {_listed(absent, 4)}" + _prefix_hint(held, absent))
         chosen = {n: t for n, t in into.items() if n in held_set}
         targets, staged = checkout_targets(chosen)
         try:
@@ -330,7 +355,7 @@ class Repo:
         finally:
             mark_written(targets)  # a decode error may leave them written in part
         copy_staged(staged)
-        return StateDict.of(chosen.items(), snapshot, metadata, meta)
+        return StateDict.of(chosen.items(), snapshot, metadata, meta, absent, unwanted)
 
     # -- history ----------------------------------------------------------------------------
 
@@ -338,17 +363,18 @@ class Repo:
         """Snapshots reachable from ``ref`` (default HEAD), newest first: the dicts of
         ``snapstore log --json`` (id, parents, message, time, branch, meta, bound, tensors,
         logical_bytes, stored_bytes)."""
-        return json.loads(self._repo.log(ref, limit))
+        return json.loads(self._repo.log(_checks.text(ref, "ref", optional=True),
+                                         _checks.whole(limit, "limit", 0, _checks.USIZE_MAX)))
 
     def show(self, ref: str = "HEAD") -> Dict[str, Any]:
         """``{"id", "logical_bytes", "stored_bytes", "manifest"}`` of ``ref``, as
         ``snapstore show --json``."""
-        return json.loads(self._repo.show(ref))
+        return json.loads(self._repo.show(_checks.text(ref, "ref")))
 
     def diff(self, a: str, b: str) -> List[Dict[str, Any]]:
         """Per-tensor differences between snapshots ``a`` and ``b`` (name, status, elements,
         max_abs, max_rel, changed_fraction), as ``snapstore diff --json``."""
-        return json.loads(self._repo.diff(a, b))
+        return json.loads(self._repo.diff(_checks.text(a, "a"), _checks.text(b, "b")))
 
     def stats(self) -> Dict[str, Any]:
         """Repository totals, as ``snapstore stats --json``."""
@@ -362,22 +388,30 @@ class Repo:
         returns its snapshot id, or deletes it (``delete=True``)."""
         if name is None:
             return dict(self._repo.list_refs()[1])
+        name = _checks.text(name, "name")
         if delete:
             self._repo.delete_ref(f"tags/{name}")
             return None
-        return self._repo.create_tag(name, ref)
+        return self._repo.create_tag(name, _checks.text(ref, "ref"))
 
     def branch(self, name: Optional[str] = None, ref: Optional[str] = None, *,
                delete: bool = False) -> Union[Dict[str, str], str, None]:
         """With no name: ``{branch: snapshot id}``. With a name: creates the branch at ``ref``
-        (default HEAD) and returns its snapshot id (None for a branch of an empty repository),
-        or deletes it (``delete=True``)."""
+        (default HEAD) and returns its snapshot id, or deletes it (``delete=True``). A branch
+        starts at a snapshot: in an empty repository this raises ``NotFoundError``, and
+        ``commit(state_dict, branch=name)`` starts the branch instead."""
         if name is None:
             return dict(self._repo.list_refs()[0])
+        name = _checks.text(name, "name")
         if delete:
             self._repo.delete_ref(f"heads/{name}")
             return None
-        return self._repo.create_branch(name, ref)
+        made = self._repo.create_branch(name, _checks.text(ref, "ref", optional=True))
+        if made is None:  # the library creates no branch without a snapshot to point at
+            raise NotFoundError(
+                f"no snapshot yet to start branch {name!r} at: "
+                f"repo.commit(state_dict, branch={name!r}) starts it with its first snapshot")
+        return made
 
     @property
     def head(self) -> str:
@@ -386,7 +420,7 @@ class Repo:
 
     def switch(self, branch: str) -> None:
         """Makes HEAD name ``branch``."""
-        self._repo.switch_branch(branch)
+        self._repo.switch_branch(_checks.text(branch, "branch"))
 
     # -- remotes ----------------------------------------------------------------------------
 
@@ -395,7 +429,8 @@ class Repo:
         """Remembers remote ``name``: ``s3://bucket/prefix`` (any S3-compatible ``endpoint``;
         credentials from the AWS environment variables or ``~/.aws/credentials``) or a
         directory. Returns the URL as stored. Sends no request."""
-        return self._repo.add_remote(name, os.fspath(url), endpoint, region)
+        return self._repo.add_remote(_checks.text(name, "name"), _checks.path(url, "url"),
+                                     endpoint, region)
 
     def remotes(self) -> Dict[str, Dict[str, Any]]:
         """``{name: {"url", "endpoint", "region"}}`` of the configured remotes."""
@@ -433,8 +468,8 @@ class Repo:
         ``origin``) and opens it. ``progress(task, done, total)`` is called as pack bytes
         arrive (``task`` is ``"fetch"``); an exception it raises is reported as unraisable and
         stops further calls, not the clone."""
-        native, _report = _native.Repo.clone_remote(os.fspath(url), os.fspath(path), endpoint,
-                                                    region, progress)
+        native, _report = _native.Repo.clone_remote(
+            _checks.path(url, "url"), _checks.path(path), endpoint, region, progress)
         return cls(path, _native_repo=native)
 
 
@@ -446,7 +481,8 @@ def checkout_remote(url: str, ref: str, path: PathLike, names: Optional[Sequence
     tensors ``names``, as a safetensors file at ``path`` without cloning: only the chunks those
     tensors need are downloaded, each verified. Returns ``snapstore remote checkout --json``'s
     report (``downloaded_bytes``, ``requests``, ...)."""
-    return json.loads(_native.checkout_remote(os.fspath(url), ref, os.fspath(path),
+    return json.loads(_native.checkout_remote(_checks.path(url, "url"), _checks.text(ref, "ref"),
+                                              _checks.path(path),
                                               list(names) if names is not None else None,
                                               endpoint, region))
 
@@ -457,10 +493,33 @@ def remote_gc(url: str, *, dry_run: bool = False, grace: int = 3600,
     tag reaches and that are older than ``grace`` seconds (a push in flight owns younger ones);
     with ``dry_run`` only reports them. Returns ``snapstore remote gc --json``'s report
     (``removed_snapshots``, ``removed_packs``, ``young_packs``, ...)."""
-    return json.loads(_native.remote_gc(os.fspath(url), dry_run, grace, endpoint, region))
+    return json.loads(_native.remote_gc(_checks.path(url, "url"), dry_run,
+                                        _checks.whole(grace, "grace", 0, _checks.USIZE_MAX,
+                                                      optional=False),
+                                        endpoint, region))
 
 
 def _listed(names: Sequence[str], most: int = 8) -> str:
     """``names`` quoted, the first ``most`` of them and how many more."""
+    if not names:
+        return "nothing"
     shown = ", ".join(repr(n) for n in names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+# Prefixes that wrappers add to every name: DDP and DataParallel, torch.compile.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def _prefix_hint(held: Sequence[str], into: Sequence[str]) -> str:
+    """A hint when the snapshot's names and ``into``'s differ by a wrapper's prefix."""
+    held_set, into_set = set(held), set(into)
+    for prefix in _WRAPPER_PREFIXES:
+        if any(n.startswith(prefix) and n[len(prefix):] in into_set for n in held):
+            return (f" (the snapshot's names start with {prefix!r}: check out "
+                    f"into={{{prefix!r} + k: v for k, v in model.state_dict().items()}})")
+        if any(n.startswith(prefix) and n[len(prefix):] in held_set for n in into):
+            return (f" (into's names start with {prefix!r}: check out "
+                    f"into={{k.removeprefix({prefix!r}): v for k, v in "
+                    "model.state_dict().items()}, or into the unwrapped model)")
+    return ""

@@ -6,11 +6,14 @@ exceptions (a CUDA tensor, a non-contiguous one, a big-endian array) are copied 
 
 from __future__ import annotations
 
+import bisect
+import numbers
 import sys
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ._checks import shown
 from .errors import InvalidInputError
 
 try:  # torch is optional: numpy arrays work without it.
@@ -80,9 +83,8 @@ NUMPY_TO_ST = {
     "float8_e5m2fnuz": "F8_E5M2FNUZ",
 }
 ST_TO_NUMPY = {s: n for n, s in NUMPY_TO_ST.items()}
-# Same-width integer views for types numpy cannot name without ml_dtypes.
-_RAW_VIEW = {"BF16": "uint16", "F8_E5M2": "uint8", "F8_E4M3": "uint8", "F8_E8M0": "uint8",
-             "F8_E4M3FNUZ": "uint8", "F8_E5M2FNUZ": "uint8"}
+# The safetensors dtypes numpy has no type for: ml_dtypes (a dependency) supplies them.
+_ML_DTYPES = {"BF16", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ"}
 
 
 def is_torch(value: Any) -> bool:
@@ -127,7 +129,15 @@ def _torch_raw(name: str, dtype: str, t: "torch.Tensor") -> RawTensor:
     return (name, dtype, _st_shape(name, t), t, t.data_ptr(), t.numel() * t.element_size())
 
 
+def _refuse_nested(name: str, t: "torch.Tensor") -> None:
+    # A nested tensor has no one shape: torch raises an internal error when asked for one.
+    if t.is_nested:
+        raise InvalidInputError(f"tensor {name!r} is a nested tensor, which has no single "
+                                "shape: commit each of its t.unbind() tensors under a name")
+
+
 def _torch_view(name: str, t: "torch.Tensor") -> RawTensor:
+    _refuse_nested(name, t)
     if t.layout != torch.strided:
         raise InvalidInputError(
             f"tensor {name!r} is sparse ({t.layout}); commit t.to_dense() instead")
@@ -156,6 +166,10 @@ def host_views(state_dict: Any) -> Tuple[List[RawTensor], str]:
     """Raw views of every tensor of ``state_dict`` (a mapping, or a module with
     ``state_dict()``), and the framework they came from (``"pt"`` or ``"np"``)."""
     state_dict = state_dict_of(state_dict, "state_dict")
+    if isinstance(state_dict.get("state"), Mapping) and "param_groups" in state_dict:
+        raise InvalidInputError(
+            "state_dict looks like an optimizer's ('state' and 'param_groups'): commit takes a "
+            f"flat mapping of names to tensors. {_NESTED_HINT}")
     views: List[RawTensor] = []
     frameworks = set()
     for name, value in state_dict.items():
@@ -169,8 +183,22 @@ def host_views(state_dict: Any) -> Tuple[List[RawTensor], str]:
             frameworks.add("np")
         else:
             raise InvalidInputError(
-                f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or numpy.ndarray")
+                f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or "
+                f"numpy.ndarray{_not_a_tensor_hint(value)}")
     return views, ("pt" if "pt" in frameworks else "np")
+
+
+_NESTED_HINT = ("Nested state (an optimizer's state_dict, {'model': ..., 'optim': ...}) is "
+                "saved with snapstore.dcp and torch.distributed.checkpoint")
+
+
+def _not_a_tensor_hint(value: Any) -> str:
+    """What to do instead of committing ``value`` as a tensor, for the common mistakes."""
+    if isinstance(value, (Mapping, list, tuple)):
+        return f": commit takes a flat mapping of names to tensors. {_NESTED_HINT}"
+    if isinstance(value, (numbers.Number, str)):
+        return ": numbers and strings go in meta="
+    return ""
 
 
 def state_dict_of(value: Any, what: str) -> Mapping:
@@ -188,6 +216,7 @@ def _writable_view(name: str, value: Any) -> Tuple[Optional[RawTensor], Any]:
     contiguous host tensor of the same dtype and shape to check out into and copy from (a
     device tensor, a non-contiguous one, a big-endian array)."""
     if is_torch(value):
+        _refuse_nested(name, value)
         if value.layout != torch.strided or value.is_quantized:
             raise InvalidInputError(f"tensor {name!r} is {value.layout}"
                                     f"{' and quantized' if value.is_quantized else ''}: "
@@ -232,26 +261,62 @@ def checkout_targets(into: Mapping) -> Tuple[List[RawTensor], List[Tuple[Any, An
     buffer) pairs of those it writes into a buffer of their own, to be copied over after:
     tensors it cannot write in place, and each tensor sharing memory with one already taken
     (tied weights), so that no two views overlap."""
-    targets: List[RawTensor] = []
-    staged: List[Tuple[Any, Any]] = []
-    taken: List[Tuple[int, int]] = []
+    views: List[Tuple[str, Any, Optional[RawTensor], Any]] = []
     for name, value in into.items():
         if not isinstance(name, str):
             raise InvalidInputError(f"tensor names must be strings, not {type(name).__name__} ({name!r})")
-        view, stage = _writable_view(name, value)
-        if view is not None:
-            start, end = view[4], view[4] + view[5]
-            if any(start < e and s < end for s, e in taken):
-                view, stage = None, _staging_buffer(value)
-            elif end > start:
-                taken.append((start, end))
-        if view is None:
-            target_view, _ = _writable_view(name, stage)
-            targets.append(target_view)
-            staged.append((value, stage))
-        else:
+        views.append((name, value) + _writable_view(name, value))
+    spans = [None if view is None else (view[4], view[4] + view[5]) for _, _, view, _ in views]
+    in_place = _first_disjoint(spans)
+    targets: List[RawTensor] = []
+    staged: List[Tuple[Any, Any]] = []
+    for i, (name, value, view, stage) in enumerate(views):
+        if view is not None and i in in_place:
             targets.append(view)
+            continue
+        if stage is None:
+            stage = _staging_buffer(value)
+        target_view, _ = _writable_view(name, stage)
+        targets.append(target_view)
+        staged.append((value, stage))
     return targets, staged
+
+
+def _first_disjoint(spans: List[Optional[Tuple[int, int]]]) -> set:
+    """The indices of ``spans`` (byte ranges, or None) that overlap no range of a lower index
+    in the set: in order, each range is taken unless it overlaps one already taken (an empty
+    range is taken unless it lies inside one, and blocks nothing).
+
+    Sorting by address first splits the ranges into runs that chain-overlap; only inside a run
+    (tied weights: usually two) is the order walked, keeping the taken ranges sorted, so 10,000
+    tensors cost O(n log n), not O(n^2)."""
+    order = sorted((i for i, s in enumerate(spans) if s is not None), key=lambda i: spans[i])
+    runs: List[List[int]] = []
+    reach = -1
+    for i in order:
+        start, end = spans[i]
+        if runs and start < reach:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+        reach = max(reach, end) if len(runs[-1]) > 1 else end
+    taken = set()
+    for run in runs:
+        if len(run) == 1:
+            taken.add(run[0])
+            continue
+        starts: List[int] = []  # the taken ranges of this run: disjoint, sorted by start
+        ends: List[int] = []
+        for i in sorted(run):
+            start, end = spans[i]
+            k = bisect.bisect_left(starts, end)  # taken ranges starting before this one ends
+            if k and ends[k - 1] > start:
+                continue
+            taken.add(i)
+            if end > start:
+                starts.insert(k, start)
+                ends.insert(k, end)
+    return taken
 
 
 def mark_written(targets: List[RawTensor]) -> None:
@@ -274,39 +339,47 @@ def copy_staged(staged: List[Tuple[Any, Any]]) -> None:
             np.copyto(target, stage, casting="equiv")
 
 
-def _numpy_dtype(st: str) -> np.dtype:
-    name = ST_TO_NUMPY.get(st)
-    if name is None:
-        raise InvalidInputError(f"dtype {st} has no numpy equivalent")
+def _numpy_dtype(name: str, st: str) -> np.dtype:
+    """The numpy dtype of tensor ``name`` of safetensors dtype ``st``. Without ml_dtypes,
+    bfloat16 and float8 are refused: the same-width integers holding their bits would commit
+    back as U16/U8, silently changing the tensor's dtype."""
+    np_name = ST_TO_NUMPY.get(st)
+    if np_name is None:
+        raise InvalidInputError(f"tensor {name!r} has dtype {st}, which has no numpy equivalent")
+    if st not in _ML_DTYPES:
+        return np.dtype(np_name)
     try:
-        return np.dtype(name)
-    except TypeError:
-        try:
-            import ml_dtypes  # noqa: F401  (registers bfloat16 and the float8 types)
+        import ml_dtypes
+        return np.dtype(getattr(ml_dtypes, np_name))
+    except (ImportError, AttributeError):
+        raise InvalidInputError(
+            f"tensor {name!r} is {st}, which numpy holds only with ml_dtypes {np_name}: "
+            "pip install ml_dtypes (a dependency of snapstore), or check out with "
+            "framework='pt'") from None
 
-            return np.dtype(name)
-        except (ImportError, TypeError):
-            return np.dtype(_RAW_VIEW[st])
 
-
-def to_tensor(st: str, shape: List[int], data: Any, framework: str, device: str = "cpu") -> Any:
-    """A tensor over ``data`` (an object exposing bytes through ``__array_interface__`` or the
+def to_tensor(name: str, st: str, shape: List[int], data: Any, framework: str,
+              device: str = "cpu") -> Any:
+    """Tensor ``name``: a tensor over ``data`` (an object exposing bytes through ``__array_interface__`` or the
     buffer protocol) without copying it: the tensor keeps ``data`` alive."""
     raw = np.asarray(data) if hasattr(data, "__array_interface__") else np.frombuffer(data, np.uint8)
     if framework == "np":
+        dtype = _numpy_dtype(name, st)
         if raw.size == 0:
-            return np.zeros(shape, dtype=_numpy_dtype(st))
-        return raw.view(_numpy_dtype(st)).reshape(shape)
+            return np.zeros(shape, dtype=dtype)
+        return raw.view(dtype).reshape(shape)
     if framework != "pt":
         raise InvalidInputError(f"framework must be 'pt' or 'np', not {framework!r}")
     if torch is None:
         raise InvalidInputError("framework='pt' needs torch installed")
     dtype = ST_TO_TORCH.get(st)
     if dtype is None:
-        raise InvalidInputError(f"dtype {st} has no torch equivalent in torch {torch.__version__}")
+        raise InvalidInputError(f"tensor {name!r} has dtype {st}, which has no torch "
+                                f"equivalent in torch {torch.__version__}")
     if st == "F4":
         if not shape or shape[-1] % 2:
-            raise InvalidInputError(f"an F4 tensor of shape {shape} has no torch equivalent: "
+            raise InvalidInputError(f"tensor {name!r}: an F4 tensor of shape {shape} has no "
+                                    "torch equivalent: "
                                     f"{dtype} packs two values along an even last dimension")
         shape = shape[:-1] + [shape[-1] // 2]
     if raw.size == 0:
@@ -318,15 +391,31 @@ def to_tensor(st: str, shape: List[int], data: Any, framework: str, device: str 
 
 def state_dict_from(items: List[Tuple[str, str, List[int], Any]], framework: str,
                     device: str = "cpu") -> Dict[str, Any]:
-    return {name: to_tensor(st, shape, data, framework, device) for name, st, shape, data in items}
+    return {name: to_tensor(name, st, shape, data, framework, device) for name, st, shape, data in items}
 
 
 def python_evaluator(evaluate: Callable[[Dict[str, Any]], float], framework: str
                      ) -> Callable[[List[Tuple[str, str, List[int], Any]]], float]:
     """The user's ``evaluate(state_dict) -> accuracy`` as the native search calls it."""
     def call(items: List[Tuple[str, str, List[int], Any]]) -> float:
-        return float(evaluate(state_dict_from(items, framework)))
+        return _accuracy(evaluate(state_dict_from(items, framework)))
     return call
+
+
+def _accuracy(value: Any) -> float:
+    """An evaluator's result as a float: a real number (a numpy real scalar too), or a numpy
+    array or torch tensor of one element of a real dtype. A bool or a string is refused, though
+    ``float()`` takes them: ``acc > 0.9`` or ``"0.9"`` would pass as an accuracy."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if is_torch(value):
+        if value.numel() == 1 and value.dtype != torch.bool and not value.dtype.is_complex:
+            return float(value.item())
+    elif isinstance(value, np.ndarray) and value.size == 1 and value.dtype.kind in "iuf":
+        return float(value.item())
+    raise TypeError(f"evaluate returned {shown(value)}: it must return the accuracy as a real "
+                    "number (int, float, a numpy real scalar, or an array or tensor of one "
+                    "element of a real dtype)")
 
 
 def meta_strings(meta: Optional[Mapping[str, Any]], what: str) -> Dict[str, str]:
