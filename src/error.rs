@@ -377,6 +377,14 @@ pub enum Error {
     /// A commit or checkout stopped by its caller ([`crate::Repo::with_interrupt`]).
     #[error("interrupted: nothing was stored or changed")]
     Interrupted,
+    /// A `gc` running beside a commit removed an object the commit reuses, each time it tried.
+    #[error("a gc running beside this commit removed object {object} that it reuses (tried {attempts} times): nothing was committed; commit again once the gc has finished")]
+    RemovedUnderCommit {
+        /// The object, as hex.
+        object: String,
+        /// How many times the commit was planned and coded.
+        attempts: usize,
+    },
 
     // ---- arguments ----
     /// A command-line or API argument is invalid.

@@ -1542,3 +1542,54 @@ fn an_unchanged_tensor_stored_under_a_tighter_bound_is_reused() {
     assert_eq!(stored(Bound::Rel(0.05)), 0, "rel:0.01 meets rel:0.05");
     assert!(stored(Bound::Abs(1.0)) > 0, "rel does not meet abs");
 }
+
+/// A gc that runs while a commit codes (between its planning and its publishing) may remove
+/// objects the commit found as duplicates (here, tensors of a deleted branch). The commit
+/// notices when it publishes, plans and codes again, and lands whole: fsck is clean and the
+/// snapshot checks out. Before, it landed pointing at the removed objects.
+#[test]
+fn a_gc_during_a_commit_never_removes_what_the_commit_reuses() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(77);
+    let base = vec![Tensor::f32(&mut rng, "a", &[256, 64], 1.0)];
+    commit(&repo, &base, "base");
+    let on_exp = vec![Tensor::f32(&mut rng, "b", &[256, 64], 1.0)];
+    repo.create_branch("exp", None).unwrap();
+    let exp = CommitOptions {
+        branch: Some("exp".into()),
+        ..opts("exp")
+    };
+    repo.commit_tensors(&inputs(&on_exp), None, &exp).unwrap();
+    repo.delete_ref("heads/exp").unwrap();
+    // main takes exp's tensor unchanged (a duplicate of the deleted branch's) and a new one.
+    let mix = vec![
+        base[0].clone(),
+        on_exp[0].clone(),
+        Tensor::f32(&mut rng, "c", &[1024, 256], 1.0),
+    ];
+    let collected = Arc::new(Mutex::new(Vec::new()));
+    let ran = Arc::new(AtomicBool::new(false));
+    let (path, c, r) = (repo.path().to_path_buf(), collected.clone(), ran.clone());
+    let racing = Repo::open(repo.path()).unwrap().with_progress(move |p| {
+        // Once, while the commit codes (its index closed), as a cron job's gc would.
+        if p.task == "commit" && !r.swap(true, Ordering::Relaxed) {
+            let gc = Repo::open(&path).unwrap().gc(false, Duration::ZERO);
+            c.lock().unwrap().push(gc.map(|g| g.removed_objects));
+        }
+    });
+    let report = racing
+        .commit_tensors(&inputs(&mix), None, &opts("mix"))
+        .unwrap();
+    let removed = collected
+        .lock()
+        .unwrap()
+        .pop()
+        .expect("the gc ran")
+        .unwrap();
+    assert!(removed > 0, "the gc removed the deleted branch's objects");
+    assert_eq!(report.deduplicated, 1, "base's tensor, from the parent");
+    assert!(repo.fsck(false).unwrap().is_clean());
+    assert_eq!(checkout_sorted(&repo, "HEAD"), by_name(mix));
+}

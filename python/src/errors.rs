@@ -31,7 +31,8 @@ fn class_of(e: &Error) -> &'static str {
         Error::Busy { .. }
         | Error::IndexHeld { .. }
         | Error::LocalRefMoved { .. }
-        | Error::InputChanged { .. } => "BusyError",
+        | Error::InputChanged { .. }
+        | Error::RemovedUnderCommit { .. } => "BusyError",
         Error::MissingObject { .. }
         | Error::CorruptObject { .. }
         | Error::CorruptPack { .. }

@@ -185,6 +185,8 @@ struct Planned {
     /// The parent decoded, if this handle committed it and the snapshot builds on it, taken out
     /// of the cache so each chunk is freed once coded against.
     tip: Option<TakenTip>,
+    /// The index's gc generation when planned (see [`still_indexed`]).
+    gc_generation: u64,
 }
 
 /// What phase 2 wrote: the pack, and per tensor its chunks, the hash of its reconstruction
@@ -513,15 +515,51 @@ impl Repo {
                 Ok(ObjectId::from(h.finalize()))
             })
             .collect::<Result<_>>()?;
+        // Planned, coded and published again if a gc removed something it reuses meanwhile.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let attempt = self.plan_code_publish(
+                &job,
+                &hashes,
+                metadata.clone(),
+                header.clone(),
+                source.clone(),
+                inputs_unchanged,
+                started,
+            );
+            match attempt {
+                Err(Error::RemovedUnderCommit { object, .. }) if attempts >= COMMIT_ATTEMPTS => {
+                    return Err(Error::RemovedUnderCommit { object, attempts })
+                }
+                Err(Error::RemovedUnderCommit { .. }) => continue,
+                done => return done,
+            }
+        }
+    }
+
+    /// Phases 1 (after hashing) to 3 of a commit.
+    #[allow(clippy::too_many_arguments)]
+    fn plan_code_publish(
+        &self,
+        job: &Job,
+        hashes: &[ObjectId],
+        metadata: Option<BTreeMap<String, String>>,
+        header: String,
+        source: Option<String>,
+        inputs_unchanged: &dyn Fn() -> Result<()>,
+        started: Instant,
+    ) -> Result<CommitReport> {
+        let (inputs, opts, release) = (job.inputs, job.opts, job.release);
         self.check_interrupt()?;
-        let planned = self.plan_commit(&job, &hashes)?;
+        let planned = self.plan_commit(job, hashes)?;
         crate::fsutil::input_maps::truncate_after_hash_for_test(source.as_deref());
         let mut next_tip = self
             .tip
             .collector(inputs.iter().map(|t| t.data.len() as u64).sum());
 
         // Phase 2: code chunks a window at a time into a new pack.
-        let written = self.write_chunks(&job, &planned, &mut next_tip)?;
+        let written = self.write_chunks(job, &planned, &mut next_tip)?;
         // Hashed in phase 1 and coded in phase 2 from the same bytes, or nothing lands (the
         // unfinished pack is removed when `written` drops).
         inputs_unchanged()?;
@@ -532,6 +570,7 @@ impl Repo {
             parent,
             plans,
             tip,
+            gc_generation,
             ..
         } = planned;
         // Reused tensors decode to the input (exact) or to the parent's reconstruction.
@@ -560,7 +599,7 @@ impl Repo {
             keyframes: 0,
             seconds: 0.0,
         };
-        let (pack, entries) = written.into_entries(&job, plans, &hashes, &mut report);
+        let (pack, entries) = written.into_entries(job, plans, hashes, &mut report);
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             parents: parent.into_iter().collect(),
@@ -581,7 +620,7 @@ impl Repo {
 
         // Phase 3: publish (the last moment a caller can stop it).
         self.check_interrupt()?;
-        self.publish_commit(pack, manifest, report, next_tip, started)
+        self.publish_commit(pack, manifest, report, next_tip, gc_generation, started)
     }
 
     /// Phase 1 of a commit, with the index open: the branch, the settings in force, the
@@ -691,6 +730,7 @@ impl Repo {
             plans,
             reader,
             tip,
+            gc_generation: index.gc_generation()?,
         })
     }
 
@@ -766,6 +806,7 @@ impl Repo {
         mut manifest: Manifest,
         mut report: CommitReport,
         next_tip: TipCollector,
+        gc_generation: u64,
         started: Instant,
     ) -> Result<CommitReport> {
         let key = branch_key(&manifest.branch);
@@ -783,6 +824,7 @@ impl Repo {
                 expected_parent,
                 id,
                 &manifest,
+                gc_generation,
                 &mut undo,
             );
             match published {
@@ -824,6 +866,7 @@ impl Repo {
         expected: Option<ObjectId>,
         id: ObjectId,
         manifest: &Manifest,
+        gc_generation: u64,
         undo: &mut Undo,
     ) -> Result<Option<Option<ObjectId>>> {
         let index = self.index()?;
@@ -831,6 +874,15 @@ impl Repo {
             return Err(Error::IndexInconsistent(format!(
                 "pack {pack_name} vanished before it was recorded (a concurrent gc?); nothing was committed"
             )));
+        }
+        if index.gc_generation()? != gc_generation {
+            let new: HashSet<ObjectId> = pack_entries.iter().map(|e| e.id).collect();
+            if let Some(object) = still_indexed(&index, &mut self.reader(), manifest, &new)? {
+                return Err(Error::RemovedUnderCommit {
+                    object: object.hex(),
+                    attempts: 1,
+                });
+            }
         }
         undo.objects = index.add_pack(pack_name, pack_entries)?;
         if let Err(current) = index.cas_ref(key, expected, Some(id))? {
@@ -880,6 +932,46 @@ impl Repo {
             let _ = std::fs::remove_file(&pack_path);
         }
     }
+}
+
+/// How many times a commit is planned and coded while a gc keeps removing what it reuses.
+const COMMIT_ATTEMPTS: usize = 3;
+
+/// The first object `manifest` needs that the index no longer holds (`None`: all there), the
+/// objects of the new pack `new` aside: every chunk of every tensor, and of every entry its
+/// delta chain reaches, and each chain's manifest. A gc that ran between a commit's planning
+/// and its publishing may have removed a duplicate's objects or, when the branch moved, the
+/// old parent's.
+fn still_indexed(
+    index: &Index,
+    reader: &mut ObjectReader,
+    manifest: &Manifest,
+    new: &HashSet<ObjectId>,
+) -> Result<Option<ObjectId>> {
+    let gone =
+        |id: &ObjectId| -> Result<bool> { Ok(!new.contains(id) && index.locate(id)?.is_none()) };
+    let mut seen: HashSet<(ObjectId, String)> = HashSet::new();
+    let mut todo: Vec<TensorEntry> = manifest.tensors.clone();
+    while let Some(entry) = todo.pop() {
+        for c in &entry.chunks {
+            if gone(&c.id)? {
+                return Ok(Some(c.id));
+            }
+        }
+        let Some(r) = entry.reference else { continue };
+        if !seen.insert((r.snapshot, r.tensor.clone())) {
+            continue;
+        }
+        if gone(&r.snapshot)? {
+            return Ok(Some(r.snapshot));
+        }
+        let m = reader.load_manifest(index, &r.snapshot)?;
+        match m.tensor(&r.tensor) {
+            Some(e) => todo.push(e.clone()),
+            None => return Ok(Some(r.snapshot)),
+        }
+    }
+    Ok(None)
 }
 
 /// What a publish attempt changed, for [`Repo::undo_publish`].

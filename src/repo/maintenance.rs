@@ -132,6 +132,10 @@ impl Repo {
             ..GcReport::default()
         };
         let dir = self.packs_dir();
+        if !dry_run {
+            // Before anything goes: a commit planned before this gc then checks what it reuses.
+            index.bump_gc_generation()?;
+        }
         for name in list_packs(&dir)? {
             let path = dir.join(format!("{name}.pack"));
             let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;

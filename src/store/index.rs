@@ -68,6 +68,10 @@ fn insert_missing(tree: &sled::Tree, key: &str, value: &[u8]) -> Result<bool> {
         .is_ok())
 }
 
+/// The config table's key of [`Index::gc_generation`] (outside `cfg.*`: not a setting, not
+/// logged, not listed).
+const GC_GENERATION: &[u8] = b"gc.generation";
+
 /// A file in the repository that exists while `fsck --rebuild-index` rebuilds the index: the
 /// rebuild clears the object and tensor tables before it fills them again, so an index a rebuild
 /// left unfinished (Ctrl-C, a crash) is refused until a rebuild completes.
@@ -337,6 +341,27 @@ impl Index {
             };
             return Err(e);
         }
+        Ok(())
+    }
+
+    // ---- gc generation ----
+
+    /// How many collections have removed objects from this index (0 for none, or since a
+    /// rebuild): a commit that reads the same count when it publishes as when it planned knows
+    /// that every object it reuses is still there.
+    pub fn gc_generation(&self) -> Result<u64> {
+        Ok(self
+            .config
+            .get(GC_GENERATION)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_le_bytes))
+    }
+
+    /// Counts one more collection; called before it removes anything (and flushed with it).
+    pub fn bump_gc_generation(&self) -> Result<()> {
+        self.writable()?;
+        let next = self.gc_generation()?.wrapping_add(1);
+        self.config.insert(GC_GENERATION, &next.to_le_bytes())?;
         Ok(())
     }
 
