@@ -1278,3 +1278,120 @@ both_remotes!(
     s3_push_to_a_url_with_its_endpoint,
     push_to_url
 );
+
+/// `snapstore log | head`: a reader that goes away ends the command quietly (no panic, no
+/// message, exit 0), although SIGPIPE is ignored so that network writes fail instead.
+#[test]
+fn closed_stdout_ends_a_command_quietly() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    for (f, _) in &checkpoints(work.path(), 2, 71) {
+        commit(&src, f, &[]);
+    }
+    let mut child = command(&src)
+        .args(["log"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before the command prints
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}: {}", o.status, stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
+/// A TCP proxy to `upstream` (`http://127.0.0.1:PORT`) that resets each connection once its
+/// client has sent `cut` bytes, as a server or load balancer dropping a connection mid-upload
+/// does. Returns its URL.
+fn resetting_proxy(upstream: &str, cut: usize) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let Ok(mut server) = TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let (mut back_from, mut back_to) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                let back = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut back_from, &mut back_to);
+                });
+                let mut client = client;
+                let (mut sent, mut buf) = (0, vec![0u8; 64 << 10]);
+                loop {
+                    let n = match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    sent += n;
+                    if sent >= cut {
+                        // SO_LINGER 0: the close sends RST instead of FIN.
+                        let linger = libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        };
+                        // SAFETY: a valid socket and a `linger` of the size given.
+                        unsafe {
+                            libc::setsockopt(
+                                client.as_raw_fd(),
+                                libc::SOL_SOCKET,
+                                libc::SO_LINGER,
+                                (&linger as *const libc::linger).cast(),
+                                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                            );
+                        }
+                        break;
+                    }
+                    if server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server.shutdown(Shutdown::Both);
+                let _ = back.join();
+            });
+        }
+    });
+    url
+}
+
+/// Regression: SIGPIPE's default action killed a push whose S3 connection was reset mid-upload
+/// (exit 141, no message). Now the write fails, object_store retries, and the push fails
+/// naming the remote.
+#[test]
+fn s3_dropped_connection_fails_a_push_with_a_message() {
+    let server = match shared_s3() {
+        Ok(s) => s,
+        Err(why) => {
+            return skip(
+                "remote::s3_dropped_connection_fails_a_push_with_a_message",
+                &why,
+            )
+        }
+    };
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let big = work.path().join("big.safetensors");
+    write_safetensors(
+        &big,
+        &[Tensor::f32(&mut Rng::new(5), "w", &[3 << 20], 1.0)],
+        None,
+    );
+    commit(&src, &big, &["--bound", "lossless"]);
+    let proxy = resetting_proxy(&server.url, 1 << 20);
+    let url = format!("s3://{BUCKET}/dropped-{}", std::process::id());
+    let o = rrun(&src, &["push", &url, "--endpoint", &proxy], &[]);
+    assert_eq!(o.status.code(), Some(1), "{:?}: {}", o.status, stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("error: remote {url}")),
+        "{}",
+        stderr(&o)
+    );
+}
