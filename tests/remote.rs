@@ -1395,3 +1395,56 @@ fn s3_dropped_connection_fails_a_push_with_a_message() {
         stderr(&o)
     );
 }
+
+/// Sets a file's modification time `secs` seconds back.
+fn age(path: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+/// Regression: a killed push to a directory remote left upload temp files in `packs/`
+/// (`NAME.pack#N`, object_store's staging) that nothing removed. The next push removes those
+/// over an hour old, `remote gc` those older than --grace; nothing else is touched.
+#[test]
+fn dir_killed_upload_temps_are_removed_by_push_and_remote_gc() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 73);
+    commit(&src, &fs[0].0, &[]);
+    let remote = Remote::dir();
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let packs = Path::new(&remote.url).join("packs");
+    let pack = "cd".repeat(32);
+    let old = [
+        packs.join(format!("{pack}.pack#1")),
+        packs.join(format!(".tmp-4194304-7-{pack}.pack")),
+    ];
+    let young = packs.join(format!("{pack}.pack#2"));
+    let foreign = packs.join("notes#1");
+    for p in old.iter().chain([&young, &foreign]) {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    for p in old.iter().chain([&foreign]) {
+        age(p, 7200);
+    }
+    rrun_ok(&src, &["push"]);
+    for p in &old {
+        assert!(!p.exists(), "{} stayed", p.display());
+    }
+    assert!(young.exists() && foreign.exists());
+    let gc = rjson(&src, &["remote", "gc", "origin", "--grace", "0"]);
+    assert_eq!(gc["removed_uploads"], 1, "{gc:#}");
+    assert!(!young.exists() && foreign.exists());
+    let out = rrun_ok(&src, &["remote", "gc", "origin", "--grace", "0"]);
+    assert!(out.contains("0 unfinished upload(s) removed"), "{out}");
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[0].1);
+}

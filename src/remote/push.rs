@@ -22,6 +22,9 @@ use crate::store::object_id::ObjectId;
 /// Rounds of fetch, re-parent and swap before a push gives up (each lost round means another
 /// pusher landed).
 const MAX_ATTEMPTS: usize = 64;
+/// Upload temp files older than this in a directory remote are a killed push's (a live push
+/// writes to its own continually); a push removes them, as `remote gc` does past its grace.
+const STALE_UPLOAD_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How a push treats a remote branch that is not an ancestor of what is pushed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -198,6 +201,7 @@ impl Repo {
         let keys = self.local_keys(refs)?;
         refs::check_conditional_writes(&store)?;
         layout::check_format(&store, true)?;
+        store.remove_stale_uploads(STALE_UPLOAD_AGE, false)?;
         let mut report = PushReport {
             remote: store.url.clone(),
             ..PushReport::default()
