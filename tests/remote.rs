@@ -1448,3 +1448,122 @@ fn dir_killed_upload_temps_are_removed_by_push_and_remote_gc() {
     remote.clone_into(&dst);
     assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[0].1);
 }
+
+/// Regression: a push to a directory remote that vanished (an unmounted share: the mount point
+/// empty or missing) made a new remote on the local disk and reported success. Refused when
+/// this repository has seen refs there; a push to the URL itself still starts a new one.
+#[test]
+fn dir_push_to_a_vanished_remote_is_refused() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 75);
+    commit(&src, &fs[0].0, &[]);
+    let remote = Remote::dir();
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]); // a first push to a new remote creates it
+    commit(&src, &fs[1].0, &[]);
+    let real = Path::new(&remote.url).with_extension("real");
+    std::fs::rename(&remote.url, &real).unwrap();
+    let err = rrun_err(&src, &["push"], &[]);
+    assert!(
+        err.contains(
+            "looks empty or missing (no SNAPSTORE-REMOTE), although this repository saw refs there"
+        ),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&remote.url).exists(),
+        "the push created the remote"
+    );
+    std::fs::create_dir(&remote.url).unwrap(); // an empty mount point
+    let err = rrun_err(&src, &["push"], &[]);
+    assert!(
+        err.contains(&format!("`snapstore push {}`", remote.url)),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&remote.url).unwrap().count(), 0);
+    let pushed = rjson(&src, &["push", &remote.url]);
+    assert_eq!(pushed["refs"][0]["status"], "created", "{pushed:#}");
+}
+
+/// Regression: a plain push moved a remote tag ("fast-forward"), and refusing a move back
+/// spoke of a branch and said to pull. A tag moves only with --force.
+fn tags_do_not_move(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 77);
+    let first = commit(&src, &fs[0].0, &[]);
+    commit(&src, &fs[1].0, &[]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["tag", "rel", "main~1"]);
+    rrun_ok(&src, &["push", "origin", "rel"]);
+    rrun_ok(&src, &["tag", "-d", "rel"]);
+    rrun_ok(&src, &["tag", "rel", "main"]);
+    let err = rrun_err(&src, &["push", "origin", "rel"], &[]);
+    assert!(
+        err.contains(&format!(
+            "tag rel already exists on the remote (at {})",
+            &first[..12]
+        )) && err.contains("tags do not move: push --force to move it")
+            && !err.contains("branch")
+            && !err.contains("Pull"),
+        "{err}"
+    );
+    let again = rjson(&src, &["push", "origin", "rel", "--force"]);
+    assert_eq!(again["refs"][0]["status"], "forced", "{again:#}");
+}
+both_remotes!(
+    dir_remote_tags_move_only_by_force,
+    s3_remote_tags_move_only_by_force,
+    tags_do_not_move
+);
+
+/// Regression: `s3:/bucket/x` (one slash) became a local directory named `s3:`.
+#[test]
+fn a_mistyped_url_is_refused_not_taken_for_a_directory() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 79);
+    commit(&src, &fs[0].0, &[]);
+    for args in [
+        &["push", "s3:/ckpt/x"][..],
+        &["remote", "add", "typo", "s3:/ckpt/x"],
+    ] {
+        let err = rrun_err(&src, args, &[]);
+        assert!(
+            err.contains("it starts like a URL (s3:) but is not s3://bucket/prefix"),
+            "{err}"
+        );
+    }
+    assert!(!src.join("s3:").exists() && !Path::new("s3:").exists());
+}
+
+/// Regression: a missing bucket read as "holds no snapstore repository; push to it first"
+/// (clone) or an XML dump about a probe object (push).
+#[test]
+fn s3_missing_bucket_is_named() {
+    let server = match shared_s3() {
+        Ok(s) => s,
+        Err(why) => return skip("remote::s3_missing_bucket_is_named", &why),
+    };
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 81);
+    commit(&src, &fs[0].0, &[]);
+    let said = format!("bucket no-such-bucket does not exist (at {})", server.url);
+    let url = "s3://no-such-bucket/x";
+    let dst = work.path().join("dst");
+    let d = dst.display().to_string();
+    for args in [
+        vec!["push", url, "--endpoint", &server.url],
+        vec!["clone", url, &d, "--endpoint", &server.url],
+    ] {
+        let err = rrun_err(&src, &args, &[]);
+        assert!(err.contains(&said) && !err.contains("<?xml"), "{err}");
+    }
+    assert!(!dst.exists());
+}

@@ -81,6 +81,8 @@ pub(crate) struct RemoteStore {
     pub traffic: Arc<Traffic>,
     uploads: AtomicU64,
     fail_uploads_after: Option<u64>,
+    /// An S3 remote's bucket and endpoint (named when the bucket does not exist).
+    bucket: Option<(String, String)>,
     /// A directory remote's directory (its packs are copied in directly, see `upload_files`).
     dir: Option<std::path::PathBuf>,
     /// Whether a listing comes back in key order (S3 general purpose buckets; not S3 Express
@@ -103,6 +105,7 @@ impl RemoteStore {
             })?;
         let mut ordered_listing = false;
         let mut local_dir = None;
+        let mut bucket_at = None;
         let (store, prefix, kind): (Arc<dyn ObjectStore>, String, StoreKind) = match spec
             .location()?
         {
@@ -133,6 +136,8 @@ impl RemoteStore {
                         problem: e.to_string(),
                     })?;
                 ordered_listing = !bucket.ends_with("--x-s3");
+                let endpoint = spec.endpoint.clone().unwrap_or_else(|| "AWS S3".into());
+                bucket_at = Some((bucket.clone(), endpoint));
                 (Arc::new(s3), prefix, StoreKind::S3)
             }
         };
@@ -148,6 +153,7 @@ impl RemoteStore {
             traffic: Arc::new(Traffic::default()),
             uploads: AtomicU64::new(0),
             fail_uploads_after,
+            bucket: bucket_at,
             dir: local_dir,
             ordered_listing,
         })
@@ -162,11 +168,27 @@ impl RemoteStore {
     }
 
     fn err(&self, rel: &str, e: impl std::fmt::Display) -> Error {
+        let problem = e.to_string();
+        if let Some(missing) = self.missing_bucket(&problem) {
+            return missing;
+        }
         Error::RemoteIo {
             url: self.url.clone(),
             object: rel.to_string(),
-            problem: e.to_string(),
+            problem,
         }
+    }
+
+    /// The error to give when S3 answered `NoSuchBucket` (object_store passes the XML body on
+    /// in its message): the bucket named, not the XML.
+    fn missing_bucket(&self, answer: &str) -> Option<Error> {
+        let (bucket, endpoint) = self.bucket.as_ref()?;
+        answer
+            .contains("<Code>NoSuchBucket</Code>")
+            .then(|| Error::RemoteLayout {
+                url: self.url.clone(),
+                problem: format!("bucket {bucket} does not exist (at {endpoint})"),
+            })
     }
 
     /// The whole object, or `None` when it does not exist.
@@ -183,12 +205,18 @@ impl RemoteStore {
                     r.bytes()
                         .await
                         .map(|bytes| Some(Versioned { bytes, version }))
+                        .map_err(|e| self.err(rel, e))
                 }
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
+                Err(e @ object_store::Error::NotFound { .. }) => {
+                    match self.missing_bucket(&e.to_string()) {
+                        Some(missing) => Err(missing),
+                        None => Ok(None),
+                    }
+                }
+                Err(e) => Err(self.err(rel, e)),
             }
         });
-        let got = got.map_err(|e| self.err(rel, e))?;
+        let got = got?;
         if let Some(v) = &got {
             self.traffic
                 .bytes_down
@@ -266,7 +294,12 @@ impl RemoteStore {
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(Conditional::Lost),
             // An update of an object deleted since it was read lost too.
-            Err(object_store::Error::NotFound { .. }) if update => Ok(Conditional::Lost),
+            Err(e @ object_store::Error::NotFound { .. }) if update => {
+                match self.missing_bucket(&e.to_string()) {
+                    Some(missing) => Err(missing),
+                    None => Ok(Conditional::Lost),
+                }
+            }
             Err(e @ object_store::Error::NotImplemented)
             | Err(e @ object_store::Error::NotSupported { .. }) => {
                 Err(Error::RemoteNoConditionalWrites {
