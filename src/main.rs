@@ -3,14 +3,13 @@
 mod cli;
 
 fn main() {
-    // SAFETY: called first thing, before any thread exists; restoring the default SIGPIPE action
-    // makes `snapstore log | head` end quietly like other Unix tools instead of panicking.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-    // `println!` panics when standard output fails (a full disk, `> /dev/full`): say so as any
-    // other error, without a panic's backtrace. What the command did before is kept (a commit
-    // has landed by the time it prints its report).
+    // SIGPIPE stays ignored (Rust's default): a socket whose peer went away (an S3 connection
+    // dropped mid-push) must fail the write with EPIPE, which the retries and the error path
+    // handle, not kill the process. A closed standard output is handled below instead.
+    // `println!` panics when standard output fails: a reader that went away (`snapstore log |
+    // head`) ends the command quietly, as the default SIGPIPE action did; any other failure (a
+    // full disk, `> /dev/full`) is said as any other error, without a panic's backtrace. What
+    // the command did before is kept (a commit has landed by the time it prints its report).
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let message = info
@@ -18,6 +17,10 @@ fn main() {
             .downcast_ref::<String>()
             .map(String::as_str)
             .unwrap_or_default();
+        let printing = message.starts_with("failed printing to std");
+        if printing && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
         if message.starts_with("failed printing to stdout") {
             eprintln!("error: cannot write the output: {message}");
             std::process::exit(1);

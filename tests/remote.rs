@@ -1278,3 +1278,291 @@ both_remotes!(
     s3_push_to_a_url_with_its_endpoint,
     push_to_url
 );
+
+/// `snapstore log | head`: a reader that goes away ends the command quietly (no panic, no
+/// message, exit 0), although SIGPIPE is ignored so that network writes fail instead.
+#[test]
+fn closed_stdout_ends_a_command_quietly() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    for (f, _) in &checkpoints(work.path(), 2, 71) {
+        commit(&src, f, &[]);
+    }
+    let mut child = command(&src)
+        .args(["log"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before the command prints
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}: {}", o.status, stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
+/// A TCP proxy to `upstream` (`http://127.0.0.1:PORT`) that resets each connection once its
+/// client has sent `cut` bytes, as a server or load balancer dropping a connection mid-upload
+/// does. Returns its URL.
+fn resetting_proxy(upstream: &str, cut: usize) -> String {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let Ok(mut server) = TcpStream::connect(&upstream) else {
+                    return;
+                };
+                let (mut back_from, mut back_to) =
+                    (server.try_clone().unwrap(), client.try_clone().unwrap());
+                let back = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut back_from, &mut back_to);
+                });
+                let mut client = client;
+                let (mut sent, mut buf) = (0, vec![0u8; 64 << 10]);
+                loop {
+                    let n = match client.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    sent += n;
+                    if sent >= cut {
+                        // SO_LINGER 0: the close sends RST instead of FIN.
+                        let linger = libc::linger {
+                            l_onoff: 1,
+                            l_linger: 0,
+                        };
+                        // SAFETY: a valid socket and a `linger` of the size given.
+                        unsafe {
+                            libc::setsockopt(
+                                client.as_raw_fd(),
+                                libc::SOL_SOCKET,
+                                libc::SO_LINGER,
+                                (&linger as *const libc::linger).cast(),
+                                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                            );
+                        }
+                        break;
+                    }
+                    if server.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = server.shutdown(Shutdown::Both);
+                let _ = back.join();
+            });
+        }
+    });
+    url
+}
+
+/// Regression: SIGPIPE's default action killed a push whose S3 connection was reset mid-upload
+/// (exit 141, no message). Now the write fails, object_store retries, and the push fails
+/// naming the remote.
+#[test]
+fn s3_dropped_connection_fails_a_push_with_a_message() {
+    let server = match shared_s3() {
+        Ok(s) => s,
+        Err(why) => {
+            return skip(
+                "remote::s3_dropped_connection_fails_a_push_with_a_message",
+                &why,
+            )
+        }
+    };
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let big = work.path().join("big.safetensors");
+    write_safetensors(
+        &big,
+        &[Tensor::f32(&mut Rng::new(5), "w", &[3 << 20], 1.0)],
+        None,
+    );
+    commit(&src, &big, &["--bound", "lossless"]);
+    let proxy = resetting_proxy(&server.url, 1 << 20);
+    let url = format!("s3://{BUCKET}/dropped-{}", std::process::id());
+    let o = rrun(&src, &["push", &url, "--endpoint", &proxy], &[]);
+    assert_eq!(o.status.code(), Some(1), "{:?}: {}", o.status, stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("error: remote {url}")),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Sets a file's modification time `secs` seconds back.
+fn age(path: &Path, secs: u64) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+/// Regression: a killed push to a directory remote left upload temp files in `packs/`
+/// (`NAME.pack#N`, object_store's staging) that nothing removed. The next push removes those
+/// over an hour old, `remote gc` those older than --grace; nothing else is touched.
+#[test]
+fn dir_killed_upload_temps_are_removed_by_push_and_remote_gc() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 73);
+    commit(&src, &fs[0].0, &[]);
+    let remote = Remote::dir();
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let packs = Path::new(&remote.url).join("packs");
+    let pack = "cd".repeat(32);
+    let old = [
+        packs.join(format!("{pack}.pack#1")),
+        packs.join(format!(".tmp-4194304-7-{pack}.pack")),
+    ];
+    let young = packs.join(format!("{pack}.pack#2"));
+    let foreign = packs.join("notes#1");
+    for p in old.iter().chain([&young, &foreign]) {
+        std::fs::write(p, b"partial").unwrap();
+    }
+    for p in old.iter().chain([&foreign]) {
+        age(p, 7200);
+    }
+    rrun_ok(&src, &["push"]);
+    for p in &old {
+        assert!(!p.exists(), "{} stayed", p.display());
+    }
+    assert!(young.exists() && foreign.exists());
+    let gc = rjson(&src, &["remote", "gc", "origin", "--grace", "0"]);
+    assert_eq!(gc["removed_uploads"], 1, "{gc:#}");
+    assert!(!young.exists() && foreign.exists());
+    let out = rrun_ok(&src, &["remote", "gc", "origin", "--grace", "0"]);
+    assert!(out.contains("0 unfinished upload(s) removed"), "{out}");
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[0].1);
+}
+
+/// Regression: a push to a directory remote that vanished (an unmounted share: the mount point
+/// empty or missing) made a new remote on the local disk and reported success. Refused when
+/// this repository has seen refs there; a push to the URL itself still starts a new one.
+#[test]
+fn dir_push_to_a_vanished_remote_is_refused() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 75);
+    commit(&src, &fs[0].0, &[]);
+    let remote = Remote::dir();
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]); // a first push to a new remote creates it
+    commit(&src, &fs[1].0, &[]);
+    let real = Path::new(&remote.url).with_extension("real");
+    std::fs::rename(&remote.url, &real).unwrap();
+    let err = rrun_err(&src, &["push"], &[]);
+    assert!(
+        err.contains(
+            "looks empty or missing (no SNAPSTORE-REMOTE), although this repository saw refs there"
+        ),
+        "{err}"
+    );
+    assert!(
+        !Path::new(&remote.url).exists(),
+        "the push created the remote"
+    );
+    std::fs::create_dir(&remote.url).unwrap(); // an empty mount point
+    let err = rrun_err(&src, &["push"], &[]);
+    assert!(
+        err.contains(&format!("`snapstore push {}`", remote.url)),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_dir(&remote.url).unwrap().count(), 0);
+    let pushed = rjson(&src, &["push", &remote.url]);
+    assert_eq!(pushed["refs"][0]["status"], "created", "{pushed:#}");
+}
+
+/// Regression: a plain push moved a remote tag ("fast-forward"), and refusing a move back
+/// spoke of a branch and said to pull. A tag moves only with --force.
+fn tags_do_not_move(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 77);
+    let first = commit(&src, &fs[0].0, &[]);
+    commit(&src, &fs[1].0, &[]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["tag", "rel", "main~1"]);
+    rrun_ok(&src, &["push", "origin", "rel"]);
+    rrun_ok(&src, &["tag", "-d", "rel"]);
+    rrun_ok(&src, &["tag", "rel", "main"]);
+    let err = rrun_err(&src, &["push", "origin", "rel"], &[]);
+    assert!(
+        err.contains(&format!(
+            "tag rel already exists on the remote (at {})",
+            &first[..12]
+        )) && err.contains("tags do not move: push --force to move it")
+            && !err.contains("branch")
+            && !err.contains("Pull"),
+        "{err}"
+    );
+    let again = rjson(&src, &["push", "origin", "rel", "--force"]);
+    assert_eq!(again["refs"][0]["status"], "forced", "{again:#}");
+}
+both_remotes!(
+    dir_remote_tags_move_only_by_force,
+    s3_remote_tags_move_only_by_force,
+    tags_do_not_move
+);
+
+/// Regression: `s3:/bucket/x` (one slash) became a local directory named `s3:`.
+#[test]
+fn a_mistyped_url_is_refused_not_taken_for_a_directory() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 79);
+    commit(&src, &fs[0].0, &[]);
+    for args in [
+        &["push", "s3:/ckpt/x"][..],
+        &["remote", "add", "typo", "s3:/ckpt/x"],
+    ] {
+        let err = rrun_err(&src, args, &[]);
+        assert!(
+            err.contains("it starts like a URL (s3:) but is not s3://bucket/prefix"),
+            "{err}"
+        );
+    }
+}
+
+/// Regression: a missing bucket read as "holds no snapstore repository; push to it first"
+/// (clone) or an XML dump about a probe object (push).
+#[test]
+fn s3_missing_bucket_is_named() {
+    let server = match shared_s3() {
+        Ok(s) => s,
+        Err(why) => return skip("remote::s3_missing_bucket_is_named", &why),
+    };
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 81);
+    commit(&src, &fs[0].0, &[]);
+    let said = format!("bucket no-such-bucket does not exist (at {})", server.url);
+    let url = "s3://no-such-bucket/x";
+    let dst = work.path().join("dst");
+    let d = dst.display().to_string();
+    for args in [
+        vec!["push", url, "--endpoint", &server.url],
+        vec!["clone", url, &d, "--endpoint", &server.url],
+    ] {
+        let err = rrun_err(&src, &args, &[]);
+        assert!(err.contains(&said) && !err.contains("<?xml"), "{err}");
+    }
+    assert!(!dst.exists());
+}

@@ -280,11 +280,13 @@ pub fn remote(
                 return json_pretty(&r);
             }
             println!(
-                "{}{} snapshot record(s) and {} pack(s) removed ({}) from {}; {} snapshot(s) in \
-                 {} pack(s) reached by {} ref(s); kept younger than {}s: {} record(s), {} pack(s)",
+                "{}{} snapshot record(s), {} pack(s) and {} unfinished upload(s) removed ({}) \
+                 from {}; {} snapshot(s) in {} pack(s) reached by {} ref(s); kept younger than \
+                 {}s: {} record(s), {} pack(s)",
                 if r.dry_run { "would remove: " } else { "" },
                 r.removed_snapshots.len(),
                 r.removed_packs.len(),
+                r.removed_uploads,
                 human(r.removed_bytes),
                 r.remote,
                 r.live_snapshots,

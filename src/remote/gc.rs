@@ -1,5 +1,8 @@
 //! Remote garbage collection: delete the snapshot records and packs no remote ref reaches
-//! (what forced pushes, deleted refs and interrupted pushes leave behind).
+//! (what forced pushes, deleted refs and interrupted pushes leave behind), and in a directory
+//! remote the temp files of killed uploads. (S3's unfinished multipart uploads cannot be
+//! listed through `object_store`; a failed upload aborts its own, and the bucket rule in the
+//! README aborts those of a killed push.)
 //!
 //! Reachability follows the records: every ref's snapshot, then each record's `needs`
 //! (parents and delta references) transitively; a pack is live when a live record places an
@@ -54,6 +57,9 @@ pub struct RemoteGcReport {
     pub young_snapshots: usize,
     /// Unreachable packs kept because they are younger than the grace period.
     pub young_packs: usize,
+    /// Temp files of killed uploads removed from a directory remote (older than the grace;
+    /// their bytes count in `removed_bytes`).
+    pub removed_uploads: usize,
     /// Requests sent.
     pub requests: u64,
     /// Wall time in seconds.
@@ -126,6 +132,9 @@ pub fn remote_gc(spec: &RemoteSpec, dry_run: bool, grace: Duration) -> Result<Re
             store.delete(&pack_object(pack))?;
         }
     }
+    let (uploads, upload_bytes) = store.remove_stale_uploads(grace, dry_run)?;
+    report.removed_uploads = uploads;
+    report.removed_bytes += upload_bytes;
     report.removed_snapshots = dead_records;
     report.removed_packs = dead_packs;
     report.requests = store

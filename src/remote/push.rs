@@ -22,6 +22,9 @@ use crate::store::object_id::ObjectId;
 /// Rounds of fetch, re-parent and swap before a push gives up (each lost round means another
 /// pusher landed).
 const MAX_ATTEMPTS: usize = 64;
+/// Upload temp files older than this in a directory remote are a killed push's (a live push
+/// writes to its own continually); a push removes them, as `remote gc` does past its grace.
+const STALE_UPLOAD_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// How a push treats a remote branch that is not an ancestor of what is pushed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -194,10 +197,11 @@ impl Repo {
         opts: PushOptions,
     ) -> Result<PushReport> {
         let started = Instant::now();
-        let store = RemoteStore::open(spec, true)?;
+        let store = self.open_for_push(name.as_deref(), spec)?;
         let keys = self.local_keys(refs)?;
         refs::check_conditional_writes(&store)?;
         layout::check_format(&store, true)?;
+        store.remove_stale_uploads(STALE_UPLOAD_AGE, false)?;
         let mut report = PushReport {
             remote: store.url.clone(),
             ..PushReport::default()
@@ -220,6 +224,39 @@ impl Repo {
         report.seconds = started.elapsed().as_secs_f64();
         report.mb_per_s = report.bytes as f64 / 1e6 / report.seconds.max(1e-9);
         Ok(report)
+    }
+
+    /// Opens the remote to push to. A first push creates it, but a configured remote this
+    /// repository has seen refs on (tracking refs `remotes/NAME/...`) that is now missing or
+    /// empty is refused: an unmounted share or a moved directory would otherwise silently
+    /// become a new remote on the local disk.
+    fn open_for_push(&self, name: Option<&str>, spec: &RemoteSpec) -> Result<RemoteStore> {
+        let seen = match name {
+            Some(n) => !self
+                .index()?
+                .list_refs(&format!("remotes/{n}/"))?
+                .is_empty(),
+            None => false,
+        };
+        let vanished = || Error::RemoteLayout {
+            url: spec.url.clone(),
+            problem: format!(
+                "looks empty or missing (no {}), although this repository saw refs there \
+                 (remotes/{}/...): is the share unmounted, or was the remote moved? Nothing was \
+                 pushed. To start a new remote there anyway, push to its URL: `snapstore push {}`",
+                layout::FORMAT_OBJECT,
+                name.unwrap_or_default(),
+                spec.url
+            ),
+        };
+        let store = match RemoteStore::open(spec, !seen) {
+            Err(Error::RemoteLayout { .. }) if seen => return Err(vanished()),
+            other => other?,
+        };
+        if seen && store.get(layout::FORMAT_OBJECT)?.is_none() {
+            return Err(vanished());
+        }
+        Ok(store)
     }
 
     /// The local ref keys named by `refs`: a branch, else a tag; HEAD's branch when empty.
@@ -262,6 +299,21 @@ impl Repo {
         for attempt in 0..MAX_ATTEMPTS {
             let remote = read_ref(store, key)?;
             let mut status = "created";
+            if let Some(r) = remote.as_ref().filter(|r| r.id != tip) {
+                // A published tag keeps its meaning: it moves only by --force.
+                if key.starts_with("tags/") && !opts.force {
+                    return Err(Error::RemoteLayout {
+                        url: store.url.clone(),
+                        problem: format!(
+                            "tag {} already exists on the remote (at {}), and you push it at \
+                             {}; tags do not move: push --force to move it, or use a new tag name",
+                            &key["tags/".len()..],
+                            r.id.short(),
+                            tip.short()
+                        ),
+                    });
+                }
+            }
             if let Some(r) = &remote {
                 if r.id == tip {
                     return Ok(PushedRef {
@@ -278,7 +330,8 @@ impl Repo {
                 let index = self.index()?;
                 let mut reader = self.reader();
                 let ours = ancestors(&index, &mut reader, tip)?;
-                status = if ours.contains(&r.id) {
+                // A tag that moves at all is forced (see above).
+                status = if ours.contains(&r.id) && key.starts_with("heads/") {
                     "fast-forward"
                 } else if opts.force {
                     "forced"

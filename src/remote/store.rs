@@ -81,6 +81,10 @@ pub(crate) struct RemoteStore {
     pub traffic: Arc<Traffic>,
     uploads: AtomicU64,
     fail_uploads_after: Option<u64>,
+    /// An S3 remote's bucket and endpoint (named when the bucket does not exist).
+    bucket: Option<(String, String)>,
+    /// A directory remote's directory (its packs are copied in directly, see `upload_files`).
+    dir: Option<std::path::PathBuf>,
     /// Whether a listing comes back in key order (S3 general purpose buckets; not S3 Express
     /// directory buckets, not a local directory).
     ordered_listing: bool,
@@ -100,6 +104,8 @@ impl RemoteStore {
                 problem: format!("cannot start the I/O runtime: {e}"),
             })?;
         let mut ordered_listing = false;
+        let mut local_dir = None;
+        let mut bucket_at = None;
         let (store, prefix, kind): (Arc<dyn ObjectStore>, String, StoreKind) = match spec
             .location()?
         {
@@ -118,6 +124,7 @@ impl RemoteStore {
                     object: String::new(),
                     problem: e.to_string(),
                 })?;
+                local_dir = Some(dir);
                 (Arc::new(fs), String::new(), StoreKind::Directory)
             }
             Location::S3 { bucket, prefix } => {
@@ -129,6 +136,8 @@ impl RemoteStore {
                         problem: e.to_string(),
                     })?;
                 ordered_listing = !bucket.ends_with("--x-s3");
+                let endpoint = spec.endpoint.clone().unwrap_or_else(|| "AWS S3".into());
+                bucket_at = Some((bucket.clone(), endpoint));
                 (Arc::new(s3), prefix, StoreKind::S3)
             }
         };
@@ -144,6 +153,8 @@ impl RemoteStore {
             traffic: Arc::new(Traffic::default()),
             uploads: AtomicU64::new(0),
             fail_uploads_after,
+            bucket: bucket_at,
+            dir: local_dir,
             ordered_listing,
         })
     }
@@ -157,11 +168,27 @@ impl RemoteStore {
     }
 
     fn err(&self, rel: &str, e: impl std::fmt::Display) -> Error {
+        let problem = e.to_string();
+        if let Some(missing) = self.missing_bucket(&problem) {
+            return missing;
+        }
         Error::RemoteIo {
             url: self.url.clone(),
             object: rel.to_string(),
-            problem: e.to_string(),
+            problem,
         }
+    }
+
+    /// The error to give when S3 answered `NoSuchBucket` (object_store passes the XML body on
+    /// in its message): the bucket named, not the XML.
+    fn missing_bucket(&self, answer: &str) -> Option<Error> {
+        let (bucket, endpoint) = self.bucket.as_ref()?;
+        answer
+            .contains("<Code>NoSuchBucket</Code>")
+            .then(|| Error::RemoteLayout {
+                url: self.url.clone(),
+                problem: format!("bucket {bucket} does not exist (at {endpoint})"),
+            })
     }
 
     /// The whole object, or `None` when it does not exist.
@@ -178,12 +205,18 @@ impl RemoteStore {
                     r.bytes()
                         .await
                         .map(|bytes| Some(Versioned { bytes, version }))
+                        .map_err(|e| self.err(rel, e))
                 }
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(e),
+                Err(e @ object_store::Error::NotFound { .. }) => {
+                    match self.missing_bucket(&e.to_string()) {
+                        Some(missing) => Err(missing),
+                        None => Ok(None),
+                    }
+                }
+                Err(e) => Err(self.err(rel, e)),
             }
         });
-        let got = got.map_err(|e| self.err(rel, e))?;
+        let got = got?;
         if let Some(v) = &got {
             self.traffic
                 .bytes_down
@@ -261,7 +294,12 @@ impl RemoteStore {
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => Ok(Conditional::Lost),
             // An update of an object deleted since it was read lost too.
-            Err(object_store::Error::NotFound { .. }) if update => Ok(Conditional::Lost),
+            Err(e @ object_store::Error::NotFound { .. }) if update => {
+                match self.missing_bucket(&e.to_string()) {
+                    Some(missing) => Err(missing),
+                    None => Ok(Conditional::Lost),
+                }
+            }
             Err(e @ object_store::Error::NotImplemented)
             | Err(e @ object_store::Error::NotSupported { .. }) => {
                 Err(Error::RemoteNoConditionalWrites {
@@ -349,7 +387,10 @@ impl RemoteStore {
             .collect())
     }
 
-    /// Uploads local files (`(object, path)`), a few at a time, large ones in parts; calls
+    /// Uploads local files (`(object, path)`), streamed from disk so memory does not grow with
+    /// their size: into a directory remote each is copied to a temp file renamed into place
+    /// (removed on Ctrl-C); to S3 small ones go a few at a time, large ones one at a time in
+    /// parts (a few parts in flight), and a failed multipart upload is aborted. Calls
     /// `progress(bytes)` as bytes go out. The test hook [`FAIL_UPLOADS_AFTER_ENV`] fails the
     /// upload after that many.
     pub fn upload_files(
@@ -359,18 +400,51 @@ impl RemoteStore {
     ) -> Result<()> {
         let sent = AtomicU64::new(0);
         let report = |n: u64| progress(sent.fetch_add(n, Ordering::Relaxed) + n);
+        let hook = |rel: &str| {
+            let done = self.uploads.fetch_add(1, Ordering::Relaxed);
+            if self.fail_uploads_after.is_some_and(|n| done >= n) {
+                return Err(self.err(
+                    rel,
+                    format!("upload interrupted by the test hook {FAIL_UPLOADS_AFTER_ENV}"),
+                ));
+            }
+            Ok(())
+        };
+        if let Some(dir) = &self.dir {
+            for (rel, path) in files {
+                hook(rel)?;
+                self.copy_into(&dir.join(rel), rel, path, &report)?;
+            }
+            return Ok(());
+        }
+        let mut small = Vec::new();
+        let mut large = Vec::new();
+        for (rel, path) in files {
+            let len = std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len();
+            if len < MULTIPART_PART_BYTES as u64 {
+                small.push((rel, path));
+            } else {
+                large.push((rel, path));
+            }
+        }
         self.rt.block_on(async {
-            futures::stream::iter(files.iter().map(|(rel, path)| {
+            futures::stream::iter(small.into_iter().map(|(rel, path)| {
                 let report = &report;
                 async move {
-                    let done = self.uploads.fetch_add(1, Ordering::Relaxed);
-                    if self.fail_uploads_after.is_some_and(|n| done >= n) {
-                        return Err(self.err(
-                            rel,
-                            format!("upload interrupted by the test hook {FAIL_UPLOADS_AFTER_ENV}"),
-                        ));
-                    }
-                    self.upload_one(rel, path, report).await
+                    hook(rel)?;
+                    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                    let n = data.len() as u64;
+                    self.traffic.request();
+                    let key = self.key(rel);
+                    self.store
+                        .put(&key, PutPayload::from(data))
+                        .await
+                        .map_err(|e| self.err(rel, e))?;
+                    report(n);
+                    self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
+                    Ok::<(), Error>(())
                 }
             }))
             // Under the test hook one at a time, so exactly that many land first.
@@ -380,48 +454,147 @@ impl RemoteStore {
                 CONCURRENT_REQUESTS
             })
             .try_collect::<Vec<()>>()
-            .await
-        })?;
+            .await?;
+            for (rel, path) in large {
+                hook(rel)?;
+                self.upload_parts(rel, path, &report).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies `path` to `target` in a directory remote: a temp file beside it (registered, so
+    /// Ctrl-C removes it; a kill leaves it to [`RemoteStore::remove_stale_uploads`]), synced,
+    /// then renamed into place.
+    fn copy_into(
+        &self,
+        target: &std::path::Path,
+        rel: &str,
+        path: &std::path::Path,
+        report: &dyn Fn(u64),
+    ) -> Result<()> {
+        use std::io::{Read, Write};
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let mut from = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut file = crate::fsutil::AtomicFile::create(target)?;
+        let tmp = file.temp_path().to_path_buf();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        self.traffic.request();
+        loop {
+            let got = from.read(&mut buf).map_err(|e| Error::io(path, e))?;
+            if got == 0 {
+                break;
+            }
+            file.write_all(&buf[..got])
+                .map_err(|e| self.err(rel, Error::io(&tmp, e)))?;
+            n += got as u64;
+            report(got as u64);
+        }
+        file.flush()
+            .map_err(|e| self.err(rel, Error::io(&tmp, e)))?;
+        file.commit().map_err(|e| self.err(rel, e))?;
+        self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
-    async fn upload_one(
+    /// Uploads `path` as an S3 multipart upload, read part by part; aborted on failure, so no
+    /// unfinished upload is left billed (a kill or Ctrl-C cannot abort it: see the README on the
+    /// bucket's `AbortIncompleteMultipartUpload` rule).
+    async fn upload_parts(
         &self,
         rel: &str,
         path: &std::path::Path,
         report: &dyn Fn(u64),
     ) -> Result<()> {
+        use std::io::Read;
         let key = self.key(rel);
-        let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let n = data.len() as u64;
-        if data.len() < MULTIPART_PART_BYTES {
-            self.traffic.request();
-            self.store
-                .put(&key, PutPayload::from(data))
-                .await
-                .map_err(|e| self.err(rel, e))?;
-            report(n);
-        } else {
-            self.traffic.request();
-            let upload = self
-                .store
-                .put_multipart(&key)
-                .await
-                .map_err(|e| self.err(rel, e))?;
-            let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
-            for part in data.chunks(MULTIPART_PART_BYTES) {
-                w.wait_for_capacity(CONCURRENT_REQUESTS)
+        let mut from = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        self.traffic.request();
+        let upload = self
+            .store
+            .put_multipart(&key)
+            .await
+            .map_err(|e| self.err(rel, e))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
+        let mut n = 0u64;
+        let sent: Result<()> = async {
+            loop {
+                let mut part = Vec::with_capacity(MULTIPART_PART_BYTES);
+                (&mut from)
+                    .take(MULTIPART_PART_BYTES as u64)
+                    .read_to_end(&mut part)
+                    .map_err(|e| Error::io(path, e))?;
+                if part.is_empty() {
+                    // Every part landed (`finish` would not abort on a failed one).
+                    return w.wait_for_capacity(0).await.map_err(|e| self.err(rel, e));
+                }
+                // One part buffered here and a few in flight: memory is bounded by the part
+                // size, not the pack's.
+                w.wait_for_capacity(CONCURRENT_REQUESTS - 1)
                     .await
                     .map_err(|e| self.err(rel, e))?;
                 self.traffic.request();
-                w.write(part);
+                n += part.len() as u64;
                 report(part.len() as u64);
+                w.put(Bytes::from(part));
             }
-            self.traffic.request();
-            w.finish().await.map_err(|e| self.err(rel, e))?;
         }
+        .await;
+        if let Err(e) = sent {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        self.traffic.request();
+        // `finish` aborts the upload itself when completing it fails.
+        w.finish().await.map_err(|e| self.err(rel, e))?;
         self.traffic.bytes_up.fetch_add(n, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// In a directory remote, removes the temp files of uploads older than `grace` under
+    /// `packs/` (left by a killed push: `.tmp-PID-N-NAME.pack` from this version, `NAME.pack#N`
+    /// from object_store's staging in earlier ones); younger ones may be a live push's. With
+    /// `dry_run` only counts them. Returns how many and their bytes; S3 has none (its unfinished
+    /// multipart uploads are not listed by the client library: the README says which bucket
+    /// rule aborts them).
+    pub fn remove_stale_uploads(&self, grace: Duration, dry_run: bool) -> Result<(usize, u64)> {
+        let Some(dir) = &self.dir else {
+            return Ok((0, 0));
+        };
+        let packs = dir.join("packs");
+        let Ok(entries) = std::fs::read_dir(&packs) else {
+            return Ok((0, 0));
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = (0, 0);
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !is_upload_temp(&name) {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            let old = meta
+                .modified()
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= grace);
+            if !old {
+                continue;
+            }
+            if !dry_run {
+                match std::fs::remove_file(e.path()) {
+                    Ok(()) => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(err) => return Err(Error::io(e.path(), err)),
+                }
+            }
+            removed.0 += 1;
+            removed.1 += meta.len();
+        }
+        Ok(removed)
     }
 
     /// Writes several objects, a few at a time.
@@ -485,6 +658,28 @@ impl RemoteStore {
             .await
         })?;
         Ok(total.load(Ordering::Relaxed))
+    }
+}
+
+/// Whether `name` (in a directory remote's `packs/`) is an upload's temp file: `NAME.pack#N`
+/// (object_store's staging) or `.tmp-PID-N-NAME.pack` (`AtomicFile`'s), NAME a pack's 64 hex
+/// digits. Nothing else there is touched.
+fn is_upload_temp(name: &str) -> bool {
+    let is_pack = |n: &str| {
+        n.strip_suffix(".pack")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let digits = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    if let Some((pack, n)) = name.split_once('#') {
+        return is_pack(pack) && digits(n);
+    }
+    let Some(rest) = name.strip_prefix(crate::fsutil::TEMP_PREFIX) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '-');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(pid), Some(n), Some(pack)) => digits(pid) && digits(n) && is_pack(pack),
+        _ => false,
     }
 }
 
@@ -599,6 +794,25 @@ fn ini_section(text: &str, section: &str) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_upload_temps_are_taken_for_them() {
+        let pack = "ab".repeat(32);
+        for yes in [format!("{pack}.pack#1"), format!(".tmp-12-345-{pack}.pack")] {
+            assert!(is_upload_temp(&yes), "{yes}");
+        }
+        for no in [
+            format!("{pack}.pack"),
+            format!("{pack}.pack#"),
+            format!("{pack}.pack#x"),
+            "notes.txt#1".into(),
+            format!(".tmp-12-{pack}.pack"),
+            format!(".tmp-a-1-{pack}.pack"),
+            ".tmp-1-2-notes".into(),
+        ] {
+            assert!(!is_upload_temp(&no), "{no}");
+        }
+    }
 
     #[test]
     fn ini_sections_are_read_by_name() {

@@ -92,6 +92,21 @@ impl RemoteSpec {
         if url.contains("://") && !url.starts_with("file://") {
             return Err(bad("use s3://bucket/prefix or a directory path"));
         }
+        // A scheme-like start (`s3:/b/x`, `S3:b`, `gs:`) is a mistyped URL, not a directory
+        // named `s3:`: refused, unless written as a path (`./s3:`).
+        let first = url.split('/').next().unwrap_or("");
+        if let Some((scheme, _)) = first.split_once(':') {
+            let scheme_like = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+            if scheme_like && url != "file:" && !url.starts_with("file:/") {
+                return Err(bad(&format!(
+                    "it starts like a URL ({scheme}:) but is not s3://bucket/prefix; a directory \
+                     whose name starts so must be written ./{url}"
+                )));
+            }
+        }
         let path = url.strip_prefix("file://").unwrap_or(url);
         if path.is_empty() {
             return Err(bad("empty path"));
@@ -131,10 +146,26 @@ mod tests {
         );
         let d = RemoteSpec::new("relative/dir").unwrap();
         assert!(PathBuf::from(&d.url).is_absolute(), "{}", d.url);
-        for bad in ["s3://A_B/x", "http://host/x", "s3://ok-bucket/../x", ""] {
+        for bad in [
+            "s3://A_B/x",
+            "http://host/x",
+            "s3://ok-bucket/../x",
+            "",
+            "s3:/b/x",
+            "S3://b/x",
+            "s3:b",
+            "gs:/b",
+        ] {
             let err = RemoteSpec::new(bad).unwrap_err().to_string();
             assert!(err.contains("invalid remote URL"), "{bad}: {err}");
         }
+        let err = RemoteSpec::new("s3:/ckpt/x").unwrap_err().to_string();
+        assert!(
+            err.contains("starts like a URL (s3:)") && err.contains("./s3:/ckpt/x"),
+            "{err}"
+        );
+        let d = RemoteSpec::new("./s3:/ckpt/x").unwrap();
+        assert!(d.url.ends_with("s3:/ckpt/x"), "{}", d.url);
         let err = RemoteSpec {
             url: "/tmp/x".into(),
             endpoint: Some("http://127.0.0.1:1".into()),
