@@ -83,3 +83,67 @@ fn a_working_evaluator_commits_the_searched_bound() {
     );
     assert!(search["chosen"]["loss"].as_f64().unwrap() <= 0.002);
 }
+
+/// Settings that would do nothing, and inputs the search cannot read, are refused before
+/// anything runs, naming the flag or the file: search flags without `--bound auto`, a plot
+/// path that cannot be written (before, the commit landed and then failed on its plot), a
+/// frame sequence given to `--bound auto`, `search` or `status` (before, "header of
+/// 379676406402707 bytes").
+#[test]
+fn unusable_search_settings_and_inputs_are_refused_before_anything_runs() {
+    let (dir, repo) = init_repo();
+    let files = trajectory_files(dir.path());
+    let f1 = files[1].to_str().unwrap();
+    run_ok(&repo, &["commit", files[0].to_str().unwrap()]);
+    let before = repo_state(&repo);
+    let err = run_err(&repo, &["commit", f1, "--alpha", "0.9", "--plot", "x.svg"]);
+    assert!(err.contains("--alpha, --plot need --bound auto"), "{err}");
+    let cmd = evaluator("ok");
+    let bad_plot = dir.path().join("no/such/dir/c.svg");
+    let err = run_err(
+        &repo,
+        &[
+            "commit",
+            f1,
+            "--bound",
+            "auto",
+            "--eval-cmd",
+            &cmd,
+            "--plot",
+            bad_plot.to_str().unwrap(),
+        ],
+    );
+    assert!(err.contains("c.svg: cannot write it"), "{err}");
+    assert_eq!(repo_state(&repo), before, "nothing was committed");
+    let npy = dir.path().join("frames.npy");
+    std::fs::write(&npy, b"\x93NUMPY").unwrap();
+    let auto = ["--bound", "auto", "--eval-cmd", &cmd];
+    let npy_s = npy.to_str().unwrap();
+    let err = run_err(&repo, &[&["commit", npy_s][..], &auto].concat());
+    assert!(
+        err.contains("frames.npy: --bound auto takes a safetensors checkpoint, and this is a .npy"),
+        "{err}"
+    );
+    let err = run_err(
+        &repo,
+        &["search", dir.path().to_str().unwrap(), "--eval-cmd", &cmd],
+    );
+    assert!(
+        err.contains("search takes a safetensors checkpoint, and this is a directory"),
+        "{err}"
+    );
+    let err = run_err(&repo, &["status", npy_s]);
+    assert!(
+        err.contains("status takes a safetensors checkpoint"),
+        "{err}"
+    );
+    let err = run_err(
+        &repo,
+        &[&["commit", f1, "--kind", "frames"][..], &auto].concat(),
+    );
+    assert!(
+        err.contains("commit a frame sequence under --bound abs:E or rel:E"),
+        "{err}"
+    );
+    assert_eq!(repo_state(&repo), before);
+}

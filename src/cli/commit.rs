@@ -11,7 +11,7 @@ use snapstore::{
 };
 
 use super::print::{commit_summary, human, json_pretty};
-use super::search::{file_metadata, SearchArgs};
+use super::search::{checkpoint_only, file_metadata, SearchArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -94,10 +94,14 @@ struct AutoArgs {
 }
 
 impl AutoArgs {
-    /// Fails when search settings were given without `--bound auto`.
+    /// Fails when search settings were given without `--bound auto` (they would do nothing).
     fn reject_without_auto(&self) -> Result<()> {
-        if self.search.eval_cmd.is_some() || self.research_every.is_some() {
-            bail!("--eval-cmd and --research-every need --bound auto");
+        let mut given = self.search.given();
+        if self.research_every.is_some() {
+            given.push("--research-every");
+        }
+        if !given.is_empty() {
+            bail!("{} need --bound auto", given.join(", "));
         }
         Ok(())
     }
@@ -115,6 +119,14 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         ..CommitOptions::default()
     });
     if auto_bound {
+        if matches!(args.kind, KindArg::Frames) {
+            bail!(
+                "{}: --bound auto searches the bound of a checkpoint; commit a frame sequence \
+                 under --bound abs:E or rel:E",
+                args.file.display()
+            );
+        }
+        checkpoint_only("--bound auto", &args.file)?;
         return commit_auto(repo, &args.file, opts, &args.auto, args.json);
     }
     args.auto.reject_without_auto()?;
@@ -154,6 +166,7 @@ fn commit_auto(
         search: args.search.options()?,
         research_every: args.research_every,
     };
+    args.search.check_plot_writable()?;
     let mut ev = args.search.evaluator(file_metadata(file)?)?;
     let r = repo
         .commit_file_auto(file, &opts, &auto, &mut ev.as_evaluator())
@@ -164,7 +177,12 @@ fn commit_auto(
             )
         })?;
     if let (Some(p), Some(s)) = (&args.search.plot, &r.search) {
-        snapstore::plot_svg(s, p)?;
+        snapstore::plot_svg(s, p).with_context(|| {
+            format!(
+                "snapshot {} was committed, but its plot could not be written",
+                r.commit.snapshot.short()
+            )
+        })?;
     }
     if json {
         return json_pretty(&r);

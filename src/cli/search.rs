@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use snapstore::{
     default_candidates, parse_range, plot_svg, CommandEvaluator, Repo, SafetensorsFile,
     SearchOptions,
@@ -31,15 +31,16 @@ pub struct SearchArgs {
     /// Candidates log-spaced from A to B (16 of them, or N) [default: 1e-4:2e-1].
     #[arg(long, value_name = "A:B[:N]")]
     range: Option<String>,
-    /// Weight of the compression ratio in the score (1 - alpha weighs the kept accuracy).
-    #[arg(long, default_value_t = 0.5)]
-    alpha: f64,
-    /// Largest accuracy loss allowed, as a fraction (0.002 = 0.2 points).
-    #[arg(long, default_value_t = 0.002)]
-    max_loss: f64,
-    /// Seconds one evaluation may take before it is killed (0: no limit).
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
-    eval_timeout: u64,
+    /// Weight of the compression ratio in the score (1 - alpha weighs the kept accuracy)
+    /// [default: 0.5].
+    #[arg(long)]
+    alpha: Option<f64>,
+    /// Largest accuracy loss allowed, as a fraction (0.002 = 0.2 points) [default: 0.002].
+    #[arg(long)]
+    max_loss: Option<f64>,
+    /// Seconds one evaluation may take before it is killed (0: no limit) [default: 600].
+    #[arg(long, value_name = "SECS")]
+    eval_timeout: Option<u64>,
     /// Draw ratio and accuracy against the bound, choice marked, into this SVG file.
     #[arg(long, value_name = "SVG")]
     pub plot: Option<PathBuf>,
@@ -58,12 +59,13 @@ impl SearchArgs {
         } else {
             default_candidates()
         };
+        let defaults = SearchOptions::default();
         let opts = SearchOptions {
             candidates,
-            alpha: self.alpha,
-            max_loss: self.max_loss,
+            alpha: self.alpha.unwrap_or(defaults.alpha),
+            max_loss: self.max_loss.unwrap_or(defaults.max_loss),
             full_scan: self.full_scan,
-            ..SearchOptions::default()
+            ..defaults
         };
         opts.validated_candidates()?;
         Ok(opts)
@@ -77,8 +79,69 @@ impl SearchArgs {
         let Some(cmd) = &self.eval_cmd else {
             bail!("--eval-cmd is required to search a bound, e.g. --eval-cmd 'python3 eval.py {{path}}'");
         };
-        let timeout = (self.eval_timeout > 0).then(|| Duration::from_secs(self.eval_timeout));
+        let secs = self.eval_timeout.unwrap_or(DEFAULT_EVAL_TIMEOUT_SECS);
+        let timeout = (secs > 0).then(|| Duration::from_secs(secs));
         Ok(CommandEvaluator::new(cmd, timeout)?.with_metadata(metadata))
+    }
+
+    /// The settings given on the command line, by flag (for refusing them where unused).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--eval-cmd", self.eval_cmd.is_some()),
+            ("--bounds", !self.bounds.is_empty()),
+            ("--range", self.range.is_some()),
+            ("--alpha", self.alpha.is_some()),
+            ("--max-loss", self.max_loss.is_some()),
+            ("--eval-timeout", self.eval_timeout.is_some()),
+            ("--plot", self.plot.is_some()),
+            ("--full-scan", self.full_scan),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+
+    /// Fails before a search when the plot could not be written after it (a commit would
+    /// otherwise land and then fail on its plot).
+    pub fn check_plot_writable(&self) -> Result<()> {
+        let Some(p) = &self.plot else { return Ok(()) };
+        let existed = p.exists();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(p)
+            .with_context(|| format!("--plot {}: cannot write it", p.display()))?;
+        if !existed {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(())
+    }
+}
+
+/// Seconds an evaluation may take by default.
+const DEFAULT_EVAL_TIMEOUT_SECS: u64 = 600;
+
+/// Fails when `file` is a frame sequence (a directory, a `.npy`, a PNG): `what` reads a
+/// safetensors checkpoint, and would otherwise report a nonsense header size.
+pub fn checkpoint_only(what: &str, file: &Path) -> Result<()> {
+    let ext = file
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    let frames = if file.is_dir() {
+        Some("a directory (of PNG frames)")
+    } else {
+        match ext.as_deref() {
+            Some("npy") => Some("a .npy (a frame sequence)"),
+            Some("png") => Some("a PNG image"),
+            _ => None,
+        }
+    };
+    match frames {
+        Some(kind) => bail!(
+            "{}: {what} takes a safetensors checkpoint, and this is {kind}",
+            file.display()
+        ),
+        None => Ok(()),
     }
 }
 
@@ -108,6 +171,8 @@ pub fn file_metadata(file: &Path) -> Result<Option<BTreeMap<String, String>>> {
 
 /// Runs `snapstore search`.
 pub fn run(repo: &Repo, cmd: &Args) -> Result<()> {
+    checkpoint_only("search", &cmd.file)?;
+    cmd.search.check_plot_writable()?;
     let opts = cmd.search.options()?;
     let mut ev = cmd.search.evaluator(file_metadata(&cmd.file)?)?;
     let report = repo.search_file_on(

@@ -20,6 +20,7 @@ pub struct Args {
 /// Runs `snapstore status`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let file = args.file;
+    super::search::checkpoint_only("status", &file)?;
     let st = repo.status(&file)?;
     if args.json {
         return json_pretty(&st);

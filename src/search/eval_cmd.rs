@@ -5,7 +5,9 @@
 //! candidate (appended as the last argument when the command has no `{path}`; the path is also
 //! in `$SNAPSTORE_CANDIDATE`). The last number it prints on stdout is the accuracy (`99.4%`
 //! reads as 0.994). A non-zero exit, no number, NaN or infinity, or running past the timeout
-//! (the command and everything it started are killed) is an error naming the command.
+//! (the command and everything it started are killed) is an error naming the command. Its
+//! output is what it printed by the time it exited: a process it left in the background that
+//! still holds its stdout is stopped half a second later, not waited for.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -203,31 +205,8 @@ fn run_with_timeout(
         cmd.process_group(0);
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot start sh: {e}"))?;
-    let (tx, rx) = mpsc::channel::<(bool, String)>();
-    let spawn_reader = |mut r: Box<dyn Read + Send>, is_stdout: bool| {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            let keep = if is_stdout { KEEP_STDOUT } else { KEEP_STDERR };
-            let mut kept: Vec<u8> = Vec::new();
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = r.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                kept.extend_from_slice(&buf[..n]);
-                if kept.len() > 2 * keep {
-                    kept.drain(..kept.len() - keep);
-                }
-            }
-            if kept.len() > keep {
-                kept.drain(..kept.len() - keep);
-            }
-            let _ = tx.send((is_stdout, String::from_utf8_lossy(&kept).into_owned()));
-        });
-    };
-    spawn_reader(Box::new(child.stdout.take().expect("piped")), true);
-    spawn_reader(Box::new(child.stderr.take().expect("piped")), false);
-    drop(tx);
+    let stdout = Captured::start(Box::new(child.stdout.take().expect("piped")), KEEP_STDOUT);
+    let stderr = Captured::start(Box::new(child.stderr.take().expect("piped")), KEEP_STDERR);
 
     let started = Instant::now();
     let mut pause = Duration::from_millis(2);
@@ -250,22 +229,63 @@ fn run_with_timeout(
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(50));
     };
-    // Collect the output; a background process still holding the pipes is not waited for
-    // past the timeout (or a few seconds without one).
-    let deadline = Instant::now()
-        + timeout
-            .map(|t| t.saturating_sub(started.elapsed()))
-            .unwrap_or(Duration::from_secs(5))
-            .max(Duration::from_millis(200));
-    let (mut stdout, mut stderr) = (String::new(), String::new());
-    for _ in 0..2 {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok((true, s)) => stdout = s,
-            Ok((false, s)) => stderr = s,
-            Err(_) => break,
-        }
+    // What the command printed is in the pipes when it exits. A process it left running in the
+    // background that still holds them (a data-loader worker, a daemon) is not waited for: it is
+    // stopped after a moment, and what was read by then is the output.
+    if !(stdout.ended_within(LINGER) && stderr.ended_within(LINGER)) {
+        kill_tree(&mut child);
+        stdout.ended_within(LINGER);
+        stderr.ended_within(LINGER);
     }
-    Ok((status, stdout, stderr))
+    Ok((status, stdout.text(), stderr.text()))
+}
+
+/// How long the output pipes may stay open after the command exited.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// The last `keep` bytes read from a pipe by a thread of their own, readable at any time.
+struct Captured {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    keep: usize,
+    ended: mpsc::Receiver<()>,
+}
+
+impl Captured {
+    fn start(mut r: Box<dyn Read + Send>, keep: usize) -> Captured {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, ended) = mpsc::channel();
+        let into = kept.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let mut kept = into.lock().unwrap_or_else(|p| p.into_inner());
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * keep {
+                    let excess = kept.len() - keep;
+                    kept.drain(..excess);
+                }
+            }
+            let _ = tx.send(());
+        });
+        Captured { kept, keep, ended }
+    }
+
+    /// Whether the pipe reached its end within `wait` (at once if it already had).
+    fn ended_within(&self, wait: Duration) -> bool {
+        !matches!(
+            self.ended.recv_timeout(wait),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
+    }
+
+    /// What was kept so far, as text.
+    fn text(&self) -> String {
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&kept[kept.len().saturating_sub(self.keep)..]).into_owned()
+    }
 }
 
 fn kill_tree(child: &mut std::process::Child) {

@@ -541,6 +541,34 @@ fn eval_cmd_runs_on_the_candidate_file() {
     assert_eq!(ev.calls(), 1);
 }
 
+/// A command that leaves a process running in the background holding its stdout (a loader
+/// worker, a daemon) is not waited for: its printed number is the result, within a second, and
+/// the background process is stopped. Before, the reader waited for the pipe's end for the
+/// rest of the timeout, then reported "no number".
+#[test]
+fn an_eval_cmd_leaving_a_background_process_is_read_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("bg.pid");
+    let cmd = format!("sleep 30 & echo $! > {} ; echo 0.75 #", pid_file.display());
+    let mut ev = CommandEvaluator::new(&cmd, Some(Duration::from_secs(60))).unwrap();
+    let started = Instant::now();
+    let acc = ev.run_on_file(&pid_file).unwrap();
+    assert_eq!(acc, 0.75);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // Stopped: gone, or a zombie until its parent (init) reaps it.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = state.rsplit(')').next().unwrap_or("").trim_start();
+    assert!(state.is_empty() || state.starts_with('Z'), "{pid}: {state}");
+}
 #[test]
 fn failing_silent_nan_and_slow_eval_cmds_commit_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,7 +608,11 @@ fn failing_silent_nan_and_slow_eval_cmds_commit_nothing() {
             "{mode} was not killed in time"
         );
         assert_eq!(repo.log(None, None).unwrap().len(), before, "{mode}");
-        assert_eq!(repo.config_get("bound.main").unwrap(), None, "{mode}");
+        assert_eq!(
+            repo.config_get("search.bound.main").unwrap(),
+            None,
+            "{mode}"
+        );
         assert_eq!(
             repo.config_get("search.since.main").unwrap(),
             None,
