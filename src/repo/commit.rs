@@ -628,7 +628,9 @@ impl Repo {
                 keyframe_every,
                 || *hash,
             );
-            let unchanged = parent_plan.unchanged(tensor_bound);
+            let unchanged = parent_plan
+                .unchanged(tensor_bound)
+                .filter(|p| layout.may_reuse(p));
             let duplicate = if unchanged.is_none() && lossless {
                 find_duplicate(&index, &mut reader, hash, t.data.len() as u64)?
             } else {
@@ -892,7 +894,8 @@ struct Undo {
 
 impl Repo {
     /// Commits `input` as a new snapshot: a checkpoint's tensors, or a frame sequence in groups
-    /// of `group` frames (`group` is unused for a checkpoint).
+    /// of `group` frames (`None`: the default, see [`Repo::commit_frames`]; unused for a
+    /// checkpoint).
     ///
     /// ```
     /// use snapstore::{CommitOptions, FrameDtype, FrameSeq, Input, InputKind, Repo};
@@ -906,7 +909,7 @@ impl Repo {
     /// snapstore::write_npy(&seq, &npy, 0..seq.t)?;
     ///
     /// let input = Input::detect(&npy, InputKind::Auto)?;
-    /// let report = repo.commit_input(&input, 4, &CommitOptions::default())?;
+    /// let report = repo.commit_input(&input, Some(4), &CommitOptions::default())?;
     /// let back = repo.checkout_frames(report.snapshot, None)?;
     /// assert_eq!(back.data, seq.data);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -914,7 +917,7 @@ impl Repo {
     pub fn commit_input(
         &self,
         input: &Input,
-        group: usize,
+        group: Option<usize>,
         opts: &CommitOptions,
     ) -> Result<CommitReport> {
         match input {
