@@ -1010,7 +1010,9 @@ pub(crate) fn code_chunk(
     Ok(done(obj, Some(recon), Some(stats)))
 }
 
-/// Codes one group of frames; a bounded group is decoded again to hash what checkout will see.
+/// Codes one group of frames. Where the frame coder stores more than the frames' bytes (noise,
+/// a tiny sequence), the group is stored exactly as byte planes instead: a plain lossless chunk,
+/// which every build decodes whatever the entry's encoding, and which is also within any bound.
 fn code_frame_group(
     f: &FrameLayout,
     data: &[u8],
@@ -1025,22 +1027,27 @@ fn code_frame_group(
     // The encoder's reconstruction is what checkout decodes (one closed loop, shared with
     // the decoder; the codec's tests check that they agree), and checkout verifies its hash.
     let (group, recon) = encode_group_reconstructed(f.dims, f.dtype, data, fb, codec)?;
-    let reconstruction = match bound {
-        Bound::Lossless => None,
-        _ => Some(recon),
-    };
     let section = chunk::Section {
         entropy: crate::codec::entropy::Entropy::Stored,
         raw_len: group.len(),
         stored: group,
     };
-    let obj = chunk::write_chunk(
+    let coded = chunk::write_chunk(
         chunk::ChunkCodec::FrameGroup,
         f.dtype.size(),
         data.len(),
         0,
         &[section],
     );
+    let float = f.dtype == crate::frames::FrameDtype::F32;
+    let exact = (coded.len() > data.len())
+        .then(|| chunk::encode_lossless(data, f.dtype.size(), float, None, codec))
+        .filter(|exact| exact.len() < coded.len());
+    let lossy = bound != Bound::Lossless;
+    let (obj, reconstruction) = match exact {
+        Some(exact) => (exact, lossy.then(|| data.to_vec())),
+        None => (coded, lossy.then_some(recon)),
+    };
     Ok(CodedChunk {
         t: 0,
         i: 0,
