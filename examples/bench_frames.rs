@@ -240,7 +240,7 @@ fn measure(seq: &FrameSeq, group: usize, bound: Bound, reps: usize) -> Result<Ro
             ..Default::default()
         };
         let t = Instant::now();
-        repo.commit_frames(seq, group, &opts)
+        repo.commit_frames(seq, Some(group), &opts)
             .with_context(|| format!("commit_frames group {group} {bound}"))?;
         commit_mbps.push(raw / MB / t.elapsed().as_secs_f64());
         stored.push(repo.stats()?.pack_bytes);

@@ -223,7 +223,7 @@ fn the_library_commits_a_png_directory_and_an_npy_by_path_as_the_cli_does() {
             "{}",
             path.display()
         );
-        let report = repo.commit_input(&input, 4, &opts).unwrap();
+        let report = repo.commit_input(&input, Some(4), &opts).unwrap();
         let back = repo.checkout_frames(&report.snapshot.hex(), None).unwrap();
         assert!(same(&back), "{}", path.display());
     }
@@ -241,4 +241,253 @@ fn the_library_commits_a_png_directory_and_an_npy_by_path_as_the_cli_does() {
         Input::detect(&png_dir, InputKind::Tensors).unwrap(),
         Input::Tensors(_)
     ));
+}
+
+/// Writes `seq` as a .npy at `path` and returns the path as a string.
+fn npy_at(seq: &FrameSeq, path: &Path) -> String {
+    snapstore::write_npy(seq, path, 0..seq.t).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// Audit finding 2: under `rel:` +0.0 came back -0.0 where the prediction was -0.0.
+#[test]
+fn a_relative_bound_keeps_the_sign_of_zeros() {
+    let (dir, repo) = init_repo();
+    let mut vals = [-0.0f32; 12];
+    vals[5] = 0.0;
+    vals[10] = 0.0;
+    let data: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let seq = FrameSeq::from_raw(FrameDtype::F32, &[1, 3, 4], data).unwrap();
+    let src = npy_at(&seq, &dir.path().join("pz.npy"));
+    run_ok(&repo, &["commit", &src, "--bound", "rel:0.01"]);
+    let out = dir.path().join("out.npy");
+    run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+}
+
+/// Audit finding 9: a relative bound on integer frames read as corruption ("cannot decode chunk
+/// 0"), and a branch whose bound is relative refused every plain commit of U8 frames that way.
+#[test]
+fn a_relative_bound_on_integer_frames_is_refused_up_front() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(4);
+    let u8s = moving_frames(&mut rng, 3, 4, 5, 1, FrameDtype::U8);
+    let src = npy_at(&u8s, &dir.path().join("u8.npy"));
+    let before = repo_state(&repo);
+    let err = run_err(&repo, &["commit", &src, "--bound", "rel:0.01"]);
+    assert!(
+        err.contains(&format!(
+            "{src}: U8 frames cannot take a relative bound (rel:0.01): rel needs F32 frames; \
+             use --bound abs:E (E in U8 steps) or --bound lossless"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("decode"), "{err}");
+    let pngs = dir.path().join("pngs");
+    let u16s = moving_frames(&mut rng, 3, 4, 5, 3, FrameDtype::U16);
+    snapstore::write_pngs(&u16s, &pngs, 0..3).unwrap();
+    run_ok(&repo, &["config", "bound", "rel:0.01"]);
+    let err = run_err(&repo, &["commit", pngs.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!(
+            "{}: U16 frames cannot take branch main's bound rel:0.01 (config bound.main; rel \
+             needs F32 frames): commit them with --bound lossless or --bound abs:E",
+            pngs.display()
+        )),
+        "{err}"
+    );
+    // The data of the failed commits is nowhere; an explicit bound commits anyway.
+    run_ok(&repo, &["config", "bound", "lossless"]);
+    assert_eq!(repo_state(&repo), before);
+    run_ok(&repo, &["config", "bound", "rel:0.01"]);
+    run_ok(
+        &repo,
+        &["commit", pngs.to_str().unwrap(), "--bound", "lossless"],
+    );
+    run_ok(&repo, &["commit", &src, "--bound", "abs:1"]);
+}
+
+#[test]
+fn an_empty_frame_range_says_so() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(2);
+    let seq = moving_frames(&mut rng, 4, 4, 5, 3, FrameDtype::U8);
+    run_ok(&repo, &["commit", &npy_at(&seq, &dir.path().join("s.npy"))]);
+    let out = dir.path().join("out");
+    for range in ["2..2", "..0", "4.."] {
+        let err = run_err(
+            &repo,
+            &[
+                "checkout",
+                "HEAD",
+                "-o",
+                out.to_str().unwrap(),
+                "--frames",
+                range,
+            ],
+        );
+        assert!(err.contains("is an empty range"), "{range}: {err}");
+    }
+    assert!(!out.exists());
+}
+
+/// Audit finding 11: PNG frames were read in byte order (frame_10 before frame_2).
+#[test]
+fn png_frames_are_committed_in_natural_name_order() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(8);
+    let mut seq = moving_frames(&mut rng, 12, 2, 2, 1, FrameDtype::U8);
+    seq.names = (0..12).map(|i| format!("frame_{i}.png")).collect();
+    let src = dir.path().join("order");
+    snapstore::write_pngs(&seq, &src, 0..12).unwrap();
+    run_ok(&repo, &["commit", src.to_str().unwrap()]);
+    let out = dir.path().join("all.npy");
+    run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+    assert_eq!(snapstore::load_npy(&out).unwrap().data, seq.data);
+    let part = dir.path().join("part");
+    run_ok(
+        &repo,
+        &[
+            "checkout",
+            "HEAD",
+            "-o",
+            part.to_str().unwrap(),
+            "--frames",
+            "2..4",
+        ],
+    );
+    assert_eq!(read_back(&part).names, ["frame_2.png", "frame_3.png"]);
+}
+
+/// Audit finding 11: a `[T,H,W,1]` array came back as `[T,H,W]`; `-o NAME.NPY` wrote PNGs.
+#[test]
+fn a_one_channel_axis_and_an_upper_case_npy_name_are_kept() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(6);
+    let seq = moving_frames(&mut rng, 2, 3, 4, 1, FrameDtype::U8);
+    assert_eq!(seq.shape(), [2, 3, 4, 1]);
+    let src = npy_at(&seq, &dir.path().join("c1.npy"));
+    run_ok(&repo, &["commit", &src]);
+    let out = dir.path().join("UP.NPY");
+    run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+    assert!(out.is_file(), "-o UP.NPY must write a file, not PNGs");
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+    let shown = run_json(&repo, &["show", "HEAD"]);
+    assert_eq!(
+        shown["manifest"]["tensors"][0]["shape"],
+        serde_json::json!([2, 3, 4, 1])
+    );
+}
+
+/// Audit finding 11: a FIFO named `*.png` blocked the commit for ever.
+#[cfg(unix)]
+#[test]
+fn a_fifo_among_png_frames_is_refused_naming_it() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(3);
+    let seq = moving_frames(&mut rng, 1, 2, 2, 3, FrameDtype::U8);
+    let src = dir.path().join("fifo");
+    snapstore::write_pngs(&seq, &src, 0..1).unwrap();
+    let fifo = src.join("frame_00001.png");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let before = repo_state(&repo);
+    let err = run_err(&repo, &["commit", src.to_str().unwrap()]);
+    assert!(
+        err.contains(&format!(
+            "{}: a FIFO, not a PNG file: a frame must be a regular file",
+            fifo.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(repo_state(&repo), before);
+}
+
+/// Audit finding 11: a checkpoint whose own metadata says `snapstore.kind=frames` was taken for
+/// a frame sequence, and `-o x.npy` of a checkpoint wrote safetensors bytes under that name.
+#[test]
+fn a_checkpoint_marked_as_frames_in_its_metadata_stays_a_checkpoint() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(12);
+    let marked = metadata(&[("snapstore.kind", "frames")]);
+    let two = [
+        Tensor::f32(&mut rng, "a", &[4, 4], 1.0),
+        Tensor::random(&mut rng, "frames", snapstore::Dtype::U8, &[2, 3, 4]),
+    ];
+    let one = [two[1].clone()];
+    for (name, tensors) in [("two", &two[..]), ("one", &one[..])] {
+        let file = dir.path().join(format!("{name}.safetensors"));
+        let bytes = write_safetensors(&file, tensors, Some(&marked));
+        run_ok(&repo, &["commit", file.to_str().unwrap(), "--branch", name]);
+        let npy = dir.path().join(format!("{name}.npy"));
+        let err = run_err(&repo, &["checkout", name, "-o", npy.to_str().unwrap()]);
+        let id = &head_of(&repo, name)[..12];
+        assert!(
+            err.contains(&format!(
+                "{}: a .npy output takes a frame sequence, and snapshot {id} holds tensors ({} of \
+                 them), not one: write it with -o NAME.safetensors",
+                npy.display(),
+                tensors.len()
+            )),
+            "{err}"
+        );
+        assert!(!npy.exists());
+        // Any other name is the checkpoint as safetensors, not a directory of PNGs.
+        let out = dir.path().join(format!("{name}.out"));
+        run_ok(&repo, &["checkout", name, "-o", out.to_str().unwrap()]);
+        assert_eq!(std::fs::read(&out).unwrap(), bytes);
+    }
+    // The same file committed as frames next is a frame sequence (its tensor is coded as
+    // frames, not taken over from the checkpoint).
+    let file = dir.path().join("one.safetensors");
+    run_ok(
+        &repo,
+        &[
+            "commit",
+            file.to_str().unwrap(),
+            "--kind",
+            "frames",
+            "--branch",
+            "one",
+        ],
+    );
+    let npy = dir.path().join("frames.npy");
+    run_ok(&repo, &["checkout", "one", "-o", npy.to_str().unwrap()]);
+    assert_eq!(snapstore::load_npy(&npy).unwrap().data, one[0].data);
+}
+
+fn head_of(repo: &Path, branch: &str) -> String {
+    run_json(repo, &["show", branch])["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Audit finding 11: a group the frame coder stores larger than its bytes (noise, one pixel) is
+/// stored exactly as byte planes instead, and reads back byte for byte.
+#[test]
+fn noise_frames_store_no_larger_than_raw() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(21);
+    for (name, dtype, shape) in [
+        ("noise", FrameDtype::U16, [3u64, 6, 4, 3]),
+        ("pixel", FrameDtype::U8, [1, 1, 1, 1]),
+        ("floats", FrameDtype::F32, [2, 5, 5, 1]),
+    ] {
+        let n = shape.iter().product::<u64>() as usize * dtype.size();
+        let seq = FrameSeq::from_raw(dtype, &shape, rng.bytes(n)).unwrap();
+        let src = npy_at(&seq, &dir.path().join(format!("{name}.npy")));
+        let r = run_json(&repo, &["commit", &src, "--branch", name]);
+        let stored = r["stored_bytes"].as_u64().unwrap();
+        // A chunk header of a few bytes on top of the raw bytes, not the coder's overhead
+        // (432 bytes of U16 noise stored 547, one pixel 65).
+        assert!(stored <= n as u64 + 24, "{name}: {stored} stored for {n}");
+        let out = dir.path().join(format!("{name}-out.npy"));
+        run_ok(&repo, &["checkout", name, "-o", out.to_str().unwrap()]);
+        assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+    }
+    assert_fsck_clean(&repo);
 }

@@ -17,7 +17,7 @@ pub struct Args {
     #[arg(value_name = "REF")]
     spec: String,
     /// Output: a .safetensors file; for a frame sequence also a .npy file, or a directory of
-    /// PNGs (any other name).
+    /// PNGs (any other name). Extensions match in any case.
     #[arg(short, long)]
     output: PathBuf,
     /// Only these tensors (repeatable).
@@ -46,7 +46,16 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let shown = repo.show(&spec)?;
     let manifest = &shown.1;
     let sequence = is_frames(manifest);
-    let wants_file = output.extension().is_some_and(|e| e == "safetensors");
+    let wants_file = has_extension(&output, "safetensors");
+    if !sequence && has_extension(&output, "npy") {
+        bail!(
+            "{}: a .npy output takes a frame sequence, and snapshot {} holds tensors ({} of \
+             them), not one: write it with -o NAME.safetensors",
+            output.display(),
+            shown.0.short(),
+            manifest.tensors.len()
+        );
+    }
     if sequence && frames.is_some() && wants_file {
         bail!(
             "--frames writes a directory of PNGs or a .npy file, not {}: use -o NAME.npy \
@@ -104,7 +113,7 @@ fn write_frames(
     json: bool,
 ) -> Result<()> {
     let seq = repo.checkout_frames(shown, Some(range.clone()))?;
-    if output.extension().is_some_and(|e| e == "npy") {
+    if has_extension(output, "npy") {
         write_npy(&seq, output, 0..seq.t)?;
     } else {
         write_pngs(&seq, output, 0..seq.t)?;
@@ -123,6 +132,12 @@ fn write_frames(
         );
     }
     Ok(())
+}
+
+/// Whether `path` ends in `.EXT`, in any case (`x.NPY` is a .npy file).
+fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
 
 /// Parses `A..B` (either end optional) into a frame range.

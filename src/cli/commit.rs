@@ -41,14 +41,10 @@ pub struct Args {
     /// tensors, or frames (a safetensors file with one [T,H,W(,C)] array).
     #[arg(long, default_value = "auto", help_heading = "Frame sequences")]
     kind: KindArg,
-    /// Frames per group for a frame sequence (each group starts with a keyframe).
-    #[arg(
-        long,
-        value_name = "K",
-        default_value_t = snapstore::DEFAULT_FRAME_GROUP,
-        help_heading = "Frame sequences"
-    )]
-    group: usize,
+    /// Frames per group for a frame sequence (each group starts with a keyframe) [default: 30,
+    /// fewer for frames so large that 30 would pass 2^28 elements].
+    #[arg(long, value_name = "K", help_heading = "Frame sequences")]
+    group: Option<usize>,
 }
 
 /// How a commit codes its chunks (`snapstore commit` and `snapstore watch`).

@@ -46,7 +46,7 @@
 //! F32 under an absolute bound codes `q = round((x - pred) / 2E)` in f64 and checks the rounded
 //! reconstruction. F32 under a relative bound `r` codes the integer image within
 //! `D = floor(r * 2^22)` steps (a step of the image is at most `2^-22 |x|`), and checks
-//! `|x - x'| <= r |x|` on every element.
+//! `|x - x'| <= r |x|` on every element, a zero's sign too (see [`FrameBound::Rel`]).
 
 use super::pack::{self, Code, CodeReader};
 use super::predict::{
@@ -75,9 +75,11 @@ const MAX_REL_STEPS: f64 = (1u64 << 30) as f64;
 pub enum FrameBound {
     /// Bit-exact.
     Lossless,
-    /// `|x - x'| <= E` for every element (integers use `floor(E)`). NaN and Inf are kept exactly.
+    /// `|x - x'| <= E` for every element (integers use `floor(E)`). NaN, Inf and -0.0 are kept
+    /// exactly; +0.0 and subnormals, like any finite value, come back within `E`.
     Abs(f64),
-    /// `|x - x'| <= E |x|` for every element (F32 only); zeros, NaN and Inf are kept exactly.
+    /// `|x - x'| <= E |x|` for every element (F32 only). NaN, Inf and zeros are kept exactly, the
+    /// sign of a zero included; subnormals come back within the bound.
     Rel(f64),
 }
 
@@ -1202,7 +1204,9 @@ pub(crate) mod tests {
             let dec = round_trip(dims, FrameDtype::F32, &data, FrameBound::Rel(rel));
             for (a, b) in data.chunks_exact(4).zip(dec.chunks_exact(4)) {
                 let (x, y) = (f32::from_le_bytes(a.try_into().unwrap()), f32::from_le_bytes(b.try_into().unwrap()));
-                if x.is_finite() {
+                if x == 0.0 {
+                    prop_assert_eq!(x.to_bits(), y.to_bits(), "zero sign under rel");
+                } else if x.is_finite() {
                     prop_assert!((f64::from(x) - f64::from(y)).abs() <= rel * f64::from(x).abs(), "{} -> {}", x, y);
                 } else {
                     prop_assert_eq!(x.to_bits(), y.to_bits());
@@ -1286,6 +1290,39 @@ pub(crate) mod tests {
         let data: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         let dims = FrameDims { h: 7, w: 8, c: 1 };
         round_trip(dims, FrameDtype::F32, &data, FrameBound::Abs(1e-6));
+    }
+
+    /// Found by the audit: under a relative bound +0.0 predicted from -0.0 passed the check
+    /// `|x - x'| <= r |x|` (0 <= 0) and came back -0.0; -0.0 predicted from +0.0 was kept.
+    #[test]
+    fn relative_bound_keeps_the_sign_of_every_zero() {
+        let dims = FrameDims { h: 3, w: 4, c: 1 };
+        for (field, odd) in [(-0.0f32, 0.0f32), (0.0, -0.0)] {
+            let mut vals = [field; 12];
+            vals[5] = odd;
+            vals[10] = odd;
+            let data: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+            for r in [0.01, 0.5] {
+                let dec = round_trip(dims, FrameDtype::F32, &data, FrameBound::Rel(r));
+                assert_eq!(dec, data, "rel:{r}, zeros of {field} around {odd}");
+            }
+        }
+        // A run of +0.0 beside a run of -0.0 in a smooth field, over several frames.
+        let dims = FrameDims { h: 6, w: 10, c: 1 };
+        let data: Vec<u8> = (0..3 * 60)
+            .map(|i| match i % 60 {
+                20..30 => 0.0f32,
+                30..40 => -0.0,
+                j => 1.0 + (j + i / 60) as f32 * 0.01,
+            })
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let dec = round_trip(dims, FrameDtype::F32, &data, FrameBound::Rel(0.01));
+        for (a, b) in data.chunks_exact(4).zip(dec.chunks_exact(4)) {
+            if f32::from_le_bytes(a.try_into().unwrap()) == 0.0 {
+                assert_eq!(a, b);
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,9 @@ mod predict;
 mod reader;
 mod writer;
 
-pub use codec::{decode_group, encode_group, encode_group_reconstructed, FrameBound};
+pub use codec::{
+    decode_group, encode_group, encode_group_reconstructed, FrameBound, MAX_GROUP_ELEMENTS,
+};
 pub use metrics::{frame_metrics, FrameMetrics};
 pub use npy::parse_npy;
 pub use reader::{load_npy, load_png_dir, FrameSeq};
@@ -108,6 +110,14 @@ pub enum FrameError {
     /// A directory holds no frame files.
     #[error("{0}: no frames (no *.png files in the directory)")]
     EmptyDir(PathBuf),
+    /// A `*.png` in a frame directory is not a regular file (a FIFO would block the read).
+    #[error("{path}: {kind}, not a PNG file: a frame must be a regular file")]
+    NotAFile {
+        /// The file.
+        path: PathBuf,
+        /// What it is ("a FIFO", "a socket", "a device", "a directory").
+        kind: &'static str,
+    },
     /// A file in a frame directory is not a readable PNG.
     #[error("{path}: not a PNG frame: {reason}")]
     NotPng {

@@ -191,8 +191,8 @@ impl Parser<'_> {
     }
 }
 
-/// The `.npy` bytes (format 1.0, or 2.0 for a long header) of frames `range` of `seq`. A
-/// one-channel sequence is written as `[T,H,W]`, others as `[T,H,W,C]`.
+/// The `.npy` bytes (format 1.0, or 2.0 for a long header) of frames `range` of `seq`, in the
+/// sequence's shape ([`FrameSeq::shape`]: `[T,H,W,1]` stays four-dimensional).
 pub fn to_npy(seq: &FrameSeq, range: std::ops::Range<usize>) -> Result<Vec<u8>, super::FrameError> {
     let data = seq.frames(range.clone())?;
     let descr = match seq.dtype {
@@ -200,12 +200,10 @@ pub fn to_npy(seq: &FrameSeq, range: std::ops::Range<usize>) -> Result<Vec<u8>, 
         FrameDtype::U16 => "<u2",
         FrameDtype::F32 => "<f4",
     };
-    let t = range.end - range.start;
-    let shape = if seq.c == 1 {
-        format!("({t}, {}, {})", seq.h, seq.w)
-    } else {
-        format!("({t}, {}, {}, {})", seq.h, seq.w, seq.c)
-    };
+    let mut dims = seq.shape();
+    dims[0] = (range.end - range.start) as u64;
+    let dims: Vec<String> = dims.iter().map(u64::to_string).collect();
+    let shape = format!("({})", dims.join(", "));
     let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
     // Pad with spaces so the data starts on a 64-byte boundary; the header ends in '\n'.
     let v1 = header.len() + 1 + 10 <= u16::MAX as usize;
@@ -263,6 +261,23 @@ mod tests {
             assert_eq!(part.t, 2);
             assert_eq!(part.data, seq.frames(1..3).unwrap());
         }
+    }
+
+    /// Found by the audit: a `[T,H,W,1]` array came back as `[T,H,W]`.
+    #[test]
+    fn a_channel_axis_of_one_is_kept() {
+        // numpy 2's own bytes for np.arange(24, dtype=np.uint8).reshape(2, 3, 4, 1).
+        let mut h = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3, 4, 1), }".to_string();
+        let total = (10 + h.len() + 1).div_ceil(64) * 64;
+        h.extend(std::iter::repeat_n(' ', total - 10 - h.len() - 1));
+        h.push('\n');
+        let file = npy(&h, &(0..24).collect::<Vec<u8>>());
+        let seq = parse_npy(&file).unwrap();
+        assert_eq!((seq.c, seq.channel_axis), (1, true));
+        assert_eq!(seq.shape(), [2, 3, 4, 1]);
+        assert_eq!(to_npy(&seq, 0..2).unwrap(), file);
+        let three = FrameSeq::from_raw(FrameDtype::U8, &[2, 3, 4], seq.data.clone()).unwrap();
+        assert_eq!(three.shape(), [2, 3, 4]);
     }
 
     #[test]

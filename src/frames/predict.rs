@@ -293,7 +293,7 @@ where
             let ok = xf.is_finite()
                 && rf.is_finite()
                 && (f64::from(xf) - f64::from(rf)).abs() <= rel * f64::from(xf).abs()
-                && keeps_negative_zero(f64::from(xf), f64::from(rf));
+                && keeps_zero_sign(f64::from(xf), f64::from(rf));
             if !ok {
                 return None;
             }
@@ -310,8 +310,16 @@ where
     }
 }
 
-/// False where `x` is -0.0 and its reconstruction `r` is not: +0.0 meets any bound, but -0.0
-/// comes back exactly, as NaN and the infinities do (stored as an exception).
+/// False where `x` is a zero and `r` is not that very zero. A relative bound allows a zero no
+/// error, and `r == x` alone would let -0.0 stand for +0.0 (and the reverse).
+#[inline(always)]
+fn keeps_zero_sign(x: f64, r: f64) -> bool {
+    x != 0.0 || r.to_bits() == x.to_bits()
+}
+
+/// False where `x` is -0.0 and its reconstruction `r` is not: under an absolute bound +0.0 may
+/// come back as any value within the bound, but -0.0 comes back exactly, as NaN and the
+/// infinities do (stored as an exception).
 #[inline(always)]
 fn keeps_negative_zero(x: f64, r: f64) -> bool {
     !(x == 0.0 && x.is_sign_negative()) || r.to_bits() == x.to_bits()

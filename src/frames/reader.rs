@@ -25,6 +25,12 @@ pub struct FrameSeq {
     pub data: Vec<u8>,
     /// The frame file names when the sequence came from PNGs (one per frame), else empty.
     pub names: Vec<String>,
+    /// Whether the shape has a channel axis: `[T,H,W,C]` (`c` may be 1), not `[T,H,W]`. A
+    /// `[T,H,W,1]` array keeps its shape through a commit.
+    pub channel_axis: bool,
+    /// The file or directory the frames were read from, for messages (`None` for frames made in
+    /// memory or checked out).
+    pub source: Option<PathBuf>,
 }
 
 impl FrameSeq {
@@ -64,6 +70,8 @@ impl FrameSeq {
             c: c as usize,
             data: bytes,
             names: Vec::new(),
+            channel_axis: shape.len() == 4,
+            source: None,
         })
     }
 
@@ -74,6 +82,22 @@ impl FrameSeq {
             w: self.w,
             c: self.c,
         }
+    }
+
+    /// The shape as stored and written back: `[T,H,W,C]`, or `[T,H,W]` without a channel axis.
+    pub fn shape(&self) -> Vec<u64> {
+        let mut shape = vec![self.t as u64, self.h as u64, self.w as u64];
+        if self.channel_axis || self.c != 1 {
+            shape.push(self.c as u64);
+        }
+        shape
+    }
+
+    /// What the frames are called in messages: their source, else "frames".
+    pub fn describe_source(&self) -> String {
+        self.source
+            .as_ref()
+            .map_or_else(|| "frames".to_string(), |p| p.display().to_string())
     }
 
     /// Bytes per frame.
@@ -102,10 +126,12 @@ pub fn load_npy(path: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
         path: path.to_path_buf(),
         error,
     })?;
-    npy::parse_npy(&bytes).map_err(|problem| FrameError::Npy {
+    let mut seq = npy::parse_npy(&bytes).map_err(|problem| FrameError::Npy {
         path: path.to_path_buf(),
         problem,
-    })
+    })?;
+    seq.source = Some(path.to_path_buf());
+    Ok(seq)
 }
 
 /// One decoded PNG.
@@ -119,10 +145,7 @@ struct Png {
 }
 
 fn decode_png(path: &Path) -> Result<Png, FrameError> {
-    let file = fs::File::open(path).map_err(|error| FrameError::Io {
-        path: path.to_path_buf(),
-        error,
-    })?;
+    let file = open_regular(path)?;
     let not_png = |reason: String| FrameError::NotPng {
         path: path.to_path_buf(),
         reason,
@@ -172,15 +195,91 @@ fn decode_png(path: &Path) -> Result<Png, FrameError> {
     })
 }
 
+/// Opens a frame file for reading, refusing anything but a regular file (a FIFO named
+/// `*.png` blocked the commit for ever). Opened without blocking, then checked on the open file,
+/// so a file swapped after listing is caught too.
+fn open_regular(path: &Path) -> Result<fs::File, FrameError> {
+    let io = |error| FrameError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(io)?;
+    let kind = file.metadata().map_err(io)?.file_type();
+    if !kind.is_file() {
+        return Err(FrameError::NotAFile {
+            path: path.to_path_buf(),
+            kind: file_kind(kind),
+        });
+    }
+    Ok(file)
+}
+
+/// What a file that is not a regular file is, for messages.
+fn file_kind(kind: fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+        if kind.is_block_device() || kind.is_char_device() {
+            return "a device";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    }
+}
+
+/// Natural order of file names: runs of digits compare by their number, so `frame_2` comes
+/// before `frame_10`; names equal that way (`f01`, `f1`) fall back to byte order.
+pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < x.len() && j < y.len() {
+        if x[i].is_ascii_digit() && y[j].is_ascii_digit() {
+            let run =
+                |s: &[u8], k: usize| k + s[k..].iter().take_while(|c| c.is_ascii_digit()).count();
+            let (ie, je) = (run(x, i), run(y, j));
+            // The numbers without leading zeros: the longer is larger, else compare digits.
+            fn strip(s: &[u8]) -> &[u8] {
+                &s[s.iter().take_while(|&&c| c == b'0').count()..]
+            }
+            let (p, q) = (strip(&x[i..ie]), strip(&y[j..je]));
+            match p.len().cmp(&q.len()).then_with(|| p.cmp(q)) {
+                Ordering::Equal => (i, j) = (ie, je),
+                other => return other,
+            }
+        } else {
+            match x[i].cmp(&y[j]) {
+                Ordering::Equal => (i, j) = (i + 1, j + 1),
+                other => return other,
+            }
+        }
+    }
+    (x.len() - i).cmp(&(y.len() - j)).then_with(|| a.cmp(b))
+}
+
 fn describe(p: &Png) -> String {
     format!("{}x{}, {} channel(s), {}", p.w, p.h, p.c, p.dtype)
 }
 
-/// Loads the `*.png` files of `dir` (extension in any case), sorted by file name, as frames (8 or
-/// 16 bits; gray, gray+alpha, RGB, RGBA; palettes expanded). Other files, hidden files and
-/// subdirectories are skipped, so frames may sit beside other files; a `.png` file that does not
-/// decode is an error naming it. All frames must match the first in size, bit depth and
-/// channels; a directory without frames is an error.
+/// Loads the `*.png` files of `dir` (extension in any case) as frames, in natural file-name
+/// order ([`natural_cmp`]: `frame_2.png` before `frame_10.png`), 8 or 16 bits; gray, gray+alpha,
+/// RGB, RGBA; palettes expanded. Other files, hidden files and subdirectories are skipped, so
+/// frames may sit beside other files; a `.png` that is not a regular file (a FIFO, a device) or
+/// does not decode is an error naming it. All frames must match the first in size, bit depth
+/// and channels; a directory without frames is an error.
 pub fn load_png_dir(dir: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
     let dir = dir.as_ref();
     let io = |error| FrameError::Io {
@@ -202,7 +301,7 @@ pub fn load_png_dir(dir: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
     if files.is_empty() {
         return Err(FrameError::EmptyDir(dir.to_path_buf()));
     }
-    files.sort();
+    files.sort_by(|a, b| natural_cmp(&a.0, &b.0));
     let first = decode_png(&files[0].1)?;
     let mut data = Vec::with_capacity(first.data.len() * files.len());
     data.extend_from_slice(&first.data);
@@ -232,6 +331,9 @@ pub fn load_png_dir(dir: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
         c: first.c,
         data,
         names: files.into_iter().map(|(n, _)| n).collect(),
+        // Gray frames are `[T,H,W]`, as before.
+        channel_axis: first.c != 1,
+        source: Some(dir.to_path_buf()),
     })
 }
 
@@ -351,6 +453,41 @@ mod tests {
             Err(FrameError::EmptyDir(_))
         ));
         assert!(load_png_dir(dir.path().join("missing")).is_err());
+    }
+
+    /// Found by the audit: `frame_0.png .. frame_11.png` were read as 0, 1, 10, 11, 2, ...
+    #[test]
+    fn frames_are_read_in_natural_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = seq(FrameDtype::U8, 12, 2, 2, 1);
+        s.names = (0..12).map(|i| format!("frame_{i}.png")).collect();
+        write_pngs(&s, dir.path(), 0..12).unwrap();
+        let back = load_png_dir(dir.path()).unwrap();
+        assert_eq!(back.names, s.names);
+        assert_eq!(back.data, s.data);
+        let mut names = ["b10", "a2", "b9", "a10", "a02", "a", "b9x", "b09"];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(names, ["a", "a02", "a2", "a10", "b09", "b9", "b9x", "b10"]);
+    }
+
+    /// Found by the audit: a FIFO named `*.png` blocked the commit for ever.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_named_png_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write_pngs(&seq(FrameDtype::U8, 1, 2, 2, 1), dir.path(), 0..1).unwrap();
+        let fifo = dir.path().join("frame_00001.png");
+        let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+        let err = load_png_dir(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "{}: a FIFO, not a PNG file: a frame must be a regular file",
+                fifo.display()
+            )
+        );
     }
 
     #[test]

@@ -190,7 +190,15 @@ mod tests {
         let s = FrameSeq::from_raw(FrameDtype::F32, &[3, 1, 2], data).unwrap();
         let p = dir.path().join("x.npy");
         write_npy(&s, &p, 0..3).unwrap();
-        assert_eq!(load_npy(&p).unwrap(), s);
+        let back = load_npy(&p).unwrap();
+        assert_eq!(back.source.as_deref(), Some(p.as_path()));
+        assert_eq!(
+            FrameSeq {
+                source: None,
+                ..back
+            },
+            s
+        );
         let err = write_pngs(&s, dir.path(), 0..3).unwrap_err().to_string();
         assert!(err.contains("F32"), "{err}");
         fs::write(&p, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f8'}").unwrap();

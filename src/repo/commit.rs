@@ -667,7 +667,9 @@ impl Repo {
                 keyframe_every,
                 || *hash,
             );
-            let unchanged = parent_plan.unchanged(tensor_bound);
+            let unchanged = parent_plan
+                .unchanged(tensor_bound)
+                .filter(|p| layout.may_reuse(p));
             let duplicate = if unchanged.is_none() && lossless {
                 find_duplicate(&index, &mut reader, hash, t.data.len() as u64)?
             } else {
@@ -984,7 +986,8 @@ struct Undo {
 
 impl Repo {
     /// Commits `input` as a new snapshot: a checkpoint's tensors, or a frame sequence in groups
-    /// of `group` frames (`group` is unused for a checkpoint).
+    /// of `group` frames (`None`: the default, see [`Repo::commit_frames`]; unused for a
+    /// checkpoint).
     ///
     /// ```
     /// use snapstore::{CommitOptions, FrameDtype, FrameSeq, Input, InputKind, Repo};
@@ -998,7 +1001,7 @@ impl Repo {
     /// snapstore::write_npy(&seq, &npy, 0..seq.t)?;
     ///
     /// let input = Input::detect(&npy, InputKind::Auto)?;
-    /// let report = repo.commit_input(&input, 4, &CommitOptions::default())?;
+    /// let report = repo.commit_input(&input, Some(4), &CommitOptions::default())?;
     /// let back = repo.checkout_frames(report.snapshot, None)?;
     /// assert_eq!(back.data, seq.data);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -1006,7 +1009,7 @@ impl Repo {
     pub fn commit_input(
         &self,
         input: &Input,
-        group: usize,
+        group: Option<usize>,
         opts: &CommitOptions,
     ) -> Result<CommitReport> {
         match input {
@@ -1099,7 +1102,9 @@ pub(crate) fn code_chunk(
     Ok(done(obj, Some(recon), Some(stats)))
 }
 
-/// Codes one group of frames; a bounded group is decoded again to hash what checkout will see.
+/// Codes one group of frames. Where the frame coder stores more than the frames' bytes (noise,
+/// a tiny sequence), the group is stored exactly as byte planes instead: a plain lossless chunk,
+/// which every build decodes whatever the entry's encoding, and which is also within any bound.
 fn code_frame_group(
     f: &FrameLayout,
     data: &[u8],
@@ -1114,22 +1119,27 @@ fn code_frame_group(
     // The encoder's reconstruction is what checkout decodes (one closed loop, shared with
     // the decoder; the codec's tests check that they agree), and checkout verifies its hash.
     let (group, recon) = encode_group_reconstructed(f.dims, f.dtype, data, fb, codec)?;
-    let reconstruction = match bound {
-        Bound::Lossless => None,
-        _ => Some(recon),
-    };
     let section = chunk::Section {
         entropy: crate::codec::entropy::Entropy::Stored,
         raw_len: group.len(),
         stored: group,
     };
-    let obj = chunk::write_chunk(
+    let coded = chunk::write_chunk(
         chunk::ChunkCodec::FrameGroup,
         f.dtype.size(),
         data.len(),
         0,
         &[section],
     );
+    let float = f.dtype == crate::frames::FrameDtype::F32;
+    let exact = (coded.len() > data.len())
+        .then(|| chunk::encode_lossless(data, f.dtype.size(), float, None, codec))
+        .filter(|exact| exact.len() < coded.len());
+    let lossy = bound != Bound::Lossless;
+    let (obj, reconstruction) = match exact {
+        Some(exact) => (exact, lossy.then(|| data.to_vec())),
+        None => (coded, lossy.then_some(recon)),
+    };
     Ok(CodedChunk {
         t: 0,
         i: 0,

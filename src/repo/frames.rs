@@ -14,9 +14,12 @@ use super::refs::Rev;
 use super::{CommitOptions, Repo};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
-use crate::frames::{frame_metrics, FrameDtype, FrameMetrics, FrameSeq};
+use crate::frames::{
+    frame_metrics, FrameDims, FrameDtype, FrameMetrics, FrameSeq, MAX_GROUP_ELEMENTS,
+};
 use crate::safetensors_io::{canonical_header, SafetensorsFile};
-use crate::store::manifest::Manifest;
+use crate::store::manifest::{Encoding, Manifest};
+use crate::Bound;
 use crate::TensorInput;
 
 /// Name of the tensor that holds a sequence.
@@ -25,24 +28,85 @@ pub const FRAMES_TENSOR: &str = "frames";
 const KIND_KEY: &str = "snapstore.kind";
 /// Metadata key holding the original frame file names (JSON list).
 const NAMES_KEY: &str = "snapstore.frame_names";
-/// Default frames per group (keyframe interval).
+/// Default frames per group (keyframe interval), for frames small enough: a commit that asks
+/// for no group takes fewer where this many frames would pass the group limit (2^28 elements).
 pub const DEFAULT_FRAME_GROUP: usize = 30;
 
-/// True when the snapshot holds a frame sequence.
+/// Frames per group when none is asked for: [`DEFAULT_FRAME_GROUP`], or fewer where that many
+/// frames of `dims` would pass [`MAX_GROUP_ELEMENTS`] (10 for 4K RGB). At least 1: a frame that
+/// alone is over the limit is refused when coded.
+pub(crate) fn default_frame_group(dims: FrameDims) -> usize {
+    group_fitting(dims.elements().unwrap_or(usize::MAX), MAX_GROUP_ELEMENTS)
+}
+
+/// The most frames of `frame_elements` a group of at most `cap` elements holds, up to
+/// [`DEFAULT_FRAME_GROUP`], at least 1.
+fn group_fitting(frame_elements: usize, cap: usize) -> usize {
+    (cap / frame_elements.max(1)).clamp(1, DEFAULT_FRAME_GROUP)
+}
+
+/// Refuses an asked-for group of `group` frames of `dims` that passes `cap` elements (checked
+/// before anything is read or coded), naming the largest group that fits.
+fn check_group(dims: FrameDims, group: usize, cap: usize) -> Result<()> {
+    let frame = dims.elements().unwrap_or(usize::MAX);
+    if frame.checked_mul(group).is_some_and(|n| n <= cap) {
+        return Ok(());
+    }
+    let fits = cap / frame.max(1);
+    let advice = if fits == 0 {
+        format!("one frame alone has {frame} elements")
+    } else {
+        format!("use --group {fits} or fewer (or leave --group out to choose it)")
+    };
+    Err(Error::invalid(
+        "frame group",
+        format!(
+            "{group} frames of {}x{}x{} are over the limit of {cap} elements per group: {advice}",
+            dims.h, dims.w, dims.c
+        ),
+    ))
+}
+
+/// True when the snapshot holds a frame sequence: what a frame commit writes, the
+/// `snapstore.kind=frames` metadata and one `frames` tensor of U8, U16 or F32 `[T,H,W(,C)]`
+/// coded as groups of frames. A checkpoint whose own metadata says `snapstore.kind=frames` (a
+/// frame checkout written to safetensors, committed as tensors) is not one.
 pub fn is_frames(m: &Manifest) -> bool {
-    m.metadata
-        .as_ref()
-        .and_then(|md| md.get(KIND_KEY))
-        .is_some_and(|k| k == "frames")
+    let marked = |md: Option<&BTreeMap<String, String>>| {
+        md.and_then(|md| md.get(KIND_KEY))
+            .is_some_and(|k| k == "frames")
+    };
+    let [entry] = &m.tensors[..] else {
+        return false;
+    };
+    if !marked(m.metadata.as_ref()) || entry.name != FRAMES_TENSOR || layout_of(entry).is_err() {
+        return false;
+    }
+    // A frame commit can reuse the entry of an identical tensor in a checkpoint parent (then not
+    // coded as frames); from a safetensors file it marks the metadata but not the file's header,
+    // where a checkpoint's metadata is its header's.
+    entry.encoding == Encoding::Frames || !marked(header_metadata(&m.header).as_ref())
+}
+
+/// The `__metadata__` of a safetensors header (`None` if it has none or does not parse).
+fn header_metadata(header: &str) -> Option<BTreeMap<String, String>> {
+    #[derive(serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__")]
+        metadata: Option<BTreeMap<String, String>>,
+    }
+    serde_json::from_str::<Header>(header).ok()?.metadata
 }
 
 impl Repo {
-    /// Commits a frame sequence: groups of `group` frames, each a keyframe plus temporal deltas,
-    /// exactly or within `opts.bound` (`abs:E` for any dtype, `rel:E` for F32).
+    /// Commits a frame sequence: groups of `group` frames (`None`: [`DEFAULT_FRAME_GROUP`], fewer
+    /// for frames so large that a group would pass 2^28 elements), each a keyframe plus temporal deltas, exactly or within `opts.bound` (`abs:E` for any
+    /// dtype, `rel:E` for F32). Fails up front on a group over the limit, or on a relative bound
+    /// (asked for, or the branch's) for U8 or U16 frames.
     pub fn commit_frames(
         &self,
         seq: &FrameSeq,
-        group: usize,
+        group: Option<usize>,
         opts: &CommitOptions,
     ) -> Result<CommitReport> {
         self.commit_sequence(seq, group, opts, BTreeMap::new(), None)
@@ -55,7 +119,7 @@ impl Repo {
     pub fn commit_frames_file(
         &self,
         path: impl AsRef<Path>,
-        group: usize,
+        group: Option<usize>,
         opts: &CommitOptions,
     ) -> Result<CommitReport> {
         let path = path.as_ref();
@@ -79,7 +143,9 @@ impl Repo {
         let frames = file.tensor_bytes(t).to_vec();
         // The copy is committed: it must be one version of the file.
         file.check_unchanged("stored")?;
-        let seq = FrameSeq::from_raw(dtype, &t.shape, frames).map_err(|e| bad(e.to_string()))?;
+        let mut seq =
+            FrameSeq::from_raw(dtype, &t.shape, frames).map_err(|e| bad(e.to_string()))?;
+        seq.source = Some(path.to_path_buf());
         let raw = String::from_utf8(header.raw.clone())
             .map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
         let metadata = header.metadata.clone().unwrap_or_default();
@@ -90,24 +156,26 @@ impl Repo {
     fn commit_sequence(
         &self,
         seq: &FrameSeq,
-        group: usize,
+        group: Option<usize>,
         opts: &CommitOptions,
         mut metadata: BTreeMap<String, String>,
         header: Option<String>,
     ) -> Result<CommitReport> {
-        if group == 0 {
-            return Err(Error::invalid("frame group", "must be at least 1"));
-        }
+        let group = match group {
+            Some(0) => return Err(Error::invalid("frame group", "must be at least 1")),
+            Some(g) => {
+                check_group(seq.dims(), g.min(seq.t.max(1)), MAX_GROUP_ELEMENTS)?;
+                g
+            }
+            None => default_frame_group(seq.dims()),
+        };
+        self.check_frame_bound(seq, opts)?;
         let dtype = match seq.dtype {
             FrameDtype::U8 => Dtype::U8,
             FrameDtype::U16 => Dtype::U16,
             FrameDtype::F32 => Dtype::F32,
         };
-        let shape: Vec<u64> = if seq.c == 1 {
-            vec![seq.t as u64, seq.h as u64, seq.w as u64]
-        } else {
-            vec![seq.t as u64, seq.h as u64, seq.w as u64, seq.c as u64]
-        };
+        let shape = seq.shape();
         metadata.insert(KIND_KEY.to_string(), "frames".to_string());
         if !seq.names.is_empty() {
             metadata.insert(
@@ -146,6 +214,42 @@ impl Repo {
         )
     }
 
+    /// Refuses, before anything is coded, a relative bound on U8 or U16 frames: asked for, or
+    /// the branch's bound (`config bound.BRANCH`) when none is asked for.
+    fn check_frame_bound(&self, seq: &FrameSeq, opts: &CommitOptions) -> Result<()> {
+        if seq.dtype == FrameDtype::F32 {
+            return Ok(());
+        }
+        let (src, dtype) = (seq.describe_source(), seq.dtype);
+        match opts.bound {
+            Some(b @ Bound::Rel(_)) => Err(Error::invalid(
+                "bound",
+                format!(
+                    "{src}: {dtype} frames cannot take a relative bound ({b}): rel needs F32 \
+                     frames; use --bound abs:E (E in {dtype} steps) or --bound lossless"
+                ),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                let branch = match &opts.branch {
+                    Some(b) => b.clone(),
+                    None => self.head_branch()?,
+                };
+                match self.branch_bound(&branch)? {
+                    b @ Bound::Rel(_) => Err(Error::invalid(
+                        "bound",
+                        format!(
+                            "{src}: {dtype} frames cannot take branch {branch}'s bound {b} \
+                             (config bound.{branch}; rel needs F32 frames): commit them with \
+                             --bound lossless or --bound abs:E, or change the branch's bound"
+                        ),
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
     /// Checks out frames `range` (all when `None`) of a sequence snapshot, decoding only the
     /// groups that hold them.
     pub fn checkout_frames<'a>(
@@ -164,6 +268,15 @@ impl Repo {
         let (dims, dtype) = layout_of(entry).map_err(|e| Error::decode("frame sequence", e))?;
         let t = entry.shape[0] as usize;
         let range = range.unwrap_or(0..t);
+        if range.start == range.end {
+            return Err(Error::invalid(
+                "frame range",
+                format!(
+                    "{}..{} is an empty range (A..B runs from A up to, not including, B)",
+                    range.start, range.end
+                ),
+            ));
+        }
         if range.start > range.end {
             return Err(Error::invalid(
                 "frame range",
@@ -263,5 +376,117 @@ impl Repo {
             &stored.data,
         )
         .map_err(|e| Error::decode("frame metrics", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Audit finding 11: the default group of 30 frames refused 4K RGB video (24.9 M elements a
+    /// frame, a group at most 2^28).
+    #[test]
+    fn the_default_group_fits_the_limit() {
+        let uhd = FrameDims {
+            h: 2160,
+            w: 3840,
+            c: 3,
+        };
+        assert_eq!(default_frame_group(uhd), 10);
+        assert!(check_group(uhd, 10, MAX_GROUP_ELEMENTS).is_ok());
+        let small = FrameDims {
+            h: 180,
+            w: 320,
+            c: 3,
+        };
+        assert_eq!(default_frame_group(small), DEFAULT_FRAME_GROUP);
+        // A small cap stands for the real one: 7 frames of 12 elements fit in 90.
+        assert_eq!(group_fitting(12, 90), 7);
+        assert_eq!(group_fitting(12, 12 * 100), DEFAULT_FRAME_GROUP);
+        assert_eq!(group_fitting(1000, 90), 1);
+    }
+
+    /// A manifest of one tensor `name` with `metadata` and the file `header`.
+    fn manifest(name: &str, encoding: Encoding, marked: bool, header_marked: bool) -> Manifest {
+        let mut m = Manifest::minimal();
+        let kind = BTreeMap::from([(KIND_KEY.to_string(), "frames".to_string())]);
+        m.metadata = marked.then(|| kind.clone());
+        let header_meta = if header_marked {
+            r#""__metadata__":{"snapstore.kind":"frames"},"#
+        } else {
+            ""
+        };
+        m.header = format!(r#"{{{header_meta}"{name}":{{"dtype":"U8","shape":[2,3,4]}}}}"#);
+        m.tensors = vec![crate::store::manifest::TensorEntry {
+            name: name.to_string(),
+            dtype: Dtype::U8,
+            shape: vec![2, 3, 4],
+            len: 24,
+            hash: crate::ObjectId::of(b""),
+            source_hash: crate::ObjectId::of(b""),
+            encoding,
+            bound: Bound::Lossless,
+            chunk_bytes: 24,
+            chunks: Vec::new(),
+            reference: None,
+            depth: 1,
+            chain_bytes: 0,
+            keyframe_bytes: 0,
+            stats: BTreeMap::new(),
+        }];
+        m
+    }
+
+    /// Audit finding 11: a checkpoint whose metadata says `snapstore.kind=frames` was taken for
+    /// a frame sequence.
+    #[test]
+    fn frames_are_told_by_what_a_frame_commit_writes() {
+        assert!(is_frames(&manifest("frames", Encoding::Frames, true, true)));
+        // A checkpoint with the user's marker: its header says so too, its tensor is not frames.
+        assert!(!is_frames(&manifest(
+            "frames",
+            Encoding::Planes,
+            true,
+            true
+        )));
+        assert!(!is_frames(&manifest(
+            "frames",
+            Encoding::Frames,
+            false,
+            false
+        )));
+        assert!(!is_frames(&manifest("x", Encoding::Frames, true, true)));
+        let mut two = manifest("frames", Encoding::Frames, true, true);
+        two.tensors.push(two.tensors[0].clone());
+        assert!(!is_frames(&two));
+        // Stored before frame commits stopped reusing a checkpoint's entry: a frame commit of a
+        // safetensors file marks the metadata but not the file's header.
+        assert!(is_frames(&manifest(
+            "frames",
+            Encoding::Planes,
+            true,
+            false
+        )));
+    }
+
+    #[test]
+    fn an_asked_for_group_over_the_limit_is_refused_naming_what_fits() {
+        let dims = FrameDims { h: 2, w: 3, c: 2 };
+        assert!(check_group(dims, 7, 90).is_ok());
+        let err = check_group(dims, 8, 90).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid frame group: 8 frames of 2x3x2 are over the limit of 90 elements per \
+             group: use --group 7 or fewer (or leave --group out to choose it)"
+        );
+        let err = check_group(dims, 1, 10).unwrap_err().to_string();
+        assert!(err.ends_with("one frame alone has 12 elements"), "{err}");
+        let uhd = FrameDims {
+            h: 2160,
+            w: 3840,
+            c: 3,
+        };
+        let err = check_group(uhd, 30, MAX_GROUP_ELEMENTS).unwrap_err();
+        assert!(err.to_string().contains("use --group 10 or fewer"), "{err}");
     }
 }

@@ -130,6 +130,13 @@ impl Layout {
         }
     }
 
+    /// Whether the parent's entry for the same bytes may stand in this snapshot: a frame
+    /// sequence takes only an entry coded as frames, so every new frame snapshot has one
+    /// (`is_frames` tells it from a checkpoint by that).
+    pub(crate) fn may_reuse(&self, parent: &TensorEntry) -> bool {
+        !matches!(self, Layout::Frames(_)) || parent.encoding == Encoding::Frames
+    }
+
     /// Whether tensors are coded against the parent's (and the decoded tip kept for the next
     /// commit): groups of frames are self-contained.
     pub(crate) fn builds_on_parent(&self) -> bool {
