@@ -499,6 +499,31 @@ fn gc_keeps_young_packs_within_grace() {
     let r = repo.gc(false, Duration::from_secs(3600)).unwrap();
     assert_eq!(r.removed_objects, 0);
     assert_eq!(pack_names(&repo), packs);
+    // What the grace kept is reported, and is what a gc without it removes.
+    assert!(r.young_objects > 0 && r.young_bytes > 0, "{r:?}");
+    let now = repo.gc(false, Duration::ZERO).unwrap();
+    assert_eq!(
+        (now.removed_objects, now.young_objects),
+        (r.young_objects, 0)
+    );
+}
+
+/// A temp file a killed process left in the repository's own directory (an interrupted
+/// `fsck --rebuild-index` leaves its marker's) is removed by gc, as those in packs/ are; a live
+/// process's is not.
+#[test]
+fn gc_removes_stale_temp_files_beside_the_index() {
+    let (_dir, repo) = new_repo();
+    // A pid no process has (above the kernel's limit) and ours.
+    let dead = repo.path().join(".tmp-2147483646-1-index.unfinished");
+    let live = repo
+        .path()
+        .join(format!(".tmp-{}-1-index.unfinished", std::process::id()));
+    std::fs::write(&dead, b"x").unwrap();
+    std::fs::write(&live, b"x").unwrap();
+    let r = repo.gc(false, Duration::from_secs(3600)).unwrap();
+    assert_eq!(r.temp_files, 1);
+    assert!(!dead.exists() && live.exists());
 }
 
 /// Pack trailer entries (id, kind, offset, len), read with the documented layout.

@@ -36,5 +36,14 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         human(r.freed_bytes),
         r.live_snapshots
     );
+    if r.young_objects > 0 {
+        println!(
+            "kept {} unreachable objects ({}) in packs younger than {} s (--grace); \
+             `gc --grace 0` removes them once no commit is running",
+            r.young_objects,
+            human(r.young_bytes),
+            args.grace
+        );
+    }
     Ok(())
 }

@@ -32,6 +32,10 @@ pub struct GcReport {
     pub temp_files: usize,
     /// Bytes freed on disk, temp files included.
     pub freed_bytes: u64,
+    /// Unreachable objects kept because their pack is younger than the grace period.
+    pub young_objects: usize,
+    /// Their bytes.
+    pub young_bytes: u64,
     /// Whether anything was actually deleted.
     pub dry_run: bool,
 }
@@ -148,7 +152,12 @@ impl Repo {
             let entries = pack.entries()?;
             let (keep, drop): (Vec<PackEntry>, Vec<PackEntry>) =
                 entries.into_iter().partition(|e| live.contains(&e.id));
-            if drop.is_empty() || young {
+            if drop.is_empty() {
+                continue;
+            }
+            if young {
+                report.young_objects += drop.len();
+                report.young_bytes += drop.iter().map(|e| e.len + 9).sum::<u64>();
                 continue;
             }
             report.removed_objects += drop.len();
@@ -174,14 +183,18 @@ impl Repo {
             index.flush()?;
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        let (temps, temp_bytes) = if dry_run {
-            let stale = crate::fsutil::stale_temps(&dir);
-            (stale.len(), stale.iter().map(|(_, len)| len).sum())
-        } else {
-            crate::fsutil::remove_stale_temps(&dir)
-        };
-        report.temp_files = temps;
-        report.freed_bytes += temp_bytes;
+        // Killed writes leave temp files in packs/ (a pack) and the repository's own directory
+        // (an interrupted index rebuild's marker).
+        for temps_dir in [dir.as_path(), self.path()] {
+            let (temps, temp_bytes) = if dry_run {
+                let stale = crate::fsutil::stale_temps(temps_dir);
+                (stale.len(), stale.iter().map(|(_, len)| len).sum())
+            } else {
+                crate::fsutil::remove_stale_temps(temps_dir)
+            };
+            report.temp_files += temps;
+            report.freed_bytes += temp_bytes;
+        }
         if !dry_run {
             rebuild_tensor_index(&index, &mut reader, &snaps)?;
             index.flush()?;
