@@ -1,7 +1,7 @@
 //! Checkout: rebuild tensors from their chunks (following delta references), verify each
 //! tensor's blake3 against the manifest, and hand them back in memory or as a safetensors file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -219,8 +219,10 @@ impl Repo {
         targets: &mut [TensorTarget<'_>],
     ) -> Result<CheckoutInfo> {
         let names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+        // By a map, not a search of the earlier names: 20,000 targets took 1.7 s that way.
+        let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(names.len());
         for (i, name) in names.iter().enumerate() {
-            if let Some(first) = names[..i].iter().position(|n| n == name) {
+            if let Some(first) = first_of.insert(name, i) {
                 return Err(Error::invalid(
                     "checkout targets",
                     format!("tensor {name:?} is given two buffers (targets {first} and {i})"),
