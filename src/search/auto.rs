@@ -126,6 +126,13 @@ impl Repo {
         if auto.research_every == Some(0) {
             return Err(Error::invalid("research interval", "must be at least 1"));
         }
+        if let Some(k) = opts.meta.keys().find(|k| k.starts_with("search.")) {
+            // The commit writes its own search.* figures: they would silently replace the user's.
+            return Err(Error::invalid(
+                "meta",
+                format!("{k:?}: keys starting with \"search.\" hold an automatic commit's figures; name it otherwise"),
+            ));
+        }
         let branch = match &opts.branch {
             Some(b) => b.clone(),
             None => self.head_branch()?,

@@ -564,10 +564,22 @@ fn an_eval_cmd_leaving_a_background_process_is_read_at_once() {
         .trim()
         .parse()
         .unwrap();
-    // Stopped: gone, or a zombie until its parent (init) reaps it.
-    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = state.rsplit(')').next().unwrap_or("").trim_start();
-    assert!(state.is_empty() || state.starts_with('Z'), "{pid}: {state}");
+    // Stopped: gone, or a zombie until its parent (init) reaps it, once the kill is delivered
+    // (a loaded machine may take a moment to schedule it).
+    let state = || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .to_string()
+    };
+    let stopped = |s: &str| s.is_empty() || s.starts_with('Z');
+    let waited = Instant::now();
+    while !stopped(&state()) && waited.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(stopped(&state()), "{pid}: {}", state());
 }
 #[test]
 fn failing_silent_nan_and_slow_eval_cmds_commit_nothing() {
@@ -679,6 +691,26 @@ fn auto_commits_search_every_n_and_remember_the_bound() {
         max_rel(&t, &repo.checkout("HEAD", None).unwrap().tensors),
         0.0
     );
+}
+
+/// An automatic commit writes `search.*` meta itself: a caller's key there is refused, not
+/// silently replaced.
+#[test]
+fn an_automatic_commit_refuses_meta_it_would_overwrite() {
+    let (_d, repo) = new_repo();
+    let (w, b, s) = epoch(0);
+    let t = inputs(&w, &b, &s);
+    let mut ev = |_: &[crate::CheckedOutTensor]| Ok(0.9);
+    let mut opts = CommitOptions::default();
+    opts.meta.insert("search.note".into(), "mine".into());
+    let e = repo
+        .commit_tensors_auto(&t, None, &opts, &AutoOptions::default(), &mut ev)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid meta: \"search.note\": keys starting with \"search.\" hold an automatic commit's figures; name it otherwise"
+    );
+    assert!(repo.log(None, None).unwrap().is_empty());
 }
 
 /// A repository whose automatic commits kept their choice as the branch's bound (before
