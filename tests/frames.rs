@@ -491,3 +491,27 @@ fn noise_frames_store_no_larger_than_raw() {
     }
     assert_fsck_clean(&repo);
 }
+
+/// A `.npy` is a frame sequence in any case of its extension (`X.NPY`); one PNG file is refused
+/// as such, naming it (it was read as a safetensors header of a nonsense size).
+#[test]
+fn an_upper_case_npy_is_frames_and_one_png_is_refused_by_name() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(5);
+    let seq = FrameSeq::from_raw(FrameDtype::U8, &[2, 3, 4], rng.bytes(24)).unwrap();
+    let lower = npy_at(&seq, &dir.path().join("a.npy"));
+    let upper = dir.path().join("A.NPY");
+    std::fs::copy(&lower, &upper).unwrap();
+    let r = run_json(&repo, &["commit", upper.to_str().unwrap()]);
+    assert_eq!(r["tensors"], 1, "{r}");
+    let out = dir.path().join("back.npy");
+    run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&lower).unwrap());
+    let png = dir.path().join("frame_0001.png");
+    std::fs::write(&png, b"\x89PNG\r\n\x1a\n").unwrap();
+    let err = run_err(&repo, &["commit", png.to_str().unwrap()]);
+    assert!(
+        err.contains("frame_0001.png: not a PNG frame: a single PNG is not a frame sequence"),
+        "{err}"
+    );
+}

@@ -29,7 +29,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let path = Path::new(b);
     // Resolved once: every read below takes the snapshot and manifest shown here.
     let shown = repo.show(a)?;
-    if is_frames(&shown.1) && (path.is_dir() || path.extension().is_some_and(|e| e == "npy")) {
+    if is_frames(&shown.1) && (path.is_dir() || snapstore::has_extension(path, "npy")) {
         return diff_frames(repo, shown, path, json);
     }
     let rows = if path.is_file() {

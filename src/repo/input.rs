@@ -49,7 +49,16 @@ impl Input {
     /// ```
     pub fn detect(path: impl AsRef<Path>, kind: InputKind) -> Result<Input, FrameError> {
         let path = path.as_ref();
-        let is_npy = path.extension().is_some_and(|e| e == "npy");
+        let is_npy = has_extension(path, "npy");
+        if kind != InputKind::Tensors && has_extension(path, "png") && !path.is_dir() {
+            // One image would otherwise be read as a safetensors header.
+            return Err(FrameError::NotPng {
+                path: path.to_path_buf(),
+                reason: "a single PNG is not a frame sequence: commit the directory of its \
+                         frames, or a .npy"
+                    .into(),
+            });
+        }
         Ok(match kind {
             InputKind::Tensors => Input::Tensors(path.to_path_buf()),
             _ if path.is_dir() => Input::Frames(load_png_dir(path)?),
@@ -58,6 +67,12 @@ impl Input {
             InputKind::Auto => Input::Tensors(path.to_path_buf()),
         })
     }
+}
+
+/// Whether `path` ends in `.EXT`, in any case (`X.NPY` is a `.npy`).
+pub fn has_extension(path: &Path, ext: &str) -> bool {
+    path.extension()
+        .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case(ext))
 }
 
 /// A tensor handed to [`Repo::commit_tensors`](super::Repo::commit_tensors).

@@ -42,7 +42,7 @@ pub(crate) use commit::{chunk_count, chunk_range, code_chunk, exact_may_win, val
 pub use commit::{CommitOptions, CommitReport};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, FileStatus, LogEntry, Stats, TensorDiff, TensorStatus};
-pub use input::{Element, Input, InputKind, TensorInput};
+pub use input::{has_extension, Element, Input, InputKind, TensorInput};
 pub use maintenance::{FsckProblem, FsckReport, GcReport};
 pub(crate) use plan::TensorPlan;
 pub(crate) use reader::ObjectReader;
