@@ -327,6 +327,18 @@ pub enum Error {
         /// Snapshots the remote branch would no longer reach.
         dropped: usize,
     },
+    /// A push that would move a tag the remote already has elsewhere.
+    #[error("push to {url} refused: tag {tag} already exists on the remote (at {remote}), and you push it at {local}; tags do not move: push --force to move it, or use a new tag name")]
+    RemoteTagExists {
+        /// The remote's URL.
+        url: String,
+        /// The tag.
+        tag: String,
+        /// The remote's snapshot (short id).
+        remote: String,
+        /// The snapshot pushed (short id).
+        local: String,
+    },
     /// A directory remote's ref lock held for too long (another push, or one that was killed).
     #[error("remote {url}: ref lock {lock} has been held for {waited_ms} ms: another push is running, or one was killed (then remove the file)")]
     RemoteRefLocked {

@@ -1520,6 +1520,42 @@ both_remotes!(
     tags_do_not_move
 );
 
+/// Regression: a tag pushed after a clone was fetched only as `remotes/origin/tags/NAME`, which
+/// no spelling resolved. A fetch now makes it a local tag, as git does, unless a local tag of
+/// that name exists (it stays where it is).
+fn fetched_tags_are_local_tags(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 81);
+    let first = commit(&src, &fs[0].0, &[]);
+    let second = commit(&src, &fs[1].0, &[]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    rrun_ok(&src, &["tag", "v1", "main~1"]);
+    rrun_ok(&src, &["tag", "mine", "main"]);
+    rrun_ok(&src, &["push", "origin", "v1", "mine"]);
+    rrun_ok(&dst, &["tag", "mine", "main~1"]);
+    rrun_ok(&dst, &["fetch"]);
+    let shown = |spec: &str| {
+        rjson(&dst, &["show", spec])["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(shown("v1"), first);
+    assert_eq!(shown("mine"), first, "the local tag stays");
+    assert_eq!(shown("remotes/origin/tags/mine"), second);
+    assert_eq!(shown("origin/tags/mine"), second);
+}
+both_remotes!(
+    dir_fetched_tags_are_local_tags,
+    s3_fetched_tags_are_local_tags,
+    fetched_tags_are_local_tags
+);
+
 /// Regression: `s3:/bucket/x` (one slash) became a local directory named `s3:`.
 #[test]
 fn a_mistyped_url_is_refused_not_taken_for_a_directory() {

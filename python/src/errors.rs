@@ -41,7 +41,9 @@ fn class_of(e: &Error) -> &'static str {
         | Error::Index(_)
         | Error::IndexInconsistent(_)
         | Error::RemoteCorrupt { .. } => "CorruptionError",
-        Error::NonFastForward { .. } | Error::RemoteRefMoved { .. } => "PushRejectedError",
+        Error::NonFastForward { .. }
+        | Error::RemoteRefMoved { .. }
+        | Error::RemoteTagExists { .. } => "PushRejectedError",
         Error::RemoteIo { .. }
         | Error::RemoteNoConditionalWrites { .. }
         | Error::RemoteRefLocked { .. }

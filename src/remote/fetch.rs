@@ -69,6 +69,21 @@ pub struct PullReport {
     pub rebased: usize,
 }
 
+/// Makes a fetched remote tag (`key`, `tags/NAME`) a local tag, as git fetches tags: only where
+/// no local tag or branch has that name (a local tag of the name stays where it is; the
+/// remote's stays readable as `remotes/R/tags/NAME`).
+fn adopt_tag(repo: &Repo, key: &str, id: ObjectId) -> Result<()> {
+    let Some(tag) = key.strip_prefix("tags/") else {
+        return Ok(());
+    };
+    let index = repo.index()?;
+    if index.get_ref(key)?.is_some() || index.get_ref(&branch_key(tag))?.is_some() {
+        return Ok(());
+    }
+    drop(index);
+    move_local_ref(repo, key, None, id)
+}
+
 /// What a clone did.
 #[derive(Clone, Debug, Serialize)]
 pub struct CloneReport {
@@ -257,6 +272,7 @@ impl Repo {
                 if old != Some(*id) {
                     move_local_ref(self, &tracking, old, *id)?;
                 }
+                adopt_tag(self, key, *id)?;
             }
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -347,7 +363,10 @@ impl Repo {
             let mut branches = Vec::new();
             let mut tags = Vec::new();
             for r in &fetch.refs {
-                move_local_ref(&repo, &r.key, None, r.snapshot)?;
+                // The fetch made the tags already.
+                if !r.key.starts_with("tags/") {
+                    move_local_ref(&repo, &r.key, None, r.snapshot)?;
+                }
                 if let Some(b) = r.key.strip_prefix("heads/") {
                     branches.push(b.to_string());
                 } else if let Some(t) = r.key.strip_prefix("tags/") {

@@ -302,15 +302,11 @@ impl Repo {
             if let Some(r) = remote.as_ref().filter(|r| r.id != tip) {
                 // A published tag keeps its meaning: it moves only by --force.
                 if key.starts_with("tags/") && !opts.force {
-                    return Err(Error::RemoteLayout {
+                    return Err(Error::RemoteTagExists {
                         url: store.url.clone(),
-                        problem: format!(
-                            "tag {} already exists on the remote (at {}), and you push it at \
-                             {}; tags do not move: push --force to move it, or use a new tag name",
-                            &key["tags/".len()..],
-                            r.id.short(),
-                            tip.short()
-                        ),
+                        tag: key["tags/".len()..].to_string(),
+                        remote: r.id.short(),
+                        local: tip.short(),
                     });
                 }
             }

@@ -208,10 +208,14 @@ fn resolve_base(index: &Index, base: &str) -> Result<ObjectId> {
         }
     }
     // `origin/main` or `remotes/origin/main`: the branch `main` of remote `origin` as last
-    // fetched or pushed.
+    // fetched or pushed; `origin/tags/v1`: its tag (no branch name starts with `tags/`).
     let tracked = base.strip_prefix("remotes/").unwrap_or(base);
-    if let Some((remote, branch)) = tracked.split_once('/') {
-        if let Some(id) = index.get_ref(&format!("remotes/{remote}/heads/{branch}"))? {
+    if let Some((remote, rest)) = tracked.split_once('/') {
+        let key = match rest.strip_prefix("tags/") {
+            Some(tag) => format!("remotes/{remote}/tags/{tag}"),
+            None => format!("remotes/{remote}/heads/{rest}"),
+        };
+        if let Some(id) = index.get_ref(&key)? {
             return Ok(id);
         }
     }
