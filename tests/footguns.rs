@@ -943,7 +943,21 @@ fn status_names_the_bound_of_a_lossy_copy_and_prefers_an_exact_one() {
 
     run_ok(&repo, &["commit", path_str(&file)]);
     let exact = head_id(&repo);
-    run_ok(&repo, &["commit", path_str(&file), "--bound", "rel:0.05"]);
+    // A lossy copy newer than the exact one, at HEAD: on a branch of its own (a lossy commit on
+    // top of the exact copy reuses it).
+    run_ok(
+        &repo,
+        &[
+            "commit",
+            path_str(&file),
+            "--branch",
+            "side",
+            "--bound",
+            "rel:0.05",
+        ],
+    );
+    run_ok(&repo, &["switch", "side"]);
+    assert_ne!(head_id(&repo), exact);
     let json = run_json(&repo, &["status", path_str(&file)]);
     assert_eq!(json["snapshot"], exact.as_str(), "{json:#}");
     assert_eq!(json["snapshot_lossy"], serde_json::json!([]), "{json:#}");
