@@ -265,15 +265,7 @@ impl AtomicFile {
 
     fn create_with(target: &Path, open: impl FnOnce(&Path) -> io::Result<Sink>) -> Result<Self> {
         let dir = parent_dir(target);
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(
-            "{TEMP_PREFIX}{}-{}-{name}",
-            std::process::id(),
-            unique_suffix()
-        ));
+        let tmp = temp_sibling(target);
         register_temp(&tmp);
         let file = io_step("create").and_then(|_| open(&tmp)).map_err(|e| {
             forget_temp(&tmp);
@@ -432,8 +424,23 @@ pub fn remove_stale_temps(dir: &Path) -> (usize, u64) {
     removed
 }
 
-/// Removes the temp files an earlier, killed write of `target` left beside it (named for it, by
-/// a process that no longer runs): a checkout's output directory is the user's, so only those.
+/// A temp name beside `target`, `.tmp-PID-SUFFIX-NAME`: a process's own, and read back by
+/// [`remove_stale_temps_of`] once that process no longer runs.
+pub(crate) fn temp_sibling(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    parent_dir(target).join(format!(
+        "{TEMP_PREFIX}{}-{}-{name}",
+        std::process::id(),
+        unique_suffix()
+    ))
+}
+
+/// Removes the temp files (or directories: a clone's) an earlier, killed write of `target` left
+/// beside it (named for it, by a process that no longer runs): a checkout's output directory is
+/// the user's, so only those.
 pub(crate) fn remove_stale_temps_of(target: &Path) {
     let Some(name) = target.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
@@ -446,7 +453,9 @@ pub(crate) fn remove_stale_temps_of(target: &Path) {
             .and_then(|n| n.strip_prefix(TEMP_PREFIX))
             .and_then(|rest| rest.splitn(3, '-').nth(2))
             == Some(name.as_str());
-        if of_target {
+        if of_target && path.is_dir() {
+            let _ = fs::remove_dir_all(&path);
+        } else if of_target {
             let _ = fs::remove_file(&path);
         }
     }

@@ -1556,6 +1556,37 @@ both_remotes!(
     fetched_tags_are_local_tags
 );
 
+/// Regression: a clone killed half way left a half-made repository at its path, and a re-run
+/// said one already existed. A clone now builds beside its path under a temp name (what a killed
+/// one leaves, here made by hand with a pid no process has) and renames it into place; the
+/// re-run removes the dead clone's temp.
+#[test]
+fn a_killed_clones_leftovers_do_not_stop_the_next_clone() {
+    let remote = Remote::dir();
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 83);
+    commit(&src, &fs[0].0, &[]);
+    commit(&src, &fs[1].0, &[]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let left = work.path().join(".tmp-2147483646-7-dst");
+    std::fs::create_dir_all(left.join("packs")).unwrap();
+    std::fs::write(left.join("FORMAT"), b"1").unwrap();
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert!(!left.exists(), "the killed clone's temp is removed");
+    assert_eq!(log_ids(&dst), log_ids(&src));
+    assert_fsck_clean(&dst);
+    let temps: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(temps.is_empty(), "{temps:?}");
+}
+
 /// Regression: `s3:/bucket/x` (one slash) became a local directory named `s3:`.
 #[test]
 fn a_mistyped_url_is_refused_not_taken_for_a_directory() {

@@ -347,17 +347,32 @@ impl Repo {
         dir: impl AsRef<Path>,
         progress: Option<ProgressCallback>,
     ) -> Result<(Repo, CloneReport)> {
-        let dir = dir.as_ref();
-        let existed = dir.exists();
+        let target = dir.as_ref();
+        let existed = target.exists();
+        // A new repository is built beside its place under a temp name and renamed into place
+        // once complete: a clone killed half way leaves no half-made repository where a re-run
+        // would find it (Ctrl-C removes the temp; a re-run removes a killed clone's).
+        let building = (!existed).then(|| {
+            crate::fsutil::remove_stale_temps_of(target);
+            let tmp = crate::fsutil::temp_sibling(target);
+            crate::fsutil::register_temp(&tmp);
+            tmp
+        });
+        let dir = building.as_deref().unwrap_or(target);
         let result = (|| {
             let started = Instant::now();
             let spec = spec.normalized()?;
             let store = RemoteStore::open(&spec, false)?;
             layout::check_format(&store, false)?;
-            let mut repo = Repo::init(dir)?;
-            if let Some(p) = progress {
-                repo = repo.with_progress(move |x| p(x));
-            }
+            let repo = Repo::init(dir)?;
+            let with_progress = |repo: Repo| match &progress {
+                Some(p) => {
+                    let p = p.clone();
+                    repo.with_progress(move |x| p(x))
+                }
+                None => repo,
+            };
+            let mut repo = with_progress(repo);
             repo.add_remote("origin", spec)?;
             let fetch = repo.fetch_from(&store, Some("origin"), &[], started)?;
             let mut branches = Vec::new();
@@ -381,6 +396,13 @@ impl Repo {
             if let Some(h) = &head {
                 repo.switch_branch(h)?;
             }
+            if let Some(tmp) = &building {
+                // Closed, renamed into place, opened there.
+                drop(repo);
+                std::fs::rename(tmp, target).map_err(|e| Error::io(target, e))?;
+                crate::fsutil::forget_temp(tmp);
+                repo = with_progress(Repo::open(target)?);
+            }
             let report = CloneReport {
                 path: repo.path().to_path_buf(),
                 fetch,
@@ -392,6 +414,9 @@ impl Repo {
         })();
         if result.is_err() && !existed {
             let _ = std::fs::remove_dir_all(dir);
+            if let Some(tmp) = &building {
+                crate::fsutil::forget_temp(tmp);
+            }
         }
         result
     }
