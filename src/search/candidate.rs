@@ -9,7 +9,7 @@
 //! codec calls, so the reconstruction handed to the evaluator is bit for bit what checkout of
 //! that commit returns.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -55,8 +55,10 @@ pub(crate) struct Prepared<'a> {
     chunk_bytes: usize,
     codec: CodecChoice,
     rounding: Rounding,
-    /// Stored bytes of the tensors coded exactly whatever the bound.
+    /// Stored bytes of the tensors coded exactly whatever the bound (each distinct chunk once).
     pub(crate) fixed_bytes: u64,
+    /// Those chunks' ids: a candidate's chunk equal to one of them adds nothing.
+    fixed_ids: HashSet<ObjectId>,
     /// Tensor bytes of the snapshot.
     pub(crate) logical_bytes: u64,
     /// The parent snapshot, if any.
@@ -195,16 +197,23 @@ impl<'a> Prepared<'a> {
             codec,
             rounding,
             fixed_bytes: 0,
+            fixed_ids: HashSet::new(),
             parent: parent_id,
             engine: repo.encode_engine(lossy_bytes),
             interrupt: repo.interrupt(),
         };
-        prepared.fixed_bytes = prepared.exact_bytes(|p| !p.lossy);
+        let fixed = prepared.exact_chunks(|p| !p.lossy);
+        prepared.fixed_bytes = fixed.values().sum();
+        prepared.fixed_ids = fixed.into_keys().collect();
         Ok(prepared)
     }
 
-    /// Stored bytes of the tensors `which` selects, all coded exactly.
-    fn exact_bytes(&self, which: impl Fn(&CandidatePlan) -> bool + Sync) -> u64 {
+    /// The distinct chunk objects (id, stored bytes) of the tensors `which` selects, all coded
+    /// exactly: a pack holds each once (15 BatchNorm counters of one value are one chunk).
+    fn exact_chunks(
+        &self,
+        which: impl Fn(&CandidatePlan) -> bool + Sync,
+    ) -> HashMap<ObjectId, u64> {
         let jobs: Vec<(usize, usize)> = self
             .plans
             .iter()
@@ -216,8 +225,13 @@ impl<'a> Prepared<'a> {
             })
             .collect();
         jobs.par_iter()
-            .map(|&(t, i)| self.exact_chunk(t, i).len() as u64)
-            .sum()
+            .map(|&(t, i)| {
+                let obj = self.exact_chunk(t, i);
+                (ObjectId::of(&obj), obj.len() as u64)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect()
     }
 
     fn exact_chunk(&self, t: usize, i: usize) -> Vec<u8> {
@@ -250,15 +264,18 @@ impl<'a> Prepared<'a> {
     /// would produce, plus its exceptions; also the exact coding of the lossy tensors (the
     /// lossless ratio, and what a chunk falls back to when it has too many exceptions).
     pub(crate) fn estimate(&self, candidates: &[f64]) -> Estimates {
-        let per_job: Vec<(u64, Vec<f64>)> = self
+        let per_job: Vec<(Option<ObjectId>, u64, Vec<f64>)> = self
             .jobs
             .par_iter()
             .map(|&(t, i)| self.estimate_chunk(t, i, candidates))
             .collect();
         let mut bytes = vec![self.fixed_bytes as f64; candidates.len()];
         let mut lossless = self.fixed_bytes;
-        for (exact, est) in per_job {
-            lossless += exact;
+        let mut seen = self.fixed_ids.clone();
+        for (exact_id, exact, est) in per_job {
+            if exact_id.is_some_and(|id| seen.insert(id)) {
+                lossless += exact;
+            }
             for (b, e) in bytes.iter_mut().zip(est) {
                 *b += e;
             }
@@ -269,15 +286,21 @@ impl<'a> Prepared<'a> {
         }
     }
 
-    fn estimate_chunk(&self, t: usize, i: usize, candidates: &[f64]) -> (u64, Vec<f64>) {
+    fn estimate_chunk(
+        &self,
+        t: usize,
+        i: usize,
+        candidates: &[f64],
+    ) -> (Option<ObjectId>, u64, Vec<f64>) {
         let input = &self.inputs[t];
         let plan = &self.plans[t];
         let range = chunk_range(input.data.len(), self.chunk_bytes, i);
         let unchanged_lossless = matches!(plan.unchanged, Some((Bound::Lossless, _)));
-        let exact = if unchanged_lossless {
-            0
+        let (exact_id, exact) = if unchanged_lossless {
+            (None, 0)
         } else {
-            self.exact_chunk(t, i).len() as u64
+            let obj = self.exact_chunk(t, i);
+            (Some(ObjectId::of(&obj)), obj.len() as u64)
         };
         let target = &input.data[range.clone()];
         let reference = plan.reference.as_ref().map(|r| &r[range]);
@@ -336,7 +359,7 @@ impl<'a> Prepared<'a> {
                 bytes
             })
             .collect();
-        (exact, est)
+        (exact_id, exact, est)
     }
 
     /// Codes the whole snapshot under `rel:eps` exactly as a commit would; returns the stored
@@ -344,7 +367,7 @@ impl<'a> Prepared<'a> {
     pub(crate) fn code(&self, eps: f64) -> Result<Coded> {
         let bound = Bound::Rel(eps);
         self.interrupt.check()?;
-        let coded: Vec<(usize, usize, u64, Vec<u8>)> = self
+        let coded: Vec<(usize, usize, ObjectId, u64, Vec<u8>)> = self
             .jobs
             .par_iter()
             .map(|&(t, i)| {
@@ -354,7 +377,8 @@ impl<'a> Prepared<'a> {
                 let range = chunk_range(input.data.len(), self.chunk_bytes, i);
                 if let Some((b, recon)) = &plan.unchanged {
                     if b.meets(bound) {
-                        return Ok((t, i, 0, recon[range].to_vec()));
+                        // Reused: no object (an id no chunk has, counted as nothing).
+                        return Ok((t, i, ObjectId([0; 32]), 0, recon[range].to_vec()));
                     }
                 }
                 let data = &input.data[range.clone()];
@@ -378,17 +402,27 @@ impl<'a> Prepared<'a> {
                 let recon = coded
                     .reconstruction
                     .expect("a bounded chunk carries its reconstruction");
-                Ok((t, i, coded.obj.len() as u64, recon))
+                Ok((
+                    t,
+                    i,
+                    ObjectId::of(&coded.obj),
+                    coded.obj.len() as u64,
+                    recon,
+                ))
             })
             .collect::<Result<_>>()?;
+        // Each distinct chunk once, as the pack stores it.
         let mut stored_bytes = self.fixed_bytes;
+        let mut seen: HashSet<ObjectId> = self.fixed_ids.clone();
         let mut data: Vec<Option<Vec<u8>>> = self
             .plans
             .iter()
             .map(|p| (!p.lossy).then(Vec::new))
             .collect();
-        for (t, i, len, recon) in coded {
-            stored_bytes += len;
+        for (t, i, id, len, recon) in coded {
+            if len > 0 && seen.insert(id) {
+                stored_bytes += len;
+            }
             let buf = data[t].get_or_insert_with(|| Vec::with_capacity(self.inputs[t].data.len()));
             debug_assert_eq!(buf.len(), i * self.chunk_bytes);
             buf.extend_from_slice(&recon);
