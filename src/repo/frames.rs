@@ -100,9 +100,10 @@ fn header_metadata(header: &str) -> Option<BTreeMap<String, String>> {
 
 impl Repo {
     /// Commits a frame sequence: groups of `group` frames (`None`: [`DEFAULT_FRAME_GROUP`], fewer
-    /// for frames so large that a group would pass 2^28 elements), each a keyframe plus temporal deltas, exactly or within `opts.bound` (`abs:E` for any
-    /// dtype, `rel:E` for F32). Fails up front on a group over the limit, or on a relative bound
-    /// (asked for, or the branch's) for U8 or U16 frames.
+    /// for frames so large that a group would pass 2^28 elements), each a keyframe plus temporal
+    /// deltas, exactly or within `opts.bound` (`abs:E` for any dtype, `rel:E` for F32). Fails up
+    /// front on a group over the limit, or on a relative bound (asked for, or the branch's) for
+    /// U8 or U16 frames.
     pub fn commit_frames(
         &self,
         seq: &FrameSeq,
