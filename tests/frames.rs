@@ -515,3 +515,73 @@ fn an_upper_case_npy_is_frames_and_one_png_is_refused_by_name() {
         "{err}"
     );
 }
+
+/// Audit finding frames-6: committing a sequence again as it grows stored its first groups
+/// again in every pack. A group the repository already holds is not stored again: the longer
+/// sequence stores only its new groups (what a fresh commit of it stores, less the shorter
+/// one's), `log` says the same, and a gc after the first snapshot's branch is deleted keeps
+/// what the second reuses.
+#[test]
+fn a_growing_sequence_stores_only_its_new_groups() {
+    let dir = tempdir();
+    let mut rng = Rng::new(17);
+    let full = moving_frames(&mut rng, 16, 12, 10, 3, FrameDtype::U8);
+    let first = |t: usize| {
+        let data = full.data[..full.data.len() / 16 * t].to_vec();
+        FrameSeq::from_raw(FrameDtype::U8, &[t as u64, 12, 10, 3], data).unwrap()
+    };
+    for bound in ["lossless", "abs:2"] {
+        let label = bound.replace(':', "");
+        let commit = |repo: &Path, seq: &FrameSeq, name: &str, branch: &str| {
+            let src = npy_at(seq, &dir.path().join(format!("{label}-{name}.npy")));
+            let args = [
+                "commit", &src, "--group", "4", "--bound", bound, "--branch", branch,
+            ];
+            run_json(repo, &args)["stored_bytes"].as_u64().unwrap()
+        };
+        let fresh_repo = dir.path().join(format!("{label}-fresh"));
+        run_ok(&fresh_repo, &["init"]);
+        let fresh = commit(&fresh_repo, &full, "16", "main");
+
+        let repo = dir.path().join(format!("{label}-grown"));
+        run_ok(&repo, &["init"]);
+        let eight = commit(&repo, &first(8), "8", "short");
+        let sixteen = commit(&repo, &full, "16", "long");
+        assert!(eight > 0 && sixteen > 0, "{bound}: {eight}, {sixteen}");
+        assert_eq!(sixteen, fresh - eight, "{bound}: groups 0-1 stored again");
+        // Fourteen frames: groups 0-2 held, only the new group of frames 12-13 is stored.
+        let fourteen = commit(&repo, &first(14), "14", "mid");
+        assert!(
+            0 < fourteen && fourteen < eight,
+            "{bound}: {fourteen} for one new group"
+        );
+        let log = run_json(&repo, &["log", "long", "-n", "1"]);
+        assert_eq!(log[0]["stored_bytes"].as_u64(), Some(sixteen), "{log}");
+        // Frames 0-7 cost the second snapshot nothing, frames 0-11 the third.
+        let stats = run_json(&repo, &["stats"]);
+        assert_eq!(
+            stats["dedup_bytes"].as_u64(),
+            Some((8 + 12) * 360),
+            "{stats}"
+        );
+
+        run_ok(&repo, &["branch", "-d", "short"]);
+        run_ok(&repo, &["gc", "--grace", "0"]);
+        assert_fsck_clean(&repo);
+        for (branch, seq) in [("long", full.clone()), ("mid", first(14))] {
+            let out = dir.path().join(format!("{label}-{branch}-out.npy"));
+            run_ok(&repo, &["checkout", branch, "-o", out.to_str().unwrap()]);
+            let back = snapstore::load_npy(&out).unwrap();
+            assert_eq!(back.shape(), seq.shape(), "{bound} {branch}");
+            if bound == "lossless" {
+                assert_eq!(back.data, seq.data, "{branch}");
+            } else {
+                let worst = back.data.iter().zip(&seq.data);
+                assert!(
+                    worst.map(|(a, b)| a.abs_diff(*b)).max() <= Some(2),
+                    "{branch}"
+                );
+            }
+        }
+    }
+}

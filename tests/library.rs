@@ -1618,3 +1618,32 @@ fn a_gc_during_a_commit_never_removes_what_the_commit_reuses() {
     assert!(repo.fsck(false).unwrap().is_clean());
     assert_eq!(checkout_sorted(&repo, "HEAD"), by_name(mix));
 }
+
+/// A keyframe chunk the repository already holds (here: the unchanged chunks of a tensor
+/// committed to a new branch) is not stored again: the snapshot marks it as stored earlier
+/// and counts only its new chunk, as the commit's report does, and checks out exactly.
+#[test]
+fn a_keyframe_chunk_already_held_is_not_stored_again() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(44);
+    let v1 = vec![Tensor::f32(&mut rng, "w", &[4096], 1.0)];
+    let opts = |branch: &str| CommitOptions {
+        chunk_bytes: 4096,
+        branch: Some(branch.into()),
+        ..CommitOptions::default()
+    };
+    let first = repo.commit_tensors(&inputs(&v1), None, &opts("a")).unwrap();
+    let mut v2 = v1.clone();
+    let last_chunk = v2[0].data.len() - 4096;
+    v2[0].data[last_chunk..].copy_from_slice(&rng.f32_bytes(1024, 1.0));
+    let second = repo.commit_tensors(&inputs(&v2), None, &opts("b")).unwrap();
+    let (_, m) = repo.show("b").unwrap();
+    let chunks = &m.tensor("w").unwrap().chunks;
+    let earlier: Vec<bool> = chunks.iter().map(|c| c.earlier).collect();
+    assert_eq!(earlier, [true, true, true, false]);
+    assert_eq!(second.stored_bytes, chunks[3].stored);
+    assert_eq!(m.stored_bytes(), second.stored_bytes);
+    assert!(second.stored_bytes * 3 < first.stored_bytes, "{second:?}");
+    assert_eq!(checkout_sorted(&repo, "b"), by_name(v2));
+    assert_eq!(checkout_sorted(&repo, "a"), by_name(v1));
+}

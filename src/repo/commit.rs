@@ -203,7 +203,14 @@ struct Written {
 impl Written {
     /// Adds a coded chunk to the pack and its tensor, offering what checkout will produce to
     /// the next tip.
-    fn add(&mut self, job: &Job, c: CodedChunk, next_tip: &mut TipCollector) -> Result<()> {
+    /// `earlier`: the repository already holds the object, so the pack does not.
+    fn add(
+        &mut self,
+        job: &Job,
+        c: CodedChunk,
+        earlier: bool,
+        next_tip: &mut TipCollector,
+    ) -> Result<()> {
         let CodedChunk { t, i, id, obj, .. } = &c;
         let (t, i, id) = (*t, *i, *id);
         let inputs = job.inputs;
@@ -228,13 +235,16 @@ impl Written {
         }
         let obj = obj.as_slice();
         debug_assert_eq!(self.chunk_lists[t].len(), i);
-        if !self.pack.contains(&id) {
-            self.stored_bytes += obj.len() as u64;
+        if !earlier {
+            if !self.pack.contains(&id) {
+                self.stored_bytes += obj.len() as u64;
+            }
+            self.pack.add(ObjectKind::Chunk, id, obj)?;
         }
-        self.pack.add(ObjectKind::Chunk, id, obj)?;
         self.chunk_lists[t].push(ChunkRef {
             id,
             stored: obj.len() as u64,
+            earlier,
         });
         Ok(())
     }
@@ -792,12 +802,51 @@ impl Repo {
                 .par_iter()
                 .map(|&(t, i)| code_job_chunk(job, planned, engine.as_ref(), t, i))
                 .collect::<Result<_>>()?;
-            for c in coded {
-                written.add(job, c, next_tip)?;
+            let earlier = self.held_already(job, planned, &written.pack, &coded)?;
+            for (c, earlier) in coded.into_iter().zip(earlier) {
+                written.add(job, c, earlier, next_tip)?;
             }
             self.report("commit", done_bytes, total_bytes);
         }
         Ok(written)
+    }
+
+    /// Which of `coded` the repository holds already, in an earlier pack, so this one need not
+    /// hold them again: a growing frame sequence's first groups, a keyframe chunk committed
+    /// before. Only chunks coded alone are looked up (a delta's bytes depend on its reference
+    /// and almost never repeat), with the index opened for the window and closed again, so
+    /// other commits can publish meanwhile. A gc that removes one before this commit publishes
+    /// is caught there ([`still_indexed`]).
+    fn held_already(
+        &self,
+        job: &Job,
+        planned: &Planned,
+        pack: &PackWriter,
+        coded: &[CodedChunk],
+    ) -> Result<Vec<bool>> {
+        let alone = |c: &CodedChunk| {
+            !job.layout.builds_on_parent()
+                || matches!(
+                    planned.plans[c.t],
+                    Plan::Code {
+                        reference: None,
+                        ..
+                    }
+                )
+        };
+        let asked: Vec<bool> = coded
+            .iter()
+            .map(|c| alone(c) && !pack.contains(&c.id))
+            .collect();
+        if !asked.contains(&true) {
+            return Ok(asked);
+        }
+        let index = self.index_read()?;
+        coded
+            .iter()
+            .zip(asked)
+            .map(|(c, asked)| Ok(asked && index.locate(&c.id)?.is_some()))
+            .collect()
     }
 
     /// Phase 3 of a commit: writes the manifest into the pack, records the pack and moves the

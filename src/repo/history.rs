@@ -90,10 +90,21 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// logical / disk (0 for an empty repository).
     pub disk_ratio: f64,
-    /// Tensor bytes that cost nothing because identical bytes were already stored.
+    /// Tensor bytes that cost nothing because identical bytes were already stored (whole
+    /// tensors, and chunks an earlier snapshot stored).
     pub dedup_bytes: u64,
     /// Pack files.
     pub packs: usize,
+}
+
+/// Tensor bytes of `entry` that cost its snapshot nothing: all of a deduplicated tensor, and
+/// the chunks an earlier snapshot stored.
+fn reused_bytes(entry: &crate::store::manifest::TensorEntry) -> u64 {
+    if entry.encoding == Encoding::Dedup {
+        return entry.len;
+    }
+    let ranges = entry.chunks.iter().enumerate().filter(|(_, c)| c.earlier);
+    ranges.map(|(i, _)| entry.chunk_range(i).len() as u64).sum()
 }
 
 /// Bytes of the files under `dir` (what `du --apparent-size` counts); unreadable entries count 0.
@@ -385,12 +396,7 @@ impl Repo {
             let m = reader.load_manifest(&index, id)?;
             logical += m.logical_bytes();
             stored += m.stored_bytes();
-            dedup += m
-                .tensors
-                .iter()
-                .filter(|t| t.encoding == Encoding::Dedup)
-                .map(|t| t.len)
-                .sum::<u64>();
+            dedup += m.tensors.iter().map(reused_bytes).sum::<u64>();
         }
         let packs = crate::store::pack::list_packs(&self.packs_dir())?;
         let pack_bytes: u64 = packs

@@ -62,6 +62,11 @@ pub struct ChunkRef {
     pub id: ObjectId,
     /// Its stored size in bytes.
     pub stored: u64,
+    /// The repository held this object before the snapshot was committed (a group of frames
+    /// or a keyframe chunk an earlier snapshot stored): the snapshot added none of its bytes.
+    /// Absent from manifests where it is false, so theirs keep their bytes and ids.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub earlier: bool,
 }
 
 /// Bytes a chain's deltas may take, in keyframes of that chain: a checkout reads at most
@@ -143,12 +148,17 @@ impl TensorEntry {
             && (self.keyframe_bytes == 0 || deltas < CHAIN_BUDGET * self.keyframe_bytes)
     }
 
-    /// Stored bytes of this entry's own chunks (zero for a dedup).
+    /// Stored bytes of this entry's own chunks (zero for a dedup; a chunk an earlier snapshot
+    /// stored counts nothing).
     pub fn stored_bytes(&self) -> u64 {
         if self.encoding == Encoding::Dedup {
             0
         } else {
-            self.chunks.iter().map(|c| c.stored).sum()
+            self.chunks
+                .iter()
+                .filter(|c| !c.earlier)
+                .map(|c| c.stored)
+                .sum()
         }
     }
 
@@ -293,16 +303,17 @@ impl Manifest {
     }
 
     /// Bytes this snapshot stored: its own chunk objects, each distinct chunk once (a chunk two
-    /// tensors share is stored once; a deduplicated tensor stores none). The one definition of
-    /// "stored" that `commit`, `log`, `show` and `stats` report; the manifest itself, pack
-    /// framing and the index count only in `stats`' bytes on disk.
+    /// tensors share is stored once; a deduplicated tensor, or a chunk an earlier snapshot
+    /// stored, stores none). The one definition of "stored" that `commit`, `log`, `show` and
+    /// `stats` report; the manifest itself, pack framing and the index count only in `stats`'
+    /// bytes on disk.
     pub fn stored_bytes(&self) -> u64 {
         let mut seen = std::collections::HashSet::new();
         self.tensors
             .iter()
             .filter(|t| t.encoding != Encoding::Dedup)
             .flat_map(|t| &t.chunks)
-            .filter(|c| seen.insert(c.id))
+            .filter(|c| !c.earlier && seen.insert(c.id))
             .map(|c| c.stored)
             .sum()
     }
