@@ -361,6 +361,18 @@ pub enum Error {
         /// What it points to now (short id, or "nothing").
         found: String,
     },
+    /// A pull or push between a local and a remote branch that share no snapshot.
+    #[error("{branch} here ({local}) and on {url} ({remote}) share no snapshot: they are separate histories, and neither is put on top of the other. To keep both, fetch and name theirs as a branch of its own (snapstore fetch, then snapstore branch NAME REMOTE/{branch}); to replace the remote's, push --force")]
+    UnrelatedHistories {
+        /// The remote's URL.
+        url: String,
+        /// The branch.
+        branch: String,
+        /// The local snapshot (short id).
+        local: String,
+        /// The remote's snapshot (short id).
+        remote: String,
+    },
     /// A ref the remote does not have.
     #[error("remote {url} has no branch, tag or snapshot {spec:?}")]
     UnknownRemoteRef {

@@ -425,6 +425,48 @@ both_remotes!(
     non_fast_forward
 );
 
+/// A branch of an unrelated repository (no snapshot in common) is neither pushed on top of the
+/// remote's branch of that name nor pulled under it: both were re-parented silently, joining two
+/// models' histories. Nothing moves; the message's way out (fetch, then a branch of its own)
+/// works, and push --force still replaces the remote's.
+fn unrelated_histories(remote: &Remote) {
+    let work = tempdir();
+    let fs = checkpoints(work.path(), 3, 8);
+    let a = work.path().join("a");
+    rrun_ok(&a, &["init"]);
+    commit(&a, &fs[0].0, &[]);
+    remote.add(&a, "origin");
+    rrun_ok(&a, &["push"]);
+    let c = work.path().join("c");
+    rrun_ok(&c, &["init"]);
+    commit(&c, &fs[1].0, &[]);
+    commit(&c, &fs[2].0, &[]);
+    remote.add(&c, "origin");
+    let ours = log_ids(&c);
+    for args in [&["push"][..], &["pull"]] {
+        let err = rrun_err(&c, args, &[]);
+        assert!(
+            err.contains("share no snapshot") && err.contains(&remote.url),
+            "{args:?}: {err}"
+        );
+        assert_eq!(log_ids(&c), ours, "{args:?} moved the local branch");
+        let check = work.path().join(format!("check-{}", args[0]));
+        remote.clone_into(&check);
+        assert_eq!(log_ids(&check), log_ids(&a), "{args:?} moved the remote");
+    }
+    rrun_ok(&c, &["fetch"]);
+    rrun_ok(&c, &["branch", "theirs", "origin/main"]);
+    assert_eq!(checkout_bytes(&c, "theirs", &[]), fs[0].1);
+    let forced = rjson(&c, &["push", "--force"]);
+    assert_eq!(forced["refs"][0]["status"], "forced", "{forced:#}");
+    assert_fsck_clean(&c);
+}
+both_remotes!(
+    dir_unrelated_histories_are_never_joined,
+    s3_unrelated_histories_are_never_joined,
+    unrelated_histories
+);
+
 fn interrupted_push(remote: &Remote) {
     let work = tempdir();
     let src = work.path().join("src");

@@ -47,7 +47,8 @@ fn class_of(e: &Error) -> &'static str {
         Error::RemoteIo { .. }
         | Error::RemoteNoConditionalWrites { .. }
         | Error::RemoteRefLocked { .. }
-        | Error::RemoteLayout { .. } => "RemoteError",
+        | Error::RemoteLayout { .. }
+        | Error::UnrelatedHistories { .. } => "RemoteError",
         Error::Io { .. } | Error::ReadOnly { .. } => "StorageIOError",
         Error::FormatTooNew { .. } | Error::Interrupted => "Error",
     }

@@ -105,6 +105,22 @@ def test_push_that_would_drop_snapshots_raises(tmp_path, directory_remote):
             assert b.push(force=True)["refs"][0]["status"] == "forced"
 
 
+def test_unrelated_histories_are_refused_as_a_remote_error(tmp_path, directory_remote):
+    url = directory_remote["url"]
+    with snapstore.Repo.init(tmp_path / "a") as a:
+        a.commit(state(3))
+        a.add_remote("origin", url)
+        a.push()
+    with snapstore.Repo.init(tmp_path / "c") as c:
+        c.commit(state(4))
+        c.add_remote("origin", url)
+        ours = [e["id"] for e in c.log()]
+        for call in (c.push, c.pull):
+            with pytest.raises(snapstore.RemoteError, match="share no snapshot"):
+                call()
+            assert [e["id"] for e in c.log()] == ours
+
+
 def test_remote_errors_name_the_remote(tmp_path):
     with snapstore.Repo.init(tmp_path / "r") as r:
         with pytest.raises(snapstore.NotFoundError, match="no remote named"):

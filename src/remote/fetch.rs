@@ -323,7 +323,13 @@ impl Repo {
                     (ours, "ahead", 0)
                 } else {
                     drop(index);
-                    let (tip, moved) = reparent(self, ours, theirs)?;
+                    let (tip, moved) =
+                        reparent(self, ours, theirs)?.ok_or_else(|| Error::UnrelatedHistories {
+                            url: fetch.remote.clone(),
+                            branch: branch.clone(),
+                            local: ours.short(),
+                            remote: theirs.short(),
+                        })?;
                     move_local_ref(self, &key, Some(ours), tip)?;
                     (tip, "rebased", moved)
                 }

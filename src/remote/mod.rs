@@ -142,9 +142,14 @@ pub(crate) fn ancestors(
 /// Re-parents the snapshots of `tip`'s first-parent line that `onto` lacks on top of `onto`,
 /// oldest first, as a commit that lost its branch to another does: the manifests are rewritten
 /// with the new parent (their coded tensors and delta references stay valid), written in one
-/// new pack, and recorded. Returns the new tip and how many snapshots moved. The caller moves
-/// the branch.
-pub(crate) fn reparent(repo: &Repo, tip: ObjectId, onto: ObjectId) -> Result<(ObjectId, usize)> {
+/// new pack, and recorded. Returns the new tip and how many snapshots moved, or `None` when
+/// the line reaches its first snapshot without meeting `onto`'s history: two unrelated
+/// histories, which are never joined (nothing is written then). The caller moves the branch.
+pub(crate) fn reparent(
+    repo: &Repo,
+    tip: ObjectId,
+    onto: ObjectId,
+) -> Result<Option<(ObjectId, usize)>> {
     use crate::store::pack::{ObjectKind, PackWriter};
     let index = repo.index()?;
     let mut reader = repo.reader();
@@ -156,7 +161,7 @@ pub(crate) fn reparent(repo: &Repo, tip: ObjectId, onto: ObjectId) -> Result<(Ob
         line.push(m);
         match line.last().and_then(|m| m.parents.first()) {
             Some(p) => at = *p,
-            None => break,
+            None => return Ok(None),
         }
     }
     drop(index);
@@ -173,7 +178,7 @@ pub(crate) fn reparent(repo: &Repo, tip: ObjectId, onto: ObjectId) -> Result<(Ob
     let index = repo.index()?;
     index.add_pack(&name, &entries)?;
     index.flush()?;
-    Ok((parent, line.len()))
+    Ok(Some((parent, line.len())))
 }
 
 /// Moves local ref `key` from `old` to `new` durably; fails if another process moved it.

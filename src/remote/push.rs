@@ -345,7 +345,13 @@ impl Repo {
                         });
                     }
                     drop(index);
-                    let (new_tip, moved) = reparent(self, tip, r.id)?;
+                    let unrelated = || Error::UnrelatedHistories {
+                        url: store.url.clone(),
+                        branch: key.trim_start_matches("heads/").to_string(),
+                        local: tip.short(),
+                        remote: r.id.short(),
+                    };
+                    let (new_tip, moved) = reparent(self, tip, r.id)?.ok_or_else(unrelated)?;
                     move_local_ref(self, key, Some(tip), new_tip)?;
                     tip = new_tip;
                     rebased += moved;

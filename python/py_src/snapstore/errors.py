@@ -51,8 +51,9 @@ class StorageIOError(Error, OSError):
 
 class RemoteError(Error):
     """A remote failed: the store could not be reached or refused a request, holds no snapstore
-    repository, or does not do the conditional writes its refs need. The message names the
-    remote's URL and the object."""
+    repository, or does not do the conditional writes its refs need; or a pull or push between
+    a local and a remote branch that share no snapshot. The message names the remote's URL and
+    the object."""
 
 
 class PushRejectedError(RemoteError):
