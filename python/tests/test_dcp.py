@@ -54,6 +54,27 @@ def test_lossy_save_keeps_the_bound(repo):
             assert torch.equal(got, v), k
 
 
+def test_a_lossy_save_keeps_adams_step_exact(repo):
+    # Adam's step is a float scalar tensor: under rel:0.01 a step of 6 came back as 6.0098.
+    m = model()
+    opt = torch.optim.Adam(m.parameters())
+    for _ in range(3):
+        m(torch.randn(4, 8)).sum().backward()
+        opt.step()
+    opt.state_dict()["state"][0]["step"].fill_(1000.0)
+    dcp.save({"optim": opt.state_dict()},
+             storage_writer=snapstore.dcp.StorageWriter(repo, bound="rel:0.01"))
+    fresh_opt = torch.optim.Adam(m.parameters())
+    m(torch.randn(4, 8)).sum().backward()
+    fresh_opt.step()
+    target = {"optim": fresh_opt.state_dict()}
+    dcp.load(target, storage_reader=snapstore.dcp.StorageReader(repo))
+    for i, st in opt.state_dict()["state"].items():
+        assert torch.equal(target["optim"]["state"][i]["step"], st["step"]), i
+        got, want = target["optim"]["state"][i]["exp_avg"], st["exp_avg"]
+        assert ((got - want).abs() <= 0.01 * want.abs()).all(), i
+
+
 def test_writer_refuses_auto():
     with pytest.raises(snapstore.InvalidInputError, match="evaluator"):
         snapstore.dcp.StorageWriter(None, bound="auto")

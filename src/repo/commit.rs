@@ -668,7 +668,7 @@ impl Repo {
         let mut plans = Vec::with_capacity(job.inputs.len());
         let mut closure = Vec::new();
         for (t, hash) in job.inputs.iter().zip(hashes) {
-            let tensor_bound = layout.tensor_bound(t.dtype, bound);
+            let tensor_bound = layout.tensor_bound(t, bound);
             let lossless = tensor_bound == Bound::Lossless;
             let parent_plan = TensorPlan::new(
                 parent_manifest.as_deref(),

@@ -94,6 +94,14 @@ pub(super) fn layout_of(
     ))
 }
 
+/// Whether a checkpoint tensor is coded under the snapshot's bound: floats the lossy codec
+/// supports, of more than one element. A scalar (Adam's step, a loss scale, a learned
+/// temperature) is kept exactly: a training loop reads it as a count or a factor, not as one
+/// weight among many, and exactness costs a few bytes.
+pub(crate) fn takes_bound(dtype: Dtype, shape: &[u64]) -> bool {
+    lossy::supports(dtype) && shape.iter().product::<u64>() > 1
+}
+
 /// What a snapshot holds, and so how its tensors are cut and coded.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Layout {
@@ -112,21 +120,12 @@ impl Layout {
         }
     }
 
-    /// Whether a tensor of `dtype` is coded under the snapshot's bound: a tensor the lossy
-    /// codec does not support is stored exactly (frames of every dtype take the bound).
-    pub(crate) fn bounds(&self, dtype: Dtype) -> bool {
+    /// The bound tensor `t` is coded under in a snapshot under `bound`: a checkpoint tensor
+    /// that does not [`takes_bound`] is stored exactly (frames of every dtype take the bound).
+    pub(crate) fn tensor_bound(&self, t: &TensorInput, bound: Bound) -> Bound {
         match self {
-            Layout::Frames(_) => true,
-            Layout::Tensors => lossy::supports(dtype),
-        }
-    }
-
-    /// The bound a tensor of `dtype` is coded under in a snapshot under `bound`.
-    pub(crate) fn tensor_bound(&self, dtype: Dtype, bound: Bound) -> Bound {
-        if self.bounds(dtype) {
-            bound
-        } else {
-            Bound::Lossless
+            Layout::Tensors if !takes_bound(t.dtype, &t.shape) => Bound::Lossless,
+            _ => bound,
         }
     }
 

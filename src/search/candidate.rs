@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use super::SearchOptions;
 use crate::codec::chunk;
-use crate::codec::lossy::{self, Basis, QuantEngine, Rounding};
+use crate::codec::lossy::{Basis, QuantEngine, Rounding};
 use crate::codec::CodecChoice;
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
@@ -131,8 +131,8 @@ impl<'a> Prepared<'a> {
         let pre: Vec<Pre> = inputs
             .par_iter()
             .map(|t| {
-                // Candidates code float tensors under a bound, other tensors exactly.
-                let lossy = lossy::supports(t.dtype);
+                // Candidates code what a commit codes under a bound so, the rest exactly.
+                let lossy = plan::takes_bound(t.dtype, &t.shape);
                 let hash = || ObjectId::from(blake3::hash(t.data));
                 let plan = TensorPlan::new(manifest.as_deref(), t, !lossy, keyframe_every, hash);
                 Pre {
