@@ -75,6 +75,18 @@ def test_a_branch_of_an_empty_repository_is_refused_with_what_starts_one(repo):
     repo.switch("exp")
 
 
+def test_switch_to_a_missing_branch_names_the_python_call_that_creates_it(repo):
+    r = repo.commit({"w": torch.zeros(2)})
+    with pytest.raises(snapstore.NotFoundError,
+                       match=r"^no branch \"exp\" \(branches: main\); "
+                             r"repo.switch\(\"exp\", create=True\) creates it$"):
+        repo.switch("exp")
+    repo.switch("exp", create=True)  # what the message says
+    assert repo.head == "exp" and repo.branch() == {"main": r.snapshot, "exp": r.snapshot}
+    with pytest.raises(snapstore.InvalidInputError, match="already exists"):
+        repo.switch("exp", create=True)
+
+
 CLI = shutil.which("snapstore") or os.path.join(
     os.path.dirname(__file__), "..", "..", "target", "release", "snapstore")
 

@@ -418,9 +418,11 @@ class Repo:
         """The branch HEAD names."""
         return self._repo.head_branch()
 
-    def switch(self, branch: str) -> None:
-        """Makes HEAD name ``branch``."""
-        self._repo.switch_branch(_checks.text(branch, "branch"))
+    def switch(self, branch: str, *, create: bool = False) -> None:
+        """Makes HEAD name ``branch``; with ``create``, first creates it at HEAD's snapshot
+        (``snapstore switch -c``; raises ``InvalidInputError`` if it exists). A missing branch
+        raises ``NotFoundError``."""
+        self._repo.switch_branch(_checks.text(branch, "branch"), bool(create))
 
     # -- remotes ----------------------------------------------------------------------------
 
