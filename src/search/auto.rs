@@ -13,7 +13,8 @@
 //! A reused bound is re-checked on the snapshot at hand first (two evaluations: the snapshot and
 //! its coding under the bound, coded by the commit's own planner): a bound that was safe early
 //! may not be later in a run, or the other way round. When it loses more than `max_loss`, the
-//! commit searches again at once and the interval restarts.
+//! commit searches again at once and the interval restarts; that search takes the check's two
+//! evaluations instead of repeating them.
 //!
 //! A searched snapshot records in its meta `search.bound`, `search.ratio`, `search.accuracy`,
 //! `search.baseline_accuracy`, `search.loss` and `search.evaluations`; a snapshot that reused
@@ -88,8 +89,8 @@ impl Repo {
         self.commit_auto_inner(
             opts,
             auto,
-            &mut |repo, branch, search| {
-                repo.search_file_on(path, None, Some(branch), search, evaluator)
+            &mut |repo, branch, search, prior| {
+                repo.search_file_after(path, None, Some(branch), search, prior, evaluator)
             },
             &|repo, o| repo.commit_file(path, o),
         )
@@ -108,8 +109,9 @@ impl Repo {
         self.commit_auto_inner(
             opts,
             auto,
-            &mut |repo, branch, search| {
-                repo.search_inner(tensors.to_vec(), None, Some(branch), search, evaluator)
+            &mut |repo, branch, search, prior| {
+                let inputs = tensors.to_vec();
+                repo.search_inner(inputs, None, Some(branch), search, prior, evaluator)
             },
             &|repo, o| repo.commit_tensors(tensors, metadata.clone(), o),
         )
@@ -120,7 +122,12 @@ impl Repo {
         &self,
         opts: &CommitOptions,
         auto: &AutoOptions,
-        search: &mut dyn FnMut(&Repo, &str, &SearchOptions) -> Result<SearchReport>,
+        search: &mut dyn FnMut(
+            &Repo,
+            &str,
+            &SearchOptions,
+            Option<&SearchReport>,
+        ) -> Result<SearchReport>,
         commit: &dyn Fn(&Repo, &CommitOptions) -> Result<CommitReport>,
     ) -> Result<AutoCommitReport> {
         if auto.research_every == Some(0) {
@@ -168,7 +175,7 @@ impl Repo {
                     full_scan: true,
                     ..auto.search.clone().for_commit(opts)
                 };
-                Some(search(self, &branch, &only)?)
+                Some(search(self, &branch, &only, None)?)
             }
             _ => None,
         };
@@ -199,7 +206,9 @@ impl Repo {
                 n + 1,
             )
         } else {
-            let s = search(self, &branch, &auto.search.clone().for_commit(opts))?;
+            // A failed re-check measured the original and the remembered bound already.
+            let for_commit = auto.search.clone().for_commit(opts);
+            let s = search(self, &branch, &for_commit, recheck.as_ref())?;
             let chosen = s.bound();
             o.bound = Some(chosen);
             let meta = [

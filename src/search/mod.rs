@@ -288,7 +288,8 @@ pub struct SearchReport {
     pub max_loss: f64,
     /// Every candidate, by increasing bound.
     pub candidates: Vec<CandidateRow>,
-    /// Evaluator calls made (baseline included).
+    /// Evaluator calls made (baseline included; none for what an automatic commit's failed
+    /// re-check measured, which the search takes from it).
     pub evaluations: usize,
     /// Evaluator calls a full scan makes (candidates + baseline).
     pub full_scan_evaluations: usize,
@@ -329,10 +330,22 @@ impl Repo {
         opts: &SearchOptions,
         evaluator: &mut Evaluator,
     ) -> Result<SearchReport> {
-        let path = path.as_ref();
+        self.search_file_after(path.as_ref(), parent_spec, branch, opts, None, evaluator)
+    }
+
+    /// [`Repo::search_file_on`] taking what `prior` measured (see [`Repo::search_inner`]).
+    pub(crate) fn search_file_after(
+        &self,
+        path: &Path,
+        parent_spec: Option<&str>,
+        branch: Option<&str>,
+        opts: &SearchOptions,
+        prior: Option<&SearchReport>,
+        evaluator: &mut Evaluator,
+    ) -> Result<SearchReport> {
         let file = SafetensorsFile::open(path)?;
         let inputs = TensorInput::all_of(&file);
-        let report = self.search_inner(inputs, parent_spec, branch, opts, evaluator)?;
+        let report = self.search_inner(inputs, parent_spec, branch, opts, prior, evaluator)?;
         file.check_unchanged("searched")?;
         Ok(report)
     }
@@ -346,21 +359,28 @@ impl Repo {
         opts: &SearchOptions,
         evaluator: &mut Evaluator,
     ) -> Result<SearchReport> {
-        self.search_inner(tensors.to_vec(), parent_spec, None, opts, evaluator)
+        self.search_inner(tensors.to_vec(), parent_spec, None, opts, None, evaluator)
     }
 
+    /// The search of `inputs`; `prior` is what a search of the same inputs on the same parent
+    /// measured (an automatic commit's failed re-check): its baseline and evaluated candidates
+    /// are taken, not evaluated again.
     pub(crate) fn search_inner(
         &self,
         inputs: Vec<TensorInput>,
         parent_spec: Option<&str>,
         branch: Option<&str>,
         opts: &SearchOptions,
+        prior: Option<&SearchReport>,
         evaluator: &mut Evaluator,
     ) -> Result<SearchReport> {
         let started = Instant::now();
         let candidates = opts.validated_candidates()?;
         let prepared = Prepared::new(self, inputs, parent_spec, branch, opts)?;
-        search_prepared(&prepared, &candidates, opts, evaluator, started)
+        // Measured against another parent (a commit landed in between), it does not apply.
+        let prior = prior
+            .filter(|p| p.parent == prepared.parent && p.logical_bytes == prepared.logical_bytes);
+        search_prepared(&prepared, &candidates, opts, prior, evaluator, started)
     }
 }
 
@@ -380,6 +400,7 @@ fn search_prepared(
     prepared: &Prepared,
     candidates: &[f64],
     opts: &SearchOptions,
+    prior: Option<&SearchReport>,
     evaluator: &mut Evaluator,
     started: Instant,
 ) -> Result<SearchReport> {
@@ -406,12 +427,25 @@ fn search_prepared(
             Ok(acc)
         };
 
-    let baseline = {
-        let original = prepared.original();
-        evaluations += 1;
-        call("the original tensors", &original, &mut eval_seconds)?
+    let baseline = match prior {
+        Some(p) => p.baseline_accuracy,
+        None => {
+            let original = prepared.original();
+            evaluations += 1;
+            call("the original tensors", &original, &mut eval_seconds)?
+        }
     };
     let mut measured: Vec<Option<Measured>> = vec![None; n];
+    for row in prior.iter().flat_map(|p| &p.candidates) {
+        let i = candidates.iter().position(|&c| c == row.bound);
+        if let (Some(i), Some(accuracy), Some(stored_bytes)) = (i, row.accuracy, row.stored_bytes) {
+            measured[i] = Some(Measured {
+                accuracy,
+                loss: baseline - accuracy,
+                stored_bytes,
+            });
+        }
+    }
     let admissible = |m: &Measured| m.loss <= opts.max_loss * (1.0 + 1e-9) + 1e-12;
     let mut evaluate = |i: usize,
                         measured: &mut Vec<Option<Measured>>,

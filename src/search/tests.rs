@@ -815,11 +815,20 @@ fn a_reused_bound_that_now_loses_accuracy_is_searched_again() {
         ..CommitOptions::default()
     };
     let mut reports = Vec::new();
+    let mut third_calls = Vec::new();
     for k in 0..3 {
         let (w, b, s) = epoch(k);
         let t = inputs(&w, &b, &s);
         let gain = if k < 2 { 5.0 } else { 50.0 };
-        let mut ev = |got: &[crate::CheckedOutTensor]| Ok(0.99 - gain * max_rel(&t, got));
+        let mut calls = Vec::new();
+        let mut ev = |got: &[crate::CheckedOutTensor]| {
+            let mut h = blake3::Hasher::new();
+            got.iter().for_each(|t| {
+                h.update(&t.data);
+            });
+            calls.push(h.finalize());
+            Ok(0.99 - gain * max_rel(&t, got))
+        };
         let auto = AutoOptions {
             search: quiet(SearchOptions {
                 alpha: 0.99,
@@ -832,6 +841,7 @@ fn a_reused_bound_that_now_loses_accuracy_is_searched_again() {
             .unwrap();
         let (_, m) = repo.show("HEAD").unwrap();
         reports.push((r, m));
+        third_calls = calls;
     }
     let (first, _) = &reports[0];
     assert!(first.searched && first.recheck.is_none());
@@ -846,7 +856,25 @@ fn a_reused_bound_that_now_loses_accuracy_is_searched_again() {
     );
     let (third, m) = &reports[2];
     assert!(third.searched, "the failed check searches again");
-    assert!(third.recheck.as_ref().unwrap().fell_back_to_lossless);
+    let check = third.recheck.as_ref().unwrap();
+    assert!(check.fell_back_to_lossless);
+    // The search takes the check's two evaluations (the original and the remembered bound)
+    // instead of repeating them (audit frames-8), and reports the same baseline.
+    let search = third.search.as_ref().unwrap();
+    let distinct: std::collections::HashSet<_> = third_calls.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        third_calls.len(),
+        "the same tensors evaluated twice"
+    );
+    assert_eq!(third_calls.len(), check.evaluations + search.evaluations);
+    assert_eq!(search.baseline_accuracy, check.baseline_accuracy);
+    let rejected = search
+        .candidates
+        .iter()
+        .find(|r| r.bound == check.candidates[0].bound);
+    let rejected = rejected.expect("the remembered bound is one of the search's candidates");
+    assert!(rejected.evaluated && rejected.admissible == Some(false));
     assert_eq!(m.meta["search.rejected_bound"], first.bound);
     let eps = |s: &str| match s.parse::<Bound>().unwrap() {
         Bound::Rel(e) => e,
