@@ -1710,3 +1710,66 @@ fn float_scalars_are_exact_under_a_bound() {
         );
     }
 }
+
+/// Tied weights (two names, the same bytes and dtype) are coded once per commit: the second is a
+/// dedup of the first, counted as such (audit py-10: stored once, but coded twice and not
+/// counted). When they untie, each goes on from its own entry within the bound.
+#[test]
+fn tied_weights_are_coded_once_and_counted_as_dedup() {
+    let (_dir, repo) = new_repo();
+    let mut rng = Rng::new(31);
+    let mut emb = Tensor::f32(&mut rng, "emb", &[64, 32], 1.0);
+    for (step, bound) in [
+        (0, Bound::Lossless),
+        (1, Bound::Rel(0.01)),
+        (2, Bound::Rel(0.01)),
+        (3, Bound::Rel(0.01)),
+    ] {
+        let mut floats = bytes_to_f32(&emb.data);
+        floats
+            .iter_mut()
+            .for_each(|x| *x *= 1.0 + 0.001 * rng.unit());
+        emb.data = f32_to_bytes(&floats);
+        let mut head = Tensor {
+            name: "head".into(),
+            ..emb.clone()
+        };
+        if step == 3 {
+            head.data = rng.f32_bytes(64 * 32, 1.0); // untied
+        }
+        let b = Tensor::f32(&mut rng, "b", &[32], 1.0);
+        let tensors = vec![emb.clone(), head.clone(), b];
+        let opts = CommitOptions {
+            bound: Some(bound),
+            chunk_bytes: 4096,
+            ..CommitOptions::default()
+        };
+        let r = repo.commit_tensors(&inputs(&tensors), None, &opts).unwrap();
+        let (_, m) = repo.show("HEAD").unwrap();
+        let (e, h) = (m.tensor("emb").unwrap(), m.tensor("head").unwrap());
+        let back = checkout_sorted(&repo, "HEAD");
+        let got = |name: &str| back.iter().find(|t| t.name == name).unwrap().data.clone();
+        if step < 3 {
+            assert_eq!(r.deduplicated, 1, "step {step}: {r:?}");
+            assert_eq!(
+                (h.encoding, &h.chunks),
+                (Encoding::Dedup, &e.chunks),
+                "step {step}"
+            );
+            assert_eq!(got("head"), got("emb"));
+        } else {
+            assert_eq!(r.deduplicated, 0, "{r:?}");
+            assert_ne!(h.encoding, Encoding::Dedup);
+        }
+        for (t, name) in [(&emb, "emb"), (&head, "head")] {
+            let tol = if step == 0 { 0.0 } else { 0.01 };
+            for (x, y) in bytes_to_f32(&got(name)).iter().zip(bytes_to_f32(&t.data)) {
+                assert!(
+                    (x - y).abs() <= tol * y.abs() * (1.0 + 1e-6),
+                    "{name} {x} {y}"
+                );
+            }
+        }
+    }
+    assert!(repo.fsck(false).unwrap().is_clean());
+}

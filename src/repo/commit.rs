@@ -7,7 +7,7 @@
 //!    new pack made durable by an atomic rename;
 //! 3. with the index open again, record the pack and move the branch (retrying on a race).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
@@ -153,6 +153,9 @@ impl Chain {
 enum Plan {
     /// Identical bytes exist: reuse that entry's chunks.
     Reuse(TensorEntry),
+    /// The same bytes and dtype as this commit's input `.0` (tied weights): that tensor's
+    /// entry, under this name, coded once.
+    Twin(usize),
     /// Code it, optionally against a reference, exactly or within a bound.
     Code {
         reference: Option<(TensorRef, Chain)>,
@@ -266,63 +269,66 @@ impl Written {
             ..
         } = self;
         let (inputs, layout, chunk_size) = (job.inputs, job.layout, job.chunk_size);
-        let entries: Vec<TensorEntry> = plans
+        let reused = |mut e: TensorEntry, t: &TensorInput, report: &mut CommitReport| {
+            report.deduplicated += 1;
+            e.name = t.name.clone();
+            e.dtype = t.dtype;
+            e.shape = t.shape.clone();
+            e.encoding = Encoding::Dedup;
+            e
+        };
+        let mut entries: Vec<TensorEntry> = Vec::with_capacity(plans.len());
+        for (((plan, chunks), (t, hash)), (recon_hash, st)) in plans
             .into_iter()
             .zip(chunk_lists)
             .zip(inputs.iter().zip(hashes))
             .zip(recon_hashers.iter().zip(&tensor_stats))
-            .map(
-                |(((plan, chunks), (t, hash)), (recon_hash, st))| match plan {
-                    Plan::Reuse(mut e) => {
-                        report.deduplicated += 1;
-                        e.name = t.name.clone();
-                        e.dtype = t.dtype;
-                        e.shape = t.shape.clone();
-                        e.encoding = Encoding::Dedup;
-                        e
-                    }
-                    Plan::Code { reference, bound } => {
-                        let stored: u64 = chunks.iter().map(|c| c.stored).sum();
-                        let chain = match &reference {
-                            Some((_, c)) => {
-                                report.deltas += 1;
-                                c.extend(stored)
-                            }
-                            None => {
-                                report.keyframes += 1;
-                                Chain::start(stored)
-                            }
-                        };
-                        let lossy = bound != Bound::Lossless && layout.builds_on_parent();
-                        TensorEntry {
-                            name: t.name.clone(),
-                            dtype: t.dtype,
-                            shape: t.shape.clone(),
-                            len: t.data.len() as u64,
-                            hash: if bound != Bound::Lossless {
-                                ObjectId::from(recon_hash.finalize())
-                            } else {
-                                *hash
-                            },
-                            source_hash: *hash,
-                            encoding: layout.encoding(bound, reference.is_some()),
-                            bound,
-                            chunk_bytes: chunk_size as u64,
-                            chunks,
-                            reference: reference.map(|(r, _)| r),
-                            depth: chain.depth,
-                            chain_bytes: chain.bytes,
-                            keyframe_bytes: chain.keyframe_bytes,
-                            stats: if lossy {
-                                code_stats(st)
-                            } else {
-                                BTreeMap::new()
-                            },
+        {
+            let entry = match plan {
+                Plan::Reuse(e) => reused(e, t, report),
+                Plan::Twin(first) => reused(entries[first].clone(), t, report),
+                Plan::Code { reference, bound } => {
+                    let stored: u64 = chunks.iter().map(|c| c.stored).sum();
+                    let chain = match &reference {
+                        Some((_, c)) => {
+                            report.deltas += 1;
+                            c.extend(stored)
                         }
+                        None => {
+                            report.keyframes += 1;
+                            Chain::start(stored)
+                        }
+                    };
+                    let lossy = bound != Bound::Lossless && layout.builds_on_parent();
+                    TensorEntry {
+                        name: t.name.clone(),
+                        dtype: t.dtype,
+                        shape: t.shape.clone(),
+                        len: t.data.len() as u64,
+                        hash: if bound != Bound::Lossless {
+                            ObjectId::from(recon_hash.finalize())
+                        } else {
+                            *hash
+                        },
+                        source_hash: *hash,
+                        encoding: layout.encoding(bound, reference.is_some()),
+                        bound,
+                        chunk_bytes: chunk_size as u64,
+                        chunks,
+                        reference: reference.map(|(r, _)| r),
+                        depth: chain.depth,
+                        chain_bytes: chain.bytes,
+                        keyframe_bytes: chain.keyframe_bytes,
+                        stats: if lossy {
+                            code_stats(st)
+                        } else {
+                            BTreeMap::new()
+                        },
                     }
-                },
-            )
-            .collect();
+                }
+            };
+            entries.push(entry);
+        }
         (pack, entries)
     }
 }
@@ -583,16 +589,27 @@ impl Repo {
             gc_generation,
             ..
         } = planned;
-        // Reused tensors decode to the input (exact) or to the parent's reconstruction.
+        // Reused tensors decode to the input (exact) or to the parent's reconstruction, twins
+        // to what their first decodes to.
         for (t, (plan, input)) in plans.iter().zip(inputs).enumerate() {
-            let Plan::Reuse(e) = plan else { continue };
-            for i in 0..e.chunks.len() {
-                if e.bound == Bound::Lossless {
-                    next_tip.offer(&input.name, i, &input.data[e.chunk_range(i)]);
-                    release(t, e.chunk_range(i));
-                } else if let Some(bytes) = tip.as_ref().and_then(|c| c.take(&e.name, i)) {
-                    next_tip.offer_shared(&input.name, i, bytes);
+            match plan {
+                Plan::Reuse(e) => {
+                    for i in 0..e.chunks.len() {
+                        if e.bound == Bound::Lossless {
+                            next_tip.offer(&input.name, i, &input.data[e.chunk_range(i)]);
+                            release(t, e.chunk_range(i));
+                        } else if let Some(bytes) = tip.as_ref().and_then(|c| c.take(&e.name, i)) {
+                            next_tip.offer_shared(&input.name, i, bytes);
+                        }
+                    }
                 }
+                Plan::Twin(first) => {
+                    for i in 0..chunk_count(input.data.len(), job.chunk_size) {
+                        next_tip.share(&inputs[*first].name, &input.name, i);
+                        release(t, chunk_range(input.data.len(), job.chunk_size, i));
+                    }
+                }
+                Plan::Code { .. } => {}
             }
         }
         drop(tip);
@@ -667,7 +684,11 @@ impl Repo {
         };
         let mut plans = Vec::with_capacity(job.inputs.len());
         let mut closure = Vec::new();
-        for (t, hash) in job.inputs.iter().zip(hashes) {
+        let mut firsts: HashMap<(ObjectId, Dtype, u64), usize> = HashMap::new();
+        for (i, (t, hash)) in job.inputs.iter().zip(hashes).enumerate() {
+            let first = *firsts
+                .entry((*hash, t.dtype, t.data.len() as u64))
+                .or_insert(i);
             let tensor_bound = layout.tensor_bound(t, bound);
             let lossless = tensor_bound == Bound::Lossless;
             let parent_plan = TensorPlan::new(
@@ -687,6 +708,8 @@ impl Repo {
             };
             let plan = if let Some(p) = unchanged {
                 Plan::Reuse(p.clone())
+            } else if first < i {
+                Plan::Twin(first)
             } else if !layout.builds_on_parent() {
                 // Groups of frames are self-contained: no reference to the parent.
                 Plan::Code {
@@ -725,7 +748,7 @@ impl Repo {
                         reference: Some((r, _)),
                         ..
                     } => Some(r.tensor.as_str()),
-                    Plan::Code { .. } => None,
+                    Plan::Code { .. } | Plan::Twin(_) => None,
                 });
                 TakenTip::new(chunks, uses)
             });

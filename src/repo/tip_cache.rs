@@ -132,6 +132,14 @@ impl TipCollector {
         }
     }
 
+    /// Keeps chunk `i` of `to` as the chunk `i` of `from` kept here, if it was (tied weights:
+    /// one copy, which costs no room).
+    pub fn share(&mut self, from: &str, to: &str, i: usize) {
+        if let Some(bytes) = self.chunks.get(&(from.to_string(), i)).cloned() {
+            self.chunks.insert((to.to_string(), i), bytes);
+        }
+    }
+
     /// Keeps chunk `i` of `tensor` already held (by the previous tip) if there is room.
     pub fn offer_shared(&mut self, tensor: &str, i: usize, bytes: Arc<[u8]>) {
         if bytes.len() <= self.room {
