@@ -465,12 +465,23 @@ fn gc_counts_the_temp_files_of_killed_commits_and_dry_run_keeps_them() {
     assert!(stale.exists(), "--dry-run deleted a file");
     let text = run_ok(&repo, &["gc", "--dry-run", "--grace", "0"]);
     assert!(text.contains("1 temp files"), "{text}");
+    // fsck counts it (its bytes on disk explained), as no damage.
+    let fsck = run_json(&repo, &["fsck"]);
+    assert_eq!(fsck["clean"], true, "{fsck}");
+    assert_eq!(fsck["report"]["temp_files"], 1, "{fsck}");
+    assert_eq!(fsck["report"]["temp_bytes"], 100_000, "{fsck}");
+    let text = run_ok(&repo, &["fsck"]);
+    assert!(
+        text.contains("1 temp file(s) of killed commands (97.66 KiB), not damage"),
+        "{text}"
+    );
 
     let done = run_json(&repo, &["gc", "--grace", "0"]);
     assert_eq!(done["temp_files"], 1, "{done}");
     assert!(done["freed_bytes"].as_u64().unwrap() >= 100_000, "{done}");
     assert!(!stale.exists());
     assert_fsck_clean(&repo);
+    assert_eq!(run_json(&repo, &["fsck"])["report"]["temp_files"], 0);
 }
 
 /// A `[6,8,8]` U8 frame file with a user `__metadata__` and a tensor not named `frames`.

@@ -44,6 +44,13 @@ fn print_report(r: &FsckReport) {
         "{} packs, {} objects re-hashed, {} snapshots, {} tensors verified",
         r.packs, r.objects, r.snapshots, r.tensors_verified
     );
+    if r.temp_files > 0 {
+        println!(
+            "{} temp file(s) of killed commands ({}), not damage: the next commit or gc removes them",
+            r.temp_files,
+            super::print::human(r.temp_bytes)
+        );
+    }
     for p in &r.problems {
         println!(
             "DAMAGED {} ({}): {}",

@@ -2,6 +2,7 @@
 //! damage, `rebuild_index` recovers the index from the packs.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -67,6 +68,12 @@ pub struct FsckReport {
     pub tensors_verified: usize,
     /// Everything found wrong.
     pub problems: Vec<FsckProblem>,
+    /// Temp files killed commands left (a commit's unfinished pack, an interrupted rebuild's
+    /// marker): no damage, and the next commit or `gc` removes them; counted so their bytes
+    /// on disk are explained.
+    pub temp_files: usize,
+    /// Their bytes.
+    pub temp_bytes: u64,
 }
 
 impl FsckReport {
@@ -183,14 +190,12 @@ impl Repo {
             index.flush()?;
             std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
         }
-        // Killed writes leave temp files in packs/ (a pack) and the repository's own directory
-        // (an interrupted index rebuild's marker).
-        for temps_dir in [dir.as_path(), self.path()] {
+        for temps_dir in self.temp_dirs() {
             let (temps, temp_bytes) = if dry_run {
-                let stale = crate::fsutil::stale_temps(temps_dir);
+                let stale = crate::fsutil::stale_temps(&temps_dir);
                 (stale.len(), stale.iter().map(|(_, len)| len).sum())
             } else {
-                crate::fsutil::remove_stale_temps(temps_dir)
+                crate::fsutil::remove_stale_temps(&temps_dir)
             };
             report.temp_files += temps;
             report.freed_bytes += temp_bytes;
@@ -350,7 +355,19 @@ impl Repo {
                 breaks: b,
             });
         }
+        for temps_dir in self.temp_dirs() {
+            for (_, len) in crate::fsutil::stale_temps(&temps_dir) {
+                report.temp_files += 1;
+                report.temp_bytes += len;
+            }
+        }
         Ok(report)
+    }
+
+    /// Where killed writes leave temp files: packs/ (a pack) and the repository's own directory
+    /// (an interrupted index rebuild's marker).
+    fn temp_dirs(&self) -> [PathBuf; 2] {
+        [self.packs_dir(), self.path().to_path_buf()]
     }
 
     /// Rebuilds the object and dedup indexes from the packs and restores refs from the ref log
