@@ -124,17 +124,14 @@ const DEFAULT_EVAL_TIMEOUT_SECS: u64 = 600;
 /// Fails when `file` is a frame sequence (a directory, a `.npy`, a PNG): `what` reads a
 /// safetensors checkpoint, and would otherwise report a nonsense header size.
 pub fn checkpoint_only(what: &str, file: &Path) -> Result<()> {
-    let ext = file
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
     let frames = if file.is_dir() {
         Some("a directory (of PNG frames)")
+    } else if snapstore::has_extension(file, "npy") {
+        Some("a .npy (a frame sequence)")
+    } else if snapstore::has_extension(file, "png") {
+        Some("a PNG image")
     } else {
-        match ext.as_deref() {
-            Some("npy") => Some("a .npy (a frame sequence)"),
-            Some("png") => Some("a PNG image"),
-            _ => None,
-        }
+        None
     };
     match frames {
         Some(kind) => bail!(

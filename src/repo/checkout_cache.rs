@@ -230,25 +230,13 @@ pub(crate) fn lookup(known: &KnownChunks, entry: &TensorEntry, i: usize) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dtype::Dtype;
 
     fn entry(hash: u8) -> TensorEntry {
         TensorEntry {
-            name: format!("t{hash}"),
-            dtype: Dtype::U8,
-            shape: vec![8],
-            len: 8,
             hash: ObjectId([hash; 32]),
             source_hash: ObjectId([hash; 32]),
-            encoding: crate::store::manifest::Encoding::Planes,
-            bound: crate::bound::Bound::Lossless,
             chunk_bytes: 4,
-            chunks: Vec::new(),
-            reference: None,
-            depth: 1,
-            chain_bytes: 0,
-            keyframe_bytes: 0,
-            stats: Default::default(),
+            ..TensorEntry::minimal(&format!("t{hash}"), 8)
         }
     }
 

@@ -419,21 +419,9 @@ mod tests {
         };
         m.header = format!(r#"{{{header_meta}"{name}":{{"dtype":"U8","shape":[2,3,4]}}}}"#);
         m.tensors = vec![crate::store::manifest::TensorEntry {
-            name: name.to_string(),
-            dtype: Dtype::U8,
             shape: vec![2, 3, 4],
-            len: 24,
-            hash: crate::ObjectId::of(b""),
-            source_hash: crate::ObjectId::of(b""),
             encoding,
-            bound: Bound::Lossless,
-            chunk_bytes: 24,
-            chunks: Vec::new(),
-            reference: None,
-            depth: 1,
-            chain_bytes: 0,
-            keyframe_bytes: 0,
-            stats: BTreeMap::new(),
+            ..crate::store::manifest::TensorEntry::minimal(name, 24)
         }];
         m
     }

@@ -333,6 +333,30 @@ impl Manifest {
 }
 
 #[cfg(test)]
+impl TensorEntry {
+    /// A lossless U8 tensor `name` of `len` bytes in one chunk, none stored, for tests.
+    pub(crate) fn minimal(name: &str, len: u64) -> TensorEntry {
+        TensorEntry {
+            name: name.to_string(),
+            dtype: Dtype::U8,
+            shape: vec![len],
+            len,
+            hash: ObjectId::of(name.as_bytes()),
+            source_hash: ObjectId::of(name.as_bytes()),
+            encoding: Encoding::Planes,
+            bound: Bound::Lossless,
+            chunk_bytes: len,
+            chunks: Vec::new(),
+            reference: None,
+            depth: 1,
+            chain_bytes: 0,
+            keyframe_bytes: 0,
+            stats: BTreeMap::new(),
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -353,23 +377,7 @@ mod tests {
     /// side of the linear threshold, duplicate and missing names included.
     #[test]
     fn tensor_lookup_equals_a_search_in_order() {
-        let entry = |name: &str, len: u64| TensorEntry {
-            name: name.to_string(),
-            dtype: Dtype::U8,
-            shape: vec![len],
-            len,
-            hash: ObjectId::of(name.as_bytes()),
-            source_hash: ObjectId::of(name.as_bytes()),
-            encoding: Encoding::Planes,
-            bound: Bound::Lossless,
-            chunk_bytes: len,
-            chunks: Vec::new(),
-            reference: None,
-            depth: 1,
-            chain_bytes: 0,
-            keyframe_bytes: 0,
-            stats: BTreeMap::new(),
-        };
+        let entry = TensorEntry::minimal;
         for n in [0, 1, 5, LINEAR_LOOKUP_MAX, LINEAR_LOOKUP_MAX + 1, 300] {
             let mut m = Manifest::minimal();
             // Names out of order, every seventh a duplicate of an earlier one.
