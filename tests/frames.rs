@@ -585,3 +585,76 @@ fn a_growing_sequence_stores_only_its_new_groups() {
         }
     }
 }
+
+/// A lossless sequence committed again grown, on its branch, takes the groups whose frames are
+/// unchanged from the parent as they are, without coding them (the commit codes only the new
+/// frames' bytes, as its progress counts them); it stores only the new groups and checks out
+/// exactly. A lossy commit keeps no group sources and codes every group.
+#[test]
+fn a_grown_lossless_sequence_takes_its_unchanged_groups_uncoded() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempdir();
+    let mut rng = Rng::new(23);
+    let full = moving_frames(&mut rng, 16, 12, 10, 3, FrameDtype::U8);
+    let frame = 12 * 10 * 3;
+    let first = |t: usize| {
+        FrameSeq::from_raw(
+            FrameDtype::U8,
+            &[t as u64, 12, 10, 3],
+            full.data[..t * frame].to_vec(),
+        )
+        .unwrap()
+    };
+    let coded = Arc::new(Mutex::new(0u64));
+    let seen = coded.clone();
+    let repo = snapstore::Repo::init(dir.path().join("repo"))
+        .unwrap()
+        .with_progress(move |p| {
+            if p.task == "commit" {
+                *seen.lock().unwrap() = p.total;
+            }
+        });
+    let lossless = snapstore::CommitOptions::default();
+    let short = repo.commit_frames(&first(8), Some(4), &lossless).unwrap();
+    assert_eq!(*coded.lock().unwrap(), 8 * frame as u64);
+    let grown = repo.commit_frames(&full, Some(4), &lossless).unwrap();
+    assert_eq!(
+        *coded.lock().unwrap(),
+        8 * frame as u64,
+        "unchanged groups were coded"
+    );
+    let fresh = snapstore::Repo::init(dir.path().join("fresh")).unwrap();
+    let whole = fresh.commit_frames(&full, Some(4), &lossless).unwrap();
+    assert_eq!(grown.stored_bytes, whole.stored_bytes - short.stored_bytes);
+    let (_, m) = repo.show("HEAD").unwrap();
+    let (_, parent) = repo.show("HEAD~1").unwrap();
+    let (e, p) = (&m.tensors[0], &parent.tensors[0]);
+    assert_eq!(e.chunk_sources.len(), 4);
+    assert_eq!(e.chunk_sources[..2], p.chunk_sources[..]);
+    assert_eq!(
+        e.chunks[..2].iter().map(|c| c.id).collect::<Vec<_>>(),
+        p.chunks.iter().map(|c| c.id).collect::<Vec<_>>()
+    );
+    assert!(e.chunks[0].earlier && !e.chunks[2].earlier);
+    assert_eq!(repo.checkout_frames("HEAD", None).unwrap().data, full.data);
+
+    // Fourteen frames: groups 0-2 unchanged, frames 12-13 coded.
+    repo.commit_frames(&first(14), Some(4), &lossless).unwrap();
+    assert_eq!(*coded.lock().unwrap(), 2 * frame as u64);
+    assert_eq!(
+        repo.checkout_frames("HEAD", None).unwrap().data,
+        first(14).data
+    );
+
+    // Under a bound no sources are kept, and every group is coded.
+    let bounded = snapstore::CommitOptions {
+        bound: Some(snapstore::Bound::Abs(1.0)),
+        ..Default::default()
+    };
+    repo.commit_frames(&full, Some(4), &bounded).unwrap();
+    assert_eq!(*coded.lock().unwrap(), 16 * frame as u64);
+    assert!(repo.show("HEAD").unwrap().1.tensors[0]
+        .chunk_sources
+        .is_empty());
+    assert!(repo.fsck(false).unwrap().is_clean());
+}

@@ -190,6 +190,10 @@ struct Planned {
     tip: Option<TakenTip>,
     /// The index's gc generation when planned (see [`still_indexed`]).
     gc_generation: u64,
+    /// Per input, blake3 of each chunk's bytes: a lossless frame sequence's (else empty).
+    sources: Vec<Vec<ObjectId>>,
+    /// Per input, the chunks taken from the parent uncoded (frame groups it holds unchanged).
+    held: Vec<Vec<Option<ChunkRef>>>,
 }
 
 /// What phase 2 wrote: the pack, and per tensor its chunks, the hash of its reconstruction
@@ -206,12 +210,14 @@ struct Written {
 impl Written {
     /// Adds a coded chunk to the pack and its tensor, offering what checkout will produce to
     /// the next tip.
-    /// `earlier`: the repository already holds the object, so the pack does not.
+    /// `earlier`: the repository already holds the object, so the pack does not. The chunks of
+    /// its tensor before it that were `held` uncoded go first.
     fn add(
         &mut self,
         job: &Job,
         c: CodedChunk,
         earlier: bool,
+        held: &[Vec<Option<ChunkRef>>],
         next_tip: &mut TipCollector,
     ) -> Result<()> {
         let CodedChunk { t, i, id, obj, .. } = &c;
@@ -237,6 +243,7 @@ impl Written {
             self.tensor_stats[t].add(s);
         }
         let obj = obj.as_slice();
+        self.add_held(t, i, held);
         debug_assert_eq!(self.chunk_lists[t].len(), i);
         if !earlier {
             if !self.pack.contains(&id) {
@@ -252,12 +259,24 @@ impl Written {
         Ok(())
     }
 
+    /// Adds the chunks of tensor `t` held uncoded from where its list stands up to chunk `end`.
+    fn add_held(&mut self, t: usize, end: usize, held: &[Vec<Option<ChunkRef>>]) {
+        let list = &mut self.chunk_lists[t];
+        while list.len() < end {
+            match held[t].get(list.len()) {
+                Some(Some(c)) => list.push(c.clone()),
+                _ => break,
+            }
+        }
+    }
+
     /// The manifest entries of the snapshot's tensors, in input order, counting reuses, deltas
     /// and keyframes into `report`; gives back the pack.
     fn into_entries(
         self,
         job: &Job,
         plans: Vec<Plan>,
+        sources: Vec<Vec<ObjectId>>,
         hashes: &[ObjectId],
         report: &mut CommitReport,
     ) -> (PackWriter, Vec<TensorEntry>) {
@@ -278,11 +297,12 @@ impl Written {
             e
         };
         let mut entries: Vec<TensorEntry> = Vec::with_capacity(plans.len());
-        for (((plan, chunks), (t, hash)), (recon_hash, st)) in plans
+        for ((((plan, chunks), (t, hash)), (recon_hash, st)), chunk_sources) in plans
             .into_iter()
             .zip(chunk_lists)
             .zip(inputs.iter().zip(hashes))
             .zip(recon_hashers.iter().zip(&tensor_stats))
+            .zip(sources)
         {
             let entry = match plan {
                 Plan::Reuse(e) => reused(e, t, report),
@@ -324,6 +344,7 @@ impl Written {
                         } else {
                             BTreeMap::new()
                         },
+                        chunk_sources,
                     }
                 }
             };
@@ -587,6 +608,7 @@ impl Repo {
             plans,
             tip,
             gc_generation,
+            sources,
             ..
         } = planned;
         // Reused tensors decode to the input (exact) or to the parent's reconstruction, twins
@@ -626,7 +648,7 @@ impl Repo {
             keyframes: 0,
             seconds: 0.0,
         };
-        let (pack, entries) = written.into_entries(job, plans, hashes, &mut report);
+        let (pack, entries) = written.into_entries(job, plans, sources, hashes, &mut report);
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             parents: parent.into_iter().collect(),
@@ -683,6 +705,7 @@ impl Repo {
             None => None,
         };
         let mut plans = Vec::with_capacity(job.inputs.len());
+        let (mut sources, mut held) = (Vec::new(), Vec::new());
         let mut closure = Vec::new();
         let mut firsts: HashMap<(ObjectId, Dtype, u64), usize> = HashMap::new();
         for (i, (t, hash)) in job.inputs.iter().zip(hashes).enumerate() {
@@ -711,7 +734,14 @@ impl Repo {
             } else if first < i {
                 Plan::Twin(first)
             } else if !layout.builds_on_parent() {
-                // Groups of frames are self-contained: no reference to the parent.
+                // Groups of frames are self-contained: no reference to the parent, but the
+                // groups it holds unchanged are taken as they are (lossless).
+                if lossless {
+                    let these = group_sources(t, job.chunk_size);
+                    let parent_entry = parent_manifest.as_deref().and_then(|m| m.tensor(&t.name));
+                    held.push(held_groups(parent_entry, t, job.chunk_size, &these));
+                    sources.push(these);
+                }
                 Plan::Code {
                     reference: None,
                     bound: tensor_bound,
@@ -735,6 +765,8 @@ impl Repo {
                 }
             };
             plans.push(plan);
+            sources.resize(plans.len(), Vec::new());
+            held.resize(plans.len(), Vec::new());
         }
         // The parent decoded, if this handle committed it; frames never code against it. Only
         // references it does not hold need their chains located.
@@ -752,11 +784,11 @@ impl Repo {
                 });
                 TakenTip::new(chunks, uses)
             });
-        let held = |e: &TensorEntry| {
+        let in_tip = |e: &TensorEntry| {
             tip.as_ref()
                 .is_some_and(|c| c.holds(&e.name, e.chunks.len()))
         };
-        reader.load_closure(&index, closure.iter().filter(|e| !held(e)))?;
+        reader.load_closure(&index, closure.iter().filter(|e| !in_tip(e)))?;
         Ok(Planned {
             branch,
             keyframe_every,
@@ -766,6 +798,8 @@ impl Repo {
             reader,
             tip,
             gc_generation: index.gc_generation()?,
+            sources,
+            held,
         })
     }
 
@@ -806,6 +840,7 @@ impl Repo {
                 let n = chunk_count(inputs[t].data.len(), chunk_size);
                 (0..n).map(move |i| (t, i))
             })
+            .filter(|&(t, i)| !matches!(planned.held[t].get(i), Some(Some(_))))
             .collect();
         let job_bytes: Vec<usize> = jobs
             .iter()
@@ -827,9 +862,13 @@ impl Repo {
                 .collect::<Result<_>>()?;
             let earlier = self.held_already(job, planned, &written.pack, &coded)?;
             for (c, earlier) in coded.into_iter().zip(earlier) {
-                written.add(job, c, earlier, next_tip)?;
+                written.add(job, c, earlier, &planned.held, next_tip)?;
             }
             self.report("commit", done_bytes, total_bytes);
+        }
+        for (t, input) in inputs.iter().enumerate() {
+            let n = chunk_count(input.data.len(), chunk_size);
+            written.add_held(t, n, &planned.held);
         }
         Ok(written)
     }
@@ -1266,6 +1305,47 @@ pub(crate) fn chunk_range(len: usize, chunk_bytes: usize, i: usize) -> Range<usi
 /// Chunks of a tensor of `len` bytes (an empty tensor still has one, empty, chunk).
 pub(crate) fn chunk_count(len: usize, chunk_bytes: usize) -> usize {
     len.div_ceil(chunk_bytes).max(1)
+}
+
+/// blake3 of each chunk's bytes of `t`, cut at `chunk_size`.
+fn group_sources(t: &TensorInput, chunk_size: usize) -> Vec<ObjectId> {
+    let len = t.data.len();
+    (0..chunk_count(len, chunk_size))
+        .into_par_iter()
+        .map(|i| ObjectId::of(&t.data[chunk_range(len, chunk_size, i)]))
+        .collect()
+}
+
+/// The chunks of the parent's frame sequence `parent` that `t` holds unchanged (by their
+/// `sources`), as they are: only from a lossless sequence of the same frame size and group.
+fn held_groups(
+    parent: Option<&TensorEntry>,
+    t: &TensorInput,
+    chunk_size: usize,
+    sources: &[ObjectId],
+) -> Vec<Option<ChunkRef>> {
+    let same_layout = |p: &&TensorEntry| {
+        matches!(p.encoding, Encoding::Frames | Encoding::Dedup)
+            && p.bound == Bound::Lossless
+            && p.dtype == t.dtype
+            && p.shape.get(1..) == t.shape.get(1..)
+            && p.chunk_bytes == chunk_size as u64
+            && p.chunk_sources.len() == p.chunks.len()
+    };
+    let Some(p) = parent.filter(same_layout) else {
+        return Vec::new();
+    };
+    sources
+        .iter()
+        .zip(&p.chunk_sources)
+        .zip(&p.chunks)
+        .map(|((mine, theirs), c)| {
+            (mine == theirs).then(|| ChunkRef {
+                earlier: true,
+                ..c.clone()
+            })
+        })
+        .collect()
 }
 
 /// A stored tensor with exactly these bytes, found through the dedup index.

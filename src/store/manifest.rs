@@ -122,6 +122,11 @@ pub struct TensorEntry {
     /// Codec statistics (fraction of zero codes, exceptions), where the codec records them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stats: BTreeMap<String, f64>,
+    /// blake3 of each chunk's input bytes, kept for a lossless frame sequence only: a later
+    /// commit of the sequence grown takes the groups whose frames are unchanged as they are,
+    /// without coding them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chunk_sources: Vec<ObjectId>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -352,6 +357,7 @@ impl TensorEntry {
             chain_bytes: 0,
             keyframe_bytes: 0,
             stats: BTreeMap::new(),
+            chunk_sources: Vec::new(),
         }
     }
 }
