@@ -102,6 +102,14 @@ pub enum Error {
         /// What did not happen: `stored`, `compared`, ...
         undone: &'static str,
     },
+    /// A tensor the caller holds in memory was written while it was committed (an optimizer
+    /// step on another thread): the chunks may mix two versions and disagree with the hash, so
+    /// nothing was stored.
+    #[error("tensor \"{tensor}\" was written while it was being committed: nothing was stored; commit a copy of it, or commit once whatever writes it (an optimizer step on another thread?) has finished")]
+    TensorChanged {
+        /// The tensor's name.
+        tensor: String,
+    },
     /// A safetensors file failed validation.
     #[error("{path}: not a valid safetensors file: {problem}")]
     BadSafetensors {

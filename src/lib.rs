@@ -79,8 +79,8 @@ pub use repo::{
 };
 pub use safetensors_io::SafetensorsFile;
 pub use search::{
-    default_candidates, parse_range, plot_svg, AutoCommitReport, AutoOptions, CandidateRow,
-    ChosenBound, CommandEvaluator, Evaluator, SearchOptions, SearchReport,
+    default_candidates, guard_inputs, parse_range, plot_svg, AutoCommitReport, AutoOptions,
+    CandidateRow, ChosenBound, CommandEvaluator, Evaluator, SearchOptions, SearchReport,
 };
 pub use store::manifest::{Encoding, Manifest, TensorEntry};
 pub use store::object_id::ObjectId;

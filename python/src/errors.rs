@@ -32,6 +32,7 @@ fn class_of(e: &Error) -> &'static str {
         | Error::IndexHeld { .. }
         | Error::LocalRefMoved { .. }
         | Error::InputChanged { .. }
+        | Error::TensorChanged { .. }
         | Error::RemovedUnderCommit { .. } => "BusyError",
         Error::MissingObject { .. }
         | Error::CorruptObject { .. }

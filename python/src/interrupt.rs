@@ -39,13 +39,20 @@ enum Message<T> {
 /// calling thread).
 const STOPPED: &str = "interrupted";
 
+/// The note an interrupt raised after a commit landed carries: it must not be taken for one
+/// that stored nothing (and be committed again).
+pub const COMMIT_LANDED: &str = "snapstore: the commit had landed before the interrupt reached \
+     it, so its snapshot is stored (see repo.log())";
+
 /// Runs `work` on `repo` on a worker thread, calling `evaluate` (if any) on this thread for each
 /// candidate the work asks about. `Ok` carries the library's result; `Err` is an exception a
-/// signal handler raised, after the work was stopped and joined.
+/// signal handler raised, after the work was stopped and joined, with the note `landed` if the
+/// work had succeeded all the same (past its last stopping point).
 pub fn run_interruptible<T: Send>(
     py: Python<'_>,
     repo: Repo,
     evaluate: Option<&PyEvaluator>,
+    landed: Option<&str>,
     work: impl FnOnce(&Repo, &mut Evaluator) -> snapstore::Result<T> + Send,
 ) -> PyResult<snapstore::Result<T>> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -73,7 +80,18 @@ pub fn run_interruptible<T: Send>(
             let (received, back) = wait(py, rx, Some(POLL));
             rx = back;
             match received {
-                Ok(Message::Done(result)) => return Ok(result),
+                Ok(Message::Done(result)) => {
+                    // An interrupt that came while the work was past its last stopping point
+                    // (a commit's publish: fsyncs, most of a small commit) is raised here,
+                    // saying the work stands, not by the caller's next line, saying nothing.
+                    if let (Ok(_), Some(note)) = (&result, landed) {
+                        if let Err(raised) = py.check_signals() {
+                            add_note(py, &raised, note);
+                            return Err(raised);
+                        }
+                    }
+                    return Ok(result);
+                }
                 Ok(Message::Evaluate(candidate, answer)) => {
                     // SAFETY: see `Candidate`: the worker waits for `answer`.
                     let tensors = unsafe { &*candidate.0 };
@@ -92,15 +110,21 @@ pub fn run_interruptible<T: Send>(
             }
             if let Err(raised) = py.check_signals() {
                 stop.store(true, Ordering::Relaxed);
-                drain(py, rx);
+                if let (Some(Ok(_)), Some(note)) = (drain(py, rx), landed) {
+                    add_note(py, &raised, note);
+                }
                 return Err(raised);
             }
         }
     })
 }
 
-/// Waits for a stopped worker to end, refusing whatever it still asks to evaluate.
-fn drain<T: Send>(py: Python<'_>, mut rx: mpsc::Receiver<Message<T>>) {
+/// Waits for a stopped worker to end, refusing whatever it still asks to evaluate; gives back
+/// its result (none if it panicked).
+fn drain<T: Send>(
+    py: Python<'_>,
+    mut rx: mpsc::Receiver<Message<T>>,
+) -> Option<snapstore::Result<T>> {
     loop {
         let (received, back) = wait(py, rx, None);
         rx = back;
@@ -108,9 +132,15 @@ fn drain<T: Send>(py: Python<'_>, mut rx: mpsc::Receiver<Message<T>>) {
             Ok(Message::Evaluate(_, answer)) => {
                 let _ = answer.send(Err(STOPPED.into()));
             }
-            Ok(Message::Done(_)) | Err(_) => return,
+            Ok(Message::Done(result)) => return Some(result),
+            Err(_) => return None,
         }
     }
+}
+
+/// Adds `note` to the exception `raised` (`add_note`, Python 3.11+; older ones show no notes).
+fn add_note(py: Python<'_>, raised: &PyErr, note: &str) {
+    let _ = raised.value(py).call_method1("add_note", (note,));
 }
 
 /// The next message (within `timeout`, if any) with the GIL released. The receiver goes into the

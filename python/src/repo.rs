@@ -17,7 +17,7 @@ use crate::buffer::Buffer;
 use crate::errors::{raise, to_py};
 use crate::evaluator::PyEvaluator;
 use crate::inputs::{borrow, borrow_mut, RawTensor};
-use crate::interrupt::run_interruptible;
+use crate::interrupt::{run_interruptible, COMMIT_LANDED};
 
 /// A checked-out tensor: name, dtype name, shape, bytes.
 type OutTensor = (String, String, Vec<u64>, Py<Buffer>);
@@ -75,13 +75,15 @@ impl PyRepo {
 
     /// Runs `f` as [`PyRepo::run`] does, but stoppable: Ctrl-C stops it (a commit then stores
     /// nothing) and raises `KeyboardInterrupt` (see `interrupt.rs`).
+    /// `landed`: the note of an interrupt raised although the work succeeded.
     fn run_interruptible<T: Send>(
         &self,
         py: Python<'_>,
+        landed: Option<&str>,
         f: impl FnOnce(&Repo) -> snapstore::Result<T> + Send,
     ) -> PyResult<T> {
         let repo = self.get(py)?;
-        run_interruptible(py, repo, None, |repo, _| f(repo))?.map_err(|e| to_py(py, e))
+        run_interruptible(py, repo, None, landed, |repo, _| f(repo))?.map_err(|e| to_py(py, e))
     }
 
     /// Runs `f` with `evaluate` as the evaluator, stoppable as [`PyRepo::run_interruptible`]
@@ -92,11 +94,12 @@ impl PyRepo {
         &self,
         py: Python<'_>,
         evaluate: Py<PyAny>,
+        landed: Option<&str>,
         f: impl FnOnce(&Repo, &mut snapstore::Evaluator) -> snapstore::Result<T> + Send,
     ) -> PyResult<T> {
         let repo = self.get(py)?;
         let evaluator = PyEvaluator::new(evaluate);
-        let result = run_interruptible(py, repo, Some(&evaluator), f)?;
+        let result = run_interruptible(py, repo, Some(&evaluator), landed, f)?;
         result.map_err(|e| {
             let err = to_py(py, e);
             match evaluator.take_failure() {
@@ -187,14 +190,16 @@ impl PyRepo {
             .map(|b| b.parse::<Bound>())
             .transpose()
             .map_err(|e| to_py(py, e))?;
+        // A training thread (or the evaluator) may write these tensors while they are read.
         let opts = CommitOptions {
             message,
             branch,
             meta,
             bound,
+            shared_inputs: true,
             ..CommitOptions::default()
         };
-        self.run_interruptible(py, |repo| {
+        self.run_interruptible(py, Some(COMMIT_LANDED), |repo| {
             let inputs = borrow(&tensors)?;
             repo.commit_tensors(&inputs, metadata, &opts)
                 .map(|r| json(&r))
@@ -222,13 +227,14 @@ impl PyRepo {
             message,
             branch,
             meta,
+            shared_inputs: true,
             ..CommitOptions::default()
         };
         let auto = AutoOptions {
             search: search_options(max_loss, alpha, bounds),
             research_every,
         };
-        self.run_evaluated(py, evaluate, |repo, evaluator| {
+        self.run_evaluated(py, evaluate, Some(COMMIT_LANDED), |repo, evaluator| {
             let inputs = borrow(&tensors)?;
             repo.commit_tensors_auto(&inputs, metadata, &opts, &auto, evaluator)
                 .map(|r| json(&r))
@@ -250,9 +256,11 @@ impl PyRepo {
         parent: Option<String>,
     ) -> PyResult<String> {
         let opts = search_options(max_loss, alpha, bounds);
-        self.run_evaluated(py, evaluate, |repo, evaluator| {
+        self.run_evaluated(py, evaluate, None, |repo, evaluator| {
             let inputs = borrow(&tensors)?;
-            repo.search_tensors(&inputs, parent.as_deref(), &opts, evaluator)
+            // The evaluator may load candidates into the model these tensors belong to.
+            let mut guarded = snapstore::guard_inputs(&inputs, evaluator);
+            repo.search_tensors(&inputs, parent.as_deref(), &opts, &mut *guarded)
                 .map(|r| json(&r))
         })
     }
@@ -271,7 +279,7 @@ impl PyRepo {
         BTreeMap<String, String>,
         Vec<OutTensor>,
     )> {
-        let c = self.run_interruptible(py, |repo| repo.checkout(&spec, names.as_deref()))?;
+        let c = self.run_interruptible(py, None, |repo| repo.checkout(&spec, names.as_deref()))?;
         let tensors = c
             .tensors
             .into_iter()

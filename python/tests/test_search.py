@@ -179,3 +179,45 @@ def test_research_every_reuses_the_bound(repo):
     assert first.searched and not second.searched
     assert second.bound == first.bound and len(calls) - n == 2  # the recheck only
     assert not math.isnan(second.ratio)
+
+
+@pytest.mark.parametrize("how", ["commit", "search"])
+def test_an_evaluator_loading_candidates_into_the_committed_model_is_refused(repo, how):
+    """The obvious code with one model, `model.load_state_dict(candidate)` in the evaluator,
+    overwrites the very tensors being searched: refused at the first candidate, naming the
+    tensor, with nothing stored (before, the last candidate was committed as the model)."""
+    model = torch.nn.Linear(64, 32)
+    sd = model.state_dict()
+
+    def evaluate(candidate):
+        model.load_state_dict(candidate)
+        return 1.0
+
+    with pytest.raises(snapstore.EvaluatorError, match='wrote into tensor "(weight|bias)"'):
+        if how == "commit":
+            repo.commit(sd, bound="auto", evaluate=evaluate, bounds=BOUNDS)
+        else:
+            repo.search(sd, evaluate=evaluate, bounds=BOUNDS)
+    assert repo.stats()["snapshots"] == 0
+
+
+def test_an_evaluator_on_a_separate_model_is_not_refused(repo):
+    model, probe = torch.nn.Linear(64, 32), torch.nn.Linear(64, 32)
+
+    def evaluate(candidate):
+        probe.load_state_dict(candidate)
+        return 1.0
+
+    r = repo.commit(model.state_dict(), bound="auto", evaluate=evaluate, bounds=BOUNDS)
+    assert r.searched
+
+
+@pytest.mark.parametrize("bounds", [[1e-20], [1e-16, 1e-2], [0.0], [1.5]])
+def test_candidate_bounds_no_quantizer_can_step_are_refused_as_arguments(repo, bounds):
+    """A candidate finer than f64 can step was reported as a damaged repository
+    (CorruptionError: invalid error bound), while rel:1e-20 as a bound was refused as input."""
+    with pytest.raises(snapstore.InvalidInputError, match="candidates"):
+        repo.search(weights(), evaluate=lambda sd: 1.0, bounds=bounds)
+    with pytest.raises(snapstore.InvalidInputError, match="candidates"):
+        repo.commit(weights(), bound="auto", evaluate=lambda sd: 1.0, bounds=bounds)
+    assert repo.stats()["snapshots"] == 0

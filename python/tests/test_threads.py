@@ -71,3 +71,35 @@ def test_one_repository_shared_by_threads(repo):
     for t in threads:
         t.join()
     assert sorted(e["message"] for e in repo.log()) == ["0", "1", "2", "3"]
+
+
+def test_a_tensor_written_while_it_is_committed_fails_the_commit(repo):
+    """A training thread stepping the weights in place during a commit: the commit raises
+    BusyError naming the tensor and stores nothing (before, a lossless commit landed with chunks
+    that disagreed with its hash, so neither it nor the deltas after it could be checked out)."""
+    w = torch.randn(16 << 20)  # 64 MiB: each commit overlaps many steps
+    repo.commit({"w": w})
+    stop = threading.Event()
+
+    def train():
+        while not stop.is_set():
+            w.mul_(1.0001)
+
+    trainer = threading.Thread(target=train)
+    trainer.start()
+    refused = 0
+    try:
+        for bound in (None, "rel:0.01", None):
+            try:
+                repo.commit({"w": w}, bound=bound)
+            except snapstore.BusyError as e:
+                assert 'tensor "w" was written while it was being committed' in str(e)
+                refused += 1
+    finally:
+        stop.set()
+        trainer.join()
+    assert refused >= 1
+    repo.commit({"w": w})  # training stopped: the next commit lands
+    assert torch.equal(repo.checkout()["w"], w)
+    for entry in repo.log():
+        repo.checkout(entry["id"])

@@ -63,6 +63,12 @@ pub struct CommitOptions {
     pub chunk_bytes: usize,
     /// How lossy delta codes are rounded.
     pub rounding: Rounding,
+    /// The inputs lie in memory that other code may write meanwhile (a Python trainer's
+    /// tensors): they are hashed again before the snapshot lands, and one written during the
+    /// commit fails it ([`Error::TensorChanged`]) instead of storing chunks that disagree with
+    /// its hash, which no checkout could read. An automatic commit also checks them after each
+    /// evaluator call.
+    pub shared_inputs: bool,
 }
 
 impl Default for CommitOptions {
@@ -76,6 +82,7 @@ impl Default for CommitOptions {
             bound: None,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             rounding: Rounding::default(),
+            shared_inputs: false,
         }
     }
 }
@@ -635,6 +642,14 @@ impl Repo {
             }
         }
         drop(tip);
+        // Read once more: what the next tip took from the inputs must be what was hashed too.
+        if opts.shared_inputs {
+            if let Some(t) = first_changed(inputs, hashes) {
+                return Err(Error::TensorChanged {
+                    tensor: inputs[t].name.clone(),
+                });
+            }
+        }
 
         let mut report = CommitReport {
             snapshot: ObjectId([0; 32]),
@@ -1305,6 +1320,21 @@ pub(crate) fn chunk_range(len: usize, chunk_bytes: usize, i: usize) -> Range<usi
 /// Chunks of a tensor of `len` bytes (an empty tensor still has one, empty, chunk).
 pub(crate) fn chunk_count(len: usize, chunk_bytes: usize) -> usize {
     len.div_ceil(chunk_bytes).max(1)
+}
+
+/// blake3 of a tensor's bytes, on every core.
+pub(crate) fn input_hash(t: &TensorInput) -> ObjectId {
+    let mut h = blake3::Hasher::new();
+    h.update_rayon(t.data);
+    ObjectId::from(h.finalize())
+}
+
+/// The first of `inputs` whose bytes no longer hash to its entry of `hashes`.
+pub(crate) fn first_changed(inputs: &[TensorInput], hashes: &[ObjectId]) -> Option<usize> {
+    inputs
+        .par_iter()
+        .zip(hashes)
+        .position_first(|(t, h)| input_hash(t) != *h)
 }
 
 /// blake3 of each chunk's bytes of `t`, cut at `chunk_size`.

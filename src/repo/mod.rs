@@ -38,7 +38,9 @@ use tip_cache::TipCache;
 
 pub(crate) use checkout::{select_entries, write_prepared, Prepared};
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutInfo, CheckoutReport, TensorTarget};
-pub(crate) use commit::{chunk_count, chunk_range, code_chunk, exact_may_win, validate_inputs};
+pub(crate) use commit::{
+    chunk_count, chunk_range, code_chunk, exact_may_win, first_changed, input_hash, validate_inputs,
+};
 pub use commit::{CommitOptions, CommitReport};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, FileStatus, LogEntry, Stats, TensorDiff, TensorStatus};

@@ -106,6 +106,13 @@ impl Repo {
         auto: &AutoOptions,
         evaluator: &mut Evaluator,
     ) -> Result<AutoCommitReport> {
+        let mut guarded;
+        let evaluator: &mut Evaluator = if opts.shared_inputs {
+            guarded = super::guard_inputs(tensors, evaluator);
+            &mut *guarded
+        } else {
+            evaluator
+        };
         self.commit_auto_inner(
             opts,
             auto,

@@ -68,6 +68,29 @@ pub use plot::plot_svg;
 /// is better), or why it could not be measured.
 pub type Evaluator<'a> = dyn FnMut(&[CheckedOutTensor]) -> std::result::Result<f64, String> + 'a;
 
+/// `evaluator`, failing any call after which one of `inputs` no longer holds the bytes it held
+/// when this was made. An evaluator that loads each candidate into the very model whose tensors
+/// are searched overwrites them: the search would go on measuring candidates of a model that is
+/// gone, and an automatic commit would store the last candidate as if it were the model.
+pub fn guard_inputs<'a, 'b: 'a>(
+    inputs: &'a [TensorInput],
+    evaluator: &'a mut Evaluator<'b>,
+) -> Box<Evaluator<'a>> {
+    let hashes: Vec<ObjectId> = inputs.iter().map(crate::repo::input_hash).collect();
+    Box::new(move |candidate| {
+        let accuracy = evaluator(candidate);
+        match crate::repo::first_changed(inputs, &hashes) {
+            Some(t) => Err(format!(
+                "it wrote into tensor \"{}\", one of those being searched, so nothing was stored; \
+                 it loaded the candidate into the model the tensors come from (that model now \
+                 holds the candidate's values): evaluate a separate copy of the model",
+                inputs[t].name
+            )),
+            None => accuracy,
+        }
+    })
+}
+
 /// Number of bounds [`default_candidates`] and a `--range A:B` give.
 pub const DEFAULT_RANGE_POINTS: usize = 16;
 
@@ -198,6 +221,15 @@ impl SearchOptions {
             return Err(Error::invalid(
                 "candidates",
                 format!("relative bound {bad} is outside (0, 1)"),
+            ));
+        }
+        // As `rel:E` is parsed: the quantizer's step (1 + E)^2 must differ from 1.
+        if let Some(bad) = self.candidates.iter().find(|e| 1.0 + **e == 1.0) {
+            return Err(Error::invalid(
+                "candidates",
+                format!(
+                    "relative bound {bad} is at or below 2^-53 (1.1e-16), finer than f64 can step"
+                ),
             ));
         }
         let mut c = self.candidates.clone();
