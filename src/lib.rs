@@ -73,9 +73,10 @@ pub use remote::{
 pub use repo::{
     default_cache_bytes, has_extension, is_frames, CheckedOutTensor, Checkout, CheckoutInfo,
     CheckoutReport, CommitOptions, CommitReport, DiffRow, Element, FileStatus, FsckProblem,
-    FsckReport, GcReport, Input, InputKind, LogEntry, Progress, Repo, Rev, Stats, TensorDiff,
-    TensorInput, TensorStatus, TensorTarget, AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP,
-    DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR, FORMAT_VERSION, FRAMES_TENSOR,
+    FsckReport, GcReport, Input, InputKind, LogEntry, Progress, RebuildReport, Repo, RescuedPack,
+    Rev, Stats, TensorDiff, TensorInput, TensorStatus, TensorTarget, Unreferenced,
+    AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP, DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR,
+    FORMAT_VERSION, FRAMES_TENSOR,
 };
 pub use safetensors_io::SafetensorsFile;
 pub use search::{

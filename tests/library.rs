@@ -653,7 +653,7 @@ fn repo_with_lost_index() -> (TempDir, Repo, Vec<(ObjectId, Vec<Tensor>)>) {
 fn rebuild_index_after_losing_the_index_restores_checkout_by_id() {
     let (_dir, repo, snaps) = repo_with_lost_index();
     let repo = Repo::open(repo.path()).unwrap();
-    let objects = repo.rebuild_index().unwrap();
+    let objects = repo.rebuild_index().unwrap().objects;
     // 4 manifests and at least one chunk per snapshot.
     assert!(objects >= 8, "{objects}");
     for (id, tensors) in &snaps {
@@ -664,6 +664,110 @@ fn rebuild_index_after_losing_the_index_restores_checkout_by_id() {
         );
     }
     assert!(repo.fsck(false).unwrap().is_clean());
+}
+
+/// Two snapshots, the second in a pack of its own: (dir, repo, their tensors and ids, that
+/// pack's path).
+#[allow(clippy::type_complexity)]
+fn two_snapshots() -> (
+    TempDir,
+    Repo,
+    Vec<(ObjectId, Vec<Tensor>)>,
+    std::path::PathBuf,
+) {
+    let (dir, repo) = new_repo();
+    let mut rng = Rng::new(41);
+    let s1 = vec![Tensor::f32(&mut rng, "w", &[64, 64], 1.0)];
+    let s2 = vec![Tensor::f32(&mut rng, "w", &[64, 64], 1.0)];
+    let id1 = commit(&repo, &s1, "1");
+    let packs1 = pack_names(&repo);
+    let id2 = commit(&repo, &s2, "2");
+    let newest = pack_names(&repo)
+        .into_iter()
+        .find(|p| !packs1.contains(p))
+        .unwrap();
+    let path = repo.path().join("packs").join(newest);
+    (dir, repo, vec![(id1, s1), (id2, s2)], path)
+}
+
+#[test]
+fn rebuild_index_recovers_the_objects_of_a_pack_cut_short() {
+    let (_dir, repo, snaps, newest) = two_snapshots();
+    // The last bytes lost (the footer): the trailer cannot be read, every record is intact.
+    let len = std::fs::metadata(&newest).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+    assert!(!repo.fsck(true).unwrap().is_clean());
+    let report = repo.rebuild_index().unwrap();
+    assert_eq!(report.rescued_packs.len(), 1, "{report:?}");
+    let rescued = &report.rescued_packs[0];
+    assert_eq!(rescued.objects, 2, "{rescued:?}"); // the chunk and the manifest
+    assert!(report.missing_snapshots.is_empty());
+    // All came back, so the rewritten pack has the damaged one's name and replaced it.
+    assert_eq!(rescued.new_pack.as_deref(), Some(rescued.pack.as_str()));
+    assert!(rescued.kept_as.is_none());
+    for (id, tensors) in &snaps {
+        assert_eq!(checkout_sorted(&repo, &id.hex()), by_name(tensors.clone()));
+    }
+    assert!(repo.fsck(false).unwrap().is_clean());
+}
+
+#[test]
+fn rebuild_index_after_losing_a_pack_finishes_and_names_what_is_lost() {
+    let (_dir, repo, snaps, newest) = two_snapshots();
+    std::fs::remove_file(&newest).unwrap();
+    // Before, the rebuild stopped at the missing manifest with its marker left, and every
+    // command was refused until a rebuild finished: none could.
+    let report = repo.rebuild_index().unwrap();
+    let (old, lost) = (&snaps[0], &snaps[1]);
+    assert_eq!(report.missing_snapshots, [lost.0.hex()]);
+    assert!(!repo.path().join("index.unfinished").exists());
+    let fsck = repo.fsck(false).unwrap();
+    assert!(fsck.problems.iter().any(|p| p.object == lost.0.hex()));
+    // The history behind the lost snapshot is named, and kept by a branch.
+    let ids: Vec<&str> = fsck
+        .unreferenced_snapshots
+        .iter()
+        .map(|u| u.id.as_str())
+        .collect();
+    assert_eq!(ids, [old.0.hex()]);
+    assert_eq!(fsck.unreferenced_snapshots[0].message, "1");
+    assert_eq!(checkout_sorted(&repo, &old.0.hex()), by_name(old.1.clone()));
+    repo.create_branch("rescue", Some(&old.0.hex())).unwrap();
+    assert!(repo.fsck(false).unwrap().unreferenced_snapshots.is_empty());
+}
+
+/// A pack whose footer is damaged, with a record in its middle damaged too: the records before
+/// it are copied into a new pack, the damaged file is kept beside it.
+#[test]
+fn rebuild_index_keeps_a_damaged_pack_aside_when_part_of_it_is_lost() {
+    let (_dir, repo, snaps, newest) = two_snapshots();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1; // the end marker
+                       // The last record's kind byte: the walk stops there.
+    let entries = pack_entries(&newest);
+    let last = entries.iter().map(|e| e.2).max().unwrap() as usize - 9;
+    bytes[last] = 0xee;
+    std::fs::write(&newest, &bytes).unwrap();
+    let report = repo.rebuild_index().unwrap();
+    let rescued = &report.rescued_packs[0];
+    assert_eq!(rescued.objects, 1, "{rescued:?}");
+    let new = rescued.new_pack.clone().unwrap();
+    assert_ne!(new, rescued.pack);
+    let kept = rescued.kept_as.clone().unwrap();
+    assert!(kept.ends_with(".pack.damaged"), "{kept}");
+    assert_eq!(std::fs::read(&kept).unwrap(), bytes);
+    // The older snapshot is whole; the newer one is named as damaged.
+    assert_eq!(
+        checkout_sorted(&repo, &snaps[0].0.hex()),
+        by_name(snaps[0].1.clone())
+    );
+    assert!(!repo.fsck(false).unwrap().is_clean());
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use snapstore::{FsckReport, Repo};
+use snapstore::{FsckReport, RebuildReport, Repo};
 
 use super::print::json_pretty;
 
@@ -21,15 +21,22 @@ pub struct Args {
 
 /// Runs `snapstore fsck`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
-    if args.rebuild_index {
-        let n = repo.rebuild_index()?;
+    let rebuilt = if args.rebuild_index {
+        let r = repo.rebuild_index()?;
         if !args.json {
-            println!("index rebuilt: {n} objects");
+            print_rebuild(&r);
         }
-    }
+        Some(r)
+    } else {
+        None
+    };
     let r = repo.fsck(args.quick)?;
     if args.json {
-        json_pretty(&json!({"clean": r.is_clean(), "report": r}))?;
+        let mut out = json!({"clean": r.is_clean(), "report": r});
+        if let Some(rebuilt) = rebuilt {
+            out["rebuild"] = json!(rebuilt);
+        }
+        json_pretty(&out)?;
     } else {
         print_report(&r);
     }
@@ -37,6 +44,27 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         bail!("fsck found {} problem(s)", r.problems.len());
     }
     Ok(())
+}
+
+fn print_rebuild(r: &RebuildReport) {
+    println!("index rebuilt: {} objects", r.objects);
+    for p in &r.rescued_packs {
+        let into = match (&p.new_pack, &p.kept_as) {
+            (Some(new), None) => format!("pack {new} rewritten whole"),
+            (Some(new), Some(kept)) => {
+                format!("copied into pack {new}; the damaged file kept as {kept}")
+            }
+            (None, Some(kept)) => format!("the damaged file kept as {kept}"),
+            (None, None) => String::new(),
+        };
+        println!(
+            "{}: {} object(s) recovered from its records, {into}",
+            p.problem, p.objects
+        );
+    }
+    for s in &r.missing_snapshots {
+        println!("snapshot {s} is missing or damaged: what only it reaches is listed below as unreferenced");
+    }
 }
 
 fn print_report(r: &FsckReport) {
@@ -50,6 +78,18 @@ fn print_report(r: &FsckReport) {
             r.temp_files,
             super::print::human(r.temp_bytes)
         );
+    }
+    if !r.unreferenced_snapshots.is_empty() {
+        let n = r.unreferenced_snapshots.len();
+        println!(
+            "{n} snapshot(s) no ref reaches, not damage: gc removes them; keep one with `snapstore branch NAME ID`"
+        );
+        for u in r.unreferenced_snapshots.iter().take(10) {
+            println!("  {} {}", u.id, u.message);
+        }
+        if n > 10 {
+            println!("  ... ({} more in --json)", n - 10);
+        }
     }
     for p in &r.problems {
         println!(

@@ -159,6 +159,20 @@ pub(crate) fn reachable_snapshots(
     index: &Index,
     reader: &mut ObjectReader,
 ) -> Result<Vec<ObjectId>> {
+    let (found, missing) = reachable_snapshots_found(index, reader, false)?;
+    debug_assert!(missing.is_empty());
+    Ok(found)
+}
+
+/// The snapshots reachable from refs, and (when `skip_missing`, for an index rebuild) those
+/// whose manifest is missing or unreadable, instead of failing at the first: their ancestors
+/// are then reachable only through other refs.
+pub(crate) fn reachable_snapshots_found(
+    index: &Index,
+    reader: &mut ObjectReader,
+    skip_missing: bool,
+) -> Result<(Vec<ObjectId>, Vec<ObjectId>)> {
+    let mut missing = Vec::new();
     let mut seen = HashSet::new();
     let mut order = Vec::new();
     let mut todo: Vec<ObjectId> = index
@@ -173,11 +187,18 @@ pub(crate) fn reachable_snapshots(
         if !seen.insert(id) {
             continue;
         }
+        let m = match reader.load_manifest(index, &id) {
+            Ok(m) => m,
+            Err(_) if skip_missing => {
+                missing.push(id);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         order.push(id);
-        let m = reader.load_manifest(index, &id)?;
         todo.extend(m.parents.iter().copied());
     }
-    Ok(order)
+    Ok((order, missing))
 }
 
 impl Repo {

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::history::reachable_snapshots;
+use super::history::{reachable_snapshots, reachable_snapshots_found};
 use super::reader::ObjectReader;
 use super::Repo;
 use crate::error::{Error, Result};
 use crate::store::index::{Index, REBUILDING};
 use crate::store::manifest::{Bound, Encoding, Manifest};
 use crate::store::object_id::ObjectId;
-use crate::store::pack::{list_packs, PackEntry, PackReader, PackWriter};
+use crate::store::pack::{list_packs, ObjectKind, PackEntry, PackReader, PackWriter};
 
 /// What `gc` removed (or would remove with `dry_run`).
 #[derive(Clone, Debug, Default, Serialize)]
@@ -39,6 +39,35 @@ pub struct GcReport {
     pub young_bytes: u64,
     /// Whether anything was actually deleted.
     pub dry_run: bool,
+}
+
+/// What `rebuild_index` indexed, and the damage it worked around (fsck names the rest).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RebuildReport {
+    /// Objects indexed.
+    pub objects: usize,
+    /// Packs whose trailer could not be read (truncated, footer damaged): their records were
+    /// walked and the intact objects copied into a new pack.
+    pub rescued_packs: Vec<RescuedPack>,
+    /// Snapshots a ref or a parent link names whose manifest is missing or damaged: their
+    /// ancestors stay in the packs (`fsck` lists the snapshots no ref reaches).
+    pub missing_snapshots: Vec<String>,
+}
+
+/// A pack whose trailer was lost, and what was recovered from it.
+#[derive(Clone, Debug, Serialize)]
+pub struct RescuedPack {
+    /// The damaged pack's name.
+    pub pack: String,
+    /// Why its trailer could not be read.
+    pub problem: String,
+    /// Objects recovered from its records (each checked against its id).
+    pub objects: usize,
+    /// The pack they were copied into (none if nothing was recovered, or the same name when
+    /// every object came back and the new pack replaced the damaged one).
+    pub new_pack: Option<String>,
+    /// Where the damaged file was kept (nothing is deleted), unless it was replaced.
+    pub kept_as: Option<String>,
 }
 
 /// One damaged or missing object and what it breaks.
@@ -74,6 +103,20 @@ pub struct FsckReport {
     pub temp_files: usize,
     /// Their bytes.
     pub temp_bytes: u64,
+    /// Snapshots held in the packs that no ref reaches, not damage: what a deleted branch left
+    /// for `gc`, or the history behind a missing snapshot, to be kept with `branch NAME ID`.
+    pub unreferenced_snapshots: Vec<Unreferenced>,
+}
+
+/// A snapshot no ref reaches.
+#[derive(Clone, Debug, Serialize)]
+pub struct Unreferenced {
+    /// Its id.
+    pub id: String,
+    /// Its commit message.
+    pub message: String,
+    /// Its commit time (seconds since the epoch).
+    pub time: u64,
 }
 
 impl FsckReport {
@@ -261,23 +304,29 @@ impl Repo {
             }
         }
         let mut reader = ObjectReader::new(dir.clone());
-        let snaps = match reachable_snapshots(&index, &mut reader) {
-            Ok(s) => s,
-            Err(_) => {
-                // Walk what we can: refs whose history is intact. Remote-tracking refs are
-                // gc roots, so a snapshot only they reach is checked (and named) like a branch's.
-                let mut ok = Vec::new();
-                for (_, id) in index
-                    .list_refs("heads/")?
-                    .into_iter()
-                    .chain(index.list_refs("tags/")?)
-                    .chain(index.list_refs("remotes/")?)
-                {
-                    ok.push(id);
-                }
-                ok
+        // Every snapshot a ref reaches through intact manifests (remote-tracking refs are gc
+        // roots, so what only they reach is checked like a branch's), and the lost ones, to be
+        // named below.
+        let (mut snaps, lost) = reachable_snapshots_found(&index, &mut reader, true)?;
+        let reached: HashSet<ObjectId> = snaps.iter().copied().collect();
+        for l in index.all_locations()? {
+            let id = l.entry.id;
+            if l.entry.kind != ObjectKind::Manifest || reached.contains(&id) {
+                continue;
             }
-        };
+            if let Ok(m) = reader.load_manifest(&index, &id) {
+                report.unreferenced_snapshots.push(Unreferenced {
+                    id: id.hex(),
+                    message: m.message.clone(),
+                    time: m.time,
+                });
+            }
+        }
+        report
+            .unreferenced_snapshots
+            .sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
+        report.unreferenced_snapshots.dedup_by(|a, b| a.id == b.id);
+        snaps.extend(lost);
         let mut breaks: BTreeMap<ObjectId, Vec<(String, String)>> = BTreeMap::new();
         for s in &snaps {
             report.snapshots += 1;
@@ -340,7 +389,9 @@ impl Repo {
             report.problems.push(FsckProblem {
                 object: pack.clone(),
                 pack: Some(pack),
-                problem: why,
+                problem: format!(
+                    "{why} (`snapstore fsck --rebuild-index` recovers its intact objects)"
+                ),
                 breaks: Vec::new(),
             });
         }
@@ -375,7 +426,11 @@ impl Repo {
     ///
     /// An index that sled cannot open at all is moved aside to `index.damaged-<seconds>` and
     /// a new one built; HEAD's branch and every ref come back from the ref log.
-    pub fn rebuild_index(&self) -> Result<usize> {
+    /// A pack whose trailer cannot be read is walked record by record and what is intact
+    /// copied into a new pack (the damaged file is kept beside it as `NAME.pack.damaged`); a
+    /// snapshot whose manifest is lost is reported, not fatal: a rebuild that stopped there
+    /// left the repository locked (every command refused until it finished).
+    pub fn rebuild_index(&self) -> Result<RebuildReport> {
         let index = match Index::open_to_rebuild(&self.dir) {
             Ok(index) => index,
             // Only an index sled cannot read is moved aside; not a busy or unreadable one.
@@ -398,24 +453,79 @@ impl Repo {
         index.restore_refs_from_log()?;
         index.clear_objects()?;
         let dir = self.packs_dir();
-        let mut count = 0;
+        let mut report = RebuildReport::default();
         for name in list_packs(&dir)? {
             let mut pack = PackReader::open(&dir, &name)?;
-            let Ok(entries) = pack.entries() else {
-                continue;
+            let (name, entries) = match pack.entries() {
+                Ok(entries) => (name, entries),
+                Err(why) => {
+                    let rescued = rescue_pack(&dir, &name, &pack, why.to_string())?;
+                    let new = rescued.new_pack.clone();
+                    report.rescued_packs.push(rescued);
+                    match new {
+                        Some(new) => {
+                            let entries = PackReader::open(&dir, &new)?.entries()?;
+                            (new, entries)
+                        }
+                        None => continue,
+                    }
+                }
             };
-            count += entries.len();
+            report.objects += entries.len();
             index.add_pack(&name, &entries)?;
         }
         let mut reader = ObjectReader::new(dir);
-        let snaps = reachable_snapshots(&index, &mut reader)?;
+        let (snaps, missing) = reachable_snapshots_found(&index, &mut reader, true)?;
+        report.missing_snapshots = missing.iter().map(ObjectId::hex).collect();
         rebuild_tensor_index(&index, &mut reader, &snaps)?;
         index.flush()?;
         drop(index);
         std::fs::remove_file(&marker).map_err(|e| Error::io(&marker, e))?;
         crate::fsutil::sync_dir(&self.dir)?;
-        Ok(count)
+        Ok(report)
     }
+}
+
+/// Copies the intact objects of pack `name`, whose trailer is lost, into a new pack, written
+/// before the damaged file is moved aside: a rebuild killed in between finds both and does the
+/// same again.
+fn rescue_pack(
+    dir: &std::path::Path,
+    name: &str,
+    pack: &PackReader,
+    problem: String,
+) -> Result<RescuedPack> {
+    let mut writer = PackWriter::create(dir)?;
+    let mut objects = 0;
+    for e in pack.salvage_entries() {
+        if let Ok(bytes) = pack.read(&e) {
+            writer.add(e.kind, e.id, &bytes)?;
+            objects += 1;
+        }
+    }
+    let mut rescued = RescuedPack {
+        pack: name.to_string(),
+        problem,
+        objects,
+        new_pack: None,
+        kept_as: None,
+    };
+    if objects == 0 {
+        drop(writer); // nothing to keep: the temp pack is removed
+    } else {
+        let (new, _) = writer.finish()?;
+        let replaced = new == name;
+        rescued.new_pack = Some(new);
+        if replaced {
+            return Ok(rescued);
+        }
+    }
+    let from = dir.join(format!("{name}.pack"));
+    let to = dir.join(format!("{name}.pack.damaged"));
+    std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+    crate::fsutil::sync_dir(dir)?;
+    rescued.kept_as = Some(to.display().to_string());
+    Ok(rescued)
 }
 
 fn rebuild_tensor_index(

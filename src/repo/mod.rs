@@ -45,7 +45,9 @@ pub use commit::{CommitOptions, CommitReport};
 pub use frames::{is_frames, DEFAULT_FRAME_GROUP, FRAMES_TENSOR};
 pub use history::{DiffRow, FileStatus, LogEntry, Stats, TensorDiff, TensorStatus};
 pub use input::{has_extension, Element, Input, InputKind, TensorInput};
-pub use maintenance::{FsckProblem, FsckReport, GcReport};
+pub use maintenance::{
+    FsckProblem, FsckReport, GcReport, RebuildReport, RescuedPack, Unreferenced,
+};
 pub(crate) use plan::TensorPlan;
 pub(crate) use reader::ObjectReader;
 pub use refs::Rev;

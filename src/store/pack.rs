@@ -373,6 +373,44 @@ impl PackReader {
             })
             .collect()
     }
+
+    /// The objects of a pack whose trailer is lost (truncated, or its footer damaged), found by
+    /// walking the records from the start and hashing each payload for its id; the walk stops
+    /// at the first record that does not fit. What it finds is only ever read checked against
+    /// those ids, so a stray record (trailer bytes taken for one) costs nothing.
+    pub fn salvage_entries(&self) -> Vec<PackEntry> {
+        let len = self.file.len();
+        let mut head = [0u8; HEADER_LEN as usize];
+        let readable = self.file.read_exact_at(&mut head, 0).is_ok();
+        if !readable || &head[..8] != MAGIC {
+            return Vec::new();
+        }
+        let mut found = Vec::new();
+        let mut at = HEADER_LEN;
+        let mut record = [0u8; 9];
+        while at + 9 <= len && self.file.read_exact_at(&mut record, at).is_ok() {
+            let Ok(kind) = ObjectKind::try_from(record[0]) else {
+                break;
+            };
+            let payload_len = u64::from_le_bytes(record[1..].try_into().expect("8 bytes"));
+            let offset = at + 9;
+            if payload_len > MAX_OBJECT_BYTES || offset + payload_len > len {
+                break;
+            }
+            let mut payload = vec![0u8; payload_len as usize];
+            if self.file.read_exact_at(&mut payload, offset).is_err() {
+                break;
+            }
+            found.push(PackEntry {
+                id: ObjectId::of(&payload),
+                kind,
+                offset,
+                len: payload_len,
+            });
+            at = offset + payload_len;
+        }
+        found
+    }
 }
 
 /// Names of all packs in `dir`.
