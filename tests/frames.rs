@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use snapstore::{FrameDtype, FrameSeq};
+use snapstore::{FrameDtype, FrameError, FrameSeq};
 
 use crate::util::*;
 
@@ -657,4 +657,60 @@ fn a_grown_lossless_sequence_takes_its_unchanged_groups_uncoded() {
         .chunk_sources
         .is_empty());
     assert!(repo.fsck(false).unwrap().is_clean());
+}
+
+/// A sequence committed again unchanged (a re-run, or under a bound over a lossless parent)
+/// reuses its parent's groups and is still a frame sequence: before, its entry was recorded as
+/// a plain dedup, and frame checkout, `--frames` and `diff` refused the new snapshot.
+#[test]
+fn a_sequence_committed_again_unchanged_stays_a_frame_sequence() {
+    let dir = tempdir();
+    let mut rng = Rng::new(29);
+    let seq = moving_frames(&mut rng, 9, 12, 10, 3, FrameDtype::U8);
+    let repo = snapstore::Repo::init(dir.path().join("repo")).unwrap();
+    let lossless = snapstore::CommitOptions::default();
+    let bounded = snapstore::CommitOptions {
+        bound: Some(snapstore::Bound::Abs(2.0)),
+        ..Default::default()
+    };
+    let first = repo.commit_frames(&seq, Some(4), &lossless).unwrap();
+    for opts in [&lossless, &bounded, &lossless] {
+        let again = repo.commit_frames(&seq, Some(4), opts).unwrap();
+        assert_eq!((again.deduplicated, again.stored_bytes), (1, 0));
+        let back = repo.checkout_frames("HEAD", Some(3..7)).unwrap();
+        assert_eq!(back.data, seq.data[3 * 360..7 * 360]);
+    }
+    let stats = repo.stats().unwrap();
+    assert_eq!(stats.stored_bytes, first.stored_bytes);
+    assert_eq!(stats.dedup_bytes, 3 * seq.data.len() as u64);
+    assert!(repo.fsck(false).unwrap().is_clean());
+}
+
+/// Frames written into a directory that holds other PNGs (an earlier checkout of a longer
+/// sequence) are refused before anything is written: the directory read back would mix two
+/// sequences (before, 15 stale frames stayed beside 45 new ones).
+#[test]
+fn frames_are_not_written_beside_other_pngs() {
+    let dir = tempdir();
+    let mut rng = Rng::new(31);
+    let long = moving_frames(&mut rng, 6, 8, 8, 1, FrameDtype::U8);
+    let short =
+        FrameSeq::from_raw(FrameDtype::U8, &[4, 8, 8, 1], long.data[..4 * 64].to_vec()).unwrap();
+    let out = dir.path().join("out");
+    snapstore::write_pngs(&long, &out, 0..6).unwrap();
+    std::fs::write(out.join("notes.txt"), b"kept").unwrap();
+    let err = snapstore::write_pngs(&short, &out, 0..4).unwrap_err();
+    assert!(
+        matches!(&err, FrameError::StaleFrames { count: 2, example, .. } if example == "frame_00004.png"),
+        "{err}"
+    );
+    // Nothing was written: the long sequence reads back whole.
+    assert_eq!(snapstore::load_png_dir(&out).unwrap().data, long.data);
+    // Writing the same frames again, or into a directory of other files, is fine.
+    snapstore::write_pngs(&long, &out, 0..6).unwrap();
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), b"kept").unwrap();
+    snapstore::write_pngs(&short, &out, 0..4).unwrap();
+    assert_eq!(snapstore::load_png_dir(&out).unwrap().data, short.data);
 }

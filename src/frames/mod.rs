@@ -165,6 +165,17 @@ pub enum FrameError {
         /// Frames in the sequence.
         t: usize,
     },
+    /// An output directory holding PNG files the checkout would not replace: read back as a
+    /// sequence, they would pass for frames of the snapshot.
+    #[error("{dir}: holds {count} PNG file(s) this checkout does not write ({example} among them), which would be read back as frames of it; give an empty or new directory")]
+    StaleFrames {
+        /// The output directory.
+        dir: PathBuf,
+        /// How many such files.
+        count: usize,
+        /// One of them.
+        example: String,
+    },
     /// The sequence cannot be written in the asked format.
     #[error("cannot write {what}: {reason}")]
     Unsupported {

@@ -392,6 +392,15 @@ mod tests {
         assert_eq!(s.data, [40, 50, 60, 10, 20, 30]);
     }
 
+    /// Writes `one`'s single frame into `dir` beside the frames already there (`write_pngs`
+    /// refuses a directory holding other PNGs).
+    fn add_frame(one: &FrameSeq, dir: &std::path::Path) {
+        let aside = tempfile::tempdir().unwrap();
+        let written = write_pngs(one, aside.path(), 0..1).unwrap();
+        let name = written[0].file_name().unwrap();
+        std::fs::copy(&written[0], dir.join(name)).unwrap();
+    }
+
     #[test]
     fn mixed_directory_names_the_odd_frame() {
         let dir = tempfile::tempdir().unwrap();
@@ -399,7 +408,7 @@ mod tests {
         write_pngs(&a, dir.path(), 0..2).unwrap();
         let mut b = seq(FrameDtype::U8, 1, 5, 4, 3);
         b.names = vec!["frame_00001b.png".into()];
-        write_pngs(&b, dir.path(), 0..1).unwrap();
+        add_frame(&b, dir.path());
         let err = load_png_dir(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains("frame_00001b.png") && err.contains("size 4x5, expected 4x4"),
@@ -410,7 +419,7 @@ mod tests {
         write_pngs(&a, dir.path(), 0..2).unwrap();
         let mut g = seq(FrameDtype::U8, 1, 4, 4, 1);
         g.names = vec!["frame_00009.png".into()];
-        write_pngs(&g, dir.path(), 0..1).unwrap();
+        add_frame(&g, dir.path());
         let err = load_png_dir(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains("frame_00009.png") && err.contains("1 channel(s), expected 3"),
@@ -420,7 +429,7 @@ mod tests {
         write_pngs(&a, dir.path(), 0..2).unwrap();
         let mut d = seq(FrameDtype::U16, 1, 4, 4, 3);
         d.names = vec!["frame_00009.png".into()];
-        write_pngs(&d, dir.path(), 0..1).unwrap();
+        add_frame(&d, dir.path());
         let err = load_png_dir(dir.path()).unwrap_err().to_string();
         assert!(
             err.contains("frame_00009.png") && err.contains("U16, expected U8"),

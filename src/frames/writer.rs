@@ -89,6 +89,7 @@ pub fn write_pngs(
     };
     seq.frames(range.clone())?;
     let names = frame_names(seq, range.clone())?;
+    refuse_other_pngs(dir, &names)?;
     fs::create_dir_all(dir).map_err(|error| FrameError::Io {
         path: dir.to_path_buf(),
         error,
@@ -121,6 +122,36 @@ pub fn write_pngs(
         paths.push(path);
     }
     Ok(paths)
+}
+
+/// Refuses an existing `dir` that holds a `*.png` not among `names` (an earlier checkout of a
+/// longer sequence, or another range): the directory would mix two snapshots' frames.
+fn refuse_other_pngs(dir: &Path, names: &[String]) -> Result<(), FrameError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(FrameError::Io {
+                path: dir.to_path_buf(),
+                error,
+            })
+        }
+    };
+    let written: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    let mut others: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.to_ascii_lowercase().ends_with(".png") && !written.contains(n.as_str()))
+        .collect();
+    others.sort();
+    match others.first() {
+        None => Ok(()),
+        Some(example) => Err(FrameError::StaleFrames {
+            dir: dir.to_path_buf(),
+            count: others.len(),
+            example: example.clone(),
+        }),
+    }
 }
 
 /// Writes frames `range` as one `.npy` file at `path` (see `to_npy`).

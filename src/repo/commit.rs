@@ -300,7 +300,15 @@ impl Written {
             e.name = t.name.clone();
             e.dtype = t.dtype;
             e.shape = t.shape.clone();
-            e.encoding = Encoding::Dedup;
+            if matches!(layout, Layout::Frames(_)) {
+                // Still a frame sequence (`is_frames` knows one by its encoding: the parent's
+                // entry is one, see `Layout::may_reuse`), every group stored before.
+                for c in &mut e.chunks {
+                    c.earlier = true;
+                }
+            } else {
+                e.encoding = Encoding::Dedup;
+            }
             e
         };
         let mut entries: Vec<TensorEntry> = Vec::with_capacity(plans.len());
