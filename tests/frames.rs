@@ -714,3 +714,30 @@ fn frames_are_not_written_beside_other_pngs() {
     snapstore::write_pngs(&short, &out, 0..4).unwrap();
     assert_eq!(snapstore::load_png_dir(&out).unwrap().data, short.data);
 }
+
+/// A frame alone over the group limit (2^28 elements) is refused before anything is coded,
+/// whether or not a group was asked for (with none, it was refused only by the coder, as a
+/// chunk that could not be decoded).
+#[test]
+fn a_frame_over_the_group_limit_is_refused_before_coding() {
+    let dir = tempdir();
+    let repo = snapstore::Repo::init(dir.path().join("repo")).unwrap();
+    let side = 16_385u64; // 16385^2 > 2^28
+    let seq = FrameSeq::from_raw(
+        FrameDtype::U8,
+        &[1, side, side],
+        vec![0u8; (side * side) as usize],
+    )
+    .unwrap();
+    for group in [None, Some(1)] {
+        let err = repo
+            .commit_frames(&seq, group, &snapstore::CommitOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("one frame alone has 268468225 elements"),
+            "{group:?}: {err}"
+        );
+    }
+    assert!(repo.log(None, None).unwrap_or_default().is_empty());
+}

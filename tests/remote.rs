@@ -1222,6 +1222,22 @@ fn remote_checkout_specs(remote: &Remote) {
             "{bad}: {err}"
         );
     }
+    // Only safetensors comes out: a .npy name or a directory is refused, not given
+    // safetensors bytes under that name.
+    let npy = work.path().join("r.npy");
+    for out in [npy.as_path(), work.path()] {
+        let o = out.to_str().unwrap();
+        let err = rrun_err(
+            &src,
+            &["remote", "checkout", "origin", "HEAD", "-o", o],
+            &[],
+        );
+        assert!(
+            err.contains("remote checkout writes a .safetensors file"),
+            "{err}"
+        );
+    }
+    assert!(!npy.exists());
 }
 both_remotes!(
     dir_remote_checkout_resolves_ancestors_and_id_prefixes,

@@ -105,6 +105,20 @@ def test_push_that_would_drop_snapshots_raises(tmp_path, directory_remote):
             assert b.push(force=True)["refs"][0]["status"] == "forced"
 
 
+def test_refs_given_as_one_string_are_one_ref(tmp_path, directory_remote):
+    """push(refs="main") pushed the refs "m", "a", "i", "n" (a string is a sequence)."""
+    url = directory_remote["url"]
+    with snapstore.Repo.init(tmp_path / "a") as a:
+        a.commit(state(5))
+        a.tag("v1")
+        a.add_remote("origin", url)
+        assert [r["ref"] for r in a.push(refs="main")["refs"]] == ["heads/main"]
+        assert [r["ref"] for r in a.push(refs=("v1",))["refs"]] == ["tags/v1"]
+        assert a.fetch(refs="main")
+        with pytest.raises(snapstore.InvalidInputError, match="refs must be a string or a list"):
+            a.push(refs=[b"main"])
+
+
 def test_unrelated_histories_are_refused_as_a_remote_error(tmp_path, directory_remote):
     url = directory_remote["url"]
     with snapstore.Repo.init(tmp_path / "a") as a:

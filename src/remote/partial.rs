@@ -59,6 +59,20 @@ pub fn remote_checkout_to_file(
     progress: &dyn Fn(crate::Progress),
 ) -> Result<RemoteCheckoutReport> {
     let started = Instant::now();
+    // Only safetensors comes out of a remote: a frame sequence's .npy or PNGs need its groups
+    // decoded as frames, which a local checkout does (before, safetensors bytes were written
+    // under a .npy name).
+    let out = path.as_ref();
+    if crate::has_extension(out, "npy") || out.is_dir() {
+        return Err(Error::invalid(
+            "output",
+            format!(
+                "{}: remote checkout writes a .safetensors file; for a frame sequence's .npy or \
+                 PNGs, fetch it and check it out locally",
+                out.display()
+            ),
+        ));
+    }
     let store = RemoteStore::open(&remote.clone().normalized()?, false)?;
     layout::check_format(&store, false)?;
     let mut loader = Loader {

@@ -34,7 +34,7 @@ pub const DEFAULT_FRAME_GROUP: usize = 30;
 
 /// Frames per group when none is asked for: [`DEFAULT_FRAME_GROUP`], or fewer where that many
 /// frames of `dims` would pass [`MAX_GROUP_ELEMENTS`] (10 for 4K RGB). At least 1: a frame that
-/// alone is over the limit is refused when coded.
+/// alone is over the limit is refused by [`check_group`].
 pub(crate) fn default_frame_group(dims: FrameDims) -> usize {
     group_fitting(dims.elements().unwrap_or(usize::MAX), MAX_GROUP_ELEMENTS)
 }
@@ -164,12 +164,12 @@ impl Repo {
     ) -> Result<CommitReport> {
         let group = match group {
             Some(0) => return Err(Error::invalid("frame group", "must be at least 1")),
-            Some(g) => {
-                check_group(seq.dims(), g.min(seq.t.max(1)), MAX_GROUP_ELEMENTS)?;
-                g
-            }
+            Some(g) => g,
             None => default_frame_group(seq.dims()),
         };
+        // Before anything is read or coded; the default is 1 frame for a frame alone over the
+        // limit (before, that was refused only by the coder, as a chunk that failed to decode).
+        check_group(seq.dims(), group.min(seq.t.max(1)), MAX_GROUP_ELEMENTS)?;
         self.check_frame_bound(seq, opts)?;
         let dtype = match seq.dtype {
             FrameDtype::U8 => Dtype::U8,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 from .errors import InvalidInputError
 
@@ -30,6 +30,22 @@ def path(value: Any, what: str = "path") -> str:
     except TypeError:
         raise InvalidInputError(
             f"{what} must be a str, bytes or os.PathLike, not {shown(value)}") from None
+
+
+def names(value: Any, what: str) -> List[str]:
+    """A list of strings from ``None`` (empty), one ``str`` (a list of it: ``list("main")``
+    would be its letters) or an iterable of ``str``."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        items = list(value)
+    except TypeError:
+        items = None
+    if items is None or not all(isinstance(v, str) for v in items):
+        raise InvalidInputError(f"{what} must be a string or a list of strings, not {shown(value)}")
+    return items
 
 
 def whole(value: Any, what: str, low: int, high: int, optional: bool = True) -> Optional[int]:

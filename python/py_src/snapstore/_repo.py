@@ -438,14 +438,14 @@ class Repo:
         """``{name: {"url", "endpoint", "region"}}`` of the configured remotes."""
         return json.loads(self._repo.remotes())
 
-    def push(self, remote: str = "origin", refs: Optional[Sequence[str]] = None, *,
+    def push(self, remote: str = "origin", refs: Union[str, Sequence[str], None] = None, *,
              force: bool = False, rebase: bool = True) -> Dict[str, Any]:
         """Uploads what ``remote`` (a name or a URL) lacks and moves its branches or tags
         (``refs``; default HEAD's branch) by compare-and-swap. If the remote branch moved on,
         the local snapshots are re-parented on top of it (``rebase=False`` refuses instead);
         a push that would drop remote snapshots raises ``PushRejectedError`` unless ``force``.
         Returns ``snapstore push --json``'s report."""
-        return json.loads(self._repo.push(remote, list(refs or []), force, not rebase))
+        return json.loads(self._repo.push(remote, _checks.names(refs, "refs"), force, not rebase))
 
     def delete_remote_ref(self, name: str, remote: str = "origin") -> Dict[str, Any]:
         """Deletes branch or tag ``name`` on ``remote`` by compare-and-swap (``snapstore push
@@ -453,10 +453,10 @@ class Repo:
         repository last saw it. Returns ``{"remote", "ref", "old"}``."""
         return json.loads(self._repo.delete_remote_ref(remote, name))
 
-    def fetch(self, remote: str = "origin", refs: Optional[Sequence[str]] = None
+    def fetch(self, remote: str = "origin", refs: Union[str, Sequence[str], None] = None
               ) -> Dict[str, Any]:
         """Downloads what ``refs`` (default: all) of ``remote`` need; local branches stay."""
-        return json.loads(self._repo.fetch(remote, list(refs or [])))
+        return json.loads(self._repo.fetch(remote, _checks.names(refs, "refs")))
 
     def pull(self, remote: str = "origin", branch: Optional[str] = None) -> Dict[str, Any]:
         """Fetches ``branch`` (default HEAD's) and moves the local branch to it."""
