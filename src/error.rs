@@ -418,6 +418,16 @@ pub enum Error {
         attempts: usize,
     },
 
+    /// A `gc` running beside a commit removed the commit's own new pack before it was recorded
+    /// (a `--grace` shorter than the commit takes), each time it tried.
+    #[error("a gc running beside this commit removed its new pack {pack} before it was recorded (tried {attempts} times; a gc --grace shorter than a commit takes?): nothing was committed; commit again")]
+    PackRemovedUnderCommit {
+        /// The pack's name.
+        pack: String,
+        /// How many times the commit was planned and coded.
+        attempts: usize,
+    },
+
     // ---- arguments ----
     /// A command-line or API argument is invalid.
     #[error("invalid {what}: {problem}")]

@@ -33,7 +33,8 @@ fn class_of(e: &Error) -> &'static str {
         | Error::LocalRefMoved { .. }
         | Error::InputChanged { .. }
         | Error::TensorChanged { .. }
-        | Error::RemovedUnderCommit { .. } => "BusyError",
+        | Error::RemovedUnderCommit { .. }
+        | Error::PackRemovedUnderCommit { .. } => "BusyError",
         Error::MissingObject { .. }
         | Error::CorruptObject { .. }
         | Error::CorruptPack { .. }

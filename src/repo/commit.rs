@@ -584,7 +584,12 @@ impl Repo {
                 Err(Error::RemovedUnderCommit { object, .. }) if attempts >= COMMIT_ATTEMPTS => {
                     return Err(Error::RemovedUnderCommit { object, attempts })
                 }
-                Err(Error::RemovedUnderCommit { .. }) => continue,
+                Err(Error::PackRemovedUnderCommit { pack, .. }) if attempts >= COMMIT_ATTEMPTS => {
+                    return Err(Error::PackRemovedUnderCommit { pack, attempts })
+                }
+                Err(Error::RemovedUnderCommit { .. } | Error::PackRemovedUnderCommit { .. }) => {
+                    continue
+                }
                 done => return done,
             }
         }
@@ -1007,9 +1012,10 @@ impl Repo {
     ) -> Result<Option<Option<ObjectId>>> {
         let index = self.index()?;
         if !self.packs_dir().join(format!("{pack_name}.pack")).exists() {
-            return Err(Error::IndexInconsistent(format!(
-                "pack {pack_name} vanished before it was recorded (a concurrent gc?); nothing was committed"
-            )));
+            return Err(Error::PackRemovedUnderCommit {
+                pack: pack_name.to_string(),
+                attempts: 1,
+            });
         }
         if index.gc_generation()? != gc_generation {
             let new: HashSet<ObjectId> = pack_entries.iter().map(|e| e.id).collect();
