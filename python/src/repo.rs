@@ -349,6 +349,18 @@ impl PyRepo {
         self.run(py, |repo| repo.stats().map(|s| json(&s)))
     }
 
+    /// Removes (or, dry, lists) what no ref reaches, keeping packs younger than `grace_s`
+    /// seconds; the report as JSON.
+    fn gc(&self, py: Python<'_>, dry_run: bool, grace_s: u64) -> PyResult<String> {
+        let grace = std::time::Duration::from_secs(grace_s);
+        self.run(py, |repo| repo.gc(dry_run, grace).map(|r| json(&r)))
+    }
+
+    /// Re-hashes every object and (unless `quick`) decodes every tensor; the report as JSON.
+    fn fsck(&self, py: Python<'_>, quick: bool) -> PyResult<String> {
+        self.run(py, |repo| repo.fsck(quick).map(|r| json(&r)))
+    }
+
     /// (branches, tags) as lists of (name, snapshot id).
     #[allow(clippy::type_complexity)]
     fn list_refs(
@@ -428,6 +440,11 @@ impl PyRepo {
     /// The remotes, as JSON `{name: {url, endpoint, region}}`.
     fn remotes(&self, py: Python<'_>) -> PyResult<String> {
         self.run(py, |repo| repo.remotes().map(|r| json(&r)))
+    }
+
+    /// Forgets remote `name` (and its tracking refs); returns its URL.
+    fn remove_remote(&self, py: Python<'_>, name: String) -> PyResult<String> {
+        self.run(py, |repo| repo.remove_remote(&name).map(|s| s.url))
     }
 
     /// Pushes `refs` (empty: HEAD's branch) to `remote`; the report as JSON.

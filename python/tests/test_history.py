@@ -106,3 +106,33 @@ def test_same_fields_and_messages_as_the_cli(repo):
     with pytest.raises(snapstore.NotFoundError) as e:
         repo.checkout("nope")
     assert str(e.value) in err
+
+
+def test_gc_reclaims_a_deleted_branch_and_fsck_reports(repo):
+    """A Python user can reclaim a deleted branch's bytes and check the repository without the
+    CLI (before, neither gc nor fsck was in the package)."""
+    g = torch.Generator().manual_seed(3)
+    repo.commit({"w": torch.randn(256, 256, generator=g)})
+    repo.switch("exp", create=True)
+    repo.commit({"w": torch.randn(256, 256, generator=g)}, message="on exp")
+    repo.switch("main")
+    repo.branch("exp", delete=True)
+    report = repo.fsck()
+    assert report["clean"] and report["snapshots"] == 1
+    assert [u["message"] for u in report["unreferenced_snapshots"]] == ["on exp"]
+    assert repo.gc(dry_run=True, grace=0)["removed_objects"] > 0
+    before = repo.stats()["disk_bytes"]
+    removed = repo.gc(grace=0)
+    assert removed["removed_objects"] > 0 and removed["freed_bytes"] > 0
+    assert repo.stats()["disk_bytes"] < before
+    assert repo.fsck(quick=True)["unreferenced_snapshots"] == []
+    with pytest.raises(snapstore.InvalidInputError, match="grace"):
+        repo.gc(grace=-1)
+
+
+def test_remove_remote(repo, tmp_path):
+    repo.add_remote("origin", str(tmp_path / "remote"))
+    assert repo.remove_remote("origin") == str(tmp_path / "remote")
+    assert repo.remotes() == {}
+    with pytest.raises(snapstore.NotFoundError):
+        repo.remove_remote("origin")

@@ -380,6 +380,21 @@ class Repo:
         """Repository totals, as ``snapstore stats --json``."""
         return json.loads(self._repo.stats())
 
+    def gc(self, *, dry_run: bool = False, grace: int = 3600) -> Dict[str, Any]:
+        """Removes the objects no branch, tag or remote-tracking ref reaches (a deleted branch's,
+        say), keeping packs younger than ``grace`` seconds (a commit in flight writes one);
+        with ``dry_run`` only reports them. Returns ``snapstore gc --json``'s report."""
+        return json.loads(self._repo.gc(bool(dry_run), _checks.whole(
+            grace, "grace", 0, _checks.USIZE_MAX, optional=False)))
+
+    def fsck(self, *, quick: bool = False) -> Dict[str, Any]:
+        """Re-hashes every object and, unless ``quick``, decodes every tensor against its
+        blake3. Returns ``snapstore fsck --json``'s report (``problems`` names each damaged
+        object and what it breaks; ``unreferenced_snapshots`` what no ref reaches) with
+        ``clean``. Raises nothing for damage: check ``clean``."""
+        report = json.loads(self._repo.fsck(bool(quick)))
+        return {"clean": not report["problems"], **report}
+
     # -- refs -------------------------------------------------------------------------------
 
     def tag(self, name: Optional[str] = None, ref: str = "HEAD", *, delete: bool = False
@@ -437,6 +452,11 @@ class Repo:
     def remotes(self) -> Dict[str, Dict[str, Any]]:
         """``{name: {"url", "endpoint", "region"}}`` of the configured remotes."""
         return json.loads(self._repo.remotes())
+
+    def remove_remote(self, name: str) -> str:
+        """Forgets remote ``name`` and its remote-tracking refs (the remote itself is not
+        touched). Returns its URL."""
+        return self._repo.remove_remote(_checks.text(name, "name"))
 
     def push(self, remote: str = "origin", refs: Union[str, Sequence[str], None] = None, *,
              force: bool = False, rebase: bool = True) -> Dict[str, Any]:
