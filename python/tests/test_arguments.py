@@ -107,3 +107,27 @@ def test_an_optimizer_state_dict_points_at_dcp(repo):
                        match=r"^tensor 'epoch' is a int, not a torch.Tensor or numpy.ndarray: "
                              r"numbers and strings go in meta=$"):
         repo.commit({"w": w, "epoch": 3})
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:x", 3.5])
+def test_checkout_refuses_an_unknown_device_before_decoding(repo, device):
+    repo.commit({"w": torch.ones(4)})
+    with pytest.raises(snapstore.InvalidInputError, match="device"):
+        repo.checkout(device=device)
+
+
+def test_checkout_refuses_a_device_torch_cannot_use_here(repo):
+    repo.commit({"w": torch.ones(4)})
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(snapstore.InvalidInputError, match="no CUDA device"):
+        repo.checkout(device="cuda")
+    with pytest.raises(snapstore.InvalidInputError, match="framework='pt'"):
+        repo.checkout(device="cuda", framework="np")
+
+
+def test_checkout_names_must_be_strings(repo):
+    repo.commit({"w": torch.ones(4)})
+    with pytest.raises(snapstore.InvalidInputError, match="names must be"):
+        repo.checkout(names=[b"w"])
+    assert list(repo.checkout(names="w")) == ["w"]

@@ -11,8 +11,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _checks, _native
 from ._memory import release_free_memory
-from ._tensors import (checkout_targets, copy_staged, host_views, mark_written, meta_strings,
-                       python_evaluator, state_dict_of, to_tensor)
+from ._tensors import (check_device, checkout_targets, copy_staged, host_views, mark_written,
+                       meta_strings, python_evaluator, state_dict_of, to_tensor)
 from .errors import InvalidInputError, NotFoundError
 
 PathLike = Union[str, bytes, "os.PathLike[str]"]
@@ -320,10 +320,9 @@ class Repo:
             return self._checkout_into(ref, state_dict_of(into, "into"), strict)
         if framework not in ("pt", "np"):
             raise InvalidInputError(f"framework must be 'pt' or 'np', not {framework!r}")
-        if isinstance(names, str):
-            names = [names]
-        snapshot, metadata, meta, items = self._repo.checkout(
-            ref, None if names is None else list(names))
+        check_device(device, framework)
+        names = None if names is None else _checks.names(names, "names")
+        snapshot, metadata, meta, items = self._repo.checkout(ref, names)
         return StateDict.of(
             ((name, to_tensor(name, st, shape, buf, framework, device))
              for name, st, shape, buf in items),

@@ -243,6 +243,23 @@ def _writable_view(name: str, value: Any) -> Tuple[Optional[RawTensor], Any]:
         f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or numpy.ndarray")
 
 
+def check_device(device: Any, framework: str) -> None:
+    """Refuses, before anything is decoded, a ``device`` torch does not know or cannot use
+    here (before, ``"gpu"`` or ``"cuda"`` on a machine without one failed after decoding)."""
+    if device == "cpu":
+        return
+    if framework == "np":
+        raise InvalidInputError(f"device={device!r} needs framework='pt': numpy arrays live on the CPU")
+    if torch is None:
+        raise InvalidInputError("framework='pt' needs torch installed")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise InvalidInputError(f"device={device!r} is not a torch device: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"device={device!r}: torch finds no CUDA device on this machine")
+
+
 def _is_expanded(t: Any) -> bool:
     """Whether a dimension of ``t`` repeats its elements (stride 0: ``expand``), which torch's
     ``copy_`` refuses: refused here before anything is written instead of part way."""
