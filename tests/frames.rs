@@ -237,10 +237,12 @@ fn the_library_commits_a_png_directory_and_an_npy_by_path_as_the_cli_does() {
         Input::detect(&file, InputKind::Frames).unwrap(),
         Input::FramesFile(p) if p == file
     ));
-    assert!(matches!(
-        Input::detect(&png_dir, InputKind::Tensors).unwrap(),
-        Input::Tensors(_)
-    ));
+    // A directory is no safetensors file, whatever the caller says.
+    let err = Input::detect(&png_dir, InputKind::Tensors).unwrap_err();
+    assert!(
+        err.to_string().contains("a directory, and --kind tensors"),
+        "{err}"
+    );
 }
 
 /// Writes `seq` as a .npy at `path` and returns the path as a string.
@@ -740,4 +742,34 @@ fn a_frame_over_the_group_limit_is_refused_before_coding() {
         );
     }
     assert!(repo.log(None, None).unwrap_or_default().is_empty());
+}
+
+/// `--tensor` on a frame sequence is refused, not ignored (every frame was written, whatever
+/// the name), and a directory committed with `--kind tensors` is named as one (the reader's
+/// mmap said "No such device").
+#[test]
+fn frame_options_that_cannot_apply_are_refused_by_name() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(12);
+    let seq = moving_frames(&mut rng, 4, 8, 8, 1, FrameDtype::U8);
+    let src = dir.path().join("src");
+    snapstore::write_pngs(&seq, &src, 0..seq.t).unwrap();
+    let src = src.to_str().unwrap();
+    let err = run_err(&repo, &["commit", src, "--kind", "tensors"]);
+    assert!(
+        err.contains("a directory, and --kind tensors takes one safetensors file"),
+        "{err}"
+    );
+    run_ok(&repo, &["commit", src]);
+    let out = dir.path().join("out.npy");
+    let out = out.to_str().unwrap();
+    let err = run_err(&repo, &["checkout", "HEAD", "-o", out, "--tensor", "nope"]);
+    assert!(
+        err.contains("--tensor nope: snapshot") && err.contains("is a frame sequence"),
+        "{err}"
+    );
+    run_ok(
+        &repo,
+        &["checkout", "HEAD", "-o", out, "--tensor", "frames"],
+    );
 }

@@ -64,6 +64,13 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         );
     }
     if sequence && (frames.is_some() || !wants_file) {
+        if let Some(name) = tensors.iter().find(|n| n.as_str() != "frames") {
+            bail!(
+                "--tensor {name}: snapshot {} is a frame sequence, whose one tensor is \
+                 `frames`; choose frames with --frames A..B",
+                shown.0.short()
+            );
+        }
         let range = frame_range(frames.as_deref(), manifest)?;
         return write_frames(repo, shown, range, &output, json);
     }

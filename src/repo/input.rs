@@ -59,6 +59,16 @@ impl Input {
                     .into(),
             });
         }
+        if kind == InputKind::Tensors && path.is_dir() {
+            // Else the safetensors reader's mmap says "No such device".
+            return Err(FrameError::Io {
+                path: path.to_path_buf(),
+                error: std::io::Error::other(
+                    "a directory, and --kind tensors takes one safetensors file (a directory \
+                     of PNGs is committed as frames)",
+                ),
+            });
+        }
         Ok(match kind {
             InputKind::Tensors => Input::Tensors(path.to_path_buf()),
             _ if path.is_dir() => Input::Frames(load_png_dir(path)?),
