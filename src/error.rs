@@ -68,8 +68,13 @@ pub enum SafetensorsProblem {
         actual: u64,
     },
     /// A tensor name that snapstore refuses (empty, NUL, too long, or `__metadata__`).
-    #[error("invalid tensor name {0:?}")]
-    BadTensorName(String),
+    #[error("invalid tensor name {name:?}: {reason}")]
+    BadTensorName {
+        /// The name (its first 80 characters).
+        name: String,
+        /// Why it is refused.
+        reason: &'static str,
+    },
 }
 
 /// Every way a snapstore operation can fail.
@@ -119,7 +124,7 @@ pub enum Error {
         problem: Box<SafetensorsProblem>,
     },
     /// A tensor handed to the library is inconsistent.
-    #[error("tensor {tensor:?}: {problem}")]
+    #[error("tensor {}: {problem}", shown_name(.tensor))]
     BadTensor {
         /// Tensor name.
         tensor: String,
@@ -474,3 +479,14 @@ impl Error {
 
 /// Result with the crate's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A tensor name for a message: quoted, cut at 80 characters (a 5,000-byte name, refused for
+/// its length, was printed whole).
+fn shown_name(name: &str) -> String {
+    let cut: String = name.chars().take(80).collect();
+    if cut.len() < name.len() {
+        format!("{cut:?}...")
+    } else {
+        format!("{cut:?}")
+    }
+}

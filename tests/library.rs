@@ -162,14 +162,28 @@ fn commit_tensors_rejects_inconsistent_input_and_changes_nothing() {
         .to_string();
     assert!(err.contains("appears twice"), "{err}");
 
-    for bad_name in ["", "__metadata__", "a\0b"] {
+    let long = "x".repeat(5000);
+    for (bad_name, why) in [
+        ("", "empty"),
+        ("__metadata__", "metadata key"),
+        ("a\0b", "contains NUL"),
+        (long.as_str(), "longer than 4096 bytes"),
+    ] {
         let mut t = good.clone();
         t.name = bad_name.into();
         let err = repo
             .commit_tensors(&inputs(&[t]), None, &opts("name"))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("invalid tensor name"), "{bad_name:?}: {err}");
+        assert!(
+            err.contains("invalid tensor name") && err.contains(why),
+            "{bad_name:?}: {err}"
+        );
+        assert!(
+            err.len() < 300,
+            "the name is cut in the message: {} bytes",
+            err.len()
+        );
     }
     assert_eq!(repo.log(None, None).unwrap().len(), before);
     assert!(repo.fsck(false).unwrap().is_clean());

@@ -126,14 +126,25 @@ pub fn parse_header(raw: &[u8], data_len: u64) -> Result<Header, P> {
 
 /// Rejects names that cannot be stored or written back safely.
 pub fn check_name(name: &str) -> Result<(), P> {
-    if name.is_empty()
-        || name.len() > MAX_NAME_BYTES
-        || name.contains('\0')
-        || name == "__metadata__"
-    {
-        return Err(P::BadTensorName(name.chars().take(80).collect()));
+    let reason = if name.is_empty() {
+        "empty"
+    } else if name.len() > MAX_NAME_BYTES {
+        "longer than 4096 bytes"
+    } else if name.contains('\0') {
+        "contains NUL"
+    } else if name == "__metadata__" {
+        "the safetensors header's metadata key"
+    } else {
+        return Ok(());
+    };
+    let mut shown: String = name.chars().take(80).collect();
+    if shown.len() < name.len() {
+        shown.push_str("...");
     }
-    Ok(())
+    Err(P::BadTensorName {
+        name: shown,
+        reason,
+    })
 }
 
 fn parse_metadata(value: Value) -> Result<BTreeMap<String, String>, P> {
