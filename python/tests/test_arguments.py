@@ -131,3 +131,16 @@ def test_checkout_names_must_be_strings(repo):
     with pytest.raises(snapstore.InvalidInputError, match="names must be"):
         repo.checkout(names=[b"w"])
     assert list(repo.checkout(names="w")) == ["w"]
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_a_repo_handle_is_neither_copied_nor_pickled(repo, how):
+    """copy.copy shared the native handle (closing the copy closed the original) and pickle
+    failed naming a native class: both now say to open another handle from the path."""
+    import copy
+    import pickle
+
+    call = {"copy": copy.copy, "deepcopy": copy.deepcopy, "pickle": pickle.dumps}[how]
+    with pytest.raises(TypeError, match=r"open another with snapstore.Repo\(path\)"):
+        call(repo)
+    assert not repo.closed

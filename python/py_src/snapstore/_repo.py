@@ -187,6 +187,13 @@ class Repo:
     def __repr__(self) -> str:
         return "<snapstore.Repo closed>" if self.closed else f"<snapstore.Repo {self.path!r}>"
 
+    def __reduce_ex__(self, protocol: int) -> Any:
+        # An open handle, like a file object: copy.copy used to share it (closing the copy
+        # closed the original) and pickle failed naming a native class.
+        raise TypeError(
+            f"a snapstore.Repo ({self.path!r}) is an open handle and cannot be copied or "
+            "pickled: open another with snapstore.Repo(path), and give another process the path")
+
     # -- commit and search ------------------------------------------------------------------
 
     def commit(
