@@ -459,14 +459,11 @@ impl Repo {
             let (name, entries) = match pack.entries() {
                 Ok(entries) => (name, entries),
                 Err(why) => {
-                    let rescued = rescue_pack(&dir, &name, &pack, why.to_string())?;
+                    let (rescued, entries) = rescue_pack(&dir, &name, &pack, why.to_string())?;
                     let new = rescued.new_pack.clone();
                     report.rescued_packs.push(rescued);
                     match new {
-                        Some(new) => {
-                            let entries = PackReader::open(&dir, &new)?.entries()?;
-                            (new, entries)
-                        }
+                        Some(new) => (new, entries),
                         None => continue,
                     }
                 }
@@ -488,21 +485,15 @@ impl Repo {
 
 /// Copies the intact objects of pack `name`, whose trailer is lost, into a new pack, written
 /// before the damaged file is moved aside: a rebuild killed in between finds both and does the
-/// same again.
+/// same again. Gives back the new pack's entries (none if nothing was recovered).
 fn rescue_pack(
     dir: &std::path::Path,
     name: &str,
     pack: &PackReader,
     problem: String,
-) -> Result<RescuedPack> {
+) -> Result<(RescuedPack, Vec<PackEntry>)> {
     let mut writer = PackWriter::create(dir)?;
-    let mut objects = 0;
-    for e in pack.salvage_entries() {
-        if let Ok(bytes) = pack.read(&e) {
-            writer.add(e.kind, e.id, &bytes)?;
-            objects += 1;
-        }
-    }
+    let objects = pack.salvage(|kind, id, bytes| writer.add(kind, id, bytes))?;
     let mut rescued = RescuedPack {
         pack: name.to_string(),
         problem,
@@ -510,14 +501,16 @@ fn rescue_pack(
         new_pack: None,
         kept_as: None,
     };
+    let mut entries = Vec::new();
     if objects == 0 {
         drop(writer); // nothing to keep: the temp pack is removed
     } else {
-        let (new, _) = writer.finish()?;
+        let (new, written) = writer.finish()?;
         let replaced = new == name;
         rescued.new_pack = Some(new);
+        entries = written;
         if replaced {
-            return Ok(rescued);
+            return Ok((rescued, entries));
         }
     }
     let from = dir.join(format!("{name}.pack"));
@@ -525,7 +518,7 @@ fn rescue_pack(
     std::fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
     crate::fsutil::sync_dir(dir)?;
     rescued.kept_as = Some(to.display().to_string());
-    Ok(rescued)
+    Ok((rescued, entries))
 }
 
 fn rebuild_tensor_index(

@@ -374,18 +374,21 @@ impl PackReader {
             .collect()
     }
 
-    /// The objects of a pack whose trailer is lost (truncated, or its footer damaged), found by
-    /// walking the records from the start and hashing each payload for its id; the walk stops
-    /// at the first record that does not fit. What it finds is only ever read checked against
-    /// those ids, so a stray record (trailer bytes taken for one) costs nothing.
-    pub fn salvage_entries(&self) -> Vec<PackEntry> {
+    /// Hands `each` the objects of a pack whose trailer is lost (truncated, or its footer
+    /// damaged), found by walking the records from the start; the walk stops at the first
+    /// record that does not fit. Their ids are the blake3 of what was read: a stray record
+    /// (trailer bytes taken for one) becomes an object nothing refers to. Gives back how many.
+    pub fn salvage(
+        &self,
+        mut each: impl FnMut(ObjectKind, ObjectId, &[u8]) -> Result<()>,
+    ) -> Result<usize> {
         let len = self.file.len();
         let mut head = [0u8; HEADER_LEN as usize];
         let readable = self.file.read_exact_at(&mut head, 0).is_ok();
         if !readable || &head[..8] != MAGIC {
-            return Vec::new();
+            return Ok(0);
         }
-        let mut found = Vec::new();
+        let mut found = 0;
         let mut at = HEADER_LEN;
         let mut record = [0u8; 9];
         while at + 9 <= len && self.file.read_exact_at(&mut record, at).is_ok() {
@@ -401,15 +404,11 @@ impl PackReader {
             if self.file.read_exact_at(&mut payload, offset).is_err() {
                 break;
             }
-            found.push(PackEntry {
-                id: ObjectId::of(&payload),
-                kind,
-                offset,
-                len: payload_len,
-            });
+            each(kind, ObjectId::of(&payload), &payload)?;
+            found += 1;
             at = offset + payload_len;
         }
-        found
+        Ok(found)
     }
 }
 
