@@ -21,6 +21,18 @@ pub enum Bound {
 }
 
 impl Bound {
+    /// `rel:eps`, or why no quantizer can code under it: its step `(1 + eps)^2` must differ
+    /// from 1 in f64, and a relative error of 1 or more keeps no digit.
+    pub fn relative(eps: f64) -> std::result::Result<Bound, &'static str> {
+        if !(eps > 0.0 && eps < 1.0) {
+            Err("a relative bound must lie in (0, 1)")
+        } else if 1.0 + eps == 1.0 {
+            Err("a relative bound at or below 2^-53 (1.1e-16) is finer than f64 can step; use lossless")
+        } else {
+            Ok(Bound::Rel(eps))
+        }
+    }
+
     /// Whether every value stored under `self` is also within `other` of its source: an exact
     /// copy meets any bound, and a bound meets a looser one of its kind.
     pub fn meets(self, other: Bound) -> bool {
@@ -69,12 +81,7 @@ impl std::str::FromStr for Bound {
             .ok_or_else(|| bad("use lossless, rel:EPS or abs:EPS"))?;
         let eps: f64 = eps.parse().map_err(|_| bad("EPS is not a number"))?;
         match kind {
-            // The quantizer's step is (1 + EPS)^2, which must differ from 1 in f64.
-            "rel" if eps > 0.0 && eps < 1.0 && 1.0 + eps > 1.0 => Ok(Bound::Rel(eps)),
-            "rel" if eps > 0.0 && eps < 1.0 => Err(bad(
-                "a relative bound at or below 2^-53 (1.1e-16) is finer than f64 can step; use lossless",
-            )),
-            "rel" => Err(bad("a relative bound must lie in (0, 1)")),
+            "rel" => Bound::relative(eps).map_err(bad),
             // The step is 2 * EPS, which must be finite.
             "abs" if eps > 0.0 && (2.0 * eps).is_finite() => Ok(Bound::Abs(eps)),
             "abs" => Err(bad("an absolute bound must be positive and finite")),

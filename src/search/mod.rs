@@ -217,20 +217,11 @@ impl SearchOptions {
         if self.candidates.is_empty() {
             return Err(Error::invalid("candidates", "no candidate bounds"));
         }
-        if let Some(bad) = self.candidates.iter().find(|e| !(**e > 0.0 && **e < 1.0)) {
-            return Err(Error::invalid(
-                "candidates",
-                format!("relative bound {bad} is outside (0, 1)"),
-            ));
-        }
-        // As `rel:E` is parsed: the quantizer's step (1 + E)^2 must differ from 1.
-        if let Some(bad) = self.candidates.iter().find(|e| 1.0 + **e == 1.0) {
-            return Err(Error::invalid(
-                "candidates",
-                format!(
-                    "relative bound {bad} is at or below 2^-53 (1.1e-16), finer than f64 can step"
-                ),
-            ));
+        // Each as `rel:E` is parsed.
+        for &eps in &self.candidates {
+            if let Err(why) = Bound::relative(eps) {
+                return Err(Error::invalid("candidates", format!("{eps}: {why}")));
+            }
         }
         let mut c = self.candidates.clone();
         c.sort_by(f64::total_cmp);
