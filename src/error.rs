@@ -68,9 +68,9 @@ pub enum SafetensorsProblem {
         actual: u64,
     },
     /// A tensor name that snapstore refuses (empty, NUL, too long, or `__metadata__`).
-    #[error("invalid tensor name {name:?}: {reason}")]
+    #[error("invalid tensor name {}: {reason}", shown_name(.name))]
     BadTensorName {
-        /// The name (its first 80 characters).
+        /// The name.
         name: String,
         /// Why it is refused.
         reason: &'static str,

@@ -137,12 +137,8 @@ pub fn check_name(name: &str) -> Result<(), P> {
     } else {
         return Ok(());
     };
-    let mut shown: String = name.chars().take(80).collect();
-    if shown.len() < name.len() {
-        shown.push_str("...");
-    }
     Err(P::BadTensorName {
-        name: shown,
+        name: name.to_string(),
         reason,
     })
 }
