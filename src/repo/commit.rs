@@ -742,6 +742,8 @@ impl Repo {
                 .or_insert(i);
             let tensor_bound = layout.tensor_bound(t, bound);
             let lossless = tensor_bound == Bound::Lossless;
+            // A lossless frame sequence's group hashes, and the groups the parent holds.
+            let (mut these_sources, mut these_held) = (Vec::new(), Vec::new());
             let parent_plan = TensorPlan::new(
                 parent_manifest.as_deref(),
                 t,
@@ -765,10 +767,9 @@ impl Repo {
                 // Groups of frames are self-contained: no reference to the parent, but the
                 // groups it holds unchanged are taken as they are (lossless).
                 if lossless {
-                    let these = group_sources(t, job.chunk_size);
+                    these_sources = group_sources(t, job.chunk_size);
                     let parent_entry = parent_manifest.as_deref().and_then(|m| m.tensor(&t.name));
-                    held.push(held_groups(parent_entry, t, job.chunk_size, &these));
-                    sources.push(these);
+                    these_held = held_groups(parent_entry, t, job.chunk_size, &these_sources);
                 }
                 Plan::Code {
                     reference: None,
@@ -793,8 +794,8 @@ impl Repo {
                 }
             };
             plans.push(plan);
-            sources.resize(plans.len(), Vec::new());
-            held.resize(plans.len(), Vec::new());
+            sources.push(these_sources);
+            held.push(these_held);
         }
         // The parent decoded, if this handle committed it; frames never code against it. Only
         // references it does not hold need their chains located.
