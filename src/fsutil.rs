@@ -14,9 +14,11 @@ mod direct_read;
 mod direct_write;
 pub(crate) mod input_maps;
 mod output;
+mod signals;
 pub(crate) use direct_read::{cached, DirectFile, DIRECT_MIN_BYTES};
 use direct_write::DirectWriter;
 pub use output::OutputFile;
+pub use signals::{remove_temps_on_signals, stop_on_signals};
 
 /// Prefix of temporary files; `gc` and the next commit remove stale ones.
 pub const TEMP_PREFIX: &str = ".tmp-";
@@ -94,107 +96,6 @@ fn remove_all(list: &mut Vec<PathBuf>) -> usize {
         removed += usize::from(gone.is_ok());
     }
     removed
-}
-
-/// The write end of the pipe the signal handler writes the signal number to.
-static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
-
-extern "C" fn on_signal(sig: libc::c_int) {
-    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
-    let byte = sig as u8;
-    // SAFETY: write(2) is async-signal-safe; `byte` outlives the call.
-    unsafe {
-        libc::write(fd, (&byte as *const u8).cast(), 1);
-    }
-}
-
-/// A SIGBUS in a watched input map is repaired there (the read goes on, and the reader refuses
-/// what it read); any other goes the way of the other signals.
-extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
-    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler; `si_addr` is only
-    // read for the kernel's own faults (a `kill -BUS` carries no address).
-    let fault = unsafe {
-        matches!((*info).si_code, libc::BUS_ADRERR | libc::BUS_OBJERR)
-            .then(|| (*info).si_addr() as usize)
-    };
-    if !fault.is_some_and(input_maps::replace_faulting_page) {
-        on_signal(sig);
-    }
-}
-
-/// Makes SIGINT, SIGTERM and SIGHUP remove this process's unfinished temp files (a commit's
-/// incoming pack, a checkout's output) before the process ends as the signal says. SIGBUS, which
-/// a read from a memory-mapped file another process truncated raises, is repaired when it falls
-/// in a checkpoint being committed (see [`input_maps`]: the commit then fails naming the file,
-/// and the process goes on); elsewhere it ends the process the same way, saying so (the faulting
-/// thread repeats its fault until the process ends). The
-/// command-line tool calls it first thing; a library caller that handles signals itself can
-/// call [`remove_registered_temps`] instead. SIGKILL cannot be caught: the next commit or `gc`
-/// removes what it leaves. Calling it more than once does nothing more.
-pub fn remove_temps_on_signals() -> io::Result<()> {
-    static INSTALLED: OnceLock<io::Result<()>> = OnceLock::new();
-    let installed = INSTALLED.get_or_init(|| {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: `fds` has room for the two descriptors pipe(2) writes.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let [read_fd, write_fd] = fds;
-        SIGNAL_PIPE.store(write_fd, Ordering::Relaxed);
-        std::thread::Builder::new()
-            .name("snapstore-signals".into())
-            .spawn(move || loop {
-                let mut byte = 0u8;
-                // SAFETY: reads one byte into `byte` from the pipe this thread owns.
-                let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
-                if n == 1 {
-                    // Hold the registry to the end, so no temp file is created after this.
-                    let mut list = temps();
-                    remove_all(&mut list);
-                    let sig = libc::c_int::from(byte);
-                    if sig == libc::SIGBUS {
-                        eprintln!(
-                            "error: a file being read was truncated by another process \
-                             (SIGBUS); nothing was stored or written, and the unfinished temp \
-                             files are removed"
-                        );
-                    }
-                    // SAFETY: restores the default action and re-raises, so the process ends
-                    // with the status the signal gives (130 for Ctrl-C in a shell).
-                    unsafe {
-                        libc::signal(sig, libc::SIG_DFL);
-                        libc::raise(sig);
-                    }
-                    std::process::exit(128 + sig);
-                }
-                if n == 0 {
-                    return;
-                }
-            })?;
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            // SAFETY: `on_signal` only calls write(2), which is async-signal-safe.
-            let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            if unsafe { libc::signal(sig, handler) } == libc::SIG_ERR {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        // SAFETY: a zeroed sigaction is valid; `on_sigbus` calls only what
-        // `input_maps::replace_faulting_page` and `on_signal` call.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_sigbus as extern "C" fn(_, _, _) as libc::sighandler_t;
-            action.sa_flags = libc::SA_SIGINFO;
-            libc::sigemptyset(&mut action.sa_mask);
-            if libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(())
-    });
-    match installed {
-        Ok(()) => Ok(()),
-        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
-    }
 }
 
 fn injected_failure(len: usize) -> io::Result<()> {

@@ -6,8 +6,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use snapstore::Dtype;
 use tempfile::TempDir;
@@ -1359,19 +1359,31 @@ fn closed_stdout_ends_a_command_quietly() {
     assert_eq!(stderr(&o), "");
 }
 
-/// A TCP proxy to `upstream` (`http://127.0.0.1:PORT`) that resets each connection once its
-/// client has sent `cut` bytes, as a server or load balancer dropping a connection mid-upload
-/// does. Returns its URL.
-fn resetting_proxy(upstream: &str, cut: usize) -> String {
+/// What [`cutting_proxy`] does to a connection once its client has sent `cut` bytes.
+#[derive(Clone, Copy, PartialEq)]
+enum Cut {
+    /// Resets it, as a server or load balancer dropping a connection mid-upload does.
+    Reset,
+    /// Passes nothing more on and answers nothing (the connection stays open), as a stalled
+    /// network does.
+    Stall,
+}
+
+/// A TCP proxy to `upstream` (`http://127.0.0.1:PORT`) that cuts each connection once its client
+/// has sent `cut` bytes, the way `how` says. Returns its URL and a flag set at the first cut.
+fn cutting_proxy(upstream: &str, cut: usize, how: Cut) -> (String, Arc<AtomicBool>) {
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
     let upstream = upstream.trim_start_matches("http://").to_string();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let cut_once = Arc::new(AtomicBool::new(false));
+    let flag = cut_once.clone();
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let upstream = upstream.clone();
+            let flag = flag.clone();
             std::thread::spawn(move || {
                 let Ok(mut server) = TcpStream::connect(&upstream) else {
                     return;
@@ -1390,6 +1402,12 @@ fn resetting_proxy(upstream: &str, cut: usize) -> String {
                     };
                     sent += n;
                     if sent >= cut {
+                        flag.store(true, Ordering::SeqCst);
+                        if how == Cut::Stall {
+                            // Swallow the rest until the client gives up on the connection.
+                            while matches!(client.read(&mut buf), Ok(n) if n > 0) {}
+                            break;
+                        }
                         // SO_LINGER 0: the close sends RST instead of FIN.
                         let linger = libc::linger {
                             l_onoff: 1,
@@ -1416,7 +1434,7 @@ fn resetting_proxy(upstream: &str, cut: usize) -> String {
             });
         }
     });
-    url
+    (url, cut_once)
 }
 
 /// Regression: SIGPIPE's default action killed a push whose S3 connection was reset mid-upload
@@ -1443,7 +1461,7 @@ fn s3_dropped_connection_fails_a_push_with_a_message() {
         None,
     );
     commit(&src, &big, &["--bound", "lossless"]);
-    let proxy = resetting_proxy(&server.url, 1 << 20);
+    let (proxy, _) = cutting_proxy(&server.url, 1 << 20, Cut::Reset);
     let url = format!("s3://{BUCKET}/dropped-{}", std::process::id());
     let o = rrun(&src, &["push", &url, "--endpoint", &proxy], &[]);
     assert_eq!(o.status.code(), Some(1), "{:?}: {}", o.status, stderr(&o));
@@ -1690,4 +1708,143 @@ fn s3_missing_bucket_is_named() {
         assert!(err.contains(&said) && !err.contains("<?xml"), "{err}");
     }
     assert!(!dst.exists());
+}
+
+/// The keys of the unfinished multipart uploads under `prefix` on the test server (moto
+/// answers unsigned requests).
+fn multipart_uploads(server: &S3Server, prefix: &str) -> Vec<String> {
+    use std::io::{Read, Write};
+    let addr = server.url.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "GET /{BUCKET}?uploads&prefix={prefix} HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("ListMultipartUploadsResult"), "{answer}");
+    answer
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("</Key>").map(|(k, _)| k.to_string()))
+        .collect()
+}
+
+/// Regression: Ctrl-C during a push to S3 ended the process mid-upload, and the multipart
+/// upload it had begun stayed on the bucket (stored, billed, listed by no object listing)
+/// until a lifecycle rule, if any, aborted it. Now the push aborts it, then ends as Ctrl-C
+/// does; pushed again, it lands.
+#[test]
+fn s3_ctrl_c_during_a_push_aborts_its_multipart_upload() {
+    let server = match shared_s3() {
+        Ok(s) => s,
+        Err(why) => {
+            return skip(
+                "remote::s3_ctrl_c_during_a_push_aborts_its_multipart_upload",
+                &why,
+            )
+        }
+    };
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    // Incompressible, so the pack is three 16 MiB parts.
+    let big = work.path().join("big.safetensors");
+    let t = Tensor::random(&mut Rng::new(7), "w", Dtype::U8, &[40 << 20]);
+    write_safetensors(&big, &[t], None);
+    commit(&src, &big, &["--bound", "lossless"]);
+    // Every connection that carries a part stalls half way through it: the push is mid-upload
+    // when the signal comes, however fast this machine is.
+    let (proxy, stalled) = cutting_proxy(&server.url, 8 << 20, Cut::Stall);
+    let prefix = format!("ctrl-c-{}", std::process::id());
+    let url = format!("s3://{BUCKET}/{prefix}");
+    let mut push = command(&src);
+    push.args(["push", &url, "--endpoint", &proxy])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in CREDENTIALS {
+        push.env(k, v);
+    }
+    let child = push.spawn().unwrap();
+    let waited = std::time::Instant::now();
+    while !(stalled.load(Ordering::SeqCst) && multipart_uploads(server, &prefix).len() == 1) {
+        assert!(
+            waited.elapsed().as_secs() < 60,
+            "the push never stalled mid-upload"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: signals a child process this test started and has not waited for.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(libc::SIGINT), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stopping"), "{}", stderr(&o));
+    assert_eq!(multipart_uploads(server, &prefix), Vec::<String>::new());
+    let extra = ["--endpoint".to_string(), server.url.clone()];
+    let pushed = rjson(&src, &["push", &url, &extra[0], &extra[1]]);
+    assert_eq!(pushed["packs_uploaded"], 1, "{pushed:#}");
+    assert_eq!(multipart_uploads(server, &prefix), Vec::<String>::new());
+}
+
+/// A library push or fetch stopped through its interrupt flag (Ctrl-C in Python) once bytes
+/// are moving: `Error::Interrupted`, no temp file on either side, no ref moved; the next push
+/// and fetch complete it.
+#[test]
+fn an_interrupted_library_push_or_fetch_leaves_nothing_and_resumes() {
+    use snapstore::{Error, RemoteSpec, Repo};
+    let work = tempdir();
+    let repo = Repo::init(work.path().join("src")).unwrap();
+    let t = Tensor::random(&mut Rng::new(3), "w", Dtype::U8, &[24 << 20]);
+    repo.commit_tensors(&[t.input()], None, &Default::default())
+        .unwrap();
+    let remote = work.path().join("remote");
+    repo.add_remote(
+        "origin",
+        RemoteSpec::new(&remote.display().to_string()).unwrap(),
+    )
+    .unwrap();
+    // Set once a few MiB have gone out (or come in): the transfer is under way.
+    let stop_after_some_bytes = |repo: Repo| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let trip = stop.clone();
+        repo.with_interrupt(stop)
+            .with_progress(move |p| trip.store(p.done >= 4 << 20, Ordering::SeqCst))
+    };
+    let temps_in = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir.join("packs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.ends_with(".pack"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let err = stop_after_some_bytes(repo.clone())
+        .push("origin", &[], Default::default())
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err}");
+    assert_eq!(temps_in(&remote), Vec::<String>::new());
+    let pushed = repo.push("origin", &[], Default::default()).unwrap();
+    assert_eq!(pushed.refs[0].status, "created");
+
+    let dst = Repo::init(work.path().join("dst")).unwrap();
+    dst.add_remote(
+        "origin",
+        RemoteSpec::new(&remote.display().to_string()).unwrap(),
+    )
+    .unwrap();
+    let err = stop_after_some_bytes(dst.clone())
+        .fetch("origin", &[])
+        .unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err}");
+    assert_eq!(temps_in(&work.path().join("dst")), Vec::<String>::new());
+    let fetched = dst.fetch("origin", &[]).unwrap();
+    assert_eq!(fetched.packs, 1);
+    let pulled = dst.pull("origin", Some("main")).unwrap();
+    assert_eq!(pulled.status, "created");
+    assert_eq!(dst.checkout("main", None).unwrap().tensors[0].data, t.data);
 }

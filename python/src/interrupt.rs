@@ -44,6 +44,10 @@ const STOPPED: &str = "interrupted";
 pub const COMMIT_LANDED: &str = "snapstore: the commit had landed before the interrupt reached \
      it, so its snapshot is stored (see repo.log())";
 
+/// The note of an interrupt raised after a push completed: its refs moved on the remote.
+pub const PUSH_LANDED: &str = "snapstore: the push had completed before the interrupt reached \
+     it, so the remote holds what was pushed";
+
 /// Runs `work` on `repo` on a worker thread, calling `evaluate` (if any) on this thread for each
 /// candidate the work asks about. `Ok` carries the library's result; `Err` is an exception a
 /// signal handler raised, after the work was stopped and joined, with the note `landed` if the

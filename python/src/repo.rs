@@ -17,7 +17,7 @@ use crate::buffer::Buffer;
 use crate::errors::{raise, to_py};
 use crate::evaluator::PyEvaluator;
 use crate::inputs::{borrow, borrow_mut, RawTensor};
-use crate::interrupt::{run_interruptible, COMMIT_LANDED};
+use crate::interrupt::{run_interruptible, COMMIT_LANDED, PUSH_LANDED};
 
 /// A checked-out tensor: name, dtype name, shape, bytes.
 type OutTensor = (String, String, Vec<u64>, Py<Buffer>);
@@ -458,7 +458,9 @@ impl PyRepo {
         no_rebase: bool,
     ) -> PyResult<String> {
         let opts = PushOptions { force, no_rebase };
-        self.run(py, |repo| repo.push(&remote, &refs, opts).map(|r| json(&r)))
+        self.run_interruptible(py, Some(PUSH_LANDED), |repo| {
+            repo.push(&remote, &refs, opts).map(|r| json(&r))
+        })
     }
 
     /// Deletes branch or tag `name` on `remote` by compare-and-swap; the deleted ref as JSON.
@@ -470,13 +472,15 @@ impl PyRepo {
 
     /// Fetches `refs` (empty: all) from `remote`; the report as JSON.
     fn fetch(&self, py: Python<'_>, remote: String, refs: Vec<String>) -> PyResult<String> {
-        self.run(py, |repo| repo.fetch(&remote, &refs).map(|r| json(&r)))
+        self.run_interruptible(py, None, |repo| {
+            repo.fetch(&remote, &refs).map(|r| json(&r))
+        })
     }
 
     /// Pulls `branch` (default HEAD's) from `remote`; the report as JSON.
     #[pyo3(signature = (remote, branch=None))]
     fn pull(&self, py: Python<'_>, remote: String, branch: Option<String>) -> PyResult<String> {
-        self.run(py, |repo| {
+        self.run_interruptible(py, None, |repo| {
             repo.pull(&remote, branch.as_deref()).map(|r| json(&r))
         })
     }

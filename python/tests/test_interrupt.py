@@ -150,3 +150,34 @@ def test_an_interrupt_after_the_commit_landed_says_so(repo):
     print(f"commit {whole:.3f} s; {outcomes}")
     assert outcomes["landed"] + outcomes["stopped"] >= 1, "no try was interrupted during its commit"
     assert outcomes.get("stored, no note", 0) <= 1, outcomes
+
+
+def test_ctrl_c_stops_a_push_and_a_fetch_and_both_resume(repo, tmp_path):
+    """A push or fetch stopped by Ctrl-C leaves no temp file on either side and moves no ref;
+    run again, each completes. (Before, both held Ctrl-C until they had finished.)"""
+    # Eight packs, moved one after another (a push) or a few at a time (a fetch): an interrupt
+    # a quarter of the way in finds packs still to move, not only a last fsync.
+    for _ in range(8):
+        weights = {"w": torch.randn(BIG // 16)}
+        repo.commit(weights)  # lossless: about as many bytes to move as the tensor has
+    timing = str(tmp_path / "timing-remote")
+    whole = timed(lambda: repo.push(timing))
+    remote = tmp_path / "remote"
+    repo.add_remote("origin", str(remote))
+    stopped = interrupted(lambda: repo.push("origin"), whole / 4)
+    print(f"push: stopped after {stopped:.2f} s, whole {whole:.2f} s")
+    assert [n for n in os.listdir(remote / "packs") if not n.endswith(".pack")] == []
+    resumed = repo.push("origin")
+    assert resumed["refs"][0]["status"] == "created"
+    assert resumed["packs_present"] + resumed["packs_uploaded"] == 8
+
+    with snapstore.Repo.init(tmp_path / "fetch-timing") as other:
+        other.add_remote("origin", timing)
+        whole = timed(lambda: other.fetch("origin"))
+    with snapstore.Repo.init(tmp_path / "dst") as dst:
+        dst.add_remote("origin", str(remote))
+        stopped = interrupted(lambda: dst.fetch("origin"), whole / 4)
+        print(f"fetch: stopped after {stopped:.2f} s, whole {whole:.2f} s")
+        assert temps(dst) == []
+        assert dst.pull("origin", "main")["status"] == "created"
+        assert torch.equal(dst.checkout("main")["w"], weights["w"])

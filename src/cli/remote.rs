@@ -2,6 +2,8 @@
 //! Parse, call the library, print (text or `--json`); nothing a trainer could not call itself.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -343,10 +345,14 @@ pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
         force: args.force,
         no_rebase: args.no_rebase,
     };
-    let r = match &at {
-        Some(spec) => repo.push_at(spec, &args.refs, opts)?,
-        None => repo.push(&args.remote, &args.refs, opts)?,
-    };
+    // Ctrl-C stops the push through the library (which aborts an unfinished S3 multipart
+    // upload) before the process ends, not by ending it mid-upload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let repo = repo.clone().with_interrupt(stop.clone());
+    let r = snapstore::stop_on_signals(&stop, || match &at {
+        Some(spec) => repo.push_at(spec, &args.refs, opts),
+        None => repo.push(&args.remote, &args.refs, opts),
+    })?;
     if args.json {
         return json_pretty(&r);
     }

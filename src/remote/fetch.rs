@@ -232,7 +232,7 @@ impl Repo {
     pub fn fetch(&self, remote: &str, refs: &[String]) -> Result<FetchReport> {
         let started = Instant::now();
         let (name, spec) = self.remote_spec(remote)?;
-        let store = RemoteStore::open(&spec, false)?;
+        let store = RemoteStore::open(&spec, false)?.stopped_by(self.interrupt());
         layout::check_format(&store, false)?;
         let report = self.fetch_from(&store, name.as_deref(), refs, started)?;
         Ok(report)

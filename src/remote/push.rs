@@ -197,7 +197,9 @@ impl Repo {
         opts: PushOptions,
     ) -> Result<PushReport> {
         let started = Instant::now();
-        let store = self.open_for_push(name.as_deref(), spec)?;
+        let store = self
+            .open_for_push(name.as_deref(), spec)?
+            .stopped_by(self.interrupt());
         let keys = self.local_keys(refs)?;
         refs::check_conditional_writes(&store)?;
         layout::check_format(&store, true)?;

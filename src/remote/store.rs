@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
+use futures::future::Either;
+use futures::{Future, StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as StorePath;
@@ -20,11 +21,16 @@ use object_store::{
 
 use super::url::{Location, RemoteSpec};
 use crate::error::{Error, Result};
+use crate::repo::Interrupt;
 
 /// Packs at least this large are uploaded in parts (S3 multipart), this many bytes a part.
 pub(crate) const MULTIPART_PART_BYTES: usize = 16 << 20;
 /// Parts (or whole objects) in flight at once.
 pub(crate) const CONCURRENT_REQUESTS: usize = 4;
+/// How often a transfer looks at its interrupt flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+/// How long an interrupted multipart upload waits for S3 to confirm its abort.
+const ABORT_WAIT: Duration = Duration::from_secs(10);
 /// Test hook: the upload after this many pack uploads fails, as a dropped connection would.
 pub const FAIL_UPLOADS_AFTER_ENV: &str = "SNAPSTORE_TEST_REMOTE_FAIL_AFTER_UPLOADS";
 
@@ -88,6 +94,8 @@ pub(crate) struct RemoteStore {
     /// Whether a listing comes back in key order (S3 general purpose buckets; not S3 Express
     /// directory buckets, not a local directory).
     ordered_listing: bool,
+    /// Stops uploads and downloads once set ([`RemoteStore::stopped_by`]).
+    interrupt: Interrupt,
 }
 
 impl RemoteStore {
@@ -156,7 +164,30 @@ impl RemoteStore {
             bucket: bucket_at,
             dir: local_dir,
             ordered_listing,
+            interrupt: Interrupt::default(),
         })
+    }
+
+    /// Makes uploads and downloads stop with [`Error::Interrupted`] once `interrupt` is set:
+    /// within a 50 ms poll, aborting an unfinished multipart upload (which S3 would otherwise
+    /// keep, and bill, unseen) and removing a download's temp file.
+    pub fn stopped_by(mut self, interrupt: Interrupt) -> RemoteStore {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// `work`, unless the interrupt is set first: then [`Error::Interrupted`], `work` dropped.
+    async fn unless_stopped<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let stopped = async {
+            while !self.interrupt.is_set() {
+                tokio::time::sleep(STOP_POLL).await;
+            }
+        };
+        futures::pin_mut!(work, stopped);
+        match futures::future::select(work, stopped).await {
+            Either::Left((done, _)) => done,
+            Either::Right(((), _)) => Err(Error::Interrupted),
+        }
     }
 
     fn key(&self, rel: &str) -> StorePath {
@@ -412,6 +443,7 @@ impl RemoteStore {
         };
         if let Some(dir) = &self.dir {
             for (rel, path) in files {
+                self.interrupt.check()?;
                 hook(rel)?;
                 self.copy_into(&dir.join(rel), rel, path, &report)?;
             }
@@ -429,7 +461,7 @@ impl RemoteStore {
                 large.push((rel, path));
             }
         }
-        self.rt.block_on(async {
+        self.rt.block_on(self.unless_stopped(async {
             futures::stream::iter(small.into_iter().map(|(rel, path)| {
                 let report = &report;
                 async move {
@@ -455,7 +487,13 @@ impl RemoteStore {
             })
             .try_collect::<Vec<()>>()
             .await?;
+            Ok(())
+        }))?;
+        // One at a time, outside `unless_stopped`: a multipart upload dropped unfinished would
+        // stay on S3; `upload_parts` stops itself and aborts it.
+        self.rt.block_on(async {
             for (rel, path) in large {
+                self.interrupt.check()?;
                 hook(rel)?;
                 self.upload_parts(rel, path, &report).await?;
             }
@@ -484,6 +522,8 @@ impl RemoteStore {
         let mut n = 0u64;
         self.traffic.request();
         loop {
+            // Dropped unfinished, the temp file goes with `file`.
+            self.interrupt.check()?;
             let got = from.read(&mut buf).map_err(|e| Error::io(path, e))?;
             if got == 0 {
                 break;
@@ -500,9 +540,9 @@ impl RemoteStore {
         Ok(())
     }
 
-    /// Uploads `path` as an S3 multipart upload, read part by part; aborted on failure, so no
-    /// unfinished upload is left billed (a kill or Ctrl-C cannot abort it: see the README on the
-    /// bucket's `AbortIncompleteMultipartUpload` rule).
+    /// Uploads `path` as an S3 multipart upload, read part by part; aborted on failure or
+    /// interrupt, so no unfinished upload is left billed (a kill cannot abort it: see the README
+    /// on the bucket's `AbortIncompleteMultipartUpload` rule).
     async fn upload_parts(
         &self,
         rel: &str,
@@ -513,6 +553,7 @@ impl RemoteStore {
         let key = self.key(rel);
         let mut from = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         self.traffic.request();
+        // Not raced with the interrupt: an upload created unseen could not be aborted.
         let upload = self
             .store
             .put_multipart(&key)
@@ -520,31 +561,33 @@ impl RemoteStore {
             .map_err(|e| self.err(rel, e))?;
         let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART_BYTES);
         let mut n = 0u64;
-        let sent: Result<()> = async {
-            loop {
-                let mut part = Vec::with_capacity(MULTIPART_PART_BYTES);
-                (&mut from)
-                    .take(MULTIPART_PART_BYTES as u64)
-                    .read_to_end(&mut part)
-                    .map_err(|e| Error::io(path, e))?;
-                if part.is_empty() {
-                    // Every part landed (`finish` would not abort on a failed one).
-                    return w.wait_for_capacity(0).await.map_err(|e| self.err(rel, e));
+        let sent: Result<()> = self
+            .unless_stopped(async {
+                loop {
+                    let mut part = Vec::with_capacity(MULTIPART_PART_BYTES);
+                    (&mut from)
+                        .take(MULTIPART_PART_BYTES as u64)
+                        .read_to_end(&mut part)
+                        .map_err(|e| Error::io(path, e))?;
+                    if part.is_empty() {
+                        // Every part landed (`finish` would not abort on a failed one).
+                        return w.wait_for_capacity(0).await.map_err(|e| self.err(rel, e));
+                    }
+                    // One part buffered here and a few in flight: memory is bounded by the part
+                    // size, not the pack's.
+                    w.wait_for_capacity(CONCURRENT_REQUESTS - 1)
+                        .await
+                        .map_err(|e| self.err(rel, e))?;
+                    self.traffic.request();
+                    n += part.len() as u64;
+                    report(part.len() as u64);
+                    w.put(Bytes::from(part));
                 }
-                // One part buffered here and a few in flight: memory is bounded by the part
-                // size, not the pack's.
-                w.wait_for_capacity(CONCURRENT_REQUESTS - 1)
-                    .await
-                    .map_err(|e| self.err(rel, e))?;
-                self.traffic.request();
-                n += part.len() as u64;
-                report(part.len() as u64);
-                w.put(Bytes::from(part));
-            }
-        }
-        .await;
+            })
+            .await;
         if let Err(e) = sent {
-            let _ = w.abort().await;
+            // Bounded: an unanswered abort must not hold up a Ctrl-C.
+            let _ = tokio::time::timeout(ABORT_WAIT, w.abort()).await;
             return Err(e);
         }
         self.traffic.request();
@@ -630,7 +673,7 @@ impl RemoteStore {
         use std::io::Write;
         let received = AtomicU64::new(0);
         let total = AtomicU64::new(0);
-        self.rt.block_on(async {
+        self.rt.block_on(self.unless_stopped(async {
             futures::stream::iter(files.iter().map(|(rel, target)| {
                 let (received, total) = (&received, &total);
                 async move {
@@ -641,6 +684,8 @@ impl RemoteStore {
                     let tmp = file.temp_path().to_path_buf();
                     let mut stream = got.into_stream();
                     while let Some(piece) = stream.next().await {
+                        // Dropped unfinished, the temp file goes with `file`.
+                        self.interrupt.check()?;
                         let piece = piece.map_err(|e| self.err(rel, e))?;
                         file.write_all(&piece).map_err(|e| Error::io(&tmp, e))?;
                         let n = piece.len() as u64;
@@ -656,7 +701,7 @@ impl RemoteStore {
             .buffer_unordered(CONCURRENT_REQUESTS)
             .try_collect::<Vec<()>>()
             .await
-        })?;
+        }))?;
         Ok(total.load(Ordering::Relaxed))
     }
 }

@@ -103,14 +103,19 @@ impl std::fmt::Debug for ProgressFn {
 pub(crate) struct Interrupt(Option<Arc<AtomicBool>>);
 
 impl Interrupt {
+    /// Whether the flag is set.
+    pub(crate) fn is_set(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|flag| flag.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Fails with [`Error::Interrupted`] once the flag is set.
     pub(crate) fn check(&self) -> Result<()> {
-        match &self.0 {
-            Some(flag) if flag.load(std::sync::atomic::Ordering::Relaxed) => {
-                Err(Error::Interrupted)
-            }
-            _ => Ok(()),
+        if self.is_set() {
+            return Err(Error::Interrupted);
         }
+        Ok(())
     }
 }
 
@@ -298,7 +303,10 @@ impl Repo {
     /// is set (checked between windows of chunks, so within a fraction of a second): the call
     /// fails with [`Error::Interrupted`] and the repository is as it was. A commit past its last
     /// check lands; a checkout into caller buffers ([`Repo::checkout_into`]) and a checkout to
-    /// a file always finish, so what they write is never half of a snapshot.
+    /// a file always finish, so what they write is never half of a snapshot. A push or fetch
+    /// (and so a pull) stops its transfers the same way, within 50 ms: no ref moves, a
+    /// multipart upload to S3 is aborted and a download's temp file removed; the packs that
+    /// were complete stay, and the next push or fetch skips them.
     pub fn with_interrupt(mut self, flag: Arc<AtomicBool>) -> Repo {
         self.interrupt = Interrupt(Some(flag));
         self

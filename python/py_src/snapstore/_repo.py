@@ -470,6 +470,8 @@ class Repo:
         (``refs``; default HEAD's branch) by compare-and-swap. If the remote branch moved on,
         the local snapshots are re-parented on top of it (``rebase=False`` refuses instead);
         a push that would drop remote snapshots raises ``PushRejectedError`` unless ``force``.
+        Ctrl-C stops it within 50 ms: no remote ref moves, an unfinished S3 multipart upload is
+        aborted, and the next push skips the packs already up.
         Returns ``snapstore push --json``'s report."""
         return json.loads(self._repo.push(remote, _checks.names(refs, "refs"), force, not rebase))
 
@@ -481,7 +483,9 @@ class Repo:
 
     def fetch(self, remote: str = "origin", refs: Union[str, Sequence[str], None] = None
               ) -> Dict[str, Any]:
-        """Downloads what ``refs`` (default: all) of ``remote`` need; local branches stay."""
+        """Downloads what ``refs`` (default: all) of ``remote`` need; local branches stay.
+        Ctrl-C stops it (and ``pull``) within 50 ms; the next fetch skips the packs already
+        down."""
         return json.loads(self._repo.fetch(remote, _checks.names(refs, "refs")))
 
     def pull(self, remote: str = "origin", branch: Optional[str] = None) -> Dict[str, Any]:
