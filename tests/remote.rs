@@ -1848,3 +1848,41 @@ fn an_interrupted_library_push_or_fetch_leaves_nothing_and_resumes() {
     assert_eq!(pulled.status, "created");
     assert_eq!(dst.checkout("main", None).unwrap().tensors[0].data, t.data);
 }
+
+/// The AWS CLI's `AWS_ENDPOINT_URL` names the endpoint as `--endpoint` does, `http://` included
+/// (it failed with the client's bare "builder error"); one without a scheme is refused by name
+/// (it made the client panic).
+#[test]
+fn s3_endpoint_from_the_aws_environment() {
+    let server = match shared_s3() {
+        Ok(s) => s,
+        Err(why) => return skip("remote::s3_endpoint_from_the_aws_environment", &why),
+    };
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 31);
+    commit(&src, &fs[0].0, &[]);
+    let url = format!("s3://{BUCKET}/env-endpoint-{}", std::process::id());
+    rrun_ok(&src, &["push", &url, "--endpoint", &server.url]);
+    let out = work.path().join("out.safetensors");
+    let args = [
+        "remote",
+        "checkout",
+        &url,
+        "main",
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    let o = rrun(&src, &args, &[("AWS_ENDPOINT_URL", &server.url)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&out).unwrap(), fs[0].1);
+    let bare = server.url.trim_start_matches("http://");
+    let err = rrun_err(&src, &args, &[("AWS_ENDPOINT_URL", bare)]);
+    assert!(
+        err.contains(&format!(
+            "AWS_ENDPOINT_URL {bare:?} is not an endpoint URL: write http://HOST:PORT"
+        )),
+        "{err}"
+    );
+}

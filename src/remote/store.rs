@@ -19,7 +19,7 @@ use object_store::{
     WriteMultipart,
 };
 
-use super::url::{Location, RemoteSpec};
+use super::url::{endpoint_url, Location, RemoteSpec};
 use crate::error::{Error, Result};
 use crate::repo::Interrupt;
 
@@ -812,10 +812,19 @@ fn s3_builder(spec: &RemoteSpec, bucket: &str) -> Result<AmazonS3Builder> {
         })
         .unwrap_or_else(|| "us-east-1".into());
     b = b.with_region(region);
-    if let Some(endpoint) = &spec.endpoint {
+    // The AWS CLI's variables too (MinIO users set them), checked as `--endpoint` is; an
+    // `http://` endpoint named explicitly is allowed (the client's "builder error" said not why).
+    let endpoint = match &spec.endpoint {
+        Some(e) => Some(endpoint_url(&spec.url, e, "the endpoint")?),
+        None => ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+            .into_iter()
+            .find_map(|k| env(k).map(|e| endpoint_url(&spec.url, &e, k)))
+            .transpose()?,
+    };
+    if let Some(endpoint) = endpoint {
         b = b
-            .with_endpoint(endpoint)
-            .with_allow_http(endpoint.starts_with("http://"));
+            .with_allow_http(endpoint.starts_with("http://"))
+            .with_endpoint(endpoint);
     }
     Ok(b)
 }

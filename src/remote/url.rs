@@ -48,7 +48,11 @@ impl RemoteSpec {
     /// Checks the URL and makes a directory path absolute.
     pub(crate) fn normalized(mut self) -> Result<RemoteSpec> {
         match self.location()? {
-            Location::S3 { .. } => {}
+            Location::S3 { .. } => {
+                if let Some(e) = &self.endpoint {
+                    self.endpoint = Some(endpoint_url(&self.url, e, "the endpoint")?);
+                }
+            }
             Location::Directory(dir) => {
                 if self.endpoint.is_some() {
                     return Err(Error::BadRemoteUrl {
@@ -116,6 +120,26 @@ impl RemoteSpec {
     }
 }
 
+/// An S3 endpoint as the client takes it: `http://` or `https://` (in any case; written lower)
+/// and a host. Without a scheme the client panicked. `given` says where it came from (a flag or
+/// an environment variable), for the message.
+pub(crate) fn endpoint_url(url: &str, endpoint: &str, given: &str) -> Result<String> {
+    let e = endpoint.trim();
+    let lower = e.to_ascii_lowercase();
+    match ["http://", "https://"]
+        .into_iter()
+        .find(|s| lower.starts_with(s))
+    {
+        Some(scheme) if e.len() > scheme.len() => Ok(format!("{scheme}{}", &e[scheme.len()..])),
+        _ => Err(Error::BadRemoteUrl {
+            url: url.to_string(),
+            problem: format!(
+                "{given} {e:?} is not an endpoint URL: write http://HOST:PORT or https://HOST"
+            ),
+        }),
+    }
+}
+
 /// A parsed remote URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Location {
@@ -175,5 +199,28 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--endpoint applies to s3://"), "{err}");
+    }
+
+    /// Regression: an endpoint without a scheme made the S3 client panic at the first request
+    /// (and an upper-case scheme failed with "builder error").
+    #[test]
+    fn endpoints_need_a_scheme_and_a_host() {
+        let spec = |e: &str| {
+            RemoteSpec::new("s3://bkt/run")
+                .unwrap()
+                .with_endpoint(Some(e.into()))
+                .normalized()
+        };
+        for bad in ["127.0.0.1:9000", "localhost", "http://", "ftp://host", ""] {
+            let err = spec(bad).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("the endpoint {bad:?} is not an endpoint URL")),
+                "{bad}: {err}"
+            );
+        }
+        let ok = spec(" HTTP://127.0.0.1:9000 ").unwrap();
+        assert_eq!(ok.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        let ok = spec("https://s3.example.com").unwrap();
+        assert_eq!(ok.endpoint.as_deref(), Some("https://s3.example.com"));
     }
 }
