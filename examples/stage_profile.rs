@@ -15,7 +15,7 @@
 //! (`snapstore::profile`) give each stage's CPU and wall time and MB per CPU second; the heading
 //! gives the run's wall time, its MB/s of tensor bytes, the coding MB/s (tensor bytes over the
 //! CPU time of every stage but fsync and the index, the fixed cost of a durable commit, see
-//! BENCHMARKS.md "Durable-commit floor"), and the wall time no stage covers (manifests, the kept
+//! BENCHMARKS.md "Why the commit goal is out of reach on these corpora"), and the wall time no stage covers (manifests, the kept
 //! tip, allocation).
 //!
 //! Runs on ONE thread unless `RAYON_NUM_THREADS` says otherwise, so MB/s is per core and every

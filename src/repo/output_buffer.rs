@@ -2,9 +2,10 @@
 //!
 //! A tensor of many chunks is copied chunk by chunk into one fresh buffer, and the first write
 //! to each of its pages is a fault: the kernel zeroes and maps one 4 KiB page per trap. On the
-//! development VM touching 1 GiB that way took ~500 ms, a `MADV_POPULATE_WRITE` of it 260-330
-//! (a C loop of each, several runs); the tiled 1 GiB checkpoint's checkout spent 1.2 s of its
-//! 4.4 s of CPU handing 2 GiB on (BENCHMARKS.md "Output buffers populated at once").
+//! development VM touching 1 GiB that way took 423-510 ms, populating it at once 263-334 ms (a C
+//! loop of each, several runs); populated so, the tiled 1 GiB checkpoint's checkout spent
+//! 771-809 ms of CPU handing its tensors on instead of 962-1,000 (BENCHMARKS.md "Caches sized to
+//! the machine, checkouts into place", "A large tensor's output buffer populated in one call").
 
 /// Below this a buffer is left to fault in as written: a few pages' traps cost less than the
 /// system call, and small tensors are one chunk handed on without a copy anyway.
