@@ -510,6 +510,31 @@ both_remotes!(
     interrupted_push
 );
 
+/// Runs `f` with an S3 client for `remote`'s bucket and the key of its object `rel`.
+fn with_s3<T>(
+    remote: &Remote,
+    endpoint: &str,
+    rel: &str,
+    f: impl AsyncFnOnce(&dyn object_store::ObjectStore, object_store::path::Path) -> T,
+) -> T {
+    let (bucket, prefix) = remote.url["s3://".len()..].split_once('/').unwrap();
+    let s3 = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_region("us-east-1")
+        .with_access_key_id(CREDENTIALS[0].1)
+        .with_secret_access_key(CREDENTIALS[1].1)
+        .build()
+        .unwrap();
+    let key = object_store::path::Path::from(format!("{prefix}/{rel}"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(f(&s3, key))
+}
+
 /// Flips one byte at `offset` of the remote object `rel`.
 fn damage(remote: &Remote, rel: &str, offset: usize) {
     match &remote.endpoint {
@@ -519,29 +544,28 @@ fn damage(remote: &Remote, rel: &str, offset: usize) {
             bytes[offset] ^= 0x40;
             std::fs::write(&p, bytes).unwrap();
         }
-        Some(endpoint) => {
-            use object_store::ObjectStore;
-            let (bucket, prefix) = remote.url["s3://".len()..].split_once('/').unwrap();
-            let s3 = object_store::aws::AmazonS3Builder::new()
-                .with_bucket_name(bucket)
-                .with_endpoint(endpoint)
-                .with_allow_http(true)
-                .with_region("us-east-1")
-                .with_access_key_id(CREDENTIALS[0].1)
-                .with_secret_access_key(CREDENTIALS[1].1)
-                .build()
-                .unwrap();
-            let key = object_store::path::Path::from(format!("{prefix}/{rel}"));
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut bytes = s3.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
-                bytes[offset] ^= 0x40;
-                s3.put(&key, bytes.into()).await.unwrap();
-            });
+        Some(endpoint) => with_s3(remote, endpoint, rel, async |s3, key| {
+            let mut bytes = s3.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+            bytes[offset] ^= 0x40;
+            s3.put(&key, bytes.into()).await.unwrap();
+        }),
+    }
+}
+
+/// The remote object `rel`'s bytes, after which it is removed from the remote.
+fn take_remote_object(remote: &Remote, rel: &str) -> Vec<u8> {
+    match &remote.endpoint {
+        None => {
+            let p = Path::new(&remote.url).join(rel);
+            let bytes = std::fs::read(&p).unwrap();
+            std::fs::remove_file(&p).unwrap();
+            bytes
         }
+        Some(endpoint) => with_s3(remote, endpoint, rel, async |s3, key| {
+            let bytes = s3.get(&key).await.unwrap().bytes().await.unwrap().to_vec();
+            s3.delete(&key).await.unwrap();
+            bytes
+        }),
     }
 }
 
@@ -1886,3 +1910,48 @@ fn s3_endpoint_from_the_aws_environment() {
         "{err}"
     );
 }
+
+/// What a `remote gc` racing a push can take (README, "remote gc"), the tip's record and its
+/// pack, is restored by pushing the branch again: the push found the ref up to date and sent
+/// nothing, so the remote stayed unclonable until a new snapshot was pushed on top.
+fn push_restores_a_lost_record(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 3, 41);
+    for (f, _) in &fs {
+        commit(&src, f, &[]);
+    }
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let tip = &log_ids(&src)[0];
+    let record: serde_json::Value =
+        serde_json::from_slice(&take_remote_object(remote, &format!("snapshots/{tip}"))).unwrap();
+    let packs: Vec<String> = record["packs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    for p in &packs {
+        take_remote_object(remote, &format!("packs/{p}.pack"));
+    }
+    let pushed = rjson(&src, &["push"]);
+    assert_eq!(pushed["refs"][0]["status"], "up-to-date", "{pushed:#}");
+    assert_eq!(pushed["snapshots"], 1, "{pushed:#}");
+    assert_eq!(pushed["packs_uploaded"], packs.len(), "{pushed:#}");
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[2].1);
+    // Nothing lost: the next push sends nothing.
+    let again = rjson(&src, &["push"]);
+    assert_eq!(
+        (again["snapshots"].clone(), again["packs_uploaded"].clone()),
+        (0.into(), 0.into())
+    );
+}
+both_remotes!(
+    dir_push_restores_a_lost_record,
+    s3_push_restores_a_lost_record,
+    push_restores_a_lost_record
+);

@@ -314,6 +314,9 @@ impl Repo {
             }
             if let Some(r) = &remote {
                 if r.id == tip {
+                    // Up to date, but what the ref reaches may not all be there (a remote gc
+                    // racing a push, a pack lost from the store): restored from here.
+                    self.upload_closure(store, tip, report)?;
                     return Ok(PushedRef {
                         key: key.to_string(),
                         old: Some(r.id),
@@ -356,7 +359,8 @@ impl Repo {
                     let (new_tip, moved) = reparent(self, tip, r.id)?.ok_or_else(unrelated)?;
                     move_local_ref(self, key, Some(tip), new_tip)?;
                     tip = new_tip;
-                    rebased += moved;
+                    // The same local snapshots again when a retry re-parents them anew.
+                    rebased = moved;
                     "rebased"
                 };
             }
