@@ -1955,3 +1955,52 @@ both_remotes!(
     s3_push_restores_a_lost_record,
     push_restores_a_lost_record
 );
+
+/// Tracking refs follow the remote: a fetch of all refs removes those of a branch deleted
+/// there, and `remote remove` removes the rest, so `gc` frees what only they reached (before,
+/// nothing removed them), and the name can be added again for another, empty remote (refused
+/// before as "vanished": the old tracking refs said this repository had seen refs there).
+fn tracking_refs_follow_the_remote(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 2, 43);
+    commit(&src, &fs[0].0, &[]);
+    rrun_ok(&src, &["branch", "exp"]);
+    commit(&src, &fs[1].0, &["--branch", "exp"]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push", "origin", "main", "exp"]);
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(checkout_bytes(&dst, "origin/exp", &[]), fs[1].1);
+    rrun_ok(&src, &["push", "--delete", "exp"]);
+    let fetched = rjson(&dst, &["fetch"]);
+    assert_eq!(
+        fetched["pruned"],
+        serde_json::json!(["remotes/origin/heads/exp"]),
+        "{fetched:#}"
+    );
+    let err = rrun_err(&dst, &["log", "origin/exp"], &[]);
+    assert!(err.contains("unknown ref"), "{err}");
+    // The clone's own branch exp still holds the snapshot; without it gc frees it.
+    rrun_ok(&dst, &["branch", "-d", "exp"]);
+    let gc = rjson(&dst, &["gc", "--grace", "0"]);
+    assert!(gc["freed_bytes"].as_u64().unwrap() > 0, "{gc:#}");
+    assert_eq!(checkout_bytes(&dst, "origin/main", &[]), fs[0].1);
+    rrun_ok(&dst, &["remote", "remove", "origin"]);
+    let err = rrun_err(&dst, &["log", "remotes/origin/heads/main"], &[]);
+    assert!(err.contains("unknown ref"), "{err}");
+    let elsewhere = Remote {
+        url: format!("{}-elsewhere", remote.url),
+        endpoint: remote.endpoint.clone(),
+        _dir: None,
+    };
+    elsewhere.add(&dst, "origin");
+    let pushed = rjson(&dst, &["push"]);
+    assert_eq!(pushed["refs"][0]["status"], "created", "{pushed:#}");
+}
+both_remotes!(
+    dir_tracking_refs_follow_the_remote,
+    s3_tracking_refs_follow_the_remote,
+    tracking_refs_follow_the_remote
+);

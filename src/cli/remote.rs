@@ -31,7 +31,7 @@ pub enum RemoteCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Forget a remote (the remote itself is left alone).
+    /// Forget a remote and its tracking refs (the remote itself is left alone).
     Remove {
         /// Its name.
         name: String,
@@ -388,6 +388,9 @@ pub fn fetch(args: FetchArgs, repo: &Repo) -> Result<()> {
     }
     for f in &r.refs {
         println!("{}: {}", f.key, f.snapshot.short());
+    }
+    for p in &r.pruned {
+        println!("{p}: removed (gone from the remote)");
     }
     println!(
         "fetched from {}: {} new snapshot(s), {} pack(s) ({})",

@@ -37,6 +37,9 @@ pub struct FetchReport {
     pub remote: String,
     /// The refs fetched.
     pub refs: Vec<FetchedRef>,
+    /// Tracking refs removed because the remote no longer has their ref (a fetch of all refs
+    /// from a configured remote), as `remotes/NAME/heads/BRANCH`.
+    pub pruned: Vec<String>,
     /// Snapshots new to the local repository.
     pub snapshots: usize,
     /// Packs downloaded.
@@ -225,6 +228,28 @@ fn verify_pack(store: &RemoteStore, object: &str, tmp: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Removes remote `name`'s tracking refs whose ref is not among `remote_refs` (all of the
+/// remote's); returns their keys.
+fn prune_tracking_refs(
+    repo: &Repo,
+    name: &str,
+    remote_refs: &[(String, ObjectId)],
+) -> Result<Vec<String>> {
+    let prefix = tracking_key(name, "");
+    let index = repo.index()?;
+    let mut pruned = Vec::new();
+    for (theirs, id) in index.list_refs(&prefix)? {
+        if !remote_refs.iter().any(|(k, _)| *k == theirs) {
+            let key = format!("{prefix}{theirs}");
+            // Lost to a concurrent fetch that moved or removed it: nothing left to do.
+            if index.cas_ref_durably(&key, Some(id), None)?.is_ok() {
+                pruned.push(key);
+            }
+        }
+    }
+    Ok(pruned)
+}
+
 impl Repo {
     /// Fetches branches and tags (`refs`; empty: all) from `remote` (a configured name or a
     /// URL): downloads what they need and, for a configured remote, moves the tracking refs
@@ -265,6 +290,7 @@ impl Repo {
         };
         let tips: Vec<ObjectId> = wanted.iter().map(|(_, id)| *id).collect();
         let got = fetch_closure(self, store, &tips)?;
+        let mut pruned = Vec::new();
         if let Some(name) = name {
             for (key, id) in &wanted {
                 let tracking = tracking_key(name, key);
@@ -274,6 +300,11 @@ impl Repo {
                 }
                 adopt_tag(self, key, *id)?;
             }
+            // A ref deleted on the remote: its tracking ref would keep what it reached from
+            // `gc` for ever (no command removes tracking refs by hand).
+            if refs.is_empty() {
+                pruned = prune_tracking_refs(self, name, &wanted)?;
+            }
         }
         let seconds = started.elapsed().as_secs_f64();
         Ok(FetchReport {
@@ -282,6 +313,7 @@ impl Repo {
                 .into_iter()
                 .map(|(key, snapshot)| FetchedRef { key, snapshot })
                 .collect(),
+            pruned,
             snapshots: got.snapshots,
             packs: got.packs,
             bytes: got.bytes,

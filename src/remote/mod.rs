@@ -67,11 +67,20 @@ impl Repo {
         Ok(spec)
     }
 
-    /// Forgets the remote `name` (the remote itself is left alone; its tracking refs
-    /// `remotes/NAME/...` stay in the index).
+    /// Forgets the remote `name` and its tracking refs `remotes/NAME/...` (the remote itself
+    /// is left alone).
     pub fn remove_remote(&self, name: &str) -> Result<RemoteSpec> {
         let mut all = self.remotes()?;
         let spec = all.remove(name).ok_or_else(|| unknown_remote(name, &all))?;
+        // Its tracking refs first: kept, they held what they reach from `gc` with no command
+        // to remove them, and a remote added again under the name (another URL) was refused as
+        // "vanished" because they said this repository had seen refs there.
+        let index = self.index()?;
+        let prefix = tracking_key(name, "");
+        for (key, id) in index.list_refs(&prefix)? {
+            let _ = index.cas_ref_durably(&format!("{prefix}{key}"), Some(id), None)?;
+        }
+        drop(index);
         self.config_set(
             REMOTES_KEY,
             &serde_json::to_string(&all).expect("serializes"),
