@@ -2004,3 +2004,43 @@ both_remotes!(
     s3_tracking_refs_follow_the_remote,
     tracking_refs_follow_the_remote
 );
+
+/// A local repository's directory is not a remote: a push into it is refused and writes
+/// nothing there (it was taken, and that repository's next gc removed the pushed packs, so the
+/// "remote" could no longer be cloned); a clone from it says what it is.
+#[test]
+fn a_repository_directory_is_refused_as_a_remote() {
+    let work = tempdir();
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    let fs = checkpoints(work.path(), 2, 47);
+    for (repo, f) in [(&a, &fs[0].0), (&b, &fs[1].0)] {
+        rrun_ok(repo, &["init"]);
+        commit(repo, f, &[]);
+    }
+    let before: Vec<_> = std::fs::read_dir(&b)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    let b_url = b.display().to_string();
+    let err = rrun_err(&a, &["push", &b_url, "main"], &[]);
+    assert!(
+        err.contains("is a local snapstore repository, not a remote"),
+        "{err}"
+    );
+    let after: Vec<_> = std::fs::read_dir(&b)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(before, after);
+    let err = rrun_err(
+        work.path(),
+        &["clone", &b_url, work.path().join("c").to_str().unwrap()],
+        &[],
+    );
+    assert!(
+        err.contains("is a local snapstore repository, not a remote"),
+        "{err}"
+    );
+}

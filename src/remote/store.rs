@@ -118,6 +118,17 @@ impl RemoteStore {
             .location()?
         {
             Location::Directory(dir) => {
+                // A push into a repository's own directory was taken, and that repository's
+                // next `gc` removed the packs the "remote" needed.
+                if dir.join("FORMAT").is_file() && dir.join("index").is_dir() {
+                    return Err(Error::RemoteLayout {
+                        url,
+                        problem: "is a local snapstore repository, not a remote; a directory \
+                                  remote is a directory of its own that `push` fills, which \
+                                  that repository can push to and others clone from"
+                            .into(),
+                    });
+                }
                 if !dir.is_dir() {
                     if !create {
                         return Err(Error::RemoteLayout {
