@@ -60,8 +60,8 @@ pub use codec::CodecChoice;
 pub use dtype::Dtype;
 pub use error::{Error, Result, SafetensorsProblem};
 pub use frames::{
-    load_npy, load_png_dir, write_npy, write_pngs, FrameDims, FrameDtype, FrameError, FrameMetrics,
-    FrameSeq,
+    load_npy, load_png_dir, natural_cmp, write_npy, write_pngs, FrameDims, FrameDtype, FrameError,
+    FrameMetrics, FrameSeq,
 };
 pub use fsutil::{remove_registered_temps, remove_temps_on_signals, stop_on_signals};
 pub use gpu::backend::{BackendChoice, BackendError};

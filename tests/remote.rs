@@ -2044,3 +2044,45 @@ fn a_repository_directory_is_refused_as_a_remote() {
         "{err}"
     );
 }
+
+/// Names on the command line: `push origin HEAD` pushes HEAD's branch (it said `unknown ref
+/// "HEAD"`), a snapshot expression is refused saying push takes branches and tags, and a
+/// mistyped remote name is named as one by `remote gc` and `remote checkout` (it was taken for
+/// a directory that "holds no snapstore repository").
+#[test]
+fn push_refs_and_remote_names_are_read_as_names() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 53);
+    commit(&src, &fs[0].0, &[]);
+    let remote = Remote::dir();
+    remote.add(&src, "origin");
+    let pushed = rjson(&src, &["push", "origin", "HEAD"]);
+    assert_eq!(pushed["refs"][0]["ref"], "heads/main", "{pushed:#}");
+    let err = rrun_err(&src, &["push", "origin", "main~0"], &[]);
+    assert!(
+        err.contains("\"main~0\" is no branch or tag here; push sends branches and tags by name"),
+        "{err}"
+    );
+    let out = work.path().join("x.safetensors");
+    for args in [
+        vec!["remote", "gc", "orgin", "--dry-run"],
+        vec![
+            "remote",
+            "checkout",
+            "orgin",
+            "main",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        let err = rrun_err(&src, &args, &[]);
+        assert!(
+            err.contains("no remote named \"orgin\" (remotes: origin)"),
+            "{args:?}: {err}"
+        );
+    }
+    let dry = rrun_ok(&src, &["remote", "gc", "origin", "--dry-run"]);
+    assert!(dry.contains("would be removed"), "{dry}");
+}

@@ -192,3 +192,26 @@ fn watch_commits_checkpoints_written_after_it_starts() {
     assert_checks_out(&repo, "HEAD", &e2);
     assert_fsck_clean(&repo);
 }
+
+/// Checkpoints with equal modification times (a `tar x`, a file system with 1 s stamps) go in
+/// natural name order: epoch_10 after epoch_9, so the branch ends on epoch_10 (byte order put
+/// it after epoch_1 and ended on epoch_9).
+#[test]
+fn watch_orders_equal_times_by_natural_name() {
+    let (dir, repo) = init_repo();
+    let ckpts = dir.path().join("ckpts");
+    std::fs::create_dir(&ckpts).unwrap();
+    let epochs = trajectory(5, 11, &[("w", &[16, 8])]);
+    let stamp = SystemTime::now() - Duration::from_secs(600);
+    let mut last = Vec::new();
+    for (k, t) in epochs.iter().enumerate().skip(1) {
+        let path = ckpts.join(format!("epoch_{k}.safetensors"));
+        last = write_safetensors(&path, t, None);
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(stamp).unwrap();
+    }
+    run_ok(&repo, &["watch", ckpts.to_str().unwrap(), "--once"]);
+    let order: Vec<String> = (1..=10).map(|k| format!("epoch_{k}.safetensors")).collect();
+    assert_eq!(messages(&repo), order);
+    assert_checks_out(&repo, "HEAD", &last);
+}

@@ -282,13 +282,17 @@ pub fn remote(
                 return json_pretty(&r);
             }
             println!(
-                "{}{} snapshot record(s), {} pack(s) and {} unfinished upload(s) removed ({}) \
+                "{} snapshot record(s), {} pack(s) and {} unfinished upload(s) {} ({}) \
                  from {}; {} snapshot(s) in {} pack(s) reached by {} ref(s); kept younger than \
                  {}s: {} record(s), {} pack(s)",
-                if r.dry_run { "would remove: " } else { "" },
                 r.removed_snapshots.len(),
                 r.removed_packs.len(),
                 r.removed_uploads,
+                if r.dry_run {
+                    "would be removed"
+                } else {
+                    "removed"
+                },
                 human(r.removed_bytes),
                 r.remote,
                 r.live_snapshots,
@@ -309,11 +313,31 @@ fn named_or_url(
     remote: &str,
     s3: &S3Args,
 ) -> snapstore::Result<RemoteSpec> {
-    let configured = open().ok().and_then(|r| r.remotes().ok()?.remove(remote));
-    match configured {
-        Some(s) if s3.endpoint.is_none() && s3.region.is_none() => Ok(s),
-        _ => spec_of(remote, s3),
+    let repo = open();
+    let remotes = match &repo {
+        Ok(r) => r.remotes()?,
+        Err(_) => Default::default(),
+    };
+    if let Some(s) = remotes.get(remote) {
+        if s3.endpoint.is_none() && s3.region.is_none() {
+            return Ok(s.clone());
+        }
     }
+    // A bare word is a remote's name (a directory is written with a '/': ./backup), so a
+    // mistyped name is not taken for a directory that holds no repository.
+    if !remote.contains('/') && !remote.starts_with("s3:") {
+        // Outside a repository, which keeps the remotes: why there is none.
+        repo?;
+        let known = match remotes.is_empty() {
+            true => "none".to_string(),
+            false => remotes.keys().cloned().collect::<Vec<_>>().join(", "),
+        };
+        return Err(snapstore::Error::UnknownRemote {
+            name: remote.to_string(),
+            known,
+        });
+    }
+    spec_of(remote, s3)
 }
 
 /// Runs `snapstore push`.

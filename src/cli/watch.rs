@@ -154,7 +154,13 @@ fn checkpoints(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>> {
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         files.push((path, (meta.len(), modified)));
     }
-    files.sort_by(|a, b| (a.1 .1, &a.0).cmp(&(b.1 .1, &b.0)));
+    // Equal times (a `tar x`, a file system with 1 s stamps) in natural name order, so
+    // epoch_10 lands after epoch_9 and ends on the branch.
+    files.sort_by(|a, b| {
+        a.1 .1
+            .cmp(&b.1 .1)
+            .then_with(|| snapstore::natural_cmp(&a.0.to_string_lossy(), &b.0.to_string_lossy()))
+    });
     Ok(files)
 }
 

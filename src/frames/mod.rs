@@ -20,7 +20,7 @@ pub use codec::{
 };
 pub use metrics::{frame_metrics, FrameMetrics};
 pub use npy::parse_npy;
-pub use reader::{load_npy, load_png_dir, FrameSeq};
+pub use reader::{load_npy, load_png_dir, natural_cmp, FrameSeq};
 pub use writer::{write_npy, write_pngs};
 
 use std::fmt;

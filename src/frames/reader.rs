@@ -242,7 +242,7 @@ fn file_kind(kind: fs::FileType) -> &'static str {
 
 /// Natural order of file names: runs of digits compare by their number, so `frame_2` comes
 /// before `frame_10`; names equal that way (`f01`, `f1`) fall back to byte order.
-pub(crate) fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     use std::cmp::Ordering;
     let (x, y) = (a.as_bytes(), b.as_bytes());
     let (mut i, mut j) = (0, 0);

@@ -271,9 +271,12 @@ impl Repo {
                 None => Err(Error::EmptyBranch(b)),
             };
         }
+        let head = index.head_branch()?;
         refs.iter()
             .map(|r| {
                 let r = r.strip_prefix("refs/").unwrap_or(r);
+                // HEAD is its branch, as it is wherever a ref is read.
+                let r = if r == "HEAD" { head.as_str() } else { r };
                 for key in [r.to_string(), branch_key(r), tag_key(r)] {
                     if (key.starts_with("heads/") || key.starts_with("tags/"))
                         && index.get_ref(&key)?.is_some()
@@ -281,7 +284,14 @@ impl Repo {
                         return Ok(key);
                     }
                 }
-                Err(Error::UnknownRef(r.to_string()))
+                // `main~1` or an id names a snapshot, which a remote ref cannot be set to.
+                Err(Error::InvalidArgument {
+                    what: "ref to push",
+                    problem: format!(
+                        "{r:?} is no branch or tag here; push sends branches and tags by name \
+                         (HEAD is on {head}; to publish a snapshot, tag it first)"
+                    ),
+                })
             })
             .collect()
     }

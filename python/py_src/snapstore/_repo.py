@@ -395,9 +395,10 @@ class Repo:
 
     def fsck(self, *, quick: bool = False) -> Dict[str, Any]:
         """Re-hashes every object and, unless ``quick``, decodes every tensor against its
-        blake3. Returns ``snapstore fsck --json``'s report (``problems`` names each damaged
-        object and what it breaks; ``unreferenced_snapshots`` what no ref reaches) with
-        ``clean``. Raises nothing for damage: check ``clean``."""
+        blake3. Returns the ``report`` of ``snapstore fsck --json`` (``problems`` names each
+        damaged object and what it breaks; ``unreferenced_snapshots`` what no ref reaches) with
+        ``clean`` added beside its fields (the CLI nests it: ``{clean, report}``). Raises nothing
+        for damage: check ``clean``."""
         report = json.loads(self._repo.fsck(bool(quick)))
         return {"clean": not report["problems"], **report}
 
