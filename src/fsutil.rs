@@ -325,6 +325,34 @@ pub fn remove_stale_temps(dir: &Path) -> (usize, u64) {
     removed
 }
 
+/// A file with no name in the directory holding `beside` (`O_TMPFILE`): its space goes back
+/// when it is closed, whatever ends the process. Where the file system cannot make one, a temp
+/// file is created there (registered, so Ctrl-C removes it) and unlinked at once.
+pub(crate) fn unnamed_file_beside(beside: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = parent_dir(beside);
+    let unnamed = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(dir);
+    if let Ok(file) = unnamed {
+        return Ok(file);
+    }
+    let tmp = temp_sibling(beside);
+    register_temp(&tmp);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp);
+    let _ = fs::remove_file(&tmp);
+    forget_temp(&tmp);
+    file
+}
+
 /// A temp name beside `target`, `.tmp-PID-SUFFIX-NAME`: a process's own, and read back by
 /// [`remove_stale_temps_of`] once that process no longer runs.
 pub(crate) fn temp_sibling(target: &Path) -> PathBuf {

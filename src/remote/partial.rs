@@ -16,13 +16,15 @@ use super::refs::{list_refs, read_ref};
 use super::store::RemoteStore;
 use super::{RemoteSpec, REMOTE_CHECKOUT_TASK};
 use crate::error::{Error, Result};
-use crate::repo::{select_entries, ObjectReader, Prepared};
+use crate::repo::{select_entries, ObjectReader, Prepared, Spool};
 use crate::store::manifest::{Manifest, TensorEntry};
 use crate::store::object_id::ObjectId;
 
 /// Objects closer than this in one pack are fetched by one range request (the 9-byte record
 /// header between two neighbours is the usual gap).
 const MERGE_GAP: u64 = 64;
+/// ... up to this many bytes a request, so a response held while it is spooled stays small.
+const MAX_RANGE_BYTES: u64 = 16 << 20;
 
 /// What a remote checkout did.
 #[derive(Clone, Debug, Serialize)]
@@ -136,6 +138,10 @@ pub fn remote_checkout_to_file(
         })
     };
     report(0);
+    // Beside the output, on its file system, not in memory (see `Spool`).
+    let mut spool = Spool::new(
+        crate::fsutil::unnamed_file_beside(out).map_err(|e| Error::io(out, e))?,
+    );
     for (pack, mut objects) in wanted {
         objects.sort_by_key(|(_, at)| at.offset);
         let object = layout::pack_object(&pack);
@@ -145,7 +151,10 @@ pub fn remote_checkout_to_file(
             let start = objects[i].1.offset;
             let mut end = start + objects[i].1.len;
             let mut j = i + 1;
-            while j < objects.len() && objects[j].1.offset <= end + MERGE_GAP {
+            while j < objects.len()
+                && objects[j].1.offset <= end + MERGE_GAP
+                && objects[j].1.offset + objects[j].1.len - start <= MAX_RANGE_BYTES
+            {
                 end = end.max(objects[j].1.offset + objects[j].1.len);
                 j += 1;
             }
@@ -154,13 +163,14 @@ pub fn remote_checkout_to_file(
                 let from = (at.offset - start) as usize;
                 let piece = &bytes[from..from + at.len as usize];
                 layout::verify(&store, &object, id, piece)?;
-                loader.reader.insert_object(*id, Arc::new(piece.to_vec()));
+                spool.append(*id, piece).map_err(|e| Error::io(out, e))?;
                 done += at.len;
             }
             report(done);
             i = j;
         }
     }
+    loader.reader.set_spool(spool);
     let prepared = Prepared {
         snapshot,
         manifest,

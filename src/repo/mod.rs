@@ -49,7 +49,7 @@ pub use maintenance::{
     FsckProblem, FsckReport, GcReport, RebuildReport, RescuedPack, Unreferenced,
 };
 pub(crate) use plan::TensorPlan;
-pub(crate) use reader::ObjectReader;
+pub(crate) use reader::{ObjectReader, Spool};
 pub use refs::Rev;
 pub(crate) use refs::{branch_key, check_ref_name, tag_key};
 

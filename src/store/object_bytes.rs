@@ -14,8 +14,6 @@ use memmap2::Mmap;
 pub enum ObjectBytes {
     /// Read into a buffer of its own.
     Owned(Vec<u8>),
-    /// Held elsewhere too (an object fetched from a remote, kept for the checkout).
-    Shared(Arc<Vec<u8>>),
     /// `len` bytes at `at` of a mapped pack.
     Mapped {
         map: Arc<Mmap>,
@@ -40,7 +38,6 @@ impl Deref for ObjectBytes {
     fn deref(&self) -> &[u8] {
         match self {
             ObjectBytes::Owned(v) => v,
-            ObjectBytes::Shared(v) => v,
             ObjectBytes::Mapped { map, at, len } => &map[*at..*at + *len],
         }
     }
