@@ -298,7 +298,7 @@ pub enum Error {
     #[error("remote {0:?} already exists (`snapstore remote remove {0}` first)")]
     RemoteExists(String),
     /// Talking to a remote failed (network, permissions, a missing bucket, ...).
-    #[error("remote {url}: {object}: {problem}")]
+    #[error("remote {url}: {}{problem}", if object.is_empty() { String::new() } else { format!("{object}: ") })]
     RemoteIo {
         /// The remote's URL.
         url: String,

@@ -1003,9 +1003,8 @@ fn s3_credentials_from_the_shared_file_or_a_clear_error() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("no AWS credentials")
-            && err.contains(".aws/credentials")
-            && err.contains(&remote.url),
+        err.contains(&format!("remote {}: no AWS credentials", remote.url))
+            && err.contains(".aws/credentials"),
         "{err}"
     );
     std::fs::write(
@@ -2043,6 +2042,15 @@ fn a_repository_directory_is_refused_as_a_remote() {
         err.contains("is a local snapstore repository, not a remote"),
         "{err}"
     );
+    // A file where the remote's directory should be (it said "File exists (os error 17)").
+    let file = work.path().join("afile");
+    std::fs::write(&file, b"").unwrap();
+    let file_url = file.display().to_string();
+    let err = rrun_err(&a, &["push", &file_url, "main"], &[]);
+    assert!(
+        err.contains(&format!("remote {file_url}: is a file, not a directory")),
+        "{err}"
+    );
 }
 
 /// Names on the command line: `push origin HEAD` pushes HEAD's branch (it said `unknown ref
@@ -2085,4 +2093,36 @@ fn push_refs_and_remote_names_are_read_as_names() {
     }
     let dry = rrun_ok(&src, &["remote", "gc", "origin", "--dry-run"]);
     assert!(dry.contains("would be removed"), "{dry}");
+}
+
+/// `NAME/BRANCH` always means remote NAME's branch: a remote name that a local branch or tag
+/// starts with (`exp` beside branch `exp/main`), one with a '/', or a ref namespace is refused,
+/// and so is a new branch or tag under a remote's name (before, `log exp/main` silently read the
+/// local branch, and the remote's main was reachable only as `remotes/exp/main`).
+#[test]
+fn remote_names_and_ref_names_do_not_shadow_each_other() {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 1, 59);
+    commit(&src, &fs[0].0, &[]);
+    let url = work.path().join("remote").display().to_string();
+    rrun_ok(&src, &["branch", "exp/main"]);
+    let err = rrun_err(&src, &["remote", "add", "exp", &url], &[]);
+    assert!(
+        err.contains("the local branch or tag exp/main would be read as this remote's branch"),
+        "{err}"
+    );
+    for (name, why) in [("a/b", "no '/'"), ("heads", "ref namespace")] {
+        let err = rrun_err(&src, &["remote", "add", name, &url], &[]);
+        assert!(
+            err.contains("invalid remote name") && err.contains(why),
+            "{err}"
+        );
+    }
+    rrun_ok(&src, &["remote", "add", "origin", &url]);
+    for args in [["branch", "origin/x"], ["tag", "origin/v1"]] {
+        let err = rrun_err(&src, &args, &[]);
+        assert!(err.contains("names the branches of remote origin"), "{err}");
+    }
 }

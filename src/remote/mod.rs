@@ -40,6 +40,16 @@ pub(crate) const PUSH_TASK: &str = "push";
 pub(crate) const FETCH_TASK: &str = "fetch";
 pub(crate) const REMOTE_CHECKOUT_TASK: &str = "download";
 
+/// The names of the configured remotes, read from an open index.
+pub(crate) fn remote_names(index: &Index) -> Result<Vec<String>> {
+    Ok(match index.config_get(REMOTES_KEY)? {
+        Some(json) => serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&json)
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    })
+}
+
 impl Repo {
     /// The configured remotes, by name.
     pub fn remotes(&self) -> Result<BTreeMap<String, RemoteSpec>> {
@@ -52,8 +62,31 @@ impl Repo {
     }
 
     /// Adds a remote named `name`. Sends no request: a bad endpoint shows at the first push.
+    /// The name is one word that no ref expression reads otherwise: `NAME/BRANCH` must mean
+    /// its branch, so no local branch or tag may start with `NAME/`.
     pub fn add_remote(&self, name: &str, spec: RemoteSpec) -> Result<RemoteSpec> {
         crate::repo::check_ref_name(name)?;
+        let refused = |problem: String| Error::InvalidArgument {
+            what: "remote name",
+            problem: format!("{name:?}: {problem}"),
+        };
+        if name.contains('/') {
+            return Err(refused("a remote's name is one word (no '/')".into()));
+        }
+        if ["heads", "tags", "remotes"].contains(&name) {
+            return Err(refused("it names a ref namespace".into()));
+        }
+        let (branches, tags) = self.list_refs()?;
+        let prefix = format!("{name}/");
+        if let Some((r, _)) = branches
+            .iter()
+            .chain(&tags)
+            .find(|(r, _)| r.starts_with(&prefix))
+        {
+            return Err(refused(format!(
+                "the local branch or tag {r} would be read as this remote's branch"
+            )));
+        }
         let spec = spec.normalized()?;
         let mut all = self.remotes()?;
         if all.contains_key(name) {

@@ -139,9 +139,8 @@ pub fn remote_checkout_to_file(
     };
     report(0);
     // Beside the output, on its file system, not in memory (see `Spool`).
-    let mut spool = Spool::new(
-        crate::fsutil::unnamed_file_beside(out).map_err(|e| Error::io(out, e))?,
-    );
+    let mut spool =
+        Spool::new(crate::fsutil::unnamed_file_beside(out).map_err(|e| Error::io(out, e))?);
     for (pack, mut objects) in wanted {
         objects.sort_by_key(|(_, at)| at.offset);
         let object = layout::pack_object(&pack);

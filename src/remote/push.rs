@@ -245,10 +245,17 @@ impl Repo {
             problem: format!(
                 "looks empty or missing (no {}), although this repository saw refs there \
                  (remotes/{}/...): is the share unmounted, or was the remote moved? Nothing was \
-                 pushed. To start a new remote there anyway, push to its URL: `snapstore push {}`",
+                 pushed. To start a new remote there anyway, push to its URL: `snapstore push \
+                 {}{}{}`",
                 layout::FORMAT_OBJECT,
                 name.unwrap_or_default(),
-                spec.url
+                spec.url,
+                spec.endpoint
+                    .as_ref()
+                    .map_or(String::new(), |e| format!(" --endpoint {e}")),
+                spec.region
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" --region {r}")),
             ),
         };
         let store = match RemoteStore::open(spec, !seen) {

@@ -65,6 +65,17 @@ pub(crate) fn check_new_ref_name(index: &Index, name: &str, kind: &'static str) 
     if index.get_ref(&other_key)?.is_some() {
         return clash(format!("a {other} of that name exists"));
     }
+    // `origin/x` reads as remote origin's branch x once a fetch brings one.
+    if let Some((first, _)) = name.split_once('/') {
+        if crate::remote::remote_names(index)?
+            .iter()
+            .any(|r| r == first)
+        {
+            return clash(format!(
+                "`{first}/...` names the branches of remote {first}"
+            ));
+        }
+    }
     Ok(())
 }
 
