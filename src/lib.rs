@@ -66,9 +66,10 @@ pub use frames::{
 pub use fsutil::{remove_registered_temps, remove_temps_on_signals, stop_on_signals};
 pub use gpu::backend::{BackendChoice, BackendError};
 pub use remote::{
-    remote_checkout_to_file, remote_gc, CloneReport, DeletedRef, FetchReport, FetchedRef,
-    ProgressCallback, PullReport, PushOptions, PushReport, PushedRef, RemoteCheckoutReport,
-    RemoteGcReport, RemoteSpec, REMOTE_FORMAT,
+    remote_checkout_to_file, remote_fsck, remote_gc, CloneReport, DeletedRef, FetchReport,
+    FetchedRef, ProgressCallback, PullReport, PushOptions, PushReport, PushedRef,
+    RemoteCheckoutReport, RemoteFsckReport, RemoteGcReport, RemoteProblem, RemoteSpec,
+    REMOTE_FORMAT,
 };
 pub use repo::{
     default_cache_bytes, has_extension, is_frames, CheckedOutTensor, Checkout, CheckoutInfo,

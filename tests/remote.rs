@@ -2126,3 +2126,113 @@ fn remote_names_and_ref_names_do_not_shadow_each_other() {
         assert!(err.contains("names the branches of remote origin"), "{err}");
     }
 }
+
+/// `remote fsck --json` (any exit status): the report.
+fn remote_fsck(repo: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["remote", "fsck", "origin", "--json"];
+    args.extend(extra);
+    let o = rrun(repo, &args, &[]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&o))
+        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", stderr(&o)));
+    assert_eq!(
+        o.status.success(),
+        report["clean"] == true,
+        "exit status follows clean: {report:#}"
+    );
+    report
+}
+
+/// `remote fsck` names what a ref needs that is missing or damaged on the remote (a lost pack,
+/// a cut one, a flipped byte only `--deep` reads, a lost record), and `--repair` puts it back
+/// from a repository that holds it; a push could not, as its records were there.
+fn remote_fsck_finds_and_repairs(remote: &Remote) {
+    let work = tempdir();
+    let src = work.path().join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 3, 61);
+    for (f, _) in &fs {
+        commit(&src, f, &[]);
+    }
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let clean = remote_fsck(&src, &["--deep"]);
+    assert_eq!(
+        (clean["snapshots"].clone(), clean["problems"].clone()),
+        (3.into(), serde_json::json!([])),
+        "{clean:#}"
+    );
+    let tip = log_ids(&src)[0].clone();
+    let record: serde_json::Value =
+        serde_json::from_slice(&take_remote_object(remote, &format!("snapshots/{tip}"))).unwrap();
+    let pack = format!("packs/{}.pack", record["packs"][0].as_str().unwrap());
+    // Put the record back (a lost pack alone is what a push cannot see).
+    let body = serde_json::to_vec(&record).unwrap();
+    match &remote.endpoint {
+        None => std::fs::write(
+            Path::new(&remote.url).join(format!("snapshots/{tip}")),
+            body,
+        )
+        .unwrap(),
+        Some(e) => with_s3(remote, e, &format!("snapshots/{tip}"), async |s3, key| {
+            s3.put(&key, body.into()).await.unwrap();
+        }),
+    }
+    let bytes = take_remote_object(remote, &pack);
+    let pushed = rjson(&src, &["push"]);
+    assert_eq!(
+        pushed["packs_uploaded"], 0,
+        "push does not see it: {pushed:#}"
+    );
+    let found = remote_fsck(&src, &[]);
+    assert_eq!(found["problems"][0]["object"], pack.as_str(), "{found:#}");
+    assert_eq!(found["problems"][0]["problem"], "missing", "{found:#}");
+    assert_eq!(
+        found["problems"][0]["reached_from"], "heads/main",
+        "{found:#}"
+    );
+    let repaired = remote_fsck(&src, &["--repair"]);
+    assert_eq!(
+        repaired["repaired"],
+        serde_json::json!([pack]),
+        "{repaired:#}"
+    );
+    assert_eq!(repaired["clean"], true, "{repaired:#}");
+    if remote.endpoint.is_none() {
+        let path = Path::new(&remote.url).join(&pack);
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let found = remote_fsck(&src, &[]);
+        let problem = found["problems"][0]["problem"].as_str().unwrap();
+        assert!(problem.starts_with("truncated"), "{found:#}");
+        remote_fsck(&src, &["--repair"]);
+    }
+    damage(remote, &pack, 200);
+    assert_eq!(
+        remote_fsck(&src, &[])["clean"],
+        true,
+        "only the deep check reads every byte"
+    );
+    let deep = remote_fsck(&src, &["--deep"]);
+    let problem = deep["problems"][0]["problem"].as_str().unwrap();
+    assert!(problem.contains("does not hash to its id"), "{deep:#}");
+    assert_eq!(remote_fsck(&src, &["--deep", "--repair"])["clean"], true);
+    take_remote_object(remote, &format!("snapshots/{tip}"));
+    let found = remote_fsck(&src, &[]);
+    assert_eq!(
+        found["problems"][0]["object"],
+        format!("snapshots/{tip}"),
+        "{found:#}"
+    );
+    let repaired = remote_fsck(&src, &["--repair"]);
+    assert_eq!(
+        repaired["repaired"],
+        serde_json::json!([format!("snapshots/{tip}")])
+    );
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[2].1);
+}
+both_remotes!(
+    dir_remote_fsck_finds_and_repairs,
+    s3_remote_fsck_finds_and_repairs,
+    remote_fsck_finds_and_repairs
+);

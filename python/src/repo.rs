@@ -463,6 +463,24 @@ impl PyRepo {
         })
     }
 
+    /// Checks `remote` (and with `repair` puts back what this repository holds of what is
+    /// missing or damaged there); the report as JSON.
+    fn remote_fsck(
+        &self,
+        py: Python<'_>,
+        remote: String,
+        deep: bool,
+        repair: bool,
+    ) -> PyResult<String> {
+        self.run_interruptible(py, None, |repo| {
+            let r = match repair {
+                true => repo.repair_remote(&remote, deep),
+                false => repo.check_remote(&remote, deep),
+            };
+            r.map(|r| json(&r))
+        })
+    }
+
     /// Deletes branch or tag `name` on `remote` by compare-and-swap; the deleted ref as JSON.
     fn delete_remote_ref(&self, py: Python<'_>, remote: String, name: String) -> PyResult<String> {
         self.run(py, |repo| {

@@ -186,3 +186,22 @@ def test_directory_remote_delete_and_gc(tmp_path, directory_remote):
 
 def test_s3_remote_delete_and_gc(tmp_path, s3_server):
     delete_and_gc(tmp_path, "s3://pytest/gc1", s3_server)
+
+
+def test_remote_fsck_names_a_lost_pack_and_repair_puts_it_back(tmp_path, directory_remote):
+    url = directory_remote["url"]
+    with snapstore.Repo.init(tmp_path / "a") as a:
+        a.commit(state(1))
+        a.add_remote("origin", url)
+        a.push()
+        assert a.remote_fsck(deep=True)["clean"]
+        packs = pathlib.Path(url) / "packs"
+        lost = sorted(packs.iterdir())[0]
+        lost.unlink()
+        found = a.remote_fsck()
+        assert not found["clean"]
+        assert found["problems"][0]["object"] == f"packs/{lost.name}"
+        assert found["problems"][0]["problem"] == "missing"
+        repaired = a.remote_fsck(repair=True)
+        assert repaired["clean"] and repaired["repaired"] == [f"packs/{lost.name}"]
+        assert lost.exists()

@@ -60,6 +60,28 @@ pub enum RemoteCommand {
     /// Remove the snapshot records and packs no remote branch or tag reaches (left by forced
     /// or interrupted pushes and deleted refs), keeping those younger than --grace.
     Gc(RemoteGcArgs),
+    /// Check that every snapshot a remote branch or tag reaches has its record and every pack
+    /// they need is there (with --deep: downloaded and verified); --repair puts back what this
+    /// repository holds. Exits 1 when a problem remains.
+    Fsck(RemoteFsckArgs),
+}
+
+/// The `remote fsck` arguments.
+#[derive(Args)]
+pub struct RemoteFsckArgs {
+    /// A remote's name, or its URL.
+    remote: String,
+    /// Download every pack the refs need and verify it as a fetch does (every byte).
+    #[arg(long)]
+    deep: bool,
+    /// Upload what this repository holds of what is missing or damaged, then check again.
+    #[arg(long)]
+    repair: bool,
+    #[command(flatten)]
+    s3: S3Args,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// The `remote gc` arguments.
@@ -167,7 +189,8 @@ impl RemoteCommand {
         match self {
             RemoteCommand::List { json }
             | RemoteCommand::Checkout { json, .. }
-            | RemoteCommand::Gc(RemoteGcArgs { json, .. }) => *json,
+            | RemoteCommand::Gc(RemoteGcArgs { json, .. })
+            | RemoteCommand::Fsck(RemoteFsckArgs { json, .. }) => *json,
             _ => false,
         }
     }
@@ -274,6 +297,51 @@ pub fn remote(
                 r.requests,
                 r.seconds
             );
+        }
+        RemoteCommand::Fsck(a) => {
+            let r = if a.repair {
+                // Repaired from this repository: the remote by name or URL, as push takes it.
+                let repo = open()?;
+                if a.s3.endpoint.is_some() || a.s3.region.is_some() {
+                    repo.repair_remote_at(&spec_of(&a.remote, &a.s3)?, a.deep)?
+                } else {
+                    repo.repair_remote(&a.remote, a.deep)?
+                }
+            } else {
+                snapstore::remote_fsck(&named_or_url(open, &a.remote, &a.s3)?, a.deep)?
+            };
+            if a.json {
+                json_pretty(&r)?;
+            } else {
+                for p in &r.problems {
+                    println!(
+                        "{}: {} (reached from {})",
+                        p.object, p.problem, p.reached_from
+                    );
+                }
+                for o in &r.repaired {
+                    println!("{o}: put back");
+                }
+                println!(
+                    "{}: {} ref(s), {} snapshot(s), {} pack(s){}; {}",
+                    r.remote,
+                    r.refs,
+                    r.snapshots,
+                    r.packs,
+                    if r.deep {
+                        " downloaded and verified"
+                    } else {
+                        ""
+                    },
+                    match r.problems.len() {
+                        0 => "clean".to_string(),
+                        n => format!("{n} problem(s)"),
+                    }
+                );
+            }
+            if !r.clean {
+                std::process::exit(1);
+            }
         }
         RemoteCommand::Gc(a) => {
             let spec = named_or_url(open, &a.remote, &a.s3)?;

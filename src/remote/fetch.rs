@@ -201,7 +201,7 @@ pub(crate) fn fetch_closure(
 
 /// Checks a downloaded pack (`object` on the remote, `tmp` here) before it is renamed into
 /// place: its trailer hashes to its name, every object to its id.
-fn verify_pack(store: &RemoteStore, object: &str, tmp: &Path) -> Result<()> {
+pub(super) fn verify_pack(store: &RemoteStore, object: &str, tmp: &Path) -> Result<()> {
     let name = object
         .strip_prefix("packs/")
         .and_then(|n| n.strip_suffix(".pack"))

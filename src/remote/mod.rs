@@ -9,6 +9,7 @@
 //! runtime, so the rest of the library stays synchronous.
 
 mod fetch;
+mod fsck;
 mod gc;
 mod layout;
 mod partial;
@@ -25,6 +26,7 @@ use crate::store::index::Index;
 use crate::store::object_id::ObjectId;
 
 pub use fetch::{CloneReport, FetchReport, FetchedRef, ProgressCallback, PullReport};
+pub use fsck::{remote_fsck, RemoteFsckReport, RemoteProblem};
 pub use gc::{remote_gc, RemoteGcReport};
 pub use layout::REMOTE_FORMAT;
 pub use partial::{remote_checkout_to_file, RemoteCheckoutReport};

@@ -406,7 +406,7 @@ impl Repo {
     /// Uploads the packs and writes the records of every snapshot `tip` needs that the remote
     /// has no record of: packs first, then the records, so a record on the remote always means
     /// its objects are there; the ref moves after both.
-    fn upload_closure(
+    pub(super) fn upload_closure(
         &self,
         store: &RemoteStore,
         tip: ObjectId,

@@ -482,6 +482,16 @@ class Repo:
         repository last saw it. Returns ``{"remote", "ref", "old"}``."""
         return json.loads(self._repo.delete_remote_ref(remote, name))
 
+    def remote_fsck(self, remote: str = "origin", *, deep: bool = False, repair: bool = False
+                    ) -> Dict[str, Any]:
+        """Checks that every snapshot a branch or tag of ``remote`` reaches has its record and
+        every pack those need is there (``deep``: downloaded and verified, every byte); with
+        ``repair``, first puts back what this repository holds of what is missing or damaged.
+        Returns ``snapstore remote fsck --json``'s report (``clean``, ``problems``,
+        ``repaired``); raises nothing for damage."""
+        return json.loads(self._repo.remote_fsck(_checks.text(remote, "remote"), bool(deep),
+                                                 bool(repair)))
+
     def fetch(self, remote: str = "origin", refs: Union[str, Sequence[str], None] = None
               ) -> Dict[str, Any]:
         """Downloads what ``refs`` (default: all) of ``remote`` need; local branches stay.
