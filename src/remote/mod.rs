@@ -21,7 +21,7 @@ mod url;
 use std::collections::{BTreeMap, HashSet};
 
 use crate::error::{Error, Result};
-use crate::repo::{ObjectReader, Repo};
+use crate::repo::{ObjectReader, Repo, REMOTES_KEY};
 use crate::store::index::Index;
 use crate::store::object_id::ObjectId;
 
@@ -34,23 +34,10 @@ pub use push::{DeletedRef, PushOptions, PushReport, PushedRef};
 pub use store::FAIL_UPLOADS_AFTER_ENV;
 pub use url::RemoteSpec;
 
-/// The config key holding a repository's remotes (JSON: name -> spec).
-const REMOTES_KEY: &str = "remotes";
-
 /// Progress task names ([`crate::Progress::task`]) of the remote operations.
 pub(crate) const PUSH_TASK: &str = "push";
 pub(crate) const FETCH_TASK: &str = "fetch";
 pub(crate) const REMOTE_CHECKOUT_TASK: &str = "download";
-
-/// The names of the configured remotes, read from an open index.
-pub(crate) fn remote_names(index: &Index) -> Result<Vec<String>> {
-    Ok(match index.config_get(REMOTES_KEY)? {
-        Some(json) => serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&json)
-            .map(|m| m.into_keys().collect())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    })
-}
 
 impl Repo {
     /// The configured remotes, by name.

@@ -1,5 +1,6 @@
 //! Ref names and resolution: `HEAD`, `HEAD~N`, branches, tags, full ids and unique id prefixes.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::reader::ObjectReader;
@@ -67,16 +68,26 @@ pub(crate) fn check_new_ref_name(index: &Index, name: &str, kind: &'static str) 
     }
     // `origin/x` reads as remote origin's branch x once a fetch brings one.
     if let Some((first, _)) = name.split_once('/') {
-        if crate::remote::remote_names(index)?
-            .iter()
-            .any(|r| r == first)
-        {
+        if remote_names(index)?.iter().any(|r| r == first) {
             return clash(format!(
                 "`{first}/...` names the branches of remote {first}"
             ));
         }
     }
     Ok(())
+}
+
+/// The config key of the remotes (`{name: spec}` as JSON; the `remote` module keeps them).
+pub(crate) const REMOTES_KEY: &str = "remotes";
+
+/// The names of the configured remotes.
+fn remote_names(index: &Index) -> Result<Vec<String>> {
+    Ok(match index.config_get(REMOTES_KEY)? {
+        Some(json) => serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&json)
+            .map(|m| m.into_keys().collect())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    })
 }
 
 /// The ref key of a branch.
