@@ -79,6 +79,17 @@ fn shared_s3() -> Result<&'static S3Server, String> {
         .map_err(Clone::clone)
 }
 
+/// The shared S3 server, or `None` once it has logged why test `name` skips (its S3 half).
+fn s3_or_skip(name: &str) -> Option<&'static S3Server> {
+    match shared_s3() {
+        Ok(s) => Some(s),
+        Err(why) => {
+            skip(&format!("remote::{name}"), &why);
+            None
+        }
+    }
+}
+
 /// A remote for one test: a fresh directory, or a fresh prefix of the shared bucket.
 struct Remote {
     url: String,
@@ -187,9 +198,8 @@ macro_rules! both_remotes {
 
         #[test]
         fn $s3() {
-            match shared_s3() {
-                Ok(server) => $body(&Remote::s3_at(server)),
-                Err(why) => skip(concat!("remote::", stringify!($s3)), &why),
+            if let Some(server) = s3_or_skip(stringify!($s3)) {
+                $body(&Remote::s3_at(server));
             }
         }
     };
@@ -962,14 +972,8 @@ both_remotes!(
 /// neither, a push fails saying where it looked (and sends nothing to any metadata service).
 #[test]
 fn s3_credentials_from_the_shared_file_or_a_clear_error() {
-    let server = match shared_s3() {
-        Ok(s) => s,
-        Err(why) => {
-            return skip(
-                "remote::s3_credentials_from_the_shared_file_or_a_clear_error",
-                &why,
-            )
-        }
+    let Some(server) = s3_or_skip("s3_credentials_from_the_shared_file_or_a_clear_error") else {
+        return;
     };
     let remote = Remote::s3_at(server);
     let work = tempdir();
@@ -1465,14 +1469,8 @@ fn cutting_proxy(upstream: &str, cut: usize, how: Cut) -> (String, Arc<AtomicBoo
 /// naming the remote.
 #[test]
 fn s3_dropped_connection_fails_a_push_with_a_message() {
-    let server = match shared_s3() {
-        Ok(s) => s,
-        Err(why) => {
-            return skip(
-                "remote::s3_dropped_connection_fails_a_push_with_a_message",
-                &why,
-            )
-        }
+    let Some(server) = s3_or_skip("s3_dropped_connection_fails_a_push_with_a_message") else {
+        return;
     };
     let work = tempdir();
     let src = work.path().join("src");
@@ -1710,9 +1708,8 @@ fn a_mistyped_url_is_refused_not_taken_for_a_directory() {
 /// (clone) or an XML dump about a probe object (push).
 #[test]
 fn s3_missing_bucket_is_named() {
-    let server = match shared_s3() {
-        Ok(s) => s,
-        Err(why) => return skip("remote::s3_missing_bucket_is_named", &why),
+    let Some(server) = s3_or_skip("s3_missing_bucket_is_named") else {
+        return;
     };
     let work = tempdir();
     let src = work.path().join("src");
@@ -1760,14 +1757,8 @@ fn multipart_uploads(server: &S3Server, prefix: &str) -> Vec<String> {
 /// does; pushed again, it lands.
 #[test]
 fn s3_ctrl_c_during_a_push_aborts_its_multipart_upload() {
-    let server = match shared_s3() {
-        Ok(s) => s,
-        Err(why) => {
-            return skip(
-                "remote::s3_ctrl_c_during_a_push_aborts_its_multipart_upload",
-                &why,
-            )
-        }
+    let Some(server) = s3_or_skip("s3_ctrl_c_during_a_push_aborts_its_multipart_upload") else {
+        return;
     };
     let work = tempdir();
     let src = work.path().join("src");
@@ -1877,9 +1868,8 @@ fn an_interrupted_library_push_or_fetch_leaves_nothing_and_resumes() {
 /// (it made the client panic).
 #[test]
 fn s3_endpoint_from_the_aws_environment() {
-    let server = match shared_s3() {
-        Ok(s) => s,
-        Err(why) => return skip("remote::s3_endpoint_from_the_aws_environment", &why),
+    let Some(server) = s3_or_skip("s3_endpoint_from_the_aws_environment") else {
+        return;
     };
     let work = tempdir();
     let src = work.path().join("src");

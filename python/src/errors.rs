@@ -56,9 +56,54 @@ fn class_of(e: &Error) -> &'static str {
     }
 }
 
-/// Raises `e` as its `snapstore.errors` class with the message the CLI prints.
+/// Raises `e` as its `snapstore.errors` class with the message the CLI prints, its hint
+/// naming the Python call where the CLI's names a command.
 pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
-    raise(py, class_of(&e), e.to_string())
+    raise(py, class_of(&e), python_message(&e))
+}
+
+/// The library's message with a command-line hint put in Python's words: a Python user may not
+/// have the command installed, and `push --force` is `push(force=True)` here.
+fn python_message(e: &Error) -> String {
+    let message = e.to_string();
+    let (cli, python) = match e {
+        Error::NoRepository(_) => (
+            "(run `snapstore init` first)".to_string(),
+            "(snapstore.Repo.init(path) makes one)".to_string(),
+        ),
+        Error::UnknownBranch { name, .. } => (
+            format!("`snapstore switch -c {name}` creates it"),
+            format!("repo.switch({name:?}, create=True) creates it"),
+        ),
+        Error::UnknownRemote { name, .. } => (
+            format!("`snapstore remote add {name} URL` adds it"),
+            format!("repo.add_remote({name:?}, url) adds it"),
+        ),
+        Error::RemoteExists(name) => (
+            format!("(`snapstore remote remove {name}` first)"),
+            format!("(repo.remove_remote({name:?}) first)"),
+        ),
+        Error::NonFastForward { .. } => (
+            "Pull first, or push --force to drop them".to_string(),
+            "Pull first (repo.pull()), or push(force=True) to drop them".to_string(),
+        ),
+        Error::RemoteTagExists { .. } => (
+            "push --force to move it".to_string(),
+            "push(force=True) to move it".to_string(),
+        ),
+        Error::UnrelatedHistories { branch, .. } => (
+            format!(
+                "(snapstore fetch, then snapstore branch NAME REMOTE/{branch}); to replace the \
+                 remote's, push --force"
+            ),
+            format!(
+                "(repo.fetch(), then repo.branch(NAME, \"REMOTE/{branch}\")); to replace the \
+                 remote's, push(force=True)"
+            ),
+        ),
+        _ => return message,
+    };
+    message.replacen(&cli, &python, 1)
 }
 
 /// An instance of `snapstore.errors.<class>` carrying `message`, as a `PyErr`.

@@ -403,21 +403,11 @@ impl PyRepo {
         self.run(py, |repo| repo.head_branch())
     }
 
-    /// Makes HEAD name `branch`, created at HEAD's snapshot when `create`. A missing branch's
-    /// message names the Python call that creates it (the library's names the CLI's).
+    /// Makes HEAD name `branch`, created at HEAD's snapshot when `create`.
     fn switch_branch(&self, py: Python<'_>, branch: String, create: bool) -> PyResult<()> {
-        let repo = self.get(py)?;
-        let switched = py.detach(|| match create {
+        self.run(py, |repo| match create {
             true => repo.switch_new_branch(&branch).map(|_| ()),
             false => repo.switch_branch(&branch),
-        });
-        switched.map_err(|e| match e {
-            snapstore::Error::UnknownBranch { name, known } => raise(
-                py,
-                "NotFoundError",
-                format!("no branch {name:?} (branches: {known}); repo.switch({name:?}, create=True) creates it"),
-            ),
-            e => to_py(py, e),
         })
     }
 

@@ -18,7 +18,8 @@ def test_hierarchy():
 
 
 def test_open_missing_repository(tmp_path):
-    with pytest.raises(snapstore.NotFoundError, match="no snapstore repository at"):
+    with pytest.raises(snapstore.NotFoundError,
+                       match=r"no snapstore repository at .* \(snapstore\.Repo\.init\(path\) makes one\)$"):
         snapstore.Repo(tmp_path / "nope")
 
 

@@ -100,7 +100,9 @@ def test_push_that_would_drop_snapshots_raises(tmp_path, directory_remote):
         with snapstore.Repo.clone(url, tmp_path / "b") as b:
             a.commit(drift(sd))
             a.push()
-            with pytest.raises(snapstore.PushRejectedError, match="drop 1 snapshot"):
+            # The hint in Python's words (it said `push --force`).
+            with pytest.raises(snapstore.PushRejectedError,
+                               match=r"drop 1 snapshot.*\(repo\.pull\(\)\), or push\(force=True\)"):
                 b.push()
             assert b.push(force=True)["refs"][0]["status"] == "forced"
 
@@ -205,3 +207,14 @@ def test_remote_fsck_names_a_lost_pack_and_repair_puts_it_back(tmp_path, directo
         repaired = a.remote_fsck(repair=True)
         assert repaired["clean"] and repaired["repaired"] == [f"packs/{lost.name}"]
         assert lost.exists()
+
+
+def test_remote_hints_name_python_calls(repo, tmp_path):
+    """Errors whose CLI message suggests a command suggest the Python call instead."""
+    repo.add_remote("origin", str(tmp_path / "remote"))
+    with pytest.raises(snapstore.InvalidInputError,
+                       match=r'already exists \(repo\.remove_remote\("origin"\) first\)$'):
+        repo.add_remote("origin", str(tmp_path / "other"))
+    with pytest.raises(snapstore.NotFoundError,
+                       match=r'no remote named "nope" .*; repo\.add_remote\("nope", url\) adds it$'):
+        repo.push("nope")
