@@ -110,6 +110,22 @@ pub enum FrameError {
     /// A directory holds no frame files.
     #[error("{0}: no frames (no *.png files in the directory)")]
     EmptyDir(PathBuf),
+    /// A directory holds no frame files but safetensors files: a checkpoint saved in shards.
+    #[error(
+        "{}: no frames, but {count} safetensors file(s) ({}{}): a checkpoint saved in shards; \
+         commit each file on its own (snapstore commit {}), as one snapshot of all shards is \
+         not supported yet",
+        dir.display(), first.join(", "), if *count > first.len() { ", ..." } else { "" },
+        dir.join(&first[0]).display()
+    )]
+    Shards {
+        /// The directory.
+        dir: PathBuf,
+        /// How many `*.safetensors` files it holds.
+        count: usize,
+        /// The first few, in natural order.
+        first: Vec<String>,
+    },
     /// A `*.png` in a frame directory is not a regular file (a FIFO would block the read).
     #[error("{path}: {kind}, not a PNG file: a frame must be a regular file")]
     NotAFile {

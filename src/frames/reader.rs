@@ -287,16 +287,31 @@ pub fn load_png_dir(dir: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
         error,
     };
     let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut shards: Vec<String> = Vec::new();
     for entry in fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let is_png = Path::new(&name)
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-        if !is_png || name.starts_with('.') || entry.file_type().map_err(io)?.is_dir() {
+        let has = |ext: &str| {
+            Path::new(&name)
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+        };
+        if name.starts_with('.') || entry.file_type().map_err(io)?.is_dir() {
             continue;
         }
-        files.push((name, entry.path()));
+        if has("png") {
+            files.push((name, entry.path()));
+        } else if has("safetensors") {
+            shards.push(name);
+        }
+    }
+    if files.is_empty() && !shards.is_empty() {
+        shards.sort_by(|a, b| natural_cmp(a, b));
+        return Err(FrameError::Shards {
+            dir: dir.to_path_buf(),
+            count: shards.len(),
+            first: shards.into_iter().take(3).collect(),
+        });
     }
     if files.is_empty() {
         return Err(FrameError::EmptyDir(dir.to_path_buf()));
@@ -434,6 +449,31 @@ mod tests {
         assert!(
             err.contains("frame_00009.png") && err.contains("U16, expected U8"),
             "{err}"
+        );
+    }
+
+    /// A directory of safetensors shards (a checkpoint saved in parts) is named as one: it
+    /// was reported as a directory with "no frames (no *.png files)".
+    #[test]
+    fn a_directory_of_shards_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for k in [10, 2, 1, 3] {
+            fs::write(dir.path().join(format!("model-{k}.safetensors")), b"").unwrap();
+        }
+        let err = load_png_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "no frames, but 4 safetensors file(s) (model-1.safetensors, \
+                          model-2.safetensors, model-3.safetensors, ...): a checkpoint saved \
+                          in shards"
+            ) && err.contains("not supported yet"),
+            "{err}"
+        );
+        write_pngs(&seq(FrameDtype::U8, 1, 2, 2, 1), dir.path(), 0..1).unwrap();
+        assert_eq!(
+            load_png_dir(dir.path()).unwrap().t,
+            1,
+            "frames beside them load"
         );
     }
 
