@@ -2226,3 +2226,39 @@ both_remotes!(
     s3_remote_fsck_finds_and_repairs,
     remote_fsck_finds_and_repairs
 );
+
+/// A push places the chunks a new snapshot reuses where the remote already holds them (its
+/// parent's record), not in the local pack that holds them now: after a local `gc` rewrote
+/// that pack under a new name, the next push uploaded all of it again, for a snapshot that
+/// stored nothing of its own (the remote then held every chunk twice, and clones fetched both).
+fn push_after_a_local_gc_sends_only_what_is_new(remote: &Remote) {
+    let work = tempdir();
+    let (src, other) = (work.path().join("src"), work.path().join("other"));
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(work.path(), 3, 67);
+    commit(&src, &fs[0].0, &[]);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    remote.clone_into(&other);
+    commit(&other, &fs[1].0, &[]);
+    rrun_ok(&other, &["push"]);
+    commit(&src, &fs[2].0, &[]);
+    let pushed = rjson(&src, &["push"]);
+    assert_eq!(pushed["refs"][0]["status"], "rebased", "{pushed:#}");
+    // The pre-rebase manifest is garbage: gc rewrites the pack that holds it with the chunks.
+    let gc = rjson(&src, &["gc", "--grace", "0"]);
+    assert_eq!(gc["rewritten_packs"], 1, "{gc:#}");
+    commit(&src, &fs[2].0, &["-m", "the same weights again"]);
+    let pushed = rjson(&src, &["push"]);
+    assert_eq!(pushed["packs_uploaded"], 1, "{pushed:#}");
+    assert!(pushed["bytes"].as_u64().unwrap() < 16 << 10, "{pushed:#}");
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[2].1);
+    assert_eq!(checkout_bytes(&dst, "HEAD~2", &[]), fs[1].1);
+}
+both_remotes!(
+    dir_push_after_a_local_gc_sends_only_what_is_new,
+    s3_push_after_a_local_gc_sends_only_what_is_new,
+    push_after_a_local_gc_sends_only_what_is_new
+);
