@@ -205,6 +205,18 @@ macro_rules! both_remotes {
     };
 }
 
+/// A repository `DIR/src` with `n` checkpoints of [`checkpoints`] committed in order; its
+/// path and the checkpoints (files and bytes).
+fn committed_source(dir: &Path, n: usize, seed: u64) -> (PathBuf, Vec<(PathBuf, Vec<u8>)>) {
+    let src = dir.join("src");
+    rrun_ok(&src, &["init"]);
+    let fs = checkpoints(dir, n, seed);
+    for (f, _) in &fs {
+        commit(&src, f, &[]);
+    }
+    (src, fs)
+}
+
 /// Checkpoints of a small model: epoch 0 every dtype (lossless), then F32 layers drifting.
 fn checkpoints(dir: &Path, n: usize, seed: u64) -> Vec<(PathBuf, Vec<u8>)> {
     let traj = trajectory(
@@ -479,12 +491,7 @@ both_remotes!(
 
 fn interrupted_push(remote: &Remote) {
     let work = tempdir();
-    let src = work.path().join("src");
-    rrun_ok(&src, &["init"]);
-    let fs = checkpoints(work.path(), 4, 11);
-    for (f, _) in &fs {
-        commit(&src, f, &[]);
-    }
+    let (src, fs) = committed_source(work.path(), 4, 11);
     remote.add(&src, "origin");
     let err = rrun_err(&src, &["push"], &[(snapstore::FAIL_UPLOADS_AFTER_ENV, "2")]);
     assert!(err.contains("interrupted"), "{err}");
@@ -1197,12 +1204,7 @@ both_remotes!(
 
 fn remote_checkout_specs(remote: &Remote) {
     let work = tempdir();
-    let src = work.path().join("src");
-    rrun_ok(&src, &["init"]);
-    let fs = checkpoints(work.path(), 3, 41);
-    for (f, _) in &fs {
-        commit(&src, f, &[]);
-    }
+    let (src, fs) = committed_source(work.path(), 3, 41);
     rrun_ok(&src, &["tag", "v1", "HEAD~1"]);
     remote.add(&src, "origin");
     rrun_ok(&src, &["push", "origin", "main", "v1"]);
@@ -1905,12 +1907,7 @@ fn s3_endpoint_from_the_aws_environment() {
 /// nothing, so the remote stayed unclonable until a new snapshot was pushed on top.
 fn push_restores_a_lost_record(remote: &Remote) {
     let work = tempdir();
-    let src = work.path().join("src");
-    rrun_ok(&src, &["init"]);
-    let fs = checkpoints(work.path(), 3, 41);
-    for (f, _) in &fs {
-        commit(&src, f, &[]);
-    }
+    let (src, fs) = committed_source(work.path(), 3, 41);
     remote.add(&src, "origin");
     rrun_ok(&src, &["push"]);
     let tip = &log_ids(&src)[0];
@@ -2137,12 +2134,7 @@ fn remote_fsck(repo: &Path, extra: &[&str]) -> serde_json::Value {
 /// from a repository that holds it; a push could not, as its records were there.
 fn remote_fsck_finds_and_repairs(remote: &Remote) {
     let work = tempdir();
-    let src = work.path().join("src");
-    rrun_ok(&src, &["init"]);
-    let fs = checkpoints(work.path(), 3, 61);
-    for (f, _) in &fs {
-        commit(&src, f, &[]);
-    }
+    let (src, fs) = committed_source(work.path(), 3, 61);
     remote.add(&src, "origin");
     rrun_ok(&src, &["push"]);
     let clean = remote_fsck(&src, &["--deep"]);
