@@ -118,14 +118,14 @@ impl RemoteStore {
             .location()?
         {
             Location::Directory(dir) => {
-                // A push into a repository's own directory was taken, and that repository's
-                // next `gc` removed the packs the "remote" needed.
                 if dir.exists() && !dir.is_dir() {
                     return Err(Error::RemoteLayout {
                         url,
                         problem: "is a file, not a directory".into(),
                     });
                 }
+                // A push into a repository's own directory was taken, and that repository's
+                // next `gc` removed the packs the "remote" needed.
                 if dir.join("FORMAT").is_file() && dir.join("index").is_dir() {
                     return Err(Error::RemoteLayout {
                         url,
