@@ -375,37 +375,23 @@ pub fn remote(
     Ok(())
 }
 
-/// The remote `remote` names: a configured one (needs the repository), else a URL (needs none).
+/// The remote `remote` names: with an endpoint or region, the URL as given (needs no
+/// repository); else a configured name or a URL, as the library reads it
+/// ([`Repo::remote_spec`]); outside a repository only a URL.
 fn named_or_url(
     open: &dyn Fn() -> snapstore::Result<Repo>,
     remote: &str,
     s3: &S3Args,
 ) -> snapstore::Result<RemoteSpec> {
-    let repo = open();
-    let remotes = match &repo {
-        Ok(r) => r.remotes()?,
-        Err(_) => Default::default(),
-    };
-    if let Some(s) = remotes.get(remote) {
-        if s3.endpoint.is_none() && s3.region.is_none() {
-            return Ok(s.clone());
-        }
+    if s3.endpoint.is_some() || s3.region.is_some() {
+        return spec_of(remote, s3);
     }
-    // A bare word is a remote's name (a directory is written with a '/': ./backup), so a
-    // mistyped name is not taken for a directory that holds no repository.
-    if !remote.contains('/') && !remote.starts_with("s3:") {
-        // Outside a repository, which keeps the remotes: why there is none.
-        repo?;
-        let known = match remotes.is_empty() {
-            true => "none".to_string(),
-            false => remotes.keys().cloned().collect::<Vec<_>>().join(", "),
-        };
-        return Err(snapstore::Error::UnknownRemote {
-            name: remote.to_string(),
-            known,
-        });
+    match open() {
+        Ok(repo) => Ok(repo.remote_spec(remote)?.1),
+        // A bare word names a remote, which only a repository keeps: say why there is none.
+        Err(e) if RemoteSpec::is_name(remote) => Err(e),
+        Err(_) => spec_of(remote, s3),
     }
-    spec_of(remote, s3)
 }
 
 /// Runs `snapstore push`.

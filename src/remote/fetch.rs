@@ -11,7 +11,10 @@ use serde::Serialize;
 use super::layout::{self, pack_object, read_record, SnapshotRecord};
 use super::refs::list_refs;
 use super::store::RemoteStore;
-use super::{ancestors, move_local_ref, needs_of, reparent, tracking_key, RemoteSpec, FETCH_TASK};
+use super::{
+    ancestors, move_local_ref, needs_of, remove_tracking_refs, reparent, tracking_key, RemoteSpec,
+    FETCH_TASK,
+};
 use crate::error::{Error, Result};
 use crate::repo::{branch_key, Repo};
 use crate::store::object_id::ObjectId;
@@ -228,28 +231,6 @@ pub(super) fn verify_pack(store: &RemoteStore, object: &str, tmp: &Path) -> Resu
     Ok(())
 }
 
-/// Removes remote `name`'s tracking refs whose ref is not among `remote_refs` (all of the
-/// remote's); returns their keys.
-fn prune_tracking_refs(
-    repo: &Repo,
-    name: &str,
-    remote_refs: &[(String, ObjectId)],
-) -> Result<Vec<String>> {
-    let prefix = tracking_key(name, "");
-    let index = repo.index()?;
-    let mut pruned = Vec::new();
-    for (theirs, id) in index.list_refs(&prefix)? {
-        if !remote_refs.iter().any(|(k, _)| *k == theirs) {
-            let key = format!("{prefix}{theirs}");
-            // Lost to a concurrent fetch that moved or removed it: nothing left to do.
-            if index.cas_ref_durably(&key, Some(id), None)?.is_ok() {
-                pruned.push(key);
-            }
-        }
-    }
-    Ok(pruned)
-}
-
 impl Repo {
     /// Fetches branches and tags (`refs`; empty: all) from `remote` (a configured name or a
     /// URL): downloads what they need and, for a configured remote, moves the tracking refs
@@ -303,7 +284,9 @@ impl Repo {
             // A ref deleted on the remote: its tracking ref would keep what it reached from
             // `gc` for ever (no command removes tracking refs by hand).
             if refs.is_empty() {
-                pruned = prune_tracking_refs(self, name, &wanted)?;
+                pruned = remove_tracking_refs(self, name, &|theirs| {
+                    wanted.iter().any(|(k, _)| k == theirs)
+                })?;
             }
         }
         let seconds = started.elapsed().as_secs_f64();

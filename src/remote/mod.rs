@@ -97,12 +97,7 @@ impl Repo {
         // Its tracking refs first: kept, they held what they reach from `gc` with no command
         // to remove them, and a remote added again under the name (another URL) was refused as
         // "vanished" because they said this repository had seen refs there.
-        let index = self.index()?;
-        let prefix = tracking_key(name, "");
-        for (key, id) in index.list_refs(&prefix)? {
-            let _ = index.cas_ref_durably(&format!("{prefix}{key}"), Some(id), None)?;
-        }
-        drop(index);
+        remove_tracking_refs(self, name, &|_| false)?;
         self.config_set(
             REMOTES_KEY,
             &serde_json::to_string(&all).expect("serializes"),
@@ -111,13 +106,14 @@ impl Repo {
     }
 
     /// The remote a name or URL stands for: a configured name, else the URL itself (with no
-    /// tracking refs). `(name, spec)`.
-    pub(crate) fn remote_spec(&self, remote: &str) -> Result<(Option<String>, RemoteSpec)> {
+    /// tracking refs), `(name, spec)`. A bare word is a name ([`RemoteSpec::is_name`]), so a
+    /// mistyped name is refused as one, not taken for a directory.
+    pub fn remote_spec(&self, remote: &str) -> Result<(Option<String>, RemoteSpec)> {
         let all = self.remotes()?;
         if let Some(spec) = all.get(remote) {
             return Ok((Some(remote.to_string()), spec.clone()));
         }
-        if remote.contains('/') || remote.starts_with("s3:") {
+        if !RemoteSpec::is_name(remote) {
             return Ok((None, RemoteSpec::new(remote)?));
         }
         Err(unknown_remote(remote, &all))
@@ -133,6 +129,27 @@ fn unknown_remote(name: &str, all: &BTreeMap<String, RemoteSpec>) -> Error {
             all.keys().cloned().collect::<Vec<_>>().join(", ")
         },
     }
+}
+
+/// Removes remote `name`'s tracking refs whose remote ref (`heads/BRANCH`, `tags/TAG`) `keep`
+/// refuses; returns their keys. One a concurrent fetch moved or removed meanwhile is left.
+pub(crate) fn remove_tracking_refs(
+    repo: &Repo,
+    name: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>> {
+    let prefix = tracking_key(name, "");
+    let index = repo.index()?;
+    let mut removed = Vec::new();
+    for (theirs, id) in index.list_refs(&prefix)? {
+        if !keep(&theirs) {
+            let key = format!("{prefix}{theirs}");
+            if index.cas_ref_durably(&key, Some(id), None)?.is_ok() {
+                removed.push(key);
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The local ref key tracking `key` (`heads/NAME`) of remote `name`.

@@ -33,6 +33,12 @@ impl RemoteSpec {
         spec.normalized()
     }
 
+    /// Whether `remote` is a remote's name rather than a URL: a bare word (a directory is
+    /// written with a '/': `./backup`).
+    pub fn is_name(remote: &str) -> bool {
+        !remote.contains('/') && !remote.starts_with("s3:")
+    }
+
     /// The same remote with an S3 endpoint.
     pub fn with_endpoint(mut self, endpoint: Option<String>) -> RemoteSpec {
         self.endpoint = endpoint;
