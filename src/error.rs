@@ -123,6 +123,15 @@ pub enum Error {
         /// What is wrong.
         problem: Box<SafetensorsProblem>,
     },
+    /// A checkpoint directory that cannot be committed as one snapshot (no safetensors file in
+    /// it, a tensor in two shards, a shard index naming what is not there).
+    #[error("{dir}: {problem}")]
+    BadCheckpointDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// A tensor handed to the library is inconsistent.
     #[error("tensor {}: {problem}", shown_name(.tensor))]
     BadTensor {

@@ -72,10 +72,10 @@ pub use remote::{
     REMOTE_FORMAT,
 };
 pub use repo::{
-    default_cache_bytes, has_extension, is_frames, CheckedOutTensor, Checkout, CheckoutInfo,
-    CheckoutReport, CommitOptions, CommitReport, DiffRow, Element, FileStatus, FsckProblem,
-    FsckReport, GcReport, Input, InputKind, LogEntry, Progress, RebuildReport, Repo, RescuedPack,
-    Rev, Stats, TensorDiff, TensorInput, TensorStatus, TensorTarget, Unreferenced,
+    default_cache_bytes, has_extension, holds_safetensors, is_frames, CheckedOutTensor, Checkout,
+    CheckoutInfo, CheckoutReport, CommitOptions, CommitReport, DiffRow, Element, FileStatus,
+    FsckProblem, FsckReport, GcReport, Input, InputKind, LogEntry, Progress, RebuildReport, Repo,
+    RescuedPack, Rev, Stats, TensorDiff, TensorInput, TensorStatus, TensorTarget, Unreferenced,
     AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP, DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR,
     FORMAT_VERSION, FRAMES_TENSOR,
 };
@@ -84,7 +84,7 @@ pub use search::{
     default_candidates, guard_inputs, parse_range, plot_svg, AutoCommitReport, AutoOptions,
     CandidateRow, ChosenBound, CommandEvaluator, Evaluator, SearchOptions, SearchReport,
 };
-pub use store::manifest::{Encoding, Manifest, TensorEntry};
+pub use store::manifest::{CheckpointFile, Encoding, Manifest, TensorEntry};
 pub use store::object_id::ObjectId;
 
 #[doc(hidden)]

@@ -237,10 +237,11 @@ fn the_library_commits_a_png_directory_and_an_npy_by_path_as_the_cli_does() {
         Input::detect(&file, InputKind::Frames).unwrap(),
         Input::FramesFile(p) if p == file
     ));
-    // A directory is no safetensors file, whatever the caller says.
+    // A directory without a safetensors file is no checkpoint, whatever the caller says.
     let err = Input::detect(&png_dir, InputKind::Tensors).unwrap_err();
     assert!(
-        err.to_string().contains("a directory, and --kind tensors"),
+        err.to_string()
+            .contains("a directory holding no *.safetensors file, and --kind tensors"),
         "{err}"
     );
 }
@@ -757,7 +758,7 @@ fn frame_options_that_cannot_apply_are_refused_by_name() {
     let src = src.to_str().unwrap();
     let err = run_err(&repo, &["commit", src, "--kind", "tensors"]);
     assert!(
-        err.contains("a directory, and --kind tensors takes one safetensors file"),
+        err.contains("a directory holding no *.safetensors file, and --kind tensors takes"),
         "{err}"
     );
     run_ok(&repo, &["commit", src]);

@@ -129,7 +129,7 @@ fn unusable_search_settings_and_inputs_are_refused_before_anything_runs() {
         &["search", dir.path().to_str().unwrap(), "--eval-cmd", &cmd],
     );
     assert!(
-        err.contains("search takes a safetensors checkpoint, and this is a directory"),
+        err.contains("search takes one safetensors file, not a checkpoint directory"),
         "{err}"
     );
     let err = run_err(&repo, &["status", npy_s]);

@@ -4,6 +4,7 @@ mod util;
 
 mod architecture;
 mod bad_input;
+mod checkpoint_dir;
 mod cli;
 mod corruption;
 mod crash;

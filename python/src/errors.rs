@@ -8,6 +8,7 @@ use snapstore::Error;
 fn class_of(e: &Error) -> &'static str {
     match e {
         Error::BadSafetensors { .. }
+        | Error::BadCheckpointDir { .. }
         | Error::BadTensor { .. }
         | Error::RepositoryExists(_)
         | Error::BadRefName(_)

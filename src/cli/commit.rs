@@ -1,5 +1,5 @@
-//! `snapstore commit`: a safetensors checkpoint or a frame sequence as a new snapshot, under a
-//! given bound or one searched for (`--bound auto`).
+//! `snapstore commit`: a safetensors checkpoint (a file or a directory of shards) or a frame
+//! sequence as a new snapshot, under a given bound or one searched for (`--bound auto`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,9 @@ use super::search::{checkpoint_only, file_metadata, SearchArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The checkpoint file.
+    /// The checkpoint: a safetensors file; a checkpoint directory (its *.safetensors shards
+    /// and JSON files up to 1 MiB, such as config.json and the shard index, as one snapshot);
+    /// or a frame sequence.
     file: PathBuf,
     /// Message.
     #[arg(short, long, default_value = "")]
@@ -37,8 +39,9 @@ pub struct Args {
     pub json: bool,
     #[command(flatten)]
     auto: AutoArgs,
-    /// What FILE holds: auto (a directory of PNGs or a .npy is a frame sequence),
-    /// tensors, or frames (a safetensors file with one [T,H,W(,C)] array).
+    /// What FILE holds: auto (a directory holding *.safetensors files is a checkpoint
+    /// directory; any other directory, or a .npy, a frame sequence), tensors, or frames (a
+    /// safetensors file with one [T,H,W(,C)] array).
     #[arg(long, default_value = "auto", help_heading = "Frame sequences")]
     kind: KindArg,
     /// Frames per group for a frame sequence (each group starts with a keyframe) [default: 30,
@@ -147,6 +150,12 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         r.snapshot.short(),
         commit_summary(&r)
     );
+    if !r.left_out.is_empty() {
+        println!(
+            "not kept (only *.safetensors and JSON files up to 1 MiB are): {}",
+            r.left_out.join(", ")
+        );
+    }
     Ok(())
 }
 
@@ -215,9 +224,10 @@ fn print_auto(r: &AutoCommitReport) {
 /// What a committed path holds (the library's [`InputKind`], spelled for clap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum KindArg {
-    /// Decide from the path: a directory or a .npy file is a frame sequence.
+    /// Decide from the path: a directory of *.safetensors files is a checkpoint directory,
+    /// any other directory or a .npy file a frame sequence.
     Auto,
-    /// A safetensors checkpoint.
+    /// A safetensors checkpoint: a file or a directory of them.
     Tensors,
     /// A frame sequence.
     Frames,

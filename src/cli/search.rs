@@ -124,6 +124,13 @@ const DEFAULT_EVAL_TIMEOUT_SECS: u64 = 600;
 /// Fails when `file` is a frame sequence (a directory, a `.npy`, a PNG): `what` reads a
 /// safetensors checkpoint, and would otherwise report a nonsense header size.
 pub fn checkpoint_only(what: &str, file: &Path) -> Result<()> {
+    if file.is_dir() && snapstore::holds_safetensors(file) {
+        bail!(
+            "{}: {what} takes one safetensors file, not a checkpoint directory (give one of \
+             its shards)",
+            file.display()
+        );
+    }
     let frames = if file.is_dir() {
         Some("a directory (of PNG frames)")
     } else if snapstore::has_extension(file, "npy") {

@@ -110,13 +110,12 @@ pub enum FrameError {
     /// A directory holds no frame files.
     #[error("{0}: no frames (no *.png files in the directory)")]
     EmptyDir(PathBuf),
-    /// A directory holds no frame files but safetensors files: a checkpoint saved in shards.
+    /// A directory read as frames holds no frame files but safetensors files: a checkpoint
+    /// directory, which a commit without `--kind frames` takes as one snapshot.
     #[error(
-        "{}: no frames, but {count} safetensors file(s) ({}{}): a checkpoint saved in shards; \
-         commit each file on its own (snapstore commit {}), as one snapshot of all shards is \
-         not supported yet",
-        dir.display(), first.join(", "), if *count > first.len() { ", ..." } else { "" },
-        dir.join(&first[0]).display()
+        "{}: no frames, but {count} safetensors file(s) ({}{}): a checkpoint directory; \
+         commit it without --kind frames to store it as one snapshot",
+        dir.display(), first.join(", "), if *count > first.len() { ", ..." } else { "" }
     )]
     Shards {
         /// The directory.

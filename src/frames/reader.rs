@@ -452,8 +452,8 @@ mod tests {
         );
     }
 
-    /// A directory of safetensors shards (a checkpoint saved in parts) is named as one: it
-    /// was reported as a directory with "no frames (no *.png files)".
+    /// A directory of safetensors shards read as frames is named as a checkpoint directory:
+    /// it was reported as a directory with "no frames (no *.png files)".
     #[test]
     fn a_directory_of_shards_is_named_as_one() {
         let dir = tempfile::tempdir().unwrap();
@@ -464,9 +464,9 @@ mod tests {
         assert!(
             err.contains(
                 "no frames, but 4 safetensors file(s) (model-1.safetensors, \
-                          model-2.safetensors, model-3.safetensors, ...): a checkpoint saved \
-                          in shards"
-            ) && err.contains("not supported yet"),
+                          model-2.safetensors, model-3.safetensors, ...): a checkpoint \
+                          directory; commit it without --kind frames"
+            ),
             "{err}"
         );
         write_pngs(&seq(FrameDtype::U8, 1, 2, 2, 1), dir.path(), 0..1).unwrap();

@@ -288,7 +288,8 @@ impl Repo {
     }
 
     /// Checks out a snapshot (or some tensors) as a safetensors file, written atomically. The
-    /// whole snapshot reproduces the committed file byte for byte.
+    /// whole snapshot reproduces the committed file byte for byte; the whole of a checkpoint
+    /// directory's snapshot is written as that directory, `path` naming it.
     pub fn checkout_to_file<'a>(
         &self,
         rev: impl Into<Rev<'a>>,
@@ -317,6 +318,9 @@ pub(crate) fn write_prepared(
     some: bool,
     progress: &dyn Fn(u64, u64),
 ) -> Result<CheckoutReport> {
+    if !some && p.manifest.is_directory() {
+        return super::checkpoint_dir::write_directory(p, path, progress);
+    }
     let started = Instant::now();
     let (header, order): (Vec<u8>, Vec<&TensorEntry>) = match some {
         false => (

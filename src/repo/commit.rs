@@ -31,7 +31,8 @@ use crate::frames::{encode_group_reconstructed, FrameBound};
 use crate::safetensors_io::{canonical_header, SafetensorsFile};
 use crate::store::index::Index;
 use crate::store::manifest::{
-    Bound, ChunkRef, Encoding, Manifest, TensorEntry, TensorRef, MANIFEST_FORMAT,
+    Bound, CheckpointFile, ChunkRef, Encoding, Manifest, TensorEntry, TensorRef, MANIFEST_FORMAT,
+    MANIFEST_FORMAT_FILES,
 };
 use crate::store::object_id::ObjectId;
 use crate::store::pack::{ObjectKind, PackWriter};
@@ -110,6 +111,24 @@ pub struct CommitReport {
     pub keyframes: usize,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// Files of a committed checkpoint directory that the snapshot does not keep (neither a
+    /// safetensors file nor a small JSON file), in name order; a subdirectory ends in `/`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
+}
+
+/// What a snapshot keeps of where its tensors came from, so that a checkout writes them back
+/// as they were.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Origin {
+    /// The safetensors `__metadata__`.
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// The safetensors header as committed (empty for a checkpoint directory).
+    pub header: String,
+    /// The file or directory name committed.
+    pub source: Option<String>,
+    /// A checkpoint directory's files.
+    pub files: Vec<CheckpointFile>,
 }
 
 /// Where a tensor stands in its chain of deltas.
@@ -469,16 +488,15 @@ impl Repo {
                 file.release(&header.tensors[t], r)
             }
         };
-        self.commit_inner(
-            &inputs,
-            header.metadata.clone(),
-            raw,
+        let origin = Origin {
+            metadata: header.metadata.clone(),
+            header: raw,
             source,
-            opts,
-            Layout::Tensors,
-            &release,
-            &|| file.check_unchanged("stored"),
-        )
+            files: Vec::new(),
+        };
+        self.commit_inner(&inputs, origin, opts, Layout::Tensors, &release, &|| {
+            file.check_unchanged("stored")
+        })
     }
 
     /// Commits tensors held in memory (no file needed). `metadata` becomes the safetensors
@@ -510,26 +528,20 @@ impl Repo {
                     .clone()
             })
             .collect();
-        let raw = String::from_utf8(raw).expect("canonical header is UTF-8");
-        self.commit_inner(
-            &ordered,
+        let origin = Origin {
             metadata,
-            raw,
-            None,
-            opts,
-            Layout::Tensors,
-            &|_, _| {},
-            &|| Ok(()),
-        )
+            header: String::from_utf8(raw).expect("canonical header is UTF-8"),
+            ..Origin::default()
+        };
+        self.commit_inner(&ordered, origin, opts, Layout::Tensors, &|_, _| {}, &|| {
+            Ok(())
+        })
     }
 
-    #[allow(clippy::too_many_arguments)] // one private entry point behind three public ones
     pub(super) fn commit_inner(
         &self,
         inputs: &[TensorInput],
-        metadata: Option<BTreeMap<String, String>>,
-        header: String,
-        source: Option<String>,
+        origin: Origin,
         opts: &CommitOptions,
         layout: Layout,
         release: &(dyn Fn(usize, Range<usize>) + Sync),
@@ -571,15 +583,8 @@ impl Repo {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let attempt = self.plan_code_publish(
-                &job,
-                &hashes,
-                metadata.clone(),
-                header.clone(),
-                source.clone(),
-                inputs_unchanged,
-                started,
-            );
+            let attempt =
+                self.plan_code_publish(&job, &hashes, origin.clone(), inputs_unchanged, started);
             match attempt {
                 Err(Error::RemovedUnderCommit { object, .. }) if attempts >= COMMIT_ATTEMPTS => {
                     return Err(Error::RemovedUnderCommit { object, attempts })
@@ -596,21 +601,18 @@ impl Repo {
     }
 
     /// Phases 1 (after hashing) to 3 of a commit.
-    #[allow(clippy::too_many_arguments)]
     fn plan_code_publish(
         &self,
         job: &Job,
         hashes: &[ObjectId],
-        metadata: Option<BTreeMap<String, String>>,
-        header: String,
-        source: Option<String>,
+        origin: Origin,
         inputs_unchanged: &dyn Fn() -> Result<()>,
         started: Instant,
     ) -> Result<CommitReport> {
         let (inputs, opts, release) = (job.inputs, job.opts, job.release);
         self.check_interrupt()?;
         let planned = self.plan_commit(job, hashes)?;
-        crate::fsutil::input_maps::truncate_after_hash_for_test(source.as_deref());
+        crate::fsutil::input_maps::truncate_after_hash_for_test(origin.source.as_deref());
         let mut next_tip = self
             .tip
             .collector(inputs.iter().map(|t| t.data.len() as u64).sum());
@@ -675,23 +677,30 @@ impl Repo {
             deltas: 0,
             keyframes: 0,
             seconds: 0.0,
+            left_out: Vec::new(),
         };
         let (pack, entries) = written.into_entries(job, plans, sources, hashes, &mut report);
         let manifest = Manifest {
-            format: MANIFEST_FORMAT,
+            // Format 1 where it suffices, so those manifests keep the bytes older builds read.
+            format: if origin.files.is_empty() {
+                MANIFEST_FORMAT
+            } else {
+                MANIFEST_FORMAT_FILES
+            },
             parents: parent.into_iter().collect(),
             message: opts.message.clone(),
             time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             branch,
-            source,
-            metadata,
+            source: origin.source,
+            metadata: origin.metadata,
             meta: opts.meta.clone(),
-            header,
+            header: origin.header,
             keyframe_every,
             bound,
             tensors: entries,
+            files: origin.files,
             by_name: Default::default(),
         };
 
@@ -1155,6 +1164,7 @@ impl Repo {
     ) -> Result<CommitReport> {
         match input {
             Input::Tensors(path) => self.commit_file(path, opts),
+            Input::Directory(dir) => self.commit_dir(dir, opts),
             Input::Frames(seq) => self.commit_frames(seq, group, opts),
             Input::FramesFile(path) => self.commit_frames_file(path, group, opts),
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::commit::CommitReport;
+use super::commit::{CommitReport, Origin};
 use super::plan::{frame_dtype, layout_of, FrameLayout, Layout};
 use super::refs::Rev;
 use super::{CommitOptions, Repo};
@@ -203,11 +203,14 @@ impl Repo {
         };
         let header =
             header.unwrap_or_else(|| String::from_utf8(raw).expect("canonical header is UTF-8"));
+        let origin = Origin {
+            metadata: Some(metadata),
+            header,
+            ..Origin::default()
+        };
         self.commit_inner(
             &[input],
-            Some(metadata),
-            header,
-            None,
+            origin,
             opts,
             Layout::Frames(layout),
             &|_, _| {},

@@ -1,6 +1,7 @@
 //! What a commit takes: tensors from memory ([`TensorInput`], typed through [`Element`]), or a
-//! path ([`Input`]) holding a safetensors checkpoint, a frame sequence read from a directory of
-//! PNGs or a `.npy`, or a safetensors file holding one `[T,H,W(,C)]` array. The CLI's `commit
+//! path ([`Input`]) holding a safetensors checkpoint, a checkpoint directory (safetensors
+//! shards and small JSON files), a frame sequence read from a directory of PNGs or a `.npy`,
+//! or a safetensors file holding one `[T,H,W(,C)]` array. The CLI's `commit
 //! FILE` and a trainer committing a path decide what a path holds the same way.
 
 use std::path::{Path, PathBuf};
@@ -12,11 +13,12 @@ use crate::safetensors_io::SafetensorsFile;
 /// What the caller says a path holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum InputKind {
-    /// Decide from the path: a directory or a `.npy` file is a frame sequence, anything else a
+    /// Decide from the path: a directory holding a `*.safetensors` file is a checkpoint
+    /// directory, any other directory or a `.npy` file a frame sequence, anything else a
     /// safetensors checkpoint.
     #[default]
     Auto,
-    /// A safetensors checkpoint.
+    /// A safetensors checkpoint: a file, or a directory of them.
     Tensors,
     /// A frame sequence: a directory of PNGs, a `.npy`, or a safetensors file with one
     /// `[T,H,W(,C)]` array.
@@ -28,6 +30,9 @@ pub enum InputKind {
 pub enum Input {
     /// A safetensors checkpoint ([`Repo::commit_file`](super::Repo::commit_file)).
     Tensors(PathBuf),
+    /// A checkpoint directory: safetensors shards, their index, `config.json`
+    /// ([`Repo::commit_dir`](super::Repo::commit_dir)).
+    Directory(PathBuf),
     /// A frame sequence read from a directory of PNGs or a `.npy` ([`Repo::commit_frames`](super::Repo::commit_frames)).
     Frames(FrameSeq),
     /// A safetensors file of one `[T,H,W(,C)]` array, committed as a frame sequence with its
@@ -59,17 +64,23 @@ impl Input {
                     .into(),
             });
         }
-        if kind == InputKind::Tensors && path.is_dir() {
+        if kind == InputKind::Tensors && path.is_dir() && !super::holds_safetensors(path) {
             // Else the safetensors reader's mmap says "No such device".
             return Err(FrameError::Io {
                 path: path.to_path_buf(),
                 error: std::io::Error::other(
-                    "a directory, and --kind tensors takes one safetensors file (a directory \
-                     of PNGs is committed as frames)",
+                    "a directory holding no *.safetensors file, and --kind tensors takes a \
+                     safetensors file or a directory of them (a directory of PNGs is committed \
+                     as frames)",
                 ),
             });
         }
         Ok(match kind {
+            InputKind::Tensors | InputKind::Auto
+                if path.is_dir() && super::holds_safetensors(path) =>
+            {
+                Input::Directory(path.to_path_buf())
+            }
             InputKind::Tensors => Input::Tensors(path.to_path_buf()),
             _ if path.is_dir() => Input::Frames(load_png_dir(path)?),
             _ if is_npy => Input::Frames(load_npy(path)?),

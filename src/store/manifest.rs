@@ -26,8 +26,51 @@ fn decompress_json(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     zstd::bulk::decompress(bytes, capacity)
 }
 
-/// Manifest format version written by this build.
+/// Manifest format version of a snapshot of one file or of tensors: what every manifest had
+/// before a checkpoint directory could be one snapshot, so theirs keep their bytes and ids.
 pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Manifest format version of a checkpoint directory ([`Manifest::files`]), the newest this
+/// build reads: a build that knows only format 1 refuses it instead of checking out its first
+/// file's tensors under no header.
+pub const MANIFEST_FORMAT_FILES: u32 = 2;
+
+/// A JSON file of a checkpoint directory larger than this is not kept: it is held in every
+/// manifest, which `log` and a checkout read whole. An HF checkpoint's `config.json`,
+/// `generation_config.json` and shard index are a few KiB.
+pub const MAX_TEXT_FILE_BYTES: u64 = 1 << 20;
+
+/// One file of a checkpoint directory, as a checkout writes it back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum CheckpointFile {
+    /// A safetensors file (a shard): its header as committed, and how many of the manifest's
+    /// tensors, the next ones in order after the previous shards', it holds.
+    Safetensors {
+        /// File name in the directory.
+        name: String,
+        /// The safetensors header exactly as committed.
+        header: String,
+        /// Tensors it holds.
+        tensors: u32,
+    },
+    /// A small JSON file (`config.json`, the shard index), kept as its text.
+    Text {
+        /// File name in the directory.
+        name: String,
+        /// Its contents.
+        text: String,
+    },
+}
+
+impl CheckpointFile {
+    /// The file's name in its directory.
+    pub fn name(&self) -> &str {
+        match self {
+            CheckpointFile::Safetensors { name, .. } | CheckpointFile::Text { name, .. } => name,
+        }
+    }
+}
 
 /// How a tensor's chunks are coded, summarised for `show`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,8 +246,12 @@ pub struct Manifest {
     pub keyframe_every: u32,
     /// Bound asked for.
     pub bound: Bound,
-    /// Tensors in file order.
+    /// Tensors in file order (for a checkpoint directory, each shard's in turn).
     pub tensors: Vec<TensorEntry>,
+    /// The files of a checkpoint directory committed as one snapshot, in name order; empty for
+    /// a snapshot of one file (whose header is [`Manifest::header`]) or of tensors.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<CheckpointFile>,
     /// [`Manifest::tensor`]'s lookup table, built on first use.
     #[serde(skip)]
     pub(crate) by_name: NameIndex,
@@ -270,16 +317,70 @@ impl Manifest {
             .map_err(|e| Error::decode(format!("manifest {id}"), e.to_string()))?;
         let m: Manifest = serde_json::from_slice(&json)
             .map_err(|e| Error::decode(format!("manifest {id}"), e.to_string()))?;
-        if m.format > MANIFEST_FORMAT {
+        if m.format > MANIFEST_FORMAT_FILES {
             return Err(Error::decode(
                 format!("manifest {id}"),
                 format!(
-                    "format {} is newer than this snapstore ({MANIFEST_FORMAT})",
+                    "format {} is newer than this snapstore ({MANIFEST_FORMAT_FILES})",
                     m.format
                 ),
             ));
         }
+        m.check_files()
+            .map_err(|problem| Error::decode(format!("manifest {id}"), problem))?;
         Ok((m, json.len()))
+    }
+
+    /// Whether the files list is one a checkout can write: plain, distinct file names (a
+    /// manifest fetched from a remote must not name `../x`), shards holding every tensor.
+    fn check_files(&self) -> std::result::Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        let mut held = 0u64;
+        for f in &self.files {
+            let name = f.name();
+            if !is_plain_file_name(name) {
+                return Err(format!("file name {name:?} is not a plain file name"));
+            }
+            if !names.insert(name) {
+                return Err(format!("file {name:?} is listed twice"));
+            }
+            if let CheckpointFile::Safetensors { tensors, .. } = f {
+                held += u64::from(*tensors);
+            }
+        }
+        if !self.files.is_empty() && held != self.tensors.len() as u64 {
+            return Err(format!(
+                "its files hold {held} tensors, and it lists {}",
+                self.tensors.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The shards of a checkpoint directory, each with the range of [`Manifest::tensors`] it
+    /// holds, in order.
+    pub fn shards(&self) -> Vec<(&str, &str, std::ops::Range<usize>)> {
+        let mut start = 0;
+        self.files
+            .iter()
+            .filter_map(|f| match f {
+                CheckpointFile::Safetensors {
+                    name,
+                    header,
+                    tensors,
+                } => {
+                    let range = start..start + *tensors as usize;
+                    start = range.end;
+                    Some((name.as_str(), header.as_str(), range))
+                }
+                CheckpointFile::Text { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Whether this snapshot is a checkpoint directory (checked out into a directory).
+    pub fn is_directory(&self) -> bool {
+        !self.files.is_empty()
     }
 
     /// The entry for a tensor.
@@ -322,6 +423,11 @@ impl Manifest {
             .map(|c| c.stored)
             .sum()
     }
+}
+
+/// A name a file may have in a checkpoint directory: not empty, `.` or `..`, no `/` or NUL.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\0'])
 }
 
 #[cfg(test)]
@@ -400,6 +506,64 @@ mod tests {
                 assert_eq!(m.tensor(name), linear, "{n} tensors, {name:?}");
             }
         }
+    }
+
+    /// A manifest whose files a checkout could not write as listed is refused when read: a
+    /// name leaving the directory, a name twice, shards holding other than its tensors; so is a
+    /// format newer than this build's.
+    #[test]
+    fn a_files_list_a_checkout_cannot_write_is_refused() {
+        let shard = |name: &str, tensors| CheckpointFile::Safetensors {
+            name: name.into(),
+            header: "{}".into(),
+            tensors,
+        };
+        let text = |name: &str| CheckpointFile::Text {
+            name: name.into(),
+            text: "{}".into(),
+        };
+        let read = |files: Vec<CheckpointFile>, format| {
+            let mut m = Manifest::minimal();
+            m.format = format;
+            m.tensors = vec![TensorEntry::minimal("a", 4), TensorEntry::minimal("b", 4)];
+            m.files = files;
+            let bytes = m.to_bytes();
+            Manifest::from_bytes(&bytes, &ObjectId::of(&bytes)).map_err(|e| e.to_string())
+        };
+        let good = vec![
+            shard("m-1.safetensors", 1),
+            shard("m-2.safetensors", 1),
+            text("c.json"),
+        ];
+        let back = read(good.clone(), MANIFEST_FORMAT_FILES).unwrap();
+        assert_eq!(back.files, good);
+        let shards: Vec<_> = back.shards().into_iter().map(|(n, _, r)| (n, r)).collect();
+        assert_eq!(
+            shards,
+            [("m-1.safetensors", 0..1), ("m-2.safetensors", 1..2)]
+        );
+        for (files, expected) in [
+            (vec![shard("../m.safetensors", 2)], "not a plain file name"),
+            (
+                vec![shard("m.safetensors", 2), text("..")],
+                "not a plain file name",
+            ),
+            (vec![shard("", 2)], "not a plain file name"),
+            (
+                vec![shard("m.safetensors", 2), text("m.safetensors")],
+                "listed twice",
+            ),
+            (
+                vec![shard("m.safetensors", 3)],
+                "its files hold 3 tensors, and it lists 2",
+            ),
+            (vec![text("c.json")], "its files hold 0 tensors"),
+        ] {
+            let err = read(files, MANIFEST_FORMAT_FILES).unwrap_err();
+            assert!(err.contains(expected), "{expected:?} not in {err}");
+        }
+        let err = read(good, MANIFEST_FORMAT_FILES + 1).unwrap_err();
+        assert!(err.contains("is newer than this snapstore (2)"), "{err}");
     }
 
     /// Either side of the level threshold, the stored bytes read back to the same manifest.

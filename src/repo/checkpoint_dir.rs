@@ -1,0 +1,337 @@
+//! A checkpoint saved as a directory, as `save_pretrained` writes one (`model-0000K-of-0000N
+//! .safetensors` shards, their `model.safetensors.index.json`, `config.json`), committed as one
+//! snapshot and checked out as that directory again.
+//!
+//! Tensors keep their names across shards, so each finds its parent's tensor of the same name
+//! wherever the shard boundaries fall; the manifest lists the files
+//! ([`Manifest::files`](crate::Manifest::files)) so a checkout writes each shard byte for byte.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::ops::Range;
+use std::path::Path;
+use std::time::Instant;
+
+use super::checkout::{decode_tensors, CheckoutReport, Prepared};
+use super::commit::Origin;
+use super::plan::Layout;
+use super::windows::window_bytes;
+use super::{CommitOptions, CommitReport, Repo, TensorInput};
+use crate::error::{Error, Result, SafetensorsProblem};
+use crate::frames::natural_cmp;
+use crate::fsutil::{forget_temp, register_temp, AtomicFile, OutputFile, DIRECT_MIN_BYTES};
+use crate::safetensors_io::{write_header_prefix, SafetensorsFile};
+use crate::store::manifest::{CheckpointFile, MAX_TEXT_FILE_BYTES};
+
+/// A checkpoint directory opened for a commit: its shards validated, its small JSON files read.
+pub(crate) struct CheckpointDir {
+    /// Shards in natural name order, with their names.
+    shards: Vec<(String, SafetensorsFile)>,
+    /// Small JSON files kept as text, in name order.
+    texts: Vec<(String, String)>,
+    /// What the snapshot will not keep, in name order (a subdirectory ends in `/`).
+    left_out: Vec<String>,
+}
+
+/// Whether `dir` holds a safetensors file (so that it is a checkpoint directory, not frames).
+pub fn holds_safetensors(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            !name.starts_with('.') && super::has_extension(Path::new(&name), "safetensors")
+        })
+    })
+}
+
+impl CheckpointDir {
+    /// Reads `dir`: every `*.safetensors` file in it is a shard (validated now; a bad one is
+    /// named), every `*.json` file up to [`MAX_TEXT_FILE_BYTES`] is kept as text, anything else
+    /// is left out and listed. Hidden entries (`.cache/`, `.gitattributes`) are passed over.
+    /// Fails when no shard is there, when two shards hold a tensor of the same name, or when a
+    /// shard index (`*.index.json`) maps a tensor to a shard that is missing or lacks it (a
+    /// checkpoint still being written).
+    pub(crate) fn open(dir: &Path) -> Result<CheckpointDir> {
+        let bad = |problem: String| Error::BadCheckpointDir {
+            dir: dir.to_path_buf(),
+            problem,
+        };
+        let mut shard_names = Vec::new();
+        let mut texts = Vec::new();
+        let mut left_out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            // Followed: a hub cache's snapshot directory holds links to its blobs.
+            let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+            let is = |ext| super::has_extension(Path::new(&name), ext);
+            if meta.is_dir() {
+                left_out.push(format!("{name}/"));
+            } else if is("safetensors") {
+                shard_names.push(name);
+            } else if is("json") && meta.len() <= MAX_TEXT_FILE_BYTES {
+                let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                match String::from_utf8(bytes) {
+                    Ok(text) => texts.push((name, text)),
+                    Err(_) => left_out.push(name),
+                }
+            } else {
+                left_out.push(name);
+            }
+        }
+        if shard_names.is_empty() {
+            return Err(bad("no *.safetensors file in it to commit".into()));
+        }
+        shard_names.sort_by(|a, b| natural_cmp(a, b));
+        texts.sort_by(|a, b| natural_cmp(&a.0, &b.0));
+        left_out.sort_by(|a, b| natural_cmp(a, b));
+        let shards = shard_names
+            .into_iter()
+            .map(|name| {
+                let file = SafetensorsFile::open(dir.join(&name))?;
+                Ok((name, file))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let opened = CheckpointDir {
+            shards,
+            texts,
+            left_out,
+        };
+        opened.check_names().map_err(bad)?;
+        opened.check_indexes().map_err(bad)?;
+        Ok(opened)
+    }
+
+    /// Each tensor name in one shard only: a checkout of a name must find one tensor.
+    fn check_names(&self) -> std::result::Result<(), String> {
+        let mut first: HashMap<&str, &str> = HashMap::new();
+        for (shard, file) in &self.shards {
+            for t in &file.header().tensors {
+                if let Some(other) = first.insert(&t.name, shard) {
+                    return Err(format!(
+                        "tensor {:?} is in both {other} and {shard}: a snapshot holds each \
+                         name once",
+                        t.name
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every tensor a shard index maps is in the shard it names.
+    fn check_indexes(&self) -> std::result::Result<(), String> {
+        for (name, text) in &self.texts {
+            if !name.ends_with(".index.json") {
+                continue;
+            }
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(text) else {
+                return Err(format!("{name} is not valid JSON"));
+            };
+            let Some(map) = json.get("weight_map").and_then(|m| m.as_object()) else {
+                continue;
+            };
+            for (tensor, shard) in map {
+                let shard = shard.as_str().unwrap_or_default();
+                let Some((_, file)) = self.shards.iter().find(|(n, _)| n == shard) else {
+                    return Err(format!(
+                        "{name} maps tensor {tensor:?} to {shard:?}, which is not in the \
+                         directory (is the checkpoint still being written?)"
+                    ));
+                };
+                if !file.header().tensors.iter().any(|t| &t.name == tensor) {
+                    return Err(format!(
+                        "{name} maps tensor {tensor:?} to {shard}, which does not hold it"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The files the snapshot lists: the shards (tensor counts in order), then the texts.
+    fn files(&self) -> Result<Vec<CheckpointFile>> {
+        let mut files = Vec::new();
+        for (name, file) in &self.shards {
+            let header = String::from_utf8(file.header().raw.clone()).map_err(|e| {
+                Error::BadSafetensors {
+                    path: file.path().to_path_buf(),
+                    problem: Box::new(SafetensorsProblem::MalformedHeader(e.to_string())),
+                }
+            })?;
+            files.push(CheckpointFile::Safetensors {
+                name: name.clone(),
+                header,
+                tensors: file.header().tensors.len() as u32,
+            });
+        }
+        files.extend(self.texts.iter().map(|(name, text)| CheckpointFile::Text {
+            name: name.clone(),
+            text: text.clone(),
+        }));
+        Ok(files)
+    }
+}
+
+impl Repo {
+    /// Commits a checkpoint directory ([`CheckpointDir::open`] says what it keeps) as one
+    /// snapshot: each tensor coded against the parent's tensor of the same name, whichever
+    /// shard either is in. A checkout of the whole snapshot writes the directory back, each
+    /// kept file byte for byte (lossless); [`CommitReport::left_out`] names what it did not keep.
+    pub fn commit_dir(&self, dir: impl AsRef<Path>, opts: &CommitOptions) -> Result<CommitReport> {
+        let dir = dir.as_ref();
+        let opened = CheckpointDir::open(dir)?;
+        let mut inputs = Vec::new();
+        // Which shard each input comes from, and its index there.
+        let mut at: Vec<(usize, usize)> = Vec::new();
+        for (s, (_, file)) in opened.shards.iter().enumerate() {
+            inputs.extend(TensorInput::all_of(file));
+            at.extend((0..file.header().tensors.len()).map(|t| (s, t)));
+        }
+        let whole: usize = inputs.iter().map(|t| t.data.len()).sum();
+        // As for one file: pages go once used, unless the whole fits one coding window.
+        let keep_resident = whole <= window_bytes();
+        let release = |t: usize, r: Range<usize>| {
+            if !keep_resident {
+                let (s, i) = at[t];
+                let file = &opened.shards[s].1;
+                file.release(&file.header().tensors[i], r)
+            }
+        };
+        let unchanged = || {
+            opened
+                .shards
+                .iter()
+                .try_for_each(|(_, f)| f.check_unchanged("stored"))
+        };
+        let origin = Origin {
+            metadata: None,
+            header: String::new(),
+            source: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+            files: opened.files()?,
+        };
+        let mut report =
+            self.commit_inner(&inputs, origin, opts, Layout::Tensors, &release, &unchanged)?;
+        report.left_out = opened.left_out;
+        Ok(report)
+    }
+}
+
+/// Writes a checkpoint directory snapshot into `dir` (created if missing): every file it lists,
+/// each written beside its final name and renamed into place once all are written, so a
+/// checkout interrupted or failing while it decodes leaves what was there; one failing later,
+/// while the finished files are synced and renamed one by one, may leave some replaced. A `dir` this call made goes on failure. Refuses a `dir` holding a safetensors
+/// file the snapshot does not list: a loader reading the directory would mix checkpoints.
+pub(crate) fn write_directory(
+    p: Prepared,
+    dir: &Path,
+    progress: &dyn Fn(u64, u64),
+) -> Result<CheckoutReport> {
+    let made = !dir.exists();
+    if made {
+        // Nothing will be in it but this checkout's files: a signal takes it with them.
+        register_temp(dir);
+    }
+    let written = write_directory_files(p, dir, progress);
+    if made {
+        if written.is_err() {
+            let _ = fs::remove_dir_all(dir);
+        }
+        forget_temp(dir);
+    }
+    written
+}
+
+fn write_directory_files(
+    p: Prepared,
+    dir: &Path,
+    progress: &dyn Fn(u64, u64),
+) -> Result<CheckoutReport> {
+    let started = Instant::now();
+    let m = &p.manifest;
+    let listed = |name: &str| m.files.iter().any(|f| f.name() == name);
+    match fs::metadata(dir) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(Error::io(
+                dir,
+                std::io::Error::other(format!(
+                    "not a directory, and snapshot {} is a checkpoint directory of {} files: \
+                     -o names the directory to write them into",
+                    p.snapshot.short(),
+                    m.files.len()
+                )),
+            ))
+        }
+        Ok(_) => {
+            let mut foreign: Vec<String> = fs::read_dir(dir)
+                .map_err(|e| Error::io(dir, e))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| super::has_extension(Path::new(n), "safetensors") && !listed(n))
+                .collect();
+            foreign.sort_by(|a, b| natural_cmp(a, b));
+            if let Some(first) = foreign.first() {
+                let more = match foreign.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                };
+                return Err(Error::io(
+                    dir,
+                    std::io::Error::other(format!(
+                        "holds {first}{more}, which snapshot {} does not have: a loader would \
+                         mix the two checkpoints; check out into a new or empty directory",
+                        p.snapshot.short()
+                    )),
+                ));
+            }
+        }
+        Err(_) => fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?,
+    }
+    let shards = m.shards();
+    let mut outs = Vec::with_capacity(shards.len());
+    let mut file_of = vec![0; m.tensors.len()];
+    for (s, (name, header, range)) in shards.iter().enumerate() {
+        let path = dir.join(name);
+        let size: u64 = m.tensors[range.clone()].iter().map(|e| e.len).sum();
+        let mut out = OutputFile::open(&path, size >= DIRECT_MIN_BYTES)?;
+        write_header_prefix(&mut out, header.as_bytes()).map_err(|e| Error::io(&path, e))?;
+        file_of[range.clone()].fill(s);
+        outs.push((path, out));
+    }
+    let mut texts = Vec::new();
+    for f in &m.files {
+        if let CheckpointFile::Text { name, text } = f {
+            let path = dir.join(name);
+            let mut out = AtomicFile::create(&path)?;
+            out.write_all(text.as_bytes())
+                .map_err(|e| Error::io(&path, e))?;
+            texts.push(out);
+        }
+    }
+    let order: Vec<_> = p.selected.iter().collect();
+    let total: u64 = order.iter().map(|e| e.len).sum();
+    let mut done = 0;
+    decode_tensors(&p.reader, &p.snapshot, &order, None, &mut |t, _, chunk| {
+        done += chunk.len() as u64;
+        progress(done, total);
+        let (path, out) = &mut outs[file_of[t]];
+        out.write_all(&chunk).map_err(|err| Error::io(&*path, err))
+    })?;
+    for (path, out) in outs {
+        out.finish(&path)?;
+    }
+    for out in texts {
+        out.commit()?;
+    }
+    Ok(CheckoutReport {
+        snapshot: p.snapshot,
+        path: dir.to_path_buf(),
+        tensors: order.len(),
+        bytes: total,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,354 @@
+//! A checkpoint directory (safetensors shards, their index, `config.json`) committed as one
+//! snapshot and checked out as that directory again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::util::*;
+
+/// Writes `tensors` as a checkpoint directory of `shards` safetensors files, named and indexed
+/// as `save_pretrained` names them, with a `config.json`; returns the files' names.
+fn write_checkpoint_dir(dir: &Path, tensors: &[Tensor], shards: usize) -> Vec<String> {
+    fs::create_dir_all(dir).unwrap();
+    let per = tensors.len().div_ceil(shards);
+    let mut names = Vec::new();
+    let mut weight_map = serde_json::Map::new();
+    for (k, part) in tensors.chunks(per).enumerate() {
+        let name = format!("model-{:05}-of-{shards:05}.safetensors", k + 1);
+        write_safetensors(&dir.join(&name), part, Some(&metadata(&[("format", "pt")])));
+        for t in part {
+            weight_map.insert(t.name.clone(), json!(name));
+        }
+        names.push(name);
+    }
+    let index = json!({"metadata": {"total_size": 0}, "weight_map": weight_map});
+    let index_name = "model.safetensors.index.json";
+    fs::write(
+        dir.join(index_name),
+        serde_json::to_vec_pretty(&index).unwrap(),
+    )
+    .unwrap();
+    fs::write(dir.join("config.json"), br#"{"model_type": "toy"}"#).unwrap();
+    names.extend([index_name.to_string(), "config.json".to_string()]);
+    names.sort();
+    names
+}
+
+/// Three epochs of five tensors.
+fn epochs() -> Vec<Vec<Tensor>> {
+    trajectory(
+        7,
+        3,
+        &[
+            ("a.weight", &[64, 32]),
+            ("b.weight", &[128]),
+            ("c.bias", &[32]),
+            ("d.weight", &[16, 16]),
+            ("e.weight", &[40]),
+        ],
+    )
+}
+
+/// The names of the entries in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[track_caller]
+fn assert_same_files(written: &Path, committed: &Path, names: &[String]) {
+    assert_eq!(listing(written), names, "{}", written.display());
+    for name in names {
+        assert!(
+            fs::read(written.join(name)).unwrap() == fs::read(committed.join(name)).unwrap(),
+            "{name} differs from the committed file"
+        );
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Each epoch is one snapshot (the last one resharded), each tensor coded against its parent's
+/// wherever the shard boundaries fall, and each checks out as the directory it was, byte for
+/// byte, without what it did not keep.
+#[test]
+fn a_checkpoint_directory_is_one_snapshot_and_checks_out_byte_for_byte() {
+    let (dir, repo) = init_repo();
+    let mut committed = Vec::new();
+    for (e, (tensors, shards)) in epochs().iter().zip([3, 3, 2]).enumerate() {
+        let ck = dir.path().join(format!("checkpoint-{e}"));
+        let names = write_checkpoint_dir(&ck, tensors, shards);
+        fs::write(ck.join("optimizer.pt"), b"not a safetensors file").unwrap();
+        fs::create_dir(ck.join("runs")).unwrap();
+        fs::write(ck.join(".hidden"), b"passed over").unwrap();
+        let r = run_json(&repo, &["commit", s(&ck), "-m", &format!("epoch {e}")]);
+        assert_eq!(r["left_out"], json!(["optimizer.pt", "runs/"]), "{r:#}");
+        assert_eq!(r["tensors"], 5);
+        if e > 0 {
+            assert_eq!(r["deltas"], 5, "every tensor finds its parent: {r:#}");
+        }
+        let id = r["snapshot"].as_str().unwrap().to_string();
+        committed.push((id, ck, names));
+    }
+    let text = run_ok(&repo, &["commit", s(&committed[0].1), "-m", "again"]);
+    assert!(
+        text.contains(
+            "not kept (only *.safetensors and JSON files up to 1 MiB are): optimizer.pt, runs/"
+        ),
+        "{text}"
+    );
+    for (id, ck, names) in &committed {
+        let out = dir.path().join(format!("out-{id}"));
+        run_ok(&repo, &["checkout", id, "-o", s(&out)]);
+        assert_same_files(&out, ck, names);
+    }
+    assert_fsck_clean(&repo);
+
+    // One tensor of it checks out as a file of its own.
+    let one = dir.path().join("one.safetensors");
+    run_ok(
+        &repo,
+        &[
+            "checkout",
+            &committed[2].0,
+            "--tensor",
+            "c.bias",
+            "-o",
+            s(&one),
+        ],
+    );
+    let (back, _) = parse_safetensors(&fs::read(&one).unwrap());
+    let expected = epochs()[2].iter().find(|t| t.name == "c.bias").cloned();
+    assert_eq!(back, vec![expected.unwrap()]);
+}
+
+/// Under a lossy bound, a trajectory committed as directories stores what the same epochs
+/// committed as whole files store: the shards cost nothing but their headers in the manifest.
+/// (Committed a shard at a time, no tensor would find a parent.)
+#[test]
+fn a_sharded_trajectory_stores_what_whole_files_store() {
+    let (dir, whole) = init_repo();
+    let sharded = dir.path().join("sharded");
+    run_ok(&sharded, &["init"]);
+    for (e, (tensors, shards)) in epochs().iter().zip([2, 3, 1]).enumerate() {
+        let file = dir.path().join(format!("epoch-{e}.safetensors"));
+        write_safetensors(&file, tensors, Some(&metadata(&[("format", "pt")])));
+        let ck = dir.path().join(format!("checkpoint-{e}"));
+        write_checkpoint_dir(&ck, tensors, shards);
+        let a = run_json(&whole, &["commit", s(&file), "--bound", "rel:0.01"]);
+        let b = run_json(&sharded, &["commit", s(&ck), "--bound", "rel:0.01"]);
+        assert_eq!(a["stored_bytes"], b["stored_bytes"], "epoch {e}");
+        assert_eq!(
+            (&a["deltas"], &a["keyframes"]),
+            (&b["deltas"], &b["keyframes"])
+        );
+        // Each tensor decodes to what the whole file's checkout holds.
+        let (x, y) = (
+            dir.path().join(format!("x{e}")),
+            dir.path().join(format!("y{e}")),
+        );
+        run_ok(&whole, &["checkout", "HEAD", "-o", s(&x)]);
+        run_ok(&sharded, &["checkout", "HEAD", "-o", s(&y)]);
+        let (from_file, _) = parse_safetensors(&fs::read(&x).unwrap());
+        let mut from_dir: Vec<Tensor> = listing(&y)
+            .iter()
+            .filter(|n| n.ends_with(".safetensors"))
+            .flat_map(|n| parse_safetensors(&fs::read(y.join(n)).unwrap()).0)
+            .collect();
+        from_dir.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(from_file, from_dir, "epoch {e}");
+    }
+}
+
+/// A directory that cannot be one snapshot is refused, naming the directory or the file and
+/// the problem, and nothing is stored.
+#[test]
+fn a_bad_checkpoint_directory_is_refused_and_nothing_is_stored() {
+    let (dir, repo) = init_repo();
+    let tensors = &epochs()[0];
+    let good = dir.path().join("good");
+    write_checkpoint_dir(&good, tensors, 2);
+    run_ok(&repo, &["commit", s(&good)]);
+    let before = repo_state(&repo);
+    let refused = |ck: &PathBuf, args: &[&str], expected: &[&str]| {
+        let mut all = vec!["commit", s(ck)];
+        all.extend_from_slice(args);
+        let err = run_err(&repo, &all);
+        for part in expected {
+            assert!(err.contains(part), "{part:?} not in: {err}");
+        }
+        assert_eq!(repo_state(&repo), before, "{err}");
+    };
+
+    // A tensor in two shards.
+    let twice = dir.path().join("twice");
+    write_checkpoint_dir(&twice, tensors, 2);
+    write_safetensors(&twice.join("extra.safetensors"), &tensors[..1], None);
+    refused(
+        &twice,
+        &[],
+        &[
+            s(&twice),
+            "tensor \"a.weight\" is in both",
+            "model-00001-of-00002.safetensors",
+            "extra.safetensors",
+        ],
+    );
+
+    // An index naming a shard not (yet) written.
+    let partial = dir.path().join("partial");
+    write_checkpoint_dir(&partial, tensors, 3);
+    fs::remove_file(partial.join("model-00003-of-00003.safetensors")).unwrap();
+    refused(
+        &partial,
+        &[],
+        &[
+            "model.safetensors.index.json maps tensor",
+            "model-00003-of-00003.safetensors",
+            "still being written",
+        ],
+    );
+
+    // A truncated shard is named.
+    let cut = dir.path().join("cut");
+    write_checkpoint_dir(&cut, tensors, 2);
+    let shard = cut.join("model-00002-of-00002.safetensors");
+    let bytes = fs::read(&shard).unwrap();
+    fs::write(&shard, &bytes[..bytes.len() - 10]).unwrap();
+    refused(&cut, &[], &[s(&shard), "not a valid safetensors file"]);
+
+    // Read as frames, it is named as what it is.
+    refused(
+        &good,
+        &["--kind", "frames"],
+        &["a checkpoint directory; commit it without --kind frames"],
+    );
+    // --bound auto takes one file.
+    refused(
+        &good,
+        &["--bound", "auto", "--eval-cmd", "true"],
+        &["--bound auto takes one safetensors file, not a checkpoint directory"],
+    );
+}
+
+/// A directory snapshot is written into a directory: not over a file, and not into one holding
+/// a safetensors file it does not have (a loader would mix the two); into one holding its own
+/// files' names, it replaces them.
+#[test]
+fn a_directory_snapshot_checks_out_only_where_it_cannot_mix() {
+    let (dir, repo) = init_repo();
+    let all = epochs();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let names = write_checkpoint_dir(&a, &all[0], 2);
+    let names_b = write_checkpoint_dir(&b, &all[1], 3);
+    run_ok(&repo, &["commit", s(&a)]);
+    run_ok(&repo, &["commit", s(&b)]);
+
+    let file = dir.path().join("model.safetensors");
+    fs::write(&file, b"keep me").unwrap();
+    let err = run_err(&repo, &["checkout", "HEAD", "-o", s(&file)]);
+    assert!(
+        err.contains("not a directory") && err.contains("-o names the directory"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"keep me");
+
+    // HEAD~1 has two shards; a directory holding HEAD's three refuses it.
+    let out = dir.path().join("out");
+    run_ok(&repo, &["checkout", "HEAD", "-o", s(&out)]);
+    let err = run_err(&repo, &["checkout", "HEAD~1", "-o", s(&out)]);
+    assert!(
+        err.contains("holds model-00001-of-00003.safetensors (and 2 more), which snapshot")
+            && err.contains("new or empty directory"),
+        "{err}"
+    );
+    assert_same_files(&out, &b, &names_b);
+
+    // Same names: replaced, and a file of the user's beside them stays.
+    let same = dir.path().join("same");
+    run_ok(&repo, &["checkout", "HEAD~1", "-o", s(&same)]);
+    fs::write(same.join("README.md"), b"mine").unwrap();
+    let c = dir.path().join("c");
+    write_checkpoint_dir(&c, &all[2], 2);
+    run_ok(&repo, &["commit", s(&c)]);
+    run_ok(&repo, &["checkout", "HEAD", "-o", s(&same)]);
+    let mut with_readme = names.clone();
+    with_readme.push("README.md".into());
+    with_readme.sort();
+    assert_eq!(listing(&same), with_readme);
+    for name in &names {
+        assert_eq!(
+            fs::read(same.join(name)).unwrap(),
+            fs::read(c.join(name)).unwrap()
+        );
+    }
+}
+
+/// A checkout failing at any of its writes, renames or fsyncs leaves no temp file; while it
+/// decodes, it leaves the directory as it was, and a directory it made is gone.
+#[test]
+fn a_failed_directory_checkout_leaves_what_was_there() {
+    let (dir, repo) = init_repo();
+    let all = epochs();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let names = write_checkpoint_dir(&a, &all[0], 2);
+    write_checkpoint_dir(&b, &all[1], 2);
+    run_ok(&repo, &["commit", s(&a)]);
+    run_ok(&repo, &["commit", s(&b)]);
+    let mut failed = 0;
+    for n in 1.. {
+        let fresh = dir.path().join(format!("fresh-{n}"));
+        let old = dir.path().join(format!("old-{n}"));
+        write_checkpoint_dir(&old, &all[0], 2);
+        let at = n.to_string();
+        let env = [("SNAPSTORE_TEST_FAIL_IO_AT", at.as_str())];
+        let into_fresh = run_env(&repo, &["checkout", "HEAD", "-o", s(&fresh)], &env);
+        let into_old = run_env(&repo, &["checkout", "HEAD", "-o", s(&old)], &env);
+        if into_fresh.status.success() && into_old.status.success() {
+            assert_same_files(&fresh, &b, &names);
+            assert_same_files(&old, &b, &names);
+            break;
+        }
+        failed += 1;
+        assert!(
+            !into_fresh.status.success() && !into_old.status.success(),
+            "step {n}"
+        );
+        assert!(
+            stderr(&into_fresh).contains("injected I/O failure"),
+            "{}",
+            stderr(&into_fresh)
+        );
+        assert!(!fresh.exists(), "step {n}: {:?}", listing(&fresh));
+        // Every file is whole: the old epoch's or the new one's, and no temp file stays.
+        assert_eq!(listing(&old), names, "step {n}");
+        let replaced: Vec<bool> = names
+            .iter()
+            .map(|name| {
+                let got = fs::read(old.join(name)).unwrap();
+                assert!(
+                    got == fs::read(a.join(name)).unwrap()
+                        || got == fs::read(b.join(name)).unwrap(),
+                    "step {n}: {name} is neither epoch"
+                );
+                got == fs::read(b.join(name)).unwrap() && got != fs::read(a.join(name)).unwrap()
+            })
+            .collect();
+        // Only the finishing (each file synced and renamed in turn, after every write) may
+        // leave some replaced.
+        let stderr = stderr(&into_old);
+        if stderr.contains("(create)") || stderr.contains("(write)") {
+            assert!(!replaced.contains(&true), "step {n}: {stderr}");
+        }
+        assert!(n < 100, "the checkout never got through");
+    }
+    assert!(failed >= 6, "only {failed} steps failed");
+}
