@@ -112,6 +112,33 @@ fn a_checkpoint_directory_is_one_snapshot_and_checks_out_byte_for_byte() {
     }
     assert_fsck_clean(&repo);
 
+    // `show` lists its files; `status` compares a directory as it does a file.
+    let shown = run_ok(&repo, &["show", &committed[2].0]);
+    assert!(
+        shown.contains("file     model-00002-of-00002.safetensors (2 tensors)")
+            && shown.contains("file     config.json (21 B)"),
+        "{shown}"
+    );
+    let ck = &committed[2].1;
+    let st = run_json(&repo, &["status", s(ck)]);
+    assert_eq!(st["snapshot"], json!(committed[2].0), "{st:#}");
+    let mut changed = epochs()[2].clone();
+    changed[4].data[0] ^= 1;
+    write_checkpoint_dir(ck, &changed, 2);
+    let st = run_json(&repo, &["status", s(ck)]);
+    assert_eq!(st["snapshot"], json!(null));
+    let rows = st["tensors"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    for t in rows {
+        // HEAD is epoch 0 again: every tensor differs from it; all but one are in epoch 2.
+        assert_eq!(t["status"], "changed");
+        let held = match t["name"].as_str().unwrap() {
+            "e.weight" => json!(null),
+            name => json!([committed[2].0, name]),
+        };
+        assert_eq!(t["stored_in"], held, "{t}");
+    }
+
     // One tensor of it checks out as a file of its own.
     let one = dir.path().join("one.safetensors");
     run_ok(

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use serde_json::json;
-use snapstore::{Manifest, Repo};
+use snapstore::{CheckpointFile, Manifest, Repo};
 
 use super::print::{human, json_pretty, ratio_text, sizes};
 
@@ -44,6 +44,17 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     println!("message  {}", m.message);
     for (k, v) in &m.meta {
         println!("meta     {k}={v}");
+    }
+    // A checkpoint directory: what `checkout -o DIR` writes.
+    for file in &m.files {
+        match file {
+            CheckpointFile::Safetensors { name, tensors, .. } => {
+                println!("file     {name} ({tensors} tensors)")
+            }
+            CheckpointFile::Text { name, text } => {
+                println!("file     {name} ({})", human(text.len() as u64))
+            }
+        }
     }
     print_table(&table(&m)?);
     println!("total {}", sizes(m.logical_bytes(), m.stored_bytes()));

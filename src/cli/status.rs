@@ -10,7 +10,7 @@ use super::print::json_pretty;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The checkpoint file.
+    /// The checkpoint: a safetensors file or a checkpoint directory.
     file: PathBuf,
     /// Print JSON.
     #[arg(long)]
@@ -20,7 +20,9 @@ pub struct Args {
 /// Runs `snapstore status`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let file = args.file;
-    super::search::checkpoint_only("status", &file)?;
+    if !(file.is_dir() && snapstore::holds_safetensors(&file)) {
+        super::search::checkpoint_only("status", &file)?;
+    }
     let st = repo.status(&file)?;
     if args.json {
         return json_pretty(&st);

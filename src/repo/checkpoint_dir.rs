@@ -153,6 +153,11 @@ impl CheckpointDir {
         Ok(())
     }
 
+    /// The shards, in order.
+    pub(crate) fn shard_files(&self) -> impl Iterator<Item = &SafetensorsFile> {
+        self.shards.iter().map(|(_, file)| file)
+    }
+
     /// The files the snapshot lists: the shards (tensor counts in order), then the texts.
     fn files(&self) -> Result<Vec<CheckpointFile>> {
         let mut files = Vec::new();

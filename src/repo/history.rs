@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::checkout::decode_tensors;
+use super::checkpoint_dir::CheckpointDir;
 use super::reader::ObjectReader;
 use super::refs::{resolve, resolve_rev, Rev};
 use super::Repo;
@@ -250,20 +251,33 @@ impl Repo {
         Ok(out)
     }
 
-    /// Compares a safetensors file with the repository: whether its tensors (or the whole
-    /// file) are already stored and in which snapshot, and how each differs from HEAD's.
-    /// Reads every reachable manifest; decodes nothing. Fails, naming the file, when it is not
-    /// a valid safetensors file.
+    /// Compares a safetensors file, or a checkpoint directory's shards, with the repository:
+    /// whether its tensors (or all of them) are already stored and in which snapshot, and how
+    /// each differs from HEAD's. Reads every reachable manifest; decodes nothing. Fails, naming
+    /// the file, when it is not a valid safetensors file (or the directory, when it is no
+    /// checkpoint [`Repo::commit_dir`] would take).
     pub fn status(&self, path: impl AsRef<Path>) -> Result<FileStatus> {
         let path = path.as_ref();
-        let file = SafetensorsFile::open(path)?;
-        let hashes: Vec<(String, ObjectId)> = file
-            .header()
-            .tensors
+        let (single, dir);
+        let files: Vec<&SafetensorsFile> = if path.is_dir() {
+            dir = CheckpointDir::open(path)?;
+            dir.shard_files().collect()
+        } else {
+            single = SafetensorsFile::open(path)?;
+            vec![&single]
+        };
+        let hashes: Vec<(String, ObjectId)> = files
             .iter()
-            .map(|t| (t.name.clone(), ObjectId::of(file.tensor_bytes(t))))
+            .flat_map(|file| {
+                file.header()
+                    .tensors
+                    .iter()
+                    .map(|t| (t.name.clone(), ObjectId::of(file.tensor_bytes(t))))
+            })
             .collect();
-        file.check_unchanged("compared")?;
+        for file in files {
+            file.check_unchanged("compared")?;
+        }
         let index = self.index_read()?;
         let mut reader = self.reader();
         let head = match resolve(&index, &mut reader, "HEAD") {
