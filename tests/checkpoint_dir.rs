@@ -230,18 +230,38 @@ fn a_bad_checkpoint_directory_is_refused_and_nothing_is_stored() {
         ],
     );
 
-    // An index naming a shard not (yet) written.
+    // An index naming a shard not (yet) written, or one lacking the tensor.
     let partial = dir.path().join("partial");
     write_checkpoint_dir(&partial, tensors, 3);
+    let index = partial.join("model.safetensors.index.json");
+    for (shard, expected) in [
+        (
+            "later.safetensors",
+            "is not in the directory (is the checkpoint still being written?)",
+        ),
+        ("model-00002-of-00003.safetensors", "which does not hold it"),
+    ] {
+        let map = json!({"weight_map": {"a.weight": shard}});
+        fs::write(&index, map.to_string()).unwrap();
+        refused(
+            &partial,
+            &[],
+            &[
+                "model.safetensors.index.json maps tensor \"a.weight\" to",
+                shard,
+                expected,
+            ],
+        );
+    }
+
+    // A numbered set missing a shard, before the index is written.
+    fs::remove_file(&index).unwrap();
     fs::remove_file(partial.join("model-00003-of-00003.safetensors")).unwrap();
     refused(
         &partial,
         &[],
-        &[
-            "model.safetensors.index.json maps tensor",
-            "model-00003-of-00003.safetensors",
-            "still being written",
-        ],
+        &["holds 2 of the 3 shards model-*-of-00003.safetensors, not \
+             model-00003-of-00003.safetensors (is the checkpoint still being written?)"],
     );
 
     // A truncated shard is named.

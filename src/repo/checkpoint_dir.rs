@@ -101,6 +101,7 @@ impl CheckpointDir {
             texts,
             left_out,
         };
+        check_numbering(opened.shards.iter().map(|(name, _)| name.as_str())).map_err(bad)?;
         opened.check_names().map_err(bad)?;
         opened.check_indexes().map_err(bad)?;
         Ok(opened)
@@ -180,6 +181,40 @@ impl CheckpointDir {
         }));
         Ok(files)
     }
+}
+
+/// `(prefix, K, N)` of a shard named `{prefix}-{K}-of-{N}.safetensors` (`save_pretrained`'s
+/// `model-00002-of-00004.safetensors`), N as written.
+fn shard_number(name: &str) -> Option<(&str, u32, &str)> {
+    let stem = name.get(..name.len().checked_sub(".safetensors".len())?)?;
+    let (head, n) = stem.rsplit_once("-of-")?;
+    let (prefix, k) = head.rsplit_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(k) && digits(n)).then_some((prefix, k.parse().ok()?, n))
+}
+
+/// Shards numbered `K-of-N` come N to a set: a set missing one is a checkpoint still being
+/// written (`save_pretrained` writes the index last, so the index check alone misses it).
+fn check_numbering<'a>(names: impl Iterator<Item = &'a str>) -> std::result::Result<(), String> {
+    let mut sets: HashMap<(&str, &str), Vec<u32>> = HashMap::new();
+    for (prefix, k, n) in names.filter_map(shard_number) {
+        sets.entry((prefix, n)).or_default().push(k);
+    }
+    let mut sets: Vec<_> = sets.into_iter().collect();
+    sets.sort();
+    for ((prefix, n), ks) in sets {
+        let count: u32 = n.parse().unwrap_or(u32::MAX);
+        if let Some(missing) = (1..=count).find(|k| !ks.contains(k)) {
+            let width = n.len();
+            return Err(format!(
+                "holds {} of the {count} shards {prefix}-*-of-{n}.safetensors, not \
+                 {prefix}-{missing:0width$}-of-{n}.safetensors (is the checkpoint still being \
+                 written?)",
+                ks.len()
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl Repo {
