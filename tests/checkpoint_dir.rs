@@ -399,3 +399,54 @@ fn a_failed_directory_checkout_leaves_what_was_there() {
     }
     assert!(failed >= 6, "only {failed} steps failed");
 }
+
+/// `watch` commits the checkpoint directories a trainer writes (`checkpoint-500/`) as it
+/// commits files: oldest first, one snapshot each, an incomplete one reported and tried again
+/// once it changes.
+#[test]
+fn watch_commits_checkpoint_directories() {
+    let (dir, repo) = init_repo();
+    let ckpts = dir.path().join("out");
+    let all = epochs();
+    write_checkpoint_dir(&ckpts.join("checkpoint-1"), &all[0], 3);
+    write_checkpoint_dir(&ckpts.join("checkpoint-2"), &all[1], 2);
+    fs::create_dir_all(ckpts.join("runs")).unwrap();
+    fs::write(ckpts.join("runs").join("events.out"), b"tensorboard").unwrap();
+    let o = run(&repo, &["watch", s(&ckpts), "--once", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{}", stdout(&o));
+    assert_eq!(
+        (&lines[1]["deltas"], &lines[1]["tensors"]),
+        (&json!(5), &json!(5))
+    );
+    let log = run_json(&repo, &["log"]);
+    assert_eq!(log[0]["message"], "checkpoint-2");
+    assert_eq!(log[1]["message"], "checkpoint-1");
+
+    // A third, one shard short: reported, the others skipped; whole, committed.
+    let third = ckpts.join("checkpoint-3");
+    write_checkpoint_dir(&third, &all[2], 2);
+    let last = third.join("model-00002-of-00002.safetensors");
+    let held = fs::read(&last).unwrap();
+    fs::remove_file(&last).unwrap();
+    let o = run(&repo, &["watch", s(&ckpts), "--once"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("checkpoint-3: holds 1 of the 2 shards")
+            && stderr(&o).contains("2 checkpoint(s) in"),
+        "{}",
+        stderr(&o)
+    );
+    fs::write(&last, held).unwrap();
+    let o = run(&repo, &["watch", s(&ckpts), "--once"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(run_json(&repo, &["log"])[0]["message"], "checkpoint-3");
+    let out = dir.path().join("deployed");
+    run_ok(&repo, &["checkout", "HEAD", "-o", s(&out)]);
+    let names = write_checkpoint_dir(&dir.path().join("expected"), &all[2], 2);
+    assert_same_files(&out, &third, &names);
+}

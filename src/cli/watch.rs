@@ -1,5 +1,7 @@
-//! `snapstore watch`: commits each checkpoint a trainer writes into a directory, in the order
-//! they were written, through one repository handle that keeps the last commit decoded.
+//! `snapstore watch`: commits each checkpoint a trainer writes into a directory (a safetensors
+//! file, or a checkpoint directory of shards such as the HF Trainer's `checkpoint-500/`), in
+//! the order they were written, through one repository handle that keeps the last commit
+//! decoded.
 //!
 //! `snapstore commit` runs once per process and keeps nothing, so each commit decodes its
 //! parent from the keyframe: on a 256 MiB trajectory the eighth commit took 7x the first
@@ -18,7 +20,8 @@ use super::print::{commit_summary, json_line};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The directory the trainer writes `*.safetensors` checkpoints into.
+    /// The directory the trainer writes checkpoints into: `*.safetensors` files, or checkpoint
+    /// directories (subdirectories holding `*.safetensors` shards), each one snapshot.
     dir: PathBuf,
     /// Commit the checkpoints already in DIR first, oldest first (by default only the ones
     /// written after the watch starts are committed). A file a watch already committed on the
@@ -29,7 +32,8 @@ pub struct Args {
     #[arg(long)]
     once: bool,
     /// Seconds between looks at DIR. A checkpoint is committed once its size and modification
-    /// time are the same at two looks (a file still being written is left for the next).
+    /// time (a directory's: its files' total size and latest time) are the same at two looks
+    /// (one still being written is left for the next).
     #[arg(long, default_value_t = 2.0, value_name = "SECONDS")]
     interval: f64,
     /// Error bound: lossless, rel:EPS or abs:EPS (default: the branch's configured bound).
@@ -135,24 +139,32 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The `*.safetensors` files directly in `dir` with their stamps, oldest first (by modification
-/// time, then name).
+/// The checkpoints directly in `dir` with their stamps, oldest first (by modification time,
+/// then name): its `*.safetensors` files and its checkpoint directories.
 fn checkpoints(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("watching {}", dir.display()))?;
     let mut files = Vec::new();
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
         let path = entry.path();
-        if path.extension().is_none_or(|x| x != "safetensors") {
-            continue;
-        }
         // A file gone or unreadable between the listing and now is looked at next time.
-        let Ok(meta) = entry.metadata() else { continue };
-        if !meta.is_file() {
+        let Ok(meta) = std::fs::metadata(&path) else {
             continue;
-        }
-        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        files.push((path, (meta.len(), modified)));
+        };
+        let stamp = if meta.is_dir() && snapstore::holds_safetensors(&path) {
+            let Some(stamp) = directory_stamp(&path, &meta) else {
+                continue;
+            };
+            stamp
+        } else if meta.is_file() && path.extension().is_some_and(|x| x == "safetensors") {
+            (
+                meta.len(),
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            )
+        } else {
+            continue;
+        };
+        files.push((path, stamp));
     }
     // Equal times (a `tar x`, a file system with 1 s stamps) in natural name order, so
     // epoch_10 lands after epoch_9 and ends on the branch.
@@ -162,6 +174,20 @@ fn checkpoints(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>> {
             .then_with(|| snapstore::natural_cmp(&a.0.to_string_lossy(), &b.0.to_string_lossy()))
     });
     Ok(files)
+}
+
+/// A checkpoint directory's stamp: the total size of the files in it and the latest time of
+/// them and of the directory (a file added, removed or renamed there moves the latter).
+fn directory_stamp(dir: &Path, meta: &std::fs::Metadata) -> Option<Stamp> {
+    let mut stamp = (0, meta.modified().ok()?);
+    for entry in std::fs::read_dir(dir).ok()? {
+        let Ok(m) = entry.ok()?.metadata() else {
+            continue;
+        };
+        stamp.0 += m.len();
+        stamp.1 = stamp.1.max(m.modified().ok()?);
+    }
+    Some(stamp)
 }
 
 /// The meta keys a watch commit records: the file's name, and its stamp when it was seen.
@@ -209,7 +235,11 @@ fn commit(repo: &Repo, path: &Path, stamp: &Stamp, opts: &CommitOptions, json: b
     opts.message = name.clone();
     opts.meta.insert(FILE_KEY.into(), name.clone());
     opts.meta.insert(STAMP_KEY.into(), stamp_text(stamp));
-    let r = repo.commit_file(path, &opts)?;
+    let r = if path.is_dir() {
+        repo.commit_dir(path, &opts)?
+    } else {
+        repo.commit_file(path, &opts)?
+    };
     if json {
         return json_line(&r);
     }
