@@ -450,3 +450,34 @@ fn watch_commits_checkpoint_directories() {
     let names = write_checkpoint_dir(&dir.path().join("expected"), &all[2], 2);
     assert_same_files(&out, &third, &names);
 }
+
+/// A directory snapshot travels through a remote: pushed, cloned (fsck clean), and checked out
+/// from the remote alone as the directory it was.
+#[test]
+fn a_directory_snapshot_goes_through_a_remote() {
+    let (dir, repo) = init_repo();
+    let all = epochs();
+    let mut committed = Vec::new();
+    for (e, shards) in [2, 3].into_iter().enumerate() {
+        let ck = dir.path().join(format!("checkpoint-{e}"));
+        let names = write_checkpoint_dir(&ck, &all[e], shards);
+        run_ok(&repo, &["commit", s(&ck)]);
+        committed.push((ck, names));
+    }
+    let remote = dir.path().join("remote");
+    run_ok(&repo, &["remote", "add", "origin", s(&remote)]);
+    run_ok(&repo, &["push", "origin", "main"]);
+    let clone = dir.path().join("clone");
+    run_ok(&clone, &["clone", s(&remote), s(&clone)]);
+    assert_fsck_clean(&clone);
+    for (spec, (ck, names)) in ["main~1", "main"].iter().zip(&committed) {
+        let (a, b) = (
+            dir.path().join(format!("a{spec}")),
+            dir.path().join(format!("b{spec}")),
+        );
+        run_ok(&clone, &["checkout", spec, "-o", s(&a)]);
+        assert_same_files(&a, ck, names);
+        run_ok(&repo, &["remote", "checkout", "origin", spec, "-o", s(&b)]);
+        assert_same_files(&b, ck, names);
+    }
+}
