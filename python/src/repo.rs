@@ -9,8 +9,8 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use serde::Serialize;
 use snapstore::{
-    default_candidates, AutoOptions, Bound, CommitOptions, PushOptions, RemoteSpec, Repo,
-    SearchOptions,
+    default_candidates, AutoOptions, Bound, CommitOptions, FrameError, Input, InputKind,
+    PushOptions, RemoteSpec, Repo, SearchOptions,
 };
 
 use crate::buffer::Buffer;
@@ -261,6 +261,59 @@ impl PyRepo {
             // The evaluator may load candidates into the model these tensors belong to.
             let mut guarded = snapstore::guard_inputs(&inputs, evaluator);
             repo.search_tensors(&inputs, parent.as_deref(), &opts, &mut *guarded)
+                .map(|r| json(&r))
+        })
+    }
+
+    /// Commits what `path` holds (a safetensors file, a checkpoint directory, a frame
+    /// sequence), as `snapstore commit PATH` does; the CommitReport as JSON.
+    #[pyo3(signature = (path, message, bound, meta, branch))]
+    fn commit_path(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        message: String,
+        bound: Option<String>,
+        meta: BTreeMap<String, String>,
+        branch: Option<String>,
+    ) -> PyResult<String> {
+        let bound = bound
+            .map(|b| b.parse::<Bound>())
+            .transpose()
+            .map_err(|e| to_py(py, e))?;
+        let opts = CommitOptions {
+            message,
+            branch,
+            meta,
+            bound,
+            ..CommitOptions::default()
+        };
+        let input = py
+            .detach(|| Input::detect(&path, InputKind::Auto))
+            .map_err(|e| {
+                let class = match e {
+                    FrameError::Io { .. } => "StorageIOError",
+                    _ => "InvalidInputError",
+                };
+                raise(py, class, e.to_string())
+            })?;
+        self.run_interruptible(py, Some(COMMIT_LANDED), |repo| {
+            repo.commit_input(&input, None, &opts).map(|r| json(&r))
+        })
+    }
+
+    /// Writes `spec` (or only `names`) as a safetensors file at `path`, a checkpoint
+    /// directory's snapshot as that directory; the CheckoutReport as JSON.
+    #[pyo3(signature = (spec, path, names=None))]
+    fn checkout_to(
+        &self,
+        py: Python<'_>,
+        spec: String,
+        path: std::path::PathBuf,
+        names: Option<Vec<String>>,
+    ) -> PyResult<String> {
+        self.run_interruptible(py, None, |repo| {
+            repo.checkout_to_file(&spec, &path, names.as_deref())
                 .map(|r| json(&r))
         })
     }

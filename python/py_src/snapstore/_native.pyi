@@ -61,6 +61,15 @@ class Repo:
         bounds: Optional[List[float]],
         parent: Optional[str],
     ) -> str: ...
+    def commit_path(
+        self,
+        path: str,
+        message: str,
+        bound: Optional[str],
+        meta: Dict[str, str],
+        branch: Optional[str],
+    ) -> str: ...
+    def checkout_to(self, spec: str, path: str, names: Optional[List[str]] = None) -> str: ...
     def checkout(
         self, spec: str, names: Optional[List[str]] = None
     ) -> Tuple[str, Optional[Dict[str, str]], Dict[str, str], List[OutTensor]]: ...

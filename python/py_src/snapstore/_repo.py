@@ -41,6 +41,9 @@ class CommitReport:
     commits_since_search: Optional[int] = None
     search: Optional[Dict[str, Any]] = None
     recheck: Optional[Dict[str, Any]] = None
+    #: Files of a committed checkpoint directory the snapshot does not keep (see
+    #: :meth:`Repo.commit_path`); a subdirectory ends in ``/``.
+    left_out: List[str] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -253,6 +256,33 @@ class Repo:
             raw = self._repo.commit(views, metadata_s, message, bound, meta_s, branch)
         return CommitReport(**json.loads(raw))
 
+    def commit_path(
+        self,
+        path: PathLike,
+        message: str = "",
+        bound: Optional[str] = None,
+        meta: Optional[Mapping[str, Any]] = None,
+        branch: Optional[str] = None,
+    ) -> CommitReport:
+        """Stores what ``path`` holds as a new snapshot, as ``snapstore commit PATH`` does: a
+        safetensors file (its header kept, so :meth:`checkout_to` writes it back byte for byte
+        when lossless); a checkpoint directory, as ``model.save_pretrained(path)`` writes one
+        (its ``*.safetensors`` shards and its JSON files up to 1 MiB, such as ``config.json``
+        and the shard index; ``left_out`` in the report names what else was there); or a frame
+        sequence (a directory of PNGs, a ``.npy``). ``bound``, ``meta`` and ``branch`` as in
+        :meth:`commit` (no ``"auto"``). A file or directory that cannot be committed raises
+        ``InvalidInputError`` (or ``StorageIOError``) naming it, and nothing is stored."""
+        message = _checks.text(message, "message")
+        branch = _checks.text(branch, "branch", optional=True)
+        if bound is not None and not isinstance(bound, str):
+            raise InvalidInputError(f"bound must be a string such as 'rel:0.01', not {bound!r}")
+        if bound == "auto":
+            raise InvalidInputError('bound="auto" needs the tensors: use commit(state_dict, '
+                                    'bound="auto", evaluate=...)')
+        raw = self._repo.commit_path(_checks.path(path), message, bound,
+                                     meta_strings(meta, "meta"), branch)
+        return CommitReport(**json.loads(raw))
+
     def search(
         self,
         state_dict: Mapping[str, Any],
@@ -334,6 +364,17 @@ class Repo:
             ((name, to_tensor(name, st, shape, buf, framework, device))
              for name, st, shape, buf in items),
             snapshot, metadata, meta)
+
+    def checkout_to(self, path: PathLike, ref: str = "HEAD",
+                    names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+        """Writes snapshot ``ref`` (or only the tensors ``names``) as a safetensors file at
+        ``path``, replaced atomically; a snapshot of a checkpoint directory is written as that
+        directory (see ``snapstore checkout``: each file byte for byte when lossless, and a
+        directory holding shards the snapshot lacks is refused). Returns ``snapstore checkout
+        --json``'s report (``path``, ``tensors``, ``bytes``, ...)."""
+        names = None if names is None else _checks.names(names, "names")
+        return json.loads(self._repo.checkout_to(_checks.text(ref, "ref"), _checks.path(path),
+                                                 names))
 
     def _checkout_into(self, ref: str, into: Mapping, strict: bool) -> StateDict:
         snapshot, held = self._repo.tensor_names(ref)

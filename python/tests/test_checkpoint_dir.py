@@ -1,0 +1,95 @@
+"""Committing what a trainer saved on disk: a safetensors file, or a checkpoint directory as
+``save_pretrained`` writes one (shards, their index, config.json), as one snapshot."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from snapstore.errors import InvalidInputError, StorageIOError
+
+
+def epoch_state(epoch):
+    torch.manual_seed(0)
+    base = {f"layers.{i}.weight": torch.randn(32, 16) for i in range(4)}
+    base["embed.weight"] = torch.randn(50, 8).to(torch.bfloat16)
+    torch.manual_seed(epoch + 1)
+    return {k: (v.float() + 1e-3 * epoch * torch.randn(v.shape)).to(v.dtype)
+            for k, v in base.items()}
+
+
+def save_sharded(state, path, shards):
+    """The layout of ``save_pretrained``: numbered shards, their index, a config.json."""
+    path.mkdir(parents=True, exist_ok=True)
+    names = list(state)
+    per = -(-len(names) // shards)
+    weight_map = {}
+    for k in range(shards):
+        file = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+        part = {n: state[n] for n in names[k * per:(k + 1) * per]}
+        save_file(part, str(path / file), metadata={"format": "pt"})
+        weight_map.update({n: file for n in part})
+    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+    (path / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    (path / "config.json").write_text('{"model_type": "toy"}')
+    return path
+
+
+def kept_files(path):
+    return sorted(p.name for p in path.iterdir() if p.name != "optimizer.pt")
+
+
+def test_a_checkpoint_directory_is_one_snapshot_and_comes_back_whole(repo, tmp_path):
+    dirs = []
+    for epoch, shards in enumerate([2, 3]):
+        d = save_sharded(epoch_state(epoch), tmp_path / f"checkpoint-{epoch}", shards)
+        (d / "optimizer.pt").write_bytes(b"not kept")
+        r = repo.commit_path(d, message=f"epoch {epoch}", bound="rel:0.01")
+        assert r.left_out == ["optimizer.pt"] and r.tensors == 5
+        if epoch:
+            assert r.deltas == 5, r  # each tensor against its parent, across the reshard
+        dirs.append((d, r.snapshot))
+    for d, snapshot in dirs:
+        out = tmp_path / f"out-{snapshot}"
+        report = repo.checkout_to(out, snapshot)
+        assert report["tensors"] == 5 and report["path"] == str(out)
+        assert kept_files(out) == kept_files(d)
+        for name in ("config.json", "model.safetensors.index.json"):
+            assert (out / name).read_bytes() == (d / name).read_bytes()
+    # The tensors, as a state_dict, within the bound.
+    state = repo.checkout("HEAD")
+    for name, t in epoch_state(1).items():
+        got = state[name]
+        assert got.dtype == t.dtype
+        assert torch.all((got.float() - t.float()).abs() <= 0.01 * t.float().abs() + 1e-30)
+
+
+def test_a_file_commits_by_path_and_checks_out_byte_for_byte(repo, tmp_path):
+    path = tmp_path / "epoch_0.safetensors"
+    save_file(epoch_state(0), str(path), metadata={"epoch": "0"})
+    r = repo.commit_path(str(path), "epoch 0", meta={"epoch": 0})
+    assert r.left_out == [] and r.tensors == 5
+    out = tmp_path / "deploy.safetensors"
+    repo.checkout_to(out)
+    assert out.read_bytes() == path.read_bytes()
+    one = tmp_path / "one.safetensors"
+    assert repo.checkout_to(one, "HEAD", names="embed.weight")["tensors"] == 1
+
+
+def test_what_cannot_be_committed_or_written_is_refused_by_name(repo, tmp_path):
+    good = save_sharded(epoch_state(0), tmp_path / "good", 2)
+    repo.commit_path(good)
+    twice = save_sharded(epoch_state(1), tmp_path / "twice", 2)
+    save_file({"layers.0.weight": torch.zeros(2)}, str(twice / "extra.safetensors"))
+    with pytest.raises(InvalidInputError, match=r"twice: tensor \"layers.0.weight\" is in both"):
+        repo.commit_path(twice)
+    with pytest.raises(StorageIOError, match="no-such-dir"):
+        repo.commit_path(tmp_path / "no-such-dir" / "model.safetensors")
+    with pytest.raises(InvalidInputError, match='bound="auto" needs the tensors'):
+        repo.commit_path(good, bound="auto")
+    assert len(repo.log()) == 1
+    # A directory holding another checkpoint's shards would mix the two.
+    other = save_sharded(epoch_state(1), tmp_path / "other", 3)
+    with pytest.raises(StorageIOError, match="holds model-00001-of-00003.safetensors"):
+        repo.checkout_to(other)
