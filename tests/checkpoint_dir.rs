@@ -112,6 +112,24 @@ fn a_checkpoint_directory_is_one_snapshot_and_checks_out_byte_for_byte() {
     }
     assert_fsck_clean(&repo);
 
+    // `diff` against the directory it was committed from: every tensor the same.
+    let rows = run_json(&repo, &["diff", &committed[1].0, s(&committed[1].1)]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(
+        rows.iter()
+            .all(|r| r["status"] == "same" && r["max_abs"] == 0.0),
+        "{rows:?}"
+    );
+    let rows = run_json(&repo, &["diff", &committed[0].0, s(&committed[1].1)]);
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "changed"),
+        "{rows}"
+    );
+
     // `show` lists its files; `status` compares a directory as it does a file.
     let shown = run_ok(&repo, &["show", &committed[2].0]);
     assert!(

@@ -1,4 +1,5 @@
-//! `snapstore diff`: two snapshots, a snapshot against a safetensors file, or a frame sequence
+//! `snapstore diff`: two snapshots, a snapshot against a safetensors file or checkpoint
+//! directory, or a frame sequence
 //! against its PNG directory or `.npy` (error and PSNR per frame).
 
 use std::path::Path;
@@ -15,7 +16,8 @@ pub struct Args {
     /// First snapshot.
     #[arg(value_name = "REF")]
     a: String,
-    /// Second snapshot, a safetensors file, or (for a sequence) a PNG directory or .npy.
+    /// Second snapshot, a safetensors file or checkpoint directory, or (for a sequence) a PNG
+    /// directory or .npy.
     #[arg(value_name = "REF|FILE")]
     b: String,
     /// Print JSON.
@@ -32,7 +34,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     if is_frames(&shown.1) && (path.is_dir() || snapstore::has_extension(path, "npy")) {
         return diff_frames(repo, shown, path, json);
     }
-    let rows = if path.is_file() {
+    let rows = if path.is_file() || (path.is_dir() && snapstore::holds_safetensors(path)) {
         repo.diff_file(shown, path)?
     } else {
         repo.diff(shown, b)?

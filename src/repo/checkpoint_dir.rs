@@ -34,6 +34,39 @@ pub(crate) struct CheckpointDir {
     left_out: Vec<String>,
 }
 
+/// A checkpoint on disk to compare with the repository (`status`, `diff`): a safetensors file or
+/// a checkpoint directory.
+pub(crate) enum OnDisk {
+    File(SafetensorsFile),
+    Dir(CheckpointDir),
+}
+
+impl OnDisk {
+    /// Opens `path`: a directory as [`CheckpointDir::open`] does, anything else as one file.
+    pub(crate) fn open(path: &Path) -> Result<OnDisk> {
+        Ok(if path.is_dir() {
+            OnDisk::Dir(CheckpointDir::open(path)?)
+        } else {
+            OnDisk::File(SafetensorsFile::open(path)?)
+        })
+    }
+
+    /// Its safetensors files, in order.
+    pub(crate) fn files(&self) -> Vec<&SafetensorsFile> {
+        match self {
+            OnDisk::File(f) => vec![f],
+            OnDisk::Dir(d) => d.shards.iter().map(|(_, f)| f).collect(),
+        }
+    }
+
+    /// Fails, naming the file, when one was changed since it was opened.
+    pub(crate) fn check_unchanged(&self, undone: &'static str) -> Result<()> {
+        self.files()
+            .iter()
+            .try_for_each(|f| f.check_unchanged(undone))
+    }
+}
+
 /// Whether `dir` holds a safetensors file (so that it is a checkpoint directory, not frames).
 pub fn holds_safetensors(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|entries| {
@@ -152,11 +185,6 @@ impl CheckpointDir {
             }
         }
         Ok(())
-    }
-
-    /// The shards, in order.
-    pub(crate) fn shard_files(&self) -> impl Iterator<Item = &SafetensorsFile> {
-        self.shards.iter().map(|(_, file)| file)
     }
 
     /// The files the snapshot lists: the shards (tensor counts in order), then the texts.

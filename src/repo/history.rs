@@ -7,14 +7,13 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::checkout::decode_tensors;
-use super::checkpoint_dir::CheckpointDir;
+use super::checkpoint_dir::OnDisk;
 use super::reader::ObjectReader;
 use super::refs::{resolve, resolve_rev, Rev};
 use super::Repo;
 use crate::bound::Bound;
 use crate::dtype::Dtype;
 use crate::error::Result;
-use crate::safetensors_io::SafetensorsFile;
 use crate::store::index::Index;
 use crate::store::manifest::{Encoding, Manifest};
 use crate::store::object_id::ObjectId;
@@ -258,15 +257,9 @@ impl Repo {
     /// checkpoint [`Repo::commit_dir`] would take).
     pub fn status(&self, path: impl AsRef<Path>) -> Result<FileStatus> {
         let path = path.as_ref();
-        let (single, dir);
-        let files: Vec<&SafetensorsFile> = if path.is_dir() {
-            dir = CheckpointDir::open(path)?;
-            dir.shard_files().collect()
-        } else {
-            single = SafetensorsFile::open(path)?;
-            vec![&single]
-        };
-        let hashes: Vec<(String, ObjectId)> = files
+        let on_disk = OnDisk::open(path)?;
+        let hashes: Vec<(String, ObjectId)> = on_disk
+            .files()
             .iter()
             .flat_map(|file| {
                 file.header()
@@ -275,9 +268,7 @@ impl Repo {
                     .map(|t| (t.name.clone(), ObjectId::of(file.tensor_bytes(t))))
             })
             .collect();
-        for file in files {
-            file.check_unchanged("compared")?;
-        }
+        on_disk.check_unchanged("compared")?;
         let index = self.index_read()?;
         let mut reader = self.reader();
         let head = match resolve(&index, &mut reader, "HEAD") {
@@ -390,21 +381,25 @@ impl Repo {
         ))
     }
 
-    /// Compares a snapshot against a safetensors file: relative errors are taken against the
-    /// file's values, so this checks a lossy snapshot's bound against its original.
+    /// Compares a snapshot against a safetensors file or a checkpoint directory: relative
+    /// errors are taken against the file's values, so this checks a lossy snapshot's bound
+    /// against its original.
     pub fn diff_file<'a>(
         &self,
         rev: impl Into<Rev<'a>>,
         file: impl AsRef<Path>,
     ) -> Result<Vec<TensorDiff>> {
-        let file = file.as_ref();
-        let f = SafetensorsFile::open(file)?;
+        let on_disk = OnDisk::open(file.as_ref())?;
         let snap = self.checkout(rev, None)?;
-        let file_tensors = f
-            .header()
-            .tensors
-            .iter()
-            .map(|t| (t.name.as_str(), t.dtype, &t.shape[..], f.tensor_bytes(t)))
+        let file_tensors = on_disk
+            .files()
+            .into_iter()
+            .flat_map(|f| {
+                f.header()
+                    .tensors
+                    .iter()
+                    .map(move |t| (t.name.as_str(), t.dtype, &t.shape[..], f.tensor_bytes(t)))
+            })
             .collect();
         let snap_tensors = snap
             .tensors
@@ -415,7 +410,7 @@ impl Repo {
         // the snapshot to the file, as `diff A B` reads from A to B: a tensor only the file
         // has was added.
         let rows = diff_tensors(file_tensors, snap_tensors);
-        f.check_unchanged("compared")?;
+        on_disk.check_unchanged("compared")?;
         Ok(rows.into_iter().map(TensorDiff::reversed).collect())
     }
 
