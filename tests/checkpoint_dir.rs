@@ -306,7 +306,7 @@ fn a_bad_checkpoint_directory_is_refused_and_nothing_is_stored() {
 
 /// A directory snapshot is written into a directory: not over a file, and not into one holding
 /// a safetensors file it does not have (a loader would mix the two); into one holding its own
-/// files' names, it replaces them.
+/// files' names, it replaces them. Asked for as a `.safetensors` file, it merges its shards.
 #[test]
 fn a_directory_snapshot_checks_out_only_where_it_cannot_mix() {
     let (dir, repo) = init_repo();
@@ -317,7 +317,7 @@ fn a_directory_snapshot_checks_out_only_where_it_cannot_mix() {
     run_ok(&repo, &["commit", s(&a)]);
     run_ok(&repo, &["commit", s(&b)]);
 
-    let file = dir.path().join("model.safetensors");
+    let file = dir.path().join("model.bin");
     fs::write(&file, b"keep me").unwrap();
     let err = run_err(&repo, &["checkout", "HEAD", "-o", s(&file)]);
     assert!(
@@ -325,6 +325,10 @@ fn a_directory_snapshot_checks_out_only_where_it_cannot_mix() {
         "{err}"
     );
     assert_eq!(fs::read(&file).unwrap(), b"keep me");
+    let merged = dir.path().join("merged.safetensors");
+    run_ok(&repo, &["checkout", "HEAD", "-o", s(&merged)]);
+    let (back, meta) = parse_safetensors(&fs::read(&merged).unwrap());
+    assert_eq!((back, meta), (by_name(all[1].clone()), None));
 
     // HEAD~1 has two shards; a directory holding HEAD's three refuses it.
     let out = dir.path().join("out");

@@ -15,7 +15,7 @@ use super::output_buffer;
 use super::reader::ObjectReader;
 use super::refs::{resolve_rev, Rev};
 use super::windows::{window_bytes, windows_for_threads, MAX_WINDOW_BYTES};
-use super::Repo;
+use super::{has_extension, Repo};
 use crate::dtype::Dtype;
 use crate::error::{Error, Result};
 use crate::fsutil::{OutputFile, DIRECT_MIN_BYTES};
@@ -289,7 +289,8 @@ impl Repo {
 
     /// Checks out a snapshot (or some tensors) as a safetensors file, written atomically. The
     /// whole snapshot reproduces the committed file byte for byte; the whole of a checkpoint
-    /// directory's snapshot is written as that directory, `path` naming it.
+    /// directory's snapshot is written as that directory, `path` naming it, unless `path` ends
+    /// in `.safetensors` (and is no directory): then all its tensors go into that one file.
     pub fn checkout_to_file<'a>(
         &self,
         rev: impl Into<Rev<'a>>,
@@ -318,9 +319,13 @@ pub(crate) fn write_prepared(
     some: bool,
     progress: &dyn Fn(u64, u64),
 ) -> Result<CheckoutReport> {
-    if !some && p.manifest.is_directory() {
+    // A directory snapshot asked for as one `.safetensors` file: all its tensors in one file,
+    // as `--tensor` naming each would write them (a new directory of that name would surprise).
+    let merged = p.manifest.is_directory() && has_extension(path, "safetensors") && !path.is_dir();
+    if !some && !merged && p.manifest.is_directory() {
         return super::checkpoint_dir::write_directory(p, path, progress);
     }
+    let some = some || merged;
     let started = Instant::now();
     let (header, order): (Vec<u8>, Vec<&TensorEntry>) = match some {
         false => (
