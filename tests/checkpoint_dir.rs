@@ -488,6 +488,8 @@ fn a_directory_snapshot_goes_through_a_remote() {
     }
     let remote = dir.path().join("remote");
     run_ok(&repo, &["remote", "add", "origin", s(&remote)]);
+    // Into a directory that is there already, too.
+    fs::create_dir(dir.path().join("bmain")).unwrap();
     run_ok(&repo, &["push", "origin", "main"]);
     let clone = dir.path().join("clone");
     run_ok(&clone, &["clone", s(&remote), s(&clone)]);
@@ -502,4 +504,181 @@ fn a_directory_snapshot_goes_through_a_remote() {
         run_ok(&repo, &["remote", "checkout", "origin", spec, "-o", s(&b)]);
         assert_same_files(&b, ck, names);
     }
+}
+
+/// Where a directory checkout must not write: through a link into a hub cache's shared blobs,
+/// through a link to nothing, over a directory named like one of its files, into a directory
+/// whose parent is missing. What a killed checkout left there, and hidden files, do not stop it.
+#[test]
+fn a_directory_checkout_writes_only_its_own_files() {
+    let (dir, repo) = init_repo();
+    let all = epochs();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let names = write_checkpoint_dir(&a, &all[0], 2);
+    write_checkpoint_dir(&b, &all[1], 2);
+    run_ok(&repo, &["commit", s(&a)]);
+    run_ok(&repo, &["commit", s(&b)]);
+
+    // A hub cache: every file a link to a blob. The links are replaced, the blobs stay.
+    let (blobs, snap) = (dir.path().join("blobs"), dir.path().join("snapshots-rev"));
+    fs::create_dir_all(&blobs).unwrap();
+    fs::create_dir_all(&snap).unwrap();
+    for name in &names {
+        fs::copy(a.join(name), blobs.join(name)).unwrap();
+        std::os::unix::fs::symlink(blobs.join(name), snap.join(name)).unwrap();
+    }
+    run_ok(&repo, &["checkout", "HEAD", "-o", s(&snap)]);
+    assert_same_files(&snap, &b, &names);
+    assert_same_files(&blobs, &a, &names);
+    assert!(!fs::symlink_metadata(snap.join(&names[0]))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // A killed checkout's temp file (its process gone) and a hidden shard: no obstacle.
+    let out = dir.path().join("out");
+    run_ok(&repo, &["checkout", "HEAD~1", "-o", s(&out)]);
+    let stale = out.join(format!(".tmp-{}-7-{}", u32::MAX, names[1]));
+    fs::write(&stale, b"partial").unwrap();
+    fs::write(out.join(".old.safetensors"), b"hidden").unwrap();
+    run_ok(&repo, &["checkout", "HEAD", "-o", s(&out)]);
+    assert!(!stale.exists());
+    assert_eq!(
+        fs::read(out.join(&names[1])).unwrap(),
+        fs::read(b.join(&names[1])).unwrap()
+    );
+
+    // A link to nothing stays, refused; so is a directory where a file goes, before anything
+    // is written; and a directory whose parent is missing.
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+    let err = run_err(&repo, &["checkout", "HEAD", "-o", s(&dangling)]);
+    assert!(err.contains("a symbolic link to nothing"), "{err}");
+    assert!(fs::symlink_metadata(&dangling).is_ok());
+    let blocked = dir.path().join("blocked");
+    run_ok(&repo, &["checkout", "HEAD~1", "-o", s(&blocked)]);
+    fs::remove_file(blocked.join(&names[1])).unwrap();
+    fs::create_dir(blocked.join(&names[1])).unwrap();
+    let err = run_err(&repo, &["checkout", "HEAD", "-o", s(&blocked)]);
+    assert!(
+        err.contains(&format!("{} is a directory there", names[1])),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read(blocked.join(&names[0])).unwrap(),
+        fs::read(a.join(&names[0])).unwrap()
+    );
+    let orphan = dir.path().join("no").join("such").join("out");
+    let err = run_err(&repo, &["checkout", "HEAD", "-o", s(&orphan)]);
+    assert!(err.contains("no such directory"), "{err}");
+    assert!(!dir.path().join("no").exists());
+}
+
+/// What a directory holds that a snapshot keeps or leaves: a shard index of any size (a
+/// checkout is not loadable without it), a link to a blob never downloaded (left out, named),
+/// a name that is not UTF-8 (left out; a shard of that name refused).
+#[test]
+fn a_directory_keeps_its_index_whatever_its_size_and_names_what_it_leaves() {
+    let (dir, repo) = init_repo();
+    let ck = dir.path().join("ck");
+    let names = write_checkpoint_dir(&ck, &epochs()[0], 2);
+    // An index past the 1 MiB other JSON files may take (a mixture of experts' is megabytes).
+    let index = ck.join("model.safetensors.index.json");
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&index).unwrap()).unwrap();
+    json["metadata"]["padding"] = json!("x".repeat(1_200_000));
+    fs::write(&index, json.to_string()).unwrap();
+    fs::write(
+        ck.join("big.json"),
+        format!("\"{}\"", "y".repeat(1_100_000)),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(dir.path().join("missing-blob"), ck.join("tokenizer.model"))
+        .unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    let odd = std::ffi::OsStr::from_bytes(b"cfg\xff.json");
+    fs::write(ck.join(odd), b"{}").unwrap();
+    let r = run_json(&repo, &["commit", s(&ck)]);
+    assert_eq!(
+        r["left_out"],
+        json!([
+            "big.json",
+            "cfg\u{fffd}.json (name not UTF-8)",
+            "tokenizer.model (a link to nothing)"
+        ]),
+        "{r:#}"
+    );
+    let out = dir.path().join("out");
+    run_ok(&repo, &["checkout", "HEAD", "-o", s(&out)]);
+    assert_same_files(&out, &ck, &names);
+
+    let shard = std::ffi::OsStr::from_bytes(b"extra\xff.safetensors");
+    fs::copy(ck.join(&names[0]), ck.join(shard)).unwrap();
+    let err = run_err(&repo, &["commit", s(&ck)]);
+    assert!(
+        err.contains("the shard name \"extra\u{fffd}.safetensors\" is not UTF-8"),
+        "{err}"
+    );
+}
+
+/// `status` of a directory says it is stored only when its files are as the snapshot holds
+/// them too, and names the ones that differ from HEAD's.
+#[test]
+fn status_of_a_directory_weighs_its_files() {
+    let (dir, repo) = init_repo();
+    let ck = dir.path().join("ck");
+    write_checkpoint_dir(&ck, &epochs()[0], 2);
+    let id = run_json(&repo, &["commit", s(&ck)])["snapshot"].clone();
+    assert_eq!(run_json(&repo, &["status", s(&ck)])["snapshot"], id);
+    fs::write(ck.join("config.json"), br#"{"model_type": "edited"}"#).unwrap();
+    let st = run_json(&repo, &["status", s(&ck)]);
+    assert_eq!(
+        (&st["snapshot"], &st["files_differ"]),
+        (&json!(null), &json!(["config.json"]))
+    );
+    assert!(st["tensors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "same"));
+    let text = run_ok(&repo, &["status", s(&ck)]);
+    assert!(text.contains("files not as in HEAD: config.json"), "{text}");
+    // Resharded: same tensors, other files.
+    let resharded = dir.path().join("resharded");
+    write_checkpoint_dir(&resharded, &epochs()[0], 3);
+    let st = run_json(&repo, &["status", s(&resharded)]);
+    assert_eq!(st["snapshot"], json!(null));
+    assert_eq!(
+        st["files_differ"],
+        json!([
+            "model-00001-of-00002.safetensors",
+            "model-00001-of-00003.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model-00002-of-00003.safetensors",
+            "model-00003-of-00003.safetensors",
+            "model.safetensors.index.json"
+        ])
+    );
+}
+
+/// A watch does not commit a checkpoint directory again when only files a snapshot does not
+/// keep change after it (the optimizer state a trainer writes beside the model), in the same
+/// process or a restarted one; a kept file changing commits it again.
+#[test]
+fn watch_commits_a_directory_again_only_when_what_it_keeps_changes() {
+    let (dir, repo) = init_repo();
+    let out = dir.path().join("out");
+    let ck = out.join("checkpoint-1");
+    write_checkpoint_dir(&ck, &epochs()[0], 2);
+    run_ok(&repo, &["watch", s(&out), "--once"]);
+    fs::write(ck.join("optimizer.pt"), b"written after the model").unwrap();
+    let o = run(&repo, &["watch", s(&out), "--once"]);
+    assert!(
+        o.status.success() && stderr(&o).contains("1 checkpoint(s) in"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(run_json(&repo, &["log"]).as_array().unwrap().len(), 1);
+    fs::write(ck.join("trainer_state.json"), b"{\"step\": 500}").unwrap();
+    run_ok(&repo, &["watch", s(&out), "--once"]);
+    assert_eq!(run_json(&repo, &["log"]).as_array().unwrap().len(), 2);
 }

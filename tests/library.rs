@@ -1592,10 +1592,10 @@ fn a_refused_checkout_leaves_the_checkout_cache_whole() {
     assert_eq!(by_name(buffers), by_name(tensors));
 }
 
-/// A set interrupt flag stops a commit (nothing stored, no temp pack) and a checkout into
-/// memory, but not a checkout into caller buffers or to a file, which always finish.
+/// A set interrupt flag stops a commit (nothing stored, no temp pack), a checkout into memory
+/// and one to a file (nothing written), but not a checkout into caller buffers, which finishes.
 #[test]
-fn an_interrupt_stops_a_commit_and_a_checkout_into_memory() {
+fn an_interrupt_stops_a_commit_and_a_checkout_into_memory_or_a_file() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let (_dir, repo) = new_repo();
@@ -1633,9 +1633,13 @@ fn an_interrupt_stops_a_commit_and_a_checkout_into_memory() {
     }];
     stoppable.checkout_into("HEAD", &mut targets).unwrap();
     assert_eq!(buf, steps[0][0].data);
+    // A file checkout stops: written beside its name and renamed at the end, it leaves nothing.
     let out = repo.path().with_file_name("out.safetensors");
-    stoppable.checkout_to_file("HEAD", &out, None).unwrap();
+    let e = stoppable.checkout_to_file("HEAD", &out, None).unwrap_err();
+    assert!(matches!(e, snapstore::Error::Interrupted), "{e}");
+    assert!(!out.exists());
     flag.store(false, Ordering::Relaxed);
+    stoppable.checkout_to_file("HEAD", &out, None).unwrap();
     assert_eq!(
         checkout_sorted(&stoppable, "HEAD"),
         by_name(steps[0].clone())

@@ -91,5 +91,5 @@ def test_what_cannot_be_committed_or_written_is_refused_by_name(repo, tmp_path):
     assert len(repo.log()) == 1
     # A directory holding another checkpoint's shards would mix the two.
     other = save_sharded(epoch_state(1), tmp_path / "other", 3)
-    with pytest.raises(StorageIOError, match="holds model-00001-of-00003.safetensors"):
+    with pytest.raises(InvalidInputError, match="holds model-00001-of-00003.safetensors"):
         repo.checkout_to(other)

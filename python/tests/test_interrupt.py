@@ -181,3 +181,21 @@ def test_ctrl_c_stops_a_push_and_a_fetch_and_both_resume(repo, tmp_path):
         assert temps(dst) == []
         assert dst.pull("origin", "main")["status"] == "created"
         assert torch.equal(dst.checkout("main")["w"], weights["w"])
+
+
+def test_ctrl_c_stops_a_checkout_to_a_directory_and_leaves_nothing(repo, tmp_path):
+    from safetensors.torch import save_file
+
+    ck = tmp_path / "checkpoint"
+    ck.mkdir()
+    for k in (1, 2):
+        save_file({f"w{k}": torch.randn(BIG // 2)}, str(ck / f"model-0000{k}-of-00002.safetensors"))
+    repo.commit_path(ck, bound="rel:0.01")
+    whole = timed(lambda: repo.checkout_to(tmp_path / "timing"))
+    out = tmp_path / "out"
+    stopped = interrupted(lambda: repo.checkout_to(out), whole / 4)
+    print(f"checkout_to: stopped after {stopped:.2f} s, whole {whole:.2f} s")
+    assert not out.exists()  # made by the checkout, removed with its temp files
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")] == []
+    repo.checkout_to(out)
+    assert sorted(os.listdir(out)) == sorted(os.listdir(ck))

@@ -34,7 +34,14 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     if is_frames(&shown.1) && (path.is_dir() || snapstore::has_extension(path, "npy")) {
         return diff_frames(repo, shown, path, json);
     }
-    let rows = if path.is_file() || (path.is_dir() && snapstore::holds_safetensors(path)) {
+    if path.is_dir() && !snapstore::holds_safetensors(path) {
+        bail!(
+            "{b}: a directory holding no *.safetensors file: diff compares a snapshot with \
+             another, a safetensors file, a checkpoint directory or, for a frame sequence, its \
+             PNGs"
+        );
+    }
+    let rows = if path.is_file() || path.is_dir() {
         repo.diff_file(shown, path)?
     } else {
         repo.diff(shown, b)?

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use snapstore::{Bound, ObjectId, Repo};
 
 use super::print::json_pretty;
@@ -20,7 +20,14 @@ pub struct Args {
 /// Runs `snapstore status`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let file = args.file;
-    if !(file.is_dir() && snapstore::holds_safetensors(&file)) {
+    if file.is_dir() && !snapstore::holds_safetensors(&file) {
+        bail!(
+            "{}: status takes a safetensors file or a checkpoint directory, and this directory \
+             holds no *.safetensors file (subdirectories are not searched)",
+            file.display()
+        );
+    }
+    if !file.is_dir() {
         super::search::checkpoint_only("status", &file)?;
     }
     let st = repo.status(&file)?;
@@ -79,6 +86,9 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     }
     for name in &st.removed {
         println!("{name:<width$} {:<8} (in HEAD, not in the file)", "removed");
+    }
+    if !st.files_differ.is_empty() {
+        println!("files not as in HEAD: {}", st.files_differ.join(", "));
     }
     Ok(())
 }

@@ -80,13 +80,19 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     });
     // Versions of files already committed (or there before the watch, and not to be).
     let mut done: HashMap<PathBuf, Stamp> = HashMap::new();
+    // What watch commits recorded: (name, identity stamp). A restarted watch does not commit
+    // again what an earlier one committed, nor this one a checkpoint directory in which only
+    // files a snapshot does not keep changed (the optimizer state a trainer writes after the
+    // model).
+    let mut committed = committed_stamps(&repo, args.branch.as_deref())?;
+    let recorded = |path: &Path, stamp: &Stamp, committed: &HashSet<(String, String)>| {
+        identity(path, stamp).is_some_and(|id| committed.contains(&(file_name(path), id)))
+    };
     if args.existing || args.once {
-        // A restarted watch: what an earlier one committed is not committed again.
-        let committed = committed_stamps(&repo, args.branch.as_deref())?;
         done.extend(
             checkpoints(&args.dir)?
                 .into_iter()
-                .filter(|(path, stamp)| committed.contains(&(file_name(path), stamp_text(stamp)))),
+                .filter(|(path, stamp)| recorded(path, stamp, &committed)),
         );
         if !done.is_empty() {
             eprintln!(
@@ -119,10 +125,21 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
             }
             seen.remove(&path);
             done.insert(path.clone(), stamp);
-            if let Err(e) = commit(&repo, &path, &stamp, &opts, args.json) {
-                // Reported, and the watch goes on: a file rewritten later is tried again.
-                eprintln!("snapstore watch: {:#}", e);
-                failed += 1;
+            if recorded(&path, &stamp, &committed) {
+                continue;
+            }
+            let Some(id) = identity(&path, &stamp) else {
+                continue; // gone since the look: the next one decides
+            };
+            match commit(&repo, &path, &id, &opts, args.json) {
+                Ok(()) => {
+                    committed.insert((file_name(&path), id));
+                }
+                Err(e) => {
+                    // Reported, and the watch goes on: a file rewritten later is tried again.
+                    eprintln!("snapstore watch: {:#}", e);
+                    failed += 1;
+                }
             }
         }
         if args.once {
@@ -177,11 +194,43 @@ fn checkpoints(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>> {
 }
 
 /// A checkpoint directory's stamp: the total size of the files in it and the latest time of
-/// them and of the directory (a file added, removed or renamed there moves the latter).
+/// them and of the directory (a file added, removed or renamed there moves the latter). All of
+/// them: a trainer writing its optimizer state after the model is not done yet.
 fn directory_stamp(dir: &Path, meta: &std::fs::Metadata) -> Option<Stamp> {
-    let mut stamp = (0, meta.modified().ok()?);
+    files_stamp(dir, (0, meta.modified().ok()?), |_| true)
+}
+
+/// What a watch commit records to know the checkpoint again (`file_stamp`): a file's stamp, or
+/// the stamp of the files of a checkpoint directory a snapshot keeps.
+fn identity(path: &Path, stamp: &Stamp) -> Option<String> {
+    let stamp = if path.is_dir() {
+        kept_stamp(path)?
+    } else {
+        *stamp
+    };
+    Some(stamp_text(&stamp))
+}
+
+/// The stamp of the files of a checkpoint directory a snapshot keeps (`*.safetensors`,
+/// `*.json`).
+fn kept_stamp(dir: &Path) -> Option<Stamp> {
+    files_stamp(dir, (0, SystemTime::UNIX_EPOCH), |name| {
+        !name.starts_with('.')
+            && [".safetensors", ".json"]
+                .iter()
+                .any(|ext| name.to_ascii_lowercase().ends_with(ext))
+    })
+}
+
+/// `start` grown by the sizes and times of the entries of `dir` whose names `take`.
+fn files_stamp(dir: &Path, start: Stamp, take: impl Fn(&str) -> bool) -> Option<Stamp> {
+    let mut stamp = start;
     for entry in std::fs::read_dir(dir).ok()? {
-        let Ok(m) = entry.ok()?.metadata() else {
+        let entry = entry.ok()?;
+        if !take(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let Ok(m) = std::fs::metadata(entry.path()) else {
             continue;
         };
         stamp.0 += m.len();
@@ -227,14 +276,14 @@ fn committed_stamps(repo: &Repo, branch: Option<&str>) -> Result<HashSet<(String
         .collect())
 }
 
-/// Commits one checkpoint, its file name as the message and in the meta (`file`, with the stamp
-/// it had when seen in `file_stamp`).
-fn commit(repo: &Repo, path: &Path, stamp: &Stamp, opts: &CommitOptions, json: bool) -> Result<()> {
+/// Commits one checkpoint, its file name as the message and in the meta (`file`, with its
+/// [`identity`] when seen in `file_stamp`).
+fn commit(repo: &Repo, path: &Path, id: &str, opts: &CommitOptions, json: bool) -> Result<()> {
     let name = file_name(path);
     let mut opts = opts.clone();
     opts.message = name.clone();
     opts.meta.insert(FILE_KEY.into(), name.clone());
-    opts.meta.insert(STAMP_KEY.into(), stamp_text(stamp));
+    opts.meta.insert(STAMP_KEY.into(), id.to_string());
     let r = if path.is_dir() {
         repo.commit_dir(path, &opts)?
     } else {

@@ -108,7 +108,7 @@ pub enum FrameError {
         error: std::io::Error,
     },
     /// A directory holds no frame files.
-    #[error("{0}: no frames (no *.png files in the directory)")]
+    #[error("{0}: no *.png file (frames) and no *.safetensors file (a checkpoint directory) in it; subdirectories are not searched")]
     EmptyDir(PathBuf),
     /// A directory read as frames holds no frame files but safetensors files: a checkpoint
     /// directory, which a commit without `--kind frames` takes as one snapshot.

@@ -65,15 +65,19 @@ pub fn remote_checkout_to_file(
     // decoded as frames, which a local checkout does (before, safetensors bytes were written
     // under a .npy name).
     let out = path.as_ref();
-    if crate::has_extension(out, "npy") || out.is_dir() {
-        return Err(Error::invalid(
+    let refuse = || {
+        Error::invalid(
             "output",
             format!(
-                "{}: remote checkout writes a .safetensors file; for a frame sequence's .npy or \
-                 PNGs, fetch it and check it out locally",
+                "{}: remote checkout writes a .safetensors file (a checkpoint directory's \
+                 snapshot, a directory); for a frame sequence's .npy or PNGs, fetch it and \
+                 check it out locally",
                 out.display()
             ),
-        ));
+        )
+    };
+    if crate::has_extension(out, "npy") {
+        return Err(refuse());
     }
     let store = RemoteStore::open(&remote.clone().normalized()?, false)?;
     layout::check_format(&store, false)?;
@@ -84,6 +88,9 @@ pub fn remote_checkout_to_file(
     };
     let snapshot = resolve(&mut loader, spec)?;
     let manifest = loader.manifest(&snapshot)?;
+    if out.is_dir() && !(manifest.is_directory() && names.is_none()) {
+        return Err(refuse());
+    }
     let selected = select_entries(&manifest, &snapshot, names)?;
     // Every chunk the selected tensors need, down their reference chains.
     let mut wanted: BTreeMap<String, Vec<(ObjectId, RemoteObject)>> = BTreeMap::new();
@@ -176,7 +183,13 @@ pub fn remote_checkout_to_file(
         selected,
         reader: loader.reader,
     };
-    let mut r = crate::repo::write_prepared(prepared, path.as_ref(), names.is_some(), &|_, _| {})?;
+    let mut r = crate::repo::write_prepared(
+        prepared,
+        path.as_ref(),
+        names.is_some(),
+        &|_, _| {},
+        &|| Ok(()),
+    )?;
     r.seconds = started.elapsed().as_secs_f64();
     Ok(RemoteCheckoutReport {
         remote: store.url.clone(),

@@ -302,9 +302,9 @@ impl Repo {
         p.reader.hash_tensors_only();
         // Not kept for the next checkout: a file is written once (a deploy), and keeping its
         // chunks raised a 512 MiB checkout's peak memory from 24% to 33% of the file.
-        let mut r = write_prepared(p, path.as_ref(), names.is_some(), &|done, total| {
-            self.report("checkout", done, total)
-        })?;
+        let progress = |done, total| self.report("checkout", done, total);
+        let stop = || self.check_interrupt();
+        let mut r = write_prepared(p, path.as_ref(), names.is_some(), &progress, &stop)?;
         r.seconds = started.elapsed().as_secs_f64();
         Ok(r)
     }
@@ -312,18 +312,20 @@ impl Repo {
 
 /// Writes a prepared checkout as a safetensors file, atomically: the committed header when the
 /// whole snapshot was asked for (`some` false), else a header for the selected tensors.
-/// `progress(done, total)` is told the tensor bytes written.
+/// `progress(done, total)` is told the tensor bytes written; `stop` is asked before each chunk
+/// is written whether to go on (an error ends the checkout, nothing written in place).
 pub(crate) fn write_prepared(
     p: Prepared,
     path: &Path,
     some: bool,
     progress: &dyn Fn(u64, u64),
+    stop: &dyn Fn() -> Result<()>,
 ) -> Result<CheckoutReport> {
     // A directory snapshot asked for as one `.safetensors` file: all its tensors in one file,
     // as `--tensor` naming each would write them (a new directory of that name would surprise).
     let merged = p.manifest.is_directory() && has_extension(path, "safetensors") && !path.is_dir();
     if !some && !merged && p.manifest.is_directory() {
-        return super::checkpoint_dir::write_directory(p, path, progress);
+        return super::checkpoint_dir::write_directory(p, path, progress, stop);
     }
     let some = some || merged;
     let started = Instant::now();
@@ -365,6 +367,7 @@ pub(crate) fn write_prepared(
     write_header_prefix(&mut out, &header).map_err(|e| Error::io(path, e))?;
     let mut done = 0;
     decode_tensors(&p.reader, &p.snapshot, &order, None, &mut |_, _, chunk| {
+        stop()?;
         done += chunk.len() as u64;
         progress(done, total);
         out.write_all(&chunk).map_err(|err| Error::io(path, err))

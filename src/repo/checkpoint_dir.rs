@@ -20,9 +20,9 @@ use super::windows::window_bytes;
 use super::{CommitOptions, CommitReport, Repo, TensorInput};
 use crate::error::{Error, Result, SafetensorsProblem};
 use crate::frames::natural_cmp;
-use crate::fsutil::{forget_temp, register_temp, AtomicFile, OutputFile, DIRECT_MIN_BYTES};
+use crate::fsutil::{forget_temp, register_temp, AtomicFile, DIRECT_MIN_BYTES};
 use crate::safetensors_io::{write_header_prefix, SafetensorsFile};
-use crate::store::manifest::{CheckpointFile, MAX_TEXT_FILE_BYTES};
+use crate::store::manifest::{CheckpointFile, MAX_INDEX_BYTES, MAX_TEXT_FILE_BYTES};
 
 /// A checkpoint directory opened for a commit: its shards validated, its small JSON files read.
 pub(crate) struct CheckpointDir {
@@ -49,6 +49,14 @@ impl OnDisk {
         } else {
             OnDisk::File(SafetensorsFile::open(path)?)
         })
+    }
+
+    /// The files a snapshot of it lists (none for one file, whose snapshot lists none).
+    pub(crate) fn listed(&self) -> Result<Vec<CheckpointFile>> {
+        match self {
+            OnDisk::File(_) => Ok(Vec::new()),
+            OnDisk::Dir(d) => d.files(),
+        }
     }
 
     /// Its safetensors files, in order.
@@ -94,23 +102,45 @@ impl CheckpointDir {
         let mut left_out = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            let path = entry.path();
+            let lossy = entry.file_name().to_string_lossy().into_owned();
+            if lossy.starts_with('.') {
                 continue;
             }
-            let path = entry.path();
+            let is = |ext| super::has_extension(Path::new(&lossy), ext);
+            let kept_kind = is("safetensors") || is("json");
+            // A checkout must write the name back as it was: the manifest holds UTF-8.
+            let Ok(name) = entry.file_name().into_string() else {
+                if is("safetensors") {
+                    return Err(bad(format!("the shard name {lossy:?} is not UTF-8")));
+                }
+                left_out.push(format!("{lossy} (name not UTF-8)"));
+                continue;
+            };
             // Followed: a hub cache's snapshot directory holds links to its blobs.
-            let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-            let is = |ext| super::has_extension(Path::new(&name), ext);
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                Err(e) if kept_kind => return Err(Error::io(&path, e)),
+                // A link to a blob never downloaded (a tokenizer): not kept either way.
+                Err(_) => {
+                    left_out.push(format!("{name} (a link to nothing)"));
+                    continue;
+                }
+            };
+            let max_text = if name.ends_with(".index.json") {
+                MAX_INDEX_BYTES
+            } else {
+                MAX_TEXT_FILE_BYTES
+            };
             if meta.is_dir() {
                 left_out.push(format!("{name}/"));
             } else if is("safetensors") {
                 shard_names.push(name);
-            } else if is("json") && meta.len() <= MAX_TEXT_FILE_BYTES {
+            } else if is("json") && meta.len() <= max_text {
                 let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
                 match String::from_utf8(bytes) {
                     Ok(text) => texts.push((name, text)),
-                    Err(_) => left_out.push(name),
+                    Err(_) => left_out.push(format!("{name} (not UTF-8)")),
                 }
             } else {
                 left_out.push(name);
@@ -170,7 +200,11 @@ impl CheckpointDir {
                 continue;
             };
             for (tensor, shard) in map {
-                let shard = shard.as_str().unwrap_or_default();
+                let Some(shard) = shard.as_str() else {
+                    return Err(format!(
+                        "{name} maps tensor {tensor:?} to {shard}, which is not a file name"
+                    ));
+                };
                 let Some((_, file)) = self.shards.iter().find(|(n, _)| n == shard) else {
                     return Err(format!(
                         "{name} maps tensor {tensor:?} to {shard:?}, which is not in the \
@@ -188,7 +222,7 @@ impl CheckpointDir {
     }
 
     /// The files the snapshot lists: the shards (tensor counts in order), then the texts.
-    fn files(&self) -> Result<Vec<CheckpointFile>> {
+    pub(crate) fn files(&self) -> Result<Vec<CheckpointFile>> {
         let mut files = Vec::new();
         for (name, file) in &self.shards {
             let header = String::from_utf8(file.header().raw.clone()).map_err(|e| {
@@ -279,7 +313,13 @@ impl Repo {
         let origin = Origin {
             metadata: None,
             header: String::new(),
-            source: dir.file_name().map(|n| n.to_string_lossy().into_owned()),
+            // `commit .` names the directory it was run in.
+            source: fs::canonicalize(dir)
+                .ok()
+                .as_deref()
+                .unwrap_or(dir)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned()),
             files: opened.files()?,
         };
         let mut report =
@@ -298,13 +338,18 @@ pub(crate) fn write_directory(
     p: Prepared,
     dir: &Path,
     progress: &dyn Fn(u64, u64),
+    stop: &dyn Fn() -> Result<()>,
 ) -> Result<CheckoutReport> {
-    let made = !dir.exists();
+    let made = check_target(&p, dir)?;
     if made {
         // Nothing will be in it but this checkout's files: a signal takes it with them.
         register_temp(dir);
+        fs::create_dir(dir).map_err(|e| {
+            forget_temp(dir);
+            Error::io(dir, e)
+        })?;
     }
-    let written = write_directory_files(p, dir, progress);
+    let written = write_directory_files(p, dir, progress, stop);
     if made {
         if written.is_err() {
             let _ = fs::remove_dir_all(dir);
@@ -314,58 +359,101 @@ pub(crate) fn write_directory(
     written
 }
 
+/// Whether `dir` can take snapshot `p`'s files, before anything is decoded; true when it is to
+/// be made. What a killed checkout left there is removed first.
+fn check_target(p: &Prepared, dir: &Path) -> Result<bool> {
+    let m = &p.manifest;
+    let bad = |problem: String| Error::BadCheckpointDir {
+        dir: dir.to_path_buf(),
+        problem,
+    };
+    match (fs::symlink_metadata(dir), fs::metadata(dir)) {
+        (Err(_), _) => {
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            if !parent.is_dir() {
+                return Err(bad(format!(
+                    "no such directory {} to make it in",
+                    parent.display()
+                )));
+            }
+            return Ok(true);
+        }
+        (Ok(_), Err(_)) => {
+            return Err(bad(
+                "a symbolic link to nothing: make the directory it names, or \
+                 give -o that directory"
+                    .into(),
+            ))
+        }
+        (Ok(_), Ok(meta)) if !meta.is_dir() => {
+            return Err(bad(format!(
+                "not a directory, and snapshot {} is a checkpoint directory of {} files: -o \
+                 names the directory to write them into (or NAME.safetensors, for all its \
+                 tensors in one file)",
+                p.snapshot.short(),
+                m.files.len()
+            )))
+        }
+        (Ok(_), Ok(_)) => {}
+    }
+    for f in &m.files {
+        crate::fsutil::remove_stale_temps_of(&dir.join(f.name()));
+        if dir.join(f.name()).is_dir() {
+            return Err(bad(format!(
+                "{} is a directory there, where snapshot {} has a file",
+                f.name(),
+                p.snapshot.short()
+            )));
+        }
+    }
+    let listed = |name: &str| m.files.iter().any(|f| f.name() == name);
+    let mut foreign: Vec<String> = fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // Hidden entries, as a commit passes them over (our temp files among them).
+        .filter(|n| !n.starts_with('.'))
+        .filter(|n| super::has_extension(Path::new(n), "safetensors") && !listed(n))
+        .collect();
+    foreign.sort_by(|a, b| natural_cmp(a, b));
+    if let Some(first) = foreign.first() {
+        let more = match foreign.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Err(bad(format!(
+            "holds {first}{more}, which snapshot {} does not have: a loader would mix the two \
+             checkpoints; check out into a new or empty directory",
+            p.snapshot.short()
+        )));
+    }
+    Ok(false)
+}
+
 fn write_directory_files(
     p: Prepared,
     dir: &Path,
     progress: &dyn Fn(u64, u64),
+    stop: &dyn Fn() -> Result<()>,
 ) -> Result<CheckoutReport> {
     let started = Instant::now();
     let m = &p.manifest;
-    let listed = |name: &str| m.files.iter().any(|f| f.name() == name);
-    match fs::metadata(dir) {
-        Ok(meta) if !meta.is_dir() => {
-            return Err(Error::io(
-                dir,
-                std::io::Error::other(format!(
-                    "not a directory, and snapshot {} is a checkpoint directory of {} files: \
-                     -o names the directory to write them into",
-                    p.snapshot.short(),
-                    m.files.len()
-                )),
-            ))
-        }
-        Ok(_) => {
-            let mut foreign: Vec<String> = fs::read_dir(dir)
-                .map_err(|e| Error::io(dir, e))?
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| super::has_extension(Path::new(n), "safetensors") && !listed(n))
-                .collect();
-            foreign.sort_by(|a, b| natural_cmp(a, b));
-            if let Some(first) = foreign.first() {
-                let more = match foreign.len() {
-                    1 => String::new(),
-                    n => format!(" (and {} more)", n - 1),
-                };
-                return Err(Error::io(
-                    dir,
-                    std::io::Error::other(format!(
-                        "holds {first}{more}, which snapshot {} does not have: a loader would \
-                         mix the two checkpoints; check out into a new or empty directory",
-                        p.snapshot.short()
-                    )),
-                ));
-            }
-        }
-        Err(_) => fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?,
-    }
     let shards = m.shards();
     let mut outs = Vec::with_capacity(shards.len());
     let mut file_of = vec![0; m.tensors.len()];
     for (s, (name, header, range)) in shards.iter().enumerate() {
         let path = dir.join(name);
         let size: u64 = m.tensors[range.clone()].iter().map(|e| e.len).sum();
-        let mut out = OutputFile::open(&path, size >= DIRECT_MIN_BYTES)?;
+        // Renamed over what is there, a symbolic link included: a hub cache's snapshot
+        // directory links its files to blobs other revisions share, which must not change.
+        let mut out = if size >= DIRECT_MIN_BYTES {
+            AtomicFile::create_direct(&path)?
+        } else {
+            AtomicFile::create(&path)?
+        };
         write_header_prefix(&mut out, header.as_bytes()).map_err(|e| Error::io(&path, e))?;
         file_of[range.clone()].fill(s);
         outs.push((path, out));
@@ -384,13 +472,14 @@ fn write_directory_files(
     let total: u64 = order.iter().map(|e| e.len).sum();
     let mut done = 0;
     decode_tensors(&p.reader, &p.snapshot, &order, None, &mut |t, _, chunk| {
+        stop()?;
         done += chunk.len() as u64;
         progress(done, total);
         let (path, out) = &mut outs[file_of[t]];
         out.write_all(&chunk).map_err(|err| Error::io(&*path, err))
     })?;
-    for (path, out) in outs {
-        out.finish(&path)?;
+    for (_, out) in outs {
+        out.commit()?;
     }
     for out in texts {
         out.commit()?;

@@ -15,7 +15,7 @@ use crate::bound::Bound;
 use crate::dtype::Dtype;
 use crate::error::Result;
 use crate::store::index::Index;
-use crate::store::manifest::{Encoding, Manifest};
+use crate::store::manifest::{CheckpointFile, Encoding, Manifest};
 use crate::store::object_id::ObjectId;
 
 /// One line of `log`.
@@ -138,6 +138,28 @@ pub struct FileStatus {
     pub tensors: Vec<TensorStatus>,
     /// Tensors HEAD has and the file lacks.
     pub removed: Vec<String>,
+    /// For a checkpoint directory: the files it would keep (a shard's header, a JSON file)
+    /// that differ from HEAD's, or that only one of them has, in name order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files_differ: Vec<String>,
+}
+
+/// The names of the files `ours` and `theirs` do not hold alike.
+fn files_differing(ours: &[CheckpointFile], theirs: &[CheckpointFile]) -> Vec<String> {
+    let find = |list: &[CheckpointFile], name: &str| list.iter().position(|f| f.name() == name);
+    let mut names: Vec<String> = ours
+        .iter()
+        .chain(theirs)
+        .map(|f| f.name())
+        .filter(|&name| match (find(ours, name), find(theirs, name)) {
+            (Some(a), Some(b)) => !ours[a].same_content(&theirs[b]),
+            _ => true,
+        })
+        .map(str::to_string)
+        .collect();
+    names.sort_by(|a, b| crate::frames::natural_cmp(a, b));
+    names.dedup();
+    names
 }
 
 /// One tensor of [`FileStatus`].
@@ -268,6 +290,7 @@ impl Repo {
                     .map(|t| (t.name.clone(), ObjectId::of(file.tensor_bytes(t))))
             })
             .collect();
+        let listed = on_disk.listed()?;
         on_disk.check_unchanged("compared")?;
         let index = self.index_read()?;
         let mut reader = self.reader();
@@ -294,7 +317,9 @@ impl Repo {
                     stored.insert(t.source_hash, (*id, t.name.clone(), t.bound));
                 }
             }
+            // A directory's snapshot also holds its files as they are (headers, JSON texts).
             let same = m.tensors.len() == hashes.len()
+                && m.files == listed
                 && hashes
                     .iter()
                     .all(|(n, h)| m.tensor(n).is_some_and(|t| t.source_hash == *h));
@@ -330,6 +355,10 @@ impl Repo {
                 stored_bound: stored.get(h).map(|c| c.2),
             })
             .collect();
+        let files_differ = match (&on_disk, &head_m) {
+            (OnDisk::Dir(_), Some(m)) => files_differing(&listed, &m.files),
+            _ => Vec::new(),
+        };
         let removed = head_m
             .map(|m| {
                 m.tensors
@@ -346,6 +375,7 @@ impl Repo {
             snapshot_lossy,
             tensors,
             removed,
+            files_differ,
         })
     }
 

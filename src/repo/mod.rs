@@ -304,8 +304,10 @@ impl Repo {
     /// The same repository stopping a commit, a search or a checkout into memory once `flag`
     /// is set (checked between windows of chunks, so within a fraction of a second): the call
     /// fails with [`Error::Interrupted`] and the repository is as it was. A commit past its last
-    /// check lands; a checkout into caller buffers ([`Repo::checkout_into`]) and a checkout to
-    /// a file always finish, so what they write is never half of a snapshot. A push or fetch
+    /// check lands; a checkout into caller buffers ([`Repo::checkout_into`]) always finishes, so
+    /// they never hold half of a snapshot. A checkout to a file or a directory stops too, and
+    /// leaves what was there (its files are written beside their names and renamed at the end;
+    /// a pipe or device written into has had part of it). A push or fetch
     /// (and so a pull) stops its transfers the same way, within 50 ms: no ref moves, a
     /// multipart upload to S3 is aborted and a download's temp file removed; the packs that
     /// were complete stay, and the next push or fetch skips them.

@@ -40,6 +40,10 @@ pub const MANIFEST_FORMAT_FILES: u32 = 2;
 /// `generation_config.json` and shard index are a few KiB.
 pub const MAX_TEXT_FILE_BYTES: u64 = 1 << 20;
 
+/// A shard index (`*.index.json`) is kept up to this size: a checkout without it cannot be
+/// loaded, and a mixture of experts' runs to megabytes (28,800 tensors: 2.6 MB).
+pub const MAX_INDEX_BYTES: u64 = 64 << 20;
+
 /// One file of a checkpoint directory, as a checkout writes it back.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -64,6 +68,19 @@ pub enum CheckpointFile {
 }
 
 impl CheckpointFile {
+    /// Whether `other` holds what this does (a shard's tensor count aside: its tensors are
+    /// compared on their own).
+    pub fn same_content(&self, other: &CheckpointFile) -> bool {
+        match (self, other) {
+            (
+                CheckpointFile::Safetensors { header: a, .. },
+                CheckpointFile::Safetensors { header: b, .. },
+            ) => a == b,
+            (CheckpointFile::Text { text: a, .. }, CheckpointFile::Text { text: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
     /// The file's name in its directory.
     pub fn name(&self) -> &str {
         match self {
