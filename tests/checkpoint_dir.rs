@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
+use tempfile::TempDir;
 
 use crate::util::*;
 
@@ -34,6 +35,19 @@ fn write_checkpoint_dir(dir: &Path, tensors: &[Tensor], shards: usize) -> Vec<St
     names.extend([index_name.to_string(), "config.json".to_string()]);
     names.sort();
     names
+}
+
+/// A repository holding epochs 0 and 1 committed as directories `a` and `b` of two shards
+/// each, and those directories' file names.
+fn two_epochs_committed() -> (TempDir, PathBuf, [PathBuf; 2], Vec<String>) {
+    let (dir, repo) = init_repo();
+    let all = epochs();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let names = write_checkpoint_dir(&a, &all[0], 2);
+    write_checkpoint_dir(&b, &all[1], 2);
+    run_ok(&repo, &["commit", s(&a)]);
+    run_ok(&repo, &["commit", s(&b)]);
+    (dir, repo, [a, b], names)
 }
 
 /// Three epochs of five tensors.
@@ -365,18 +379,12 @@ fn a_directory_snapshot_checks_out_only_where_it_cannot_mix() {
 /// decodes, it leaves the directory as it was, and a directory it made is gone.
 #[test]
 fn a_failed_directory_checkout_leaves_what_was_there() {
-    let (dir, repo) = init_repo();
-    let all = epochs();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let names = write_checkpoint_dir(&a, &all[0], 2);
-    write_checkpoint_dir(&b, &all[1], 2);
-    run_ok(&repo, &["commit", s(&a)]);
-    run_ok(&repo, &["commit", s(&b)]);
+    let (dir, repo, [a, b], names) = two_epochs_committed();
     let mut failed = 0;
     for n in 1.. {
         let fresh = dir.path().join(format!("fresh-{n}"));
         let old = dir.path().join(format!("old-{n}"));
-        write_checkpoint_dir(&old, &all[0], 2);
+        write_checkpoint_dir(&old, &epochs()[0], 2);
         let at = n.to_string();
         let env = [("SNAPSTORE_TEST_FAIL_IO_AT", at.as_str())];
         let into_fresh = run_env(&repo, &["checkout", "HEAD", "-o", s(&fresh)], &env);
@@ -511,13 +519,7 @@ fn a_directory_snapshot_goes_through_a_remote() {
 /// whose parent is missing. What a killed checkout left there, and hidden files, do not stop it.
 #[test]
 fn a_directory_checkout_writes_only_its_own_files() {
-    let (dir, repo) = init_repo();
-    let all = epochs();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let names = write_checkpoint_dir(&a, &all[0], 2);
-    write_checkpoint_dir(&b, &all[1], 2);
-    run_ok(&repo, &["commit", s(&a)]);
-    run_ok(&repo, &["commit", s(&b)]);
+    let (dir, repo, [a, b], names) = two_epochs_committed();
 
     // A hub cache: every file a link to a blob. The links are replaced, the blobs stay.
     let (blobs, snap) = (dir.path().join("blobs"), dir.path().join("snapshots-rev"));

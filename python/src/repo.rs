@@ -186,18 +186,10 @@ impl PyRepo {
         meta: BTreeMap<String, String>,
         branch: Option<String>,
     ) -> PyResult<String> {
-        let bound = bound
-            .map(|b| b.parse::<Bound>())
-            .transpose()
-            .map_err(|e| to_py(py, e))?;
         // A training thread (or the evaluator) may write these tensors while they are read.
         let opts = CommitOptions {
-            message,
-            branch,
-            meta,
-            bound,
             shared_inputs: true,
-            ..CommitOptions::default()
+            ..commit_options(py, message, bound, meta, branch)?
         };
         self.run_interruptible(py, Some(COMMIT_LANDED), |repo| {
             let inputs = borrow(&tensors)?;
@@ -277,17 +269,7 @@ impl PyRepo {
         meta: BTreeMap<String, String>,
         branch: Option<String>,
     ) -> PyResult<String> {
-        let bound = bound
-            .map(|b| b.parse::<Bound>())
-            .transpose()
-            .map_err(|e| to_py(py, e))?;
-        let opts = CommitOptions {
-            message,
-            branch,
-            meta,
-            bound,
-            ..CommitOptions::default()
-        };
+        let opts = commit_options(py, message, bound, meta, branch)?;
         let input = py
             .detach(|| Input::detect(&path, InputKind::Auto))
             .map_err(|e| {
@@ -581,6 +563,27 @@ impl PyRepo {
         .map(|(repo, report)| (PyRepo::wrap(repo), json(&report)))
         .map_err(|e| to_py(py, e))
     }
+}
+
+/// The options of a commit under `bound` (parsed; `None`: the branch's).
+fn commit_options(
+    py: Python<'_>,
+    message: String,
+    bound: Option<String>,
+    meta: BTreeMap<String, String>,
+    branch: Option<String>,
+) -> PyResult<CommitOptions> {
+    let bound = bound
+        .map(|b| b.parse::<Bound>())
+        .transpose()
+        .map_err(|e| to_py(py, e))?;
+    Ok(CommitOptions {
+        message,
+        branch,
+        meta,
+        bound,
+        ..CommitOptions::default()
+    })
 }
 
 /// Writes `spec` of the remote at `url` (or only `names`) as a safetensors file at `path`,
