@@ -72,12 +72,12 @@ pub use remote::{
     REMOTE_FORMAT,
 };
 pub use repo::{
-    default_cache_bytes, has_extension, holds_safetensors, is_frames, CheckedOutTensor, Checkout,
-    CheckoutInfo, CheckoutReport, CommitOptions, CommitReport, DiffRow, Element, FileStatus,
-    FsckProblem, FsckReport, GcReport, Input, InputKind, LogEntry, Progress, RebuildReport, Repo,
-    RescuedPack, Rev, Stats, TensorDiff, TensorInput, TensorStatus, TensorTarget, Unreferenced,
-    AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP, DEFAULT_KEYFRAME_EVERY, DEFAULT_REPO_DIR,
-    FORMAT_VERSION, FRAMES_TENSOR,
+    default_cache_bytes, has_extension, holds_safetensors, is_frames, keeps_file, CheckedOutTensor,
+    Checkout, CheckoutInfo, CheckoutReport, CommitOptions, CommitReport, DiffRow, Element,
+    FileStatus, FsckProblem, FsckReport, GcReport, Input, InputKind, LogEntry, Progress,
+    RebuildReport, Repo, RescuedPack, Rev, Stats, TensorDiff, TensorInput, TensorStatus,
+    TensorTarget, Unreferenced, AUTO_CUDA_MIN_BYTES, DEFAULT_FRAME_GROUP, DEFAULT_KEYFRAME_EVERY,
+    DEFAULT_REPO_DIR, FORMAT_VERSION, FRAMES_TENSOR,
 };
 pub use safetensors_io::SafetensorsFile;
 pub use search::{

@@ -115,7 +115,8 @@ fn a_checkpoint_directory_is_one_snapshot_and_checks_out_byte_for_byte() {
     let text = run_ok(&repo, &["commit", s(&committed[0].1), "-m", "again"]);
     assert!(
         text.contains(
-            "not kept (only *.safetensors and JSON files up to 1 MiB are): optimizer.pt, runs/"
+            "not kept (only *.safetensors, the shard index and other JSON files up to 1 MiB \
+             are): optimizer.pt, runs/"
         ),
         "{text}"
     );
@@ -342,7 +343,12 @@ fn a_directory_snapshot_checks_out_only_where_it_cannot_mix() {
     let merged = dir.path().join("merged.safetensors");
     run_ok(&repo, &["checkout", "HEAD", "-o", s(&merged)]);
     let (back, meta) = parse_safetensors(&fs::read(&merged).unwrap());
-    assert_eq!((back, meta), (by_name(all[1].clone()), None));
+    let shards_meta = Some(metadata(&[("format", "pt")]));
+    assert_eq!((back, meta), (by_name(all[1].clone()), shards_meta));
+    // `NAME.safetensors/` names a directory.
+    let slashed = format!("{}/", s(&dir.path().join("dir.safetensors")));
+    run_ok(&repo, &["checkout", "HEAD", "-o", &slashed]);
+    assert_same_files(&dir.path().join("dir.safetensors"), &b, &names_b);
 
     // HEAD~1 has two shards; a directory holding HEAD's three refuses it.
     let out = dir.path().join("out");
@@ -673,6 +679,14 @@ fn watch_commits_a_directory_again_only_when_what_it_keeps_changes() {
     write_checkpoint_dir(&ck, &epochs()[0], 2);
     run_ok(&repo, &["watch", s(&out), "--once"]);
     fs::write(ck.join("optimizer.pt"), b"written after the model").unwrap();
+    fs::create_dir(ck.join("global_step1")).unwrap();
+    fs::write(
+        ck.join("global_step1").join("optim_states.pt"),
+        b"deepspeed",
+    )
+    .unwrap();
+    let big = format!("\"{}\"", "t".repeat(1_100_000));
+    fs::write(ck.join("tokenizer.json"), big).unwrap(); // over 1 MiB: not kept
     let o = run(&repo, &["watch", s(&out), "--once"]);
     assert!(
         o.status.success() && stderr(&o).contains("1 checkpoint(s) in"),

@@ -152,7 +152,8 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     );
     if !r.left_out.is_empty() {
         println!(
-            "not kept (only *.safetensors and JSON files up to 1 MiB are): {}",
+            "not kept (only *.safetensors, the shard index and other JSON files up to 1 MiB \
+             are): {}",
             r.left_out.join(", ")
         );
     }

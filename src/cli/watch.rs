@@ -193,11 +193,25 @@ fn checkpoints(dir: &Path) -> Result<Vec<(PathBuf, Stamp)>> {
     Ok(files)
 }
 
-/// A checkpoint directory's stamp: the total size of the files in it and the latest time of
-/// them and of the directory (a file added, removed or renamed there moves the latter). All of
-/// them: a trainer writing its optimizer state after the model is not done yet.
+/// A checkpoint directory's stamp: the total size of the files in it and in its subdirectories,
+/// and the latest time of them and of the directories (a file added, removed or renamed moves
+/// the latter). All of them: a trainer writing its optimizer state after the model (beside it,
+/// or in `global_step500/`) is not done yet.
 fn directory_stamp(dir: &Path, meta: &std::fs::Metadata) -> Option<Stamp> {
-    files_stamp(dir, (0, meta.modified().ok()?), |_| true)
+    let mut stamp = (0, meta.modified().ok()?);
+    for entry in std::fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        let Ok(m) = std::fs::metadata(&path) else {
+            continue;
+        };
+        let (len, time) = if m.is_dir() {
+            directory_stamp(&path, &m)?
+        } else {
+            (m.len(), m.modified().ok()?)
+        };
+        stamp = (stamp.0 + len, stamp.1.max(time));
+    }
+    Some(stamp)
 }
 
 /// What a watch commit records to know the checkpoint again (`file_stamp`): a file's stamp, or
@@ -211,30 +225,17 @@ fn identity(path: &Path, stamp: &Stamp) -> Option<String> {
     Some(stamp_text(&stamp))
 }
 
-/// The stamp of the files of a checkpoint directory a snapshot keeps (`*.safetensors`,
-/// `*.json`).
+/// The stamp of the files of a checkpoint directory a snapshot keeps ([`snapstore::keeps_file`]).
 fn kept_stamp(dir: &Path) -> Option<Stamp> {
-    files_stamp(dir, (0, SystemTime::UNIX_EPOCH), |name| {
-        !name.starts_with('.')
-            && [".safetensors", ".json"]
-                .iter()
-                .any(|ext| name.to_ascii_lowercase().ends_with(ext))
-    })
-}
-
-/// `start` grown by the sizes and times of the entries of `dir` whose names `take`.
-fn files_stamp(dir: &Path, start: Stamp, take: impl Fn(&str) -> bool) -> Option<Stamp> {
-    let mut stamp = start;
+    let mut stamp = (0, SystemTime::UNIX_EPOCH);
     for entry in std::fs::read_dir(dir).ok()? {
         let entry = entry.ok()?;
-        if !take(&entry.file_name().to_string_lossy()) {
-            continue;
-        }
         let Ok(m) = std::fs::metadata(entry.path()) else {
             continue;
         };
-        stamp.0 += m.len();
-        stamp.1 = stamp.1.max(m.modified().ok()?);
+        if m.is_file() && snapstore::keeps_file(&entry.file_name().to_string_lossy(), m.len()) {
+            stamp = (stamp.0 + m.len(), stamp.1.max(m.modified().ok()?));
+        }
     }
     Some(stamp)
 }

@@ -323,7 +323,11 @@ pub(crate) fn write_prepared(
 ) -> Result<CheckoutReport> {
     // A directory snapshot asked for as one `.safetensors` file: all its tensors in one file,
     // as `--tensor` naming each would write them (a new directory of that name would surprise).
-    let merged = p.manifest.is_directory() && has_extension(path, "safetensors") && !path.is_dir();
+    // (`NAME.safetensors/` names a directory.)
+    let merged = p.manifest.is_directory()
+        && has_extension(path, "safetensors")
+        && !path.is_dir()
+        && !path.as_os_str().to_string_lossy().ends_with('/');
     if !some && !merged && p.manifest.is_directory() {
         return super::checkpoint_dir::write_directory(p, path, progress, stop);
     }
@@ -340,13 +344,16 @@ pub(crate) fn write_prepared(
                 .iter()
                 .map(|e| (e.name.clone(), e.dtype, e.shape.clone()))
                 .collect();
-            let (raw, infos) =
-                canonical_header(p.manifest.metadata.as_ref(), &specs).map_err(|problem| {
-                    Error::BadTensor {
-                        tensor: String::new(),
-                        problem: Box::new(problem),
-                    }
-                })?;
+            let metadata = match merged {
+                true => shards_metadata(&p.manifest),
+                false => p.manifest.metadata.clone(),
+            };
+            let (raw, infos) = canonical_header(metadata.as_ref(), &specs).map_err(|problem| {
+                Error::BadTensor {
+                    tensor: String::new(),
+                    problem: Box::new(problem),
+                }
+            })?;
             let order = infos
                 .iter()
                 .map(|i| {
@@ -381,6 +388,17 @@ pub(crate) fn write_prepared(
         bytes,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The `__metadata__` a directory snapshot's shards share (`{"format": "pt"}` from
+/// `save_pretrained`), for the one file they are merged into; none where they differ.
+fn shards_metadata(m: &Manifest) -> Option<BTreeMap<String, String>> {
+    let mut each = m
+        .shards()
+        .into_iter()
+        .map(|(_, header, _)| super::frames::header_metadata(header));
+    let first = each.next()?;
+    each.all(|other| other == first).then_some(first)?
 }
 
 /// Whether `target` can take `entry`'s bytes: its dtype, its shape, and so its length.

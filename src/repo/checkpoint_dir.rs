@@ -75,6 +75,18 @@ impl OnDisk {
     }
 }
 
+/// Whether a checkpoint directory's snapshot keeps a file named `name` of `len` bytes (not
+/// hidden, its name UTF-8): a shard, the shard index up to 64 MiB, another JSON file up to 1 MiB.
+pub fn keeps_file(name: &str, len: u64) -> bool {
+    let is = |ext| super::has_extension(Path::new(name), ext);
+    let max_text = if name.ends_with(".index.json") {
+        MAX_INDEX_BYTES
+    } else {
+        MAX_TEXT_FILE_BYTES
+    };
+    !name.starts_with('.') && (is("safetensors") || (is("json") && len <= max_text))
+}
+
 /// Whether `dir` holds a safetensors file (so that it is a checkpoint directory, not frames).
 pub fn holds_safetensors(dir: &Path) -> bool {
     fs::read_dir(dir).is_ok_and(|entries| {
@@ -127,16 +139,11 @@ impl CheckpointDir {
                     continue;
                 }
             };
-            let max_text = if name.ends_with(".index.json") {
-                MAX_INDEX_BYTES
-            } else {
-                MAX_TEXT_FILE_BYTES
-            };
             if meta.is_dir() {
                 left_out.push(format!("{name}/"));
             } else if is("safetensors") {
                 shard_names.push(name);
-            } else if is("json") && meta.len() <= max_text {
+            } else if keeps_file(&name, meta.len()) {
                 let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
                 match String::from_utf8(bytes) {
                     Ok(text) => texts.push((name, text)),

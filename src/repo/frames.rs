@@ -89,7 +89,7 @@ pub fn is_frames(m: &Manifest) -> bool {
 }
 
 /// The `__metadata__` of a safetensors header (`None` if it has none or does not parse).
-fn header_metadata(header: &str) -> Option<BTreeMap<String, String>> {
+pub(crate) fn header_metadata(header: &str) -> Option<BTreeMap<String, String>> {
     #[derive(serde::Deserialize)]
     struct Header {
         #[serde(rename = "__metadata__")]

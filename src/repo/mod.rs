@@ -39,7 +39,7 @@ use tip_cache::TipCache;
 
 pub(crate) use checkout::{select_entries, write_prepared, Prepared};
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutInfo, CheckoutReport, TensorTarget};
-pub use checkpoint_dir::holds_safetensors;
+pub use checkpoint_dir::{holds_safetensors, keeps_file};
 pub(crate) use commit::{
     chunk_count, chunk_range, code_chunk, exact_may_win, first_changed, input_hash, validate_inputs,
 };
