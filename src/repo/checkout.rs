@@ -329,7 +329,7 @@ pub(crate) fn write_prepared(
         && !path.is_dir()
         && !path.as_os_str().to_string_lossy().ends_with('/');
     if !some && !merged && p.manifest.is_directory() {
-        return super::checkpoint_dir::write_directory(p, path, progress, stop);
+        return super::checkout_dir::write_directory(p, path, progress, stop);
     }
     let some = some || merged;
     let started = Instant::now();

@@ -3,6 +3,7 @@
 mod cache_budget;
 mod checkout;
 mod checkout_cache;
+mod checkout_dir;
 mod checkpoint_dir;
 mod commit;
 mod frames;
