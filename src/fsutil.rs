@@ -175,7 +175,8 @@ impl AtomicFile {
                 let why = format!("no such directory (to write {})", target.display());
                 return Error::io(dir, io::Error::new(io::ErrorKind::NotFound, why));
             }
-            Error::io(&tmp, e)
+            let why = format!("{e} (creating its temp file in {})", dir.display());
+            Error::io(target, io::Error::new(e.kind(), why))
         })?;
         Ok(AtomicFile {
             tmp,
@@ -197,7 +198,7 @@ impl AtomicFile {
 
     /// Flushes, fsyncs, renames into place and fsyncs the directory.
     pub fn commit(mut self) -> Result<()> {
-        io_step("flush").map_err(|e| Error::io(&self.tmp, e))?;
+        io_step("flush").map_err(|e| Error::io(&self.target, e))?;
         let writer = self.file.take().expect("file present until commit");
         let staged = writer
             .into_file()
@@ -209,7 +210,8 @@ impl AtomicFile {
         if let Err(e) = staged {
             let _ = fs::remove_file(&self.tmp);
             forget_temp(&self.tmp);
-            return Err(Error::io(&self.tmp, e));
+            // The file the caller asked for: the temp file is gone, and ours to know of.
+            return Err(Error::io(&self.target, e));
         }
         let replaced = self.target.exists();
         let renamed = fs::rename(&self.tmp, &self.target);

@@ -405,6 +405,12 @@ fn a_failed_directory_checkout_leaves_what_was_there() {
             !into_fresh.status.success() && !into_old.status.success(),
             "step {n}"
         );
+        // Named by the file asked for, never by an internal temp file.
+        assert!(
+            !stderr(&into_old).contains(".tmp-"),
+            "{}",
+            stderr(&into_old)
+        );
         assert!(
             stderr(&into_fresh).contains("injected I/O failure"),
             "{}",
