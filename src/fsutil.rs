@@ -259,7 +259,7 @@ impl Drop for AtomicFile {
 }
 
 /// The directory holding `path` ("." for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -24,12 +24,7 @@ fn repo_with_history() -> (TempDir, PathBuf) {
 
 /// Sorted names in `repo/packs` (packs and any temp files).
 fn pack_dir_listing(repo: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(repo.join("packs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+    sorted_names(&repo.join("packs"))
 }
 
 /// Runs `args` expecting failure; checks stderr mentions every string in `expect`, and that log,

@@ -65,19 +65,9 @@ fn epochs() -> Vec<Vec<Tensor>> {
     )
 }
 
-/// The names of the entries in `dir`, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 #[track_caller]
 fn assert_same_files(written: &Path, committed: &Path, names: &[String]) {
-    assert_eq!(listing(written), names, "{}", written.display());
+    assert_eq!(sorted_names(written), names, "{}", written.display());
     for name in names {
         assert!(
             fs::read(written.join(name)).unwrap() == fs::read(committed.join(name)).unwrap(),
@@ -218,7 +208,7 @@ fn a_sharded_trajectory_stores_what_whole_files_store() {
         run_ok(&whole, &["checkout", "HEAD", "-o", s(&x)]);
         run_ok(&sharded, &["checkout", "HEAD", "-o", s(&y)]);
         let (from_file, _) = parse_safetensors(&fs::read(&x).unwrap());
-        let mut from_dir: Vec<Tensor> = listing(&y)
+        let mut from_dir: Vec<Tensor> = sorted_names(&y)
             .iter()
             .filter(|n| n.ends_with(".safetensors"))
             .flat_map(|n| parse_safetensors(&fs::read(y.join(n)).unwrap()).0)
@@ -372,7 +362,7 @@ fn a_directory_snapshot_checks_out_only_where_it_cannot_mix() {
     let mut with_readme = names.clone();
     with_readme.push("README.md".into());
     with_readme.sort();
-    assert_eq!(listing(&same), with_readme);
+    assert_eq!(sorted_names(&same), with_readme);
     for name in &names {
         assert_eq!(
             fs::read(same.join(name)).unwrap(),
@@ -416,9 +406,9 @@ fn a_failed_directory_checkout_leaves_what_was_there() {
             "{}",
             stderr(&into_fresh)
         );
-        assert!(!fresh.exists(), "step {n}: {:?}", listing(&fresh));
+        assert!(!fresh.exists(), "step {n}: {:?}", sorted_names(&fresh));
         // Every file is whole: the old epoch's or the new one's, and no temp file stays.
-        assert_eq!(listing(&old), names, "step {n}");
+        assert_eq!(sorted_names(&old), names, "step {n}");
         let replaced: Vec<bool> = names
             .iter()
             .map(|name| {

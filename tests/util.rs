@@ -129,6 +129,16 @@ pub fn assert_fsck_clean(repo: &Path) {
     assert_eq!(v["clean"], true, "fsck not clean: {v:#}");
 }
 
+/// The names of the entries in `dir`, sorted.
+pub fn sorted_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Snapshot id HEAD points to (full hex).
 pub fn head_id(repo: &Path) -> String {
     let log = run_json(repo, &["log", "-n", "1"]);

@@ -85,15 +85,10 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
     // files a snapshot does not keep changed (the optimizer state a trainer writes after the
     // model).
     let mut committed = committed_stamps(&repo, args.branch.as_deref())?;
-    let recorded = |path: &Path, stamp: &Stamp, committed: &HashSet<(String, String)>| {
-        identity(path, stamp).is_some_and(|id| committed.contains(&(file_name(path), id)))
-    };
     if args.existing || args.once {
-        done.extend(
-            checkpoints(&args.dir)?
-                .into_iter()
-                .filter(|(path, stamp)| recorded(path, stamp, &committed)),
-        );
+        done.extend(checkpoints(&args.dir)?.into_iter().filter(|(path, stamp)| {
+            identity(path, stamp).is_some_and(|id| committed.contains(&(file_name(path), id)))
+        }));
         if !done.is_empty() {
             eprintln!(
                 "{} checkpoint(s) in {} already committed by a watch, unchanged since: skipped",
@@ -125,15 +120,16 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
             }
             seen.remove(&path);
             done.insert(path.clone(), stamp);
-            if recorded(&path, &stamp, &committed) {
-                continue;
-            }
             let Some(id) = identity(&path, &stamp) else {
                 continue; // gone since the look: the next one decides
             };
-            match commit(&repo, &path, &id, &opts, args.json) {
+            let known = (file_name(&path), id);
+            if committed.contains(&known) {
+                continue;
+            }
+            match commit(&repo, &path, &known.1, &opts, args.json) {
                 Ok(()) => {
-                    committed.insert((file_name(&path), id));
+                    committed.insert(known);
                 }
                 Err(e) => {
                     // Reported, and the watch goes on: a file rewritten later is tried again.

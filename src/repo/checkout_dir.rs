@@ -10,7 +10,7 @@ use std::time::Instant;
 use super::checkout::{decode_tensors, CheckoutReport, Prepared};
 use crate::error::{Error, Result};
 use crate::frames::natural_cmp;
-use crate::fsutil::{forget_temp, register_temp, AtomicFile, DIRECT_MIN_BYTES};
+use crate::fsutil::{forget_temp, parent_dir, register_temp, AtomicFile, DIRECT_MIN_BYTES};
 use crate::safetensors_io::write_header_prefix;
 use crate::store::manifest::CheckpointFile;
 
@@ -54,10 +54,7 @@ fn check_target(p: &Prepared, dir: &Path) -> Result<bool> {
     };
     match (fs::symlink_metadata(dir), fs::metadata(dir)) {
         (Err(_), _) => {
-            let parent = match dir.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p,
-                _ => Path::new("."),
-            };
+            let parent = parent_dir(dir);
             if !parent.is_dir() {
                 return Err(bad(format!(
                     "no such directory {} to make it in",

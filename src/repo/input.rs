@@ -64,7 +64,8 @@ impl Input {
                     .into(),
             });
         }
-        if kind == InputKind::Tensors && path.is_dir() && !super::holds_safetensors(path) {
+        let checkpoint_dir = path.is_dir() && super::holds_safetensors(path);
+        if kind == InputKind::Tensors && path.is_dir() && !checkpoint_dir {
             // Else the safetensors reader's mmap says "No such device".
             return Err(FrameError::Io {
                 path: path.to_path_buf(),
@@ -76,9 +77,7 @@ impl Input {
             });
         }
         Ok(match kind {
-            InputKind::Tensors | InputKind::Auto
-                if path.is_dir() && super::holds_safetensors(path) =>
-            {
+            InputKind::Tensors | InputKind::Auto if checkpoint_dir => {
                 Input::Directory(path.to_path_buf())
             }
             InputKind::Tensors => Input::Tensors(path.to_path_buf()),
