@@ -287,6 +287,46 @@ fn a_bad_checkpoint_directory_is_refused_and_nothing_is_stored() {
              model-00003-of-00003.safetensors (is the checkpoint still being written?)"],
     );
 
+    // An index that is not JSON, or maps a tensor to something other than a file name.
+    for (text, expected) in [
+        (
+            "{not json",
+            "model.safetensors.index.json is not valid JSON",
+        ),
+        (
+            r#"{"weight_map": {"a.weight": 3}}"#,
+            "maps tensor \"a.weight\" to 3, which is not a file name",
+        ),
+    ] {
+        let bad_index = dir.path().join("bad-index");
+        write_checkpoint_dir(&bad_index, tensors, 2);
+        fs::write(bad_index.join("model.safetensors.index.json"), text).unwrap();
+        refused(&bad_index, &[], &[expected]);
+    }
+
+    // A directory without safetensors is named as one by commit, status and diff.
+    let empty = dir.path().join("no-shards");
+    fs::create_dir(&empty).unwrap();
+    fs::write(empty.join("config.json"), b"{}").unwrap();
+    refused(
+        &empty,
+        &[],
+        &[
+            "no *.png file (frames) and no *.safetensors file",
+            "not searched",
+        ],
+    );
+    let err = run_err(&repo, &["status", s(&empty)]);
+    assert!(
+        err.contains("this directory holds no *.safetensors file"),
+        "{err}"
+    );
+    let err = run_err(&repo, &["diff", "HEAD", s(&empty)]);
+    assert!(
+        err.contains("a directory holding no *.safetensors file"),
+        "{err}"
+    );
+
     // A truncated shard is named.
     let cut = dir.path().join("cut");
     write_checkpoint_dir(&cut, tensors, 2);

@@ -86,6 +86,9 @@ def test_what_cannot_be_committed_or_written_is_refused_by_name(repo, tmp_path):
         repo.commit_path(twice)
     with pytest.raises(StorageIOError, match="no-such-dir"):
         repo.commit_path(tmp_path / "no-such-dir" / "model.safetensors")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match=r"empty: no \*.png file \(frames\) and no \*.safetensors"):
+        repo.commit_path(tmp_path / "empty")
     with pytest.raises(InvalidInputError, match='bound="auto" needs the tensors'):
         repo.commit_path(good, bound="auto")
     assert len(repo.log()) == 1
