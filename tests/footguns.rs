@@ -1113,3 +1113,51 @@ fn an_unwritable_stdout_is_an_error_and_a_device_output_is_written_into() {
     run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&file)]);
     assert_eq!(streamed, std::fs::read(&file).unwrap());
 }
+
+/// `checkout -o` at a symbolic link replaces the link with the file and leaves what it named as
+/// it was: in a Hugging Face hub cache the link leads to a blob named by its content, which
+/// other revisions share. The report says what the link named; a link to a directory is
+/// refused and stays.
+#[test]
+fn a_checkout_replaces_a_symbolic_link_and_never_writes_through_it() {
+    let (dir, repo, _paths) = repo_with_commits(2);
+    let hub = dir.path().join("models--x");
+    let (blobs, snap) = (hub.join("blobs"), hub.join("snapshots").join("rev"));
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::create_dir_all(&snap).unwrap();
+    let blob = blobs.join("9f2c");
+    std::fs::write(&blob, b"another revision's weights").unwrap();
+    let link = snap.join("model.safetensors");
+    std::os::unix::fs::symlink("../../blobs/9f2c", &link).unwrap();
+
+    let out = run(&repo, &["checkout", "HEAD", "-o", path_str(&link)]);
+    let (said, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{err}");
+    assert!(said.contains("wrote"), "{said}");
+    assert!(
+        err.contains("was a symbolic link to ../../blobs/9f2c") && err.contains("left as it was"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&blob).unwrap(), b"another revision's weights");
+    assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+    let head = dir.path().join("head.safetensors");
+    run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&head)]);
+    assert_eq!(std::fs::read(&link).unwrap(), std::fs::read(&head).unwrap());
+
+    // JSON names the link's target only where there was one.
+    std::os::unix::fs::symlink("head.safetensors", dir.path().join("again")).unwrap();
+    let again = dir.path().join("again");
+    let r = run_json(&repo, &["checkout", "HEAD~1", "-o", path_str(&again)]);
+    assert_eq!(r["replaced_link"], "head.safetensors", "{r}");
+    let r = run_json(&repo, &["checkout", "HEAD~1", "-o", path_str(&again)]);
+    assert!(r.get("replaced_link").is_none(), "{r}");
+
+    let to_dir = dir.path().join("to-dir");
+    std::os::unix::fs::symlink(&snap, &to_dir).unwrap();
+    let err = run_err(&repo, &["checkout", "HEAD", "-o", path_str(&to_dir)]);
+    assert!(err.contains("to-dir") && err.contains("directory"), "{err}");
+    assert!(std::fs::symlink_metadata(&to_dir)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}

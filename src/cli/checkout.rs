@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use snapstore::{is_frames, write_npy, write_pngs, Manifest, ObjectId, Repo};
 
-use super::print::{human, json_pretty};
+use super::print::{checkout_report, human, json_pretty};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -90,12 +90,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         r.snapshot.short(),
         r.seconds
     );
-    // Written into a device or pipe (`-o /dev/stdout`): the report must not join the bytes.
-    if std::fs::metadata(&output).is_ok_and(|m| m.is_file()) {
-        println!("{line}");
-    } else {
-        eprintln!("{line}");
-    }
+    checkout_report(&output, &line, r.replaced_link.as_deref());
     Ok(())
 }
 

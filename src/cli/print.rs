@@ -1,8 +1,29 @@
 //! Formatting every command shares: byte sizes, ratios, UTC times, JSON, progress bars.
 
+use std::path::Path;
 use std::sync::Mutex;
 
 use anyhow::Result;
+
+/// Prints a checkout's report line: on standard error where the bytes went into a device or
+/// pipe (`-o /dev/stdout`), where the report must not join them; and what a replaced symbolic
+/// link named.
+pub fn checkout_report(output: &Path, line: &str, replaced_link: Option<&Path>) {
+    if std::fs::metadata(output).is_ok_and(|m| m.is_file() || m.is_dir()) {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+    if let Some(named) = replaced_link {
+        eprintln!(
+            "note: {} was a symbolic link to {}; it is now the checked-out file, and {} is left \
+             as it was",
+            output.display(),
+            named.display(),
+            named.display()
+        );
+    }
+}
 
 /// Prints `value` as pretty JSON on one `println!`.
 pub fn json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {

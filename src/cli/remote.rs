@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use snapstore::{Progress, PushOptions, RemoteSpec, Repo};
 
-use super::print::{human, json_pretty};
+use super::print::{checkout_report, human, json_pretty};
 
 /// `snapstore remote ...`.
 #[derive(Subcommand)]
@@ -286,7 +286,7 @@ pub fn remote(
             if json {
                 return json_pretty(&r);
             }
-            println!(
+            let line = format!(
                 "wrote {} ({} tensors, {}) from {} of {}; downloaded {} in {} requests, {:.2}s",
                 r.path.display(),
                 r.tensors,
@@ -297,6 +297,7 @@ pub fn remote(
                 r.requests,
                 r.seconds
             );
+            checkout_report(&output, &line, r.replaced_link.as_deref());
         }
         RemoteCommand::Fsck(a) => {
             let r = if a.repair {

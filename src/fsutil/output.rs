@@ -1,8 +1,8 @@
-//! Where a file a checkout is asked to write goes: a new file renamed into place, as
-//! [`AtomicFile`] writes it, at the path or at the file a symbolic link there names (the link
-//! stays); or, where the path is a device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named
-//! pipe), straight into it: a rename would replace it with a regular file (as root, `/dev/null`
-//! itself).
+//! Where a file a checkout is asked to write goes: a new file renamed into place at the path, as
+//! [`AtomicFile`] writes it, replacing a symbolic link there rather than writing through it (a
+//! hub cache's links lead to blobs that other revisions share, named by their content); or, where
+//! the path leads to a device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named pipe),
+//! straight into it: a rename would replace it with a regular file (as root, `/dev/null` itself).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use super::AtomicFile;
 use crate::error::{Error, Result};
 
-/// Links followed before giving up, as the kernel's own limit.
-const MAX_LINKS: usize = 40;
-
 /// An output being written; [`OutputFile::finish`] makes it whole.
 pub enum OutputFile {
-    /// A regular file (new or replaced), visible only once finished.
-    Replaced(AtomicFile),
+    /// A regular file (new or replaced), visible only once finished; `link` is what a symbolic
+    /// link it replaces named.
+    Replaced {
+        file: AtomicFile,
+        link: Option<PathBuf>,
+    },
     /// A device, FIFO or socket, written as the bytes come.
     Stream(BufWriter<File>),
 }
@@ -27,31 +28,50 @@ impl OutputFile {
     /// ([`AtomicFile::create_direct`]).
     pub fn open(path: &Path, direct: bool) -> Result<OutputFile> {
         // The kernel follows the links first (`/dev/stdout` is one to `/proc/self/fd/1`, itself
-        // one to a pipe that has no path): what is at the end decides.
-        let target = match fs::metadata(path) {
-            Ok(m) if !m.is_file() && !m.is_dir() => {
+        // one to a pipe that has no path): what is at the end decides whether it is a stream.
+        if let Ok(m) = fs::metadata(path) {
+            if m.is_dir() {
+                // Renamed over, a link to a directory would become this file.
+                return Err(Error::io(
+                    path,
+                    io::Error::from(io::ErrorKind::IsADirectory),
+                ));
+            }
+            if !m.is_file() {
                 let file = OpenOptions::new()
                     .write(true)
                     .open(path)
                     .map_err(|e| Error::io(path, e))?;
                 return Ok(OutputFile::Stream(BufWriter::with_capacity(1 << 20, file)));
             }
-            Ok(m) if m.is_file() => fs::canonicalize(path).map_err(|e| Error::io(path, e))?,
-            _ => followed(path)?,
+        }
+        let link = match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                Some(fs::read_link(path).map_err(|e| Error::io(path, e))?)
+            }
+            _ => None,
         };
         // What a checkout killed with SIGKILL (or the OOM killer) left of this file.
-        super::remove_stale_temps_of(&target);
-        if direct {
-            Ok(OutputFile::Replaced(AtomicFile::create_direct(&target)?))
-        } else {
-            Ok(OutputFile::Replaced(AtomicFile::create(&target)?))
+        super::remove_stale_temps_of(path);
+        let file = match direct {
+            true => AtomicFile::create_direct(path)?,
+            false => AtomicFile::create(path)?,
+        };
+        Ok(OutputFile::Replaced { file, link })
+    }
+
+    /// What the symbolic link this output replaces named (left as it was), if it replaces one.
+    pub fn replaced_link(&self) -> Option<&Path> {
+        match self {
+            OutputFile::Replaced { link, .. } => link.as_deref(),
+            OutputFile::Stream(_) => None,
         }
     }
 
     /// Makes the output whole: a replaced file renamed into place, a stream flushed.
     pub fn finish(self, path: &Path) -> Result<()> {
         match self {
-            OutputFile::Replaced(file) => file.commit(),
+            OutputFile::Replaced { file, .. } => file.commit(),
             OutputFile::Stream(mut w) => w.flush().map_err(|e| Error::io(path, e)),
         }
     }
@@ -60,45 +80,24 @@ impl OutputFile {
 impl Write for OutputFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            OutputFile::Replaced(f) => f.write(buf),
+            OutputFile::Replaced { file: f, .. } => f.write(buf),
             OutputFile::Stream(w) => w.write(buf),
         }
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         match self {
-            OutputFile::Replaced(f) => f.write_all(buf),
+            OutputFile::Replaced { file: f, .. } => f.write_all(buf),
             OutputFile::Stream(w) => w.write_all(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
         match self {
-            OutputFile::Replaced(f) => f.flush(),
+            OutputFile::Replaced { file: f, .. } => f.flush(),
             OutputFile::Stream(w) => w.flush(),
         }
     }
-}
-
-/// `path` with every symbolic link at its end followed, for a path that does not lead to a file:
-/// a dangling link leads to the path it names, which the output then creates.
-fn followed(path: &Path) -> Result<PathBuf> {
-    let mut p = path.to_path_buf();
-    for _ in 0..MAX_LINKS {
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                let next = fs::read_link(&p).map_err(|e| Error::io(&p, e))?;
-                // A relative link names a path from the link's own directory.
-                p = match p.parent() {
-                    Some(dir) => dir.join(next),
-                    None => next,
-                };
-            }
-            _ => return Ok(p),
-        }
-    }
-    let loop_error = io::Error::other("too many levels of symbolic links");
-    Err(Error::io(path, loop_error))
 }
 
 #[cfg(test)]
@@ -114,28 +113,43 @@ mod tests {
         Ok(stream)
     }
 
-    /// A link keeps being a link, and the file it names (existing or not) gets the bytes.
+    /// A symbolic link is replaced by the file, never written through: what it names (a hub
+    /// cache's blob, which other revisions share) keeps its bytes, and the output says what
+    /// it named. A link to nothing is replaced as well; a link to a directory is refused.
     #[test]
-    fn a_symbolic_link_is_followed() {
+    fn a_symbolic_link_is_replaced_not_written_through() {
         let dir = tempfile::tempdir().unwrap();
-        let (link, target) = (dir.path().join("link"), dir.path().join("target"));
-        std::os::unix::fs::symlink("target", &link).unwrap();
-        assert!(!write(&link, b"first").unwrap());
-        assert!(fs::symlink_metadata(&link)
+        let (link, blob) = (dir.path().join("link"), dir.path().join("blob"));
+        fs::write(&blob, b"shared").unwrap();
+        std::os::unix::fs::symlink("blob", &link).unwrap();
+        let mut out = OutputFile::open(&link, false).unwrap();
+        assert_eq!(out.replaced_link(), Some(Path::new("blob")));
+        out.write_all(b"first").unwrap();
+        out.finish(&link).unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().is_file());
+        assert_eq!(fs::read(&link).unwrap(), b"first");
+        assert_eq!(fs::read(&blob).unwrap(), b"shared");
+        // Now a file: written again, nothing to say.
+        assert!(OutputFile::open(&link, false)
+            .unwrap()
+            .replaced_link()
+            .is_none());
+
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink("nowhere", &dangling).unwrap();
+        assert!(!write(&dangling, b"second").unwrap());
+        assert_eq!(fs::read(&dangling).unwrap(), b"second");
+        assert!(!dir.path().join("nowhere").exists());
+
+        let to_dir = dir.path().join("to-dir");
+        fs::create_dir(dir.path().join("d")).unwrap();
+        std::os::unix::fs::symlink("d", &to_dir).unwrap();
+        let e = write(&to_dir, b"x").unwrap_err().to_string();
+        assert!(e.contains("to-dir") && e.contains("directory"), "{e}");
+        assert!(fs::symlink_metadata(&to_dir)
             .unwrap()
             .file_type()
             .is_symlink());
-        assert_eq!(fs::read(&target).unwrap(), b"first");
-        assert!(!write(&link, b"second").unwrap());
-        assert_eq!(fs::read(&target).unwrap(), b"second");
-        // A chain of links, and a loop.
-        std::os::unix::fs::symlink(&link, dir.path().join("outer")).unwrap();
-        write(&dir.path().join("outer"), b"third").unwrap();
-        assert_eq!(fs::read(&target).unwrap(), b"third");
-        std::os::unix::fs::symlink("b", dir.path().join("a")).unwrap();
-        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
-        let e = write(&dir.path().join("a"), b"x").unwrap_err().to_string();
-        assert!(e.contains("too many levels"), "{e}");
     }
 
     /// A killed write's temp file of the same output is removed by the next write of it; those

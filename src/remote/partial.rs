@@ -45,6 +45,9 @@ pub struct RemoteCheckoutReport {
     pub requests: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// What the symbolic link at `path` named, where the file replaced one (left as it was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_link: Option<PathBuf>,
 }
 
 /// Checks out `spec` (`HEAD`, a remote branch, tag, snapshot id or unique id prefix, optionally
@@ -200,6 +203,7 @@ pub fn remote_checkout_to_file(
         downloaded_bytes: store.traffic.bytes_down.load(Ordering::Relaxed),
         requests: store.traffic.requests.load(Ordering::Relaxed),
         seconds: r.seconds,
+        replaced_link: r.replaced_link,
     })
 }
 

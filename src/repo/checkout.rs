@@ -98,6 +98,10 @@ pub struct CheckoutReport {
     pub bytes: u64,
     /// Wall time in seconds.
     pub seconds: f64,
+    /// What the symbolic link at `path` named, where the file replaced one (left as it was:
+    /// a checkout writes at the path it is given, never through a link there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaced_link: Option<PathBuf>,
 }
 
 /// A checkout ready to decode: the snapshot, its manifest, the tensors asked for, and a reader
@@ -380,6 +384,7 @@ pub(crate) fn write_prepared(
         out.write_all(&chunk).map_err(|err| Error::io(path, err))
     })?;
     let bytes = order.iter().map(|e| e.len).sum();
+    let replaced_link = out.replaced_link().map(Path::to_path_buf);
     out.finish(path)?;
     Ok(CheckoutReport {
         snapshot: p.snapshot,
@@ -387,6 +392,7 @@ pub(crate) fn write_prepared(
         tensors: order.len(),
         bytes,
         seconds: started.elapsed().as_secs_f64(),
+        replaced_link,
     })
 }
 

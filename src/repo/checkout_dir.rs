@@ -172,5 +172,6 @@ fn write_directory_files(
         tensors: order.len(),
         bytes: total,
         seconds: started.elapsed().as_secs_f64(),
+        replaced_link: None,
     })
 }
