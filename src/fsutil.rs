@@ -17,7 +17,7 @@ mod output;
 mod signals;
 pub(crate) use direct_read::{cached, DirectFile, DIRECT_MIN_BYTES};
 use direct_write::DirectWriter;
-pub use output::OutputFile;
+pub use output::{is_stream, OutputFile};
 pub use signals::{remove_temps_on_signals, stop_on_signals};
 
 /// Prefix of temporary files; `gc` and the next commit remove stale ones.
@@ -202,6 +202,7 @@ impl AtomicFile {
         let writer = self.file.take().expect("file present until commit");
         let staged = writer
             .into_file()
+            .and_then(|file| take_owner_and_mode(&file, &self.target).map(|_| file))
             .and_then(|file| {
                 let _t = crate::profile::time(crate::profile::Stage::Fsync);
                 io_step("fsync").and_then(|_| file.sync_all())
@@ -229,6 +230,25 @@ impl AtomicFile {
         }
         synced
     }
+}
+
+/// Gives `file` the permissions of the regular file it is about to replace at `target` (a
+/// private `0600` checkpoint stays private), and its owner and group where this process may
+/// (root may; others keep their own user, and a group of theirs): as a file written in place
+/// would keep them.
+fn take_owner_and_mode(file: &File, target: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(old) = fs::symlink_metadata(target) else {
+        return Ok(());
+    };
+    if !old.is_file() {
+        return Ok(());
+    }
+    // Before the mode: a change of owner clears set-id bits.
+    if std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid())).is_err() {
+        let _ = std::os::unix::fs::fchown(file, None, Some(old.gid()));
+    }
+    file.set_permissions(old.permissions())
 }
 
 impl Write for AtomicFile {

@@ -63,7 +63,7 @@ pub use frames::{
     load_npy, load_png_dir, natural_cmp, write_npy, write_pngs, FrameDims, FrameDtype, FrameError,
     FrameMetrics, FrameSeq,
 };
-pub use fsutil::{remove_registered_temps, remove_temps_on_signals, stop_on_signals};
+pub use fsutil::{is_stream, remove_registered_temps, remove_temps_on_signals, stop_on_signals};
 pub use gpu::backend::{BackendChoice, BackendError};
 pub use remote::{
     remote_checkout_to_file, remote_fsck, remote_gc, CloneReport, DeletedRef, FetchReport,

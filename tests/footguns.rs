@@ -1114,6 +1114,63 @@ fn an_unwritable_stdout_is_an_error_and_a_device_output_is_written_into() {
     assert_eq!(streamed, std::fs::read(&file).unwrap());
 }
 
+/// `-o -` and `-o /dev/stdout` write into standard output wherever it goes, and the report,
+/// JSON too, goes to standard error: into a pipe, the bytes alone; into a file (`> f`), that
+/// file, not a new one renamed over it (which would take the report); appended (`>> f`), after
+/// what was there.
+#[test]
+fn standard_output_gets_the_bytes_alone_wherever_it_goes() {
+    let (dir, repo, _paths) = repo_with_commits(2);
+    let head = dir.path().join("head.safetensors");
+    run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&head)]);
+    let bytes = std::fs::read(&head).unwrap();
+    let checkout_into = |stdout: std::process::Stdio, output: &str| {
+        let out = std::process::Command::new(snapstore_bin())
+            .args([
+                "--repo",
+                path_str(&repo),
+                "checkout",
+                "HEAD",
+                "-o",
+                output,
+                "--json",
+            ])
+            .stdout(stdout)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        let report: serde_json::Value =
+            serde_json::from_str(&err).unwrap_or_else(|e| panic!("{e}: {err}"));
+        assert_eq!(report["tensors"], 2, "{report}");
+        out.stdout
+    };
+    assert_eq!(
+        checkout_into(std::process::Stdio::piped(), "/dev/stdout"),
+        bytes
+    );
+    assert_eq!(checkout_into(std::process::Stdio::piped(), "-"), bytes);
+    for output in ["-", "/dev/stdout"] {
+        let file = dir.path().join("redirected");
+        std::fs::write(&file, b"stale and longer than nothing").unwrap();
+        let truncated = std::fs::File::create(&file).unwrap();
+        checkout_into(truncated.into(), output);
+        assert_eq!(std::fs::read(&file).unwrap(), bytes, "{output}");
+        std::fs::write(&file, b"before").unwrap();
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&file)
+            .unwrap();
+        checkout_into(appended.into(), output);
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            [&b"before"[..], &bytes].concat(),
+            "{output}"
+        );
+    }
+    assert!(!dir.path().join("-").exists());
+}
+
 /// `checkout -o` at a symbolic link replaces the link with the file and leaves what it named as
 /// it was: in a Hugging Face hub cache the link leads to a blob named by its content, which
 /// other revisions share. The report says what the link named; a link to a directory is

@@ -9,15 +9,16 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 use snapstore::{is_frames, write_npy, write_pngs, Manifest, ObjectId, Repo};
 
-use super::print::{checkout_report, human, json_pretty};
+use super::print::{checkout_report, human, output_path};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Snapshot: HEAD, HEAD~N, branch, tag or id prefix.
     #[arg(value_name = "REF")]
     spec: String,
-    /// Output: a .safetensors file; for a frame sequence also a .npy file, or a directory of
-    /// PNGs (any other name). Extensions match in any case.
+    /// Output: a .safetensors file (`-` or /dev/stdout: standard output, the report then on
+    /// standard error), or a directory for a checkpoint directory; for a frame sequence also a
+    /// .npy file, or a directory of PNGs (any other name). Extensions match in any case.
     #[arg(short, long)]
     output: PathBuf,
     /// Only these tensors (repeatable).
@@ -78,10 +79,9 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         bail!("--frames applies to frame-sequence snapshots; {spec} holds tensors");
     }
     let names = (!tensors.is_empty()).then_some(&tensors[..]);
+    let output = output_path(output);
+    let streamed = snapstore::is_stream(&output);
     let r = repo.checkout_to_file(shown, &output, names)?;
-    if json {
-        return json_pretty(&r);
-    }
     let line = format!(
         "wrote {} ({} tensors, {}) from {} in {:.2}s",
         r.path.display(),
@@ -90,8 +90,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         r.snapshot.short(),
         r.seconds
     );
-    checkout_report(&output, &line, r.replaced_link.as_deref());
-    Ok(())
+    checkout_report(&r, &line, json, streamed, r.replaced_link.as_deref())
 }
 
 /// The frames `--frames A..B` names in a sequence (all of them without it).

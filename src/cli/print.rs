@@ -1,28 +1,45 @@
 //! Formatting every command shares: byte sizes, ratios, UTC times, JSON, progress bars.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::Result;
 
-/// Prints a checkout's report line: on standard error where the bytes went into a device or
-/// pipe (`-o /dev/stdout`), where the report must not join them; and what a replaced symbolic
-/// link named.
-pub fn checkout_report(output: &Path, line: &str, replaced_link: Option<&Path>) {
-    if std::fs::metadata(output).is_ok_and(|m| m.is_file() || m.is_dir()) {
-        println!("{line}");
-    } else {
-        eprintln!("{line}");
+/// Where a checkout's `-o` goes: `-` is standard output.
+pub fn output_path(output: PathBuf) -> PathBuf {
+    match output.as_os_str() == "-" {
+        true => PathBuf::from("/dev/stdout"),
+        false => output,
     }
-    if let Some(named) = replaced_link {
+}
+
+/// Prints a checkout's report, as JSON or a line: on standard error where the bytes went into
+/// standard output, a device or a pipe (`snapstore::is_stream`), so that it does not join them;
+/// and what a replaced symbolic link named.
+pub fn checkout_report<T: serde::Serialize>(
+    report: &T,
+    line: &str,
+    json: bool,
+    streamed: bool,
+    replaced_link: Option<&Path>,
+) -> Result<()> {
+    let text = match json {
+        true => serde_json::to_string_pretty(report)?,
+        false => line.to_string(),
+    };
+    match streamed {
+        true => eprintln!("{text}"),
+        false => println!("{text}"),
+    }
+    if let (Some(named), false) = (replaced_link, json) {
         eprintln!(
-            "note: {} was a symbolic link to {}; it is now the checked-out file, and {} is left \
-             as it was",
-            output.display(),
+            "note: the output was a symbolic link to {}; it is now the checked-out file, and {} \
+             is left as it was",
             named.display(),
             named.display()
         );
     }
+    Ok(())
 }
 
 /// Prints `value` as pretty JSON on one `println!`.

@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use snapstore::{Progress, PushOptions, RemoteSpec, Repo};
 
-use super::print::{checkout_report, human, json_pretty};
+use super::print::{checkout_report, human, json_pretty, output_path};
 
 /// `snapstore remote ...`.
 #[derive(Subcommand)]
@@ -275,6 +275,8 @@ pub fn remote(
         } => {
             let remote_spec = named_or_url(open, &remote, &s3)?;
             let names = (!tensors.is_empty()).then_some(&tensors[..]);
+            let output = output_path(output);
+            let streamed = snapstore::is_stream(&output);
             let none = |_: Progress| {};
             let r = snapstore::remote_checkout_to_file(
                 &remote_spec,
@@ -283,9 +285,6 @@ pub fn remote(
                 names,
                 progress.as_deref().unwrap_or(&none),
             )?;
-            if json {
-                return json_pretty(&r);
-            }
             let line = format!(
                 "wrote {} ({} tensors, {}) from {} of {}; downloaded {} in {} requests, {:.2}s",
                 r.path.display(),
@@ -297,7 +296,7 @@ pub fn remote(
                 r.requests,
                 r.seconds
             );
-            checkout_report(&output, &line, r.replaced_link.as_deref());
+            checkout_report(&r, &line, json, streamed, r.replaced_link.as_deref())?;
         }
         RemoteCommand::Fsck(a) => {
             let r = if a.repair {

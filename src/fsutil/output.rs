@@ -6,10 +6,32 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::AtomicFile;
 use crate::error::{Error, Result};
+
+/// Whether an output at `path` is written into as the bytes come rather than replaced by a new
+/// file: a device, FIFO or socket, or this process's standard output (`-o /dev/stdout` with
+/// standard output sent to a file), where a report must then not go.
+pub fn is_stream(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) || is_standard_output(path)
+}
+
+/// Whether `path` leads to the file this process's standard output is (same device and inode).
+fn is_standard_output(path: &Path) -> bool {
+    let (Ok(at_path), Ok(fd)) = (
+        fs::metadata(path),
+        io::stdout().as_fd().try_clone_to_owned(),
+    ) else {
+        return false;
+    };
+    File::from(fd)
+        .metadata()
+        .is_ok_and(|out| (out.dev(), out.ino()) == (at_path.dev(), at_path.ino()))
+}
 
 /// An output being written; [`OutputFile::finish`] makes it whole.
 pub enum OutputFile {
@@ -27,8 +49,20 @@ impl OutputFile {
     /// Opens `path` for a checkout's file; `direct` writes a replaced file around the page cache
     /// ([`AtomicFile::create_direct`]).
     pub fn open(path: &Path, direct: bool) -> Result<OutputFile> {
-        // The kernel follows the links first (`/dev/stdout` is one to `/proc/self/fd/1`, itself
-        // one to a pipe that has no path): what is at the end decides whether it is a stream.
+        if is_standard_output(path) {
+            // Through the descriptor itself: its offset is the shell's (`>>` appends), where
+            // opening `/proc/self/fd/1` anew would start at 0.
+            let fd = io::stdout()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| Error::io(path, e))?;
+            return Ok(OutputFile::Stream(BufWriter::with_capacity(
+                1 << 20,
+                fd.into(),
+            )));
+        }
+        // The kernel follows the links (`/dev/stderr` is one to `/proc/self/fd/2`, itself one to
+        // a pipe that has no path): what is at the end decides whether it is a stream.
         if let Ok(m) = fs::metadata(path) {
             if m.is_dir() {
                 // Renamed over, a link to a directory would become this file.
@@ -150,6 +184,29 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+
+    /// A replaced file keeps its permissions (a private checkpoint stays private) and, where
+    /// this process may give them (as root), its owner and group.
+    #[test]
+    fn a_replaced_file_keeps_its_mode_and_owner() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let private = dir.path().join("private.st");
+        fs::write(&private, b"old").unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o600)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            std::os::unix::fs::chown(&private, Some(65534), Some(65534)).unwrap();
+        }
+        write(&private, b"new").unwrap();
+        let m = fs::metadata(&private).unwrap();
+        assert_eq!(fs::read(&private).unwrap(), b"new");
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+        if root {
+            assert_eq!((m.uid(), m.gid()), (65534, 65534));
+        }
     }
 
     /// A killed write's temp file of the same output is removed by the next write of it; those
