@@ -219,11 +219,7 @@ fn resolve(loader: &mut Loader, spec: &str) -> Result<ObjectId> {
         url: store.url.clone(),
         spec: spec.to_string(),
     };
-    let (base, back) = match spec.rsplit_once('~') {
-        Some((b, "")) => (b, 1),
-        Some((b, n)) => (b, n.parse::<usize>().map_err(|_| unknown())?),
-        None => (spec, 0),
-    };
+    let (base, back) = crate::repo::split_ancestry(spec).ok_or_else(unknown)?;
     let mut id = resolve_base(store, base)?.ok_or_else(unknown)?;
     for _ in 0..back {
         id = *loader.manifest(&id)?.parents.first().ok_or_else(unknown)?;

@@ -34,9 +34,10 @@ pub fn check_ref_name(name: &str) -> Result<()> {
 }
 
 /// Checks the name of a branch or tag about to be created (`kind`: "branch" or "tag"): a valid
-/// name ([`check_ref_name`]) that resolves to nothing else (one that exists already passes). A tag named like a branch (or the
-/// reverse), a name that reads as a snapshot id, or one starting with a ref namespace would make
-/// a ref expression mean one thing today and another after the next commit.
+/// name ([`check_ref_name`]) that resolves to nothing else (one that exists already passes). A
+/// tag named like a branch (or the reverse), a name that reads as a snapshot id or is a prefix
+/// of one, or one starting with a ref namespace would make a ref expression mean one thing
+/// today and another after the next commit.
 pub(crate) fn check_new_ref_name(index: &Index, name: &str, kind: &'static str) -> Result<()> {
     check_ref_name(name)?;
     let clash = |problem: String| {
@@ -65,6 +66,13 @@ pub(crate) fn check_new_ref_name(index: &Index, name: &str, kind: &'static str) 
     }
     if index.get_ref(&other_key)?.is_some() {
         return clash(format!("a {other} of that name exists"));
+    }
+    // Refs resolve before id prefixes: `checkout 425ba716` in a deploy script would move.
+    if let Ok(id) = resolve_prefix(index, name) {
+        return clash(format!(
+            "it is the start of snapshot {}'s id, which it names today",
+            id.short()
+        ));
     }
     // `origin/x` reads as remote origin's branch x once a fetch brings one.
     if let Some((first, _)) = name.split_once('/') {
@@ -187,19 +195,33 @@ pub(crate) fn resolve_rev(index: &Index, reader: &mut ObjectReader, rev: Rev) ->
     }
 }
 
+/// Splits a ref expression into its base and how many first parents back it goes: `~N`, `~`
+/// (one) and `^` (one) as git reads them, any number in a row (`HEAD~2~1`, `main^^`); `None`
+/// where a `~` is followed by something other than digits. Ref names hold neither character.
+pub(crate) fn split_ancestry(spec: &str) -> Option<(&str, usize)> {
+    let mut base = spec;
+    let mut back = 0usize;
+    loop {
+        if let Some(b) = base.strip_suffix('^') {
+            (base, back) = (b, back.checked_add(1)?);
+            continue;
+        }
+        let Some((b, n)) = base.rsplit_once('~') else {
+            break;
+        };
+        let n = match n {
+            "" => 1,
+            n if n.bytes().all(|c| c.is_ascii_digit()) => n.parse().ok()?,
+            _ => return None,
+        };
+        (base, back) = (b, back.checked_add(n)?);
+    }
+    Some((base, back))
+}
+
 /// Resolves a ref expression to a snapshot id.
 pub(crate) fn resolve(index: &Index, reader: &mut ObjectReader, spec: &str) -> Result<ObjectId> {
-    let (base, back) = match spec.rsplit_once('~') {
-        Some((b, n)) => {
-            let n: usize = if n.is_empty() {
-                1
-            } else {
-                n.parse().map_err(|_| Error::UnknownRef(spec.to_string()))?
-            };
-            (b, n)
-        }
-        None => (spec, 0),
-    };
+    let (base, back) = split_ancestry(spec).ok_or_else(|| Error::UnknownRef(spec.to_string()))?;
     let mut id = resolve_base(index, base)?;
     for _ in 0..back {
         let m = reader.load_manifest(index, &id)?;
@@ -441,6 +463,33 @@ mod tests {
         (dir, repo, ids)
     }
 
+    /// `~N`, `~` and `^` go back first parents, any number in a row; anything else after a `~`
+    /// is not a ref expression.
+    #[test]
+    fn ancestry_suffixes_add_up() {
+        for (spec, want) in [
+            ("HEAD", Some(("HEAD", 0))),
+            ("HEAD~", Some(("HEAD", 1))),
+            ("HEAD~3", Some(("HEAD", 3))),
+            ("main^^", Some(("main", 2))),
+            ("v1~2~1^", Some(("v1", 4))),
+            ("HEAD^~10", Some(("HEAD", 11))),
+            ("ab12cd~0", Some(("ab12cd", 0))),
+            ("HEAD~x", None),
+            ("HEAD~-1", None),
+            ("HEAD~99999999999999999999999", None),
+        ] {
+            assert_eq!(split_ancestry(spec), want, "{spec}");
+        }
+        let (_dir, repo, ids) = forty_commits(4);
+        for spec in ["HEAD~3", "HEAD~1~2", "HEAD^^^", "main~2^"] {
+            assert_eq!(repo.resolve(spec).unwrap(), ids[36], "{spec}");
+        }
+        assert_eq!(repo.resolve("HEAD~39").unwrap(), ids[0]);
+        let e = repo.resolve("HEAD~38~2").unwrap_err().to_string();
+        assert!(e.contains("HEAD~38~2"), "{e}");
+    }
+
     /// A new tag or branch may not take a name another ref, an id or a namespace reads as; the
     /// explicit `heads/`, `tags/` forms name one kind only.
     #[test]
@@ -456,6 +505,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.ends_with("it reads as a snapshot id"), "{e}");
+        // A shorter prefix of a snapshot's id names that snapshot today; any other hex name
+        // names nothing yet, and may be taken.
+        let prefix = &ids[1].hex()[..8];
+        let e = repo.create_tag(prefix, "HEAD").unwrap_err().to_string();
+        let names = format!(
+            "it is the start of snapshot {}'s id, which it names today",
+            ids[1].short()
+        );
+        assert!(e.ends_with(&names), "{e}");
+        assert!(shadows(
+            repo.create_branch(&ids[0].hex()[..4], None).unwrap_err()
+        ));
+        let free = (0..u32::MAX)
+            .map(|n| format!("{n:08x}"))
+            .find(|n| ids.iter().all(|id| !id.hex().starts_with(n.as_str())))
+            .unwrap();
+        repo.create_tag(&free, "HEAD").unwrap();
         let e = repo.create_branch("tags/v2", None).unwrap_err().to_string();
         assert!(e.ends_with("`tags/...` names a ref namespace"), "{e}");
         assert!(shadows(repo.create_branch("v1", None).unwrap_err()));
