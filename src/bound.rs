@@ -44,6 +44,11 @@ impl Bound {
     }
 }
 
+/// Serializes a bound as its text (`rel:0.01`, `lossless`), as the CLI takes it.
+pub(crate) fn serialize_as_text<S: serde::Serializer>(b: &Bound, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(b)
+}
+
 impl std::fmt::Display for Bound {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

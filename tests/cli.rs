@@ -534,6 +534,15 @@ fn config_keyframe_every_applies_to_later_commits() {
     for (i, s) in trajectory(10, 5, &[("w", &[16, 16])]).iter().enumerate() {
         let p = dir.path().join(format!("{i}.safetensors"));
         write_safetensors(&p, s, None);
+        // As the setting, the flag takes 1 or more (0 was taken as 1).
+        let err = run_err(
+            &repo,
+            &["commit", p.to_str().unwrap(), "--keyframe-every", "0"],
+        );
+        assert!(
+            err.contains("--keyframe-every") && err.contains("0"),
+            "{err}"
+        );
         run_ok(&repo, &["commit", p.to_str().unwrap()]);
     }
     let depths: Vec<u64> = (0..5)

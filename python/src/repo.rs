@@ -438,6 +438,43 @@ impl PyRepo {
         self.run(py, |repo| repo.head_branch())
     }
 
+    /// Reads, or sets then reads, a setting as `snapstore config` does: `bound` (of `branch`,
+    /// default HEAD's) or `keyframe_every`; returns the value in force.
+    #[pyo3(signature = (key, value=None, branch=None))]
+    fn config(
+        &self,
+        py: Python<'_>,
+        key: String,
+        value: Option<String>,
+        branch: Option<String>,
+    ) -> PyResult<String> {
+        self.run(py, |repo| {
+            let branch = match branch {
+                Some(b) => b,
+                None => repo.head_branch()?,
+            };
+            match (key.as_str(), value) {
+                ("bound", Some(v)) => repo.set_branch_bound(&branch, v.parse()?)?,
+                ("keyframe_every", Some(v)) => {
+                    let every = v.parse::<u32>().map_err(|_| {
+                        let why = format!("must be a positive integer, not {v:?}");
+                        snapstore::Error::invalid("keyframe_every", why)
+                    })?;
+                    repo.set_keyframe_every(every)?;
+                }
+                ("bound" | "keyframe_every", None) => {}
+                (other, _) => {
+                    let why = format!("unknown setting {other:?} (known: bound, keyframe_every)");
+                    return Err(snapstore::Error::invalid("config key", why));
+                }
+            }
+            Ok(match key.as_str() {
+                "bound" => repo.branch_bound(&branch)?.to_string(),
+                _ => repo.keyframe_every()?.to_string(),
+            })
+        })
+    }
+
     /// Makes HEAD name `branch`, created at HEAD's snapshot when `create`.
     fn switch_branch(&self, py: Python<'_>, branch: String, create: bool) -> PyResult<()> {
         self.run(py, |repo| match create {

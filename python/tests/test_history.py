@@ -63,6 +63,33 @@ def test_tags_and_branches(repo):
     assert set(repo.branch()) == {"main"}
 
 
+def test_the_report_names_the_bound_in_force_and_config_sets_it(repo):
+    assert repo.commit({"w": torch.ones(8)}).bound == "lossless"
+    assert repo.config("bound") == "lossless" and repo.config("keyframe_every") == 32
+    assert repo.config("bound", "rel:0.05") == "rel:0.05"
+    r = repo.commit({"w": torch.full((8,), 1.5)})
+    assert r.bound == "rel:0.05" and repo.log()[0]["bound"] == {"kind": "rel", "eps": 0.05}
+    assert repo.commit({"w": torch.full((8,), 2.5)}, bound="abs:0.1").bound == "abs:0.1"
+    assert repo.config("bound", branch="other") == "lossless"  # per branch
+    assert repo.config("keyframe_every", 4) == 4
+    for key, value, message in [("keyframe_every", 0, "at least 1"),
+                                ("keyframe_every", "x", "positive integer"),
+                                ("bound", "rel:-1", "rel"), ("colour", "red", "unknown setting"),
+                                ("bound", 0.01, None)]:
+        with pytest.raises(snapstore.InvalidInputError, match=message):
+            repo.config(key, value)
+    assert repo.config("bound") == "rel:0.05" and repo.config("keyframe_every") == 4
+
+
+def test_a_commit_that_starts_a_branch_beside_others_warns(repo):
+    first = repo.commit({"w": torch.ones(4)}, branch="main")  # the repository's first: quiet
+    assert first.parent is None
+    with pytest.warns(UserWarning, match=r"^branch 'mian' did not exist; snapshot \w{12} starts "
+                                         r"it, with no parent \(branches here: 'main'\)"):
+        r = repo.commit({"w": torch.ones(4)}, branch="mian")
+    assert r.parent is None and repo.head == "main"
+
+
 def test_a_branch_of_an_empty_repository_is_refused_with_what_starts_one(repo):
     with pytest.raises(snapstore.NotFoundError,
                        match=r"^no snapshot yet to start branch 'exp' at: "

@@ -59,7 +59,7 @@ pub struct CodingArgs {
     /// Store a keyframe (no reference) at least every K snapshots (default: the repository's
     /// keyframe_every, else 32; a chain also ends when its deltas outgrow 9 keyframes, and a
     /// lossless one after 8 snapshots).
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     keyframe_every: Option<u32>,
     /// Rounding of lossy codes: lattice (a grid per element: unbiased, free for weights that
     /// do not move), nearest (one global grid) or dither (half-step stochastic rounding).
@@ -202,7 +202,7 @@ fn print_auto(r: &AutoCommitReport) {
         Some(s) => print!("{}", s.table()),
         None => println!(
             "reusing {} ({} commits since the last search; searching every {})",
-            r.bound, r.commits_since_search, r.research_every
+            r.commit.bound, r.commits_since_search, r.research_every
         ),
     }
     let c = &r.commit;
@@ -214,7 +214,7 @@ fn print_auto(r: &AutoCommitReport) {
         human(c.logical_bytes),
         human(c.stored_bytes),
         c.logical_bytes as f64 / c.stored_bytes.max(1) as f64,
-        r.bound,
+        c.bound,
         c.deltas,
         c.keyframes,
         c.deduplicated,

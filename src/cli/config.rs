@@ -13,29 +13,20 @@ pub struct Args {
 
 /// Runs `snapstore config`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
-    let key = args.key;
-    let stored_key = match key.as_str() {
-        "keyframe_every" => key.clone(),
-        "bound" => format!("bound.{}", repo.head_branch()?),
-        other => bail!("unknown setting {other:?} (known: keyframe_every, bound)"),
-    };
-    match args.value {
+    match (args.key.as_str(), args.value) {
         // The value in force: the setting, else the default a commit would use.
-        None => match key.as_str() {
-            "bound" => println!("{}", repo.branch_bound(&repo.head_branch()?)?),
-            _ => println!("{}", repo.keyframe_every()?),
-        },
-        Some(v) => {
-            if key == "bound" {
-                v.parse::<Bound>()?;
-            } else {
-                v.parse::<u32>()
-                    .ok()
-                    .filter(|k| *k >= 1)
-                    .context("keyframe_every must be a positive integer")?;
-            }
-            repo.config_set(&stored_key, &v)?;
+        ("bound", None) => println!("{}", repo.branch_bound(&repo.head_branch()?)?),
+        ("keyframe_every", None) => println!("{}", repo.keyframe_every()?),
+        ("bound", Some(v)) => repo.set_branch_bound(&repo.head_branch()?, v.parse::<Bound>()?)?,
+        ("keyframe_every", Some(v)) => {
+            let every = v
+                .parse::<u32>()
+                .ok()
+                .filter(|k| *k >= 1)
+                .context("keyframe_every must be a positive integer")?;
+            repo.set_keyframe_every(every)?;
         }
+        (other, _) => bail!("unknown setting {other:?} (known: keyframe_every, bound)"),
     }
     Ok(())
 }

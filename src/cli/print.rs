@@ -65,13 +65,14 @@ pub fn sizes(logical: u64, stored: u64) -> String {
     )
 }
 
-/// What a commit did, after its `[branch id] ` prefix: `N tensors, SIZES, D delta, K keyframe,
-/// X dedup, S.SSs`.
+/// What a commit did, after its `[branch id] ` prefix: `N tensors, SIZES, BOUND, D delta,
+/// K keyframe, X dedup, S.SSs`.
 pub fn commit_summary(r: &snapstore::CommitReport) -> String {
     format!(
-        "{} tensors, {}, {} delta, {} keyframe, {} dedup, {:.2}s",
+        "{} tensors, {}, {}, {} delta, {} keyframe, {} dedup, {:.2}s",
         r.tensors,
         sizes(r.logical_bytes, r.stored_bytes),
+        r.bound,
         r.deltas,
         r.keyframes,
         r.deduplicated,

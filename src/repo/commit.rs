@@ -97,6 +97,10 @@ pub struct CommitReport {
     pub parent: Option<ObjectId>,
     /// Branch moved.
     pub branch: String,
+    /// The bound the snapshot was committed under: the one asked for, else the branch's
+    /// configured bound, else lossless (a tensor that cannot take it is stored exactly).
+    #[serde(serialize_with = "crate::bound::serialize_as_text")]
+    pub bound: Bound,
     /// Number of tensors.
     pub tensors: usize,
     /// Tensor bytes in the snapshot.
@@ -670,6 +674,7 @@ impl Repo {
             snapshot: ObjectId([0; 32]),
             parent,
             branch: branch.clone(),
+            bound,
             tensors: inputs.len(),
             logical_bytes: inputs.iter().map(|t| t.data.len() as u64).sum(),
             stored_bytes: written.stored_bytes,

@@ -274,6 +274,22 @@ impl Repo {
         }
     }
 
+    /// Sets the bound commits on `branch` use when not told (`snapstore config bound`).
+    pub fn set_branch_bound(&self, branch: &str, bound: crate::Bound) -> Result<()> {
+        check_ref_name(branch)?;
+        self.config_set(&format!("bound.{branch}"), &bound.to_string())
+    }
+
+    /// Sets the keyframe interval commits use when not told (`snapstore config
+    /// keyframe_every`): a keyframe at least every `every` snapshots of a chain, 1 or more.
+    pub fn set_keyframe_every(&self, every: u32) -> Result<()> {
+        if every == 0 {
+            let why = "must be at least 1 (1: every snapshot a keyframe)";
+            return Err(Error::invalid("keyframe_every", why));
+        }
+        self.config_set("keyframe_every", &every.to_string())
+    }
+
     /// The same repository keeping its last commit decoded when its tensors hold at most
     /// `bytes`, so the next commit on that branch codes against it without decoding the
     /// parent's chain (default [`default_cache_bytes`], an eighth of the machine's memory; 0

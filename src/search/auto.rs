@@ -48,8 +48,6 @@ pub struct AutoCommitReport {
     /// The commit.
     #[serde(flatten)]
     pub commit: CommitReport,
-    /// Bound committed under (`rel:E` or `lossless`).
-    pub bound: String,
     /// Whether this commit searched (else it reused the remembered bound).
     pub searched: bool,
     /// Search interval in commits.
@@ -202,7 +200,6 @@ impl Repo {
             (
                 AutoCommitReport {
                     commit: c,
-                    bound: b.to_string(),
                     searched: false,
                     research_every: every,
                     commits_since_search: n + 1,
@@ -237,7 +234,6 @@ impl Repo {
             (
                 AutoCommitReport {
                     commit: c,
-                    bound: b.clone(),
                     searched: true,
                     research_every: every,
                     commits_since_search: 1,

@@ -662,7 +662,7 @@ fn auto_commits_search_every_n_and_remember_the_bound() {
         searched.push(r.searched);
         assert_eq!(r.research_every, 2);
         let (_, m) = repo.show("HEAD").unwrap();
-        assert_eq!(m.bound.to_string(), r.bound);
+        assert_eq!(m.bound.to_string(), r.commit.bound.to_string());
         if r.searched {
             let s = r.search.as_ref().unwrap();
             assert_eq!(m.meta["search.bound"], s.chosen.spec);
@@ -673,7 +673,7 @@ fn auto_commits_search_every_n_and_remember_the_bound() {
                 s.chosen.spec
             );
         } else {
-            assert_eq!(m.meta["search.reused_bound"], r.bound);
+            assert_eq!(m.meta["search.reused_bound"], r.commit.bound.to_string());
         }
     }
     assert_eq!(searched, [true, false, true, false, true]);
@@ -799,7 +799,7 @@ fn an_older_repositorys_remembered_bound_is_still_reused() {
         )
         .unwrap();
     assert!(!r.searched);
-    assert_eq!(r.bound, "rel:0.001");
+    assert_eq!(r.commit.bound.to_string(), "rel:0.001");
 }
 
 /// A remembered bound is checked on every snapshot that reuses it: when the model grows
@@ -849,7 +849,10 @@ fn a_reused_bound_that_now_loses_accuracy_is_searched_again() {
     assert!(!second.searched, "the bound still holds at k = 1");
     let check = second.recheck.as_ref().expect("a reused bound is checked");
     assert!(check.chosen.loss <= 0.002 && check.evaluations == 2);
-    assert_eq!(m.meta["search.reused_bound"], first.bound);
+    assert_eq!(
+        m.meta["search.reused_bound"],
+        first.commit.bound.to_string()
+    );
     assert_eq!(
         m.meta["search.reused_loss"],
         format!("{}", check.chosen.loss)
@@ -875,16 +878,18 @@ fn a_reused_bound_that_now_loses_accuracy_is_searched_again() {
         .find(|r| r.bound == check.candidates[0].bound);
     let rejected = rejected.expect("the remembered bound is one of the search's candidates");
     assert!(rejected.evaluated && rejected.admissible == Some(false));
-    assert_eq!(m.meta["search.rejected_bound"], first.bound);
-    let eps = |s: &str| match s.parse::<Bound>().unwrap() {
+    assert_eq!(
+        m.meta["search.rejected_bound"],
+        first.commit.bound.to_string()
+    );
+    let eps = |b: Bound| match b {
         Bound::Rel(e) => e,
         _ => 0.0,
     };
+    let (first_bound, third_bound) = (first.commit.bound, third.commit.bound);
     assert!(
-        eps(&third.bound) < eps(&first.bound),
-        "{} then {}",
-        first.bound,
-        third.bound
+        eps(third_bound) < eps(first_bound),
+        "{first_bound} then {third_bound}"
     );
     let loss = third.search.as_ref().unwrap().chosen.loss;
     assert!(
@@ -893,7 +898,7 @@ fn a_reused_bound_that_now_loses_accuracy_is_searched_again() {
     );
     assert_eq!(
         repo.config_get("search.bound.main").unwrap().unwrap(),
-        third.bound
+        third_bound.to_string()
     );
 }
 

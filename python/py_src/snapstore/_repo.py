@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
@@ -22,12 +23,15 @@ Evaluate = Callable[[Dict[str, Any]], float]
 @dataclass(frozen=True)
 class CommitReport:
     """What a commit did: the fields of ``snapstore commit --json`` (for ``bound="auto"``,
-    also ``bound``, ``searched``, ``research_every``, ``commits_since_search``, ``search`` and
+    also ``searched``, ``research_every``, ``commits_since_search``, ``search`` and
     ``recheck``, the search reports as dicts)."""
 
     snapshot: str
     parent: Optional[str]
     branch: str
+    #: The bound the snapshot was committed under: the one asked for, else the branch's
+    #: configured bound (:meth:`Repo.config`), else ``"lossless"``.
+    bound: str
     tensors: int
     logical_bytes: int
     stored_bytes: int
@@ -35,7 +39,6 @@ class CommitReport:
     deltas: int
     keyframes: int
     seconds: float
-    bound: Optional[str] = None
     searched: Optional[bool] = None
     research_every: Optional[int] = None
     commits_since_search: Optional[int] = None
@@ -225,7 +228,8 @@ class Repo:
         such as an optimizer's state_dict (``snapstore.dcp`` saves that). Do not modify the tensors from
         another thread while the commit runs.
 
-        ``bound``: ``None`` (the branch's configured bound, else lossless), ``"lossless"``,
+        ``bound``: ``None`` (the branch's configured bound, see :meth:`config`, else lossless;
+        the report's ``bound`` says which was used), ``"lossless"``,
         ``"rel:EPS"`` (every element within ``EPS * |x|``), ``"abs:EPS"``, or ``"auto"``: the
         bound is searched with ``evaluate`` (see :meth:`search`; ``max_loss``, ``alpha``,
         ``bounds`` and ``research_every`` tune it) and remembered for the branch. If the
@@ -254,7 +258,19 @@ class Repo:
             if bound is not None and not isinstance(bound, str):
                 raise InvalidInputError(f"bound must be a string such as 'rel:0.01', not {bound!r}")
             raw = self._repo.commit(views, metadata_s, message, bound, meta_s, branch)
-        return CommitReport(**json.loads(raw))
+        return self._reported(CommitReport(**json.loads(raw)), branch)
+
+    def _reported(self, report: CommitReport, branch: Optional[str]) -> CommitReport:
+        """``report``, after a warning where ``branch`` named a branch that did not exist
+        while others did: a typo of one starts a history of its own (a full keyframe)."""
+        if branch is not None and report.parent is None:
+            others = [b for b, _ in self._repo.list_refs()[0] if b != report.branch]
+            if others:
+                warnings.warn(
+                    f"branch {report.branch!r} did not exist; snapshot {report.snapshot[:12]} "
+                    f"starts it, with no parent (branches here: {_listed(others)}). "
+                    f"repo.branch(name) branches from HEAD instead.", stacklevel=3)
+        return report
 
     def commit_path(
         self,
@@ -281,7 +297,7 @@ class Repo:
                                     'bound="auto", evaluate=...)')
         raw = self._repo.commit_path(_checks.path(path), message, bound,
                                      meta_strings(meta, "meta"), branch)
-        return CommitReport(**json.loads(raw))
+        return self._reported(CommitReport(**json.loads(raw)), branch)
 
     def search(
         self,
@@ -486,6 +502,20 @@ class Repo:
         (``snapstore switch -c``; raises ``InvalidInputError`` if it exists). A missing branch
         raises ``NotFoundError``."""
         self._repo.switch_branch(_checks.text(branch, "branch"), bool(create))
+
+    def config(self, key: str, value: Union[str, int, None] = None, *,
+               branch: Optional[str] = None) -> Union[str, int]:
+        """Reads a setting, or sets it first, as ``snapstore config`` does, and returns the
+        value in force: ``"bound"``, the bound a commit on ``branch`` (default HEAD's) uses when
+        not given one (``"lossless"`` until set; ``"rel:0.01"``, ``"abs:EPS"``), or
+        ``"keyframe_every"``, the keyframe interval (an int, 1 or more)."""
+        key = _checks.text(key, "key")
+        if value is not None:
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise InvalidInputError(f"value must be a string or an int, not {value!r}")
+            value = str(value)
+        now = self._repo.config(key, value, _checks.text(branch, "branch", optional=True))
+        return int(now) if key == "keyframe_every" else now
 
     # -- remotes ----------------------------------------------------------------------------
 
