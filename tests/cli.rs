@@ -339,6 +339,30 @@ fn diff_of_snapshot_against_file_and_snapshot() {
     assert_eq!(status("extra"), "added", "{rows:#}");
     assert_eq!(status("b"), "removed", "{rows:#}");
     assert_eq!(status("w"), "same", "{rows:#}");
+    let extra = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "extra")
+        .unwrap();
+    assert_eq!(extra["elements"], 4, "{extra:#}");
+    assert!(
+        extra["max_abs"].is_null() && extra["changed_fraction"] == 1.0,
+        "{extra:#}"
+    );
+    let text = run_ok(&repo, &["diff", "HEAD", grown.to_str().unwrap()]);
+    let line = text.lines().find(|l| l.starts_with("extra ")).unwrap();
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns[1..], ["added", "4", "-", "-", "100.00%"], "{text}");
+    // --exit-code: 1 where a tensor differs, 0 where none does.
+    let differs = |b: &str| {
+        let out = run(&repo, &["diff", "HEAD", b, "--exit-code"]);
+        assert!(stdout(&out).contains("status"), "{}", stderr(&out));
+        out.status.code()
+    };
+    assert_eq!(differs(grown.to_str().unwrap()), Some(1));
+    assert_eq!(differs(paths[1].to_str().unwrap()), Some(0));
+    assert_eq!(differs("HEAD~1"), Some(1));
     let changed = run_json(&repo, &["diff", "HEAD~1", "HEAD"]);
     let rows = changed.as_array().unwrap();
     assert_eq!(rows.len(), 2);

@@ -292,8 +292,8 @@ fn diff_reports_same_and_changed_with_max_abs() {
     let w = rows.iter().find(|r| r.name == "w").unwrap();
     assert_eq!(w.status, "changed");
     assert_eq!(w.elements, 64);
-    assert_eq!(w.max_abs, 0.25);
-    assert_eq!(w.max_rel, 0.25 / 5.0);
+    assert_eq!(w.max_abs, Some(0.25));
+    assert_eq!(w.max_rel, Some(0.25 / 5.0));
     assert_eq!(w.changed_fraction, 2.0 / 64.0);
     assert_eq!(
         rows.iter().find(|r| r.name == "ids").unwrap().status,
@@ -312,6 +312,16 @@ fn diff_reports_same_and_changed_with_max_abs() {
     assert_eq!(status("w"), "removed");
     assert_eq!(status("ids"), "layout");
     assert_eq!(status("extra"), "added");
+    // Not compared: no error, every element counted as changed.
+    for (name, elements) in [("w", 64), ("ids", 16), ("extra", 3)] {
+        let r = rows.iter().find(|r| r.name == name).unwrap();
+        assert_eq!(
+            (r.elements, r.max_abs, r.max_rel),
+            (elements, None, None),
+            "{r:?}"
+        );
+        assert_eq!(r.changed_fraction, 1.0);
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use snapstore::{is_frames, Input, InputKind, Manifest, ObjectId, Repo};
+use snapstore::{is_frames, Input, InputKind, Manifest, ObjectId, Repo, TensorDiff};
 
 use super::print::json_pretty;
 
@@ -23,16 +23,30 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    /// Exit with status 1 where a tensor differs (changed, added, removed or of another
+    /// layout), 0 where every one is the same, as `git diff --exit-code`.
+    #[arg(long)]
+    exit_code: bool,
 }
 
 /// Runs `snapstore diff`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let (a, b, json) = (&args.a, &args.b, args.json);
+    let rows = compared(repo, a, b, json)?;
+    if args.exit_code && rows.iter().any(|r| r.status != "same") {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Prints the comparison of `a` with `b`; returns the tensor rows (none for frames).
+fn compared(repo: &Repo, a: &str, b: &str, json: bool) -> Result<Vec<TensorDiff>> {
     let path = Path::new(b);
     // Resolved once: every read below takes the snapshot and manifest shown here.
     let shown = repo.show(a)?;
     if is_frames(&shown.1) && (path.is_dir() || snapstore::has_extension(path, "npy")) {
-        return diff_frames(repo, shown, path, json);
+        diff_frames(repo, shown, path, json)?;
+        return Ok(Vec::new());
     }
     if path.is_dir() && !snapstore::holds_safetensors(path) {
         bail!(
@@ -47,24 +61,27 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         repo.diff(shown, b)?
     };
     if json {
-        return json_pretty(&rows);
+        json_pretty(&rows)?;
+        return Ok(rows);
     }
     println!(
         "{:<40} {:<8} {:>12} {:>12} {:>12} {:>9}",
         "tensor", "status", "elements", "max_abs", "max_rel", "changed"
     );
-    for r in rows {
+    // Not compared (added, removed, another layout): no error to show.
+    let error = |e: Option<f64>| e.map_or("-".to_string(), |e| format!("{e:.4e}"));
+    for r in &rows {
         println!(
-            "{:<40} {:<8} {:>12} {:>12.4e} {:>12.4e} {:>8.2}%",
+            "{:<40} {:<8} {:>12} {:>12} {:>12} {:>8.2}%",
             r.name,
             r.status,
             r.elements,
-            r.max_abs,
-            r.max_rel,
+            error(r.max_abs),
+            error(r.max_rel),
             r.changed_fraction * 100.0
         );
     }
-    Ok(())
+    Ok(rows)
 }
 
 /// A sequence snapshot against the frames it was committed from.

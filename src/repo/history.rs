@@ -52,13 +52,14 @@ pub struct TensorDiff {
     pub name: String,
     /// `same`, `changed`, `added`, `removed`, or `layout` (dtype or shape changed).
     pub status: &'static str,
-    /// Elements compared.
+    /// Elements compared; for a tensor on one side only, or whose layout changed, its elements
+    /// (the second side's where both have it).
     pub elements: u64,
-    /// Largest |b - a|.
-    pub max_abs: f64,
-    /// Largest |b - a| / |a| over elements with a != 0.
-    pub max_rel: f64,
-    /// Fraction of elements whose bits differ.
+    /// Largest |b - a|; none where the values were not compared (added, removed, layout).
+    pub max_abs: Option<f64>,
+    /// Largest |b - a| / |a| over elements with a != 0; none where not compared.
+    pub max_rel: Option<f64>,
+    /// Fraction of elements whose bits differ (1 where the values were not compared).
     pub changed_fraction: f64,
 }
 
@@ -520,19 +521,19 @@ impl TensorDiff {
 
 fn diff_tensors(a: Side, b: Side) -> Vec<TensorDiff> {
     let mut out = Vec::new();
-    let empty = |name: &str, status| TensorDiff {
+    let uncompared = |name: &str, status, shape: &[u64]| TensorDiff {
         name: name.to_string(),
         status,
-        elements: 0,
-        max_abs: 0.0,
-        max_rel: 0.0,
-        changed_fraction: 0.0,
+        elements: shape.iter().product(),
+        max_abs: None,
+        max_rel: None,
+        changed_fraction: 1.0,
     };
     for (name, dt, shape, data) in &a {
         match b.iter().find(|t| t.0 == *name) {
-            None => out.push(empty(name, "removed")),
+            None => out.push(uncompared(name, "removed", shape)),
             Some((_, dt2, shape2, _)) if dt2 != dt || shape2 != shape => {
-                out.push(empty(name, "layout"))
+                out.push(uncompared(name, "layout", shape2))
             }
             Some((_, _, _, data2)) => {
                 let (elements, max_abs, max_rel, changed) = compare(*dt, data, data2);
@@ -540,8 +541,8 @@ fn diff_tensors(a: Side, b: Side) -> Vec<TensorDiff> {
                     name: name.to_string(),
                     status: if changed == 0 { "same" } else { "changed" },
                     elements,
-                    max_abs,
-                    max_rel,
+                    max_abs: Some(max_abs),
+                    max_rel: Some(max_rel),
                     changed_fraction: if elements == 0 {
                         0.0
                     } else {
@@ -551,9 +552,9 @@ fn diff_tensors(a: Side, b: Side) -> Vec<TensorDiff> {
             }
         }
     }
-    for (name, ..) in &b {
+    for (name, _, shape, _) in &b {
         if !a.iter().any(|t| t.0 == *name) {
-            out.push(empty(name, "added"));
+            out.push(uncompared(name, "added", shape));
         }
     }
     out

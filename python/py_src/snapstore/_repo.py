@@ -436,7 +436,8 @@ class Repo:
 
     def diff(self, a: str, b: str) -> List[Dict[str, Any]]:
         """Per-tensor differences between snapshots ``a`` and ``b`` (name, status, elements,
-        max_abs, max_rel, changed_fraction), as ``snapstore diff --json``."""
+        max_abs, max_rel, changed_fraction), as ``snapstore diff --json``: for a tensor on one
+        side only, or whose dtype or shape changed, ``max_abs`` and ``max_rel`` are ``None``."""
         return json.loads(self._repo.diff(_checks.text(a, "a"), _checks.text(b, "b")))
 
     def stats(self) -> Dict[str, Any]:
