@@ -17,6 +17,9 @@ pub enum SafetensorsProblem {
         /// File length.
         file: u64,
     },
+    /// The file is of another format, known by its first bytes.
+    #[error("it is {0}")]
+    OtherFormat(&'static str),
     /// The header is larger than the format allows.
     #[error("header of {0} bytes is over the 100 MB limit")]
     HeaderTooLarge(u64),

@@ -112,6 +112,40 @@ fn commit_of_random_bytes_is_not_safetensors() {
     assert_commit_rejected(&rng.bytes(4096), "not a valid safetensors file");
 }
 
+/// A checkpoint of a format people take for safetensors is named as what it is, with the
+/// conversion where there is one: torch.save's zip and pickle files, and a few others.
+#[test]
+fn commit_of_another_checkpoint_format_names_it() {
+    let mut rng = Rng::new(14);
+    for (magic, what) in [
+        (
+            &b"PK\x03\x04"[..],
+            "it is a zip archive, as torch.save writes",
+        ),
+        (
+            &b"\x80\x02"[..],
+            "it is a Python pickle, as torch.save's legacy format writes",
+        ),
+        (&b"\x93NUMPY"[..], "it is a NumPy .npy array"),
+        (&b"GGUF"[..], "it is a GGUF file"),
+        (&b"\x1f\x8b"[..], "it is a gzip file"),
+    ] {
+        let file = [magic, &rng.bytes(4096)].concat();
+        let err = assert_commit_rejected(&file, what);
+        if magic[0] != b'P' && magic[0] != 0x80 {
+            continue;
+        }
+        assert!(
+            err.contains("safetensors.torch.save_file(torch.load(path)"),
+            "{err}"
+        );
+    }
+    // A length prefix that holds keeps the safetensors problem.
+    let mut file = valid_file();
+    file.truncate(file.len() - 1);
+    assert_commit_rejected(&file, "tensors cover");
+}
+
 #[test]
 fn commit_of_empty_file_is_too_short() {
     let err = assert_commit_rejected(&[], "too short for the 8-byte header length");

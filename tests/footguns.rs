@@ -1114,6 +1114,29 @@ fn an_unwritable_stdout_is_an_error_and_a_device_output_is_written_into() {
     assert_eq!(streamed, std::fs::read(&file).unwrap());
 }
 
+/// A one-file snapshot asked into a directory (existing, or a path ending in `/`) is refused
+/// naming the file to give instead, the committed file's name in that directory.
+#[test]
+fn a_file_snapshot_into_a_directory_names_the_file_to_give() {
+    let (dir, repo, _paths) = repo_with_commits(1);
+    let existing = dir.path().join("deploy");
+    std::fs::create_dir(&existing).unwrap();
+    let new = format!("{}/", dir.path().join("new").display());
+    for out in [
+        path_str(&existing).to_string(),
+        format!("{}/", existing.display()),
+        new,
+    ] {
+        let err = run_err(&repo, &["checkout", "HEAD", "-o", &out]);
+        let want = format!("{} names a directory, and snapshot", out);
+        assert!(err.contains(&want), "{err}");
+        let file = Path::new(&out).join("0.safetensors");
+        assert!(err.contains(&format!("({}, say)", file.display())), "{err}");
+    }
+    assert!(std::fs::read_dir(&existing).unwrap().next().is_none());
+    assert!(!dir.path().join("new").exists());
+}
+
 /// `-o -` and `-o /dev/stdout` write into standard output wherever it goes, and the report,
 /// JSON too, goes to standard error: into a pipe, the bytes alone; into a file (`> f`), that
 /// file, not a new one renamed over it (which would take the report); appended (`>> f`), after
@@ -1212,7 +1235,7 @@ fn a_checkout_replaces_a_symbolic_link_and_never_writes_through_it() {
     let to_dir = dir.path().join("to-dir");
     std::os::unix::fs::symlink(&snap, &to_dir).unwrap();
     let err = run_err(&repo, &["checkout", "HEAD", "-o", path_str(&to_dir)]);
-    assert!(err.contains("to-dir") && err.contains("directory"), "{err}");
+    assert!(err.contains("to-dir names a directory"), "{err}");
     assert!(std::fs::symlink_metadata(&to_dir)
         .unwrap()
         .file_type()

@@ -335,6 +335,21 @@ pub(crate) fn write_prepared(
     if !some && !merged && p.manifest.is_directory() {
         return super::checkout_dir::write_directory(p, path, progress, stop);
     }
+    if !p.manifest.is_directory()
+        && (path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/'))
+    {
+        let named = p.manifest.source.as_deref().unwrap_or("NAME.safetensors");
+        return Err(Error::invalid(
+            "checkout output",
+            format!(
+                "{} names a directory, and snapshot {} is one file: name the file to write \
+                 ({}{named}, say)",
+                path.display(),
+                p.snapshot.short(),
+                path.join("").display(),
+            ),
+        ));
+    }
     let some = some || merged;
     let started = Instant::now();
     let (header, order): (Vec<u8>, Vec<&TensorEntry>) = match some {

@@ -65,22 +65,44 @@ impl Header {
     }
 }
 
-/// Reads the 8-byte length prefix and checks it against the file length.
+/// Reads the 8-byte length prefix and checks it against the file length; a prefix that fails
+/// and starts as a checkpoint format people mistake for safetensors does is named as that.
 pub fn header_len(prefix: &[u8], file_len: u64) -> Result<u64, P> {
     let Some(bytes) = prefix.get(..8) else {
         return Err(P::TooShort(file_len));
     };
     let n = u64::from_le_bytes(bytes.try_into().expect("8 bytes"));
-    if n > MAX_HEADER_BYTES {
-        return Err(P::HeaderTooLarge(n));
-    }
-    if n.checked_add(8).is_none_or(|end| end > file_len) {
-        return Err(P::HeaderPastEnd {
+    let problem = if n > MAX_HEADER_BYTES {
+        P::HeaderTooLarge(n)
+    } else if n.checked_add(8).is_none_or(|end| end > file_len) {
+        P::HeaderPastEnd {
             header: n,
             file: file_len,
-        });
-    }
-    Ok(n)
+        }
+    } else {
+        return Ok(n);
+    };
+    Err(other_format(bytes).map_or(problem, P::OtherFormat))
+}
+
+/// What a file starting with `magic` is, for the formats a checkpoint commonly comes in.
+fn other_format(magic: &[u8]) -> Option<&'static str> {
+    Some(match magic {
+        [b'P', b'K', 3, 4, ..] => {
+            "a zip archive, as torch.save writes (a .pt or .bin checkpoint): convert it with \
+             safetensors.torch.save_file(torch.load(path), \"model.safetensors\")"
+        }
+        [0x80, 2..=5, ..] => {
+            "a Python pickle, as torch.save's legacy format writes (a .pt or .bin checkpoint): \
+             convert it with safetensors.torch.save_file(torch.load(path), \"model.safetensors\")"
+        }
+        [0x93, b'N', b'U', b'M', b'P', b'Y', ..] => "a NumPy .npy array",
+        [b'G', b'G', b'U', b'F', ..] => "a GGUF file (llama.cpp)",
+        [0x89, b'H', b'D', b'F', ..] => "an HDF5 file (Keras .h5)",
+        [0x1f, 0x8b, ..] => "a gzip file: decompress it first",
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => "a zstd file: decompress it first",
+        _ => return None,
+    })
 }
 
 /// Parses and validates header JSON; `data_len` is the number of bytes after the header.
