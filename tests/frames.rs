@@ -182,6 +182,53 @@ fn npy_float_sequences_keep_nan_and_meet_abs_bounds() {
     }
 }
 
+/// A directory holding safetensors files and more PNGs is frames with a stray checkpoint or a
+/// checkpoint with sample images: refused until `--kind` says which, nothing stored. Fewer PNGs
+/// than shards is a checkpoint with its samples; `--group` applies to frames only.
+#[test]
+fn safetensors_beside_more_pngs_wait_for_kind_and_group_is_for_frames() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(3);
+    let src = dir.path().join("frames");
+    let seq = moving_frames(&mut rng, 3, 8, 8, 3, FrameDtype::U8);
+    snapstore::write_pngs(&seq, &src, 0..3).unwrap();
+    let st = trajectory(4, 1, &[("w", &[8, 8]), ("v", &[4])]);
+    let (w, v) = (&st[0][..1], &st[0][1..]);
+    write_safetensors(&src.join("model.safetensors"), w, None);
+    let before = repo_state(&repo);
+    let err = run_err(&repo, &["commit", src.to_str().unwrap()]);
+    let want = "1 *.safetensors file(s) and 3 PNG frames: --kind tensors";
+    assert!(
+        err.contains(src.to_str().unwrap()) && err.contains(want),
+        "{err}"
+    );
+    assert_eq!(repo_state(&repo), before);
+    let frames = run_json(
+        &repo,
+        &["commit", src.to_str().unwrap(), "--kind", "frames"],
+    );
+    assert_eq!(frames["tensors"], 1, "{frames}");
+    assert!(run_ok(&repo, &["show", "HEAD"]).contains("frames"));
+    let ckpt = run_json(
+        &repo,
+        &["commit", src.to_str().unwrap(), "--kind", "tensors"],
+    );
+    assert_eq!(ckpt["left_out"].as_array().unwrap().len(), 3, "{ckpt}");
+
+    // Two shards and a sample image: a checkpoint.
+    write_safetensors(&src.join("other.safetensors"), v, None);
+    for f in ["frame_00001.png", "frame_00002.png"] {
+        std::fs::remove_file(src.join(f)).unwrap();
+    }
+    let r = run_json(&repo, &["commit", src.to_str().unwrap()]);
+    assert_eq!(r["left_out"], serde_json::json!(["frame_00000.png"]), "{r}");
+    let err = run_err(&repo, &["commit", src.to_str().unwrap(), "--group", "5"]);
+    assert!(
+        err.contains("frames per group apply to a frame sequence"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_directory_with_an_odd_frame_is_refused_naming_it() {
     let (dir, repo) = init_repo();

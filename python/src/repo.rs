@@ -259,7 +259,8 @@ impl PyRepo {
 
     /// Commits what `path` holds (a safetensors file, a checkpoint directory, a frame
     /// sequence), as `snapstore commit PATH` does; the CommitReport as JSON.
-    #[pyo3(signature = (path, message, bound, meta, branch))]
+    #[pyo3(signature = (path, message, bound, meta, branch, kind))]
+    #[allow(clippy::too_many_arguments)] // the Python call's keywords, one for one
     fn commit_path(
         &self,
         py: Python<'_>,
@@ -268,17 +269,26 @@ impl PyRepo {
         bound: Option<String>,
         meta: BTreeMap<String, String>,
         branch: Option<String>,
+        kind: &str,
     ) -> PyResult<String> {
         let opts = commit_options(py, message, bound, meta, branch)?;
-        let input = py
-            .detach(|| Input::detect(&path, InputKind::Auto))
-            .map_err(|e| {
-                let class = match e {
-                    FrameError::Io { .. } => "StorageIOError",
-                    _ => "InvalidInputError",
-                };
-                raise(py, class, e.to_string())
-            })?;
+        let kind = match kind {
+            "auto" => InputKind::Auto,
+            "tensors" => InputKind::Tensors,
+            "frames" => InputKind::Frames,
+            other => {
+                let why =
+                    format!("kind must be \"auto\", \"tensors\" or \"frames\", not {other:?}");
+                return Err(raise(py, "InvalidInputError", why));
+            }
+        };
+        let input = py.detach(|| Input::detect(&path, kind)).map_err(|e| {
+            let class = match e {
+                FrameError::Io { .. } => "StorageIOError",
+                _ => "InvalidInputError",
+            };
+            raise(py, class, e.to_string())
+        })?;
         self.run_interruptible(py, Some(COMMIT_LANDED), |repo| {
             repo.commit_input(&input, None, &opts).map(|r| json(&r))
         })

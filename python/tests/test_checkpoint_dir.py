@@ -96,3 +96,21 @@ def test_what_cannot_be_committed_or_written_is_refused_by_name(repo, tmp_path):
     other = save_sharded(epoch_state(1), tmp_path / "other", 3)
     with pytest.raises(InvalidInputError, match="holds model-00001-of-00003.safetensors"):
         repo.checkout_to(other)
+
+
+def test_kind_decides_for_a_checkpoint_beside_more_pngs(repo, tmp_path):
+    """A directory of one safetensors file and more PNGs waits for ``kind``, as ``--kind``."""
+    ckpt = tmp_path / "samples"
+    ckpt.mkdir()
+    save_file(epoch_state(0), str(ckpt / "model.safetensors"))
+    for i in range(3):
+        (ckpt / f"sample_{i}.png").write_bytes(b"\x89PNG not decoded here")
+    with pytest.raises(InvalidInputError, match=r'1 \*\.safetensors file\(s\) and 3 PNG frames: '
+                                                r'--kind tensors \(Python: kind="tensors"\)'):
+        repo.commit_path(ckpt)
+    assert repo.log() == []
+    r = repo.commit_path(ckpt, kind="tensors")
+    assert r.left_out == [f"sample_{i}.png" for i in range(3)]
+    with pytest.raises(InvalidInputError, match=r"kind must be 'auto', 'tensors' or 'frames', "
+                                                r"not 'pictures'"):
+        repo.commit_path(ckpt, kind="pictures")

@@ -125,6 +125,22 @@ pub enum FrameError {
         /// The first few, in natural order.
         first: Vec<String>,
     },
+    /// A directory holds safetensors files and more PNGs: frames with a stray checkpoint, or a
+    /// checkpoint with sample images; the caller says which.
+    #[error(
+        "{}: {safetensors} *.safetensors file(s) and {png} PNG frames: --kind tensors (Python: \
+         kind=\"tensors\") commits it as a checkpoint directory, the PNGs left out; --kind \
+         frames (kind=\"frames\") its PNGs as a frame sequence",
+        dir.display()
+    )]
+    Ambiguous {
+        /// The directory.
+        dir: PathBuf,
+        /// Its `*.safetensors` files.
+        safetensors: usize,
+        /// Its `*.png` files.
+        png: usize,
+    },
     /// A `*.png` in a frame directory is not a regular file (a FIFO would block the read).
     #[error("{path}: {kind}, not a PNG file: a frame must be a regular file")]
     NotAFile {

@@ -1167,6 +1167,16 @@ impl Repo {
         group: Option<usize>,
         opts: &CommitOptions,
     ) -> Result<CommitReport> {
+        if let (Some(_), Input::Tensors(path) | Input::Directory(path)) = (group, input) {
+            return Err(Error::invalid(
+                "group",
+                format!(
+                    "{}: frames per group apply to a frame sequence, and this is a checkpoint \
+                     (its chains are set by keyframe_every)",
+                    path.display()
+                ),
+            ));
+        }
         match input {
             Input::Tensors(path) => self.commit_file(path, opts),
             Input::Directory(dir) => self.commit_dir(dir, opts),

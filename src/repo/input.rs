@@ -76,6 +76,19 @@ impl Input {
                 ),
             });
         }
+        if kind == InputKind::Auto && checkpoint_dir {
+            // The README's `commit frames/` would else commit the odd safetensors file in it
+            // as a checkpoint, the frames left out (a sample image beside shards is not that).
+            let (safetensors, png) = count_files(path);
+            if png > safetensors {
+                let dir = path.to_path_buf();
+                return Err(FrameError::Ambiguous {
+                    dir,
+                    safetensors,
+                    png,
+                });
+            }
+        }
         Ok(match kind {
             InputKind::Tensors | InputKind::Auto if checkpoint_dir => {
                 Input::Directory(path.to_path_buf())
@@ -87,6 +100,18 @@ impl Input {
             InputKind::Auto => Input::Tensors(path.to_path_buf()),
         })
     }
+}
+
+/// How many `.safetensors` and `.png` files directory `dir` holds.
+fn count_files(dir: &Path) -> (usize, usize) {
+    let (mut safetensors, mut png) = (0, 0);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for path in entries.flatten().map(|e| e.path()).filter(|p| p.is_file()) {
+            safetensors += has_extension(&path, "safetensors") as usize;
+            png += has_extension(&path, "png") as usize;
+        }
+    }
+    (safetensors, png)
 }
 
 /// Whether `path` ends in `.EXT`, in any case (`X.NPY` is a `.npy`).

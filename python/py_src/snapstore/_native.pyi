@@ -68,6 +68,7 @@ class Repo:
         bound: Optional[str],
         meta: Dict[str, str],
         branch: Optional[str],
+        kind: str,
     ) -> str: ...
     def checkout_to(self, spec: str, path: str, names: Optional[List[str]] = None) -> str: ...
     def checkout(

@@ -279,6 +279,8 @@ class Repo:
         bound: Optional[str] = None,
         meta: Optional[Mapping[str, Any]] = None,
         branch: Optional[str] = None,
+        *,
+        kind: str = "auto",
     ) -> CommitReport:
         """Stores what ``path`` holds as a new snapshot, as ``snapstore commit PATH`` does: a
         safetensors file (its header kept, so :meth:`checkout_to` writes it back byte for byte
@@ -286,8 +288,10 @@ class Repo:
         (its ``*.safetensors`` shards and its JSON files up to 1 MiB, such as ``config.json``
         and the shard index; ``left_out`` in the report names what else was there); or a frame
         sequence (a directory of PNGs, a ``.npy``). ``bound``, ``meta`` and ``branch`` as in
-        :meth:`commit` (no ``"auto"``). A file or directory that cannot be committed raises
-        ``InvalidInputError`` (or ``StorageIOError``) naming it, and nothing is stored."""
+        :meth:`commit` (no ``"auto"``). ``kind`` (``"tensors"`` or ``"frames"``, as ``--kind``)
+        decides for a directory holding safetensors files and more PNGs, which ``"auto"``
+        refuses. A file or directory that cannot be committed raises ``InvalidInputError`` (or
+        ``StorageIOError``) naming it, and nothing is stored."""
         message = _checks.text(message, "message")
         branch = _checks.text(branch, "branch", optional=True)
         if bound is not None and not isinstance(bound, str):
@@ -295,8 +299,10 @@ class Repo:
         if bound == "auto":
             raise InvalidInputError('bound="auto" needs the tensors: use commit(state_dict, '
                                     'bound="auto", evaluate=...)')
+        if kind not in ("auto", "tensors", "frames"):
+            raise InvalidInputError(f"kind must be 'auto', 'tensors' or 'frames', not {kind!r}")
         raw = self._repo.commit_path(_checks.path(path), message, bound,
-                                     meta_strings(meta, "meta"), branch)
+                                     meta_strings(meta, "meta"), branch, kind)
         return self._reported(CommitReport(**json.loads(raw)), branch)
 
     def search(
