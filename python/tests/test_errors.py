@@ -93,6 +93,10 @@ def test_closed_repository(tmp_path):
     with pytest.raises(snapstore.ClosedRepositoryError):
         r.commit({"w": torch.zeros(2)})
     r.close()  # idempotent
+    # The path outlives the handle: it is what opens the repository again.
+    assert repr(r) == f"<snapstore.Repo {r.path!r} closed>"
+    with snapstore.Repo(r.path) as again:
+        assert len(again.log()) == 1 and repr(again) == f"<snapstore.Repo {r.path!r}>"
 
 
 def test_bad_ref_names_and_duplicates(repo):

@@ -63,6 +63,14 @@ def test_tags_and_branches(repo):
     assert set(repo.branch()) == {"main"}
 
 
+def test_a_0d_tensor_or_array_in_meta_is_stored_as_its_value(repo):
+    import numpy as np
+    repo.commit({"w": torch.ones(2)}, meta={"loss": torch.tensor(0.5), "acc": np.float32(0.25),
+                                           "step": np.array(7), "epoch": 3, "vec": [1, 2]})
+    assert repo.log()[0]["meta"] == {"loss": "0.5", "acc": "0.25", "step": "7", "epoch": "3",
+                                     "vec": "[1, 2]"}
+
+
 def test_the_report_names_the_bound_in_force_and_config_sets_it(repo):
     assert repo.commit({"w": torch.ones(8)}).bound == "lossless"
     assert repo.config("bound") == "lossless" and repo.config("keyframe_every") == 32

@@ -193,7 +193,10 @@ def test_an_evaluator_loading_candidates_into_the_committed_model_is_refused(rep
         model.load_state_dict(candidate)
         return 1.0
 
-    with pytest.raises(snapstore.EvaluatorError, match='wrote into tensor "(weight|bias)"'):
+    with pytest.raises(snapstore.EvaluatorError,
+                       match="^invalid evaluator: evaluating rel:[0-9.e-]+: the model being "
+                             "committed now holds this candidate's values, not its own: the "
+                             'evaluator wrote them into tensor "(weight|bias)"'):
         if how == "commit":
             repo.commit(sd, bound="auto", evaluate=evaluate, bounds=BOUNDS)
         else:

@@ -81,9 +81,10 @@ pub fn guard_inputs<'a, 'b: 'a>(
         let accuracy = evaluator(candidate);
         match crate::repo::first_changed(inputs, &hashes) {
             Some(t) => Err(format!(
-                "it wrote into tensor \"{}\", one of those being searched, so nothing was stored; \
-                 it loaded the candidate into the model the tensors come from (that model now \
-                 holds the candidate's values): evaluate a separate copy of the model",
+                "the model being committed now holds this candidate's values, not its own: the \
+                 evaluator wrote them into tensor \"{}\" (it loaded the candidate into the \
+                 model the tensors come from), so nothing was stored; restore the model's \
+                 weights from a copy of yours, and evaluate a separate copy of the model",
                 inputs[t].name
             )),
             None => accuracy,

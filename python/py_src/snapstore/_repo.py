@@ -149,6 +149,8 @@ class Repo:
             _native_repo = _native.Repo.open(
                 _checks.path(path), False, *_cache_sizes(tip_cache_bytes, checkout_cache_bytes))
         self._repo = _native_repo
+        # Kept past close(): the path is what reopens the repository after a ``with`` block.
+        self._path = os.fspath(_native_repo.path)
 
     @classmethod
     def init(
@@ -182,7 +184,8 @@ class Repo:
 
     @property
     def path(self) -> str:
-        return os.fspath(self._repo.path)
+        """The repository's directory (also after ``close()``, to open it again)."""
+        return self._path
 
     def __enter__(self) -> "Repo":
         return self
@@ -191,7 +194,7 @@ class Repo:
         self.close()
 
     def __repr__(self) -> str:
-        return "<snapstore.Repo closed>" if self.closed else f"<snapstore.Repo {self.path!r}>"
+        return f"<snapstore.Repo {self.path!r}{' closed' if self.closed else ''}>"
 
     def __reduce_ex__(self, protocol: int) -> Any:
         # An open handle, like a file object: copy.copy used to share it (closing the copy
@@ -236,7 +239,8 @@ class Repo:
         evaluator raises or returns NaN, nothing is committed and ``EvaluatorError`` is raised
         (``KeyboardInterrupt`` and ``SystemExit`` pass through unchanged).
 
-        ``meta``: key/value pairs stored with the snapshot (values become strings);
+        ``meta``: key/value pairs stored with the snapshot (values become strings; a 0-d tensor
+        or array its value);
         ``metadata``: the safetensors ``__metadata__`` a file checkout would carry.
         """
         message = _checks.text(message, "message")

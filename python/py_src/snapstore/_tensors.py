@@ -444,5 +444,7 @@ def meta_strings(meta: Optional[Mapping[str, Any]], what: str) -> Dict[str, str]
     for k, v in meta.items():
         if not isinstance(k, str):
             raise InvalidInputError(f"{what} keys must be strings, not {k!r}")
+        if getattr(v, "ndim", None) == 0 and hasattr(v, "item"):
+            v = v.item()  # a 0-d tensor or array (a loss): its value, not "tensor(0.5000)"
         out[k] = str(v)
     return out

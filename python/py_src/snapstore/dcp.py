@@ -17,6 +17,10 @@ calls on the coordinator with every rank's write results but not their tensors. 
 would need each rank's tensors to reach one committer (or a commit per rank on its own branch
 plus a merge snapshot); that is not implemented, and a writer set up on a non-coordinator rank
 refuses.
+
+``StorageReader`` unpickles the DCP metadata a snapshot holds, as DCP unpickles its own
+``.metadata`` file: a snapshot made by someone else can run code when loaded. Read only
+repositories, and remotes, you trust.
 """
 
 from __future__ import annotations
