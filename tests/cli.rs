@@ -451,6 +451,11 @@ fn concurrent_commits_land_linearly(n: usize) {
         assert_checkout_equals(&repo, id, &out, bytes);
     }
     assert_fsck_clean(&repo);
+    // A commit put on top of another's leaves no record of where it first meant to go: fsck
+    // would list it as a snapshot no ref reaches, under the message of one that landed.
+    let fsck = run_json(&repo, &["fsck"]);
+    let unreferenced = &fsck["report"]["unreferenced_snapshots"];
+    assert_eq!(unreferenced, &serde_json::json!([]), "{fsck:#}");
 }
 
 #[test]

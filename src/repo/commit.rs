@@ -1043,6 +1043,12 @@ impl Repo {
         }
         undo.objects = index.add_pack(pack_name, pack_entries)?;
         if let Err(current) = index.cas_ref(key, expected, Some(id))? {
+            // The snapshot goes on top of `current`, under another id: this manifest is no
+            // one's, and fsck would list it as a snapshot no ref reaches (its bytes stay in the
+            // pack, unindexed, beside the chunks the retry uses).
+            if undo.objects.contains(&id) {
+                index.forget_objects(&[id])?;
+            }
             index.flush()?;
             return Ok(Some(current));
         }
