@@ -468,6 +468,35 @@ fn four_concurrent_commits_on_one_branch_all_land_linearly() {
     concurrent_commits_land_linearly(4);
 }
 
+/// `tag` and `branch` list, make and delete in JSON too, full ids.
+#[test]
+fn tags_and_branches_in_json() {
+    let (dir, repo) = init_repo();
+    let p = dir.path().join("0.safetensors");
+    write_safetensors(&p, &trajectory(9, 1, &[("w", &[4])])[0], None);
+    let id = commit_json(&repo, &p, &[])["snapshot"].clone();
+    assert_eq!(
+        run_json(&repo, &["tag", "v1"]),
+        serde_json::json!({"tag": "v1", "snapshot": id})
+    );
+    assert_eq!(run_json(&repo, &["tag"]), serde_json::json!({"v1": id}));
+    let made = run_json(&repo, &["branch", "exp"]);
+    assert_eq!(made, serde_json::json!({"branch": "exp", "snapshot": id}));
+    let listed = run_json(&repo, &["branch"]);
+    let want = serde_json::json!({"head": "main", "branches": {"exp": id, "main": id}});
+    assert_eq!(listed, want);
+    let deleted = run_json(&repo, &["tag", "-d", "v1"]);
+    assert_eq!(
+        deleted,
+        serde_json::json!({"deleted": "tags/v1", "was": id})
+    );
+    let deleted = run_json(&repo, &["branch", "-d", "exp"]);
+    assert_eq!(
+        deleted,
+        serde_json::json!({"deleted": "heads/exp", "was": id})
+    );
+}
+
 #[test]
 fn branches_tags_and_switch() {
     let (dir, repo) = init_repo();

@@ -1,7 +1,10 @@
 //! `snapstore branch`: create, list (no NAME) or delete branches.
 
 use anyhow::Result;
+use serde_json::json;
 use snapstore::Repo;
+
+use super::print::json_pretty;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -13,31 +16,53 @@ pub struct Args {
     /// Delete the branch.
     #[arg(short, long)]
     delete: bool,
+    /// Print JSON: the list `{head, branches: {NAME: id}}`; `{branch, snapshot}` made (null
+    /// in an empty repository); `{deleted, was}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `snapstore branch`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
+    let json = args.json;
     match (args.name, args.delete) {
         (None, _) => {
             // Both reads from one open of the index.
             let repo = repo.clone().holding_index()?;
             let head = repo.head_branch()?;
-            for (n, id) in repo.list_refs()?.0 {
+            let branches = repo.list_refs()?.0;
+            if json {
+                let map: serde_json::Map<_, _> = branches
+                    .iter()
+                    .map(|(n, id)| (n.clone(), json!(id)))
+                    .collect();
+                return json_pretty(&json!({"head": head, "branches": map}));
+            }
+            for (n, id) in branches {
                 println!("{} {n} {}", if n == head { "*" } else { " " }, id.short());
             }
         }
         (Some(n), true) => {
             let was = repo.delete_ref(&format!("heads/{n}"))?;
+            if json {
+                return json_pretty(&json!({"deleted": format!("heads/{n}"), "was": was}));
+            }
             println!(
                 "deleted branch {n} (was {}); to restore it: snapstore branch {n} {}",
                 was.short(),
                 was.hex()
             );
         }
-        (Some(n), false) => match repo.create_branch(&n, args.spec.as_deref())? {
-            Some(id) => println!("branch {n} -> {}", id.short()),
-            None => println!("branch {n} (empty)"),
-        },
+        (Some(n), false) => {
+            let made = repo.create_branch(&n, args.spec.as_deref())?;
+            if json {
+                return json_pretty(&json!({"branch": n, "snapshot": made}));
+            }
+            match made {
+                Some(id) => println!("branch {n} -> {}", id.short()),
+                None => println!("branch {n} (empty)"),
+            }
+        }
     }
     Ok(())
 }

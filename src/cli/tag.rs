@@ -1,7 +1,10 @@
 //! `snapstore tag`: create, list (no NAME) or delete tags.
 
 use anyhow::Result;
+use serde_json::json;
 use snapstore::Repo;
+
+use super::print::json_pretty;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -13,18 +16,31 @@ pub struct Args {
     /// Delete the tag.
     #[arg(short, long)]
     delete: bool,
+    /// Print JSON: the list `{NAME: id}`; `{tag, snapshot}` made; `{deleted, was}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs `snapstore tag`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
+    let json = args.json;
     match (args.name, args.delete) {
         (None, _) => {
-            for (n, id) in repo.list_refs()?.1 {
+            let tags = repo.list_refs()?.1;
+            if json {
+                let map: serde_json::Map<_, _> =
+                    tags.iter().map(|(n, id)| (n.clone(), json!(id))).collect();
+                return json_pretty(&map);
+            }
+            for (n, id) in tags {
                 println!("{n} {}", id.short());
             }
         }
         (Some(n), true) => {
             let was = repo.delete_ref(&format!("tags/{n}"))?;
+            if json {
+                return json_pretty(&json!({"deleted": format!("tags/{n}"), "was": was}));
+            }
             println!(
                 "deleted tag {n} (was {}); to restore it: snapstore tag {n} {}",
                 was.short(),
@@ -33,6 +49,9 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         }
         (Some(n), false) => {
             let id = repo.create_tag(&n, &args.spec)?;
+            if json {
+                return json_pretty(&json!({"tag": n, "snapshot": id}));
+            }
             println!("tag {n} -> {}", id.short());
         }
     }

@@ -26,19 +26,19 @@
 //! The evaluator is the slow part. The ratio of every candidate is first *estimated* from one
 //! statistics pass over the codes (order-0 entropy of the code histogram of each chunk plus the
 //! exceptions: [`CandidateRow::est_ratio`]); the real packed size comes with each candidate
-//! actually coded, and the table shows both (`est/real`). Candidates are sorted by bound. A
-//! coarse scan evaluates every other candidate from the largest bound down; then the search
-//! refines next to the best score and where admissibility flips between two evaluated
-//! candidates (bisecting the gap). Throughout, a candidate is evaluated only if it could still
-//! beat the best one so far: a smaller bound has a smaller ratio (at most its estimate scaled
-//! by the largest real/estimated ratio seen, and at most the ratio of the next larger bound
-//! coded), so it can win only through a smaller loss; nothing is assumed about the loss, which
-//! on a small test set is noisy and not monotone. In particular once an admissible candidate
-//! loses nothing, no smaller bound is evaluated. [`SearchReport::evaluations`] counts the calls
-//! (baseline included) against [`SearchReport::full_scan_evaluations`] (candidates + 1);
+//! actually coded, and the table shows both (`est_err`: the estimate's bytes against the real
+//! ones). Candidates are sorted by bound. A coarse scan evaluates every other candidate from the
+//! largest bound down; then the search refines next to the best score and where admissibility flips
+//! between two evaluated candidates (bisecting the gap). Throughout, a candidate is evaluated only
+//! if it could still beat the best one so far: a smaller bound has a smaller ratio (at most its
+//! estimate scaled by the largest real/estimated ratio seen, and at most the ratio of the next
+//! larger bound coded), so it can win only through a smaller loss; nothing is assumed about the
+//! loss, which on a small test set is noisy and not monotone. In particular once an admissible
+//! candidate loses nothing, no smaller bound is evaluated. [`SearchReport::evaluations`] counts the
+//! calls (baseline included) against [`SearchReport::full_scan_evaluations`] (candidates + 1);
 //! `full_scan` evaluates everything. Only evaluated candidates can be chosen, so the loss of the
-//! choice is always measured; a candidate the coarse scan skipped between two inadmissible ones
-//! is not, the price of the saved calls.
+//! choice is always measured; a candidate the coarse scan skipped between two inadmissible ones is
+//! not, the price of the saved calls.
 
 mod auto;
 mod candidate;

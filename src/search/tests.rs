@@ -959,7 +959,7 @@ fn plot_is_a_well_formed_svg() {
     assert!(text.contains("accuracy") && text.contains("compression ratio"));
     let table = r.table();
     assert!(
-        table.contains("est/real") && table.contains("chosen rel:"),
+        table.contains("est_err") && table.contains("chosen rel:"),
         "{table}"
     );
 }
