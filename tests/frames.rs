@@ -143,6 +143,32 @@ fn a_frame_range_checks_out_only_those_frames() {
     assert!(err.contains("outside"), "{err}");
 }
 
+/// Frames of a sequence committed without names (a `.npy`) are written under their index in
+/// the sequence: `--frames 3..5` gives frame_00003.png and frame_00004.png, holding those.
+#[test]
+fn a_frame_range_of_an_unnamed_sequence_keeps_its_indices() {
+    let (dir, repo) = init_repo();
+    let seq = moving_frames(&mut Rng::new(5), 6, 8, 8, 3, FrameDtype::U8);
+    let src = dir.path().join("clip.npy");
+    snapstore::write_npy(&seq, &src, 0..seq.t).unwrap();
+    run_ok(&repo, &["commit", src.to_str().unwrap()]);
+    let out = dir.path().join("out");
+    run_ok(
+        &repo,
+        &[
+            "checkout",
+            "HEAD",
+            "-o",
+            out.to_str().unwrap(),
+            "--frames",
+            "3..5",
+        ],
+    );
+    assert_eq!(sorted_names(&out), ["frame_00003.png", "frame_00004.png"]);
+    let back = read_back(&out);
+    assert_eq!(back.data, seq.frames(3..5).unwrap());
+}
+
 #[test]
 fn npy_float_sequences_keep_nan_and_meet_abs_bounds() {
     let (dir, repo) = init_repo();
