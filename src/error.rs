@@ -199,15 +199,17 @@ pub enum Error {
     #[error("unknown ref {0:?}")]
     UnknownRef(String),
     /// A snapshot id prefix that matches more than one snapshot.
-    #[error("ref {prefix:?} is ambiguous: it matches {count} snapshots")]
+    #[error("ref {prefix:?} is ambiguous: it matches {count} snapshots ({}{}): give more digits", .first.join(", "), if *count > first.len() { ", ..." } else { "" })]
     AmbiguousRef {
         /// The prefix given.
         prefix: String,
         /// How many snapshots it matches.
         count: usize,
+        /// The first few it matches, as 12-digit ids in order.
+        first: Vec<String>,
     },
     /// A branch or tag name that cannot be used.
-    #[error("invalid ref name {0:?}: use letters, digits, '.', '_', '-' and '/' (no '..', no leading '/' or '-')")]
+    #[error("invalid ref name {0:?}: use at most 200 letters, digits, '.', '_', '-' and '/' (no '..', no leading '/' or '-')")]
     BadRefName(String),
     /// A new branch or tag name another name would shadow, or that would shadow one.
     #[error("cannot name a {kind} {name:?}: {problem}")]

@@ -265,7 +265,7 @@ fn resolve_base(store: &RemoteStore, base: &str) -> Result<Option<ObjectId>> {
     match matches.len() {
         0 => Ok(None),
         1 => Ok(Some(matches[0])),
-        count => Err(Error::AmbiguousRef { prefix, count }),
+        _ => Err(crate::repo::ambiguous(prefix, &matches)),
     }
 }
 

@@ -54,7 +54,9 @@ pub use maintenance::{
 pub(crate) use plan::TensorPlan;
 pub(crate) use reader::{ObjectReader, Spool};
 pub use refs::Rev;
-pub(crate) use refs::{branch_key, check_ref_name, split_ancestry, tag_key, REMOTES_KEY};
+pub(crate) use refs::{
+    ambiguous, branch_key, check_ref_name, split_ancestry, tag_key, REMOTES_KEY,
+};
 
 /// Repository format version written by this build; newer ones are refused.
 pub const FORMAT_VERSION: u32 = 1;

@@ -266,6 +266,18 @@ fn resolve_base(index: &Index, base: &str) -> Result<ObjectId> {
     resolve_prefix(index, base)
 }
 
+/// The error for an id prefix several snapshots share, naming the first few of them.
+pub(crate) fn ambiguous(prefix: String, matches: &[ObjectId]) -> Error {
+    let mut first: Vec<String> = matches.iter().map(|id| id.short()).collect();
+    first.sort();
+    first.truncate(4);
+    Error::AmbiguousRef {
+        prefix,
+        count: matches.len(),
+        first,
+    }
+}
+
 fn resolve_prefix(index: &Index, prefix: &str) -> Result<ObjectId> {
     let hex_ok =
         prefix.len() >= 4 && prefix.len() <= 64 && prefix.bytes().all(|b| b.is_ascii_hexdigit());
@@ -282,7 +294,7 @@ fn resolve_prefix(index: &Index, prefix: &str) -> Result<ObjectId> {
     match matches.len() {
         0 => Err(Error::UnknownRef(prefix)),
         1 => Ok(matches[0]),
-        count => Err(Error::AmbiguousRef { prefix, count }),
+        _ => Err(ambiguous(prefix, &matches)),
     }
 }
 
@@ -461,6 +473,21 @@ mod tests {
             ids.push(r.snapshot);
         }
         (dir, repo, ids)
+    }
+
+    /// An ambiguous prefix names the first few snapshots it matches, in order, and how to pick.
+    #[test]
+    fn an_ambiguous_prefix_lists_what_it_matches() {
+        let ids: Vec<ObjectId> = (0..6u8).rev().map(|k| ObjectId([k; 32])).collect();
+        let e = ambiguous("0000".into(), &ids[4..]).to_string();
+        let want = "ref \"0000\" is ambiguous: it matches 2 snapshots (000000000000, \
+                    010101010101): give more digits";
+        assert_eq!(e, want);
+        let e = ambiguous("0".into(), &ids).to_string();
+        assert!(
+            e.contains("6 snapshots (000000000000, 010101010101, 020202020202, 030303030303, ...)"),
+            "{e}"
+        );
     }
 
     /// `~N`, `~` and `^` go back first parents, any number in a row; anything else after a `~`
