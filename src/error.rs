@@ -256,6 +256,20 @@ pub enum Error {
         /// What is wrong.
         problem: String,
     },
+    /// A tensor asked for needs a damaged object (its own chunk, or one of its delta chain's).
+    #[error(
+        "tensor {tensor:?} of snapshot {snapshot} cannot be read: {damage}; the snapshot's \
+             other tensors can (checkout --tensor NAME; Python: names=[...]), and `snapstore \
+             fsck` names every snapshot the damage breaks"
+    )]
+    DamagedTensor {
+        /// The tensor.
+        tensor: String,
+        /// Its snapshot (12 hex digits).
+        snapshot: String,
+        /// The damage found.
+        damage: Box<Error>,
+    },
     /// A pack file cannot be read.
     #[error("pack {pack} is damaged: {problem}")]
     CorruptPack {

@@ -203,3 +203,59 @@ fn an_interrupted_index_rebuild_is_refused_until_one_completes() {
         assert_eq!(&std::fs::read(&out).unwrap(), expected, "{id}");
     }
 }
+
+/// A checkout that meets a damaged chunk names the tensor that needs it and says the others can
+/// still be read; they can, and fsck names the same tensor.
+#[test]
+fn a_damaged_chunk_names_its_tensor_and_the_others_check_out() {
+    let (dir, repo) = init_repo();
+    let mut rng = Rng::new(31);
+    let tensors = [
+        Tensor::random(&mut rng, "first", snapstore::Dtype::U8, &[1 << 16]),
+        Tensor::random(&mut rng, "second", snapstore::Dtype::U8, &[1 << 16]),
+    ];
+    let file = dir.path().join("m.safetensors");
+    write_safetensors(&file, &tensors, None);
+    run_ok(&repo, &["commit", file.to_str().unwrap()]);
+    let pack = std::fs::read_dir(repo.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "pack"))
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let middle = bytes.len() / 2; // inside one of the two 64 KiB chunks
+    bytes[middle] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+
+    let out = dir.path().join("out.safetensors");
+    let err = run_err(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+    let (bad, good) = match err.contains("tensor \"first\" of snapshot") {
+        true => ("first", "second"),
+        false => ("second", "first"),
+    };
+    assert!(
+        err.contains(&format!("tensor \"{bad}\" of snapshot")),
+        "{err}"
+    );
+    assert!(
+        err.contains("is damaged") && err.contains("checkout --tensor NAME"),
+        "{err}"
+    );
+    run_ok(
+        &repo,
+        &[
+            "checkout",
+            "HEAD",
+            "-o",
+            out.to_str().unwrap(),
+            "--tensor",
+            good,
+        ],
+    );
+    let fsck = run(&repo, &["fsck"]);
+    assert!(
+        stdout(&fsck).contains(&format!("tensor \"{bad}\"")),
+        "{}",
+        stdout(&fsck)
+    );
+}

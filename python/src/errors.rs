@@ -38,6 +38,7 @@ fn class_of(e: &Error) -> &'static str {
         | Error::PackRemovedUnderCommit { .. } => "BusyError",
         Error::MissingObject { .. }
         | Error::CorruptObject { .. }
+        | Error::DamagedTensor { .. }
         | Error::CorruptPack { .. }
         | Error::HashMismatch { .. }
         | Error::Decode { .. }

@@ -485,6 +485,7 @@ pub(crate) fn select_entries(
 /// decodes wrongly).
 fn decode_window(
     reader: &ObjectReader,
+    snapshot: &ObjectId,
     entries: &[&TensorEntry],
     window: &[(usize, usize)],
 ) -> Result<Vec<Vec<u8>>> {
@@ -493,11 +494,21 @@ fn decode_window(
         .map(|&(t, i)| reader.decode_chunk(entries[t], i))
         .collect::<Result<_>>()
         .map_err(|e| {
-            let damage = window
-                .iter()
-                .find_map(|&(t, i)| reader.find_damage(entries[t], i));
+            let damage = window.iter().find_map(|&(t, i)| {
+                let damage = reader.find_damage(entries[t], i)?;
+                Some(damaged_tensor(entries[t], snapshot, damage))
+            });
             damage.unwrap_or(e)
         })
+}
+
+/// `damage` as the tensor that needed the damaged object reports it.
+fn damaged_tensor(entry: &TensorEntry, snapshot: &ObjectId, damage: Error) -> Error {
+    Error::DamagedTensor {
+        tensor: entry.name.clone(),
+        snapshot: snapshot.short(),
+        damage: Box::new(damage),
+    }
 }
 
 /// Decodes tensors in order, a window of chunks at a time across tensors (so a checkpoint of
@@ -529,7 +540,7 @@ pub(crate) fn decode_tensors(
             }
             // Name the damaged object where there is one (objects were read unhashed).
             if let Some(damage) = (0..e.chunks.len()).find_map(|i| reader.find_damage(e, i)) {
-                return Err(damage);
+                return Err(damaged_tensor(e, snapshot, damage));
             }
             return Err(Error::HashMismatch {
                 tensor: e.name.clone(),
@@ -577,7 +588,7 @@ pub(crate) fn decode_tensors(
     };
     if let [window] = windows[..] {
         // One window (a small checkpoint): nothing to overlap, no threads to start.
-        return output(window, decode_window(reader, entries, window)?);
+        return output(window, decode_window(reader, snapshot, entries, window)?);
     }
     let windows = &windows;
     // Rendezvous channels: a stage hands its window on only when the next one takes it.
@@ -597,7 +608,7 @@ pub(crate) fn decode_tensors(
                 if let Ok(objects) = ahead_rx.recv() {
                     reader.hand_in_ahead(objects);
                 }
-                let decoded = decode_window(reader, entries, window);
+                let decoded = decode_window(reader, snapshot, entries, window);
                 let failed = decoded.is_err();
                 if decoded_tx.send(decoded).is_err() || failed {
                     return; // the output stopped, or this window failed

@@ -495,7 +495,12 @@ impl Repo {
         snapshot: &ObjectId,
         entry: &crate::store::manifest::TensorEntry,
     ) -> Result<()> {
-        decode_tensors(reader, snapshot, &[entry], None, &mut |_, _, _| Ok(()))
+        // fsck names the snapshots and tensors itself: the damage alone.
+        decode_tensors(reader, snapshot, &[entry], None, &mut |_, _, _| Ok(())).map_err(|e| match e
+        {
+            crate::Error::DamagedTensor { damage, .. } => *damage,
+            other => other,
+        })
     }
 }
 
