@@ -1241,3 +1241,21 @@ fn a_checkout_replaces_a_symbolic_link_and_never_writes_through_it() {
         .file_type()
         .is_symlink());
 }
+
+/// `--repo` naming a file (a checkpoint, by a slip) is refused naming that file.
+#[test]
+fn a_repository_path_that_is_a_file_is_named() {
+    let (dir, _repo, paths) = repo_with_commits(1);
+    let out = std::process::Command::new(snapstore_bin())
+        .args(["--repo", path_str(&paths[0]), "log"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!(
+        "{}: a file, not a repository (a directory)",
+        paths[0].display()
+    );
+    assert!(err.contains(&want), "{err}");
+}

@@ -221,6 +221,11 @@ impl Repo {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NoRepository(dir))
             }
+            // `--repo model.safetensors`: name the path given, not `model.safetensors/FORMAT`.
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+                let why = "a file, not a repository (a directory)";
+                return Err(Error::io(dir, std::io::Error::new(e.kind(), why)));
+            }
             Err(e) => return Err(Error::io(format_path, e)),
         };
         let format: FormatFile = serde_json::from_slice(&bytes)
