@@ -146,6 +146,16 @@ fn commit_of_another_checkpoint_format_names_it() {
     assert_commit_rejected(&file, "tensors cover");
 }
 
+/// Two tensors of one name are refused as that, not for offsets the JSON map made disagree.
+#[test]
+fn commit_with_a_tensor_named_twice_is_rejected_naming_it() {
+    let header = r#"{"w":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"w":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}}"#;
+    assert_commit_rejected(
+        &raw_file(header, &[1, 2, 3, 4]),
+        "invalid tensor name \"w\": named twice in the header",
+    );
+}
+
 #[test]
 fn commit_of_empty_file_is_too_short() {
     let err = assert_commit_rejected(&[], "too short for the 8-byte header length");

@@ -65,6 +65,33 @@ impl Header {
     }
 }
 
+/// The first key a JSON object holds twice, if any (the values are skipped, not built).
+struct Keys(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for Keys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Keys;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                let mut seen = std::collections::HashSet::new();
+                let mut twice = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    if twice.is_none() && !seen.insert(key.clone()) {
+                        twice = Some(key);
+                    }
+                }
+                Ok(Keys(twice))
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
+
 /// Reads the 8-byte length prefix and checks it against the file length; a prefix that fails
 /// and starts as a checkpoint format people mistake for safetensors does is named as that.
 pub fn header_len(prefix: &[u8], file_len: u64) -> Result<u64, P> {
@@ -110,6 +137,14 @@ pub fn parse_header(raw: &[u8], data_len: u64) -> Result<Header, P> {
     let text = std::str::from_utf8(raw).map_err(|e| P::MalformedHeader(e.to_string()))?;
     let map: serde_json::Map<String, Value> =
         serde_json::from_str(text).map_err(|e| P::MalformedHeader(e.to_string()))?;
+    // A JSON map keeps the last of two equal keys: the first tensor would vanish, and the file
+    // be refused for offsets that no longer follow on.
+    if let Ok(Keys(Some(name))) = serde_json::from_str::<Keys>(text) {
+        return Err(P::BadTensorName {
+            name,
+            reason: "named twice in the header",
+        });
+    }
     let mut metadata = None;
     let mut tensors = Vec::with_capacity(map.len());
     for (name, value) in map {
