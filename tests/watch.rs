@@ -70,11 +70,26 @@ fn watch_once_commits_a_directory_oldest_first_and_reports_a_bad_file() {
     let err = stderr(&o);
     assert!(err.contains("broken.safetensors"), "{err}");
     assert!(err.contains("1 checkpoint(s) in"), "{err}");
-    let reports: Vec<serde_json::Value> = stdout(&o)
+    let lines: Vec<serde_json::Value> = stdout(&o)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // One line per checkpoint, each naming it: the failed one too, for a JSON reader.
+    let (failures, reports): (Vec<_>, Vec<_>) =
+        lines.into_iter().partition(|l| l.get("error").is_some());
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let broken = ckpts.join("broken.safetensors");
+    assert_eq!(failures[0]["path"], broken.to_str().unwrap());
+    assert!(failures[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a valid safetensors file"));
     assert_eq!(reports.len(), 3, "{}", stdout(&o));
+    let paths: Vec<&str> = reports
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect();
+    assert!(paths[0].ends_with("c.safetensors"), "{paths:?}");
     assert_eq!(reports[0]["keyframes"], 2);
     assert!(reports[1..].iter().all(|r| r["deltas"] == 2), "{reports:?}");
     assert_eq!(

@@ -44,7 +44,8 @@ pub struct Args {
     branch: Option<String>,
     #[command(flatten)]
     coding: CodingArgs,
-    /// Print one JSON object per commit, on a line of its own.
+    /// Print one JSON object per checkpoint, on a line of its own: the commit's report with the
+    /// checkpoint's `path`, or `{path, error}` for one not committed (also on standard error).
     #[arg(long)]
     pub json: bool,
 }
@@ -134,6 +135,9 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
                 Err(e) => {
                     // Reported, and the watch goes on: a file rewritten later is tried again.
                     eprintln!("snapstore watch: {:#}", e);
+                    if args.json {
+                        json_line(&serde_json::json!({"path": path, "error": format!("{e:#}")}))?;
+                    }
                     failed += 1;
                 }
             }
@@ -287,7 +291,10 @@ fn commit(repo: &Repo, path: &Path, id: &str, opts: &CommitOptions, json: bool) 
         repo.commit_file(path, &opts)?
     };
     if json {
-        return json_line(&r);
+        // The commit's report, and which checkpoint it was.
+        let mut line = serde_json::to_value(&r)?;
+        line["path"] = serde_json::json!(path);
+        return json_line(&line);
     }
     println!(
         "[{} {}] {name}: {}",
