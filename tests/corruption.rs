@@ -241,17 +241,8 @@ fn a_damaged_chunk_names_its_tensor_and_the_others_check_out() {
         err.contains("is damaged") && err.contains("checkout --tensor NAME"),
         "{err}"
     );
-    run_ok(
-        &repo,
-        &[
-            "checkout",
-            "HEAD",
-            "-o",
-            out.to_str().unwrap(),
-            "--tensor",
-            good,
-        ],
-    );
+    let to = out.to_str().unwrap();
+    run_ok(&repo, &["checkout", "HEAD", "-o", to, "--tensor", good]);
     let fsck = run(&repo, &["fsck"]);
     assert!(
         stdout(&fsck).contains(&format!("tensor \"{bad}\"")),

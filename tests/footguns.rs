@@ -1148,16 +1148,8 @@ fn standard_output_gets_the_bytes_alone_wherever_it_goes() {
     run_ok(&repo, &["checkout", "HEAD", "-o", path_str(&head)]);
     let bytes = std::fs::read(&head).unwrap();
     let checkout_into = |stdout: std::process::Stdio, output: &str| {
-        let out = std::process::Command::new(snapstore_bin())
-            .args([
-                "--repo",
-                path_str(&repo),
-                "checkout",
-                "HEAD",
-                "-o",
-                output,
-                "--json",
-            ])
+        let out = command(&repo)
+            .args(["checkout", "HEAD", "-o", output, "--json"])
             .stdout(stdout)
             .output()
             .unwrap();

@@ -153,17 +153,8 @@ fn a_frame_range_of_an_unnamed_sequence_keeps_its_indices() {
     snapstore::write_npy(&seq, &src, 0..seq.t).unwrap();
     run_ok(&repo, &["commit", src.to_str().unwrap()]);
     let out = dir.path().join("out");
-    run_ok(
-        &repo,
-        &[
-            "checkout",
-            "HEAD",
-            "-o",
-            out.to_str().unwrap(),
-            "--frames",
-            "3..5",
-        ],
-    );
+    let to = out.to_str().unwrap();
+    run_ok(&repo, &["checkout", "HEAD", "-o", to, "--frames", "3..5"]);
     assert_eq!(sorted_names(&out), ["frame_00003.png", "frame_00004.png"]);
     let back = read_back(&out);
     assert_eq!(back.data, seq.frames(3..5).unwrap());
