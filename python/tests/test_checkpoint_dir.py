@@ -114,3 +114,18 @@ def test_kind_decides_for_a_checkpoint_beside_more_pngs(repo, tmp_path):
     with pytest.raises(InvalidInputError, match=r"kind must be 'auto', 'tensors' or 'frames', "
                                                 r"not 'pictures'"):
         repo.commit_path(ckpt, kind="pictures")
+
+
+def test_checkout_to_a_link_replaces_it_and_leaves_the_blob(repo, tmp_path):
+    """A hub cache's snapshot file is a link to a blob other revisions share: the checkout
+    replaces the link, the blob keeps its bytes, and the report names what the link named."""
+    repo.commit(epoch_state(0))
+    blob = tmp_path / "blobs" / "9f2c"
+    blob.parent.mkdir()
+    blob.write_bytes(b"another revision")
+    link = tmp_path / "model.safetensors"
+    link.symlink_to(blob)
+    report = repo.checkout_to(link)
+    assert report["replaced_link"] == str(blob)
+    assert blob.read_bytes() == b"another revision" and not link.is_symlink()
+    assert "replaced_link" not in repo.checkout_to(link)

@@ -396,8 +396,11 @@ class Repo:
         """Writes snapshot ``ref`` (or only the tensors ``names``) as a safetensors file at
         ``path``, replaced atomically; a snapshot of a checkpoint directory is written as that
         directory (see ``snapstore checkout``: each file byte for byte when lossless, and a
-        directory holding shards the snapshot lacks is refused). Returns ``snapstore checkout
-        --json``'s report (``path``, ``tensors``, ``bytes``, ...)."""
+        directory holding shards the snapshot lacks is refused). A symbolic link at ``path`` is
+        replaced by the file, never written through (a hub cache's link leads to a blob other
+        revisions share); the report's ``replaced_link`` says what it named. A file replaced
+        keeps its permissions. Returns ``snapstore checkout --json``'s report (``path``,
+        ``tensors``, ``bytes``, ...)."""
         names = None if names is None else _checks.names(names, "names")
         return json.loads(self._repo.checkout_to(_checks.text(ref, "ref"), _checks.path(path),
                                                  names))
