@@ -113,15 +113,10 @@ fn write_frames(
     output: &Path,
     json: bool,
 ) -> Result<()> {
-    let mut seq = repo.checkout_frames(shown, Some(range.clone()))?;
+    let seq = repo.checkout_frames(shown, Some(range.clone()))?;
     if has_extension(output, "npy") {
         write_npy(&seq, output, 0..seq.t)?;
     } else {
-        if seq.names.len() != seq.t {
-            // Frames 10..20 of a sequence committed without names are frame_00010.png...: the
-            // files say which frames they are, as those of a PNG directory keep their names.
-            seq.names = range.clone().map(|i| format!("frame_{i:05}.png")).collect();
-        }
         write_pngs(&seq, output, 0..seq.t)?;
     }
     if json {

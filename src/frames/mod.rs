@@ -21,6 +21,7 @@ pub use codec::{
 pub use metrics::{frame_metrics, FrameMetrics};
 pub use npy::parse_npy;
 pub use reader::{load_npy, load_png_dir, natural_cmp, FrameSeq};
+pub(crate) use writer::frame_file_name;
 pub use writer::{write_npy, write_pngs};
 
 use std::fmt;

@@ -35,6 +35,11 @@ pub fn check_file_name(name: &str) -> Result<(), FrameError> {
     Ok(())
 }
 
+/// The file a frame without a name of its own is written as: `frame_00007.png` for frame 7.
+pub(crate) fn frame_file_name(index: usize) -> String {
+    format!("frame_{index:05}.png")
+}
+
 /// The file names frames `range` are written under: the sequence's own names when it has one
 /// per frame, else `frame_00000.png`... numbered by frame index. Every name is checked with
 /// [`check_file_name`] and must be unique.
@@ -42,7 +47,7 @@ fn frame_names(seq: &FrameSeq, range: Range<usize>) -> Result<Vec<String>, Frame
     let names: Vec<String> = if seq.names.len() == seq.t {
         seq.names[range].to_vec()
     } else {
-        range.map(|i| format!("frame_{i:05}.png")).collect()
+        range.map(frame_file_name).collect()
     };
     let mut seen = std::collections::HashSet::new();
     for n in &names {

@@ -255,7 +255,8 @@ impl Repo {
     }
 
     /// Checks out frames `range` (all when `None`) of a sequence snapshot, decoding only the
-    /// groups that hold them.
+    /// groups that hold them; each frame keeps its committed name, or is named by its index in
+    /// the sequence.
     pub fn checkout_frames<'a>(
         &self,
         rev: impl Into<Rev<'a>>,
@@ -334,9 +335,12 @@ impl Repo {
             .and_then(|m| m.get(NAMES_KEY))
             .and_then(|n| serde_json::from_str(n).ok())
             .unwrap_or_default();
-        if names.len() == t {
-            seq.names = names[range].to_vec();
-        }
+        seq.names = match names.len() == t {
+            true => names[range].to_vec(),
+            // Frames 10..20 of a sequence committed without names (a .npy) are written as
+            // frame_00010.png...: the files say which frames of the sequence they are.
+            false => range.map(crate::frames::frame_file_name).collect(),
+        };
         Ok(seq)
     }
 
