@@ -325,19 +325,16 @@ pub(crate) fn write_prepared(
     progress: &dyn Fn(u64, u64),
     stop: &dyn Fn() -> Result<()>,
 ) -> Result<CheckoutReport> {
+    // `NAME.safetensors/` names a directory too, existing or not.
+    let names_a_directory = path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/');
     // A directory snapshot asked for as one `.safetensors` file: all its tensors in one file,
     // as `--tensor` naming each would write them (a new directory of that name would surprise).
-    // (`NAME.safetensors/` names a directory.)
-    let merged = p.manifest.is_directory()
-        && has_extension(path, "safetensors")
-        && !path.is_dir()
-        && !path.as_os_str().to_string_lossy().ends_with('/');
+    let merged =
+        p.manifest.is_directory() && has_extension(path, "safetensors") && !names_a_directory;
     if !some && !merged && p.manifest.is_directory() {
         return super::checkout_dir::write_directory(p, path, progress, stop);
     }
-    if !p.manifest.is_directory()
-        && (path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/'))
-    {
+    if !p.manifest.is_directory() && names_a_directory {
         let named = p.manifest.source.as_deref().unwrap_or("NAME.safetensors");
         return Err(Error::invalid(
             "checkout output",

@@ -85,12 +85,20 @@ pub fn keeps_file(name: &str, len: u64) -> bool {
 
 /// Whether `dir` holds a safetensors file (so that it is a checkpoint directory, not frames).
 pub fn holds_safetensors(dir: &Path) -> bool {
-    fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            !name.starts_with('.') && super::has_extension(Path::new(&name), "safetensors")
-        })
-    })
+    count_safetensors_and_png(dir).0 > 0
+}
+
+/// How many `*.safetensors` and `*.png` entries `dir` holds, hidden ones passed over.
+pub(crate) fn count_safetensors_and_png(dir: &Path) -> (usize, usize) {
+    let (mut safetensors, mut png) = (0, 0);
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            safetensors += super::has_extension(Path::new(&name), "safetensors") as usize;
+            png += super::has_extension(Path::new(&name), "png") as usize;
+        }
+    }
+    (safetensors, png)
 }
 
 impl CheckpointDir {

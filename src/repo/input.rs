@@ -64,7 +64,13 @@ impl Input {
                     .into(),
             });
         }
-        let checkpoint_dir = path.is_dir() && super::holds_safetensors(path);
+        // One look at a directory: its safetensors make it a checkpoint directory, and more
+        // PNGs than those make it ambiguous.
+        let (safetensors, png) = match path.is_dir() {
+            true => super::checkpoint_dir::count_safetensors_and_png(path),
+            false => (0, 0),
+        };
+        let checkpoint_dir = safetensors > 0;
         if kind == InputKind::Tensors && path.is_dir() && !checkpoint_dir {
             // Else the safetensors reader's mmap says "No such device".
             return Err(FrameError::Io {
@@ -76,18 +82,15 @@ impl Input {
                 ),
             });
         }
-        if kind == InputKind::Auto && checkpoint_dir {
+        if kind == InputKind::Auto && checkpoint_dir && png > safetensors {
             // The README's `commit frames/` would else commit the odd safetensors file in it
             // as a checkpoint, the frames left out (a sample image beside shards is not that).
-            let (safetensors, png) = count_files(path);
-            if png > safetensors {
-                let dir = path.to_path_buf();
-                return Err(FrameError::Ambiguous {
-                    dir,
-                    safetensors,
-                    png,
-                });
-            }
+            let dir = path.to_path_buf();
+            return Err(FrameError::Ambiguous {
+                dir,
+                safetensors,
+                png,
+            });
         }
         Ok(match kind {
             InputKind::Tensors | InputKind::Auto if checkpoint_dir => {
@@ -100,18 +103,6 @@ impl Input {
             InputKind::Auto => Input::Tensors(path.to_path_buf()),
         })
     }
-}
-
-/// How many `.safetensors` and `.png` files directory `dir` holds.
-fn count_files(dir: &Path) -> (usize, usize) {
-    let (mut safetensors, mut png) = (0, 0);
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for path in entries.flatten().map(|e| e.path()).filter(|p| p.is_file()) {
-            safetensors += has_extension(&path, "safetensors") as usize;
-            png += has_extension(&path, "png") as usize;
-        }
-    }
-    (safetensors, png)
 }
 
 /// Whether `path` ends in `.EXT`, in any case (`X.NPY` is a `.npy`).
