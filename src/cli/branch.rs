@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde_json::json;
 use snapstore::Repo;
 
-use super::print::json_pretty;
+use super::print::{json_pretty, refs_json};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,11 +32,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
             let head = repo.head_branch()?;
             let branches = repo.list_refs()?.0;
             if json {
-                let map: serde_json::Map<_, _> = branches
-                    .iter()
-                    .map(|(n, id)| (n.clone(), json!(id)))
-                    .collect();
-                return json_pretty(&json!({"head": head, "branches": map}));
+                return json_pretty(&json!({"head": head, "branches": refs_json(&branches)}));
             }
             for (n, id) in branches {
                 println!("{} {n} {}", if n == head { "*" } else { " " }, id.short());

@@ -42,6 +42,15 @@ pub fn checkout_report<T: serde::Serialize>(
     Ok(())
 }
 
+/// Branches or tags as JSON: `{NAME: full id}`, in the order given.
+pub fn refs_json(refs: &[(String, snapstore::ObjectId)]) -> serde_json::Value {
+    let map: serde_json::Map<_, _> = refs
+        .iter()
+        .map(|(name, id)| (name.clone(), serde_json::json!(id)))
+        .collect();
+    serde_json::Value::Object(map)
+}
+
 /// Prints `value` as pretty JSON on one `println!`.
 pub fn json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

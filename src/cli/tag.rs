@@ -4,7 +4,7 @@ use anyhow::Result;
 use serde_json::json;
 use snapstore::Repo;
 
-use super::print::json_pretty;
+use super::print::{json_pretty, refs_json};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,9 +28,7 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         (None, _) => {
             let tags = repo.list_refs()?.1;
             if json {
-                let map: serde_json::Map<_, _> =
-                    tags.iter().map(|(n, id)| (n.clone(), json!(id))).collect();
-                return json_pretty(&map);
+                return json_pretty(&refs_json(&tags));
             }
             for (n, id) in tags {
                 println!("{n} {}", id.short());
