@@ -463,25 +463,10 @@ impl PyRepo {
                 Some(b) => b,
                 None => repo.head_branch()?,
             };
-            match (key.as_str(), value) {
-                ("bound", Some(v)) => repo.set_branch_bound(&branch, v.parse()?)?,
-                ("keyframe_every", Some(v)) => {
-                    let every = v.parse::<u32>().map_err(|_| {
-                        let why = format!("must be a positive integer, not {v:?}");
-                        snapstore::Error::invalid("keyframe_every", why)
-                    })?;
-                    repo.set_keyframe_every(every)?;
-                }
-                ("bound" | "keyframe_every", None) => {}
-                (other, _) => {
-                    let why = format!("unknown setting {other:?} (known: bound, keyframe_every)");
-                    return Err(snapstore::Error::invalid("config key", why));
-                }
+            if let Some(v) = value {
+                repo.set_setting(&key, &v, &branch)?;
             }
-            Ok(match key.as_str() {
-                "bound" => repo.branch_bound(&branch)?.to_string(),
-                _ => repo.keyframe_every()?.to_string(),
-            })
+            repo.setting(&key, &branch)
         })
     }
 

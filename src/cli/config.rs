@@ -1,7 +1,7 @@
 //! `snapstore config`: read or set a setting (keyframe_every, bound for HEAD's branch).
 
-use anyhow::{bail, Context, Result};
-use snapstore::{Bound, Repo};
+use anyhow::Result;
+use snapstore::Repo;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -11,22 +11,13 @@ pub struct Args {
     value: Option<String>,
 }
 
-/// Runs `snapstore config`.
+/// Runs `snapstore config`: the value in force (the setting, else the default a commit would
+/// use), or sets it.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
-    match (args.key.as_str(), args.value) {
-        // The value in force: the setting, else the default a commit would use.
-        ("bound", None) => println!("{}", repo.branch_bound(&repo.head_branch()?)?),
-        ("keyframe_every", None) => println!("{}", repo.keyframe_every()?),
-        ("bound", Some(v)) => repo.set_branch_bound(&repo.head_branch()?, v.parse::<Bound>()?)?,
-        ("keyframe_every", Some(v)) => {
-            let every = v
-                .parse::<u32>()
-                .ok()
-                .filter(|k| *k >= 1)
-                .context("keyframe_every must be a positive integer")?;
-            repo.set_keyframe_every(every)?;
-        }
-        (other, _) => bail!("unknown setting {other:?} (known: keyframe_every, bound)"),
+    let branch = repo.head_branch()?;
+    match args.value {
+        None => println!("{}", repo.setting(&args.key, &branch)?),
+        Some(v) => repo.set_setting(&args.key, &v, &branch)?,
     }
     Ok(())
 }

@@ -58,6 +58,12 @@ pub(crate) use refs::{
     ambiguous, branch_key, check_ref_name, split_ancestry, tag_key, REMOTES_KEY,
 };
 
+/// The error for a setting `config` does not know.
+fn unknown_setting(key: &str) -> Error {
+    let why = format!("unknown setting {key:?} (known: bound, keyframe_every)");
+    Error::invalid("config key", why)
+}
+
 /// Repository format version written by this build; newer ones are refused.
 pub const FORMAT_VERSION: u32 = 1;
 /// Default repository directory.
@@ -278,6 +284,32 @@ impl Repo {
         match self.config_get(&format!("bound.{branch}"))? {
             Some(s) => s.parse(),
             None => Ok(crate::Bound::Lossless),
+        }
+    }
+
+    /// A setting's value in force, as `snapstore config KEY` prints it: `bound` (of `branch`)
+    /// or `keyframe_every`.
+    pub fn setting(&self, key: &str, branch: &str) -> Result<String> {
+        match key {
+            "bound" => Ok(self.branch_bound(branch)?.to_string()),
+            "keyframe_every" => Ok(self.keyframe_every()?.to_string()),
+            other => Err(unknown_setting(other)),
+        }
+    }
+
+    /// Sets a setting from its text, checked, as `snapstore config KEY VALUE` does: `bound`
+    /// (of `branch`) or `keyframe_every`.
+    pub fn set_setting(&self, key: &str, value: &str, branch: &str) -> Result<()> {
+        match key {
+            "bound" => self.set_branch_bound(branch, value.parse()?),
+            "keyframe_every" => {
+                let every = value.parse::<u32>().map_err(|_| {
+                    let why = format!("must be a positive integer, not {value:?}");
+                    Error::invalid("keyframe_every", why)
+                })?;
+                self.set_keyframe_every(every)
+            }
+            other => Err(unknown_setting(other)),
         }
     }
 
