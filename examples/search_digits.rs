@@ -218,7 +218,7 @@ pub fn run(
             ..CommitOptions::default()
         };
         let r = repo
-            .commit_file_auto(f, &opts, &auto, &mut evaluator)
+            .commit_checkpoint_auto(f, &opts, &auto, &mut evaluator)
             .map_err(e)?;
         let original = read_tensors(f)?;
         let back = repo.checkout("HEAD", None).map_err(e)?;

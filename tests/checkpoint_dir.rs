@@ -341,11 +341,11 @@ fn a_bad_checkpoint_directory_is_refused_and_nothing_is_stored() {
         &["--kind", "frames"],
         &["a checkpoint directory; commit it without --kind frames"],
     );
-    // --bound auto takes one file.
+    // --bound auto refuses it as a commit does, before the evaluator runs (`true` would fail it).
     refused(
-        &good,
+        &twice,
         &["--bound", "auto", "--eval-cmd", "true"],
-        &["--bound auto takes one safetensors file, not a checkpoint directory"],
+        &[s(&twice), "tensor \"a.weight\" is in both"],
     );
 }
 
@@ -733,4 +733,94 @@ fn watch_commits_a_directory_again_only_when_what_it_keeps_changes() {
     fs::write(ck.join("trainer_state.json"), b"{\"step\": 500}").unwrap();
     run_ok(&repo, &["watch", s(&out), "--once"]);
     assert_eq!(run_json(&repo, &["log"]).as_array().unwrap().len(), 2);
+}
+
+/// `search` and `commit --bound auto` take a checkpoint directory. The evaluator is given each
+/// candidate as that directory: its shards under their names, each holding its own tensors and
+/// metadata, and its other files (a tokenizer the snapshot does not keep too) as they are. The
+/// first candidate is the directory as given, and the commit stores exactly the candidate it
+/// chose.
+#[test]
+fn the_bound_search_takes_a_checkpoint_directory() {
+    let (dir, repo, _, _) = two_epochs_committed();
+    let c = dir.path().join("c");
+    let mut names = write_checkpoint_dir(&c, &epochs()[2], 2);
+    fs::write(c.join("tokenizer.model"), b"\0vocab").unwrap();
+    names.push("tokenizer.model".into());
+    names.sort();
+    let shards: Vec<&String> = names
+        .iter()
+        .filter(|n| n.ends_with(".safetensors"))
+        .collect();
+    let read = |p: &Path| parse_safetensors(&fs::read(p).unwrap());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/search_eval.sh");
+    let cmd = format!("sh {script} keep {{path}}");
+    // Each run keeps its evaluator's candidates in a directory of its own.
+    let run_keeping = |args: &[&str], keep: &Path| {
+        fs::create_dir(keep).unwrap();
+        let args = [args, &["--eval-cmd", &cmd, "--json"]].concat();
+        let out = run_env(&repo, &args, &[("SNAPSTORE_TEST_KEEP", s(keep))]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        json
+    };
+
+    let before = repo_state(&repo);
+    let keep = dir.path().join("keep-search");
+    let search = run_keeping(&["search", s(&c)], &keep);
+    assert_eq!(repo_state(&repo), before, "a search commits nothing");
+    // The evaluator cannot tell the candidates apart: the largest bound wins, at once.
+    assert_eq!(search["chosen"]["spec"], "rel:0.2", "{search}");
+    assert_eq!(sorted_names(&keep), ["call-0", "call-1"]);
+    for call in ["call-0", "call-1"] {
+        let candidate = keep.join(call);
+        assert_eq!(sorted_names(&candidate), names, "{call}");
+        for name in names.iter().filter(|n| !n.ends_with(".safetensors")) {
+            let (got, want) = (fs::read(candidate.join(name)), fs::read(c.join(name)));
+            assert_eq!(got.unwrap(), want.unwrap(), "{call}: {name}");
+        }
+    }
+    for shard in &shards {
+        let (given, given_meta) = read(&c.join(shard));
+        assert_eq!(
+            read(&keep.join("call-0").join(shard)),
+            (given.clone(), given_meta.clone())
+        );
+        let (coded, coded_meta) = read(&keep.join("call-1").join(shard));
+        assert_eq!(coded_meta, given_meta, "{shard}");
+        assert_ne!(coded, given, "{shard}: rel:0.2 changes some element");
+        for (g, w) in coded.iter().zip(&given) {
+            assert_eq!(
+                (&g.name, g.shape.clone()),
+                (&w.name, w.shape.clone()),
+                "{shard}"
+            );
+            for (a, b) in bytes_to_f32(&g.data).iter().zip(bytes_to_f32(&w.data)) {
+                assert!(
+                    (a - b).abs() <= 0.2 * b.abs(),
+                    "{shard} {}: {a} vs {b}",
+                    g.name
+                );
+            }
+        }
+    }
+
+    let keep = dir.path().join("keep-commit");
+    let committed = run_keeping(&["commit", s(&c), "--bound", "auto"], &keep);
+    assert_eq!(committed["bound"], "rel:0.2", "{committed}");
+    assert_eq!(
+        committed["left_out"],
+        serde_json::json!(["tokenizer.model"])
+    );
+    let out = dir.path().join("out");
+    run_ok(&repo, &["checkout", "HEAD", "-o", s(&out)]);
+    for shard in &shards {
+        let chosen = read(&keep.join("call-1").join(shard));
+        assert_eq!(
+            read(&out.join(shard)),
+            chosen,
+            "{shard}: stored as evaluated"
+        );
+    }
+    assert_fsck_clean(&repo);
 }

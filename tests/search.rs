@@ -121,15 +121,23 @@ fn unusable_search_settings_and_inputs_are_refused_before_anything_runs() {
     let npy_s = npy.to_str().unwrap();
     let err = run_err(&repo, &[&["commit", npy_s][..], &auto].concat());
     assert!(
-        err.contains("frames.npy: --bound auto takes a safetensors checkpoint, and this is a .npy"),
+        err.contains(
+            "frames.npy: --bound auto takes a safetensors checkpoint (a file or a directory of \
+             shards), and this is a .npy"
+        ),
         "{err}"
     );
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).unwrap();
     let err = run_err(
         &repo,
-        &["search", dir.path().to_str().unwrap(), "--eval-cmd", &cmd],
+        &["search", frames.to_str().unwrap(), "--eval-cmd", &cmd],
     );
     assert!(
-        err.contains("search takes one safetensors file, not a checkpoint directory"),
+        err.contains(
+            "frames: search takes a safetensors checkpoint (a file or a directory of shards), \
+             and this is a directory holding no *.safetensors file"
+        ),
         "{err}"
     );
     let err = run_err(&repo, &["status", npy_s]);

@@ -5,6 +5,8 @@
 #   silent  prints nothing and exits 0
 #   nan     prints "accuracy nan"
 #   sleep   sleeps 30 s, then prints 0.9 (for the timeout)
+#   keep    copies the candidate (a file or a directory, its links followed) to
+#           $SNAPSTORE_TEST_KEEP/call-N, N counting from 0, and prints 0.9
 mode=$1
 file=$2
 case "$mode" in
@@ -17,5 +19,10 @@ case "$mode" in
   silent) exit 0 ;;
   nan) echo "accuracy nan" ;;
   sleep) sleep 30; echo 0.9 ;;
+  keep)
+    n=$(ls "$SNAPSTORE_TEST_KEEP" | wc -l)
+    cp -RL "$file" "$SNAPSTORE_TEST_KEEP/call-$n" || exit 2
+    echo 0.9
+    ;;
   *) echo "unknown mode $mode" >&2; exit 64 ;;
 esac

@@ -11,7 +11,7 @@ use snapstore::{
 };
 
 use super::print::{commit_summary, human, json_pretty};
-use super::search::{checkpoint_only, file_metadata, SearchArgs};
+use super::search::{checkpoint_only, SearchArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -126,6 +126,8 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
             );
         }
         checkpoint_only("--bound auto", &args.file)?;
+        // A directory of shards and more PNGs is refused as a plain commit refuses it.
+        Input::detect(&args.file, args.kind.into())?;
         return commit_auto(repo, &args.file, opts, &args.auto, args.json);
     }
     args.auto.reject_without_auto()?;
@@ -150,14 +152,19 @@ pub fn run(repo: &Repo, args: Args) -> Result<()> {
         r.snapshot.short(),
         commit_summary(&r)
     );
-    if !r.left_out.is_empty() {
+    print_left_out(&r.left_out);
+    Ok(())
+}
+
+/// Names what a checkpoint directory's snapshot did not keep.
+fn print_left_out(left_out: &[String]) {
+    if !left_out.is_empty() {
         println!(
             "not kept (only *.safetensors, the shard index and other JSON files up to 1 MiB \
              are): {}",
-            r.left_out.join(", ")
+            left_out.join(", ")
         );
     }
-    Ok(())
 }
 
 /// Runs `snapstore commit FILE --bound auto`; `opts.bound` is ignored.
@@ -173,9 +180,9 @@ fn commit_auto(
         research_every: args.research_every,
     };
     args.search.check_plot_writable()?;
-    let mut ev = args.search.evaluator(file_metadata(file)?)?;
+    let mut ev = args.search.evaluator(file)?;
     let r = repo
-        .commit_file_auto(file, &opts, &auto, &mut ev.as_evaluator())
+        .commit_checkpoint_auto(file, &opts, &auto, &mut ev.as_evaluator())
         .with_context(|| {
             format!(
                 "commit {} --bound auto: nothing was committed",
@@ -220,6 +227,7 @@ fn print_auto(r: &AutoCommitReport) {
         c.deduplicated,
         c.seconds
     );
+    print_left_out(&c.left_out);
 }
 
 /// What a committed path holds (the library's [`InputKind`], spelled for clap).

@@ -1,15 +1,11 @@
-//! `snapstore search FILE`: what bound to commit FILE under, without committing; and the
+//! `snapstore search PATH`: what bound to commit a checkpoint under, without committing; and the
 //! search settings `commit --bound auto` shares.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use snapstore::{
-    default_candidates, parse_range, plot_svg, CommandEvaluator, Repo, SafetensorsFile,
-    SearchOptions,
-};
+use snapstore::{default_candidates, parse_range, plot_svg, CommandEvaluator, Repo, SearchOptions};
 
 use super::print::json_pretty;
 
@@ -17,7 +13,8 @@ use super::print::json_pretty;
 #[derive(clap::Args, Clone, Debug)]
 pub struct SearchArgs {
     /// Shell command printing a candidate's accuracy (the last number on stdout); `{path}` is
-    /// replaced by the candidate safetensors file, e.g. 'python3 eval.py {path}'.
+    /// replaced by the candidate, written as the checkpoint is (a safetensors file, or a
+    /// directory of its shards with links to its other files), e.g. 'python3 eval.py {path}'.
     #[arg(long, value_name = "CMD")]
     pub eval_cmd: Option<String>,
     /// Candidate relative bounds, comma-separated (e.g. 1e-3,3e-3,1e-2).
@@ -71,17 +68,14 @@ impl SearchArgs {
         Ok(opts)
     }
 
-    /// The `--eval-cmd` evaluator, writing candidates with `metadata`.
-    pub fn evaluator(
-        &self,
-        metadata: Option<BTreeMap<String, String>>,
-    ) -> Result<CommandEvaluator> {
+    /// The `--eval-cmd` evaluator, writing candidates in the form of the checkpoint at `path`.
+    pub fn evaluator(&self, path: &Path) -> Result<CommandEvaluator> {
         let Some(cmd) = &self.eval_cmd else {
             bail!("--eval-cmd is required to search a bound, e.g. --eval-cmd 'python3 eval.py {{path}}'");
         };
         let secs = self.eval_timeout.unwrap_or(DEFAULT_EVAL_TIMEOUT_SECS);
         let timeout = (secs > 0).then(|| Duration::from_secs(secs));
-        Ok(CommandEvaluator::new(cmd, timeout)?.with_metadata(metadata))
+        Ok(CommandEvaluator::new(cmd, timeout)?.writing_like(path)?)
     }
 
     /// The settings given on the command line, by flag (for refusing them where unused).
@@ -121,18 +115,15 @@ impl SearchArgs {
 /// Seconds an evaluation may take by default.
 const DEFAULT_EVAL_TIMEOUT_SECS: u64 = 600;
 
-/// Fails when `file` is a frame sequence (a directory, a `.npy`, a PNG): `what` reads a
-/// safetensors checkpoint, and would otherwise report a nonsense header size.
+/// Fails when `file` is a frame sequence (a directory of PNGs, a `.npy`, a PNG): `what` reads a
+/// safetensors checkpoint (a file or a directory of shards), and would otherwise report a
+/// nonsense header size.
 pub fn checkpoint_only(what: &str, file: &Path) -> Result<()> {
-    if file.is_dir() && snapstore::holds_safetensors(file) {
-        bail!(
-            "{}: {what} takes one safetensors file, not a checkpoint directory (give one of \
-             its shards)",
-            file.display()
-        );
-    }
     let frames = if file.is_dir() {
-        Some("a directory (of PNG frames)")
+        (!snapstore::holds_safetensors(file)).then_some(
+            "a directory holding no *.safetensors file (of PNG frames?; subdirectories are not \
+             searched)",
+        )
     } else if snapstore::has_extension(file, "npy") {
         Some("a .npy (a frame sequence)")
     } else if snapstore::has_extension(file, "png") {
@@ -142,17 +133,18 @@ pub fn checkpoint_only(what: &str, file: &Path) -> Result<()> {
     };
     match frames {
         Some(kind) => bail!(
-            "{}: {what} takes a safetensors checkpoint, and this is {kind}",
+            "{}: {what} takes a safetensors checkpoint (a file or a directory of shards), and \
+             this is {kind}",
             file.display()
         ),
         None => Ok(()),
     }
 }
 
-/// `snapstore search FILE`: what bound to commit FILE under, without committing.
+/// `snapstore search PATH`: what bound to commit a checkpoint under, without committing.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Args {
-    /// The checkpoint file.
+    /// The checkpoint: a safetensors file or a checkpoint directory.
     file: PathBuf,
     /// Branch whose tip the candidates are coded against (default: HEAD's branch).
     #[arg(long)]
@@ -168,18 +160,13 @@ pub struct Args {
     search: SearchArgs,
 }
 
-/// The `__metadata__` of a safetensors file, which candidates are written with.
-pub fn file_metadata(file: &Path) -> Result<Option<BTreeMap<String, String>>> {
-    Ok(SafetensorsFile::open(file)?.header().metadata.clone())
-}
-
 /// Runs `snapstore search`.
 pub fn run(repo: &Repo, cmd: &Args) -> Result<()> {
     checkpoint_only("search", &cmd.file)?;
     cmd.search.check_plot_writable()?;
     let opts = cmd.search.options()?;
-    let mut ev = cmd.search.evaluator(file_metadata(&cmd.file)?)?;
-    let report = repo.search_file_on(
+    let mut ev = cmd.search.evaluator(&cmd.file)?;
+    let report = repo.search_checkpoint_on(
         &cmd.file,
         cmd.parent.as_deref(),
         cmd.branch.as_deref(),

@@ -181,6 +181,11 @@ impl CheckpointDir {
         Ok(opened)
     }
 
+    /// The shards with their file names, in natural name order (the order a commit reads them).
+    pub(crate) fn shards(&self) -> impl Iterator<Item = (&str, &SafetensorsFile)> {
+        self.shards.iter().map(|(name, file)| (name.as_str(), file))
+    }
+
     /// Each tensor name in one shard only: a checkout of a name must find one tensor.
     fn check_names(&self) -> std::result::Result<(), String> {
         let mut first: HashMap<&str, &str> = HashMap::new();

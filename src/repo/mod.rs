@@ -40,6 +40,7 @@ use tip_cache::TipCache;
 
 pub(crate) use checkout::{select_entries, write_prepared, Prepared};
 pub use checkout::{CheckedOutTensor, Checkout, CheckoutInfo, CheckoutReport, TensorTarget};
+pub(crate) use checkpoint_dir::OnDisk;
 pub use checkpoint_dir::{holds_safetensors, keeps_file};
 pub(crate) use commit::{
     chunk_count, chunk_range, code_chunk, exact_may_win, first_changed, input_hash, validate_inputs,

@@ -74,9 +74,9 @@ fn every_key(branch: &str) -> String {
 }
 
 impl Repo {
-    /// Commits a safetensors file under an automatically searched bound (see the module docs of
-    /// `search`). `opts.bound` is ignored.
-    pub fn commit_file_auto(
+    /// Commits a checkpoint (a safetensors file or a checkpoint directory) under an
+    /// automatically searched bound (see the module docs of `search`). `opts.bound` is ignored.
+    pub fn commit_checkpoint_auto(
         &self,
         path: impl AsRef<Path>,
         opts: &CommitOptions,
@@ -88,9 +88,12 @@ impl Repo {
             opts,
             auto,
             &mut |repo, branch, search, prior| {
-                repo.search_file_after(path, None, Some(branch), search, prior, evaluator)
+                repo.search_checkpoint_after(path, None, Some(branch), search, prior, evaluator)
             },
-            &|repo, o| repo.commit_file(path, o),
+            &|repo, o| match path.is_dir() {
+                true => repo.commit_dir(path, o),
+                false => repo.commit_file(path, o),
+            },
         )
     }
 

@@ -1,5 +1,5 @@
-//! An evaluator that runs a shell command on each candidate written as a safetensors file
-//! (`--eval-cmd 'python eval.py {path}'`).
+//! An evaluator that runs a shell command on each candidate written as a safetensors file or
+//! a checkpoint directory (`--eval-cmd 'python eval.py {path}'`).
 //!
 //! The command runs through `sh -c` with `{path}` replaced by the shell-quoted path of the
 //! candidate (appended as the last argument when the command has no `{path}`; the path is also
@@ -10,15 +10,15 @@
 //! still holds its stdout is stopped half a second later, not waited for.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::candidate_form::CandidateForm;
 use crate::error::{Error, Result};
 use crate::repo::CheckedOutTensor;
-use crate::safetensors_io::{canonical_header, write_header_prefix};
 
 /// Stdout kept for parsing, and stderr kept for error messages (the last bytes).
 const KEEP_STDOUT: usize = 1 << 20;
@@ -29,7 +29,7 @@ const KEEP_STDERR: usize = 2000;
 pub struct CommandEvaluator {
     command: String,
     timeout: Option<Duration>,
-    metadata: Option<BTreeMap<String, String>>,
+    form: CandidateForm,
     dir: PathBuf,
     calls: usize,
 }
@@ -55,16 +55,26 @@ impl CommandEvaluator {
         Ok(CommandEvaluator {
             command: command.to_string(),
             timeout,
-            metadata: None,
+            form: CandidateForm::File { metadata: None },
             dir,
             calls: 0,
         })
     }
 
-    /// Writes this safetensors `__metadata__` into every candidate file.
+    /// Writes each candidate as one safetensors file with this `__metadata__`.
     pub fn with_metadata(mut self, metadata: Option<BTreeMap<String, String>>) -> Self {
-        self.metadata = metadata;
+        self.form = CandidateForm::File { metadata };
         self
+    }
+
+    /// Writes each candidate in the form of the checkpoint at `path`: one safetensors file with
+    /// its `__metadata__`, or, for a checkpoint directory, a directory holding its shards under
+    /// their names (each with its own tensors and `__metadata__`) and links to its other entries
+    /// (`config.json`, the tokenizer), so `from_pretrained({path})` loads a candidate as it
+    /// loads the original. Fails, naming it, when `path` is neither.
+    pub fn writing_like(mut self, path: impl AsRef<Path>) -> Result<Self> {
+        self.form = CandidateForm::of(path.as_ref())?;
+        Ok(self)
     }
 
     /// The command as given.
@@ -77,15 +87,15 @@ impl CommandEvaluator {
         self.calls
     }
 
-    /// Writes `tensors` as a safetensors file, runs the command on it and returns the accuracy.
+    /// Writes `tensors` as a candidate checkpoint, runs the command on it and returns the
+    /// accuracy.
     pub fn evaluate(&mut self, tensors: &[CheckedOutTensor]) -> std::result::Result<f64, String> {
-        let path = self
-            .dir
-            .join(format!("candidate-{}.safetensors", self.calls));
-        write_candidate(&path, self.metadata.as_ref(), tensors)
-            .map_err(|e| format!("writing the candidate for `{}`: {e}", self.command))?;
-        let result = self.run_on_file(&path);
-        let _ = std::fs::remove_file(&path);
+        let path = self.dir.join(self.form.name(self.calls));
+        let written = self.form.write(&path, tensors);
+        let result = written
+            .map_err(|e| format!("writing the candidate for `{}`: {e}", self.command))
+            .and_then(|()| self.run_on_file(&path));
+        self.form.remove(&path);
         result
     }
 
@@ -136,30 +146,6 @@ impl Drop for CommandEvaluator {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn write_candidate(
-    path: &Path,
-    metadata: Option<&BTreeMap<String, String>>,
-    tensors: &[CheckedOutTensor],
-) -> std::result::Result<(), String> {
-    let specs: Vec<_> = tensors
-        .iter()
-        .map(|t| (t.name.clone(), t.dtype, t.shape.clone()))
-        .collect();
-    let (raw, order) = canonical_header(metadata, &specs).map_err(|e| e.to_string())?;
-    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-    let io = |e: std::io::Error| format!("{}: {e}", path.display());
-    write_header_prefix(&mut out, &raw).map_err(io)?;
-    for info in &order {
-        let t = tensors
-            .iter()
-            .find(|t| t.name == info.name)
-            .expect("the header lists the given tensors");
-        out.write_all(&t.data).map_err(io)?;
-    }
-    out.flush().map_err(io)
 }
 
 /// `s` quoted for `sh`.

@@ -42,6 +42,7 @@
 
 mod auto;
 mod candidate;
+mod candidate_form;
 mod eval_cmd;
 mod plot;
 mod table;
@@ -54,8 +55,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::repo::{CheckedOutTensor, CommitOptions, Repo, TensorInput};
-use crate::safetensors_io::SafetensorsFile;
+use crate::repo::{CheckedOutTensor, CommitOptions, OnDisk, Repo, TensorInput};
 use crate::store::manifest::Bound;
 use crate::store::object_id::ObjectId;
 use candidate::Prepared;
@@ -331,9 +331,10 @@ impl SearchReport {
 }
 
 impl Repo {
-    /// Searches the bound for committing the safetensors file `path` on top of `parent_spec`
-    /// (default: the tip of HEAD's branch). Nothing is written to the repository.
-    pub fn search_file(
+    /// Searches the bound for committing the checkpoint at `path` (a safetensors file or a
+    /// checkpoint directory, read as a commit reads it) on top of `parent_spec` (default: the
+    /// tip of HEAD's branch). Nothing is written to the repository.
+    pub fn search_checkpoint(
         &self,
         path: impl AsRef<Path>,
         parent_spec: Option<&str>,
@@ -341,12 +342,12 @@ impl Repo {
         evaluator: &mut Evaluator,
     ) -> Result<SearchReport> {
         let path = path.as_ref();
-        self.search_file_on(path, parent_spec, None, opts, evaluator)
+        self.search_checkpoint_on(path, parent_spec, None, opts, evaluator)
     }
 
-    /// As [`Repo::search_file`], with the parent being the tip of `branch` when `parent_spec`
-    /// is `None`.
-    pub fn search_file_on(
+    /// As [`Repo::search_checkpoint`], with the parent being the tip of `branch` when
+    /// `parent_spec` is `None`.
+    pub fn search_checkpoint_on(
         &self,
         path: impl AsRef<Path>,
         parent_spec: Option<&str>,
@@ -354,11 +355,12 @@ impl Repo {
         opts: &SearchOptions,
         evaluator: &mut Evaluator,
     ) -> Result<SearchReport> {
-        self.search_file_after(path.as_ref(), parent_spec, branch, opts, None, evaluator)
+        self.search_checkpoint_after(path.as_ref(), parent_spec, branch, opts, None, evaluator)
     }
 
-    /// [`Repo::search_file_on`] taking what `prior` measured (see [`Repo::search_inner`]).
-    pub(crate) fn search_file_after(
+    /// [`Repo::search_checkpoint_on`] taking what `prior` measured (see
+    /// [`Repo::search_inner`]).
+    pub(crate) fn search_checkpoint_after(
         &self,
         path: &Path,
         parent_spec: Option<&str>,
@@ -367,10 +369,15 @@ impl Repo {
         prior: Option<&SearchReport>,
         evaluator: &mut Evaluator,
     ) -> Result<SearchReport> {
-        let file = SafetensorsFile::open(path)?;
-        let inputs = TensorInput::all_of(&file);
+        let on_disk = OnDisk::open(path)?;
+        // In the order a commit reads them: shard by shard, each in file order.
+        let inputs = on_disk
+            .files()
+            .into_iter()
+            .flat_map(TensorInput::all_of)
+            .collect();
         let report = self.search_inner(inputs, parent_spec, branch, opts, prior, evaluator)?;
-        file.check_unchanged("searched")?;
+        on_disk.check_unchanged("searched")?;
         Ok(report)
     }
 

@@ -599,7 +599,7 @@ fn failing_silent_nan_and_slow_eval_cmds_commit_nothing() {
         let mut ev = CommandEvaluator::new(&cmd, Some(Duration::from_secs(timeout))).unwrap();
         let started = Instant::now();
         let err = repo
-            .commit_file_auto(
+            .commit_checkpoint_auto(
                 &f1,
                 &CommitOptions::default(),
                 &AutoOptions {
