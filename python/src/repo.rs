@@ -116,6 +116,26 @@ impl PyRepo {
     }
 }
 
+/// What `path` holds, `kind` (`"auto"`, `"tensors"` or `"frames"`) deciding as `--kind` does.
+fn input_at(py: Python<'_>, path: &std::path::Path, kind: &str) -> PyResult<Input> {
+    let kind = match kind {
+        "auto" => InputKind::Auto,
+        "tensors" => InputKind::Tensors,
+        "frames" => InputKind::Frames,
+        other => {
+            let why = format!("kind must be \"auto\", \"tensors\" or \"frames\", not {other:?}");
+            return Err(raise(py, "InvalidInputError", why));
+        }
+    };
+    py.detach(|| Input::detect(path, kind)).map_err(|e| {
+        let class = match e {
+            FrameError::Io { .. } => "StorageIOError",
+            _ => "InvalidInputError",
+        };
+        raise(py, class, e.to_string())
+    })
+}
+
 /// The handle `open` makes (with the GIL released), its kept tip and checkout cache sized where
 /// `caches` (tip bytes, checkout bytes) asks.
 fn opened(
@@ -272,25 +292,50 @@ impl PyRepo {
         kind: &str,
     ) -> PyResult<String> {
         let opts = commit_options(py, message, bound, meta, branch)?;
-        let kind = match kind {
-            "auto" => InputKind::Auto,
-            "tensors" => InputKind::Tensors,
-            "frames" => InputKind::Frames,
-            other => {
-                let why =
-                    format!("kind must be \"auto\", \"tensors\" or \"frames\", not {other:?}");
+        let input = input_at(py, &path, kind)?;
+        self.run_interruptible(py, Some(COMMIT_LANDED), |repo| {
+            repo.commit_input(&input, None, &opts).map(|r| json(&r))
+        })
+    }
+
+    /// Commits the checkpoint at `path` (a safetensors file or a checkpoint directory) under a
+    /// searched bound, as `snapstore commit PATH --bound auto` does; the AutoCommitReport as
+    /// JSON.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (path, message, meta, branch, kind, evaluate, max_loss, alpha, bounds, research_every))]
+    fn commit_path_auto(
+        &self,
+        py: Python<'_>,
+        path: std::path::PathBuf,
+        message: String,
+        meta: BTreeMap<String, String>,
+        branch: Option<String>,
+        kind: &str,
+        evaluate: Py<PyAny>,
+        max_loss: f64,
+        alpha: f64,
+        bounds: Option<Vec<f64>>,
+        research_every: Option<u32>,
+    ) -> PyResult<String> {
+        let path = match input_at(py, &path, kind)? {
+            Input::Tensors(path) | Input::Directory(path) => path,
+            Input::Frames(_) | Input::FramesFile(_) => {
+                let why = format!(
+                    "{}: bound=\"auto\" searches the bound of a checkpoint; commit a frame \
+                     sequence under \"abs:E\" or \"rel:E\"",
+                    path.display()
+                );
                 return Err(raise(py, "InvalidInputError", why));
             }
         };
-        let input = py.detach(|| Input::detect(&path, kind)).map_err(|e| {
-            let class = match e {
-                FrameError::Io { .. } => "StorageIOError",
-                _ => "InvalidInputError",
-            };
-            raise(py, class, e.to_string())
-        })?;
-        self.run_interruptible(py, Some(COMMIT_LANDED), |repo| {
-            repo.commit_input(&input, None, &opts).map(|r| json(&r))
+        let opts = commit_options(py, message, None, meta, branch)?;
+        let auto = AutoOptions {
+            search: search_options(max_loss, alpha, bounds),
+            research_every,
+        };
+        self.run_evaluated(py, evaluate, Some(COMMIT_LANDED), |repo, evaluator| {
+            repo.commit_checkpoint_auto(&path, &opts, &auto, evaluator)
+                .map(|r| json(&r))
         })
     }
 

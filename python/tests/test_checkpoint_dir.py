@@ -3,6 +3,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -89,13 +90,52 @@ def test_what_cannot_be_committed_or_written_is_refused_by_name(repo, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInputError, match=r"empty: no \*.png file \(frames\) and no \*.safetensors"):
         repo.commit_path(tmp_path / "empty")
-    with pytest.raises(InvalidInputError, match='bound="auto" needs the tensors'):
+    with pytest.raises(InvalidInputError, match='bound="auto" needs evaluate='):
         repo.commit_path(good, bound="auto")
+    with pytest.raises(InvalidInputError, match='evaluate= is used only with bound="auto"'):
+        repo.commit_path(good, evaluate=lambda sd: 0.9)
     assert len(repo.log()) == 1
     # A directory holding another checkpoint's shards would mix the two.
     other = save_sharded(epoch_state(1), tmp_path / "other", 3)
     with pytest.raises(InvalidInputError, match="holds model-00001-of-00003.safetensors"):
         repo.checkout_to(other)
+
+
+def test_bound_auto_searches_a_checkpoint_directory_as_one_state_dict(repo, tmp_path):
+    """``commit_path(DIR, bound="auto")`` hands the evaluator every shard's tensors in one
+    state_dict, first as saved, and stores the candidate it chose exactly as evaluated."""
+    repo.commit_path(save_sharded(epoch_state(0), tmp_path / "c0", 2))
+    d = save_sharded(epoch_state(1), tmp_path / "c1", 2)
+    seen = []
+
+    def evaluate(state):
+        seen.append({k: v.clone() for k, v in state.items()})
+        return 0.9  # no loss: the largest bound wins, at once
+
+    r = repo.commit_path(d, "epoch 1", bound="auto", evaluate=evaluate, bounds=[0.01, 0.05])
+    assert r.searched and r.bound == "rel:0.05" and r.left_out == [], r
+    assert len(seen) == 2
+    for name, t in epoch_state(1).items():
+        assert torch.equal(seen[0][name], t), name
+    stored = repo.checkout("HEAD")
+    assert stored.keys() == seen[1].keys()
+    for name, t in stored.items():
+        assert torch.equal(t, seen[1][name]), name
+    assert any(not torch.equal(t, seen[0][name]) for name, t in stored.items())
+
+    kinds = []
+    d2 = save_sharded(epoch_state(2), tmp_path / "c2", 3)
+    repo.commit_path(d2, bound="auto", framework="np",
+                     evaluate=lambda state: kinds.append(type(state["layers.0.weight"])) or 0.9)
+    assert kinds and all(k.__module__ == "numpy" for k in kinds), kinds
+    frames = tmp_path / "frames.npy"
+    np.save(frames, np.zeros((2, 4, 4), np.uint8))
+    with pytest.raises(InvalidInputError, match=r'frames.npy: bound="auto" searches the bound of a '
+                                                r'checkpoint'):
+        repo.commit_path(frames, bound="auto", evaluate=lambda state: 0.9)
+    with pytest.raises(InvalidInputError, match="framework must be 'pt' or 'np', not 'jax'"):
+        repo.commit_path(d2, bound="auto", evaluate=lambda state: 0.9, framework="jax")
+    assert len(repo.log()) == 3
 
 
 def test_kind_decides_for_a_checkpoint_beside_more_pngs(repo, tmp_path):

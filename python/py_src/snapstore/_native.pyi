@@ -70,6 +70,19 @@ class Repo:
         branch: Optional[str],
         kind: str,
     ) -> str: ...
+    def commit_path_auto(
+        self,
+        path: str,
+        message: str,
+        meta: Dict[str, str],
+        branch: Optional[str],
+        kind: str,
+        evaluate: Any,
+        max_loss: float,
+        alpha: float,
+        bounds: Optional[List[float]],
+        research_every: Optional[int],
+    ) -> str: ...
     def checkout_to(self, spec: str, path: str, names: Optional[List[str]] = None) -> str: ...
     def checkout(
         self, spec: str, names: Optional[List[str]] = None

@@ -12,8 +12,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from . import _checks, _native
 from ._memory import release_free_memory
-from ._tensors import (check_device, checkout_targets, copy_staged, host_views, mark_written,
-                       meta_strings, python_evaluator, state_dict_of, to_tensor)
+from ._tensors import (check_device, check_framework, checkout_targets, copy_staged, host_views,
+                       mark_written, meta_strings, python_evaluator, state_dict_of, to_tensor)
 from .errors import InvalidInputError, NotFoundError
 
 PathLike = Union[str, bytes, "os.PathLike[str]"]
@@ -283,8 +283,14 @@ class Repo:
         bound: Optional[str] = None,
         meta: Optional[Mapping[str, Any]] = None,
         branch: Optional[str] = None,
+        evaluate: Optional[Evaluate] = None,
         *,
         kind: str = "auto",
+        max_loss: float = 0.002,
+        alpha: float = 0.5,
+        bounds: Optional[Sequence[float]] = None,
+        research_every: Optional[int] = None,
+        framework: str = "pt",
     ) -> CommitReport:
         """Stores what ``path`` holds as a new snapshot, as ``snapstore commit PATH`` does: a
         safetensors file (its header kept, so :meth:`checkout_to` writes it back byte for byte
@@ -292,21 +298,33 @@ class Repo:
         (its ``*.safetensors`` shards and its JSON files up to 1 MiB, such as ``config.json``
         and the shard index; ``left_out`` in the report names what else was there); or a frame
         sequence (a directory of PNGs, a ``.npy``). ``bound``, ``meta`` and ``branch`` as in
-        :meth:`commit` (no ``"auto"``). ``kind`` (``"tensors"`` or ``"frames"``, as ``--kind``)
-        decides for a directory holding safetensors files and more PNGs, which ``"auto"``
-        refuses. A file or directory that cannot be committed raises ``InvalidInputError`` (or
-        ``StorageIOError``) naming it, and nothing is stored."""
+        :meth:`commit`. ``bound="auto"`` (a checkpoint only) searches the bound with
+        ``evaluate(candidate_state_dict) -> accuracy`` as :meth:`commit` does, every tensor of
+        the file or of all the directory's shards in one state_dict (``framework="pt"``: torch
+        tensors, ``"np"``: numpy arrays). ``kind`` (``"tensors"`` or ``"frames"``, as
+        ``--kind``) decides for a directory holding safetensors files and more PNGs, which
+        ``"auto"`` refuses. A file or directory that cannot be committed raises
+        ``InvalidInputError`` (or ``StorageIOError``) naming it, and nothing is stored."""
         message = _checks.text(message, "message")
         branch = _checks.text(branch, "branch", optional=True)
         if bound is not None and not isinstance(bound, str):
             raise InvalidInputError(f"bound must be a string such as 'rel:0.01', not {bound!r}")
-        if bound == "auto":
-            raise InvalidInputError('bound="auto" needs the tensors: use commit(state_dict, '
-                                    'bound="auto", evaluate=...)')
         if kind not in ("auto", "tensors", "frames"):
             raise InvalidInputError(f"kind must be 'auto', 'tensors' or 'frames', not {kind!r}")
-        raw = self._repo.commit_path(_checks.path(path), message, bound,
-                                     meta_strings(meta, "meta"), branch, kind)
+        meta_s = meta_strings(meta, "meta")
+        if bound == "auto":
+            if evaluate is None:
+                raise InvalidInputError('bound="auto" needs evaluate=callable(state_dict) -> accuracy')
+            check_framework(framework)
+            raw = self._repo.commit_path_auto(
+                _checks.path(path), message, meta_s, branch, kind,
+                python_evaluator(evaluate, framework), _checks.real(max_loss, "max_loss"),
+                _checks.real(alpha, "alpha"), _bounds(bounds),
+                _checks.whole(research_every, "research_every", 1, _checks.U32_MAX))
+        else:
+            if evaluate is not None:
+                raise InvalidInputError('evaluate= is used only with bound="auto"')
+            raw = self._repo.commit_path(_checks.path(path), message, bound, meta_s, branch, kind)
         return self._reported(CommitReport(**json.loads(raw)), branch)
 
     def search(

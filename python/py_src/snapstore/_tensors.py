@@ -243,6 +243,14 @@ def _writable_view(name: str, value: Any) -> Tuple[Optional[RawTensor], Any]:
         f"tensor {name!r} is a {type(value).__name__}, not a torch.Tensor or numpy.ndarray")
 
 
+def check_framework(framework: str) -> None:
+    """Refuses, before any work, a framework ``to_tensor`` would refuse on each tensor."""
+    if framework not in ("pt", "np"):
+        raise InvalidInputError(f"framework must be 'pt' or 'np', not {framework!r}")
+    if framework == "pt" and torch is None:
+        raise InvalidInputError("framework='pt' needs torch installed")
+
+
 def check_device(device: Any, framework: str) -> None:
     """Refuses, before anything is decoded, a ``device`` torch does not know or cannot use
     here (before, ``"gpu"`` or ``"cuda"`` on a machine without one failed after decoding)."""
