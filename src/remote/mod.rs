@@ -8,6 +8,7 @@
 //! durable. `object_store` is async: each remote handle drives it with its own current-thread
 //! runtime, so the rest of the library stays synchronous.
 
+mod dir_write;
 mod fetch;
 mod fsck;
 mod gc;

@@ -19,6 +19,7 @@ use object_store::{
     WriteMultipart,
 };
 
+use super::dir_write;
 use super::url::{endpoint_url, Location, RemoteSpec};
 use crate::error::{Error, Result};
 use crate::repo::Interrupt;
@@ -91,6 +92,9 @@ pub(crate) struct RemoteStore {
     bucket: Option<(String, String)>,
     /// A directory remote's directory (its packs are copied in directly, see `upload_files`).
     dir: Option<std::path::PathBuf>,
+    /// A directory remote's backend, which maps object names to its files (small objects are
+    /// written through [`dir_write`], synced).
+    local: Option<Arc<LocalFileSystem>>,
     /// Whether a listing comes back in key order (S3 general purpose buckets; not S3 Express
     /// directory buckets, not a local directory).
     ordered_listing: bool,
@@ -113,6 +117,7 @@ impl RemoteStore {
             })?;
         let mut ordered_listing = false;
         let mut local_dir = None;
+        let mut local = None;
         let mut bucket_at = None;
         let (store, prefix, kind): (Arc<dyn ObjectStore>, String, StoreKind) = match spec
             .location()?
@@ -150,7 +155,9 @@ impl RemoteStore {
                     problem: e.to_string(),
                 })?;
                 local_dir = Some(dir);
-                (Arc::new(fs), String::new(), StoreKind::Directory)
+                let fs = Arc::new(fs);
+                local = Some(fs.clone());
+                (fs, String::new(), StoreKind::Directory)
             }
             Location::S3 { bucket, prefix } => {
                 let s3 = s3_builder(spec, &bucket)?
@@ -180,6 +187,7 @@ impl RemoteStore {
             fail_uploads_after,
             bucket: bucket_at,
             dir: local_dir,
+            local,
             ordered_listing,
             interrupt: Interrupt::default(),
         })
@@ -300,8 +308,52 @@ impl RemoteStore {
         Ok(bytes)
     }
 
+    /// The file object `rel` is in a directory remote.
+    fn local_path(&self, rel: &str) -> Result<Option<std::path::PathBuf>> {
+        let Some(fs) = &self.local else {
+            return Ok(None);
+        };
+        let path = fs
+            .path_to_filesystem(&self.key(rel))
+            .map_err(|e| self.err(rel, e))?;
+        Ok(Some(path))
+    }
+
+    /// Writes small objects into a directory remote durably; whether each was written.
+    fn write_local(&self, objects: &[(String, Bytes)], mode: dir_write::Mode) -> Result<Vec<bool>> {
+        let mut files = Vec::with_capacity(objects.len());
+        for (rel, bytes) in objects {
+            let path = self.local_path(rel)?.expect("a directory remote");
+            files.push((path, &bytes[..]));
+        }
+        self.traffic
+            .requests
+            .fetch_add(objects.len() as u64, Ordering::Relaxed);
+        let written = dir_write::write_all(&files, mode).map_err(|e| {
+            let rel = match objects {
+                [(rel, _)] => rel.as_str(),
+                _ => "",
+            };
+            self.err(rel, e)
+        })?;
+        let up: usize = objects
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| **w)
+            .map(|(o, _)| o.1.len())
+            .sum();
+        self.traffic
+            .bytes_up
+            .fetch_add(up as u64, Ordering::Relaxed);
+        Ok(written)
+    }
+
     /// Writes an object (replacing any).
     pub fn put(&self, rel: &str, bytes: Bytes) -> Result<()> {
+        if self.local.is_some() {
+            self.write_local(&[(rel.to_string(), bytes)], dir_write::Mode::Replace)?;
+            return Ok(());
+        }
         let key = self.key(rel);
         self.traffic.request();
         let n = bytes.len() as u64;
@@ -323,6 +375,13 @@ impl RemoteStore {
     }
 
     fn put_mode(&self, rel: &str, bytes: Bytes, mode: PutMode) -> Result<Conditional> {
+        if self.local.is_some() && matches!(mode, PutMode::Create) {
+            let written = self.write_local(&[(rel.to_string(), bytes)], dir_write::Mode::Create)?;
+            return Ok(match written[0] {
+                true => Conditional::Done,
+                false => Conditional::Lost,
+            });
+        }
         let key = self.key(rel);
         self.traffic.request();
         let n = bytes.len() as u64;
@@ -659,6 +718,10 @@ impl RemoteStore {
 
     /// Writes several objects, a few at a time.
     pub fn put_many(&self, objects: Vec<(String, Bytes)>) -> Result<()> {
+        if self.local.is_some() {
+            self.write_local(&objects, dir_write::Mode::Replace)?;
+            return Ok(());
+        }
         self.rt.block_on(async {
             futures::stream::iter(objects.into_iter().map(|(rel, bytes)| async move {
                 let key = self.key(&rel);
