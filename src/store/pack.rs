@@ -375,19 +375,16 @@ impl PackReader {
     }
 
     /// Hands `each` the objects of a pack whose trailer is lost (truncated, or its footer
-    /// damaged), found by walking the records from the start; the walk stops at the first
-    /// record that does not fit. Their ids are the blake3 of what was read: a stray record
-    /// (trailer bytes taken for one) becomes an object nothing refers to. Gives back how many.
+    /// damaged) or whose header is damaged, found by walking the records from the end of the
+    /// header; the walk stops at the first record that does not fit. The header itself is not
+    /// required: a flipped magic byte must not cost the objects after it. Their ids are the
+    /// blake3 of what was read: a stray record (trailer bytes taken for one) becomes an object
+    /// nothing refers to. Gives back how many.
     pub fn salvage(
         &self,
         mut each: impl FnMut(ObjectKind, ObjectId, &[u8]) -> Result<()>,
     ) -> Result<usize> {
         let len = self.file.len();
-        let mut head = [0u8; HEADER_LEN as usize];
-        let readable = self.file.read_exact_at(&mut head, 0).is_ok();
-        if !readable || &head[..8] != MAGIC {
-            return Ok(0);
-        }
         let mut found = 0;
         let mut at = HEADER_LEN;
         let mut record = [0u8; 9];
