@@ -2148,17 +2148,11 @@ fn remote_fsck_finds_and_repairs(remote: &Remote) {
         serde_json::from_slice(&take_remote_object(remote, &format!("snapshots/{tip}"))).unwrap();
     let pack = format!("packs/{}.pack", record["packs"][0].as_str().unwrap());
     // Put the record back (a lost pack alone is what a push cannot see).
-    let body = serde_json::to_vec(&record).unwrap();
-    match &remote.endpoint {
-        None => std::fs::write(
-            Path::new(&remote.url).join(format!("snapshots/{tip}")),
-            body,
-        )
-        .unwrap(),
-        Some(e) => with_s3(remote, e, &format!("snapshots/{tip}"), async |s3, key| {
-            s3.put(&key, body.into()).await.unwrap();
-        }),
-    }
+    put_remote_object(
+        remote,
+        &format!("snapshots/{tip}"),
+        serde_json::to_vec(&record).unwrap(),
+    );
     let bytes = take_remote_object(remote, &pack);
     let pushed = rjson(&src, &["push"]);
     assert_eq!(
@@ -2209,9 +2203,50 @@ fn remote_fsck_finds_and_repairs(remote: &Remote) {
         repaired["repaired"],
         serde_json::json!([format!("snapshots/{tip}")])
     );
+    // Records present but unreadable (what a crash of an unsynced write leaves): the walk
+    // stops at the first, and the repair writes it and the one behind it again.
+    let ids = log_ids(&src);
+    for id in &ids[1..] {
+        put_remote_object(remote, &format!("snapshots/{id}"), Vec::new());
+    }
+    let found = remote_fsck(&src, &[]);
+    let objects: Vec<_> = found["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["object"])
+        .collect();
+    assert_eq!(
+        objects,
+        [&serde_json::json!(format!("snapshots/{}", ids[1]))],
+        "{found:#}"
+    );
+    let repaired = remote_fsck(&src, &["--repair"]);
+    let mut expected: Vec<String> = ids[1..]
+        .iter()
+        .map(|id| format!("snapshots/{id}"))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        repaired["repaired"],
+        serde_json::json!(expected),
+        "{repaired:#}"
+    );
+    assert_eq!(repaired["clean"], true, "{repaired:#}");
     let dst = work.path().join("dst");
     remote.clone_into(&dst);
     assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[2].1);
+    assert_eq!(checkout_bytes(&dst, "HEAD~2", &[]), fs[0].1);
+}
+
+/// Writes `body` as remote object `rel`, over whatever is there.
+fn put_remote_object(remote: &Remote, rel: &str, body: Vec<u8>) {
+    match &remote.endpoint {
+        None => std::fs::write(Path::new(&remote.url).join(rel), body).unwrap(),
+        Some(e) => with_s3(remote, e, rel, async |s3, key| {
+            s3.put(&key, body.into()).await.unwrap();
+        }),
+    }
 }
 both_remotes!(
     dir_remote_fsck_finds_and_repairs,

@@ -209,7 +209,28 @@ impl Repo {
         let started = Instant::now();
         let store = RemoteStore::open(spec, false)?.stopped_by(self.interrupt());
         layout::check_format(&store, false)?;
-        let found = check(&store, deep)?;
+        let mut found = check(&store, deep)?;
+        let mut repaired = Vec::new();
+        // The walk cannot pass a record it cannot read: what lies behind one is checked once
+        // it is put back, so a round repeats while one puts something back.
+        loop {
+            let fixed = self.repair_found(&store, &found)?;
+            let progress = fixed.iter().any(|o| !repaired.contains(o));
+            repaired.extend(fixed);
+            found = check(&store, deep)?;
+            if found.clean || !progress {
+                break;
+            }
+        }
+        repaired.sort();
+        repaired.dedup();
+        found.repaired = repaired;
+        found.seconds = started.elapsed().as_secs_f64();
+        Ok(found)
+    }
+
+    /// Puts back what this repository holds of the `found` problems; what went back.
+    fn repair_found(&self, store: &RemoteStore, found: &RemoteFsckReport) -> Result<Vec<String>> {
         let mut repaired = Vec::new();
         let mut uploads = Vec::new();
         for p in &found.problems {
@@ -228,23 +249,22 @@ impl Repo {
         store.upload_files(&uploads, &|_| {})?;
         repaired.extend(uploads.into_iter().map(|(object, _)| object));
         let index = self.index()?;
-        let missing: Vec<ObjectId> = found
+        // Missing or unreadable records alike: a record's bytes follow from the snapshot, so
+        // one written over a damaged one is what was meant to be there.
+        let lost: HashSet<ObjectId> = found
             .problems
             .iter()
             .filter_map(|p| p.object.strip_prefix("snapshots/")?.parse().ok())
             .filter(|id: &ObjectId| matches!(index.locate(id), Ok(Some(_))))
             .collect();
         drop(index);
-        for id in missing {
+        for &id in &lost {
             let mut sent = PushReport::default();
-            self.upload_closure(&store, id, &mut sent)?;
+            self.upload_closure_over(store, id, &lost, &mut sent)?;
             if sent.snapshots > 0 {
                 repaired.push(record_object(&id));
             }
         }
-        let mut after = check(&store, deep)?;
-        after.repaired = repaired;
-        after.seconds = started.elapsed().as_secs_f64();
-        Ok(after)
+        Ok(repaired)
     }
 }

@@ -412,10 +412,24 @@ impl Repo {
         tip: ObjectId,
         report: &mut PushReport,
     ) -> Result<()> {
+        self.upload_closure_over(store, tip, &HashSet::new(), report)
+    }
+
+    /// [`Repo::upload_closure`], writing the records of `damaged` (unreadable on the remote)
+    /// again as if they were missing.
+    pub(super) fn upload_closure_over(
+        &self,
+        store: &RemoteStore,
+        tip: ObjectId,
+        damaged: &HashSet<ObjectId>,
+        report: &mut PushReport,
+    ) -> Result<()> {
+        let damaged: HashSet<String> = damaged.iter().map(ObjectId::hex).collect();
         let on_remote: HashSet<String> = store
             .list("snapshots")?
             .into_iter()
             .map(|(n, _)| n)
+            .filter(|n| !damaged.contains(n))
             .collect();
         let index = self.index()?;
         let mut reader = self.reader();
@@ -521,7 +535,12 @@ fn held_on_remote(
     }
     let mut held = HashMap::new();
     for id in frontier {
-        if let Some(record) = read_record(store, &id)? {
+        // An unreadable record places nothing: its objects go in the local packs instead.
+        let record = match read_record(store, &id) {
+            Err(Error::RemoteCorrupt { .. }) => None,
+            read => read?,
+        };
+        if let Some(record) = record {
             for &(object, p, offset, len) in &record.objects {
                 held.entry(object)
                     .or_insert_with(|| (record.packs[p as usize].clone(), offset, len));
