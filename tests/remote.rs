@@ -2289,3 +2289,35 @@ both_remotes!(
     s3_push_after_a_local_gc_sends_only_what_is_new,
     push_after_a_local_gc_sends_only_what_is_new
 );
+
+/// A directory remote cannot hold a branch `feat` and a branch `feat/x` (a file and a directory
+/// of one name): a push of both, or of one beside the other already there, is refused naming
+/// both before any ref moves (it moved the first and failed on the second with "Not a
+/// directory", or waited 30 s on a "lock" that was a directory).
+#[test]
+fn a_directory_remote_refuses_refs_that_would_be_file_and_directory() {
+    let work = tempdir();
+    let (src, _) = committed_source(work.path(), 2, 62);
+    let remote = Remote::dir();
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["branch", "feat"]);
+    rrun_ok(&src, &["branch", "feat/x"]);
+    let refs = Path::new(&remote.url).join("refs");
+    let err = stderr(&rrun(
+        &src,
+        &["push", "origin", "main", "feat", "feat/x"],
+        &[],
+    ));
+    assert!(
+        err.contains("cannot hold both heads/feat and heads/feat/x"),
+        "{err}"
+    );
+    assert!(!refs.exists(), "no ref moved");
+    rrun_ok(&src, &["push", "origin", "feat/x"]);
+    let err = stderr(&rrun(&src, &["push", "origin", "feat"], &[]));
+    assert!(
+        err.contains("cannot hold both heads/feat and heads/feat/x"),
+        "{err}"
+    );
+    rrun_ok(&src, &["push", "origin", "main"]);
+}

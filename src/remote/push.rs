@@ -201,6 +201,7 @@ impl Repo {
             .open_for_push(name.as_deref(), spec)?
             .stopped_by(self.interrupt());
         let keys = self.local_keys(refs)?;
+        refs::check_paths_fit(&store, &keys)?;
         refs::check_conditional_writes(&store)?;
         layout::check_format(&store, true)?;
         store.remove_stale_uploads(STALE_UPLOAD_AGE, false)?;

@@ -83,6 +83,33 @@ pub(crate) fn list_refs(store: &RemoteStore) -> Result<Vec<(String, ObjectId)>> 
     Ok(out)
 }
 
+/// Fails, before anything moves, where a directory remote would have to hold a ref `K` and a ref
+/// under `K/` (`heads/feat` and `heads/feat/x`): the one is a file, the other a directory of the
+/// same name. A push of both used to move the first and fail on the second with "Not a
+/// directory"; a push of `feat` beside a remote `feat/x` waited 30 s on a "lock" that was the
+/// directory `locks/refs/heads/feat/`. An S3 remote's keys are names, not paths: it holds both.
+pub(crate) fn check_paths_fit(store: &RemoteStore, keys: &[String]) -> Result<()> {
+    if store.kind != StoreKind::Directory {
+        return Ok(());
+    }
+    let mut all: Vec<String> = store.list("refs")?.into_iter().map(|(n, _)| n).collect();
+    all.extend(keys.iter().cloned());
+    let under = |a: &str, b: &str| a.strip_prefix(b).is_some_and(|rest| rest.starts_with('/'));
+    for key in keys {
+        if let Some(other) = all.iter().find(|o| under(o, key) || under(key, o)) {
+            return Err(Error::InvalidArgument {
+                what: "refs to push",
+                problem: format!(
+                    "a directory remote cannot hold both {key} and {other}: one would be a file \
+                     and the other a directory of that name. Nothing was pushed; give one of \
+                     them another name (an S3 remote holds both)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Moves ref `key` from `expected` (`None`: it must not exist) to `new`. `Ok(Err(current))`
 /// when another writer moved it first (`current`: what it points to now).
 pub(crate) fn cas_ref(
