@@ -2321,3 +2321,70 @@ fn a_directory_remote_refuses_refs_that_would_be_file_and_directory() {
     );
     rrun_ok(&src, &["push", "origin", "main"]);
 }
+
+/// `fetch` and `pull` take a URL as push and clone do, with `--endpoint` where it is S3; a fetch
+/// by URL says that no ref keeps what it brought (a gc took all of it, unannounced).
+fn fetch_and_pull_by_url(remote: &Remote) {
+    let work = tempdir();
+    let (src, fs) = committed_source(work.path(), 2, 63);
+    let endpoint = remote.endpoint_args();
+    let with_endpoint = |args: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(endpoint.iter().cloned());
+        all
+    };
+    let run_with = |repo: &Path, args: &[&str]| {
+        let all = with_endpoint(args);
+        rrun(
+            repo,
+            &all.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[],
+        )
+    };
+    assert!(run_with(&src, &["push", &remote.url]).status.success());
+    let dst = work.path().join("dst");
+    rrun_ok(&dst, &["init"]);
+    let o = run_with(&dst, &["fetch", &remote.url]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not a configured remote, so no remote-tracking ref keeps"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run_with(&dst, &["pull", &remote.url, "main"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(checkout_bytes(&dst, "HEAD", &[]), fs[1].1);
+    assert_eq!(checkout_bytes(&dst, "HEAD~1", &[]), fs[0].1);
+}
+both_remotes!(
+    dir_fetch_and_pull_by_url,
+    s3_fetch_and_pull_by_url,
+    fetch_and_pull_by_url
+);
+
+/// A clone makes the directory it is given the repository, so it refuses one holding files
+/// (they were mixed in with the repository's, and a `refs.log` there appended to); an empty one
+/// is taken.
+#[test]
+fn a_clone_refuses_a_directory_holding_files() {
+    let work = tempdir();
+    let (src, fs) = committed_source(work.path(), 1, 64);
+    let remote = Remote::dir();
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let project = work.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("refs.log"), b"mine\n").unwrap();
+    let err = stderr(&rrun(
+        &src,
+        &["clone", &remote.url, project.to_str().unwrap()],
+        &[],
+    ));
+    assert!(err.contains("project is not empty"), "{err}");
+    assert_eq!(sorted_names(&project), ["refs.log"]);
+    assert_eq!(std::fs::read(project.join("refs.log")).unwrap(), b"mine\n");
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    remote.clone_into(&empty);
+    assert_eq!(checkout_bytes(&empty, "HEAD", &[]), fs[0].1);
+}

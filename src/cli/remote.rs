@@ -151,6 +151,9 @@ pub struct FetchArgs {
     /// Branches or tags to fetch (default: all).
     #[arg(value_name = "REF")]
     refs: Vec<String>,
+    /// With a URL: its S3 endpoint and region (a configured remote has its own).
+    #[command(flatten)]
+    s3: S3Args,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -164,6 +167,9 @@ pub struct PullArgs {
     remote: String,
     /// The branch (default: HEAD's).
     branch: Option<String>,
+    /// With a URL: its S3 endpoint and region (a configured remote has its own).
+    #[command(flatten)]
+    s3: S3Args,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -394,14 +400,18 @@ fn named_or_url(
     }
 }
 
+/// A URL given with --endpoint or --region, used as given (no tracking refs); `None` without
+/// them (a configured name, or a plain URL).
+fn given_spec(remote: &str, s3: &S3Args) -> snapstore::Result<Option<RemoteSpec>> {
+    match s3.endpoint.is_some() || s3.region.is_some() {
+        true => spec_of(remote, s3).map(Some),
+        false => Ok(None),
+    }
+}
+
 /// Runs `snapstore push`.
 pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
-    // A URL with --endpoint or --region: pushed to as given (no tracking refs).
-    let at = if args.s3.endpoint.is_some() || args.s3.region.is_some() {
-        Some(spec_of(&args.remote, &args.s3)?)
-    } else {
-        None
-    };
+    let at = given_spec(&args.remote, &args.s3)?;
     if !args.delete.is_empty() {
         let mut deleted = Vec::new();
         for name in &args.delete {
@@ -460,7 +470,21 @@ pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
 
 /// Runs `snapstore fetch`.
 pub fn fetch(args: FetchArgs, repo: &Repo) -> Result<()> {
-    let r = repo.fetch(&args.remote, &args.refs)?;
+    let r = match given_spec(&args.remote, &args.s3)? {
+        Some(spec) => repo.fetch_at(&spec, &args.refs)?,
+        None => repo.fetch(&args.remote, &args.refs)?,
+    };
+    // Fetched by URL, nothing keeps what came: say so before a gc takes it.
+    let tracked = repo.remotes()?.contains_key(&args.remote);
+    if !tracked && !r.refs.is_empty() {
+        eprintln!(
+            "note: {} is not a configured remote, so no remote-tracking ref keeps what was \
+             fetched: the next gc removes what no local branch or tag reaches (`snapstore \
+             remote add NAME URL`, then `fetch NAME`, keeps remotes/NAME/...; `pull` moves the \
+             branch)",
+            args.remote
+        );
+    }
     if args.json {
         return json_pretty(&r);
     }
@@ -482,7 +506,10 @@ pub fn fetch(args: FetchArgs, repo: &Repo) -> Result<()> {
 
 /// Runs `snapstore pull`.
 pub fn pull(args: PullArgs, repo: &Repo) -> Result<()> {
-    let r = repo.pull(&args.remote, args.branch.as_deref())?;
+    let r = match given_spec(&args.remote, &args.s3)? {
+        Some(spec) => repo.pull_at(&spec, args.branch.as_deref())?,
+        None => repo.pull(&args.remote, args.branch.as_deref())?,
+    };
     if args.json {
         return json_pretty(&r);
     }

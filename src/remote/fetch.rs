@@ -236,12 +236,26 @@ impl Repo {
     /// URL): downloads what they need and, for a configured remote, moves the tracking refs
     /// `remotes/NAME/heads/BRANCH`. Local branches do not move ([`Repo::pull`] moves them).
     pub fn fetch(&self, remote: &str, refs: &[String]) -> Result<FetchReport> {
-        let started = Instant::now();
         let (name, spec) = self.remote_spec(remote)?;
-        let store = RemoteStore::open(&spec, false)?.stopped_by(self.interrupt());
+        self.fetch_spec(name.as_deref(), &spec, refs)
+    }
+
+    /// [`Repo::fetch`] from the remote `spec` given by URL (with its endpoint and region); no
+    /// tracking refs are kept, so what no local ref reaches goes at the next gc.
+    pub fn fetch_at(&self, spec: &RemoteSpec, refs: &[String]) -> Result<FetchReport> {
+        self.fetch_spec(None, &spec.clone().normalized()?, refs)
+    }
+
+    fn fetch_spec(
+        &self,
+        name: Option<&str>,
+        spec: &RemoteSpec,
+        refs: &[String],
+    ) -> Result<FetchReport> {
+        let started = Instant::now();
+        let store = RemoteStore::open(spec, false)?.stopped_by(self.interrupt());
         layout::check_format(&store, false)?;
-        let report = self.fetch_from(&store, name.as_deref(), refs, started)?;
-        Ok(report)
+        self.fetch_from(&store, name, refs, started)
     }
 
     fn fetch_from(
@@ -313,11 +327,26 @@ impl Repo {
     /// fast-forward, or, when both have new snapshots, the local ones re-parented on top of the
     /// remote's (as a commit that lost a race is).
     pub fn pull(&self, remote: &str, branch: Option<&str>) -> Result<PullReport> {
+        let (name, spec) = self.remote_spec(remote)?;
+        self.pull_spec(name.as_deref(), &spec, branch)
+    }
+
+    /// [`Repo::pull`] from the remote `spec` given by URL (with its endpoint and region).
+    pub fn pull_at(&self, spec: &RemoteSpec, branch: Option<&str>) -> Result<PullReport> {
+        self.pull_spec(None, &spec.clone().normalized()?, branch)
+    }
+
+    fn pull_spec(
+        &self,
+        name: Option<&str>,
+        spec: &RemoteSpec,
+        branch: Option<&str>,
+    ) -> Result<PullReport> {
         let branch = match branch {
             Some(b) => b.to_string(),
             None => self.index()?.head_branch()?,
         };
-        let fetch = self.fetch(remote, std::slice::from_ref(&branch))?;
+        let fetch = self.fetch_spec(name, spec, std::slice::from_ref(&branch))?;
         let theirs = fetch.refs[0].snapshot;
         let key = branch_key(&branch);
         let ours = self.index()?.get_ref(&key)?;
@@ -370,6 +399,21 @@ impl Repo {
     ) -> Result<(Repo, CloneReport)> {
         let target = dir.as_ref();
         let existed = target.exists();
+        // The clone makes `target` the repository: files already there would be mixed into it
+        // (an existing `refs.log` appended to), as git refuses to.
+        let holds_files = std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_some());
+        if holds_files {
+            return Err(Error::InvalidArgument {
+                what: "clone destination",
+                problem: format!(
+                    "{} is not empty, and a clone makes the directory it is given the \
+                     repository; give a new or empty directory (`{}` in a project directory, \
+                     which commands run there find)",
+                    target.display(),
+                    target.join(crate::repo::DEFAULT_REPO_DIR).display()
+                ),
+            });
+        }
         // A new repository is built beside its place under a temp name and renamed into place
         // once complete: a clone killed half way leaves no half-made repository where a re-run
         // would find it (Ctrl-C removes the temp; a re-run removes a killed clone's).
