@@ -838,3 +838,43 @@ fn frame_options_that_cannot_apply_are_refused_by_name() {
         &["checkout", "HEAD", "-o", out, "--tensor", "frames"],
     );
 }
+
+/// Audit F2: `diff --exit-code` looked only at tensor rows, so a frame sequence whose frames
+/// differ exited 0; and an error (frames of another shape) exited 1 like "differs". Now
+/// differs = 1, same = 0, error = 2, for a `.npy` and a PNG directory alike.
+#[test]
+fn diff_exit_code_says_whether_frames_differ_and_errors_exit_2() {
+    let (dir, repo) = init_repo();
+    let seq = moving_frames(&mut Rng::new(31), 6, 5, 7, 3, FrameDtype::U8);
+    let same = npy_at(&seq, &dir.path().join("a.npy"));
+    run_ok(&repo, &["commit", &same]);
+    let mut data = seq.data.clone();
+    let frame = data.len() / seq.t;
+    data[4 * frame + 3] ^= 0x80; // one element of frame 4
+    let edited = FrameSeq::from_raw(FrameDtype::U8, &[6, 5, 7, 3], data).unwrap();
+    let changed = npy_at(&edited, &dir.path().join("b.npy"));
+    let pngs = dir.path().join("b");
+    snapstore::write_pngs(&edited, &pngs, 0..edited.t).unwrap();
+    let first4 = seq.frames(0..4).unwrap().to_vec();
+    let shorter = FrameSeq::from_raw(FrameDtype::U8, &[4, 5, 7, 3], first4).unwrap();
+    let shorter = npy_at(&shorter, &dir.path().join("c.npy"));
+    let code = |b: &str, extra: &[&str]| {
+        let mut args = vec!["diff", "HEAD", b];
+        args.extend_from_slice(extra);
+        let out = run(&repo, &args);
+        (out.status.code(), stderr(&out))
+    };
+    assert_eq!(code(&same, &["--exit-code"]).0, Some(0));
+    assert_eq!(code(&changed, &["--exit-code"]).0, Some(1));
+    assert_eq!(code(pngs.to_str().unwrap(), &["--exit-code"]).0, Some(1));
+    assert_eq!(code(&changed, &["--exit-code", "--json"]).0, Some(1));
+    let (status, err) = code(&shorter, &["--exit-code"]);
+    assert_eq!(status, Some(2), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("4x5x7x3"),
+        "{err}"
+    );
+    // Without --exit-code, a difference is no failure and an error exits 1 as everywhere.
+    assert_eq!(code(&changed, &[]).0, Some(0));
+    assert_eq!(code(&shorter, &[]).0, Some(1));
+}
