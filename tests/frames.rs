@@ -878,3 +878,26 @@ fn diff_exit_code_says_whether_frames_differ_and_errors_exit_2() {
     assert_eq!(code(&changed, &[]).0, Some(0));
     assert_eq!(code(&shorter, &[]).0, Some(1));
 }
+
+/// Audit F5: PNG frames whose names are not UTF-8 were committed (names kept lossily, so a PNG
+/// checkout renamed or refused them); they are refused at commit, naming the file, as a
+/// checkpoint directory's shards are, and nothing is stored.
+#[cfg(unix)]
+#[test]
+fn png_frames_with_names_that_are_not_utf8_are_refused_naming_them() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, repo) = init_repo();
+    let seq = moving_frames(&mut Rng::new(32), 3, 4, 4, 1, FrameDtype::U8);
+    let src = dir.path().join("src");
+    let written = snapstore::write_pngs(&seq, &src, 0..seq.t).unwrap();
+    let odd = src.join(std::ffi::OsStr::from_bytes(b"f_\xfe.png"));
+    std::fs::rename(&written[1], &odd).unwrap();
+    let err = run_err(&repo, &["commit", src.to_str().unwrap()]);
+    assert!(
+        err.contains(r"f_\xFE.png") && err.contains("must be UTF-8"),
+        "{err}"
+    );
+    let log = run_json(&repo, &["stats"]);
+    assert_eq!(log["snapshots"], 0, "{log:#}");
+    assert_eq!(log["stored_bytes"], 0, "{log:#}");
+}
