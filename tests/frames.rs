@@ -901,3 +901,24 @@ fn png_frames_with_names_that_are_not_utf8_are_refused_naming_them() {
     assert_eq!(log["snapshots"], 0, "{log:#}");
     assert_eq!(log["stored_bytes"], 0, "{log:#}");
 }
+
+/// Audit F6: 5000 frames of 2x3 U8 in the default groups of 30 stored 31,978 bytes for 30,000,
+/// each group paying its own framing; a default group now holds at least 2^16 elements.
+#[test]
+fn tiny_frames_in_default_groups_store_under_their_raw_bytes() {
+    let (dir, repo) = init_repo();
+    let seq = moving_frames(&mut Rng::new(33), 5000, 2, 3, 1, FrameDtype::U8);
+    let src = npy_at(&seq, &dir.path().join("tiny.npy"));
+    let r = run_json(&repo, &["commit", &src]);
+    let (raw, stored) = (r["logical_bytes"].as_u64(), r["stored_bytes"].as_u64());
+    assert_eq!(raw, Some(30_000), "{r:#}");
+    assert!(stored.unwrap() < 30_000, "{r:#}");
+    let shown = run_json(&repo, &["show", "HEAD"]);
+    let chunks = shown["manifest"]["tensors"][0]["chunks"]
+        .as_array()
+        .unwrap();
+    assert_eq!(chunks.len(), 1, "one group of 5000 frames");
+    let out = dir.path().join("out.npy");
+    run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+}
