@@ -922,3 +922,16 @@ fn tiny_frames_in_default_groups_store_under_their_raw_bytes() {
     run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
 }
+
+/// Audit F4: `checkout --help` said a .safetensors output "takes the whole sequence" with
+/// --frames, which is refused.
+#[test]
+fn checkout_help_says_frames_refuses_a_safetensors_output() {
+    let (_dir, repo) = init_repo();
+    let checkout = run_ok(&repo, &["checkout", "--help"]);
+    let frames = &checkout[checkout.find("--frames <A..B>").unwrap()..];
+    assert!(
+        frames.contains("Refused with a .safetensors output"),
+        "{checkout}"
+    );
+}
