@@ -935,3 +935,15 @@ fn checkout_help_says_frames_refuses_a_safetensors_output() {
         "{checkout}"
     );
 }
+
+/// Audit F7: the F32 PSNR peak (max - min of the whole sequence) was told only in a source
+/// comment.
+#[test]
+fn diff_help_says_where_the_psnr_peak_comes_from() {
+    let (_dir, repo) = init_repo();
+    let diff = run_ok(&repo, &["diff", "--help"]);
+    assert!(
+        diff.contains("max - min of the finite values of the whole"),
+        "{diff}"
+    );
+}

@@ -18,7 +18,9 @@ pub struct Args {
     #[arg(value_name = "REF")]
     a: String,
     /// Second snapshot, a safetensors file or checkpoint directory, or (for a sequence) a PNG
-    /// directory or .npy.
+    /// directory or .npy. Frames are compared one by one: max abs error and PSNR, whose peak is
+    /// 255 for U8, 65535 for U16 and, for F32, max - min of the finite values of the whole
+    /// sequence given here (so one outlier in any frame raises every frame's PSNR).
     #[arg(value_name = "REF|FILE")]
     b: String,
     /// Print JSON.
