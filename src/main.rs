@@ -38,6 +38,6 @@ fn main() {
     }
     if let Err(err) = result {
         eprintln!("error: {err:#}");
-        std::process::exit(1);
+        std::process::exit(cli::exit_status(&err));
     }
 }

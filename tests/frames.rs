@@ -838,3 +838,112 @@ fn frame_options_that_cannot_apply_are_refused_by_name() {
         &["checkout", "HEAD", "-o", out, "--tensor", "frames"],
     );
 }
+
+/// Audit F2: `diff --exit-code` looked only at tensor rows, so a frame sequence whose frames
+/// differ exited 0; and an error (frames of another shape) exited 1 like "differs". Now
+/// differs = 1, same = 0, error = 2, for a `.npy` and a PNG directory alike.
+#[test]
+fn diff_exit_code_says_whether_frames_differ_and_errors_exit_2() {
+    let (dir, repo) = init_repo();
+    let seq = moving_frames(&mut Rng::new(31), 6, 5, 7, 3, FrameDtype::U8);
+    let same = npy_at(&seq, &dir.path().join("a.npy"));
+    run_ok(&repo, &["commit", &same]);
+    let mut data = seq.data.clone();
+    let frame = data.len() / seq.t;
+    data[4 * frame + 3] ^= 0x80; // one element of frame 4
+    let edited = FrameSeq::from_raw(FrameDtype::U8, &[6, 5, 7, 3], data).unwrap();
+    let changed = npy_at(&edited, &dir.path().join("b.npy"));
+    let pngs = dir.path().join("b");
+    snapstore::write_pngs(&edited, &pngs, 0..edited.t).unwrap();
+    let first4 = seq.frames(0..4).unwrap().to_vec();
+    let shorter = FrameSeq::from_raw(FrameDtype::U8, &[4, 5, 7, 3], first4).unwrap();
+    let shorter = npy_at(&shorter, &dir.path().join("c.npy"));
+    let code = |b: &str, extra: &[&str]| {
+        let mut args = vec!["diff", "HEAD", b];
+        args.extend_from_slice(extra);
+        let out = run(&repo, &args);
+        (out.status.code(), stderr(&out))
+    };
+    assert_eq!(code(&same, &["--exit-code"]).0, Some(0));
+    assert_eq!(code(&changed, &["--exit-code"]).0, Some(1));
+    assert_eq!(code(pngs.to_str().unwrap(), &["--exit-code"]).0, Some(1));
+    assert_eq!(code(&changed, &["--exit-code", "--json"]).0, Some(1));
+    let (status, err) = code(&shorter, &["--exit-code"]);
+    assert_eq!(status, Some(2), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("4x5x7x3"),
+        "{err}"
+    );
+    // Without --exit-code, a difference is no failure and an error exits 1 as everywhere.
+    assert_eq!(code(&changed, &[]).0, Some(0));
+    assert_eq!(code(&shorter, &[]).0, Some(1));
+}
+
+/// Audit F5: PNG frames whose names are not UTF-8 were committed (names kept lossily, so a PNG
+/// checkout renamed or refused them); they are refused at commit, naming the file, as a
+/// checkpoint directory's shards are, and nothing is stored.
+#[cfg(unix)]
+#[test]
+fn png_frames_with_names_that_are_not_utf8_are_refused_naming_them() {
+    use std::os::unix::ffi::OsStrExt;
+    let (dir, repo) = init_repo();
+    let seq = moving_frames(&mut Rng::new(32), 3, 4, 4, 1, FrameDtype::U8);
+    let src = dir.path().join("src");
+    let written = snapstore::write_pngs(&seq, &src, 0..seq.t).unwrap();
+    let odd = src.join(std::ffi::OsStr::from_bytes(b"f_\xfe.png"));
+    std::fs::rename(&written[1], &odd).unwrap();
+    let err = run_err(&repo, &["commit", src.to_str().unwrap()]);
+    assert!(
+        err.contains(r"f_\xFE.png") && err.contains("must be UTF-8"),
+        "{err}"
+    );
+    let log = run_json(&repo, &["stats"]);
+    assert_eq!(log["snapshots"], 0, "{log:#}");
+    assert_eq!(log["stored_bytes"], 0, "{log:#}");
+}
+
+/// Audit F6: 5000 frames of 2x3 U8 in the default groups of 30 stored 31,978 bytes for 30,000,
+/// each group paying its own framing; a default group now holds at least 2^16 elements.
+#[test]
+fn tiny_frames_in_default_groups_store_under_their_raw_bytes() {
+    let (dir, repo) = init_repo();
+    let seq = moving_frames(&mut Rng::new(33), 5000, 2, 3, 1, FrameDtype::U8);
+    let src = npy_at(&seq, &dir.path().join("tiny.npy"));
+    let r = run_json(&repo, &["commit", &src]);
+    let (raw, stored) = (r["logical_bytes"].as_u64(), r["stored_bytes"].as_u64());
+    assert_eq!(raw, Some(30_000), "{r:#}");
+    assert!(stored.unwrap() < 30_000, "{r:#}");
+    let shown = run_json(&repo, &["show", "HEAD"]);
+    let chunks = shown["manifest"]["tensors"][0]["chunks"]
+        .as_array()
+        .unwrap();
+    assert_eq!(chunks.len(), 1, "one group of 5000 frames");
+    let out = dir.path().join("out.npy");
+    run_ok(&repo, &["checkout", "HEAD", "-o", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+}
+
+/// Audit F4: `checkout --help` said a .safetensors output "takes the whole sequence" with
+/// --frames, which is refused.
+#[test]
+fn checkout_help_says_frames_refuses_a_safetensors_output() {
+    let (_dir, repo) = init_repo();
+    let checkout = run_ok(&repo, &["checkout", "--help"]);
+    let frames = &checkout[checkout.find("--frames <A..B>").unwrap()..];
+    assert!(
+        frames.contains("Refused with a .safetensors output"),
+        "{checkout}"
+    );
+}
+
+/// Audit F7: the F32 PSNR peak (max - min of the whole sequence) was told only in a source
+/// comment.
+#[test]
+fn diff_help_says_where_the_psnr_peak_comes_from() {
+    let (_dir, repo) = init_repo();
+    let diff = run_ok(&repo, &["diff", "--help"]);
+    assert!(
+        diff.contains("max - min of the finite values of the whole"),
+        "{diff}"
+    );
+}

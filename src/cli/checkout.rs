@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long = "tensor", value_name = "NAME")]
     tensors: Vec<String>,
     /// For a frame sequence: only frames A..B, half-open (A included, B not; 10.. and ..5
-    /// leave an end open), into a .npy file or a directory of PNGs (a .safetensors output
-    /// takes the whole sequence).
+    /// leave an end open), into a .npy file or a directory of PNGs. Refused with a
+    /// .safetensors output, which holds the whole sequence: leave --frames out there.
     #[arg(long, value_name = "A..B", help_heading = "Frame sequences")]
     frames: Option<String>,
     /// Print JSON.

@@ -45,7 +45,8 @@ pub struct Args {
     #[arg(long, default_value = "auto", help_heading = "Frame sequences")]
     kind: KindArg,
     /// Frames per group for a frame sequence (each group starts with a keyframe) [default: 30,
-    /// fewer for frames so large that 30 would pass 2^28 elements].
+    /// more for frames so small that 30 hold under 2^16 elements, fewer for frames so large
+    /// that 30 would pass 2^28]. Each group costs a few bytes of framing even stored exactly.
     #[arg(long, value_name = "K", help_heading = "Frame sequences")]
     group: Option<usize>,
 }

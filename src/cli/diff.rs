@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use serde_json::json;
-use snapstore::{is_frames, Input, InputKind, Manifest, ObjectId, Repo, TensorDiff};
+use snapstore::{is_frames, FrameMetrics, Input, InputKind, Manifest, ObjectId, Repo};
 
 use super::print::json_pretty;
+use super::ExitWith;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -17,14 +18,17 @@ pub struct Args {
     #[arg(value_name = "REF")]
     a: String,
     /// Second snapshot, a safetensors file or checkpoint directory, or (for a sequence) a PNG
-    /// directory or .npy.
+    /// directory or .npy. Frames are compared one by one: max abs error and PSNR, whose peak is
+    /// 255 for U8, 65535 for U16 and, for F32, max - min of the finite values of the whole
+    /// sequence given here (so one outlier in any frame raises every frame's PSNR).
     #[arg(value_name = "REF|FILE")]
     b: String,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
-    /// Exit with status 1 where a tensor differs (changed, added, removed or of another
-    /// layout), 0 where every one is the same, as `git diff --exit-code`.
+    /// Exit with status 1 where anything differs (a tensor changed, added, removed or of
+    /// another layout; a frame with a nonzero error), 0 where nothing does, and 2 on an error
+    /// (a shape mismatch, a missing file), as `git diff --exit-code` keeps them apart.
     #[arg(long)]
     exit_code: bool,
 }
@@ -32,21 +36,26 @@ pub struct Args {
 /// Runs `snapstore diff`.
 pub fn run(repo: &Repo, args: Args) -> Result<()> {
     let (a, b, json) = (&args.a, &args.b, args.json);
-    let rows = compared(repo, a, b, json)?;
-    if args.exit_code && rows.iter().any(|r| r.status != "same") {
+    let differs = match compared(repo, a, b, json) {
+        Ok(differs) => differs,
+        // Status 1 says "differs" here, so an error must exit with another.
+        Err(error) if args.exit_code => return Err(ExitWith { status: 2, error }.into()),
+        Err(error) => return Err(error),
+    };
+    if args.exit_code && differs {
         std::process::exit(1);
     }
     Ok(())
 }
 
-/// Prints the comparison of `a` with `b`; returns the tensor rows (none for frames).
-fn compared(repo: &Repo, a: &str, b: &str, json: bool) -> Result<Vec<TensorDiff>> {
+/// Prints the comparison of `a` with `b`; returns whether anything differs.
+fn compared(repo: &Repo, a: &str, b: &str, json: bool) -> Result<bool> {
     let path = Path::new(b);
     // Resolved once: every read below takes the snapshot and manifest shown here.
     let shown = repo.show(a)?;
     if is_frames(&shown.1) && (path.is_dir() || snapstore::has_extension(path, "npy")) {
-        diff_frames(repo, shown, path, json)?;
-        return Ok(Vec::new());
+        let frames = diff_frames(repo, shown, path, json)?;
+        return Ok(frames.iter().any(|f| f.max_abs_err != 0.0));
     }
     if path.is_dir() && !snapstore::holds_safetensors(path) {
         bail!(
@@ -60,9 +69,10 @@ fn compared(repo: &Repo, a: &str, b: &str, json: bool) -> Result<Vec<TensorDiff>
     } else {
         repo.diff(shown, b)?
     };
+    let differs = rows.iter().any(|r| r.status != "same");
     if json {
         json_pretty(&rows)?;
-        return Ok(rows);
+        return Ok(differs);
     }
     println!(
         "{:<40} {:<8} {:>12} {:>12} {:>12} {:>9}",
@@ -81,27 +91,33 @@ fn compared(repo: &Repo, a: &str, b: &str, json: bool) -> Result<Vec<TensorDiff>
             r.changed_fraction * 100.0
         );
     }
-    Ok(rows)
+    Ok(differs)
 }
 
-/// A sequence snapshot against the frames it was committed from.
-fn diff_frames(repo: &Repo, a: (ObjectId, Arc<Manifest>), path: &Path, json: bool) -> Result<()> {
+/// A sequence snapshot against the frames it was committed from; returns the rows printed.
+fn diff_frames(
+    repo: &Repo,
+    a: (ObjectId, Arc<Manifest>),
+    path: &Path,
+    json: bool,
+) -> Result<Vec<FrameMetrics>> {
     let Input::Frames(original) = Input::detect(path, InputKind::Auto)? else {
         bail!("not a frame sequence");
     };
     let rows = repo.diff_frames(a, &original)?;
     if json {
         // The tensor diff's key names, with the frame index.
-        let rows: Vec<_> = rows
+        let json: Vec<_> = rows
             .iter()
             .enumerate()
             .map(|(i, r)| json!({"frame": i, "max_abs": r.max_abs_err, "psnr": r.psnr}))
             .collect();
-        return json_pretty(&rows);
+        json_pretty(&json)?;
+        return Ok(rows);
     }
     println!("{:>6} {:>12} {:>10}", "frame", "max_abs", "psnr_db");
     for (i, r) in rows.iter().enumerate() {
         println!("{i:>6} {:>12.4e} {:>10.2}", r.max_abs_err, r.psnr);
     }
-    Ok(())
+    Ok(rows)
 }

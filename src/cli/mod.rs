@@ -152,6 +152,30 @@ impl Command {
     }
 }
 
+/// An error that exits with `status`, not 1: where a command's status 1 already means
+/// something (`diff --exit-code`: "differs"), an error must not look like it.
+#[derive(Debug)]
+pub struct ExitWith {
+    /// The exit status.
+    pub status: i32,
+    /// What went wrong.
+    pub error: anyhow::Error,
+}
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The whole chain, as `main` prints any other error.
+        write!(f, "{:#}", self.error)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+/// The exit status of a failed command: 1 unless it said otherwise ([`ExitWith`]).
+pub fn exit_status(err: &anyhow::Error) -> i32 {
+    err.downcast_ref::<ExitWith>().map_or(1, |e| e.status)
+}
+
 /// Parses the command line and runs it.
 pub fn run() -> Result<()> {
     let cli = Cli::parse();

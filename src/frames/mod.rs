@@ -150,6 +150,14 @@ pub enum FrameError {
         /// What it is ("a FIFO", "a socket", "a device", "a directory").
         kind: &'static str,
     },
+    /// A `*.png` frame whose file name is not UTF-8. A snapshot keeps frame names as UTF-8, so
+    /// a checkout could not write it back under its name (nor order it as committed);
+    /// checkpoint directories refuse such shard names too.
+    #[error("{path:?}: a frame's file name must be UTF-8, so that a checkout writes it back under the same name; rename it")]
+    NameNotUtf8 {
+        /// The file (printed with its bytes escaped).
+        path: PathBuf,
+    },
     /// A file in a frame directory is not a readable PNG.
     #[error("{path}: not a PNG frame: {reason}")]
     NotPng {

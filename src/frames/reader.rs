@@ -279,7 +279,7 @@ fn describe(p: &Png) -> String {
 /// RGB, RGBA; palettes expanded. Other files, hidden files and subdirectories are skipped, so
 /// frames may sit beside other files; a `.png` that is not a regular file (a FIFO, a device) or
 /// does not decode is an error naming it. All frames must match the first in size, bit depth
-/// and channels; a directory without frames is an error.
+/// and channels; a directory without frames, or a `.png` whose name is not UTF-8, is an error.
 pub fn load_png_dir(dir: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
     let dir = dir.as_ref();
     let io = |error| FrameError::Io {
@@ -300,6 +300,10 @@ pub fn load_png_dir(dir: impl AsRef<Path>) -> Result<FrameSeq, FrameError> {
             continue;
         }
         if has("png") {
+            // Checked before any frame is decoded: a commit stores nothing.
+            if entry.file_name().to_str().is_none() {
+                return Err(FrameError::NameNotUtf8 { path: entry.path() });
+            }
             files.push((name, entry.path()));
         } else if has("safetensors") {
             shards.push(name);

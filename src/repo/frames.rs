@@ -28,21 +28,31 @@ pub const FRAMES_TENSOR: &str = "frames";
 const KIND_KEY: &str = "snapstore.kind";
 /// Metadata key holding the original frame file names (JSON list).
 const NAMES_KEY: &str = "snapstore.frame_names";
-/// Default frames per group (keyframe interval), for frames small enough: a commit that asks
-/// for no group takes fewer where this many frames would pass the group limit (2^28 elements).
+/// Default frames per group (keyframe interval), for frames neither tiny nor huge: a commit that
+/// asks for no group takes more where this many frames hold fewer than 2^16 elements, and
+/// fewer where they would pass the group limit (2^28 elements).
 pub const DEFAULT_FRAME_GROUP: usize = 30;
 
-/// Frames per group when none is asked for: [`DEFAULT_FRAME_GROUP`], or fewer where that many
-/// frames of `dims` would pass [`MAX_GROUP_ELEMENTS`] (10 for 4K RGB). At least 1: a frame that
-/// alone is over the limit is refused by [`check_group`].
+/// Fewest elements a default group holds. Every group is its own object, with a chunk header
+/// (9 to 12 bytes, even stored exactly), the frame coder's header and stream table (about 100
+/// bytes) and a manifest entry: 30 tiny frames do not pay for them (5000 frames of 2x3 U8,
+/// 30,000 bytes, stored 31,978 in groups of 30 and 22,518 in one group).
+pub(crate) const MIN_DEFAULT_GROUP_ELEMENTS: usize = 1 << 16;
+
+/// Frames per group when none is asked for: [`DEFAULT_FRAME_GROUP`], more where that many frames
+/// of `dims` hold fewer than [`MIN_DEFAULT_GROUP_ELEMENTS`], fewer where they would pass
+/// [`MAX_GROUP_ELEMENTS`] (10 for 4K RGB). At least 1: a frame that alone is over the limit is
+/// refused by [`check_group`].
 pub(crate) fn default_frame_group(dims: FrameDims) -> usize {
     group_fitting(dims.elements().unwrap_or(usize::MAX), MAX_GROUP_ELEMENTS)
 }
 
 /// The most frames of `frame_elements` a group of at most `cap` elements holds, up to
-/// [`DEFAULT_FRAME_GROUP`], at least 1.
+/// [`DEFAULT_FRAME_GROUP`] or as many as reach [`MIN_DEFAULT_GROUP_ELEMENTS`], at least 1.
 fn group_fitting(frame_elements: usize, cap: usize) -> usize {
-    (cap / frame_elements.max(1)).clamp(1, DEFAULT_FRAME_GROUP)
+    let frame = frame_elements.max(1);
+    let wanted = DEFAULT_FRAME_GROUP.max(MIN_DEFAULT_GROUP_ELEMENTS.div_ceil(frame));
+    (cap / frame).clamp(1, wanted)
 }
 
 /// Refuses an asked-for group of `group` frames of `dims` that passes `cap` elements (checked
@@ -99,8 +109,9 @@ pub(crate) fn header_metadata(header: &str) -> Option<BTreeMap<String, String>> 
 }
 
 impl Repo {
-    /// Commits a frame sequence: groups of `group` frames (`None`: [`DEFAULT_FRAME_GROUP`], fewer
-    /// for frames so large that a group would pass 2^28 elements), each a keyframe plus temporal
+    /// Commits a frame sequence: groups of `group` frames (`None`: [`DEFAULT_FRAME_GROUP`], more
+    /// for frames so small that a group would hold under 2^16 elements, fewer for frames so large
+    /// that it would pass 2^28), each a keyframe plus temporal
     /// deltas, exactly or within `opts.bound` (`abs:E` for any dtype, `rel:E` for F32). Fails up
     /// front on a group over the limit, or on a relative bound (asked for, or the branch's) for
     /// U8 or U16 frames.
@@ -410,8 +421,25 @@ mod tests {
         assert_eq!(default_frame_group(small), DEFAULT_FRAME_GROUP);
         // A small cap stands for the real one: 7 frames of 12 elements fit in 90.
         assert_eq!(group_fitting(12, 90), 7);
-        assert_eq!(group_fitting(12, 12 * 100), DEFAULT_FRAME_GROUP);
+        assert_eq!(group_fitting(12, 12 * 100), 100);
         assert_eq!(group_fitting(1000, 90), 1);
+    }
+
+    /// Audit F6: tiny frames in groups of 30 stored more than their raw bytes, each group paying
+    /// its own framing; a default group holds at least `MIN_DEFAULT_GROUP_ELEMENTS` instead.
+    #[test]
+    fn the_default_group_of_tiny_frames_holds_enough_elements() {
+        let tiny = FrameDims { h: 2, w: 3, c: 1 };
+        assert_eq!(
+            default_frame_group(tiny),
+            MIN_DEFAULT_GROUP_ELEMENTS.div_ceil(6)
+        );
+        // 30 frames of 64x64 RGB pass the floor already.
+        let thumb = FrameDims { h: 64, w: 64, c: 3 };
+        assert_eq!(default_frame_group(thumb), DEFAULT_FRAME_GROUP);
+        // At the floor exactly: 30 frames of 2185 elements do not reach 2^16, 31 do.
+        assert_eq!(group_fitting(2185, MAX_GROUP_ELEMENTS), 30);
+        assert_eq!(group_fitting(2184, MAX_GROUP_ELEMENTS), 31);
     }
 
     /// A manifest of one tensor `name` with `metadata` and the file `header`.
