@@ -437,7 +437,7 @@ mod tests {
         // 30 frames of 64x64 RGB pass the floor already.
         let thumb = FrameDims { h: 64, w: 64, c: 3 };
         assert_eq!(default_frame_group(thumb), DEFAULT_FRAME_GROUP);
-        // At the floor exactly: 30 frames of 2185 elements do not reach 2^16, 31 do.
+        // At the floor: 30 frames of 2185 elements reach 2^16; of 2184 they do not, so 31.
         assert_eq!(group_fitting(2185, MAX_GROUP_ELEMENTS), 30);
         assert_eq!(group_fitting(2184, MAX_GROUP_ELEMENTS), 31);
     }
