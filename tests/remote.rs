@@ -2388,3 +2388,37 @@ fn a_clone_refuses_a_directory_holding_files() {
     remote.clone_into(&empty);
     assert_eq!(checkout_bytes(&empty, "HEAD", &[]), fs[0].1);
 }
+
+/// A pull that re-parents lossy snapshots leaves their originals behind, which the rebased
+/// ones are coded against: gc keeps them, so fsck no longer lists them as snapshots "gc
+/// removes" (it did after every pull, and gc never did), but counts them as kept.
+#[test]
+fn fsck_counts_what_a_rebase_leaves_as_kept_not_as_removable() {
+    let work = tempdir();
+    let (src, _) = committed_source(work.path(), 1, 65);
+    let remote = Remote::dir();
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["push"]);
+    let (ours, theirs) = (work.path().join("ours"), work.path().join("theirs"));
+    remote.clone_into(&ours);
+    remote.clone_into(&theirs);
+    let fs = checkpoints(work.path(), 4, 66);
+    commit(&theirs, &fs[1].0, &[]);
+    rrun_ok(&theirs, &["push"]);
+    commit(&ours, &fs[2].0, &["--bound", "rel:0.01"]);
+    commit(&ours, &fs[3].0, &["--bound", "rel:0.01"]);
+    let pulled = rjson(&ours, &["pull"]);
+    assert_eq!(pulled["status"], "rebased", "{pulled:#}");
+    rrun_ok(&ours, &["gc", "--grace", "0"]);
+    let fsck = rjson(&ours, &["fsck"]);
+    let report = &fsck["report"];
+    assert_eq!(
+        report["unreferenced_snapshots"],
+        serde_json::json!([]),
+        "{fsck:#}"
+    );
+    assert!(
+        report["kept_as_references"].as_u64().unwrap() >= 1,
+        "{fsck:#}"
+    );
+}

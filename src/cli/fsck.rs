@@ -91,6 +91,13 @@ fn print_report(r: &FsckReport) {
             println!("  ... ({} more in --json)", n - 10);
         }
     }
+    if r.kept_as_references > 0 {
+        println!(
+            "{} snapshot(s) no ref reaches are kept: snapshots a ref reaches are coded against \
+             them (as a rebase leaves its originals)",
+            r.kept_as_references
+        );
+    }
     for p in &r.problems {
         println!(
             "DAMAGED {} ({}): {}",

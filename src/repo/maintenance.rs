@@ -106,6 +106,9 @@ pub struct FsckReport {
     /// Snapshots held in the packs that no ref reaches, not damage: what a deleted branch left
     /// for `gc`, or the history behind a missing snapshot, to be kept with `branch NAME ID`.
     pub unreferenced_snapshots: Vec<Unreferenced>,
+    /// Snapshots no ref reaches that reachable ones are coded against (what a rebase leaves
+    /// behind): gc keeps them, so they are not listed above.
+    pub kept_as_references: usize,
 }
 
 /// A snapshot no ref reaches.
@@ -347,6 +350,8 @@ impl Repo {
         report.unreferenced_snapshots.dedup_by(|a, b| a.id == b.id);
         snaps.extend(lost);
         let mut breaks: BTreeMap<ObjectId, Vec<(String, String)>> = BTreeMap::new();
+        // Everything the reached snapshots need, the snapshots they are coded against included.
+        let mut needed: HashSet<ObjectId> = HashSet::new();
         for s in &snaps {
             report.snapshots += 1;
             let needs = match snapshot_closure(&index, &mut reader, s) {
@@ -357,6 +362,7 @@ impl Repo {
                     continue;
                 }
             };
+            needed.extend(needs.keys().copied());
             for (obj, tensors) in &needs {
                 let known_bad = damaged.contains_key(obj);
                 if !known_bad && !present.contains(obj) {
@@ -404,6 +410,11 @@ impl Repo {
                 }
             }
         }
+        let before = report.unreferenced_snapshots.len();
+        report
+            .unreferenced_snapshots
+            .retain(|u| !u.id.parse().is_ok_and(|id: ObjectId| needed.contains(&id)));
+        report.kept_as_references = before - report.unreferenced_snapshots.len();
         for (pack, why) in damaged_packs {
             let verified = framing.get(&pack).map_or(0, |(_, n)| *n);
             let problem = match damaged.values().any(|(p, _)| p.as_ref() == Some(&pack)) {
