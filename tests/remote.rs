@@ -2180,6 +2180,12 @@ fn remote_fsck_finds_and_repairs(remote: &Remote) {
         let problem = found["problems"][0]["problem"].as_str().unwrap();
         assert!(problem.starts_with("truncated"), "{found:#}");
         remote_fsck(&src, &["--repair"]);
+        // Cut in its trailer only: every object is there, but no clone can read the pack.
+        std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+        let found = remote_fsck(&src, &[]);
+        let problem = found["problems"][0]["problem"].as_str().unwrap();
+        assert!(problem.contains("its trailer and footer"), "{found:#}");
+        remote_fsck(&src, &["--repair"]);
     }
     damage(remote, &pack, 200);
     assert_eq!(

@@ -18,6 +18,7 @@ use super::RemoteSpec;
 use crate::error::{Error, Result};
 use crate::repo::Repo;
 use crate::store::object_id::ObjectId;
+use crate::store::pack::min_pack_len;
 
 /// What a remote fsck found.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -77,6 +78,8 @@ fn check(store: &RemoteStore, deep: bool) -> Result<RemoteFsckReport> {
     let mut reached: HashSet<ObjectId> = HashSet::new();
     // Per live pack: the end of the furthest object a record places in it, and a ref.
     let mut needed: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    // Per live pack, the distinct objects records place in it (each has a trailer entry).
+    let mut placed: HashMap<String, HashSet<ObjectId>> = HashMap::new();
     for (key, tip) in &refs {
         let mut todo = vec![*tip];
         while let Some(id) = todo.pop() {
@@ -85,12 +88,13 @@ fn check(store: &RemoteStore, deep: bool) -> Result<RemoteFsckReport> {
             }
             match read_record(store, &id) {
                 Ok(Some(record)) => {
-                    for &(_, p, offset, len) in &record.objects {
+                    for &(object, p, offset, len) in &record.objects {
                         let Some(pack) = record.packs.get(p as usize) else {
                             continue; // `parse` refuses such a record
                         };
                         let end = needed.entry(pack.clone()).or_insert((0, key.clone()));
                         end.0 = end.0.max(offset + len);
+                        placed.entry(pack.clone()).or_default().insert(object);
                     }
                     todo.extend(record.needs.iter().copied());
                 }
@@ -118,6 +122,20 @@ fn check(store: &RemoteStore, deep: bool) -> Result<RemoteFsckReport> {
                 format!("truncated: {size} bytes, but objects in it end at byte {end}"),
                 key,
             )),
+            // Its trailer lists at least the objects placed in it: a pack cut in its trailer
+            // had passed as whole, and every clone failed on it.
+            Some(&size) if size < min_pack_len(*end, placed[pack].len() as u64) => {
+                let least = min_pack_len(*end, placed[pack].len() as u64);
+                problems.push(problem(
+                    object,
+                    format!(
+                        "truncated: {size} bytes, but its trailer and footer for the {} \
+                         object(s) placed in it end at byte {least} or later",
+                        placed[pack].len()
+                    ),
+                    key,
+                ))
+            }
             Some(_) => {
                 if let Some(dir) = &spool {
                     if let Some(why) = verify_download(store, &object, &dir.0)? {

@@ -31,6 +31,13 @@ const FOOTER_LEN: u64 = 8 + 32 + 8;
 /// Largest object accepted when reading.
 pub const MAX_OBJECT_BYTES: u64 = 1 << 30;
 
+/// The fewest bytes a whole pack holding `objects` distinct objects, the last of whose
+/// payloads ends at byte `body_end`, can have: its trailer lists each object and its footer
+/// follows. (A pack cut anywhere in its trailer is shorter.)
+pub fn min_pack_len(body_end: u64, objects: u64) -> u64 {
+    body_end + objects * ENTRY_LEN as u64 + FOOTER_LEN
+}
+
 /// What an object holds. The discriminants are on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
