@@ -2428,3 +2428,59 @@ fn fsck_counts_what_a_rebase_leaves_as_kept_not_as_removable() {
         "{fsck:#}"
     );
 }
+
+/// A ref damaged on the remote (emptied) no longer blocks every command: a fetch takes the other
+/// refs and names it (keeping its tracking ref), fsck names it, gc refuses to guess what it
+/// reached, a plain push names the way out, and `push --force` writes it again or `push
+/// --delete` removes it (before, only deleting the object by hand helped).
+fn a_damaged_ref_is_named_and_mended(remote: &Remote) {
+    let work = tempdir();
+    let (src, fs) = committed_source(work.path(), 2, 67);
+    remote.add(&src, "origin");
+    rrun_ok(&src, &["branch", "other", "HEAD~1"]);
+    rrun_ok(&src, &["push", "origin", "main", "other"]);
+    put_remote_object(remote, "refs/heads/main", Vec::new());
+
+    let o = rrun(&src, &["fetch"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: not fetched: heads/main:"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        rjson(&src, &["log", "origin/main"])[0]["id"],
+        log_ids(&src)[0].as_str()
+    );
+    let found = remote_fsck(&src, &[]);
+    assert_eq!(
+        found["problems"][0]["object"], "refs/heads/main",
+        "{found:#}"
+    );
+    let fix = "`snapstore push --force` of it writes it again";
+    assert!(
+        found["problems"][0]["problem"]
+            .as_str()
+            .unwrap()
+            .contains(fix),
+        "{found:#}"
+    );
+    let err = rrun_err(&src, &["remote", "gc", "origin"], &[]);
+    assert!(err.contains("refs/heads/main is damaged"), "{err}");
+    assert!(stderr(&rrun(&src, &["push"], &[])).contains(fix));
+
+    let forced = rjson(&src, &["push", "--force"]);
+    assert_eq!(forced["refs"][0]["status"], "forced", "{forced:#}");
+    assert_eq!(remote_fsck(&src, &[])["clean"], true);
+    put_remote_object(remote, "refs/heads/main", b"not an id\n".to_vec());
+    rrun_ok(&src, &["push", "--delete", "main"]);
+    assert_eq!(remote_fsck(&src, &[])["clean"], true);
+    let dst = work.path().join("dst");
+    remote.clone_into(&dst);
+    assert_eq!(checkout_bytes(&dst, "other", &[]), fs[0].1);
+}
+both_remotes!(
+    dir_a_damaged_ref_is_named_and_mended,
+    s3_a_damaged_ref_is_named_and_mended,
+    a_damaged_ref_is_named_and_mended
+);

@@ -400,6 +400,13 @@ fn named_or_url(
     }
 }
 
+/// Names the remote refs a fetch passed over as damaged.
+fn warn_damaged(r: &snapstore::FetchReport) {
+    for d in &r.damaged_refs {
+        eprintln!("warning: not fetched: {d}");
+    }
+}
+
 /// A URL given with --endpoint or --region, used as given (no tracking refs); `None` without
 /// them (a configured name, or a plain URL).
 fn given_spec(remote: &str, s3: &S3Args) -> snapstore::Result<Option<RemoteSpec>> {
@@ -420,7 +427,8 @@ pub fn push(args: PushArgs, repo: &Repo) -> Result<()> {
                 None => repo.delete_remote_ref(&args.remote, name)?,
             };
             if !args.json {
-                println!("{}: {} -> (deleted) on {}", d.key, d.old.short(), d.remote);
+                let old = d.old.map_or("(damaged)".to_string(), |o| o.short());
+                println!("{}: {old} -> (deleted) on {}", d.key, d.remote);
             }
             deleted.push(d);
         }
@@ -474,6 +482,7 @@ pub fn fetch(args: FetchArgs, repo: &Repo) -> Result<()> {
         Some(spec) => repo.fetch_at(&spec, &args.refs)?,
         None => repo.fetch(&args.remote, &args.refs)?,
     };
+    warn_damaged(&r);
     // Fetched by URL, nothing keeps what came: say so before a gc takes it.
     let tracked = repo.remotes()?.contains_key(&args.remote);
     if !tracked && !r.refs.is_empty() {
@@ -538,6 +547,7 @@ pub fn clone(
         .unwrap_or_else(|| PathBuf::from(snapstore::DEFAULT_REPO_DIR));
     let spec = spec_of(&args.url, &args.s3)?;
     let (_, r) = Repo::clone_remote(spec, &dir, progress)?;
+    warn_damaged(&r.fetch);
     if args.json {
         return json_pretty(&r);
     }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::layout::{self, pack_object, read_record, SnapshotRecord};
-use super::refs::list_refs;
+use super::refs::{list_refs_and_damaged, read_ref, DAMAGED_REF};
 use super::store::RemoteStore;
 use super::{
     ancestors, move_local_ref, needs_of, remove_tracking_refs, reparent, tracking_key, RemoteSpec,
@@ -43,6 +43,10 @@ pub struct FetchReport {
     /// Tracking refs removed because the remote no longer has their ref (a fetch of all refs
     /// from a configured remote), as `remotes/NAME/heads/BRANCH`.
     pub pruned: Vec<String>,
+    /// Remote refs passed over because they are damaged (`heads/NAME: what is wrong: how to
+    /// mend it`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_refs: Vec<String>,
     /// Snapshots new to the local repository.
     pub snapshots: usize,
     /// Packs downloaded.
@@ -265,7 +269,20 @@ impl Repo {
         refs: &[String],
         started: Instant,
     ) -> Result<FetchReport> {
-        let all = list_refs(store)?;
+        // A damaged ref is passed over (the others are fetched) and named in the report.
+        let (all, damaged_refs) = list_refs_and_damaged(store)?;
+        for r in refs {
+            let asked =
+                |k: &String| *k == *r || *k == branch_key(r) || *k == crate::repo::tag_key(r);
+            if let Some((key, _)) = damaged_refs.iter().find(|(k, _)| asked(k)) {
+                return Err(read_ref(store, key)
+                    .err()
+                    .unwrap_or(Error::UnknownRemoteRef {
+                        url: store.url.clone(),
+                        spec: r.clone(),
+                    }));
+            }
+        }
         let wanted: Vec<(String, ObjectId)> = if refs.is_empty() {
             all
         } else {
@@ -298,8 +315,10 @@ impl Repo {
             // A ref deleted on the remote: its tracking ref would keep what it reached from
             // `gc` for ever (no command removes tracking refs by hand).
             if refs.is_empty() {
+                // A damaged ref is still there: its tracking ref keeps what it reached.
                 pruned = remove_tracking_refs(self, name, &|theirs| {
                     wanted.iter().any(|(k, _)| k == theirs)
+                        || damaged_refs.iter().any(|(k, _)| k == theirs)
                 })?;
             }
         }
@@ -311,6 +330,10 @@ impl Repo {
                 .map(|(key, snapshot)| FetchedRef { key, snapshot })
                 .collect(),
             pruned,
+            damaged_refs: damaged_refs
+                .into_iter()
+                .map(|(key, problem)| format!("{key}: {problem}: {DAMAGED_REF}"))
+                .collect(),
             snapshots: got.snapshots,
             packs: got.packs,
             bytes: got.bytes,

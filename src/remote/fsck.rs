@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::fetch::verify_pack;
 use super::layout::{self, pack_object, read_record, record_object};
 use super::push::PushReport;
-use super::refs::list_refs;
+use super::refs::{list_refs_and_damaged, DAMAGED_REF};
 use super::store::RemoteStore;
 use super::RemoteSpec;
 use crate::error::{Error, Result};
@@ -67,13 +67,22 @@ pub fn remote_fsck(spec: &RemoteSpec, deep: bool) -> Result<RemoteFsckReport> {
 }
 
 fn check(store: &RemoteStore, deep: bool) -> Result<RemoteFsckReport> {
-    let refs = list_refs(store)?;
+    let (refs, damaged_refs) = list_refs_and_damaged(store)?;
     let problem = |object: String, problem: String, from: &str| RemoteProblem {
         object,
         problem,
         reached_from: from.to_string(),
     };
-    let mut problems = Vec::new();
+    let mut problems: Vec<RemoteProblem> = damaged_refs
+        .iter()
+        .map(|(key, why)| {
+            problem(
+                layout::ref_object(key),
+                format!("{why}: {DAMAGED_REF}"),
+                key,
+            )
+        })
+        .collect();
     // Each snapshot once, named by the first ref that reaches it.
     let mut reached: HashSet<ObjectId> = HashSet::new();
     // Per live pack: the end of the furthest object a record places in it, and a ref.

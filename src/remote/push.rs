@@ -86,8 +86,8 @@ pub struct DeletedRef {
     /// `heads/NAME` or `tags/NAME`.
     #[serde(rename = "ref")]
     pub key: String,
-    /// The snapshot it pointed to.
-    pub old: ObjectId,
+    /// The snapshot it pointed to (`None`: it was damaged, pointing nowhere).
+    pub old: Option<ObjectId>,
 }
 
 impl Repo {
@@ -126,6 +126,21 @@ impl Repo {
         };
         let mut found = None;
         for key in candidates {
+            // Nothing to compare with: a damaged ref is deleted as it is.
+            if refs::is_damaged(&store, &key)? && refs::delete_damaged(&store, &key)? {
+                if let Some(n) = &remote_name {
+                    let t = tracking_key(n, &key);
+                    let index = self.index()?;
+                    if let Some(seen) = index.get_ref(&t)? {
+                        let _ = index.cas_ref_durably(&t, Some(seen), None)?;
+                    }
+                }
+                return Ok(DeletedRef {
+                    remote: store.url.clone(),
+                    key,
+                    old: None,
+                });
+            }
             if let Some(r) = read_ref(&store, &key)? {
                 found = Some((key, r));
                 break;
@@ -163,7 +178,7 @@ impl Repo {
         Ok(DeletedRef {
             remote: store.url.clone(),
             key,
-            old: current.id,
+            old: Some(current.id),
         })
     }
 
@@ -316,6 +331,21 @@ impl Repo {
             .get_ref(key)?
             .ok_or_else(|| Error::UnknownRef(key.to_string()))?;
         let mut rebased = 0;
+        if opts.force && refs::is_damaged(store, key)? {
+            // No snapshot to compare with: forced, it is written over (what it reached is
+            // unknown, as a forced push drops what the ref reached anyway).
+            self.upload_closure(store, tip, report)?;
+            if refs::replace_damaged(store, key, tip)? {
+                return Ok(PushedRef {
+                    key: key.to_string(),
+                    old: None,
+                    new: tip,
+                    status: "forced",
+                    rebased: 0,
+                    retries: 0,
+                });
+            }
+        }
         for attempt in 0..MAX_ATTEMPTS {
             let remote = read_ref(store, key)?;
             let mut status = "created";

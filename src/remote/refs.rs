@@ -34,6 +34,8 @@ enum Slot {
     Deleted(UpdateVersion),
     /// A ref.
     Live(RemoteRef),
+    /// An object that is no ref (empty, not an id: a disk's damage), at this version, and why.
+    Damaged(UpdateVersion, String),
 }
 
 fn read_slot(store: &RemoteStore, key: &str) -> Result<Slot> {
@@ -45,28 +47,55 @@ fn read_slot(store: &RemoteStore, key: &str) -> Result<Slot> {
     if text == TOMBSTONE {
         return Ok(Slot::Deleted(v.version));
     }
-    let id: ObjectId = text.parse().map_err(|e: String| Error::RemoteCorrupt {
+    Ok(match text.parse::<ObjectId>() {
+        Ok(id) => Slot::Live(RemoteRef {
+            id,
+            version: v.version,
+        }),
+        Err(problem) => Slot::Damaged(v.version, problem),
+    })
+}
+
+/// What a damaged ref's problem is followed by: the way out.
+pub(crate) const DAMAGED_REF: &str = "the ref is damaged (`snapstore push --force` of it \
+                                      writes it again, `push --delete` removes it)";
+
+/// The error a damaged ref reads as.
+fn damaged(store: &RemoteStore, key: &str, problem: &str) -> Error {
+    Error::RemoteCorrupt {
         url: store.url.clone(),
-        object: object.clone(),
-        problem: e,
-    })?;
-    Ok(Slot::Live(RemoteRef {
-        id,
-        version: v.version,
-    }))
+        object: ref_object(key),
+        problem: format!("{problem}: {DAMAGED_REF}"),
+    }
 }
 
 /// Reads ref `key` (`heads/NAME`, `tags/NAME`); a deleted one reads as `None`.
 pub(crate) fn read_ref(store: &RemoteStore, key: &str) -> Result<Option<RemoteRef>> {
-    Ok(match read_slot(store, key)? {
-        Slot::Live(r) => Some(r),
-        Slot::Absent | Slot::Deleted(_) => None,
-    })
+    match read_slot(store, key)? {
+        Slot::Live(r) => Ok(Some(r)),
+        Slot::Absent | Slot::Deleted(_) => Ok(None),
+        Slot::Damaged(_, problem) => Err(damaged(store, key, &problem)),
+    }
 }
 
-/// Every ref on the remote, as (`heads/NAME` or `tags/NAME`, snapshot).
+/// Every ref on the remote, as (`heads/NAME` or `tags/NAME`, snapshot). Fails on a damaged one:
+/// what it reaches cannot be told (a gc must not run).
 pub(crate) fn list_refs(store: &RemoteStore) -> Result<Vec<(String, ObjectId)>> {
+    let (refs, damaged_refs) = list_refs_and_damaged(store)?;
+    match damaged_refs.first() {
+        Some((key, problem)) => Err(damaged(store, key, problem)),
+        None => Ok(refs),
+    }
+}
+
+/// The readable refs, as (key, snapshot), and the damaged ones, as (key, what is wrong).
+pub(crate) type RefsAndDamaged = (Vec<(String, ObjectId)>, Vec<(String, String)>);
+
+/// Every readable ref, as [`list_refs`], and each damaged one with what is wrong with it (a
+/// fetch takes the others, fsck names these).
+pub(crate) fn list_refs_and_damaged(store: &RemoteStore) -> Result<RefsAndDamaged> {
     let mut out = Vec::new();
+    let mut damaged_refs = Vec::new();
     for (name, _) in store.list("refs")? {
         // Only names a local ref could take (a hostile or foreign object is not a ref).
         let short = name
@@ -75,12 +104,65 @@ pub(crate) fn list_refs(store: &RemoteStore) -> Result<Vec<(String, ObjectId)>> 
         if short.is_none_or(|n| crate::repo::check_ref_name(n).is_err()) {
             continue;
         }
-        if let Some(r) = read_ref(store, &name)? {
-            out.push((name, r.id));
+        match read_slot(store, &name)? {
+            Slot::Live(r) => out.push((name, r.id)),
+            Slot::Damaged(_, problem) => damaged_refs.push((name, problem)),
+            Slot::Absent | Slot::Deleted(_) => {}
         }
     }
     out.sort();
-    Ok(out)
+    damaged_refs.sort();
+    Ok((out, damaged_refs))
+}
+
+/// Writes `new` over ref `key` if it is damaged (`Ok(false)`: it is not, or another writer
+/// replaced it first). A damaged ref has no snapshot to compare with: only a forced push
+/// replaces it.
+pub(crate) fn replace_damaged(store: &RemoteStore, key: &str, new: ObjectId) -> Result<bool> {
+    let object = ref_object(key);
+    let body = bytes::Bytes::from(format!("{}\n", new.hex()));
+    match store.kind {
+        StoreKind::S3 => match read_slot(store, key)? {
+            Slot::Damaged(version, _) => {
+                Ok(store.update(&object, body, version)? == Conditional::Done)
+            }
+            _ => Ok(false),
+        },
+        StoreKind::Directory => {
+            let _lock = DirLock::take(store, key)?;
+            match read_slot(store, key)? {
+                Slot::Damaged(..) => store.put(&object, body).map(|()| true),
+                _ => Ok(false),
+            }
+        }
+    }
+}
+
+/// Deletes ref `key` if it is damaged (`Ok(false)`: it is not, or another writer replaced it
+/// first); on S3 by a tombstone, as [`delete_ref`].
+pub(crate) fn delete_damaged(store: &RemoteStore, key: &str) -> Result<bool> {
+    let object = ref_object(key);
+    match store.kind {
+        StoreKind::S3 => match read_slot(store, key)? {
+            Slot::Damaged(version, _) => {
+                let body = bytes::Bytes::from(format!("{TOMBSTONE}\n"));
+                Ok(store.update(&object, body, version)? == Conditional::Done)
+            }
+            _ => Ok(false),
+        },
+        StoreKind::Directory => {
+            let _lock = DirLock::take(store, key)?;
+            match read_slot(store, key)? {
+                Slot::Damaged(..) => store.delete(&object).map(|()| true),
+                _ => Ok(false),
+            }
+        }
+    }
+}
+
+/// Whether ref `key` is damaged.
+pub(crate) fn is_damaged(store: &RemoteStore, key: &str) -> Result<bool> {
+    Ok(matches!(read_slot(store, key)?, Slot::Damaged(..)))
 }
 
 /// Fails, before anything moves, where a directory remote would have to hold a ref `K` and a ref
