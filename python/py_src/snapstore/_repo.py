@@ -582,7 +582,8 @@ class Repo:
     def delete_remote_ref(self, name: str, remote: str = "origin") -> Dict[str, Any]:
         """Deletes branch or tag ``name`` on ``remote`` by compare-and-swap (``snapstore push
         --delete``): raises ``PushRejectedError`` when the remote ref is not where this
-        repository last saw it. Returns ``{"remote", "ref", "old"}`` (``old`` is None where the remote ref was damaged)."""
+        repository last saw it. Returns ``{"remote", "ref", "old"}`` (``old`` is None where
+        the remote ref was damaged)."""
         return json.loads(self._repo.delete_remote_ref(remote, name))
 
     def remote_fsck(self, remote: str = "origin", *, deep: bool = False, repair: bool = False
