@@ -303,7 +303,9 @@ pub fn write_atomic(target: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// True when the process that created temp file `name` may still be writing it. The pid is in
-/// the name; where `/proc` is absent we cannot tell, so we assume it is alive.
+/// the name; where `/proc` is absent we cannot tell, so we assume it is alive. A zombie (killed,
+/// not yet reaped: its parent, `timeout -s KILL` say, exited first) writes nothing: a clone
+/// retried at once kept the killed one's temp for good.
 fn owner_alive(name: &str) -> bool {
     let pid = name
         .strip_prefix(TEMP_PREFIX)
@@ -311,10 +313,22 @@ fn owner_alive(name: &str) -> bool {
         .and_then(|p| p.parse::<u32>().ok());
     match pid {
         Some(pid) if Path::new("/proc/self").exists() => {
-            pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+            pid == std::process::id() || process_runs(pid)
         }
         _ => true,
     }
+}
+
+/// Whether process `pid` exists and is not a zombie (`/proc/PID/stat`: `PID (COMM) STATE ...`;
+/// the command name may hold spaces and parentheses, so the state follows the last `)`).
+fn process_runs(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Path::new(&format!("/proc/{pid}")).exists();
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|at| stat[at + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X" | "x"))
 }
 
 /// Temp files in `dir` left by processes that no longer run (killed mid-write), with their
@@ -418,4 +432,34 @@ pub(crate) fn unique_suffix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as u64);
     (COUNTER.fetch_add(1, Ordering::Relaxed) << 32) ^ nanos
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_runs;
+
+    /// A killed process its parent has not reaped yet is a zombie: it writes nothing, so its
+    /// temp files are stale.
+    #[test]
+    fn a_zombie_is_not_running() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert!(process_runs(child.id()));
+        child.kill().unwrap();
+        // Not reaped (no wait): it stays a zombie until then.
+        let stat = format!("/proc/{}/stat", child.id());
+        let mut tries = 0;
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z")) && tries < 500 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            tries += 1;
+        }
+        assert!(
+            std::path::Path::new(&stat).exists(),
+            "still there, unreaped"
+        );
+        assert!(!process_runs(child.id()));
+        child.wait().unwrap();
+    }
 }
