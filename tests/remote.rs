@@ -2370,9 +2370,9 @@ both_remotes!(
 
 /// A clone makes the directory it is given the repository, so it refuses one holding files
 /// (they were mixed in with the repository's, and a `refs.log` there appended to); an empty one
-/// is taken.
+/// is taken. A first push refuses one too (it became a remote in place).
 #[test]
-fn a_clone_refuses_a_directory_holding_files() {
+fn a_clone_or_a_first_push_refuses_a_directory_holding_files() {
     let work = tempdir();
     let (src, fs) = committed_source(work.path(), 1, 64);
     let remote = Remote::dir();
@@ -2393,6 +2393,10 @@ fn a_clone_refuses_a_directory_holding_files() {
     std::fs::create_dir(&empty).unwrap();
     remote.clone_into(&empty);
     assert_eq!(checkout_bytes(&empty, "HEAD", &[]), fs[0].1);
+    // A first push, likewise, takes a new or empty directory, not one holding files.
+    let err = stderr(&rrun(&src, &["push", project.to_str().unwrap()], &[]));
+    assert!(err.contains("holds files but no snapstore remote"), "{err}");
+    assert_eq!(sorted_names(&project), ["refs.log"]);
 }
 
 /// A pull that re-parents lossy snapshots leaves their originals behind, which the rebased

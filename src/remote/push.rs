@@ -278,8 +278,23 @@ impl Repo {
             Err(Error::RemoteLayout { .. }) if seen => return Err(vanished()),
             other => other?,
         };
-        if seen && store.get(layout::FORMAT_OBJECT)?.is_none() {
+        let formatted = store.get(layout::FORMAT_OBJECT)?.is_some();
+        if seen && !formatted {
             return Err(vanished());
+        }
+        // A first push makes a directory of its own a remote, not one holding other files.
+        let holds_files = |d: &std::path::Path| {
+            std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some())
+        };
+        if !formatted && store.directory().is_some_and(holds_files) {
+            return Err(Error::RemoteLayout {
+                url: spec.url.clone(),
+                problem: format!(
+                    "holds files but no snapstore remote (no {}): a push makes a new or empty \
+                     directory the remote; nothing was pushed",
+                    layout::FORMAT_OBJECT
+                ),
+            });
         }
         Ok(store)
     }

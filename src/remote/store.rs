@@ -308,6 +308,11 @@ impl RemoteStore {
         Ok(bytes)
     }
 
+    /// A directory remote's directory.
+    pub fn directory(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
+    }
+
     /// The file object `rel` is in a directory remote.
     fn local_path(&self, rel: &str) -> Result<Option<std::path::PathBuf>> {
         let Some(fs) = &self.local else {
