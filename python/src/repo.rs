@@ -32,6 +32,18 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("reports serialize")
 }
 
+/// A `bound="auto"` commit's settings as Python passes them: `(max_loss, alpha, bounds,
+/// research_every)`.
+type AutoSettings = (f64, f64, Option<Vec<f64>>, Option<u32>);
+
+/// The search options and interval `settings` give.
+fn auto_options((max_loss, alpha, bounds, research_every): AutoSettings) -> AutoOptions {
+    AutoOptions {
+        search: search_options(max_loss, alpha, bounds),
+        research_every,
+    }
+}
+
 fn search_options(max_loss: f64, alpha: f64, bounds: Option<Vec<f64>>) -> SearchOptions {
     SearchOptions {
         candidates: bounds.unwrap_or_else(default_candidates),
@@ -220,7 +232,7 @@ impl PyRepo {
 
     /// Commits under a searched bound; returns the AutoCommitReport as JSON.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (tensors, metadata, message, meta, branch, evaluate, max_loss, alpha, bounds, research_every))]
+    #[pyo3(signature = (tensors, metadata, message, meta, branch, evaluate, settings))]
     fn commit_auto(
         &self,
         py: Python<'_>,
@@ -230,10 +242,7 @@ impl PyRepo {
         meta: BTreeMap<String, String>,
         branch: Option<String>,
         evaluate: Py<PyAny>,
-        max_loss: f64,
-        alpha: f64,
-        bounds: Option<Vec<f64>>,
-        research_every: Option<u32>,
+        settings: AutoSettings,
     ) -> PyResult<String> {
         let opts = CommitOptions {
             message,
@@ -242,10 +251,7 @@ impl PyRepo {
             shared_inputs: true,
             ..CommitOptions::default()
         };
-        let auto = AutoOptions {
-            search: search_options(max_loss, alpha, bounds),
-            research_every,
-        };
+        let auto = auto_options(settings);
         self.run_evaluated(py, evaluate, Some(COMMIT_LANDED), |repo, evaluator| {
             let inputs = borrow(&tensors)?;
             repo.commit_tensors_auto(&inputs, metadata, &opts, &auto, evaluator)
@@ -302,7 +308,7 @@ impl PyRepo {
     /// searched bound, as `snapstore commit PATH --bound auto` does; the AutoCommitReport as
     /// JSON.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (path, message, meta, branch, kind, evaluate, max_loss, alpha, bounds, research_every))]
+    #[pyo3(signature = (path, message, meta, branch, kind, evaluate, settings))]
     fn commit_path_auto(
         &self,
         py: Python<'_>,
@@ -312,10 +318,7 @@ impl PyRepo {
         branch: Option<String>,
         kind: &str,
         evaluate: Py<PyAny>,
-        max_loss: f64,
-        alpha: f64,
-        bounds: Option<Vec<f64>>,
-        research_every: Option<u32>,
+        settings: AutoSettings,
     ) -> PyResult<String> {
         let path = match input_at(py, &path, kind)? {
             Input::Tensors(path) | Input::Directory(path) => path,
@@ -329,10 +332,7 @@ impl PyRepo {
             }
         };
         let opts = commit_options(py, message, None, meta, branch)?;
-        let auto = AutoOptions {
-            search: search_options(max_loss, alpha, bounds),
-            research_every,
-        };
+        let auto = auto_options(settings);
         self.run_evaluated(py, evaluate, Some(COMMIT_LANDED), |repo, evaluator| {
             repo.commit_checkpoint_auto(&path, &opts, &auto, evaluator)
                 .map(|r| json(&r))

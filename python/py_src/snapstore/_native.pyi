@@ -47,10 +47,7 @@ class Repo:
         meta: Dict[str, str],
         branch: Optional[str],
         evaluate: Any,
-        max_loss: float,
-        alpha: float,
-        bounds: Optional[List[float]],
-        research_every: Optional[int],
+        settings: Tuple[float, float, Optional[List[float]], Optional[int]],
     ) -> str: ...
     def search(
         self,
@@ -78,10 +75,7 @@ class Repo:
         branch: Optional[str],
         kind: str,
         evaluate: Any,
-        max_loss: float,
-        alpha: float,
-        bounds: Optional[List[float]],
-        research_every: Optional[int],
+        settings: Tuple[float, float, Optional[List[float]], Optional[int]],
     ) -> str: ...
     def checkout_to(self, spec: str, path: str, names: Optional[List[str]] = None) -> str: ...
     def checkout(

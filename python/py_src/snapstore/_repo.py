@@ -8,7 +8,7 @@ import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _checks, _native
 from ._memory import release_free_memory
@@ -118,6 +118,19 @@ def _bounds(bounds: Optional[Sequence[float]]) -> Optional[List[float]]:
     if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__iter__"):
         raise InvalidInputError(f"bounds must be a list of numbers, not {_checks.shown(bounds)}")
     return [_checks.real(b, "each of bounds") for b in bounds]
+
+
+def _auto_settings(evaluate: Optional[Evaluate], framework: str, max_loss: float, alpha: float,
+                   bounds: Optional[Sequence[float]], research_every: Optional[int]
+                   ) -> Tuple[Callable[..., float], Tuple[float, float, Optional[List[float]],
+                                                           Optional[int]]]:
+    """A ``bound="auto"`` commit's evaluator and settings, checked, as the native call takes
+    them."""
+    if evaluate is None:
+        raise InvalidInputError('bound="auto" needs evaluate=callable(state_dict) -> accuracy')
+    return python_evaluator(evaluate, framework), (
+        _checks.real(max_loss, "max_loss"), _checks.real(alpha, "alpha"), _bounds(bounds),
+        _checks.whole(research_every, "research_every", 1, _checks.U32_MAX))
 
 
 class Repo:
@@ -249,13 +262,8 @@ class Repo:
         meta_s = meta_strings(meta, "meta")
         metadata_s = meta_strings(metadata, "metadata") if metadata is not None else None
         if bound == "auto":
-            if evaluate is None:
-                raise InvalidInputError('bound="auto" needs evaluate=callable(state_dict) -> accuracy')
-            raw = self._repo.commit_auto(
-                views, metadata_s, message, meta_s, branch,
-                python_evaluator(evaluate, framework), _checks.real(max_loss, "max_loss"),
-                _checks.real(alpha, "alpha"), _bounds(bounds),
-                _checks.whole(research_every, "research_every", 1, _checks.U32_MAX))
+            raw = self._repo.commit_auto(views, metadata_s, message, meta_s, branch, *_auto_settings(
+                evaluate, framework, max_loss, alpha, bounds, research_every))
         else:
             if evaluate is not None:
                 raise InvalidInputError('evaluate= is used only with bound="auto"')
@@ -313,14 +321,10 @@ class Repo:
             raise InvalidInputError(f"kind must be 'auto', 'tensors' or 'frames', not {kind!r}")
         meta_s = meta_strings(meta, "meta")
         if bound == "auto":
-            if evaluate is None:
-                raise InvalidInputError('bound="auto" needs evaluate=callable(state_dict) -> accuracy')
             check_framework(framework)
-            raw = self._repo.commit_path_auto(
-                _checks.path(path), message, meta_s, branch, kind,
-                python_evaluator(evaluate, framework), _checks.real(max_loss, "max_loss"),
-                _checks.real(alpha, "alpha"), _bounds(bounds),
-                _checks.whole(research_every, "research_every", 1, _checks.U32_MAX))
+            raw = self._repo.commit_path_auto(_checks.path(path), message, meta_s, branch, kind,
+                                              *_auto_settings(evaluate, framework, max_loss,
+                                                              alpha, bounds, research_every))
         else:
             if evaluate is not None:
                 raise InvalidInputError('evaluate= is used only with bound="auto"')
