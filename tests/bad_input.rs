@@ -436,3 +436,22 @@ fn commit_with_invalid_bound_or_codec_is_rejected() {
         assert_rejected_without_change(&repo, &args, &[], &[expect]);
     }
 }
+
+/// A negative `--grace` is named as what is wrong with it (clap read `-5` as an unknown flag:
+/// "unexpected argument '-5' found"), for gc and remote gc alike, and nothing is removed.
+#[test]
+fn a_negative_grace_is_named_as_such() {
+    let (_dir, repo) = repo_with_history();
+    let before = pack_dir_listing(&repo);
+    for args in [
+        &["gc", "--grace", "-5"][..],
+        &["remote", "gc", "origin", "--grace", "-5"],
+    ] {
+        let err = run_err(&repo, args);
+        assert!(
+            err.contains("\"-5\" is not a number of seconds (a whole number, 0 or more)"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(pack_dir_listing(&repo), before);
+}

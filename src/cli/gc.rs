@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long)]
     dry_run: bool,
     /// Leave packs younger than this many seconds (a concurrent commit may own them).
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, allow_negative_numbers = true, value_parser = super::seconds)]
     grace: u64,
     /// Print JSON.
     #[arg(long)]

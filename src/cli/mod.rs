@@ -152,6 +152,14 @@ impl Command {
     }
 }
 
+/// A number of seconds given on the command line (`--grace`): a whole number, 0 or more. Read
+/// by clap as a value even when negative, so `-5` is named as what is wrong with it, not as an
+/// "unexpected argument".
+pub fn seconds(s: &str) -> std::result::Result<u64, String> {
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds (a whole number, 0 or more)"))
+}
+
 /// An error that exits with `status`, not 1: where a command's status 1 already means
 /// something (`diff --exit-code`: "differs"), an error must not look like it.
 #[derive(Debug)]

@@ -94,7 +94,7 @@ pub struct RemoteGcArgs {
     dry_run: bool,
     /// Keep unreachable objects younger than this many seconds (a push in flight uploads its
     /// packs and records before its ref moves to them).
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, default_value_t = 3600, allow_negative_numbers = true, value_parser = super::seconds)]
     grace: u64,
     #[command(flatten)]
     s3: S3Args,
