@@ -1000,7 +1000,10 @@ fn library_paths_accept_str_string_and_pathbuf() {
     assert!(snapstore::SafetensorsFile::open(out.to_str().unwrap()).is_ok());
     assert_eq!(repo.diff_file("HEAD", &file).unwrap().len(), 1);
     assert!(repo.status(&out).unwrap().snapshot.is_some());
-    assert!(snapstore::Repo::discover(dir.path().join("r")).is_err());
+    // Run inside a repository's own directory (what `clone URL DIR` makes), it is found.
+    let found = snapstore::Repo::discover(dir.path().join("r").join("packs")).unwrap();
+    assert_eq!(found.path(), repo.path());
+    assert!(snapstore::Repo::discover(dir.path().join("elsewhere")).is_err());
 }
 
 #[test]

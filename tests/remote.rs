@@ -2393,6 +2393,14 @@ fn a_clone_or_a_first_push_refuses_a_directory_holding_files() {
     std::fs::create_dir(&empty).unwrap();
     remote.clone_into(&empty);
     assert_eq!(checkout_bytes(&empty, "HEAD", &[]), fs[0].1);
+    // Commands run in the clone find it (it said there was no repository, and to run init).
+    let log = std::process::Command::new(snapstore_bin())
+        .arg("log")
+        .current_dir(&empty)
+        .env_remove("SNAPSTORE_REPO")
+        .output()
+        .unwrap();
+    assert!(log.status.success(), "{}", stderr(&log));
     // A first push, likewise, takes a new or empty directory, not one holding files.
     let err = stderr(&rrun(&src, &["push", project.to_str().unwrap()], &[]));
     assert!(err.contains("holds files but no snapstore remote"), "{err}");

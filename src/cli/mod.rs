@@ -43,8 +43,8 @@ use print::Bars;
     about = "Versioned, error-bounded storage for checkpoints and frame sequences"
 )]
 struct Cli {
-    /// Repository directory (default: the nearest .snapstore in this directory or above it;
-    /// `init` creates ./.snapstore).
+    /// Repository directory (default: the nearest .snapstore in this directory or above it,
+    /// or the repository this directory is in; `init` creates ./.snapstore).
     #[arg(long, global = true, env = "SNAPSTORE_REPO")]
     repo: Option<PathBuf>,
     /// Where the delta math runs: auto (CUDA for commits with >= 1 GiB under a bound when a GPU

@@ -257,14 +257,20 @@ impl Repo {
     }
 
     /// Opens the repository named `.snapstore` in `start` or the nearest directory above it
-    /// (as git finds `.git`). Fails with [`Error::NoRepositoryAbove`] when there is none.
+    /// (as git finds `.git`), or the repository `start` or a directory above it is (as git finds
+    /// a bare one it is run in: `clone URL DIR` makes DIR the repository, and commands run in
+    /// DIR said there was none). Fails with [`Error::NoRepositoryAbove`] when there is none.
     pub fn discover(start: impl AsRef<Path>) -> Result<Repo> {
         let start = start.as_ref();
         let absolute = std::path::absolute(start).map_err(|e| Error::io(start, e))?;
+        let is_repository = |d: &Path| d.join("FORMAT").is_file() && d.join("index").is_dir();
         for dir in absolute.ancestors() {
             let candidate = dir.join(DEFAULT_REPO_DIR);
             if candidate.join("FORMAT").is_file() {
                 return Repo::open(candidate);
+            }
+            if is_repository(dir) {
+                return Repo::open(dir);
             }
         }
         Err(Error::NoRepositoryAbove(absolute))
