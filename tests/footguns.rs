@@ -1004,6 +1004,11 @@ fn library_paths_accept_str_string_and_pathbuf() {
     let found = snapstore::Repo::discover(dir.path().join("r").join("packs")).unwrap();
     assert_eq!(found.path(), repo.path());
     assert!(snapstore::Repo::discover(dir.path().join("elsewhere")).is_err());
+    // Another tool's FORMAT beside an index/ is no repository.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(other.join("index")).unwrap();
+    std::fs::write(other.join("FORMAT"), b"v2\n").unwrap();
+    assert!(snapstore::Repo::discover(&other).is_err());
 }
 
 #[test]

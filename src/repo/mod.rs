@@ -263,7 +263,13 @@ impl Repo {
     pub fn discover(start: impl AsRef<Path>) -> Result<Repo> {
         let start = start.as_ref();
         let absolute = std::path::absolute(start).map_err(|e| Error::io(start, e))?;
-        let is_repository = |d: &Path| d.join("FORMAT").is_file() && d.join("index").is_dir();
+        // Its FORMAT read, not only seen: another tool's `FORMAT` beside an `index/` is no
+        // repository, and must not shadow a `.snapstore` further up.
+        let is_repository = |d: &Path| {
+            d.join("index").is_dir()
+                && std::fs::read_to_string(d.join("FORMAT"))
+                    .is_ok_and(|f| f.contains("\"snapstore_format\""))
+        };
         for dir in absolute.ancestors() {
             let candidate = dir.join(DEFAULT_REPO_DIR);
             if candidate.join("FORMAT").is_file() {
