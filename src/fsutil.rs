@@ -278,6 +278,12 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Whether `dir` is a directory holding anything (hidden entries too): a clone or a first push
+/// takes only a new or empty one.
+pub(crate) fn holds_entries(dir: &Path) -> bool {
+    fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some())
+}
+
 /// The directory holding `path` ("." for a bare file name).
 pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

@@ -424,8 +424,7 @@ impl Repo {
         let existed = target.exists();
         // The clone makes `target` the repository: files already there would be mixed into it
         // (an existing `refs.log` appended to), as git refuses to.
-        let holds_files = std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_some());
-        if holds_files {
+        if crate::fsutil::holds_entries(target) {
             return Err(Error::InvalidArgument {
                 what: "clone destination",
                 problem: format!(

@@ -124,6 +124,10 @@ fn check(store: &RemoteStore, deep: bool) -> Result<RemoteFsckReport> {
     let spool = deep.then(scratch_dir).transpose()?;
     for (pack, (end, key)) in &needed {
         let object = pack_object(pack);
+        // Its trailer lists at least the objects placed in it: a pack cut in its trailer had
+        // passed as whole, and every clone failed on it.
+        let objects = placed[pack].len();
+        let least = min_pack_len(*end, objects as u64);
         match present.get(&format!("{pack}.pack")) {
             None => problems.push(problem(object, "missing".into(), key)),
             Some(&size) if size < *end => problems.push(problem(
@@ -131,20 +135,14 @@ fn check(store: &RemoteStore, deep: bool) -> Result<RemoteFsckReport> {
                 format!("truncated: {size} bytes, but objects in it end at byte {end}"),
                 key,
             )),
-            // Its trailer lists at least the objects placed in it: a pack cut in its trailer
-            // had passed as whole, and every clone failed on it.
-            Some(&size) if size < min_pack_len(*end, placed[pack].len() as u64) => {
-                let least = min_pack_len(*end, placed[pack].len() as u64);
-                problems.push(problem(
-                    object,
-                    format!(
-                        "truncated: {size} bytes, but its trailer and footer for the {} \
-                         object(s) placed in it end at byte {least} or later",
-                        placed[pack].len()
-                    ),
-                    key,
-                ))
-            }
+            Some(&size) if size < least => problems.push(problem(
+                object,
+                format!(
+                    "truncated: {size} bytes, but its trailer and footer for the {objects} \
+                     object(s) placed in it end at byte {least} or later"
+                ),
+                key,
+            )),
             Some(_) => {
                 if let Some(dir) = &spool {
                     if let Some(why) = verify_download(store, &object, &dir.0)? {

@@ -124,25 +124,22 @@ impl Repo {
         } else {
             vec![branch_key(name), tag_key(name)]
         };
+        // The ref found, with what it points to (`None`: it was damaged, and is deleted).
         let mut found = None;
         for key in candidates {
-            // Nothing to compare with: a damaged ref is deleted as it is.
-            if refs::is_damaged(&store, &key)? && refs::delete_damaged(&store, &key)? {
-                if let Some(n) = &remote_name {
-                    let t = tracking_key(n, &key);
-                    let index = self.index()?;
-                    if let Some(seen) = index.get_ref(&t)? {
-                        let _ = index.cas_ref_durably(&t, Some(seen), None)?;
+            let read = match read_ref(&store, &key) {
+                // Nothing to compare with: a damaged ref is deleted as it is.
+                Err(Error::RemoteCorrupt { .. }) => {
+                    if refs::rewrite_damaged(&store, &key, None)? {
+                        found = Some((key, None));
+                        break;
                     }
+                    read_ref(&store, &key) // another writer mended it first
                 }
-                return Ok(DeletedRef {
-                    remote: store.url.clone(),
-                    key,
-                    old: None,
-                });
-            }
-            if let Some(r) = read_ref(&store, &key)? {
-                found = Some((key, r));
+                read => read,
+            }?;
+            if let Some(r) = read {
+                found = Some((key, Some(r)));
                 break;
             }
         }
@@ -163,14 +160,16 @@ impl Repo {
             expected: expected.short(),
             found: now.map_or("nothing".into(), |id| id.short()),
         };
-        if let Some(seen) = seen {
-            if seen != current.id {
-                return Err(moved(seen, Some(current.id)));
+        if let Some(current) = &current {
+            if let Some(seen) = seen {
+                if seen != current.id {
+                    return Err(moved(seen, Some(current.id)));
+                }
             }
-        }
-        refs::check_conditional_writes(&store)?;
-        if let Err(now) = delete_ref(&store, &key, &current)? {
-            return Err(moved(current.id, now));
+            refs::check_conditional_writes(&store)?;
+            if let Err(now) = delete_ref(&store, &key, current)? {
+                return Err(moved(current.id, now));
+            }
         }
         if let (Some(t), Some(seen)) = (&tracking, seen) {
             let _ = self.index()?.cas_ref_durably(t, Some(seen), None)?;
@@ -178,7 +177,7 @@ impl Repo {
         Ok(DeletedRef {
             remote: store.url.clone(),
             key,
-            old: Some(current.id),
+            old: current.map(|c| c.id),
         })
     }
 
@@ -283,10 +282,7 @@ impl Repo {
             return Err(vanished());
         }
         // A first push makes a directory of its own a remote, not one holding other files.
-        let holds_files = |d: &std::path::Path| {
-            std::fs::read_dir(d).is_ok_and(|mut entries| entries.next().is_some())
-        };
-        if !formatted && store.directory().is_some_and(holds_files) {
+        if !formatted && store.directory().is_some_and(crate::fsutil::holds_entries) {
             return Err(Error::RemoteLayout {
                 url: spec.url.clone(),
                 problem: format!(
@@ -346,23 +342,26 @@ impl Repo {
             .get_ref(key)?
             .ok_or_else(|| Error::UnknownRef(key.to_string()))?;
         let mut rebased = 0;
-        if opts.force && refs::is_damaged(store, key)? {
-            // No snapshot to compare with: forced, it is written over (what it reached is
-            // unknown, as a forced push drops what the ref reached anyway).
-            self.upload_closure(store, tip, report)?;
-            if refs::replace_damaged(store, key, tip)? {
-                return Ok(PushedRef {
-                    key: key.to_string(),
-                    old: None,
-                    new: tip,
-                    status: "forced",
-                    rebased: 0,
-                    retries: 0,
-                });
-            }
-        }
         for attempt in 0..MAX_ATTEMPTS {
-            let remote = read_ref(store, key)?;
+            let remote = match read_ref(store, key) {
+                // No snapshot to compare with: forced, it is written over (what it reached is
+                // unknown, as a forced push drops what the ref reached anyway).
+                Err(Error::RemoteCorrupt { .. }) if opts.force => {
+                    self.upload_closure(store, tip, report)?;
+                    if refs::rewrite_damaged(store, key, Some(tip))? {
+                        return Ok(PushedRef {
+                            key: key.to_string(),
+                            old: None,
+                            new: tip,
+                            status: "forced",
+                            rebased: 0,
+                            retries: attempt,
+                        });
+                    }
+                    continue; // another writer mended it first: read it again
+                }
+                read => read?,
+            };
             let mut status = "created";
             if let Some(r) = remote.as_ref().filter(|r| r.id != tip) {
                 // A published tag keeps its meaning: it moves only by --force.

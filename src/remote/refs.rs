@@ -115,54 +115,38 @@ pub(crate) fn list_refs_and_damaged(store: &RemoteStore) -> Result<RefsAndDamage
     Ok((out, damaged_refs))
 }
 
-/// Writes `new` over ref `key` if it is damaged (`Ok(false)`: it is not, or another writer
-/// replaced it first). A damaged ref has no snapshot to compare with: only a forced push
-/// replaces it.
-pub(crate) fn replace_damaged(store: &RemoteStore, key: &str, new: ObjectId) -> Result<bool> {
+/// Writes `new` over ref `key` if it is damaged, or deletes it (`None`; on S3 by a tombstone,
+/// as [`delete_ref`]). `Ok(false)`: it is not damaged, or another writer mended it first. A
+/// damaged ref has no snapshot to compare with: only a forced push or a delete replaces it.
+pub(crate) fn rewrite_damaged(
+    store: &RemoteStore,
+    key: &str,
+    new: Option<ObjectId>,
+) -> Result<bool> {
     let object = ref_object(key);
-    let body = bytes::Bytes::from(format!("{}\n", new.hex()));
+    let body = match new {
+        Some(id) => format!("{}\n", id.hex()),
+        None => format!("{TOMBSTONE}\n"),
+    };
     match store.kind {
         StoreKind::S3 => match read_slot(store, key)? {
             Slot::Damaged(version, _) => {
-                Ok(store.update(&object, body, version)? == Conditional::Done)
+                Ok(store.update(&object, body.into(), version)? == Conditional::Done)
             }
             _ => Ok(false),
         },
         StoreKind::Directory => {
             let _lock = DirLock::take(store, key)?;
-            match read_slot(store, key)? {
-                Slot::Damaged(..) => store.put(&object, body).map(|()| true),
-                _ => Ok(false),
+            if !matches!(read_slot(store, key)?, Slot::Damaged(..)) {
+                return Ok(false);
             }
+            match new {
+                Some(_) => store.put(&object, body.into())?,
+                None => store.delete(&object)?,
+            }
+            Ok(true)
         }
     }
-}
-
-/// Deletes ref `key` if it is damaged (`Ok(false)`: it is not, or another writer replaced it
-/// first); on S3 by a tombstone, as [`delete_ref`].
-pub(crate) fn delete_damaged(store: &RemoteStore, key: &str) -> Result<bool> {
-    let object = ref_object(key);
-    match store.kind {
-        StoreKind::S3 => match read_slot(store, key)? {
-            Slot::Damaged(version, _) => {
-                let body = bytes::Bytes::from(format!("{TOMBSTONE}\n"));
-                Ok(store.update(&object, body, version)? == Conditional::Done)
-            }
-            _ => Ok(false),
-        },
-        StoreKind::Directory => {
-            let _lock = DirLock::take(store, key)?;
-            match read_slot(store, key)? {
-                Slot::Damaged(..) => store.delete(&object).map(|()| true),
-                _ => Ok(false),
-            }
-        }
-    }
-}
-
-/// Whether ref `key` is damaged.
-pub(crate) fn is_damaged(store: &RemoteStore, key: &str) -> Result<bool> {
-    Ok(matches!(read_slot(store, key)?, Slot::Damaged(..)))
 }
 
 /// Fails, before anything moves, where a directory remote would have to hold a ref `K` and a ref
