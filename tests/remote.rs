@@ -2464,6 +2464,12 @@ fn a_damaged_ref_is_named_and_mended(remote: &Remote) {
         rjson(&src, &["log", "origin/main"])[0]["id"],
         log_ids(&src)[0].as_str()
     );
+    // Asked for by name, it is an error naming the damage and the way out.
+    let err = rrun_err(&src, &["fetch", "origin", "main"], &[]);
+    assert!(
+        err.contains("refs/heads/main is damaged") && err.contains("push --force"),
+        "{err}"
+    );
     let found = remote_fsck(&src, &[]);
     assert_eq!(
         found["problems"][0]["object"], "refs/heads/main",
