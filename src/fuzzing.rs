@@ -90,7 +90,7 @@ pub fn pack(data: &[u8]) {
     if std::fs::write(dir.join(format!("{name}.pack")), data).is_err() {
         return;
     }
-    if let Ok(mut reader) = PackReader::open(dir, &name) {
+    if let Ok(reader) = PackReader::open(dir, &name) {
         if let Ok(entries) = reader.entries() {
             for e in entries.iter().take(64) {
                 let _ = reader.read(e);
@@ -170,7 +170,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         if let Ok(bytes) = std::fs::read(packs_dir.join(format!("{name}.pack"))) {
             out.push(("pack", bytes));
         }
-        let Ok(mut reader) = PackReader::open(&packs_dir, &name) else {
+        let Ok(reader) = PackReader::open(&packs_dir, &name) else {
             continue;
         };
         for e in reader.entries().unwrap_or_default() {
@@ -278,7 +278,7 @@ mod tests {
                     let dir = tempfile::tempdir().unwrap();
                     let name = "1".repeat(64);
                     std::fs::write(dir.path().join(format!("{name}.pack")), bytes).unwrap();
-                    let mut r = super::PackReader::open(dir.path(), &name).unwrap();
+                    let r = super::PackReader::open(dir.path(), &name).unwrap();
                     for e in r.entries().expect("pack seed") {
                         r.read(&e).expect("pack seed object");
                     }

@@ -218,7 +218,7 @@ pub(super) fn verify_pack(store: &RemoteStore, object: &str, tmp: &Path) -> Resu
         object: object.to_string(),
         problem,
     };
-    let mut reader = PackReader::open_path(tmp, name)?;
+    let reader = PackReader::open_path(tmp, name)?;
     let named = reader.trailer_hash().map_err(|e| damaged(e.to_string()))?;
     if named.hex() != name {
         return Err(damaged(format!(

@@ -1,6 +1,6 @@
 //! History and inspection: log, show, diff and stats.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -177,16 +177,6 @@ pub struct TensorStatus {
     pub stored_bound: Option<Bound>,
 }
 
-/// Every snapshot reachable from any ref, newest first along each branch.
-pub(crate) fn reachable_snapshots(
-    index: &Index,
-    reader: &mut ObjectReader,
-) -> Result<Vec<ObjectId>> {
-    let (found, missing) = reachable_snapshots_found(index, reader, false)?;
-    debug_assert!(missing.is_empty());
-    Ok(found)
-}
-
 /// The snapshots reachable from refs, and (when `skip_missing`, for an index rebuild) those
 /// whose manifest is missing or unreadable, instead of failing at the first: their ancestors
 /// are then reachable only through other refs.
@@ -194,6 +184,18 @@ pub(crate) fn reachable_snapshots_found(
     index: &Index,
     reader: &mut ObjectReader,
     skip_missing: bool,
+) -> Result<(Vec<ObjectId>, Vec<ObjectId>)> {
+    walk_reachable(index, reader, skip_missing, |_, _| Ok(()))
+}
+
+/// [`reachable_snapshots_found`], handing `visit` each snapshot's manifest as the walk reads
+/// it. The walk keeps none of them: a history of many large manifests is read in the memory of
+/// one (a command that kept them all held 1.5 GiB on 200 snapshots of 10,000 tensors).
+pub(crate) fn walk_reachable(
+    index: &Index,
+    reader: &mut ObjectReader,
+    skip_missing: bool,
+    mut visit: impl FnMut(&ObjectId, &Manifest) -> Result<()>,
 ) -> Result<(Vec<ObjectId>, Vec<ObjectId>)> {
     let mut missing = Vec::new();
     let mut seen = HashSet::new();
@@ -210,7 +212,7 @@ pub(crate) fn reachable_snapshots_found(
         if !seen.insert(id) {
             continue;
         }
-        let m = match reader.load_manifest(index, &id) {
+        let m = match reader.read_manifest(index, &id) {
             Ok(m) => m,
             Err(_) if skip_missing => {
                 missing.push(id);
@@ -218,6 +220,7 @@ pub(crate) fn reachable_snapshots_found(
             }
             Err(e) => return Err(e),
         };
+        visit(&id, &m)?;
         order.push(id);
         todo.extend(m.parents.iter().copied());
     }
@@ -250,7 +253,7 @@ impl Repo {
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
-            let m = reader.load_manifest(&index, &id)?;
+            let m = reader.read_manifest(&index, &id)?;
             out.push(LogEntry {
                 id,
                 parents: m.parents.clone(),
@@ -300,22 +303,25 @@ impl Repo {
             Err(crate::Error::EmptyBranch(_)) => None,
             Err(e) => return Err(e),
         };
-        let mut snaps = reachable_snapshots(&index, &mut reader)?;
-        let mut manifests = Vec::with_capacity(snaps.len());
-        for id in snaps.drain(..) {
-            manifests.push((id, reader.load_manifest(&index, &id)?));
-        }
-        // HEAD first, then newest first.
-        manifests.sort_by_key(|(id, m)| (Some(*id) != head, std::cmp::Reverse(m.time)));
-        // The first copy in that order, unless a later one is exact and it is not (`takes_over`).
-        let mut stored: std::collections::HashMap<ObjectId, (ObjectId, String, Bound)> =
-            std::collections::HashMap::new();
-        let mut snapshot: Option<(ObjectId, Vec<Bound>)> = None;
-        for (id, m) in &manifests {
-            for t in &m.tensors {
-                let held = stored.get(&t.source_hash).map(|c| c.2 == Bound::Lossless);
-                if takes_over(held, t.bound == Bound::Lossless) {
-                    stored.insert(t.source_hash, (*id, t.name.clone(), t.bound));
+        let head_m = head
+            .map(|id| reader.load_manifest(&index, &id))
+            .transpose()?;
+        let wanted: HashSet<ObjectId> = hashes.iter().map(|(_, h)| *h).collect();
+        // Copies are preferred HEAD first, then newest first (then in walk and file order);
+        // of those, the first exact one (it checks out byte-identical), else the first.
+        let mut stored: HashMap<ObjectId, Preferred<(ObjectId, String, Bound)>> = HashMap::new();
+        let mut snapshot: Preferred<(ObjectId, Vec<Bound>)> = Preferred::default();
+        let mut walked = 0usize;
+        walk_reachable(&index, &mut reader, false, |id, m| {
+            walked += 1;
+            let order = (Some(*id) != head, std::cmp::Reverse(m.time), walked);
+            for (i, t) in m.tensors.iter().enumerate() {
+                if wanted.contains(&t.source_hash) {
+                    stored.entry(t.source_hash).or_default().offer(
+                        (order, i),
+                        t.bound == Bound::Lossless,
+                        (*id, t.name.clone(), t.bound),
+                    );
                 }
             }
             // A directory's snapshot also holds its files as they are (headers, JSON texts).
@@ -331,18 +337,17 @@ impl Repo {
                         lossy.push(t.bound);
                     }
                 }
-                let held = snapshot.as_ref().map(|(_, l)| l.is_empty());
-                if takes_over(held, lossy.is_empty()) {
-                    snapshot = Some((*id, lossy));
-                }
+                snapshot.offer((order, 0), lossy.is_empty(), (*id, lossy));
             }
-        }
-        let (snapshot, snapshot_lossy) =
-            snapshot.map_or((None, Vec::new()), |(id, l)| (Some(id), l));
-        let head_m = manifests
-            .first()
-            .filter(|(id, _)| Some(*id) == head)
-            .map(|(_, m)| m.clone());
+            Ok(())
+        })?;
+        let stored: HashMap<ObjectId, (ObjectId, String, Bound)> = stored
+            .into_iter()
+            .filter_map(|(h, p)| Some((h, p.chosen()?)))
+            .collect();
+        let (snapshot, snapshot_lossy) = snapshot
+            .chosen()
+            .map_or((None, Vec::new()), |(id, l)| (Some(id), l));
         let tensors = hashes
             .iter()
             .map(|(name, h)| TensorStatus {
@@ -360,11 +365,12 @@ impl Repo {
             (OnDisk::Dir(_), Some(m)) => files_differing(&listed, &m.files),
             _ => Vec::new(),
         };
+        let names: HashSet<&str> = hashes.iter().map(|(n, _)| n.as_str()).collect();
         let removed = head_m
             .map(|m| {
                 m.tensors
                     .iter()
-                    .filter(|t| !hashes.iter().any(|(n, _)| *n == t.name))
+                    .filter(|t| !names.contains(t.name.as_str()))
                     .map(|t| t.name.clone())
                     .collect()
             })
@@ -449,16 +455,15 @@ impl Repo {
     pub fn stats(&self) -> Result<Stats> {
         let index = self.index_read()?;
         let mut reader = self.reader();
-        let snaps = reachable_snapshots(&index, &mut reader)?;
         let mut logical = 0;
         let mut stored = 0;
         let mut dedup = 0;
-        for id in &snaps {
-            let m = reader.load_manifest(&index, id)?;
+        let (snaps, _) = walk_reachable(&index, &mut reader, false, |_, m| {
             logical += m.logical_bytes();
             stored += m.stored_bytes();
             dedup += m.tensors.iter().map(reused_bytes).sum::<u64>();
-        }
+            Ok(())
+        })?;
         let packs = crate::store::pack::list_packs(&self.packs_dir())?;
         let pack_bytes: u64 = packs
             .iter()
@@ -504,10 +509,41 @@ impl Repo {
     }
 }
 
-/// Whether a copy (`exact`: it checks out byte-identical) replaces the one held so far (`held`:
-/// whether that one is exact; `None`: none yet), going through copies in the order preferred.
-fn takes_over(held: Option<bool>, exact: bool) -> bool {
-    held.is_none_or(|held_exact| !held_exact && exact)
+/// Where `status` found a copy: copies are offered in any order, each with its place in the
+/// order of preference, and the first exact one (it checks out byte-identical) is chosen, else
+/// the first.
+struct Preferred<T> {
+    exact: Option<(PreferenceOrder, T)>,
+    any: Option<(PreferenceOrder, T)>,
+}
+
+/// HEAD first, then newest first, then in walk order; then in file order.
+type PreferenceOrder = ((bool, std::cmp::Reverse<u64>, usize), usize);
+
+impl<T> Default for Preferred<T> {
+    fn default() -> Self {
+        Preferred {
+            exact: None,
+            any: None,
+        }
+    }
+}
+
+impl<T: Clone> Preferred<T> {
+    fn offer(&mut self, order: PreferenceOrder, exact: bool, copy: T) {
+        let better =
+            |held: &Option<(PreferenceOrder, T)>| held.as_ref().is_none_or(|h| order < h.0);
+        if exact && better(&self.exact) {
+            self.exact = Some((order, copy.clone()));
+        }
+        if better(&self.any) {
+            self.any = Some((order, copy));
+        }
+    }
+
+    fn chosen(self) -> Option<T> {
+        self.exact.or(self.any).map(|(_, copy)| copy)
+    }
 }
 
 type Side<'a> = Vec<(&'a str, Dtype, &'a [u64], &'a [u8])>;
@@ -534,8 +570,10 @@ fn diff_tensors(a: Side, b: Side) -> Vec<TensorDiff> {
         max_rel: None,
         changed_fraction: 1.0,
     };
+    let in_b: HashMap<&str, usize> = b.iter().enumerate().map(|(i, t)| (t.0, i)).collect();
+    let in_a: HashSet<&str> = a.iter().map(|t| t.0).collect();
     for (name, dt, shape, data) in &a {
-        match b.iter().find(|t| t.0 == *name) {
+        match in_b.get(name).map(|&i| &b[i]) {
             None => out.push(uncompared(name, "removed", shape)),
             Some((_, dt2, shape2, _)) if dt2 != dt || shape2 != shape => {
                 out.push(uncompared(name, "layout", shape2))
@@ -558,7 +596,7 @@ fn diff_tensors(a: Side, b: Side) -> Vec<TensorDiff> {
         }
     }
     for (name, _, shape, _) in &b {
-        if !a.iter().any(|t| t.0 == *name) {
+        if !in_a.contains(name) {
             out.push(uncompared(name, "added", shape));
         }
     }

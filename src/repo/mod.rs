@@ -444,6 +444,7 @@ impl Repo {
         ObjectReader::with_engine(self.packs_dir(), engine)
             .with_known(known)
             .with_manifest_cache(self.manifests.clone())
+            .locating_by_trailers()
     }
 
     /// The repository directory.

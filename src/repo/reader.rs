@@ -98,7 +98,20 @@ pub(crate) struct ObjectReader {
     /// Whether each object read is hashed against its id (the default); see
     /// [`ObjectReader::hash_tensors_only`].
     hash_objects: bool,
+    /// Whether a pack's trailer may answer lookups (see [`ObjectReader::locating_by_trailers`]),
+    /// and per pack the lookups the index answered there and its object count.
+    by_trailers: bool,
+    index_hits: HashMap<String, (u64, u64)>,
+    /// Lookups the index answered (tests count them).
+    #[cfg(test)]
+    index_lookups: usize,
 }
+
+/// Trailer entries one index lookup is worth: a lookup in a large index pulls a page (~25 us on
+/// 200 snapshots of 10,000 tensors, a 1 GB index), a trailer entry costs ~0.1 us to read and
+/// keep. A pack's trailer is taken once the index has answered this many fewer lookups there
+/// than the pack holds objects.
+const TRAILER_ENTRIES_PER_LOOKUP: u64 = 256;
 
 impl ObjectReader {
     /// A reader decoding lossy chunks on the CPU.
@@ -119,7 +132,23 @@ impl ObjectReader {
             known: KnownChunks::default(),
             ahead: Mutex::new(HashMap::new()),
             hash_objects: true,
+            by_trailers: false,
+            index_hits: HashMap::new(),
+            #[cfg(test)]
+            index_lookups: 0,
         }
+    }
+
+    /// The same reader taking the locations of a pack's other objects from its trailer once
+    /// the index has placed enough lookups there ([`TRAILER_ENTRIES_PER_LOOKUP`]): a snapshot's
+    /// chunks, and those of the chain it is coded against, sit in a few packs, so a checkout
+    /// of 10,000 tensors looked up ~10,000 objects one by one in the index, most of its time on
+    /// a long history. A trailer lists what its pack holds (it is checked against its hash, and
+    /// every object read against its id), and the pack is one the index names while this
+    /// reader holds it. Not for `fsck`, which checks that the index places every object.
+    pub fn locating_by_trailers(mut self) -> Self {
+        self.by_trailers = true;
+        self
     }
 
     /// The same reader taking parsed manifests from `parsed` (and leaving the ones it parses).
@@ -152,6 +181,18 @@ impl ObjectReader {
         if let Some(m) = self.manifests.get(id) {
             return Ok(m.clone());
         }
+        let m = self.read_manifest(index, id)?;
+        self.manifests.insert(*id, m.clone());
+        Ok(m)
+    }
+
+    /// Reads a snapshot manifest without keeping it in this reader (the handle's cache, which
+    /// is bounded, may keep it): for walks over every snapshot. Kept, a history of 200
+    /// snapshots of 10,000 tensors held 1.5 GiB of parsed manifests (`benches/many_tensors.sh`).
+    pub fn read_manifest(&mut self, index: &Index, id: &ObjectId) -> Result<Arc<Manifest>> {
+        if let Some(m) = self.manifests.get(id) {
+            return Ok(m.clone());
+        }
         let loc = self.locate(index, id)?;
         if loc.entry.kind != ObjectKind::Manifest {
             return Err(Error::UnknownRef(id.hex()));
@@ -169,7 +210,6 @@ impl ObjectReader {
                 m
             }
         };
-        self.manifests.insert(*id, m.clone());
         Ok(m)
     }
 
@@ -181,7 +221,45 @@ impl ObjectReader {
             .locate(id)?
             .ok_or_else(|| Error::MissingObject { id: id.hex() })?;
         self.locations.insert(*id, loc.clone());
+        #[cfg(test)]
+        {
+            self.index_lookups += 1;
+        }
+        if self.by_trailers {
+            self.count_index_hit(&loc.pack);
+        }
         Ok(loc)
+    }
+
+    /// Counts a lookup the index answered in `pack`, and takes the pack's trailer once that
+    /// is cheaper than asking the index for the rest. A pack that cannot be read here is left
+    /// to the read that needs it to name the problem.
+    fn count_index_hit(&mut self, pack: &str) {
+        if !self.index_hits.contains_key(pack) {
+            let Ok(objects) = self.pack(pack).and_then(|p| p.object_count()) else {
+                return;
+            };
+            self.index_hits.insert(pack.to_string(), (0, objects));
+        }
+        let (hits, objects) = self.index_hits.get_mut(pack).expect("counted above");
+        // u64::MAX: the trailer was taken.
+        if *hits == u64::MAX {
+            return;
+        }
+        *hits += 1;
+        if hits.saturating_mul(TRAILER_ENTRIES_PER_LOOKUP) < *objects {
+            return;
+        }
+        *hits = u64::MAX;
+        let Ok(entries) = self.pack(pack).and_then(|p| p.entries()) else {
+            return;
+        };
+        for entry in entries {
+            self.locations.entry(entry.id).or_insert_with(|| Location {
+                pack: pack.to_string(),
+                entry,
+            });
+        }
     }
 
     /// Loads every manifest and chunk location needed to decode `entries`, following delta
@@ -329,22 +407,23 @@ impl ObjectReader {
             .locations
             .get(id)
             .ok_or_else(|| Error::MissingObject { id: id.hex() })?;
-        let pack = {
-            let mut packs = self.packs.lock().expect("pack cache lock");
-            match packs.get(&loc.pack) {
-                Some(p) => p.clone(),
-                None => {
-                    let p = Arc::new(PackReader::open(&self.packs_dir, &loc.pack)?);
-                    packs.insert(loc.pack.clone(), p.clone());
-                    p
-                }
-            }
-        };
+        let pack = self.pack(&loc.pack)?;
         if hash {
             pack.read(&loc.entry)
         } else {
             pack.read_unhashed(&loc.entry)
         }
+    }
+
+    /// The pack named `name`, opened once per reader.
+    fn pack(&self, name: &str) -> Result<Arc<PackReader>> {
+        let mut packs = self.packs.lock().expect("pack cache lock");
+        if let Some(p) = packs.get(name) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(PackReader::open(&self.packs_dir, name)?);
+        packs.insert(name.to_string(), p.clone());
+        Ok(p)
     }
 
     fn reference_entry(&self, r: &TensorRef) -> Result<&TensorEntry> {
@@ -526,6 +605,7 @@ impl std::ops::Deref for Chunk {
 
 #[cfg(test)]
 mod tests {
+    use super::ObjectReader;
     use crate::{CommitOptions, Dtype, Repo, TensorInput};
 
     /// Eight snapshots of one U32 tensor, each a delta against the one before (no keyframe
@@ -576,12 +656,93 @@ mod tests {
         let after_parent = repo.prepare_checkout("HEAD".into(), None).unwrap();
         let located = &after_parent.reader.locations;
         assert!(located.contains_key(&own));
-        assert!(!located.contains_key(&parents) && !located.contains_key(&keyframe));
+        // The parent's manifest is read (its entry is the reference), and its pack's trailer
+        // then places the parent's chunk too; nothing below it is looked up.
+        assert!(!located.contains_key(&keyframe));
+        assert_eq!(
+            after_parent.reader.index_lookups, 2,
+            "HEAD's and HEAD~1's manifests"
+        );
+        assert_eq!(
+            fresh.reader.index_lookups, 8,
+            "eight manifests, chunks by trailer"
+        );
         assert_eq!(repo.checkout("HEAD", None).unwrap().tensors, head.tensors);
         // Without a cache the whole chain is located again.
         let uncached = repo.clone().with_checkout_cache(0);
         uncached.checkout("HEAD~1", None).unwrap();
         let p = uncached.prepare_checkout("HEAD".into(), None).unwrap();
         assert!(p.reader.locations.contains_key(&keyframe));
+    }
+
+    /// A checkout locates most chunks through their pack's trailer, after a few lookups in the
+    /// index, and decodes the same bytes as a reader asking the index for each; a reader for
+    /// `fsck` asks the index for every one.
+    #[test]
+    fn a_packs_trailer_answers_most_lookups() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path()).unwrap();
+        let data: Vec<Vec<u8>> = (0..1000u32)
+            .map(|t| (0..16u32).flat_map(|i| (i * 7 + t).to_le_bytes()).collect())
+            .collect();
+        let names: Vec<String> = (0..1000).map(|t| format!("t{t}")).collect();
+        let inputs: Vec<TensorInput> = names
+            .iter()
+            .zip(&data)
+            .map(|(name, data)| TensorInput {
+                name: name.clone(),
+                dtype: Dtype::U32,
+                shape: vec![16],
+                data,
+            })
+            .collect();
+        repo.commit_tensors(&inputs, None, &CommitOptions::default())
+            .unwrap();
+        let p = repo.prepare_checkout("HEAD".into(), None).unwrap();
+        let chunks: Vec<_> = p.selected.iter().flat_map(|t| t.chunks.iter()).collect();
+        assert_eq!(chunks.len(), 1000);
+        assert!(chunks
+            .iter()
+            .all(|c| p.reader.locations.contains_key(&c.id)));
+        // 1,001 objects in the pack: its trailer is taken at the 4th lookup (1001 / 256).
+        assert!(p.reader.index_lookups <= 5, "{}", p.reader.index_lookups);
+        let checkout = repo.checkout("HEAD", None).unwrap();
+        for (name, data) in names.iter().zip(&data) {
+            assert_eq!(&checkout.tensor(name).unwrap().data, data, "{name}");
+        }
+        // Index only: every chunk looked up.
+        let index = repo.index_read().unwrap();
+        let mut by_index = ObjectReader::new(repo.packs_dir());
+        let m = by_index.load_manifest(&index, &p.snapshot).unwrap();
+        by_index.load_closure(&index, &m.tensors).unwrap();
+        assert_eq!(by_index.index_lookups, 1001);
+    }
+
+    /// A walk over every reachable snapshot (log, stats, status, gc) hands each manifest on and
+    /// keeps none in the reader: kept, they took memory in proportion to the whole history.
+    #[test]
+    fn a_walk_over_the_history_keeps_no_manifest() {
+        let (_dir, repo) = chain();
+        let index = repo.index_read().unwrap();
+        let mut reader = repo.reader();
+        let mut visited = Vec::new();
+        let (order, missing) =
+            crate::repo::history::walk_reachable(&index, &mut reader, false, |id, m| {
+                visited.push((*id, m.tensors.len()));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(order.len(), 8);
+        assert!(missing.is_empty());
+        assert_eq!(visited.iter().map(|v| v.0).collect::<Vec<_>>(), order);
+        assert!(visited.iter().all(|v| v.1 == 1));
+        assert!(
+            reader.manifests.is_empty(),
+            "{} kept",
+            reader.manifests.len()
+        );
+        // Reading one to keep (a checkout's chain) still keeps it.
+        reader.load_manifest(&index, &order[0]).unwrap();
+        assert_eq!(reader.manifests.len(), 1);
     }
 }

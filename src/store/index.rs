@@ -365,6 +365,26 @@ impl Index {
         Ok(())
     }
 
+    /// Closes the index, then opens it for changes once more and closes it again: that open
+    /// makes sled write a snapshot of its pages. An open replays the log written since the
+    /// last snapshot, and only an open for changes writes one, so after a rebuild or a gc
+    /// wrote a record per object every read-only command replayed them all until the next
+    /// commit (`log -n 1` on 100 snapshots of 10,000 tensors: 0.62 s after a rebuild, 0.14 s
+    /// before it).
+    pub fn close_with_snapshot(self) -> Result<()> {
+        let repo = self
+            .dir
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| Error::IndexInconsistent("index directory has no parent".into()))?;
+        let read_only = self.read_only;
+        drop(self);
+        if !read_only {
+            drop(Index::open_unchecked(&repo, false)?);
+        }
+        Ok(())
+    }
+
     // ---- object locations ----
 
     /// Records the objects of a pack that the index does not know yet; returns their ids.

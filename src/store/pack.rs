@@ -313,8 +313,26 @@ impl PackReader {
             .as_ref()
     }
 
+    /// How many objects the footer says the pack holds (the trailer is neither read nor
+    /// checked: [`PackReader::entries`] does both).
+    pub fn object_count(&self) -> Result<u64> {
+        let damaged = |problem: String| Error::CorruptPack {
+            pack: self.name.clone(),
+            problem,
+        };
+        let len = self.file.len();
+        if len < HEADER_LEN + FOOTER_LEN {
+            return Err(damaged(format!("only {len} bytes")));
+        }
+        let mut footer = [0u8; FOOTER_LEN as usize];
+        self.file
+            .read_exact_at(&mut footer, len - FOOTER_LEN)
+            .map_err(|e| damaged(e.to_string()))?;
+        Ok(u64::from_le_bytes(footer[..8].try_into().expect("8 bytes")))
+    }
+
     /// Reads and verifies the trailer: the list of objects in the pack.
-    pub fn entries(&mut self) -> Result<Vec<PackEntry>> {
+    pub fn entries(&self) -> Result<Vec<PackEntry>> {
         let damaged = |problem: String| Error::CorruptPack {
             pack: self.name.clone(),
             problem,
@@ -479,7 +497,7 @@ mod tests {
         let (name, entries) = w.finish().unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(list_packs(dir.path()).unwrap(), vec![name.clone()]);
-        let mut r = reader(dir.path(), &name, way);
+        let r = reader(dir.path(), &name, way);
         assert_eq!(r.entries().unwrap(), entries);
         assert_eq!(*r.read(&entries[1]).unwrap(), b);
         assert_eq!(r.read_unhashed(&entries[0]).unwrap().into_vec(), a);
@@ -529,7 +547,7 @@ mod tests {
         let err = r.read(&entries[0]).unwrap_err().to_string();
         assert!(err.contains("record header does not match"), "{err}");
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        let mut r = reader(dir.path(), &name, way);
+        let r = reader(dir.path(), &name, way);
         assert!(matches!(r.entries(), Err(Error::CorruptPack { .. })));
     }
 }
