@@ -570,6 +570,49 @@ mod tests {
         ));
     }
 
+    /// The newest sled snapshot file's name (its log position).
+    fn newest_snapshot(repo: &Path) -> String {
+        let mut snaps: Vec<String> = std::fs::read_dir(repo.join("index"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("snap.") && !n.contains("generating"))
+            .collect();
+        snaps.sort();
+        snaps.pop().expect("a snapshot file")
+    }
+
+    /// After many records (a rebuild, a gc), closing with a snapshot leaves no log for the
+    /// next open to replay: an open for changes right after finds nothing new to snapshot.
+    #[test]
+    fn closing_with_a_snapshot_leaves_no_log_to_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = Index::open(dir.path()).unwrap();
+        index.set_head_branch("main").unwrap();
+        index.flush().unwrap();
+        drop(index);
+        // This open snapshots what is there so far, as a rebuild's or a gc's open does.
+        let index = Index::open(dir.path()).unwrap();
+        let opened = newest_snapshot(dir.path());
+        let entries: Vec<PackEntry> = (0..5000u32)
+            .map(|i| PackEntry {
+                id: ObjectId::of(&i.to_le_bytes()),
+                kind: ObjectKind::Chunk,
+                offset: 12 + u64::from(i) * 10,
+                len: 10,
+            })
+            .collect();
+        let pack = ObjectId::of(b"pack").hex();
+        index.add_pack(&pack, &entries).unwrap();
+        index.flush().unwrap();
+        index.close_with_snapshot().unwrap();
+        let closed = newest_snapshot(dir.path());
+        assert_ne!(closed, opened);
+        drop(Index::open(dir.path()).unwrap());
+        assert_eq!(newest_snapshot(dir.path()), closed);
+        let index = Index::open_read(dir.path()).unwrap();
+        assert_eq!(index.all_locations().unwrap().len(), 5000);
+    }
+
     #[test]
     fn a_missing_index_is_named_not_created_by_a_reader() {
         let dir = tempfile::tempdir().unwrap();
