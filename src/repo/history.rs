@@ -253,7 +253,7 @@ impl Repo {
             if limit.is_some_and(|l| out.len() >= l) {
                 break;
             }
-            let m = reader.read_manifest(&index, &id)?;
+            let m = reader.read_summary(&index, &id)?;
             out.push(LogEntry {
                 id,
                 parents: m.parents.clone(),
@@ -262,7 +262,7 @@ impl Repo {
                 branch: m.branch.clone(),
                 meta: m.meta.clone(),
                 bound: m.bound,
-                tensors: m.tensors.len(),
+                tensors: m.tensor_count(),
                 logical_bytes: m.logical_bytes(),
                 stored_bytes: m.stored_bytes(),
                 refs: refs

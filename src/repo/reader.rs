@@ -10,7 +10,7 @@ use crate::codec::chunk::{self, ChunkCodec};
 use crate::codec::lossy::{self, CpuQuant, QuantEngine};
 use crate::error::{Error, Result};
 use crate::store::index::{Index, Location};
-use crate::store::manifest::{Manifest, TensorEntry, TensorRef};
+use crate::store::manifest::{Manifest, ManifestSummary, TensorEntry, TensorRef};
 use crate::store::object_bytes::ObjectBytes;
 use crate::store::object_id::ObjectId;
 use crate::store::pack::{ObjectKind, PackReader};
@@ -211,6 +211,20 @@ impl ObjectReader {
             }
         };
         Ok(m)
+    }
+
+    /// A snapshot's [`ManifestSummary`] (what `log` shows): from its manifest where this reader
+    /// or the handle holds it parsed, else read without building its tensor entries.
+    pub fn read_summary(&mut self, index: &Index, id: &ObjectId) -> Result<ManifestSummary> {
+        let parsed = self.manifests.get(id).cloned();
+        if let Some(m) = parsed.or_else(|| self.parsed.as_ref().and_then(|p| p.get(id))) {
+            return Ok(ManifestSummary::of(&m));
+        }
+        let loc = self.locate(index, id)?;
+        if loc.entry.kind != ObjectKind::Manifest {
+            return Err(Error::UnknownRef(id.hex()));
+        }
+        ManifestSummary::from_bytes(&self.read_object(id)?, id)
     }
 
     fn locate(&mut self, index: &Index, id: &ObjectId) -> Result<Location> {
