@@ -205,21 +205,35 @@ impl PackReader {
 
     /// The blake3 of the trailer this pack's footer records: a pack is named after it.
     pub fn trailer_hash(&self) -> Result<ObjectId> {
+        let footer = self.footer()?;
+        Ok(ObjectId::from_slice(&footer[8..40]).expect("32 bytes"))
+    }
+
+    /// How many objects the footer says the pack holds (the trailer is neither read nor
+    /// checked: [`PackReader::entries`] does both).
+    pub fn object_count(&self) -> Result<u64> {
+        let footer = self.footer()?;
+        Ok(u64::from_le_bytes(footer[..8].try_into().expect("8 bytes")))
+    }
+
+    /// The footer's bytes, from a file long enough for a header and a footer.
+    fn footer(&self) -> Result<[u8; FOOTER_LEN as usize]> {
         let len = self.file.len();
         if len < HEADER_LEN + FOOTER_LEN {
-            return Err(Error::CorruptPack {
-                pack: self.name.clone(),
-                problem: format!("only {len} bytes"),
-            });
+            return Err(self.damaged(format!("only {len} bytes")));
         }
         let mut footer = [0u8; FOOTER_LEN as usize];
         self.file
             .read_exact_at(&mut footer, len - FOOTER_LEN)
-            .map_err(|e| Error::CorruptPack {
-                pack: self.name.clone(),
-                problem: e.to_string(),
-            })?;
-        Ok(ObjectId::from_slice(&footer[8..40]).expect("32 bytes"))
+            .map_err(|e| self.damaged(e.to_string()))?;
+        Ok(footer)
+    }
+
+    fn damaged(&self, problem: String) -> Error {
+        Error::CorruptPack {
+            pack: self.name.clone(),
+            problem,
+        }
     }
 
     /// Reads one object and checks it hashes to its id.
@@ -313,34 +327,11 @@ impl PackReader {
             .as_ref()
     }
 
-    /// How many objects the footer says the pack holds (the trailer is neither read nor
-    /// checked: [`PackReader::entries`] does both).
-    pub fn object_count(&self) -> Result<u64> {
-        let damaged = |problem: String| Error::CorruptPack {
-            pack: self.name.clone(),
-            problem,
-        };
-        let len = self.file.len();
-        if len < HEADER_LEN + FOOTER_LEN {
-            return Err(damaged(format!("only {len} bytes")));
-        }
-        let mut footer = [0u8; FOOTER_LEN as usize];
-        self.file
-            .read_exact_at(&mut footer, len - FOOTER_LEN)
-            .map_err(|e| damaged(e.to_string()))?;
-        Ok(u64::from_le_bytes(footer[..8].try_into().expect("8 bytes")))
-    }
-
     /// Reads and verifies the trailer: the list of objects in the pack.
     pub fn entries(&self) -> Result<Vec<PackEntry>> {
-        let damaged = |problem: String| Error::CorruptPack {
-            pack: self.name.clone(),
-            problem,
-        };
+        let damaged = |problem: String| self.damaged(problem);
+        let footer = self.footer()?;
         let len = self.file.len();
-        if len < HEADER_LEN + FOOTER_LEN {
-            return Err(damaged(format!("only {len} bytes")));
-        }
         let mut head = [0u8; HEADER_LEN as usize];
         self.file
             .read_exact_at(&mut head, 0)
@@ -352,10 +343,6 @@ impl PackReader {
         if version != PACK_VERSION {
             return Err(damaged(format!("pack version {version} is not supported")));
         }
-        let mut footer = [0u8; FOOTER_LEN as usize];
-        self.file
-            .read_exact_at(&mut footer, len - FOOTER_LEN)
-            .map_err(|e| damaged(e.to_string()))?;
         if &footer[40..] != END_MAGIC {
             return Err(damaged("bad end marker (truncated?)".into()));
         }
