@@ -1259,3 +1259,55 @@ fn a_repository_path_that_is_a_file_is_named() {
     );
     assert!(err.contains(&want), "{err}");
 }
+
+/// A history longer than the open-file limit (one pack per commit) is read by every command
+/// that walks it: each pack was kept open, and `log` on 207 snapshots failed with "Too many
+/// open files" under `ulimit -n 100` (a soft limit of 1,024 is common, macOS's is 256).
+#[test]
+fn a_history_longer_than_the_open_file_limit_is_read() {
+    let dir = tempdir();
+    let repo_dir = dir.path().join("repo");
+    let repo = snapstore::Repo::init(&repo_dir).unwrap();
+    let opts = snapstore::CommitOptions {
+        keyframe_every: Some(4),
+        ..Default::default()
+    };
+    for k in 0..150u32 {
+        let data: Vec<u8> = (0..16u32).flat_map(|i| (i + k).to_le_bytes()).collect();
+        let t = snapstore::TensorInput {
+            name: "w".into(),
+            dtype: snapstore::Dtype::U32,
+            shape: vec![16],
+            data: &data,
+        };
+        repo.commit_tensors(&[t], None, &opts).unwrap();
+    }
+    drop(repo);
+    let file = dir.path().join("head.safetensors");
+    run_ok(&repo_dir, &["checkout", "HEAD", "-o", path_str(&file)]);
+    for args in [
+        &["log"][..],
+        &["stats"],
+        &["status", path_str(&file)],
+        &["gc", "--dry-run"],
+        &["fsck"],
+    ] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -n 100 && exec \"$0\" \"$@\"")
+            .arg(snapstore_bin())
+            .arg("--repo")
+            .arg(&repo_dir)
+            .args(args)
+            .env_remove("SNAPSTORE_REPO")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+    }
+    assert_eq!(
+        run_ok(&repo_dir, &["log"]).lines().count(),
+        150,
+        "every snapshot listed"
+    );
+}

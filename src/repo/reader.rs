@@ -79,6 +79,19 @@ impl Spool {
     }
 }
 
+/// Packs a reader keeps open at once. A walk over the history reads a pack per snapshot (one
+/// per commit), and keeping each open ran out of file descriptors on a long history: `log` on
+/// 207 snapshots failed under `ulimit -n 100` ("Too many open files"), and a soft limit of
+/// 1,024 is common (macOS: 256).
+const OPEN_PACKS: usize = 64;
+
+/// The packs a reader has open, least recently used closed first past [`OPEN_PACKS`].
+#[derive(Default)]
+struct OpenPacks {
+    by_name: HashMap<String, (Arc<PackReader>, u64)>,
+    clock: u64,
+}
+
 /// Decodes tensors of already-loaded snapshots.
 pub(crate) struct ObjectReader {
     packs_dir: PathBuf,
@@ -86,7 +99,7 @@ pub(crate) struct ObjectReader {
     manifests: HashMap<ObjectId, Arc<Manifest>>,
     /// Manifests parsed by earlier readers of the same handle.
     parsed: Option<Arc<ManifestCache>>,
-    packs: Mutex<HashMap<String, Arc<PackReader>>>,
+    packs: Mutex<OpenPacks>,
     /// Objects handed in already read and verified (a checkout from a remote).
     spool: Spool,
     /// Runs the dequantizer of lossy chunks.
@@ -126,7 +139,7 @@ impl ObjectReader {
             locations: HashMap::new(),
             manifests: HashMap::new(),
             parsed: None,
-            packs: Mutex::new(HashMap::new()),
+            packs: Mutex::new(OpenPacks::default()),
             spool: Spool::default(),
             engine,
             known: KnownChunks::default(),
@@ -431,12 +444,22 @@ impl ObjectReader {
 
     /// The pack named `name`, opened once per reader.
     fn pack(&self, name: &str) -> Result<Arc<PackReader>> {
-        let mut packs = self.packs.lock().expect("pack cache lock");
-        if let Some(p) = packs.get(name) {
+        let mut open = self.packs.lock().expect("pack cache lock");
+        open.clock += 1;
+        let now = open.clock;
+        if let Some((p, used)) = open.by_name.get_mut(name) {
+            *used = now;
             return Ok(p.clone());
         }
         let p = Arc::new(PackReader::open(&self.packs_dir, name)?);
-        packs.insert(name.to_string(), p.clone());
+        if open.by_name.len() >= OPEN_PACKS {
+            // A read still holding the pack keeps its file open until it is done.
+            let oldest = open.by_name.iter().min_by_key(|(_, (_, used))| *used);
+            if let Some(name) = oldest.map(|(name, _)| name.clone()) {
+                open.by_name.remove(&name);
+            }
+        }
+        open.by_name.insert(name.to_string(), (p.clone(), now));
         Ok(p)
     }
 
