@@ -240,7 +240,9 @@ impl ObjectReader {
         ManifestSummary::from_bytes(&self.read_object(id)?, id)
     }
 
-    fn locate(&mut self, index: &Index, id: &ObjectId) -> Result<Location> {
+    /// Where an object is: from what this reader has located (a pack's trailer included, see
+    /// [`ObjectReader::locating_by_trailers`]), else from the index.
+    pub fn locate(&mut self, index: &Index, id: &ObjectId) -> Result<Location> {
         if let Some(l) = self.locations.get(id) {
             return Ok(l.clone());
         }
